@@ -1,0 +1,165 @@
+"""The run record: the on-disk contract between training, the harness, findings and reports.
+
+This module is the one place the schema is defined; everything that reads or writes a
+run directory goes through it. A run directory holds:
+
+``config.json``
+    The fully resolved configuration, enough to repeat the run::
+
+        {"schema": 1,
+         "model":  {...every MemN2NConfig field, or a user model's description...},
+         "data":   {...DataConfig: corpus source, context, vocabulary options...},
+         "train":  {...TrainConfig: seed, budget, logging and evaluation cadence...}}
+
+``metrics.csv``
+    One row per logged step (every ``log_every`` steps, and at each validation).
+    Training figures in a row are means over the steps since the previous row.
+    Columns always present:
+
+    ========================  ==============================================================
+    ``step``                  optimizer steps done (int, 1-based)
+    ``epoch``                 fractional epochs done (float)
+    ``loss``                  mean training loss per token over the interval (nats)
+    ``accuracy``              mean training next-token accuracy over the interval
+    ``learning_rate``         the rate in force at the end of the interval
+    ``valid_loss``            validation loss per token (nats), empty when not computed
+    ``valid_accuracy``        validation accuracy, empty when not computed
+    ``valid_perplexity``      exp(valid_loss), empty when not computed
+    ========================  ==============================================================
+
+    Later columns (instruments) follow these; readers must ignore columns they do
+    not know, and writers never rename or reorder the columns above.
+
+``summary.json``
+    Written when the run ends (and marked ``running`` while it trains)::
+
+        {"schema": 1, "status": "running" | "completed" | "diverged" | "failed",
+         "error": null | "one line",          # for failed / diverged runs
+         "steps": int, "epochs": float,
+         "final": {"train_loss", "valid_loss", "valid_perplexity", "valid_accuracy"},
+         "best":  {"valid_loss", "valid_perplexity", "step"},
+         "baselines": {"ln_vocab", "unigram_entropy", "bayes_floor" | null},
+         "wall_time_s": float, "train_time_s": float, "samples_per_s": float,
+         "versions": {"python", "tensorflow", "keras", "numpy", "diagnose"}}
+
+Every file is written atomically: to a temporary file in the same directory, then
+renamed over the target, so a reader never sees a half-written file and a crash
+never destroys the previous version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
+BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "learning_rate",
+                "valid_loss", "valid_accuracy", "valid_perplexity")
+STATUSES = ("running", "completed", "diverged", "failed")
+
+__all__ = ["SCHEMA_VERSION", "BASE_COLUMNS", "STATUSES", "atomic_write", "write_json", "read_json",
+           "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
+           "read_metrics", "is_run_dir"]
+
+
+def atomic_write(path: str | os.PathLike, text: str) -> None:
+    """Writes ``text`` to ``path`` via a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or Infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _clean(value.item())
+    return value
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    """Writes ``data`` as indented JSON, atomically."""
+    atomic_write(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def write_config(run_dir: str | os.PathLike, model: dict, data: dict, train: dict) -> None:
+    """Writes ``config.json``."""
+    write_json(Path(run_dir) / CONFIG, {"schema": SCHEMA_VERSION, "model": model, "data": data, "train": train})
+
+
+def write_metrics(run_dir: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """Writes ``metrics.csv``: the base columns first, then others in first-seen order."""
+    rows = list(rows)
+    columns = list(BASE_COLUMNS)
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    atomic_write(Path(run_dir) / METRICS, buf.getvalue())
+
+
+def _csv_value(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(float(v))  # shortest repr that round-trips exactly (numpy floats too)
+    return v
+
+
+def write_summary(run_dir: str | os.PathLike, summary: dict) -> None:
+    """Writes ``summary.json``; ``status`` must be one of :data:`STATUSES`."""
+    if summary.get("status") not in STATUSES:
+        raise ValueError(f"summary status must be one of {STATUSES}, got {summary.get('status')!r}")
+    write_json(Path(run_dir) / SUMMARY, {"schema": SCHEMA_VERSION, **summary})
+
+
+def read_config(run_dir: str | os.PathLike) -> dict:
+    return read_json(Path(run_dir) / CONFIG)
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict:
+    return read_json(Path(run_dir) / SUMMARY)
+
+
+def read_metrics(run_dir: str | os.PathLike):
+    """``metrics.csv`` as a pandas DataFrame (empty cells are NaN)."""
+    import pandas as pd
+
+    return pd.read_csv(Path(run_dir) / METRICS)
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a run record (its config.json at least)."""
+    return (Path(path) / CONFIG).is_file()
