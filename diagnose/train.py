@@ -39,9 +39,9 @@ class TrainResult:
 
 
 def _tf():
-    import tensorflow as tf  # deferred: keeps `diagnose --help` fast
+    from diagnose._tf import import_tensorflow_quietly  # deferred: keeps `diagnose --help` fast
 
-    return tf
+    return import_tensorflow_quietly()
 
 
 def set_determinism(seed: int, threads: int | None = None) -> None:

@@ -1,0 +1,145 @@
+"""The `diagnose` command line. Each command parses options, builds a config and calls the library.
+
+Errors the user can fix print one line (``error: ...``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from diagnose.errors import DiagnoseError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's start-up chatter is not for the user
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DiagnoseError(f"--set expects KEY=VALUE, got {pair!r} (for example --set hops=3)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="diagnose")
+def cli():
+    """Why does my Keras model not converge? Train, measure and diagnose."""
+
+
+@cli.command()
+@click.option("--preset", default="paper", show_default=True,
+              help="Model preset: 'paper' (Sukhbaatar et al. 2015) or 'as-posted' (the question's model).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override one config field, e.g. --set output=softmax --set hops=3. Repeatable.")
+@click.option("--corpus", type=str, default=None,
+              help="PTB-format text file or directory (*train*.txt, *valid*.txt[, *test*.txt]).")
+@click.option("--synthetic", type=str, default=None,
+              help="Synthetic corpus preset (default when no --corpus: topic-copy).")
+@click.option("--context", type=click.Choice(["stream", "line"]), default="stream", show_default=True,
+              help="Memory spans line breaks (stream, the paper) or restarts at each line.")
+@click.option("--max-vocab", type=int, default=None, help="Keep at most N word types; the rest map to <unk>.")
+@click.option("--epochs", type=float, default=None, help="Training budget in epochs (default 1).")
+@click.option("--steps", type=int, default=None, help="Training budget in optimizer steps (overrides --epochs).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights, dropout and batch order.")
+@click.option("--log-every", type=int, default=20, show_default=True, help="Steps per metrics.csv row.")
+@click.option("--eval-every", type=int, default=None, help="Steps between validation passes (default: each epoch).")
+@click.option("--no-jit", is_flag=True, help="Do not XLA-compile the train step.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Run directory to write (config.json, metrics.csv, summary.json).")
+@click.option("--force", is_flag=True, help="Replace a run record already in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, seed, log_every, eval_every,
+          no_jit, out, force, quiet):
+    """Train one model and write its run record to --out."""
+    from diagnose import runrecord
+    from diagnose.config import DataConfig, TrainConfig, make_run_config
+
+    if corpus and synthetic:
+        raise DiagnoseError("give either --corpus or --synthetic, not both")
+    if runrecord.is_run_dir(out) and not force:
+        raise DiagnoseError(f"{out} already holds a run record; pass --force to replace it or choose another --out")
+    data = DataConfig(corpus=corpus, synthetic=synthetic or "topic-copy", context=context, max_vocab=max_vocab)
+    tcfg = TrainConfig(seed=seed, epochs=epochs if epochs is not None else 1.0, steps=steps, log_every=log_every,
+                       eval_every=eval_every, jit_compile=not no_jit)
+    config = make_run_config(preset, _parse_sets(sets), data=data, train=tcfg)
+    from diagnose.train import train as run_training
+
+    with _Progress(quiet) as progress:
+        result = run_training(config, out, progress=progress)
+    s = result.summary
+    final = s["final"]
+    click.echo(f"{s['status']}: {s['steps']} steps, train loss {_fmt(final['train_loss'])}, "
+               f"valid loss {_fmt(final['valid_loss'])} (perplexity {_fmt(final['valid_perplexity'], 1)}), "
+               f"{_fmt(s['samples_per_s'], 0)} samples/s -> {result.run_dir}")
+    if s.get("error"):
+        click.echo(f"  {s['error']}")
+
+
+def _fmt(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+class _Progress:
+    """A click progress bar over training steps, fed by the training loop's callback."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bar, self.done, self.last = quiet, None, 0, {}
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, event: dict) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=event["total_steps"], label="training", file=sys.stderr,
+                                         show_pos=True, show_eta=True,
+                                         item_show_func=lambda _: self._describe())
+            self.bar.__enter__()
+        self.last = event
+        self.bar.update(event["step"] - self.done)
+        self.done = event["step"]
+
+    def _describe(self) -> str:
+        text = f"loss {self.last.get('loss', float('nan')):.3f}"
+        if self.last.get("valid_loss") is not None:
+            text += f" valid {self.last['valid_loss']:.3f}"
+        return text
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors with exit status 2 for bad input."""
+    try:
+        code = cli.main(args=argv, prog_name="diagnose", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:  # bad usage: unknown option, bad value...
+        ctx_cmd = f" (see: diagnose {exc.ctx.info_name} --help)" if getattr(exc, "ctx", None) and exc.ctx.parent else ""
+        click.echo(f"error: {exc.format_message()}{ctx_cmd}", err=True)
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except DiagnoseError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except Exception as exc:  # a bug or a crash in training: say so in one line, traceback on request
+        if os.environ.get("DIAGNOSE_DEBUG"):
+            raise
+        click.echo(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                   "(set DIAGNOSE_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
