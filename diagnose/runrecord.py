@@ -27,8 +27,43 @@ run directory goes through it. A run directory holds:
     ``valid_perplexity``      exp(valid_loss), empty when not computed
     ========================  ==============================================================
 
-    Later columns (instruments) follow these; readers must ignore columns they do
-    not know, and writers never rename or reorder the columns above.
+    Instrument columns follow (means over the healthy steps of the interval; a
+    variable ``NAME`` is its path without the model prefix and generic leaf, e.g.
+    ``A/embedding``, ``A/temporal``, ``H_0``, ``W``, ``W/bias``):
+
+    ==================================  ======================================================
+    ``grad_norm/global``                L2 norm of all gradients together, before clipping
+    ``grad_norm/NAME``                  L2 norm of one variable's gradient, before clipping
+                                        (embedding rows looked up twice are summed first)
+    ``update_ratio/NAME``               ||dw|| / ||w|| of the step (SGD: lr * ||g applied||)
+    ``weight_norm/NAME``                ||w|| before the step
+    ``clip_fired``                      share of steps on which clipping rescaled a gradient
+    ``attn_entropy/hopK``               attention entropy / ln(number of non-padded slots)
+    ``attn_top1/hopK``                  largest attention weight
+    ``attn_pad_mass/hopK``              attention mass on padded slots
+    ``rms/E_word``, ``rms/E_temporal``  RMS of the word embedding and of the temporal
+                                        encoding added to it, per memory embedding E (A, C...)
+    ``rms/hopK_h_term``                 RMS of the H term (H u, or H(scores) as posted)
+    ``rms/hopK_readout``                RMS of the attention read-out o
+    ``out_zero_frac``                   share of output units exactly 0 (dead ReLU outputs)
+    ``out_dead_rows``                   share of examples whose outputs are all 0 (relu output)
+    ``target_at_floor``                 share of targets with probability <= 1e-7 (the clip floor)
+    ``max_prob``, ``target_prob``       mean largest probability, mean target probability
+    ``probe_loss_real``                 loss on a fixed probe batch (every ``probe_every`` steps)
+    ``probe_loss_shuffled``             ... with inputs shuffled across the batch
+    ``probe_loss_zeroed``               ... with all-padding inputs
+    ==================================  ======================================================
+
+    Readers must ignore columns they do not know; writers never rename or reorder
+    the base columns.
+
+``attention.csv``
+    Per logged row and hop, how often each memory slot won the attention
+    (argmax) during the interval: ``step, hop, pos0 .. pos{M-1}`` (slot M-1 holds
+    the current word).
+
+``tb/``
+    The rows of ``metrics.csv`` as TensorBoard scalars (``tensorboard --logdir RUN_DIR``).
 
 ``summary.json``
     Written when the run ends (and marked ``running`` while it trains)::
@@ -38,7 +73,9 @@ run directory goes through it. A run directory holds:
          "steps": int, "epochs": float,
          "final": {"train_loss", "valid_loss", "valid_perplexity", "valid_accuracy"},
          "best":  {"valid_loss", "valid_perplexity", "step"},
-         "baselines": {"ln_vocab", "unigram_entropy", "bayes_floor" | null},
+         "baselines": {"ln_vocab", "unigram_entropy", "bayes_floor" | null,
+                       "loss_at_step0"},          # validation loss before training
+         "diverged_at": null | {"step", "variable"},   # first non-finite loss/gradient
          "wall_time_s": float, "train_time_s": float, "samples_per_s": float,
          "versions": {"python", "tensorflow", "keras", "numpy", "diagnose"}}
 
@@ -60,13 +97,14 @@ from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
+ATTENTION, TENSORBOARD = "attention.csv", "tb"
 BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "learning_rate",
                 "valid_loss", "valid_accuracy", "valid_perplexity")
 STATUSES = ("running", "completed", "diverged", "failed")
 
 __all__ = ["SCHEMA_VERSION", "BASE_COLUMNS", "STATUSES", "atomic_write", "write_json", "read_json",
            "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
-           "read_metrics", "is_run_dir"]
+           "read_metrics", "is_run_dir", "write_attention", "load_run"]
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
@@ -128,6 +166,42 @@ def write_metrics(run_dir: str | os.PathLike, rows: Iterable[dict]) -> None:
     for row in rows:
         writer.writerow({k: _csv_value(v) for k, v in row.items()})
     atomic_write(Path(run_dir) / METRICS, buf.getvalue())
+
+
+def write_attention(run_dir: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """Writes ``attention.csv`` (winning-slot counts per logged row and hop)."""
+    rows = list(rows)
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(Path(run_dir) / ATTENTION, buf.getvalue())
+
+
+def load_run(run_dir: str | os.PathLike, tidy: bool = True):
+    """One run as a pandas DataFrame.
+
+    Args:
+        run_dir: a run directory.
+        tidy: True gives long form, one row per (step, metric): columns ``run``,
+            ``step``, ``epoch``, ``metric``, ``value`` (NaN cells dropped); False
+            gives ``metrics.csv`` as it is, one row per logged step.
+
+    The frame's ``attrs`` carry ``config`` and ``summary`` (dicts).
+    """
+    run_dir = Path(run_dir)
+    wide = read_metrics(run_dir)
+    if tidy:
+        frame = wide.melt(id_vars=["step", "epoch"], var_name="metric", value_name="value").dropna(subset=["value"])
+        frame.insert(0, "run", run_dir.name)
+        frame = frame.reset_index(drop=True)
+    else:
+        frame = wide
+    frame.attrs["config"] = read_config(run_dir)
+    frame.attrs["summary"] = read_summary(run_dir) if (run_dir / SUMMARY).is_file() else None
+    return frame
 
 
 def _csv_value(v: Any) -> Any:

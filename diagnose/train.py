@@ -22,12 +22,16 @@ from diagnose import runrecord
 from diagnose.config import RunConfig
 from diagnose.data.corpus import Corpus
 from diagnose.data.load import load_corpus
+from diagnose.instruments import measures
+from diagnose.instruments.measures import short_name
 
 __all__ = ["train", "Trainer", "TrainResult"]
 
 # Paper (and its Torch/TF code): anneal when the new validation loss is not at
 # least this factor below the previous one.
 _ANNEAL_TOLERANCE = 0.9999
+# Rewrite metrics.csv at least this often (seconds) so long runs can be watched.
+_FLUSH_SECONDS = 30.0
 
 
 @dataclass
@@ -80,13 +84,19 @@ class Trainer:
             split = getattr(corpus, name)
             if split is not None:
                 self._splits[name] = (tf.constant(split.tokens, tf.int32), tf.constant(split.line_start, tf.int32))
-        # Sums over the steps since the last read: loss, correct, examples,
-        # first non-finite step (0 = none).
-        self._acc = tf.Variable(tf.zeros(4, tf.float64), trainable=False, dtype=tf.float64)
+        self.names = [short_name(v.path) for v in self.variables]
+        # Accumulators, created on the first trace (column names are the keys the
+        # step produces): per-column sums over the healthy steps since the last
+        # read, their count, the winning-slot histogram per hop, and the first
+        # non-finite step with the index of its variable (-1: the loss itself).
+        self.columns: list[str] | None = None
+        self._sums = self._count = self._hist = None
+        self._diverged = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
         jit = config.train.jit_compile
         self.train_step = tf.function(self._train_step, jit_compile=jit, reduce_retracing=True)
         self.eval_step = tf.function(self._eval_step, jit_compile=jit, reduce_retracing=True)
+        self.probe_step = tf.function(self._probe_step, jit_compile=jit, reduce_retracing=True)
 
     # -- in-graph pieces -------------------------------------------------------
     def _windows(self, split: str, positions):
@@ -108,22 +118,59 @@ class Trainer:
         mcfg = self.config.model
         windows, targets = self._windows("train", positions)
         with tf.GradientTape() as tape:
-            outputs = self.model(windows, training=True)
+            outputs, internals = self.model(windows, training=True, return_internals=True)
             per_example = token_loss(mcfg, targets, outputs)  # (B,)
             loss = tf.reduce_sum(per_example) if mcfg.loss_reduction == "sum" else tf.reduce_mean(per_example)
-        grads = tape.gradient(loss, self.variables)
-        grads = [dedupe_slices(g) for g in grads]
-        grads = clip_gradients(grads, mcfg.clip, mcfg.clip_norm)
-        self.optimizer.apply(grads, self.variables)
+        grads = [dedupe_slices(g) for g in tape.gradient(loss, self.variables)]
+        norms = measures.gradient_norms(grads)
+        bad = tf.logical_not(tf.math.is_finite(tf.stack([loss] + norms)))  # (1 + n_vars,)
+        finite = tf.logical_not(tf.reduce_any(bad))
+        clipped = clip_gradients(grads, mcfg.clip, mcfg.clip_norm, norms)
+        # A non-finite step applies no update: the weights stay at the last finite
+        # state, and the host ends the run as diverged at its next read.
+        clipped = [_scale(g, tf.cast(finite, tf.float32)) for g in clipped]
+        clipped = [_zero_nonfinite(g) for g in clipped]
+        weight_norms = [tf.norm(v) for v in self.variables]
+        lr = tf.cast(self.optimizer.learning_rate, tf.float32)
+        self.optimizer.apply(clipped, self.variables)
         step = self._step.assign_add(1)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(outputs, -1, output_type=tf.int32), targets), tf.float64))
-        finite = tf.math.is_finite(loss)
-        for g in grads:
-            finite &= tf.reduce_all(tf.math.is_finite(_values(g)))
-        first_bad = tf.where(finite | (self._acc[3] > 0), self._acc[3], tf.cast(step, tf.float64))
-        n = tf.cast(tf.shape(targets)[0], tf.float64)
-        self._acc.assign(tf.stack([self._acc[0] + tf.reduce_sum(tf.cast(per_example, tf.float64)),
-                                   self._acc[1] + correct, self._acc[2] + n, first_bad]))
+
+        row = {"loss": tf.reduce_mean(per_example),
+               "accuracy": tf.reduce_mean(tf.cast(tf.equal(tf.argmax(outputs, -1, output_type=tf.int32), targets),
+                                                  tf.float32))}
+        row.update(measures.gradient_measures(self.names, norms, measures.gradient_norms(clipped), weight_norms,
+                                              lr, mcfg.clip, mcfg.clip_norm))
+        row.update(_memn2n_measures(internals, mcfg))
+        row.update(measures.output_measures(outputs, targets, mcfg.output))
+        hist = tf.stack([measures.argmax_histogram(a) for a in internals["attention"]])  # (K, M)
+
+        if self.columns is None:
+            self.columns = list(row)
+            with tf.init_scope():
+                self._sums = tf.Variable(tf.zeros(len(self.columns), tf.float64), trainable=False)
+                self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+                self._hist = tf.Variable(tf.zeros(hist.shape, tf.float64), trainable=False)
+        alive = finite & tf.equal(self._diverged[0], 0)
+        keep = tf.cast(alive, tf.float64)
+        vec = tf.stack([tf.cast(row[c], tf.float64) for c in self.columns])
+        self._sums.assign_add(tf.where(alive, vec, tf.zeros_like(vec)))
+        self._count.assign_add(keep)
+        self._hist.assign_add(tf.cast(hist, tf.float64) * keep)
+        first_bad = tf.argmax(tf.cast(bad, tf.int64), output_type=tf.int64) - 1
+        newly = tf.logical_not(finite) & tf.equal(self._diverged[0], 0)
+        self._diverged.assign(tf.where(newly, tf.stack([step, first_bad]), self._diverged))
+
+    def _probe_step(self, positions):
+        """Loss on a fixed batch with real, batch-shuffled and zeroed inputs."""
+        tf = _tf()
+        from models import token_loss
+
+        windows, targets = self._windows("train", positions)
+        shuffled = tf.roll(windows, shift=1, axis=0)  # every example gets another's input
+        zeroed = tf.zeros_like(windows)
+        losses = [tf.reduce_mean(token_loss(self.config.model, targets, self.model(w, training=False)))
+                  for w in (windows, shuffled, zeroed)]
+        return tf.stack(losses)
 
     def _eval_step(self, positions, weights, split):
         tf = _tf()
@@ -137,12 +184,15 @@ class Trainer:
 
     # -- host side -------------------------------------------------------------
     def read_and_reset(self) -> dict:
-        """Means since the last read (one host round trip)."""
-        tf = _tf()
-        loss_sum, correct, n, first_bad = self._acc.numpy()
-        self._acc.assign(np.array([0.0, 0.0, 0.0, first_bad]))
-        return {"loss": loss_sum / n if n else math.nan, "accuracy": correct / n if n else math.nan,
-                "first_nonfinite_step": int(first_bad)}
+        """Interval means of every column since the last read (one host round trip)."""
+        sums, count, hist, diverged = (v.numpy() for v in (self._sums, self._count, self._hist, self._diverged))
+        self._sums.assign(np.zeros_like(sums))
+        self._count.assign(0.0)
+        self._hist.assign(np.zeros_like(hist))
+        means = {c: (float(x) / count if count else math.nan) for c, x in zip(self.columns, sums)}
+        step, var = (int(x) for x in diverged)
+        return {"row": means, "histogram": hist, "steps": count,
+                "diverged": None if not step else {"step": step, "variable": "loss" if var < 0 else self.names[var]}}
 
     def evaluate(self, split: str = "valid") -> dict:
         """Mean loss and accuracy over a split, in fixed-size batches."""
@@ -195,18 +245,13 @@ def _values(g):
     return g.values if isinstance(g, tf.IndexedSlices) else g
 
 
-def gradient_norms(grads):
-    """L2 norm of each gradient (IndexedSlices must be deduplicated first)."""
-    tf = _tf()
-    return [tf.norm(_values(g)) for g in grads]
-
-
-def clip_gradients(grads, mode: str, clip_norm: float):
+def clip_gradients(grads, mode: str, clip_norm: float, norms=None):
     """Rescales gradients: by their global norm, per tensor (Keras clipnorm), or not."""
     tf = _tf()
     if mode == "none":
         return grads
-    norms = gradient_norms(grads)
+    if norms is None:
+        norms = measures.gradient_norms(grads)
     if mode == "global":
         global_norm = tf.sqrt(tf.add_n([n * n for n in norms]))
         scales = [tf.minimum(1.0, clip_norm / tf.maximum(global_norm, 1e-12))] * len(grads)
@@ -220,6 +265,34 @@ def _scale(g, s):
     if isinstance(g, tf.IndexedSlices):
         return tf.IndexedSlices(g.values * s, g.indices, g.dense_shape)
     return g * s
+
+
+def _zero_nonfinite(g):
+    """Replaces NaN/Inf entries by 0 so a skipped update cannot poison the weights."""
+    tf = _tf()
+    v = _values(g)
+    v = tf.where(tf.math.is_finite(v), v, tf.zeros_like(v))
+    return tf.IndexedSlices(v, g.indices, g.dense_shape) if isinstance(g, tf.IndexedSlices) else v
+
+
+def _memn2n_measures(internals: dict, mcfg) -> dict:
+    """Attention per hop and branch balance (word embedding vs temporal encoding, H term vs read-out)."""
+    out = {}
+    pad = internals["pad_mask"]
+    for k, attention in enumerate(internals["attention"], start=1):
+        out.update(measures.attention_measures(attention, pad, k))
+    for enc in internals["encoders"]:
+        for side in ("a", "c"):
+            name = enc[f"{side}_name"]
+            if f"rms/{name}_word" in out:
+                continue
+            out[f"rms/{name}_word"] = measures.rms(enc[f"{side}_word"])
+            if enc[f"{side}_temporal"] is not None:
+                out[f"rms/{name}_temporal"] = measures.rms(enc[f"{side}_temporal"])
+    for k, (h, o) in enumerate(zip(internals["h_term"], internals["readout"]), start=1):
+        out[f"rms/hop{k}_h_term"] = measures.rms(h)
+        out[f"rms/hop{k}_readout"] = measures.rms(o)
+    return out
 
 
 def _versions() -> dict:
@@ -274,7 +347,6 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
         runrecord.write_metrics(out, rows)
         runrecord.write_summary(out, _summary(state, baselines, t_start, config))
         raise
-    runrecord.write_metrics(out, rows)
     summary = _summary(state, baselines, t_start, config)
     runrecord.write_summary(out, summary)
     return TrainResult(run_dir=out, summary=runrecord.read_summary(out))
@@ -289,66 +361,91 @@ def _fit(trainer: Trainer, config: RunConfig, rows: list, state: dict, out: Path
     total = tcfg.steps if tcfg.steps is not None else max(1, int(round(tcfg.epochs * steps_per_epoch)))
     eval_every = tcfg.eval_every or steps_per_epoch
     rng = np.random.default_rng(tcfg.seed)
+    # The probe batch is fixed for the whole run: evenly spaced training windows.
+    probe_positions = tf.constant(np.linspace(0, n_windows - 1, batch).astype(np.int32))
+    tb = tf.summary.create_file_writer(str(out / runrecord.TENSORBOARD)) if tcfg.tensorboard else None
     lr = mcfg.learning_rate
     prev_valid = None
+    hist_rows: list[dict] = []
 
     def log_row(step: int, valid: dict | None):
-        nonlocal prev_valid, lr
         acc = trainer.read_and_reset()
-        row = {"step": step, "epoch": step / steps_per_epoch, "loss": acc["loss"], "accuracy": acc["accuracy"],
-               "learning_rate": lr}
+        row = {"step": step, "epoch": step / steps_per_epoch, "learning_rate": lr, **acc["row"]}
         if valid is not None:
             row.update(valid_loss=valid["loss"], valid_accuracy=valid["accuracy"],
                        valid_perplexity=valid["perplexity"])
+        if tcfg.probe_every and (step % tcfg.probe_every == 0 or step == total):
+            real, shuffled, zeroed = (float(x) for x in trainer.probe_step(probe_positions).numpy())
+            row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
         rows.append(row)
-        if acc["first_nonfinite_step"]:
+        for hop, counts in enumerate(acc["histogram"], start=1):
+            hist_rows.append({"step": step, "hop": hop, **{f"pos{i}": int(c) for i, c in enumerate(counts)}})
+        if tb is not None:
+            with tb.as_default():
+                for key, value in row.items():
+                    if key not in ("step",) and isinstance(value, float) and math.isfinite(value):
+                        tf.summary.scalar(key, value, step=step)
+        if acc["diverged"] and state["status"] == "running":
             state["status"] = "diverged"
-            state["error"] = f"non-finite loss or gradient at step {acc['first_nonfinite_step']}"
+            state["diverged_at"] = acc["diverged"]
+            state["error"] = (f"non-finite {'loss' if acc['diverged']['variable'] == 'loss' else 'gradient'} "
+                              f"at step {acc['diverged']['step']} (variable {acc['diverged']['variable']})")
         if progress is not None:
-            progress({"step": step, "total_steps": total, "loss": row["loss"],
-                      "valid_loss": row.get("valid_loss")})
+            progress({"step": step, "total_steps": total, "loss": row["loss"], "valid_loss": row.get("valid_loss")})
+
+    def flush():
+        runrecord.write_metrics(out, rows)
+        runrecord.write_attention(out, hist_rows)
+        if tb is not None:
+            tb.flush()
+        state["flushed"] = time.perf_counter()
 
     if tcfg.eval_at_start:
         valid = trainer.evaluate("valid")
         rows.append({"step": 0, "epoch": 0.0, "loss": math.nan, "accuracy": math.nan, "learning_rate": lr,
                      "valid_loss": valid["loss"], "valid_accuracy": valid["accuracy"],
                      "valid_perplexity": valid["perplexity"]})
-        state["initial_valid_loss"] = valid["loss"]
+        state["loss_at_step0"] = valid["loss"]
     order = np.empty(0, dtype=np.int32)
-    cursor = 0
-    step = 0
+    cursor = step = 0
     t_train = 0.0
-    while step < total and state["status"] == "running":
-        if cursor + batch > len(order):  # a new epoch: reshuffle every window
-            order = rng.permutation(n_windows).astype(np.int32)
-            cursor = 0
-        t0 = time.perf_counter()
-        trainer.train_step(tf.constant(order[cursor:cursor + batch]))
-        cursor += batch
-        step += 1
-        at_eval = step % eval_every == 0 or step == total
-        if step % tcfg.log_every == 0 or at_eval:
-            valid = None
-            if at_eval:
-                trainer._acc.read_value()  # sync before stopping the clock
-                t_train += time.perf_counter() - t0
-                valid = trainer.evaluate("valid")
-                t0 = time.perf_counter()
-                if prev_valid is not None and valid["loss"] > prev_valid * _ANNEAL_TOLERANCE and mcfg.lr_anneal > 1:
-                    lr /= mcfg.lr_anneal
-                    trainer.optimizer.learning_rate.assign(lr)
-                prev_valid = valid["loss"]
-                if valid["loss"] < state["best"][0]:
-                    state["best"] = (valid["loss"], step)
-                state["last_valid"] = valid
-            log_row(step, valid)
-            if at_eval:
-                runrecord.write_metrics(out, rows)  # a readable record at every validation
-        t_train += time.perf_counter() - t0
-    state["step"] = step
-    state["epoch"] = step / steps_per_epoch
-    state["train_time"] = t_train
-    state["samples"] = step * batch
+    state["flushed"] = time.perf_counter()
+    try:
+        while step < total and state["status"] == "running":
+            if cursor + batch > len(order):  # a new epoch: reshuffle every window
+                order = rng.permutation(n_windows).astype(np.int32)
+                cursor = 0
+            t0 = time.perf_counter()
+            trainer.train_step(tf.constant(order[cursor:cursor + batch]))
+            cursor += batch
+            step += 1
+            at_eval = step % eval_every == 0 or step == total
+            if step % tcfg.log_every == 0 or at_eval:
+                valid = None
+                if at_eval:
+                    t_train += time.perf_counter() - t0
+                    valid = trainer.evaluate("valid")
+                    t0 = time.perf_counter()
+                    if prev_valid is not None and valid["loss"] > prev_valid * _ANNEAL_TOLERANCE \
+                            and mcfg.lr_anneal > 1:
+                        lr /= mcfg.lr_anneal
+                        trainer.optimizer.learning_rate.assign(lr)
+                    prev_valid = valid["loss"]
+                    if valid["loss"] < state["best"][0]:
+                        state["best"] = (valid["loss"], step)
+                    state["last_valid"] = valid
+                log_row(step, valid)
+                if at_eval or time.perf_counter() - state["flushed"] > _FLUSH_SECONDS:
+                    flush()  # a readable, growing record for long runs
+            t_train += time.perf_counter() - t0
+    finally:
+        state["step"] = step
+        state["epoch"] = step / steps_per_epoch
+        state["train_time"] = t_train
+        state["samples"] = step * batch
+        flush()
+        if tb is not None:
+            tb.close()
     state["last_train"] = next((r["loss"] for r in reversed(rows) if not math.isnan(r["loss"])), math.nan)
     if state["status"] == "running":
         state["status"] = "completed"
@@ -369,7 +466,8 @@ def _summary(state: dict, baselines: dict, t_start: float, config: RunConfig) ->
         "best": {"valid_loss": best_loss if math.isfinite(best_loss) else None,
                  "valid_perplexity": math.exp(best_loss) if math.isfinite(best_loss) else None,
                  "step": best_step},
-        "baselines": {**baselines, "initial_valid_loss": state.get("initial_valid_loss")},
+        "baselines": {**baselines, "loss_at_step0": state.get("loss_at_step0")},
+        "diverged_at": state.get("diverged_at"),
         "wall_time_s": time.perf_counter() - t_start,
         "train_time_s": train_time,
         "samples_per_s": state.get("samples", 0) / train_time if train_time else None,

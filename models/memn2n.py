@@ -131,7 +131,7 @@ class MemN2N(keras.Model):
     ``call(windows, return_internals=True)`` returns ``(outputs, internals)``;
     internals is a dict of per-hop lists (``scores``, ``attention``, ``h_term``,
     ``readout``, ``state``) and per-encoder tensors (``encoders``: one dict per
-    distinct (A, C) pair with ``a_word``, ``a_temporal``, ``c_word``,
+    distinct (A, C) pair with ``a_name``, ``c_name``, ``a_word``, ``a_temporal``, ``c_word``,
     ``c_temporal``), plus ``pad_mask`` (B, M) bool.
     """
 
@@ -240,7 +240,8 @@ class MemN2N(keras.Model):
             return outputs
         internals["pad_mask"] = pad
         internals["encoders"] = [
-            {"a_word": encoded[self._a_index[k]][0], "a_temporal": encoded[self._a_index[k]][1],
+            {"a_name": self.encoders[self._a_index[k]].name, "c_name": self.encoders[self._c_index[k]].name,
+             "a_word": encoded[self._a_index[k]][0], "a_temporal": encoded[self._a_index[k]][1],
              "c_word": encoded[self._c_index[k]][0], "c_temporal": encoded[self._c_index[k]][1]}
             for k in self._distinct_hops()
         ]

@@ -1,0 +1,133 @@
+"""In-graph measures: pure functions from tensors of one training step to scalars.
+
+Each function takes the tensors a train step has anyway (gradients, weights,
+attention, outputs) and returns a dict of named scalar (or small vector) tensors.
+They run inside the compiled step, so nothing here may pull a value to the host.
+Column names are documented in :mod:`diagnose.runrecord`.
+"""
+
+from __future__ import annotations
+
+from diagnose._tf import import_tensorflow_quietly
+
+tf = import_tensorflow_quietly()
+
+# Keras' categorical cross-entropy clips probabilities to [EPSILON, 1 - EPSILON];
+# a target whose probability sits at the floor contributes -ln(1e-7) = 16.1 nats
+# and no useful gradient.
+CLIP_FLOOR = 1e-7
+
+
+def short_name(path: str) -> str:
+    """A variable's path without the model prefix or a generic leaf ('kernel', 'embeddings', 'table').
+
+    ``memn2n/A/embedding/embeddings`` -> ``A/embedding``; ``memn2n/W/kernel`` ->
+    ``W``; ``memn2n/W/bias`` -> ``W/bias``.
+    """
+    parts = path.split("/")
+    if len(parts) > 1:
+        parts = parts[1:]
+    if len(parts) > 1 and parts[-1] in ("kernel", "embeddings", "table"):
+        parts = parts[:-1]
+    return "/".join(parts)
+
+
+def values(g):
+    """The dense values of a gradient (IndexedSlices already deduplicated)."""
+    return g.values if isinstance(g, tf.IndexedSlices) else g
+
+
+def gradient_norms(grads) -> list:
+    """L2 norm per gradient; IndexedSlices must have had duplicate rows summed."""
+    return [tf.norm(tf.cast(values(g), tf.float32)) for g in grads]
+
+
+def gradient_measures(names, norms, clipped_norms, weight_norms, learning_rate, clip: str, clip_norm: float):
+    """Gradient norms (before clipping), clipping, and update-to-weight ratios.
+
+    Args:
+        names: short variable names, one per gradient.
+        norms: L2 norm of each gradient before clipping.
+        clipped_norms: L2 norm of each gradient as applied.
+        weight_norms: L2 norm of each variable before the update.
+        learning_rate: the SGD rate; the update of plain SGD is exactly
+            ``-lr * g_applied``, so ``||dw|| = lr * ||g_applied||``.
+        clip: "global" | "per_tensor" | "none"; clip_norm: its threshold.
+    """
+    out = {}
+    global_norm = tf.sqrt(tf.add_n([n * n for n in norms]))
+    out["grad_norm/global"] = global_norm
+    for name, n, cn, wn in zip(names, norms, clipped_norms, weight_norms):
+        out[f"grad_norm/{name}"] = n
+        out[f"update_ratio/{name}"] = learning_rate * cn / tf.maximum(wn, 1e-12)
+        out[f"weight_norm/{name}"] = wn
+    if clip == "global":
+        fired = tf.cast(global_norm > clip_norm, tf.float32)
+    elif clip == "per_tensor":
+        fired = tf.cast(tf.reduce_any(tf.stack(norms) > clip_norm), tf.float32)
+    else:
+        fired = tf.constant(0.0)
+    out["clip_fired"] = fired
+    return out
+
+
+def attention_measures(attention, pad_mask, hop: int):
+    """Per-hop attention shape: normalised entropy, top-1 weight, mass on padded slots.
+
+    Entropy is divided by ln(number of non-padded slots) so 1 means uniform over
+    the real memories and 0 means one-hot (a window with a single real slot counts
+    as ln 2 to avoid 0/0). With padding encoded rather than masked, mass leaks
+    onto padded slots and the ratio can exceed 1.
+    """
+    p = tf.cast(attention, tf.float32)  # (B, M)
+    real = tf.cast(tf.logical_not(pad_mask), tf.float32)  # (B, M)
+    entropy = -tf.reduce_sum(p * tf.math.log(tf.maximum(p, 1e-30)), axis=-1)  # (B,)
+    n_real = tf.reduce_sum(real, axis=-1)
+    norm_entropy = entropy / tf.math.log(tf.maximum(n_real, 2.0))
+    return {
+        f"attn_entropy/hop{hop}": tf.reduce_mean(norm_entropy),
+        f"attn_top1/hop{hop}": tf.reduce_mean(tf.reduce_max(p, axis=-1)),
+        f"attn_pad_mass/hop{hop}": tf.reduce_mean(tf.reduce_sum(p * (1.0 - real), axis=-1)),
+    }
+
+
+def argmax_histogram(attention):
+    """Counts of the winning slot per position over the batch: (M,)."""
+    m = tf.shape(attention)[-1]
+    return tf.reduce_sum(tf.one_hot(tf.argmax(attention, axis=-1), m, dtype=tf.float32), axis=0)
+
+
+def rms(x):
+    """Root mean square of all entries."""
+    x = tf.cast(x, tf.float32)
+    return tf.sqrt(tf.reduce_mean(tf.square(x)))
+
+
+def output_measures(outputs, targets, output: str):
+    """Output health: dead units, targets at the cross-entropy clip floor, confidence.
+
+    ``output="softmax"``: outputs are logits. ``"relu"``: outputs are ReLU
+    activations that Keras' categorical cross-entropy divides by their sum.
+    """
+    outputs = tf.cast(outputs, tf.float32)
+    idx = tf.stack([tf.range(tf.shape(targets)[0]), tf.cast(targets, tf.int32)], axis=1)
+    if output == "softmax":
+        log_z = tf.reduce_logsumexp(outputs, axis=-1)
+        p_target = tf.exp(tf.gather_nd(outputs, idx) - log_z)
+        max_prob = tf.exp(tf.reduce_max(outputs, axis=-1) - log_z)
+        dead_rows = tf.constant(0.0)
+    else:
+        total = tf.reduce_sum(outputs, axis=-1)
+        alive = total > 0
+        safe = tf.where(alive, total, 1.0)
+        p_target = tf.where(alive, tf.gather_nd(outputs, idx) / safe, 0.0)
+        max_prob = tf.where(alive, tf.reduce_max(outputs, axis=-1) / safe, 0.0)
+        dead_rows = tf.reduce_mean(tf.cast(tf.logical_not(alive), tf.float32))
+    return {
+        "out_zero_frac": tf.reduce_mean(tf.cast(tf.equal(outputs, 0.0), tf.float32)),
+        "out_dead_rows": dead_rows,
+        "target_at_floor": tf.reduce_mean(tf.cast(p_target <= CLIP_FLOOR, tf.float32)),
+        "max_prob": tf.reduce_mean(max_prob),
+        "target_prob": tf.reduce_mean(p_target),
+    }
+
