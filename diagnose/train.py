@@ -117,33 +117,47 @@ class Trainer:
 
         mcfg = self.config.model
         windows, targets = self._windows("train", positions)
+        full = self.config.train.instruments == "full"
         with tf.GradientTape() as tape:
-            outputs, internals = self.model(windows, training=True, return_internals=True)
+            if full:
+                outputs, internals = self.model(windows, training=True, return_internals=True)
+            else:
+                outputs, internals = self.model(windows, training=True), None
             per_example = token_loss(mcfg, targets, outputs)  # (B,)
             loss = tf.reduce_sum(per_example) if mcfg.loss_reduction == "sum" else tf.reduce_mean(per_example)
         grads = [dedupe_slices(g) for g in tape.gradient(loss, self.variables)]
         norms = measures.gradient_norms(grads)
-        bad = tf.logical_not(tf.math.is_finite(tf.stack([loss] + norms)))  # (1 + n_vars,)
+        # A gradient is bad when one of its entries is NaN/Inf. Its norm says so for
+        # free; only when the norm itself is not finite (it may merely overflow
+        # float32) are the entries looked at.
+        grad_ok = [tf.cond(tf.math.is_finite(n), lambda: tf.constant(True),
+                           lambda g=g: tf.reduce_all(tf.math.is_finite(_values(g)))) for g, n in zip(grads, norms)]
+        bad = tf.logical_not(tf.stack([tf.math.is_finite(loss)] + grad_ok))  # (1 + n_vars,)
         finite = tf.logical_not(tf.reduce_any(bad))
         clipped = clip_gradients(grads, mcfg.clip, mcfg.clip_norm, norms)
         # A non-finite step applies no update: the weights stay at the last finite
         # state, and the host ends the run as diverged at its next read.
         clipped = [_scale(g, tf.cast(finite, tf.float32)) for g in clipped]
         clipped = [_zero_nonfinite(g) for g in clipped]
-        weight_norms = [tf.norm(v) for v in self.variables]
+        weight_norms = [tf.norm(v) for v in self.variables] if full else None
         lr = tf.cast(self.optimizer.learning_rate, tf.float32)
-        self.optimizer.apply(clipped, self.variables)
-        step = self._step.assign_add(1)
 
+        # Every measure is taken before the update, in program order, so each reads
+        # the weights the step's gradients were computed at.
         row = {"loss": tf.reduce_mean(per_example),
                "accuracy": tf.reduce_mean(tf.cast(tf.equal(tf.argmax(outputs, -1, output_type=tf.int32), targets),
                                                   tf.float32))}
-        row.update(measures.gradient_measures(self.names, norms, measures.gradient_norms(clipped), weight_norms,
-                                              lr, mcfg.clip, mcfg.clip_norm))
-        row.update(_memn2n_measures(internals, mcfg))
-        row.update(measures.output_measures(outputs, targets, mcfg.output))
-        hist = tf.stack([measures.argmax_histogram(a) for a in internals["attention"]])  # (K, M)
+        if full:
+            row.update(measures.gradient_measures(self.names, norms, measures.gradient_norms(clipped),
+                                                  weight_norms, lr, mcfg.clip, mcfg.clip_norm))
+            row.update(_memn2n_measures(internals, mcfg))
+            row.update(measures.output_measures(outputs, targets, mcfg.output))
+            hist = tf.stack([measures.argmax_histogram(a) for a in internals["attention"]])  # (K, M)
+        else:
+            hist = tf.zeros((mcfg.hops, mcfg.memory_size))
 
+        self.optimizer.apply(clipped, self.variables)
+        step = self._step.assign_add(1)
         if self.columns is None:
             self.columns = list(row)
             with tf.init_scope():
@@ -213,8 +227,12 @@ class Trainer:
             stacked = tf.reduce_sum(tf.stack([tf.stack(s) for s in sums]), axis=0).numpy()
             loss_sum, correct = float(stacked[0]), float(stacked[1])
         loss = loss_sum / total
-        return {"loss": loss, "accuracy": correct / total,
-                "perplexity": math.exp(loss) if loss < 700 else math.inf}
+        return {"loss": loss, "accuracy": correct / total, "perplexity": _perplexity(loss)}
+
+
+def _perplexity(loss: float) -> float:
+    """exp(loss), inf where that overflows a float (or the loss is NaN: NaN)."""
+    return math.exp(loss) if loss < 700 else (math.inf if loss == loss else math.nan)
 
 
 def dedupe_slices(grad):
@@ -464,7 +482,7 @@ def _summary(state: dict, baselines: dict, t_start: float, config: RunConfig) ->
         "final": {"train_loss": state["last_train"], "valid_loss": valid.get("loss"),
                   "valid_perplexity": valid.get("perplexity"), "valid_accuracy": valid.get("accuracy")},
         "best": {"valid_loss": best_loss if math.isfinite(best_loss) else None,
-                 "valid_perplexity": math.exp(best_loss) if math.isfinite(best_loss) else None,
+                 "valid_perplexity": _perplexity(best_loss) if math.isfinite(best_loss) else None,
                  "step": best_step},
         "baselines": {**baselines, "loss_at_step0": state.get("loss_at_step0")},
         "diverged_at": state.get("diverged_at"),

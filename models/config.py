@@ -68,7 +68,8 @@ class MemN2NConfig:
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {', '.join(choices)}")
         for name in ("vocab_size", "memory_size", "embed_dim", "hops", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.vocab_size < 3:
             raise ValueError(f"vocab_size must be at least 3 (pad plus two words), got {self.vocab_size}")
@@ -151,10 +152,12 @@ def _parse(key: str, hint, value):
         return value
     if origin in (typing.Union, types.UnionType):  # float | str: a std or an initializer name
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             _check_init(key, value)
             return str(value)
+        _check_init(key, number)
+        return number
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -163,6 +166,8 @@ def _parse(key: str, hint, value):
         if str(value).lower() in ("false", "0", "no"):
             return False
         raise ValueError(f"{key}={value!r} is not a boolean; use true or false")
+    if isinstance(value, bool) and hint in (int, float):
+        raise ValueError(f"{key}={value!r} is a boolean; give a number")
     try:
         if hint is int:
             if isinstance(value, float) and not value.is_integer():
@@ -175,7 +180,7 @@ def _parse(key: str, hint, value):
 
 def _check_init(key: str, value) -> None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value <= 0:
+        if not 0 < value < float("inf"):
             raise ValueError(f"{key}={value} must be a positive std or a Keras initializer name")
         return
     import keras  # deferred: only needed to check an initializer name

@@ -74,7 +74,7 @@ class TemporalEncoding(keras.layers.Layer):
     def encoding(self):
         """The (M, D) table, learned or fixed."""
         if self.kind == "learned":
-            return self.table
+            return ops.convert_to_tensor(self.table)  # a read now, not the variable (read later)
         return sinusoidal_encoding(self.memory_size, self.dim)
 
     def get_config(self):

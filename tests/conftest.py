@@ -44,7 +44,10 @@ def _tiny_run_config(preset_name: str = "paper", model: dict | None = None, **tr
     """
     from diagnose.config import DataConfig, TrainConfig, make_run_config
 
-    tcfg = dataclasses.replace(TrainConfig(jit_compile=False, steps=20, log_every=5), **train)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    # Quiet, fast defaults; optional extras (probes, TensorBoard) off where the config has them.
+    defaults = {"jit_compile": False, "steps": 20, "log_every": 5, "probe_every": 0, "tensorboard": False}
+    tcfg = TrainConfig(**{k: v for k, v in {**defaults, **train}.items() if k in fields or k in train})
     return make_run_config(preset_name, {**TINY_SIZES, **(model or {})},
                            data=DataConfig(synthetic=SMALL_CORPUS), train=tcfg)
 

@@ -14,7 +14,7 @@ from conftest import SMALL_V
 from diagnose import runrecord
 from diagnose.config import DataConfig, MemN2NConfig, RunConfig, TrainConfig, make_run_config
 from diagnose.errors import ConfigError
-from diagnose.train import Trainer, clip_gradients, dedupe_slices, gradient_norms, train
+from diagnose.train import Trainer, clip_gradients, dedupe_slices, train
 
 STEPS, LOG_EVERY, EVAL_EVERY, BATCH = 30, 5, 10, 32
 
@@ -92,7 +92,6 @@ def test_summary_json(short_run, small_corpus):
     assert baselines["unigram_entropy"] == pytest.approx(small_corpus.stats["unigram_entropy"], abs=1e-12)
     metrics = runrecord.read_metrics(out)
     valid = metrics[metrics["valid_loss"].notna()]
-    assert baselines["initial_valid_loss"] == pytest.approx(valid["valid_loss"].iloc[0], rel=1e-12)
     assert summary["final"]["valid_loss"] == pytest.approx(valid["valid_loss"].iloc[-1], rel=1e-12)
     trained_valid = valid[valid["step"] > 0]
     best = trained_valid["valid_loss"].idxmin()
@@ -127,10 +126,10 @@ def _losses(run_dir):
 
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path, small_corpus, run_config):
-    # The default compiled (XLA) path, as the CLI runs it.
+    # Eager-graph path (XLA compilation would cost seconds per run); as-posted has dropout,
+    # so the seed drives the weights, the batch order and the dropout masks.
     def run(seed, name):
-        cfg = run_config("as-posted", seed=seed, steps=15, log_every=5, eval_every=15,
-                         eval_max_windows=256, jit_compile=True)
+        cfg = run_config("as-posted", seed=seed, steps=15, log_every=5, eval_every=15, eval_max_windows=256)
         train(cfg, tmp_path / name, corpus=small_corpus)
         return _losses(tmp_path / name)
 
@@ -148,11 +147,12 @@ def test_paper_preset_learns_topic_copy_small(tmp_path, small_corpus, run_config
     summary = train(cfg, tmp_path, corpus=small_corpus).summary
     base = summary["baselines"]
     assert summary["status"] == "completed"
+    metrics = runrecord.read_metrics(tmp_path)
     # Starts at chance (ln V) and ends below the unigram entropy: it uses the memory.
-    assert base["initial_valid_loss"] == pytest.approx(math.log(SMALL_V), abs=0.05)
+    assert metrics["step"].iloc[0] == 0
+    assert metrics["valid_loss"].iloc[0] == pytest.approx(math.log(SMALL_V), abs=0.05)
     assert summary["final"]["valid_loss"] < base["unigram_entropy"]
     assert summary["final"]["valid_loss"] > base["bayes_floor"]  # no model beats the floor
-    metrics = runrecord.read_metrics(tmp_path)
     train_loss = metrics.loc[metrics["step"] > 0, "loss"].to_numpy()
     assert train_loss[-1] < train_loss[0] - 0.3
 
@@ -184,7 +184,7 @@ def test_dedupe_slices_keeps_dense_gradient_and_fixes_norm():
     np.testing.assert_allclose(tf.convert_to_tensor(grad).numpy(), dense, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(tf.convert_to_tensor(deduped).numpy(), tf.convert_to_tensor(grad).numpy(),
                                rtol=1e-6, atol=1e-6)
-    (norm,) = gradient_norms([deduped])
+    norm = tf.norm(deduped.values)  # what clipping and the instruments measure
     assert float(norm) == pytest.approx(np.linalg.norm(dense), rel=1e-6)
     assert float(norm) == pytest.approx(float(tf.norm(tf.convert_to_tensor(grad))), rel=1e-6)
     # Without deduplication the repeated ids would give a different (wrong) norm.
@@ -201,31 +201,32 @@ def test_dedupe_slices_compiles_under_xla_and_passes_dense_through():
 
 
 def _grads():
+    """float32 gradients, as training has them."""
     rng = np.random.default_rng(1)
-    return [rng.normal(size=(3, 4)) * 10, rng.normal(size=(5,)), rng.normal(size=(2, 2)) * 3]
+    return [(rng.normal(size=s) * k).astype(np.float32) for s, k in (((3, 4), 10), ((5,), 1), ((2, 2), 3))]
 
 
 @pytest.mark.parametrize("clip_norm", [1.0, 1e4])
 def test_clip_global_rescales_only_above_the_norm(clip_norm):
     arrays = _grads()
-    total = math.sqrt(sum((a ** 2).sum() for a in arrays))
+    total = math.sqrt(sum((a.astype(np.float64) ** 2).sum() for a in arrays))
     clipped = [t.numpy() for t in clip_gradients([tf.constant(a) for a in arrays], "global", clip_norm)]
     scale = min(1.0, clip_norm / total)
     for got, a in zip(clipped, arrays):
-        np.testing.assert_allclose(got, a * scale, rtol=1e-10)
-    new_total = math.sqrt(sum((c ** 2).sum() for c in clipped))
-    assert new_total == pytest.approx(min(total, clip_norm), rel=1e-10)
+        np.testing.assert_allclose(got, a * scale, rtol=1e-5)
+    new_total = math.sqrt(sum((c.astype(np.float64) ** 2).sum() for c in clipped))
+    assert new_total == pytest.approx(min(total, clip_norm), rel=1e-5)
 
 
 def test_clip_per_tensor_clips_each_tensor_alone():
     arrays = _grads()
-    norms = [np.linalg.norm(a) for a in arrays]
+    norms = [np.linalg.norm(a.astype(np.float64)) for a in arrays]
     clip_norm = float(np.median(norms))  # one tensor above, one at, one below
     clipped = [t.numpy() for t in clip_gradients([tf.constant(a) for a in arrays], "per_tensor", clip_norm)]
     for got, a, n in zip(clipped, arrays, norms):
-        np.testing.assert_allclose(got, a * min(1.0, clip_norm / n), rtol=1e-10)
-        assert np.linalg.norm(got) <= clip_norm * (1 + 1e-10)
-    assert np.linalg.norm(clipped[0]) == pytest.approx(clip_norm)  # the big one was cut to the limit
+        np.testing.assert_allclose(got, a * min(1.0, clip_norm / n), rtol=1e-5)
+        assert np.linalg.norm(got) <= clip_norm * (1 + 1e-5)
+    assert np.linalg.norm(clipped[0]) == pytest.approx(clip_norm, rel=1e-5)  # the big one was cut to the limit
 
 
 def test_clip_handles_indexed_slices_and_none_mode():
@@ -284,8 +285,6 @@ def test_blown_up_run_records_infinite_perplexity(blown_up_run):
     assert last["valid_perplexity"] == math.inf
 
 
-@pytest.mark.xfail(strict=True, reason="train._summary computes math.exp(best_loss) without the overflow "
-                                       "guard evaluate() has: OverflowError, summary left 'running'")
 def test_blown_up_run_still_writes_a_final_summary(blown_up_run):
     out, error = blown_up_run
     assert error is None, f"train raised {error!r}"

@@ -1,0 +1,88 @@
+"""Instrument overhead: step time with every instrument on vs off, alternating in one process.
+
+Two trainers of the same model (same seed, same batches) run chunks of steps in
+turn, ABAB...; the ratio of median chunk times is the overhead. Prints a table and
+writes bench/results/overhead.json.
+
+    python bench/overhead.py                 # tiny and paper presets
+    python bench/overhead.py --sizes tiny --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from diagnose._tf import import_tensorflow_quietly
+
+SIZES = {
+    # The paper preset at its own sizes (V from the corpus).
+    "paper": {},
+    # A tiny MemN2N where fixed per-step costs weigh most.
+    "tiny": {"memory_size": 20, "embed_dim": 32, "hops": 3, "batch_size": 32},
+}
+
+
+def measure(size: str, corpus_name: str, chunk: int, rounds: int, corpus_path: str | None) -> dict:
+    tf = import_tensorflow_quietly()
+    from diagnose.config import DataConfig, TrainConfig, make_run_config
+    from diagnose.data.load import load_corpus
+    from diagnose.train import Trainer
+
+    data = DataConfig(corpus=corpus_path, synthetic=corpus_name)
+    base = make_run_config("paper", SIZES[size], data=data, train=TrainConfig())
+    corpus = load_corpus(base.data, base.model.memory_size)
+    model = dataclasses.replace(base.model, vocab_size=corpus.vocab_size)
+    trainers = {}
+    for mode in ("off", "full"):
+        cfg = dataclasses.replace(base, model=model, train=dataclasses.replace(base.train, instruments=mode))
+        trainers[mode] = Trainer(cfg, corpus)
+    rng = np.random.default_rng(0)
+    n = corpus.num_windows("train")
+    batches = [tf.constant(rng.integers(0, n, model.batch_size).astype(np.int32)) for _ in range(chunk)]
+    for t in trainers.values():  # compile and warm up
+        for b in batches[:3]:
+            t.train_step(b)
+        t.read_and_reset()
+    times = {"off": [], "full": []}
+    for r in range(rounds):
+        for mode in (("off", "full") if r % 2 == 0 else ("full", "off")):
+            t = trainers[mode]
+            start = time.perf_counter()
+            for b in batches:
+                t.train_step(b)
+            t._step.numpy()  # make sure the work is done
+            times[mode].append((time.perf_counter() - start) / chunk)
+            t.read_and_reset()
+    off, full = statistics.median(times["off"]), statistics.median(times["full"])
+    return {"size": size, "vocab": model.vocab_size, "batch": model.batch_size, "step_ms_off": off * 1e3,
+            "step_ms_full": full * 1e3, "ratio": full / off, "rounds": rounds, "chunk": chunk}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", default=["tiny", "paper"], choices=list(SIZES))
+    ap.add_argument("--corpus", default=None, help="PTB-format corpus (default: the synthetic topic-copy)")
+    ap.add_argument("--chunk", type=int, default=50, help="steps per timed chunk")
+    ap.add_argument("--rounds", type=int, default=8, help="chunks per mode, alternating")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "overhead.json"))
+    args = ap.parse_args()
+    results = [measure(s, "topic-copy", args.chunk, args.rounds, args.corpus) for s in args.sizes]
+    print(f"{'size':<8}{'V':>7}{'batch':>7}{'off ms':>10}{'full ms':>10}{'ratio':>8}")
+    for r in results:
+        print(f"{r['size']:<8}{r['vocab']:>7}{r['batch']:>7}{r['step_ms_off']:>10.2f}{r['step_ms_full']:>10.2f}"
+              f"{r['ratio']:>8.3f}")
+    from diagnose.runrecord import write_json
+
+    write_json(args.out, {"date": time.strftime("%Y-%m-%d"), "corpus": args.corpus or "synthetic:topic-copy",
+                          "results": results})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Each instrument against a slow reference computed outside the graph, on tiny models."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from diagnose import load_run, runrecord
+from diagnose._tf import import_tensorflow_quietly
+
+tf = import_tensorflow_quietly()
+
+from diagnose.instruments import measures  # noqa: E402
+from diagnose.train import Trainer, dedupe_slices, train  # noqa: E402
+
+
+def _trainer(run_config, small_corpus, preset="paper", **model):
+    cfg = run_config(preset, model=model)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=small_corpus.vocab_size))
+    return Trainer(cfg, small_corpus)
+
+
+def test_attention_measures_match_numpy_on_hand_set_attention():
+    p = np.array([[0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1], [0.0, 0.0, 0.5, 0.5]], np.float32)
+    pad = np.array([[False] * 4, [False] * 4, [True, True, False, False]])
+    got = {k: float(v) for k, v in measures.attention_measures(tf.constant(p), tf.constant(pad), 1).items()}
+    ent = [-(row[row > 0] * np.log(row[row > 0])).sum() for row in p]
+    n_real = (~pad).sum(axis=1)
+    assert got["attn_entropy/hop1"] == pytest.approx(np.mean(np.array(ent) / np.log(n_real)), rel=1e-5)
+    assert got["attn_top1/hop1"] == pytest.approx(np.mean(p.max(axis=1)), rel=1e-6)
+    assert got["attn_pad_mass/hop1"] == pytest.approx(0.0, abs=1e-7)
+    leaky = p.copy()
+    leaky[2] = [0.1, 0.1, 0.4, 0.4]
+    got = measures.attention_measures(tf.constant(leaky), tf.constant(pad), 2)
+    assert float(got["attn_pad_mass/hop2"]) == pytest.approx(0.2 / 3, rel=1e-5)
+
+
+def test_argmax_histogram_counts_winning_slots():
+    p = tf.constant([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.7, 0.1]])
+    assert measures.argmax_histogram(p).numpy().tolist() == [1.0, 2.0, 0.0]
+
+
+def test_output_measures_relu_floor_and_dead_rows():
+    out = np.array([[0.0, 2.0, 2.0], [0.0, 0.0, 0.0], [1.0, 1.0, 2.0]], np.float32)
+    targets = np.array([0, 1, 2])
+    got = {k: float(v) for k, v in measures.output_measures(tf.constant(out), tf.constant(targets), "relu").items()}
+    assert got["out_zero_frac"] == pytest.approx(4 / 9)
+    assert got["out_dead_rows"] == pytest.approx(1 / 3)
+    # Row 0's target has probability 0 (at the clip floor); row 1 is dead (also 0).
+    assert got["target_at_floor"] == pytest.approx(2 / 3)
+    assert got["max_prob"] == pytest.approx((0.5 + 0.0 + 0.5) / 3)
+
+
+def test_output_measures_softmax_matches_numpy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 7)).astype(np.float32)
+    targets = rng.integers(0, 7, 5)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    got = measures.output_measures(tf.constant(logits), tf.constant(targets), "softmax")
+    assert float(got["max_prob"]) == pytest.approx(probs.max(axis=1).mean(), rel=1e-5)
+    assert float(got["target_prob"]) == pytest.approx(probs[np.arange(5), targets].mean(), rel=1e-5)
+
+
+def test_indexed_slices_norm_equals_dense_norm():
+    table = tf.Variable(tf.random.normal((11, 4), seed=1))
+    ids = tf.constant([[1, 2, 2, 5], [5, 5, 0, 1]])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.gather(table, ids) ** 3)
+    grad = tape.gradient(loss, table)
+    assert isinstance(grad, tf.IndexedSlices)
+    dense = tf.convert_to_tensor(grad).numpy()
+    norm = float(measures.gradient_norms([dedupe_slices(grad)])[0])
+    assert norm == pytest.approx(np.linalg.norm(dense), rel=1e-5)
+    # Without summing duplicate rows the norm would be wrong.
+    assert np.linalg.norm(grad.values.numpy()) != pytest.approx(np.linalg.norm(dense), rel=1e-3)
+
+
+def test_gradient_norms_and_update_ratio_match_weights_before_and_after(run_config, small_corpus):
+    trainer = _trainer(run_config, small_corpus, clip="none")
+    positions = tf.constant(np.arange(100, 132, dtype=np.int32))
+    before = [v.numpy().copy() for v in trainer.variables]
+    trainer.train_step(positions)
+    after = [v.numpy() for v in trainer.variables]
+    row = trainer.read_and_reset()["row"]
+    for name, b, a in zip(trainer.names, before, after):
+        expected = np.linalg.norm(a - b) / np.linalg.norm(b)
+        assert row[f"update_ratio/{name}"] == pytest.approx(expected, rel=1e-3, abs=1e-9), name
+        assert row[f"weight_norm/{name}"] == pytest.approx(np.linalg.norm(b), rel=1e-5)
+        # Plain SGD without clipping: ||dw|| = lr * ||g||.
+        assert row[f"grad_norm/{name}"] * trainer.config.model.learning_rate == pytest.approx(
+            np.linalg.norm(a - b), rel=1e-3, abs=1e-9)
+
+
+def test_clip_fired_reports_clipping(run_config, small_corpus):
+    low = _trainer(run_config, small_corpus, clip="global", clip_norm=1e-3)
+    high = _trainer(run_config, small_corpus, clip="global", clip_norm=1e6)
+    positions = tf.constant(np.arange(32, dtype=np.int32))
+    for t in (low, high):
+        t.train_step(positions)
+    assert low.read_and_reset()["row"]["clip_fired"] == 1.0
+    assert high.read_and_reset()["row"]["clip_fired"] == 0.0
+
+
+def test_branch_balance_matches_direct_rms(run_config, small_corpus):
+    trainer = _trainer(run_config, small_corpus, temporal_init=1.0)
+    positions = np.arange(200, 232, dtype=np.int32)
+    windows, _ = small_corpus.train.tokens, None
+    from diagnose.data import windows as cut
+
+    w, _ = cut(small_corpus.train, trainer.config.model.memory_size, positions)
+    _, internals = trainer.model(w, return_internals=True)
+    table = trainer.model.encoders[0].temporal.table.numpy()
+    emb = trainer.model.encoders[0].embedding.embeddings.numpy()[w]
+    trainer.train_step(tf.constant(positions))
+    row = trainer.read_and_reset()["row"]
+    assert row["rms/A_temporal"] == pytest.approx(np.sqrt(np.mean(table ** 2)), rel=1e-5)
+    assert row["rms/A_word"] == pytest.approx(np.sqrt(np.mean(emb ** 2)), rel=1e-5)
+    assert row["rms/A_temporal"] > 10 * row["rms/A_word"]  # N(0, 1) encoding vs N(0, 0.05) words
+
+
+def test_huge_learning_rate_diverges_at_the_first_nonfinite_step(run_config, small_corpus, tmp_path):
+    from models import token_loss
+
+    cfg = run_config("paper", model={"learning_rate": 1e12, "clip": "none"}, steps=30, log_every=30,
+                     probe_every=0, eval_at_start=False)
+    result = train(cfg, tmp_path / "run", corpus=small_corpus)
+    assert result.summary["status"] == "diverged"
+    got = result.summary["diverged_at"]
+    # Reference: replay the same batches eagerly and find the first non-finite loss or gradient.
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=small_corpus.vocab_size))
+    trainer = Trainer(cfg, small_corpus)
+    n = small_corpus.num_windows("train")
+    order = np.random.default_rng(cfg.train.seed).permutation(n).astype(np.int32)
+    b = cfg.model.batch_size
+    expected = None
+    for step in range(1, 31):
+        pos = order[(step - 1) * b: step * b]
+        w, t = trainer._windows("train", tf.constant(pos))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(token_loss(cfg.model, t, trainer.model(w, training=True)))
+        grads = tape.gradient(loss, trainer.variables)
+        bad = [not np.isfinite(loss.numpy())] + [
+            not np.all(np.isfinite(tf.convert_to_tensor(g).numpy())) for g in grads]
+        if any(bad):
+            expected = (step, "loss" if bad[0] else trainer.names[bad.index(True) - 1])
+            break
+        trainer.train_step(tf.constant(pos))
+    assert expected is not None
+    assert (got["step"], got["variable"]) == expected
+    assert f"step {expected[0]}" in result.summary["error"]
+    # The record stops at the divergence and stays finite.
+    metrics = runrecord.read_metrics(tmp_path / "run")
+    assert metrics["step"].max() <= 30 and np.isfinite(metrics["loss"].dropna()).all()
+
+
+def test_probe_shows_a_trained_model_uses_its_input(run_config, small_corpus, tmp_path):
+    cfg = run_config("paper", steps=300, log_every=100, probe_every=300, eval_at_start=False,
+                     model={"batch_size": 32})
+    train(cfg, tmp_path / "run", corpus=small_corpus)
+    last = runrecord.read_metrics(tmp_path / "run").iloc[-1]
+    assert last["probe_loss_real"] < last["probe_loss_shuffled"] - 0.1
+    assert last["probe_loss_real"] < last["probe_loss_zeroed"] - 0.1
+
+
+def test_tensorboard_scalars_match_metrics(run_config, small_corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = run_config("paper", steps=20, log_every=10, tensorboard=True)
+    train(cfg, tmp_path / "run", corpus=small_corpus)
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["tensors"])
+    assert {"loss", "grad_norm/global", "attn_entropy/hop1", "update_ratio/W"} <= tags
+    metrics = runrecord.read_metrics(tmp_path / "run").set_index("step")
+    for event in acc.Tensors("grad_norm/global"):
+        value = float(tf.make_ndarray(event.tensor_proto))
+        assert value == pytest.approx(metrics.loc[event.step, "grad_norm/global"], rel=1e-6)
+
+
+def test_load_run_is_tidy(run_config, small_corpus, tmp_path):
+    cfg = run_config("paper", steps=20, log_every=10)
+    train(cfg, tmp_path / "run", corpus=small_corpus)
+    frame = load_run(tmp_path / "run")
+    assert list(frame.columns) == ["run", "step", "epoch", "metric", "value"]
+    wide = runrecord.read_metrics(tmp_path / "run")
+    row = frame[(frame.step == 20) & (frame.metric == "attn_top1/hop2")]
+    assert float(row.value.iloc[0]) == pytest.approx(float(wide.set_index("step").loc[20, "attn_top1/hop2"]))
+    assert frame.attrs["summary"]["status"] == "completed"
+    hist = (tmp_path / "run" / "attention.csv").read_text().splitlines()
+    assert hist[0].startswith("step,hop,pos0")
+    counts = [int(x) for x in hist[1].split(",")[2:]]
+    assert sum(counts) == 10 * cfg.model.batch_size  # one winner per example per step
+    assert not math.isnan(float(wide.iloc[-1]["loss"]))
