@@ -4,4 +4,13 @@ __version__ = "0.1.0"
 
 from diagnose.runrecord import load_run  # noqa: E402
 
-__all__ = ["__version__", "load_run"]
+__all__ = ["__version__", "load_run", "instrument", "Monitor"]
+
+
+def __getattr__(name):
+    # instrument and Monitor need TensorFlow; load it only when they are used.
+    if name in ("instrument", "Monitor"):
+        from diagnose.instruments import keras_model
+
+        return getattr(keras_model, name)
+    raise AttributeError(f"module 'diagnose' has no attribute {name!r}")

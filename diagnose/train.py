@@ -23,7 +23,7 @@ from diagnose.config import RunConfig
 from diagnose.data.corpus import Corpus
 from diagnose.data.load import load_corpus
 from diagnose.instruments import measures
-from diagnose.instruments.measures import short_name
+from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
 
 __all__ = ["train", "Trainer", "TrainResult"]
 
@@ -84,15 +84,9 @@ class Trainer:
             split = getattr(corpus, name)
             if split is not None:
                 self._splits[name] = (tf.constant(split.tokens, tf.int32), tf.constant(split.line_start, tf.int32))
-        self.names = [short_name(v.path) for v in self.variables]
-        # Accumulators, created on the first trace (column names are the keys the
-        # step produces): per-column sums over the healthy steps since the last
-        # read, their count, the winning-slot histogram per hop, and the first
-        # non-finite step with the index of its variable (-1: the loss itself).
-        self.columns: list[str] | None = None
-        self._sums = self._count = self._hist = None
-        self._diverged = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
-        self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.names = measures.variable_names([v.path for v in self.variables])
+        self.acc = Accumulator(self.names)
+        self._step = self.acc.step
         jit = config.train.jit_compile
         self.train_step = tf.function(self._train_step, jit_compile=jit, reduce_retracing=True)
         self.eval_step = tf.function(self._eval_step, jit_compile=jit, reduce_retracing=True)
@@ -127,12 +121,8 @@ class Trainer:
             loss = tf.reduce_sum(per_example) if mcfg.loss_reduction == "sum" else tf.reduce_mean(per_example)
         grads = [dedupe_slices(g) for g in tape.gradient(loss, self.variables)]
         norms = measures.gradient_norms(grads)
-        # A gradient is bad when one of its entries is NaN/Inf. Its norm says so for
-        # free; only when the norm itself is not finite (it may merely overflow
-        # float32) are the entries looked at.
-        grad_ok = [tf.cond(tf.math.is_finite(n), lambda: tf.constant(True),
-                           lambda g=g: tf.reduce_all(tf.math.is_finite(_values(g)))) for g, n in zip(grads, norms)]
-        bad = tf.logical_not(tf.stack([tf.math.is_finite(loss)] + grad_ok))  # (1 + n_vars,)
+        # A gradient is bad when one of its entries is NaN/Inf.
+        bad = nonfinite_flags(loss, grads, norms, _values)  # (1 + n_vars,)
         finite = tf.logical_not(tf.reduce_any(bad))
         clipped = clip_gradients(grads, mcfg.clip, mcfg.clip_norm, norms)
         # A non-finite step applies no update: the weights stay at the last finite
@@ -157,22 +147,7 @@ class Trainer:
             hist = tf.zeros((mcfg.hops, mcfg.memory_size))
 
         self.optimizer.apply(clipped, self.variables)
-        step = self._step.assign_add(1)
-        if self.columns is None:
-            self.columns = list(row)
-            with tf.init_scope():
-                self._sums = tf.Variable(tf.zeros(len(self.columns), tf.float64), trainable=False)
-                self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-                self._hist = tf.Variable(tf.zeros(hist.shape, tf.float64), trainable=False)
-        alive = finite & tf.equal(self._diverged[0], 0)
-        keep = tf.cast(alive, tf.float64)
-        vec = tf.stack([tf.cast(row[c], tf.float64) for c in self.columns])
-        self._sums.assign_add(tf.where(alive, vec, tf.zeros_like(vec)))
-        self._count.assign_add(keep)
-        self._hist.assign_add(tf.cast(hist, tf.float64) * keep)
-        first_bad = tf.argmax(tf.cast(bad, tf.int64), output_type=tf.int64) - 1
-        newly = tf.logical_not(finite) & tf.equal(self._diverged[0], 0)
-        self._diverged.assign(tf.where(newly, tf.stack([step, first_bad]), self._diverged))
+        self.acc.add(row, hist, bad)
 
     def _probe_step(self, positions):
         """Loss on a fixed batch with real, batch-shuffled and zeroed inputs."""
@@ -199,14 +174,7 @@ class Trainer:
     # -- host side -------------------------------------------------------------
     def read_and_reset(self) -> dict:
         """Interval means of every column since the last read (one host round trip)."""
-        sums, count, hist, diverged = (v.numpy() for v in (self._sums, self._count, self._hist, self._diverged))
-        self._sums.assign(np.zeros_like(sums))
-        self._count.assign(0.0)
-        self._hist.assign(np.zeros_like(hist))
-        means = {c: (float(x) / count if count else math.nan) for c, x in zip(self.columns, sums)}
-        step, var = (int(x) for x in diverged)
-        return {"row": means, "histogram": hist, "steps": count,
-                "diverged": None if not step else {"step": step, "variable": "loss" if var < 0 else self.names[var]}}
+        return self.acc.read_and_reset()
 
     def evaluate(self, split: str = "valid") -> dict:
         """Mean loss and accuracy over a split, in fixed-size batches."""

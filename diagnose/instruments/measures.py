@@ -22,14 +22,29 @@ def short_name(path: str) -> str:
     """A variable's path without the model prefix or a generic leaf ('kernel', 'embeddings', 'table').
 
     ``memn2n/A/embedding/embeddings`` -> ``A/embedding``; ``memn2n/W/kernel`` ->
-    ``W``; ``memn2n/W/bias`` -> ``W/bias``.
+    ``W``; ``memn2n/W/bias`` -> ``W/bias``. Use :func:`variable_names` for a set of
+    variables: it keeps the names unique.
     """
-    parts = path.split("/")
-    if len(parts) > 1:
-        parts = parts[1:]
-    if len(parts) > 1 and parts[-1] in ("kernel", "embeddings", "table"):
-        parts = parts[:-1]
-    return "/".join(parts)
+    return variable_names([path])[0] if "/" in path else path
+
+
+def variable_names(paths: list[str]) -> list[str]:
+    """Short, unique, readable names for variable paths.
+
+    Drops a first component shared by every path (the model's name) and a generic
+    leaf (``kernel``, ``embeddings``, ``table``) wherever the result stays unique:
+    ``Emb_A/embeddings`` -> ``Emb_A``, ``dense/kernel`` -> ``dense``,
+    ``dense/bias`` stays.
+    """
+    parts = [p.split("/") for p in paths]
+    if len(parts) > 0 and all(len(p) > 1 for p in parts) and len({p[0] for p in parts}) == 1 and len(parts) > 1:
+        parts = [p[1:] for p in parts]
+    elif len(parts) == 1 and len(parts[0]) > 2:
+        parts = [parts[0][1:]]
+    full = ["/".join(p) for p in parts]
+    short = ["/".join(p[:-1]) if len(p) > 1 and p[-1] in ("kernel", "embeddings", "table") else "/".join(p)
+             for p in parts]
+    return [s if short.count(s) == 1 and s not in set(full) - {f} else f for s, f in zip(short, full)]
 
 
 def values(g):

@@ -1,0 +1,96 @@
+"""Interval accumulators: per-step measures summed in variables, read once per logged row.
+
+A train step calls :meth:`Accumulator.add` with its measures (a dict of scalars), an
+optional histogram, whether the step was finite and which entry was not. Nothing
+leaves the graph until the host calls :meth:`Accumulator.read_and_reset`, once per
+logged row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from diagnose._tf import import_tensorflow_quietly
+
+tf = import_tensorflow_quietly()
+
+
+class Accumulator:
+    """Sums of each column over the healthy steps since the last read.
+
+    Variables are created on the first :meth:`add` (inside the first trace of the
+    step, lifted out with ``init_scope``), when the column names are known.
+
+    Args:
+        names: names of the entries of ``bad`` after the first (the loss); the
+            variable reported when a step first turns non-finite.
+    """
+
+    def __init__(self, names: list[str]):
+        self.names = list(names)
+        self.columns: list[str] | None = None
+        self._sums = self._count = self._hist = None
+        self._diverged = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
+        self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    @property
+    def step(self):
+        return self._step
+
+    def add(self, row: dict, hist, bad) -> None:
+        """Records one step (in-graph).
+
+        Args:
+            row: column name -> scalar tensor.
+            hist: a float tensor of fixed shape summed over steps (or None).
+            bad: bool (1 + len(names),): is the loss / each gradient non-finite.
+        """
+        step = self._step.assign_add(1)
+        if hist is None:
+            hist = tf.zeros((1,))
+        if self.columns is None:
+            self.columns = list(row)
+            with tf.init_scope():
+                self._sums = tf.Variable(tf.zeros(len(self.columns), tf.float64), trainable=False)
+                self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+                self._hist = tf.Variable(tf.zeros(hist.shape, tf.float64), trainable=False)
+        finite = tf.logical_not(tf.reduce_any(bad))
+        alive = finite & tf.equal(self._diverged[0], 0)
+        vec = tf.stack([tf.cast(row[c], tf.float64) for c in self.columns])
+        self._sums.assign_add(tf.where(alive, vec, tf.zeros_like(vec)))
+        self._count.assign_add(tf.cast(alive, tf.float64))
+        self._hist.assign_add(tf.cast(hist, tf.float64) * tf.cast(alive, tf.float64))
+        first_bad = tf.argmax(tf.cast(bad, tf.int64), output_type=tf.int64) - 1
+        newly = tf.logical_not(finite) & tf.equal(self._diverged[0], 0)
+        self._diverged.assign(tf.where(newly, tf.stack([step, first_bad]), self._diverged))
+
+    def read_and_reset(self) -> dict:
+        """Interval means of every column (one host round trip).
+
+        Returns:
+            ``{"row": {column: mean}, "histogram": ndarray, "steps": healthy steps,
+            "diverged": None | {"step", "variable"}}``.
+        """
+        if self.columns is None:
+            return {"row": {}, "histogram": np.zeros((0,)), "steps": 0, "diverged": None}
+        sums, count, hist, diverged = (v.numpy() for v in (self._sums, self._count, self._hist, self._diverged))
+        self._sums.assign(np.zeros_like(sums))
+        self._count.assign(0.0)
+        self._hist.assign(np.zeros_like(hist))
+        means = {c: (float(x) / count if count else math.nan) for c, x in zip(self.columns, sums)}
+        step, var = (int(x) for x in diverged)
+        return {"row": means, "histogram": hist, "steps": count,
+                "diverged": None if not step else {"step": step, "variable": "loss" if var < 0 else self.names[var]}}
+
+
+def nonfinite_flags(loss, grads, norms, values):
+    """bool (1 + n,): loss and each gradient non-finite.
+
+    A gradient's norm says so for free; only when the norm itself is not finite
+    (it may merely overflow float32) are its entries looked at.
+    """
+    ok = [tf.cond(tf.math.is_finite(n), lambda: tf.constant(True),
+                  lambda g=g: tf.reduce_all(tf.math.is_finite(values(g)))) for g, n in zip(grads, norms)]
+    return tf.logical_not(tf.stack([tf.math.is_finite(tf.cast(loss, tf.float32))] + ok))

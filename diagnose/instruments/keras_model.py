@@ -1,0 +1,337 @@
+"""The instruments for any Keras 3 functional model: ``instrument(model)`` and ``Monitor``.
+
+``instrument`` re-wraps a compiled functional model without touching its code: the
+wrapper shares the user's layers and weights and adds, as extra outputs, the
+tensors the instruments need, found from layer classes and configs (never names):
+
+* attention: outputs of ``Softmax`` layers, of ``Activation("softmax")`` and of any
+  layer configured with ``activation="softmax"`` that is not a model output;
+* branch balance: the inputs of every ``Add`` layer.
+
+Its train step computes the loss, gradients and update as Keras would, plus the
+instruments, accumulated in variables. ``Monitor`` is the callback that reads them
+once per logged row and writes the run record (see :mod:`diagnose.runrecord`).
+
+    model = diagnose.instrument(model)          # after model.compile(...)
+    model.fit(x, y, callbacks=[diagnose.Monitor("runs/mine")])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from diagnose import runrecord
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.errors import DiagnoseError
+from diagnose.instruments import measures
+from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
+
+tf = import_tensorflow_quietly()
+import keras  # noqa: E402
+
+__all__ = ["instrument", "Instrumented", "Monitor", "find_tensors"]
+
+
+def _activation_name(layer) -> str | None:
+    act = layer.get_config().get("activation") if hasattr(layer, "get_config") else None
+    if isinstance(act, dict):  # a serialised activation
+        act = act.get("config", {}).get("name") or act.get("class_name")
+    return act if isinstance(act, str) else None
+
+
+def find_tensors(model) -> dict:
+    """The symbolic tensors the instruments read, found by layer class and config.
+
+    Returns:
+        ``{"attention": [KerasTensor], "add_inputs": [[KerasTensor, ...]],
+        "output_activation": str | None}``.
+    """
+    outputs = {id(t) for t in model.outputs}
+    attention, add_inputs = [], []
+    for layer in model.layers:
+        for node in getattr(layer, "_inbound_nodes", []):
+            if isinstance(layer, keras.layers.Softmax) or (
+                    not isinstance(layer, keras.layers.InputLayer) and _activation_name(layer) == "softmax"):
+                attention.extend(t for t in node.output_tensors if id(t) not in outputs)
+            if isinstance(layer, keras.layers.Add):
+                add_inputs.append(list(node.input_tensors))
+    out_layer = model.outputs[0]._keras_history.operation if model.outputs else None
+    return {"attention": attention, "add_inputs": add_inputs,
+            "output_activation": _activation_name(out_layer) if out_layer is not None else None}
+
+
+class Instrumented(keras.Model):
+    """A functional model whose train step also records the instruments."""
+
+    def _setup(self, user_model, found: dict, loss):
+        self.user_model = user_model
+        self.found = found
+        self.n_attention = len(found["attention"])
+        self.add_sizes = [len(x) for x in found["add_inputs"]]
+        self.user_loss = loss
+        config = loss.get_config() if isinstance(loss, keras.losses.Loss) else {}
+        self.from_logits = bool(config.get("from_logits", False))
+        self.names = measures.variable_names([v.path for v in self.trainable_variables])
+        self.acc = Accumulator(self.names)
+        self._val_trackers = {"loss": keras.metrics.Mean(name="loss"), "accuracy": keras.metrics.Mean(name="accuracy")}
+
+    def _split(self, outs):
+        pred, rest = outs[0], list(outs[1:])
+        attention, rest = rest[: self.n_attention], rest[self.n_attention:]
+        adds = []
+        for size in self.add_sizes:
+            adds.append(rest[:size])
+            rest = rest[size:]
+        return pred, attention, adds
+
+    def _per_example(self, y, pred):
+        fn = self.user_loss.call if isinstance(self.user_loss, keras.losses.Loss) else self.user_loss
+        per_example = fn(y, pred)
+        while len(per_example.shape) > 1:
+            per_example = tf.reduce_mean(per_example, axis=-1)
+        return per_example
+
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            pred, attention, adds = self._split(self(x, training=True))
+            per_example = self._per_example(y, pred)
+            loss = (self.user_loss(y, pred) if isinstance(self.user_loss, keras.losses.Loss)
+                    else tf.reduce_mean(per_example))
+            if self.losses:
+                loss = loss + tf.add_n(self.losses)
+        grads = [_dedupe(g) for g in tape.gradient(loss, variables)]
+        norms = measures.gradient_norms(grads)
+        bad = nonfinite_flags(loss, grads, norms, measures.values)
+        weights_before = [tf.identity(v.value) for v in variables]
+        row = {"loss": tf.reduce_mean(per_example)}
+        if _is_classification(y, pred):
+            labels = _labels(y, pred)
+            row["accuracy"] = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(pred, -1, output_type=tf.int32), labels),
+                                                     tf.float32))
+            # Logits when the loss says so; otherwise outputs are normalised by their
+            # sum, as Keras' cross-entropy does (a softmax output is unchanged).
+            row.update(measures.output_measures(pred, labels, "softmax" if self.from_logits else "relu"))
+        global_norm = tf.sqrt(tf.add_n([n * n for n in norms]))
+        row["grad_norm/global"] = global_norm
+        for name, n in zip(self.names, norms):
+            row[f"grad_norm/{name}"] = n
+        row["clip_fired"] = _clip_fired(self.optimizer, norms, global_norm)
+        hists = []
+        for k, a in enumerate(attention, start=1):
+            a2 = tf.reshape(a, (-1, tf.shape(a)[-1]))
+            row.update(measures.attention_measures(a2, tf.zeros_like(a2, dtype=tf.bool), k))
+            hists.append(measures.argmax_histogram(a2))
+        for k, inputs in enumerate(adds, start=1):
+            for j, t in enumerate(inputs):
+                row[f"rms/add{k}_in{j}"] = measures.rms(t)
+        finite = tf.logical_not(tf.reduce_any(bad))
+        safe = [_where_finite(g, finite) for g in grads]
+        self.optimizer.apply(safe, variables)
+        for name, v, w0 in zip(self.names, variables, weights_before):
+            w_norm = tf.norm(w0)
+            row[f"update_ratio/{name}"] = tf.norm(v.value - w0) / tf.maximum(w_norm, 1e-12)
+            row[f"weight_norm/{name}"] = w_norm
+        hist = tf.stack(hists) if hists and len({h.shape[0] for h in hists}) == 1 else None
+        self.acc.add(row, hist, bad)
+        return {"loss": loss}
+
+    def test_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        pred = self._split(self(x, training=False))[0]
+        per_example = self._per_example(y, pred)
+        loss = (self.user_loss(y, pred) if isinstance(self.user_loss, keras.losses.Loss)
+                else tf.reduce_mean(per_example))
+        n = tf.cast(tf.shape(per_example)[0], tf.float32)
+        # Means over the whole validation set, weighted by batch size.
+        self._val_trackers["loss"].update_state(loss, sample_weight=n)
+        if _is_classification(y, pred):
+            self._val_trackers["accuracy"].update_state(tf.reduce_mean(tf.cast(
+                tf.equal(tf.argmax(pred, -1, output_type=tf.int32), _labels(y, pred)), tf.float32)), sample_weight=n)
+        return {k: m.result() for k, m in self._val_trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(getattr(self, "_val_trackers", {}).values())
+
+    def probe_losses(self, x, y):
+        """Loss on (x, y) with real, batch-shuffled and zeroed inputs (host call)."""
+        xs = x if isinstance(x, (list, tuple)) else [x]
+        shuffled = [np.roll(np.asarray(t), 1, axis=0) for t in xs]
+        zeroed = [np.zeros_like(np.asarray(t)) for t in xs]
+        out = []
+        for inp in (xs, shuffled, zeroed):
+            pred = self._split(self(inp if len(inp) > 1 else inp[0], training=False))[0]
+            out.append(float(tf.reduce_mean(self._per_example(tf.constant(y), pred))))
+        return out
+
+
+def _is_classification(y, pred) -> bool:
+    return len(pred.shape) == 2 and (len(y.shape) == 1 or (len(y.shape) == 2 and y.shape[-1] == pred.shape[-1])
+                                     or (len(y.shape) == 2 and y.shape[-1] == 1))
+
+
+def _labels(y, pred):
+    if len(y.shape) == 2 and y.shape[-1] == pred.shape[-1] and pred.shape[-1] != 1:
+        return tf.argmax(y, -1, output_type=tf.int32)
+    return tf.cast(tf.reshape(y, (-1,)), tf.int32)
+
+
+def _clip_fired(optimizer, norms, global_norm):
+    if getattr(optimizer, "global_clipnorm", None):
+        return tf.cast(global_norm > optimizer.global_clipnorm, tf.float32)
+    if getattr(optimizer, "clipnorm", None):
+        return tf.cast(tf.reduce_any(tf.stack(norms) > optimizer.clipnorm), tf.float32)
+    return tf.constant(0.0)
+
+
+def _dedupe(g):
+    from diagnose.train import dedupe_slices
+
+    return dedupe_slices(g)
+
+
+def _where_finite(g, finite):
+    v = measures.values(g)
+    v = tf.where(finite & tf.math.is_finite(v), v, tf.zeros_like(v))
+    return tf.IndexedSlices(v, g.indices, g.dense_shape) if isinstance(g, tf.IndexedSlices) else v
+
+
+def instrument(model) -> Instrumented:
+    """Wraps a compiled Keras 3 functional model so its training records the instruments.
+
+    The wrapper shares the model's layers and weights (training it trains the
+    user's model) and is compiled with the model's optimizer and loss.
+
+    Raises:
+        DiagnoseError: the model is not functional or not compiled.
+    """
+    if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
+        raise DiagnoseError("diagnose.instrument needs a functional Keras model (built from keras.Input); "
+                            "wrap a subclassed model's call in keras.Model(inputs, outputs) first")
+    if getattr(model, "optimizer", None) is None or getattr(model, "loss", None) is None:
+        raise DiagnoseError("compile the model (optimizer and loss) before diagnose.instrument(model)")
+    found = find_tensors(model)
+    extra = list(found["attention"]) + [t for inputs in found["add_inputs"] for t in inputs]
+    wrapper = Instrumented(inputs=model.inputs, outputs=[model.outputs[0], *extra], name=f"{model.name}_instrumented")
+    loss = keras.losses.get(model.loss)
+    wrapper.compile(optimizer=model.optimizer, loss=None, jit_compile=False)
+    wrapper._setup(model, found, loss)
+    return wrapper
+
+
+class Monitor(keras.callbacks.Callback):
+    """Writes an instrumented model's run record while ``fit`` trains it.
+
+    Args:
+        run_dir: where config.json, metrics.csv, attention.csv, summary.json and
+            tb/ go.
+        log_every: batches per metrics.csv row.
+        probe: optional fixed ``(x, y)`` batch for the ignores-input probe.
+        probe_every: batches between probes.
+        baselines: optional dict merged into summary.json's baselines (ln V,
+            unigram entropy of the targets...).
+        tensorboard: also write TensorBoard scalars.
+    """
+
+    def __init__(self, run_dir, log_every: int = 20, probe=None, probe_every: int = 200,
+                 baselines: dict | None = None, tensorboard: bool = True):
+        super().__init__()
+        self.run_dir = runrecord.Path(run_dir)
+        self.log_every, self.probe, self.probe_every = log_every, probe, probe_every
+        self.baselines = dict(baselines or {})
+        self.tensorboard = tensorboard
+
+    def on_train_begin(self, logs=None):
+        if not isinstance(self.model, Instrumented):
+            raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
+        self.rows, self.hist_rows, self.step, self.epoch = [], [], 0, 0
+        self.t0 = time.perf_counter()
+        self.status, self.error, self.diverged = "running", None, None
+        user = self.model.user_model
+        runrecord.write_config(self.run_dir, model=_describe(user), data={},
+                               train={"log_every": self.log_every, "probe_every": self.probe_every,
+                                      "optimizer": keras.optimizers.serialize(user.optimizer)["config"]})
+        runrecord.write_summary(self.run_dir, {"status": "running"})
+        self.tb = (tf.summary.create_file_writer(str(self.run_dir / runrecord.TENSORBOARD))
+                   if self.tensorboard else None)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.log_every == 0:
+            self._log()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        row = self._log() if self.step % self.log_every else (self.rows[-1] if self.rows else None)
+        if row is not None and logs:
+            for key in ("val_loss", "val_accuracy"):
+                if key in logs:
+                    row[{"val_loss": "valid_loss", "val_accuracy": "valid_accuracy"}[key]] = float(logs[key])
+            if "val_loss" in logs:
+                row["valid_perplexity"] = math.exp(min(float(logs["val_loss"]), 700.0))
+        self._flush()
+
+    def _log(self):
+        acc = self.model.acc.read_and_reset()
+        row = {"step": self.step, "epoch": self.epoch, "learning_rate": float(self.model.optimizer.learning_rate),
+               **acc["row"]}
+        if self.probe is not None and self.probe_every and self.step % self.probe_every == 0:
+            real, shuffled, zeroed = self.model.probe_losses(*self.probe)
+            row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
+        self.rows.append(row)
+        for hop, counts in enumerate(np.atleast_2d(acc["histogram"]), start=1):
+            if counts.size > 1:
+                self.hist_rows.append({"step": self.step, "hop": hop,
+                                       **{f"pos{i}": int(c) for i, c in enumerate(counts)}})
+        if self.tb is not None:
+            with self.tb.as_default():
+                for key, value in row.items():
+                    if key != "step" and isinstance(value, float) and math.isfinite(value):
+                        tf.summary.scalar(key, value, step=self.step)
+        if acc["diverged"] and self.status == "running":
+            self.status, self.diverged = "diverged", acc["diverged"]
+            self.error = f"non-finite value at step {acc['diverged']['step']} (variable {acc['diverged']['variable']})"
+            self.model.stop_training = True
+        return row
+
+    def _flush(self):
+        runrecord.write_metrics(self.run_dir, self.rows)
+        runrecord.write_attention(self.run_dir, self.hist_rows)
+        if self.tb is not None:
+            self.tb.flush()
+
+    def on_train_end(self, logs=None):
+        if self.step % self.log_every:
+            self._log()
+        self._flush()
+        if self.tb is not None:
+            self.tb.close()
+        losses = [r["loss"] for r in self.rows if isinstance(r.get("loss"), float) and not math.isnan(r["loss"])]
+        valid = [r["valid_loss"] for r in self.rows if r.get("valid_loss") is not None]
+        wall = time.perf_counter() - self.t0
+        runrecord.write_summary(self.run_dir, {
+            "status": "completed" if self.status == "running" else self.status, "error": self.error,
+            "steps": self.step, "epochs": self.epoch,
+            "final": {"train_loss": losses[-1] if losses else None, "valid_loss": valid[-1] if valid else None},
+            "best": {"valid_loss": min(valid) if valid else None},
+            "baselines": self.baselines, "diverged_at": self.diverged, "wall_time_s": wall,
+        })
+
+
+def _describe(model) -> dict:
+    """A JSON description of a user's model: class, layers with their configs, loss."""
+    layers = []
+    for layer in model.layers:
+        cfg = layer.get_config()
+        layers.append({"class": layer.__class__.__name__, "name": layer.name,
+                       "config": {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, bool, type(None)))},
+                       "params": int(layer.count_params()) if layer.built else None})
+    loss = model.loss
+    return {"kind": "keras", "class": model.__class__.__name__, "name": model.name, "layers": layers,
+            "loss": loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__),
+            "params": int(model.count_params())}

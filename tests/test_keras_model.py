@@ -1,0 +1,120 @@
+"""The instruments on a Keras 3 functional model we did not write: the question's, as posted."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import diagnose
+from diagnose import runrecord
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.errors import DiagnoseError
+
+tf = import_tensorflow_quietly()
+import keras  # noqa: E402
+
+from models.question import build_question_model  # noqa: E402
+
+QUESTION = Path(__file__).resolve().parents[2] / "shared" / "seed" / "question.txt"
+L, D, LAYERS = 8, 8, 3
+
+
+@pytest.fixture(scope="module")
+def data(small_corpus):
+    from diagnose.data import windows
+
+    pos = np.arange(0, 1024)
+    w, t = windows(small_corpus.train, L, pos)
+    q = np.full((len(pos), D), 0.1, np.float32)
+    y = np.eye(small_corpus.vocab_size, dtype=np.float32)[t]
+    return [w, q], y
+
+
+@pytest.fixture(scope="module")
+def run(small_corpus, data, tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = build_question_model(small_corpus.vocab_size, L, D, LAYERS)
+    weights_before = [w.copy() for w in model.get_weights()]
+    wrapped = diagnose.instrument(model)
+    (w, q), y = data
+    out = tmp_path_factory.mktemp("question")
+    wrapped.fit([w, q], y, batch_size=32, epochs=2, verbose=0, validation_data=([w[:256], q[:256]], y[:256]),
+                callbacks=[diagnose.Monitor(out, log_every=8, probe=([w[:32], q[:32]], y[:32]), probe_every=16)])
+    return model, weights_before, out
+
+
+def test_the_users_model_is_trained_in_place_and_unchanged_in_structure(run):
+    model, before, _ = run
+    assert len(model.outputs) == 1 and model.layers[-1].get_config()["activation"] == "relu"
+    after = model.get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(after, before))  # its own weights moved
+
+
+def test_attention_found_from_layer_classes_one_per_hop(run):
+    _, _, out = run
+    metrics = runrecord.read_metrics(out)
+    hops = sorted(int(m.group(1)) for c in metrics.columns if (m := re.fullmatch(r"attn_entropy/hop(\d+)", c)))
+    assert hops == list(range(1, LAYERS))  # the posted loop runs NUM_LAYERS - 1 hops
+    assert metrics["attn_entropy/hop1"].dropna().between(0, 1.0001).all()
+    hist = runrecord.read_json  # noqa: F841  (attention.csv is plain CSV)
+    rows = (out / "attention.csv").read_text().splitlines()
+    assert rows[0].startswith("step,hop,pos0") and rows[0].count("pos") == L
+
+
+def test_gradients_per_variable_and_relu_output_health(run):
+    model, _, out = run
+    metrics = runrecord.read_metrics(out)
+    for name in ("Emb_A", "Emb_C", "dense_1", "dense_1/bias"):
+        assert f"grad_norm/{name}" in metrics.columns and f"update_ratio/{name}" in metrics.columns
+    # A ReLU output layer leaves units at exactly zero; softmax would leave none.
+    assert metrics["out_zero_frac"].dropna().iloc[-1] > 0.05
+    # Both inputs of each of the NUM_LAYERS - 1 Add layers are measured.
+    assert {"rms/add1_in0", "rms/add1_in1", "rms/add2_in0", "rms/add2_in1"} <= set(metrics.columns)
+    assert metrics["probe_loss_real"].notna().any() and metrics["valid_loss"].notna().sum() == 2
+
+
+def test_update_ratio_matches_weights_read_around_one_step(small_corpus, data):
+    keras.utils.set_random_seed(1)
+    model = build_question_model(small_corpus.vocab_size, L, D, LAYERS, DROPOUT_R=0.0)
+    wrapped = diagnose.instrument(model)
+    (w, q), y = data
+    before = {v.path: v.numpy().copy() for v in wrapped.trainable_variables}
+    wrapped.train_on_batch([w[:32], q[:32]], y[:32])
+    row = wrapped.acc.read_and_reset()["row"]
+    for name, v in zip(wrapped.names, wrapped.trainable_variables):
+        b = before[v.path]
+        if not np.linalg.norm(b):
+            continue  # a zero-initialised bias has no ratio
+        expected = np.linalg.norm(v.numpy() - b) / np.linalg.norm(b)
+        assert row[f"update_ratio/{name}"] == pytest.approx(expected, rel=1e-3, abs=1e-9), name
+
+
+def test_summary_and_config_describe_the_users_model(run):
+    _, _, out = run
+    summary = runrecord.read_summary(out)
+    config = json.loads((out / "config.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 64
+    classes = [layer["class"] for layer in config["model"]["layers"]]
+    assert classes.count("Softmax") == LAYERS - 1 and "AddedWeights" in classes
+    assert config["model"]["loss"] == "categorical_crossentropy"
+
+
+def test_instrument_rejects_uncompiled_models():
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(2)(inp))
+    with pytest.raises(DiagnoseError, match="compile"):
+        diagnose.instrument(model)
+
+
+@pytest.mark.skipif(not QUESTION.is_file(), reason="the question text is not beside the checkout")
+def test_our_copy_is_the_posted_code():
+    """Every code line of models/question.py's builder appears in the question (modulo Keras 3 fixes)."""
+    posted = re.sub(r"\s+", "", QUESTION.read_text(encoding="utf-8"))
+    source = (Path(__file__).resolve().parents[1] / "models" / "question.py").read_text()
+    body = source.split("layer_output = query", 1)[1].split("prediction = final_output", 1)[0]
+    for line in body.splitlines():
+        code = line.split("#", 1)[0].strip()
+        if code:
+            assert re.sub(r"\s+", "", code) in posted, code
