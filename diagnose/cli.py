@@ -68,10 +68,13 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     tcfg = TrainConfig(seed=seed, epochs=epochs if epochs is not None else 1.0, steps=steps, log_every=log_every,
                        eval_every=eval_every, jit_compile=not no_jit)
     config = make_run_config(preset, _parse_sets(sets), data=data, train=tcfg)
+    from diagnose.data.load import load_corpus
+
+    corpus = load_corpus(config.data, memory_size=config.model.memory_size)  # bad input fails before TF loads
     from diagnose.train import train as run_training
 
     with _Progress(quiet) as progress:
-        result = run_training(config, out, progress=progress)
+        result = run_training(config, out, corpus=corpus, progress=progress)
     s = result.summary
     final = s["final"]
     click.echo(f"{s['status']}: {s['steps']} steps, train loss {_fmt(final['train_loss'])}, "
