@@ -26,6 +26,7 @@ def import_tensorflow_quietly():
         import tensorflow as tf
 
         tf.constant(0)  # the CUDA probe runs at first use, not at import
+        tf.get_logger().setLevel("ERROR")  # retracing notices and the like are not for users
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -93,7 +93,15 @@ class Trainer:
         # train step with dropout is compiled as a plain graph; evaluation has no
         # dropout and stays on XLA.
         train_jit = jit and config.model.dropout == "none"
-        self.train_step = tf.function(self._train_step, jit_compile=train_jit, reduce_retracing=True)
+        self.train_step = tf.function(self._train_step, jit_compile=train_jit,
+                                      input_signature=[tf.TensorSpec([None], tf.int32)])
+        # Several steps per call, looped in-graph: the Python dispatch of a call
+        # costs more than a whole step of a small model.
+        self.train_chunk = tf.function(self._train_chunk, jit_compile=train_jit,
+                                       input_signature=[tf.TensorSpec([None, None], tf.int32)])
+        # Trace one step now: its first trace creates the accumulators (whose
+        # columns are the keys the step produces), which the chunk's loop then uses.
+        self.train_step.get_concrete_function()
         self.eval_step = tf.function(self._eval_step, jit_compile=jit, reduce_retracing=True)
         self.probe_step = tf.function(self._probe_step, jit_compile=jit, reduce_retracing=True)
 
@@ -153,6 +161,12 @@ class Trainer:
 
         self.optimizer.apply(clipped, self.variables)
         self.acc.add(row, hist, bad)
+
+    def _train_chunk(self, positions):
+        """Runs one train step per row of ``positions`` (S, B), in a graph loop."""
+        tf = _tf()
+        for i in tf.range(tf.shape(positions)[0]):
+            self._train_step(positions[i])
 
     def _probe_step(self, positions):
         """Loss on a fixed batch with real, batch-shuffled and zeroed inputs."""
@@ -365,7 +379,8 @@ def _fit(trainer: Trainer, config: RunConfig, rows: list, state: dict, out: Path
         if valid is not None:
             row.update(valid_loss=valid["loss"], valid_accuracy=valid["accuracy"],
                        valid_perplexity=valid["perplexity"])
-        if tcfg.probe_every and (step % tcfg.probe_every == 0 or step == total):
+        if tcfg.probe_every and (step >= state["next_probe"] or step == total):
+            state["next_probe"] = (step // tcfg.probe_every + 1) * tcfg.probe_every
             real, shuffled, zeroed = (float(x) for x in trainer.probe_step(probe_positions).numpy())
             row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
         rows.append(row)
@@ -399,6 +414,7 @@ def _fit(trainer: Trainer, config: RunConfig, rows: list, state: dict, out: Path
         state["loss_at_step0"] = valid["loss"]
     order = np.empty(0, dtype=np.int32)
     cursor = step = 0
+    state["next_probe"] = tcfg.probe_every
     t_train = 0.0
     state["flushed"] = time.perf_counter()
     try:
@@ -406,10 +422,13 @@ def _fit(trainer: Trainer, config: RunConfig, rows: list, state: dict, out: Path
             if cursor + batch > len(order):  # a new epoch: reshuffle every window
                 order = rng.permutation(n_windows).astype(np.int32)
                 cursor = 0
+            # Steps up to the next row, validation, epoch end or the budget's end, in one call.
+            n = min(tcfg.log_every - step % tcfg.log_every, eval_every - step % eval_every, total - step,
+                    (len(order) - cursor) // batch)
             t0 = time.perf_counter()
-            trainer.train_step(tf.constant(order[cursor:cursor + batch]))
-            cursor += batch
-            step += 1
+            trainer.train_chunk(tf.constant(order[cursor:cursor + n * batch].reshape(n, batch)))
+            cursor += n * batch
+            step += n
             at_eval = step % eval_every == 0 or step == total
             if step % tcfg.log_every == 0 or at_eval:
                 valid = None

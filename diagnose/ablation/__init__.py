@@ -1,0 +1,1 @@
+"""The ablation harness: counterfactual runs over seeds, resumable, local or on Ray."""

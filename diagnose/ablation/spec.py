@@ -1,0 +1,315 @@
+"""Ablation specs: which bases, which factors and levels, seeds, budget, corpus and sizes.
+
+A spec is TOML (every key optional; the defaults are the default study)::
+
+    [study]
+    name = "default"
+    bases = ["as-posted", "paper"]     # model presets; each factor is switched alone on each
+    seeds = 3                          # a count (0..n-1) or a list of seeds
+
+    [budget]
+    steps = 600                        # or: epochs = 1.0
+
+    [corpus]
+    synthetic = "topic-copy-small"     # or: path = "data/ptb"
+    context = "line"                   # stream | line
+
+    [sizes]                            # the paper's sizes; as-posted runs one hop fewer, as posted
+    memory_size = 10
+    embed_dim = 32
+    hops = 3
+    batch_size = 32
+
+    [train]                            # TrainConfig fields: log_every, eval_every, probe_every, ...
+    log_every = 50
+
+    [factors]                          # factor = [levels] (empty list: the factor's default levels)
+    output = []
+    temporal = ["none", "normal", "uniform", "ones"]
+
+For every base and every factor, each level whose settings differ from the base's is
+one counterfactual: the base with that factor alone switched. A factor's levels are
+named settings of one or more config fields (:data:`FACTORS`). Everything is
+validated before anything runs; errors are one line listing the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diagnose.config import DataConfig, RunConfig, TrainConfig
+from diagnose.errors import ConfigError
+from models.config import MemN2NConfig, apply_overrides, preset
+
+__all__ = ["FACTORS", "DEFAULT_LEVELS", "Spec", "Variant", "RunTask", "load_spec", "default_spec", "run_id"]
+
+# Each factor: level name -> the config fields it sets. "hops" is relative to the
+# spec's [sizes] hops: "full" runs them all, "one-fewer" is the posted loop's
+# range(NUM_LAYERS - 1).
+FACTORS: dict[str, dict[str, dict]] = {
+    "output": {"softmax": {"output": "softmax"}, "relu": {"output": "relu"}},
+    "temporal": {
+        "none": {"temporal": "none"},
+        "normal": {"temporal": "learned", "temporal_init": 0.05},  # N(0, 0.05), the paper
+        "uniform": {"temporal": "learned", "temporal_init": "uniform"},  # U(-0.05, 0.05), Keras' template
+        "ones": {"temporal": "learned", "temporal_init": "ones"},
+        "sinusoidal": {"temporal": "sinusoidal"},
+    },
+    "dropout": {"none": {"dropout": "none"}, "memories": {"dropout": "memories"}, "hops": {"dropout": "hops"},
+                "both": {"dropout": "both"}},
+    "tying": {"layerwise": {"tying": "layerwise"}, "adjacent": {"tying": "adjacent"},
+              "untied": {"tying": "untied"}},
+    "h_wiring": {"state": {"h_wiring": "state"}, "scores": {"h_wiring": "scores"}},
+    "loss_reduction": {"sum": {"loss_reduction": "sum"}, "mean": {"loss_reduction": "mean"}},
+    "clip": {"global": {"clip": "global"}, "per_tensor": {"clip": "per_tensor"}, "none": {"clip": "none"}},
+    "padding": {"masked": {"padding": "masked"}, "encoded": {"padding": "encoded"}},
+    "hops": {"full": {"hops": 0}, "one-fewer": {"hops": -1}},  # relative to [sizes] hops
+    "relu_units": {"half": {"relu_fraction": 0.5}, "none": {"relu_fraction": 0.0}},
+    "embedding_init": {"normal": {"embedding_init": 0.05}, "uniform": {"embedding_init": "uniform"}},
+}
+
+# Levels used when a spec names a factor without levels: the paper's and the
+# question's settings, plus, for the temporal encoding, the init scales that
+# explain the question, and adjacent tying (both presets tie layer-wise).
+DEFAULT_LEVELS: dict[str, list[str]] = {
+    "output": ["softmax", "relu"],
+    "temporal": ["none", "normal", "uniform", "ones"],
+    "dropout": ["none", "both"],
+    "tying": ["layerwise", "adjacent"],
+    "h_wiring": ["state", "scores"],
+    "loss_reduction": ["sum", "mean"],
+    "clip": ["global", "per_tensor"],
+    "padding": ["masked", "encoded"],
+    "hops": ["full", "one-fewer"],
+    "relu_units": ["half", "none"],
+    "embedding_init": ["normal", "uniform"],
+}
+
+# The default study: small enough that 3 seeds of every counterfactual run in
+# minutes on two cores. Sizes and budget are set in DEFAULT_SPEC below.
+DEFAULT_SPEC: dict = {
+    "study": {"name": "default", "bases": ["as-posted", "paper"], "seeds": 3},
+    "budget": {"steps": 600},
+    "corpus": {"synthetic": "topic-copy-small", "context": "stream"},
+    "sizes": {"memory_size": 10, "embed_dim": 32, "hops": 3, "batch_size": 32},
+    "train": {"log_every": 50, "probe_every": 300, "eval_every": 300, "eval_max_windows": 4096,
+              "tensorboard": False},
+    "factors": {name: [] for name in DEFAULT_LEVELS},
+}
+
+_SECTIONS = {"study": {"name", "bases", "seeds"}, "budget": {"steps", "epochs"},
+             "corpus": {"synthetic", "path", "context", "tokens", "max_vocab"},
+             "sizes": {"memory_size", "embed_dim", "hops", "batch_size"}, "train": None, "factors": None}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model configuration of the study: a base preset with zero or one factor switched."""
+
+    name: str  # "paper", "as-posted | output=softmax"
+    base: str
+    factor: str | None = None
+    level: str | None = None
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One training run: a variant at one seed, with its resolved config and stable id."""
+
+    run_id: str
+    variant: Variant
+    seed: int
+    config: RunConfig
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated ablation spec (see the module docstring)."""
+
+    raw: dict  # the spec as given, defaults filled in: written to the manifest
+    name: str
+    bases: tuple[str, ...]
+    seeds: tuple[int, ...]
+    factors: dict[str, tuple[str, ...]]
+    data: DataConfig
+    train: TrainConfig
+    sizes: dict = field(default_factory=dict)
+
+    def base_config(self, base: str) -> MemN2NConfig:
+        """The base preset at the spec's sizes (as-posted keeps its one hop fewer)."""
+        sizes = dict(self.sizes)
+        cfg = preset(base)
+        if "hops" in sizes and base == "as-posted":
+            sizes["hops"] = max(1, sizes["hops"] - 1)
+        return apply_overrides(cfg, sizes)
+
+    def level_settings(self, factor: str, level: str) -> dict:
+        settings = dict(FACTORS[factor][level])
+        if factor == "hops":
+            settings["hops"] = max(1, self.sizes.get("hops", preset("paper").hops) + settings["hops"])
+        return settings
+
+    def variants(self) -> list[tuple[Variant, MemN2NConfig]]:
+        """Every base, then each single-factor counterfactual that changes something."""
+        out, seen = [], set()
+        for base in self.bases:
+            cfg = self.base_config(base)
+            out.append((Variant(base, base), cfg))
+            seen.add((base, _key(cfg)))
+        for base in self.bases:
+            cfg = self.base_config(base)
+            for factor, levels in self.factors.items():
+                for level in levels:
+                    changed = apply_overrides(cfg, self.level_settings(factor, level))
+                    if changed == cfg or (base, _key(changed)) in seen:
+                        continue
+                    seen.add((base, _key(changed)))
+                    out.append((Variant(f"{base} | {factor}={level}", base, factor, level), changed))
+        return out
+
+    def tasks(self, vocab_size: int) -> list[RunTask]:
+        """Every run of the study, variants in order, seeds inner, resolved for the corpus's vocabulary."""
+        tasks = []
+        for variant, model in self.variants():
+            model = dataclasses.replace(model, vocab_size=vocab_size)
+            for seed in self.seeds:
+                cfg = RunConfig(model=model, data=self.data, train=dataclasses.replace(self.train, seed=seed))
+                tasks.append(RunTask(run_id(cfg), variant, seed, cfg))
+        return tasks
+
+
+def _key(cfg: MemN2NConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def run_id(config: RunConfig) -> str:
+    """A stable id: the first 16 hex digits of SHA-256 over the resolved config (seed included)."""
+    blob = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def default_spec() -> Spec:
+    """The default study on the embedded synthetic corpus."""
+    return build_spec({})
+
+
+def load_spec(path: str | Path | None, overrides: dict | None = None) -> Spec:
+    """Reads and validates a TOML spec (None: the default study); ``overrides`` win.
+
+    Args:
+        path: a TOML file, or None.
+        overrides: ``{section: {key: value}}`` from CLI options.
+
+    Raises:
+        ConfigError: unreadable TOML, unknown section/key/factor/level, wrong type
+            or impossible size, in one line naming the valid choices.
+    """
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"spec file '{path}' does not exist; pass a TOML file or no spec for the default study")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"spec file '{path}' is not valid TOML ({str(exc).splitlines()[0]})") from None
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return build_spec(raw)
+
+
+def build_spec(raw: dict) -> Spec:
+    """Validates a spec dict against the defaults and resolves it."""
+    for section in raw:
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown spec section [{section}]; valid sections: {', '.join(_SECTIONS)}")
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"spec section [{section}] must be a table")
+        allowed = _SECTIONS[section]
+        for key in raw[section]:
+            if allowed is not None and key not in allowed:
+                raise ConfigError(f"unknown key '{key}' in [{section}]; valid keys: {', '.join(sorted(allowed))}")
+    merged = {s: dict(DEFAULT_SPEC.get(s, {})) for s in _SECTIONS}
+    for section, values in raw.items():
+        if section == "factors":
+            merged["factors"] = dict(values)  # a spec's factors replace the default list
+        else:
+            merged[section].update(values)
+    if "path" in raw.get("corpus", {}):
+        merged["corpus"].pop("synthetic", None)
+    if "epochs" in raw.get("budget", {}) and "steps" not in raw.get("budget", {}):
+        merged["budget"].pop("steps", None)
+
+    study = merged["study"]
+    bases = study.get("bases")
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
+        raise ConfigError("[study] bases must be a non-empty list of presets, e.g. [\"as-posted\", \"paper\"]")
+    for base in bases:
+        try:
+            preset(base)
+        except ValueError as exc:
+            raise ConfigError(f"[study] bases: {exc}") from None
+    seeds = study.get("seeds")
+    if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
+                                       and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                               for s in seeds)):
+        raise ConfigError(f"[study] seeds must be a positive count or a list of non-negative integers, got {seeds!r}")
+    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(dict.fromkeys(seeds))
+
+    factors: dict[str, tuple[str, ...]] = {}
+    for name, levels in merged["factors"].items():
+        if name not in FACTORS:
+            raise ConfigError(f"unknown factor '{name}'; valid factors: {', '.join(FACTORS)}")
+        if not isinstance(levels, list) or not all(isinstance(lv, str) for lv in levels):
+            raise ConfigError(f"factor '{name}' takes a list of levels, e.g. {name} = {DEFAULT_LEVELS[name]}")
+        for level in levels:
+            if level not in FACTORS[name]:
+                raise ConfigError(f"unknown level '{level}' of factor '{name}'; valid levels: "
+                                  f"{', '.join(FACTORS[name])}")
+        factors[name] = tuple(levels) if levels else tuple(DEFAULT_LEVELS[name])
+
+    sizes = merged["sizes"]
+    for key, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"[sizes] {key} must be a positive integer, got {value!r}")
+
+    budget = merged["budget"]
+    steps, epochs = budget.get("steps"), budget.get("epochs")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+        raise ConfigError(f"[budget] steps must be a positive integer, got {steps!r}")
+    if steps is None and (not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or epochs <= 0):
+        raise ConfigError(f"[budget] needs a positive steps or epochs, got {budget!r}")
+
+    corpus = merged["corpus"]
+    context = corpus.get("context", "stream")
+    if context not in ("stream", "line"):
+        raise ConfigError(f"[corpus] context={context!r} is not valid; choose stream or line")
+    data = DataConfig(corpus=corpus.get("path"), synthetic=corpus.get("synthetic", "topic-copy"),
+                      synthetic_tokens=corpus.get("tokens"), context=context, max_vocab=corpus.get("max_vocab"))
+    if data.corpus is None:
+        from diagnose.data.synthetic import SYNTHETIC_PRESETS
+
+        if data.synthetic not in SYNTHETIC_PRESETS:
+            raise ConfigError(f"[corpus] synthetic={data.synthetic!r} is not valid; choose one of "
+                              f"{', '.join(SYNTHETIC_PRESETS)}")
+
+    train_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for key in merged["train"]:
+        if key not in train_fields or key in ("seed", "steps", "epochs"):
+            valid = sorted(k for k in train_fields if k not in ("seed", "steps", "epochs"))
+            raise ConfigError(f"unknown key '{key}' in [train]; valid keys: {', '.join(valid)}")
+    train = dataclasses.replace(TrainConfig(), steps=steps, epochs=epochs if steps is None else None,
+                                **merged["train"])
+
+    spec = Spec(raw=merged, name=str(study.get("name", "study")), bases=tuple(bases), seeds=seeds,
+                factors=factors, data=data, train=train, sizes=dict(sizes))
+    try:
+        spec.variants()  # every combination must make a valid config
+    except ValueError as exc:
+        raise ConfigError(f"spec gives an invalid model: {exc}") from None
+    return spec
