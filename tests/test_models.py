@@ -342,3 +342,12 @@ def test_temporal_init_rejects_nonsense(value):
 def test_temporal_init_rejects_non_finite_std(value):
     with pytest.raises(ValueError, match="temporal_init"):
         apply_overrides(PRESETS["paper"], {"temporal_init": value})
+
+
+def test_every_listed_initializer_name_is_a_keras_initializer():
+    import keras
+
+    from models.config import INITIALIZERS
+
+    for name in INITIALIZERS:
+        assert isinstance(keras.initializers.get(name), keras.initializers.Initializer), name

@@ -23,9 +23,13 @@ A spec is TOML (every key optional; the defaults are the default study)::
     [train]                            # TrainConfig fields: log_every, eval_every, probe_every, ...
     log_every = 50
 
+    [model]                            # any MemN2NConfig field, set on every base
+    learning_rate = 0.01
+
     [factors]                          # factor = [levels] (empty list: the factor's default levels)
     output = []
     temporal = ["none", "normal", "uniform", "ones"]
+    lr = {high = {learning_rate = 1.0}}  # a factor of your own: level = {field = value}
 
 For every base and every factor, each level whose settings differ from the base's is
 one counterfactual: the base with that factor alone switched. A factor's levels are
@@ -104,7 +108,8 @@ DEFAULT_SPEC: dict = {
 
 _SECTIONS = {"study": {"name", "bases", "seeds"}, "budget": {"steps", "epochs"},
              "corpus": {"synthetic", "path", "context", "tokens", "max_vocab"},
-             "sizes": {"memory_size", "embed_dim", "hops", "batch_size"}, "train": None, "factors": None}
+             "sizes": {"memory_size", "embed_dim", "hops", "batch_size"}, "model": None, "train": None,
+             "factors": None}
 
 
 @dataclass(frozen=True)
@@ -139,16 +144,20 @@ class Spec:
     data: DataConfig
     train: TrainConfig
     sizes: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)  # [model]: fields set on every base
+    custom: dict = field(default_factory=dict)  # the user's own factors: {factor: {level: settings}}
 
     def base_config(self, base: str) -> MemN2NConfig:
-        """The base preset at the spec's sizes (as-posted keeps its one hop fewer)."""
+        """The base preset at the spec's sizes (as-posted keeps its one hop fewer), then [model]."""
         sizes = dict(self.sizes)
         cfg = preset(base)
         if "hops" in sizes and base == "as-posted":
             sizes["hops"] = max(1, sizes["hops"] - 1)
-        return apply_overrides(cfg, sizes)
+        return apply_overrides(cfg, {**sizes, **self.model})
 
     def level_settings(self, factor: str, level: str) -> dict:
+        if factor in self.custom:
+            return dict(self.custom[factor][level])
         settings = dict(FACTORS[factor][level])
         if factor == "hops":
             settings["hops"] = max(1, self.sizes.get("hops", preset("paper").hops) + settings["hops"])
@@ -262,7 +271,22 @@ def build_spec(raw: dict) -> Spec:
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(dict.fromkeys(seeds))
 
     factors: dict[str, tuple[str, ...]] = {}
+    custom: dict[str, dict[str, dict]] = {}
     for name, levels in merged["factors"].items():
+        if isinstance(levels, dict):  # a factor of the user's own: {level = {field = value}}
+            if name in FACTORS:
+                raise ConfigError(f"factor '{name}' is built in; give it a list of levels, not a table")
+            if not levels or not all(isinstance(v, dict) and v for v in levels.values()):
+                raise ConfigError(f"custom factor '{name}' needs levels like {name} = "
+                                  "{high = {learning_rate = 0.1}}")
+            for level, settings in levels.items():
+                try:
+                    apply_overrides(preset("paper"), settings)
+                except ValueError as exc:
+                    raise ConfigError(f"custom factor '{name}', level '{level}': {exc}") from None
+            custom[name] = {lv: dict(st) for lv, st in levels.items()}
+            factors[name] = tuple(levels)
+            continue
         if name not in FACTORS:
             raise ConfigError(f"unknown factor '{name}'; valid factors: {', '.join(FACTORS)}")
         if not isinstance(levels, list) or not all(isinstance(lv, str) for lv in levels):
@@ -306,8 +330,13 @@ def build_spec(raw: dict) -> Spec:
     train = dataclasses.replace(TrainConfig(), steps=steps, epochs=epochs if steps is None else None,
                                 **merged["train"])
 
+    model = merged["model"]
+    try:
+        apply_overrides(preset("paper"), model)
+    except ValueError as exc:
+        raise ConfigError(f"[model] {exc}") from None
     spec = Spec(raw=merged, name=str(study.get("name", "study")), bases=tuple(bases), seeds=seeds,
-                factors=factors, data=data, train=train, sizes=dict(sizes))
+                factors=factors, data=data, train=train, sizes=dict(sizes), model=dict(model), custom=custom)
     try:
         spec.variants()  # every combination must make a valid config
     except ValueError as exc:
