@@ -30,6 +30,8 @@ __all__ = ["train", "Trainer", "TrainResult"]
 # Paper (and its Torch/TF code): anneal when the new validation loss is not at
 # least this factor below the previous one.
 _ANNEAL_TOLERANCE = 0.9999
+# Room for the instrument columns of the largest MemN2N (untied, many hops).
+_MAX_COLUMNS = 2048
 # Rewrite metrics.csv at least this often (seconds) so long runs can be watched.
 _FLUSH_SECONDS = 30.0
 
@@ -85,7 +87,7 @@ class Trainer:
             if split is not None:
                 self._splits[name] = (tf.constant(split.tokens, tf.int32), tf.constant(split.line_start, tf.int32))
         self.names = measures.variable_names([v.path for v in self.variables])
-        self.acc = Accumulator(self.names)
+        self.acc = Accumulator(self.names, capacity=_MAX_COLUMNS, hist_shape=(mcfg.hops, mcfg.memory_size))
         self._step = self.acc.step
         jit = config.train.jit_compile
         # XLA's CPU random-number path makes dropout masks ~70x slower than TF's own
@@ -99,9 +101,7 @@ class Trainer:
         # costs more than a whole step of a small model.
         self.train_chunk = tf.function(self._train_chunk, jit_compile=train_jit,
                                        input_signature=[tf.TensorSpec([None, None], tf.int32)])
-        # Trace one step now: its first trace creates the accumulators (whose
-        # columns are the keys the step produces), which the chunk's loop then uses.
-        self.train_step.get_concrete_function()
+
         self.eval_step = tf.function(self._eval_step, jit_compile=jit, reduce_retracing=True)
         self.probe_step = tf.function(self._probe_step, jit_compile=jit, reduce_retracing=True)
 

@@ -28,10 +28,17 @@ class Accumulator:
             variable reported when a step first turns non-finite.
     """
 
-    def __init__(self, names: list[str]):
+    def __init__(self, names: list[str], capacity: int | None = None, hist_shape: tuple | None = None):
         self.names = list(names)
         self.columns: list[str] | None = None
         self._sums = self._count = self._hist = None
+        self._capacity = capacity
+        if capacity is not None:
+            # Created now, so that a step first traced inside a graph loop (where
+            # no variable may be created) can use them; columns fill the front.
+            self._sums = tf.Variable(tf.zeros(capacity, tf.float64), trainable=False)
+            self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+            self._hist = tf.Variable(tf.zeros(hist_shape or (1,), tf.float64), trainable=False)
         self._diverged = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
 
@@ -50,7 +57,13 @@ class Accumulator:
         step = self._step.assign_add(1)
         if hist is None:
             hist = tf.zeros((1,))
-        if self.columns is None:
+        if self.columns is not None and list(row) != self.columns:
+            raise RuntimeError("a retrace of the train step produced different instrument columns")
+        if self.columns is None and self._capacity is not None:
+            if len(row) > self._capacity:
+                raise RuntimeError(f"{len(row)} instrument columns exceed the accumulator's {self._capacity}")
+            self.columns = list(row)
+        elif self.columns is None:
             self.columns = list(row)
             with tf.init_scope():
                 self._sums = tf.Variable(tf.zeros(len(self.columns), tf.float64), trainable=False)
@@ -59,6 +72,8 @@ class Accumulator:
         finite = tf.logical_not(tf.reduce_any(bad))
         alive = finite & tf.equal(self._diverged[0], 0)
         vec = tf.stack([tf.cast(row[c], tf.float64) for c in self.columns])
+        if self._capacity is not None:
+            vec = tf.pad(vec, [[0, self._capacity - len(self.columns)]])
         self._sums.assign_add(tf.where(alive, vec, tf.zeros_like(vec)))
         self._count.assign_add(tf.cast(alive, tf.float64))
         self._hist.assign_add(tf.cast(hist, tf.float64) * tf.cast(alive, tf.float64))
@@ -79,7 +94,7 @@ class Accumulator:
         self._sums.assign(np.zeros_like(sums))
         self._count.assign(0.0)
         self._hist.assign(np.zeros_like(hist))
-        means = {c: (float(x) / count if count else math.nan) for c, x in zip(self.columns, sums)}
+        means = {c: (float(x) / count if count else math.nan) for c, x in zip(self.columns, sums[: len(self.columns)])}
         step, var = (int(x) for x in diverged)
         return {"row": means, "histogram": hist, "steps": count,
                 "diverged": None if not step else {"step": step, "variable": "loss" if var < 0 else self.names[var]}}
