@@ -225,3 +225,21 @@ def test_ray_executor_gives_the_same_records_as_local(tmp_path):
         assert a["loss"].tolist() == b["loss"].tolist()
         assert (tmp_path / "ray" / "runs" / r["id"] / "config.json").read_bytes() == \
             (tmp_path / "local" / "runs" / r["id"] / "config.json").read_bytes()
+
+
+def test_combos_switch_several_factors_and_are_validated():
+    spec = build_spec({"factors": {"output": []},
+                       "combos": {"fix": {"base": "as-posted", "loss_reduction": "sum", "output": "softmax"}}})
+    configs = {v.name: c for v, c in spec.variants()}
+    combo = configs["as-posted | loss_reduction=sum + output=softmax"]
+    base = configs["as-posted"]
+    diffs = {k for k in base.__dataclass_fields__ if getattr(base, k) != getattr(combo, k)}
+    assert diffs == {"loss_reduction", "output"}
+    with pytest.raises(ConfigError, match="valid levels"):
+        build_spec({"combos": {"x": {"base": "paper", "output": "tanh"}}})
+    with pytest.raises(ConfigError, match="base"):
+        build_spec({"combos": {"x": {"output": "relu"}}})
+    # The default study carries the question's contrast.
+    names = [v.name for v, _ in build_spec({}).variants()]
+    assert "as-posted | loss_reduction=sum + temporal=ones" in names
+    assert "as-posted | loss_reduction=sum + temporal=none" in names
