@@ -96,8 +96,9 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where runs train: local processes, or Ray tasks.")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray).")
+@click.option("--no-follow-up", is_flag=True, help="Do not run the combinations the verdict asks for.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray_address, quiet):
+def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray_address, no_follow_up, quiet):
     """Run a counterfactual ablation study (default: the built-in study on the synthetic corpus).
 
     Trains the as-posted and paper models and every single-factor switch between
@@ -105,7 +106,9 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
     """
     from diagnose.ablation.executors import make_executor
     from diagnose.ablation.spec import load_spec
-    from diagnose.ablation.sweep import run_sweep, summarize
+    from diagnose.ablation.study import run_study
+    from diagnose.ablation.sweep import summarize
+    from diagnose.findings.verdict import format_verdict
 
     overrides: dict = {}
     if seeds is not None:
@@ -136,7 +139,7 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
         bar.update(1)
 
     try:
-        manifest = run_sweep(study, out, runner, progress=progress)
+        manifest, verdict = run_study(study, out, runner, follow_up=not no_follow_up, progress=progress)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -149,7 +152,8 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
         tag = "" if not (r["diverged"] or r["failed"]) else f"  [{r['diverged']} diverged, {r['failed']} failed]"
         click.echo(f"{r['variant']:<{width}}  {n:>4}  {_fmt(r['valid_loss_mean'])} ± {_fmt(r['valid_loss_sd'])}{tag}")
     click.echo(f"{t['runs']} runs: {t['completed']} completed, {t['diverged']} diverged, {t['failed']} failed "
-               f"in {manifest['timings']['wall_time_s']:.0f} s -> {out}")
+               f"-> {out}")
+    click.echo(format_verdict(verdict))
 
 
 def _fmt(x, digits: int = 3) -> str:

@@ -1,0 +1,250 @@
+"""The verdict of an ablation: which switches cause the gap between as-posted and paper, with CIs.
+
+Outcome of a run: its final validation loss (nats per token). A diverged run counts
+with its last validation loss before the divergence, or ln V when it has none: it
+did not learn. For each variant, the seeds pair up with the base's seeds (same seed,
+same batch order), so an effect is the mean of per-seed differences, with a 95%
+paired t-interval (``scipy.stats.t``, n - 1 degrees of freedom).
+
+* gap: mean(as-posted) - mean(paper), with its interval.
+* Per factor, on the as-posted side: the effect of switching it alone to the paper's
+  level and the share of the gap that closes; on the paper side: the effect of
+  switching it alone to the as-posted level and the share of the gap it opens.
+* Interactions: for a combination of switches, its effect minus the sum of the
+  single switches' effects (non-additivity, interval by pairing seeds).
+* Root causes: factors whose switch moves the loss with an interval that excludes
+  zero, ranked by the share of the gap they explain. Each cites its runs.
+* The smallest set of fixes: if no single switch closes most of the gap,
+  :func:`plan_follow_ups` proposes combinations of the strongest switches (pairs,
+  then triples, greedily) for the harness to run, until one recovers the paper.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from pathlib import Path
+
+from diagnose import runrecord
+
+__all__ = ["compute_verdict", "plan_follow_ups", "format_verdict", "RECOVERED_SHARE", "MAX_FIX_SIZE"]
+
+# A set of switches "recovers the paper" when it closes at least this share of the
+# as-posted/paper gap: the last 20% leaves room for seed noise and for factors
+# that matter little, without calling a half-fixed model fixed.
+RECOVERED_SHARE = 0.8
+# Larger sets than this are not searched: 4 switches of 11 factors is already 330
+# combinations; beyond it the answer is "switch to the paper's recipe".
+MAX_FIX_SIZE = 4
+# Strongest single switches kept as candidates for combinations (pairs of 5 = 10 runs per seed).
+CANDIDATES = 5
+CONFIDENCE = 0.95
+
+
+def _outcome(run_dir: Path, status: str) -> float | None:
+    try:
+        summary = runrecord.read_summary(run_dir)
+    except (FileNotFoundError, ValueError):
+        return None
+    loss = (summary.get("final") or {}).get("valid_loss")
+    if status == "diverged" and loss is None:
+        loss = (summary.get("baselines") or {}).get("ln_vocab")
+    if status not in ("completed", "diverged") or loss is None or not math.isfinite(loss):
+        return None if status != "diverged" else (summary.get("baselines") or {}).get("ln_vocab")
+    return float(loss)
+
+
+def _paired(a: dict[int, float], b: dict[int, float]) -> dict:
+    """Mean of b - a over common seeds with a 95% paired t-interval."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    diffs = [b[s] - a[s] for s in seeds]
+    n = len(diffs)
+    if n == 0:
+        return {"effect": None, "ci": [None, None], "n": 0}
+    mean = statistics.fmean(diffs)
+    if n < 2:
+        return {"effect": mean, "ci": [None, None], "n": n}
+    sd = statistics.stdev(diffs)
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
+    return {"effect": mean, "ci": [mean - half, mean + half], "n": n}
+
+
+def _excludes_zero(ci) -> bool:
+    lo, hi = ci
+    return lo is not None and hi is not None and (lo > 0 or hi < 0)
+
+
+def load_outcomes(ablation_dir: str | Path) -> tuple[dict, dict]:
+    """Per variant: {seed: outcome} and the manifest entries, from ABLATION_DIR."""
+    out = Path(ablation_dir)
+    manifest = runrecord.read_json(out / "manifest.json")
+    outcomes: dict[str, dict[int, float]] = {}
+    info: dict[str, dict] = {}
+    for e in manifest["runs"]:
+        info.setdefault(e["variant"], {"base": e["base"], "factor": e["factor"], "level": e["level"], "runs": [],
+                                       "diverged": 0})
+        info[e["variant"]]["runs"].append(e["id"])
+        if e["status"] == "diverged":
+            info[e["variant"]]["diverged"] += 1
+        y = _outcome(out / "runs" / e["id"], e["status"])
+        if y is not None:
+            outcomes.setdefault(e["variant"], {})[e["seed"]] = y
+    return outcomes, info | {"__manifest__": manifest}
+
+
+def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", reference: str = "paper") -> dict:
+    """The verdict as a JSON-ready dict (see the module docstring)."""
+    outcomes, info = load_outcomes(ablation_dir)
+    manifest = info.pop("__manifest__")
+    if faulty not in outcomes or reference not in outcomes:
+        return {"error": f"the study needs completed runs of both '{faulty}' and '{reference}'", "factors": [],
+                "root_causes": []}
+    gap = _paired(outcomes[reference], outcomes[faulty])  # faulty - reference
+    gap_size = gap["effect"]
+    means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
+    factors: dict[str, dict] = {}
+    combos = []
+    for variant, meta in info.items():
+        if variant in (faulty, reference) or variant not in outcomes:
+            continue
+        base = meta["base"]
+        effect = _paired(outcomes[base], outcomes[variant])  # variant - base
+        entry = {"variant": variant, "runs": meta["runs"], "mean_loss": means[variant], "diverged": meta["diverged"],
+                 **effect}
+        if meta["factor"] is None:  # a combination of switches
+            combos.append(entry)
+            continue
+        f = factors.setdefault(meta["factor"], {"factor": meta["factor"], "fix": [], "break": []})
+        if base == faulty:
+            entry["share_closed"] = (-effect["effect"] / gap_size) if gap_size else None
+            f["fix"].append(entry)
+        elif base == reference:
+            entry["share_opened"] = (effect["effect"] / gap_size) if gap_size else None
+            f["break"].append(entry)
+    for f in factors.values():
+        best_fix = max(f["fix"], key=lambda e: e.get("share_closed") or -math.inf, default=None)
+        best_break = max(f["break"], key=lambda e: e.get("share_opened") or -math.inf, default=None)
+        f["best_fix"] = best_fix["variant"] if best_fix else None
+        f["share_closed"] = best_fix.get("share_closed") if best_fix else None
+        f["share_opened"] = best_break.get("share_opened") if best_break else None
+        fix_sig = bool(best_fix and best_fix["effect"] is not None and best_fix["effect"] < 0
+                       and _excludes_zero(best_fix["ci"]))
+        break_sig = bool(best_break and best_break["effect"] is not None and best_break["effect"] > 0
+                         and _excludes_zero(best_break["ci"]))
+        f["significant"] = fix_sig or break_sig
+        f["score"] = max(f["share_closed"] or 0.0, f["share_opened"] or 0.0)
+    # Interactions: a combination's effect against the sum of its parts.
+    for c in combos:
+        parts = [p.strip() for p in c["variant"].split("|", 1)[1].split("+")]
+        singles = [f"{faulty if c['variant'].startswith(faulty) else reference} | {p}" for p in parts]
+        if all(s in outcomes for s in singles):
+            base = info[c["variant"]]["base"]
+            seeds = set(outcomes[c["variant"]]).intersection(*(outcomes[s] for s in singles), outcomes[base])
+            additive = {s: sum(outcomes[x][s] - outcomes[base][s] for x in singles) + outcomes[base][s] for s in seeds}
+            c["interaction"] = _paired(additive, {s: outcomes[c["variant"]][s] for s in seeds})
+        c["share_closed"] = (-c["effect"] / gap_size) if gap_size and c["effect"] is not None else None
+    ranked = sorted((f for f in factors.values() if f["significant"] and f["score"] > 0),
+                    key=lambda f: -f["score"])
+    recovered = [c for c in combos if (c.get("share_closed") or 0) >= RECOVERED_SHARE]
+    singles_recover = [f for f in factors.values() if (f["share_closed"] or 0) >= RECOVERED_SHARE]
+    smallest = None
+    if singles_recover:
+        best = max(singles_recover, key=lambda f: f["share_closed"])
+        entry = next(e for e in best["fix"] if e["variant"] == best["best_fix"])
+        smallest = {"switches": [best["best_fix"].split("|", 1)[1].strip()], "variant": best["best_fix"],
+                    "share_closed": best["share_closed"], "runs": entry["runs"],
+                    "confident": _excludes_zero(entry["ci"])}
+    elif recovered:
+        best = min(recovered, key=lambda c: (c["variant"].count("+"), -(c["share_closed"] or 0)))
+        smallest = {"switches": [p.strip() for p in best["variant"].split("|", 1)[1].split("+")],
+                    "variant": best["variant"], "share_closed": best["share_closed"], "runs": best["runs"],
+                    "confident": _excludes_zero(best["ci"])}
+    return {
+        "study": manifest.get("study"), "faulty": faulty, "reference": reference,
+        "outcome": "final validation loss (nats per token); diverged runs count at their last validation loss",
+        "test": f"paired t-interval over seeds, {int(CONFIDENCE * 100)}% (scipy.stats.t)",
+        "means": means,
+        "gap": gap,
+        "factors": sorted(factors.values(), key=lambda f: -f["score"]),
+        "combinations": combos,
+        "root_causes": [{"factor": f["factor"], "share_closed": f["share_closed"], "share_opened": f["share_opened"],
+                         "runs": [r for e in f["fix"] + f["break"] for r in e["runs"]]} for f in ranked],
+        "smallest_fix": smallest,
+        "baselines": manifest.get("corpus", {}),
+    }
+
+
+def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -> list[tuple]:
+    """Combinations to run next, or [] when a fix is known or none is left to try.
+
+    Greedy: pairs of the strongest single switches first; if none recovers, each
+    best set so far extended by one more candidate, up to :data:`MAX_FIX_SIZE`.
+
+    Returns:
+        ``[(base, ((factor, level), ...)), ...]`` not yet in ``tried`` (variant names).
+    """
+    if verdict.get("smallest_fix") or not verdict.get("factors"):
+        return []
+    candidates = [f for f in verdict["factors"] if f.get("best_fix") and (f.get("share_closed") or 0) > 0]
+    candidates = sorted(candidates, key=lambda f: -(f["share_closed"] or 0))[:CANDIDATES]
+    switches = [tuple(f["best_fix"].split("|", 1)[1].strip().split("=")) for f in candidates]
+    combos = verdict.get("combinations", [])
+    done_sizes = {c["variant"].count("+") + 1 for c in combos if c["variant"].startswith(faulty)}
+    size = 2 if 2 not in done_sizes else max(done_sizes) + 1
+    if size > MAX_FIX_SIZE or len(switches) < size:
+        return []
+    if size == 2:
+        sets = list(itertools.combinations(switches, 2))
+    else:  # extend the best combinations of the previous size by one more switch
+        prev = sorted((c for c in combos if c["variant"].count("+") + 1 == size - 1),
+                      key=lambda c: -(c.get("share_closed") or 0))[:2]
+        sets = []
+        for c in prev:
+            have = [tuple(p.strip().split("=")) for p in c["variant"].split("|", 1)[1].split("+")]
+            sets += [tuple(have) + (s,) for s in switches if s not in have]
+    out = []
+    for s in sets:
+        name = f"{faulty} | " + " + ".join(f"{f}={lv}" for f, lv in s)
+        if name not in tried:
+            out.append((faulty, tuple(s)))
+    return out
+
+
+def format_verdict(verdict: dict) -> str:
+    """The plain-text verdict: root causes in order, one line each, then the smallest fix."""
+    if verdict.get("error"):
+        return f"verdict: {verdict['error']}"
+    gap = verdict["gap"]
+    lines = [f"verdict ({verdict['test']}): {verdict['faulty']} ends {_f(gap['effect'])} nats above "
+             f"{verdict['reference']} (95% CI {_f(gap['ci'][0])} to {_f(gap['ci'][1])})"]
+    if not verdict["root_causes"]:
+        lines.append("  no single switch moves the loss beyond seed noise")
+    for i, rc in enumerate(verdict["root_causes"], start=1):
+        f = next(x for x in verdict["factors"] if x["factor"] == rc["factor"])
+        parts = []
+        if rc["share_closed"] is not None:
+            fix = next(e for e in f["fix"] if e["variant"] == f["best_fix"])
+            parts.append(f"switching it alone ({f['best_fix'].split('|', 1)[1].strip()}) closes "
+                         f"{rc['share_closed']:.0%} of the gap (effect {_f(fix['effect'])}, "
+                         f"CI {_f(fix['ci'][0])} to {_f(fix['ci'][1])})")
+        if rc["share_opened"] is not None:
+            parts.append(f"on the paper model it opens {rc['share_opened']:.0%}")
+        lines.append(f"  {i}. {rc['factor']}: " + "; ".join(parts))
+    fix = verdict.get("smallest_fix")
+    if fix and not fix.get("confident"):
+        lines.append("  (too few seeds for a confidence interval: the fix below is not established)")
+    if fix and len(fix["switches"]) == 1:
+        lines.append(f"  smallest fix: {fix['switches'][0]} ({fix['share_closed']:.0%} of the gap closed)")
+    elif fix:
+        lines.append(f"  smallest fix: switch {' and '.join(fix['switches'])} together "
+                     f"({fix['share_closed']:.0%} of the gap closed); no single one of them does")
+    else:
+        lines.append("  no tested set of switches recovers the paper's loss")
+    return "\n".join(lines)
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
