@@ -1,0 +1,109 @@
+"""The verdict of an ablation, on hand-built ablation directories (no training)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from diagnose import runrecord
+from diagnose.findings.verdict import compute_verdict, format_verdict, plan_follow_ups
+
+LN_V = math.log(35)
+
+
+def _study(tmp_path, variants: dict[str, list[float | None]], diverged: dict | None = None):
+    """variants: name -> final valid loss per seed (None = diverged without a validation)."""
+    runs = []
+    for name, losses in variants.items():
+        base, _, rest = name.partition(" | ")
+        factor = level = None
+        if rest and "+" not in rest:
+            factor, level = rest.split("=")
+        for seed, loss in enumerate(losses):
+            rid = f"{abs(hash((name, seed))) % 10**12:012d}"
+            status = "diverged" if (diverged or {}).get(name) and seed in diverged[name] else "completed"
+            runrecord.write_summary(tmp_path / "runs" / rid, {
+                "status": status, "final": {"valid_loss": loss}, "baselines": {"ln_vocab": LN_V}})
+            runs.append({"id": rid, "variant": name, "base": base, "factor": factor, "level": level, "seed": seed,
+                         "status": status})
+    runrecord.write_json(tmp_path / "manifest.json", {"study": "hand-built", "runs": runs, "corpus": {}})
+    return tmp_path
+
+
+def test_root_cause_ranked_first_with_paired_interval(tmp_path):
+    v = compute_verdict(_study(tmp_path, {
+        "as-posted": [5.0, 5.2, 4.9],
+        "paper": [1.5, 1.6, 1.4],
+        "as-posted | output=softmax": [1.7, 1.6, 1.5],
+        "as-posted | dropout=none": [5.1, 5.0, 4.8],
+        "paper | output=relu": [4.8, 5.1, 5.0],
+        "paper | dropout=both": [1.6, 1.5, 1.45],
+    }))
+    assert [rc["factor"] for rc in v["root_causes"]] == ["output"]
+    output = next(f for f in v["factors"] if f["factor"] == "output")
+    fix = output["fix"][0]
+    # Independent reference: scipy's paired t-test interval on the same numbers.
+    ref = stats.ttest_rel([1.7, 1.6, 1.5], [5.0, 5.2, 4.9]).confidence_interval(0.95)
+    assert fix["effect"] == pytest.approx(np.mean([1.7 - 5.0, 1.6 - 5.2, 1.5 - 4.9]))
+    assert fix["ci"] == pytest.approx([ref.low, ref.high])
+    gap = np.mean([5.0 - 1.5, 5.2 - 1.6, 4.9 - 1.4])
+    assert output["share_closed"] == pytest.approx(-fix["effect"] / gap)
+    assert v["smallest_fix"]["switches"] == ["output=softmax"] and v["smallest_fix"]["confident"]
+    assert set(v["root_causes"][0]["runs"]) >= set(fix["runs"])
+    text = format_verdict(v)
+    assert "1. output" in text and "smallest fix: output=softmax" in text and "dropout" not in text
+
+
+def test_no_single_switch_asks_for_pairs_then_names_the_pair(tmp_path):
+    variants = {
+        "as-posted": [5.0, 5.1, 4.9],
+        "paper": [1.0, 1.1, 0.9],
+        "as-posted | output=softmax": [3.3, 3.4, 3.2],  # closes ~42%
+        "as-posted | loss_reduction=sum": [3.2, 3.4, 3.3],  # closes ~42%
+        "as-posted | dropout=none": [5.0, 5.05, 4.95],
+    }
+    v = compute_verdict(_study(tmp_path / "a", variants))
+    assert v["smallest_fix"] is None
+    plan = plan_follow_ups(v, set(variants))
+    pairs = {tuple(sorted(f"{f}={lv}" for f, lv in s)) for _, s in plan}
+    assert ("loss_reduction=sum", "output=softmax") in pairs
+    assert all(len(s) == 2 for _, s in plan)
+    variants["as-posted | loss_reduction=sum + output=softmax"] = [1.1, 1.2, 1.0]
+    v = compute_verdict(_study(tmp_path / "b", variants))
+    assert v["smallest_fix"]["switches"] == ["loss_reduction=sum", "output=softmax"]
+    text = format_verdict(v)
+    assert "switch loss_reduction=sum and output=softmax together" in text and "no single one" in text
+    assert plan_follow_ups(v, set(variants)) == []
+    combo = v["combinations"][0]
+    # Interaction: the pair does better than the sum of its parts would predict? Here the
+    # parts add to -3.5 and the pair gives -3.9: a negative (synergistic) interaction.
+    assert combo["interaction"]["effect"] == pytest.approx(
+        np.mean([1.1 - (5.0 + (3.3 - 5.0) + (3.2 - 5.0)), 1.2 - (5.1 + (3.4 - 5.1) + (3.4 - 5.1)),
+                 1.0 - (4.9 + (3.2 - 4.9) + (3.3 - 4.9))]))
+
+
+def test_noise_is_not_a_root_cause(tmp_path):
+    v = compute_verdict(_study(tmp_path, {
+        "as-posted": [5.0, 4.0, 6.0],
+        "paper": [1.0, 1.1, 0.9],
+        "as-posted | temporal=none": [4.5, 5.5, 4.2],
+    }))
+    assert v["root_causes"] == []
+    assert "no single switch moves the loss beyond seed noise" in format_verdict(v)
+
+
+def test_diverged_runs_count_as_not_learning(tmp_path):
+    v = compute_verdict(_study(tmp_path, {
+        "as-posted": [5.0, 5.1, 4.9],
+        "paper": [1.0, 1.1, 0.9],
+        "paper | clip=per_tensor": [None, None, 1.0],
+    }, diverged={"paper | clip=per_tensor": {0, 1}}))
+    clip = next(f for f in v["factors"] if f["factor"] == "clip")
+    assert clip["break"][0]["diverged"] == 2
+    assert clip["break"][0]["mean_loss"] == pytest.approx((LN_V + LN_V + 1.0) / 3)
+
+
+def test_missing_base_runs_are_reported(tmp_path):
+    v = compute_verdict(_study(tmp_path, {"paper": [1.0, 1.1]}))
+    assert "as-posted" in v["error"]
