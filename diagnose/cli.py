@@ -156,6 +156,48 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
     click.echo(format_verdict(verdict))
 
 
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings (or verdict) as JSON.")
+@click.option("--no-follow-up", is_flag=True, help="ABLATION_DIR: do not run the combinations the verdict asks for.")
+@click.option("--jobs", type=int, default=None, help="ABLATION_DIR: concurrent follow-up runs (default: one per core).")
+def check(path, as_json, no_follow_up, jobs):
+    """Diagnose a run (RUN_DIR: findings) or a study (ABLATION_DIR: verdict.json).
+
+    For a run: each finding with its id, kind, severity, evidence and fix. For an
+    ablation: effects with confidence intervals, root causes in order, and the
+    smallest set of switches that recovers the paper's behaviour (running the
+    follow-up combinations it needs unless --no-follow-up).
+    """
+    import json as json_lib
+
+    from diagnose import runrecord
+
+    target = Path(path)
+    if (target / "manifest.json").is_file():
+        from diagnose.ablation.executors import make_executor
+        from diagnose.ablation.spec import build_spec
+        from diagnose.ablation.study import conclude
+        from diagnose.findings.verdict import format_verdict
+
+        manifest = runrecord.read_json(target / "manifest.json")
+        spec = build_spec(manifest["spec"])
+        verdict, _ = conclude(spec, target, make_executor("local", jobs=jobs or os.cpu_count() or 1),
+                              follow_up=not no_follow_up)
+        click.echo(json_lib.dumps(verdict, indent=2) if as_json else format_verdict(verdict))
+        return
+    if not runrecord.is_run_dir(target):
+        raise DiagnoseError(f"{path} is neither a run directory (config.json) nor an ablation directory "
+                            "(manifest.json); pass the --out of 'diagnose train' or 'diagnose run-ablation'")
+    from diagnose.findings import check_run, format_findings
+
+    findings = check_run(target)
+    if as_json:
+        click.echo(json_lib.dumps([f.to_dict() for f in findings], indent=2))
+    else:
+        click.echo(format_findings(findings) if findings else "no findings: nothing in this run looks wrong")
+
+
 def _fmt(x, digits: int = 3) -> str:
     return "n/a" if x is None or x != x else f"{x:.{digits}f}"
 

@@ -324,14 +324,32 @@ class Monitor(keras.callbacks.Callback):
 
 
 def _describe(model) -> dict:
-    """A JSON description of a user's model: class, layers with their configs, loss."""
+    """A JSON description of a user's model: class, layers with their configs and graph edges, loss.
+
+    Each layer's ``inbound`` lists, per call of the layer (a shared layer has
+    several), the names of the layers that produced its inputs: the findings read
+    the wiring from these edges and the layer classes, never from layer names.
+    ``outputs`` names the layers producing the model's outputs, and
+    ``loss_from_logits`` says whether the loss reads logits (a loss object's
+    ``from_logits``; False for a loss given by name, Keras' default).
+    """
     layers = []
     for layer in model.layers:
         cfg = layer.get_config()
+        inbound = [[t._keras_history.operation.name for t in node.input_tensors
+                    if getattr(t, "_keras_history", None) is not None]
+                   for node in getattr(layer, "_inbound_nodes", [])]
         layers.append({"class": layer.__class__.__name__, "name": layer.name,
                        "config": {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, bool, type(None)))},
-                       "params": int(layer.count_params()) if layer.built else None})
+                       "params": int(layer.count_params()) if layer.built else None,
+                       "inbound": inbound})
     loss = model.loss
+    from_logits = False
+    if isinstance(loss, keras.losses.Loss):
+        from_logits = bool(loss.get_config().get("from_logits", False))
+    outputs = [t._keras_history.operation.name for t in (getattr(model, "outputs", None) or [])
+               if getattr(t, "_keras_history", None) is not None]
     return {"kind": "keras", "class": model.__class__.__name__, "name": model.name, "layers": layers,
             "loss": loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__),
+            "loss_from_logits": from_logits, "outputs": outputs,
             "params": int(model.count_params())}

@@ -1,0 +1,106 @@
+"""Every number the rules compare against, in one place, each with the reason for its value.
+
+Losses are in nats per token. "Late" means the last :data:`LATE_FRACTION` of the
+logged rows that hold the column in question, so a figure describes where
+training ended up rather than how it started.
+"""
+
+# --- windows -------------------------------------------------------------------
+
+# The last fifth of the logged rows: long enough to average out per-interval noise
+# (tens of rows in a normal run), short enough to describe the end of training.
+LATE_FRACTION = 0.2
+# The first tenth of the rows is the "early" reference for gradient growth or decay:
+# before the model has moved far from its initialisation.
+EARLY_FRACTION = 0.1
+
+# --- output layer ----------------------------------------------------------------
+
+# Keras' cross-entropy clips probabilities to [1e-7, 1 - 1e-7]; a target at the floor
+# costs -ln(1e-7) nats and passes back no useful gradient.
+CLIP_FLOOR = 1e-7
+FLOOR_NATS = 16.118095650958319  # -ln(CLIP_FLOOR)
+# Loss names that expect probabilities unless from_logits=True (Keras' defaults).
+PROBABILISTIC_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
+
+# --- branch balance ---------------------------------------------------------------
+
+# rms(temporal) / rms(word) above 3: the temporal encoding then carries
+# 3^2 / (1 + 3^2) = 90% of the memory vector's energy, so the match scores depend on
+# position far more than on the words; at initialisation (both N(0, 0.05) in the
+# paper, both U(-0.05, 0.05) as posted) the ratio is about 1.
+TEMPORAL_RATIO = 3.0
+
+# --- attention ----------------------------------------------------------------
+
+# Mean attention mass on padded slots above 5%: padded slots hold no word, so any
+# mass there is read-out wasted on the pad embedding; with masking it is exactly 0.
+PAD_MASS = 0.05
+# With padding encoded and a temporal encoding, any measurable mass on pads shows
+# the position signal pulling attention onto them; 0.1% is above float noise.
+PAD_MASS_ANY = 1e-3
+# Normalised entropy >= 0.95 on every hop: attention is within 5% of uniform over the
+# real slots, i.e. the hops average the window instead of selecting from it.
+UNIFORM_ENTROPY = 0.95
+# One slot winning >= 90% of the argmaxes on a hop, late in training: the winner is
+# fixed whatever the content (in text, no single relative position is relevant
+# 90% of the time).
+COLLAPSED_SHARE = 0.9
+# Mean top-1 weight >= 0.95: attention is one-hot; reported beside a collapse.
+COLLAPSED_TOP1 = 0.95
+# "At the floor": within 0.05 nats of the Bayes floor there is nothing left to
+# learn, so uniform attention is then no symptom.
+FLOOR_MARGIN = 0.05
+
+# --- ignores its input --------------------------------------------------------------
+
+# Loss within 0.1 nats of the unigram entropy (or above): the model predicts no
+# better than word frequencies, which needs no input at all.
+UNIGRAM_MARGIN = 0.1
+# Shuffled or zeroed inputs costing less than 0.05 nats more than the real ones:
+# the probe batch is fixed and evaluated without dropout, so a model that uses its
+# input loses far more than that when the input is destroyed.
+PROBE_MARGIN = 0.05
+
+# --- optimisation ------------------------------------------------------------------
+
+# Healthy SGD moves weights by ~1e-3 of their norm per step (the usual rule of
+# thumb); a median ten times below that means training crawls.
+TINY_UPDATE_RATIO = 1e-4
+HEALTHY_UPDATE_RATIO = 1e-3
+# Clipping "never fires while gradients are small": the largest global gradient norm
+# seen is below a tenth of the clip threshold, an order of magnitude of headroom.
+CLIP_IDLE_FRACTION = 0.1
+# Clipping on more than 90% of the logged steps: the step length is then set by
+# the clip threshold, not by the gradient.
+CLIP_ALWAYS = 0.9
+# The peak global gradient norm 100 times its early median: two orders of magnitude
+# of growth is beyond the noise of minibatch gradients.
+EXPLODE_FACTOR = 100.0
+# The late global gradient norm a thousandth of its early median, or below 1e-7
+# in absolute terms (float32 round-off on weights of order 1e-2): nothing flows back.
+VANISH_FACTOR = 1e-3
+VANISH_ABSOLUTE = 1e-7
+
+# --- the loss curve -----------------------------------------------------------------
+
+# Oscillation: over the last half of the rows, consecutive logged losses differ by
+# more than 5% of the loss on average and the direction flips on at least half the
+# rows. Logged losses are means over many steps, so their noise is ~1%.
+OSCILLATION_WINDOW = 0.5
+OSCILLATION_REL_SWING = 0.05
+OSCILLATION_FLIPS = 0.5
+# Plateau: over the last 30% of rows, the loss fell by less than 1% of itself ...
+PLATEAU_WINDOW = 0.3
+PLATEAU_REL_DROP = 0.01
+# ... while still 0.25 nats above the Bayes floor (a 28% higher perplexity than the
+# best reachable), or no better than the unigram entropy when the floor is unknown.
+PLATEAU_GAP = 0.25
+# Overfitting: the final validation loss at least 0.05 nats above its best, seen at
+# two or more validations after the best, while the training loss fell by at least
+# 0.02 nats since then (logged losses are precise to ~0.01 nats).
+OVERFIT_RISE = 0.05
+OVERFIT_MIN_VALIDATIONS_AFTER = 2
+OVERFIT_TRAIN_DROP = 0.02
+# The fewest rows a curve rule looks at: fewer cannot show a trend or a flip.
+MIN_ROWS = 4
