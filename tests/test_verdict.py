@@ -25,8 +25,10 @@ def _study(tmp_path, variants: dict[str, list[float | None]], diverged: dict | N
             status = "diverged" if (diverged or {}).get(name) and seed in diverged[name] else "completed"
             runrecord.write_summary(tmp_path / "runs" / rid, {
                 "status": status, "final": {"valid_loss": loss}, "baselines": {"ln_vocab": LN_V}})
+            other = {"as-posted": "paper", "paper": "as-posted"}[base]
             runs.append({"id": rid, "variant": name, "base": base, "factor": factor, "level": level, "seed": seed,
-                         "status": status})
+                         "status": status, "level_of": [other] if factor else [],
+                         "switches": [s.split("=") for s in rest.split(" + ")] if rest else []})
     runrecord.write_json(tmp_path / "manifest.json", {"study": "hand-built", "runs": runs, "corpus": {}})
     return tmp_path
 
@@ -107,3 +109,43 @@ def test_diverged_runs_count_as_not_learning(tmp_path):
 def test_missing_base_runs_are_reported(tmp_path):
     v = compute_verdict(_study(tmp_path, {"paper": [1.0, 1.1]}))
     assert "as-posted" in v["error"]
+
+
+def test_only_switches_to_the_other_models_choice_are_blamed(tmp_path):
+    out = _study(tmp_path, {
+        "as-posted": [5.0, 5.1, 4.9],
+        "paper": [1.0, 1.1, 0.9],
+        "paper | temporal=none": [3.0, 3.1, 2.9],  # removing the encoding hurts the paper model...
+        "paper | temporal=uniform": [1.05, 1.1, 0.95],  # ...but the posted init does not
+        "as-posted | loss_reduction=sum": [1.2, 1.3, 1.1],
+    })
+    manifest = runrecord.read_json(out / "manifest.json")
+    for r in manifest["runs"]:  # "none" is neither base's level: exploratory only
+        if r["variant"] == "paper | temporal=none":
+            r["level_of"] = []
+    runrecord.write_json(out / "manifest.json", manifest)
+    v = compute_verdict(out)
+    assert [rc["factor"] for rc in v["root_causes"]] == ["loss_reduction"]
+    temporal = next(f for f in v["factors"] if f["factor"] == "temporal")
+    assert [e["variant"] for e in temporal["other"]] == ["paper | temporal=none"]
+
+
+def test_follow_ups_grow_from_pairs_of_candidates_only(tmp_path):
+    variants = {
+        "as-posted": [5.0, 5.1, 4.9],
+        "paper": [1.0, 1.1, 0.9],
+        "as-posted | output=softmax": [4.0, 4.1, 3.9],
+        "as-posted | loss_reduction=sum": [3.9, 4.0, 4.1],
+        "as-posted | h_wiring=state": [4.5, 4.4, 4.6],
+        # a contrast that is not made of candidate switches must not seed larger sets
+        "as-posted | loss_reduction=sum + temporal=ones": [6.0, 6.1, 5.9],
+    }
+    v = compute_verdict(_study(tmp_path / "a", variants))
+    plan = plan_follow_ups(v, set(variants))
+    assert {len(s) for _, s in plan} == {2} and len(plan) == 3
+    assert all(("temporal", "ones") not in s for _, s in plan)
+    for _, s in plan:  # none of the pairs recovers: next come triples built from the best pairs
+        variants["as-posted | " + " + ".join(f"{f}={lv}" for f, lv in s)] = [3.0, 3.1, 2.9]
+    v = compute_verdict(_study(tmp_path / "b", variants))
+    plan = plan_follow_ups(v, set(variants))
+    assert plan and {len(s) for _, s in plan} == {3}

@@ -134,6 +134,7 @@ class Variant:
     factor: str | None = None  # the single switched factor (None for a base or a combination)
     level: str | None = None
     switches: tuple = ()  # ((factor, level), ...) in the order applied
+    level_of: tuple = ()  # the other bases whose own setting this single switch adopts
 
 
 @dataclass(frozen=True)
@@ -185,16 +186,22 @@ class Spec:
             cfg = self.base_config(base)
             out.append((Variant(base, base), cfg))
             seen.add((base, _key(cfg)))
+        bases = {b: self.base_config(b) for b in self.bases}
         for base in self.bases:
-            cfg = self.base_config(base)
+            cfg = bases[base]
             for factor, levels in self.factors.items():
                 for level in levels:
-                    changed = apply_overrides(cfg, self.level_settings(factor, level))
+                    settings = self.level_settings(factor, level)
+                    changed = apply_overrides(cfg, settings)
                     if changed == cfg or (base, _key(changed)) in seen:
                         continue
                     seen.add((base, _key(changed)))
-                    out.append((Variant(f"{base} | {factor}={level}", base, factor, level, ((factor, level),)),
-                                changed))
+                    # Which other base already has this level: the switch that moves
+                    # one base to the other's choice, the only one a verdict blames.
+                    level_of = tuple(b for b, other in bases.items()
+                                     if b != base and apply_overrides(other, settings) == other)
+                    out.append((Variant(f"{base} | {factor}={level}", base, factor, level, ((factor, level),),
+                                        level_of), changed))
         for base, switches in self.combos:
             out.append(self.combination(base, switches))
         return out

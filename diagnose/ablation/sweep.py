@@ -57,7 +57,9 @@ def _write_run(out: Path, result: dict) -> None:
 
 def _entry(task: RunTask, status: str, wall: float | None = None, error: str | None = None) -> dict:
     return {"id": task.run_id, "variant": task.variant.name, "base": task.variant.base,
-            "factor": task.variant.factor, "level": task.variant.level, "seed": task.seed, "status": status,
+            "factor": task.variant.factor, "level": task.variant.level,
+            "switches": [list(sw) for sw in task.variant.switches], "level_of": list(task.variant.level_of),
+            "seed": task.seed, "status": status,
             "wall_time_s": wall, "error": error}
 
 

@@ -21,7 +21,7 @@ from diagnose.errors import DiagnoseError
 from diagnose.findings import thresholds as T
 
 __all__ = ["Evidence", "Finding", "RunView", "KINDS", "SEVERITIES", "series", "late", "early", "steps_of",
-           "hop_columns", "variable_columns", "number", "fmt"]
+           "hop_columns", "variable_columns", "number", "fmt", "final_loss"]
 
 KINDS = ("root-cause", "symptom")
 SEVERITIES = ("high", "medium", "low")
@@ -55,7 +55,8 @@ class Evidence:
         if self.threshold is not None:
             text += f" (threshold {fmt(self.threshold)})"
         if self.steps is not None:
-            text += f" over steps {self.steps[0]}-{self.steps[1]}"
+            first, last = self.steps
+            text += f" at step {first}" if first == last else f" over steps {first}-{last}"
         return text
 
 
@@ -215,3 +216,22 @@ def fmt(value) -> str:
     if abs(value) < 1e-2 or abs(value) >= 1e5:
         return f"{value:.3g}"
     return f"{value:.4g}"
+
+
+def final_loss(view: RunView) -> tuple[str, float] | None:
+    """The loss the run ended at, as ``(source, value)``.
+
+    Validation loss is preferred (it is what the model is for); the summary's
+    figures before the logged ones (the summary is written from the same rows, but
+    a hand-built or partial record may have only one of them).
+    """
+    final = view.summary.get("final") or {}
+    for key in ("valid_loss", "train_loss"):
+        value = number(final.get(key))
+        if value is not None:
+            return f"summary.final.{key}", value
+    for column in ("valid_loss", "loss"):
+        values = series(view, column)
+        if values is not None:
+            return column, float(values.iloc[-1])
+    return None

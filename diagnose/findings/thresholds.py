@@ -25,11 +25,13 @@ PROBABILISTIC_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossent
 
 # --- branch balance ---------------------------------------------------------------
 
-# rms(temporal) / rms(word) above 3: the temporal encoding then carries
-# 3^2 / (1 + 3^2) = 90% of the memory vector's energy, so the match scores depend on
-# position far more than on the words; at initialisation (both N(0, 0.05) in the
-# paper, both U(-0.05, 0.05) as posted) the ratio is about 1.
-TEMPORAL_RATIO = 3.0
+# rms(temporal) / rms(word) above 8: the temporal encoding then carries
+# 64 / 65 = 98.5% of the memory vector's energy and the match scores barely see the
+# words. Not lower: the paper's own learned encoding (N(0, 0.05), like the words)
+# grows to 1.5-5x the word embedding on the synthetic corpora while training well,
+# as position is informative there; a constant init of ones or a unit-amplitude
+# sinusoid gives 10-35x.
+TEMPORAL_RATIO = 8.0
 
 # --- attention ----------------------------------------------------------------
 
@@ -43,9 +45,14 @@ PAD_MASS_ANY = 1e-3
 # real slots, i.e. the hops average the window instead of selecting from it.
 UNIFORM_ENTROPY = 0.95
 # One slot winning >= 90% of the argmaxes on a hop, late in training: the winner is
-# fixed whatever the content (in text, no single relative position is relevant
-# 90% of the time).
+# fixed whatever the content.
 COLLAPSED_SHARE = 0.9
+# ... reported only while the model has gained less than half of what it can (of the
+# way from the unigram entropy down to the Bayes floor): when one relative position
+# decides the next word (the previous word, a copy lag), a fixed winner is the right
+# answer, and paper-config runs on the synthetic corpora do that while getting most
+# of the way to the floor.
+COLLAPSED_MAX_GAIN = 0.5
 # Mean top-1 weight >= 0.95: attention is one-hot; reported beside a collapse.
 COLLAPSED_TOP1 = 0.95
 # "At the floor": within 0.05 nats of the Bayes floor there is nothing left to

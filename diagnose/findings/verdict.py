@@ -85,7 +85,8 @@ def load_outcomes(ablation_dir: str | Path) -> tuple[dict, dict]:
     info: dict[str, dict] = {}
     for e in manifest["runs"]:
         info.setdefault(e["variant"], {"base": e["base"], "factor": e["factor"], "level": e["level"], "runs": [],
-                                       "diverged": 0})
+                                       "diverged": 0, "level_of": e.get("level_of"),
+                                       "switches": [tuple(x) for x in e.get("switches") or []]})
         info[e["variant"]]["runs"].append(e["id"])
         if e["status"] == "diverged":
             info[e["variant"]]["diverged"] += 1
@@ -117,13 +118,16 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
         if meta["factor"] is None:  # a combination of switches
             combos.append(entry)
             continue
-        f = factors.setdefault(meta["factor"], {"factor": meta["factor"], "fix": [], "break": []})
+        f = factors.setdefault(meta["factor"], {"factor": meta["factor"], "fix": [], "break": [], "other": []})
+        # Only a switch to the other base's own choice can blame a factor; other
+        # levels (say, no temporal encoding at all) are reported, not ranked.
+        level_of = meta["level_of"]
         if base == faulty:
             entry["share_closed"] = (-effect["effect"] / gap_size) if gap_size else None
-            f["fix"].append(entry)
+            f["fix" if level_of is None or reference in level_of else "other"].append(entry)
         elif base == reference:
             entry["share_opened"] = (effect["effect"] / gap_size) if gap_size else None
-            f["break"].append(entry)
+            f["break" if level_of is None or faulty in level_of else "other"].append(entry)
     for f in factors.values():
         best_fix = max(f["fix"], key=lambda e: e.get("share_closed") or -math.inf, default=None)
         best_break = max(f["break"], key=lambda e: e.get("share_opened") or -math.inf, default=None)
@@ -138,7 +142,9 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
         f["score"] = max(f["share_closed"] or 0.0, f["share_opened"] or 0.0)
     # Interactions: a combination's effect against the sum of its parts.
     for c in combos:
-        parts = [p.strip() for p in c["variant"].split("|", 1)[1].split("+")]
+        parts = [f"{f}={lv}" for f, lv in info[c["variant"]]["switches"]] or \
+            [p.strip() for p in c["variant"].split("|", 1)[1].split("+")]
+        c["switches"] = parts
         singles = [f"{faulty if c['variant'].startswith(faulty) else reference} | {p}" for p in parts]
         if all(s in outcomes for s in singles):
             base = info[c["variant"]]["base"]
@@ -146,6 +152,7 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
             additive = {s: sum(outcomes[x][s] - outcomes[base][s] for x in singles) + outcomes[base][s] for s in seeds}
             c["interaction"] = _paired(additive, {s: outcomes[c["variant"]][s] for s in seeds})
         c["share_closed"] = (-c["effect"] / gap_size) if gap_size and c["effect"] is not None else None
+    factors = {k: f for k, f in factors.items() if f["fix"] or f["break"] or f["other"]}
     ranked = sorted((f for f in factors.values() if f["significant"] and f["score"] > 0),
                     key=lambda f: -f["score"])
     recovered = [c for c in combos if (c.get("share_closed") or 0) >= RECOVERED_SHARE]
@@ -159,8 +166,7 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
                     "confident": _excludes_zero(entry["ci"])}
     elif recovered:
         best = min(recovered, key=lambda c: (c["variant"].count("+"), -(c["share_closed"] or 0)))
-        smallest = {"switches": [p.strip() for p in best["variant"].split("|", 1)[1].split("+")],
-                    "variant": best["variant"], "share_closed": best["share_closed"], "runs": best["runs"],
+        smallest = {"switches": best["switches"], "variant": best["variant"], "share_closed": best["share_closed"], "runs": best["runs"],
                     "confident": _excludes_zero(best["ci"])}
     return {
         "study": manifest.get("study"), "faulty": faulty, "reference": reference,
@@ -180,37 +186,38 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
 def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -> list[tuple]:
     """Combinations to run next, or [] when a fix is known or none is left to try.
 
-    Greedy: pairs of the strongest single switches first; if none recovers, each
-    best set so far extended by one more candidate, up to :data:`MAX_FIX_SIZE`.
+    Candidates are the strongest switches of the faulty base to the reference's
+    choices, one per factor. Greedy: every pair of candidates first; if no pair
+    recovers, the best pairs extended by one more candidate; and so on up to
+    :data:`MAX_FIX_SIZE`. Only sets made of candidates count as tried.
 
     Returns:
-        ``[(base, ((factor, level), ...)), ...]`` not yet in ``tried`` (variant names).
+        ``[(base, ((factor, level), ...)), ...]`` whose variant names are not in ``tried``.
     """
     if verdict.get("smallest_fix") or not verdict.get("factors"):
         return []
-    candidates = [f for f in verdict["factors"] if f.get("best_fix") and (f.get("share_closed") or 0) > 0]
-    candidates = sorted(candidates, key=lambda f: -(f["share_closed"] or 0))[:CANDIDATES]
-    switches = [tuple(f["best_fix"].split("|", 1)[1].strip().split("=")) for f in candidates]
-    combos = verdict.get("combinations", [])
-    done_sizes = {c["variant"].count("+") + 1 for c in combos if c["variant"].startswith(faulty)}
-    size = 2 if 2 not in done_sizes else max(done_sizes) + 1
-    if size > MAX_FIX_SIZE or len(switches) < size:
-        return []
-    if size == 2:
-        sets = list(itertools.combinations(switches, 2))
-    else:  # extend the best combinations of the previous size by one more switch
-        prev = sorted((c for c in combos if c["variant"].count("+") + 1 == size - 1),
-                      key=lambda c: -(c.get("share_closed") or 0))[:2]
-        sets = []
-        for c in prev:
-            have = [tuple(p.strip().split("=")) for p in c["variant"].split("|", 1)[1].split("+")]
-            sets += [tuple(have) + (s,) for s in switches if s not in have]
-    out = []
-    for s in sets:
-        name = f"{faulty} | " + " + ".join(f"{f}={lv}" for f, lv in s)
-        if name not in tried:
-            out.append((faulty, tuple(s)))
-    return out
+    ranked = sorted((f for f in verdict["factors"] if f.get("best_fix") and (f.get("share_closed") or 0) > 0),
+                    key=lambda f: -(f["share_closed"] or 0))[:CANDIDATES]
+    switches = [f["best_fix"].split("|", 1)[1].strip() for f in ranked]
+    shares = {c["variant"]: c.get("share_closed") or 0 for c in verdict.get("combinations", [])}
+
+    def name(combo) -> str:
+        return f"{faulty} | " + " + ".join(combo)
+
+    def as_tuple(combo) -> tuple:
+        return (faulty, tuple(tuple(sw.split("=", 1)) for sw in combo))
+
+    level = [tuple(c) for c in itertools.combinations(switches, 2)]
+    for size in range(2, MAX_FIX_SIZE + 1):
+        if len(switches) < size:
+            return []
+        untried = [c for c in level if name(c) not in tried]
+        if untried:
+            return [as_tuple(c) for c in untried]
+        # All sets of this size ran and none recovered: extend the best two by one switch.
+        best = sorted(level, key=lambda c: -shares.get(name(c), 0))[:2]
+        level = list(dict.fromkeys(c + (sw,) for c in best for sw in switches if sw not in c))
+    return []
 
 
 def format_verdict(verdict: dict) -> str:
