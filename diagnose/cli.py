@@ -177,13 +177,14 @@ def check(path, as_json, no_follow_up, jobs):
     if (target / "manifest.json").is_file():
         from diagnose.ablation.executors import make_executor
         from diagnose.ablation.spec import build_spec
-        from diagnose.ablation.study import conclude
+        from diagnose.ablation.study import run_study
         from diagnose.findings.verdict import format_verdict
 
         manifest = runrecord.read_json(target / "manifest.json")
         spec = build_spec(manifest["spec"])
-        verdict, _ = conclude(spec, target, make_executor("local", jobs=jobs or os.cpu_count() or 1),
-                              follow_up=not no_follow_up)
+        # A finished study trains nothing here; an interrupted one is completed first.
+        _, verdict = run_study(spec, target, make_executor("local", jobs=jobs or os.cpu_count() or 1),
+                               follow_up=not no_follow_up)
         click.echo(json_lib.dumps(verdict, indent=2) if as_json else format_verdict(verdict))
         return
     if not runrecord.is_run_dir(target):

@@ -378,7 +378,11 @@ def test_check_run_reads_a_written_record(tmp_path):
 def keras_describe():
     from diagnose.instruments.keras_model import _describe
 
-    return _describe
+    import keras
+
+    yield _describe
+    # Layer names come from global counters; other test modules expect fresh ones ("dense_1").
+    keras.backend.clear_session()
 
 
 @pytest.fixture(scope="module")

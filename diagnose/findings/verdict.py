@@ -155,7 +155,12 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
     factors = {k: f for k, f in factors.items() if f["fix"] or f["break"] or f["other"]}
     ranked = sorted((f for f in factors.values() if f["significant"] and f["score"] > 0),
                     key=lambda f: -f["score"])
-    recovered = [c for c in combos if (c.get("share_closed") or 0) >= RECOVERED_SHARE]
+    # A set of switches is a fix only if each switch adopts the reference's choice.
+    direct = {f"{m['factor']}={m['level']}" for m in info.values()
+              if m["factor"] and m["base"] == faulty and (m["level_of"] is None or reference in m["level_of"])}
+    for c in combos:
+        c["is_fix_candidate"] = c["variant"].startswith(faulty) and all(sw in direct for sw in c["switches"])
+    recovered = [c for c in combos if c["is_fix_candidate"] and (c.get("share_closed") or 0) >= RECOVERED_SHARE]
     singles_recover = [f for f in factors.values() if (f["share_closed"] or 0) >= RECOVERED_SHARE]
     smallest = None
     if singles_recover:
