@@ -376,9 +376,9 @@ def test_check_run_reads_a_written_record(tmp_path):
 
 @pytest.fixture(scope="module")
 def keras_describe():
-    from diagnose.instruments.keras_model import _describe
-
     import keras
+
+    from diagnose.instruments.keras_model import _describe
 
     yield _describe
     # Layer names come from global counters; other test modules expect fresh ones ("dense_1").

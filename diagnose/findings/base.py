@@ -46,8 +46,8 @@ class Evidence:
     steps: tuple[int, int] | None = None
 
     def to_dict(self) -> dict:
-        return {"metric": self.metric, "observed": self.observed, "threshold": self.threshold,
-                "steps": list(self.steps) if self.steps is not None else None}
+        return {"metric": self.metric, "observed": _plain(self.observed), "threshold": _plain(self.threshold),
+                "steps": [int(s) for s in self.steps] if self.steps is not None else None}
 
     def line(self) -> str:
         """One readable line: ``metric = observed (threshold ...) over steps a-b``."""
@@ -111,6 +111,7 @@ class RunView:
         metrics = self.metrics if self.metrics is not None else pd.DataFrame({"step": []})
         if "step" not in metrics.columns:
             metrics = metrics.assign(step=np.arange(1, len(metrics) + 1))
+        metrics = metrics[pd.to_numeric(metrics["step"], errors="coerce").notna()]
         object.__setattr__(self, "metrics", metrics.sort_values("step", kind="stable").reset_index(drop=True))
         object.__setattr__(self, "config", self.config or {})
         object.__setattr__(self, "summary", self.summary or {})
@@ -142,6 +143,11 @@ class RunView:
 
     def baseline(self, key: str) -> float | None:
         return number((self.summary.get("baselines") or {}).get(key))
+
+
+def _plain(value):
+    """numpy scalars as Python ones, so that to_dict() output is JSON-ready."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def number(value) -> float | None:

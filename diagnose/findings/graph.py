@@ -47,9 +47,6 @@ class KerasGraph:
     def producers(self, name: str) -> set[str]:
         return {p for call in self.calls(name) for p in call}
 
-    def consumers(self, name: str) -> set[str]:
-        return {other for other in self.by_name if name in self.producers(other)}
-
     def resolve(self, name: str) -> set[str]:
         """``name``, or what it passes on when it only reshapes or drops (recursively)."""
         out, todo, seen = set(), [name], set()

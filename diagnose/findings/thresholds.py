@@ -5,6 +5,8 @@ logged rows that hold the column in question, so a figure describes where
 training ended up rather than how it started.
 """
 
+import math
+
 # --- windows -------------------------------------------------------------------
 
 # The last fifth of the logged rows: long enough to average out per-interval noise
@@ -19,7 +21,7 @@ EARLY_FRACTION = 0.1
 # Keras' cross-entropy clips probabilities to [1e-7, 1 - 1e-7]; a target at the floor
 # costs -ln(1e-7) nats and passes back no useful gradient.
 CLIP_FLOOR = 1e-7
-FLOOR_NATS = 16.118095650958319  # -ln(CLIP_FLOOR)
+FLOOR_NATS = -math.log(CLIP_FLOOR)  # 16.1 nats
 # Loss names that expect probabilities unless from_logits=True (Keras' defaults).
 PROBABILISTIC_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
 
