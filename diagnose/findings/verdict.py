@@ -247,7 +247,8 @@ def format_verdict(verdict: dict) -> str:
         lines.append(f"  {i}. {rc['factor']}: " + "; ".join(parts))
     fix = verdict.get("smallest_fix")
     if fix and not fix.get("confident"):
-        lines.append("  (too few seeds for a confidence interval: the fix below is not established)")
+        lines.append("  (at this many seeds the 95% interval of the fix's effect still includes zero: "
+                     "run more seeds to establish it)")
     if fix and len(fix["switches"]) == 1:
         lines.append(f"  smallest fix: {fix['switches'][0]} ({fix['share_closed']:.0%} of the gap closed)")
     elif fix:
