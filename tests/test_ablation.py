@@ -137,6 +137,13 @@ def test_run_ids_are_stable_and_content_addressed(tmp_path):
     assert run_id(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, embed_dim=9))) != ids[0]
 
 
+def _parent_is_init(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[3] == "1"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 def _manifest(out):
     return json.loads((out / "manifest.json").read_text())
 
@@ -158,8 +165,10 @@ def test_resume_after_sigkill_gives_exactly_the_runs_once(tmp_path):
     assert first_done is not None
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    # Kill any orphaned worker so it cannot write after the resume starts.
-    subprocess.run(["pkill", "-9", "-f", f"{out}"], check=False)
+    # Workers notice their driver is gone and exit within about a second.
+    time.sleep(2.5)
+    orphans = subprocess.run(["pgrep", "-f", "multiprocessing.spawn"], capture_output=True, text=True).stdout
+    assert not [p for p in orphans.split() if _parent_is_init(p)], "a worker outlived its driver"
     kept = (first_done / "summary.json").read_bytes()
     before = _manifest(out)
     assert before["totals"]["pending"] > 0

@@ -40,10 +40,27 @@ def _set_threads_before_import(threads: int) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
+    _exit_with_parent()
     from diagnose._tf import import_tensorflow_quietly
 
     tf = import_tensorflow_quietly()
     _set_threads(tf, threads)
+
+
+def _exit_with_parent() -> None:
+    """Ends this worker when the driver dies (say, killed with SIGKILL): an orphan would
+    otherwise wait forever on its task queue, or finish a run nobody will record."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _set_threads(tf, threads: int) -> None:

@@ -108,7 +108,7 @@ DEFAULT_SPEC: dict = {
     "budget": {"steps": 800},
     "corpus": {"synthetic": "topic-copy-small", "context": "stream"},
     "sizes": {"memory_size": 16, "embed_dim": 32, "hops": 3, "batch_size": 64},
-    "train": {"log_every": 50, "probe_every": 400, "eval_every": 400, "eval_max_windows": 4096,
+    "train": {"log_every": 50, "probe_every": 400, "eval_every": 400, "eval_max_windows": 2048,
               "tensorboard": False, "jit_compile": False},
     "factors": {name: [] for name in DEFAULT_LEVELS},
     # The question's contrast: with the step size fixed (summed loss), the as-posted
