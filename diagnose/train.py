@@ -139,7 +139,8 @@ class Trainer:
         # A gradient is bad when one of its entries is NaN/Inf.
         bad = nonfinite_flags(loss, grads, norms, _values)  # (1 + n_vars,)
         finite = tf.logical_not(tf.reduce_any(bad))
-        clipped = clip_gradients(grads, mcfg.clip, mcfg.clip_norm, norms)
+        scales = clip_scales(norms, mcfg.clip, mcfg.clip_norm)
+        clipped = [_scale(g, sc) for g, sc in zip(grads, scales)]
         # A non-finite step applies no update: the weights stay at the last finite
         # state, and the host ends the run as diverged at its next read.
         clipped = [_scale(g, tf.cast(finite, tf.float32)) for g in clipped]
@@ -153,9 +154,11 @@ class Trainer:
                "accuracy": tf.reduce_mean(tf.cast(tf.equal(tf.argmax(outputs, -1, output_type=tf.int32), targets),
                                                   tf.float32))}
         if full:
-            row.update(measures.gradient_measures(self.names, norms, measures.gradient_norms(clipped),
-                                                  weight_norms, lr, mcfg.clip, mcfg.clip_norm))
-            row.update(_memn2n_measures(internals, mcfg))
+            # The applied gradient's norm is the norm times its clip scale: no second pass.
+            applied = [n * sc * tf.cast(finite, tf.float32) for n, sc in zip(norms, scales)]
+            row.update(measures.gradient_measures(self.names, norms, applied, weight_norms, lr, mcfg.clip,
+                                                  mcfg.clip_norm))
+            row.update(_memn2n_measures(internals, mcfg, self.model, windows))
             row.update(measures.output_measures(outputs, targets, mcfg.output))
             hist = tf.stack([measures.argmax_histogram(a) for a in internals["attention"]])  # (K, M)
         else:
@@ -256,19 +259,24 @@ def _values(g):
     return g.values if isinstance(g, tf.IndexedSlices) else g
 
 
+def clip_scales(norms, mode: str, clip_norm: float) -> list:
+    """The factor each gradient is multiplied by: global-norm, per-tensor (Keras clipnorm) or 1."""
+    tf = _tf()
+    if mode == "none":
+        return [tf.constant(1.0)] * len(norms)
+    if mode == "global":
+        global_norm = tf.sqrt(tf.add_n([n * n for n in norms]))
+        return [tf.minimum(1.0, clip_norm / tf.maximum(global_norm, 1e-12))] * len(norms)
+    return [tf.minimum(1.0, clip_norm / tf.maximum(n, 1e-12)) for n in norms]
+
+
 def clip_gradients(grads, mode: str, clip_norm: float, norms=None):
     """Rescales gradients: by their global norm, per tensor (Keras clipnorm), or not."""
-    tf = _tf()
     if mode == "none":
         return grads
     if norms is None:
         norms = measures.gradient_norms(grads)
-    if mode == "global":
-        global_norm = tf.sqrt(tf.add_n([n * n for n in norms]))
-        scales = [tf.minimum(1.0, clip_norm / tf.maximum(global_norm, 1e-12))] * len(grads)
-    else:
-        scales = [tf.minimum(1.0, clip_norm / tf.maximum(n, 1e-12)) for n in norms]
-    return [_scale(g, s) for g, s in zip(grads, scales)]
+    return [_scale(g, s) for g, s in zip(grads, clip_scales(norms, mode, clip_norm))]
 
 
 def _scale(g, s):
@@ -286,10 +294,11 @@ def _zero_nonfinite(g):
     return tf.IndexedSlices(v, g.indices, g.dense_shape) if isinstance(g, tf.IndexedSlices) else v
 
 
-def _memn2n_measures(internals: dict, mcfg) -> dict:
+def _memn2n_measures(internals: dict, mcfg, model, windows) -> dict:
     """Attention per hop and branch balance (word embedding vs temporal encoding, H term vs read-out)."""
     out = {}
     pad = internals["pad_mask"]
+    tables = {enc.name: enc.embedding.embeddings for enc in model.encoders}
     for k, attention in enumerate(internals["attention"], start=1):
         out.update(measures.attention_measures(attention, pad, k))
     for enc in internals["encoders"]:
@@ -297,7 +306,9 @@ def _memn2n_measures(internals: dict, mcfg) -> dict:
             name = enc[f"{side}_name"]
             if f"rms/{name}_word" in out:
                 continue
-            out[f"rms/{name}_word"] = measures.rms(enc[f"{side}_word"])
+            # The RMS of the looked-up word vectors, from the table's row norms: the
+            # same number as the RMS of the (B, M, D) lookup, without another pass over it.
+            out[f"rms/{name}_word"] = measures.lookup_rms(tables[name], windows)
             if enc[f"{side}_temporal"] is not None:
                 out[f"rms/{name}_temporal"] = measures.rms(enc[f"{side}_temporal"])
     for k, (h, o) in enumerate(zip(internals["h_term"], internals["readout"]), start=1):

@@ -118,6 +118,17 @@ def rms(x):
     return tf.sqrt(tf.reduce_mean(tf.square(x)))
 
 
+def lookup_rms(table, ids):
+    """RMS of ``table[ids]`` (the embedded window) from the table's squared row norms.
+
+    Equal to ``rms(tf.gather(table, ids))`` but reads the (V, D) table once instead
+    of the (B, M, D) lookup, which the compiled step never has to materialise.
+    """
+    table = tf.cast(table, tf.float32)
+    row_sq = tf.reduce_sum(tf.square(table), axis=1)  # (V,)
+    return tf.sqrt(tf.reduce_mean(tf.gather(row_sq, ids)) / tf.cast(tf.shape(table)[1], tf.float32))
+
+
 def output_measures(outputs, targets, output: str):
     """Output health: dead units, targets at the cross-entropy clip floor, confidence.
 
