@@ -1,0 +1,45 @@
+"""Loss-curve small multiples drawn from a hand-built ablation directory."""
+
+import math
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from diagnose import runrecord
+from reports.plots import loss_curves
+
+
+def _ablation(tmp_path, variants: int, seeds: int = 2):
+    runs = []
+    for v in range(variants):
+        for s in range(seeds):
+            rid = f"v{v}s{s}"
+            rows = [{"step": step, "epoch": step / 100, "loss": 3.0 - 0.001 * step * (v + 1) + 0.01 * s,
+                     "valid_loss": 3.0 - 0.001 * step * (v + 1)} for step in (0, 50, 100)]
+            runrecord.write_metrics(tmp_path / "runs" / rid, rows)
+            runrecord.write_summary(tmp_path / "runs" / rid, {
+                "status": "completed", "baselines": {"ln_vocab": math.log(35), "bayes_floor": 1.3}})
+            runs.append({"id": rid, "variant": f"variant {v}", "seed": s, "status": "completed"})
+    runrecord.write_json(tmp_path / "manifest.json", {"runs": runs})
+    return tmp_path
+
+
+@pytest.mark.parametrize("variants, rows", [(3, 1), (5, 2), (9, 3)])
+def test_one_panel_per_variant_on_a_grid_of_four_columns(tmp_path, variants, rows):
+    png = loss_curves(_ablation(tmp_path, variants), tmp_path / "out" / "loss.png", metric="loss")
+    image = mpimg.imread(png)
+    # 3.2 x 2.4 inches per panel at 110 dpi: the grid's shape shows in the image's.
+    assert image.shape[1] == round(4 * 3.2 * 110)
+    assert image.shape[0] == round(rows * 2.4 * 110)
+    assert not (tmp_path / "out" / ".loss.png.tmp.png").exists()
+    # Something was drawn in the top-left panel (not a blank page).
+    panel = image[: image.shape[0] // rows, : image.shape[1] // 4, :3]
+    assert (panel < 0.5).mean() > 0.01
+
+
+def test_nothing_to_plot_is_an_error(tmp_path):
+    runrecord.write_json(tmp_path / "manifest.json", {"runs": []})
+    with pytest.raises(ValueError, match="no run"):
+        loss_curves(tmp_path, tmp_path / "x.png")
+    assert not np.any([p.suffix == ".png" for p in tmp_path.iterdir()])
