@@ -199,6 +199,30 @@ def check(path, as_json, no_follow_up, jobs):
         click.echo(format_findings(findings) if findings else "no findings: nothing in this run looks wrong")
 
 
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+              help="Report directory (default: PATH/report for one path).")
+def report(paths, out):
+    """Write an HTML/PNG report (index.html plus figures) for an ABLATION_DIR or RUN_DIRs.
+
+    The page shows the verdict, the findings with links to the figures that show
+    them, loss curves side by side, gradient norms, update ratios, attention, branch
+    balance, output health and a table of every run. It works offline.
+    """
+    from reports.html import build_report
+
+    if out is None:
+        if len(paths) > 1:
+            raise DiagnoseError("give --out DIR when reporting on several runs")
+        out = Path(paths[0]) / "report"
+    try:
+        index = build_report(list(paths), out)
+    except ValueError as exc:
+        raise DiagnoseError(str(exc)) from None
+    click.echo(str(index))
+
+
 def _fmt(x, digits: int = 3) -> str:
     return "n/a" if x is None or x != x else f"{x:.{digits}f}"
 

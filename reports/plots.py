@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 from diagnose import runrecord  # noqa: E402
 
-__all__ = ["loss_curves"]
+__all__ = ["loss_curves", "family_figure", "attention_heatmaps"]
 
 _BASELINES = (("ln_vocab", "ln V", "0.55"), ("unigram_entropy", "unigram entropy", "tab:orange"),
               ("bayes_floor", "Bayes floor", "tab:green"))
@@ -92,6 +92,82 @@ def loss_curves(ablation_dir: str | Path, out_png: str | Path, metric: str = "va
     out_png.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_png.with_name(f".{out_png.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(out_png)
+    return out_png
+
+
+def family_figure(runs: dict[str, Path], columns_prefix: str | tuple[str, ...], out_png: str | Path, *,
+                  ylabel: str, log: bool = False) -> Path | None:
+    """One panel per run (side by side, shared y), one line per metrics.csv column with the prefix.
+
+    Args:
+        runs: panel title -> run directory (e.g. {"as-posted": ..., "paper": ...}).
+        columns_prefix: a prefix or tuple of prefixes, e.g. "grad_norm/" or ("rms/",).
+        out_png: where to write.
+        ylabel: the y axis label, with units.
+        log: log-scale y (for norms and ratios spanning decades).
+
+    Returns:
+        The path written, or None when no run has such a column.
+    """
+    prefixes = (columns_prefix,) if isinstance(columns_prefix, str) else tuple(columns_prefix)
+    frames = {title: runrecord.read_metrics(path) for title, path in runs.items()}
+    cols = {t: [c for c in f.columns if c.startswith(prefixes)] for t, f in frames.items()}
+    if not any(cols.values()):
+        return None
+    fig, axes = plt.subplots(1, len(frames), figsize=(4.2 * len(frames), 3.0), sharey=True, squeeze=False)
+    for ax, (title, frame) in zip(axes[0], frames.items()):
+        for col in cols[title]:
+            data = frame[["step", col]].dropna()
+            if log:
+                data = data[data[col] > 0]
+            ax.plot(data["step"], data[col], linewidth=1.2, label=col.split("/", 1)[-1] or col)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if log:
+            ax.set_yscale("log")
+        if cols[title]:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    axes[0][0].set_ylabel(ylabel)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+def attention_heatmaps(runs: dict[str, Path], out_png: str | Path) -> Path | None:
+    """Where attention lands: winning-slot share per (hop, position), early vs late, per run."""
+    tables = {}
+    for title, path in runs.items():
+        file = Path(path) / runrecord.ATTENTION
+        if file.is_file():
+            import pandas as pd
+
+            tables[title] = pd.read_csv(file)
+    if not tables:
+        return None
+    fig, axes = plt.subplots(len(tables), 2, figsize=(8.4, 0.6 + 2.4 * len(tables)), squeeze=False,
+                             layout="constrained")
+    for row, (title, table) in zip(axes, tables.items()):
+        steps = sorted(table["step"].unique())
+        for ax, (label, step) in zip(row, (("early", steps[0]), ("late", steps[-1]))):
+            block = table[table["step"] == step].sort_values("hop")
+            counts = block[[c for c in block.columns if c.startswith("pos")]].to_numpy(dtype=float)
+            share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+            image = ax.imshow(share, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(f"{title}: {label} (step {step})", fontsize=9)
+            ax.set_ylabel("hop")
+            ax.set_yticks(range(share.shape[0]), [str(h) for h in block["hop"]])
+            ax.set_xlabel("memory slot (right: current word)")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="share of the interval's wins")
+    return _save(fig, out_png)
+
+
+def _save(fig, out_png: str | Path) -> Path:
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(out_png)
     return out_png

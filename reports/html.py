@@ -1,0 +1,211 @@
+"""The HTML report: one self-contained directory (index.html and its PNGs) from run records.
+
+Templates are Jinja2 with autoescaping, so every string from user data (run names,
+config values, corpus tokens) is escaped. No scripts, fonts or stylesheets are
+fetched: the page works offline.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import jinja2
+
+from diagnose import __version__, runrecord
+from reports import plots
+
+__all__ = ["build_report", "FIGURE_FOR_FINDING"]
+
+# Which figure shows the evidence of each finding.
+FIGURE_FOR_FINDING = {
+    "relu-output-crossentropy": "fig-output", "linear-on-attention-scores": "fig-rms",
+    "temporal-encoding-dominates": "fig-rms", "padding-attention": "fig-attn-map",
+    "ignores-input": "fig-loss", "attention-uniform": "fig-attn-entropy", "attention-collapsed": "fig-attn-map",
+    "tiny-steps": "fig-update", "clipping-never-fires": "fig-grad", "clipping-always-fires": "fig-grad",
+    "exploding-gradients": "fig-grad", "vanishing-gradients": "fig-grad", "diverged": "fig-loss",
+    "oscillating-loss": "fig-loss", "plateau": "fig-loss", "overfitting": "fig-loss",
+}
+
+_FIGURES = [
+    # id, file, title, caption, how
+    ("fig-grad", "grad_norms.png", "Gradient norms per variable",
+     "L2 norm of each variable's gradient before clipping (log scale). Look for norms that grow by orders of "
+     "magnitude (exploding), collapse towards zero (vanishing), or sit far below the others (a variable that "
+     "barely learns).", ("grad_norm/", "gradient L2 norm", True)),
+    ("fig-update", "update_ratios.png", "Update-to-weight ratios",
+     "||Δw|| / ||w|| per step (log scale); around 1e-3 is a healthy step. A mean-reduced loss with a rate tuned "
+     "for a summed one shows as ratios one to two orders of magnitude lower.", ("update_ratio/", "||Δw|| / ||w||",
+                                                                               True)),
+    ("fig-attn-entropy", "attention_entropy.png", "Attention entropy per hop",
+     "Entropy of each hop's attention divided by ln(number of real slots): 1 is uniform (the hop reads an "
+     "average of the window), near 0 is one slot. A model that uses its memory brings it down.",
+     ("attn_entropy/", "normalised entropy", False)),
+    ("fig-rms", "branch_rms.png", "Branch balance",
+     "RMS of what is added together: word embedding vs temporal encoding for each memory embedding, and the H "
+     "term vs the attention read-out per hop (log scale). A temporal encoding far above the words drowns them; "
+     "an H term on the scores swamps the read-out.", ("rms/", "RMS", True)),
+    ("fig-output", "output_health.png", "Output health",
+     "Share of output units exactly zero, share of targets at the 1e-7 clip floor, mean top and target "
+     "probability. Dead ReLU outputs and targets at the floor mean the output is not a distribution the loss "
+     "can train.", (("out_", "target_", "max_prob"), "share / probability", False)),
+]
+
+
+def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
+    """Writes out_dir/index.html and its figures; returns the index path.
+
+    Args:
+        paths: one ABLATION_DIR, or one or more RUN_DIRs.
+        out_dir: the report directory (created).
+    """
+    paths = [Path(p) for p in paths]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ablation = len(paths) == 1 and (paths[0] / "manifest.json").is_file()
+    if ablation:
+        reps, table, verdict, title = _ablation_parts(paths[0])
+    else:
+        for p in paths:
+            if not runrecord.is_run_dir(p):
+                raise ValueError(f"{p} is neither a run directory nor an ablation directory")
+        reps = {p.name: p for p in paths}
+        table = [_run_row(p.name, [p]) for p in paths]
+        verdict, title = None, "runs: " + ", ".join(p.name for p in paths)
+    figures = []
+    if ablation:
+        for metric, fid, name, caption in (
+                ("loss", "fig-loss", "Training loss, every variant",
+                 "Mean training loss over seeds (line) and their range (band), one panel per variant, shared "
+                 "axes; dashed lines: ln V (uniform guess), unigram entropy (word frequencies only) and the "
+                 "Bayes floor (the best any model can do). A model stuck at the unigram line ignores its input."),
+                ("valid_loss", "fig-valid", "Validation loss, every variant",
+                 "The same for validation loss, measured at each validation pass.")):
+            if plots.loss_curves(paths[0], out / f"{metric}_curves.png", metric=metric):
+                figures.append({"id": fid, "file": f"{metric}_curves.png", "title": name, "caption": caption})
+    else:
+        if plots.family_figure(reps, ("loss", "valid_loss"), out / "loss_curves.png", ylabel="loss (nats)"):
+            figures.append({"id": "fig-loss", "file": "loss_curves.png", "title": "Loss",
+                            "caption": "Training and validation loss per run."})
+    for fid, file, name, caption, (prefix, ylabel, log) in _FIGURES:
+        if plots.family_figure(reps, prefix, out / file, ylabel=ylabel, log=log):
+            figures.append({"id": fid, "file": file, "title": name, "caption": caption})
+    if plots.attention_heatmaps(reps, out / "attention_maps.png"):
+        figures.insert(len(figures) - 2, {
+            "id": "fig-attn-map", "file": "attention_maps.png", "title": "Where attention lands, early vs late",
+            "caption": "Share of each interval's examples whose attention peaked on each memory slot, per hop "
+                       "(rightmost: the current word). Content-driven attention spreads with the input; one "
+                       "bright column whatever the input is attention collapsed onto a position."})
+    findings = _findings(reps)
+    html = _env().get_template("report.html.j2").render(
+        title=title, subtitle=_subtitle(paths[0], ablation), verdict=verdict, findings=findings,
+        figures=figures, table=table, version=__version__, source=", ".join(p.name for p in paths))
+    index = out / "index.html"
+    runrecord.atomic_write(index, html)
+    return index
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+                             undefined=jinja2.StrictUndefined)
+    env.filters["num"] = lambda x: f"{x:.4g}" if isinstance(x, float) else x
+    return env
+
+
+def _subtitle(path: Path, ablation: bool) -> str:
+    if not ablation:
+        return "single runs"
+    manifest = runrecord.read_json(path / "manifest.json")
+    corpus = manifest.get("corpus", {})
+    t = manifest.get("totals", {})
+    return (f"study '{manifest.get('study')}' on {corpus.get('name', 'a corpus')}: {t.get('runs')} runs, "
+            f"{t.get('completed')} completed, {t.get('diverged')} diverged, {t.get('failed')} failed")
+
+
+def _ablation_parts(path: Path):
+    manifest = runrecord.read_json(path / "manifest.json")
+    by_variant: dict[str, list[dict]] = {}
+    for e in manifest["runs"]:
+        by_variant.setdefault(e["variant"], []).append(e)
+    reps = {}
+    for name in ("as-posted", "paper"):
+        entries = sorted(by_variant.get(name, []), key=lambda e: e["seed"])
+        if entries and runrecord.is_run_dir(path / "runs" / entries[0]["id"]):
+            reps[name] = path / "runs" / entries[0]["id"]
+    if not reps:  # a study without those bases: its first two variants
+        for name, entries in list(by_variant.items())[:2]:
+            reps[name] = path / "runs" / entries[0]["id"]
+    table = [_run_row(v, [path / "runs" / e["id"] for e in es], es) for v, es in by_variant.items()]
+    verdict = None
+    if (path / "verdict.json").is_file():
+        verdict = _verdict_view(runrecord.read_json(path / "verdict.json"))
+    faulty = "the as-posted model" if "as-posted" in by_variant else "this model"
+    return reps, table, verdict, f"Study '{manifest.get('study', '')}': why does {faulty} not converge?"
+
+
+def _verdict_view(v: dict) -> dict | None:
+    if v.get("error"):
+        return {"headline": v["error"], "causes": [], "fix": "n/a", "method": ""}
+    gap = v["gap"]
+    causes = []
+    for rc in v.get("root_causes", []):
+        parts = []
+        if rc.get("share_closed") is not None:
+            parts.append(f"switching it alone to the {v['reference']} model's choice closes "
+                         f"{rc['share_closed']:.0%} of the gap")
+        if rc.get("share_opened") is not None:
+            parts.append(f"switching the {v['reference']} model to the {v['faulty']} choice opens "
+                         f"{rc['share_opened']:.0%}")
+        causes.append({"factor": rc["factor"], "text": "; ".join(parts), "runs": len(rc.get("runs", []))})
+    fix = v.get("smallest_fix")
+    if fix and len(fix["switches"]) > 1:
+        fix_text = (f"switch {' and '.join(fix['switches'])} together ({fix['share_closed']:.0%} of the gap "
+                    "closed); no single one of them does")
+    elif fix:
+        fix_text = f"{fix['switches'][0]} ({fix['share_closed']:.0%} of the gap closed)"
+    else:
+        fix_text = "no tested set of switches recovers the reference's loss"
+    return {"headline": f"{v['faulty']} ends {_num(gap['effect'])} nats above {v['reference']} "
+                        f"(95% CI {_num(gap['ci'][0])} to {_num(gap['ci'][1])}).",
+            "causes": causes, "fix": fix_text, "method": f"Outcome: {v['outcome']}; {v['test']}."}
+
+
+def _run_row(variant: str, run_dirs: list[Path], entries: list[dict] | None = None) -> dict:
+    from scipy import stats
+
+    statuses = [e["status"] for e in entries] if entries else [
+        runrecord.read_summary(p).get("status") for p in run_dirs]
+    losses = []
+    for p, status in zip(run_dirs, statuses):
+        if status == "completed" and (p / runrecord.SUMMARY).is_file():
+            loss = (runrecord.read_summary(p).get("final") or {}).get("valid_loss")
+            if loss is not None and math.isfinite(loss):
+                losses.append(loss)
+    mean = statistics.fmean(losses) if losses else None
+    ci = "n/a"
+    if len(losses) > 1:
+        half = stats.t.ppf(0.975, len(losses) - 1) * statistics.stdev(losses) / math.sqrt(len(losses))
+        ci = f"{mean - half:.3f} to {mean + half:.3f}"
+    return {"variant": variant, "runs": len(run_dirs), "completed": statuses.count("completed"),
+            "diverged": statuses.count("diverged"), "failed": statuses.count("failed"),
+            "mean": _num(mean), "ci": ci}
+
+
+def _findings(reps: dict[str, Path]) -> list[dict]:
+    from diagnose.findings import check_run
+
+    blocks = []
+    for name, path in reps.items():
+        items = []
+        for f in check_run(path):
+            d = f.to_dict()
+            d["figure"] = FIGURE_FOR_FINDING.get(f.id)
+            items.append(d)
+        blocks.append({"run": name, "findings": items})
+    return blocks
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
