@@ -97,8 +97,10 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
               help="Where runs train: local processes, or Ray tasks.")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray).")
 @click.option("--no-follow-up", is_flag=True, help="Do not run the combinations the verdict asks for.")
+@click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray_address, no_follow_up, quiet):
+def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray_address, no_follow_up, no_report,
+                 quiet):
     """Run a counterfactual ablation study (default: the built-in study on the synthetic corpus).
 
     Trains the as-posted and paper models and every single-factor switch between
@@ -154,6 +156,10 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
     click.echo(f"{t['runs']} runs: {t['completed']} completed, {t['diverged']} diverged, {t['failed']} failed "
                f"-> {out}")
     click.echo(format_verdict(verdict))
+    if not no_report:
+        from reports.html import build_report
+
+        click.echo(f"report: {build_report([out], out / 'report')}")
 
 
 @cli.command()

@@ -29,9 +29,9 @@ def _ablation(tmp_path, variants: int, seeds: int = 2):
 def test_one_panel_per_variant_on_a_grid_of_four_columns(tmp_path, variants, rows):
     png = loss_curves(_ablation(tmp_path, variants), tmp_path / "out" / "loss.png", metric="loss")
     image = mpimg.imread(png)
-    # 3.2 x 2.4 inches per panel at 110 dpi: the grid's shape shows in the image's.
-    assert image.shape[1] == round(4 * 3.2 * 110)
-    assert image.shape[0] == round(rows * 2.4 * 110)
+    # 3.2 x 2.4 inches per panel at 90 dpi: the grid's shape shows in the image's.
+    assert image.shape[1] == round(4 * 3.2 * 90)
+    assert image.shape[0] == round(rows * 2.4 * 90)
     assert not (tmp_path / "out" / ".loss.png.tmp.png").exists()
     # Something was drawn in the top-left panel (not a blank page).
     panel = image[: image.shape[0] // rows, : image.shape[1] // 4, :3]

@@ -102,13 +102,13 @@ DEFAULT_LEVELS: dict[str, list[str]] = {
 DEFAULT_SPEC: dict = {
     "study": {"name": "default", "bases": ["as-posted", "paper"], "seeds": 3},
     # Measured: at these sizes the paper model gets within ~0.2-0.4 nats of the
-    # small corpus's Bayes floor (1.315) in 700 steps, the as-posted model sits at
+    # small corpus's Bayes floor (1.315) in 650 steps, the as-posted model sits at
     # its 10%-accuracy plateau, and a run takes ~4 s on one core (no XLA: its
     # compile time exceeds the whole run at this size).
-    "budget": {"steps": 700},
+    "budget": {"steps": 650},
     "corpus": {"synthetic": "topic-copy-small", "context": "stream"},
     "sizes": {"memory_size": 16, "embed_dim": 32, "hops": 3, "batch_size": 64},
-    "train": {"log_every": 50, "probe_every": 350, "eval_every": 350, "eval_max_windows": 2048,
+    "train": {"log_every": 50, "probe_every": 325, "eval_every": 325, "eval_max_windows": 2048,
               "tensorboard": False, "jit_compile": False},
     "factors": {name: [] for name in DEFAULT_LEVELS},
     # The question's contrast: with the step size fixed (summed loss), the as-posted
