@@ -229,6 +229,25 @@ def report(paths, out):
     click.echo(str(index))
 
 
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--metric", default="loss", show_default=True, help="A metrics.csv column, e.g. valid_loss.")
+@click.option("--out", "out", default="compare.png", show_default=True, type=click.Path(dir_okay=False),
+              help="PNG file to write.")
+def compare(run_dirs, metric, out):
+    """Plot one metric for any runs, overlaid; runs differing only by seed form a band."""
+    from diagnose import runrecord
+    from reports.plots import compare as draw
+
+    for path in run_dirs:
+        if not runrecord.is_run_dir(path):
+            raise DiagnoseError(f"{path} is not a run directory (no config.json); pass RUN_DIRs")
+    try:
+        click.echo(str(draw(list(run_dirs), out, metric=metric)))
+    except ValueError as exc:
+        raise DiagnoseError(str(exc)) from None
+
+
 def _fmt(x, digits: int = 3) -> str:
     return "n/a" if x is None or x != x else f"{x:.{digits}f}"
 

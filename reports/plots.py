@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 from diagnose import runrecord  # noqa: E402
 
-__all__ = ["loss_curves", "family_figure", "attention_heatmaps"]
+__all__ = ["loss_curves", "family_figure", "attention_heatmaps", "compare"]
 
 # Small multiples of a whole study are large (4 panels a row, tens of rows): 90 dpi keeps
 # them sharp on screen and their rendering within the report's time budget.
@@ -175,3 +175,59 @@ def _save(fig, out_png: str | Path) -> Path:
     plt.close(fig)
     tmp.replace(out_png)
     return out_png
+
+
+def compare(run_dirs: list[str | Path], out_png: str | Path, metric: str = "loss") -> Path:
+    """One metric's curves for any runs, overlaid; runs that differ only by seed form one band.
+
+    Args:
+        run_dirs: run directories (from `diagnose train`, an ablation, or a Monitor).
+        out_png: where to write.
+        metric: a metrics.csv column.
+
+    Raises:
+        ValueError: no run has the metric (the message lists what they have).
+    """
+    import json
+
+    groups: dict[str, list[Path]] = {}
+    labels: dict[str, str] = {}
+    for path in map(Path, run_dirs):
+        config = runrecord.read_config(path)
+        key_cfg = json.loads(json.dumps(config))
+        key_cfg.get("train", {}).pop("seed", None)
+        key = json.dumps(key_cfg, sort_keys=True)
+        groups.setdefault(key, []).append(path)
+        labels.setdefault(key, path.name)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    drawn, seen_columns = 0, set()
+    for key, paths in groups.items():
+        curves = []
+        for path in paths:
+            frame = runrecord.read_metrics(path)
+            seen_columns.update(frame.columns)
+            if metric in frame:
+                curves.append(frame[["step", metric]].dropna().set_index("step")[metric])
+        if not curves:
+            continue
+        steps = sorted(set().union(*(c.index for c in curves)))
+        stacked = np.array([c.reindex(steps).interpolate().to_numpy() for c in curves])
+        label = labels[key] + (f" ({len(curves)} seeds)" if len(curves) > 1 else "")
+        (line,) = ax.plot(steps, np.nanmean(stacked, 0), linewidth=1.5, label=label)
+        if len(curves) > 1:
+            ax.fill_between(steps, np.nanmin(stacked, 0), np.nanmax(stacked, 0), alpha=0.2,
+                            color=line.get_color(), linewidth=0)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        known = ", ".join(sorted(c for c in seen_columns if c not in ("step", "epoch"))[:12])
+        raise ValueError(f"no run has a '{metric}' column; try one of: {known}")
+    values = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
+    if values and min(values) > 0 and max(values) / min(values) > 100:
+        ax.set_yscale("log")  # the curves span decades
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    return _save(fig, out_png)

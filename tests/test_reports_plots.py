@@ -43,3 +43,19 @@ def test_nothing_to_plot_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no run"):
         loss_curves(tmp_path, tmp_path / "x.png")
     assert not np.any([p.suffix == ".png" for p in tmp_path.iterdir()])
+
+
+def test_compare_bands_seeds_of_the_same_config(tmp_path):
+    from reports.plots import compare
+
+    for name, seed, slope, lr in (("a0", 0, 0.01, 0.1), ("a1", 1, 0.012, 0.1), ("b0", 0, 0.001, 0.5)):
+        run = tmp_path / name
+        runrecord.write_config(run, model={"learning_rate": lr}, data={}, train={"seed": seed})
+        runrecord.write_metrics(run, [{"step": s, "epoch": 0, "loss": 3 - slope * s} for s in (0, 10, 20)])
+    png = compare([tmp_path / n for n in ("a0", "a1", "b0")], tmp_path / "cmp.png")
+    assert mpimg.imread(png).shape[0] > 100
+    import matplotlib.pyplot as plt
+
+    with pytest.raises(ValueError, match="try one of: .*loss"):
+        compare([tmp_path / "a0"], tmp_path / "x.png", metric="nope")
+    assert plt.get_fignums() == []  # no figure leaked
