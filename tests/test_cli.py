@@ -68,7 +68,7 @@ def test_existing_record_is_not_overwritten_without_force(tmp_path):
     assert (run / "config.json").read_text() == before
 
 
-@pytest.mark.parametrize("command", [[], ["train"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["run-ablation"], ["check"], ["report"], ["compare"]])
 def test_every_command_has_help(command):
     proc = _run(*command, "--help")
     assert proc.returncode == 0
