@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
 from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
+from diagnose.gradients import dedupe_slices, guard
 from diagnose.instruments import measures
 from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
+from diagnose.instruments.rowlog import RowLog
 
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
@@ -104,7 +107,7 @@ class Instrumented(keras.Model):
                     else tf.reduce_mean(per_example))
             if self.losses:
                 loss = loss + tf.add_n(self.losses)
-        grads = [_dedupe(g) for g in tape.gradient(loss, variables)]
+        grads = [dedupe_slices(g) for g in tape.gradient(loss, variables)]
         norms = measures.gradient_norms(grads)
         bad = nonfinite_flags(loss, grads, norms, measures.values)
         weights_before = [tf.identity(v.value) for v in variables]
@@ -130,7 +133,7 @@ class Instrumented(keras.Model):
             for j, t in enumerate(inputs):
                 row[f"rms/add{k}_in{j}"] = measures.rms(t)
         finite = tf.logical_not(tf.reduce_any(bad))
-        safe = [_where_finite(g, finite) for g in grads]
+        safe = [guard(g, finite) for g in grads]
         self.optimizer.apply(safe, variables)
         for name, v, w0 in zip(self.names, variables, weights_before):
             w_norm = tf.norm(w0)
@@ -189,18 +192,6 @@ def _clip_fired(optimizer, norms, global_norm):
     return tf.constant(0.0)
 
 
-def _dedupe(g):
-    from diagnose.train import dedupe_slices
-
-    return dedupe_slices(g)
-
-
-def _where_finite(g, finite):
-    v = measures.values(g)
-    v = tf.where(finite & tf.math.is_finite(v), v, tf.zeros_like(v))
-    return tf.IndexedSlices(v, g.indices, g.dense_shape) if isinstance(g, tf.IndexedSlices) else v
-
-
 def instrument(model) -> Instrumented:
     """Wraps a compiled Keras 3 functional model so its training records the instruments.
 
@@ -241,7 +232,7 @@ class Monitor(keras.callbacks.Callback):
     def __init__(self, run_dir, log_every: int = 20, probe=None, probe_every: int = 200,
                  baselines: dict | None = None, tensorboard: bool = True):
         super().__init__()
-        self.run_dir = runrecord.Path(run_dir)
+        self.run_dir = Path(run_dir)
         self.log_every, self.probe, self.probe_every = log_every, probe, probe_every
         self.baselines = dict(baselines or {})
         self.tensorboard = tensorboard
@@ -249,7 +240,7 @@ class Monitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not isinstance(self.model, Instrumented):
             raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
-        self.rows, self.hist_rows, self.step, self.epoch = [], [], 0, 0
+        self.step, self.epoch = 0, 0
         self.t0 = time.perf_counter()
         self.status, self.error, self.diverged = "running", None, None
         user = self.model.user_model
@@ -257,8 +248,7 @@ class Monitor(keras.callbacks.Callback):
                                train={"log_every": self.log_every, "probe_every": self.probe_every,
                                       "optimizer": keras.optimizers.serialize(user.optimizer)["config"]})
         runrecord.write_summary(self.run_dir, {"status": "running"})
-        self.tb = (tf.summary.create_file_writer(str(self.run_dir / runrecord.TENSORBOARD))
-                   if self.tensorboard else None)
+        self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
@@ -267,14 +257,14 @@ class Monitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch = epoch + 1
-        row = self._log() if self.step % self.log_every else (self.rows[-1] if self.rows else None)
+        row = self._log() if self.step % self.log_every else (self.log.rows[-1] if self.log.rows else None)
         if row is not None and logs:
             for key in ("val_loss", "val_accuracy"):
                 if key in logs:
                     row[{"val_loss": "valid_loss", "val_accuracy": "valid_accuracy"}[key]] = float(logs[key])
             if "val_loss" in logs:
                 row["valid_perplexity"] = math.exp(min(float(logs["val_loss"]), 700.0))
-        self._flush()
+        self.log.flush()
 
     def _log(self):
         acc = self.model.acc.read_and_reset()
@@ -283,36 +273,19 @@ class Monitor(keras.callbacks.Callback):
         if self.probe is not None and self.probe_every and self.step % self.probe_every == 0:
             real, shuffled, zeroed = self.model.probe_losses(*self.probe)
             row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
-        self.rows.append(row)
-        for hop, counts in enumerate(np.atleast_2d(acc["histogram"]), start=1):
-            if counts.size > 1:
-                self.hist_rows.append({"step": self.step, "hop": hop,
-                                       **{f"pos{i}": int(c) for i, c in enumerate(counts)}})
-        if self.tb is not None:
-            with self.tb.as_default():
-                for key, value in row.items():
-                    if key != "step" and isinstance(value, float) and math.isfinite(value):
-                        tf.summary.scalar(key, value, step=self.step)
+        self.log.append(row, acc["histogram"])
         if acc["diverged"] and self.status == "running":
             self.status, self.diverged = "diverged", acc["diverged"]
             self.error = f"non-finite value at step {acc['diverged']['step']} (variable {acc['diverged']['variable']})"
             self.model.stop_training = True
         return row
 
-    def _flush(self):
-        runrecord.write_metrics(self.run_dir, self.rows)
-        runrecord.write_attention(self.run_dir, self.hist_rows)
-        if self.tb is not None:
-            self.tb.flush()
-
     def on_train_end(self, logs=None):
         if self.step % self.log_every:
             self._log()
-        self._flush()
-        if self.tb is not None:
-            self.tb.close()
-        losses = [r["loss"] for r in self.rows if isinstance(r.get("loss"), float) and not math.isnan(r["loss"])]
-        valid = [r["valid_loss"] for r in self.rows if r.get("valid_loss") is not None]
+        self.log.close()
+        losses = [r["loss"] for r in self.log.rows if isinstance(r.get("loss"), float) and not math.isnan(r["loss"])]
+        valid = [r["valid_loss"] for r in self.log.rows if r.get("valid_loss") is not None]
         wall = time.perf_counter() - self.t0
         runrecord.write_summary(self.run_dir, {
             "status": "completed" if self.status == "running" else self.status, "error": self.error,

@@ -1,0 +1,73 @@
+"""Gradient handling shared by the training path and the Keras wrapper.
+
+Embedding gradients arrive as IndexedSlices with one row per looked-up token;
+:func:`dedupe_slices` sums repeats so norms are those of the dense gradient.
+Clipping is computed from those norms, and :func:`guard` zeroes a step's update when
+anything in it is not finite.
+"""
+
+from __future__ import annotations
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.measures import gradient_norms, values
+
+tf = import_tensorflow_quietly()
+
+__all__ = ["dedupe_slices", "clip_scales", "clip_gradients", "scale", "guard"]
+
+
+def dedupe_slices(grad):
+    """Sums duplicate rows of an IndexedSlices gradient; dense gradients pass through.
+
+    Sort-based with static shapes, so it compiles under XLA; unused output rows are
+    zero and point at row 0.
+    """
+    if not isinstance(grad, tf.IndexedSlices):
+        return grad
+    idx = grad.indices
+    order = tf.argsort(idx)
+    sorted_idx = tf.gather(idx, order)
+    vals = tf.gather(grad.values, order)
+    new_row = tf.concat([[True], sorted_idx[1:] != sorted_idx[:-1]], axis=0)
+    segment = tf.cumsum(tf.cast(new_row, tf.int32)) - 1
+    n = tf.shape(idx)[0]
+    summed = tf.math.unsorted_segment_sum(vals, segment, n)
+    rows = tf.maximum(tf.math.unsorted_segment_max(sorted_idx, segment, n), 0)
+    return tf.IndexedSlices(summed, rows, grad.dense_shape)
+
+
+def clip_scales(norms, mode: str, clip_norm: float) -> list:
+    """The factor each gradient is multiplied by: global-norm, per-tensor (Keras clipnorm) or 1."""
+    if mode == "none":
+        return [tf.constant(1.0)] * len(norms)
+    if mode == "global":
+        global_norm = tf.sqrt(tf.add_n([n * n for n in norms]))
+        return [tf.minimum(1.0, clip_norm / tf.maximum(global_norm, 1e-12))] * len(norms)
+    return [tf.minimum(1.0, clip_norm / tf.maximum(n, 1e-12)) for n in norms]
+
+
+def clip_gradients(grads, mode: str, clip_norm: float, norms=None):
+    """Rescales gradients: by their global norm, per tensor (Keras clipnorm), or not."""
+    if mode == "none":
+        return grads
+    if norms is None:
+        norms = gradient_norms(grads)
+    return [scale(g, s) for g, s in zip(grads, clip_scales(norms, mode, clip_norm))]
+
+
+def scale(g, s):
+    """``g * s`` for dense gradients and IndexedSlices alike."""
+    if isinstance(g, tf.IndexedSlices):
+        return tf.IndexedSlices(g.values * s, g.indices, g.dense_shape)
+    return g * s
+
+
+def guard(g, finite):
+    """The gradient where the step is finite and the entry is finite, else 0.
+
+    A non-finite step then applies no update: the weights stay at the last finite
+    state, and the run ends as diverged at the host's next read.
+    """
+    v = values(g)
+    v = tf.where(finite & tf.math.is_finite(v), v, tf.zeros_like(v))
+    return tf.IndexedSlices(v, g.indices, g.dense_shape) if isinstance(g, tf.IndexedSlices) else v

@@ -1,0 +1,231 @@
+"""The compiled pieces of one run: model, optimizer, train/eval/probe steps and accumulators.
+
+Batches are cut from the token stream inside the compiled step (positions in,
+windows gathered in-graph), several steps run per call in a graph loop, and
+figures accumulate in variables read back once per logged row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from diagnose.config import RunConfig
+from diagnose.data.corpus import Corpus
+from diagnose.gradients import clip_scales, dedupe_slices, guard, scale
+from diagnose.instruments import measures
+from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
+
+__all__ = ["Trainer", "set_determinism", "perplexity"]
+
+# Room for the instrument columns of the largest MemN2N (untied, many hops).
+_MAX_COLUMNS = 2048
+
+
+def _tf():
+    from diagnose._tf import import_tensorflow_quietly  # deferred: keeps `diagnose --help` fast
+
+    return import_tensorflow_quietly()
+
+
+def set_determinism(seed: int, threads: int | None = None) -> None:
+    """Seeds Python, NumPy and TF and turns on TF op determinism."""
+    tf = _tf()
+    import keras
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # already initialised in this process; keep what it has
+            pass
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+class Trainer:
+    """Holds the model, optimizer and compiled steps for one run."""
+
+    def __init__(self, config: RunConfig, corpus: Corpus):
+        tf = _tf()
+        import keras
+
+        from models import build_memn2n
+
+        self.config, self.corpus = config, corpus
+        mcfg = config.model
+        set_determinism(config.train.seed, config.train.threads)
+        self.model = build_memn2n(mcfg)
+        self.variables = list(self.model.trainable_variables)
+        self.optimizer = keras.optimizers.SGD(learning_rate=mcfg.learning_rate)
+        self.optimizer.build(self.variables)
+        self._splits = {}
+        for name in ("train", "valid", "test"):
+            split = getattr(corpus, name)
+            if split is not None:
+                self._splits[name] = (tf.constant(split.tokens, tf.int32), tf.constant(split.line_start, tf.int32))
+        self.names = measures.variable_names([v.path for v in self.variables])
+        self.acc = Accumulator(self.names, capacity=_MAX_COLUMNS, hist_shape=(mcfg.hops, mcfg.memory_size))
+        self._step = self.acc.step
+        jit = config.train.jit_compile
+        # XLA's CPU random-number path makes dropout masks ~70x slower than TF's own
+        # kernel (844 ms vs 11.7 ms for one (128, 100, 150) mask, measured here), so a
+        # train step with dropout is compiled as a plain graph; evaluation has no
+        # dropout and stays on XLA.
+        train_jit = jit and config.model.dropout == "none"
+        self.train_step = tf.function(self._train_step, jit_compile=train_jit, autograph=False,
+                                      input_signature=[tf.TensorSpec([None], tf.int32)])
+        # Several steps per call, looped in-graph: the Python dispatch of a call
+        # costs more than a whole step of a small model.
+        # No AutoGraph: the step has no data-dependent Python control flow, and
+        # converting it costs a third of a small run's time.
+        self.train_chunk = tf.function(self._train_chunk, jit_compile=train_jit, autograph=False,
+                                       input_signature=[tf.TensorSpec([None, None], tf.int32)])
+
+        self.eval_step = tf.function(self._eval_step, jit_compile=jit, reduce_retracing=True, autograph=False)
+        self.probe_step = tf.function(self._probe_step, jit_compile=jit, reduce_retracing=True, autograph=False)
+
+    # -- in-graph pieces -------------------------------------------------------
+    def _windows(self, split: str, positions):
+        """Windows (B, M) and targets (B,) for stream positions, gathered in-graph."""
+        tf = _tf()
+        tokens, line_start = self._splits[split]
+        m = self.config.model.memory_size
+        slots = positions[:, None] + tf.range(-(m - 1), 1)[None, :]  # (B, M)
+        valid = slots >= 0
+        if self.config.data.context == "line":
+            valid &= slots >= tf.gather(line_start, positions)[:, None]
+        windows = tf.where(valid, tf.gather(tokens, tf.maximum(slots, 0)), 0)
+        return windows, tf.gather(tokens, positions + 1)
+
+    def _train_step(self, positions):
+        tf = _tf()
+        from models import token_loss
+
+        mcfg = self.config.model
+        windows, targets = self._windows("train", positions)
+        full = self.config.train.instruments == "full"
+        with tf.GradientTape() as tape:
+            if full:
+                outputs, internals = self.model(windows, training=True, return_internals=True)
+            else:
+                outputs, internals = self.model(windows, training=True), None
+            per_example = token_loss(mcfg, targets, outputs)  # (B,)
+            loss = tf.reduce_sum(per_example) if mcfg.loss_reduction == "sum" else tf.reduce_mean(per_example)
+        grads = [dedupe_slices(g) for g in tape.gradient(loss, self.variables)]
+        norms = measures.gradient_norms(grads)
+        # A gradient is bad when one of its entries is NaN/Inf.
+        bad = nonfinite_flags(loss, grads, norms, measures.values)  # (1 + n_vars,)
+        finite = tf.logical_not(tf.reduce_any(bad))
+        scales = clip_scales(norms, mcfg.clip, mcfg.clip_norm)
+        clipped = [guard(scale(g, sc), finite) for g, sc in zip(grads, scales)]
+        weight_norms = [tf.norm(v) for v in self.variables] if full else None
+        lr = tf.cast(self.optimizer.learning_rate, tf.float32)
+
+        # Every measure is taken before the update, in program order, so each reads
+        # the weights the step's gradients were computed at.
+        row = {"loss": tf.reduce_mean(per_example),
+               "accuracy": tf.reduce_mean(tf.cast(tf.equal(tf.argmax(outputs, -1, output_type=tf.int32), targets),
+                                                  tf.float32))}
+        if full:
+            # The applied gradient's norm is the norm times its clip scale: no second pass.
+            applied = [n * sc * tf.cast(finite, tf.float32) for n, sc in zip(norms, scales)]
+            row.update(measures.gradient_measures(self.names, norms, applied, weight_norms, lr, mcfg.clip,
+                                                  mcfg.clip_norm))
+            row.update(_memn2n_measures(internals, mcfg, self.model, windows))
+            row.update(measures.output_measures(outputs, targets, mcfg.output))
+            hist = tf.stack([measures.argmax_histogram(a) for a in internals["attention"]])  # (K, M)
+        else:
+            hist = tf.zeros((mcfg.hops, mcfg.memory_size))
+
+        self.optimizer.apply(clipped, self.variables)
+        self.acc.add(row, hist, bad)
+
+    def _train_chunk(self, positions):
+        """Runs one train step per row of ``positions`` (S, B), in a graph loop."""
+        tf = _tf()
+
+        def body(i):
+            self._train_step(positions[i])
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < tf.shape(positions)[0], body, (tf.constant(0),))
+
+    def _probe_step(self, positions):
+        """Loss on a fixed batch with real, batch-shuffled and zeroed inputs."""
+        tf = _tf()
+        from models import token_loss
+
+        windows, targets = self._windows("train", positions)
+        shuffled = tf.roll(windows, shift=1, axis=0)  # every example gets another's input
+        zeroed = tf.zeros_like(windows)
+        losses = [tf.reduce_mean(token_loss(self.config.model, targets, self.model(w, training=False)))
+                  for w in (windows, shuffled, zeroed)]
+        return tf.stack(losses)
+
+    def _eval_step(self, positions, weights, split):
+        tf = _tf()
+        from models import token_loss
+
+        windows, targets = self._windows(split, positions)
+        outputs = self.model(windows, training=False)
+        per_example = tf.cast(token_loss(self.config.model, targets, outputs), tf.float64)
+        correct = tf.cast(tf.equal(tf.argmax(outputs, -1, output_type=tf.int32), targets), tf.float64)
+        return tf.reduce_sum(per_example * weights), tf.reduce_sum(correct * weights)
+
+    # -- host side -------------------------------------------------------------
+    def read_and_reset(self) -> dict:
+        """Interval means of every column since the last read (one host round trip)."""
+        return self.acc.read_and_reset()
+
+    def evaluate(self, split: str = "valid") -> dict:
+        """Mean loss and accuracy over a split, in fixed-size batches."""
+        tf = _tf()
+        tcfg = self.config.train
+        total = self.corpus.num_windows(split)
+        if tcfg.eval_max_windows:
+            total = min(total, tcfg.eval_max_windows)
+        bs = min(tcfg.eval_batch_size, total)
+        loss_sum = correct = 0.0
+        sums = []
+        for start in range(0, total, bs):
+            pos = np.arange(start, start + bs, dtype=np.int32)
+            w = (pos < total).astype(np.float64)
+            pos = np.minimum(pos, total - 1)  # pad the last batch: same shape, zero weight
+            sums.append(self.eval_step(tf.constant(pos), tf.constant(w), split))
+        if sums:
+            stacked = tf.reduce_sum(tf.stack([tf.stack(s) for s in sums]), axis=0).numpy()
+            loss_sum, correct = float(stacked[0]), float(stacked[1])
+        loss = loss_sum / total
+        return {"loss": loss, "accuracy": correct / total, "perplexity": perplexity(loss)}
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), inf where that overflows a float (or the loss is NaN: NaN)."""
+    return math.exp(loss) if loss < 700 else (math.inf if loss == loss else math.nan)
+
+
+def _memn2n_measures(internals: dict, mcfg, model, windows) -> dict:
+    """Attention per hop and branch balance (word embedding vs temporal encoding, H term vs read-out)."""
+    out = {}
+    pad = internals["pad_mask"]
+    tables = {enc.name: enc.embedding.embeddings for enc in model.encoders}
+    for k, attention in enumerate(internals["attention"], start=1):
+        out.update(measures.attention_measures(attention, pad, k))
+    for enc in internals["encoders"]:
+        for side in ("a", "c"):
+            name = enc[f"{side}_name"]
+            if f"rms/{name}_word" in out:
+                continue
+            # The RMS of the looked-up word vectors, from the table's row norms: the
+            # same number as the RMS of the (B, M, D) lookup, without another pass over it.
+            out[f"rms/{name}_word"] = measures.lookup_rms(tables[name], windows)
+            if enc[f"{side}_temporal"] is not None:
+                out[f"rms/{name}_temporal"] = measures.rms(enc[f"{side}_temporal"])
+    for k, (h, o) in enumerate(zip(internals["h_term"], internals["readout"]), start=1):
+        out[f"rms/hop{k}_h_term"] = measures.rms(h)
+        out[f"rms/hop{k}_readout"] = measures.rms(o)
+    return out
+
+
