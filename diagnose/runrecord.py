@@ -35,8 +35,9 @@ run directory goes through it. A run directory holds:
     ``grad_norm/global``                L2 norm of all gradients together, before clipping
     ``grad_norm/NAME``                  L2 norm of one variable's gradient, before clipping
                                         (embedding rows looked up twice are summed first)
-    ``update_ratio/NAME``               ||dw|| / ||w|| of the step (SGD: lr * ||g applied||)
-    ``weight_norm/NAME``                ||w|| before the step
+    ``update_ratio/NAME``               ||dw|| / ||w|| of the step (SGD: lr * ||g applied||; ||w|| at the start
+                                        of the step's in-graph chunk, at most log_every steps old)
+    ``weight_norm/NAME``                ||w|| at the start of the step's in-graph chunk
     ``clip_fired``                      share of steps on which clipping rescaled a gradient
     ``attn_entropy/hopK``               attention entropy / ln(number of non-padded slots)
     ``attn_top1/hopK``                  largest attention weight
@@ -45,7 +46,7 @@ run directory goes through it. A run directory holds:
                                         encoding added to it, per memory embedding E (A, C...)
     ``rms/hopK_h_term``                 RMS of the H term (H u, or H(scores) as posted)
     ``rms/hopK_readout``                RMS of the attention read-out o
-    ``out_zero_frac``                   share of output units exactly 0 (dead ReLU outputs)
+    ``out_zero_frac``                   share of output units exactly 0 (dead ReLU outputs; 0 for logits)
     ``out_dead_rows``                   share of examples whose outputs are all 0 (relu output)
     ``target_at_floor``                 share of targets with probability <= 1e-7 (the clip floor)
     ``max_prob``, ``target_prob``       mean largest probability, mean target probability

@@ -99,7 +99,13 @@ class Trainer:
         windows = tf.where(valid, tf.gather(tokens, tf.maximum(slots, 0)), 0)
         return windows, tf.gather(tokens, positions + 1)
 
-    def _train_step(self, positions):
+    def _train_step(self, positions, weight_norms=None):
+        """One optimizer step on the windows at ``positions``.
+
+        ``weight_norms``: ||w|| per variable for the update ratios; the chunk loop
+        passes the norms at its start (one pass over the weights per chunk, not per
+        step), a single step measures them itself.
+        """
         tf = _tf()
         from models import token_loss
 
@@ -113,21 +119,24 @@ class Trainer:
                 outputs, internals = self.model(windows, training=True), None
             per_example = token_loss(mcfg, targets, outputs)  # (B,)
             loss = tf.reduce_sum(per_example) if mcfg.loss_reduction == "sum" else tf.reduce_mean(per_example)
-        grads = [dedupe_slices(g) for g in tape.gradient(loss, self.variables)]
+        # Embedding gradients: dense where the table has no more rows than a batch looks up.
+        lookups = mcfg.batch_size * mcfg.memory_size
+        grads = [dedupe_slices(g, v.shape[0] if v.shape[0] <= lookups else None)
+                 for g, v in zip(tape.gradient(loss, self.variables), self.variables)]
         norms = measures.gradient_norms(grads)
         # A gradient is bad when one of its entries is NaN/Inf.
         bad = nonfinite_flags(loss, grads, norms, measures.values)  # (1 + n_vars,)
         finite = tf.logical_not(tf.reduce_any(bad))
         scales = clip_scales(norms, mcfg.clip, mcfg.clip_norm)
         clipped = [guard(scale(g, sc), finite) for g, sc in zip(grads, scales)]
-        weight_norms = [tf.norm(v) for v in self.variables] if full else None
+        if full and weight_norms is None:
+            weight_norms = self.weight_norms()
         lr = tf.cast(self.optimizer.learning_rate, tf.float32)
 
         # Every measure is taken before the update, in program order, so each reads
         # the weights the step's gradients were computed at.
         row = {"loss": tf.reduce_mean(per_example),
-               "accuracy": tf.reduce_mean(tf.cast(tf.equal(tf.argmax(outputs, -1, output_type=tf.int32), targets),
-                                                  tf.float32))}
+               "accuracy": tf.reduce_mean(measures.top1_correct(outputs, targets))}
         if full:
             # The applied gradient's norm is the norm times its clip scale: no second pass.
             applied = [n * sc * tf.cast(finite, tf.float32) for n, sc in zip(norms, scales)]
@@ -146,11 +155,21 @@ class Trainer:
         """Runs one train step per row of ``positions`` (S, B), in a graph loop."""
         tf = _tf()
 
+        # ||w|| for the update ratios once per chunk: SGD moves weights by ~1e-3 of
+        # their norm per step, so a norm at most log_every steps old changes a ratio
+        # by about a percent, and each norm is a full pass over a (V, D) table.
+        weight_norms = self.weight_norms() if self.config.train.instruments == "full" else None
+
         def body(i):
-            self._train_step(positions[i])
+            self._train_step(positions[i], weight_norms)
             return (i + 1,)
 
         tf.while_loop(lambda i: i < tf.shape(positions)[0], body, (tf.constant(0),))
+
+    def weight_norms(self) -> list:
+        """||w|| of every trainable variable."""
+        tf = _tf()
+        return [tf.norm(v) for v in self.variables]
 
     def _probe_step(self, positions):
         """Loss on a fixed batch with real, batch-shuffled and zeroed inputs."""
@@ -171,7 +190,7 @@ class Trainer:
         windows, targets = self._windows(split, positions)
         outputs = self.model(windows, training=False)
         per_example = tf.cast(token_loss(self.config.model, targets, outputs), tf.float64)
-        correct = tf.cast(tf.equal(tf.argmax(outputs, -1, output_type=tf.int32), targets), tf.float64)
+        correct = tf.cast(measures.top1_correct(outputs, targets), tf.float64)
         return tf.reduce_sum(per_example * weights), tf.reduce_sum(correct * weights)
 
     # -- host side -------------------------------------------------------------

@@ -41,6 +41,26 @@ def test_argmax_histogram_counts_winning_slots():
     assert measures.argmax_histogram(p).numpy().tolist() == [1.0, 2.0, 0.0]
 
 
+def test_argmax_histogram_breaks_ties_like_argmax():
+    p = tf.constant([[0.5, 0.5, 0.0], [0.2, 0.4, 0.4], [1 / 3, 1 / 3, 1 / 3]])
+    expected = np.bincount(np.argmax(p.numpy(), axis=-1), minlength=3)
+    np.testing.assert_array_equal(measures.argmax_histogram(p).numpy(), expected)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_top1_correct_matches_numpy_argmax_with_ties(jit):
+    rng = np.random.default_rng(3)
+    # Rounded so rows have ties, as ReLU outputs (many exact zeros) do; one all-zero row.
+    outputs = np.round(rng.normal(size=(64, 9)), 0).clip(0).astype(np.float32)
+    outputs[0] = 0.0
+    targets = rng.integers(0, 9, 64).astype(np.int32)
+    targets[1] = np.argmax(outputs[1])
+    fn = tf.function(measures.top1_correct, jit_compile=jit)
+    got = fn(tf.constant(outputs), tf.constant(targets)).numpy()
+    np.testing.assert_array_equal(got, (np.argmax(outputs, -1) == targets).astype(np.float32))
+    assert 0 < got.sum() < len(got)
+
+
 def test_output_measures_relu_floor_and_dead_rows():
     out = np.array([[0.0, 2.0, 2.0], [0.0, 0.0, 0.0], [1.0, 1.0, 2.0]], np.float32)
     targets = np.array([0, 1, 2])

@@ -114,8 +114,7 @@ class Instrumented(keras.Model):
         row = {"loss": tf.reduce_mean(per_example)}
         if _is_classification(y, pred):
             labels = _labels(y, pred)
-            row["accuracy"] = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(pred, -1, output_type=tf.int32), labels),
-                                                     tf.float32))
+            row["accuracy"] = tf.reduce_mean(measures.top1_correct(pred, labels))
             # Logits when the loss says so; otherwise outputs are normalised by their
             # sum, as Keras' cross-entropy does (a softmax output is unchanged).
             row.update(measures.output_measures(pred, labels, "softmax" if self.from_logits else "relu"))
@@ -153,8 +152,8 @@ class Instrumented(keras.Model):
         # Means over the whole validation set, weighted by batch size.
         self._val_trackers["loss"].update_state(loss, sample_weight=n)
         if _is_classification(y, pred):
-            self._val_trackers["accuracy"].update_state(tf.reduce_mean(tf.cast(
-                tf.equal(tf.argmax(pred, -1, output_type=tf.int32), _labels(y, pred)), tf.float32)), sample_weight=n)
+            self._val_trackers["accuracy"].update_state(
+                tf.reduce_mean(measures.top1_correct(pred, _labels(y, pred))), sample_weight=n)
         return {k: m.result() for k, m in self._val_trackers.items()}
 
     @property
