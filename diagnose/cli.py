@@ -53,20 +53,30 @@ def cli():
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Run directory to write (config.json, metrics.csv, summary.json).")
 @click.option("--force", is_flag=True, help="Replace a run record already in --out.")
+@click.option("--eval-test", is_flag=True, help="Also evaluate the test split at each validation.")
+@click.option("--checkpoint", is_flag=True, help="Save a checkpoint in --out after each validation.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its checkpoint, up to this budget (same settings otherwise).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, seed, log_every, eval_every,
-          no_jit, out, force, quiet):
+          no_jit, out, force, eval_test, checkpoint, resume, quiet):
     """Train one model and write its run record to --out."""
     from diagnose import runrecord
     from diagnose.config import DataConfig, TrainConfig, make_run_config
 
     if corpus and synthetic:
         raise DiagnoseError("give either --corpus or --synthetic, not both")
-    if runrecord.is_run_dir(out) and not force:
+    if resume and force:
+        raise DiagnoseError("give either --resume (continue the run in --out) or --force (replace it), not both")
+    if resume and runrecord.read_checkpoint(out) is None:
+        raise DiagnoseError(f"{out} has no checkpoint to resume from; train with --checkpoint first, "
+                            "or drop --resume")
+    if runrecord.is_run_dir(out) and not (force or resume):
         raise DiagnoseError(f"{out} already holds a run record; pass --force to replace it or choose another --out")
     data = DataConfig(corpus=corpus, synthetic=synthetic or "topic-copy", context=context, max_vocab=max_vocab)
     tcfg = TrainConfig(seed=seed, epochs=epochs if epochs is not None else 1.0, steps=steps, log_every=log_every,
-                       eval_every=eval_every, jit_compile=not no_jit)
+                       eval_every=eval_every, jit_compile=not no_jit, eval_test=eval_test,
+                       checkpoint=checkpoint or resume)
     config = make_run_config(preset, _parse_sets(sets), data=data, train=tcfg)
     from diagnose.data.load import load_corpus
 
@@ -74,7 +84,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     from diagnose.train import train as run_training
 
     with _Progress(quiet) as progress:
-        result = run_training(config, out, corpus=corpus, progress=progress)
+        result = run_training(config, out, corpus=corpus, progress=progress, resume=resume)
     s = result.summary
     final = s["final"]
     click.echo(f"{s['status']}: {s['steps']} steps, train loss {_fmt(final['train_loss'])}, "

@@ -47,6 +47,8 @@ class TrainConfig:
     tensorboard: bool = True  # also write the logged rows as TensorBoard scalars under RUN_DIR/tb
     jit_compile: bool = True  # XLA-compile the train and eval steps
     threads: int | None = None  # TF intra-op threads (None: TF's default, all cores)
+    eval_test: bool = False  # also evaluate the test split at each validation (test_* columns)
+    checkpoint: bool = False  # save RUN_DIR/checkpoint after each validation, so train(resume=True) can continue
 
 
 @dataclass(frozen=True)

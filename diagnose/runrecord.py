@@ -55,6 +55,9 @@ run directory goes through it. A run directory holds:
     ``probe_loss_zeroed``               ... with all-padding inputs
     ==================================  ======================================================
 
+    With ``train.eval_test`` on, rows with a validation pass also carry
+    ``test_loss``, ``test_accuracy`` and ``test_perplexity`` (the test split).
+
     Readers must ignore columns they do not know; writers never rename or reorder
     the base columns.
 
@@ -77,8 +80,20 @@ run directory goes through it. A run directory holds:
          "baselines": {"ln_vocab", "unigram_entropy", "bayes_floor" | null,
                        "loss_at_step0"},          # validation loss before training
          "diverged_at": null | {"step", "variable"},   # first non-finite loss/gradient
-         "wall_time_s": float, "train_time_s": float, "samples_per_s": float,
+         "wall_time_s": float, "train_time_s": float,   # train time over all pieces of a resumed run
+         "samples_per_s": float,                       # this call's training throughput
+         "resumed_from_step": null | int,              # the checkpoint this call continued from
          "versions": {"python", "tensorflow", "keras", "numpy", "diagnose"}}
+
+``checkpoint/`` (only with ``train.checkpoint``)
+    The state after the latest validation pass, from which ``train(..., resume=True)``
+    (``diagnose train --resume``) continues the run: ``state.json`` (step, learning
+    rate, batch-order position and generator state, best/last validation, counters)
+    and ``arrays.npz`` (every model and optimizer variable, in build order, and the
+    epoch's batch order). The directory is replaced as a whole, by rename.
+
+``summary.json`` ``final`` also holds ``test_loss``, ``test_perplexity`` and
+``test_accuracy`` when the test split was evaluated.
 
 Every file is written atomically: to a temporary file in the same directory, then
 renamed over the target, so a reader never sees a half-written file and a crash
@@ -98,14 +113,15 @@ from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
-ATTENTION, TENSORBOARD = "attention.csv", "tb"
+ATTENTION, TENSORBOARD, CHECKPOINT = "attention.csv", "tb", "checkpoint"
 BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "learning_rate",
                 "valid_loss", "valid_accuracy", "valid_perplexity")
 STATUSES = ("running", "completed", "diverged", "failed")
 
 __all__ = ["SCHEMA_VERSION", "BASE_COLUMNS", "STATUSES", "atomic_write", "write_json", "read_json",
            "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
-           "read_metrics", "is_run_dir", "write_attention", "load_run"]
+           "read_metrics", "is_run_dir", "write_attention", "load_run", "write_checkpoint",
+           "read_checkpoint", "read_rows"]
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
@@ -238,3 +254,63 @@ def read_metrics(run_dir: str | os.PathLike):
 def is_run_dir(path: str | os.PathLike) -> bool:
     """True when ``path`` holds a run record (its config.json at least)."""
     return (Path(path) / CONFIG).is_file()
+
+
+def write_checkpoint(run_dir: str | os.PathLike, state: dict, arrays: dict) -> None:
+    """Writes ``checkpoint/`` (state.json and arrays.npz) and swaps it in by rename."""
+    import shutil
+
+    import numpy as np
+
+    run_dir = Path(run_dir)
+    final = run_dir / CHECKPOINT
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{CHECKPOINT}.", suffix=".tmp"))
+    try:
+        with open(tmp / "arrays.npz", "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        write_json(tmp / "state.json", state)
+        old = None
+        if final.exists():
+            old = run_dir / f".{CHECKPOINT}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_checkpoint(run_dir: str | os.PathLike) -> tuple[dict, dict] | None:
+    """``(state, arrays)`` from ``checkpoint/``, or None when the run has none."""
+    import numpy as np
+
+    folder = Path(run_dir) / CHECKPOINT
+    if not (folder / "state.json").is_file():
+        old = Path(run_dir) / f".{CHECKPOINT}.old"  # a swap cut off between its two renames
+        if not (old / "state.json").is_file():
+            return None
+        folder = old
+    with np.load(folder / "arrays.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    return read_json(folder / "state.json"), arrays
+
+
+def read_rows(run_dir: str | os.PathLike) -> tuple[list[dict], list[dict]]:
+    """``metrics.csv`` and ``attention.csv`` as lists of row dicts (empty cells left out)."""
+    def rows(name):
+        path = Path(run_dir) / name
+        if not path.is_file():
+            return []
+        with open(path, encoding="utf-8", newline="") as fh:
+            return [{k: _parse_cell(k, v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
+    return rows(METRICS), rows(ATTENTION)
+
+
+def _parse_cell(key: str, value: str):
+    if key in ("step", "hop") or key.startswith("pos"):
+        return int(value)
+    return float(value)

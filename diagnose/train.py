@@ -52,16 +52,21 @@ def _versions() -> dict:
 
 
 def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = None,
-          progress: Callable[[dict], None] | None = None) -> TrainResult:
+          progress: Callable[[dict], None] | None = None, resume: bool = False) -> TrainResult:
     """Trains one run and writes its run record to ``out_dir``.
 
     Args:
         config: the run configuration; ``model.vocab_size`` is taken from the corpus.
-        out_dir: the run directory (created; an existing record there is replaced).
+        out_dir: the run directory (created; an existing record there is replaced,
+            unless resuming).
         corpus: an already loaded corpus (the harness shares one across runs);
             loaded from ``config.data`` when None.
         progress: called after each logged row with ``{"step", "total_steps",
             "loss", "valid_loss"}``.
+        resume: continue from ``out_dir/checkpoint`` (written with
+            ``train.checkpoint``) up to this config's budget, which may be larger
+            than the first run's. Everything else in the config must match the run
+            record's. The continued run's rows are those an uninterrupted run writes.
 
     Returns:
         TrainResult with the summary as written. Errors in the user's input raise
@@ -76,6 +81,7 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
         corpus = load_corpus(config.data, memory_size=config.model.memory_size)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=corpus.vocab_size))
     config.model.validate()
+    checkpoint = _checkpoint_to_resume(config, out) if resume else None
     out.mkdir(parents=True, exist_ok=True)
     runrecord.write_config(out, **config.to_dict())
     runrecord.write_summary(out, {"status": "running"})
@@ -86,7 +92,7 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
              "status": "running", "best": (math.inf, 0), "last_valid": None}
     try:
         trainer = Trainer(config, corpus)
-        _fit(trainer, config, log, state, progress)
+        _fit(trainer, config, log, state, progress, checkpoint)
     except Exception as exc:  # recorded, then re-raised for the caller
         state["status"] = "failed"
         state["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -98,7 +104,29 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
     return TrainResult(run_dir=out, summary=runrecord.read_summary(out))
 
 
-def _fit(trainer: Trainer, config: RunConfig, log: RowLog, state: dict, progress) -> None:
+# Settings a resumed run may change: only the budget.
+_BUDGET_KEYS = ("epochs", "steps")
+
+
+def _checkpoint_to_resume(config: RunConfig, out: Path):
+    """The checkpoint in ``out`` if it was written for ``config`` (budget aside); else DiagnoseError."""
+    from diagnose.errors import ConfigError
+
+    found = runrecord.read_checkpoint(out) if runrecord.is_run_dir(out) else None
+    if found is None:
+        raise ConfigError(f"{out} has no checkpoint to resume from; train with checkpoints on "
+                          "(--checkpoint) first, or drop --resume")
+    old = runrecord.read_config(out)
+    new = config.to_dict()
+    differs = [f"{part}.{k}" for part in ("model", "data", "train") for k in new[part]
+               if not (part == "train" and k in _BUDGET_KEYS) and old.get(part, {}).get(k) != new[part][k]]
+    if differs:
+        raise ConfigError(f"the checkpoint in {out} was written for a different config (differs in: "
+                          f"{', '.join(differs)}); resume with the same settings or train into a new --out")
+    return found
+
+
+def _fit(trainer: Trainer, config: RunConfig, log: RowLog, state: dict, progress, checkpoint=None) -> None:
     tf = _tf()
     tcfg, mcfg = config.train, config.model
     n_windows = trainer.corpus.num_windows("train")
@@ -109,15 +137,17 @@ def _fit(trainer: Trainer, config: RunConfig, log: RowLog, state: dict, progress
     rng = np.random.default_rng(tcfg.seed)
     # The probe batch is fixed for the whole run: evenly spaced training windows.
     probe_positions = tf.constant(np.linspace(0, n_windows - 1, batch).astype(np.int32))
-    lr = mcfg.learning_rate
-    prev_valid = None
+    loop = {"lr": mcfg.learning_rate, "prev_valid": None, "order": np.empty(0, dtype=np.int32), "cursor": 0,
+            "step": 0, "t_train": 0.0}
 
-    def log_row(step: int, valid: dict | None):
+    def log_row(step: int, valid: dict | None, test: dict | None):
         acc = trainer.read_and_reset()
-        row = {"step": step, "epoch": step / steps_per_epoch, "learning_rate": lr, **acc["row"]}
+        row = {"step": step, "epoch": step / steps_per_epoch, "learning_rate": loop["lr"], **acc["row"]}
         if valid is not None:
             row.update(valid_loss=valid["loss"], valid_accuracy=valid["accuracy"],
                        valid_perplexity=valid["perplexity"])
+        if test is not None:
+            row.update(test_loss=test["loss"], test_accuracy=test["accuracy"], test_perplexity=test["perplexity"])
         if tcfg.probe_every and (step >= state["next_probe"] or step == total):
             state["next_probe"] = (step // tcfg.probe_every + 1) * tcfg.probe_every
             real, shuffled, zeroed = (float(x) for x in trainer.probe_step(probe_positions).numpy())
@@ -135,61 +165,109 @@ def _fit(trainer: Trainer, config: RunConfig, log: RowLog, state: dict, progress
         log.flush()
         state["flushed"] = time.perf_counter()
 
-    if tcfg.eval_at_start:
+    state["next_probe"] = tcfg.probe_every
+    if checkpoint is not None:
+        _restore(checkpoint, trainer, log, state, loop, rng)
+    elif tcfg.eval_at_start:
         valid = trainer.evaluate("valid")
-        log.append({"step": 0, "epoch": 0.0, "loss": math.nan, "accuracy": math.nan, "learning_rate": lr,
+        log.append({"step": 0, "epoch": 0.0, "loss": math.nan, "accuracy": math.nan, "learning_rate": loop["lr"],
                     "valid_loss": valid["loss"], "valid_accuracy": valid["accuracy"],
                     "valid_perplexity": valid["perplexity"]})
         state["loss_at_step0"] = valid["loss"]
-    order = np.empty(0, dtype=np.int32)
-    cursor = step = 0
-    state["next_probe"] = tcfg.probe_every
-    t_train = 0.0
+    step = loop["step"]
     state["flushed"] = time.perf_counter()
     try:
         while step < total and state["status"] == "running":
-            if cursor + batch > len(order):  # a new epoch: reshuffle every window
-                order = rng.permutation(n_windows).astype(np.int32)
-                cursor = 0
+            if loop["cursor"] + batch > len(loop["order"]):  # a new epoch: reshuffle every window
+                loop["order"] = rng.permutation(n_windows).astype(np.int32)
+                loop["cursor"] = 0
+            cursor = loop["cursor"]
             # Steps up to the next row, validation, epoch end or the budget's end, in one call.
             n = min(tcfg.log_every - step % tcfg.log_every, eval_every - step % eval_every, total - step,
-                    (len(order) - cursor) // batch)
+                    (len(loop["order"]) - cursor) // batch)
             t0 = time.perf_counter()
-            trainer.train_chunk(tf.constant(order[cursor:cursor + n * batch].reshape(n, batch)))
-            cursor += n * batch
+            trainer.train_chunk(tf.constant(loop["order"][cursor:cursor + n * batch].reshape(n, batch)))
+            loop["cursor"] += n * batch
             step += n
             at_eval = step % eval_every == 0 or step == total
             if step % tcfg.log_every == 0 or at_eval:
-                valid = None
+                valid = test = None
                 if at_eval:
-                    t_train += time.perf_counter() - t0
+                    loop["t_train"] += time.perf_counter() - t0
                     valid = trainer.evaluate("valid")
+                    test = trainer.evaluate("test") if tcfg.eval_test and "test" in trainer._splits else None
                     t0 = time.perf_counter()
-                    if prev_valid is not None and valid["loss"] > prev_valid * _ANNEAL_TOLERANCE \
+                    if loop["prev_valid"] is not None and valid["loss"] > loop["prev_valid"] * _ANNEAL_TOLERANCE \
                             and mcfg.lr_anneal > 1:
-                        lr /= mcfg.lr_anneal
-                        trainer.optimizer.learning_rate.assign(lr)
-                    prev_valid = valid["loss"]
+                        loop["lr"] /= mcfg.lr_anneal
+                        trainer.optimizer.learning_rate.assign(loop["lr"])
+                    loop["prev_valid"] = valid["loss"]
                     if valid["loss"] < state["best"][0]:
                         state["best"] = (valid["loss"], step)
-                    state["last_valid"] = valid
-                log_row(step, valid)
+                    state["last_valid"], state["last_test"] = valid, test
+                log_row(step, valid, test)
                 if at_eval or time.perf_counter() - state["flushed"] > _FLUSH_SECONDS:
                     flush()  # a readable, growing record for long runs
-            t_train += time.perf_counter() - t0
+                if at_eval and tcfg.checkpoint and state["status"] == "running":
+                    loop["step"] = step
+                    loop["t_train"] += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    _save(trainer, log, state, loop, rng)
+            loop["t_train"] += time.perf_counter() - t0
     finally:
         state["step"] = step
         state["epoch"] = step / steps_per_epoch
-        state["train_time"] = t_train
-        state["samples"] = step * batch
+        state["train_time"] = loop["t_train"]
+        state["samples"] = (step - loop.get("resumed_at", 0)) * batch
+        state["train_time_this_call"] = loop["t_train"] - loop.get("t_train_before", 0.0)
         log.close()
     state["last_train"] = next((r["loss"] for r in reversed(log.rows) if not math.isnan(r["loss"])), math.nan)
     if state["status"] == "running":
         state["status"] = "completed"
 
 
+def _save(trainer: Trainer, log: RowLog, state: dict, loop: dict, rng) -> None:
+    """Writes the checkpoint: everything the loop needs to go on as if never stopped."""
+    arrays = {f"model_{i}": v.numpy() for i, v in enumerate(trainer.model.variables)}
+    arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(trainer.optimizer.variables)})
+    arrays["order"] = loop["order"]
+    best_loss, best_step = state["best"]
+    runrecord.write_checkpoint(log.run_dir, {
+        "step": loop["step"], "cursor": loop["cursor"], "learning_rate": loop["lr"],
+        "prev_valid": loop["prev_valid"], "train_time_s": loop["t_train"],
+        "best": {"valid_loss": best_loss if math.isfinite(best_loss) else None, "step": best_step},
+        "last_valid": state["last_valid"], "last_test": state.get("last_test"),
+        "loss_at_step0": state.get("loss_at_step0"), "next_probe": state["next_probe"],
+        "rng": rng.bit_generator.state,
+    }, arrays)
+
+
+def _restore(checkpoint, trainer: Trainer, log: RowLog, state: dict, loop: dict, rng) -> None:
+    saved, arrays = checkpoint
+    for i, v in enumerate(trainer.model.variables):
+        v.assign(arrays[f"model_{i}"])
+    for i, v in enumerate(trainer.optimizer.variables):
+        v.assign(arrays[f"optimizer_{i}"])
+    trainer.optimizer.learning_rate.assign(saved["learning_rate"])
+    rng.bit_generator.state = saved["rng"]
+    loop.update(order=arrays["order"].astype(np.int32), cursor=saved["cursor"], step=saved["step"],
+                lr=saved["learning_rate"], prev_valid=saved["prev_valid"], t_train=saved["train_time_s"],
+                resumed_at=saved["step"], t_train_before=saved["train_time_s"])
+    best = saved["best"]
+    state["best"] = (best["valid_loss"] if best["valid_loss"] is not None else math.inf, best["step"])
+    state["last_valid"], state["last_test"] = saved["last_valid"], saved["last_test"]
+    state["loss_at_step0"] = saved["loss_at_step0"]
+    state["next_probe"] = saved["next_probe"]
+    state["resumed_from"] = saved["step"]
+    # Rows up to the checkpoint; rows written after it (a run cut off later) are dropped.
+    rows, attention = runrecord.read_rows(log.run_dir)
+    log.rows = [r for r in rows if r["step"] <= saved["step"]]
+    log.attention = [r for r in attention if r["step"] <= saved["step"]]
+
+
 def _summary(state: dict, baselines: dict, t_start: float, config: RunConfig) -> dict:
     valid = state.get("last_valid") or {}
+    test = state.get("last_test") or {}
     best_loss, best_step = state["best"]
     train_time = state.get("train_time", 0.0)
     return {
@@ -199,7 +277,9 @@ def _summary(state: dict, baselines: dict, t_start: float, config: RunConfig) ->
         "epochs": state["epoch"],
         "seed": config.train.seed,
         "final": {"train_loss": state["last_train"], "valid_loss": valid.get("loss"),
-                  "valid_perplexity": valid.get("perplexity"), "valid_accuracy": valid.get("accuracy")},
+                  "valid_perplexity": valid.get("perplexity"), "valid_accuracy": valid.get("accuracy"),
+                  **({"test_loss": test.get("loss"), "test_perplexity": test.get("perplexity"),
+                      "test_accuracy": test.get("accuracy")} if test else {})},
         "best": {"valid_loss": best_loss if math.isfinite(best_loss) else None,
                  "valid_perplexity": perplexity(best_loss) if math.isfinite(best_loss) else None,
                  "step": best_step},
@@ -207,6 +287,8 @@ def _summary(state: dict, baselines: dict, t_start: float, config: RunConfig) ->
         "diverged_at": state.get("diverged_at"),
         "wall_time_s": time.perf_counter() - t_start,
         "train_time_s": train_time,
-        "samples_per_s": state.get("samples", 0) / train_time if train_time else None,
+        "samples_per_s": (state.get("samples", 0) / state["train_time_this_call"]
+                          if state.get("train_time_this_call") else None),
+        "resumed_from_step": state.get("resumed_from"),
         "versions": _versions(),
     }

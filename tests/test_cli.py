@@ -68,6 +68,24 @@ def test_existing_record_is_not_overwritten_without_force(tmp_path):
     assert (run / "config.json").read_text() == before
 
 
+def test_train_checkpoint_then_resume_extends_the_budget(tmp_path):
+    out = tmp_path / "run"
+    args = ("train", "--synthetic", "topic-copy-small", "--log-every", "10", "--eval-every", "20",
+            "--set", "memory_size=8", "--set", "embed_dim=8", "--set", "hops=2", "--set", "batch_size=16",
+            "--quiet", "--eval-test", "--out", str(out))
+    assert _run(*args, "--steps", "20", "--checkpoint").returncode == 0
+    proc = _run(*args, "--steps", "40", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    metrics = runrecord.read_metrics(out)
+    assert list(metrics["step"]) == [0, 10, 20, 30, 40]
+    assert metrics["test_perplexity"].notna().sum() == 2
+    # --resume where there is no checkpoint: one line, exit 2, nothing written.
+    proc = _run(*args[:-1], str(tmp_path / "none"), "--steps", "40", "--resume")
+    assert proc.returncode == 2 and "no checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "none").exists()
+
+
 @pytest.mark.parametrize("command", [[], ["train"], ["run-ablation"], ["check"], ["report"], ["compare"]])
 def test_every_command_has_help(command):
     proc = _run(*command, "--help")

@@ -140,6 +140,46 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path, small_corpus, run_c
     assert not np.array_equal(a[1:, 1], c[1:, 1])
 
 
+# -- checkpoints and resuming -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["paper", "as-posted"])
+def test_resumed_run_writes_the_rows_of_an_uninterrupted_one(tmp_path, small_corpus, run_config, preset):
+    # as-posted has dropout: the masks' generator state must come back too.
+    def cfg(steps):
+        return run_config(preset, seed=3, steps=steps, log_every=5, eval_every=10, eval_max_windows=256,
+                          eval_test=True, checkpoint=True, probe_every=10)
+
+    train(cfg(30), tmp_path / "straight", corpus=small_corpus)
+    first = train(cfg(10), tmp_path / "pieces", corpus=small_corpus)
+    assert first.summary["steps"] == 10 and (tmp_path / "pieces" / "checkpoint" / "state.json").is_file()
+    resumed = train(cfg(30), tmp_path / "pieces", corpus=small_corpus, resume=True)
+    assert resumed.summary["resumed_from_step"] == 10 and resumed.summary["steps"] == 30
+    straight = runrecord.read_metrics(tmp_path / "straight")
+    pieces = runrecord.read_metrics(tmp_path / "pieces")
+    assert list(pieces["step"]) == [0, 5, 10, 15, 20, 25, 30]
+    assert list(pieces.columns) == list(straight.columns)
+    np.testing.assert_array_equal(pieces.to_numpy(), straight.to_numpy())
+    # Test-split columns at each validation, and in the summary.
+    assert pieces["test_perplexity"].notna().sum() == 3
+    assert resumed.summary["final"]["test_loss"] == pytest.approx(float(straight["test_loss"].iloc[-1]))
+
+
+def test_resume_refuses_another_config_or_a_run_without_checkpoint(tmp_path, small_corpus, run_config):
+    from diagnose.errors import DiagnoseError
+
+    base = run_config("paper", steps=10, log_every=5, eval_every=10, eval_max_windows=128, checkpoint=True)
+    train(base, tmp_path / "run", corpus=small_corpus)
+    before = (tmp_path / "run" / "metrics.csv").read_text()
+    other = run_config("paper", model={"hops": 3}, steps=20, log_every=5, eval_every=10, eval_max_windows=128,
+                       checkpoint=True)
+    with pytest.raises(DiagnoseError, match="model.hops"):
+        train(other, tmp_path / "run", corpus=small_corpus, resume=True)
+    assert (tmp_path / "run" / "metrics.csv").read_text() == before  # nothing touched
+    with pytest.raises(DiagnoseError, match="no checkpoint"):
+        train(base, tmp_path / "empty", corpus=small_corpus, resume=True)
+
+
 # -- learning ------------------------------------------------------------------------
 
 
