@@ -144,7 +144,7 @@ class Trainer:
                                                   mcfg.clip_norm))
             row.update(_memn2n_measures(internals, mcfg, self.model, windows))
             row.update(measures.output_measures(outputs, targets, mcfg.output))
-            hist = tf.stack([measures.argmax_histogram(a) for a in internals["attention"]])  # (K, M)
+            hist = measures.argmax_histogram(tf.stack(internals["attention"]))  # (K, M)
         else:
             hist = tf.zeros((mcfg.hops, mcfg.memory_size))
 
@@ -227,11 +227,12 @@ def perplexity(loss: float) -> float:
 
 def _memn2n_measures(internals: dict, mcfg, model, windows) -> dict:
     """Attention per hop and branch balance (word embedding vs temporal encoding, H term vs read-out)."""
+    tf = _tf()
     out = {}
     pad = internals["pad_mask"]
     tables = {enc.name: enc.embedding.embeddings for enc in model.encoders}
-    for k, attention in enumerate(internals["attention"], start=1):
-        out.update(measures.attention_measures(attention, pad, k))
+    # Per-hop figures from stacked hops: one fused reduction each, not one per hop.
+    out.update(measures.attention_measures_hops(tf.stack(internals["attention"]), pad))
     for enc in internals["encoders"]:
         for side in ("a", "c"):
             name = enc[f"{side}_name"]
@@ -242,9 +243,11 @@ def _memn2n_measures(internals: dict, mcfg, model, windows) -> dict:
             out[f"rms/{name}_word"] = measures.lookup_rms(tables[name], windows)
             if enc[f"{side}_temporal"] is not None:
                 out[f"rms/{name}_temporal"] = measures.rms(enc[f"{side}_temporal"])
-    for k, (h, o) in enumerate(zip(internals["h_term"], internals["readout"]), start=1):
-        out[f"rms/hop{k}_h_term"] = measures.rms(h)
-        out[f"rms/hop{k}_readout"] = measures.rms(o)
+    h_rms = measures.rms_per(tf.stack(internals["h_term"]))
+    o_rms = measures.rms_per(tf.stack(internals["readout"]))
+    for k in range(mcfg.hops):
+        out[f"rms/hop{k + 1}_h_term"] = h_rms[k]
+        out[f"rms/hop{k + 1}_readout"] = o_rms[k]
     return out
 
 

@@ -41,6 +41,24 @@ def test_argmax_histogram_counts_winning_slots():
     assert measures.argmax_histogram(p).numpy().tolist() == [1.0, 2.0, 0.0]
 
 
+def test_stacked_hop_measures_equal_the_per_hop_ones():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(3, 6, 7)).astype(np.float32)
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    pad = rng.random((6, 7)) < 0.3
+    stacked = measures.attention_measures_hops(tf.constant(p), tf.constant(pad))
+    per_hop = {}
+    for k in range(3):
+        per_hop.update(measures.attention_measures(tf.constant(p[k]), tf.constant(pad), k + 1))
+    assert list(stacked) == list(per_hop)
+    for key in per_hop:
+        assert float(stacked[key]) == pytest.approx(float(per_hop[key]), rel=1e-5)
+    np.testing.assert_array_equal(measures.argmax_histogram(tf.constant(p)).numpy(),
+                                  np.stack([measures.argmax_histogram(tf.constant(p[k])).numpy() for k in range(3)]))
+    np.testing.assert_allclose(measures.rms_per(tf.constant(logits)).numpy(),
+                               np.sqrt((logits ** 2).reshape(3, -1).mean(-1)), rtol=1e-5)
+
+
 def test_argmax_histogram_breaks_ties_like_argmax():
     p = tf.constant([[0.5, 0.5, 0.0], [0.2, 0.4, 0.4], [1 / 3, 1 / 3, 1 / 3]])
     expected = np.bincount(np.argmax(p.numpy(), axis=-1), minlength=3)

@@ -106,6 +106,32 @@ def attention_measures(attention, pad_mask, hop: int):
     }
 
 
+def attention_measures_hops(attention, pad_mask) -> dict:
+    """:func:`attention_measures` for every hop at once: ``attention`` is (K, B, M).
+
+    One set of fused reductions over the stacked hops instead of one per hop; the
+    columns and their order are those of calling the per-hop function for hop 1..K.
+    """
+    p = tf.cast(attention, tf.float32)  # (K, B, M)
+    real = tf.cast(tf.logical_not(pad_mask), tf.float32)[None]  # (1, B, M)
+    entropy = -tf.reduce_sum(p * tf.math.log(tf.maximum(p, 1e-30)), axis=-1)  # (K, B)
+    norm_entropy = entropy / tf.math.log(tf.maximum(tf.reduce_sum(real, axis=-1), 2.0))
+    stats = tf.stack([tf.reduce_mean(norm_entropy, axis=-1),
+                      tf.reduce_mean(tf.reduce_max(p, axis=-1), axis=-1),
+                      tf.reduce_mean(tf.reduce_sum(p * (1.0 - real), axis=-1), axis=-1)], axis=1)  # (K, 3)
+    out = {}
+    for k in range(attention.shape[0]):
+        for j, name in enumerate(("attn_entropy", "attn_top1", "attn_pad_mass")):
+            out[f"{name}/hop{k + 1}"] = stats[k, j]
+    return out
+
+
+def rms_per(x):
+    """Root mean square over all axes but the first: (K,) for a stack of K tensors."""
+    x = tf.cast(x, tf.float32)
+    return tf.sqrt(tf.reduce_mean(tf.square(tf.reshape(x, (tf.shape(x)[0], -1))), axis=-1))
+
+
 def top1_correct(outputs, targets):
     """1.0 where ``argmax(outputs) == targets`` (the first index wins ties), else 0.0: (B,).
 
@@ -124,13 +150,13 @@ def top1_correct(outputs, targets):
 
 
 def argmax_histogram(attention):
-    """Counts of the winning slot per position over the batch: (M,)."""
+    """Counts of the winning slot per position over the batch: (M,) for (B, M), (K, M) for (K, B, M)."""
     m = tf.shape(attention)[-1]
     # The first slot holding the row maximum (argmax's choice), without XLA's top-k sort.
-    slots = tf.range(m)[None, :]
+    slots = tf.range(m)
     is_max = tf.equal(attention, tf.reduce_max(attention, axis=-1, keepdims=True))
     winner = tf.reduce_min(tf.where(is_max, slots, m), axis=-1)
-    return tf.reduce_sum(tf.cast(tf.equal(slots, winner[:, None]), tf.float32), axis=0)
+    return tf.reduce_sum(tf.cast(tf.equal(slots, winner[..., None]), tf.float32), axis=-2)
 
 
 def rms(x):

@@ -1,0 +1,61 @@
+"""Helpers shared by the benchmark scripts: where PTB is, the machine, FLOPs, results.
+
+Benchmarks are scripts, not tests: they print a table and write JSON under
+bench/results/. PTB is looked for beside the checkout (``../shared/data/ptb``)
+unless ``--corpus`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_PTB = ROOT.parent / "shared" / "data" / "ptb"
+
+
+def ptb_path(arg: str | None) -> Path:
+    """The PTB directory to use; exits with one line when it is missing."""
+    path = Path(arg) if arg else DEFAULT_PTB
+    if not path.is_dir():
+        sys.exit(f"error: no PTB corpus at {path}; pass --corpus DIR (a directory with ptb.train.txt, "
+                 "ptb.valid.txt, ptb.test.txt)")
+    return path
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def train_flops_per_sample(model) -> float:
+    """Matmul FLOPs of one training example of a MemN2N (forward + backward = 3x forward).
+
+    Per hop: match scores u.m_i and the read-out sum_i p_i c_i (M x D each) and the
+    map H (D x D, on the state; M x D as posted); then the output map W (D x V).
+    Embedding lookups, softmaxes and element-wise work are not counted.
+    """
+    m, d, v, k = model.memory_size, model.embed_dim, model.vocab_size, model.hops
+    h = d * d if model.h_wiring == "state" else m * d
+    forward_macs = k * (2 * m * d + h) + d * v
+    return 3 * 2 * forward_macs
+
+
+def write_result(name: str, data: dict) -> Path:
+    """Writes bench/results/NAME.json atomically and returns its path."""
+    from diagnose.runrecord import write_json
+
+    path = RESULTS / f"{name}.json"
+    write_json(path, {"machine": machine(), **data})
+    return path
