@@ -37,14 +37,14 @@ def run(preset: str, epochs: float, corpus: Path, out: Path) -> dict:
         done = runrecord.read_checkpoint(out)[0]["step"]
         print(f"{preset}: resuming {out.name} from step {done}")
     t0 = time.perf_counter()
-    result = train(config, out, corpus=data, resume=resume,
-                   progress=lambda p: None)
+    result = train(config, out, corpus=data, resume=resume)
     wall = time.perf_counter() - t0
     metrics = runrecord.read_metrics(out)
     evals = metrics[metrics["valid_loss"].notna()]
-    curve = [{"epoch": round(float(r.epoch), 3), "valid_perplexity": float(r.valid_perplexity),
-              "test_perplexity": float(r.test_perplexity) if "test_perplexity" in r and r.test_perplexity == r.test_perplexity
-              else None, "learning_rate": float(r.learning_rate)} for r in evals.itertuples()]
+    test = evals["test_perplexity"] if "test_perplexity" in evals else [float("nan")] * len(evals)
+    curve = [{"epoch": round(float(e), 3), "valid_perplexity": float(v), "test_perplexity": float(t) if t == t else None,
+              "learning_rate": float(lr)}
+             for e, v, t, lr in zip(evals["epoch"], evals["valid_perplexity"], test, evals["learning_rate"])]
     s = result.summary
     return {"preset": preset, "run_dir": str(out.relative_to(ROOT)), "status": s["status"], "steps": s["steps"],
             "epochs": s["epochs"], "curve": curve, "samples_per_s": s["samples_per_s"],
@@ -66,7 +66,8 @@ def main() -> None:
             test = f"{point['test_perplexity']:.1f}" if point["test_perplexity"] is not None else "-"
             print(f"{r['preset']:<11}{point['epoch']:>7.2f}{point['valid_perplexity']:>11.1f}{test:>10}"
                   f"{point['learning_rate']:>9.4f}")
-        print(f"{r['preset']:<11} {r['status']}, {r['samples_per_s']:.0f} samples/s this call")
+        rate = f"{r['samples_per_s']:.0f} samples/s this call" if r["samples_per_s"] else "nothing left to train"
+        print(f"{r['preset']:<11} {r['status']}, {rate}")
     print(f"{'paper T.2':<11}{'full':>7}{PAPER_TABLE2['valid_perplexity']:>11}{PAPER_TABLE2['test_perplexity']:>10}")
     path = write_result("ptb", {"epochs": args.epochs, "paper_table2": PAPER_TABLE2, "results": results})
     print(f"-> {path}")

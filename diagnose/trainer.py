@@ -117,7 +117,10 @@ class Trainer:
                 outputs, internals = self.model(windows, training=True, return_internals=True)
             else:
                 outputs, internals = self.model(windows, training=True), None
-            per_example = token_loss(mcfg, targets, outputs)  # (B,)
+            if mcfg.output == "softmax":  # token_loss's number, sharing its max and log Z with the measures
+                per_example, parts = measures.softmax_cross_entropy(targets, outputs)  # (B,)
+            else:
+                per_example, parts = token_loss(mcfg, targets, outputs), None
             loss = tf.reduce_sum(per_example) if mcfg.loss_reduction == "sum" else tf.reduce_mean(per_example)
         # Embedding gradients: dense where the table has no more rows than a batch looks up.
         lookups = mcfg.batch_size * mcfg.memory_size
@@ -136,14 +139,14 @@ class Trainer:
         # Every measure is taken before the update, in program order, so each reads
         # the weights the step's gradients were computed at.
         row = {"loss": tf.reduce_mean(per_example),
-               "accuracy": tf.reduce_mean(measures.top1_correct(outputs, targets))}
+               "accuracy": tf.reduce_mean(measures.top1_correct(outputs, targets, parts and parts["top"]))}
         if full:
             # The applied gradient's norm is the norm times its clip scale: no second pass.
             applied = [n * sc * tf.cast(finite, tf.float32) for n, sc in zip(norms, scales)]
             row.update(measures.gradient_measures(self.names, norms, applied, weight_norms, lr, mcfg.clip,
                                                   mcfg.clip_norm))
             row.update(_memn2n_measures(internals, mcfg, self.model, windows))
-            row.update(measures.output_measures(outputs, targets, mcfg.output))
+            row.update(measures.output_measures(outputs, targets, mcfg.output, parts))
             hist = measures.argmax_histogram(tf.stack(internals["attention"]))  # (K, M)
         else:
             hist = tf.zeros((mcfg.hops, mcfg.memory_size))

@@ -59,6 +59,32 @@ def test_stacked_hop_measures_equal_the_per_hop_ones():
                                np.sqrt((logits ** 2).reshape(3, -1).mean(-1)), rtol=1e-5)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_softmax_cross_entropy_matches_keras_loss_and_gradient(jit, model_config):
+    from models import token_loss
+
+    rng = np.random.default_rng(4)
+    logits = tf.constant(rng.normal(scale=5.0, size=(16, 11)).astype(np.float32))
+    targets = tf.constant(rng.integers(0, 11, 16).astype(np.int32))
+    cfg = model_config("paper", vocab_size=11)
+
+    def both(x):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            ours, parts = measures.softmax_cross_entropy(targets, x)
+            ref = token_loss(cfg, targets, x)
+            s_ours, s_ref = tf.reduce_sum(ours), tf.reduce_sum(ref)
+        return ours, ref, tape.gradient(s_ours, x), tape.gradient(s_ref, x), parts
+
+    ours, ref, g_ours, g_ref, parts = tf.function(both, jit_compile=jit)(logits)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(g_ours.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-6)
+    probs = tf.nn.softmax(logits).numpy()
+    got = measures.output_measures(logits, targets, "softmax", parts)
+    assert float(got["max_prob"]) == pytest.approx(probs.max(-1).mean(), rel=1e-5)
+    assert float(got["target_prob"]) == pytest.approx(probs[np.arange(16), targets.numpy()].mean(), rel=1e-5)
+
+
 def test_argmax_histogram_breaks_ties_like_argmax():
     p = tf.constant([[0.5, 0.5, 0.0], [0.2, 0.4, 0.4], [1 / 3, 1 / 3, 1 / 3]])
     expected = np.bincount(np.argmax(p.numpy(), axis=-1), minlength=3)

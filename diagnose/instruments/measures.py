@@ -132,7 +132,7 @@ def rms_per(x):
     return tf.sqrt(tf.reduce_mean(tf.square(tf.reshape(x, (tf.shape(x)[0], -1))), axis=-1))
 
 
-def top1_correct(outputs, targets):
+def top1_correct(outputs, targets, top=None):
     """1.0 where ``argmax(outputs) == targets`` (the first index wins ties), else 0.0: (B,).
 
     Computed from the row maximum instead of an argmax: XLA lowers argmax on CPU to
@@ -141,7 +141,7 @@ def top1_correct(outputs, targets):
     """
     outputs = tf.cast(outputs, tf.float32)
     targets = tf.cast(targets, tf.int32)
-    top = tf.reduce_max(outputs, axis=-1, keepdims=True)  # (B, 1)
+    top = tf.reduce_max(outputs, axis=-1, keepdims=True) if top is None else tf.reshape(top, (-1, 1))  # (B, 1)
     at_target = tf.gather(outputs, targets[:, None], batch_dims=1)  # (B, 1)
     # A tie with an earlier index means argmax would pick that index instead.
     earlier = tf.range(tf.shape(outputs)[-1])[None, :] < targets[:, None]
@@ -176,19 +176,40 @@ def lookup_rms(table, ids):
     return tf.sqrt(tf.reduce_mean(tf.gather(row_sq, ids)) / tf.cast(tf.shape(table)[1], tf.float32))
 
 
-def output_measures(outputs, targets, output: str):
+def softmax_cross_entropy(targets, logits):
+    """Per-example softmax cross-entropy (nats), and the pieces the output measures reuse.
+
+    The same number as ``sparse_categorical_crossentropy(from_logits=True)``, written
+    as ``log Z - logit[target]`` so that the row maximum and ``log Z`` it computes
+    anyway give the target's and the top probability without another pass over the
+    (B, V) logits. The maximum is held constant for the gradient (``log Z``'s
+    gradient is the softmax whatever shift is used).
+
+    Returns:
+        ``(per_example (B,), {"top", "log_z", "logit_target"})``, each (B,).
+    """
+    logits = tf.cast(logits, tf.float32)
+    top = tf.stop_gradient(tf.reduce_max(logits, axis=-1))
+    log_z = top + tf.math.log(tf.reduce_sum(tf.exp(logits - top[:, None]), axis=-1))
+    logit_target = tf.gather(logits, tf.cast(targets, tf.int32)[:, None], batch_dims=1)[:, 0]
+    return log_z - logit_target, {"top": top, "log_z": log_z, "logit_target": logit_target}
+
+
+def output_measures(outputs, targets, output: str, parts: dict | None = None):
     """Output health: dead units, targets at the cross-entropy clip floor, confidence.
 
-    ``output="softmax"``: outputs are logits. ``"relu"``: outputs are ReLU
-    activations that Keras' categorical cross-entropy divides by their sum.
+    ``output="softmax"``: outputs are logits (``parts`` from
+    :func:`softmax_cross_entropy` saves recomputing their maximum and log Z).
+    ``"relu"``: outputs are ReLU activations that Keras' categorical cross-entropy
+    divides by their sum.
     """
     outputs = tf.cast(outputs, tf.float32)
     idx = tf.stack([tf.range(tf.shape(targets)[0]), tf.cast(targets, tf.int32)], axis=1)
     if output == "softmax":
-        top = tf.reduce_max(outputs, axis=-1)
-        log_z = top + tf.math.log(tf.reduce_sum(tf.exp(outputs - top[:, None]), axis=-1))
-        p_target = tf.exp(tf.gather_nd(outputs, idx) - log_z)
-        max_prob = tf.exp(top - log_z)
+        if parts is None:
+            parts = softmax_cross_entropy(targets, outputs)[1]
+        p_target = tf.exp(parts["logit_target"] - parts["log_z"])
+        max_prob = tf.exp(parts["top"] - parts["log_z"])
         dead_rows = zero_frac = tf.constant(0.0)  # logits have no dead units
     else:
         total = tf.reduce_sum(outputs, axis=-1)
