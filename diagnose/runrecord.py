@@ -43,7 +43,9 @@ run directory goes through it. A run directory holds:
     ``attn_top1/hopK``                  largest attention weight
     ``attn_pad_mass/hopK``              attention mass on padded slots
     ``rms/E_word``, ``rms/E_temporal``  RMS of the word embedding and of the temporal
-                                        encoding added to it, per memory embedding E (A, C...)
+                                        encoding added to it, per memory embedding E (A, C...);
+                                        the word RMS reads the table's row norms at the start
+                                        of the step's in-graph chunk, as ``weight_norm`` does
     ``rms/hopK_h_term``                 RMS of the H term (H u, or H(scores) as posted)
     ``rms/hopK_readout``                RMS of the attention read-out o
     ``out_zero_frac``                   share of output units exactly 0 (dead ReLU outputs; 0 for logits)

@@ -99,12 +99,13 @@ class Trainer:
         windows = tf.where(valid, tf.gather(tokens, tf.maximum(slots, 0)), 0)
         return windows, tf.gather(tokens, positions + 1)
 
-    def _train_step(self, positions, weight_norms=None):
+    def _train_step(self, positions, slow=None):
         """One optimizer step on the windows at ``positions``.
 
-        ``weight_norms``: ||w|| per variable for the update ratios; the chunk loop
-        passes the norms at its start (one pass over the weights per chunk, not per
-        step), a single step measures them itself.
+        ``slow``: the figures read from whole weight tables (||w|| per variable for
+        the update ratios, squared row norms of the embedding tables for the word
+        RMS), from :meth:`slow_measures`; the chunk loop passes those at its start (one
+        pass over the weights per chunk, not per step), a single step takes them itself.
         """
         tf = _tf()
         from models import token_loss
@@ -132,8 +133,8 @@ class Trainer:
         finite = tf.logical_not(tf.reduce_any(bad))
         scales = clip_scales(norms, mcfg.clip, mcfg.clip_norm)
         clipped = [guard(scale(g, sc), finite) for g, sc in zip(grads, scales)]
-        if full and weight_norms is None:
-            weight_norms = self.weight_norms()
+        if full and slow is None:
+            slow = self.slow_measures()
         lr = tf.cast(self.optimizer.learning_rate, tf.float32)
 
         # Every measure is taken before the update, in program order, so each reads
@@ -143,9 +144,9 @@ class Trainer:
         if full:
             # The applied gradient's norm is the norm times its clip scale: no second pass.
             applied = [n * sc * tf.cast(finite, tf.float32) for n, sc in zip(norms, scales)]
-            row.update(measures.gradient_measures(self.names, norms, applied, weight_norms, lr, mcfg.clip,
+            row.update(measures.gradient_measures(self.names, norms, applied, slow["weight_norms"], lr, mcfg.clip,
                                                   mcfg.clip_norm))
-            row.update(_memn2n_measures(internals, mcfg, self.model, windows))
+            row.update(_memn2n_measures(internals, mcfg, windows, slow["row_sq"]))
             row.update(measures.output_measures(outputs, targets, mcfg.output, parts))
             hist = measures.argmax_histogram(tf.stack(internals["attention"]))  # (K, M)
         else:
@@ -158,13 +159,13 @@ class Trainer:
         """Runs one train step per row of ``positions`` (S, B), in a graph loop."""
         tf = _tf()
 
-        # ||w|| for the update ratios once per chunk: SGD moves weights by ~1e-3 of
-        # their norm per step, so a norm at most log_every steps old changes a ratio
-        # by about a percent, and each norm is a full pass over a (V, D) table.
-        weight_norms = self.weight_norms() if self.config.train.instruments == "full" else None
+        # Whole-table figures once per chunk: SGD moves weights by ~1e-3 of their
+        # norm per step, so a norm at most log_every steps old changes a ratio by
+        # about a percent, and each is a full pass over a (V, D) table.
+        slow = self.slow_measures() if self.config.train.instruments == "full" else None
 
         def body(i):
-            self._train_step(positions[i], weight_norms)
+            self._train_step(positions[i], slow)
             return (i + 1,)
 
         tf.while_loop(lambda i: i < tf.shape(positions)[0], body, (tf.constant(0),))
@@ -173,6 +174,12 @@ class Trainer:
         """||w|| of every trainable variable."""
         tf = _tf()
         return [tf.norm(v) for v in self.variables]
+
+    def slow_measures(self) -> dict:
+        """Figures that read whole weight tables: ``weight_norms`` (list, per variable)
+        and ``row_sq`` (encoder name -> squared row norms of its embedding table)."""
+        return {"weight_norms": self.weight_norms(),
+                "row_sq": {enc.name: measures.row_sq_norms(enc.embedding.embeddings) for enc in self.model.encoders}}
 
     def _probe_step(self, positions):
         """Loss on a fixed batch with real, batch-shuffled and zeroed inputs."""
@@ -228,29 +235,35 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else (math.inf if loss == loss else math.nan)
 
 
-def _memn2n_measures(internals: dict, mcfg, model, windows) -> dict:
-    """Attention per hop and branch balance (word embedding vs temporal encoding, H term vs read-out)."""
+def _memn2n_measures(internals: dict, mcfg, windows, row_sq: dict) -> dict:
+    """Attention per hop and branch balance (word embedding vs temporal encoding, H term vs read-out).
+
+    ``row_sq``: encoder name -> squared row norms of its embedding table. Each
+    figure is computed for all hops or all embeddings in one reduction and returned
+    as one block (see :func:`measures.block`).
+    """
     tf = _tf()
     out = {}
-    pad = internals["pad_mask"]
-    tables = {enc.name: enc.embedding.embeddings for enc in model.encoders}
     # Per-hop figures from stacked hops: one fused reduction each, not one per hop.
-    out.update(measures.attention_measures_hops(tf.stack(internals["attention"]), pad))
+    out.update(measures.attention_measures_hops(tf.stack(internals["attention"]), internals["pad_mask"]))
+    names, temporal = [], []
     for enc in internals["encoders"]:
         for side in ("a", "c"):
-            name = enc[f"{side}_name"]
-            if f"rms/{name}_word" in out:
-                continue
-            # The RMS of the looked-up word vectors, from the table's row norms: the
-            # same number as the RMS of the (B, M, D) lookup, without another pass over it.
-            out[f"rms/{name}_word"] = measures.lookup_rms(tables[name], windows)
-            if enc[f"{side}_temporal"] is not None:
-                out[f"rms/{name}_temporal"] = measures.rms(enc[f"{side}_temporal"])
-    h_rms = measures.rms_per(tf.stack(internals["h_term"]))
-    o_rms = measures.rms_per(tf.stack(internals["readout"]))
-    for k in range(mcfg.hops):
-        out[f"rms/hop{k + 1}_h_term"] = h_rms[k]
-        out[f"rms/hop{k + 1}_readout"] = o_rms[k]
+            if enc[f"{side}_name"] not in names:
+                names.append(enc[f"{side}_name"])
+                temporal.append(enc[f"{side}_temporal"])
+    # The RMS of the looked-up word vectors, from each table's row norms: the same
+    # number as the RMS of the (B, M, D) lookup, without another pass over it.
+    looked_up = tf.gather(tf.stack([row_sq[n] for n in names]), windows, axis=1)  # (E, B, M)
+    word = tf.sqrt(tf.reduce_mean(looked_up, axis=[1, 2]) / float(mcfg.embed_dim))  # (E,)
+    if temporal[0] is None:
+        out.update(measures.block([f"rms/{n}_word" for n in names], word))
+    else:
+        t_rms = measures.rms_per(tf.stack([tf.cast(t, tf.float32) for t in temporal]))  # (E,)
+        out.update(measures.block([f"rms/{n}_{part}" for n in names for part in ("word", "temporal")],
+                                  tf.stack([word, t_rms], axis=1)))
+    k = mcfg.hops
+    both = measures.rms_per(tf.stack(internals["h_term"] + internals["readout"]))  # (2K,): H terms, then read-outs
+    out.update(measures.block([f"rms/hop{hop + 1}_{part}" for hop in range(k) for part in ("h_term", "readout")],
+                              tf.transpose(tf.reshape(both, (2, k)))))
     return out
-
-

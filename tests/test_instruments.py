@@ -46,7 +46,7 @@ def test_stacked_hop_measures_equal_the_per_hop_ones():
     logits = rng.normal(size=(3, 6, 7)).astype(np.float32)
     p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     pad = rng.random((6, 7)) < 0.3
-    stacked = measures.attention_measures_hops(tf.constant(p), tf.constant(pad))
+    stacked = measures.scalars(measures.attention_measures_hops(tf.constant(p), tf.constant(pad)))
     per_hop = {}
     for k in range(3):
         per_hop.update(measures.attention_measures(tf.constant(p[k]), tf.constant(pad), k + 1))
@@ -80,7 +80,7 @@ def test_softmax_cross_entropy_matches_keras_loss_and_gradient(jit, model_config
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g_ours.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-6)
     probs = tf.nn.softmax(logits).numpy()
-    got = measures.output_measures(logits, targets, "softmax", parts)
+    got = measures.scalars(measures.output_measures(logits, targets, "softmax", parts))
     assert float(got["max_prob"]) == pytest.approx(probs.max(-1).mean(), rel=1e-5)
     assert float(got["target_prob"]) == pytest.approx(probs[np.arange(16), targets.numpy()].mean(), rel=1e-5)
 
@@ -108,7 +108,7 @@ def test_top1_correct_matches_numpy_argmax_with_ties(jit):
 def test_output_measures_relu_floor_and_dead_rows():
     out = np.array([[0.0, 2.0, 2.0], [0.0, 0.0, 0.0], [1.0, 1.0, 2.0]], np.float32)
     targets = np.array([0, 1, 2])
-    got = {k: float(v) for k, v in measures.output_measures(tf.constant(out), tf.constant(targets), "relu").items()}
+    got = {k: float(v) for k, v in measures.scalars(measures.output_measures(tf.constant(out), tf.constant(targets), "relu")).items()}
     assert got["out_zero_frac"] == pytest.approx(4 / 9)
     assert got["out_dead_rows"] == pytest.approx(1 / 3)
     # Row 0's target has probability 0 (at the clip floor); row 1 is dead (also 0).
@@ -121,7 +121,7 @@ def test_output_measures_softmax_matches_numpy():
     logits = rng.normal(size=(5, 7)).astype(np.float32)
     targets = rng.integers(0, 7, 5)
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    got = measures.output_measures(tf.constant(logits), tf.constant(targets), "softmax")
+    got = measures.scalars(measures.output_measures(tf.constant(logits), tf.constant(targets), "softmax"))
     assert float(got["max_prob"]) == pytest.approx(probs.max(axis=1).mean(), rel=1e-5)
     assert float(got["target_prob"]) == pytest.approx(probs[np.arange(5), targets].mean(), rel=1e-5)
 

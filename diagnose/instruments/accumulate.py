@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.measures import column_names
 
 tf = import_tensorflow_quietly()
 
@@ -50,28 +51,32 @@ class Accumulator:
         """Records one step (in-graph).
 
         Args:
-            row: column name -> scalar tensor.
+            row: column name -> scalar tensor, or a tuple of names -> one (n,)
+                tensor (a :func:`~diagnose.instruments.measures.block`).
             hist: a float tensor of fixed shape summed over steps (or None).
             bad: bool (1 + len(names),): is the loss / each gradient non-finite.
         """
         step = self._step.assign_add(1)
         if hist is None:
             hist = tf.zeros((1,))
-        if self.columns is not None and list(row) != self.columns:
+        names = column_names(row)
+        if self.columns is not None and names != self.columns:
             raise RuntimeError("a retrace of the train step produced different instrument columns")
         if self.columns is None and self._capacity is not None:
-            if len(row) > self._capacity:
-                raise RuntimeError(f"{len(row)} instrument columns exceed the accumulator's {self._capacity}")
-            self.columns = list(row)
+            if len(names) > self._capacity:
+                raise RuntimeError(f"{len(names)} instrument columns exceed the accumulator's {self._capacity}")
+            self.columns = names
         elif self.columns is None:
-            self.columns = list(row)
+            self.columns = names
             with tf.init_scope():
                 self._sums = tf.Variable(tf.zeros(len(self.columns), tf.float64), trainable=False)
                 self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
                 self._hist = tf.Variable(tf.zeros(hist.shape, tf.float64), trainable=False)
         finite = tf.logical_not(tf.reduce_any(bad))
         alive = finite & tf.equal(self._diverged[0], 0)
-        vec = tf.stack([tf.cast(row[c], tf.float64) for c in self.columns])
+        # Stacked in float32 and widened once: a cast per column would be a kernel
+        # per column under XLA, most of what the instruments cost on a small model.
+        vec = tf.cast(tf.concat([tf.reshape(tf.cast(v, tf.float32), (-1,)) for v in row.values()], 0), tf.float64)
         if self._capacity is not None:
             vec = tf.pad(vec, [[0, self._capacity - len(self.columns)]])
         self._sums.assign_add(tf.where(alive, vec, tf.zeros_like(vec)))

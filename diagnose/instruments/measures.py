@@ -52,6 +52,33 @@ def values(g):
     return g.values if isinstance(g, tf.IndexedSlices) else g
 
 
+def block(names, vector) -> dict:
+    """Several named columns backed by one (n,) vector: ``{(name_1, ..., name_n): vector}``.
+
+    A measure that computes several figures in one reduction returns them this way:
+    slicing the vector into scalars would cost a kernel per column under XLA, and
+    the accumulator concatenates blocks as they are.
+    """
+    names = tuple(names)
+    return {names: tf.reshape(vector, (len(names),))}
+
+
+def scalars(row: dict) -> dict:
+    """A row with every block expanded into ``{name: scalar}`` (for reading, not in a hot path)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(key, tuple):
+            out.update({name: value[i] for i, name in enumerate(key)})
+        else:
+            out[key] = value
+    return out
+
+
+def column_names(row: dict) -> list[str]:
+    """The column names of a row, blocks expanded, in order."""
+    return [name for key in row for name in (key if isinstance(key, tuple) else (key,))]
+
+
 def gradient_norms(grads) -> list:
     """L2 norm per gradient; IndexedSlices must have had duplicate rows summed."""
     return [tf.norm(tf.cast(values(g), tf.float32)) for g in grads]
@@ -68,18 +95,26 @@ def gradient_measures(names, norms, clipped_norms, weight_norms, learning_rate, 
         learning_rate: the SGD rate; the update of plain SGD is exactly
             ``-lr * g_applied``, so ``||dw|| = lr * ||g_applied||``.
         clip: "global" | "per_tensor" | "none"; clip_norm: its threshold.
+
+    Returns:
+        a row: scalars and per-variable :func:`block` s (``grad_norm/NAME`` for
+        every variable, then ``update_ratio/NAME``, then ``weight_norm/NAME``).
     """
-    out = {}
-    global_norm = tf.sqrt(tf.add_n([n * n for n in norms]))
-    out["grad_norm/global"] = global_norm
-    for name, n, cn, wn in zip(names, norms, clipped_norms, weight_norms):
-        out[f"grad_norm/{name}"] = n
-        out[f"update_ratio/{name}"] = learning_rate * cn / tf.maximum(wn, 1e-12)
-        out[f"weight_norm/{name}"] = wn
+    # One vector per quantity: a few kernels for any number of variables, not a
+    # few per variable (what a small model's step time is made of).
+    norms_v = tf.stack([tf.cast(n, tf.float32) for n in norms])  # (n,)
+    applied_v = tf.stack([tf.cast(n, tf.float32) for n in clipped_norms])
+    weights_v = tf.stack([tf.cast(n, tf.float32) for n in weight_norms])
+    ratios = tf.cast(learning_rate, tf.float32) * applied_v / tf.maximum(weights_v, 1e-12)
+    global_norm = tf.sqrt(tf.reduce_sum(tf.square(norms_v)))
+    out = {"grad_norm/global": global_norm}
+    out.update(block([f"grad_norm/{n}" for n in names], norms_v))
+    out.update(block([f"update_ratio/{n}" for n in names], ratios))
+    out.update(block([f"weight_norm/{n}" for n in names], weights_v))
     if clip == "global":
         fired = tf.cast(global_norm > clip_norm, tf.float32)
     elif clip == "per_tensor":
-        fired = tf.cast(tf.reduce_any(tf.stack(norms) > clip_norm), tf.float32)
+        fired = tf.cast(tf.reduce_any(norms_v > clip_norm), tf.float32)
     else:
         fired = tf.constant(0.0)
     out["clip_fired"] = fired
@@ -109,8 +144,9 @@ def attention_measures(attention, pad_mask, hop: int):
 def attention_measures_hops(attention, pad_mask) -> dict:
     """:func:`attention_measures` for every hop at once: ``attention`` is (K, B, M).
 
-    One set of fused reductions over the stacked hops instead of one per hop; the
-    columns and their order are those of calling the per-hop function for hop 1..K.
+    One set of fused reductions over the stacked hops instead of one per hop,
+    returned as one :func:`block` whose columns and order are those of calling the
+    per-hop function for hop 1..K.
     """
     p = tf.cast(attention, tf.float32)  # (K, B, M)
     real = tf.cast(tf.logical_not(pad_mask), tf.float32)[None]  # (1, B, M)
@@ -119,11 +155,9 @@ def attention_measures_hops(attention, pad_mask) -> dict:
     stats = tf.stack([tf.reduce_mean(norm_entropy, axis=-1),
                       tf.reduce_mean(tf.reduce_max(p, axis=-1), axis=-1),
                       tf.reduce_mean(tf.reduce_sum(p * (1.0 - real), axis=-1), axis=-1)], axis=1)  # (K, 3)
-    out = {}
-    for k in range(attention.shape[0]):
-        for j, name in enumerate(("attn_entropy", "attn_top1", "attn_pad_mass")):
-            out[f"{name}/hop{k + 1}"] = stats[k, j]
-    return out
+    k = attention.shape[0]
+    names = [f"{name}/hop{hop + 1}" for hop in range(k) for name in ("attn_entropy", "attn_top1", "attn_pad_mass")]
+    return block(names, stats)  # (K, 3) row-major: hop by hop, as the per-hop function orders them
 
 
 def rms_per(x):
@@ -165,15 +199,22 @@ def rms(x):
     return tf.sqrt(tf.reduce_mean(tf.square(x)))
 
 
-def lookup_rms(table, ids):
+def row_sq_norms(table):
+    """Squared L2 norm of every row of a (V, D) table: (V,)."""
+    return tf.reduce_sum(tf.square(tf.cast(table, tf.float32)), axis=1)
+
+
+def lookup_rms(table, ids, row_sq=None, dim=None):
     """RMS of ``table[ids]`` (the embedded window) from the table's squared row norms.
 
     Equal to ``rms(tf.gather(table, ids))`` but reads the (V, D) table once instead
     of the (B, M, D) lookup, which the compiled step never has to materialise.
+    A caller that has the squared row norms (:func:`row_sq_norms`) passes them as
+    ``row_sq`` with the row width ``dim`` and no table.
     """
-    table = tf.cast(table, tf.float32)
-    row_sq = tf.reduce_sum(tf.square(table), axis=1)  # (V,)
-    return tf.sqrt(tf.reduce_mean(tf.gather(row_sq, ids)) / tf.cast(tf.shape(table)[1], tf.float32))
+    if row_sq is None:
+        row_sq, dim = row_sq_norms(table), table.shape[1]
+    return tf.sqrt(tf.reduce_mean(tf.gather(row_sq, ids)) / float(dim))
 
 
 def softmax_cross_entropy(targets, logits):
@@ -201,7 +242,7 @@ def output_measures(outputs, targets, output: str, parts: dict | None = None):
     ``output="softmax"``: outputs are logits (``parts`` from
     :func:`softmax_cross_entropy` saves recomputing their maximum and log Z).
     ``"relu"``: outputs are ReLU activations that Keras' categorical cross-entropy
-    divides by their sum.
+    divides by their sum. Returns a row (two scalars and a :func:`block`).
     """
     outputs = tf.cast(outputs, tf.float32)
     idx = tf.stack([tf.range(tf.shape(targets)[0]), tf.cast(targets, tf.int32)], axis=1)
@@ -219,11 +260,8 @@ def output_measures(outputs, targets, output: str, parts: dict | None = None):
         max_prob = tf.where(alive, tf.reduce_max(outputs, axis=-1) / safe, 0.0)
         dead_rows = tf.reduce_mean(tf.cast(tf.logical_not(alive), tf.float32))
         zero_frac = tf.reduce_mean(tf.cast(tf.equal(outputs, 0.0), tf.float32))
-    return {
-        "out_zero_frac": zero_frac,
-        "out_dead_rows": dead_rows,
-        "target_at_floor": tf.reduce_mean(tf.cast(p_target <= CLIP_FLOOR, tf.float32)),
-        "max_prob": tf.reduce_mean(max_prob),
-        "target_prob": tf.reduce_mean(p_target),
-    }
+    # The three batch means in one reduction, returned as one block.
+    means = tf.reduce_mean(tf.stack([tf.cast(p_target <= CLIP_FLOOR, tf.float32), max_prob, p_target]), axis=1)
+    return {"out_zero_frac": zero_frac, "out_dead_rows": dead_rows,
+            **block(("target_at_floor", "max_prob", "target_prob"), means)}
 
