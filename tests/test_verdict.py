@@ -149,3 +149,29 @@ def test_follow_ups_grow_from_pairs_of_candidates_only(tmp_path):
     v = compute_verdict(_study(tmp_path / "b", variants))
     plan = plan_follow_ups(v, set(variants))
     assert plan and {len(s) for _, s in plan} == {3}
+
+
+def test_a_fix_that_diverges_on_some_seeds_is_flagged_not_hidden(tmp_path):
+    # Switching the loss closes the gap on every seed's last validation, but two
+    # seeds diverge afterwards: the verdict must say so wherever it names the fix.
+    v = compute_verdict(_study(tmp_path, {
+        "as-posted": [5.0, 5.2, 4.9],
+        "paper": [1.5, 1.6, 1.4],
+        "as-posted | loss_reduction=sum": [1.7, 1.6, 1.8],
+        "paper | loss_reduction=mean": [4.8, 5.1, 5.0],
+    }, diverged={"as-posted | loss_reduction=sum": {0, 2}}))
+    assert v["smallest_fix"]["switches"] == ["loss_reduction=sum"]
+    assert v["smallest_fix"]["diverged"] == 2
+    text = format_verdict(v)
+    assert "2 of 3 seeds diverged later" in text
+    assert "diverged later on 2 of 3 seeds" in text and "not yet a stable fix" in text
+
+
+def test_a_fix_without_divergence_carries_no_caveat(tmp_path):
+    v = compute_verdict(_study(tmp_path, {
+        "as-posted": [5.0, 5.2, 4.9],
+        "paper": [1.5, 1.6, 1.4],
+        "as-posted | loss_reduction=sum": [1.7, 1.6, 1.8],
+    }))
+    assert v["smallest_fix"]["diverged"] == 0
+    assert "diverged" not in format_verdict(v)

@@ -168,12 +168,12 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
         best = max(singles_recover, key=lambda f: f["share_closed"])
         entry = next(e for e in best["fix"] if e["variant"] == best["best_fix"])
         smallest = {"switches": [best["best_fix"].split("|", 1)[1].strip()], "variant": best["best_fix"],
-                    "share_closed": best["share_closed"], "runs": entry["runs"],
+                    "share_closed": best["share_closed"], "runs": entry["runs"], "diverged": entry["diverged"],
                     "confident": _excludes_zero(entry["ci"])}
     elif recovered:
         best = min(recovered, key=lambda c: (c["variant"].count("+"), -(c["share_closed"] or 0)))
-        smallest = {"switches": best["switches"], "variant": best["variant"], "share_closed": best["share_closed"], "runs": best["runs"],
-                    "confident": _excludes_zero(best["ci"])}
+        smallest = {"switches": best["switches"], "variant": best["variant"], "share_closed": best["share_closed"],
+                    "runs": best["runs"], "diverged": best["diverged"], "confident": _excludes_zero(best["ci"])}
     return {
         "study": manifest.get("study"), "faulty": faulty, "reference": reference,
         "outcome": "final validation loss (nats per token); diverged runs count at their last validation loss",
@@ -242,7 +242,7 @@ def format_verdict(verdict: dict) -> str:
             fix = next(e for e in f["fix"] if e["variant"] == f["best_fix"])
             parts.append(f"switching it alone ({f['best_fix'].split('|', 1)[1].strip()}) closes "
                          f"{rc['share_closed']:.0%} of the gap (effect {_f(fix['effect'])}, "
-                         f"CI {_f(fix['ci'][0])} to {_f(fix['ci'][1])})")
+                         f"CI {_f(fix['ci'][0])} to {_f(fix['ci'][1])}){_diverged_note(fix)}")
         if rc["share_opened"] is not None:
             parts.append(f"on the paper model it opens {rc['share_opened']:.0%}")
         lines.append(f"  {i}. {rc['factor']}: " + "; ".join(parts))
@@ -257,7 +257,16 @@ def format_verdict(verdict: dict) -> str:
                      f"({fix['share_closed']:.0%} of the gap closed); no single one of them does")
     else:
         lines.append("  no tested set of switches recovers the paper's loss")
+    if fix and fix.get("diverged"):
+        lines.append(f"  (the fix diverged later on {fix['diverged']} of {len(fix['runs'])} seeds: its share counts "
+                     "their last validation loss before; it is not yet a stable fix)")
     return "\n".join(lines)
+
+
+def _diverged_note(entry: dict) -> str:
+    """', N of M seeds diverged later' for a variant with diverged runs, else ''."""
+    n = entry.get("diverged") or 0
+    return f"; {n} of {len(entry['runs'])} seeds diverged later" if n else ""
 
 
 def _f(x) -> str:
