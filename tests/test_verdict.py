@@ -175,3 +175,31 @@ def test_a_fix_without_divergence_carries_no_caveat(tmp_path):
     }))
     assert v["smallest_fix"]["diverged"] == 0
     assert "diverged" not in format_verdict(v)
+
+
+def test_an_unstable_fix_asks_for_pairs_and_a_stable_pair_wins(tmp_path):
+    variants = {
+        "as-posted": [5.0, 5.2, 4.9],
+        "paper": [1.5, 1.6, 1.4],
+        "as-posted | loss_reduction=sum": [1.7, 1.6, 1.8],  # recovers, but two seeds diverge later
+        "as-posted | output=softmax": [4.0, 4.1, 3.9],
+        "as-posted | clip=global": [4.6, 4.7, 4.5],
+    }
+    unstable = {"as-posted | loss_reduction=sum": {0, 2}}
+    v = compute_verdict(_study(tmp_path / "a", variants, unstable))
+    assert v["smallest_fix"]["variant"] == "as-posted | loss_reduction=sum"  # the best so far, with its caveat
+    plan = plan_follow_ups(v, set(variants))
+    pairs = {tuple(sorted(f"{f}={lv}" for f, lv in s)) for _, s in plan}
+    assert ("clip=global", "loss_reduction=sum") in pairs
+    variants["as-posted | loss_reduction=sum + clip=global"] = [1.6, 1.7, 1.5]
+    variants["as-posted | loss_reduction=sum + output=softmax"] = [1.5, 1.6, 1.5]
+    variants["as-posted | output=softmax + clip=global"] = [3.9, 4.0, 3.8]
+    unstable["as-posted | loss_reduction=sum + output=softmax"] = {1}
+    v = compute_verdict(_study(tmp_path / "b", variants, unstable))
+    # The pair that never diverges beats both the unstable single and the unstable, better pair.
+    assert v["smallest_fix"]["switches"] == ["loss_reduction=sum", "clip=global"]
+    assert v["smallest_fix"]["diverged"] == 0
+    assert plan_follow_ups(v, set(variants)) == []
+    text = format_verdict(v)
+    assert "not yet a stable fix" not in text
+    assert "switch loss_reduction=sum and clip=global together" in text and "without diverging on some seed" in text

@@ -14,9 +14,11 @@ paired t-interval (``scipy.stats.t``, n - 1 degrees of freedom).
   single switches' effects (non-additivity, interval by pairing seeds).
 * Root causes: factors whose switch moves the loss with an interval that excludes
   zero, ranked by the share of the gap they explain. Each cites its runs.
-* The smallest set of fixes: if no single switch closes most of the gap,
-  :func:`plan_follow_ups` proposes combinations of the strongest switches (pairs,
-  then triples, greedily) for the harness to run, until one recovers the paper.
+* The smallest set of fixes: if no single switch closes most of the gap without
+  diverging on some seed, :func:`plan_follow_ups` proposes combinations of the
+  strongest switches (pairs, then triples, greedily) for the harness to run, until
+  one recovers the paper stably. A fix that diverges on some seed is named only when
+  no stable one is found, and then with that caveat.
 """
 
 from __future__ import annotations
@@ -162,18 +164,23 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
     for c in combos:
         c["is_fix_candidate"] = c["variant"].startswith(faulty) and all(sw in direct for sw in c["switches"])
     recovered = [c for c in combos if c["is_fix_candidate"] and (c.get("share_closed") or 0) >= RECOVERED_SHARE]
-    singles_recover = [f for f in factors.values() if (f["share_closed"] or 0) >= RECOVERED_SHARE]
+    singles = []
+    for f in factors.values():
+        if (f["share_closed"] or 0) >= RECOVERED_SHARE:
+            entry = next(e for e in f["fix"] if e["variant"] == f["best_fix"])
+            singles.append({"switches": [f["best_fix"].split("|", 1)[1].strip()], "variant": f["best_fix"],
+                            "share_closed": f["share_closed"], "runs": entry["runs"], "diverged": entry["diverged"],
+                            "confident": _excludes_zero(entry["ci"])})
+    sets = [{"switches": c["switches"], "variant": c["variant"], "share_closed": c["share_closed"],
+             "runs": c["runs"], "diverged": c["diverged"], "confident": _excludes_zero(c["ci"])} for c in recovered]
+    # A fix that diverges on some seed is no fix yet: a stable set of switches is
+    # preferred to it, however many switches that takes; the best unstable one is
+    # named (with its caveat) only when no stable set has been found.
     smallest = None
-    if singles_recover:
-        best = max(singles_recover, key=lambda f: f["share_closed"])
-        entry = next(e for e in best["fix"] if e["variant"] == best["best_fix"])
-        smallest = {"switches": [best["best_fix"].split("|", 1)[1].strip()], "variant": best["best_fix"],
-                    "share_closed": best["share_closed"], "runs": entry["runs"], "diverged": entry["diverged"],
-                    "confident": _excludes_zero(entry["ci"])}
-    elif recovered:
-        best = min(recovered, key=lambda c: (c["variant"].count("+"), -(c["share_closed"] or 0)))
-        smallest = {"switches": best["switches"], "variant": best["variant"], "share_closed": best["share_closed"],
-                    "runs": best["runs"], "diverged": best["diverged"], "confident": _excludes_zero(best["ci"])}
+    for pool in ([x for x in singles if not x["diverged"]], [x for x in sets if not x["diverged"]], singles, sets):
+        if pool:
+            smallest = min(pool, key=lambda x: (len(x["switches"]), -(x["share_closed"] or 0)))
+            break
     return {
         "study": manifest.get("study"), "faulty": faulty, "reference": reference,
         "outcome": "final validation loss (nats per token); diverged runs count at their last validation loss",
@@ -190,7 +197,10 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
 
 
 def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -> list[tuple]:
-    """Combinations to run next, or [] when a fix is known or none is left to try.
+    """Combinations to run next, or [] when a stable fix is known or none is left to try.
+
+    A fix that diverged on some seed does not end the search: sets that add other
+    switches to it may train stably.
 
     Candidates are the strongest switches of the faulty base to the reference's
     choices, one per factor. Greedy: every pair of candidates first; if no pair
@@ -200,7 +210,8 @@ def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -
     Returns:
         ``[(base, ((factor, level), ...)), ...]`` whose variant names are not in ``tried``.
     """
-    if verdict.get("smallest_fix") or not verdict.get("factors"):
+    fix = verdict.get("smallest_fix")
+    if (fix and not fix.get("diverged")) or not verdict.get("factors"):
         return []
     ranked = sorted((f for f in verdict["factors"] if f.get("best_fix") and (f.get("share_closed") or 0) > 0),
                     key=lambda f: -(f["share_closed"] or 0))[:CANDIDATES]
@@ -253,8 +264,10 @@ def format_verdict(verdict: dict) -> str:
     if fix and len(fix["switches"]) == 1:
         lines.append(f"  smallest fix: {fix['switches'][0]} ({fix['share_closed']:.0%} of the gap closed)")
     elif fix:
+        unstable_single = any((f.get("share_closed") or 0) >= RECOVERED_SHARE for f in verdict["factors"])
         lines.append(f"  smallest fix: switch {' and '.join(fix['switches'])} together "
-                     f"({fix['share_closed']:.0%} of the gap closed); no single one of them does")
+                     f"({fix['share_closed']:.0%} of the gap closed); no single one of them does"
+                     + (" without diverging on some seed" if unstable_single else ""))
     else:
         lines.append("  no tested set of switches recovers the paper's loss")
     if fix and fix.get("diverged"):
