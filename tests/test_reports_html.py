@@ -88,3 +88,22 @@ def test_chromium_loads_every_image_without_console_errors(tmp_path):
         assert (tmp_path / "report.png").stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_verdict_shows_when_a_fix_diverged(tmp_path):
+    from reports.html import _verdict_view
+
+    verdict = {
+        "faulty": "as-posted", "reference": "paper", "outcome": "final validation loss", "test": "paired t",
+        "gap": {"effect": 2.7, "ci": [0.2, 5.2]},
+        "factors": [{"factor": "loss_reduction", "best_fix": "as-posted | loss_reduction=sum", "share_closed": 0.83,
+                     "fix": [{"variant": "as-posted | loss_reduction=sum", "diverged": 2, "runs": ["a", "b", "c"]}]}],
+        "root_causes": [{"factor": "loss_reduction", "share_closed": 0.83, "share_opened": None, "runs": ["a"]}],
+        "smallest_fix": {"switches": ["loss_reduction=sum", "output=softmax"], "share_closed": 0.9, "diverged": 0,
+                         "runs": ["d", "e", "f"], "unstable_alone": ["loss_reduction=sum"]}}
+    view = _verdict_view(verdict)
+    assert "(2 of 3 seeds diverged later)" in view["causes"][0]["text"]
+    assert view["fix"].endswith("no single one of them does without diverging on some seed")
+    verdict["smallest_fix"] = {"switches": ["loss_reduction=sum"], "share_closed": 0.83, "diverged": 2,
+                               "runs": ["a", "b", "c"], "unstable_alone": []}
+    assert "diverged later on 2 of 3 seeds, so it is not yet a stable fix" in _verdict_view(verdict)["fix"]

@@ -18,7 +18,10 @@ paired t-interval (``scipy.stats.t``, n - 1 degrees of freedom).
   diverging on some seed, :func:`plan_follow_ups` proposes combinations of the
   strongest switches (pairs, then triples, greedily) for the harness to run, until
   one recovers the paper stably. A fix that diverges on some seed is named only when
-  no stable one is found, and then with that caveat.
+  no stable one is found, and then with that caveat. ``smallest_fix`` holds the
+  ``switches``, ``variant``, ``share_closed``, ``runs``, ``diverged`` (seeds),
+  ``confident`` (interval excludes zero) and ``unstable_alone`` (single switches that
+  recover the loss but diverged on some seed).
 """
 
 from __future__ import annotations
@@ -181,6 +184,9 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
         if pool:
             smallest = min(pool, key=lambda x: (len(x["switches"]), -(x["share_closed"] or 0)))
             break
+    if smallest:
+        # Single switches that recover the loss but diverged on some seed: why a set was needed.
+        smallest["unstable_alone"] = [x["switches"][0] for x in singles if x["diverged"] and x is not smallest]
     return {
         "study": manifest.get("study"), "faulty": faulty, "reference": reference,
         "outcome": "final validation loss (nats per token); diverged runs count at their last validation loss",
@@ -264,10 +270,9 @@ def format_verdict(verdict: dict) -> str:
     if fix and len(fix["switches"]) == 1:
         lines.append(f"  smallest fix: {fix['switches'][0]} ({fix['share_closed']:.0%} of the gap closed)")
     elif fix:
-        unstable_single = any((f.get("share_closed") or 0) >= RECOVERED_SHARE for f in verdict["factors"])
         lines.append(f"  smallest fix: switch {' and '.join(fix['switches'])} together "
                      f"({fix['share_closed']:.0%} of the gap closed); no single one of them does"
-                     + (" without diverging on some seed" if unstable_single else ""))
+                     + (" without diverging on some seed" if fix.get("unstable_alone") else ""))
     else:
         lines.append("  no tested set of switches recovers the paper's loss")
     if fix and fix.get("diverged"):
