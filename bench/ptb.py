@@ -13,10 +13,11 @@ beside the paper's Table 2 row and writes bench/results/ptb.json.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
-from common import ROOT, ptb_path, write_result
+from common import RESULTS, ROOT, ptb_path, write_result
 
 # Sukhbaatar et al. (2015), Table 2, Penn Treebank, MemN2N with 6 hops, memory 100,
 # 150 dimensions, after full training (up to 100 epochs with annealing).
@@ -46,7 +47,7 @@ def run(preset: str, epochs: float, corpus: Path, out: Path) -> dict:
               "learning_rate": float(lr)}
              for e, v, t, lr in zip(evals["epoch"], evals["valid_perplexity"], test, evals["learning_rate"])]
     s = result.summary
-    return {"preset": preset, "run_dir": str(out.relative_to(ROOT)), "status": s["status"], "steps": s["steps"],
+    return {"preset": preset, "date": time.strftime("%Y-%m-%d"), "run_dir": str(out.relative_to(ROOT)), "status": s["status"], "steps": s["steps"],
             "epochs": s["epochs"], "curve": curve, "samples_per_s": s["samples_per_s"],
             "train_time_s": s["train_time_s"], "wall_time_this_call_s": wall}
 
@@ -69,6 +70,12 @@ def main() -> None:
         rate = f"{r['samples_per_s']:.0f} samples/s this call" if r["samples_per_s"] else "nothing left to train"
         print(f"{r['preset']:<11} {r['status']}, {rate}")
     print(f"{'paper T.2':<11}{'full':>7}{PAPER_TABLE2['valid_perplexity']:>11}{PAPER_TABLE2['test_perplexity']:>10}")
+    # Presets not run this time keep their earlier entries, so each can be rerun alone.
+    earlier = RESULTS / "ptb.json"
+    if earlier.is_file():
+        ran = {r["preset"] for r in results}
+        kept = [r for r in json.loads(earlier.read_text()).get("results", []) if r.get("preset") not in ran]
+        results = [r for p in ("paper", "as-posted") for r in results + kept if r["preset"] == p]
     path = write_result("ptb", {"epochs": args.epochs, "paper_table2": PAPER_TABLE2, "results": results})
     print(f"-> {path}")
 
