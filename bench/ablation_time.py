@@ -38,7 +38,9 @@ def main() -> None:
         manifest = json.loads((study / "manifest.json").read_text())
         runs = [r["wall_time_s"] for r in manifest["runs"] if r["wall_time_s"] is not None]
         jobs = args.jobs or os.cpu_count() or 1
-        verdict = proc.stdout.split("verdict", 1)[-1].strip().splitlines()
+        # The verdict's lines, without the report's path (a temporary directory).
+        verdict = [line for line in proc.stdout.split("verdict", 1)[-1].strip().splitlines()
+                   if not line.startswith("report:")]
     result = {
         "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "jobs": jobs,
         "wall_time_s": wall, "runs": len(runs), "totals": manifest["totals"],
