@@ -5,6 +5,7 @@
     python bench/run.py --ptb 2    # ... and then the PTB reproduction for 2 epochs (long;
                                    # resumes from its checkpoints when run again)
     python bench/run.py --only throughput memory
+    python bench/run.py --only step_parts     # where a paper-preset step goes (~1 minute; not in the quick set)
 
 Each benchmark runs as its own process (so one cannot warm or load the next),
 prints its table and writes bench/results/NAME.json.
@@ -25,21 +26,26 @@ QUICK = {
     "memory": ["memory.py"],
     "ablation": ["ablation_time.py"],
 }
+# Run on request only (--only NAME).
+EXTRA = {
+    "step_parts": ["step_parts.py"],
+}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="+", choices=list(QUICK), default=list(QUICK), help="quick benchmarks to run")
+    ap.add_argument("--only", nargs="+", choices=list(QUICK) + list(EXTRA), default=list(QUICK),
+                    help="benchmarks to run (default: the quick ones)")
     ap.add_argument("--ptb", type=float, default=None, metavar="EPOCHS",
                     help="also run the PTB reproduction for this many epochs")
     ap.add_argument("--corpus", default=None, help="PTB directory (default: ../shared/data/ptb)")
     args = ap.parse_args()
-    jobs = [(name, QUICK[name]) for name in args.only]
+    jobs = [(name, {**QUICK, **EXTRA}[name]) for name in args.only]
     if args.ptb is not None:
         jobs.append(("ptb", ["ptb.py", "--epochs", str(args.ptb)]))
     failed, times = [], {}
     for name, cmd in jobs:
-        extra = ["--corpus", args.corpus] if args.corpus and name not in ("ablation",) else []
+        extra = ["--corpus", args.corpus] if args.corpus and name not in ("ablation", "step_parts") else []
         print(f"== {name}", flush=True)
         t0 = time.perf_counter()
         code = subprocess.call([sys.executable, *cmd, *extra], cwd=HERE)
