@@ -167,15 +167,14 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
     for c in combos:
         c["is_fix_candidate"] = c["variant"].startswith(faulty) and all(sw in direct for sw in c["switches"])
     recovered = [c for c in combos if c["is_fix_candidate"] and (c.get("share_closed") or 0) >= RECOVERED_SHARE]
-    singles = []
-    for f in factors.values():
-        if (f["share_closed"] or 0) >= RECOVERED_SHARE:
-            entry = next(e for e in f["fix"] if e["variant"] == f["best_fix"])
-            singles.append({"switches": [f["best_fix"].split("|", 1)[1].strip()], "variant": f["best_fix"],
-                            "share_closed": f["share_closed"], "runs": entry["runs"], "diverged": entry["diverged"],
-                            "confident": _excludes_zero(entry["ci"])})
-    sets = [{"switches": c["switches"], "variant": c["variant"], "share_closed": c["share_closed"],
-             "runs": c["runs"], "diverged": c["diverged"], "confident": _excludes_zero(c["ci"])} for c in recovered]
+    def fix_entry(switches: list[str], share: float, e: dict) -> dict:
+        return {"switches": switches, "variant": e["variant"], "share_closed": share, "runs": e["runs"],
+                "diverged": e["diverged"], "confident": _excludes_zero(e["ci"])}
+
+    singles = [fix_entry([f["best_fix"].split("|", 1)[1].strip()], f["share_closed"],
+                         next(e for e in f["fix"] if e["variant"] == f["best_fix"]))
+               for f in factors.values() if (f["share_closed"] or 0) >= RECOVERED_SHARE]
+    sets = [fix_entry(c["switches"], c["share_closed"], c) for c in recovered]
     # A fix that diverges on some seed is no fix yet: a stable set of switches is
     # preferred to it, however many switches that takes; the best unstable one is
     # named (with its caveat) only when no stable set has been found.

@@ -200,21 +200,12 @@ def rms(x):
 
 
 def row_sq_norms(table):
-    """Squared L2 norm of every row of a (V, D) table: (V,)."""
-    return tf.reduce_sum(tf.square(tf.cast(table, tf.float32)), axis=1)
+    """Squared L2 norm of every row of a (V, D) table: (V,).
 
-
-def lookup_rms(table, ids, row_sq=None, dim=None):
-    """RMS of ``table[ids]`` (the embedded window) from the table's squared row norms.
-
-    Equal to ``rms(tf.gather(table, ids))`` but reads the (V, D) table once instead
-    of the (B, M, D) lookup, which the compiled step never has to materialise.
-    A caller that has the squared row norms (:func:`row_sq_norms`) passes them as
-    ``row_sq`` with the row width ``dim`` and no table.
+    Gathered at a window's ids and averaged, they give the RMS of the embedded window
+    without the (B, M, D) lookup, which the compiled step never has to materialise.
     """
-    if row_sq is None:
-        row_sq, dim = row_sq_norms(table), table.shape[1]
-    return tf.sqrt(tf.reduce_mean(tf.gather(row_sq, ids)) / float(dim))
+    return tf.reduce_sum(tf.square(tf.cast(table, tf.float32)), axis=1)
 
 
 def softmax_cross_entropy(targets, logits):
