@@ -5,6 +5,8 @@ is split into what can be timed on its own, each as an XLA-compiled loop of
 ``--steps`` steps on random windows (no PTB needed):
 
   * ``step``: forward, backward and the SGD update of the whole model;
+  * ``step, hop by hop``: the same with the hops run one after another over the
+    whole batch instead of the fused kernel (models/fused_hops.py);
   * ``step, op by op``: the same without XLA (TensorFlow's own kernels);
   * ``output layer``: logits = u W, softmax cross-entropy, gradients of W and u;
   * ``memories``: the hops alone (embedding lookups, 6 hops of attention over the
@@ -65,11 +67,12 @@ def main() -> None:
     states = tf.constant(rng.normal(size=(s, b, d)).astype(np.float32))
     direction = tf.constant(rng.normal(size=(b, d)).astype(np.float32))
     model = build_memn2n(cfg)
-    variables = model.trainable_variables
+    layered = build_memn2n(cfg)
+    layered.hop_kernel = "layered"
     w_out = model.out.kernel
-    memory_vars = [x for x in variables if x is not w_out]
 
-    def step(i):
+    def step(i, model=model):
+        variables = model.trainable_variables
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
                 targets[i], model(windows[i], training=True)))
@@ -83,7 +86,8 @@ def main() -> None:
         g_w, g_u = tape.gradient(loss, [w_out, u])
         _sgd([w_out], [g_w + 0.0 * tf.reduce_sum(g_u)])
 
-    def memories(i):
+    def memories(i, model=model):
+        memory_vars = [x for x in model.trainable_variables if x is not model.out.kernel]
         with tf.GradientTape() as tape:
             _, internals = model(windows[i], training=True, return_internals=True)
             loss = tf.reduce_sum(internals["state"][-1] * direction)
@@ -101,8 +105,9 @@ def main() -> None:
         return tf.function(lambda: tf.while_loop(lambda i, u: i < s, body, (tf.constant(0), query))[1],
                            jit_compile=jit, autograph=False)
 
-    parts = {"step": (step, True), "step, op by op": (step, False), "output layer": (output_layer, True),
-             "memories": (memories, True)}
+    parts = {"step": (step, True), "step, hop by hop": (lambda i: step(i, layered), True),
+             "step, op by op": (step, False), "output layer": (output_layer, True),
+             "memories": (memories, True), "memories, hop by hop": (lambda i: memories(i, layered), True)}
     fns = {name: _loop(fn, s, jit) for name, (fn, jit) in parts.items()}
     fns["matvec (XLA)"], fns["matvec (TF)"] = matvec_loop(True), matvec_loop(False)
     for f in fns.values():  # compile and warm up
@@ -126,10 +131,10 @@ def main() -> None:
             row["gb_per_s"] = operand_gb / (ms / 1e3)
         results.append(row)
     print(f"paper preset sizes: V={v}, D={d}, memory {m}, {cfg.hops} hops, batch {b}; {s} steps per call")
-    print(f"{'part':<18}{'ms':>9}{'of step':>9}{'GB/s':>7}")
+    print(f"{'part':<22}{'ms':>9}{'of step':>9}{'GB/s':>7}")
     for r in results:
         gbs = f"{r['gb_per_s']:.1f}" if "gb_per_s" in r else ""
-        print(f"{r['part']:<18}{r['ms']:>9.2f}{r['share_of_step']:>9.0%}{gbs:>7}")
+        print(f"{r['part']:<22}{r['ms']:>9.2f}{r['share_of_step']:>9.0%}{gbs:>7}")
     path = write_result("step_parts", {"model": {"vocab_size": v, "embed_dim": d, "memory_size": m,
                                                  "hops": cfg.hops, "batch_size": b},
                                        "steps_per_call": s, "rounds": args.rounds, "results": results})

@@ -5,6 +5,8 @@ Contenders, timed in turn in one process (ABC, BCA, ...; medians):
     step looped in-graph ``--chunk`` steps per call, windows gathered in-graph,
     the accumulators read once per call (what a logged row costs);
   * ``diagnose (instruments off)``: the same step with loss and accuracy only;
+  * ``diagnose (hop by hop)``: every instrument on, the hops run one after another
+    over the whole batch instead of the fused kernel (models/fused_hops.py);
   * ``keras fit``: the same model (models.MemN2N, same config) compiled the plain
     Keras way (SGD, sparse softmax cross-entropy) and trained with ``model.fit``
     on pre-cut windows, without XLA, and
@@ -88,9 +90,11 @@ def main() -> None:
     positions = rng.integers(0, corpus.num_windows("train"), (chunk, batch)).astype(np.int32)
 
     runners = {}
-    for mode in ("full", "off"):
+    for name, mode, hop_kernel in (("diagnose", "full", "auto"), ("diagnose (instruments off)", "off", "auto"),
+                                   ("diagnose (hop by hop)", "full", "layered")):
         cfg = dataclasses.replace(base, model=model_cfg, train=dataclasses.replace(base.train, instruments=mode))
         trainer = Trainer(cfg, corpus)
+        trainer.model.hop_kernel = hop_kernel  # before the step is first traced
         pos = tf.constant(positions)
 
         def run(trainer=trainer, pos=pos):
@@ -99,7 +103,7 @@ def main() -> None:
             trainer.read_and_reset()
             return (time.perf_counter() - t0) / chunk
 
-        runners["diagnose" if mode == "full" else "diagnose (instruments off)"] = run
+        runners[name] = run
     windows, targets = (t.numpy() for t in trainer._windows("train", tf.constant(positions.reshape(-1))))
 
     # Plain Keras: no op determinism (Keras turns XLA off under it), its own defaults.
@@ -108,6 +112,7 @@ def main() -> None:
     tf_config.disable_op_determinism()
     for jit, name in ((False, "keras fit"), (True, "keras fit + XLA")):
         model = build_memn2n(model_cfg)
+        model.hop_kernel = "layered"
         model.compile(optimizer=keras.optimizers.SGD(model_cfg.learning_rate),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
         clock = _BatchClock()

@@ -183,6 +183,10 @@ class MemN2N(keras.Model):
         # The paper's LM passes half the hidden units through a ReLU after each hop;
         # the mask marks the last n_relu units.
         self._relu_units = n_relu
+        # Which implementation of the hops runs: "auto" picks the fused kernel where
+        # it applies and pays (see _fused), "layered" the hop-by-hop code below,
+        # "fused" insists on the kernel. The numbers are the same either way.
+        self.hop_kernel = "auto"
         self._init_build()
 
     def _init_build(self):
@@ -205,12 +209,31 @@ class MemN2N(keras.Model):
         masked = cfg.padding == "masked"
         keep = ops.cast(ops.logical_not(pad), "float32")[..., None] if masked else None  # (B, M, 1)
         encoded = [enc(windows, keep) for enc in self.encoders]  # each (word, temporal, memory)
-        batch = ops.shape(windows)[0]
-        u = ops.full((batch, cfg.embed_dim), cfg.query_value, dtype="float32")  # (B, D)
+        internals: dict[str, Any] = {k: [] for k in ("scores", "attention", "h_term", "readout", "state")}
+        if self._fused(training):
+            u = self._fused_hops(windows, encoded, internals)
+        else:
+            u = self._layered_hops(pad, encoded, internals, training)
+        outputs = self.out(u)  # (B, V)
+        if not return_internals:
+            return outputs
+        internals["pad_mask"] = pad
+        internals["encoders"] = [
+            {"a_name": self.encoders[self._a_index[k]].name, "c_name": self.encoders[self._c_index[k]].name,
+             "a_word": encoded[self._a_index[k]][0], "a_temporal": encoded[self._a_index[k]][1],
+             "c_word": encoded[self._c_index[k]][0], "c_temporal": encoded[self._c_index[k]][1]}
+            for k in self._distinct_hops()
+        ]
+        return outputs, internals
+
+    def _layered_hops(self, pad, encoded, internals, training):
+        """The hops one after another over the whole batch; fills ``internals``, returns the final state."""
+        cfg = self.cfg
+        masked = cfg.padding == "masked"
+        u = ops.full((ops.shape(pad)[0], cfg.embed_dim), cfg.query_value, dtype="float32")  # (B, D)
         if self._relu_units:
             relu_mask = ops.concatenate([
                 ops.zeros((cfg.embed_dim - self._relu_units,)), ops.ones((self._relu_units,))])
-        internals: dict[str, Any] = {k: [] for k in ("scores", "attention", "h_term", "readout", "state")}
         for k in range(cfg.hops):
             m = encoded[self._a_index[k]][2]  # (B, M, D)
             c = encoded[self._c_index[k]][2]  # (B, M, D)
@@ -235,17 +258,49 @@ class MemN2N(keras.Model):
             for key, val in (("scores", scores), ("attention", attention), ("h_term", h_term),
                              ("readout", readout), ("state", u)):
                 internals[key].append(val)
-        outputs = self.out(u)  # (B, V)
-        if not return_internals:
-            return outputs
-        internals["pad_mask"] = pad
-        internals["encoders"] = [
-            {"a_name": self.encoders[self._a_index[k]].name, "c_name": self.encoders[self._c_index[k]].name,
-             "a_word": encoded[self._a_index[k]][0], "a_temporal": encoded[self._a_index[k]][1],
-             "c_word": encoded[self._c_index[k]][0], "c_temporal": encoded[self._c_index[k]][1]}
-            for k in self._distinct_hops()
-        ]
-        return outputs, internals
+        return u
+
+    def _fused(self, training) -> bool:
+        """Whether this call runs the hops as one fused kernel (:mod:`models.fused_hops`).
+
+        The kernel covers layer-wise tying without dropout in the call (so every hop
+        reads the same memories) on the TensorFlow backend. "auto" uses it when a
+        batch's keys and values (2 B M D floats) exceed 4 MiB: below that they stay
+        in cache hop to hop anyway and the loop over tiles only adds work.
+        """
+        cfg = self.cfg
+        applies = (keras.backend.backend() == "tensorflow" and cfg.tying == "layerwise"
+                   and (cfg.dropout == "none" or not training))
+        if self.hop_kernel == "layered":
+            return False
+        if self.hop_kernel == "fused":
+            if not applies:
+                raise ValueError("hop_kernel='fused' needs the TensorFlow backend, layer-wise tying and no dropout "
+                                 "while training; use 'auto' or 'layered'")
+            return True
+        if self.hop_kernel != "auto":
+            raise ValueError(f"hop_kernel={self.hop_kernel!r} is not one of auto, fused, layered")
+        return applies and 2 * cfg.batch_size * cfg.memory_size * cfg.embed_dim * 4 > 4 * 2**20
+
+    def _fused_hops(self, windows, encoded, internals):
+        """Fills ``internals``' per-hop lists from the fused kernel; returns the final state."""
+        from models.fused_hops import fused_hops, tile_size
+
+        cfg = self.cfg
+        a_enc, c_enc = self.encoders[self._a_index[0]], self.encoders[self._c_index[0]]
+        h = self.h_layers[0]
+        per_hop = fused_hops(
+            ops.reshape(windows, (-1, cfg.memory_size)), ops.convert_to_tensor(a_enc.embedding.embeddings), ops.convert_to_tensor(c_enc.embedding.embeddings),
+            encoded[self._a_index[0]][1], encoded[self._c_index[0]][1], ops.convert_to_tensor(h.kernel),
+            ops.convert_to_tensor(h.bias) if h.use_bias else None,
+            hops=cfg.hops, masked=cfg.padding == "masked", h_wiring=cfg.h_wiring, relu_units=self._relu_units,
+            query_value=cfg.query_value, tile=tile_size(cfg.memory_size, cfg.embed_dim),
+            # Dense table gradients where the table has no more rows than a batch
+            # looks up (the paper's PTB model: 10,001 rows, 12,800 lookups).
+            dense_grads=cfg.vocab_size <= cfg.batch_size * cfg.memory_size)
+        for key, value in per_hop.items():
+            internals[key] = [value[:, k] for k in range(cfg.hops)]
+        return per_hop["state"][:, -1]
 
     def _distinct_hops(self) -> list[int]:
         """Hops whose (A, C) pair differs from every earlier hop's."""
