@@ -2,7 +2,8 @@
 
 The step of the paper's MemN2N (V = 10,001, D = 150, memory 100, 6 hops, batch 128)
 is split into what can be timed on its own, each as an XLA-compiled loop of
-``--steps`` steps on random windows (no PTB needed):
+``--steps`` steps on random windows whose word frequencies follow Zipf's law like
+running text (no PTB needed):
 
   * ``step``: forward, backward and the SGD update of the whole model;
   * ``step, hop by hop``: the same with the hops run one after another over the
@@ -10,7 +11,8 @@ is split into what can be timed on its own, each as an XLA-compiled loop of
   * ``step, op by op``: the same without XLA (TensorFlow's own kernels);
   * ``output layer``: logits = u W, softmax cross-entropy, gradients of W and u;
   * ``memories``: the hops alone (embedding lookups, 6 hops of attention over the
-    (B, M, D) memories, their gradients and the updates of A, C, T_A, T_C, H);
+    (B, M, D) memories, their gradients and the updates of A, C, T_A, T_C, H) with
+    the fused kernel, and ``memories, hop by hop`` without it;
   * ``matvec (XLA)`` / ``matvec (TF)``: one batched matrix-vector product
     ``einsum("bd,bmd->bm")`` over (128, 100, 150), the kind of which a step makes 24
     (6 hops x keys and values x forward and backward), compiled and op by op,
@@ -62,7 +64,10 @@ def main() -> None:
     cfg = dataclasses.replace(preset("paper"), vocab_size=10_001)
     b, m, d, v, s = cfg.batch_size, cfg.memory_size, cfg.embed_dim, cfg.vocab_size, args.steps
     rng = np.random.default_rng(0)
-    windows = tf.constant(rng.integers(1, v, (s, b, m)).astype(np.int32))
+    # Word ids drawn with Zipf frequencies (p ~ 1/rank), as in running text such as PTB:
+    # which rows of the tables a batch touches decides how much of them stays in cache.
+    zipf = 1.0 / np.arange(1, v)
+    windows = tf.constant(rng.choice(np.arange(1, v), size=(s, b, m), p=zipf / zipf.sum()).astype(np.int32))
     targets = tf.constant(rng.integers(1, v, (s, b)).astype(np.int32))
     states = tf.constant(rng.normal(size=(s, b, d)).astype(np.float32))
     direction = tf.constant(rng.normal(size=(b, d)).astype(np.float32))

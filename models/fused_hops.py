@@ -12,7 +12,7 @@ accumulates the table gradients without materialising the (B, M, D) memories or
 their gradients.
 
 The numbers are those of the layer-by-layer path in :mod:`models.memn2n` to float32
-rounding (``tests/test_models.py`` compares outputs, internals and gradients for
+rounding (``tests/test_fused_hops.py`` compares outputs, internals and gradients for
 every factor this kernel covers). It covers layer-wise tying without dropout during
 training; both H wirings, both padding modes, every temporal encoding and any ReLU
 fraction.
@@ -30,6 +30,7 @@ __all__ = ["fused_hops", "tile_size"]
 # (measured here: a batched matrix-vector product reads 25-30 GB/s from tiles of
 # 2-32 examples, 10 GB/s from the whole paper-size batch).
 _TILE_BYTES = 2 * 2**20
+_NAMES = ("scores", "attention", "h_term", "readout", "state")  # the per-hop outputs, in this order
 
 
 def tile_size(memory_size: int, embed_dim: int) -> int:
@@ -67,8 +68,7 @@ def fused_hops(windows, a_table, c_table, a_temporal, c_temporal, h_kernel, h_bi
         args += [a_temporal, c_temporal]
     if h_bias is not None:
         args.append(h_bias)
-    names = ("scores", "attention", "h_term", "readout", "state")
-    return dict(zip(names, _kernel(spec)(*args)))
+    return dict(zip(_NAMES, _kernel(spec)(*args)))
 
 
 def _kernel(spec: dict):
@@ -143,8 +143,6 @@ def _kernel(spec: dict):
 
     return run
 
-
-_NAMES = ("scores", "attention", "h_term", "readout", "state")
 
 
 def _relu_mask(d: int, units: int):
