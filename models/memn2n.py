@@ -298,8 +298,8 @@ class MemN2N(keras.Model):
             # Dense table gradients where the table has no more rows than a batch
             # looks up (the paper's PTB model: 10,001 rows, 12,800 lookups).
             dense_grads=cfg.vocab_size <= cfg.batch_size * cfg.memory_size)
-        for key, value in per_hop.items():
-            internals[key] = [value[:, k] for k in range(cfg.hops)]
+        for key, value in per_hop.items():  # (B, K, .) -> K tensors (B, .)
+            internals[key] = ops.unstack(ops.transpose(value, (1, 0, 2)), num=cfg.hops, axis=0)
         return per_hop["state"][:, -1]
 
     def _distinct_hops(self) -> list[int]:
