@@ -121,7 +121,7 @@ def test_auto_picks_the_fused_kernel_only_where_it_applies_and_pays():
         forced._fused(training=False)
 
 
-def test_training_with_the_fused_kernel_follows_the_hop_by_hop_run(small_corpus):
+def test_training_with_the_fused_kernel_follows_the_hop_by_hop_run_and_repeats_exactly(small_corpus):
     from conftest import _tiny_run_config
 
     from diagnose.trainer import Trainer
@@ -129,9 +129,9 @@ def test_training_with_the_fused_kernel_follows_the_hop_by_hop_run(small_corpus)
     cfg = _tiny_run_config("paper", jit_compile=True)
     positions = np.random.default_rng(0).integers(0, small_corpus.num_windows("train"), (4, 5, 32)).astype(np.int32)
     rows, weights = {}, {}
-    for kind in ("layered", "fused"):
+    for kind in ("layered", "fused", "fused again"):
         trainer = Trainer(cfg, small_corpus)
-        trainer.model.hop_kernel = kind  # before the step is first traced
+        trainer.model.hop_kernel = kind.split()[0]  # before the step is first traced
         rows[kind] = []
         for chunk in positions:
             trainer.train_chunk(tf.constant(chunk))
@@ -147,4 +147,10 @@ def test_training_with_the_fused_kernel_follows_the_hop_by_hop_run(small_corpus)
         assert fused["diverged"] is layered["diverged"] is None
     for a, b in zip(weights["layered"], weights["fused"]):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.abs(a).max())
+    # Same config and seed, same numbers: the kernel is deterministic on CPU.
+    for a, b in zip(rows["fused"], rows["fused again"]):
+        assert b["row"] == a["row"]
+        np.testing.assert_array_equal(b["histogram"], a["histogram"])
+    for a, b in zip(weights["fused"], weights["fused again"]):
+        np.testing.assert_array_equal(b, a)
     assert not np.allclose(weights["layered"][0], Trainer(cfg, small_corpus).model.trainable_variables[0].numpy())
