@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (the checkout first on the import path, for the command too)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
