@@ -65,3 +65,20 @@ def write_result(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     write_json(path, {"machine": machine(), **data})
     return path
+
+
+def alternate(runners: dict, rounds: int) -> dict:
+    """Times contenders in turn: ``runners`` maps a name to a call returning seconds.
+
+    Each is called once to compile and warm up, then once per round, the order
+    rotating every round (ABC, BCA, ...) so that none always runs first or after the
+    same neighbour. Returns name -> list of seconds, one per round.
+    """
+    for run in runners.values():
+        run()
+    names = list(runners)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(runners[name]())
+    return times

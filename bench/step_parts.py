@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from common import write_result
+from common import alternate, write_result
 
 from diagnose._tf import import_tensorflow_quietly
 
@@ -115,17 +115,19 @@ def main() -> None:
              "memories": (memories, True), "memories, hop by hop": (lambda i: memories(i, layered), True)}
     fns = {name: _loop(fn, s, jit) for name, (fn, jit) in parts.items()}
     fns["matvec (XLA)"], fns["matvec (TF)"] = matvec_loop(True), matvec_loop(False)
-    for f in fns.values():  # compile and warm up
-        f()
-    times = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(args.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+
+    def timed(fn):
+        def run():
             t0 = time.perf_counter()
-            out = fns[name]()
+            out = fn()
             if out is not None:
                 out.numpy()
-            times[name].append((time.perf_counter() - t0) / s)
+            return (time.perf_counter() - t0) / s
+
+        return run
+
+    times = alternate({name: timed(fn) for name, fn in fns.items()}, args.rounds)
+    names = list(fns)
     step_ms = statistics.median(times["step"]) * 1e3
     results = []
     operand_gb = b * m * d * 4 / 1e9

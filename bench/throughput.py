@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from common import ptb_path, train_flops_per_sample, write_result
+from common import alternate, ptb_path, train_flops_per_sample, write_result
 
 from diagnose._tf import import_tensorflow_quietly
 
@@ -125,13 +125,8 @@ def main() -> None:
 
         runners[name] = run
 
-    for run in runners.values():  # compile and warm up
-        run()
-    times = {name: [] for name in runners}
+    times = alternate(runners, args.rounds)
     names = list(runners)
-    for r in range(args.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            times[name].append(runners[name]())
     peak = matmul_peak()
     peak_best = max(peak.values())
     flops = train_flops_per_sample(model_cfg)
