@@ -173,7 +173,7 @@ class Trainer:
     def weight_norms(self) -> list:
         """||w|| of every trainable variable."""
         tf = _tf()
-        return [tf.norm(v) for v in self.variables]
+        return [measures.l2_norm(v) for v in self.variables]
 
     def slow_measures(self) -> dict:
         """Figures that read whole weight tables: ``weight_norms`` (list, per variable)

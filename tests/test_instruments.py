@@ -140,6 +140,15 @@ def test_indexed_slices_norm_equals_dense_norm():
     assert np.linalg.norm(grad.values.numpy()) != pytest.approx(np.linalg.norm(dense), rel=1e-3)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2000, 40), (40, 30, 60), (70000,), (7000, 10)])
+def test_l2_norm_matches_numpy_for_small_and_large_tensors(jit, shape):
+    # Large tensors with a wide last axis take the matrix-vector path; the rest tf.norm.
+    x = np.random.default_rng(3).normal(size=shape).astype(np.float32) * 1e3
+    got = tf.function(measures.l2_norm, jit_compile=jit, autograph=False)(tf.constant(x))
+    assert float(got) == pytest.approx(np.linalg.norm(x.astype(np.float64)), rel=1e-5)
+
+
 def test_gradient_norms_and_update_ratio_match_weights_before_and_after(run_config, small_corpus):
     trainer = _trainer(run_config, small_corpus, clip="none")
     positions = tf.constant(np.arange(100, 132, dtype=np.int32))

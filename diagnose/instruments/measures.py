@@ -79,9 +79,27 @@ def column_names(row: dict) -> list[str]:
     return [name for key in row for name in (key if isinstance(key, tuple) else (key,))]
 
 
+def l2_norm(x):
+    """||x||_2 of a tensor, as float32.
+
+    The sum of squares of a large tensor is taken as a matrix-vector product: its
+    squares viewed as (rows, last dimension) times a vector of ones, then the row sums
+    added. XLA's CPU backend emits a plain reduction as one chain of scalar adds, in
+    order; the product is vectorised (a (10001, 150) table: 2.7 ms for the chain,
+    1.2 ms for the product, on a 2-core machine). Small tensors keep ``tf.norm``.
+    """
+    x = tf.cast(x, tf.float32)
+    n = x.shape.num_elements()
+    if n is None or n < 2**16 or x.shape.rank < 2 or x.shape[-1] < 16:
+        return tf.norm(x)
+    width = x.shape[-1]
+    rows = tf.reshape(x, (n // width, width))
+    return tf.sqrt(tf.reduce_sum(tf.matmul(rows * rows, tf.ones((width, 1)))))
+
+
 def gradient_norms(grads) -> list:
     """L2 norm per gradient; IndexedSlices must have had duplicate rows summed."""
-    return [tf.norm(tf.cast(values(g), tf.float32)) for g in grads]
+    return [l2_norm(values(g)) for g in grads]
 
 
 def gradient_measures(names, norms, clipped_norms, weight_norms, learning_rate, clip: str, clip_norm: float):
