@@ -141,9 +141,10 @@ def test_indexed_slices_norm_equals_dense_norm():
 
 
 @pytest.mark.parametrize("jit", [False, True])
-@pytest.mark.parametrize("shape", [(7,), (3, 5), (2000, 40), (40, 30, 60), (70000,), (7000, 10)])
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2000, 40), (40, 30, 60), (70000,), (7000, 10), (65537,), (15, 10001)])
 def test_l2_norm_matches_numpy_for_small_and_large_tensors(jit, shape):
-    # Large tensors with a wide last axis take the matrix-vector path; the rest tf.norm.
+    # Large tensors take the matrix-vector path (rows of a divisor near 1,024, else the
+    # last axis: 65,537 is prime); the rest tf.norm.
     x = np.random.default_rng(3).normal(size=shape).astype(np.float32) * 1e3
     got = tf.function(measures.l2_norm, jit_compile=jit, autograph=False)(tf.constant(x))
     assert float(got) == pytest.approx(np.linalg.norm(x.astype(np.float64)), rel=1e-5)

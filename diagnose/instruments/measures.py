@@ -8,6 +8,8 @@ Column names are documented in :mod:`diagnose.runrecord`.
 
 from __future__ import annotations
 
+import math
+
 from diagnose._tf import import_tensorflow_quietly
 
 tf = import_tensorflow_quietly()
@@ -83,18 +85,28 @@ def l2_norm(x):
     """||x||_2 of a tensor, as float32.
 
     The sum of squares of a large tensor is taken as a matrix-vector product: its
-    squares viewed as (rows, last dimension) times a vector of ones, then the row sums
-    added. XLA's CPU backend emits a plain reduction as one chain of scalar adds, in
-    order; the product is vectorised (a (10001, 150) table: 2.7 ms for the chain,
-    1.2 ms for the product, on a 2-core machine). Small tensors keep ``tf.norm``.
+    squares viewed as rows of about a thousand entries, times a vector of ones, then
+    the row sums added. XLA's CPU backend emits a plain reduction as one chain of
+    scalar adds, in order; the product is vectorised (1.5M entries on a 2-core
+    machine: 2.9 ms as a chain, 1.3 ms as rows of 1,095 or 2,055, 2.2 ms as 150 rows
+    of 10,001, against 1.1 ms for a max, which only streams the tensor once). Small
+    tensors keep ``tf.norm``.
     """
     x = tf.cast(x, tf.float32)
     n = x.shape.num_elements()
-    if n is None or n < 2**16 or x.shape.rank < 2 or x.shape[-1] < 16:
+    width = _row_width(n, x.shape[-1] if x.shape.rank else 1) if n is not None and n >= 2**16 else None
+    if width is None:
         return tf.norm(x)
-    width = x.shape[-1]
     rows = tf.reshape(x, (n // width, width))
     return tf.sqrt(tf.reduce_sum(tf.matmul(rows * rows, tf.ones((width, 1)))))
+
+
+def _row_width(n: int, last: int) -> int | None:
+    """A divisor of ``n`` near 1,024 (128-4,096), else the last axis if 16 or wider, else None."""
+    for width in sorted(range(128, 4097), key=lambda w: abs(math.log(w / 1024))):
+        if n % width == 0:
+            return width
+    return last if last >= 16 else None
 
 
 def gradient_norms(grads) -> list:
