@@ -186,8 +186,10 @@ def _backward(spec, n, T, batch, tiles, saved, ups, memories, a_table, c_table, 
             g = g + tf.einsum("bm,bmd->bd", ds, keys)
             d_scores[k], d_out[k], d_h[k] = ds, do, dh
         ds_all, do_all, dh_all = (tf.stack(v, axis=1) for v in (d_scores, d_out, d_h))  # (T, K, .)
-        d_keys = tf.einsum("bkm,bkd->bmd", ds_all, u_in)
-        d_values = tf.einsum("bkm,bkd->bmd", att, do_all)
+        # Sums of K outer products, written elementwise: XLA fuses them into one
+        # vectorised loop, where a dot with a contraction of K = 6 ran 4-15x slower.
+        d_keys = tf.reduce_sum(ds_all[..., None] * u_in[:, :, None, :], axis=1)  # (T, M, D)
+        d_values = tf.reduce_sum(att[..., None] * do_all[:, :, None, :], axis=1)
         if masked:
             d_keys, d_values = d_keys * keep[..., None], d_values * keep[..., None]
         if state_wiring:
