@@ -101,9 +101,13 @@ def l2_norm(x):
     return tf.sqrt(tf.reduce_sum(tf.matmul(rows * rows, tf.ones((width, 1)))))
 
 
+# Row widths for l2_norm's product, nearest to 1,024 first.
+_WIDTHS = tuple(sorted(range(128, 4097), key=lambda w: abs(math.log(w / 1024))))
+
+
 def _row_width(n: int, last: int) -> int | None:
     """A divisor of ``n`` near 1,024 (128-4,096), else the last axis if 16 or wider, else None."""
-    for width in sorted(range(128, 4097), key=lambda w: abs(math.log(w / 1024))):
+    for width in _WIDTHS:
         if n % width == 0:
             return width
     return last if last >= 16 else None
