@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -82,3 +83,21 @@ def alternate(runners: dict, rounds: int) -> dict:
         for name in names[r % len(names):] + names[:r % len(names)]:
             times[name].append(runners[name]())
     return times
+
+
+def matmul_peak(reps: int = 15) -> dict:
+    """Best float32 matmul rate (GFLOP/s) on square and on the output layer's shapes."""
+    import tensorflow as tf  # imported by the caller already (bench scripts import it quietly)
+
+    out = {}
+    for m, k, n in ((2048, 2048, 2048), (1024, 1024, 1024), (128, 150, 10001)):
+        a, b = tf.random.normal((m, k)), tf.random.normal((k, n))
+        f = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)[:1, :1]))
+        f(a, b).numpy()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f(a, b).numpy()
+            times.append(time.perf_counter() - t0)
+        out[f"{m}x{k}x{n}"] = 2 * m * k * n / statistics.median(times) / 1e9
+    return out

@@ -13,6 +13,13 @@ running text (no PTB needed):
   * ``memories``: the hops alone (embedding lookups, 6 hops of attention over the
     (B, M, D) memories, their gradients and the updates of A, C, T_A, T_C, H) with
     the fused kernel, and ``memories, hop by hop`` without it;
+    The output layer's GFLOP/s (its three (128 x 150 x 10,001) matmuls: logits,
+    the gradient of u and that of W) is given beside the best float32 matmul rate
+    measured in the same process: how close that part runs to what this machine's
+    matmuls can do;
+  * ``cores``: the process's CPU time over wall time while a part ran: about how
+    many cores it kept busy (an upper bound: a thread-pool thread spinning while
+    it waits for work counts as busy);
   * ``matvec (XLA)`` / ``matvec (TF)``: one batched matrix-vector product
     ``einsum("bd,bmd->bm")`` over (128, 100, 150), the kind of which a step makes 24
     (6 hops x keys and values x forward and backward), compiled and op by op,
@@ -30,7 +37,7 @@ import time
 
 import numpy as np
 
-from common import alternate, write_result
+from common import alternate, matmul_peak, write_result
 
 from diagnose._tf import import_tensorflow_quietly
 
@@ -116,35 +123,48 @@ def main() -> None:
     fns = {name: _loop(fn, s, jit) for name, (fn, jit) in parts.items()}
     fns["matvec (XLA)"], fns["matvec (TF)"] = matvec_loop(True), matvec_loop(False)
 
-    def timed(fn):
+    busy = {name: [] for name in fns}  # CPU seconds per wall second: how many cores a part keeps busy
+
+    def timed(name, fn):
         def run():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             out = fn()
             if out is not None:
                 out.numpy()
-            return (time.perf_counter() - t0) / s
+            wall = time.perf_counter() - t0
+            busy[name].append((time.process_time() - c0) / wall)
+            return wall / s
 
         return run
 
-    times = alternate({name: timed(fn) for name, fn in fns.items()}, args.rounds)
+    times = alternate({name: timed(name, fn) for name, fn in fns.items()}, args.rounds)
     names = list(fns)
     step_ms = statistics.median(times["step"]) * 1e3
+    peak = matmul_peak()
+    peak_best = max(peak.values())
     results = []
     operand_gb = b * m * d * 4 / 1e9
+    output_gflop = 3 * 2 * b * d * v / 1e9  # logits, dL/du and dL/dW
     for name in names:
         ms = statistics.median(times[name]) * 1e3
-        row = {"part": name, "ms": ms, "share_of_step": ms / step_ms}
+        row = {"part": name, "ms": ms, "share_of_step": ms / step_ms, "cores_busy": statistics.median(busy[name])}
         if name.startswith("matvec"):
             row["gb_per_s"] = operand_gb / (ms / 1e3)
+        if name == "output layer":
+            row["gflops"] = output_gflop / (ms / 1e3)
+            row["of_matmul_peak"] = row["gflops"] / peak_best
         results.append(row)
     print(f"paper preset sizes: V={v}, D={d}, memory {m}, {cfg.hops} hops, batch {b}; {s} steps per call")
-    print(f"{'part':<22}{'ms':>9}{'of step':>9}{'GB/s':>7}")
+    print(f"{'part':<22}{'ms':>9}{'of step':>9}{'cores':>7}{'GB/s':>7}{'GFLOP/s':>9}{'of peak':>9}")
     for r in results:
         gbs = f"{r['gb_per_s']:.1f}" if "gb_per_s" in r else ""
-        print(f"{r['part']:<22}{r['ms']:>9.2f}{r['share_of_step']:>9.0%}{gbs:>7}")
+        rate = f"{r['gflops']:>9.1f}{r['of_matmul_peak']:>9.0%}" if "gflops" in r else ""
+        print(f"{r['part']:<22}{r['ms']:>9.2f}{r['share_of_step']:>9.0%}{r['cores_busy']:>7.2f}{gbs:>7}{rate}")
+    print("float32 matmul peak (GFLOP/s): " + ", ".join(f"{k} {x:.0f}" for k, x in peak.items()))
     path = write_result("step_parts", {"model": {"vocab_size": v, "embed_dim": d, "memory_size": m,
                                                  "hops": cfg.hops, "batch_size": b},
-                                       "steps_per_call": s, "rounds": args.rounds, "results": results})
+                                       "steps_per_call": s, "rounds": args.rounds, "matmul_peak_gflops": peak,
+                                       "results": results})
     print(f"-> {path}")
 
 

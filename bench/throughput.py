@@ -29,27 +29,11 @@ import time
 
 import numpy as np
 
-from common import alternate, ptb_path, train_flops_per_sample, write_result
+from common import alternate, matmul_peak, ptb_path, train_flops_per_sample, write_result
 
 from diagnose._tf import import_tensorflow_quietly
 
 tf = import_tensorflow_quietly()
-
-
-def matmul_peak(reps: int = 15) -> dict:
-    """Best float32 matmul rate (GFLOP/s) on square and on the output layer's shapes."""
-    out = {}
-    for m, k, n in ((2048, 2048, 2048), (1024, 1024, 1024), (128, 150, 10001)):
-        a, b = tf.random.normal((m, k)), tf.random.normal((k, n))
-        f = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)[:1, :1]))
-        f(a, b).numpy()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            f(a, b).numpy()
-            times.append(time.perf_counter() - t0)
-        out[f"{m}x{k}x{n}"] = 2 * m * k * n / statistics.median(times) / 1e9
-    return out
 
 
 class _BatchClock:
