@@ -249,6 +249,7 @@ def _restore(checkpoint, trainer: Trainer, log: RowLog, state: dict, loop: dict,
     for i, v in enumerate(trainer.optimizer.variables):
         v.assign(arrays[f"optimizer_{i}"])
     trainer.optimizer.learning_rate.assign(saved["learning_rate"])
+    trainer.acc.step.assign(saved["step"])  # steps, and a divergence's step, count from the run's start
     rng.bit_generator.state = saved["rng"]
     loop.update(order=arrays["order"].astype(np.int32), cursor=saved["cursor"], step=saved["step"],
                 lr=saved["learning_rate"], prev_valid=saved["prev_valid"], t_train=saved["train_time_s"],

@@ -165,6 +165,21 @@ def test_resumed_run_writes_the_rows_of_an_uninterrupted_one(tmp_path, small_cor
     assert resumed.summary["final"]["test_loss"] == pytest.approx(float(straight["test_loss"].iloc[-1]))
 
 
+def test_a_resumed_run_that_diverges_names_the_step_counted_from_the_start(tmp_path, small_corpus, run_config):
+    def cfg(steps):
+        return run_config("paper", seed=3, steps=steps, log_every=5, eval_every=10, eval_max_windows=256,
+                          checkpoint=True)
+
+    train(cfg(10), tmp_path / "run", corpus=small_corpus)
+    state, arrays = runrecord.read_checkpoint(tmp_path / "run")
+    name = next(k for k in arrays if k.startswith("model_") and arrays[k].ndim == 2)
+    arrays[name] = np.full_like(arrays[name], np.inf)  # weights that cannot give a finite loss
+    runrecord.write_checkpoint(tmp_path / "run", state, arrays)
+    resumed = train(cfg(20), tmp_path / "run", corpus=small_corpus, resume=True)
+    assert resumed.summary["status"] == "diverged"
+    assert resumed.summary["diverged_at"]["step"] == 11  # the first step after the checkpoint at 10, not 1
+
+
 def test_resume_refuses_another_config_or_a_run_without_checkpoint(tmp_path, small_corpus, run_config):
     from diagnose.errors import DiagnoseError
 
