@@ -283,6 +283,15 @@ def test_diverged_names_step_and_variable():
     assert (f.id, f.kind, f.severity) == ("diverged", "symptom", "high")
     assert "740" in f.title and "H_0" in f.title
     assert evidence_of(f, "summary.diverged_at.step").observed == 740
+    assert "learning rate" in f.fix
+
+
+def test_not_finite_at_the_first_step_is_not_blamed_on_the_learning_rate():
+    view = perturb(healthy_view(), summary={"status": "diverged", "diverged_at": {"step": 1, "variable": "loss"}})
+    f = fire(rule("diverged"), view)
+    assert f.id == "diverged" and "first step" in f.title
+    assert "learning rate" not in f.fix and "initial weights" in f.fix
+    assert evidence_of(f, "summary.diverged_at.step").observed == 1
 
 
 def test_oscillating_loss():

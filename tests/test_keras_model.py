@@ -101,10 +101,66 @@ def test_summary_and_config_describe_the_users_model(run):
     assert config["model"]["loss"] == "categorical_crossentropy"
 
 
+def _mlp(out_activation, loss, seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((10,))
+    hidden = keras.layers.Dense(16, activation="relu", name="hidden")(inp)
+    out = keras.layers.Dense(3, activation=out_activation, name="out")(hidden)
+    model = keras.Model(inp, out)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    return model
+
+
+def _separable(n=512):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 10)).astype(np.float32)
+    return x, x[:, :3].argmax(axis=1).astype(np.int32)  # the class is where the first three features peak
+
+
+def test_a_model_with_nothing_but_its_prediction_to_record(tmp_path):
+    # No softmax inside and no Add: the wrapper has one output, which Keras returns bare.
+    model = _mlp(None, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _separable()
+    wrapped = diagnose.instrument(model)
+    wrapped.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[diagnose.Monitor(tmp_path, log_every=4)])
+    metrics = runrecord.read_metrics(tmp_path)
+    assert runrecord.read_summary(tmp_path)["status"] == "completed"
+    assert {"grad_norm/hidden", "grad_norm/out", "grad_norm/out/bias", "update_ratio/out"} <= set(metrics.columns)
+    assert not any(c.startswith(("attn_", "rms/add")) for c in metrics.columns)
+    assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]  # it learns: the instruments did not break the step
+    assert metrics["accuracy"].iloc[-1] > 0.6
+
+
+def test_relu_output_with_crossentropy_is_named_as_the_cause_of_a_nan_first_step(tmp_path):
+    # An all-zero input (padding, say) gives all-zero ReLU outputs at the initial
+    # (zero) biases, and Keras' categorical cross-entropy divides by their sum: NaN.
+    from diagnose.findings import check_run
+
+    model = _mlp("relu", "categorical_crossentropy")
+    x, y = _separable()
+    x[::8] = 0.0
+    wrapped = diagnose.instrument(model)
+    wrapped.fit(x, np.eye(3, dtype=np.float32)[y], batch_size=64, epochs=1, verbose=0, shuffle=False,
+                callbacks=[diagnose.Monitor(tmp_path, log_every=2)])
+    summary = runrecord.read_summary(tmp_path)
+    assert summary["status"] == "diverged" and summary["diverged_at"]["step"] == 1
+    findings = {f.id: f for f in check_run(tmp_path)}
+    assert findings["relu-output-crossentropy"].kind == "root-cause"
+    assert "first step" in findings["diverged"].title
+
+
 def test_instrument_rejects_uncompiled_models():
     inp = keras.Input((3,))
     model = keras.Model(inp, keras.layers.Dense(2)(inp))
     with pytest.raises(DiagnoseError, match="compile"):
+        diagnose.instrument(model)
+
+
+def test_instrument_rejects_a_model_with_several_outputs_naming_the_fix():
+    inp = keras.Input((3,))
+    model = keras.Model(inp, [keras.layers.Dense(2)(inp), keras.layers.Dense(1)(inp)])
+    model.compile(optimizer="sgd", loss=["mse", "mse"])
+    with pytest.raises(DiagnoseError, match="one output.*has 2"):
         diagnose.instrument(model)
 
 

@@ -198,6 +198,18 @@ def diverged(view: RunView) -> Finding | None:
     if view.summary.get("error"):
         evidence.append(Evidence("summary.error", str(view.summary["error"]), None))
     where = (f" at step {int(step)}" if step is not None else "") + (f" ({variable})" if variable else "")
+    if step == 1:  # before any update: the initial weights, whatever the learning rate
+        return Finding(
+            id="diverged", kind="symptom", severity="high",
+            title=f"Not finite from the first step{' (' + variable + ')' if variable else ''}",
+            evidence=tuple(evidence),
+            explanation=("The loss or a gradient was NaN or infinite at step 1, computed at the initial weights "
+                         "before any update, so no learning rate caused it: the loss is undefined for some "
+                         "example at initialisation (a cross-entropy over outputs that can all be zero, which "
+                         "Keras divides by their sum; a log of zero) or the inputs hold NaN or Inf."),
+            fix=("Evaluate the loss on one batch at the initial weights (model.evaluate) and check the inputs for "
+                 "NaN/Inf; give the loss outputs it is defined on (a softmax output, or logits with "
+                 "from_logits=True)."))
     return Finding(
         id="diverged", kind="symptom", severity="high",
         title=f"Training diverged{where}",

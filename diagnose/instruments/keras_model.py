@@ -82,6 +82,8 @@ class Instrumented(keras.Model):
         self._val_trackers = {"loss": keras.metrics.Mean(name="loss"), "accuracy": keras.metrics.Mean(name="accuracy")}
 
     def _split(self, outs):
+        if not isinstance(outs, (list, tuple)):  # nothing to record beside the prediction: one output
+            outs = [outs]
         pred, rest = outs[0], list(outs[1:])
         attention, rest = rest[: self.n_attention], rest[self.n_attention:]
         adds = []
@@ -198,13 +200,17 @@ def instrument(model) -> Instrumented:
     user's model) and is compiled with the model's optimizer and loss.
 
     Raises:
-        DiagnoseError: the model is not functional or not compiled.
+        DiagnoseError: the model is not functional, not compiled or has several outputs.
     """
     if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
         raise DiagnoseError("diagnose.instrument needs a functional Keras model (built from keras.Input); "
                             "wrap a subclassed model's call in keras.Model(inputs, outputs) first")
     if getattr(model, "optimizer", None) is None or getattr(model, "loss", None) is None:
         raise DiagnoseError("compile the model (optimizer and loss) before diagnose.instrument(model)")
+    if len(model.outputs) > 1:
+        raise DiagnoseError(f"diagnose.instrument takes a model with one output ({model.name!r} has "
+                            f"{len(model.outputs)}); instrument a keras.Model(inputs, the_output_to_diagnose) "
+                            "compiled with that output's loss")
     found = find_tensors(model)
     extra = list(found["attention"]) + [t for inputs in found["add_inputs"] for t in inputs]
     wrapper = Instrumented(inputs=model.inputs, outputs=[model.outputs[0], *extra], name=f"{model.name}_instrumented")
