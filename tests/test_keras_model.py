@@ -149,6 +149,31 @@ def test_relu_output_with_crossentropy_is_named_as_the_cause_of_a_nan_first_step
     assert "first step" in findings["diverged"].title
 
 
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+def test_sample_weights_train_the_model_as_keras_does(loss):
+    # Weights of zero on every other example: ignoring them changes every update.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 10)).astype(np.float32)
+    y = (x[:, :1] * 2.0 + 0.5).astype(np.float32)  # a regression: one output column
+    w = np.tile([1.0, 0.0], 128).astype(np.float32)
+    loss_arg = keras.losses.Huber() if loss == "huber" else loss
+
+    def fresh():
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss_arg)
+        return model
+
+    plain, ours = fresh(), fresh()
+    plain.fit(x, y, sample_weight=w, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    diagnose.instrument(ours).fit(x, y, sample_weight=w, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    unweighted = fresh()
+    diagnose.instrument(unweighted).fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    for a, b, c in zip(plain.get_weights(), ours.get_weights(), unweighted.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    assert any(not np.allclose(a, c, rtol=1e-3) for a, c in zip(plain.get_weights(), unweighted.get_weights()))
+
+
 def test_instrument_rejects_uncompiled_models():
     inp = keras.Input((3,))
     model = keras.Model(inp, keras.layers.Dense(2)(inp))

@@ -99,14 +99,21 @@ class Instrumented(keras.Model):
             per_example = tf.reduce_mean(per_example, axis=-1)
         return per_example
 
+    def _loss(self, y, pred, sample_weight):
+        """Per-example losses (weighted like Keras' when ``sample_weight`` is given) and the batch loss."""
+        per_example = self._per_example(y, pred)
+        if sample_weight is not None:
+            per_example = per_example * tf.reshape(tf.cast(sample_weight, per_example.dtype), (-1,))
+        if isinstance(self.user_loss, keras.losses.Loss):
+            return per_example, self.user_loss(y, pred, sample_weight=sample_weight)
+        return per_example, tf.reduce_mean(per_example)
+
     def train_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             pred, attention, adds = self._split(self(x, training=True))
-            per_example = self._per_example(y, pred)
-            loss = (self.user_loss(y, pred) if isinstance(self.user_loss, keras.losses.Loss)
-                    else tf.reduce_mean(per_example))
+            per_example, loss = self._loss(y, pred, sample_weight)
             if self.losses:
                 loss = loss + tf.add_n(self.losses)
         grads = [dedupe_slices(g) for g in tape.gradient(loss, variables)]
@@ -145,11 +152,9 @@ class Instrumented(keras.Model):
         return {"loss": loss}
 
     def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         pred = self._split(self(x, training=False))[0]
-        per_example = self._per_example(y, pred)
-        loss = (self.user_loss(y, pred) if isinstance(self.user_loss, keras.losses.Loss)
-                else tf.reduce_mean(per_example))
+        per_example, loss = self._loss(y, pred, sample_weight)
         n = tf.cast(tf.shape(per_example)[0], tf.float32)
         # Means over the whole validation set, weighted by batch size.
         self._val_trackers["loss"].update_state(loss, sample_weight=n)
@@ -175,8 +180,13 @@ class Instrumented(keras.Model):
 
 
 def _is_classification(y, pred) -> bool:
-    return len(pred.shape) == 2 and (len(y.shape) == 1 or (len(y.shape) == 2 and y.shape[-1] == pred.shape[-1])
-                                     or (len(y.shape) == 2 and y.shape[-1] == 1))
+    """One row of class scores per example (two classes or more) with integer or one-hot targets.
+
+    A single output column is a regression (or one sigmoid unit): no top-1 class to score.
+    """
+    if len(pred.shape) != 2 or pred.shape[-1] is None or pred.shape[-1] < 2:
+        return False
+    return len(y.shape) == 1 or (len(y.shape) == 2 and y.shape[-1] in (1, pred.shape[-1]))
 
 
 def _labels(y, pred):
