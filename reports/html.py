@@ -24,7 +24,8 @@ FIGURE_FOR_FINDING = {
     "temporal-encoding-dominates": "fig-rms", "padding-attention": "fig-attn-map",
     "ignores-input": "fig-loss", "attention-uniform": "fig-attn-entropy", "attention-collapsed": "fig-attn-map",
     "tiny-steps": "fig-update", "clipping-never-fires": "fig-grad", "clipping-always-fires": "fig-grad",
-    "exploding-gradients": "fig-grad", "vanishing-gradients": "fig-grad", "diverged": "fig-loss",
+    "exploding-gradients": "fig-grad", "vanishing-gradients": "fig-grad", "no-gradient": "fig-grad",
+    "diverged": "fig-loss",
     "oscillating-loss": "fig-loss", "plateau": "fig-loss", "overfitting": "fig-loss",
 }
 

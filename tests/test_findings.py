@@ -273,8 +273,19 @@ def test_vanishing_gradients_overall_and_per_variable():
     f = fire(rule("vanishing_gradients"), perturb(healthy_view(), grad_norm__global=lambda s: 3 * np.exp(-s / 50)))
     assert (f.id, f.kind) == ("vanishing-gradients", "symptom")
     assert evidence_of(f, "grad_norm/global (late").observed < 1e-6
-    f = fire(rule("vanishing_gradients"), perturb(healthy_view(), grad_norm__W=0.0))
+    # One variable's gradient was there early and went.
+    f = fire(rule("vanishing_gradients"), perturb(healthy_view(), grad_norm__W=lambda s: np.where(s < 300, 0.5, 0.0)))
     assert evidence_of(f, "grad_norm/W").observed == 0.0
+    # Never there at all is not vanishing: no_gradient's.
+    assert rule("vanishing_gradients")(perturb(healthy_view(), grad_norm__W=0.0)) is None
+
+
+def test_no_gradient_names_variables_the_loss_never_reaches():
+    f = fire(rule("no_gradient"), perturb(healthy_view(), grad_norm__W=0.0))
+    assert (f.id, f.kind, f.severity) == ("no-gradient", "symptom", "low")
+    assert "W" in f.title and evidence_of(f, "grad_norm/W (max)").observed == 0.0
+    # A gradient in a single row is a gradient.
+    assert rule("no_gradient")(perturb(healthy_view(), grad_norm__W=lambda s: np.where(s == 100, 1e-3, 0.0))) is None
 
 
 def test_diverged_names_step_and_variable():

@@ -18,7 +18,8 @@ from diagnose.findings.rules_architecture import (linear_on_attention_scores, pa
 from diagnose.findings.rules_attention import attention_collapsed, attention_uniform, ignores_input
 from diagnose.findings.rules_curve import oscillating_loss, overfitting, plateau
 from diagnose.findings.rules_optimization import (clipping_always_fires, clipping_never_fires, diverged,
-                                                  exploding_gradients, tiny_steps, vanishing_gradients)
+                                                  exploding_gradients, no_gradient, tiny_steps,
+                                                  vanishing_gradients)
 
 __all__ = ["RULES", "check_view", "check_run", "format_findings"]
 
@@ -38,6 +39,7 @@ RULES: list[Rule] = [
     clipping_always_fires,
     exploding_gradients,
     vanishing_gradients,
+    no_gradient,
     diverged,
     oscillating_loss,
     plateau,

@@ -9,7 +9,7 @@ from diagnose.findings.base import (Evidence, Finding, RunView, early, late, num
                                     variable_columns)
 
 __all__ = ["tiny_steps", "clipping_never_fires", "clipping_always_fires", "exploding_gradients",
-           "vanishing_gradients", "diverged"]
+           "vanishing_gradients", "no_gradient", "diverged"]
 
 
 def _optimizer(view: RunView) -> dict:
@@ -169,8 +169,11 @@ def vanishing_gradients(view: RunView) -> Finding | None:
                      Evidence("grad_norm/global (late median)", final,
                               max(T.VANISH_ABSOLUTE, base * T.VANISH_FACTOR), steps_of(end))]
     for column in variable_columns(view, "grad_norm"):
-        window = late(series(view, column))
-        if window is not None and float(window.mean()) <= T.VANISH_ABSOLUTE:
+        values = series(view, column)
+        window, first = late(values), early(values)
+        # Only a gradient that was there and went: one never there is no_gradient's.
+        if (window is not None and float(window.mean()) <= T.VANISH_ABSOLUTE
+                and float(first.mean()) > T.VANISH_ABSOLUTE):
             evidence.append(Evidence(column, float(window.mean()), T.VANISH_ABSOLUTE, steps_of(window)))
     if not evidence:
         return None
@@ -181,6 +184,28 @@ def vanishing_gradients(view: RunView) -> Finding | None:
                      "of dead ReLU units, saturated outputs, or a path the loss does not depend on."),
         fix=("Find where the gradient stops (per-variable grad_norm columns): dead ReLU outputs, a clipped "
              "cross-entropy floor, or a branch cut off from the loss."))
+
+
+def no_gradient(view: RunView) -> Finding | None:
+    """Variables whose gradient was zero (to float precision) in every logged row."""
+    evidence = []
+    for column in variable_columns(view, "grad_norm"):
+        values = series(view, column)
+        if values is not None and len(values) >= T.MIN_ROWS and float(values.max()) <= T.VANISH_ABSOLUTE:
+            evidence.append(Evidence(column + " (max)", float(values.max()), T.VANISH_ABSOLUTE, steps_of(values)))
+    if not evidence:
+        return None
+    names = ", ".join(e.metric.split("/", 1)[1].removesuffix(" (max)") for e in evidence)
+    return Finding(
+        id="no-gradient", kind="symptom", severity="low",
+        title=f"No gradient ever reaches {names}", evidence=tuple(evidence),
+        explanation=("The loss does not depend on these variables, so training never moves them. Some are zero "
+                     "by construction: a bias added to every attention key shifts all of a query's scores "
+                     "equally and the softmax ignores it (MultiHeadAttention's key bias). Otherwise a path to "
+                     "the loss is cut: an output nothing uses, a stop_gradient, an integer cast, a ReLU dead "
+                     "from the start."),
+        fix=("Nothing to fix where it is by construction (or drop the variable: use_bias=False). Otherwise "
+             "trace the variable's path to the loss and restore it."))
 
 
 def diverged(view: RunView) -> Finding | None:
