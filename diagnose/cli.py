@@ -205,7 +205,8 @@ def check(path, as_json, no_follow_up, jobs):
         return
     if not runrecord.is_run_dir(target):
         raise DiagnoseError(f"{path} is neither a run directory (config.json) nor an ablation directory "
-                            "(manifest.json); pass the --out of 'diagnose train' or 'diagnose run-ablation'")
+                            "(manifest.json); pass the --out of 'diagnose train' or 'diagnose run-ablation', "
+                            "or a diagnose.Monitor's run_dir")
     from diagnose.findings import check_run, format_findings
 
     findings = check_run(target)

@@ -63,14 +63,17 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
     """
     paths = [Path(p) for p in paths]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ablation = len(paths) == 1 and (paths[0] / "manifest.json").is_file()
+    if not ablation:  # checked before anything is written
+        for p in paths:
+            if not runrecord.is_run_dir(p):
+                raise ValueError(f"{p} is neither a run directory (config.json) nor an ablation directory "
+                                 "(manifest.json); pass the --out of 'diagnose train' or 'diagnose run-ablation', "
+                                 "or a diagnose.Monitor's run_dir")
+    out.mkdir(parents=True, exist_ok=True)
     if ablation:
         reps, table, verdict, title = _ablation_parts(paths[0])
     else:
-        for p in paths:
-            if not runrecord.is_run_dir(p):
-                raise ValueError(f"{p} is neither a run directory nor an ablation directory")
         reps = {p.name: p for p in paths}
         table = [_run_row(p.name, [p]) for p in paths]
         verdict, title = None, "runs: " + ", ".join(p.name for p in paths)

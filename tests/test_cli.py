@@ -68,6 +68,16 @@ def test_existing_record_is_not_overwritten_without_force(tmp_path):
     assert (run / "config.json").read_text() == before
 
 
+@pytest.mark.parametrize("command", ["report", "check"])
+def test_a_directory_that_is_no_record_gives_one_line_and_writes_nothing(tmp_path, command):
+    (tmp_path / "notes.txt").write_text("not a run\n")
+    proc = _run(command, str(tmp_path))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "neither a run directory" in lines[0] and "diagnose train" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no report/ left behind
+
+
 def test_train_checkpoint_then_resume_extends_the_budget(tmp_path):
     out = tmp_path / "run"
     args = ("train", "--synthetic", "topic-copy-small", "--log-every", "10", "--eval-every", "20",
