@@ -149,6 +149,23 @@ def test_relu_output_with_crossentropy_is_named_as_the_cause_of_a_nan_first_step
     assert "first step" in findings["diverged"].title
 
 
+def test_probe_takes_inputs_by_name(tmp_path):
+    # A model whose inputs are a dict: the probe shuffles and zeroes each of them.
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((5,), name="a"), keras.Input((5,), name="b")
+    model = keras.Model({"a": a, "b": b}, keras.layers.Dense(3)(keras.layers.Concatenate()([a, b])))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _separable(256)
+    inputs = {"a": x[:, :5], "b": x[:, 5:]}
+    diagnose.instrument(model).fit(inputs, y, batch_size=32, epochs=4, verbose=0, callbacks=[diagnose.Monitor(
+        tmp_path, log_every=8, probe=({"a": x[:64, :5], "b": x[:64, 5:]}, y[:64]), probe_every=8)])
+    metrics = runrecord.read_metrics(tmp_path)
+    probed = metrics.dropna(subset=["probe_loss_real"])
+    assert len(probed) == 4
+    # The classes follow from input "a": once learned, its shuffled copy costs more than the real one.
+    assert probed["probe_loss_shuffled"].iloc[-1] > probed["probe_loss_real"].iloc[-1]
+
+
 @pytest.mark.parametrize("loss", ["mse", "huber"])
 def test_sample_weights_train_the_model_as_keras_does(loss):
     # Weights of zero on every other example: ignoring them changes every update.

@@ -169,12 +169,12 @@ class Instrumented(keras.Model):
 
     def probe_losses(self, x, y):
         """Loss on (x, y) with real, batch-shuffled and zeroed inputs (host call)."""
-        xs = x if isinstance(x, (list, tuple)) else [x]
-        shuffled = [np.roll(np.asarray(t), 1, axis=0) for t in xs]
-        zeroed = [np.zeros_like(np.asarray(t)) for t in xs]
+        # Any input structure Keras takes: one array, a list, a dict by input name.
+        shuffled = keras.tree.map_structure(lambda t: np.roll(np.asarray(t), 1, axis=0), x)
+        zeroed = keras.tree.map_structure(lambda t: np.zeros_like(np.asarray(t)), x)
         out = []
-        for inp in (xs, shuffled, zeroed):
-            pred = self._split(self(inp if len(inp) > 1 else inp[0], training=False))[0]
+        for inp in (x, shuffled, zeroed):
+            pred = self._split(self(inp, training=False))[0]
             out.append(float(tf.reduce_mean(self._per_example(tf.constant(y), pred))))
         return out
 
