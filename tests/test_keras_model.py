@@ -149,6 +149,23 @@ def test_relu_output_with_crossentropy_is_named_as_the_cause_of_a_nan_first_step
     assert "first step" in findings["diverged"].title
 
 
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_binary_classifier_accuracy_is_keras_binary_accuracy(tmp_path, from_logits):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, activation="tanh"),
+                              keras.layers.Dense(1, activation=None if from_logits else "sigmoid")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.BinaryCrossentropy(from_logits=from_logits))
+    x, y = _separable(256)
+    target = (y == 0).astype(np.float32)[:, None]
+    wrapped = diagnose.instrument(model)
+    history = wrapped.fit(x, target, batch_size=256, epochs=3, verbose=0, validation_data=(x, target),
+                          callbacks=[diagnose.Monitor(tmp_path, log_every=1)])
+    reference = keras.metrics.BinaryAccuracy(threshold=0.0 if from_logits else 0.5)
+    reference.update_state(target, model.predict(x, verbose=0))  # the weights after the last epoch
+    assert history.history["val_accuracy"][-1] == pytest.approx(float(reference.result()), abs=1e-6)
+    assert runrecord.read_metrics(tmp_path)["accuracy"].notna().all()
+
+
 def test_probe_takes_inputs_by_name(tmp_path):
     # A model whose inputs are a dict: the probe shuffles and zeroes each of them.
     keras.utils.set_random_seed(0)

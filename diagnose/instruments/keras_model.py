@@ -77,6 +77,8 @@ class Instrumented(keras.Model):
         self.user_loss = loss
         config = loss.get_config() if isinstance(loss, keras.losses.Loss) else {}
         self.from_logits = bool(config.get("from_logits", False))
+        loss_name = str(getattr(loss, "name", None) or getattr(loss, "__name__", ""))
+        self.binary = "binary" in loss_name and "crossentropy" in loss_name  # one probability (or logit) per example
         self.names = measures.variable_names([v.path for v in self.trainable_variables])
         self.acc = Accumulator(self.names)
         self._val_trackers = {"loss": keras.metrics.Mean(name="loss"), "accuracy": keras.metrics.Mean(name="accuracy")}
@@ -127,6 +129,8 @@ class Instrumented(keras.Model):
             # Logits when the loss says so; otherwise outputs are normalised by their
             # sum, as Keras' cross-entropy does (a softmax output is unchanged).
             row.update(measures.output_measures(pred, labels, "softmax" if self.from_logits else "relu"))
+        elif self.binary:
+            row["accuracy"] = self._binary_accuracy(y, pred)
         global_norm = tf.sqrt(tf.add_n([n * n for n in norms]))
         row["grad_norm/global"] = global_norm
         for name, n in zip(self.names, norms):
@@ -161,7 +165,16 @@ class Instrumented(keras.Model):
         if _is_classification(y, pred):
             self._val_trackers["accuracy"].update_state(
                 tf.reduce_mean(measures.top1_correct(pred, _labels(y, pred))), sample_weight=n)
+        elif self.binary:
+            self._val_trackers["accuracy"].update_state(self._binary_accuracy(y, pred), sample_weight=n)
         return {k: m.result() for k, m in self._val_trackers.items()}
+
+    def _binary_accuracy(self, y, pred):
+        """Share of outputs on the target's side of 0.5 (of 0 for logits), as Keras' BinaryAccuracy."""
+        pred = tf.cast(pred, tf.float32)
+        yes = pred > (0.0 if self.from_logits else 0.5)
+        target = tf.reshape(tf.cast(y, tf.float32), tf.shape(pred)) > 0.5
+        return tf.reduce_mean(tf.cast(tf.equal(yes, target), tf.float32))
 
     @property
     def metrics(self):
