@@ -151,7 +151,22 @@ def _ablation_parts(path: Path):
 
 def _verdict_view(v: dict) -> dict | None:
     if v.get("error"):
-        return {"headline": v["error"], "causes": [], "fix": "n/a", "method": ""}
+        return {"headline": v["error"], "causes": [], "fix": "n/a", "fix_label": "Fix", "method": ""}
+    if v.get("mode") == "effects":
+        from diagnose.findings.verdict import effect_words
+
+        causes = [{"factor": e["variant"],
+                   "text": (f"{_num(e['effect'])} nats against {e['base']} (95% CI {_num(e['ci'][0])} to "
+                            f"{_num(e['ci'][1])}): {effect_words(e)}{_diverged(e)}"),
+                   "runs": len(e["runs"])} for e in v["effects"]]
+        best = next((e for e in v["effects"] if e["significant"] and e["effect"] < 0), None)
+        fix = (f"{best['variant']} lowers the loss by {_num(-best['effect'])} nats" if best
+               else "no switch lowers the loss beyond seed noise")
+        return {"headline": (f"Each switch's effect on the final validation loss of its base "
+                             f"({', '.join(v['bases'])}), lowest first; this study has no as-posted/paper pair, "
+                             "so there is no gap to explain."),
+                "causes": causes, "fix": fix, "fix_label": "Best switch",
+                "method": f"Outcome: {v['outcome']}; {v['test']}."}
     gap = v["gap"]
     causes = []
     for rc in v.get("root_causes", []):
@@ -177,7 +192,7 @@ def _verdict_view(v: dict) -> dict | None:
                      "stable fix")
     return {"headline": f"{v['faulty']} ends {_num(gap['effect'])} nats above {v['reference']} "
                         f"(95% CI {_num(gap['ci'][0])} to {_num(gap['ci'][1])}).",
-            "causes": causes, "fix": fix_text, "method": f"Outcome: {v['outcome']}; {v['test']}."}
+            "causes": causes, "fix": fix_text, "fix_label": "Fix", "method": f"Outcome: {v['outcome']}; {v['test']}."}
 
 
 def _best_fix(verdict: dict, factor: str) -> dict | None:

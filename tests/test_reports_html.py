@@ -107,3 +107,21 @@ def test_verdict_shows_when_a_fix_diverged(tmp_path):
     verdict["smallest_fix"] = {"switches": ["loss_reduction=sum"], "share_closed": 0.83, "diverged": 2,
                                "runs": ["a", "b", "c"], "unstable_alone": []}
     assert "diverged later on 2 of 3 seeds, so it is not yet a stable fix" in _verdict_view(verdict)["fix"]
+
+
+def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
+    from diagnose.findings.verdict import compute_verdict
+
+    study = _study(tmp_path / "study")
+    # Only the paper base and its switch: no as-posted/paper gap; the page says so and lists effects.
+    manifest = runrecord.read_json(study / "manifest.json")
+    manifest["runs"] = [r for r in manifest["runs"] if r["base"] == "paper"]
+    for r in manifest["runs"]:
+        r.update(factor=None if r["variant"] == "paper" else "mine", level=None, level_of=None, switches=[])
+    runrecord.write_json(study / "manifest.json", manifest)
+    runrecord.write_json(study / "verdict.json", compute_verdict(study))
+    html = build_report([study], tmp_path / "report").read_text()
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert "no as-posted/paper pair" in text and "Best switch:" in text
+    # The switch ends 0.2 nats above the paper base on both seeds (slopes 0.002 vs 0.004 over 100 steps).
+    assert "0.200 nats against paper (95% CI 0.200 to 0.200): raises the loss" in text  # the same on both seeds

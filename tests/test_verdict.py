@@ -107,8 +107,30 @@ def test_diverged_runs_count_as_not_learning(tmp_path):
 
 
 def test_missing_base_runs_are_reported(tmp_path):
-    v = compute_verdict(_study(tmp_path, {"paper": [1.0, 1.1]}))
-    assert "as-posted" in v["error"]
+    # The base's runs have no outcome (no validation loss): nothing to compare switches with.
+    v = compute_verdict(_study(tmp_path, {"paper": [None, None], "paper | output=relu": [4.0, 4.1]}))
+    assert "no base model" in v["error"] and format_verdict(v).startswith("verdict: no base model")
+
+
+def test_a_study_without_both_bases_gives_each_switchs_effect_on_its_base(tmp_path):
+    v = compute_verdict(_study(tmp_path, {
+        "paper": [1.0, 1.1, 1.05],
+        "paper | temporal=none": [1.3, 1.35, 1.32],
+        "paper | dropout=both": [0.8, 0.85, 0.83],
+        "paper | clip=none": [1.0, 1.12, 1.03],
+    }))
+    assert v["mode"] == "effects" and v["bases"] == ["paper"] and v["root_causes"] == []
+    assert [e["variant"] for e in v["effects"]] == ["paper | dropout=both", "paper | clip=none",
+                                                    "paper | temporal=none"]  # lowest loss first
+    by = {e["variant"]: e for e in v["effects"]}
+    ref = stats.ttest_rel([1.3, 1.35, 1.32], [1.0, 1.1, 1.05]).confidence_interval(0.95)
+    assert by["paper | temporal=none"]["ci"] == pytest.approx([ref.low, ref.high])
+    assert [by[x]["significant"] for x in ("paper | dropout=both", "paper | clip=none", "paper | temporal=none")] \
+        == [True, False, True]
+    text = format_verdict(v)
+    assert "paper | dropout=both: -0.223 nats" in text and "lowers the loss" in text
+    assert "paper | clip=none: +0.000 nats" in text and "within seed noise" in text
+    assert plan_follow_ups(v, set()) == []  # no gap, so no fix to search for
 
 
 def test_only_switches_to_the_other_models_choice_are_blamed(tmp_path):

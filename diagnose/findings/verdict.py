@@ -22,6 +22,11 @@ paired t-interval (``scipy.stats.t``, n - 1 degrees of freedom).
   ``switches``, ``variant``, ``share_closed``, ``runs``, ``diverged`` (seeds),
   ``confident`` (interval excludes zero) and ``unstable_alone`` (single switches that
   recover the loss but diverged on some seed).
+
+A study without both bases (one base of your own, say) has no gap to explain: its
+verdict has ``mode: "effects"`` and ``effects``, each switch's effect on its own
+base's loss with its interval and ``significant`` (the interval excludes zero),
+lowest loss first.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from pathlib import Path
 
 from diagnose import runrecord
 
-__all__ = ["compute_verdict", "plan_follow_ups", "format_verdict", "RECOVERED_SHARE", "MAX_FIX_SIZE"]
+__all__ = ["compute_verdict", "plan_follow_ups", "format_verdict", "effect_words", "RECOVERED_SHARE",
+           "MAX_FIX_SIZE"]
 
 # A set of switches "recovers the paper" when it closes at least this share of the
 # as-posted/paper gap: the last 20% leaves room for seed noise and for factors
@@ -107,8 +113,10 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
     outcomes, info = load_outcomes(ablation_dir)
     manifest = info.pop("__manifest__")
     if faulty not in outcomes or reference not in outcomes:
-        return {"error": f"the study needs completed runs of both '{faulty}' and '{reference}'", "factors": [],
-                "root_causes": []}
+        if not any(meta["base"] == variant for variant, meta in info.items() if variant in outcomes):
+            return {"error": "no base model of the study has a completed run to compare its switches with",
+                    "factors": [], "root_causes": []}
+        return _effects(manifest, outcomes, info)
     gap = _paired(outcomes[reference], outcomes[faulty])  # faulty - reference
     gap_size = gap["effect"]
     means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
@@ -201,6 +209,38 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
     }
 
 
+def _effects(manifest: dict, outcomes: dict, info: dict) -> dict:
+    """A study without both as-posted and paper (say one base of your own): no gap to
+    explain, so each switch's effect on its own base's loss, best first."""
+    means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
+    effects = []
+    for variant, meta in info.items():
+        base = meta["base"]
+        if variant == base or variant not in outcomes or base not in outcomes:
+            continue
+        effect = _paired(outcomes[base], outcomes[variant])  # variant - base
+        effects.append({"variant": variant, "base": base, "factor": meta["factor"], "runs": meta["runs"],
+                        "mean_loss": means[variant], "diverged": meta["diverged"],
+                        "significant": _excludes_zero(effect["ci"]), **effect})
+    effects.sort(key=lambda e: math.inf if e["effect"] is None else e["effect"])
+    return {
+        "study": manifest.get("study"), "mode": "effects",
+        "bases": sorted({e["base"] for e in effects}),
+        "outcome": "final validation loss (nats per token); diverged runs count at their last validation loss",
+        "test": f"paired t-interval over seeds, {int(CONFIDENCE * 100)}% (scipy.stats.t)",
+        "means": means, "effects": effects,
+        "factors": [], "combinations": [], "root_causes": [], "smallest_fix": None,
+        "baselines": manifest.get("corpus", {}),
+    }
+
+
+def effect_words(entry: dict) -> str:
+    """'lowers the loss', 'raises the loss' or 'within seed noise' for an effects entry."""
+    if not entry.get("significant"):
+        return "within seed noise"
+    return "lowers the loss" if entry["effect"] < 0 else "raises the loss"
+
+
 def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -> list[tuple]:
     """Combinations to run next, or [] when a stable fix is known or none is left to try.
 
@@ -246,6 +286,16 @@ def format_verdict(verdict: dict) -> str:
     """The plain-text verdict: root causes in order, one line each, then the smallest fix."""
     if verdict.get("error"):
         return f"verdict: {verdict['error']}"
+    if verdict.get("mode") == "effects":
+        lines = [f"effects ({verdict['test']}) of each switch on the final validation loss of its base "
+                 f"({', '.join(verdict['bases'])}); no as-posted/paper pair here, so no gap to explain:"]
+        for e in verdict["effects"]:
+            ci = e["ci"]
+            lines.append(f"  {e['variant']}: {_signed(e['effect'])} nats (CI {_signed(ci[0])} to {_signed(ci[1])}), "
+                         f"{effect_words(e)}{_diverged_note(e)}")
+        if not verdict["effects"]:
+            lines.append("  no switch has a completed run beside its base")
+        return "\n".join(lines)
     gap = verdict["gap"]
     lines = [f"verdict ({verdict['test']}): {verdict['faulty']} ends {_f(gap['effect'])} nats above "
              f"{verdict['reference']} (95% CI {_f(gap['ci'][0])} to {_f(gap['ci'][1])})"]
@@ -288,3 +338,7 @@ def _diverged_note(entry: dict) -> str:
 
 def _f(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
+
+
+def _signed(x) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"
