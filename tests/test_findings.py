@@ -288,6 +288,16 @@ def test_no_gradient_names_variables_the_loss_never_reaches():
     assert rule("no_gradient")(perturb(healthy_view(), grad_norm__W=lambda s: np.where(s == 100, 1e-3, 0.0))) is None
 
 
+def test_huge_steps_fire_on_large_late_update_ratios_only():
+    f = fire(rule("huge_steps"), perturb(healthy_view(), update_ratio__W=0.8))
+    assert (f.id, f.kind, f.severity) == ("huge-steps", "root-cause", "high")
+    assert evidence_of(f, "update_ratio/W").observed == pytest.approx(0.8)
+    assert "800x" in f.fix  # 0.8 / 1e-3
+    # Large early, healthy later (a warm-up transient): not huge.
+    assert rule("huge_steps")(perturb(healthy_view(), update_ratio__W=lambda s: np.where(s < 300, 0.8, 1e-3))) is None
+    assert rule("huge_steps")(perturb(healthy_view(), update_ratio__W=T.HUGE_UPDATE_RATIO * 0.9)) is None
+
+
 def test_diverged_names_step_and_variable():
     view = perturb(healthy_view(), summary={"status": "diverged", "diverged_at": {"step": 740, "variable": "H_0"}})
     f = fire(rule("diverged"), view)

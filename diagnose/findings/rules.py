@@ -18,7 +18,7 @@ from diagnose.findings.rules_architecture import (linear_on_attention_scores, pa
 from diagnose.findings.rules_attention import attention_collapsed, attention_uniform, ignores_input
 from diagnose.findings.rules_curve import oscillating_loss, overfitting, plateau
 from diagnose.findings.rules_optimization import (clipping_always_fires, clipping_never_fires, diverged,
-                                                  exploding_gradients, no_gradient, tiny_steps,
+                                                  exploding_gradients, huge_steps, no_gradient, tiny_steps,
                                                   vanishing_gradients)
 
 __all__ = ["RULES", "check_view", "check_run", "format_findings"]
@@ -32,6 +32,7 @@ RULES: list[Rule] = [
     temporal_encoding_dominates,
     padding_attention,
     tiny_steps,
+    huge_steps,
     ignores_input,
     attention_uniform,
     attention_collapsed,

@@ -8,7 +8,7 @@ from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, Finding, RunView, early, late, number, series, steps_of,
                                     variable_columns)
 
-__all__ = ["tiny_steps", "clipping_never_fires", "clipping_always_fires", "exploding_gradients",
+__all__ = ["tiny_steps", "huge_steps", "clipping_never_fires", "clipping_always_fires", "exploding_gradients",
            "vanishing_gradients", "no_gradient", "diverged"]
 
 
@@ -81,6 +81,33 @@ def tiny_steps(view: RunView) -> Finding | None:
         explanation=("Each step moves the weights by a minute fraction of their size, so training crawls and "
                      "looks like a plateau long before the model has learned what it can."),
         fix=fix)
+
+
+def huge_steps(view: RunView) -> Finding | None:
+    """Some variable's weights change by a large fraction of their norm every step."""
+    evidence = []
+    for column in variable_columns(view, "update_ratio"):
+        window = late(series(view, column), 0.5)
+        if window is not None and len(window) and float(window.median()) > T.HUGE_UPDATE_RATIO:
+            evidence.append(Evidence(column + " (late median)", float(window.median()), T.HUGE_UPDATE_RATIO,
+                                     steps_of(window)))
+    if not evidence:
+        return None
+    evidence.sort(key=lambda e: -e.observed)
+    worst = evidence[0].observed
+    rate = _learning_rate(view)
+    if rate is not None:
+        evidence.append(Evidence(rate[0], rate[1], None))
+    return Finding(
+        id="huge-steps", kind="root-cause", severity="high",
+        title=f"Updates are huge: weights change by up to {worst:.2g} of their norm per step (healthy ~1e-3)",
+        evidence=tuple(evidence),
+        explanation=("Each step moves these weights by a large part of their own size, so the optimiser "
+                     "overshoots: the loss thrashes or climbs, weights and logits blow up, and the model can "
+                     "end far worse than a uniform guess without ever producing a NaN."),
+        fix=(f"Lower the learning rate (about {worst / T.HEALTHY_UPDATE_RATIO:.0f}x would bring the largest ratio "
+             "to ~1e-3) or clip gradients by global norm; a loss summed over the batch makes the step grow with "
+             "the batch size."))
 
 
 def clipping_never_fires(view: RunView) -> Finding | None:

@@ -77,6 +77,11 @@ PROBE_MARGIN = 0.05
 # thumb); a median ten times below that means training crawls.
 TINY_UPDATE_RATIO = 1e-4
 HEALTHY_UPDATE_RATIO = 1e-3
+# A variable whose weights change by almost a third of their norm per step, over the
+# late half of a run: ten times the largest late ratio of a healthy paper run (0.024,
+# H on PTB) and above a learned encoding started at unit scale (0.14-0.23 on the
+# synthetic corpus), which trains; a learning rate 100x too large gives 0.4-0.9.
+HUGE_UPDATE_RATIO = 0.3
 # Clipping "never fires while gradients are small": the largest global gradient norm
 # seen is below a tenth of the clip threshold, an order of magnitude of headroom.
 CLIP_IDLE_FRACTION = 0.1
