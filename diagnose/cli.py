@@ -204,9 +204,7 @@ def check(path, as_json, no_follow_up, jobs):
         click.echo(json_lib.dumps(verdict, indent=2) if as_json else format_verdict(verdict))
         return
     if not runrecord.is_run_dir(target):
-        raise DiagnoseError(f"{path} is neither a run directory (config.json) nor an ablation directory "
-                            "(manifest.json); pass the --out of 'diagnose train' or 'diagnose run-ablation', "
-                            "or a diagnose.Monitor's run_dir")
+        raise DiagnoseError(runrecord.not_a_record(path))
     from diagnose.findings import check_run, format_findings
 
     findings = check_run(target)

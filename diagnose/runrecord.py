@@ -123,7 +123,7 @@ STATUSES = ("running", "completed", "diverged", "failed")
 __all__ = ["SCHEMA_VERSION", "BASE_COLUMNS", "STATUSES", "atomic_write", "write_json", "read_json",
            "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
            "read_metrics", "is_run_dir", "write_attention", "load_run", "write_checkpoint",
-           "read_checkpoint", "read_rows"]
+           "read_checkpoint", "read_rows", "not_a_record"]
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
@@ -256,6 +256,12 @@ def read_metrics(run_dir: str | os.PathLike):
 def is_run_dir(path: str | os.PathLike) -> bool:
     """True when ``path`` holds a run record (its config.json at least)."""
     return (Path(path) / CONFIG).is_file()
+
+
+def not_a_record(path: str | os.PathLike) -> str:
+    """The one-line error for a directory that holds neither a run record nor a study."""
+    return (f"{path} is neither a run directory ({CONFIG}) nor an ablation directory (manifest.json); pass the "
+            "--out of 'diagnose train' or 'diagnose run-ablation', or a diagnose.Monitor's run_dir")
 
 
 def write_checkpoint(run_dir: str | os.PathLike, state: dict, arrays: dict) -> None:

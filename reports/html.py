@@ -24,10 +24,9 @@ FIGURE_FOR_FINDING = {
     "temporal-encoding-dominates": "fig-rms", "padding-attention": "fig-attn-map",
     "ignores-input": "fig-loss", "attention-uniform": "fig-attn-entropy", "attention-collapsed": "fig-attn-map",
     "tiny-steps": "fig-update", "huge-steps": "fig-update", "clipping-never-fires": "fig-grad",
-    "clipping-always-fires": "fig-grad",
-    "exploding-gradients": "fig-grad", "vanishing-gradients": "fig-grad", "no-gradient": "fig-grad",
-    "diverged": "fig-loss",
-    "oscillating-loss": "fig-loss", "plateau": "fig-loss", "overfitting": "fig-loss",
+    "clipping-always-fires": "fig-grad", "exploding-gradients": "fig-grad", "vanishing-gradients": "fig-grad",
+    "no-gradient": "fig-grad", "diverged": "fig-loss", "oscillating-loss": "fig-loss", "plateau": "fig-loss",
+    "overfitting": "fig-loss",
 }
 
 _FIGURES = [
@@ -68,9 +67,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
     if not ablation:  # checked before anything is written
         for p in paths:
             if not runrecord.is_run_dir(p):
-                raise ValueError(f"{p} is neither a run directory (config.json) nor an ablation directory "
-                                 "(manifest.json); pass the --out of 'diagnose train' or 'diagnose run-ablation', "
-                                 "or a diagnose.Monitor's run_dir")
+                raise ValueError(runrecord.not_a_record(p))
     out.mkdir(parents=True, exist_ok=True)
     if ablation:
         reps, table, verdict, title = _ablation_parts(paths[0])

@@ -88,7 +88,7 @@ def huge_steps(view: RunView) -> Finding | None:
     evidence = []
     for column in variable_columns(view, "update_ratio"):
         window = late(series(view, column), 0.5)
-        if window is not None and len(window) and float(window.median()) > T.HUGE_UPDATE_RATIO:
+        if window is not None and float(window.median()) > T.HUGE_UPDATE_RATIO:
             evidence.append(Evidence(column + " (late median)", float(window.median()), T.HUGE_UPDATE_RATIO,
                                      steps_of(window)))
     if not evidence:

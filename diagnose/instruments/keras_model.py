@@ -170,11 +170,10 @@ class Instrumented(keras.Model):
         return {k: m.result() for k, m in self._val_trackers.items()}
 
     def _binary_accuracy(self, y, pred):
-        """Share of outputs on the target's side of 0.5 (of 0 for logits), as Keras' BinaryAccuracy."""
-        pred = tf.cast(pred, tf.float32)
-        yes = pred > (0.0 if self.from_logits else 0.5)
-        target = tf.reshape(tf.cast(y, tf.float32), tf.shape(pred)) > 0.5
-        return tf.reduce_mean(tf.cast(tf.equal(yes, target), tf.float32))
+        """Keras' binary accuracy, thresholded at 0.5 (at 0 for logits)."""
+        y = tf.reshape(tf.cast(y, pred.dtype), tf.shape(pred))
+        hits = keras.metrics.binary_accuracy(y, pred, threshold=0.0 if self.from_logits else 0.5)
+        return tf.reduce_mean(tf.cast(hits, tf.float32))
 
     @property
     def metrics(self):
