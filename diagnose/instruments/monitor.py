@@ -21,7 +21,7 @@ from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
 from diagnose.instruments.describe import describe, variables
-from diagnose.instruments.probes import ROWS_PER_PROBE, next_probe
+from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rowlog import RowLog
 
 tf = import_tensorflow_quietly()
@@ -46,7 +46,8 @@ class Monitor(keras.callbacks.Callback):
         probe: optional fixed ``(x, y)`` batch for the ignores-input probe; by default
             one is taken from the validation data given to ``fit`` (else the
             training data), up to 256 examples spread over it.
-        probe_every: steps between probes (default: every 5 logged rows); 0 disables.
+        probe_every: steps between probes; by default logged rows 1, 2, 4, 8, ... and the
+            last take one (:func:`~diagnose.instruments.probes.auto_due`); 0 disables.
         baselines: optional dict merged over the derived baselines in summary.json.
         tensorboard: also write TensorBoard scalars.
     """
@@ -56,7 +57,7 @@ class Monitor(keras.callbacks.Callback):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.log_every, self.probe = log_every, probe
-        self.probe_every = log_every * ROWS_PER_PROBE if probe_every is None else probe_every
+        self.probe_every = probe_every  # None: rows 1, 2, 4, 8, ...
         self.baselines = dict(baselines or {})
         self.tensorboard = tensorboard
         self.auto_probe = None
@@ -66,20 +67,20 @@ class Monitor(keras.callbacks.Callback):
 
         if not isinstance(self.model, Instrumented):
             raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
-        self.step, self.epoch, self.epoch_start, self.logged = 0, 0, 0, 0
+        self.step, self.epoch, self.epoch_start, self.logged, self.rows = 0, 0, 0, 0, 0
         self.t0 = time.perf_counter()
-        self.status, self.error, self.diverged = "running", None, None
-        self.next_probe = self.probe_every
+        self.status, self.error, self.diverged, self.finished = "running", None, None, False
+        self.next_probe = self.probe_every or 0
         self.probe_data = self.probe if self.probe is not None else self.auto_probe
         user = self.model.user_model
         runrecord.write_config(self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
-                               train={"log_every": self.log_every, "probe_every": self.probe_every,
+                               train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
                                       "optimizer": keras.optimizers.serialize(user.optimizer)["config"]})
         self.variables = variables(user)
         runrecord.write_summary(self.run_dir, {"status": "running", "variables": self.variables})
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
         self.loss_at_step0 = None
-        if self.probe_data is not None and self.probe_every:
+        if self.probe_data is not None and self.probe_every != 0:
             self.loss_at_step0 = self.model.probe_losses(*self.probe_data)[0]
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -106,10 +107,10 @@ class Monitor(keras.callbacks.Callback):
     def _log(self):
         acc = self.model.acc.read_and_reset()
         self.logged = self.step
+        self.rows += 1
         row = {"step": self.step, "epoch": self.epoch, "learning_rate": float(self.model.optimizer.learning_rate),
                **acc["row"]}
-        if self.probe_data is not None and self.probe_every and self.step >= self.next_probe:
-            self.next_probe = next_probe(self.step, self.probe_every)
+        if self._probe_due():
             real, shuffled, zeroed = self.model.probe_losses(*self.probe_data)
             row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
         self.log.append(row, acc["histogram"])
@@ -119,11 +120,29 @@ class Monitor(keras.callbacks.Callback):
             self.model.stop_training = True
         return row
 
+    def _probe_due(self) -> bool:
+        if self.probe_data is None or self.probe_every == 0:
+            return False
+        if self.probe_every is None:
+            return auto_due(self.rows)
+        if self.step >= self.next_probe:
+            self.next_probe = next_probe(self.step, self.probe_every)
+            return True
+        return False
+
+    def record_failure(self, exc: BaseException) -> None:
+        """Marks the run failed with the error's first line (training raised; on_train_end never ran)."""
+        if getattr(self, "log", None) is None or getattr(self, "finished", False):
+            return
+        self.status = "failed"
+        self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.on_train_end()
+
     def on_train_end(self, logs=None):
         if self.step != self.logged:
             self._log()
         last = self.log.rows[-1] if self.log.rows else None
-        if last is not None and self.probe_data is not None and self.probe_every and "probe_loss_real" not in last:
+        if last is not None and self.probe_data is not None and self.probe_every != 0 and "probe_loss_real" not in last:
             real, shuffled, zeroed = self.model.probe_losses(*self.probe_data)  # every run ends with a probe
             last.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
         self.log.close()
@@ -138,6 +157,7 @@ class Monitor(keras.callbacks.Callback):
             "baselines": baselines, "diverged_at": self.diverged, "wall_time_s": time.perf_counter() - self.t0,
             "variables": self.variables,
         })
+        self.finished = True
 
 
 def _rows(n: int) -> np.ndarray:

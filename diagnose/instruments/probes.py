@@ -12,12 +12,7 @@ from __future__ import annotations
 
 from diagnose.instruments.family import Column, Family
 
-__all__ = ["FAMILY", "variants", "next_probe", "ROWS_PER_PROBE"]
-
-# Logged rows between probes when the user sets no cadence: with a row every 20
-# steps, a probe (three forward passes of one batch) every 5 rows costs about 1% of
-# training, and a run of a few hundred steps still gets several.
-ROWS_PER_PROBE = 5
+__all__ = ["FAMILY", "variants", "next_probe", "auto_due"]
 
 
 def variants(x) -> list:
@@ -35,6 +30,16 @@ def variants(x) -> list:
 def next_probe(step: int, every: int) -> int:
     """The first step after ``step`` at which a logged row takes a probe (every ``every`` steps)."""
     return (step // every + 1) * every
+
+
+def auto_due(row: int) -> bool:
+    """Whether logged row number ``row`` (1-based) takes a probe when the user sets no cadence.
+
+    Rows 1, 2, 4, 8, ... (and the last row, which the caller adds): a run of four rows
+    gets three probes, a long one a probe per doubling, so the probes cost next to
+    nothing however long the run (three forward passes of one batch each).
+    """
+    return row > 0 and row & (row - 1) == 0
 
 
 FAMILY = Family(

@@ -132,11 +132,17 @@ class Instrumented(keras.Model):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
         from diagnose.instruments.monitor import Monitor, probe_batch
 
-        for callback in callbacks or []:
-            if isinstance(callback, Monitor) and callback.probe is None:
-                callback.auto_probe = probe_batch(x, y, validation_data, validation_split)
-        return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data,
-                           validation_split=validation_split, **kwargs)
+        monitors = [c for c in callbacks or [] if isinstance(c, Monitor)]
+        for monitor in monitors:
+            if monitor.probe is None:
+                monitor.auto_probe = probe_batch(x, y, validation_data, validation_split)
+        try:
+            return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data,
+                               validation_split=validation_split, **kwargs)
+        except BaseException as exc:  # the record says the run crashed, then the error goes on to the caller
+            for monitor in monitors:
+                monitor.record_failure(exc)
+            raise
 
 
 def instrument(model) -> Instrumented:
