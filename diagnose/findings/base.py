@@ -22,6 +22,7 @@ from diagnose.findings import thresholds as T
 
 __all__ = ["Evidence", "Finding", "RunView", "KINDS", "SEVERITIES", "series", "late", "early", "steps_of",
            "hop_columns", "variable_columns", "number", "fmt", "final_loss", "weight_matrices", "constant_loss",
+           "ConstantLoss",
            "start_loss", "progress"]
 
 KINDS = ("root-cause", "symptom")
@@ -268,20 +269,32 @@ def weight_matrices(view: RunView, prefix: str = "update_ratio") -> list[str]:
     return out
 
 
-def constant_loss(view: RunView) -> tuple[str, float, float] | None:
-    """The loss of the best prediction that ignores the input, as ``(baseline, value, margin)``.
+@dataclass(frozen=True)
+class ConstantLoss:
+    """The loss of the best prediction that ignores the input, and the margins that go with its units."""
+
+    baseline: str  # the summary key it comes from
+    value: float
+    margin: float  # a loss within this of the value is no better
+    probe_margin: float  # shuffled inputs costing less than this more than real ones cost nothing
+
+
+def constant_loss(view: RunView) -> ConstantLoss | None:
+    """The loss of the best prediction that ignores the input.
 
     For a cross-entropy it is the entropy of the targets (``unigram_entropy``), with
-    a margin of :data:`~thresholds.UNIGRAM_MARGIN` nats; for a squared error, the
-    targets' variance, with a margin of :data:`~thresholds.VARIANCE_MARGIN` of it.
+    margins of :data:`~thresholds.UNIGRAM_MARGIN` and :data:`~thresholds.PROBE_MARGIN`
+    nats; for a squared error, the targets' variance, with margins of
+    :data:`~thresholds.VARIANCE_MARGIN` of it.
     """
     unigram = view.baseline("unigram_entropy")
     if unigram is not None:
-        return "summary.baselines.unigram_entropy", unigram, T.UNIGRAM_MARGIN
+        return ConstantLoss("summary.baselines.unigram_entropy", unigram, T.UNIGRAM_MARGIN, T.PROBE_MARGIN)
     variance = view.baseline("target_variance")
     loss = str(view.model.get("loss", "")).lower().replace("_", "")
     if variance is not None and loss in ("mse", "meansquarederror"):
-        return "summary.baselines.target_variance", variance, T.VARIANCE_MARGIN * variance
+        margin = T.VARIANCE_MARGIN * variance
+        return ConstantLoss("summary.baselines.target_variance", variance, margin, margin)
     return None
 
 

@@ -21,7 +21,7 @@ def ignores_input(view: RunView) -> Hit | None:
     reference, final = constant_loss(view), final_loss(view)
     if reference is None or final is None:
         return None
-    baseline, value, margin = reference
+    baseline, value, margin = reference.baseline, reference.value, reference.margin
     if final[1] < value - margin:
         return None
     columns = ("probe_loss_real", "probe_loss_shuffled")
@@ -34,12 +34,12 @@ def ignores_input(view: RunView) -> Hit | None:
         return None
     last = probes.iloc[-1]
     real, shuffled = float(last["probe_loss_real"]), float(last["probe_loss_shuffled"])
-    if shuffled > real + T.PROBE_MARGIN:
+    if shuffled > real + reference.probe_margin:
         return None
     step = int(last["step"])
     evidence = [Evidence(final[0], final[1], value - margin), Evidence(baseline, value, None),
                 Evidence("probe_loss_real", real, None, (step, step)),
-                Evidence("probe_loss_shuffled", shuffled, real + T.PROBE_MARGIN, (step, step))]
+                Evidence("probe_loss_shuffled", shuffled, real + reference.probe_margin, (step, step))]
     if "probe_loss_zeroed" in last and np.isfinite(last["probe_loss_zeroed"]):
         evidence.append(Evidence("probe_loss_zeroed", float(last["probe_loss_zeroed"]), None, (step, step)))
     what = "word frequencies" if view.model.get("kind") != "keras" else "the targets' own distribution"

@@ -56,8 +56,7 @@ def plateau(view: RunView) -> Hit | None:
     elif constant is not None:
         # No floor known (text, a user's data): a loss no better than ignoring the input is surely not the
         # best reachable.
-        name, reference, margin = constant
-        limit = reference - margin
+        name, reference, limit = constant.baseline, constant.value, constant.value - constant.margin
     else:
         return None
     if last < limit:

@@ -77,6 +77,17 @@ VARIANCE_MARGIN = 0.05
 # normalisation and cost more for that reason alone.)
 PROBE_MARGIN = 0.05
 
+# --- inputs -----------------------------------------------------------------------------
+
+# An input RMS above 10: initialisers (Glorot, He) assume inputs of about unit scale,
+# so the first layer's pre-activations and gradients are then ten times (and its
+# gradient step's effect a hundred times) what the rest of the network is sized for.
+# Standardised features have RMS 1; pixels in 0-255 about 100-150.
+INPUT_RMS = 10.0
+# More than half of an integer input is padding (id 0): a recurrent layer reading it
+# unmasked then runs through more padding than content.
+PAD_SHARE = 0.5
+
 # --- optimisation ------------------------------------------------------------------
 
 # Healthy SGD moves weights by ~1e-3 of their norm per step (the usual rule of

@@ -110,6 +110,7 @@ class Step:
         parts: pieces of the softmax cross-entropy already computed (MemN2N fast path).
         attention: the step's attention sites, in model order (site k -> hop k).
         branches: the step's additive sites.
+        inputs: ``(name, tensor)`` for each of the model's inputs in the batch.
     """
 
     names: list
@@ -125,3 +126,4 @@ class Step:
     parts: dict | None = None
     attention: list = field(default_factory=list)
     branches: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)

@@ -6,7 +6,8 @@ one line in :data:`FAMILIES`, and its test.
 
 from __future__ import annotations
 
-from diagnose.instruments import attention, branch_balance, grad_norms, output_health, probes, update_ratios
+from diagnose.instruments import (attention, branch_balance, grad_norms, inputs, output_health, probes,
+                                  update_ratios)
 from diagnose.instruments.family import HISTOGRAM, Family, Step
 
 __all__ = ["FAMILIES", "measure", "documented", "family_of"]
@@ -17,6 +18,7 @@ FAMILIES: tuple[Family, ...] = (
     attention.FAMILY,
     branch_balance.FAMILY,
     output_health.FAMILY,
+    inputs.FAMILY,
     probes.FAMILY,
 )
 

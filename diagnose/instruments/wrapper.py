@@ -107,11 +107,22 @@ class Instrumented(keras.Model):
         elif self.loss_info.kind == "regression":
             self.targets.add_values(y)
         step = Step(names=self.names, norms=norms, clip_mode=mode, clip_norm=threshold, weight_norms=weight_norms,
-                    update_norms=update_norms, attention=captured.attention, branches=captured.branches)
+                    update_norms=update_norms, attention=captured.attention, branches=captured.branches,
+                    inputs=self._named_inputs(x))
         if view is not None:
             step.outputs, step.labels, step.row_weights, step.output_kind = (
                 view.outputs, view.labels, view.row_weights, view.kind)
         return row, step, bad, finite, before
+
+    def _named_inputs(self, x) -> list:
+        """``(name, tensor)`` per input: dict keys, else the model's input names, else in0, in1..."""
+        if isinstance(x, dict):
+            return sorted(x.items())
+        flat = keras.tree.flatten(x)
+        names = [t.name for t in getattr(self.user_model, "inputs", None) or []]
+        if len(names) != len(flat) or len(set(names)) != len(names):
+            names = [f"in{i}" for i in range(len(flat))]
+        return list(zip(names, flat))
 
     def _data_loss(self, y, y_pred, sample_weight, total):
         """The loss as the model's loss computes it, per example, without regularisation penalties."""
