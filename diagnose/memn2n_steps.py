@@ -147,7 +147,7 @@ class MemN2NSteps:
         hist = None
         if full:
             attention, branches = memn2n.sites(internals, mcfg, windows, slow["row_sq"])
-            step = Step(names=self.names, norms=norms, clip_mode=mcfg.clip, clip_norm=mcfg.clip_norm,
+            step = Step(names=self.names, norms=norms, loss=row["loss"], clip_mode=mcfg.clip, clip_norm=mcfg.clip_norm,
                         weight_norms=slow["weight_norms"],
                         update_norms=sgd_delta_norms(self.optimizer.learning_rate, norms, scales, finite),
                         outputs=outputs, labels=targets, output_kind="logits" if mcfg.output == "softmax"

@@ -62,7 +62,9 @@ run directory goes through it. A run directory holds:
          "wall_time_s": float, "train_time_s": float,   # train time over all pieces of a resumed run
          "samples_per_s": float,                       # this call's training throughput
          "resumed_from_step": null | int,              # the checkpoint this call continued from
-         "variables": {NAME: shape},                   # every trainable variable (also while running)
+         "variables": {NAME: shape},                   # every trainable variable
+         "variable_layers": {NAME: layer class},       # the layer that owns it (Dense, Embedding...)
+         "initial_weight_norms": {NAME: ||w||},        # before the first step (of this call, if resumed)
          "versions": {"python", "tensorflow", "keras", "numpy", "diagnose"}}
 
     A Keras model's run (``diagnose.Monitor``) writes the same keys where they apply;

@@ -22,6 +22,7 @@ from diagnose.data.corpus import Corpus
 from diagnose.data.load import load_corpus
 from diagnose.gradients import clip_gradients, dedupe_slices  # noqa: F401  (re-exported)
 from diagnose.instruments.rowlog import RowLog
+from diagnose.instruments.describe import variable_layers, variables, weight_norms
 from diagnose.instruments.probes import next_probe
 from diagnose.memn2n_steps import MemN2NSteps, _tf, perplexity, set_determinism  # noqa: F401  (re-exported)
 
@@ -93,7 +94,8 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
              "status": "running", "best": (math.inf, 0), "last_valid": None}
     try:
         trainer = MemN2NSteps(config, corpus)
-        state["variables"] = {n: [int(d) for d in v.shape] for n, v in zip(trainer.names, trainer.variables)}
+        state["variables"] = {"variables": variables(trainer.model), "variable_layers": variable_layers(trainer.model),
+                              "initial_weight_norms": weight_norms(trainer.model)}
         _fit(trainer, config, log, state, progress, checkpoint)
     except Exception as exc:  # recorded, then re-raised for the caller
         state["status"] = "failed"
@@ -293,6 +295,6 @@ def _summary(state: dict, baselines: dict, t_start: float, config: RunConfig) ->
         "samples_per_s": (state.get("samples", 0) / state["train_time_this_call"]
                           if state.get("train_time_this_call") else None),
         "resumed_from_step": state.get("resumed_from"),
-        "variables": state.get("variables"),
+        **(state.get("variables") or {}),
         "versions": _versions(),
     }

@@ -22,7 +22,7 @@ from diagnose.findings import thresholds as T
 
 __all__ = ["Evidence", "Finding", "RunView", "KINDS", "SEVERITIES", "series", "late", "early", "steps_of",
            "hop_columns", "variable_columns", "number", "fmt", "final_loss", "weight_matrices", "constant_loss",
-           "ConstantLoss",
+           "ConstantLoss", "layer_of", "initial_norm",
            "start_loss", "progress"]
 
 KINDS = ("root-cause", "symptom")
@@ -277,6 +277,21 @@ class ConstantLoss:
     value: float
     margin: float  # a loss within this of the value is no better
     probe_margin: float  # shuffled inputs costing less than this more than real ones cost nothing
+
+
+def layer_of(view: RunView, name: str) -> str | None:
+    """The class of the layer owning variable ``name`` (summary.json's ``variable_layers``), or None."""
+    layers = view.summary.get("variable_layers")
+    return layers.get(name) if isinstance(layers, dict) else None
+
+
+def initial_norm(view: RunView, name: str) -> float | None:
+    """||w|| of variable ``name`` before training: summary.json's, else its first logged norm."""
+    norms = view.summary.get("initial_weight_norms")
+    if isinstance(norms, dict) and number(norms.get(name)) is not None:
+        return number(norms.get(name))
+    logged = series(view, f"weight_norm/{name}")
+    return None if logged is None else float(logged.iloc[0])
 
 
 def constant_loss(view: RunView) -> ConstantLoss | None:

@@ -38,6 +38,7 @@ class RuleSpec:
     severity: str
     figure: str | None  # one of FIGURES
     what: str  # one line: the pattern the rule detects
+    explains: tuple[str, ...] = ()  # findings this one causes when both are there: it is listed before them
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,17 @@ class Hit:
     severity: str | None = None  # overrides the declared severity
 
 
-def rule(id: str, *, kind: str, severity: str, figure: str | None, what: str):
-    """Declares and registers a rule function (see the module docstring)."""
+def rule(id: str, *, kind: str, severity: str, figure: str | None, what: str, explains: tuple[str, ...] = ()):
+    """Declares and registers a rule function (see the module docstring).
+
+    ``explains`` names the findings this one causes (inputs far from unit scale make
+    huge steps; huge steps kill ReLUs): when both are found, this one comes first.
+    """
     if kind not in KINDS or severity not in SEVERITIES or (figure is not None and figure not in FIGURES):
         raise ValueError(f"rule {id}: kind {kind!r}, severity {severity!r} or figure {figure!r} is not known")
     if any(r.spec.id == id for r in RULES):
         raise ValueError(f"rule {id} is declared twice")
-    spec = RuleSpec(id, kind, severity, figure, what)
+    spec = RuleSpec(id, kind, severity, figure, what, tuple(explains))
 
     def register(fn):
         @functools.wraps(fn)
@@ -85,11 +90,26 @@ def check_view(view: RunView) -> list[Finding]:
     """Applies every rule to an in-memory run.
 
     Returns:
-        The findings, root causes first, then by severity (high, medium, low),
-        then by id.
+        The findings, root causes first; among each kind, a finding that another
+        found one explains after it; then by severity (high, medium, low), then by id.
     """
     findings = [finding for r in RULES if (finding := r(view)) is not None]
-    return sorted(findings, key=Finding.sort_key)
+    found = {f.id for f in findings}
+    causes = {f.id: {c for c in found if f.id in spec_of(c).explains and c != f.id} for f in findings}
+    depth: dict[str, int] = {}
+
+    def chain(fid: str, seen: frozenset = frozenset()) -> int:
+        """How many found findings stand before this one in a chain of causes."""
+        if fid not in depth:
+            parents = causes[fid] - seen - {fid}
+            depth[fid] = 1 + max(chain(p, seen | {fid}) for p in parents) if parents else 0
+        return depth[fid]
+
+    def key(f: Finding) -> tuple:
+        kind, severity, fid = f.sort_key()
+        return kind, chain(f.id), severity, fid
+
+    return sorted(findings, key=key)
 
 
 def check_run(run_dir: str | os.PathLike) -> list[Finding]:

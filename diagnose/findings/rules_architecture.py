@@ -22,7 +22,8 @@ def _late_mean(view: RunView, column: str) -> tuple[float, tuple[int, int]] | No
 
 
 @rule("linear-on-attention-scores", kind="root-cause", severity="high", figure="branches",
-      what="a linear map (H) applied to match scores or attention weights instead of the hidden state")
+      what="a linear map (H) applied to match scores or attention weights instead of the hidden state",
+      explains=("attention-collapsed", "attention-uniform", "ignores-input", "plateau"))
 def linear_on_attention_scores(view: RunView) -> Hit | None:
     model = view.model
     evidence: list[Evidence] = []
@@ -63,7 +64,8 @@ def linear_on_attention_scores(view: RunView) -> Hit | None:
 
 
 @rule("temporal-encoding-dominates", kind="root-cause", severity="medium", figure="branches",
-      what="a position encoding (a table added whatever the input) that drowns the content it is added to")
+      what="a position encoding (a table added whatever the input) that drowns the content it is added to",
+      explains=("attention-uniform", "attention-collapsed", "ignores-input", "plateau"))
 def temporal_encoding_dominates(view: RunView) -> Hit | None:
     evidence: list[Evidence] = []
     worst, sites = 0.0, []
@@ -108,7 +110,8 @@ def temporal_encoding_dominates(view: RunView) -> Hit | None:
 
 
 @rule("padding-attention", kind="root-cause", severity="medium", figure="attention-map",
-      what="attention mass landing on padded memory slots")
+      what="attention mass landing on padded memory slots",
+      explains=("attention-collapsed",))
 def padding_attention(view: RunView) -> Hit | None:
     """Attention mass lands on padded slots.
 
@@ -157,7 +160,8 @@ _CONSTANT_INITS = ("Zeros", "Ones", "Constant")
 
 
 @rule("constant-init", kind="root-cause", severity="medium", figure="gradients",
-      what="a hidden layer's weights initialised to one constant, so all its units stay identical")
+      what="a hidden layer's weights initialised to one constant, so all its units stay identical",
+      explains=("no-gradient", "vanishing-gradients", "tiny-steps", "ignores-input", "plateau"))
 def constant_init(view: RunView) -> Hit | None:
     if not view.is_keras:
         return None

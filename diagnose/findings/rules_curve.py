@@ -13,6 +13,24 @@ from diagnose.findings.registry import Hit, rule
 __all__ = ["oscillating_loss", "plateau", "overfitting"]
 
 
+def _row_noise(view: RunView, window) -> float | None:
+    """The mean |difference| between consecutive logged losses that minibatch noise alone gives.
+
+    A logged loss averages n steps whose losses spread by ``loss_sd``: its noise is
+    sd / sqrt(n), and two independent such means differ by (2 / sqrt(pi)) times that
+    on average.
+    """
+    sd = series(view, "loss_sd")
+    if sd is None:
+        return None
+    sd = sd.reindex(window.index).dropna()
+    gaps = np.diff(window.index.to_numpy())
+    if not len(sd) or not len(gaps):
+        return None
+    n = float(np.median(gaps))  # steps a logged row averages
+    return float(2.0 / math.sqrt(math.pi) * sd.mean() / math.sqrt(max(n, 1.0)))
+
+
 @rule("oscillating-loss", kind="symptom", severity="medium", figure="loss",
       what="the training loss swinging up and down between logged rows by a large share of where it started")
 def oscillating_loss(view: RunView) -> Hit | None:
@@ -27,6 +45,9 @@ def oscillating_loss(view: RunView) -> Hit | None:
     flips = float(np.mean(signs[1:] != signs[:-1])) if len(signs) > 1 else 0.0
     if swing <= T.OSCILLATION_REL_SWING or flips < T.OSCILLATION_FLIPS:
         return None
+    noise = _row_noise(view, window)
+    if noise is not None and float(np.mean(np.abs(diffs))) <= T.OSCILLATION_NOISE * noise:
+        return None  # swings minibatch noise explains: small batches logged often
     steps = steps_of(window)
     return Hit(
         title=f"The loss oscillates: consecutive rows differ by {swing:.0%} of the starting loss on average",

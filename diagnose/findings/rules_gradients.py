@@ -5,10 +5,29 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import Evidence, RunView, early, late, series, steps_of, variable_columns, weight_matrices
+from diagnose.findings.base import (Evidence, RunView, early, late, layer_of, series, steps_of, variable_columns,
+                                    weight_matrices)
 from diagnose.findings.registry import Hit, rule
 
-__all__ = ["exploding_gradients", "vanishing_gradients", "no_gradient", "dead_network", "dead_matrices"]
+__all__ = ["exploding_gradients", "vanishing_gradients", "no_gradient", "dead_network", "dead_matrices",
+           "depth_attenuation"]
+
+# Layers whose tables are read a few rows at a time: their update ratios are small by
+# construction and say nothing about gradients fading with depth.
+_LOOKUP_LAYERS = ("Embedding", "TokenAndPositionEmbedding")
+
+
+def depth_attenuation(view: RunView) -> tuple[float, str, str, tuple] | None:
+    """(first / last late update ratio, first column, last column, steps) over the weight matrices in model
+    order, lookup tables left out; None when fewer than three matrices."""
+    columns = [c for c in weight_matrices(view)
+               if (layer_of(view, c.split("/", 1)[1]) or "") not in _LOOKUP_LAYERS]
+    if len(columns) < 3:
+        return None
+    first, last = late(series(view, columns[0])), late(series(view, columns[-1]))
+    if first is None or last is None or float(last.mean()) <= 0:
+        return None
+    return float(first.mean()) / float(last.mean()), columns[0], columns[-1], steps_of(last)
 
 
 def dead_matrices(view: RunView) -> tuple[list[tuple[str, float, float, tuple]], int]:
@@ -30,7 +49,8 @@ def dead_matrices(view: RunView) -> tuple[list[tuple[str, float, float, tuple]],
 
 
 @rule("dead-network", kind="symptom", severity="high", figure="gradients",
-      what="most weight matrices receiving no gradient late in the run although they had one early")
+      what="most weight matrices receiving no gradient late in the run although they had one early",
+      explains=("ignores-input", "plateau", "no-gradient", "vanishing-gradients"))
 def dead_network(view: RunView) -> Hit | None:
     dead, checked = dead_matrices(view)
     if not checked or len(dead) / checked < T.DEAD_SHARE:
@@ -56,7 +76,8 @@ def dead_network(view: RunView) -> Hit | None:
 
 
 @rule("exploding-gradients", kind="symptom", severity="medium", figure="gradients",
-      what="the global gradient norm growing by orders of magnitude, or becoming non-finite")
+      what="the global gradient norm growing by orders of magnitude, or becoming non-finite",
+      explains=("diverged", "oscillating-loss", "clipping-always-fires"))
 def exploding_gradients(view: RunView) -> Hit | None:
     raw = series(view, "grad_norm/global", finite=False)
     grads = series(view, "grad_norm/global")
@@ -88,7 +109,8 @@ def exploding_gradients(view: RunView) -> Hit | None:
 
 
 @rule("vanishing-gradients", kind="symptom", severity="medium", figure="gradients",
-      what="gradients shrinking to nothing overall, or a variable's gradient that was there and went")
+      what="gradients shrinking to nothing overall, or a variable's gradient that was there and went",
+      explains=("ignores-input", "plateau", "attention-uniform"))
 def vanishing_gradients(view: RunView) -> Hit | None:
     grads = series(view, "grad_norm/global")
     if grads is None or len(grads) < T.MIN_ROWS:
@@ -103,6 +125,10 @@ def vanishing_gradients(view: RunView) -> Hit | None:
         evidence += [Evidence("grad_norm/global (early median)", base, None, steps_of(start)),
                      Evidence("grad_norm/global (late median)", final,
                               max(T.VANISH_ABSOLUTE, base * T.VANISH_FACTOR), steps_of(end))]
+    depth = depth_attenuation(view)
+    if depth is not None and depth[0] <= T.VANISH_FACTOR:
+        evidence.append(Evidence(f"{depth[1]} / {depth[2]} (late means: first over last weight matrix)", depth[0],
+                                 T.VANISH_FACTOR, depth[3]))
     for column in variable_columns(view, "grad_norm"):
         values = series(view, column)
         window, first = late(values), early(values)
@@ -114,10 +140,14 @@ def vanishing_gradients(view: RunView) -> Hit | None:
         return None
     return Hit(
         title="Gradients vanish", evidence=tuple(evidence),
-        explanation=("Little or no gradient reaches the weights late in training, so they stop moving: typical "
-                     "of dead ReLU units, saturated outputs, or a path the loss does not depend on."),
-        fix=("Find where the gradient stops (per-variable grad_norm columns): dead ReLU outputs, a clipped "
-             "cross-entropy floor, or a branch cut off from the loss."))
+        explanation=("Little or no gradient reaches the weights, so they stop moving: overall late in training "
+                     "(dead ReLU units, saturated outputs, a path the loss does not depend on), or layer by layer "
+                     "on its way back to the input, the first layers learning orders of magnitude slower than the "
+                     "last (saturating activations such as sigmoid or tanh, stacked deep)."),
+        fix=("Find where the gradient stops (per-variable grad_norm columns). Fading with depth: ReLU-family "
+             "activations with He initialisation, BatchNormalization between layers, or residual connections; "
+             "a larger learning rate would only blow up the last layers. Gone late: dead ReLU outputs, a "
+             "clipped cross-entropy floor, or a branch cut off from the loss."))
 
 
 @rule("no-gradient", kind="symptom", severity="low", figure="gradients",

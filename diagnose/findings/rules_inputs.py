@@ -34,7 +34,9 @@ def _first_layers(graph: KerasGraph, source: str) -> set[str]:
 
 
 @rule("unscaled-inputs", kind="root-cause", severity="medium", figure="gradients",
-      what="a float input far from unit scale, read by weights with no normalisation first")
+      what="a float input far from unit scale, read by weights with no normalisation first",
+      explains=("huge-steps", "exploding-gradients", "dead-network", "diverged", "oscillating-loss",
+                "clipping-always-fires"))
 def unscaled_inputs(view: RunView) -> Hit | None:
     graph = KerasGraph(view.model) if view.is_keras else None
     evidence = []
@@ -50,8 +52,9 @@ def unscaled_inputs(view: RunView) -> Hit | None:
             evidence.append(Evidence(f"first layer reading {name}", graph.describe(layer), "a normalisation layer"))
     if not evidence:
         return None
+    largest = max(e.observed for e in evidence if e.threshold == T.INPUT_RMS)
     return Hit(
-        title=f"Inputs are far from unit scale (RMS {max(e.observed for e in evidence if e.metric.startswith('input_rms')):.3g})",
+        title=f"Inputs are far from unit scale (RMS {largest:.3g})",
         evidence=evidence,
         explanation=("Initialisers size the first weights for inputs of about unit scale. Inputs this large make "
                      "the first layer's pre-activations and gradients as many times too large, so a learning rate "
@@ -62,7 +65,8 @@ def unscaled_inputs(view: RunView) -> Hit | None:
 
 
 @rule("unmasked-padding", kind="root-cause", severity="medium", figure="loss",
-      what="mostly-padding sequences read by a recurrent layer with no mask")
+      what="mostly-padding sequences read by a recurrent layer with no mask",
+      explains=("ignores-input", "plateau", "vanishing-gradients"))
 def unmasked_padding(view: RunView) -> Hit | None:
     if not view.is_keras:
         return None

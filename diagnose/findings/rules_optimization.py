@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import (Evidence, RunView, late, number, progress, series, start_loss, steps_of,
-                                    variable_columns, weight_matrices)
+from diagnose.findings.base import (Evidence, RunView, initial_norm, late, number, progress, series, start_loss,
+                                    steps_of, variable_columns, weight_matrices)
 from diagnose.findings.registry import Hit, rule
-from diagnose.findings.rules_gradients import dead_matrices
+from diagnose.findings.rules_gradients import dead_matrices, depth_attenuation
 
 __all__ = ["tiny_steps", "huge_steps", "clipping_never_fires", "clipping_always_fires", "diverged"]
 
@@ -51,7 +51,8 @@ def _ratio_columns(view: RunView) -> list[str]:
 
 
 @rule("tiny-steps", kind="root-cause", severity="medium", figure="updates",
-      what="weights moving far less per step than healthy training (median update ratio of the weight matrices)")
+      what="weights moving far less per step than healthy training (median update ratio of the weight matrices)",
+      explains=("plateau", "ignores-input", "clipping-never-fires", "attention-uniform"))
 def tiny_steps(view: RunView) -> Hit | None:
     ratios = {}
     for column in _ratio_columns(view):
@@ -66,6 +67,13 @@ def tiny_steps(view: RunView) -> Hit | None:
     dead, checked = dead_matrices(view)
     if checked and len(dead) / checked >= T.DEAD_SHARE:
         return None  # steps are nil because gradients are: a dead network, not a small rate (dead-network)
+    grads = [late(series(view, "grad_norm/" + c.split("/", 1)[1])) for c in ratios]
+    grads = [float(g.mean()) for g in grads if g is not None]
+    if grads and float(np.median(grads)) <= T.VANISH_ABSOLUTE:
+        return None  # no gradient to take a step along: a larger rate changes nothing (no-gradient)
+    depth = depth_attenuation(view)
+    if depth is not None and depth[0] <= T.VANISH_FACTOR:
+        return None  # small only near the input: gradients fade with depth, the last layers' steps are fine
     got = progress(view)
     if got is not None and got >= T.CONVERGED_PROGRESS:
         return None  # a converged model's steps are small because there is little left to learn
@@ -102,19 +110,22 @@ def tiny_steps(view: RunView) -> Hit | None:
 
 
 def _growth(view: RunView, columns: list[str]) -> list[tuple[str, float, tuple]]:
-    """(weight_norm column, late mean / first value, steps) for the weight matrices among ``columns``."""
+    """(weight_norm column, late mean / initial norm, steps) for the weight matrices among ``columns``."""
     out = []
     for column in columns:
-        norms = series(view, "weight_norm/" + column.split("/", 1)[1])
+        name = column.split("/", 1)[1]
+        norms, start = series(view, f"weight_norm/{name}"), initial_norm(view, name)
         window = late(norms)
-        if norms is not None and window is not None and float(norms.iloc[0]) > 0:
-            out.append((norms.name if norms.name else column, float(window.mean()) / float(norms.iloc[0]),
-                        (int(norms.index[0]), int(window.index[-1]))))
+        if window is not None and start:
+            out.append((f"weight_norm/{name}", float(window.mean()) / start, (int(norms.index[0]),
+                                                                              int(window.index[-1]))))
     return out
 
 
 @rule("huge-steps", kind="root-cause", severity="high", figure="updates",
-      what="weights changing by a large fraction of their norm per step, early or late, or blown up in norm")
+      what="weights changing by a large fraction of their norm per step, early or late, or blown up in norm",
+      explains=("dead-network", "diverged", "exploding-gradients", "oscillating-loss", "ignores-input",
+                "plateau", "clipping-always-fires", "vanishing-gradients"))
 def huge_steps(view: RunView) -> Hit | None:
     columns = _ratio_columns(view)
     evidence = []
@@ -132,6 +143,10 @@ def huge_steps(view: RunView) -> Hit | None:
             evidence.append(Evidence(f"update_ratio/* (median of {len(frame.columns)} weight matrices, peak row)",
                                      float(per_row.max()), T.HUGE_UPDATE_RATIO, (at, at)))
     start, losses = start_loss(view), series(view, "loss")
+    ceiling = max(start, view.baseline("ln_vocab") or 0.0) if start is not None else None
+    if ceiling and losses is not None and float(losses.max()) > T.LOSS_BLOWUP * ceiling:
+        at = int(losses.idxmax())  # a training loss far above where it started, however it ended
+        evidence.append(Evidence("loss (peak logged)", float(losses.max()), T.LOSS_BLOWUP * ceiling, (at, at)))
     if start is not None and losses is not None and float(late(losses).mean()) >= start:
         grown = [g for g in _growth(view, columns) if g[1] > T.WEIGHT_GROWTH]
         if columns and len(grown) >= max(1, len(columns) / 2):

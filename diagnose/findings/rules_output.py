@@ -1,4 +1,9 @@
-"""Rules about the output layer and the loss it feeds: what the loss expects vs what it gets."""
+"""Rules about the output layer and the loss it feeds: what the loss expects vs what it gets.
+
+A softmax output under ``from_logits=True`` is not among them: Keras 3 computes the
+loss from the logits under a softmax activation whatever ``from_logits`` says (with
+a warning), so it trains as the logits would.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from diagnose.findings.base import Evidence, RunView, late, series, steps_of
 from diagnose.findings.graph import KerasGraph
 from diagnose.findings.registry import Hit, rule
 
-__all__ = ["relu_output_crossentropy", "single_unit_softmax", "double_softmax"]
+__all__ = ["relu_output_crossentropy", "single_unit_softmax"]
 
 
 def _late_mean(view: RunView, column: str) -> tuple[float, tuple[int, int]] | None:
@@ -31,7 +36,9 @@ def _output_units(view: RunView, graph: KerasGraph, out: str) -> int | None:
 
 
 @rule("relu-output-crossentropy", kind="root-cause", severity="high", figure="output",
-      what="a ReLU or linear output fed to a cross-entropy that expects probabilities")
+      what="a ReLU or linear output fed to a cross-entropy that expects probabilities",
+      explains=("diverged", "dead-network", "ignores-input", "plateau", "vanishing-gradients", "no-gradient",
+                "tiny-steps"))
 def relu_output_crossentropy(view: RunView) -> Hit | None:
     model = view.model
     evidence: list[Evidence] = []
@@ -79,7 +86,8 @@ def relu_output_crossentropy(view: RunView) -> Hit | None:
 
 
 @rule("single-unit-softmax", kind="root-cause", severity="high", figure="output",
-      what="a softmax over a single output unit, which is always 1")
+      what="a softmax over a single output unit, which is always 1",
+      explains=("ignores-input", "plateau", "no-gradient", "tiny-steps", "vanishing-gradients"))
 def single_unit_softmax(view: RunView) -> Hit | None:
     if not view.is_keras:
         return None
@@ -103,29 +111,3 @@ def single_unit_softmax(view: RunView) -> Hit | None:
         fix=("For two classes with one output unit use activation='sigmoid' with binary cross-entropy (or a linear "
              "unit with BinaryCrossentropy(from_logits=True)); for a softmax, give the layer one unit per class "
              "and a categorical cross-entropy."))
-
-
-@rule("double-softmax", kind="root-cause", severity="medium", figure="output",
-      what="a softmax output fed to a loss that applies a softmax itself (from_logits=True)")
-def double_softmax(view: RunView) -> Hit | None:
-    if not view.is_keras or not view.model.get("loss_from_logits"):
-        return None
-    graph = KerasGraph(view.model)
-    outputs = graph.outputs()
-    if not outputs or not graph.is_softmax(outputs[0]) or _output_units(view, graph, outputs[0]) == 1:
-        return None
-    out = outputs[0]
-    evidence = [Evidence(graph.field(out, "config.activation"), "softmax", "none (logits)"),
-                Evidence("model.loss_from_logits", "True", None)]
-    found = _late_mean(view, "max_prob")
-    if found is not None:
-        evidence.append(Evidence("max_prob (as the loss reads it)", found[0], None, found[1]))
-    return Hit(
-        title="The loss applies a softmax to outputs that are already a softmax",
-        evidence=evidence,
-        explanation=("With from_logits=True the loss treats the outputs as logits and takes their softmax again. "
-                     "Probabilities lie in [0, 1], so the second softmax can never be confident (at most "
-                     "e/(e + C - 1)); its gradient is squashed and training stalls far above what the model "
-                     "could reach."),
-        fix="Drop the output layer's softmax (activation=None) and keep from_logits=True, or keep the softmax and "
-            "set from_logits=False.")

@@ -114,6 +114,11 @@ HUGE_UPDATE_RATIO = 0.3
 # ratio falls as the weights it is divided by grow); training that works grows weight
 # norms by a small factor and lowers the loss.
 WEIGHT_GROWTH = 10.0
+# A logged training loss (a mean over many steps) twice the larger of where the run
+# started and a uniform guess (ln V): only confident wrong predictions cost that much,
+# and only oversized steps make a model that confident that fast. A run that learns
+# never logs a loss above its start by more than noise.
+LOSS_BLOWUP = 2.0
 # Clipping "never fires while gradients are small": the largest global gradient norm
 # seen is below a tenth of the clip threshold, an order of magnitude of headroom.
 CLIP_IDLE_FRACTION = 0.1
@@ -143,6 +148,10 @@ DEAD_SHARE = 0.5
 OSCILLATION_WINDOW = 0.5
 OSCILLATION_REL_SWING = 0.05
 OSCILLATION_FLIPS = 0.5
+# ... and the swings are three times what minibatch noise alone gives between two
+# logged means (their per-step spread, loss_sd, over the square root of the steps
+# they average): small batches logged every few steps swing by noise, not by overshoot.
+OSCILLATION_NOISE = 3.0
 # Plateau: over the last 30% of rows, the loss fell by less than 1% of itself ...
 PLATEAU_WINDOW = 0.3
 PLATEAU_REL_DROP = 0.01

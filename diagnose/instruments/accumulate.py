@@ -100,6 +100,10 @@ class Accumulator:
         self._count.assign(0.0)
         self._hist.assign(np.zeros_like(hist))
         means = {c: (float(x) / count if count else math.nan) for c, x in zip(self.columns, sums[: len(self.columns)])}
+        # A column X_sq beside X is X's second moment: read back as X's standard deviation.
+        for column in [c for c in means if c.endswith("_sq") and c[:-3] in means]:
+            second, mean = means.pop(column), means[column[:-3]]
+            means[column[:-3] + "_sd"] = math.sqrt(max(second - mean * mean, 0.0)) if count else math.nan
         step, var = (int(x) for x in diverged)
         return {"row": means, "histogram": hist, "steps": count,
                 "diverged": None if not step else {"step": step, "variable": "loss" if var < 0 else self.names[var]}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from diagnose.instruments.taps import activation_name
 from diagnose.instruments.targets import LossInfo
 
-__all__ = ["describe", "variables"]
+__all__ = ["describe", "variables", "variable_layers", "weight_norms"]
 
 
 def _scalar_config(layer) -> dict:
@@ -72,4 +72,27 @@ def variables(model) -> dict:
 
     names = variable_names([v.path for v in model.trainable_variables])
     return {n: [int(d) for d in v.shape] for n, v in zip(names, model.trainable_variables)}
+
+
+def variable_layers(model) -> dict:
+    """Short variable name -> class of the layer that owns it (rules tell embedding tables from maps by it)."""
+    from diagnose.instruments.measures import variable_names
+
+    owner = {}
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for v in getattr(layer, "_trainable_variables", []):
+            owner.setdefault(v.path, type(layer).__name__)
+    names = variable_names([v.path for v in model.trainable_variables])
+    return {n: owner.get(v.path, "") for n, v in zip(names, model.trainable_variables)}
+
+
+def weight_norms(model) -> dict:
+    """Short variable name -> ||w|| now (the initial norms, read before training)."""
+    import numpy as np
+
+    from diagnose.instruments.measures import variable_names
+
+    names = variable_names([v.path for v in model.trainable_variables])
+    return {n: float(np.linalg.norm(np.asarray(v.numpy(), dtype=np.float64))) for n, v in
+            zip(names, model.trainable_variables)}
 

@@ -97,6 +97,7 @@ class Step:
 
     Attributes:
         names: short variable names, one per trainable variable.
+        loss: the step's training loss (a mean over its examples).
         norms: ||g|| per variable before clipping (embedding rows looked up twice summed first).
         clip_mode, clip_norm: how the step clips ("global", "per_tensor" or "none").
         weight_norms: ||w|| per variable before the update.
@@ -115,6 +116,7 @@ class Step:
 
     names: list
     norms: list
+    loss: Any = None
     clip_mode: str = "none"
     clip_norm: float = 0.0
     weight_norms: list | None = None

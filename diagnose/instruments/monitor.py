@@ -20,7 +20,7 @@ import numpy as np
 from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.describe import describe, variables
+from diagnose.instruments.describe import describe, variable_layers, variables, weight_norms
 from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rowlog import RowLog
 
@@ -76,8 +76,9 @@ class Monitor(keras.callbacks.Callback):
         runrecord.write_config(self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
                                train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
                                       "optimizer": keras.optimizers.serialize(user.optimizer)["config"]})
-        self.variables = variables(user)
-        runrecord.write_summary(self.run_dir, {"status": "running", "variables": self.variables})
+        self.variables = {"variables": variables(user), "variable_layers": variable_layers(user),
+                          "initial_weight_norms": weight_norms(user)}
+        runrecord.write_summary(self.run_dir, {"status": "running", **self.variables})
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
         self.loss_at_step0 = None
         if self.probe_data is not None and self.probe_every != 0:
@@ -155,7 +156,7 @@ class Monitor(keras.callbacks.Callback):
             "final": {"train_loss": losses[-1] if losses else None, "valid_loss": valid[-1] if valid else None},
             "best": {"valid_loss": min(valid) if valid else None},
             "baselines": baselines, "diverged_at": self.diverged, "wall_time_s": time.perf_counter() - self.t0,
-            "variables": self.variables,
+            **self.variables,
         })
         self.finished = True
 

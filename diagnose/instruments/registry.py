@@ -6,13 +6,14 @@ one line in :data:`FAMILIES`, and its test.
 
 from __future__ import annotations
 
-from diagnose.instruments import (attention, branch_balance, grad_norms, inputs, output_health, probes,
-                                  update_ratios)
+from diagnose.instruments import (attention, branch_balance, grad_norms, inputs, loss_noise, output_health,
+                                  probes, update_ratios)
 from diagnose.instruments.family import HISTOGRAM, Family, Step
 
 __all__ = ["FAMILIES", "measure", "documented", "family_of"]
 
 FAMILIES: tuple[Family, ...] = (
+    loss_noise.FAMILY,
     grad_norms.FAMILY,
     update_ratios.FAMILY,
     attention.FAMILY,

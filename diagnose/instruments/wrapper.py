@@ -106,7 +106,7 @@ class Instrumented(keras.Model):
             self.targets.add_classes(view.labels, view.row_weights, view.classes)
         elif self.loss_info.kind == "regression":
             self.targets.add_values(y)
-        step = Step(names=self.names, norms=norms, clip_mode=mode, clip_norm=threshold, weight_norms=weight_norms,
+        step = Step(names=self.names, norms=norms, loss=row["loss"], clip_mode=mode, clip_norm=threshold, weight_norms=weight_norms,
                     update_norms=update_norms, attention=captured.attention, branches=captured.branches,
                     inputs=self._named_inputs(x))
         if view is not None:
