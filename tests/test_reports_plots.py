@@ -18,6 +18,7 @@ def _ablation(tmp_path, variants: int, seeds: int = 2):
             rows = [{"step": step, "epoch": step / 100, "loss": 3.0 - 0.001 * step * (v + 1) + 0.01 * s,
                      "valid_loss": 3.0 - 0.001 * step * (v + 1)} for step in (0, 50, 100)]
             runrecord.write_metrics(tmp_path / "runs" / rid, rows)
+            runrecord.write_config(tmp_path / "runs" / rid, model={}, data={}, train={})  # a whole record
             runrecord.write_summary(tmp_path / "runs" / rid, {
                 "status": "completed", "baselines": {"ln_vocab": math.log(35), "bayes_floor": 1.3}})
             runs.append({"id": rid, "variant": f"variant {v}", "seed": s, "status": "completed"})

@@ -26,6 +26,7 @@ import numpy as np
 
 from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
+from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
 from diagnose.gradients import dedupe_slices, guard
 from diagnose.instruments import measures
@@ -256,12 +257,28 @@ class Monitor(keras.callbacks.Callback):
         baselines: optional dict merged into summary.json's baselines (ln V,
             unigram entropy of the targets...).
         tensorboard: also write TensorBoard scalars.
+        overwrite: replace a run record already in ``run_dir`` (by default refused,
+            as ``diagnose train`` refuses without ``--force``).
+
+    Raises:
+        DiagnoseError: ``run_dir`` is a file, an ablation directory, or holds a
+            run record and ``overwrite`` is False.
     """
 
     def __init__(self, run_dir, log_every: int = 20, probe=None, probe_every: int = 200,
-                 baselines: dict | None = None, tensorboard: bool = True):
+                 baselines: dict | None = None, tensorboard: bool = True, overwrite: bool = False):
+        from diagnose import studydir
+
         super().__init__()
         self.run_dir = Path(run_dir)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} is a file; give a directory for the run record")
+        if studydir.is_study_dir(self.run_dir):
+            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} is an ablation directory; give a run directory "
+                                "of its own")
+        if runrecord.is_run_dir(self.run_dir) and not overwrite:
+            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} already holds a run record; pass another run_dir, "
+                                "or overwrite=True to replace it")
         self.log_every, self.probe, self.probe_every = log_every, probe, probe_every
         self.baselines = dict(baselines or {})
         self.tensorboard = tensorboard
@@ -269,14 +286,13 @@ class Monitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not isinstance(self.model, Instrumented):
             raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
-        self.step, self.epoch = 0, 0
+        self.step, self.epoch, self.logged_step = 0, 0, None
         self.t0 = time.perf_counter()
         self.status, self.error, self.diverged = "running", None, None
         user = self.model.user_model
-        runrecord.write_config(self.run_dir, model=_describe(user), data={},
+        runrecord.begin_record(self.run_dir, model=_describe(user), data={},
                                train={"log_every": self.log_every, "probe_every": self.probe_every,
                                       "optimizer": keras.optimizers.serialize(user.optimizer)["config"]})
-        runrecord.write_summary(self.run_dir, {"status": "running"})
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -286,7 +302,7 @@ class Monitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch = epoch + 1
-        row = self._log() if self.step % self.log_every else (self.log.rows[-1] if self.log.rows else None)
+        row = self._log() if self.step != self.logged_step else (self.log.rows[-1] if self.log.rows else None)
         if row is not None and logs:
             for key in ("val_loss", "val_accuracy"):
                 if key in logs:
@@ -303,14 +319,26 @@ class Monitor(keras.callbacks.Callback):
             real, shuffled, zeroed = self.model.probe_losses(*self.probe)
             row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
         self.log.append(row, acc["histogram"])
+        self.logged_step = self.step
         if acc["diverged"] and self.status == "running":
             self.status, self.diverged = "diverged", acc["diverged"]
             self.error = f"non-finite value at step {acc['diverged']['step']} (variable {acc['diverged']['variable']})"
             self.model.stop_training = True
+        elif self.status == "running" and (blown := divergence(row, self._classes())):
+            self.status, self.diverged = "diverged", {"step": self.step, "variable": blown["variable"]}
+            self.error = blown["error"]
+            self.model.stop_training = True
         return row
 
+    def _classes(self) -> int | None:
+        """Classes the loss is over (2 for a binary one), or None for an output that is no classification."""
+        if self.model.binary:
+            return 2
+        width = self.model.outputs[0].shape[-1]
+        return width if self.log.rows and "target_prob" in self.log.rows[-1] and width else None
+
     def on_train_end(self, logs=None):
-        if self.step % self.log_every:
+        if self.step != self.logged_step:  # a row for the steps since the last one, never an empty one
             self._log()
         self.log.close()
         losses = [r["loss"] for r in self.log.rows if isinstance(r.get("loss"), float) and not math.isnan(r["loss"])]
