@@ -144,7 +144,8 @@ class StudyLock:
     ``with StudyLock(out): ...`` takes it without waiting; a study locked by another
     process raises DiagnoseError naming the holder (pid, host, command) and what to
     do. The lock dies with its process (even on SIGKILL), so there is nothing stale
-    to clean. Re-entrant within a process.
+    to clean. Re-entrant within a process. A directory the lock itself created is
+    removed again when the command fails before writing anything else into it.
     """
 
     def __init__(self, study_dir: str | os.PathLike):
@@ -157,6 +158,7 @@ class StudyLock:
         if self.key in _HELD:
             _HELD[self.key][1] += 1
             return self
+        self.created = not self.study_dir.exists()
         self.study_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.study_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -170,11 +172,11 @@ class StudyLock:
             raise
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "command": shlex.join(sys.argv)}).encode("utf-8") + b"\n")
+                                 "command": _command()}).encode("utf-8") + b"\n")
         _HELD[self.key] = [fd, 1]
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         import fcntl
 
         held = _HELD[self.key]
@@ -187,6 +189,9 @@ class StudyLock:
         finally:
             fcntl.flock(held[0], fcntl.LOCK_UN)
             os.close(held[0])
+        if exc_type is not None and getattr(self, "created", False) and os.listdir(self.study_dir) == [LOCK]:
+            (self.study_dir / LOCK).unlink(missing_ok=True)  # bad input leaves nothing on disk
+            self.study_dir.rmdir()
 
     def holder(self) -> str:
         """'pid N on HOST: COMMAND' from the lock file, as well as it can be read."""
@@ -195,3 +200,11 @@ class StudyLock:
             return f"pid {info['pid']} on {info['host']}: {info['command']}"
         except (OSError, ValueError, KeyError, TypeError):
             return "a process that has not yet written its name"
+
+
+def _command() -> str:
+    """This process's command line as the user typed it ('diagnose run-ablation ...')."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if program in ("cli.py", "__main__.py", "diagnose"):
+        program = "diagnose"
+    return shlex.join([program, *sys.argv[1:]])
