@@ -10,7 +10,6 @@ Prints a table and writes bench/results/ablation.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess

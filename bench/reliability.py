@@ -25,7 +25,6 @@ was lost); writes bench/results/reliability.json.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import subprocess
@@ -228,24 +227,28 @@ def force_interrupted(root: Path, ledger: Ledger) -> None:
         code, _, err = cli("train", *TRAIN, "--out", run)
         old = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
         proc = cli("train", *TRAIN, "--set", "learning_rate=0.02", "--force", "--out", run, wait=False)
-        new_config = lambda: runrecord.is_run_dir(run) and b"0.02" in (run / "config.json").read_bytes()  # noqa: E731
         if when == "before the swap":
             time.sleep(0.3)  # still importing: nothing written yet
         elif when == "just after the swap":
-            wait_for(new_config, proc, 120)
+            wait_for(lambda run=run: has_new_config(run), proc, 120)
         else:
-            wait_for(lambda: new_config() and (run / "metrics.csv").is_file(), proc, 120)
+            wait_for(lambda run=run: has_new_config(run) and (run / "metrics.csv").is_file(), proc, 120)
         kill(proc)
         now = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
         status = runrecord.read_summary(run).get("status")
         is_old = now == old
-        is_new = new_config() and status == "running" and now.get("metrics.csv") != old.get("metrics.csv")
+        is_new = has_new_config(run) and status == "running" and now.get("metrics.csv") != old.get("metrics.csv")
         c, text, _ = cli("check", run)
         said = is_old or (c == 0 and runrecord.NEVER_FINISHED in text)
         ledger.fault(f"train --force killed {when}", code == 0 and (is_old or is_new) and said,
                      "the old record, byte for byte" if is_old else
                      "the new config, status running, no old metrics; check says it never finished" if is_new else
                      f"neither: status {status}, files {sorted(now)}")
+
+
+def has_new_config(run: Path) -> bool:
+    """The forced run's record is in place: its config has the new learning rate."""
+    return runrecord.is_run_dir(run) and b'"learning_rate": 0.02' in (run / runrecord.CONFIG).read_bytes()
 
 
 def main() -> None:

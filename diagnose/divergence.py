@@ -50,10 +50,11 @@ def divergence(row: dict, n_classes: int | None) -> dict | None:
     norm = row.get("grad_norm/global")
     if isinstance(norm, float) and not math.isfinite(norm) and not math.isnan(norm):
         return {"variable": "grad_norm/global",
-                "error": f"infinite global gradient norm in the steps up to {step}: the gradients overflow together"}
+                "error": (f"infinite global gradient norm at step {step} (in the steps since the previous row): the "
+                          "gradients overflow together")}
     loss, bound = row.get("loss"), loss_bound(n_classes)
     if isinstance(loss, float) and loss > bound:
         return {"variable": "loss",
-                "error": (f"training loss {loss:.3g} nats in the steps up to {step}, beyond {LOSS_BOUND_FACTOR:g} x "
-                          f"ln {n_classes} = {bound:.3g}: the weights blew up")}
+                "error": (f"training loss {loss:.3g} nats at step {step} (mean since the previous row), beyond "
+                          f"{LOSS_BOUND_FACTOR:g} x ln {n_classes} = {bound:.3g}: the weights blew up")}
     return None

@@ -58,7 +58,7 @@ def test_a_blown_up_loss_or_gradient_norm_ends_the_run_diverged(tmp_path, small_
     assert summary["status"] == "diverged", summary
     assert summary["diverged_at"]["variable"] == variable and summary["steps"] == summary["diverged_at"]["step"]
     assert summary["steps"] < 40  # it stopped there
-    assert f"up to {summary['steps']}" in summary["error"]
+    assert f"at step {summary['steps']}" in summary["error"]
     ids = {f.id for f in check_run(tmp_path)}
     assert "diverged" in ids and "tiny-steps" not in ids
 
