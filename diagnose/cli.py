@@ -155,7 +155,11 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
         overrides.setdefault("corpus", {})["synthetic"] = synthetic
     resumed = None
     if spec is None and out is not None and studydir.is_study_dir(out):
-        resumed = studydir.read_manifest(out).get("spec")  # no SPEC: the study in --out goes on
+        try:  # no SPEC: the study in --out goes on, with the spec it was run with
+            resumed = studydir.read_manifest(out).get("spec")
+        except DiagnoseError as exc:
+            raise DiagnoseError(f"{exc}; give its spec (diagnose run-ablation SPEC --out {out} --force) to rebuild "
+                                "the study from its runs") from None
     study = load_spec(spec, overrides, raw=resumed)
     out = Path(out or Path("ablations") / study.name)
     check_study_target(out)

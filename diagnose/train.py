@@ -188,7 +188,7 @@ def _fit(trainer: Trainer, config: RunConfig, log: RowLog, state: dict, progress
 
     state["next_probe"] = tcfg.probe_every
     if checkpoint is not None:
-        _restore(checkpoint, trainer, log, state, loop, rng)
+        _restore(checkpoint, trainer, log, state, loop, rng, total)
     elif tcfg.eval_at_start:
         valid = trainer.evaluate("valid")
         log.append({"step": 0, "epoch": 0.0, "loss": math.nan, "accuracy": math.nan, "learning_rate": loop["lr"],
@@ -264,7 +264,7 @@ def _save(trainer: Trainer, log: RowLog, state: dict, loop: dict, rng) -> None:
     }, arrays)
 
 
-def _restore(checkpoint, trainer: Trainer, log: RowLog, state: dict, loop: dict, rng) -> None:
+def _restore(checkpoint, trainer: Trainer, log: RowLog, state: dict, loop: dict, rng, total: int) -> None:
     saved, arrays = checkpoint
     for i, v in enumerate(trainer.model.variables):
         v.assign(arrays[f"model_{i}"])
@@ -285,7 +285,7 @@ def _restore(checkpoint, trainer: Trainer, log: RowLog, state: dict, loop: dict,
     # Rows up to the checkpoint; rows written after it (a run cut off later) are dropped.
     rows, attention = runrecord.read_rows(log.run_dir)
     log.rows = [r for r in rows if r["step"] <= saved["step"]]
-    if saved.get("end_probe") == saved["step"] and log.rows:
+    if saved.get("end_probe") == saved["step"] and total > saved["step"] and log.rows:
         # The first piece probed at its last row only because its budget ended there;
         # an uninterrupted run has no probe at that step, so neither does the resumed one.
         log.rows[-1] = {k: v for k, v in log.rows[-1].items() if not k.startswith("probe_loss_")}

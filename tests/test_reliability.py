@@ -16,7 +16,7 @@ from diagnose.cli import main
 from diagnose.config import DataConfig, TrainConfig
 from diagnose.errors import ConfigError, DiagnoseError
 from models.config import apply_overrides, preset
-from study_fakes import record_files
+from study_fakes import InstantExecutor, record_files
 
 TINY = {"study": {"name": "tiny", "bases": ["paper"], "seeds": 2}, "budget": {"steps": 20},
         "corpus": {"synthetic": "topic-copy-small"},
@@ -330,3 +330,30 @@ def test_load_run_on_no_record_is_one_line(tmp_path, make):
     with pytest.raises(DiagnoseError) as err:
         diagnose.load_run(path)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("atomic_swap", [True, False])
+def test_replace_dir_leaves_the_new_directory_whole_and_nothing_aside(tmp_path, monkeypatch, atomic_swap):
+    from diagnose import files
+
+    if not atomic_swap:  # systems without renameat2: the old one is renamed aside first
+        monkeypatch.setattr(files, "_renameat2", None)
+    for name, text in (("old", "before"), ("new", "after")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x").write_text(text)
+    files.replace_dir(tmp_path / "new", tmp_path / "old")
+    assert (tmp_path / "old" / "x").read_text() == "after"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+
+def test_a_study_from_before_spec_digests_resumes_as_the_same_study(tmp_path):
+    from diagnose.ablation.sweep import run_sweep
+
+    spec = build_spec(TINY)
+    run_sweep(spec, tmp_path, InstantExecutor())
+    manifest = studydir.read_manifest(tmp_path)
+    del manifest["spec_digest"]
+    studydir.write_manifest(tmp_path, manifest)
+    again = InstantExecutor()
+    run_sweep(spec, tmp_path, again)  # not refused as another study
+    assert again.seen == [] and studydir.read_manifest(tmp_path)["spec_digest"] == spec.digest

@@ -176,8 +176,14 @@ def test_a_resumed_run_has_no_extra_probe_where_its_first_piece_ended(tmp_path, 
         return run_config("paper", seed=2, steps=steps, log_every=5, eval_every=10, eval_max_windows=128,
                           probe_every=15, checkpoint=True)
 
+    import shutil
+
     train(cfg(30), tmp_path / "straight", corpus=small_corpus)
     train(cfg(10), tmp_path / "pieces", corpus=small_corpus)
+    first = runrecord.read_metrics(tmp_path / "pieces")
+    shutil.copytree(tmp_path / "pieces", tmp_path / "same")
+    train(cfg(10), tmp_path / "same", corpus=small_corpus, resume=True)  # no more budget: its end probe stays
+    assert runrecord.read_metrics(tmp_path / "same").equals(first) and first["probe_loss_real"].notna().iloc[-1]
     train(cfg(30), tmp_path / "pieces", corpus=small_corpus, resume=True)
     straight, pieces = runrecord.read_metrics(tmp_path / "straight"), runrecord.read_metrics(tmp_path / "pieces")
     assert list(straight.loc[straight["probe_loss_real"].notna(), "step"]) == [15, 30]

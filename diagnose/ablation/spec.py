@@ -110,8 +110,7 @@ class Spec:
     @property
     def digest(self) -> str:
         """16 hex digits of a hash of :attr:`raw`: two specs with one digest are one study."""
-        blob = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+        return spec_digest(self.raw)
 
     def base_config(self, base: str) -> MemN2NConfig:
         """The base preset at the spec's sizes (as-posted keeps its one hop fewer), then [model]."""
@@ -173,6 +172,12 @@ class Spec:
                 cfg = RunConfig(model=model, data=self.data, train=dataclasses.replace(self.train, seed=seed))
                 tasks.append(RunTask(run_id(cfg), variant, seed, cfg))
         return tasks
+
+
+def spec_digest(raw: dict) -> str:
+    """The digest of a resolved spec (a Spec's ``raw``, as a study's manifest keeps it)."""
+    blob = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def _key(cfg: MemN2NConfig) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from diagnose import runrecord, studydir
-from diagnose.ablation.spec import RunTask, Spec
+from diagnose.ablation.spec import RunTask, Spec, spec_digest
 from diagnose.errors import DiagnoseError, RecordError
 from diagnose.files import check_writable, replace_dir
 
@@ -102,7 +102,9 @@ def _adopt(out: Path, spec: Spec, force: bool) -> bool:
             raise DiagnoseError(f"{exc}; pass --force to start the study afresh there, or give another --out") \
                 from None
         old = {}
-    if old.get("spec_digest") == spec.digest:
+    # A manifest from before digests were kept: its spec, hashed now.
+    if (old.get("spec_digest") or (spec_digest(old["spec"]) if isinstance(old.get("spec"), dict) else None)) \
+            == spec.digest:
         return False
     if not force:
         raise DiagnoseError(f"{out} holds another study ('{old.get('study')}', from a different spec); pass --force "
