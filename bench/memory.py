@@ -50,10 +50,10 @@ def _child(what: str, corpus: str, steps: int, queue) -> None:
         else:
             import dataclasses
 
-            from diagnose.trainer import Trainer
+            from diagnose.memn2n_steps import MemN2NSteps
 
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.vocab_size))
-            result = Trainer(cfg, data).evaluate("valid")
+            result = MemN2NSteps(cfg, data).evaluate("valid")
             out = {"windows": data.num_windows("valid"), "valid_perplexity": result["perplexity"]}
     queue.put({"what": what, "peak_rss_mb": _peak_rss_mb(), **out})
 

@@ -38,7 +38,7 @@ def measure(size: str, corpus_name: str, chunk: int, rounds: int, corpus_path: s
     tf = import_tensorflow_quietly()
     from diagnose.config import DataConfig, TrainConfig, make_run_config
     from diagnose.data.load import load_corpus
-    from diagnose.train import Trainer
+    from diagnose.memn2n_steps import MemN2NSteps
 
     data = DataConfig(corpus=corpus_path, synthetic=corpus_name)
     base = make_run_config("paper", SIZES[size], data=data, train=TrainConfig())
@@ -47,7 +47,7 @@ def measure(size: str, corpus_name: str, chunk: int, rounds: int, corpus_path: s
     trainers = {}
     for mode in ("off", "full"):
         cfg = dataclasses.replace(base, model=model, train=dataclasses.replace(base.train, instruments=mode))
-        trainers[mode] = Trainer(cfg, corpus)
+        trainers[mode] = MemN2NSteps(cfg, corpus)
     rng = np.random.default_rng(0)
     n = corpus.num_windows("train")
     # The training path's own call: `chunk` steps looped in-graph per call, as

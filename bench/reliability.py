@@ -205,9 +205,9 @@ def corrupt_finished_study(root: Path, spec: Path, source: Path, ledger: Ledger)
     ledger.compare(before, finished_runs(study), "damaged manifest")
     retrained = [rid for rid, data in summaries.items()
                  if (study / studydir.RUNS / rid / runrecord.SUMMARY).read_bytes() != data]
-    ok = (c1 == 2 and "manifest.json" in e1 and c2 == 2 and "--force" in e2 and c3 == 0 and not study_whole(study)
+    ok = (c1 == 2 and studydir.MANIFEST in e1 and c2 == 2 and "--force" in e2 and c3 == 0 and not study_whole(study)
           and not retrained)
-    ledger.fault("corruption: manifest.json not JSON", ok,
+    ledger.fault(f"corruption: {studydir.MANIFEST} not JSON", ok,
                  "check and run-ablation exit 2 naming it; --force rebuilt it from the records, nothing retrained"
                  if ok else f"{c1} {e1} | {c2} {e2} | {c3} {e3}")
 

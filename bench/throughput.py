@@ -63,7 +63,7 @@ def main() -> None:
 
     from diagnose.config import DataConfig, TrainConfig, make_run_config
     from diagnose.data.load import load_corpus
-    from diagnose.trainer import Trainer
+    from diagnose.memn2n_steps import MemN2NSteps
     from models import build_memn2n
 
     base = make_run_config("paper", data=DataConfig(corpus=str(ptb_path(args.corpus))), train=TrainConfig())
@@ -77,7 +77,7 @@ def main() -> None:
     for name, mode, hop_kernel in (("diagnose", "full", "auto"), ("diagnose (instruments off)", "off", "auto"),
                                    ("diagnose (hop by hop)", "full", "layered")):
         cfg = dataclasses.replace(base, model=model_cfg, train=dataclasses.replace(base.train, instruments=mode))
-        trainer = Trainer(cfg, corpus)
+        trainer = MemN2NSteps(cfg, corpus)
         trainer.model.hop_kernel = hop_kernel  # before the step is first traced
         pos = tf.constant(positions)
 

@@ -9,8 +9,12 @@ __all__ = ["__version__", "load_run", "instrument", "Monitor"]
 
 def __getattr__(name):
     # instrument and Monitor need TensorFlow; load it only when they are used.
-    if name in ("instrument", "Monitor"):
-        from diagnose.instruments import keras_model
+    if name == "instrument":
+        from diagnose.instruments.wrapper import instrument
 
-        return getattr(keras_model, name)
+        return instrument
+    if name == "Monitor":
+        from diagnose.instruments.monitor import Monitor
+
+        return Monitor
     raise AttributeError(f"module 'diagnose' has no attribute {name!r}")

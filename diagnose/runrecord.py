@@ -27,35 +27,12 @@ run directory goes through it. A run directory holds:
     ``valid_perplexity``      exp(valid_loss), empty when not computed
     ========================  ==============================================================
 
-    Instrument columns follow (means over the healthy steps of the interval; a
-    variable ``NAME`` is its path without the model prefix and generic leaf, e.g.
-    ``A/embedding``, ``A/temporal``, ``H_0``, ``W``, ``W/bias``):
-
-    ==================================  ======================================================
-    ``grad_norm/global``                L2 norm of all gradients together, before clipping
-    ``grad_norm/NAME``                  L2 norm of one variable's gradient, before clipping
-                                        (embedding rows looked up twice are summed first)
-    ``update_ratio/NAME``               ||dw|| / ||w|| of the step (SGD: lr * ||g applied||; ||w|| at the start
-                                        of the step's in-graph chunk, at most log_every steps old)
-    ``weight_norm/NAME``                ||w|| at the start of the step's in-graph chunk
-    ``clip_fired``                      share of steps on which clipping rescaled a gradient
-    ``attn_entropy/hopK``               attention entropy / ln(number of non-padded slots)
-    ``attn_top1/hopK``                  largest attention weight
-    ``attn_pad_mass/hopK``              attention mass on padded slots
-    ``rms/E_word``, ``rms/E_temporal``  RMS of the word embedding and of the temporal
-                                        encoding added to it, per memory embedding E (A, C...);
-                                        the word RMS reads the table's row norms at the start
-                                        of the step's in-graph chunk, as ``weight_norm`` does
-    ``rms/hopK_h_term``                 RMS of the H term (H u, or H(scores) as posted)
-    ``rms/hopK_readout``                RMS of the attention read-out o
-    ``out_zero_frac``                   share of output units exactly 0 (dead ReLU outputs; 0 for logits)
-    ``out_dead_rows``                   share of examples whose outputs are all 0 (relu output)
-    ``target_at_floor``                 share of targets with probability <= 1e-7 (the clip floor)
-    ``max_prob``, ``target_prob``       mean largest probability, mean target probability
-    ``probe_loss_real``                 loss on a fixed probe batch (every ``probe_every`` steps)
-    ``probe_loss_shuffled``             ... with inputs shuffled across the batch
-    ``probe_loss_zeroed``               ... with all-padding inputs
-    ==================================  ======================================================
+    Instrument columns follow: means over the healthy steps of the interval, one
+    family at a time (gradients, updates, attention, branch balance, output health,
+    probes). Each family declares its columns and their meaning once, in
+    :mod:`diagnose.instruments.registry`; ``registry.family_of(column)`` says which
+    family wrote a column and what it means. A variable ``NAME`` is its path without
+    the model prefix and generic leaf (``A/embedding``, ``H_0``, ``W/bias``).
 
     With ``train.eval_test`` on, rows with a validation pass also carry
     ``test_loss``, ``test_accuracy`` and ``test_perplexity`` (the test split).
@@ -85,7 +62,14 @@ run directory goes through it. A run directory holds:
          "wall_time_s": float, "train_time_s": float,   # train time over all pieces of a resumed run
          "samples_per_s": float,                       # this call's training throughput
          "resumed_from_step": null | int,              # the checkpoint this call continued from
+         "variables": {NAME: shape},                   # every trainable variable (also while running)
          "versions": {"python", "tensorflow", "keras", "numpy", "diagnose"}}
+
+    A Keras model's run (``diagnose.Monitor``) writes the same keys where they apply;
+    its baselines are derived from the targets it trained on: ``ln_vocab`` (ln of the
+    number of classes) and ``unigram_entropy`` (of the labels) for a classifier,
+    ``target_variance`` for a regression, and ``loss_at_step0`` (the probe batch's loss
+    before training).
 
 ``checkpoint/`` (only with ``train.checkpoint``)
     The state after the latest validation pass, from which ``train(..., resume=True)``

@@ -2,7 +2,7 @@
 
 The CLI, the ablation harness, the benchmarks and the tests all call :func:`train`.
 This module is the host loop (budget, validation and annealing, logged rows, the
-summary); :mod:`diagnose.trainer` holds the compiled steps.
+summary); :mod:`diagnose.memn2n_steps` holds the compiled steps it drives.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from diagnose.data.load import load_corpus
 from diagnose.divergence import divergence
 from diagnose.gradients import clip_gradients, dedupe_slices  # noqa: F401  (re-exported)
 from diagnose.instruments.rowlog import RowLog
-from diagnose.trainer import Trainer, _tf, perplexity, set_determinism  # noqa: F401  (re-exported)
+from diagnose.instruments.probes import next_probe
+from diagnose.memn2n_steps import MemN2NSteps, _tf, perplexity, set_determinism  # noqa: F401  (re-exported)
 
-__all__ = ["train", "Trainer", "TrainResult"]
+__all__ = ["train", "MemN2NSteps", "TrainResult"]
 
 # Paper (and its Torch/TF code): anneal when the new validation loss is not at
 # least this factor below the previous one.
@@ -106,7 +107,8 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
     state = {"step": 0, "epoch": 0.0, "train_time": 0.0, "last_train": math.nan, "error": None,
              "status": "running", "best": (math.inf, 0), "last_valid": None}
     try:
-        trainer = Trainer(config, corpus)
+        trainer = MemN2NSteps(config, corpus)
+        state["variables"] = {n: [int(d) for d in v.shape] for n, v in zip(trainer.names, trainer.variables)}
         _fit(trainer, config, log, state, progress, checkpoint)
     except Exception as exc:  # recorded, then re-raised for the caller
         state["status"] = "failed"
@@ -141,7 +143,7 @@ def _checkpoint_to_resume(config: RunConfig, out: Path):
     return found
 
 
-def _fit(trainer: Trainer, config: RunConfig, log: RowLog, state: dict, progress, checkpoint=None) -> None:
+def _fit(trainer: MemN2NSteps, config: RunConfig, log: RowLog, state: dict, progress, checkpoint=None) -> None:
     tf = _tf()
     tcfg, mcfg = config.train, config.model
     n_windows = trainer.corpus.num_windows("train")
@@ -166,7 +168,7 @@ def _fit(trainer: Trainer, config: RunConfig, log: RowLog, state: dict, progress
         if tcfg.probe_every and (step >= state["next_probe"] or step == total):
             if step < state["next_probe"]:  # probed only because this call's budget ends here
                 state["end_probe"] = step
-            state["next_probe"] = (step // tcfg.probe_every + 1) * tcfg.probe_every
+            state["next_probe"] = next_probe(step, tcfg.probe_every)
             real, shuffled, zeroed = (float(x) for x in trainer.probe_step(probe_positions).numpy())
             row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
         log.append(row, acc["histogram"])
@@ -247,7 +249,7 @@ def _fit(trainer: Trainer, config: RunConfig, log: RowLog, state: dict, progress
         state["status"] = "completed"
 
 
-def _save(trainer: Trainer, log: RowLog, state: dict, loop: dict, rng) -> None:
+def _save(trainer: MemN2NSteps, log: RowLog, state: dict, loop: dict, rng) -> None:
     """Writes the checkpoint: everything the loop needs to go on as if never stopped."""
     arrays = {f"model_{i}": v.numpy() for i, v in enumerate(trainer.model.variables)}
     arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(trainer.optimizer.variables)})
@@ -264,7 +266,7 @@ def _save(trainer: Trainer, log: RowLog, state: dict, loop: dict, rng) -> None:
     }, arrays)
 
 
-def _restore(checkpoint, trainer: Trainer, log: RowLog, state: dict, loop: dict, rng, total: int) -> None:
+def _restore(checkpoint, trainer: MemN2NSteps, log: RowLog, state: dict, loop: dict, rng, total: int) -> None:
     saved, arrays = checkpoint
     for i, v in enumerate(trainer.model.variables):
         v.assign(arrays[f"model_{i}"])
@@ -317,5 +319,6 @@ def _summary(state: dict, baselines: dict, t_start: float, config: RunConfig) ->
         "samples_per_s": (state.get("samples", 0) / state["train_time_this_call"]
                           if state.get("train_time_this_call") else None),
         "resumed_from_step": state.get("resumed_from"),
+        "variables": state.get("variables"),
         "versions": _versions(),
     }

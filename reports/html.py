@@ -17,34 +17,23 @@ from diagnose import __version__, runrecord, studydir
 from diagnose.errors import DiagnoseError
 from reports import plots
 
-__all__ = ["build_report", "FIGURE_FOR_FINDING"]
-
-# Which figure shows the evidence of each finding.
-FIGURE_FOR_FINDING = {
-    "relu-output-crossentropy": "fig-output", "linear-on-attention-scores": "fig-rms",
-    "temporal-encoding-dominates": "fig-rms", "padding-attention": "fig-attn-map",
-    "ignores-input": "fig-loss", "attention-uniform": "fig-attn-entropy", "attention-collapsed": "fig-attn-map",
-    "tiny-steps": "fig-update", "huge-steps": "fig-update", "clipping-never-fires": "fig-grad",
-    "clipping-always-fires": "fig-grad", "exploding-gradients": "fig-grad", "vanishing-gradients": "fig-grad",
-    "no-gradient": "fig-grad", "diverged": "fig-loss", "oscillating-loss": "fig-loss", "plateau": "fig-loss",
-    "overfitting": "fig-loss",
-}
+__all__ = ["build_report"]
 
 _FIGURES = [
     # id, file, title, caption, how
-    ("fig-grad", "grad_norms.png", "Gradient norms per variable",
+    ("fig-gradients", "grad_norms.png", "Gradient norms per variable",
      "L2 norm of each variable's gradient before clipping (log scale). Look for norms that grow by orders of "
      "magnitude (exploding), collapse towards zero (vanishing), or sit far below the others (a variable that "
      "barely learns).", ("grad_norm/", "gradient L2 norm", True)),
-    ("fig-update", "update_ratios.png", "Update-to-weight ratios",
+    ("fig-updates", "update_ratios.png", "Update-to-weight ratios",
      "||Δw|| / ||w|| per step (log scale); around 1e-3 is a healthy step. A mean-reduced loss with a rate tuned "
      "for a summed one shows as ratios one to two orders of magnitude lower.", ("update_ratio/", "||Δw|| / ||w||",
                                                                                True)),
-    ("fig-attn-entropy", "attention_entropy.png", "Attention entropy per hop",
+    ("fig-attention-entropy", "attention_entropy.png", "Attention entropy per hop",
      "Entropy of each hop's attention divided by ln(number of real slots): 1 is uniform (the hop reads an "
      "average of the window), near 0 is one slot. A model that uses its memory brings it down.",
      ("attn_entropy/", "normalised entropy", False)),
-    ("fig-rms", "branch_rms.png", "Branch balance",
+    ("fig-branches", "branch_rms.png", "Branch balance",
      "RMS of what is added together: word embedding vs temporal encoding for each memory embedding, and the H "
      "term vs the attention read-out per hop (log scale). A temporal encoding far above the words drowns them; "
      "an H term on the scores swamps the read-out.", ("rms/", "RMS", True)),
@@ -102,7 +91,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
             figures.append({"id": fid, "file": file, "title": name, "caption": caption})
     if plots.attention_heatmaps(reps, out / "attention_maps.png"):
         figures.insert(len(figures) - 2, {
-            "id": "fig-attn-map", "file": "attention_maps.png", "title": "Where attention lands, early vs late",
+            "id": "fig-attention-map", "file": "attention_maps.png", "title": "Where attention lands, early vs late",
             "caption": "Share of each interval's examples whose attention peaked on each memory slot, per hop "
                        "(rightmost: the current word). Content-driven attention spreads with the input; one "
                        "bright column whatever the input is attention collapsed onto a position."})
@@ -251,7 +240,7 @@ def _findings(reps: dict[str, Path]) -> list[dict]:
         items = []
         for f in check_run(path):
             d = f.to_dict()
-            d["figure"] = FIGURE_FOR_FINDING.get(f.id)
+            d["figure"] = f"fig-{f.figure}" if f.figure else None
             items.append(d)
         blocks.append({"run": name, "findings": items})
     return blocks

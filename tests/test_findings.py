@@ -50,11 +50,11 @@ def healthy_metrics(n: int = N) -> pd.DataFrame:
         cols[f"attn_top1/hop{k}"] = np.full(n, 0.4)
         cols[f"attn_pad_mass/hop{k}"] = np.zeros(n)
     for e in ("A", "C"):
-        cols[f"rms/{e}_word"] = np.full(n, 0.05)
-        cols[f"rms/{e}_temporal"] = np.full(n, 0.04)
+        cols[f"rms/{e}/content"] = np.full(n, 0.05)
+        cols[f"rms/{e}/position"] = np.full(n, 0.04)
     for k in range(1, HOPS + 1):
-        cols[f"rms/hop{k}_h_term"] = np.full(n, 0.1)
-        cols[f"rms/hop{k}_readout"] = np.full(n, 0.1)
+        cols[f"rms/hop{k}/h_term"] = np.full(n, 0.1)
+        cols[f"rms/hop{k}/readout"] = np.full(n, 0.1)
     cols.update({"out_zero_frac": np.zeros(n), "out_dead_rows": np.zeros(n), "target_at_floor": np.zeros(n),
                  "max_prob": np.full(n, 0.3), "target_prob": np.full(n, 0.1)})
     cols["probe_loss_real"] = np.where(validated, 3.0, np.nan)
@@ -163,18 +163,18 @@ def test_linear_on_scores_fires_on_h_wiring_scores():
 
 
 def test_temporal_dominance_fires_on_the_ratio_late_in_training():
-    view = perturb(healthy_view(), rms__A_temporal=lambda s: np.where(s > 600, 0.5, 0.05))
+    view = perturb(healthy_view(), rms__A__position=lambda s: np.where(s > 600, 0.5, 0.05))
     f = fire(rule("temporal_encoding_dominates"), view)
     assert (f.id, f.kind) == ("temporal-encoding-dominates", "root-cause")
-    ratio = evidence_of(f, "rms/A_temporal / rms/A_word")
+    ratio = evidence_of(f, "rms/A/position / rms/A/content")
     assert ratio.observed == pytest.approx(10.0) and ratio.threshold == T.TEMPORAL_RATIO
     assert "temporal_init=0.05" in f.fix
     assert ratio.steps[1] == N * LOG_EVERY
     # The paper's learned encoding grows to a few times the words on position-heavy data: not a cause.
-    assert rule("temporal_encoding_dominates")(perturb(healthy_view(), rms__A_temporal=0.25)) is None
+    assert rule("temporal_encoding_dominates")(perturb(healthy_view(), rms__A__position=0.25)) is None
     # Early dominance that has faded is not reported: the rule reads the late rows.
     assert rule("temporal_encoding_dominates")(
-        perturb(healthy_view(), rms__A_temporal=lambda s: np.where(s < 300, 0.5, 0.05))) is None
+        perturb(healthy_view(), rms__A__position=lambda s: np.where(s < 300, 0.5, 0.05))) is None
 
 
 def test_padding_attention_is_a_root_cause_when_padding_is_encoded():
@@ -408,7 +408,7 @@ def test_check_run_reads_a_written_record(tmp_path):
 def keras_describe():
     import keras
 
-    from diagnose.instruments.keras_model import _describe
+    from diagnose.instruments.describe import describe as _describe
 
     yield _describe
     # Layer names come from global counters; other test modules expect fresh ones ("dense_1").

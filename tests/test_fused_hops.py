@@ -124,13 +124,13 @@ def test_auto_picks_the_fused_kernel_only_where_it_applies_and_pays():
 def test_training_with_the_fused_kernel_follows_the_hop_by_hop_run_and_repeats_exactly(small_corpus):
     from conftest import _tiny_run_config
 
-    from diagnose.trainer import Trainer
+    from diagnose.memn2n_steps import MemN2NSteps
 
     cfg = _tiny_run_config("paper", jit_compile=True)
     positions = np.random.default_rng(0).integers(0, small_corpus.num_windows("train"), (4, 5, 32)).astype(np.int32)
     rows, weights = {}, {}
     for kind in ("layered", "fused", "fused again"):
-        trainer = Trainer(cfg, small_corpus)
+        trainer = MemN2NSteps(cfg, small_corpus)
         trainer.model.hop_kernel = kind.split()[0]  # before the step is first traced
         rows[kind] = []
         for chunk in positions:
@@ -153,4 +153,4 @@ def test_training_with_the_fused_kernel_follows_the_hop_by_hop_run_and_repeats_e
         np.testing.assert_array_equal(b["histogram"], a["histogram"])
     for a, b in zip(weights["fused"], weights["fused again"]):
         np.testing.assert_array_equal(b, a)
-    assert not np.allclose(weights["layered"][0], Trainer(cfg, small_corpus).model.trainable_variables[0].numpy())
+    assert not np.allclose(weights["layered"][0], MemN2NSteps(cfg, small_corpus).model.trainable_variables[0].numpy())

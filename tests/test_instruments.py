@@ -11,20 +11,35 @@ from diagnose._tf import import_tensorflow_quietly
 
 tf = import_tensorflow_quietly()
 
-from diagnose.instruments import measures  # noqa: E402
-from diagnose.train import Trainer, dedupe_slices, train  # noqa: E402
+from diagnose.instruments import attention, measures, output_health  # noqa: E402
+from diagnose.instruments.family import HISTOGRAM, AttentionSite, Step  # noqa: E402
+from diagnose.train import MemN2NSteps, dedupe_slices, train  # noqa: E402
+
+
+def _attention(*sites) -> dict:
+    """The attention family's columns for hand-set (probs, pad) sites, as floats."""
+    row = attention.measure(Step(names=[], norms=[], attention=[AttentionSite(tf.constant(p), tf.constant(pad))
+                                                                 for p, pad in sites]))
+    row.pop(HISTOGRAM)
+    return {k: float(v) for k, v in measures.scalars(row).items()}
+
+
+def _output(outputs, targets, kind, parts=None) -> dict:
+    row = output_health.measure(Step(names=[], norms=[], outputs=tf.constant(outputs), labels=tf.constant(targets),
+                                     output_kind=kind, parts=parts))
+    return {k: float(v) for k, v in measures.scalars(row).items()}
 
 
 def _trainer(run_config, small_corpus, preset="paper", **model):
     cfg = run_config(preset, model=model)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=small_corpus.vocab_size))
-    return Trainer(cfg, small_corpus)
+    return MemN2NSteps(cfg, small_corpus)
 
 
 def test_attention_measures_match_numpy_on_hand_set_attention():
     p = np.array([[0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1], [0.0, 0.0, 0.5, 0.5]], np.float32)
     pad = np.array([[False] * 4, [False] * 4, [True, True, False, False]])
-    got = {k: float(v) for k, v in measures.attention_measures(tf.constant(p), tf.constant(pad), 1).items()}
+    got = _attention((p, pad))
     ent = [-(row[row > 0] * np.log(row[row > 0])).sum() for row in p]
     n_real = (~pad).sum(axis=1)
     assert got["attn_entropy/hop1"] == pytest.approx(np.mean(np.array(ent) / np.log(n_real)), rel=1e-5)
@@ -32,8 +47,8 @@ def test_attention_measures_match_numpy_on_hand_set_attention():
     assert got["attn_pad_mass/hop1"] == pytest.approx(0.0, abs=1e-7)
     leaky = p.copy()
     leaky[2] = [0.1, 0.1, 0.4, 0.4]
-    got = measures.attention_measures(tf.constant(leaky), tf.constant(pad), 2)
-    assert float(got["attn_pad_mass/hop2"]) == pytest.approx(0.2 / 3, rel=1e-5)
+    got = _attention((p, pad), (leaky, pad))
+    assert got["attn_pad_mass/hop2"] == pytest.approx(0.2 / 3, rel=1e-5)
 
 
 def test_argmax_histogram_counts_winning_slots():
@@ -41,22 +56,29 @@ def test_argmax_histogram_counts_winning_slots():
     assert measures.argmax_histogram(p).numpy().tolist() == [1.0, 2.0, 0.0]
 
 
-def test_stacked_hop_measures_equal_the_per_hop_ones():
+def test_sites_of_one_shape_are_measured_together_as_each_alone():
     rng = np.random.default_rng(5)
     logits = rng.normal(size=(3, 6, 7)).astype(np.float32)
     p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     pad = rng.random((6, 7)) < 0.3
-    stacked = measures.scalars(measures.attention_measures_hops(tf.constant(p), tf.constant(pad)))
-    per_hop = {}
+    together = _attention(*[(p[k], pad) for k in range(3)])
     for k in range(3):
-        per_hop.update(measures.attention_measures(tf.constant(p[k]), tf.constant(pad), k + 1))
-    assert list(stacked) == list(per_hop)
-    for key in per_hop:
-        assert float(stacked[key]) == pytest.approx(float(per_hop[key]), rel=1e-5)
+        alone = _attention((p[k], pad))
+        for name in ("attn_entropy", "attn_top1", "attn_pad_mass"):
+            assert together[f"{name}/hop{k + 1}"] == pytest.approx(alone[f"{name}/hop1"], rel=1e-5)
     np.testing.assert_array_equal(measures.argmax_histogram(tf.constant(p)).numpy(),
                                   np.stack([measures.argmax_histogram(tf.constant(p[k])).numpy() for k in range(3)]))
     np.testing.assert_allclose(measures.rms_per(tf.constant(logits)).numpy(),
                                np.sqrt((logits ** 2).reshape(3, -1).mean(-1)), rtol=1e-5)
+
+
+def test_sites_with_leading_axes_fold_them_into_rows():
+    # A MultiHeadAttention's (B, heads, T, S) weights: every (example, head, query) is one distribution.
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    got = _attention((p, np.zeros((2, 1, 4, 5), bool)))
+    assert got["attn_top1/hop1"] == pytest.approx(p.max(-1).mean(), rel=1e-5)
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -80,7 +102,7 @@ def test_softmax_cross_entropy_matches_keras_loss_and_gradient(jit, model_config
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g_ours.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-6)
     probs = tf.nn.softmax(logits).numpy()
-    got = measures.scalars(measures.output_measures(logits, targets, "softmax", parts))
+    got = _output(logits.numpy(), targets.numpy(), "logits", parts)
     assert float(got["max_prob"]) == pytest.approx(probs.max(-1).mean(), rel=1e-5)
     assert float(got["target_prob"]) == pytest.approx(probs[np.arange(16), targets.numpy()].mean(), rel=1e-5)
 
@@ -108,7 +130,7 @@ def test_top1_correct_matches_numpy_argmax_with_ties(jit):
 def test_output_measures_relu_floor_and_dead_rows():
     out = np.array([[0.0, 2.0, 2.0], [0.0, 0.0, 0.0], [1.0, 1.0, 2.0]], np.float32)
     targets = np.array([0, 1, 2])
-    got = {k: float(v) for k, v in measures.scalars(measures.output_measures(tf.constant(out), tf.constant(targets), "relu")).items()}
+    got = _output(out, targets, "unnormalized")
     assert got["out_zero_frac"] == pytest.approx(4 / 9)
     assert got["out_dead_rows"] == pytest.approx(1 / 3)
     # Row 0's target has probability 0 (at the clip floor); row 1 is dead (also 0).
@@ -121,7 +143,7 @@ def test_output_measures_softmax_matches_numpy():
     logits = rng.normal(size=(5, 7)).astype(np.float32)
     targets = rng.integers(0, 7, 5)
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    got = measures.scalars(measures.output_measures(tf.constant(logits), tf.constant(targets), "softmax"))
+    got = _output(logits, targets, "logits")
     assert float(got["max_prob"]) == pytest.approx(probs.max(axis=1).mean(), rel=1e-5)
     assert float(got["target_prob"]) == pytest.approx(probs[np.arange(5), targets].mean(), rel=1e-5)
 
@@ -188,9 +210,9 @@ def test_branch_balance_matches_direct_rms(run_config, small_corpus):
     emb = trainer.model.encoders[0].embedding.embeddings.numpy()[w]
     trainer.train_step(tf.constant(positions))
     row = trainer.read_and_reset()["row"]
-    assert row["rms/A_temporal"] == pytest.approx(np.sqrt(np.mean(table ** 2)), rel=1e-5)
-    assert row["rms/A_word"] == pytest.approx(np.sqrt(np.mean(emb ** 2)), rel=1e-5)
-    assert row["rms/A_temporal"] > 10 * row["rms/A_word"]  # N(0, 1) encoding vs N(0, 0.05) words
+    assert row["rms/A/position"] == pytest.approx(np.sqrt(np.mean(table ** 2)), rel=1e-5)
+    assert row["rms/A/content"] == pytest.approx(np.sqrt(np.mean(emb ** 2)), rel=1e-5)
+    assert row["rms/A/position"] > 10 * row["rms/A/content"]  # N(0, 1) encoding vs N(0, 0.05) words
 
 
 def test_huge_learning_rate_diverges_at_the_first_nonfinite_step(run_config, small_corpus, tmp_path):
@@ -203,7 +225,7 @@ def test_huge_learning_rate_diverges_at_the_first_nonfinite_step(run_config, sma
     got = result.summary["diverged_at"]
     # Reference: replay the same batches eagerly and find the first non-finite loss or gradient.
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=small_corpus.vocab_size))
-    trainer = Trainer(cfg, small_corpus)
+    trainer = MemN2NSteps(cfg, small_corpus)
     n = small_corpus.num_windows("train")
     order = np.random.default_rng(cfg.train.seed).permutation(n).astype(np.int32)
     b = cfg.model.batch_size

@@ -70,8 +70,16 @@ def test_gradients_per_variable_and_relu_output_health(run):
         assert f"grad_norm/{name}" in metrics.columns and f"update_ratio/{name}" in metrics.columns
     # A ReLU output layer leaves units at exactly zero; softmax would leave none.
     assert metrics["out_zero_frac"].dropna().iloc[-1] > 0.05
-    # Both inputs of each of the NUM_LAYERS - 1 Add layers are measured.
-    assert {"rms/add1_in0", "rms/add1_in1", "rms/add2_in0", "rms/add2_in1"} <= set(metrics.columns)
+    # Both inputs of each of the NUM_LAYERS - 1 Add layers are measured, named by the layer producing them.
+    adds = {}
+    for column in metrics.columns:
+        if (m := re.fullmatch(r"rms/(add(?:_\d+)?)/(.+)", column)):
+            adds.setdefault(m.group(1), set()).add(m.group(2))
+    assert len(adds) == LAYERS - 1 and all(len(branches) == 2 for branches in adds.values())
+    assert all(any(b.startswith("dense") for b in branches) for branches in adds.values())  # the H term
+    # T_A and T_C add a table of their own to the embeddings: content and position at each.
+    tables = {m.group(1) for c in metrics.columns if (m := re.fullmatch(r"rms/(.+)/position", c))}
+    assert len(tables) == 2 and all(f"rms/{t}/content" in metrics.columns for t in tables)
     assert metrics["probe_loss_real"].notna().any() and metrics["valid_loss"].notna().sum() == 2
 
 
@@ -154,16 +162,22 @@ def test_binary_classifier_accuracy_is_keras_binary_accuracy(tmp_path, from_logi
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, activation="tanh"),
                               keras.layers.Dense(1, activation=None if from_logits else "sigmoid")])
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.BinaryCrossentropy(from_logits=from_logits))
+    threshold = 0.0 if from_logits else 0.5
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.BinaryCrossentropy(from_logits=from_logits),
+                  metrics=[keras.metrics.BinaryAccuracy(threshold=threshold, name="accuracy")])
     x, y = _separable(256)
-    target = (y == 0).astype(np.float32)[:, None]
+    target = (y == 0).astype(np.float32)  # shaped (N,): Keras takes it against a (N, 1) output
     wrapped = diagnose.instrument(model)
     history = wrapped.fit(x, target, batch_size=256, epochs=3, verbose=0, validation_data=(x, target),
                           callbacks=[diagnose.Monitor(tmp_path, log_every=1)])
-    reference = keras.metrics.BinaryAccuracy(threshold=0.0 if from_logits else 0.5)
-    reference.update_state(target, model.predict(x, verbose=0))  # the weights after the last epoch
-    assert history.history["val_accuracy"][-1] == pytest.approx(float(reference.result()), abs=1e-6)
-    assert runrecord.read_metrics(tmp_path)["accuracy"].notna().all()
+    metrics = runrecord.read_metrics(tmp_path)
+    # One full batch per epoch: the record's accuracy is Keras' own on the same forward pass.
+    np.testing.assert_allclose(metrics["accuracy"].to_numpy(), history.history["accuracy"], atol=1e-6)
+    np.testing.assert_allclose(metrics["valid_accuracy"].to_numpy(), history.history["val_accuracy"], atol=1e-6)
+    summary = runrecord.read_summary(tmp_path)
+    assert summary["baselines"]["ln_vocab"] == pytest.approx(np.log(2))
+    p = target.mean()
+    assert summary["baselines"]["unigram_entropy"] == pytest.approx(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
 
 
 def test_probe_takes_inputs_by_name(tmp_path):

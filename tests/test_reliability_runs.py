@@ -69,6 +69,15 @@ def test_the_loss_bound_is_far_above_what_training_reaches():
     assert loss_bound(35) == pytest.approx(100 * math.log(35))
 
 
+@pytest.fixture
+def fresh_keras():
+    """Keras numbers layer names per process ('dense_3'); leave the count as the next test expects it."""
+    import keras
+
+    yield
+    keras.backend.clear_session()
+
+
 def _keras_classifier(lr):
     import keras
 
@@ -81,7 +90,7 @@ def _keras_classifier(lr):
     return model, rng.normal(size=(160, 8)).astype("float32") * 10, rng.integers(0, 5, 160)
 
 
-def test_monitor_calls_a_blown_up_keras_run_diverged(tmp_path):
+def test_monitor_calls_a_blown_up_keras_run_diverged(tmp_path, fresh_keras):
     import diagnose
 
     model, x, y = _keras_classifier(1e7)
@@ -109,7 +118,7 @@ def test_monitor_refuses_an_existing_record_a_study_or_a_file(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]
 
 
-def test_monitor_ends_with_the_last_step_once_and_overwrites_only_when_asked(tmp_path):
+def test_monitor_ends_with_the_last_step_once_and_overwrites_only_when_asked(tmp_path, fresh_keras):
     import diagnose
 
     model, x, y = _keras_classifier(0.01)
@@ -143,7 +152,7 @@ def test_force_cut_off_leaves_no_new_config_beside_old_metrics(tmp_path, small_c
     def killed(*args, **kwargs):
         raise Killed
 
-    monkeypatch.setattr(train_module, "Trainer", killed)
+    monkeypatch.setattr(train_module, "MemN2NSteps", killed)
     new_cfg = run_config("paper", model={"learning_rate": 0.02}, steps=10, log_every=5, eval_every=10)
     with pytest.raises(Killed):
         train(new_cfg, out, corpus=small_corpus)

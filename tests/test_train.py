@@ -14,7 +14,7 @@ from diagnose import runrecord
 from diagnose.instruments import measures
 from diagnose.config import DataConfig, MemN2NConfig, RunConfig, TrainConfig, make_run_config
 from diagnose.errors import ConfigError
-from diagnose.train import Trainer, clip_gradients, dedupe_slices, train
+from diagnose.train import MemN2NSteps, clip_gradients, dedupe_slices, train
 
 STEPS, LOG_EVERY, EVAL_EVERY, BATCH = 30, 5, 10, 32
 
@@ -366,7 +366,7 @@ def test_evaluate_in_uneven_batches_matches_one_batch_and_a_reference(context, s
 
     base = run_config("as-posted", model={"vocab_size": SMALL_V, "dropout": "none"})
     base = dataclasses.replace(base, data=dataclasses.replace(base.data, context=context))
-    trainer = Trainer(base, small_corpus)
+    trainer = MemN2NSteps(base, small_corpus)
     total = small_corpus.num_windows("valid")
     results = {}
     for bs in (total, 300, 64):

@@ -4,11 +4,16 @@
     print(format_findings(check_run("runs/as-posted")))
 
 Each rule is a pure function of a :class:`RunView` (config, summary, metrics,
-attention) returning a :class:`Finding` or None; :data:`RULES` lists them and
+attention), declared once with :func:`~diagnose.findings.registry.rule`;
+:data:`RULES` lists them in declaration order and
 :mod:`diagnose.findings.thresholds` holds every number they compare against.
 """
 
+# Importing the rule modules registers their rules.
+from diagnose.findings import (rules_architecture, rules_attention, rules_curve, rules_gradients,  # noqa: F401
+                               rules_inputs, rules_optimization, rules_output)
 from diagnose.findings.base import Evidence, Finding, RunView
-from diagnose.findings.rules import RULES, check_run, check_view, format_findings
+from diagnose.findings.registry import RULES, Hit, check_run, check_view, format_findings, rule, spec_of
 
-__all__ = ["Evidence", "Finding", "RunView", "RULES", "check_run", "check_view", "format_findings"]
+__all__ = ["Evidence", "Finding", "RunView", "RULES", "Hit", "rule", "spec_of", "check_run", "check_view",
+           "format_findings"]

@@ -21,7 +21,9 @@ from diagnose.errors import DiagnoseError
 from diagnose.findings import thresholds as T
 
 __all__ = ["Evidence", "Finding", "RunView", "KINDS", "SEVERITIES", "series", "late", "early", "steps_of",
-           "hop_columns", "variable_columns", "number", "fmt", "final_loss"]
+           "hop_columns", "variable_columns", "number", "fmt", "final_loss", "weight_matrices", "constant_loss",
+           "ConstantLoss",
+           "start_loss", "progress"]
 
 KINDS = ("root-cause", "symptom")
 SEVERITIES = ("high", "medium", "low")
@@ -71,6 +73,7 @@ class Finding:
     evidence: tuple[Evidence, ...]
     explanation: str
     fix: str
+    figure: str | None = None  # the report figure that shows the evidence (from the rule's declaration)
 
     def __post_init__(self):
         # A typo in a rule would otherwise break sorting and reports far from its cause.
@@ -83,7 +86,7 @@ class Finding:
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "severity": self.severity, "title": self.title,
                 "evidence": [e.to_dict() for e in self.evidence], "explanation": self.explanation,
-                "fix": self.fix}
+                "fix": self.fix, "figure": self.figure}
 
     def sort_key(self) -> tuple:
         """Root causes first, then high > medium > low, then id."""
@@ -241,3 +244,78 @@ def final_loss(view: RunView) -> tuple[str, float] | None:
         if values is not None:
             return column, float(values.iloc[-1])
     return None
+
+
+# Variables that are vectors by construction: biases and normalisation scales start at
+# 0 or 1, not at a random draw, so their update ratios say nothing about the step size.
+_VECTOR_LEAVES = ("bias", "gamma", "beta", "moving_mean", "moving_variance", "scale", "offset")
+
+
+def weight_matrices(view: RunView, prefix: str = "update_ratio") -> list[str]:
+    """The per-variable columns under ``prefix`` that belong to weights of two or more axes.
+
+    Shapes come from summary.json's ``variables``; a record without them (an older
+    one) is read by name: a last path component like ``bias`` or ``gamma`` marks a vector.
+    """
+    shapes = view.summary.get("variables") if isinstance(view.summary.get("variables"), dict) else None
+    out = []
+    for column in variable_columns(view, prefix):
+        name = column.split("/", 1)[1]
+        if shapes is not None and name in shapes:
+            if len(shapes[name] or []) >= 2:
+                out.append(column)
+        elif name.rsplit("/", 1)[-1] not in _VECTOR_LEAVES:
+            out.append(column)
+    return out
+
+
+@dataclass(frozen=True)
+class ConstantLoss:
+    """The loss of the best prediction that ignores the input, and the margins that go with its units."""
+
+    baseline: str  # the summary key it comes from
+    value: float
+    margin: float  # a loss within this of the value is no better
+    probe_margin: float  # shuffled inputs costing less than this more than real ones cost nothing
+
+
+def constant_loss(view: RunView) -> ConstantLoss | None:
+    """The loss of the best prediction that ignores the input.
+
+    For a cross-entropy it is the entropy of the targets (``unigram_entropy``), with
+    margins of :data:`~thresholds.UNIGRAM_MARGIN` and :data:`~thresholds.PROBE_MARGIN`
+    nats; for a squared error, the targets' variance, with margins of
+    :data:`~thresholds.VARIANCE_MARGIN` of it.
+    """
+    unigram = view.baseline("unigram_entropy")
+    if unigram is not None:
+        return ConstantLoss("summary.baselines.unigram_entropy", unigram, T.UNIGRAM_MARGIN, T.PROBE_MARGIN)
+    variance = view.baseline("target_variance")
+    loss = str(view.model.get("loss", "")).lower().replace("_", "")
+    if variance is not None and loss in ("mse", "meansquarederror"):
+        margin = T.VARIANCE_MARGIN * variance
+        return ConstantLoss("summary.baselines.target_variance", variance, margin, margin)
+    return None
+
+
+def start_loss(view: RunView) -> float | None:
+    """The loss the run started from: the loss at step 0, else the first logged training loss."""
+    at_start = view.baseline("loss_at_step0")
+    if at_start is not None:
+        return at_start
+    losses = series(view, "loss")
+    return None if losses is None else float(losses.iloc[0])
+
+
+def progress(view: RunView) -> float | None:
+    """How much of the way from its starting loss to the best reachable the run got (0 none, 1 all).
+
+    The best reachable is the Bayes floor where known, else 0.
+    """
+    start, end = start_loss(view), series(view, "loss")
+    if start is None or end is None:
+        return None
+    floor = view.baseline("bayes_floor") or 0.0
+    if start - floor <= 0:
+        return None
+    return (start - float(late(end).mean())) / (start - floor)

@@ -1,6 +1,6 @@
 """Reading a Keras model's wiring from its description in config.json.
 
-``diagnose.instruments.keras_model._describe`` records each layer's class, scalar
+``diagnose.instruments.describe.describe`` records each layer's class, scalar
 config and ``inbound`` edges (per call, the layers that produced its inputs). The
 questions here are answered from classes, configs and edges only; names serve as
 node identifiers and never as hints (a layer called "softmax" is not a softmax).

@@ -1,4 +1,4 @@
-"""Rules about the model's design: output layer, H wiring, temporal encoding, padding.
+"""Rules about the model's design: H wiring, position encodings, padding, constant initialisation.
 
 These read the configuration first (the MemN2N fields, or a Keras model's layer
 classes, configs and edges) and back it with metrics where the run logged them.
@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import Evidence, Finding, RunView, hop_columns, late, series, steps_of
+from diagnose.findings.base import Evidence, RunView, hop_columns, late, series, steps_of
 from diagnose.findings.graph import KerasGraph
+from diagnose.findings.registry import Hit, rule
 
-__all__ = ["relu_output_crossentropy", "linear_on_attention_scores", "temporal_encoding_dominates",
-           "padding_attention"]
+__all__ = ["linear_on_attention_scores", "temporal_encoding_dominates", "padding_attention", "constant_init"]
 
 
 def _late_mean(view: RunView, column: str) -> tuple[float, tuple[int, int]] | None:
@@ -21,61 +21,9 @@ def _late_mean(view: RunView, column: str) -> tuple[float, tuple[int, int]] | No
     return None if window is None else (float(window.mean()), steps_of(window))
 
 
-def _normalised_loss_name(loss) -> str:
-    """``CategoricalCrossentropy`` / ``categorical_crossentropy`` -> ``categoricalcrossentropy``."""
-    return re.sub(r"[^a-z]", "", str(loss).lower())
-
-
-def relu_output_crossentropy(view: RunView) -> Finding | None:
-    """The output is not a probability distribution, yet feeds a probabilistic cross-entropy."""
-    model = view.model
-    evidence: list[Evidence] = []
-    if view.is_keras:
-        probabilistic = {_normalised_loss_name(name) for name in T.PROBABILISTIC_LOSSES}
-        if _normalised_loss_name(model.get("loss")) not in probabilistic or model.get("loss_from_logits"):
-            return None
-        graph = KerasGraph(model)
-        outputs = graph.outputs()
-        if not outputs or graph.output_is_distribution(outputs[0]) is not False:
-            return None
-        out = outputs[0]
-        activation = graph.activation(out) or "none"
-        evidence.append(Evidence(graph.field(out, "config.activation"), activation, "softmax"))
-        evidence.append(Evidence("model.loss", str(model.get("loss")), "from_logits=True or a softmax output"))
-        what = f"the output layer ({graph.describe(out)}, activation {activation})"
-        fix = ("Make the last layer linear (activation=None) and train with "
-               "keras.losses.CategoricalCrossentropy(from_logits=True) (sparse_... for integer targets); "
-               "or give it activation='softmax' and keep the loss.")
-    elif model.get("output") == "relu":
-        evidence.append(Evidence("model.output", "relu", "softmax"))
-        what = "the ReLU output layer"
-        fix = ("Use a linear output layer with softmax cross-entropy (from_logits=True), as the paper does: "
-               "--set output=softmax.")
-    else:
-        return None
-    floor_share = None
-    for column in ("out_zero_frac", "out_dead_rows", "target_at_floor"):
-        found = _late_mean(view, column)
-        if found is not None:
-            evidence.append(Evidence(column, found[0], None, found[1]))
-            if column == "target_at_floor":
-                floor_share = found[0]
-    cost = ""
-    if floor_share:
-        cost = (f" Late in training {floor_share:.1%} of targets sat at the 1e-7 clip floor, each costing "
-                f"{T.FLOOR_NATS:.1f} nats: about {floor_share * T.FLOOR_NATS:.2f} nats of the mean loss.")
-    return Finding(
-        id="relu-output-crossentropy", kind="root-cause", severity="high",
-        title="ReLU/linear output trained with a cross-entropy that expects probabilities",
-        evidence=tuple(evidence),
-        explanation=(f"Categorical cross-entropy divides the outputs of {what} by their sum and clips the "
-                     "result to [1e-7, 1]: a target output at 0 gets probability 1e-7 and no gradient, so "
-                     "units and examples that die never recover." + cost),
-        fix=fix)
-
-
-def linear_on_attention_scores(view: RunView) -> Finding | None:
-    """A linear map (H) applied to match scores or attention weights instead of the hidden state."""
+@rule("linear-on-attention-scores", kind="root-cause", severity="high", figure="branches",
+      what="a linear map (H) applied to match scores or attention weights instead of the hidden state")
+def linear_on_attention_scores(view: RunView) -> Hit | None:
     model = view.model
     evidence: list[Evidence] = []
     if view.is_keras:
@@ -98,15 +46,14 @@ def linear_on_attention_scores(view: RunView) -> Finding | None:
     elif model.get("h_wiring") == "scores":
         evidence.append(Evidence("model.h_wiring", "scores", "state"))
         # The H term beside the read-out shows how much of each hop's output comes from the scores.
-        for column in [c for c in view.metrics.columns if re.fullmatch(r"rms/hop\d+_(h_term|readout)", str(c))]:
+        for column in [c for c in view.metrics.columns if re.fullmatch(r"rms/hop\d+/(h_term|readout)", str(c))]:
             found = _late_mean(view, column)
             if found is not None:
                 evidence.append(Evidence(column, found[0], None, found[1]))
         fix = "Apply H to the hidden state, u^{k+1} = H u^k + o^k (paper): --set h_wiring=state."
     else:
         return None
-    return Finding(
-        id="linear-on-attention-scores", kind="root-cause", severity="high",
+    return Hit(
         title="A linear layer is applied to the attention scores, not to the hidden state",
         evidence=tuple(evidence),
         explanation=("The hop's hidden-state map H reads the match scores over memory slots, so what it adds "
@@ -115,23 +62,26 @@ def linear_on_attention_scores(view: RunView) -> Finding | None:
         fix=fix)
 
 
-def temporal_encoding_dominates(view: RunView) -> Finding | None:
-    """The temporal encoding's RMS dwarfs the word embedding's, for some memory embedding."""
+@rule("temporal-encoding-dominates", kind="root-cause", severity="medium", figure="branches",
+      what="a position encoding (a table added whatever the input) that drowns the content it is added to")
+def temporal_encoding_dominates(view: RunView) -> Hit | None:
     evidence: list[Evidence] = []
-    worst = 0.0
+    worst, sites = 0.0, []
     for column in view.metrics.columns:
-        match = re.fullmatch(r"rms/(.+)_temporal", str(column))
+        match = re.fullmatch(r"rms/(.+)/position", str(column))
         if not match:
             continue
-        temporal, word = _late_mean(view, column), _late_mean(view, f"rms/{match.group(1)}_word")
-        if temporal is None or word is None or word[0] <= 0:
+        site = match.group(1)
+        position, content = _late_mean(view, column), _late_mean(view, f"rms/{site}/content")
+        if position is None or content is None or content[0] <= 0:
             continue
-        ratio = temporal[0] / word[0]
+        ratio = position[0] / content[0]
         if ratio > T.TEMPORAL_RATIO:
             worst = max(worst, ratio)
-            evidence.append(Evidence(f"rms/{match.group(1)}_temporal / rms/{match.group(1)}_word", ratio,
-                                     T.TEMPORAL_RATIO, temporal[1]))
-            evidence.append(Evidence(column, temporal[0], None, temporal[1]))
+            sites.append(site)
+            evidence.append(Evidence(f"rms/{site}/position / rms/{site}/content", ratio, T.TEMPORAL_RATIO,
+                                     position[1]))
+            evidence.append(Evidence(column, position[0], None, position[1]))
     if not evidence:
         return None
     model = view.model
@@ -145,19 +95,21 @@ def temporal_encoding_dominates(view: RunView) -> Finding | None:
                "(--set temporal_init=0.05); if it already starts there and grows, try a fixed encoding "
                "(--set temporal=sinusoidal) with embeddings at a matching scale.")
     else:
-        fix = ("Initialise the added positional weights at or below the embedding scale (e.g. "
-               "RandomNormal(stddev=0.05) rather than 'ones') or use a fixed encoding of matching scale.")
-    return Finding(
-        id="temporal-encoding-dominates", kind="root-cause", severity="medium",
-        title=f"The temporal encoding is {worst:.1f}x larger than the word embedding",
-        evidence=tuple(evidence),
-        explanation=("Memory vectors are word embedding plus temporal encoding; when the encoding dominates, "
-                     "the match scores depend on slot position rather than on the words, so attention picks "
-                     "positions, not content."),
+        fix = (f"Initialise the position table of {', '.join(sites)} at or below the scale of what it is added to "
+               "(e.g. RandomNormal(stddev=0.05), or the embedding's own initializer, rather than 'ones' or a large "
+               "std), or scale the content up to match it.")
+    return Hit(
+        title=f"The position encoding is {worst:.1f}x larger than the content it is added to",
+        evidence=evidence,
+        explanation=("The layer's output is content plus a position table added whatever the input; when the "
+                     "table dominates, what follows (the attention's match scores, the next layers) sees the "
+                     "slot position rather than the content, so attention picks positions, not words."),
         fix=fix)
 
 
-def padding_attention(view: RunView) -> Finding | None:
+@rule("padding-attention", kind="root-cause", severity="medium", figure="attention-map",
+      what="attention mass landing on padded memory slots")
+def padding_attention(view: RunView) -> Hit | None:
     """Attention mass lands on padded slots.
 
     Kind: a root cause when the config encodes padding (``padding == "encoded"``):
@@ -191,11 +143,40 @@ def padding_attention(view: RunView) -> Finding | None:
         kind = "symptom"
         fix = ("Mask padded memory slots before the softmax (set their scores to -inf, e.g. with a mask from "
                "the input ids == pad id) so no attention can land on them.")
-    return Finding(
-        id="padding-attention", kind=kind, severity="medium",
+    return Hit(
+        kind=kind,
         title=f"{mass:.1%} of the attention lands on padded memory slots",
         evidence=tuple(evidence),
         explanation=("Padded slots hold no word; attention spent on them reads the pad embedding (plus its "
                      "temporal encoding) instead of context, and with a learned position the pads can become "
                      "systematic winners."),
         fix=fix)
+
+
+_CONSTANT_INITS = ("Zeros", "Ones", "Constant")
+
+
+@rule("constant-init", kind="root-cause", severity="medium", figure="gradients",
+      what="a hidden layer's weights initialised to one constant, so all its units stay identical")
+def constant_init(view: RunView) -> Hit | None:
+    if not view.is_keras:
+        return None
+    graph = KerasGraph(view.model)
+    outputs = set(graph.outputs())
+    evidence = []
+    for layer in graph.layers:
+        name = layer.get("name")
+        init = str((layer.get("config") or {}).get("kernel_initializer") or "")
+        if name in outputs or not init.startswith(_CONSTANT_INITS):
+            continue
+        evidence.append(Evidence(graph.field(name, "config.kernel_initializer"), init, "a random initializer"))
+    if not evidence:
+        return None
+    return Hit(
+        title=f"{len(evidence)} hidden layer(s) start with every weight equal",
+        evidence=evidence,
+        explanation=("When every weight of a layer starts at the same value, every unit computes the same output "
+                     "and receives the same gradient, so the units stay identical for ever: the layer works as "
+                     "one unit however wide it is (with zeros, often no gradient flows at all)."),
+        fix=("Use a random initializer for kernels (Keras' default glorot_uniform, or he_normal before ReLUs); "
+             "constant initialisation is for biases."))

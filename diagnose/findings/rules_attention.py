@@ -8,45 +8,56 @@ import numpy as np
 import pandas as pd
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import Evidence, Finding, RunView, final_loss, hop_columns, late, number, series, steps_of
+from diagnose.findings.base import (Evidence, RunView, constant_loss, final_loss, hop_columns, late, number, series,
+                                    steps_of)
+from diagnose.findings.registry import Hit, rule
 
 __all__ = ["ignores_input", "attention_uniform", "attention_collapsed"]
 
 
-def ignores_input(view: RunView) -> Finding | None:
-    """The loss is no better than word frequencies and destroying the input does not hurt."""
-    unigram, final = view.baseline("unigram_entropy"), final_loss(view)
-    if unigram is None or final is None or final[1] < unigram - T.UNIGRAM_MARGIN:
+@rule("ignores-input", kind="symptom", severity="high", figure="loss",
+      what="a loss no better than predicting without the input, and shuffled inputs that cost nothing")
+def ignores_input(view: RunView) -> Hit | None:
+    reference, final = constant_loss(view), final_loss(view)
+    if reference is None or final is None:
         return None
-    columns = ("probe_loss_real", "probe_loss_shuffled", "probe_loss_zeroed")
+    baseline, value, margin = reference.baseline, reference.value, reference.margin
+    if final[1] < value - margin:
+        return None
+    columns = ("probe_loss_real", "probe_loss_shuffled")
     if not all(c in view.metrics.columns for c in columns):
         return None
-    probes = view.metrics[["step", *columns]].apply(pd.to_numeric, errors="coerce")
+    wanted = [*columns, "probe_loss_zeroed"] if "probe_loss_zeroed" in view.metrics.columns else list(columns)
+    probes = view.metrics[["step", *wanted]].apply(pd.to_numeric, errors="coerce")
     probes = probes[np.isfinite(probes[list(columns)]).all(axis=1)]
     if probes.empty:
         return None
     last = probes.iloc[-1]
-    real, shuffled, zeroed = (float(last[c]) for c in columns)
-    if shuffled > real + T.PROBE_MARGIN or zeroed > real + T.PROBE_MARGIN:
+    real, shuffled = float(last["probe_loss_real"]), float(last["probe_loss_shuffled"])
+    if shuffled > real + reference.probe_margin:
         return None
     step = int(last["step"])
-    return Finding(
-        id="ignores-input", kind="symptom", severity="high",
-        title="The model ignores its input: shuffled or blank inputs do as well as real ones",
-        evidence=(Evidence(final[0], final[1], unigram - T.UNIGRAM_MARGIN),
-                  Evidence("summary.baselines.unigram_entropy", unigram, None),
-                  Evidence("probe_loss_real", real, None, (step, step)),
-                  Evidence("probe_loss_shuffled", shuffled, real + T.PROBE_MARGIN, (step, step)),
-                  Evidence("probe_loss_zeroed", zeroed, real + T.PROBE_MARGIN, (step, step))),
-        explanation=(f"The loss ({final[1]:.3f} nats) is no better than predicting word frequencies "
-                     f"({unigram:.3f} nats), and the probe batch scores the same with its inputs shuffled "
-                     "across examples or replaced by padding: nothing the model reads reaches its output."),
-        fix=("Fix the root causes listed with this finding first; then check that the context path reaches "
-             "the output (e.g. predictions for two different windows should differ)."))
+    evidence = [Evidence(final[0], final[1], value - margin), Evidence(baseline, value, None),
+                Evidence("probe_loss_real", real, None, (step, step)),
+                Evidence("probe_loss_shuffled", shuffled, real + reference.probe_margin, (step, step))]
+    if "probe_loss_zeroed" in last and np.isfinite(last["probe_loss_zeroed"]):
+        evidence.append(Evidence("probe_loss_zeroed", float(last["probe_loss_zeroed"]), None, (step, step)))
+    what = "word frequencies" if view.model.get("kind") != "keras" else "the targets' own distribution"
+    return Hit(
+        title="The model ignores its input: inputs shuffled across examples do as well as the real ones",
+        evidence=evidence,
+        explanation=(f"The loss ({final[1]:.3f}) is no better than predicting {what} ({baseline.rsplit('.', 1)[-1]} "
+                     f"{value:.3f}), and the probe batch scores the same when every example gets another "
+                     "example's input: nothing the model reads reaches its output, or the targets do not depend "
+                     "on the inputs."),
+        fix=("Fix the root causes listed with this finding first; if there are none, check the data: are the "
+             "targets aligned with the inputs (shuffled or sorted separately, a wrong column)? Then check that "
+             "the input path reaches the output (predictions for two different inputs should differ)."))
 
 
-def attention_uniform(view: RunView) -> Finding | None:
-    """Late attention entropy close to its maximum on every hop, with loss left to lose."""
+@rule("attention-uniform", kind="symptom", severity="medium", figure="attention-entropy",
+      what="attention spread evenly over every slot on every hop, late in training")
+def attention_uniform(view: RunView) -> Hit | None:
     hops = hop_columns(view, "attn_entropy")
     windows = {k: late(series(view, column)) for k, column in hops.items()}
     if not windows or any(w is None for w in windows.values()):
@@ -60,8 +71,7 @@ def attention_uniform(view: RunView) -> Finding | None:
     evidence = [Evidence(hops[k], means[k], T.UNIFORM_ENTROPY, steps_of(windows[k])) for k in means]
     if floor is not None and final is not None:
         evidence.append(Evidence(final[0], final[1], floor + T.FLOOR_MARGIN))
-    return Finding(
-        id="attention-uniform", kind="symptom", severity="medium",
+    return Hit(
         title=f"Attention stays uniform on all {len(means)} hop(s)",
         evidence=tuple(evidence),
         explanation=("Normalised attention entropy near 1 means every hop spreads its weight evenly over the "
@@ -84,8 +94,9 @@ def _position_columns(frame: pd.DataFrame) -> list[str]:
     return sorted((c for c in frame.columns if re.fullmatch(r"pos\d+", str(c))), key=lambda c: int(c[3:]))
 
 
-def attention_collapsed(view: RunView) -> Finding | None:
-    """One memory slot wins the attention on a hop whatever the content (from attention.csv)."""
+@rule("attention-collapsed", kind="symptom", severity="medium", figure="attention-map",
+      what="one memory slot winning the attention on a hop whatever the content")
+def attention_collapsed(view: RunView) -> Hit | None:
     gain = _gain(view)
     if gain is not None and gain >= T.COLLAPSED_MAX_GAIN:
         return None  # learning well: a fixed winner is what this data rewards
@@ -120,8 +131,7 @@ def attention_collapsed(view: RunView) -> Finding | None:
         return None
     if gain is not None:
         evidence.append(Evidence("share of the unigram-to-floor gap gained", gain, T.COLLAPSED_MAX_GAIN))
-    return Finding(
-        id="attention-collapsed", kind="symptom", severity="medium",
+    return Hit(
         title=f"Attention collapsed onto one memory slot ({worst:.0%} of the wins)",
         evidence=tuple(evidence),
         explanation=("Late in training the same slot wins the attention on almost every example, whatever the "

@@ -7,40 +7,42 @@ import math
 import numpy as np
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import Evidence, Finding, RunView, late, series, steps_of
+from diagnose.findings.base import Evidence, RunView, constant_loss, late, series, start_loss, steps_of
+from diagnose.findings.registry import Hit, rule
 
 __all__ = ["oscillating_loss", "plateau", "overfitting"]
 
 
-def oscillating_loss(view: RunView) -> Finding | None:
-    """The training loss swings up and down by several percent between logged rows."""
+@rule("oscillating-loss", kind="symptom", severity="medium", figure="loss",
+      what="the training loss swinging up and down between logged rows by a large share of where it started")
+def oscillating_loss(view: RunView) -> Hit | None:
     window = late(series(view, "loss"), T.OSCILLATION_WINDOW)
-    if window is None or len(window) < T.MIN_ROWS + 1:
+    start = start_loss(view)
+    if window is None or len(window) < T.MIN_ROWS + 1 or start is None or start <= 0:
         return None
     values = window.to_numpy(dtype=float)
     diffs = np.diff(values)
-    level = float(np.mean(np.abs(values)))
-    if level <= 0:
-        return None
-    swing = float(np.mean(np.abs(diffs))) / level
+    swing = float(np.mean(np.abs(diffs))) / start
     signs = np.sign(diffs[diffs != 0])
     flips = float(np.mean(signs[1:] != signs[:-1])) if len(signs) > 1 else 0.0
     if swing <= T.OSCILLATION_REL_SWING or flips < T.OSCILLATION_FLIPS:
         return None
     steps = steps_of(window)
-    return Finding(
-        id="oscillating-loss", kind="symptom", severity="medium",
-        title=f"The loss oscillates: consecutive rows differ by {swing:.0%} on average",
-        evidence=(Evidence("loss (mean |change| between rows / mean loss)", swing, T.OSCILLATION_REL_SWING, steps),
-                  Evidence("loss (share of rows where the direction flips)", flips, T.OSCILLATION_FLIPS, steps)),
+    return Hit(
+        title=f"The loss oscillates: consecutive rows differ by {swing:.0%} of the starting loss on average",
+        evidence=(Evidence("loss (mean |change| between rows / starting loss)", swing, T.OSCILLATION_REL_SWING,
+                           steps),
+                  Evidence("loss (share of rows where the direction flips)", flips, T.OSCILLATION_FLIPS, steps),
+                  Evidence("starting loss", start, None)),
         explanation=("The loss keeps jumping up and down instead of settling: steps overshoot, so each update "
                      "undoes part of the previous one."),
         fix=("Lower the learning rate (by 2-10x) or anneal it when validation stops improving; clip gradients "
              "by global norm if spikes drive the swings."))
 
 
-def plateau(view: RunView) -> Finding | None:
-    """The loss stopped falling while still well above what the data allows."""
+@rule("plateau", kind="symptom", severity="medium", figure="loss",
+      what="the loss flat while still well above what the data allows")
+def plateau(view: RunView) -> Hit | None:
     window = late(series(view, "loss"), T.PLATEAU_WINDOW)
     if window is None or len(window) < T.MIN_ROWS:
         return None
@@ -48,20 +50,20 @@ def plateau(view: RunView) -> Finding | None:
     first, last = float(window.iloc[:third].mean()), float(window.iloc[-third:].mean())
     if first <= 0 or (first - last) / first >= T.PLATEAU_REL_DROP:
         return None
-    floor, unigram = view.baseline("bayes_floor"), view.baseline("unigram_entropy")
+    floor, constant = view.baseline("bayes_floor"), constant_loss(view)
     if floor is not None:
         reference, name, limit = floor, "summary.baselines.bayes_floor", floor + T.PLATEAU_GAP
-    elif unigram is not None:
-        # No floor known (text): a loss no better than word frequencies is surely not the best reachable.
-        reference, name, limit = unigram, "summary.baselines.unigram_entropy", unigram - T.UNIGRAM_MARGIN
+    elif constant is not None:
+        # No floor known (text, a user's data): a loss no better than ignoring the input is surely not the
+        # best reachable.
+        name, reference, limit = constant.baseline, constant.value, constant.value - constant.margin
     else:
         return None
     if last < limit:
         return None
     steps = steps_of(window)
     drop = (first - last) / first
-    return Finding(
-        id="plateau", kind="symptom", severity="medium",
+    return Hit(
         title=f"The loss is flat at {last:.3f} nats, {last - reference:+.3f} from {name.rsplit('.', 1)[-1]}",
         evidence=(Evidence("loss (relative drop over the window)", drop, T.PLATEAU_REL_DROP, steps),
                   Evidence("loss (end of window)", last, limit, steps),
@@ -72,8 +74,9 @@ def plateau(view: RunView) -> Finding | None:
              "first suspect (see update_ratio columns): raise the learning rate or anneal it later."))
 
 
-def overfitting(view: RunView) -> Finding | None:
-    """Validation loss rises from its best while training loss keeps falling."""
+@rule("overfitting", kind="symptom", severity="medium", figure="loss",
+      what="validation loss rising from its best while the training loss keeps falling")
+def overfitting(view: RunView) -> Hit | None:
     valid, train = series(view, "valid_loss"), series(view, "loss")
     if valid is None or train is None or len(valid) < 1 + T.OVERFIT_MIN_VALIDATIONS_AFTER:
         return None
@@ -91,8 +94,7 @@ def overfitting(view: RunView) -> Finding | None:
     if not math.isfinite(drop) or drop < T.OVERFIT_TRAIN_DROP:
         return None
     last_step = int(valid.index[-1])
-    return Finding(
-        id="overfitting", kind="symptom", severity="medium",
+    return Hit(
         title=f"Overfitting: validation loss up {final - best:.3f} nats since step {best_step}",
         evidence=(Evidence("valid_loss (best)", best, None, (best_step, best_step)),
                   Evidence("valid_loss (final - best)", final - best, T.OVERFIT_RISE, (best_step, last_step)),

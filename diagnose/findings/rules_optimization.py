@@ -1,15 +1,18 @@
-"""Rules about the optimisation: step size, clipping, gradient scale, divergence."""
+"""Rules about the optimisation: step size, clipping, divergence."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from diagnose.findings import thresholds as T
-from diagnose.findings.base import (Evidence, Finding, RunView, early, late, number, series, steps_of,
-                                    variable_columns)
+import pandas as pd
 
-__all__ = ["tiny_steps", "huge_steps", "clipping_never_fires", "clipping_always_fires", "exploding_gradients",
-           "vanishing_gradients", "no_gradient", "diverged"]
+from diagnose.findings import thresholds as T
+from diagnose.findings.base import (Evidence, RunView, late, number, progress, series, start_loss, steps_of,
+                                    variable_columns, weight_matrices)
+from diagnose.findings.registry import Hit, rule
+from diagnose.findings.rules_gradients import dead_matrices
+
+__all__ = ["tiny_steps", "huge_steps", "clipping_never_fires", "clipping_always_fires", "diverged"]
 
 
 def _optimizer(view: RunView) -> dict:
@@ -42,10 +45,16 @@ def _clip_setting(view: RunView) -> tuple[str, float | None] | None:
     return None
 
 
-def tiny_steps(view: RunView) -> Finding | None:
-    """Weights move far less per step than healthy training (update ratios ~1e-3)."""
+def _ratio_columns(view: RunView) -> list[str]:
+    """The update-ratio columns the step-size rules read: weight matrices (all variables if none is one)."""
+    return weight_matrices(view) or variable_columns(view, "update_ratio")
+
+
+@rule("tiny-steps", kind="root-cause", severity="medium", figure="updates",
+      what="weights moving far less per step than healthy training (median update ratio of the weight matrices)")
+def tiny_steps(view: RunView) -> Hit | None:
     ratios = {}
-    for column in variable_columns(view, "update_ratio"):
+    for column in _ratio_columns(view):
         window = late(series(view, column))
         if window is not None:
             ratios[column] = (float(window.mean()), steps_of(window))
@@ -54,16 +63,26 @@ def tiny_steps(view: RunView) -> Finding | None:
     median = float(np.median([r for r, _ in ratios.values()]))
     if median >= T.TINY_UPDATE_RATIO:
         return None
+    dead, checked = dead_matrices(view)
+    if checked and len(dead) / checked >= T.DEAD_SHARE:
+        return None  # steps are nil because gradients are: a dead network, not a small rate (dead-network)
+    got = progress(view)
+    if got is not None and got >= T.CONVERGED_PROGRESS:
+        return None  # a converged model's steps are small because there is little left to learn
     steps = next(iter(ratios.values()))[1]
-    evidence = [Evidence(f"update_ratio/* (median of {len(ratios)} variables)", median, T.TINY_UPDATE_RATIO, steps)]
+    evidence = [Evidence(f"update_ratio/* (median of {len(ratios)} weight matrices)", median, T.TINY_UPDATE_RATIO,
+                         steps)]
     smallest = sorted(ratios.items(), key=lambda item: item[1][0])[:3]
     evidence += [Evidence(column, r, None, s) for column, (r, s) in smallest]
+    if got is not None:
+        evidence.append(Evidence("share of the way from the starting loss to the best reachable", got,
+                                 T.CONVERGED_PROGRESS))
     rate = _learning_rate(view)
     if rate is not None:
         evidence.append(Evidence(rate[0], rate[1], None))
     model = view.model
     factor = T.HEALTHY_UPDATE_RATIO / median if median > 0 else float("inf")
-    if model.get("loss_reduction") == "mean":
+    if model.get("loss_reduction") == "mean" and "batch_size" in model:
         batch = number(model.get("batch_size"))
         evidence.append(Evidence("model.loss_reduction", "mean", "sum"))
         scale = f"{batch:g}x " if batch else "batch-size times "
@@ -74,52 +93,83 @@ def tiny_steps(view: RunView) -> Finding | None:
     else:
         fix = (f"Raise the learning rate (about {factor:.0f}x would bring update ratios to ~1e-3), or check "
                "for a loss scaled down (a mean where a sum was intended, a tiny loss weight).")
-    return Finding(
-        id="tiny-steps", kind="root-cause", severity="medium",
+    return Hit(
         title=f"Updates are tiny: median update/weight ratio {median:.2g} (healthy ~1e-3)",
-        evidence=tuple(evidence),
+        evidence=evidence,
         explanation=("Each step moves the weights by a minute fraction of their size, so training crawls and "
                      "looks like a plateau long before the model has learned what it can."),
         fix=fix)
 
 
-def huge_steps(view: RunView) -> Finding | None:
-    """Some variable's weights change by a large fraction of their norm every step."""
+def _growth(view: RunView, columns: list[str]) -> list[tuple[str, float, tuple]]:
+    """(weight_norm column, late mean / first value, steps) for the weight matrices among ``columns``."""
+    out = []
+    for column in columns:
+        norms = series(view, "weight_norm/" + column.split("/", 1)[1])
+        window = late(norms)
+        if norms is not None and window is not None and float(norms.iloc[0]) > 0:
+            out.append((norms.name if norms.name else column, float(window.mean()) / float(norms.iloc[0]),
+                        (int(norms.index[0]), int(window.index[-1]))))
+    return out
+
+
+@rule("huge-steps", kind="root-cause", severity="high", figure="updates",
+      what="weights changing by a large fraction of their norm per step, early or late, or blown up in norm")
+def huge_steps(view: RunView) -> Hit | None:
+    columns = _ratio_columns(view)
     evidence = []
-    for column in variable_columns(view, "update_ratio"):
+    for column in columns:  # a variable thrashing late in the run
         window = late(series(view, column), 0.5)
         if window is not None and float(window.median()) > T.HUGE_UPDATE_RATIO:
             evidence.append(Evidence(column + " (late median)", float(window.median()), T.HUGE_UPDATE_RATIO,
                                      steps_of(window)))
+    found = [s for c in columns if (s := series(view, c)) is not None]
+    frame = pd.concat(found, axis=1) if found else None
+    if frame is not None:  # most of the network moving by a third of itself, at any row
+        per_row = frame.median(axis=1, skipna=True).dropna()
+        if len(per_row) and float(per_row.max()) > T.HUGE_UPDATE_RATIO:
+            at = int(per_row.idxmax())
+            evidence.append(Evidence(f"update_ratio/* (median of {len(frame.columns)} weight matrices, peak row)",
+                                     float(per_row.max()), T.HUGE_UPDATE_RATIO, (at, at)))
+    start, losses = start_loss(view), series(view, "loss")
+    if start is not None and losses is not None and float(late(losses).mean()) >= start:
+        grown = [g for g in _growth(view, columns) if g[1] > T.WEIGHT_GROWTH]
+        if columns and len(grown) >= max(1, len(columns) / 2):
+            worst = max(grown, key=lambda g: g[1])
+            evidence.append(Evidence(f"weight_norm/* grown (late / first), {len(grown)} of {len(columns)} matrices",
+                                     worst[1], T.WEIGHT_GROWTH, worst[2]))
+            evidence.append(Evidence("loss (late mean) vs the loss at the start", float(late(losses).mean()), start))
     if not evidence:
         return None
-    evidence.sort(key=lambda e: -e.observed)
-    worst = evidence[0].observed
+    ratios = [e.observed for e in evidence if e.metric.startswith("update_ratio")]
+    worst = max(ratios) if ratios else None
     rate = _learning_rate(view)
     if rate is not None:
         evidence.append(Evidence(rate[0], rate[1], None))
-    return Finding(
-        id="huge-steps", kind="root-cause", severity="high",
-        title=f"Updates are huge: weights change by up to {worst:.2g} of their norm per step (healthy ~1e-3)",
-        evidence=tuple(evidence),
+    how = (f"weights change by up to {worst:.2g} of their norm per step (healthy ~1e-3)" if worst
+           else "weight norms blew up while the loss got no better")
+    factor = (f"about {worst / T.HEALTHY_UPDATE_RATIO:.0f}x would bring the largest ratio to ~1e-3"
+              if worst else "by 10x or more")
+    return Hit(
+        title=f"Updates are huge: {how}",
+        evidence=evidence,
         explanation=("Each step moves these weights by a large part of their own size, so the optimiser "
-                     "overshoots: the loss thrashes or climbs, weights and logits blow up, and the model can "
-                     "end far worse than a uniform guess without ever producing a NaN."),
-        fix=(f"Lower the learning rate (about {worst / T.HEALTHY_UPDATE_RATIO:.0f}x would bring the largest ratio "
-             "to ~1e-3) or clip gradients by global norm; a loss summed over the batch makes the step grow with "
-             "the batch size."))
+                     "overshoots: the loss thrashes or climbs, weights and logits blow up, ReLUs can die for "
+                     "good, and the model can end far worse than a uniform guess without ever producing a NaN."),
+        fix=(f"Lower the learning rate ({factor}) or clip gradients by global norm; normalise inputs of large "
+             "scale; a loss summed over the batch makes the step grow with the batch size."))
 
 
-def clipping_never_fires(view: RunView) -> Finding | None:
-    """Clipping is configured, never fires, and gradients stay far below the threshold."""
+@rule("clipping-never-fires", kind="symptom", severity="low", figure="gradients",
+      what="gradient clipping configured but never firing, gradients far below the threshold")
+def clipping_never_fires(view: RunView) -> Hit | None:
     setting, fired, grads = _clip_setting(view), series(view, "clip_fired"), series(view, "grad_norm/global")
     if setting is None or setting[1] is None or fired is None or grads is None or len(fired) < T.MIN_ROWS:
         return None
     limit = T.CLIP_IDLE_FRACTION * setting[1]
     if float(fired.max()) > 0 or float(grads.max()) >= limit:
         return None
-    return Finding(
-        id="clipping-never-fires", kind="symptom", severity="low",
+    return Hit(
         title=f"Gradient clipping at {setting[1]:g} never fires: gradients stay below {limit:g}",
         evidence=(Evidence(setting[0], setting[1], None),
                   Evidence("clip_fired (max)", float(fired.max()), 0.0, steps_of(fired)),
@@ -130,8 +180,9 @@ def clipping_never_fires(view: RunView) -> Finding | None:
              "restore the loss reduction the threshold was chosen for."))
 
 
-def clipping_always_fires(view: RunView) -> Finding | None:
-    """Clipping rescales the gradient on nearly every step."""
+@rule("clipping-always-fires", kind="symptom", severity="medium", figure="gradients",
+      what="gradient clipping rescaling the gradient on nearly every step")
+def clipping_always_fires(view: RunView) -> Hit | None:
     fired = series(view, "clip_fired")
     if fired is None or len(fired) < T.MIN_ROWS:
         return None
@@ -142,8 +193,7 @@ def clipping_always_fires(view: RunView) -> Finding | None:
     setting = _clip_setting(view)
     if setting is not None and setting[1] is not None:
         evidence.append(Evidence(setting[0], setting[1], None))
-    return Finding(
-        id="clipping-always-fires", kind="symptom", severity="medium",
+    return Hit(
         title=f"Gradient clipping fires on {share:.0%} of steps",
         evidence=tuple(evidence),
         explanation=("When the clip acts on almost every step, the step length is set by the threshold times "
@@ -152,91 +202,9 @@ def clipping_always_fires(view: RunView) -> Finding | None:
              "spikes; check the loss scale (a sum over a large batch gives large gradients)."))
 
 
-def exploding_gradients(view: RunView) -> Finding | None:
-    """The global gradient norm grows by orders of magnitude, or becomes non-finite."""
-    raw = series(view, "grad_norm/global", finite=False)
-    grads = series(view, "grad_norm/global")
-    if raw is None or len(raw) < T.MIN_ROWS:
-        return None
-    nonfinite = raw[~np.isfinite(raw)]
-    start = early(grads)
-    base = float(start.median()) if start is not None else None
-    evidence = []
-    if grads is not None and base and base > 0:
-        peak_step = int(grads.idxmax())
-        factor = float(grads.max()) / base
-        if factor >= T.EXPLODE_FACTOR:
-            evidence += [Evidence("grad_norm/global (early median)", base, None, steps_of(start)),
-                         Evidence("grad_norm/global (peak / early median)", factor, T.EXPLODE_FACTOR,
-                                  (peak_step, peak_step))]
-    if len(nonfinite):
-        evidence.append(Evidence("grad_norm/global", str(nonfinite.iloc[0]), "finite",
-                                 (int(nonfinite.index[0]), int(nonfinite.index[0]))))
-    if not evidence:
-        return None
-    return Finding(
-        id="exploding-gradients", kind="symptom", severity="high" if len(nonfinite) else "medium",
-        title="Gradients explode", evidence=tuple(evidence),
-        explanation=("The gradient norm grew by orders of magnitude over training; large steps then throw the "
-                     "weights far off and usually end in a non-finite loss."),
-        fix=("Clip gradients by global norm and lower the learning rate; check for a loss summed where a mean "
-             "was intended."))
-
-
-def vanishing_gradients(view: RunView) -> Finding | None:
-    """Gradients shrink to nothing overall, or some variable receives none."""
-    grads = series(view, "grad_norm/global")
-    if grads is None or len(grads) < T.MIN_ROWS:
-        return None
-    start, end = early(grads), late(grads)
-    base, final = float(start.median()), float(end.median())
-    evidence = []
-    if final <= T.VANISH_ABSOLUTE or (base > 0 and final / base <= T.VANISH_FACTOR):
-        evidence += [Evidence("grad_norm/global (early median)", base, None, steps_of(start)),
-                     Evidence("grad_norm/global (late median)", final,
-                              max(T.VANISH_ABSOLUTE, base * T.VANISH_FACTOR), steps_of(end))]
-    for column in variable_columns(view, "grad_norm"):
-        values = series(view, column)
-        window, first = late(values), early(values)
-        # Only a gradient that was there and went: one never there is no_gradient's.
-        if (window is not None and float(window.mean()) <= T.VANISH_ABSOLUTE
-                and float(first.mean()) > T.VANISH_ABSOLUTE):
-            evidence.append(Evidence(column, float(window.mean()), T.VANISH_ABSOLUTE, steps_of(window)))
-    if not evidence:
-        return None
-    return Finding(
-        id="vanishing-gradients", kind="symptom", severity="medium",
-        title="Gradients vanish", evidence=tuple(evidence),
-        explanation=("Little or no gradient reaches the weights late in training, so they stop moving: typical "
-                     "of dead ReLU units, saturated outputs, or a path the loss does not depend on."),
-        fix=("Find where the gradient stops (per-variable grad_norm columns): dead ReLU outputs, a clipped "
-             "cross-entropy floor, or a branch cut off from the loss."))
-
-
-def no_gradient(view: RunView) -> Finding | None:
-    """Variables whose gradient was zero (to float precision) in every logged row."""
-    evidence = []
-    for column in variable_columns(view, "grad_norm"):
-        values = series(view, column)
-        if values is not None and len(values) >= T.MIN_ROWS and float(values.max()) <= T.VANISH_ABSOLUTE:
-            evidence.append(Evidence(column + " (max)", float(values.max()), T.VANISH_ABSOLUTE, steps_of(values)))
-    if not evidence:
-        return None
-    names = ", ".join(e.metric.split("/", 1)[1].removesuffix(" (max)") for e in evidence)
-    return Finding(
-        id="no-gradient", kind="symptom", severity="low",
-        title=f"No gradient ever reaches {names}", evidence=tuple(evidence),
-        explanation=("The loss does not depend on these variables, so training never moves them. Some are zero "
-                     "by construction: a bias added to every attention key shifts all of a query's scores "
-                     "equally and the softmax ignores it (MultiHeadAttention's key bias). Otherwise a path to "
-                     "the loss is cut: an output nothing uses, a stop_gradient, an integer cast, a ReLU dead "
-                     "from the start."),
-        fix=("Nothing to fix where it is by construction (or drop the variable: use_bias=False). Otherwise "
-             "trace the variable's path to the loss and restore it."))
-
-
-def diverged(view: RunView) -> Finding | None:
-    """The run stopped on a non-finite loss or gradient."""
+@rule("diverged", kind="symptom", severity="high", figure="loss",
+      what="the run stopped on a non-finite loss or gradient")
+def diverged(view: RunView) -> Hit | None:
     at = view.summary.get("diverged_at")
     at = at if isinstance(at, dict) else {}
     if view.summary.get("status") != "diverged" and not at:
@@ -251,8 +219,7 @@ def diverged(view: RunView) -> Finding | None:
         evidence.append(Evidence("summary.error", str(view.summary["error"]), None))
     where = (f" at step {int(step)}" if step is not None else "") + (f" ({variable})" if variable else "")
     if step == 1:  # before any update: the initial weights, whatever the learning rate
-        return Finding(
-            id="diverged", kind="symptom", severity="high",
+        return Hit(
             title=f"Not finite from the first step{' (' + variable + ')' if variable else ''}",
             evidence=tuple(evidence),
             explanation=("The loss or a gradient was NaN or infinite at step 1, computed at the initial weights "
@@ -262,8 +229,7 @@ def diverged(view: RunView) -> Finding | None:
             fix=("Evaluate the loss on one batch at the initial weights (model.evaluate) and check the inputs for "
                  "NaN/Inf; give the loss outputs it is defined on (a softmax output, or logits with "
                  "from_logits=True)."))
-    return Finding(
-        id="diverged", kind="symptom", severity="high",
+    return Hit(
         title=f"Training diverged{where}",
         evidence=tuple(evidence),
         explanation=(f"A loss or gradient became NaN or infinite{where}; the run stopped there and its weights "

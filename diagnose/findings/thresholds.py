@@ -66,22 +66,54 @@ FLOOR_MARGIN = 0.05
 # Loss within 0.1 nats of the unigram entropy (or above): the model predicts no
 # better than word frequencies, which needs no input at all.
 UNIGRAM_MARGIN = 0.1
-# Shuffled or zeroed inputs costing less than 0.05 nats more than the real ones:
-# the probe batch is fixed and evaluated without dropout, so a model that uses its
-# input loses far more than that when the input is destroyed.
+# The squared-error counterpart: a mean squared error within 5% of the targets'
+# variance explains less than 5% of it (R^2 below 0.05), which a model that reads
+# its input beats by far.
+VARIANCE_MARGIN = 0.05
+# Shuffled inputs costing less than 0.05 nats more than the real ones: the probe
+# batch is fixed and evaluated without dropout, so a model that uses its input loses
+# far more than that when each example gets another's input. (Zeroed inputs are
+# evidence only: all-zero inputs can be out of distribution for a model with
+# normalisation and cost more for that reason alone.)
 PROBE_MARGIN = 0.05
+
+# --- inputs -----------------------------------------------------------------------------
+
+# An input RMS above 10: initialisers (Glorot, He) assume inputs of about unit scale,
+# so the first layer's pre-activations and gradients are then ten times (and its
+# gradient step's effect a hundred times) what the rest of the network is sized for.
+# Standardised features have RMS 1; pixels in 0-255 about 100-150.
+INPUT_RMS = 10.0
+# More than half of an integer input is padding (id 0): a recurrent layer reading it
+# unmasked then runs through more padding than content.
+PAD_SHARE = 0.5
 
 # --- optimisation ------------------------------------------------------------------
 
 # Healthy SGD moves weights by ~1e-3 of their norm per step (the usual rule of
-# thumb); a median ten times below that means training crawls.
+# thumb); a median ten times below that means training crawls. The median is over
+# weight matrices only: biases and normalisation scales start at 0 or 1 by
+# construction, and a freshly zero-initialised bias has a huge ratio whatever the rate.
 TINY_UPDATE_RATIO = 1e-4
 HEALTHY_UPDATE_RATIO = 1e-3
+# ... unless the run got 90% of the way from its starting loss to the best reachable
+# (the Bayes floor, else 0): a converged model's gradients, hence its steps, are
+# small because there is little left to learn, not because the rate is.
+CONVERGED_PROGRESS = 0.9
 # A variable whose weights change by almost a third of their norm per step, over the
 # late half of a run: ten times the largest late ratio of a healthy paper run (0.024,
 # H on PTB) and above a learned encoding started at unit scale (0.14-0.23 on the
 # synthetic corpus), which trains; a learning rate 100x too large gives 0.4-0.9.
 HUGE_UPDATE_RATIO = 0.3
+# The same bound on the median over weight matrices of one logged row, anywhere in the
+# run: most of the network moving by a third of its size per step is a blow-up even
+# when it is over early (a network whose ReLUs then died logs ratios of 0 afterwards).
+# Weight matrices grown tenfold in norm while the loss ended no lower than it started:
+# adaptive optimizers move each weight by about the learning rate per step whatever
+# the gradient, so at a huge rate the weights, not the ratios, show the blow-up (the
+# ratio falls as the weights it is divided by grow); training that works grows weight
+# norms by a small factor and lowers the loss.
+WEIGHT_GROWTH = 10.0
 # Clipping "never fires while gradients are small": the largest global gradient norm
 # seen is below a tenth of the clip threshold, an order of magnitude of headroom.
 CLIP_IDLE_FRACTION = 0.1
@@ -95,12 +127,19 @@ EXPLODE_FACTOR = 100.0
 # in absolute terms (float32 round-off on weights of order 1e-2): nothing flows back.
 VANISH_FACTOR = 1e-3
 VANISH_ABSOLUTE = 1e-7
+# A dead network: at least half the weight matrices get no gradient late in the run
+# (below VANISH_ABSOLUTE) although they had one early. Dead ReLUs pass back exactly 0,
+# so every matrix behind a dead layer goes silent at once; a network that merely
+# learns slowly keeps gradients everywhere.
+DEAD_SHARE = 0.5
 
 # --- the loss curve -----------------------------------------------------------------
 
 # Oscillation: over the last half of the rows, consecutive logged losses differ by
-# more than 5% of the loss on average and the direction flips on at least half the
-# rows. Logged losses are means over many steps, so their noise is ~1%.
+# more than 5% of the loss the run started from on average, and the direction flips
+# on at least half the rows. Logged losses are means over many steps, so their noise
+# is ~1% of the starting loss. Measured against the starting loss, not the current
+# one: a healthy run whose loss nears 0 swings by a large fraction of almost nothing.
 OSCILLATION_WINDOW = 0.5
 OSCILLATION_REL_SWING = 0.05
 OSCILLATION_FLIPS = 0.5

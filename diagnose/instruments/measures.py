@@ -1,9 +1,9 @@
 """In-graph measures: pure functions from tensors of one training step to scalars.
 
-Each function takes the tensors a train step has anyway (gradients, weights,
-attention, outputs) and returns a dict of named scalar (or small vector) tensors.
-They run inside the compiled step, so nothing here may pull a value to the host.
-Column names are documented in :mod:`diagnose.runrecord`.
+The building blocks the instrument families (:mod:`diagnose.instruments.registry`)
+and both train steps share: norms, RMS, top-1 accuracy, the softmax cross-entropy
+and its pieces, argmax counts. They run inside the compiled step, so nothing here
+may pull a value to the host.
 """
 
 from __future__ import annotations
@@ -118,82 +118,6 @@ def gradient_norms(grads) -> list:
     return [l2_norm(values(g)) for g in grads]
 
 
-def gradient_measures(names, norms, clipped_norms, weight_norms, learning_rate, clip: str, clip_norm: float):
-    """Gradient norms (before clipping), clipping, and update-to-weight ratios.
-
-    Args:
-        names: short variable names, one per gradient.
-        norms: L2 norm of each gradient before clipping.
-        clipped_norms: L2 norm of each gradient as applied.
-        weight_norms: L2 norm of each variable before the update.
-        learning_rate: the SGD rate; the update of plain SGD is exactly
-            ``-lr * g_applied``, so ``||dw|| = lr * ||g_applied||``.
-        clip: "global" | "per_tensor" | "none"; clip_norm: its threshold.
-
-    Returns:
-        a row: scalars and per-variable :func:`block` s (``grad_norm/NAME`` for
-        every variable, then ``update_ratio/NAME``, then ``weight_norm/NAME``).
-    """
-    # One vector per quantity: a few kernels for any number of variables, not a
-    # few per variable (what a small model's step time is made of).
-    norms_v = tf.stack([tf.cast(n, tf.float32) for n in norms])  # (n,)
-    applied_v = tf.stack([tf.cast(n, tf.float32) for n in clipped_norms])
-    weights_v = tf.stack([tf.cast(n, tf.float32) for n in weight_norms])
-    ratios = tf.cast(learning_rate, tf.float32) * applied_v / tf.maximum(weights_v, 1e-12)
-    global_norm = tf.sqrt(tf.reduce_sum(tf.square(norms_v)))
-    out = {"grad_norm/global": global_norm}
-    out.update(block([f"grad_norm/{n}" for n in names], norms_v))
-    out.update(block([f"update_ratio/{n}" for n in names], ratios))
-    out.update(block([f"weight_norm/{n}" for n in names], weights_v))
-    if clip == "global":
-        fired = tf.cast(global_norm > clip_norm, tf.float32)
-    elif clip == "per_tensor":
-        fired = tf.cast(tf.reduce_any(norms_v > clip_norm), tf.float32)
-    else:
-        fired = tf.constant(0.0)
-    out["clip_fired"] = fired
-    return out
-
-
-def attention_measures(attention, pad_mask, hop: int):
-    """Per-hop attention shape: normalised entropy, top-1 weight, mass on padded slots.
-
-    Entropy is divided by ln(number of non-padded slots) so 1 means uniform over
-    the real memories and 0 means one-hot (a window with a single real slot counts
-    as ln 2 to avoid 0/0). With padding encoded rather than masked, mass leaks
-    onto padded slots and the ratio can exceed 1.
-    """
-    p = tf.cast(attention, tf.float32)  # (B, M)
-    real = tf.cast(tf.logical_not(pad_mask), tf.float32)  # (B, M)
-    entropy = -tf.reduce_sum(p * tf.math.log(tf.maximum(p, 1e-30)), axis=-1)  # (B,)
-    n_real = tf.reduce_sum(real, axis=-1)
-    norm_entropy = entropy / tf.math.log(tf.maximum(n_real, 2.0))
-    return {
-        f"attn_entropy/hop{hop}": tf.reduce_mean(norm_entropy),
-        f"attn_top1/hop{hop}": tf.reduce_mean(tf.reduce_max(p, axis=-1)),
-        f"attn_pad_mass/hop{hop}": tf.reduce_mean(tf.reduce_sum(p * (1.0 - real), axis=-1)),
-    }
-
-
-def attention_measures_hops(attention, pad_mask) -> dict:
-    """:func:`attention_measures` for every hop at once: ``attention`` is (K, B, M).
-
-    One set of fused reductions over the stacked hops instead of one per hop,
-    returned as one :func:`block` whose columns and order are those of calling the
-    per-hop function for hop 1..K.
-    """
-    p = tf.cast(attention, tf.float32)  # (K, B, M)
-    real = tf.cast(tf.logical_not(pad_mask), tf.float32)[None]  # (1, B, M)
-    entropy = -tf.reduce_sum(p * tf.math.log(tf.maximum(p, 1e-30)), axis=-1)  # (K, B)
-    norm_entropy = entropy / tf.math.log(tf.maximum(tf.reduce_sum(real, axis=-1), 2.0))
-    stats = tf.stack([tf.reduce_mean(norm_entropy, axis=-1),
-                      tf.reduce_mean(tf.reduce_max(p, axis=-1), axis=-1),
-                      tf.reduce_mean(tf.reduce_sum(p * (1.0 - real), axis=-1), axis=-1)], axis=1)  # (K, 3)
-    k = attention.shape[0]
-    names = [f"{name}/hop{hop + 1}" for hop in range(k) for name in ("attn_entropy", "attn_top1", "attn_pad_mass")]
-    return block(names, stats)  # (K, 3) row-major: hop by hop, as the per-hop function orders them
-
-
 def rms_per(x):
     """Root mean square over all axes but the first: (K,) for a stack of K tensors."""
     x = tf.cast(x, tf.float32)
@@ -260,33 +184,4 @@ def softmax_cross_entropy(targets, logits):
     logit_target = tf.gather(logits, tf.cast(targets, tf.int32)[:, None], batch_dims=1)[:, 0]
     return log_z - logit_target, {"top": top, "log_z": log_z, "logit_target": logit_target}
 
-
-def output_measures(outputs, targets, output: str, parts: dict | None = None):
-    """Output health: dead units, targets at the cross-entropy clip floor, confidence.
-
-    ``output="softmax"``: outputs are logits (``parts`` from
-    :func:`softmax_cross_entropy` saves recomputing their maximum and log Z).
-    ``"relu"``: outputs are ReLU activations that Keras' categorical cross-entropy
-    divides by their sum. Returns a row (two scalars and a :func:`block`).
-    """
-    outputs = tf.cast(outputs, tf.float32)
-    idx = tf.stack([tf.range(tf.shape(targets)[0]), tf.cast(targets, tf.int32)], axis=1)
-    if output == "softmax":
-        if parts is None:
-            parts = softmax_cross_entropy(targets, outputs)[1]
-        p_target = tf.exp(parts["logit_target"] - parts["log_z"])
-        max_prob = tf.exp(parts["top"] - parts["log_z"])
-        dead_rows = zero_frac = tf.constant(0.0)  # logits have no dead units
-    else:
-        total = tf.reduce_sum(outputs, axis=-1)
-        alive = total > 0
-        safe = tf.where(alive, total, 1.0)
-        p_target = tf.where(alive, tf.gather_nd(outputs, idx) / safe, 0.0)
-        max_prob = tf.where(alive, tf.reduce_max(outputs, axis=-1) / safe, 0.0)
-        dead_rows = tf.reduce_mean(tf.cast(tf.logical_not(alive), tf.float32))
-        zero_frac = tf.reduce_mean(tf.cast(tf.equal(outputs, 0.0), tf.float32))
-    # The three batch means in one reduction, returned as one block.
-    means = tf.reduce_mean(tf.stack([tf.cast(p_target <= CLIP_FLOOR, tf.float32), max_prob, p_target]), axis=1)
-    return {"out_zero_frac": zero_frac, "out_dead_rows": dead_rows,
-            **block(("target_at_floor", "max_prob", "target_prob"), means)}
 

@@ -1,8 +1,11 @@
-"""The compiled pieces of one run: model, optimizer, train/eval/probe steps and accumulators.
+"""The built-in MemN2N's compiled steps: model, optimizer, train/eval/probe steps, accumulators.
 
-Batches are cut from the token stream inside the compiled step (positions in,
-windows gathered in-graph), several steps run per call in a graph loop, and
-figures accumulate in variables read back once per logged row.
+The host loop that drives them (budget, validation, logged rows, the record) is
+:mod:`diagnose.train`. Batches are cut from the token stream inside the compiled
+step (positions in, windows gathered in-graph), several steps run per call in a
+graph loop, and figures accumulate in variables read back once per logged row.
+The instruments are the registry's (:mod:`diagnose.instruments.registry`), fed
+from the model's internals by :mod:`diagnose.instruments.memn2n`.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import numpy as np
 from diagnose.config import RunConfig
 from diagnose.data.corpus import Corpus
 from diagnose.gradients import clip_scales, dedupe_slices, guard, scale
-from diagnose.instruments import measures
+from diagnose.instruments import measures, memn2n, registry
 from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
+from diagnose.instruments.family import Step
+from diagnose.instruments.probes import variants
+from diagnose.instruments.update_ratios import sgd_delta_norms
 
-__all__ = ["Trainer", "set_determinism", "perplexity"]
+__all__ = ["MemN2NSteps", "set_determinism", "perplexity"]
 
 # Room for the instrument columns of the largest MemN2N (untied, many hops).
 _MAX_COLUMNS = 2048
@@ -44,8 +50,8 @@ def set_determinism(seed: int, threads: int | None = None) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-class Trainer:
-    """Holds the model, optimizer and compiled steps for one run."""
+class MemN2NSteps:
+    """Holds the model, optimizer and compiled steps of one MemN2N run."""
 
     def __init__(self, config: RunConfig, corpus: Corpus):
         tf = _tf()
@@ -135,21 +141,20 @@ class Trainer:
         clipped = [guard(scale(g, sc), finite) for g, sc in zip(grads, scales)]
         if full and slow is None:
             slow = self.slow_measures()
-        lr = tf.cast(self.optimizer.learning_rate, tf.float32)
 
-        # Every measure is taken before the update, in program order, so each reads
-        # the weights the step's gradients were computed at.
         row = {"loss": tf.reduce_mean(per_example),
                "accuracy": tf.reduce_mean(measures.top1_correct(outputs, targets, parts and parts["top"]))}
+        hist = None
         if full:
-            # The applied gradient's norm is the norm times its clip scale: no second pass.
-            applied = [n * sc * tf.cast(finite, tf.float32) for n, sc in zip(norms, scales)]
-            row.update(measures.gradient_measures(self.names, norms, applied, slow["weight_norms"], lr, mcfg.clip,
-                                                  mcfg.clip_norm))
-            row.update(_memn2n_measures(internals, mcfg, windows, slow["row_sq"]))
-            row.update(measures.output_measures(outputs, targets, mcfg.output, parts))
-            hist = measures.argmax_histogram(tf.stack(internals["attention"]))  # (K, M)
-        else:
+            attention, branches = memn2n.sites(internals, mcfg, windows, slow["row_sq"])
+            step = Step(names=self.names, norms=norms, clip_mode=mcfg.clip, clip_norm=mcfg.clip_norm,
+                        weight_norms=slow["weight_norms"],
+                        update_norms=sgd_delta_norms(self.optimizer.learning_rate, norms, scales, finite),
+                        outputs=outputs, labels=targets, output_kind="logits" if mcfg.output == "softmax"
+                        else "unnormalized", parts=parts, attention=attention, branches=branches)
+            measured, hist = registry.measure(step)
+            row.update(measured)
+        if hist is None:
             hist = tf.zeros((mcfg.hops, mcfg.memory_size))
 
         self.optimizer.apply(clipped, self.variables)
@@ -187,10 +192,8 @@ class Trainer:
         from models import token_loss
 
         windows, targets = self._windows("train", positions)
-        shuffled = tf.roll(windows, shift=1, axis=0)  # every example gets another's input
-        zeroed = tf.zeros_like(windows)
         losses = [tf.reduce_mean(token_loss(self.config.model, targets, self.model(w, training=False)))
-                  for w in (windows, shuffled, zeroed)]
+                  for w in variants(windows)]
         return tf.stack(losses)
 
     def _eval_step(self, positions, weights, split):
@@ -233,37 +236,3 @@ class Trainer:
 def perplexity(loss: float) -> float:
     """exp(loss), inf where that overflows a float (or the loss is NaN: NaN)."""
     return math.exp(loss) if loss < 700 else (math.inf if loss == loss else math.nan)
-
-
-def _memn2n_measures(internals: dict, mcfg, windows, row_sq: dict) -> dict:
-    """Attention per hop and branch balance (word embedding vs temporal encoding, H term vs read-out).
-
-    ``row_sq``: encoder name -> squared row norms of its embedding table. Each
-    figure is computed for all hops or all embeddings in one reduction and returned
-    as one block (see :func:`measures.block`).
-    """
-    tf = _tf()
-    out = {}
-    # Per-hop figures from stacked hops: one fused reduction each, not one per hop.
-    out.update(measures.attention_measures_hops(tf.stack(internals["attention"]), internals["pad_mask"]))
-    names, temporal = [], []
-    for enc in internals["encoders"]:
-        for side in ("a", "c"):
-            if enc[f"{side}_name"] not in names:
-                names.append(enc[f"{side}_name"])
-                temporal.append(enc[f"{side}_temporal"])
-    # The RMS of the looked-up word vectors, from each table's row norms: the same
-    # number as the RMS of the (B, M, D) lookup, without another pass over it.
-    looked_up = tf.gather(tf.stack([row_sq[n] for n in names]), windows, axis=1)  # (E, B, M)
-    word = tf.sqrt(tf.reduce_mean(looked_up, axis=[1, 2]) / float(mcfg.embed_dim))  # (E,)
-    if temporal[0] is None:
-        out.update(measures.block([f"rms/{n}_word" for n in names], word))
-    else:
-        t_rms = measures.rms_per(tf.stack([tf.cast(t, tf.float32) for t in temporal]))  # (E,)
-        out.update(measures.block([f"rms/{n}_{part}" for n in names for part in ("word", "temporal")],
-                                  tf.stack([word, t_rms], axis=1)))
-    k = mcfg.hops
-    both = measures.rms_per(tf.stack(internals["h_term"] + internals["readout"]))  # (2K,): H terms, then read-outs
-    out.update(measures.block([f"rms/hop{hop + 1}_{part}" for hop in range(k) for part in ("h_term", "readout")],
-                              tf.transpose(tf.reshape(both, (2, k)))))
-    return out

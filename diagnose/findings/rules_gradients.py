@@ -1,0 +1,142 @@
+"""Rules about the gradients' scale: exploding, vanishing, absent, and a network gone dead."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diagnose.findings import thresholds as T
+from diagnose.findings.base import Evidence, RunView, early, late, series, steps_of, variable_columns, weight_matrices
+from diagnose.findings.registry import Hit, rule
+
+__all__ = ["exploding_gradients", "vanishing_gradients", "no_gradient", "dead_network", "dead_matrices"]
+
+
+def dead_matrices(view: RunView) -> tuple[list[tuple[str, float, float, tuple]], int]:
+    """Weight matrices whose gradient was there early and is gone late, and how many matrices were checked.
+
+    Returns:
+        ``([(column, early mean, late mean, late steps), ...], checked)``.
+    """
+    dead, checked = [], 0
+    for column in weight_matrices(view, "grad_norm"):
+        values = series(view, column)
+        if values is None or len(values) < T.MIN_ROWS:
+            continue
+        checked += 1
+        first, window = early(values), late(values)
+        if float(first.mean()) > T.VANISH_ABSOLUTE and float(window.mean()) <= T.VANISH_ABSOLUTE:
+            dead.append((column, float(first.mean()), float(window.mean()), steps_of(window)))
+    return dead, checked
+
+
+@rule("dead-network", kind="symptom", severity="high", figure="gradients",
+      what="most weight matrices receiving no gradient late in the run although they had one early")
+def dead_network(view: RunView) -> Hit | None:
+    dead, checked = dead_matrices(view)
+    if not checked or len(dead) / checked < T.DEAD_SHARE:
+        return None
+    evidence = [Evidence("share of weight matrices with no gradient late (grad_norm below 1e-7)", len(dead) / checked,
+                         T.DEAD_SHARE, dead[0][3])]
+    for column, first, last, steps in dead[:4]:
+        evidence.append(Evidence(column + " (early mean)", first, None))
+        evidence.append(Evidence(column + " (late mean)", last, T.VANISH_ABSOLUTE, steps))
+    dead_frac = late(series(view, "out_zero_frac"))
+    if dead_frac is not None:
+        evidence.append(Evidence("out_zero_frac", float(dead_frac.mean()), None, steps_of(dead_frac)))
+    return Hit(
+        title=f"The network went dead: {len(dead)} of {checked} weight matrices get no gradient any more",
+        evidence=evidence,
+        explanation=("Gradients that flowed early stopped everywhere at once: typically ReLU units pushed to "
+                     "always-negative inputs by a few huge early steps, which then pass back exactly zero, so "
+                     "nothing behind them can learn again. Update ratios of 0 here mean no gradient, not a small "
+                     "learning rate: raising the rate would make it worse."),
+        fix=("Lower the learning rate (and warm it up), clip gradients by global norm, normalise the inputs; "
+             "leaky ReLU or a He initialisation make units less likely to die. Retrain from a fresh start: dead "
+             "units do not come back."))
+
+
+@rule("exploding-gradients", kind="symptom", severity="medium", figure="gradients",
+      what="the global gradient norm growing by orders of magnitude, or becoming non-finite")
+def exploding_gradients(view: RunView) -> Hit | None:
+    raw = series(view, "grad_norm/global", finite=False)
+    grads = series(view, "grad_norm/global")
+    if raw is None or len(raw) < T.MIN_ROWS:
+        return None
+    nonfinite = raw[~np.isfinite(raw)]
+    start = early(grads)
+    base = float(start.median()) if start is not None else None
+    evidence = []
+    if grads is not None and base and base > 0:
+        peak_step = int(grads.idxmax())
+        factor = float(grads.max()) / base
+        if factor >= T.EXPLODE_FACTOR:
+            evidence += [Evidence("grad_norm/global (early median)", base, None, steps_of(start)),
+                         Evidence("grad_norm/global (peak / early median)", factor, T.EXPLODE_FACTOR,
+                                  (peak_step, peak_step))]
+    if len(nonfinite):
+        evidence.append(Evidence("grad_norm/global", str(nonfinite.iloc[0]), "finite",
+                                 (int(nonfinite.index[0]), int(nonfinite.index[0]))))
+    if not evidence:
+        return None
+    return Hit(
+        severity="high" if len(nonfinite) else None,
+        title="Gradients explode", evidence=tuple(evidence),
+        explanation=("The gradient norm grew by orders of magnitude over training; large steps then throw the "
+                     "weights far off and usually end in a non-finite loss."),
+        fix=("Clip gradients by global norm and lower the learning rate; check for a loss summed where a mean "
+             "was intended."))
+
+
+@rule("vanishing-gradients", kind="symptom", severity="medium", figure="gradients",
+      what="gradients shrinking to nothing overall, or a variable's gradient that was there and went")
+def vanishing_gradients(view: RunView) -> Hit | None:
+    grads = series(view, "grad_norm/global")
+    if grads is None or len(grads) < T.MIN_ROWS:
+        return None
+    dead, checked = dead_matrices(view)
+    if checked and len(dead) / checked >= T.DEAD_SHARE:
+        return None  # gradients gone at once across the network: dead-network says so
+    start, end = early(grads), late(grads)
+    base, final = float(start.median()), float(end.median())
+    evidence = []
+    if final <= T.VANISH_ABSOLUTE or (base > 0 and final / base <= T.VANISH_FACTOR):
+        evidence += [Evidence("grad_norm/global (early median)", base, None, steps_of(start)),
+                     Evidence("grad_norm/global (late median)", final,
+                              max(T.VANISH_ABSOLUTE, base * T.VANISH_FACTOR), steps_of(end))]
+    for column in variable_columns(view, "grad_norm"):
+        values = series(view, column)
+        window, first = late(values), early(values)
+        # Only a gradient that was there and went: one never there is no_gradient's.
+        if (window is not None and float(window.mean()) <= T.VANISH_ABSOLUTE
+                and float(first.mean()) > T.VANISH_ABSOLUTE):
+            evidence.append(Evidence(column, float(window.mean()), T.VANISH_ABSOLUTE, steps_of(window)))
+    if not evidence:
+        return None
+    return Hit(
+        title="Gradients vanish", evidence=tuple(evidence),
+        explanation=("Little or no gradient reaches the weights late in training, so they stop moving: typical "
+                     "of dead ReLU units, saturated outputs, or a path the loss does not depend on."),
+        fix=("Find where the gradient stops (per-variable grad_norm columns): dead ReLU outputs, a clipped "
+             "cross-entropy floor, or a branch cut off from the loss."))
+
+
+@rule("no-gradient", kind="symptom", severity="low", figure="gradients",
+      what="variables whose gradient is zero in every logged row")
+def no_gradient(view: RunView) -> Hit | None:
+    evidence = []
+    for column in variable_columns(view, "grad_norm"):
+        values = series(view, column)
+        if values is not None and len(values) >= T.MIN_ROWS and float(values.max()) <= T.VANISH_ABSOLUTE:
+            evidence.append(Evidence(column + " (max)", float(values.max()), T.VANISH_ABSOLUTE, steps_of(values)))
+    if not evidence:
+        return None
+    names = ", ".join(e.metric.split("/", 1)[1].removesuffix(" (max)") for e in evidence)
+    return Hit(
+        title=f"No gradient ever reaches {names}", evidence=tuple(evidence),
+        explanation=("The loss does not depend on these variables, so training never moves them. Some are zero "
+                     "by construction: a bias added to every attention key shifts all of a query's scores "
+                     "equally and the softmax ignores it (MultiHeadAttention's key bias). Otherwise a path to "
+                     "the loss is cut: an output nothing uses, a stop_gradient, an integer cast, a ReLU dead "
+                     "from the start."),
+        fix=("Nothing to fix where it is by construction (or drop the variable: use_bias=False). Otherwise "
+             "trace the variable's path to the loss and restore it."))

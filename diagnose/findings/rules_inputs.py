@@ -1,0 +1,91 @@
+"""Rules about what the model is fed: inputs far from unit scale, padding a recurrent layer reads unmasked."""
+
+from __future__ import annotations
+
+import re
+
+from diagnose.findings import thresholds as T
+from diagnose.findings.base import Evidence, RunView, late, series, steps_of
+from diagnose.findings.graph import PASS_THROUGH, KerasGraph
+from diagnose.findings.registry import Hit, rule
+
+__all__ = ["unscaled_inputs", "unmasked_padding"]
+
+# Layers that bring an input to a fixed scale before any weight sees it.
+NORMALISERS = frozenset({"Normalization", "BatchNormalization", "LayerNormalization", "Rescaling",
+                         "GroupNormalization", "UnitNormalization"})
+RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D"})
+
+
+def _columns(view: RunView, prefix: str) -> list[tuple[str, str]]:
+    return [(str(c), m.group(1)) for c in view.metrics.columns if (m := re.fullmatch(prefix + r"/(.+)", str(c)))]
+
+
+def _first_layers(graph: KerasGraph, source: str) -> set[str]:
+    """The first layers that do more than reshape or drop, reading ``source``."""
+    out, todo, seen = set(), [source], set()
+    while todo:
+        current = todo.pop()
+        for name in graph.by_name:
+            if current in graph.producers(name) and name not in seen:
+                seen.add(name)
+                (todo.append(name) if graph.cls(name) in PASS_THROUGH else out.add(name))
+    return out
+
+
+@rule("unscaled-inputs", kind="root-cause", severity="medium", figure="gradients",
+      what="a float input far from unit scale, read by weights with no normalisation first")
+def unscaled_inputs(view: RunView) -> Hit | None:
+    graph = KerasGraph(view.model) if view.is_keras else None
+    evidence = []
+    for column, name in _columns(view, "input_rms"):
+        window = late(series(view, column))
+        if window is None or float(window.mean()) <= T.INPUT_RMS:
+            continue
+        first = _first_layers(graph, name) if graph is not None else set()
+        if first and all(graph.cls(layer) in NORMALISERS for layer in first):
+            continue
+        evidence.append(Evidence(column, float(window.mean()), T.INPUT_RMS, steps_of(window)))
+        for layer in sorted(first)[:2]:
+            evidence.append(Evidence(f"first layer reading {name}", graph.describe(layer), "a normalisation layer"))
+    if not evidence:
+        return None
+    return Hit(
+        title=f"Inputs are far from unit scale (RMS {max(e.observed for e in evidence if e.metric.startswith('input_rms')):.3g})",
+        evidence=evidence,
+        explanation=("Initialisers size the first weights for inputs of about unit scale. Inputs this large make "
+                     "the first layer's pre-activations and gradients as many times too large, so a learning rate "
+                     "that suits the rest of the network throws the first layer about: ReLUs die, the loss "
+                     "thrashes or diverges."),
+        fix=("Scale the inputs: divide pixels by 255 (keras.layers.Rescaling(1/255)), standardise features "
+             "(keras.layers.Normalization adapted on the training data), or put a BatchNormalization first."))
+
+
+@rule("unmasked-padding", kind="root-cause", severity="medium", figure="loss",
+      what="mostly-padding sequences read by a recurrent layer with no mask")
+def unmasked_padding(view: RunView) -> Hit | None:
+    if not view.is_keras:
+        return None
+    graph = KerasGraph(view.model)
+    recurrent = [n for n in graph.by_name if graph.cls(n) in RECURRENT]
+    masked = any(graph.cls(n) == "Masking" or (graph.by_name[n].get("config") or {}).get("mask_zero")
+                 for n in graph.by_name)
+    if not recurrent or masked:
+        return None
+    evidence = []
+    for column, _ in _columns(view, "input_zero_frac"):
+        window = late(series(view, column))
+        if window is not None and float(window.mean()) > T.PAD_SHARE:
+            evidence.append(Evidence(column, float(window.mean()), T.PAD_SHARE, steps_of(window)))
+    if not evidence:
+        return None
+    evidence.append(Evidence("recurrent layers", ", ".join(graph.describe(n) for n in recurrent[:3]),
+                             "a mask (Embedding(mask_zero=True) or Masking)"))
+    return Hit(
+        title=f"{evidence[0].observed:.0%} of the input is padding, read by a recurrent layer without a mask",
+        evidence=evidence,
+        explanation=("Without a mask the recurrent layer steps through every padded position as if it were data; "
+                     "with padding after the content, its final state has run through more padding than content "
+                     "and forgets what it read, so the model learns little beyond the class frequencies."),
+        fix=("Mask the padding: Embedding(..., mask_zero=True) or a Masking layer before the recurrent layer "
+             "(or pad before the content, padding='pre', so the content comes last)."))

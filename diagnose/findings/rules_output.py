@@ -1,0 +1,131 @@
+"""Rules about the output layer and the loss it feeds: what the loss expects vs what it gets."""
+
+from __future__ import annotations
+
+import re
+
+from diagnose.findings import thresholds as T
+from diagnose.findings.base import Evidence, RunView, late, series, steps_of
+from diagnose.findings.graph import KerasGraph
+from diagnose.findings.registry import Hit, rule
+
+__all__ = ["relu_output_crossentropy", "single_unit_softmax", "double_softmax"]
+
+
+def _late_mean(view: RunView, column: str) -> tuple[float, tuple[int, int]] | None:
+    window = late(series(view, column))
+    return None if window is None else (float(window.mean()), steps_of(window))
+
+
+def _normalised_loss_name(loss) -> str:
+    """``CategoricalCrossentropy`` / ``categorical_crossentropy`` -> ``categoricalcrossentropy``."""
+    return re.sub(r"[^a-z]", "", str(loss).lower())
+
+
+def _output_units(view: RunView, graph: KerasGraph, out: str) -> int | None:
+    shape = view.model.get("output_shape") or ((graph.by_name.get(out) or {}).get("output_shape"))
+    if isinstance(shape, list) and shape and isinstance(shape[-1], int):
+        return shape[-1]
+    units = ((graph.by_name.get(out) or {}).get("config") or {}).get("units")
+    return units if isinstance(units, int) else None
+
+
+@rule("relu-output-crossentropy", kind="root-cause", severity="high", figure="output",
+      what="a ReLU or linear output fed to a cross-entropy that expects probabilities")
+def relu_output_crossentropy(view: RunView) -> Hit | None:
+    model = view.model
+    evidence: list[Evidence] = []
+    if view.is_keras:
+        probabilistic = {_normalised_loss_name(name) for name in T.PROBABILISTIC_LOSSES}
+        if _normalised_loss_name(model.get("loss")) not in probabilistic or model.get("loss_from_logits"):
+            return None
+        graph = KerasGraph(model)
+        outputs = graph.outputs()
+        if not outputs or graph.output_is_distribution(outputs[0]) is not False:
+            return None
+        out = outputs[0]
+        activation = graph.activation(out) or "none"
+        evidence.append(Evidence(graph.field(out, "config.activation"), activation, "softmax"))
+        evidence.append(Evidence("model.loss", str(model.get("loss")), "from_logits=True or a softmax output"))
+        what = f"the output layer ({graph.describe(out)}, activation {activation})"
+        fix = ("Make the last layer linear (activation=None) and train with "
+               "keras.losses.CategoricalCrossentropy(from_logits=True) (sparse_... for integer targets); "
+               "or give it activation='softmax' and keep the loss.")
+    elif model.get("output") == "relu":
+        evidence.append(Evidence("model.output", "relu", "softmax"))
+        what = "the ReLU output layer"
+        fix = ("Use a linear output layer with softmax cross-entropy (from_logits=True), as the paper does: "
+               "--set output=softmax.")
+    else:
+        return None
+    floor_share = None
+    for column in ("out_zero_frac", "out_dead_rows", "target_at_floor"):
+        found = _late_mean(view, column)
+        if found is not None:
+            evidence.append(Evidence(column, found[0], None, found[1]))
+            if column == "target_at_floor":
+                floor_share = found[0]
+    cost = ""
+    if floor_share:
+        cost = (f" Late in training {floor_share:.1%} of targets sat at the 1e-7 clip floor, each costing "
+                f"{T.FLOOR_NATS:.1f} nats: about {floor_share * T.FLOOR_NATS:.2f} nats of the mean loss.")
+    return Hit(
+        title="ReLU/linear output trained with a cross-entropy that expects probabilities",
+        evidence=evidence,
+        explanation=(f"Categorical cross-entropy divides the outputs of {what} by their sum and clips the "
+                     "result to [1e-7, 1]: a target output at 0 gets probability 1e-7 and no gradient, so "
+                     "units and examples that die never recover." + cost),
+        fix=fix)
+
+
+@rule("single-unit-softmax", kind="root-cause", severity="high", figure="output",
+      what="a softmax over a single output unit, which is always 1")
+def single_unit_softmax(view: RunView) -> Hit | None:
+    if not view.is_keras:
+        return None
+    graph = KerasGraph(view.model)
+    outputs = graph.outputs()
+    if not outputs or not graph.is_softmax(outputs[0]) or _output_units(view, graph, outputs[0]) != 1:
+        return None
+    out = outputs[0]
+    evidence = [Evidence(graph.field(out, "config.activation"), "softmax", "sigmoid"),
+                Evidence("model.output_shape", str(view.model.get("output_shape")), "one unit")]
+    for column in ("max_prob", "target_at_floor", "accuracy"):
+        found = _late_mean(view, column)
+        if found is not None:
+            evidence.append(Evidence(column, found[0], None, found[1]))
+    return Hit(
+        title=f"Softmax over a single output unit ({graph.describe(out)}): the prediction is always 1",
+        evidence=evidence,
+        explanation=("A softmax normalises over the units of its layer; over one unit it returns exactly 1 for "
+                     "every example, so the prediction never depends on the input and no gradient reaches any "
+                     "weight through it. Accuracy sits at the share of the positive class."),
+        fix=("For two classes with one output unit use activation='sigmoid' with binary cross-entropy (or a linear "
+             "unit with BinaryCrossentropy(from_logits=True)); for a softmax, give the layer one unit per class "
+             "and a categorical cross-entropy."))
+
+
+@rule("double-softmax", kind="root-cause", severity="medium", figure="output",
+      what="a softmax output fed to a loss that applies a softmax itself (from_logits=True)")
+def double_softmax(view: RunView) -> Hit | None:
+    if not view.is_keras or not view.model.get("loss_from_logits"):
+        return None
+    graph = KerasGraph(view.model)
+    outputs = graph.outputs()
+    if not outputs or not graph.is_softmax(outputs[0]) or _output_units(view, graph, outputs[0]) == 1:
+        return None
+    out = outputs[0]
+    evidence = [Evidence(graph.field(out, "config.activation"), "softmax", "none (logits)"),
+                Evidence("model.loss_from_logits", "True", None)]
+    found = _late_mean(view, "max_prob")
+    if found is not None:
+        evidence.append(Evidence("max_prob (as the loss reads it)", found[0], None, found[1]))
+    return Hit(
+        title="The loss applies a softmax to outputs that are already a softmax",
+        evidence=evidence,
+        explanation=("With from_logits=True the loss treats the outputs as logits and takes their softmax again. "
+                     "Probabilities lie in [0, 1], so the second softmax can never be confident (at most "
+                     "e/(e + C - 1)); its gradient is squashed and training stalls far above what the model "
+                     "could reach."),
+        fix="Drop the output layer's softmax (activation=None) and keep from_logits=True, or keep the softmax and "
+            "set from_logits=False.")

@@ -1,0 +1,75 @@
+"""A JSON description of a user's Keras model for config.json: layers, configs, graph edges, loss.
+
+The findings read a model's wiring from this description (classes, configs,
+edges), never from layer names. A layer whose config cannot be read (a custom layer
+whose constructor takes objects Keras cannot serialise) keeps its class, name,
+parameter count and edges; it only loses its config.
+"""
+
+from __future__ import annotations
+
+from diagnose.instruments.taps import activation_name
+from diagnose.instruments.targets import LossInfo
+
+__all__ = ["describe", "variables"]
+
+
+def _scalar_config(layer) -> dict:
+    try:
+        config = layer.get_config()
+    except Exception:  # noqa: BLE001 - NotImplementedError, TypeError...: the config is optional
+        return {"config_unavailable": True}
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, (str, int, float, bool, type(None))):
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(value.get("class_name"), str) and key.endswith("initializer"):
+            # An initializer as its class and constant, enough to tell a constant init from a random one.
+            inner = value.get("config") or {}
+            out[key] = value["class_name"] if "value" not in inner else f"{value['class_name']}({inner['value']})"
+    if "activation" not in out and activation_name(layer):
+        out["activation"] = activation_name(layer)
+    return out
+
+
+def _output_shape(layer):
+    try:
+        return [d for d in layer.output.shape]
+    except (AttributeError, ValueError):
+        return None
+
+
+def describe(model) -> dict:
+    """The model as config.json's ``model`` entry (``kind: "keras"``)."""
+    layers = []
+    for layer in model.layers:
+        inbound = [[t._keras_history.operation.name for t in node.input_tensors
+                    if getattr(t, "_keras_history", None) is not None]
+                   for node in getattr(layer, "_inbound_nodes", [])]
+        layers.append({"class": layer.__class__.__name__, "name": layer.name, "config": _scalar_config(layer),
+                       "params": int(layer.count_params()) if layer.built else None, "inbound": inbound,
+                       "output_shape": _output_shape(layer)})
+    info = LossInfo.of(model)
+    loss = model._compile_config.config.get("loss") if getattr(model, "_compile_config", None) else model.loss
+    outputs = [t._keras_history.operation.name for t in (getattr(model, "outputs", None) or [])
+               if getattr(t, "_keras_history", None) is not None]
+    output_shape = None
+    if getattr(model, "outputs", None):
+        output_shape = list(model.outputs[0].shape)
+    return {"kind": "keras", "class": model.__class__.__name__, "name": model.name, "layers": layers,
+            "loss": loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(
+                loss, "__name__", type(loss).__name__),
+            "loss_kind": info.kind, "loss_from_logits": info.from_logits, "loss_reduction":
+                "sum" if info.summed else "mean",
+            "outputs": outputs, "output_shape": output_shape,
+            "optimizer": type(model.optimizer).__name__ if model.optimizer is not None else None,
+            "params": int(model.count_params())}
+
+
+def variables(model) -> dict:
+    """Short variable name -> shape, for summary.json (rules tell weight matrices from biases by it)."""
+    from diagnose.instruments.measures import variable_names
+
+    names = variable_names([v.path for v in model.trainable_variables])
+    return {n: [int(d) for d in v.shape] for n, v in zip(names, model.trainable_variables)}
+

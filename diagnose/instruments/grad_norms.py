@@ -1,0 +1,37 @@
+"""Gradient norms per variable and overall, before clipping, and whether clipping fired."""
+
+from __future__ import annotations
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.family import Column, Family, Step
+from diagnose.instruments.measures import block
+
+tf = import_tensorflow_quietly()
+
+
+def measure(step: Step) -> dict:
+    # One vector for every variable: a few kernels for any number of variables.
+    norms = tf.stack([tf.cast(n, tf.float32) for n in step.norms])  # (n,)
+    global_norm = tf.sqrt(tf.reduce_sum(tf.square(norms)))
+    if step.clip_mode == "global":
+        fired = tf.cast(global_norm > step.clip_norm, tf.float32)
+    elif step.clip_mode == "per_tensor":
+        fired = tf.cast(tf.reduce_any(norms > step.clip_norm), tf.float32)
+    else:
+        fired = tf.constant(0.0)
+    return {"grad_norm/global": global_norm, **block([f"grad_norm/{n}" for n in step.names], norms),
+            "clip_fired": fired}
+
+
+FAMILY = Family(
+    name="gradients",
+    reads="each variable's gradient of the step, before clipping",
+    columns=(
+        Column("grad_norm/global", "L2 norm of all gradients together, before clipping"),
+        Column("grad_norm/NAME", "L2 norm of one variable's gradient, before clipping (embedding rows looked up "
+                                 "twice are summed first)"),
+        Column("clip_fired", "share of steps on which clipping rescaled a gradient (global norm or per-tensor "
+                             "norm above the threshold; 0 without clipping)"),
+    ),
+    measure=measure,
+)

@@ -1,0 +1,40 @@
+"""Input scale: the RMS of each float input, and the share of zeros (padding) in each integer input.
+
+Keras' initialisers (Glorot, He) size the first weights for inputs of unit scale;
+an input a hundred times larger makes the first layer's pre-activations, and its
+gradients, a hundred times too large for any learning rate that suits the rest.
+Integer inputs are token ids, where 0 is padding by convention.
+"""
+
+from __future__ import annotations
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.family import Column, Family, Step
+from diagnose.instruments.measures import block
+
+tf = import_tensorflow_quietly()
+
+
+def measure(step: Step) -> dict:
+    names, values = [], []
+    for name, x in step.inputs:
+        if not tf.is_tensor(x):
+            continue
+        if x.dtype.is_floating:
+            names.append(f"input_rms/{name}")
+            values.append(tf.sqrt(tf.reduce_mean(tf.square(tf.cast(x, tf.float32)))))
+        elif x.dtype.is_integer:
+            names.append(f"input_zero_frac/{name}")
+            values.append(tf.reduce_mean(tf.cast(tf.equal(x, 0), tf.float32)))
+    return block(names, tf.stack(values)) if names else {}
+
+
+FAMILY = Family(
+    name="inputs",
+    reads="the batch's inputs as the model receives them",
+    columns=(
+        Column("input_rms/NAME", "RMS of a float input over the batch (unit scale is what initialisers assume)"),
+        Column("input_zero_frac/NAME", "share of zeros (padding) in an integer input"),
+    ),
+    measure=measure,
+)

@@ -1,0 +1,226 @@
+"""``Monitor``: the callback that writes an instrumented model's run record while ``fit`` trains it.
+
+It reads the wrapper's accumulators once per logged row (see
+:mod:`diagnose.runrecord` for the record). Without being asked it derives the
+baselines the findings compare against from the targets the model trains on (the
+labels' entropy and ln of the number of classes; a regression's target variance),
+takes the ignores-input probe on a fixed batch it picks from the data ``fit`` is
+given (held-out data when there is any), and probes at the start and every few
+rows, so a short run has several probes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from diagnose import runrecord
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.divergence import divergence
+from diagnose.errors import DiagnoseError
+from diagnose.instruments.describe import describe, variables
+from diagnose.instruments.probes import auto_due, next_probe
+from diagnose.instruments.rowlog import RowLog
+
+tf = import_tensorflow_quietly()
+import keras  # noqa: E402
+
+__all__ = ["Monitor", "probe_batch"]
+
+# Examples in a probe batch picked from the data: a loss over 256 examples is precise
+# to a few hundredths of a nat, far inside the probe's 0.05-nat margin.
+PROBE_ROWS = 256
+# Validation metrics Keras may log for accuracy, by the name the user compiled.
+_VALID_ACCURACY = ("val_accuracy", "val_acc", "val_sparse_categorical_accuracy", "val_categorical_accuracy",
+                   "val_binary_accuracy")
+
+
+class Monitor(keras.callbacks.Callback):
+    """Writes an instrumented model's run record while ``fit`` trains it.
+
+    Args:
+        run_dir: where config.json, metrics.csv, attention.csv, summary.json and tb/ go.
+        log_every: training steps per metrics.csv row.
+        probe: optional fixed ``(x, y)`` batch for the ignores-input probe; by default
+            one is taken from the validation data given to ``fit`` (else the
+            training data), up to 256 examples spread over it.
+        probe_every: steps between probes; by default logged rows 1, 2, 4, 8, ... and the
+            last take one (:func:`~diagnose.instruments.probes.auto_due`); 0 disables.
+        baselines: optional dict merged over the derived baselines in summary.json.
+        tensorboard: also write TensorBoard scalars.
+        overwrite: replace a run record already in ``run_dir`` (by default refused,
+            as ``diagnose train`` refuses without ``--force``).
+
+    Raises:
+        DiagnoseError: ``run_dir`` is a file, an ablation directory, or holds a run
+            record and ``overwrite`` is False.
+    """
+
+    def __init__(self, run_dir, log_every: int = 20, probe=None, probe_every: int | None = None,
+                 baselines: dict | None = None, tensorboard: bool = True, overwrite: bool = False):
+        from diagnose import studydir
+
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} is a file; give a directory for the run record")
+        if studydir.is_study_dir(self.run_dir):
+            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} is an ablation directory; give a run directory "
+                                "of its own")
+        if runrecord.is_run_dir(self.run_dir) and not overwrite:
+            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} already holds a run record; pass another run_dir, "
+                                "or overwrite=True to replace it")
+        self.log_every, self.probe = log_every, probe
+        self.probe_every = probe_every  # None: rows 1, 2, 4, 8, ...
+        self.baselines = dict(baselines or {})
+        self.tensorboard = tensorboard
+        self.auto_probe = None
+
+    def on_train_begin(self, logs=None):
+        from diagnose.instruments.wrapper import Instrumented
+
+        if not isinstance(self.model, Instrumented):
+            raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
+        self.step, self.epoch, self.epoch_start, self.logged, self.rows = 0, 0, 0, 0, 0
+        self.t0 = time.perf_counter()
+        self.status, self.error, self.diverged, self.finished = "running", None, None, False
+        self.next_probe = self.probe_every or 0
+        self.probe_data = self.probe if self.probe is not None else self.auto_probe
+        user = self.model.user_model
+        # A record already there (overwrite=True) stays whole until this one replaces it by rename.
+        runrecord.begin_record(self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
+                               train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
+                                      "optimizer": keras.optimizers.serialize(user.optimizer)["config"]})
+        self.variables = variables(user)
+        runrecord.write_summary(self.run_dir, {"status": "running", "variables": self.variables})
+        self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
+        self.loss_at_step0 = None
+        if self.probe_data is not None and self.probe_every != 0:
+            self.loss_at_step0 = self.model.probe_losses(*self.probe_data)[0]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.step
+
+    def on_train_batch_end(self, batch, logs=None):
+        # ``batch`` is the last batch run in this call (several with steps_per_execution).
+        self.step = self.epoch_start + batch + 1
+        if self.step // self.log_every > self.logged // self.log_every:
+            self._log()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        row = self._log() if self.step != self.logged else (self.log.rows[-1] if self.log.rows else None)
+        if row is not None and logs:
+            if "val_loss" in logs:
+                row["valid_loss"] = float(logs["val_loss"])
+                row["valid_perplexity"] = math.exp(min(float(logs["val_loss"]), 700.0))
+            accuracy = next((k for k in _VALID_ACCURACY if k in logs), None)
+            if accuracy is not None:
+                row["valid_accuracy"] = float(logs[accuracy])
+        self.log.flush()
+
+    def _log(self):
+        acc = self.model.acc.read_and_reset()
+        self.logged = self.step
+        self.rows += 1
+        row = {"step": self.step, "epoch": self.epoch, "learning_rate": float(self.model.optimizer.learning_rate),
+               **acc["row"]}
+        if self._probe_due():
+            real, shuffled, zeroed = self.model.probe_losses(*self.probe_data)
+            row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
+        self.log.append(row, acc["histogram"])
+        if acc["diverged"] and self.status == "running":
+            self.status, self.diverged = "diverged", acc["diverged"]
+            self.error = f"non-finite value at step {acc['diverged']['step']} (variable {acc['diverged']['variable']})"
+            self.model.stop_training = True
+        elif self.status == "running" and (blown := divergence(row, self.model.targets.baselines().get("classes"))):
+            # A classifier's loss far beyond ln(classes), or an infinite gradient norm: no NaN needed.
+            self.status, self.diverged = "diverged", {"step": self.step, "variable": blown["variable"]}
+            self.error = blown["error"]
+            self.model.stop_training = True
+        return row
+
+    def _probe_due(self) -> bool:
+        if self.probe_data is None or self.probe_every == 0:
+            return False
+        if self.probe_every is None:
+            return auto_due(self.rows)
+        if self.step >= self.next_probe:
+            self.next_probe = next_probe(self.step, self.probe_every)
+            return True
+        return False
+
+    def record_failure(self, exc: BaseException) -> None:
+        """Marks the run failed with the error's first line (training raised; on_train_end never ran)."""
+        if getattr(self, "log", None) is None or getattr(self, "finished", False):
+            return
+        self.status = "failed"
+        self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.on_train_end()
+
+    def on_train_end(self, logs=None):
+        if self.step != self.logged:
+            self._log()
+        last = self.log.rows[-1] if self.log.rows else None
+        if last is not None and self.probe_data is not None and self.probe_every != 0 and "probe_loss_real" not in last:
+            real, shuffled, zeroed = self.model.probe_losses(*self.probe_data)  # every run ends with a probe
+            last.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
+        self.log.close()
+        losses = [r["loss"] for r in self.log.rows if isinstance(r.get("loss"), float) and not math.isnan(r["loss"])]
+        valid = [r["valid_loss"] for r in self.log.rows if r.get("valid_loss") is not None]
+        baselines = {**self.model.targets.baselines(), "loss_at_step0": self.loss_at_step0, **self.baselines}
+        runrecord.write_summary(self.run_dir, {
+            "status": "completed" if self.status == "running" else self.status, "error": self.error,
+            "steps": self.step, "epochs": self.epoch,
+            "final": {"train_loss": losses[-1] if losses else None, "valid_loss": valid[-1] if valid else None},
+            "best": {"valid_loss": min(valid) if valid else None},
+            "baselines": baselines, "diverged_at": self.diverged, "wall_time_s": time.perf_counter() - self.t0,
+            "variables": self.variables,
+        })
+        self.finished = True
+
+
+def _rows(n: int) -> np.ndarray:
+    """Up to PROBE_ROWS indices spread evenly over n examples (data sorted by class still gives a mix)."""
+    return np.unique(np.linspace(0, n - 1, min(n, PROBE_ROWS)).astype(int))
+
+
+def _first_batch(dataset):
+    for batch in dataset.take(1):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        return (x, y) if y is not None else None
+    return None
+
+
+def probe_batch(x, y, validation_data=None, validation_split: float = 0.0):
+    """A fixed ``(x, y)`` batch for the probe from what ``fit`` is given, or None.
+
+    Held-out data when there is any: on training examples a model that memorised
+    labels unrelated to its inputs would look as if it used its inputs.
+    """
+    try:
+        if validation_data is not None:
+            if isinstance(validation_data, tf.data.Dataset):
+                return _first_batch(validation_data)
+            if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+                x, y = validation_data[0], validation_data[1]
+                validation_split = 0.0
+            else:
+                return None
+        if isinstance(x, tf.data.Dataset):
+            return _first_batch(x)
+        if y is None:
+            return None
+        arrays = keras.tree.flatten(x) + keras.tree.flatten(y)
+        if not all(hasattr(a, "shape") and hasattr(a, "__getitem__") for a in arrays):
+            return None  # a generator or PyDataset: nothing to pick from
+        n = len(arrays[0])
+        start = int(n * (1.0 - validation_split)) if validation_split else 0  # Keras holds out the tail
+        idx = start + _rows(n - start)
+        pick = lambda a: np.asarray(a)[idx]  # noqa: E731
+        return keras.tree.map_structure(pick, x), keras.tree.map_structure(pick, y)
+    except Exception:  # noqa: BLE001 - a probe is a bonus; data we cannot slice gets none
+        return None

@@ -1,0 +1,54 @@
+"""The ignores-input probe: the loss on a fixed batch with real, shuffled and zeroed inputs.
+
+Taken outside the train step, on a schedule (:func:`next_probe`), by both training
+paths, with the same input variants (:func:`variants`). Shuffling pairs every
+example's input with another example's target, so a model that uses its input
+loses much more on it; zeroing feeds all-zero (all-padding) inputs, which can be
+out of distribution for a model with normalisation, so the findings lean on the
+shuffled loss.
+"""
+
+from __future__ import annotations
+
+from diagnose.instruments.family import Column, Family
+
+__all__ = ["FAMILY", "variants", "next_probe", "auto_due"]
+
+
+def variants(x) -> list:
+    """``[x, shuffled, zeroed]`` for any input structure (in-graph; the batch axis is 0)."""
+    import keras
+
+    from diagnose._tf import import_tensorflow_quietly
+
+    tf = import_tensorflow_quietly()
+    shuffled = keras.tree.map_structure(lambda t: tf.roll(t, shift=1, axis=0), x)
+    zeroed = keras.tree.map_structure(tf.zeros_like, x)
+    return [x, shuffled, zeroed]
+
+
+def next_probe(step: int, every: int) -> int:
+    """The first step after ``step`` at which a logged row takes a probe (every ``every`` steps)."""
+    return (step // every + 1) * every
+
+
+def auto_due(row: int) -> bool:
+    """Whether logged row number ``row`` (1-based) takes a probe when the user sets no cadence.
+
+    Rows 1, 2, 4, 8, ... (and the last row, which the caller adds): a run of four rows
+    gets three probes, a long one a probe per doubling, so the probes cost next to
+    nothing however long the run (three forward passes of one batch each).
+    """
+    return row > 0 and row & (row - 1) == 0
+
+
+FAMILY = Family(
+    name="probes",
+    reads="a fixed batch (held out when the run has validation data), forward passes without dropout",
+    columns=(
+        Column("probe_loss_real", "loss on the fixed probe batch"),
+        Column("probe_loss_shuffled", "... with inputs shuffled across the batch (each input paired with another "
+                                      "example's target)"),
+        Column("probe_loss_zeroed", "... with all-zero (all-padding) inputs"),
+    ),
+)

@@ -1,0 +1,183 @@
+"""What a Keras model's loss says about its targets: the loss's kind, a classifier's rows and labels,
+and the target statistics that give the baselines (label entropy, ln of the classes, variance).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.measures import top1_correct
+
+tf = import_tensorflow_quietly()
+import keras  # noqa: E402
+
+__all__ = ["LossInfo", "ClassifierView", "classifier_view", "TargetStats"]
+
+_KINDS = {
+    "categorical": ("categoricalcrossentropy", "categoricalfocalcrossentropy", "crossentropy"),
+    "sparse": ("sparsecategoricalcrossentropy",),
+    "binary": ("binarycrossentropy", "binaryfocalcrossentropy", "hinge", "squaredhinge"),
+    "regression": ("meansquarederror", "mse", "meanabsoluteerror", "mae", "huber", "logcosh",
+                   "meansquaredlogarithmicerror", "msle", "meanabsolutepercentageerror", "mape"),
+}
+
+
+def _loss_name(loss) -> str:
+    """A loss's name with case and punctuation dropped: a string, a Loss's class, a function's name."""
+    if isinstance(loss, str):
+        name = loss
+    elif isinstance(loss, keras.losses.Loss) and type(loss).__name__ != "LossFunctionWrapper":
+        name = type(loss).__name__
+    else:  # a function, or a wrapper around one
+        name = getattr(getattr(loss, "fn", loss), "__name__", "")
+    return re.sub(r"[^a-z]", "", str(name).lower())
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """The compiled loss as the instruments need it.
+
+    Attributes:
+        name: the loss's normalised name ("categoricalcrossentropy", "mse"...).
+        kind: "categorical", "sparse", "binary", "regression" or "other" (a loss of the user's own).
+        from_logits: whether the loss reads logits.
+        summed: whether it sums over the batch instead of averaging (reduction "sum").
+    """
+
+    name: str
+    kind: str
+    from_logits: bool
+    summed: bool
+
+    @classmethod
+    def of(cls, model) -> "LossInfo":
+        loss = model._compile_config.config.get("loss")
+        if isinstance(loss, (list, tuple)) and len(loss) == 1:
+            loss = loss[0]
+        if isinstance(loss, dict) and len(loss) == 1:
+            loss = next(iter(loss.values()))
+        name = _loss_name(loss)
+        kind = next((k for k, names in _KINDS.items() if name in names), "other")
+        config = {}
+        if isinstance(loss, keras.losses.Loss):
+            try:
+                config = loss.get_config()
+            except (NotImplementedError, TypeError):
+                config = {}
+        return cls(name=name or "custom", kind=kind, from_logits=bool(config.get("from_logits", False)),
+                   summed=config.get("reduction") == "sum")
+
+    def sum_divisor(self, y_pred):
+        """What turns the loss into a per-example mean: the number of prediction rows when it sums, else 1."""
+        if not self.summed:
+            return tf.constant(1.0)
+        size = tf.cast(tf.size(y_pred), tf.float32)
+        last = y_pred.shape[-1] if y_pred.shape.rank and y_pred.shape[-1] else 1
+        return tf.maximum(size / float(last), 1.0)
+
+
+@dataclass
+class ClassifierView:
+    """A classifier's output as rows of class scores with their labels (every leading axis folded)."""
+
+    outputs: object  # (N, C)
+    labels: object  # (N,) int32
+    row_weights: object  # (N,) float, or None: 0 where a mask drops the row
+    kind: str | None  # "logits", "probabilities", "unnormalized", or None (unknown: accuracy only)
+    classes: int
+
+    def accuracy(self):
+        correct = top1_correct(self.outputs, self.labels)
+        if self.row_weights is None:
+            return tf.reduce_mean(correct)
+        return tf.reduce_sum(correct * self.row_weights) / tf.maximum(tf.reduce_sum(self.row_weights), 1e-12)
+
+
+def _mask(y_pred):
+    mask = getattr(y_pred, "_keras_mask", None)
+    return None if mask is None else tf.reshape(tf.cast(mask, tf.float32), (-1,))
+
+
+def classifier_view(y, y_pred, info: LossInfo) -> ClassifierView | None:
+    """The rows and labels of a classifier's step, or None for a regression (or shapes we cannot read)."""
+    if y is None or not tf.is_tensor(y_pred) or y_pred.shape.rank is None or y_pred.shape.rank < 1:
+        return None
+    y = tf.convert_to_tensor(y)
+    mask = _mask(y_pred)
+    if info.kind == "binary":
+        p = tf.reshape(tf.cast(y_pred, tf.float32), (-1,))
+        if info.from_logits:
+            p = tf.sigmoid(p)
+        labels = tf.cast(tf.reshape(tf.cast(y, tf.float32), (-1,)) > 0.5, tf.int32)
+        if p.shape[0] is not None and labels.shape[0] is not None and p.shape[0] != labels.shape[0]:
+            return None
+        weights = mask if mask is not None and mask.shape == p.shape else None
+        return ClassifierView(tf.stack([1.0 - p, p], axis=-1), labels, weights, "probabilities", 2)
+    classes = y_pred.shape[-1]
+    if classes is None or classes < 2 or info.kind == "regression":
+        return None
+    if info.kind == "other" and not (y.dtype.is_integer and y_pred.shape.rank in (y.shape.rank, y.shape.rank + 1)):
+        return None
+    outputs = tf.reshape(y_pred, (-1, classes))
+    if y.shape.rank == y_pred.shape.rank and y.shape[-1] == classes and not (info.kind == "sparse"):
+        labels = tf.reshape(tf.argmax(y, axis=-1, output_type=tf.int32), (-1,))
+    else:
+        labels = tf.reshape(tf.cast(y, tf.int32), (-1,))
+    if mask is not None and mask.shape.rank == 1 and mask.shape[0] is not None and outputs.shape[0] is not None \
+            and mask.shape[0] != outputs.shape[0]:
+        mask = None
+    if info.kind == "other":
+        kind = None
+    else:
+        kind = "logits" if info.from_logits else "unnormalized"
+    return ClassifierView(outputs, labels, mask, kind, int(classes))
+
+
+class TargetStats:
+    """Counts of the labels (a classifier) or moments of the targets (a regression) seen in training.
+
+    Accumulated in-graph on every step, read once by the Monitor for the baselines.
+    """
+
+    def __init__(self):
+        self._counts = self._moments = None
+
+    def add_classes(self, labels, weights, classes: int) -> None:
+        if self._counts is None:
+            with tf.init_scope():
+                self._counts = tf.Variable(tf.zeros(classes, tf.float64), trainable=False)
+        w = tf.ones_like(labels, tf.float64) if weights is None else tf.cast(weights, tf.float64)
+        valid = tf.logical_and(labels >= 0, labels < classes)
+        self._counts.assign_add(tf.math.unsorted_segment_sum(tf.where(valid, w, 0.0), tf.where(valid, labels, 0),
+                                                             classes))
+
+    def add_values(self, y) -> None:
+        if y is None:
+            return
+        if self._moments is None:
+            with tf.init_scope():
+                self._moments = tf.Variable(tf.zeros(3, tf.float64), trainable=False)
+        v = tf.reshape(tf.cast(y, tf.float64), (-1,))
+        self._moments.assign_add(tf.stack([tf.cast(tf.size(v), tf.float64), tf.reduce_sum(v),
+                                           tf.reduce_sum(v * v)]))
+
+    def baselines(self) -> dict:
+        """``ln_vocab`` (ln of the classes), ``unigram_entropy`` (of the labels seen), or ``target_variance``."""
+        if self._counts is not None:
+            counts = self._counts.numpy()
+            total = counts.sum()
+            if total <= 0:
+                return {}
+            p = counts[counts > 0] / total
+            return {"ln_vocab": math.log(len(counts)), "unigram_entropy": float(-(p * np.log(p)).sum()),
+                    "classes": int(len(counts))}
+        if self._moments is not None:
+            n, s, ss = self._moments.numpy()
+            if n > 1:
+                return {"target_variance": float(max(ss / n - (s / n) ** 2, 0.0))}
+        return {}

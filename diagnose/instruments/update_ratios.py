@@ -1,0 +1,61 @@
+"""Update-to-weight ratios: how far each step moves each variable, relative to its size.
+
+``||dw||`` is the change the optimizer made to the variable in the step. For plain
+SGD (no momentum, no weight decay, no per-value clipping) that change is exactly
+``lr * ||g as applied||``, which both train steps use because it needs no copy of
+the weights; for any other optimizer it is measured as ``||w after - w before||``.
+:func:`delta_norms` makes that choice in one place.
+"""
+
+from __future__ import annotations
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.family import Column, Family, Step
+from diagnose.instruments.measures import block, l2_norm
+
+tf = import_tensorflow_quietly()
+
+
+def plain_sgd(optimizer) -> bool:
+    """True when the optimizer's update is exactly ``-lr * g`` (after norm clipping)."""
+    import keras
+
+    if type(optimizer) is not keras.optimizers.SGD:
+        return False
+    return (not float(getattr(optimizer, "momentum", 0.0) or 0.0) and not getattr(optimizer, "nesterov", False)
+            and not getattr(optimizer, "weight_decay", None) and not getattr(optimizer, "clipvalue", None)
+            and not getattr(optimizer, "use_ema", False) and not getattr(optimizer, "loss_scale_factor", None)
+            and not getattr(optimizer, "gradient_accumulation_steps", None))
+
+
+def sgd_delta_norms(learning_rate, norms, scales, finite) -> list:
+    """``lr * ||g applied||`` per variable: the gradient norm times its clip scale (zero on a skipped step)."""
+    lr = tf.cast(learning_rate, tf.float32)
+    live = tf.cast(finite, tf.float32)
+    return [lr * tf.cast(n, tf.float32) * sc * live for n, sc in zip(norms, scales)]
+
+
+def measured_delta_norms(variables, before) -> list:
+    """``||w after - w before||`` per variable (``before``: copies taken before the update)."""
+    return [l2_norm(tf.convert_to_tensor(v) - w0) for v, w0 in zip(variables, before)]
+
+
+def measure(step: Step) -> dict:
+    delta = tf.stack([tf.cast(n, tf.float32) for n in step.update_norms])  # (n,)
+    weights = tf.stack([tf.cast(n, tf.float32) for n in step.weight_norms])
+    return {**block([f"update_ratio/{n}" for n in step.names], delta / tf.maximum(weights, 1e-12)),
+            **block([f"weight_norm/{n}" for n in step.names], weights)}
+
+
+FAMILY = Family(
+    name="updates",
+    reads="each variable's change in the step and its norm before the step",
+    columns=(
+        Column("update_ratio/NAME", "||dw|| / ||w|| of the step: the change the optimizer made to the variable "
+                                    "(lr * ||g as applied|| for plain SGD, ||w after - w before|| otherwise) over "
+                                    "its norm before the step"),
+        Column("weight_norm/NAME", "||w|| before the step (the MemN2N path reads it at the start of its in-graph "
+                                   "chunk of at most log_every steps)"),
+    ),
+    measure=measure,
+)

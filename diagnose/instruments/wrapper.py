@@ -1,0 +1,188 @@
+"""``instrument(model)``: any compiled Keras 3 model, trained as its own ``fit`` would, with the instruments.
+
+The wrapper holds the user's model as its only layer (training it trains theirs)
+and is compiled with the user's own compile arguments: loss, loss weights, metrics,
+weighted metrics, XLA setting and steps per execution, with the same optimizer
+object. Its train step is Keras' own, op for op (forward pass, ``compute_loss``
+with masks and sample or class weights, ``optimizer.apply_gradients``,
+``compute_metrics``), with the instruments read beside it; its test step is
+Keras' unchanged. So the losses, weights and ``History`` are those of
+``model.fit`` for the same seed.
+
+    model = diagnose.instrument(model)          # after model.compile(...)
+    model.fit(x, y, callbacks=[diagnose.Monitor("runs/mine")])
+"""
+
+from __future__ import annotations
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.errors import DiagnoseError
+from diagnose.gradients import clip_scales, dedupe_slices, guard
+from diagnose.instruments import measures, registry
+from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
+from diagnose.instruments.family import Step
+from diagnose.instruments.probes import variants
+from diagnose.instruments.taps import Taps
+from diagnose.instruments.targets import LossInfo, TargetStats, classifier_view
+from diagnose.instruments.update_ratios import measured_delta_norms, plain_sgd, sgd_delta_norms
+
+tf = import_tensorflow_quietly()
+import keras  # noqa: E402
+from keras.src.losses.loss import unscale_loss_for_distribution  # noqa: E402  (as Keras' own train step)
+
+__all__ = ["instrument", "Instrumented"]
+
+
+def _clip_setting(optimizer) -> tuple[str, float]:
+    """How the optimizer clips gradient norms: Keras' global_clipnorm / clipnorm as diagnose's clip modes."""
+    if getattr(optimizer, "global_clipnorm", None):
+        return "global", float(optimizer.global_clipnorm)
+    if getattr(optimizer, "clipnorm", None):
+        return "per_tensor", float(optimizer.clipnorm)
+    return "none", 0.0
+
+
+class Instrumented(keras.Model):
+    """A user's model, trained exactly as its ``fit`` trains it, with the instruments recorded.
+
+    Build it with :func:`instrument`.
+    """
+
+    def __init__(self, user_model, **kwargs):
+        super().__init__(name=f"{user_model.name}_instrumented", **kwargs)
+        self.user_model = user_model
+        self.loss_info = LossInfo.of(user_model)
+        self.taps = Taps(user_model)
+        self.names = measures.variable_names([v.path for v in user_model.trainable_variables])
+        self.acc = Accumulator(self.names)
+        self.targets = TargetStats()
+        self._probe_fn = None
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return self.user_model(inputs, training=training)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        # Keras' own train step, with the layers' tensors captured on the way.
+        with self.taps.capture() as captured, tf.GradientTape() as tape:
+            y_pred = self.user_model(x, training=True)
+            loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            self._loss_tracker.update_state(
+                unscale_loss_for_distribution(loss),
+                sample_weight=tf.shape(next(i for i in keras.tree.flatten(x) if i is not None))[0])
+            scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
+        variables = self.trainable_weights
+        grads = tape.gradient(scaled, variables)
+        row, step, bad, finite, before = self._before_update(x, y, y_pred, sample_weight, loss, grads, variables,
+                                                              captured)
+        # Applied as Keras applies them; a step with a non-finite value applies nothing.
+        self.optimizer.apply_gradients(zip([guard(g, finite) if g is not None else g for g in grads], variables))
+        step.update_norms = (step.update_norms if before is None else measured_delta_norms(variables, before))
+        measured, hist = registry.measure(step)
+        row.update(measured)
+        self.acc.add(row, hist, bad)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _before_update(self, x, y, y_pred, sample_weight, loss, grads, variables, captured):
+        """Everything read before the weights move: the row's figures and the Step for the families."""
+        # Norms of the dense gradient (an embedding's rows looked up twice summed first).
+        dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
+        norms = measures.gradient_norms(dense)
+        bad = nonfinite_flags(loss, dense, norms, measures.values)
+        finite = tf.logical_not(tf.reduce_any(bad))
+        mode, threshold = _clip_setting(self.optimizer)
+        weight_norms = [measures.l2_norm(v) for v in variables]
+        before = update_norms = None
+        if plain_sgd(self.optimizer):  # the change is lr * ||g applied||: no copy of the weights needed
+            lr = self.optimizer.learning_rate  # the rate this step applies (read before the update)
+            update_norms = sgd_delta_norms(lr, norms, clip_scales(norms, mode, threshold), finite)
+        else:
+            before = [tf.identity(tf.convert_to_tensor(v)) for v in variables]
+        row = {"loss": self._data_loss(y, y_pred, sample_weight, loss)}
+        view = classifier_view(y, y_pred, self.loss_info)
+        if view is not None:
+            row["accuracy"] = view.accuracy()
+            self.targets.add_classes(view.labels, view.row_weights, view.classes)
+        elif self.loss_info.kind == "regression":
+            self.targets.add_values(y)
+        step = Step(names=self.names, norms=norms, clip_mode=mode, clip_norm=threshold, weight_norms=weight_norms,
+                    update_norms=update_norms, attention=captured.attention, branches=captured.branches,
+                    inputs=self._named_inputs(x))
+        if view is not None:
+            step.outputs, step.labels, step.row_weights, step.output_kind = (
+                view.outputs, view.labels, view.row_weights, view.kind)
+        return row, step, bad, finite, before
+
+    def _named_inputs(self, x) -> list:
+        """``(name, tensor)`` per input: dict keys, else the model's input names, else in0, in1..."""
+        if isinstance(x, dict):
+            return sorted(x.items())
+        flat = keras.tree.flatten(x)
+        names = [t.name for t in getattr(self.user_model, "inputs", None) or []]
+        if len(names) != len(flat) or len(set(names)) != len(names):
+            names = [f"in{i}" for i in range(len(flat))]
+        return list(zip(names, flat))
+
+    def _data_loss(self, y, y_pred, sample_weight, total):
+        """The loss as the model's loss computes it, per example, without regularisation penalties."""
+        loss = total if not self.losses else self._compile_loss(y, y_pred, sample_weight)
+        return loss / self.loss_info.sum_divisor(y_pred)
+
+    def probe_losses(self, x, y) -> list[float]:
+        """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read)."""
+        if self._probe_fn is None:
+            def probe(x, y):
+                return tf.stack([self._compile_loss(y, p) / self.loss_info.sum_divisor(p)
+                                 for p in (self.user_model(v, training=False) for v in variants(x))])
+            self._probe_fn = tf.function(probe, reduce_retracing=True)
+        x = keras.tree.map_structure(tf.convert_to_tensor, x)
+        return [float(v) for v in self._probe_fn(x, tf.convert_to_tensor(y)).numpy()]
+
+    def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
+        """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
+        from diagnose.instruments.monitor import Monitor, probe_batch
+
+        monitors = [c for c in callbacks or [] if isinstance(c, Monitor)]
+        for monitor in monitors:
+            if monitor.probe is None:
+                monitor.auto_probe = probe_batch(x, y, validation_data, validation_split)
+        try:
+            return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data,
+                               validation_split=validation_split, **kwargs)
+        except BaseException as exc:  # the record says the run crashed, then the error goes on to the caller
+            for monitor in monitors:
+                monitor.record_failure(exc)
+            raise
+
+
+def instrument(model) -> Instrumented:
+    """Wraps a compiled Keras 3 model so that training it records the instruments.
+
+    The wrapper shares the model's layers and weights (training it trains the
+    user's model), and is compiled with the model's own compile arguments and
+    optimizer, so it trains exactly as ``model.fit`` would.
+
+    Raises:
+        DiagnoseError: the model is not a built, compiled Keras model with one output.
+    """
+    if not isinstance(model, keras.Model):
+        raise DiagnoseError(f"diagnose.instrument takes a keras.Model, got {type(model).__name__}")
+    if getattr(model, "optimizer", None) is None or getattr(model, "_compile_config", None) is None:
+        raise DiagnoseError("compile the model (optimizer and loss) before diagnose.instrument(model)")
+    if not model.built:
+        raise DiagnoseError(f"build {model.name!r} first (call it on a batch, or give its first layer an "
+                            "input shape) so its weights exist before diagnose.instrument(model)")
+    outputs = getattr(model, "outputs", None)
+    if outputs is not None and len(outputs) > 1:
+        raise DiagnoseError(f"diagnose.instrument takes a model with one output ({model.name!r} has "
+                            f"{len(outputs)}); instrument a keras.Model(inputs, the_output_to_diagnose) "
+                            "compiled with that output's loss")
+    config = dict(model._compile_config.config)
+    if config.get("loss") is None:
+        raise DiagnoseError("compile the model with a loss before diagnose.instrument(model)")
+    wrapper = Instrumented(model)
+    config["optimizer"] = model.optimizer
+    config["jit_compile"] = model.jit_compile  # as resolved for the user's model ("auto" -> its choice)
+    wrapper.compile(**config)
+    return wrapper
