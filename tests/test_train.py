@@ -338,7 +338,7 @@ def blown_up_run(tmp_path_factory, small_corpus, run_config):
 
 
 def test_a_loss_too_large_for_exp_has_infinite_perplexity():
-    from diagnose.trainer import perplexity
+    from diagnose.train import perplexity
 
     assert perplexity(800.0) == math.inf and math.isnan(perplexity(math.nan))
     assert perplexity(2.0) == pytest.approx(math.exp(2.0))
