@@ -265,6 +265,8 @@ def main() -> None:
         two_sweeps_at_once(root, spec, ledger)
         corrupt_finished_study(root, spec, finished, ledger)
         force_interrupted(root, ledger)
+        for fault in ledger.faults:  # the temporary directory's path says nothing once it is gone
+            fault["detail"] = fault["detail"].replace(str(root), "TMP")
     survived = sum(f["survived"] for f in ledger.faults)
     line = (f"faults survived {survived} of {len(ledger.faults)}, data lost: "
             f"{'no' if not ledger.lost else '; '.join(ledger.lost)}")
