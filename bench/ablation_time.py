@@ -10,7 +10,6 @@ Prints a table and writes bench/results/ablation.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401  (the checkout first on the import path, for the command too)
+from diagnose import studydir  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             sys.exit(f"run-ablation failed: {proc.stderr.strip()}")
-        manifest = json.loads((study / "manifest.json").read_text())
+        manifest = studydir.read_manifest(study)
         runs = [r["wall_time_s"] for r in manifest["runs"] if r["wall_time_s"] is not None]
         jobs = args.jobs or os.cpu_count() or 1
         # The verdict's lines, without the report's path (a temporary directory).

@@ -43,12 +43,17 @@ def cli():
               help="Synthetic corpus preset (default when no --corpus: topic-copy).")
 @click.option("--context", type=click.Choice(["stream", "line"]), default="stream", show_default=True,
               help="Memory spans line breaks (stream, the paper) or restarts at each line.")
-@click.option("--max-vocab", type=int, default=None, help="Keep at most N word types; the rest map to <unk>.")
+@click.option("--max-vocab", type=click.IntRange(min=3), default=None,
+              help="Keep at most N word types of a --corpus; the rest map to <unk>.")
 @click.option("--epochs", type=float, default=None, help="Training budget in epochs (default 1).")
-@click.option("--steps", type=int, default=None, help="Training budget in optimizer steps (overrides --epochs).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights, dropout and batch order.")
-@click.option("--log-every", type=int, default=20, show_default=True, help="Steps per metrics.csv row.")
-@click.option("--eval-every", type=int, default=None, help="Steps between validation passes (default: each epoch).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Training budget in optimizer steps (overrides --epochs).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed for weights, dropout and batch order.")
+@click.option("--log-every", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Steps per metrics.csv row.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=None,
+              help="Steps between validation passes (default: each epoch).")
 @click.option("--no-jit", is_flag=True, help="Do not XLA-compile the train step.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Run directory to write (config.json, metrics.csv, summary.json).")
@@ -60,14 +65,22 @@ def cli():
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, seed, log_every, eval_every,
           no_jit, out, force, eval_test, checkpoint, resume, quiet):
-    """Train one model and write its run record to --out."""
-    from diagnose import runrecord
+    """Train one model and write its run record to --out.
+
+    With --force, the new record is built beside the old one and replaces it by a
+    rename when training starts: an interrupted run leaves the old record whole, or
+    the new one saying it never finished.
+    """
+    from diagnose import runrecord, studydir
     from diagnose.config import DataConfig, TrainConfig, make_run_config
+    from diagnose.files import check_writable
 
     if corpus and synthetic:
         raise DiagnoseError("give either --corpus or --synthetic, not both")
     if resume and force:
         raise DiagnoseError("give either --resume (continue the run in --out) or --force (replace it), not both")
+    if studydir.is_study_dir(out):
+        raise DiagnoseError(f"--out {out} is an ablation directory; give 'diagnose train' a run directory of its own")
     if resume and runrecord.read_checkpoint(out) is None:
         raise DiagnoseError(f"{out} has no checkpoint to resume from; train with --checkpoint first, "
                             "or drop --resume")
@@ -78,6 +91,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
                        eval_every=eval_every, jit_compile=not no_jit, eval_test=eval_test,
                        checkpoint=checkpoint or resume)
     config = make_run_config(preset, _parse_sets(sets), data=data, train=tcfg)
+    check_writable(out)  # before the corpus and TensorFlow: minutes sooner than the first write
     from diagnose.data.load import load_corpus
 
     corpus = load_corpus(config.data, memory_size=config.model.memory_size)  # bad input fails before TF loads
@@ -97,29 +111,35 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
 @cli.command("run-ablation")
 @click.argument("spec", required=False, type=str)
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
-              help="ABLATION_DIR (default: ablations/<study name>). An existing one is resumed.")
-@click.option("--seeds", type=int, default=None, help="Number of seeds (overrides the spec).")
-@click.option("--steps", type=int, default=None, help="Training steps per run (overrides the spec).")
+              help="ABLATION_DIR (default: ablations/<study name>). An existing one is resumed; without SPEC, "
+                   "with the spec it was run with.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Number of seeds (overrides the spec).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Training steps per run (overrides the spec).")
 @click.option("--corpus", type=str, default=None, help="PTB-format corpus instead of the spec's.")
 @click.option("--synthetic", type=str, default=None, help="Synthetic corpus preset instead of the spec's.")
-@click.option("--jobs", type=int, default=None, help="Concurrent runs (default: one per core).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Concurrent runs (default: one per core).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where runs train: local processes, or Ray tasks.")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray).")
 @click.option("--no-follow-up", is_flag=True, help="Do not run the combinations the verdict asks for.")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
+@click.option("--force", is_flag=True,
+              help="Replace a study of another spec in --out (the runs both specs share are kept).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray_address, no_follow_up, no_report,
-                 quiet):
+                 force, quiet):
     """Run a counterfactual ablation study (default: the built-in study on the synthetic corpus).
 
     Trains the as-posted and paper models and every single-factor switch between
-    them over several seeds, resumably, and prints a table of the results.
+    them over several seeds, resumably, runs the follow-up combinations the verdict
+    asks for, and prints a table of the results. Exits 1 when runs failed.
     """
+    from diagnose import studydir
     from diagnose.ablation.executors import make_executor
     from diagnose.ablation.spec import load_spec
     from diagnose.ablation.study import run_study
-    from diagnose.ablation.sweep import summarize
+    from diagnose.ablation.sweep import check_study_target, summarize
     from diagnose.findings.verdict import format_verdict
 
     overrides: dict = {}
@@ -133,9 +153,17 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
         overrides.setdefault("corpus", {})["path"] = corpus
     if synthetic:
         overrides.setdefault("corpus", {})["synthetic"] = synthetic
-    study = load_spec(spec, overrides)
+    resumed = None
+    if spec is None and out is not None and studydir.is_study_dir(out):
+        try:  # no SPEC: the study in --out goes on, with the spec it was run with
+            resumed = studydir.read_manifest(out).get("spec")
+        except DiagnoseError as exc:
+            raise DiagnoseError(f"{exc}; give its spec (diagnose run-ablation SPEC --out {out} --force) to rebuild "
+                                "the study from its runs") from None
+    study = load_spec(spec, overrides, raw=resumed)
     out = Path(out or Path("ablations") / study.name)
-    jobs = jobs or os.cpu_count() or 1
+    check_study_target(out)
+    jobs = jobs if jobs is not None else os.cpu_count() or 1
     runner = make_executor(executor, jobs=jobs, ray_address=ray_address)
     bar = None
 
@@ -150,68 +178,106 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
             bar.update(event["done"] - 1)
         bar.update(1)
 
-    try:
-        manifest, verdict = run_study(study, out, runner, follow_up=not no_follow_up, progress=progress)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
-    t = manifest["totals"]
-    rows = summarize(out)
-    width = max(len(r["variant"]) for r in rows)
-    click.echo(f"{'variant':<{width}}  runs  valid loss (mean ± sd over seeds)")
-    for r in rows:
-        n = r["completed"] + r["diverged"] + r["failed"]
-        tag = "" if not (r["diverged"] or r["failed"]) else f"  [{r['diverged']} diverged, {r['failed']} failed]"
-        click.echo(f"{r['variant']:<{width}}  {n:>4}  {_fmt(r['valid_loss_mean'])} ± {_fmt(r['valid_loss_sd'])}{tag}")
-    click.echo(f"{t['runs']} runs: {t['completed']} completed, {t['diverged']} diverged, {t['failed']} failed "
-               f"-> {out}")
-    click.echo(format_verdict(verdict))
-    if not no_report:
-        from reports.html import build_report
+    with studydir.StudyLock(out):  # held through the follow-ups and the report
+        try:
+            manifest, verdict = run_study(study, out, runner, follow_up=not no_follow_up, progress=progress,
+                                          force=force)
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        t = manifest["totals"]
+        rows = summarize(out)
+        width = max(len(r["variant"]) for r in rows)
+        click.echo(f"{'variant':<{width}}  runs  valid loss (mean ± sd over seeds)")
+        for r in rows:
+            n = r["completed"] + r["diverged"] + r["failed"]
+            tag = "" if not (r["diverged"] or r["failed"]) else f"  [{r['diverged']} diverged, {r['failed']} failed]"
+            click.echo(f"{r['variant']:<{width}}  {n:>4}  {_fmt(r['valid_loss_mean'])} ± "
+                       f"{_fmt(r['valid_loss_sd'])}{tag}")
+        click.echo(f"{t['runs']} runs: {t['completed']} completed, {t['diverged']} diverged, {t['failed']} failed "
+                   f"-> {out}")
+        click.echo(format_verdict(verdict))
+        if not no_report:
+            from reports.html import build_report
 
-        click.echo(f"report: {build_report([out], out / 'report')}")
+            click.echo(f"report: {build_report([out], out / studydir.REPORT)}")
+    failed = [e for e in manifest["runs"] if e["status"] not in ("completed", "diverged")]
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(manifest['runs'])} runs failed (first: {failed[0]['error']}); "
+                   f"each error is in {out / studydir.MANIFEST} and the run's summary.json under "
+                   f"{out / studydir.RUNS}", err=True)
+        return 1
+    return 0
 
 
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the findings (or verdict) as JSON.")
-@click.option("--no-follow-up", is_flag=True, help="ABLATION_DIR: do not run the combinations the verdict asks for.")
-@click.option("--jobs", type=int, default=None, help="ABLATION_DIR: concurrent follow-up runs (default: one per core).")
-def check(path, as_json, no_follow_up, jobs):
-    """Diagnose a run (RUN_DIR: findings) or a study (ABLATION_DIR: verdict.json).
+def check(path, as_json):
+    """Diagnose a run (RUN_DIR: findings) or a study (ABLATION_DIR: its verdict). Writes nothing.
 
     For a run: each finding with its id, kind, severity, evidence and fix. For an
     ablation: effects with confidence intervals, root causes in order, and the
-    smallest set of switches that recovers the paper's behaviour (running the
-    follow-up combinations it needs unless --no-follow-up).
+    smallest set of switches that recovers the paper's behaviour, computed from the
+    records on disk; when the verdict wants follow-up combinations not yet run, it
+    names the command that runs them (run-ablation).
     """
     import json as json_lib
 
-    from diagnose import runrecord
+    from diagnose import runrecord, studydir
 
     target = Path(path)
-    if (target / "manifest.json").is_file():
-        from diagnose.ablation.executors import make_executor
-        from diagnose.ablation.spec import build_spec
-        from diagnose.ablation.study import run_study
-        from diagnose.findings.verdict import format_verdict
+    if studydir.is_study_dir(target):
+        from diagnose.findings.verdict import compute_verdict, format_verdict
 
-        manifest = runrecord.read_json(target / "manifest.json")
-        spec = build_spec(manifest["spec"])
-        # A finished study trains nothing here; an interrupted one is completed first.
-        _, verdict = run_study(spec, target, make_executor("local", jobs=jobs or os.cpu_count() or 1),
-                               follow_up=not no_follow_up)
+        verdict = compute_verdict(target)
         click.echo(json_lib.dumps(verdict, indent=2) if as_json else format_verdict(verdict))
+        for line in _study_notes(target, verdict):
+            click.echo(line, err=as_json)
         return
     if not runrecord.is_run_dir(target):
-        raise DiagnoseError(runrecord.not_a_record(path))
+        raise DiagnoseError(studydir.not_a_record(path))
+    problems = runrecord.record_problems(target)
+    if problems and problems != [runrecord.NEVER_FINISHED]:
+        raise DiagnoseError(f"the run record in {target} is incomplete: {'; '.join(problems)}; train it again "
+                            "(diagnose train --force), or rerun the study it belongs to (run-ablation redoes it)")
     from diagnose.findings import check_run, format_findings
 
     findings = check_run(target)
+    if problems:
+        click.echo(f"note: {runrecord.NEVER_FINISHED}; what follows reads it as far as it got", err=as_json)
     if as_json:
         click.echo(json_lib.dumps([f.to_dict() for f in findings], indent=2))
     else:
         click.echo(format_findings(findings) if findings else "no findings: nothing in this run looks wrong")
+
+
+def _study_notes(target: Path, verdict: dict) -> list[str]:
+    """Lines on runs without a whole, finished record, and on follow-ups the verdict wants."""
+    from diagnose import runrecord, studydir
+    from diagnose.findings.verdict import plan_follow_ups
+
+    runs = studydir.read_manifest(target)["runs"]
+    kinds: dict[str, int] = {}
+    for e in runs:
+        run = studydir.run_path(target, e["id"])
+        problems = runrecord.record_problems(run) if run.is_dir() else ["missing"]
+        status = runrecord.read_summary(run).get("status") if not problems else None
+        kind = ("not run yet" if problems == ["missing"] else "never finished" if problems == [
+            runrecord.NEVER_FINISHED] else "damaged" if problems else "failed" if status == "failed" else None)
+        if kind:
+            kinds[kind] = kinds.get(kind, 0) + 1
+    lines = []
+    if kinds:
+        what = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+        lines.append(f"{sum(kinds.values())} of {len(runs)} runs have no whole, finished record ({what}); "
+                     f"run them with: diagnose run-ablation --out {target}")
+    plan = plan_follow_ups(verdict, {e["variant"] for e in runs})
+    if plan:
+        names = "; ".join(" + ".join(f"{f}={lv}" for f, lv in switches) for _, switches in plan)
+        lines.append(f"the verdict wants {len(plan)} follow-up combinations not yet run ({names}); "
+                     f"run them with: diagnose run-ablation --out {target}")
+    return lines
 
 
 @cli.command()

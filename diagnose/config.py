@@ -8,6 +8,7 @@ config and seed give the same metrics on CPU.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from diagnose.errors import ConfigError
@@ -29,6 +30,26 @@ class DataConfig:
     min_count: int = 1  # word types seen fewer times in training map to <unk>
     valid_fraction: float = 0.1  # for a single-file corpus: the tail held out for validation
 
+    def validate(self) -> None:
+        """Raises ConfigError naming the field and its valid values for an impossible value."""
+        if self.corpus is not None and not isinstance(self.corpus, str):
+            raise ConfigError(f"corpus={self.corpus!r} must be a path")
+        if self.context not in ("stream", "line"):
+            raise ConfigError(f"context={self.context!r} is not valid; choose stream or line")
+        _count("synthetic_tokens", self.synthetic_tokens, optional=True)
+        _count("corpus_seed", self.corpus_seed, minimum=0)
+        _count("max_vocab", self.max_vocab, optional=True, minimum=3)
+        _count("min_count", self.min_count)
+        if not _number(self.valid_fraction) or not 0 < self.valid_fraction < 1:
+            raise ConfigError(f"valid_fraction must be a number in (0, 1), got {self.valid_fraction!r}")
+        if self.corpus is None and (self.max_vocab is not None or self.min_count != 1):
+            # The synthetic corpus's vocabulary is part of its definition (its entropy
+            # floors are computed for it); trimming it would silently do nothing.
+            raise ConfigError("max_vocab and min_count apply to a text corpus (--corpus PATH); the synthetic corpus "
+                              "has a fixed vocabulary: drop them or give a corpus")
+        if self.corpus is not None and self.synthetic_tokens is not None:
+            raise ConfigError("synthetic_tokens (tokens) applies to the synthetic corpus, not to --corpus PATH")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -49,6 +70,28 @@ class TrainConfig:
     threads: int | None = None  # TF intra-op threads (None: TF's default, all cores)
     eval_test: bool = False  # also evaluate the test split at each validation (test_* columns)
     checkpoint: bool = False  # save RUN_DIR/checkpoint after each validation, so train(resume=True) can continue
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the field and its valid values for an impossible value.
+
+        As strict as ``--set`` is for the model: the right type (a bool is not a
+        count), finite numbers, counts that are positive where zero means nothing.
+        """
+        _count("seed", self.seed, minimum=0)
+        _count("steps", self.steps, optional=True)
+        if self.steps is None and (not _number(self.epochs) or not 0 < self.epochs < math.inf):
+            raise ConfigError(f"give a positive, finite epochs or a steps budget (epochs={self.epochs!r})")
+        _count("log_every", self.log_every)
+        _count("eval_every", self.eval_every, optional=True)
+        _count("eval_batch_size", self.eval_batch_size)
+        _count("eval_max_windows", self.eval_max_windows, optional=True)
+        _count("probe_every", self.probe_every, minimum=0, why=" (0 turns the probes off)")
+        _count("threads", self.threads, optional=True)
+        for name in ("eval_at_start", "tensorboard", "jit_compile", "eval_test", "checkpoint"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.instruments not in ("full", "off"):
+            raise ConfigError(f"instruments={self.instruments!r} is not valid; choose full or off")
 
 
 @dataclass(frozen=True)
@@ -79,13 +122,20 @@ def make_run_config(preset_name: str = "paper", overrides: dict | None = None, *
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     train = train or TrainConfig()
-    if train.steps is not None and train.steps < 1:
-        raise ConfigError(f"--steps must be a positive integer, got {train.steps}")
-    if train.steps is None and (train.epochs is None or train.epochs <= 0):
-        raise ConfigError("give a positive --epochs or --steps budget")
-    if train.log_every < 1:
-        raise ConfigError(f"log_every must be >= 1, got {train.log_every}")
+    train.validate()
     data = data or DataConfig()
-    if data.context not in ("stream", "line"):
-        raise ConfigError(f"context={data.context!r} is not valid; choose stream or line")
+    data.validate()
     return RunConfig(model=model, data=data, train=train)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _count(name: str, value, *, optional: bool = False, minimum: int = 1, why: str = "") -> None:
+    """An integer of at least ``minimum`` (None allowed when ``optional``), else ConfigError."""
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{name} must be {kind}{' or unset' if optional else ''}{why}, got {value!r}")

@@ -17,3 +17,7 @@ class CorpusError(DiagnoseError):
 
 class ConfigError(DiagnoseError):
     """A configuration key or value is invalid."""
+
+
+class RecordError(DiagnoseError):
+    """A run record or study file is missing or damaged (the message names the file)."""

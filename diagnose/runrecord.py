@@ -92,12 +92,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
+
+from diagnose.errors import DiagnoseError, RecordError
+from diagnose.files import atomic_write, make_temp_dir, read_json, replace_dir, write_json
 
 SCHEMA_VERSION = 1
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
@@ -105,53 +107,15 @@ ATTENTION, TENSORBOARD, CHECKPOINT = "attention.csv", "tb", "checkpoint"
 BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "learning_rate",
                 "valid_loss", "valid_accuracy", "valid_perplexity")
 STATUSES = ("running", "completed", "diverged", "failed")
+_RECORD_NAMES = (CONFIG, METRICS, SUMMARY, ATTENTION, TENSORBOARD, CHECKPOINT, "report")
 
-__all__ = ["SCHEMA_VERSION", "BASE_COLUMNS", "STATUSES", "atomic_write", "write_json", "read_json",
-           "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
-           "read_metrics", "is_run_dir", "write_attention", "load_run", "write_checkpoint",
-           "read_checkpoint", "read_rows", "not_a_record"]
+__all__ = ["SCHEMA_VERSION", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHED", "atomic_write", "write_json",
+           "read_json", "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
+           "read_metrics", "is_run_dir", "write_attention", "load_run", "write_checkpoint", "read_checkpoint",
+           "read_rows", "begin_record", "record_problems"]
 
-
-def atomic_write(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN or Infinity: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _clean(value.item())
-    return value
-
-
-def write_json(path: str | os.PathLike, data: dict) -> None:
-    """Writes ``data`` as indented JSON, atomically."""
-    atomic_write(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
-
-
-def read_json(path: str | os.PathLike) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+# What check and report say of a record whose summary still reads "running".
+NEVER_FINISHED = "this run never finished (status running: interrupted or still training)"
 
 
 def write_config(run_dir: str | os.PathLike, model: dict, data: dict, train: dict) -> None:
@@ -195,8 +159,15 @@ def load_run(run_dir: str | os.PathLike, tidy: bool = True):
             gives ``metrics.csv`` as it is, one row per logged step.
 
     The frame's ``attrs`` carry ``config`` and ``summary`` (dicts).
+
+    Raises:
+        DiagnoseError: ``run_dir`` is missing, a file, an ablation directory, holds no
+            record or a damaged one (one line naming the file and what to pass).
     """
+    from diagnose.studydir import require_record
+
     run_dir = Path(run_dir)
+    require_record(run_dir)
     wide = read_metrics(run_dir)
     if tidy:
         frame = wide.melt(id_vars=["step", "epoch"], var_name="metric", value_name="value").dropna(subset=["value"])
@@ -233,10 +204,20 @@ def read_summary(run_dir: str | os.PathLike) -> dict:
 
 
 def read_metrics(run_dir: str | os.PathLike):
-    """``metrics.csv`` as a pandas DataFrame (empty cells are NaN)."""
+    """``metrics.csv`` as a pandas DataFrame (empty cells are NaN).
+
+    Raises:
+        RecordError: the file is missing, empty or not a CSV table, naming it.
+    """
     import pandas as pd
 
-    return pd.read_csv(Path(run_dir) / METRICS)
+    path = Path(run_dir) / METRICS
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise RecordError(f"{path} is missing") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{path} is damaged ({str(exc).splitlines()[0]})") from None
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
@@ -244,21 +225,13 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / CONFIG).is_file()
 
 
-def not_a_record(path: str | os.PathLike) -> str:
-    """The one-line error for a directory that holds neither a run record nor a study."""
-    return (f"{path} is neither a run directory ({CONFIG}) nor an ablation directory (manifest.json); pass the "
-            "--out of 'diagnose train' or 'diagnose run-ablation', or a diagnose.Monitor's run_dir")
-
-
 def write_checkpoint(run_dir: str | os.PathLike, state: dict, arrays: dict) -> None:
     """Writes ``checkpoint/`` (state.json and arrays.npz) and swaps it in by rename."""
-    import shutil
-
     import numpy as np
 
     run_dir = Path(run_dir)
     final = run_dir / CHECKPOINT
-    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{CHECKPOINT}.", suffix=".tmp"))
+    tmp = make_temp_dir(run_dir, prefix=f".{CHECKPOINT}.")
     try:
         with open(tmp / "arrays.npz", "wb") as fh:
             np.savez(fh, **arrays)
@@ -279,7 +252,13 @@ def write_checkpoint(run_dir: str | os.PathLike, state: dict, arrays: dict) -> N
 
 
 def read_checkpoint(run_dir: str | os.PathLike) -> tuple[dict, dict] | None:
-    """``(state, arrays)`` from ``checkpoint/``, or None when the run has none."""
+    """``(state, arrays)`` from ``checkpoint/``, or None when the run has none.
+
+    Raises:
+        RecordError: the checkpoint is there but damaged (unreadable arrays or state).
+    """
+    import zipfile
+
     import numpy as np
 
     folder = Path(run_dir) / CHECKPOINT
@@ -288,9 +267,14 @@ def read_checkpoint(run_dir: str | os.PathLike) -> tuple[dict, dict] | None:
         if not (old / "state.json").is_file():
             return None
         folder = old
-    with np.load(folder / "arrays.npz") as data:
-        arrays = {k: data[k] for k in data.files}
-    return read_json(folder / "state.json"), arrays
+    try:
+        with np.load(folder / "arrays.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+        state = read_json(folder / "state.json")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, RecordError) as exc:
+        raise RecordError(f"the checkpoint in {run_dir} is damaged ({str(exc).splitlines()[0] or type(exc).__name__}"
+                          "); train again without --resume (--force replaces the run)") from None
+    return state, arrays
 
 
 def read_rows(run_dir: str | os.PathLike) -> tuple[list[dict], list[dict]]:
@@ -308,3 +292,94 @@ def _parse_cell(key: str, value: str):
     if key in ("step", "hop") or key.startswith("pos"):
         return int(value)
     return float(value)
+
+
+def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dict) -> Path:
+    """Starts a run record: ``config.json`` and a summary that says ``running``.
+
+    A record already in ``run_dir`` is replaced as a whole: the new one is built in a
+    sibling directory and swapped in by rename, so ``run_dir`` always names one whole
+    record (the old, or the new saying ``running``), never a new config beside old metrics.
+    """
+    run_dir = Path(run_dir)
+    if not any((run_dir / name).exists() for name in (CONFIG, SUMMARY, METRICS)):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, model, data, train)
+        write_summary(run_dir, {"status": "running"})
+        return run_dir
+    others = sorted(p.name for p in run_dir.iterdir() if p.name not in _RECORD_NAMES and not p.name.startswith("."))
+    if others or Path.cwd().resolve().is_relative_to(run_dir.resolve()):
+        raise DiagnoseError(f"{run_dir} holds a run record and {', '.join(others) or 'the working directory'}; "
+                            "replacing the record would replace them too: move them, or choose another directory")
+    new = make_temp_dir(run_dir.parent, prefix=f".{run_dir.name}.", suffix=".new")
+    try:
+        write_config(new, model, data, train)
+        write_summary(new, {"status": "running"})
+        replace_dir(new, run_dir)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def record_problems(run_dir: str | os.PathLike) -> list[str]:
+    """What makes a run record incomplete or damaged, in words; empty when it is whole.
+
+    Whole: config.json and summary.json parse and, for a run that ended (completed
+    or diverged), metrics.csv is cut off nowhere and reaches the summary's last step,
+    with a finite training loss if completed. ``running`` gives :data:`NEVER_FINISHED`;
+    a failed run promises only its summary. The sweep redoes runs with problems;
+    check and report name them.
+    """
+    run_dir = Path(run_dir)
+    missing = [f"{name} is missing" for name in (CONFIG, SUMMARY) if not (run_dir / name).is_file()]
+    if missing:
+        return missing
+    try:
+        read_config(run_dir)
+        summary = read_summary(run_dir)
+    except RecordError as exc:
+        return [str(exc).replace(f"{run_dir}{os.sep}", "")]
+    status = summary.get("status")
+    if status not in STATUSES:
+        return [f"{SUMMARY} has no valid status ({status!r})"]
+    if status == "running":
+        return [NEVER_FINISHED]
+    if status == "failed":
+        return []
+    return _metrics_problems(run_dir, summary)
+
+
+def _metrics_problems(run_dir: Path, summary: dict) -> list[str]:
+    for name in (METRICS, ATTENTION):
+        path = run_dir / name
+        if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+            return [f"{name} is cut off (its last line is incomplete)"]
+    path = run_dir / METRICS
+    if not path.is_file():
+        return [f"{METRICS} is missing"]
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            table = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return [f"{METRICS} is damaged ({exc})"]
+    if not table or "step" not in table[0]:
+        return [f"{METRICS} has no header"]
+    header, rows = table[0], table[1:]
+    if not rows:
+        return [f"{METRICS} has no rows"]
+    short = next((i for i, r in enumerate(rows, start=2) if len(r) != len(header)), None)
+    if short is not None:
+        return [f"{METRICS} is damaged (line {short} has {len(table[short - 1])} of {len(header)} fields)"]
+    column = {name: i for i, name in enumerate(header)}
+    try:
+        last = int(float(rows[-1][column["step"]]))
+        losses = [float(r[column["loss"]] or "nan") for r in rows] if "loss" in column else [0.0]
+    except ValueError as exc:
+        return [f"{METRICS} is damaged ({exc})"]
+    steps = summary.get("steps")
+    if isinstance(steps, int) and last < steps:
+        return [f"{METRICS} ends at step {last} but {SUMMARY} says {steps} steps"]
+    if summary.get("status") == "completed" and not any(math.isfinite(x) for x in losses):
+        return [f"{METRICS} has no finite training loss"]
+    return []

@@ -20,6 +20,7 @@ from diagnose import runrecord
 from diagnose.config import RunConfig
 from diagnose.data.corpus import Corpus
 from diagnose.data.load import load_corpus
+from diagnose.divergence import divergence
 from diagnose.gradients import clip_gradients, dedupe_slices  # noqa: F401  (re-exported)
 from diagnose.instruments.rowlog import RowLog
 from diagnose.instruments.describe import variable_layers, variables, weight_norms
@@ -77,16 +78,30 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
     """
     import dataclasses
 
+    from diagnose import studydir
+    from diagnose.errors import ConfigError
+
     t_start = time.perf_counter()
     out = Path(out_dir)
+    config.train.validate()
+    config.data.validate()
+    if studydir.is_study_dir(out) or (out.exists() and not out.is_dir()):
+        raise ConfigError(f"{out} is {'an ablation directory' if out.is_dir() else 'a file'}, not a run directory; "
+                          "train into a directory of its own")
     if corpus is None:
         corpus = load_corpus(config.data, memory_size=config.model.memory_size)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=corpus.vocab_size))
-    config.model.validate()
-    checkpoint = _checkpoint_to_resume(config, out) if resume else None
-    out.mkdir(parents=True, exist_ok=True)
-    runrecord.write_config(out, **config.to_dict())
-    runrecord.write_summary(out, {"status": "running"})
+    try:
+        config.model.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if resume:
+        checkpoint = _checkpoint_to_resume(config, out)
+        runrecord.write_config(out, **config.to_dict())
+        runrecord.write_summary(out, {"status": "running"})
+    else:  # a record already in `out` stays whole until this one replaces it (by rename)
+        checkpoint = None
+        runrecord.begin_record(out, **config.to_dict())
     baselines = {"ln_vocab": math.log(corpus.vocab_size), "unigram_entropy": corpus.stats.get("unigram_entropy"),
                  "bayes_floor": corpus.stats.get("bayes_floor")}
     log = RowLog(out, tensorboard=config.train.tensorboard)
@@ -153,6 +168,8 @@ def _fit(trainer: MemN2NSteps, config: RunConfig, log: RowLog, state: dict, prog
         if test is not None:
             row.update(test_loss=test["loss"], test_accuracy=test["accuracy"], test_perplexity=test["perplexity"])
         if tcfg.probe_every and (step >= state["next_probe"] or step == total):
+            if step < state["next_probe"]:  # probed only because this call's budget ends here
+                state["end_probe"] = step
             state["next_probe"] = next_probe(step, tcfg.probe_every)
             real, shuffled, zeroed = (float(x) for x in trainer.probe_step(probe_positions).numpy())
             row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
@@ -162,6 +179,10 @@ def _fit(trainer: MemN2NSteps, config: RunConfig, log: RowLog, state: dict, prog
             state["diverged_at"] = acc["diverged"]
             state["error"] = (f"non-finite {'loss' if acc['diverged']['variable'] == 'loss' else 'gradient'} "
                               f"at step {acc['diverged']['step']} (variable {acc['diverged']['variable']})")
+        elif state["status"] == "running" and (blown := divergence(row, mcfg.vocab_size)):
+            state["status"] = "diverged"
+            state["diverged_at"] = {"step": step, "variable": blown["variable"]}
+            state["error"] = blown["error"]
         if progress is not None:
             progress({"step": step, "total_steps": total, "loss": row["loss"], "valid_loss": row.get("valid_loss")})
 
@@ -171,7 +192,7 @@ def _fit(trainer: MemN2NSteps, config: RunConfig, log: RowLog, state: dict, prog
 
     state["next_probe"] = tcfg.probe_every
     if checkpoint is not None:
-        _restore(checkpoint, trainer, log, state, loop, rng)
+        _restore(checkpoint, trainer, log, state, loop, rng, total)
     elif tcfg.eval_at_start:
         valid = trainer.evaluate("valid")
         log.append({"step": 0, "epoch": 0.0, "loss": math.nan, "accuracy": math.nan, "learning_rate": loop["lr"],
@@ -242,11 +263,12 @@ def _save(trainer: MemN2NSteps, log: RowLog, state: dict, loop: dict, rng) -> No
         "best": {"valid_loss": best_loss if math.isfinite(best_loss) else None, "step": best_step},
         "last_valid": state["last_valid"], "last_test": state.get("last_test"),
         "loss_at_step0": state.get("loss_at_step0"), "next_probe": state["next_probe"],
+        "end_probe": state.get("end_probe"),
         "rng": rng.bit_generator.state,
     }, arrays)
 
 
-def _restore(checkpoint, trainer: MemN2NSteps, log: RowLog, state: dict, loop: dict, rng) -> None:
+def _restore(checkpoint, trainer: MemN2NSteps, log: RowLog, state: dict, loop: dict, rng, total: int) -> None:
     saved, arrays = checkpoint
     for i, v in enumerate(trainer.model.variables):
         v.assign(arrays[f"model_{i}"])
@@ -267,6 +289,10 @@ def _restore(checkpoint, trainer: MemN2NSteps, log: RowLog, state: dict, loop: d
     # Rows up to the checkpoint; rows written after it (a run cut off later) are dropped.
     rows, attention = runrecord.read_rows(log.run_dir)
     log.rows = [r for r in rows if r["step"] <= saved["step"]]
+    if saved.get("end_probe") == saved["step"] and total > saved["step"] and log.rows:
+        # The first piece probed at its last row only because its budget ended there;
+        # an uninterrupted run has no probe at that step, so neither does the resumed one.
+        log.rows[-1] = {k: v for k, v in log.rows[-1].items() if not k.startswith("probe_loss_")}
     log.attention = [r for r in attention if r["step"] <= saved["step"]]
 
 

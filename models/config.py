@@ -13,6 +13,7 @@ model itself ignores them and the training loop reads them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -73,6 +74,12 @@ class MemN2NConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.vocab_size < 3:
             raise ValueError(f"vocab_size must be at least 3 (pad plus two words), got {self.vocab_size}")
+        for name in ("dropout_rate", "relu_fraction", "query_value", "init_std", "clip_norm", "learning_rate",
+                     "lr_anneal"):
+            value = getattr(self, name)
+            # inf and nan pass a comparison such as `> 0` (or fail it silently): refuse them by name.
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
         if not 0.0 <= self.relu_fraction <= 1.0:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import jinja2
 
-from diagnose import __version__, runrecord
+from diagnose import __version__, runrecord, studydir
+from diagnose.errors import DiagnoseError
 from reports import plots
 
 __all__ = ["build_report"]
@@ -52,18 +53,24 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
     """
     paths = [Path(p) for p in paths]
     out = Path(out_dir)
-    ablation = len(paths) == 1 and (paths[0] / "manifest.json").is_file()
+    ablation = len(paths) == 1 and studydir.is_study_dir(paths[0])
+    notes = []
     if not ablation:  # checked before anything is written
         for p in paths:
             if not runrecord.is_run_dir(p):
-                raise ValueError(runrecord.not_a_record(p))
-    out.mkdir(parents=True, exist_ok=True)
+                raise ValueError(studydir.not_a_record(p))
+            problems = runrecord.record_problems(p)
+            if problems and problems != [runrecord.NEVER_FINISHED]:
+                raise DiagnoseError(f"the run record in {p} is incomplete: {'; '.join(problems)}; train it again "
+                                    "(diagnose train --force) or leave it out")
+            notes += [f"{p.name}: {problem}" for problem in problems]
     if ablation:
-        reps, table, verdict, title = _ablation_parts(paths[0])
+        reps, table, verdict, title, notes = _ablation_parts(paths[0])
     else:
         reps = {p.name: p for p in paths}
         table = [_run_row(p.name, [p]) for p in paths]
         verdict, title = None, "runs: " + ", ".join(p.name for p in paths)
+    out.mkdir(parents=True, exist_ok=True)
     figures = []
     if ablation:
         for metric, fid, name, caption in (
@@ -90,7 +97,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
                        "bright column whatever the input is attention collapsed onto a position."})
     findings = _findings(reps)
     html = _env().get_template("report.html.j2").render(
-        title=title, subtitle=_subtitle(paths[0], ablation), verdict=verdict, findings=findings,
+        title=title, subtitle=_subtitle(paths[0], ablation), notes=notes, verdict=verdict, findings=findings,
         figures=figures, table=table, version=__version__, source=", ".join(p.name for p in paths))
     index = out / "index.html"
     runrecord.atomic_write(index, html)
@@ -108,7 +115,7 @@ def _env() -> jinja2.Environment:
 def _subtitle(path: Path, ablation: bool) -> str:
     if not ablation:
         return "single runs"
-    manifest = runrecord.read_json(path / "manifest.json")
+    manifest = studydir.read_manifest(path)
     corpus = manifest.get("corpus", {})
     t = manifest.get("totals", {})
     return (f"study '{manifest.get('study')}' on {corpus.get('name', 'a corpus')}: {t.get('runs')} runs, "
@@ -116,24 +123,33 @@ def _subtitle(path: Path, ablation: bool) -> str:
 
 
 def _ablation_parts(path: Path):
-    manifest = runrecord.read_json(path / "manifest.json")
+    manifest = studydir.read_manifest(path)
     by_variant: dict[str, list[dict]] = {}
+    notes, whole = [], set()
     for e in manifest["runs"]:
         by_variant.setdefault(e["variant"], []).append(e)
+        run = studydir.run_path(path, e["id"])
+        problems = runrecord.record_problems(run) if run.is_dir() else ["not run yet"]
+        if problems:
+            notes.append(f"{e['variant']}, seed {e['seed']} (run {e['id']}): {'; '.join(problems)}; left out")
+        else:
+            whole.add(e["id"])
     reps = {}
     for name in ("as-posted", "paper"):
-        entries = sorted(by_variant.get(name, []), key=lambda e: e["seed"])
-        if entries and runrecord.is_run_dir(path / "runs" / entries[0]["id"]):
-            reps[name] = path / "runs" / entries[0]["id"]
+        entries = sorted((e for e in by_variant.get(name, []) if e["id"] in whole), key=lambda e: e["seed"])
+        if entries:
+            reps[name] = studydir.run_path(path, entries[0]["id"])
     if not reps:  # a study without those bases: its first two variants
         for name, entries in list(by_variant.items())[:2]:
-            reps[name] = path / "runs" / entries[0]["id"]
-    table = [_run_row(v, [path / "runs" / e["id"] for e in es], es) for v, es in by_variant.items()]
-    verdict = None
-    if (path / "verdict.json").is_file():
-        verdict = _verdict_view(runrecord.read_json(path / "verdict.json"))
+            entries = [e for e in entries if e["id"] in whole]
+            if entries:
+                reps[name] = studydir.run_path(path, entries[0]["id"])
+    table = [_run_row(v, [studydir.run_path(path, e["id"]) for e in es if e["id"] in whole],
+                      [e for e in es if e["id"] in whole]) for v, es in by_variant.items()]
+    verdict = studydir.read_verdict(path)
+    verdict = _verdict_view(verdict) if verdict is not None else None
     faulty = "the as-posted model" if "as-posted" in by_variant else "this model"
-    return reps, table, verdict, f"Study '{manifest.get('study', '')}': why does {faulty} not converge?"
+    return reps, table, verdict, f"Study '{manifest.get('study', '')}': why does {faulty} not converge?", notes
 
 
 def _verdict_view(v: dict) -> dict | None:

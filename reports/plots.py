@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from diagnose import runrecord  # noqa: E402
+from diagnose import runrecord, studydir  # noqa: E402
 
 __all__ = ["loss_curves", "family_figure", "attention_heatmaps", "compare"]
 
@@ -28,11 +28,12 @@ _BASELINES = (("ln_vocab", "ln V", "0.55"), ("unigram_entropy", "unigram entropy
 
 
 def _variant_runs(ablation_dir: Path) -> dict[str, list[Path]]:
-    manifest = runrecord.read_json(ablation_dir / "manifest.json")
+    """Per variant, its runs whose records are whole, in manifest order."""
+    manifest = studydir.read_manifest(ablation_dir)
     runs: dict[str, list[Path]] = {}
     for entry in manifest["runs"]:
-        run = ablation_dir / "runs" / entry["id"]
-        if (run / runrecord.METRICS).is_file():
+        run = studydir.run_path(ablation_dir, entry["id"])
+        if run.is_dir() and not runrecord.record_problems(run):
             runs.setdefault(entry["variant"], []).append(run)
     return runs
 
@@ -45,7 +46,7 @@ def loss_curves(ablation_dir: str | Path, out_png: str | Path, metric: str = "va
     (ln V, unigram entropy, Bayes floor) are drawn on every panel.
 
     Args:
-        ablation_dir: an ABLATION_DIR with manifest.json and runs/.
+        ablation_dir: an ABLATION_DIR (see diagnose.studydir).
         out_png: where to write the figure.
         metric: a metrics.csv column (validation rows are sparse; NaNs are skipped).
         columns: panels per row.

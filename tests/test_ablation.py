@@ -1,6 +1,5 @@
 """The ablation harness: spec validation, stable ids, resume after SIGKILL, failures, executors."""
 
-import json
 import os
 import signal
 import subprocess
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from diagnose import runrecord
+from diagnose import runrecord, studydir
 from diagnose.ablation.spec import build_spec, load_spec, run_id
 from diagnose.errors import ConfigError
 
@@ -145,7 +144,7 @@ def _parent_is_init(pid: str) -> bool:
 
 
 def _manifest(out):
-    return json.loads((out / "manifest.json").read_text())
+    return studydir.read_manifest(out)
 
 
 def test_resume_after_sigkill_gives_exactly_the_runs_once(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from diagnose import runrecord
+from diagnose import runrecord, studydir
 from reports.html import build_report
 
 EVIL = "<script>alert(1)</script>"
@@ -35,9 +35,9 @@ def _study(tmp_path):
             runrecord.write_attention(run, [{"step": s, "hop": 1, "pos0": 3, "pos1": 5} for s in (50, 100)])
             runs.append({"id": rid, "variant": variant, "base": variant.split(" | ")[0], "seed": seed,
                          "status": "completed"})
-    runrecord.write_json(tmp_path / "manifest.json", {"study": "hand-built", "runs": runs,
+    studydir.write_manifest(tmp_path, {"study": "hand-built", "runs": runs,
                                                      "corpus": {"name": "synthetic:tiny"}, "totals": {}})
-    runrecord.write_json(tmp_path / "verdict.json", {
+    studydir.write_verdict(tmp_path, {
         "faulty": "as-posted", "reference": "paper", "outcome": "final validation loss", "test": "paired t",
         "gap": {"effect": 0.4, "ci": [0.1, 0.7]},
         "root_causes": [{"factor": EVIL, "share_closed": 0.9, "share_opened": None, "runs": ["a", "b"]}],
@@ -114,12 +114,12 @@ def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
 
     study = _study(tmp_path / "study")
     # Only the paper base and its switch: no as-posted/paper gap; the page says so and lists effects.
-    manifest = runrecord.read_json(study / "manifest.json")
+    manifest = studydir.read_manifest(study)
     manifest["runs"] = [r for r in manifest["runs"] if r["base"] == "paper"]
     for r in manifest["runs"]:
         r.update(factor=None if r["variant"] == "paper" else "mine", level=None, level_of=None, switches=[])
-    runrecord.write_json(study / "manifest.json", manifest)
-    runrecord.write_json(study / "verdict.json", compute_verdict(study))
+    studydir.write_manifest(study, manifest)
+    studydir.write_verdict(study, compute_verdict(study))
     html = build_report([study], tmp_path / "report").read_text()
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
     assert "no as-posted/paper pair" in text and "Best switch:" in text

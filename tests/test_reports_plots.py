@@ -6,7 +6,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from diagnose import runrecord
+from diagnose import runrecord, studydir
 from reports.plots import loss_curves
 
 
@@ -18,10 +18,11 @@ def _ablation(tmp_path, variants: int, seeds: int = 2):
             rows = [{"step": step, "epoch": step / 100, "loss": 3.0 - 0.001 * step * (v + 1) + 0.01 * s,
                      "valid_loss": 3.0 - 0.001 * step * (v + 1)} for step in (0, 50, 100)]
             runrecord.write_metrics(tmp_path / "runs" / rid, rows)
+            runrecord.write_config(tmp_path / "runs" / rid, model={}, data={}, train={})  # a whole record
             runrecord.write_summary(tmp_path / "runs" / rid, {
                 "status": "completed", "baselines": {"ln_vocab": math.log(35), "bayes_floor": 1.3}})
             runs.append({"id": rid, "variant": f"variant {v}", "seed": s, "status": "completed"})
-    runrecord.write_json(tmp_path / "manifest.json", {"runs": runs})
+    studydir.write_manifest(tmp_path, {"runs": runs})
     return tmp_path
 
 
@@ -39,7 +40,7 @@ def test_one_panel_per_variant_on_a_grid_of_four_columns(tmp_path, variants, row
 
 
 def test_nothing_to_plot_is_an_error(tmp_path):
-    runrecord.write_json(tmp_path / "manifest.json", {"runs": []})
+    studydir.write_manifest(tmp_path, {"runs": []})
     with pytest.raises(ValueError, match="no run"):
         loss_curves(tmp_path, tmp_path / "x.png")
     assert not np.any([p.suffix == ".png" for p in tmp_path.iterdir()])

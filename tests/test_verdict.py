@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from diagnose import runrecord
+from diagnose import runrecord, studydir
 from diagnose.findings.verdict import compute_verdict, format_verdict, plan_follow_ups
 
 LN_V = math.log(35)
@@ -29,7 +29,7 @@ def _study(tmp_path, variants: dict[str, list[float | None]], diverged: dict | N
             runs.append({"id": rid, "variant": name, "base": base, "factor": factor, "level": level, "seed": seed,
                          "status": status, "level_of": [other] if factor else [],
                          "switches": [s.split("=") for s in rest.split(" + ")] if rest else []})
-    runrecord.write_json(tmp_path / "manifest.json", {"study": "hand-built", "runs": runs, "corpus": {}})
+    studydir.write_manifest(tmp_path, {"study": "hand-built", "runs": runs, "corpus": {}})
     return tmp_path
 
 
@@ -141,11 +141,11 @@ def test_only_switches_to_the_other_models_choice_are_blamed(tmp_path):
         "paper | temporal=uniform": [1.05, 1.1, 0.95],  # ...but the posted init does not
         "as-posted | loss_reduction=sum": [1.2, 1.3, 1.1],
     })
-    manifest = runrecord.read_json(out / "manifest.json")
+    manifest = studydir.read_manifest(out)
     for r in manifest["runs"]:  # "none" is neither base's level: exploratory only
         if r["variant"] == "paper | temporal=none":
             r["level_of"] = []
-    runrecord.write_json(out / "manifest.json", manifest)
+    studydir.write_manifest(out, manifest)
     v = compute_verdict(out)
     assert [rc["factor"] for rc in v["root_causes"]] == ["loss_reduction"]
     temporal = next(f for f in v["factors"] if f["factor"] == "temporal")

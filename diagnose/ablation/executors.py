@@ -183,6 +183,8 @@ def _ray_run_one(task: dict, threads: int) -> dict:
 
 def make_executor(name: str, jobs: int = 1, ray_address: str | None = None):
     """The executor called ``name``: "local" or "ray"."""
+    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+        raise DiagnoseError(f"--jobs must be a positive integer, got {jobs!r}")
     if name == "local":
         return LocalExecutor(jobs)
     if name == "ray":

@@ -45,79 +45,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diagnose import studydir
+from diagnose.ablation.factors import DEFAULT_LEVELS, DEFAULT_SPEC, FACTORS
 from diagnose.config import DataConfig, RunConfig, TrainConfig
 from diagnose.errors import ConfigError
 from models.config import MemN2NConfig, apply_overrides, preset
 
-__all__ = ["FACTORS", "DEFAULT_LEVELS", "Spec", "Variant", "RunTask", "load_spec", "default_spec", "run_id"]
+__all__ = ["FACTORS", "DEFAULT_LEVELS", "MAX_SEEDS", "Spec", "Variant", "RunTask", "load_spec", "default_spec",
+           "run_id"]
 
-# Each factor: level name -> the config fields it sets. "hops" is relative to the
-# spec's [sizes] hops: "full" runs them all, "one-fewer" is the posted loop's
-# range(NUM_LAYERS - 1).
-FACTORS: dict[str, dict[str, dict]] = {
-    "output": {"softmax": {"output": "softmax"}, "relu": {"output": "relu"}},
-    "temporal": {
-        "none": {"temporal": "none"},
-        "normal": {"temporal": "learned", "temporal_init": 0.05},  # N(0, 0.05), the paper
-        "uniform": {"temporal": "learned", "temporal_init": "uniform"},  # U(-0.05, 0.05), Keras' template
-        "ones": {"temporal": "learned", "temporal_init": "ones"},
-        "sinusoidal": {"temporal": "sinusoidal"},
-    },
-    "dropout": {"none": {"dropout": "none"}, "memories": {"dropout": "memories"}, "hops": {"dropout": "hops"},
-                "both": {"dropout": "both"}},
-    "tying": {"layerwise": {"tying": "layerwise"}, "adjacent": {"tying": "adjacent"},
-              "untied": {"tying": "untied"}},
-    "h_wiring": {"state": {"h_wiring": "state"}, "scores": {"h_wiring": "scores"}},
-    "loss_reduction": {"sum": {"loss_reduction": "sum"}, "mean": {"loss_reduction": "mean"}},
-    "clip": {"global": {"clip": "global"}, "per_tensor": {"clip": "per_tensor"}, "none": {"clip": "none"}},
-    "padding": {"masked": {"padding": "masked"}, "encoded": {"padding": "encoded"}},
-    "hops": {"full": {"hops": 0}, "one-fewer": {"hops": -1}},  # relative to [sizes] hops
-    "relu_units": {"half": {"relu_fraction": 0.5}, "none": {"relu_fraction": 0.0}},
-    "embedding_init": {"normal": {"embedding_init": 0.05}, "uniform": {"embedding_init": "uniform"}},
-}
-
-# Levels used when a spec names a factor without levels: the paper's and the
-# question's settings, plus, for the temporal encoding, the init scales that
-# explain the question, and adjacent tying (both presets tie layer-wise).
-DEFAULT_LEVELS: dict[str, list[str]] = {
-    "output": ["softmax", "relu"],
-    "temporal": ["none", "normal", "uniform", "ones"],
-    "dropout": ["none", "both"],
-    "tying": ["layerwise", "adjacent"],
-    "h_wiring": ["state", "scores"],
-    "loss_reduction": ["sum", "mean"],
-    "clip": ["global", "per_tensor"],
-    "padding": ["masked", "encoded"],
-    "hops": ["full", "one-fewer"],
-    "relu_units": ["half", "none"],
-    "embedding_init": ["normal", "uniform"],
-}
-
-# The default study: small enough that 3 seeds of every counterfactual run in
-# minutes on two cores. Sizes and budget are set in DEFAULT_SPEC below.
-DEFAULT_SPEC: dict = {
-    "study": {"name": "default", "bases": ["as-posted", "paper"], "seeds": 3},
-    # Measured: at these sizes the paper model gets within ~0.2-0.4 nats of the
-    # small corpus's Bayes floor (1.315) in 650 steps, the as-posted model sits at
-    # its 10%-accuracy plateau, and a run takes ~4 s on one core (no XLA: its
-    # compile time exceeds the whole run at this size).
-    "budget": {"steps": 650},
-    "corpus": {"synthetic": "topic-copy-small", "context": "stream"},
-    "sizes": {"memory_size": 16, "embed_dim": 32, "hops": 3, "batch_size": 64},
-    "train": {"log_every": 50, "probe_every": 325, "eval_every": 325, "eval_max_windows": 2048,
-              "tensorboard": False, "jit_compile": False},
-    "factors": {name: [] for name in DEFAULT_LEVELS},
-    # The question's contrast: with the step size fixed (summed loss), the as-posted
-    # model learns without a temporal encoding and stalls with a unit-scale one.
-    "combos": {
-        "sum, no encoding": {"base": "as-posted", "loss_reduction": "sum", "temporal": "none"},
-        "sum, ones encoding": {"base": "as-posted", "loss_reduction": "sum", "temporal": "ones"},
-    },
-}
+# Seeds a spec may ask for: an interval over n seeds narrows as 1/sqrt(n), so 1000
+# already puts it at ~0.03 of one seed's spread; more only multiplies the runs.
+MAX_SEEDS = 1000
 
 _SECTIONS = {"study": {"name", "bases", "seeds"}, "budget": {"steps", "epochs"},
              "corpus": {"synthetic", "path", "context", "tokens", "max_vocab"},
@@ -151,7 +95,7 @@ class RunTask:
 class Spec:
     """A validated ablation spec (see the module docstring)."""
 
-    raw: dict  # the spec as given, defaults filled in: written to the manifest
+    raw: dict  # the spec as given, defaults filled in: written to the manifest (follow-ups never change it)
     name: str
     bases: tuple[str, ...]
     seeds: tuple[int, ...]
@@ -162,6 +106,11 @@ class Spec:
     model: dict = field(default_factory=dict)  # [model]: fields set on every base
     custom: dict = field(default_factory=dict)  # the user's own factors: {factor: {level: settings}}
     combos: tuple = ()  # ((base, ((factor, level), ...)), ...): variants with several switches
+
+    @property
+    def digest(self) -> str:
+        """16 hex digits of a hash of :attr:`raw`: two specs with one digest are one study."""
+        return spec_digest(self.raw)
 
     def base_config(self, base: str) -> MemN2NConfig:
         """The base preset at the spec's sizes (as-posted keeps its one hop fewer), then [model]."""
@@ -225,6 +174,12 @@ class Spec:
         return tasks
 
 
+def spec_digest(raw: dict) -> str:
+    """The digest of a resolved spec (a Spec's ``raw``, as a study's manifest keeps it)."""
+    blob = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
 def _key(cfg: MemN2NConfig) -> str:
     return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
 
@@ -240,18 +195,19 @@ def default_spec() -> Spec:
     return build_spec({})
 
 
-def load_spec(path: str | Path | None, overrides: dict | None = None) -> Spec:
-    """Reads and validates a TOML spec (None: the default study); ``overrides`` win.
+def load_spec(path: str | Path | None, overrides: dict | None = None, *, raw: dict | None = None) -> Spec:
+    """Reads and validates a TOML spec (None: ``raw``, else the default study); ``overrides`` win.
 
     Args:
         path: a TOML file, or None.
         overrides: ``{section: {key: value}}`` from CLI options.
+        raw: the spec to start from when ``path`` is None (a study's manifest's, to resume it).
 
     Raises:
         ConfigError: unreadable TOML, unknown section/key/factor/level, wrong type
             or impossible size, in one line naming the valid choices.
     """
-    raw: dict = {}
+    raw = json.loads(json.dumps(raw or {}))  # a deep copy: overrides must not touch the caller's
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -261,7 +217,11 @@ def load_spec(path: str | Path | None, overrides: dict | None = None) -> Spec:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"spec file '{path}' is not valid TOML ({str(exc).splitlines()[0]})") from None
     for section, values in (overrides or {}).items():
-        raw.setdefault(section, {}).update(values)
+        if not isinstance(raw.setdefault(section, {}), dict):
+            raise ConfigError(f"spec section [{section}] must be a table")
+        raw[section].update(values)
+    if "synthetic" in (overrides or {}).get("corpus", {}):
+        raw["corpus"].pop("path", None)  # the command line's corpus replaces the spec's
     return build_spec(raw)
 
 
@@ -279,6 +239,8 @@ def build_spec(raw: dict) -> Spec:
     merged = {s: dict(DEFAULT_SPEC.get(s, {})) for s in _SECTIONS}
     if "factors" in raw and "combos" not in raw:
         merged["combos"] = {}  # the default contrasts belong to the default factors
+    if "combos" not in raw and isinstance(raw.get("study", {}).get("bases"), list):  # ...and to the default bases
+        merged["combos"] = {k: v for k, v in merged["combos"].items() if v.get("base") in raw["study"]["bases"]}
     for section, values in raw.items():
         if section in ("factors", "combos"):
             merged[section] = dict(values)  # a spec's own list replaces the default one
@@ -290,6 +252,9 @@ def build_spec(raw: dict) -> Spec:
         merged["budget"].pop("steps", None)
 
     study = merged["study"]
+    if not studydir.plain_name(study.get("name")):
+        raise ConfigError(f"[study] name={study.get('name')!r} must be a plain name (letters, digits, '.', '_', '-'; "
+                          "not '.' or '..'): it names the directory ablations/<name>")
     bases = study.get("bases")
     if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
         raise ConfigError("[study] bases must be a non-empty list of presets, e.g. [\"as-posted\", \"paper\"]")
@@ -304,6 +269,10 @@ def build_spec(raw: dict) -> Spec:
                                                for s in seeds)):
         raise ConfigError(f"[study] seeds must be a positive count or a list of non-negative integers, got {seeds!r}")
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(dict.fromkeys(seeds))
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"[study] seeds: {len(seeds)} seeds is more than {MAX_SEEDS}; an interval over seeds "
+                          f"narrows as 1/sqrt(n), so {MAX_SEEDS} already put it at ~0.03 of one seed's spread: "
+                          "ask for fewer")
 
     factors: dict[str, tuple[str, ...]] = {}
     custom: dict[str, dict[str, dict]] = {}
@@ -341,7 +310,8 @@ def build_spec(raw: dict) -> Spec:
     steps, epochs = budget.get("steps"), budget.get("epochs")
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         raise ConfigError(f"[budget] steps must be a positive integer, got {steps!r}")
-    if steps is None and (not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or epochs <= 0):
+    if steps is None and (not isinstance(epochs, (int, float)) or isinstance(epochs, bool)
+                          or not 0 < epochs < math.inf):
         raise ConfigError(f"[budget] needs a positive steps or epochs, got {budget!r}")
 
     corpus = merged["corpus"]
@@ -350,6 +320,10 @@ def build_spec(raw: dict) -> Spec:
         raise ConfigError(f"[corpus] context={context!r} is not valid; choose stream or line")
     data = DataConfig(corpus=corpus.get("path"), synthetic=corpus.get("synthetic", "topic-copy"),
                       synthetic_tokens=corpus.get("tokens"), context=context, max_vocab=corpus.get("max_vocab"))
+    try:
+        data.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"[corpus] {str(exc).replace('synthetic_tokens', 'tokens')}") from None
     if data.corpus is None:
         from diagnose.data.synthetic import SYNTHETIC_PRESETS
 
@@ -364,6 +338,11 @@ def build_spec(raw: dict) -> Spec:
             raise ConfigError(f"unknown key '{key}' in [train]; valid keys: {', '.join(valid)}")
     train = dataclasses.replace(TrainConfig(), steps=steps, epochs=epochs if steps is None else None,
                                 **merged["train"])
+    try:
+        train.validate()
+    except ConfigError as exc:
+        section = "budget" if str(exc).startswith(("steps", "give a positive")) else "train"
+        raise ConfigError(f"[{section}] {exc}") from None
 
     combos = []
     for label, entry in merged["combos"].items():

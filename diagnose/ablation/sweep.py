@@ -1,58 +1,82 @@
-"""The sweep driver: expands a spec into runs, resumes, dispatches, and alone writes ABLATION_DIR.
+"""The sweep driver: expands a spec into runs, resumes, dispatches, and alone writes the study directory.
 
-Layout of ABLATION_DIR::
-
-    manifest.json          the spec, every run (id, variant, seed, status, timings), totals
-    runs/<run_id>/         one run record per run (see diagnose.runrecord)
-    .scratch/              workers' scratch space (local executor), removed on resume
-
-Run ids hash the resolved config and seed, so a resumed sweep recognises its runs.
-A run counts as done when ``runs/<id>/summary.json`` says completed or diverged;
-anything else (missing, running, failed, a half-moved directory) is run again. A
-run's directory appears by a rename from ``runs/<id>.partial``, so a sweep killed at
-any instant leaves either the whole record or none.
+The directory's layout and names are :mod:`diagnose.studydir`'s. Run ids hash the
+resolved config and seed, so a resumed sweep recognises its runs. A run counts as
+done when its record is whole (:func:`diagnose.runrecord.record_problems`) and says
+completed or diverged; anything else (missing, running, failed, damaged, a
+half-moved directory) is run again. One command writes a study at a time (its
+:class:`~diagnose.studydir.StudyLock`), and a spec other than the study's own is
+refused unless ``force`` replaces the study.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import statistics
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from diagnose import runrecord
-from diagnose.ablation.spec import RunTask, Spec
+from diagnose import runrecord, studydir
+from diagnose.ablation.spec import RunTask, Spec, spec_digest
+from diagnose.errors import DiagnoseError, RecordError
+from diagnose.files import check_writable, replace_dir
 
-__all__ = ["run_sweep", "MANIFEST", "DONE_STATUSES", "summarize"]
+__all__ = ["run_sweep", "DONE_STATUSES", "summarize", "check_study_target"]
 
-MANIFEST = "manifest.json"
 DONE_STATUSES = ("completed", "diverged")
+# The manifest is rewritten after every run while a study is small, and after every
+# 1% of its runs beyond that: a 30,000-run study's manifest is 9 MB and takes 0.7 s
+# to write (measured), which after every run would be hours of I/O growing with the
+# square of the study; the runs' records, not the manifest, are what a resume reads.
+_MANIFEST_WRITES = 100
 
 
-def _run_status(run_dir: Path) -> str | None:
-    try:
-        return runrecord.read_summary(run_dir).get("status")
-    except (FileNotFoundError, json.JSONDecodeError, OSError):
+def check_study_target(out: str | Path) -> None:
+    """Refuses an --out that is a run record or cannot be written, in one line, before anything runs."""
+    out = Path(out)
+    if runrecord.is_run_dir(out):
+        raise DiagnoseError(f"--out {out} holds a run record ('diagnose train' wrote it); give run-ablation a "
+                            "directory of its own")
+    check_writable(out)
+
+
+def _done(out: Path, run_id: str) -> dict | None:
+    """The summary of a run whose record is whole and ended, else None (to be run)."""
+    run = studydir.run_path(out, run_id)
+    if not run.is_dir() or runrecord.record_problems(run):
         return None
+    summary = runrecord.read_summary(run)
+    return summary if summary.get("status") in DONE_STATUSES else None
 
 
-def _write_run(out: Path, result: dict) -> None:
-    """Writes a worker's returned files as runs/<id>, atomically by directory rename."""
-    runs = out / "runs"
-    final, partial = runs / result["run_id"], runs / f"{result['run_id']}.partial"
+def _write_run(out: Path, result: dict) -> dict:
+    """Writes a worker's returned files as runs/<id> by directory rename; returns the result as recorded.
+
+    A worker that says completed but returns an incomplete record (no metrics, say)
+    is recorded as failed, so no record marked completed ever lacks a file.
+    """
+    final = studydir.run_path(out, result["run_id"])
+    partial = final.with_name(final.name + studydir.PARTIAL)
     shutil.rmtree(partial, ignore_errors=True)
     for rel, data in result["files"].items():
-        path = partial / rel
+        parts = PurePosixPath(rel).parts
+        if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
+            raise RecordError(f"a worker returned a file {rel!r} outside its run record")
+        path = partial.joinpath(*parts)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    partial.mkdir(parents=True, exist_ok=True)
     if not result["files"]:  # failed before a record existed: write a minimal one
-        partial.mkdir(parents=True, exist_ok=True)
         runrecord.write_summary(partial, {"status": "failed", "error": result.get("error")})
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
+    elif result["status"] in DONE_STATUSES and (problems := runrecord.record_problems(partial)):
+        error = f"the run's record came back incomplete: {'; '.join(problems)}"
+        summary = runrecord.read_summary(partial) if (partial / runrecord.SUMMARY).is_file() else {}
+        runrecord.write_summary(partial, {**summary, "status": "failed", "error": error})
+        result = {**result, "status": "failed", "error": error}
+    replace_dir(partial, final)
+    return result
 
 
 def _entry(task: RunTask, status: str, wall: float | None = None, error: str | None = None) -> dict:
@@ -63,14 +87,48 @@ def _entry(task: RunTask, status: str, wall: float | None = None, error: str | N
             "wall_time_s": wall, "error": error}
 
 
-def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[dict], None] | None = None) -> dict:
+def _adopt(out: Path, spec: Spec, force: bool) -> bool:
+    """Checks the study in ``out`` is this spec's. True when ``force`` replaces another study.
+
+    Raises:
+        DiagnoseError: ``out`` holds another study (or a damaged manifest) and no ``force``.
+    """
+    if not studydir.is_study_dir(out):
+        return False
+    try:
+        old = studydir.read_manifest(out)
+    except RecordError as exc:
+        if not force:
+            raise DiagnoseError(f"{exc}; pass --force to start the study afresh there, or give another --out") \
+                from None
+        old = {}
+    # A manifest from before digests were kept: its spec, hashed now.
+    if (old.get("spec_digest") or (spec_digest(old["spec"]) if isinstance(old.get("spec"), dict) else None)) \
+            == spec.digest:
+        return False
+    if not force:
+        raise DiagnoseError(f"{out} holds another study ('{old.get('study')}', from a different spec); pass --force "
+                            "to replace it (the runs both specs share are kept), or give another --out")
+    # Stale for the new study: gone before the new manifest names it.
+    (out / studydir.VERDICT).unlink(missing_ok=True)
+    shutil.rmtree(out / studydir.REPORT, ignore_errors=True)
+    return True
+
+
+def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[dict], None] | None = None,
+              force: bool = False) -> dict:
     """Runs (or resumes) a study and returns the manifest as written.
 
     Args:
         spec: a validated spec.
-        out_dir: ABLATION_DIR; created, or resumed when it holds a manifest.
+        out_dir: ABLATION_DIR; created, or resumed when it holds this spec's study.
         executor: a LocalExecutor or RayExecutor.
         progress: called after each finished run with ``{"done", "total", "entry"}``.
+        force: replace a study of another spec in ``out_dir`` (runs the two share are kept).
+
+    Raises:
+        DiagnoseError: ``out_dir`` is a run record, cannot be written, is being written
+            by another command, or holds another spec's study (without ``force``).
     """
     from diagnose.data.load import load_corpus
 
@@ -79,46 +137,54 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
     memory = max(m.memory_size for _, m in spec.variants())
     corpus = load_corpus(spec.data, memory_size=memory)  # bad corpus: an error before anything runs
     tasks = spec.tasks(corpus.vocab_size)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / ".scratch", ignore_errors=True)
-    for stale in (out / "runs").glob("*.partial"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-    entries = {}
-    for task in tasks:
-        status = _run_status(out / "runs" / task.run_id)
-        if status in DONE_STATUSES:
-            summary = runrecord.read_summary(out / "runs" / task.run_id)
-            entries[task.run_id] = _entry(task, status, summary.get("wall_time_s"), summary.get("error"))
-        else:
-            entries[task.run_id] = _entry(task, "pending")
-    resumed = sum(e["status"] in DONE_STATUSES for e in entries.values())
-    manifest = {"schema": 1, "study": spec.name, "spec": spec.raw, "corpus": corpus.stats | {"name": corpus.name},
-                "runs": list(entries.values()), "totals": {}, "timings": {"resumed_runs": resumed}}
-    _write_manifest(out, manifest, entries)
-    pending = [t for t in tasks if entries[t.run_id]["status"] == "pending"]
-    scratch = out / ".scratch"
-    scratch.mkdir(exist_ok=True)
-    by_id = {t.run_id: t for t in tasks}
-    done = len(tasks) - len(pending)
-    t_first = None
-    payload = [{"run_id": t.run_id, "config": t.config.to_dict(), "scratch": str(scratch)} for t in pending]
-    for result in executor.run(payload):
-        t_first = t_first or time.perf_counter()
-        _write_run(out, result)
-        task = by_id[result["run_id"]]
-        entries[task.run_id] = _entry(task, result["status"], result["wall_time_s"], result["error"])
-        done += 1
+    check_study_target(out)
+    with studydir.StudyLock(out):
+        replaced = _adopt(out, spec, force)
+        runs = out / studydir.RUNS
+        runs.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(out / studydir.SCRATCH, ignore_errors=True)
+        for stale in runs.glob(f"*{studydir.PARTIAL}"):
+            shutil.rmtree(stale, ignore_errors=True)
+        entries = {}
+        for task in tasks:
+            summary = _done(out, task.run_id)
+            entries[task.run_id] = (_entry(task, summary["status"], summary.get("wall_time_s"), summary.get("error"))
+                                    if summary else _entry(task, "pending"))
+        resumed = sum(e["status"] in DONE_STATUSES for e in entries.values())
+        manifest = {"schema": 1, "study": spec.name, "spec": spec.raw, "spec_digest": spec.digest,
+                    "corpus": corpus.stats | {"name": corpus.name}, "runs": [], "totals": {},
+                    "timings": {"resumed_runs": resumed}}
         _write_manifest(out, manifest, entries)
-        if progress is not None:
-            progress({"done": done, "total": len(tasks), "entry": entries[task.run_id]})
-    shutil.rmtree(scratch, ignore_errors=True)
-    wall = time.perf_counter() - t_start
-    run_times = [e["wall_time_s"] for e in entries.values() if e["wall_time_s"] is not None]
-    manifest["timings"].update({"wall_time_s": wall, "runs_time_s": sum(run_times),
-                                "mean_run_time_s": statistics.fmean(run_times) if run_times else None,
-                                "startup_s": (t_first - t_start) if t_first else None})
-    _write_manifest(out, manifest, entries)
+        if replaced:  # the old study's runs that the new one does not have
+            for path in runs.iterdir():
+                if path.name not in entries and path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+        pending = [t for t in tasks if entries[t.run_id]["status"] == "pending"]
+        scratch = out / studydir.SCRATCH
+        scratch.mkdir(exist_ok=True)
+        by_id = {t.run_id: t for t in tasks}
+        done, unwritten = len(tasks) - len(pending), 0
+        every = max(1, math.ceil(len(tasks) / _MANIFEST_WRITES))
+        t_first = None
+        payload = [{"run_id": t.run_id, "config": t.config.to_dict(), "scratch": str(scratch)} for t in pending]
+        for result in executor.run(payload):
+            t_first = t_first or time.perf_counter()
+            result = _write_run(out, result)
+            task = by_id[result["run_id"]]
+            entries[task.run_id] = _entry(task, result["status"], result["wall_time_s"], result["error"])
+            done, unwritten = done + 1, unwritten + 1
+            if unwritten >= every:
+                _write_manifest(out, manifest, entries)
+                unwritten = 0
+            if progress is not None:
+                progress({"done": done, "total": len(tasks), "entry": entries[task.run_id]})
+        shutil.rmtree(scratch, ignore_errors=True)
+        wall = time.perf_counter() - t_start
+        run_times = [e["wall_time_s"] for e in entries.values() if e["wall_time_s"] is not None]
+        manifest["timings"].update({"wall_time_s": wall, "runs_time_s": sum(run_times),
+                                    "mean_run_time_s": statistics.fmean(run_times) if run_times else None,
+                                    "startup_s": (t_first - t_start) if t_first else None})
+        _write_manifest(out, manifest, entries)
     return manifest
 
 
@@ -128,20 +194,20 @@ def _write_manifest(out: Path, manifest: dict, entries: dict) -> None:
     for e in entries.values():
         counts[e["status"] if e["status"] in counts else "failed"] += 1
     manifest["totals"] = {"runs": len(entries), **counts}
-    runrecord.write_json(out / MANIFEST, manifest)
+    studydir.write_manifest(out, manifest)
 
 
 def summarize(out_dir: str | Path) -> list[dict]:
     """One row per variant: runs by status and the final validation loss over seeds."""
     out = Path(out_dir)
-    manifest = runrecord.read_json(out / MANIFEST)
+    manifest = studydir.read_manifest(out)
     rows: dict[str, dict] = {}
     for e in manifest["runs"]:
         row = rows.setdefault(e["variant"], {"variant": e["variant"], "completed": 0, "diverged": 0, "failed": 0,
                                              "pending": 0, "losses": []})
         row[e["status"] if e["status"] in row else "failed"] += 1
         if e["status"] == "completed":
-            final = runrecord.read_summary(out / "runs" / e["id"])["final"].get("valid_loss")
+            final = (runrecord.read_summary(studydir.run_path(out, e["id"])).get("final") or {}).get("valid_loss")
             if final is not None:
                 row["losses"].append(final)
     for row in rows.values():

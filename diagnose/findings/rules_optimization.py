@@ -247,7 +247,8 @@ def diverged(view: RunView) -> Hit | None:
     return Hit(
         title=f"Training diverged{where}",
         evidence=tuple(evidence),
-        explanation=(f"A loss or gradient became NaN or infinite{where}; the run stopped there and its weights "
-                     "after that point mean nothing."),
+        explanation=(f"A loss or gradient became NaN or infinite, or the loss or the global gradient norm blew "
+                     f"up far beyond any trained model's (summary.error says which){where}; the run stopped there "
+                     "and its weights after that point mean nothing."),
         fix=(f"Lower the learning rate and clip gradients by global norm; inspect "
              f"{variable or 'the first non-finite variable'} (its grad_norm and update_ratio just before the step)."))

@@ -36,7 +36,8 @@ import math
 import statistics
 from pathlib import Path
 
-from diagnose import runrecord
+from diagnose import runrecord, studydir
+from diagnose.errors import DiagnoseError
 
 __all__ = ["compute_verdict", "plan_follow_ups", "format_verdict", "effect_words", "RECOVERED_SHARE",
            "MAX_FIX_SIZE"]
@@ -54,11 +55,17 @@ CANDIDATES = 3
 CONFIDENCE = 0.95
 
 
-def _outcome(run_dir: Path, status: str) -> float | None:
+def _outcome(run_dir: Path) -> tuple[float | None, str | None]:
+    """(outcome, status) of a run from its own summary (a manifest cut off by a kill may lag)."""
     try:
         summary = runrecord.read_summary(run_dir)
-    except (FileNotFoundError, ValueError):
-        return None
+    except DiagnoseError:  # missing or damaged: not an outcome
+        return None, None
+    status = summary.get("status")
+    return _loss(summary, status), status
+
+
+def _loss(summary: dict, status: str | None) -> float | None:
     loss = (summary.get("final") or {}).get("valid_loss")
     if status == "diverged" and loss is None:
         loss = (summary.get("baselines") or {}).get("ln_vocab")
@@ -92,7 +99,7 @@ def _excludes_zero(ci) -> bool:
 def load_outcomes(ablation_dir: str | Path) -> tuple[dict, dict]:
     """Per variant: {seed: outcome} and the manifest entries, from ABLATION_DIR."""
     out = Path(ablation_dir)
-    manifest = runrecord.read_json(out / "manifest.json")
+    manifest = studydir.read_manifest(out)
     outcomes: dict[str, dict[int, float]] = {}
     info: dict[str, dict] = {}
     for e in manifest["runs"]:
@@ -100,9 +107,9 @@ def load_outcomes(ablation_dir: str | Path) -> tuple[dict, dict]:
                                        "diverged": 0, "level_of": e.get("level_of"),
                                        "switches": [tuple(x) for x in e.get("switches") or []]})
         info[e["variant"]]["runs"].append(e["id"])
-        if e["status"] == "diverged":
+        y, status = _outcome(studydir.run_path(out, e["id"]))
+        if status == "diverged":
             info[e["variant"]]["diverged"] += 1
-        y = _outcome(out / "runs" / e["id"], e["status"])
         if y is not None:
             outcomes.setdefault(e["variant"], {})[e["seed"]] = y
     return outcomes, info | {"__manifest__": manifest}

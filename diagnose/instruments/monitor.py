@@ -19,6 +19,7 @@ import numpy as np
 
 from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
+from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
 from diagnose.instruments.describe import describe, variable_layers, variables, weight_norms
 from diagnose.instruments.probes import auto_due, next_probe
@@ -50,12 +51,28 @@ class Monitor(keras.callbacks.Callback):
             last take one (:func:`~diagnose.instruments.probes.auto_due`); 0 disables.
         baselines: optional dict merged over the derived baselines in summary.json.
         tensorboard: also write TensorBoard scalars.
+        overwrite: replace a run record already in ``run_dir`` (by default refused,
+            as ``diagnose train`` refuses without ``--force``).
+
+    Raises:
+        DiagnoseError: ``run_dir`` is a file, an ablation directory, or holds a run
+            record and ``overwrite`` is False.
     """
 
     def __init__(self, run_dir, log_every: int = 20, probe=None, probe_every: int | None = None,
-                 baselines: dict | None = None, tensorboard: bool = True):
+                 baselines: dict | None = None, tensorboard: bool = True, overwrite: bool = False):
+        from diagnose import studydir
+
         super().__init__()
         self.run_dir = Path(run_dir)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} is a file; give a directory for the run record")
+        if studydir.is_study_dir(self.run_dir):
+            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} is an ablation directory; give a run directory "
+                                "of its own")
+        if runrecord.is_run_dir(self.run_dir) and not overwrite:
+            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} already holds a run record; pass another run_dir, "
+                                "or overwrite=True to replace it")
         self.log_every, self.probe = log_every, probe
         self.probe_every = probe_every  # None: rows 1, 2, 4, 8, ...
         self.baselines = dict(baselines or {})
@@ -73,7 +90,8 @@ class Monitor(keras.callbacks.Callback):
         self.next_probe = self.probe_every or 0
         self.probe_data = self.probe if self.probe is not None else self.auto_probe
         user = self.model.user_model
-        runrecord.write_config(self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
+        # A record already there (overwrite=True) stays whole until this one replaces it by rename.
+        runrecord.begin_record(self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
                                train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
                                       "optimizer": keras.optimizers.serialize(user.optimizer)["config"]})
         self.variables = {"variables": variables(user), "variable_layers": variable_layers(user),
@@ -118,6 +136,11 @@ class Monitor(keras.callbacks.Callback):
         if acc["diverged"] and self.status == "running":
             self.status, self.diverged = "diverged", acc["diverged"]
             self.error = f"non-finite value at step {acc['diverged']['step']} (variable {acc['diverged']['variable']})"
+            self.model.stop_training = True
+        elif self.status == "running" and (blown := divergence(row, self.model.targets.baselines().get("classes"))):
+            # A classifier's loss far beyond ln(classes), or an infinite gradient norm: no NaN needed.
+            self.status, self.diverged = "diverged", {"step": self.step, "variable": blown["variable"]}
+            self.error = blown["error"]
             self.model.stop_training = True
         return row
 
