@@ -199,7 +199,7 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
         t = manifest["totals"]
         rows = summarize(out)
         width = max(len(r["variant"]) for r in rows)
-        click.echo(f"{'variant':<{width}}  runs  valid loss (mean ± sd over seeds)")
+        click.echo(f"{'variant':<{width}}  runs  valid loss over the last quarter (mean ± sd over seeds)")
         for r in rows:
             n = r["completed"] + r["diverged"] + r["failed"]
             tag = "" if not (r["diverged"] or r["failed"]) else f"  [{r['diverged']} diverged, {r['failed']} failed]"

@@ -64,6 +64,8 @@ def _cli(*args, **kw):
     ({"sizes": {"embed_dim": "big"}}, "[sizes] embed_dim"),
     ({"sizes": {"depth": 3}}, "valid keys: batch_size, embed_dim, hops, memory_size"),
     ({"study": {"seeds": 0}}, "seeds"),
+    ({"study": {"max_seeds": 0}}, "[study] max_seeds must be a count from 1"),
+    ({"study": {"max_seeds": True}}, "[study] max_seeds"),
     ({"study": {"bases": ["paper", "nope"]}}, "paper, as-posted"),
     ({"budget": {"steps": -5}}, "steps"),
     ({"corpus": {"synthetic": "nope"}}, "topic-copy"),

@@ -23,7 +23,7 @@ SPEC = {"study": {"name": "adaptive", "seeds": 3, "max_seeds": 6}, "budget": {"s
 
 # Per-seed offsets, fixed so that every interval below is known in advance.
 AS_POSTED = [0.3, -0.2, 0.1, 0.0, -0.1, 0.2, 0.1]
-SOFTMAX = [-4.0, 1.0, -4.0, 1.0, -4.0, 1.0, -4.0]  # effect -2.3 at 3 seeds, -1.5 at 6: never settles
+SOFTMAX = [-3.0, -0.5, -3.0, 1.0, 1.0, -1.0, 0.0]  # -2.17 +- 3.58 at 3 seeds, -0.92 +- 2.35 at 6: never settles
 PAPER = [0.02, -0.01, 0.0, 0.01, -0.02, 0.0, 0.01]
 RELU = [0.05, -0.04, 0.02, 0.03, -0.03, 0.0, 0.01]  # within +-0.4 nats of the paper model: negligible
 
@@ -60,16 +60,21 @@ def test_seeds_extend_in_one_order_for_every_variant():
     assert extend_seeds((0, 1, 2), 5) == (0, 1, 2, 3, 4)
     assert extend_seeds((5, 2), 4) == (5, 2, 6, 7)
     assert extend_seeds((0, 1, 2), 2) == (0, 1)
-    plan = SeedPlan().with_counts({"a": 6}).with_counts({"a": 4, "b": 5})
-    assert plan.counts == {"a": 6, "b": 5} and plan.seeds_for("c", (0, 1, 2)) == (0, 1, 2)
+    plan = SeedPlan().with_counts({"a": 6}).with_counts({"a": 4, "b": 5}).with_counts({"a": 9})
+    assert plan.counts == {"a": 9, "b": 5} and plan.seeds_for("c", (0, 1, 2)) == (0, 1, 2)
+    assert plan.looks == {"a": 3, "b": 2}  # the spec's seeds, then each raise
     assert SeedPlan.from_dict(plan.to_dict()) == plan
 
 
 def test_seeds_needed_follows_the_interval_and_gives_up_on_hopeless_ones():
-    # mean -2.33, sd 2.89 at 3 seeds: a t-interval at 9 seeds would exclude zero; the cap is 6.
-    assert seeds_needed({"n": 3, "sd": 2.89, "effect": -2.33}, margin=0.4, cap=6) == 6
+    # mean -2.17, sd 1.44 at 3 seeds: at 6 seeds the 97.5% interval of a second look would exclude zero.
+    assert seeds_needed({"n": 3, "sd": 1.44, "effect": -2.17}, margin=0.4, cap=6) == 6
+    assert seeds_needed({"n": 3, "sd": 2.89, "effect": -2.33}, margin=0.4, cap=6) is None  # 11 seeds: beyond
     assert seeds_needed({"n": 3, "sd": 0.5, "effect": -2.0}, margin=0.4, cap=12) == 6  # at least 3 more
-    assert seeds_needed({"n": 3, "sd": 2.0, "effect": 0.01}, margin=0.1, cap=12) is None  # would need hundreds
+    assert seeds_needed({"n": 3, "sd": 2.0, "effect": 0.01}, margin=0.1, cap=12) is None  # too small to matter
+    assert seeds_needed({"n": 3, "sd": 2.0, "effect": 0.5}, margin=0.1, cap=12) is None  # would need ~70
+    # A residual is followed until it is known to be under the margin (reaching the reference).
+    assert seeds_needed({"kind": "residual", "n": 3, "sd": 0.05, "effect": 0.05}, margin=0.25, cap=12) == 6
 
 
 def test_adaptive_seeding_stops_at_its_cap_and_marks_what_stays_inconclusive(tmp_path):
@@ -81,7 +86,7 @@ def test_adaptive_seeding_stops_at_its_cap_and_marks_what_stays_inconclusive(tmp
     assert seeds["as-posted"] == seeds["as-posted | output=softmax"] == 6
     assert {v: n for v, n in seeds.items() if v not in ("as-posted", "as-posted | output=softmax")} == \
         {"paper": 3, "as-posted | loss_reduction=sum": 3, "paper | output=relu": 3, "paper | loss_reduction=mean": 3}
-    assert verdict["follow_up_rounds"] == 1 and manifest["adaptive"]["seeds"] == {
+    assert verdict["follow_up_rounds"] == 1 and manifest["adaptive"]["seeds"]["counts"] == {
         "as-posted": 6, "as-posted | output=softmax": 6}
     status = {c["variant"]: (c["status"], c["n"]) for c in verdict["comparisons"] if c["kind"] in ("fix", "break")}
     assert status == {"as-posted | output=softmax": ("inconclusive", 6),

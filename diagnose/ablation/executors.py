@@ -85,7 +85,8 @@ def run_one(task: dict) -> dict:
     """Trains one run in a scratch directory and returns its record as bytes.
 
     Args:
-        task: ``{"run_id", "config": RunConfig.to_dict(), "scratch": dir or None}``.
+        task: ``{"run_id", "config": RunConfig.to_dict(), "scratch": dir or None}``, optionally
+            ``"group"`` (see :func:`batch_jobs`) and ``"reuse": False`` (trace this run's steps afresh).
 
     Returns:
         ``{"run_id", "status", "error", "wall_time_s", "files": {relpath: bytes}}``;
@@ -100,7 +101,7 @@ def run_one(task: dict) -> dict:
         from diagnose.ablation.memn2n_jobs import train_task
 
         try:
-            summary = train_task(task["config"], scratch / "run")
+            summary = train_task(task["config"], scratch / "run", reuse=task.get("reuse", True))
             status, error = summary["status"], summary.get("error")
         except Exception as exc:  # recorded in the run's summary by train(); keep the one line
             status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -137,7 +138,8 @@ def batch_jobs(tasks: list[dict], workers: int) -> list[list[dict]]:
     groups: dict[str, list[dict]] = {}
     for task in tasks:
         groups.setdefault(task.get("group") or task["run_id"], []).append(task)
-    cap = max(1, math.ceil(len(tasks) / (_JOBS_PER_WORKER * max(1, workers))))
+    # One worker runs everything anyway: cutting a group would only trace it again.
+    cap = len(tasks) if workers <= 1 else max(1, math.ceil(len(tasks) / (_JOBS_PER_WORKER * workers)))
     jobs = []
     for members in groups.values():
         size = math.ceil(len(members) / math.ceil(len(members) / cap))

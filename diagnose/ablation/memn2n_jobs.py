@@ -35,8 +35,11 @@ def group_of(config) -> str:
     return hashlib.sha256(graph_key(config).encode("utf-8")).hexdigest()[:16]
 
 
-def train_task(config_dict: dict, run_dir: Path) -> dict:
+def train_task(config_dict: dict, run_dir: Path, reuse: bool = True) -> dict:
     """Trains one run into ``run_dir`` on this process's cached corpus and steps; returns its summary.
+
+    ``reuse=False`` traces the steps afresh and keeps nothing (each run alone, as
+    bench/ablation_time.py times it against the shared steps).
 
     Raises:
         Exception: whatever :func:`diagnose.train.train` raises (the run is then
@@ -53,10 +56,12 @@ def train_task(config_dict: dict, run_dir: Path) -> dict:
         _CORPORA[corpus_key] = load_corpus(config.data, memory_size=config.model.memory_size)
     corpus = _CORPORA[corpus_key]
     key = corpus_key + graph_key(config)
-    trainer = _TRAINERS.pop(key, None)
+    trainer = _TRAINERS.pop(key, None) if reuse else None
     if trainer is None or trainer.corpus is not corpus:
         trainer = MemN2NSteps(config, corpus)
     summary = train(config, run_dir, corpus=corpus, trainer=trainer).summary  # a crash drops these steps
+    if not reuse:
+        return summary
     _TRAINERS[key] = trainer  # most recently used last
     while len(_TRAINERS) > _MAX_TRAINERS:
         _TRAINERS.popitem(last=False)

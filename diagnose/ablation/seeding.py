@@ -30,28 +30,36 @@ def extend_seeds(seeds: tuple[int, ...], count: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class SeedPlan:
-    """How many seeds each variant trains when that is more than the spec's.
+    """How many seeds each variant trains when that is more than the spec's, and how often that grew.
 
     Attributes:
         counts: variant name -> number of seeds (never fewer than the spec's).
+        looks: variant name -> how many times its intervals were read: 1 for the spec's
+            seeds, one more for every time seeds were added (the verdict widens the
+            intervals of a comparison that was looked at several times).
     """
 
     counts: dict = field(default_factory=dict)
+    looks: dict = field(default_factory=dict)
 
     def seeds_for(self, variant: str, seeds: tuple[int, ...]) -> tuple[int, ...]:
         """The seeds ``variant`` trains: the spec's ``seeds``, extended to its count."""
         return extend_seeds(seeds, max(len(seeds), self.counts.get(variant, 0)))
 
     def with_counts(self, counts: dict) -> "SeedPlan":
-        """This plan with each named variant raised to at least its count."""
-        merged = dict(self.counts)
+        """This plan with each named variant raised to at least its count (a raise is one more look)."""
+        merged, looks = dict(self.counts), dict(self.looks)
         for variant, n in counts.items():
-            merged[variant] = max(n, merged.get(variant, 0))
-        return SeedPlan(dict(sorted(merged.items())))
+            if n > merged.get(variant, 0):
+                merged[variant] = n
+                looks[variant] = looks.get(variant, 1) + 1
+        return SeedPlan(dict(sorted(merged.items())), dict(sorted(looks.items())))
 
     def to_dict(self) -> dict:
-        return dict(self.counts)
+        return {"counts": dict(self.counts), "looks": dict(self.looks)}
 
     @classmethod
-    def from_dict(cls, counts: dict | None) -> "SeedPlan":
-        return cls({str(k): int(v) for k, v in (counts or {}).items()})
+    def from_dict(cls, d: dict | None) -> "SeedPlan":
+        d = d or {}
+        return cls({str(k): int(v) for k, v in (d.get("counts") or {}).items()},
+                   {str(k): int(v) for k, v in (d.get("looks") or {}).items()})

@@ -11,6 +11,7 @@ Nothing here knows which model a study trains: a spec's variants, its seeds and
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -56,6 +57,7 @@ def conclude(spec: Spec, out_dir: str | Path, executor, *, follow_up: bool = Tru
     (verdict, manifest).
     """
     out = Path(out_dir)
+    t0 = time.perf_counter()
     with studydir.StudyLock(out):
         if plan is None:
             plan, follow_ups = adaptive_state(out, spec)
@@ -72,5 +74,6 @@ def conclude(spec: Spec, out_dir: str | Path, executor, *, follow_up: bool = Tru
             manifest = run_sweep(spec, out, executor, progress=progress, plan=plan, follow_ups=follow_ups)
             verdict = compute_verdict(out)
         verdict["follow_up_rounds"] = rounds
+        verdict["follow_up_s"] = time.perf_counter() - t0  # the rounds and verdicts after the first sweep
         studydir.write_verdict(out, verdict)
     return verdict, manifest or studydir.read_manifest(out)

@@ -226,7 +226,14 @@ def _write_manifest(out: Path, manifest: dict, entries: dict) -> None:
 
 
 def summarize(out_dir: str | Path) -> list[dict]:
-    """One row per variant: runs by status and the final validation loss over seeds."""
+    """One row per variant: runs by status and the outcome the verdict reads, over seeds.
+
+    The outcome is :func:`~diagnose.findings.verdict_stats.run_outcome`'s (the mean
+    validation loss over the last quarter of a run, diverged runs included), so the
+    table and the verdict show the same numbers.
+    """
+    from diagnose.findings.verdict_stats import run_outcome
+
     out = Path(out_dir)
     manifest = studydir.read_manifest(out)
     rows: dict[str, dict] = {}
@@ -234,10 +241,10 @@ def summarize(out_dir: str | Path) -> list[dict]:
         row = rows.setdefault(e["variant"], {"variant": e["variant"], "completed": 0, "diverged": 0, "failed": 0,
                                              "pending": 0, "losses": []})
         row[e["status"] if e["status"] in row else "failed"] += 1
-        if e["status"] == "completed":
-            final = (runrecord.read_summary(studydir.run_path(out, e["id"])).get("final") or {}).get("valid_loss")
-            if final is not None:
-                row["losses"].append(final)
+        if e["status"] in DONE_STATUSES:
+            value, _ = run_outcome(studydir.run_path(out, e["id"]))
+            if value is not None:
+                row["losses"].append(value)
     for row in rows.values():
         losses = row.pop("losses")
         row["valid_loss_mean"] = statistics.fmean(losses) if losses else math.nan

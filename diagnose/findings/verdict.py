@@ -12,8 +12,9 @@ its sentences are :mod:`verdict_text`'s (the CLI's and the report's).
   of the gap) or inconclusive.
 * Interactions: for a combination of switches, its effect minus the sum of the
   single switches' effects (non-additivity, interval by pairing seeds).
-* Root causes: factors whose switch moves the loss with an established interval,
-  ranked by the share of the gap they explain. Each cites its runs.
+* Root causes: factors whose switch moves the loss with an established interval and
+  explains at least a tenth of the gap, ranked by the share they explain; each cites
+  its runs. Established effects under a tenth are ``minor_causes``.
 * The smallest fix: the fewest switches to the reference's choices that close the
   gap with an established effect, never diverge, and leave a ``residual`` against the
   reference under the margin (its interval's upper end below ``margin``: ``reaches``).
@@ -36,8 +37,8 @@ from pathlib import Path
 
 from diagnose import studydir
 from diagnose.findings.verdict_plan import DEFAULT_MAX_SEEDS, plan_follow_ups, plan_seeds
-from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, excludes_zero, outcome_words,
-                                             paired, run_outcome, status_of, test_words)
+from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, confidence_after, excludes_zero,
+                                             outcome_words, paired, run_outcome, status_of, test_words)
 from diagnose.findings.verdict_text import effect_words, format_verdict
 
 __all__ = ["compute_verdict", "plan_follow_ups", "plan_seeds", "format_verdict", "effect_words", "load_outcomes",
@@ -68,14 +69,25 @@ def load_outcomes(ablation_dir: str | Path) -> tuple[dict, dict, dict]:
     return outcomes, info, manifest
 
 
+def _comparer(outcomes: dict, manifest: dict):
+    """``compare(a, b)``: b - a paired by seed, its interval widened for the looks either variant had."""
+    looks = ((manifest.get("adaptive") or {}).get("seeds") or {}).get("looks") or {}
+
+    def compare(a: str, b: str, a_outcomes: dict | None = None, b_outcomes: dict | None = None) -> dict:
+        level = confidence_after(max(looks.get(a, 1), looks.get(b, 1)))
+        return paired(outcomes[a] if a_outcomes is None else a_outcomes,
+                      outcomes[b] if b_outcomes is None else b_outcomes, confidence=level)
+
+    return compare
+
+
 def _method(manifest: dict, margin_words: str) -> dict:
     spec_study = (manifest.get("spec") or {}).get("study") or {}
     cap = spec_study.get("max_seeds", DEFAULT_MAX_SEEDS)
     return {"outcome": outcome_words(), "test": test_words(), "max_seeds": cap,
             "method": (f"outcome: {outcome_words()}; {test_words()}; an effect is established when its interval "
                        f"excludes zero and negligible when it lies within {margin_words}; seeds are added to the "
-                       f"comparisons still inconclusive, up to {cap} per variant (intervals are not widened for "
-                       "these repeated looks)")}
+                       f"comparisons still inconclusive, up to {cap} per variant")}
 
 
 def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", reference: str = "paper") -> dict:
@@ -86,7 +98,8 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
             return {"error": "no base model of the study has a completed run to compare its switches with",
                     "factors": [], "root_causes": [], "comparisons": []}
         return _effects(manifest, outcomes, info)
-    gap = paired(outcomes[reference], outcomes[faulty])  # faulty - reference
+    compare = _comparer(outcomes, manifest)
+    gap = compare(reference, faulty)  # faulty - reference
     gap["status"] = status_of(gap, None)
     gap_size = gap["effect"]
     margin = NEGLIGIBLE_SHARE * abs(gap_size) if gap_size else None
@@ -97,7 +110,7 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
         if variant in (faulty, reference) or variant not in outcomes or meta["base"] not in outcomes:
             continue
         base = meta["base"]
-        effect = paired(outcomes[base], outcomes[variant])  # variant - base
+        effect = compare(base, variant)  # variant - base
         entry = {"variant": variant, "runs": meta["runs"], "mean_loss": means[variant], "diverged": meta["diverged"],
                  **effect, "status": status_of(effect, margin)}
         entry["established"] = entry["status"] == "established"
@@ -122,9 +135,12 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
                                     **effect, "status": entry["status"]})
     for f in factors.values():
         _summarise_factor(f)
-    _interactions(combos, info, outcomes, faulty, reference, gap_size)
+    _interactions(combos, info, outcomes, compare, faulty, gap_size)
     factors = {k: f for k, f in factors.items() if f["fix"] or f["break"] or f["other"]}
-    ranked = sorted((f for f in factors.values() if f["significant"] and f["score"] > 0), key=lambda f: -f["score"])
+    # A root cause explains at least a tenth of the gap; smaller established effects are listed apart.
+    ranked = sorted((f for f in factors.values() if f["significant"] and f["score"] >= NEGLIGIBLE_SHARE),
+                    key=lambda f: -f["score"])
+    minor = [f for f in factors.values() if f["significant"] and 0 < f["score"] < NEGLIGIBLE_SHARE]
     # A set of switches is a fix only if each switch adopts the reference's choice.
     direct = {f"{m['factor']}={m['level']}" for m in info.values()
               if m["factor"] and m["base"] == faulty and (m["level_of"] is None or reference in m["level_of"])}
@@ -132,8 +148,8 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
         c["is_fix_candidate"] = info[c["variant"]]["base"] == faulty and all(sw in direct for sw in c["switches"])
         if c["is_fix_candidate"]:
             comparisons.append({"kind": "combination", "variant": c["variant"], "against": faulty,
-                                **{k: c[k] for k in ("effect", "ci", "n", "sd", "status")}})
-    smallest = _smallest_fix(factors, combos, outcomes, reference, margin)
+                                **{k: c[k] for k in ("effect", "ci", "n", "sd", "confidence", "status")}})
+    smallest = _smallest_fix(factors, combos, compare, reference, margin)
     if smallest:
         comparisons.append({"kind": "residual", "variant": smallest["variant"], "against": reference,
                             **smallest["residual"]})
@@ -145,6 +161,9 @@ def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", referen
         "combinations": combos,
         "root_causes": [{"factor": f["factor"], "share_closed": f["share_closed"], "share_opened": f["share_opened"],
                          "runs": [r for e in f["fix"] + f["break"] for r in e["runs"]]} for f in ranked],
+        "minor_causes": [{"factor": f["factor"], "share_closed": f["share_closed"] if f["fix_established"] else None,
+                          "share_opened": f["share_opened"] if f["break_established"] else None}
+                         for f in sorted(minor, key=lambda f: -f["score"])],
         "smallest_fix": smallest,
         "comparisons": comparisons,
         "seeds": _seed_counts(outcomes),
@@ -163,11 +182,13 @@ def _summarise_factor(f: dict) -> None:
                    and excludes_zero(best_fix["ci"]))
     break_sig = bool(best_break and best_break["effect"] is not None and best_break["effect"] > 0
                      and excludes_zero(best_break["ci"]))
+    f["fix_established"], f["break_established"] = fix_sig, break_sig
     f["significant"] = fix_sig or break_sig
-    f["score"] = max(f["share_closed"] or 0.0, f["share_opened"] or 0.0)
+    # Only an established side's share counts: a factor is not a cause by a share its interval does not back.
+    f["score"] = max((f["share_closed"] or 0.0) if fix_sig else 0.0, (f["share_opened"] or 0.0) if break_sig else 0.0)
 
 
-def _interactions(combos: list, info: dict, outcomes: dict, faulty: str, reference: str, gap_size) -> None:
+def _interactions(combos: list, info: dict, outcomes: dict, compare, faulty: str, gap_size) -> None:
     """Each combination's switches, share of the gap and interaction (its effect minus its parts' sum)."""
     for c in combos:
         parts = [f"{f}={lv}" for f, lv in info[c["variant"]]["switches"]] or \
@@ -178,12 +199,12 @@ def _interactions(combos: list, info: dict, outcomes: dict, faulty: str, referen
         if all(s in outcomes for s in singles):
             seeds = set(outcomes[c["variant"]]).intersection(*(outcomes[s] for s in singles), outcomes[base])
             additive = {s: sum(outcomes[x][s] - outcomes[base][s] for x in singles) + outcomes[base][s] for s in seeds}
-            c["interaction"] = paired(additive, {s: outcomes[c["variant"]][s] for s in seeds})
+            c["interaction"] = compare(base, c["variant"], additive, {s: outcomes[c["variant"]][s] for s in seeds})
         c["share_closed"] = (-c["effect"] / gap_size) if gap_size and c["effect"] is not None and base == faulty \
             else None
 
 
-def _smallest_fix(factors: dict, combos: list, outcomes: dict, reference: str, margin) -> dict | None:
+def _smallest_fix(factors: dict, combos: list, compare, reference: str, margin) -> dict | None:
     """The fewest switches that close the gap for sure, stably, reaching the reference (see the module docstring).
 
     Candidates are ordered by: reaching the reference within noise (interval); else
@@ -192,12 +213,13 @@ def _smallest_fix(factors: dict, combos: list, outcomes: dict, reference: str, m
     named, with what it falls short of.
     """
     def entry(switches: list[str], e: dict) -> dict:
-        residual = paired(outcomes[reference], outcomes[e["variant"]])  # fix - reference
+        residual = compare(reference, e["variant"])  # fix - reference
         residual["status"] = status_of(residual, margin)
         lo, hi = residual["ci"]
         reaches = bool(hi is not None and margin is not None and hi < margin)
         return {"switches": switches, "variant": e["variant"], "share_closed": e.get("share_closed"),
-                "effect": e["effect"], "ci": e["ci"], "n": e["n"], "runs": e["runs"], "diverged": e["diverged"],
+                "effect": e["effect"], "ci": e["ci"], "n": e["n"], "confidence": e.get("confidence"),
+                "runs": e["runs"], "diverged": e["diverged"],
                 "confident": bool(e["effect"] is not None and e["effect"] < 0 and excludes_zero(e["ci"])),
                 "stable": not e["diverged"], "residual": residual,
                 "reaches": reaches, "short_of_reference": bool(not reaches and lo is not None and lo > 0)}
@@ -241,12 +263,13 @@ def _effects(manifest: dict, outcomes: dict, info: dict) -> dict:
     """A study without both as-posted and paper (say one base of your own): no gap to
     explain, so each switch's effect on its own base's loss, best first."""
     means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
+    compare = _comparer(outcomes, manifest)
     effects, comparisons = [], []
     for variant, meta in info.items():
         base = meta["base"]
         if variant == base or variant not in outcomes or base not in outcomes:
             continue
-        effect = paired(outcomes[base], outcomes[variant])  # variant - base
+        effect = compare(base, variant)  # variant - base
         margin = EFFECTS_MARGIN_SHARE * abs(means[base])
         status = status_of(effect, margin)
         effects.append({"variant": variant, "base": base, "factor": meta["factor"], "runs": meta["runs"],

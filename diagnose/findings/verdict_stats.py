@@ -10,7 +10,10 @@ ln V when it made none: it did not learn.
 Variants pair up by seed with the variant they are compared with (same seed, same
 batch order), so an effect is the mean of per-seed differences with a
 :data:`CONFIDENCE` paired t-interval (``scipy.stats.t``, n - 1 degrees of freedom).
-An interval then says one of three things (:func:`status_of`):
+A comparison read again after seeds were added gets a wider interval
+(:func:`confidence_after`), so that adding seeds until it excludes zero does not
+make a false effect likelier. An interval then says one of three things
+(:func:`status_of`):
 
 * ``established``: it excludes zero: the switch moves the loss, in the sign shown.
 * ``negligible``: it lies within +-margin (a tenth of the gap, :data:`NEGLIGIBLE_SHARE`):
@@ -29,6 +32,7 @@ from diagnose import runrecord
 from diagnose.errors import DiagnoseError
 
 __all__ = ["CONFIDENCE", "OUTCOME_TAIL", "NEGLIGIBLE_SHARE", "EFFECTS_MARGIN_SHARE", "run_outcome", "paired",
+           "confidence_after",
            "status_of", "excludes_zero", "outcome_words", "test_words"]
 
 CONFIDENCE = 0.95
@@ -50,7 +54,9 @@ def outcome_words() -> str:
 
 
 def test_words() -> str:
-    return f"paired t-interval over seeds, {int(CONFIDENCE * 100)}% (scipy.stats.t)"
+    return (f"paired t-interval over seeds, {int(CONFIDENCE * 100)}% (scipy.stats.t), widened to "
+            f"{100 * confidence_after(2):.3g}%, {100 * confidence_after(3):.3g}%, ... for a comparison read again "
+            "after seeds were added (Bonferroni over its looks)")
 
 
 def run_outcome(run_dir: Path) -> tuple[float | None, str | None]:
@@ -94,21 +100,32 @@ def _validations(run_dir: Path) -> list[tuple[float, float]]:
         return []
 
 
-def paired(a: dict[int, float], b: dict[int, float]) -> dict:
-    """Mean of b - a over common seeds, with its paired t-interval and the differences' sd."""
+def confidence_after(looks: int) -> float:
+    """The interval's level for a comparison read ``looks`` times as seeds were added.
+
+    Adding seeds until an interval excludes zero would find an effect that is not
+    there more often than 1 - CONFIDENCE; splitting that error over the looks
+    (Bonferroni) keeps it at most 1 - CONFIDENCE in all: 95% at the first look,
+    97.5% at the second, 98.3% at the third.
+    """
+    return 1.0 - (1.0 - CONFIDENCE) / max(1, looks)
+
+
+def paired(a: dict[int, float], b: dict[int, float], confidence: float = CONFIDENCE) -> dict:
+    """Mean of b - a over common seeds, with its paired t-interval at ``confidence`` and the differences' sd."""
     from scipy import stats
 
     seeds = sorted(set(a) & set(b))
     diffs = [b[s] - a[s] for s in seeds]
     n = len(diffs)
     if n == 0:
-        return {"effect": None, "ci": [None, None], "n": 0, "sd": None}
+        return {"effect": None, "ci": [None, None], "n": 0, "sd": None, "confidence": confidence}
     mean = statistics.fmean(diffs)
     if n < 2:
-        return {"effect": mean, "ci": [None, None], "n": n, "sd": None}
+        return {"effect": mean, "ci": [None, None], "n": n, "sd": None, "confidence": confidence}
     sd = statistics.stdev(diffs)
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
-    return {"effect": mean, "ci": [mean - half, mean + half], "n": n, "sd": sd}
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+    return {"effect": mean, "ci": [mean - half, mean + half], "n": n, "sd": sd, "confidence": confidence}
 
 
 def excludes_zero(ci) -> bool:

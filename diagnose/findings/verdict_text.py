@@ -29,7 +29,7 @@ def verdict_parts(verdict: dict) -> dict:
         return _effects_parts(verdict)
     gap = verdict["gap"]
     headline = (f"{verdict['faulty']} ends {_f(gap['effect'])} nats above {verdict['reference']} "
-                f"(95% CI {_f(gap['ci'][0])} to {_f(gap['ci'][1])}, {gap.get('n', 'n/a')} seeds)")
+                f"({_level(gap)} CI {_f(gap['ci'][0])} to {_f(gap['ci'][1])}, {gap.get('n', 'n/a')} seeds)")
     causes = []
     for rc in verdict["root_causes"]:
         f = next((x for x in verdict.get("factors", []) if x["factor"] == rc["factor"]), {})
@@ -67,7 +67,7 @@ def format_verdict(verdict: dict) -> str:
 
 def _effects_parts(verdict: dict) -> dict:
     causes = [{"factor": e["variant"],
-               "text": (f"{_signed(e['effect'])} nats against {e['base']} (95% CI {_signed(e['ci'][0])} to "
+               "text": (f"{_signed(e['effect'])} nats against {e['base']} ({_level(e)} CI {_signed(e['ci'][0])} to "
                         f"{_signed(e['ci'][1])}, {e.get('n', 'n/a')} seeds): {effect_words(e)}{_diverged_note(e)}"),
                "runs": len(e["runs"])} for e in verdict["effects"]]
     best = next((e for e in verdict["effects"] if e.get("status", "established" if e.get("significant") else "")
@@ -88,7 +88,8 @@ def _fix_text(verdict: dict) -> str:
         return f"no tested set of switches closes the gap to {reference}"
     share = f"{fix['share_closed']:.0%}" if fix.get("share_closed") is not None else "n/a"
     residual = fix.get("residual") or {"effect": None, "ci": [None, None], "n": 0}
-    res = f"residual {_signed(residual['effect'])}, CI {_signed(residual['ci'][0])} to {_signed(residual['ci'][1])}"
+    res = (f"residual {_signed(residual['effect'])}, {_level(residual)} CI {_signed(residual['ci'][0])} to "
+           f"{_signed(residual['ci'][1])}")
     if len(fix["switches"]) == 1:
         text = f"{fix['switches'][0]} closes {share} of the gap ({_interval(fix)})"
     else:
@@ -127,8 +128,10 @@ def _why_a_set(fix: dict) -> str:
     inter = fix.get("interaction")
     if inter and inter.get("effect") is not None:
         better = "better" if inter["effect"] < 0 else "worse"
+        lo, hi = inter["ci"]
+        sure = "" if lo is not None and hi is not None and (lo > 0 or hi < 0) else ": within seed noise"
         text += (f"; together they do {_f(abs(inter['effect']))} nats {better} than their effects added "
-                 f"(interaction {_signed(inter['effect'])}, CI {_signed(inter['ci'][0])} to {_signed(inter['ci'][1])})")
+                 f"(interaction {_signed(inter['effect'])}, {_level(inter)} CI {_signed(lo)} to {_signed(hi)}{sure})")
     return text
 
 
@@ -145,12 +148,22 @@ def _notes(verdict: dict) -> list[str]:
         if at_cap:
             notes.append(f"inconclusive at the cap of {cap} seeds: {', '.join(at_cap)}")
         if short:
-            notes.append("inconclusive at fewer seeds (in brackets; none are added where even the cap would "
-                         "likely leave it so): " + ", ".join(short))
+            notes.append("inconclusive at fewer seeds (in brackets; seeds go only to effects that may reach a "
+                         "tenth of the gap and that the cap would likely settle): " + ", ".join(short))
+    minor = verdict.get("minor_causes") or []
+    if minor:
+        notes.append("established but under a tenth of the gap: " + ", ".join(
+            f"{m['factor']} ({_shares(m)})" for m in minor))
     if small:
         margin = verdict.get("margin")
         notes.append(f"negligible (within +-{_f(margin)} nats, a tenth of the gap): {', '.join(map(_label, small))}")
     return notes
+
+
+def _shares(m: dict) -> str:
+    parts = [f"closes {m['share_closed']:.0%}" if m.get("share_closed") is not None else "",
+             f"opens {m['share_opened']:.0%}" if m.get("share_opened") is not None else ""]
+    return ", ".join(p for p in parts if p)
 
 
 def _label(c: dict) -> str:
@@ -161,7 +174,12 @@ def _label(c: dict) -> str:
 
 def _interval(entry: dict) -> str:
     ci = entry.get("ci") or [None, None]
-    return f"effect {_f(entry.get('effect'))}, CI {_f(ci[0])} to {_f(ci[1])}, {entry.get('n', 0)} seeds"
+    return f"effect {_f(entry.get('effect'))}, {_level(entry)} CI {_f(ci[0])} to {_f(ci[1])}, {entry.get('n', 0)} seeds"
+
+
+def _level(entry: dict) -> str:
+    """'95%', or the wider level of a comparison read again after seeds were added ('97.5%')."""
+    return f"{100 * entry.get('confidence', 0.95):.3g}%"
 
 
 def _switch(variant: str) -> str:
