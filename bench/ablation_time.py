@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,17 @@ from diagnose import studydir  # noqa: E402
 
 SAMPLE = ("as-posted", "as-posted | temporal=ones", "as-posted | output=softmax", "as-posted | loss_reduction=sum",
           "paper", "paper | temporal=uniform", "paper | output=relu", "paper | h_wiring=scores")
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process and its own children.
+
+    On a machine other sessions load, wall time stretches with their load; the CPU
+    time the command itself used does much less, and over the cores it is the wall
+    time the command would take alone (where its work runs in parallel).
+    """
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _sample_payload(scratch: Path, reuse: bool) -> list[dict]:
@@ -71,9 +83,9 @@ def _default_study(jobs: int | None) -> dict:
         cmd = [sys.executable, "-m", "diagnose.cli", "run-ablation", "--out", str(study), "--quiet"]
         if jobs:
             cmd += ["--jobs", str(jobs)]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _children_cpu()
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
         if proc.returncode != 0:
             sys.exit(f"run-ablation failed: {proc.stderr.strip()}")
         manifest = studydir.read_manifest(study)
@@ -86,8 +98,9 @@ def _default_study(jobs: int | None) -> dict:
     text = proc.stdout.split("\nverdict: ", 1)[-1]
     wanted = [c for c in verdict["comparisons"] if c["kind"] != "residual"]
     return {
-        "wall_time_s": wall, "report_s": report_s, "runs": len(runs), "totals": manifest["totals"],
-        "rounds": verdict.get("follow_up_rounds"), "run_time_sum_s": sum(runs),
+        "wall_time_s": wall, "cpu_s": cpu, "report_s": report_s, "runs": len(runs), "totals": manifest["totals"],
+        "rounds": verdict.get("follow_up_rounds"), "run_time_sum_s": sum(runs), "sweeps": verdict.get("sweeps"),
+        "sweeps_wall_s": sum(s["wall_s"] or 0 for s in verdict.get("sweeps") or []),
         "seeds_per_variant": {"min": verdict["seeds"]["min"], "max": verdict["seeds"]["max"]},
         "comparisons": [{"kind": c["kind"], "variant": c["variant"], "against": c["against"], "n": c["n"],
                          "status": c["status"], "effect": c["effect"], "ci": c["ci"]} for c in wanted],
@@ -107,6 +120,12 @@ def main() -> None:
     args = ap.parse_args()
     jobs = args.jobs or os.cpu_count() or 1
     result: dict = {"jobs": jobs}
+    previous = common.RESULTS / "ablation.json"
+    if previous.is_file():  # a part skipped now keeps its last figures
+        import json
+
+        kept = json.loads(previous.read_text(encoding="utf-8"))
+        result.update({k: kept[k] for k in ("sample", "study") if k in kept})
     if not args.skip_sample:
         times: dict[str, list] = {"per_run": [], "shared": []}
         for r in range(args.rounds):
@@ -121,7 +140,8 @@ def main() -> None:
     if not args.skip_study:
         study = result["study"] = _default_study(args.jobs)
         settled = sum(c["status"] != "inconclusive" for c in study["comparisons"])
-        print(f"default study: {study['wall_time_s']:.1f} s wall ({study['report_s'] or 0:.1f} s of it the report), "
+        print(f"default study: {study['wall_time_s']:.1f} s wall, {study['cpu_s']:.1f} CPU s "
+              f"({study['sweeps_wall_s']:.1f} s of the wall the sweeps, {study['report_s'] or 0:.1f} s the report), "
               f"{study['runs']} runs in {study['rounds']} added rounds, {study['seeds_per_variant']['min']}-"
               f"{study['seeds_per_variant']['max']} seeds a variant, {settled} of {len(study['comparisons'])} "
               "comparisons settled")

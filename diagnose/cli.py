@@ -243,7 +243,9 @@ def check(path, as_json):
 
         verdict = compute_verdict(target)
         click.echo(json_lib.dumps(verdict, indent=2) if as_json else format_verdict(verdict))
-        for line in _study_notes(target, verdict):
+        from diagnose.ablation.study import study_notes
+
+        for line in study_notes(target, verdict):
             click.echo(line, err=as_json)
         return
     if not runrecord.is_run_dir(target):
@@ -262,38 +264,6 @@ def check(path, as_json):
     else:
         click.echo(format_findings(findings) if findings else "no findings: nothing in this run looks wrong")
 
-
-def _study_notes(target: Path, verdict: dict) -> list[str]:
-    """Lines on runs without a whole, finished record, and on follow-ups the verdict wants."""
-    from diagnose import runrecord, studydir
-    from diagnose.findings.verdict import plan_follow_ups, plan_seeds
-
-    runs = studydir.read_manifest(target)["runs"]
-    kinds: dict[str, int] = {}
-    for e in runs:
-        run = studydir.run_path(target, e["id"])
-        problems = runrecord.record_problems(run) if run.is_dir() else ["missing"]
-        status = runrecord.read_summary(run).get("status") if not problems else None
-        kind = ("not run yet" if problems == ["missing"] else "never finished" if problems == [
-            runrecord.NEVER_FINISHED] else "damaged" if problems else "failed" if status == "failed" else None)
-        if kind:
-            kinds[kind] = kinds.get(kind, 0) + 1
-    lines = []
-    if kinds:
-        what = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
-        lines.append(f"{sum(kinds.values())} of {len(runs)} runs have no whole, finished record ({what}); "
-                     f"run them with: diagnose run-ablation --out {target}")
-    plan = plan_follow_ups(verdict, {e["variant"] for e in runs})
-    if plan:
-        names = "; ".join(" + ".join(f"{f}={lv}" for f, lv in switches) for _, switches in plan)
-        lines.append(f"the verdict wants {len(plan)} follow-up combinations not yet run ({names}); "
-                     f"run them with: diagnose run-ablation --out {target}")
-    seeds = plan_seeds(verdict)
-    if seeds:
-        lines.append(f"the verdict wants more seeds for {len(seeds)} variants whose comparisons are still "
-                     f"inconclusive (up to {max(seeds.values())} seeds); run them with: "
-                     f"diagnose run-ablation --out {target}")
-    return lines
 
 
 @cli.command()

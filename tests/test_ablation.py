@@ -152,7 +152,8 @@ def _manifest(out):
 def test_resume_after_sigkill_gives_exactly_the_runs_once(tmp_path):
     spec = _write(tmp_path)
     out = tmp_path / "abl"
-    proc = _cli("run-ablation", str(spec), "--out", str(out), "--jobs", "1", "--quiet")
+    # --no-follow-up: the spec's runs only (added seeds and combinations are test_adaptive's).
+    proc = _cli("run-ablation", str(spec), "--out", str(out), "--jobs", "1", "--quiet", "--no-follow-up")
     deadline = time.time() + 240
     first_done = None
     while time.time() < deadline and proc.poll() is None:
@@ -174,7 +175,7 @@ def test_resume_after_sigkill_gives_exactly_the_runs_once(tmp_path):
     before = _manifest(out)
     assert before["totals"]["pending"] > 0
 
-    proc = _cli("run-ablation", str(spec), "--out", str(out), "--jobs", "1", "--quiet")
+    proc = _cli("run-ablation", str(spec), "--out", str(out), "--jobs", "1", "--quiet", "--no-follow-up")
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
     after = _manifest(out)
