@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import (Evidence, RunView, early, late, layer_of, series, steps_of, variable_columns,
-                                    weight_matrices)
+from diagnose.findings.base import (Evidence, RunView, early, late, layer_of, progress, series, steps_of,
+                                    variable_columns, weight_matrices)
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["exploding_gradients", "vanishing_gradients", "no_gradient", "dead_network", "dead_matrices",
@@ -118,6 +118,9 @@ def vanishing_gradients(view: RunView) -> Hit | None:
     dead, checked = dead_matrices(view)
     if checked and len(dead) / checked >= T.DEAD_SHARE:
         return None  # gradients gone at once across the network: dead-network says so
+    got = progress(view)
+    if got is not None and got >= T.CONVERGED_PROGRESS:
+        return None  # a converged model's gradients shrink because there is little left to learn
     start, end = early(grads), late(grads)
     base, final = float(start.median()), float(end.median())
     evidence = []
