@@ -41,7 +41,6 @@ NEW_IDS = {
     "dead-network": "gradients that were there went to zero everywhere after the first steps (a blow-up that "
                     "killed every ReLU)",
     "constant-init": "a layer's kernel initialised to a constant, so its units stay identical",
-    "double-softmax": "a softmax output fed to a loss with from_logits=True",
     "unscaled-inputs": "inputs far from unit scale (pixels 0-255, features in thousands) into a model with no "
                        "normalisation ahead of its first weights",
     "unmasked-padding": "padded sequences read by a recurrent layer without a mask, padding filling most steps",
