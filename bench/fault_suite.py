@@ -144,7 +144,7 @@ def score_case(case, runs: Path) -> dict:
         except Exception as error:  # noqa: BLE001
             row["check_error"] = _one_line(error)
         row["check_s"] = time.perf_counter() - start
-    row["findings"] = [{"id": f.id, "kind": f.kind, "severity": f.severity} for f in findings or []]
+    row["findings"] = [{"id": f.id, "kind": f.kind, "severity": f.severity, "title": f.title} for f in findings or []]
     ids = [f["id"] for f in row["findings"]]
     trained = row["instrumented_error"] is None and findings is not None
     if case.healthy:
@@ -201,8 +201,12 @@ def _agreement_cell(row: dict) -> str:
     if agreement is None:
         return "-"
     epochs = agreement["epochs"]
-    loss = "yes" if agreement["losses_equal"] else (
-        f"no ({epochs[1]} of {epochs[0]} epochs)" if epochs[0] != epochs[1] else f"no ({agreement['loss_max_rel']:.0e})")
+    if agreement["losses_equal"]:
+        loss = "yes"
+    elif epochs[0] != epochs[1]:
+        loss = f"no ({epochs[1]} of {epochs[0]} epochs)"
+    else:
+        loss = f"no ({agreement['loss_max_rel']:.0e})"
     weights = "yes" if agreement["weights_equal"] else f"no ({agreement['weights_rel']:.0e})"
     return f"loss {loss}, weights {weights}"
 
@@ -218,29 +222,35 @@ def _verdict_cell(row: dict) -> str:
 
 def tables(rows: list[dict], summary: dict) -> str:
     """The per-case and summary tables, in markdown."""
-    lines = ["| case | family | expected | findings (* root cause) | top-1 (recall) / healthy | as plain fit: History "
-             "loss, final weights (rel. diff) | check s |",
-             "|---|---|---|---|---|---|---|"]
+    header = ("| case | family | expected | findings (* root cause) | top-1 (recall) / healthy "
+              "| as plain fit: History loss, final weights (rel. diff) | check s |")
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for r in rows:
         check = f"{r['check_s']:.2f}" if r.get("check_s") is not None else "-"
         lines.append(f"| {r['case']} | {r['family']} | {', '.join(r['expect']) or '(healthy)'} | {_findings_cell(r)} "
                      f"| {_verdict_cell(r)} | {_agreement_cell(r)} | {check} |")
     s = summary
-    pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
-    secs = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-    lines += ["", "| measure | value |", "|---|---|",
-              f"| cases (families) | {s['cases']} ({s['families']}): {s['faulty']} faulty, {s['healthy']} healthy |",
-              f"| crashes: plain fit / instrumented / check | {s['plain_crashes']} / {s['instrumented_crashes']} / "
-              f"{s['check_crashes']} |",
-              f"| as plain fit: History losses equal / final weights equal | {s['losses_equal']} / "
-              f"{s['weights_equal']} of {s['compared']} |",
-              f"| top-1 right, faulty cases | {s['top1']} of {s['faulty']} ({pct(s['top1_accuracy'])}) |",
-              f"| recall of expected ids (mean per case) | {pct(s['recall'])} ({pct(s['mean_case_recall'])}) |",
-              f"| healthy cases with a root cause | {len(s['healthy_with_root_cause'])}: "
-              f"{', '.join(s['healthy_with_root_cause']) or '-'} |",
-              f"| healthy cases with oscillating-loss | {len(s['healthy_with_oscillating_loss'])}: "
-              f"{', '.join(s['healthy_with_oscillating_loss']) or '-'} |",
-              f"| check time, mean / max (s) | {secs(s['check_s_mean'])} / {secs(s['check_s_max'])} |"]
+
+    def pct(v):
+        return "-" if v is None else f"{v:.0%}"
+
+    def secs(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    crashes = f"{s['plain_crashes']} / {s['instrumented_crashes']} / {s['check_crashes']}"
+    false_causes, swings = s["healthy_with_root_cause"], s["healthy_with_oscillating_loss"]
+    measures = [
+        ("cases (families)", f"{s['cases']} ({s['families']}): {s['faulty']} faulty, {s['healthy']} healthy"),
+        ("crashes: plain fit / instrumented / check", crashes),
+        ("as plain fit: History losses equal / final weights equal",
+         f"{s['losses_equal']} / {s['weights_equal']} of {s['compared']}"),
+        ("top-1 right, faulty cases", f"{s['top1']} of {s['faulty']} ({pct(s['top1_accuracy'])})"),
+        ("recall of expected ids (mean per case)", f"{pct(s['recall'])} ({pct(s['mean_case_recall'])})"),
+        ("healthy cases with a root cause", f"{len(false_causes)}: {', '.join(false_causes) or '-'}"),
+        ("healthy cases with oscillating-loss", f"{len(swings)}: {', '.join(swings) or '-'}"),
+        ("check time, mean / max (s)", f"{secs(s['check_s_mean'])} / {secs(s['check_s_max'])}"),
+    ]
+    lines += ["", "| measure | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in measures]
     return "\n".join(lines)
 
 

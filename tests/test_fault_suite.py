@@ -93,8 +93,8 @@ def test_case_builds_a_compiled_single_output_model_its_data_fits(name):
     by_name = {t.name: t for t in model.inputs}
     arrays = setup.x.items() if isinstance(setup.x, dict) else zip(
         [t.name for t in model.inputs], setup.x if isinstance(setup.x, list) else [setup.x])
-    for name, array in arrays:
-        assert np.shape(array)[1:] == tuple(by_name[name].shape[1:]), name
+    for input_name, array in arrays:
+        assert np.shape(array)[1:] == tuple(by_name[input_name].shape[1:]), input_name
     # ... and the targets fit its output under Keras' own loss: a misfit raises here.
     output = np.full((4, *model.outputs[0].shape[1:]), 0.5, np.float32)
     loss = model.compute_loss(x=take(setup.x, 4), y=take(setup.y, 4), y_pred=output)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Case", "Setup", "case", "load_cases", "FAMILIES", "KNOWN_IDS", "NEW_IDS", "take"]
 

@@ -19,7 +19,7 @@ N_TRAIN, N_VALID, SIZE, CLASSES = 1536, 384, 16, 3
 EPOCHS, BATCH = 5, 32  # 240 steps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pixels():
     """Images as 0-255 floats, (N, 16, 16, 1), and their integer classes."""
     rng = np.random.default_rng(31)

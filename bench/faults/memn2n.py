@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 
-import keras
 import numpy as np
 from keras.initializers import RandomNormal
 from keras.layers import Add, Dense, Dot, Dropout, Embedding, Input, Softmax
@@ -34,7 +33,7 @@ EPOCHS, BATCH = 8, 32  # 512 steps
 LR = 1.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data():
     rng = np.random.default_rng(71)
     n = N_TRAIN + N_VALID

@@ -19,7 +19,7 @@ N_TRAIN, N_VALID, FEATURES, CLASSES = 2048, 512, 20, 4
 EPOCHS, BATCH = 6, 32  # 384 steps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data():
     rng = np.random.default_rng(11)
     w = rng.normal(size=(FEATURES, CLASSES))

@@ -19,7 +19,7 @@ N_TRAIN, N_VALID, FEATURES = 2048, 512, 8
 EPOCHS, BATCH = 8, 32  # 512 steps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data():
     rng = np.random.default_rng(21)
     x = rng.normal(size=(N_TRAIN + N_VALID, FEATURES)).astype(np.float32)

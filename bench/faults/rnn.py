@@ -22,7 +22,7 @@ SEQ_LEN, VOCAB, N_SEQ, N_SEQ_VALID = 40, 40, 2048, 512
 EPOCHS, BATCH = 5, 64  # 320 steps on characters, 160 on tokens
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _chars():
     """One-hot windows (N, 12, V), one-hot next characters (N, V), and the alphabet size."""
     rng = np.random.default_rng(41)
@@ -39,7 +39,7 @@ def _chars():
     return eye[windows], eye[ids[starts + MAXLEN]], len(alphabet)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tokens():
     """Post-padded token ids (N, 40), binary labels (N,) and per-example weights."""
     rng = np.random.default_rng(43)

@@ -20,7 +20,7 @@ LENGTH, N_TRAIN, N_VALID, CLASSES, FILTERS = 64, 1280, 320, 2, 16
 EPOCHS, BATCH = 5, 32  # 200 steps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data():
     rng = np.random.default_rng(61)
     n = N_TRAIN + N_VALID
@@ -54,9 +54,13 @@ def _setup(model, optimizer, shuffle_labels=False, x=None):
     if shuffle_labels:
         y = np.random.default_rng(5).permutation(y)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
-    take = lambda a, s: {k: v[s] for k, v in a.items()} if isinstance(a, dict) else a[s]  # noqa: E731
     train, valid = slice(0, N_TRAIN), slice(N_TRAIN, None)
-    return Setup(model, take(x, train), y[train], EPOCHS, BATCH, validation_data=(take(x, valid), y[valid]))
+    return Setup(model, _rows(x, train), y[train], EPOCHS, BATCH, validation_data=(_rows(x, valid), y[valid]))
+
+
+def _rows(x, rows: slice):
+    """Examples ``rows`` of one array or of each array in a dict of inputs."""
+    return {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
 
 
 # --- healthy controls -------------------------------------------------------------

@@ -59,7 +59,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         return self.token_emb(x) + positions
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data():
     rng = np.random.default_rng(51)
     n = N_TRAIN + N_VALID
