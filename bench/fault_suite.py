@@ -2,7 +2,7 @@
 
 For each case, with the same seed, data and op determinism, the model is trained
 twice: once with plain ``model.fit``, once as the README says
-(``diagnose.instrument(model)`` and ``diagnose.Monitor(run_dir, probe=(x[:64], y[:64]))``);
+(``diagnose.instrument(model)`` and ``diagnose.Monitor(run_dir)``, which picks its own held-out probe);
 then ``diagnose.findings.check_run(run_dir)`` is timed. Recorded per case: crashes
 (with their one-line error) of either path and of check, whether the two paths'
 per-epoch training losses and final weights agree, the findings in order, whether the
@@ -30,7 +30,6 @@ from common import write_result  # puts this checkout first on the import path
 from diagnose._tf import import_tensorflow_quietly
 
 SEED = 0
-PROBE_SIZE = 64  # the README's probe=(x[:64], y[:64])
 # Agreement with plain fit. Float32 sums taken in another order differ by ~1e-7 per
 # step; a stable run of a few hundred steps keeps that far below these bounds, while a
 # step computed differently (another loss reduction, a dropped weight) moves losses by
@@ -49,7 +48,6 @@ def _train(case, run_dir: Path | None) -> dict:
     import keras
 
     import diagnose
-    from bench.faults import take
 
     keras.backend.clear_session()  # fresh layer names and graphs for each path
     keras.utils.set_random_seed(SEED)
@@ -61,9 +59,8 @@ def _train(case, run_dir: Path | None) -> dict:
     start = time.perf_counter()
     try:
         if run_dir is not None:
-            probe = (take(setup.x, PROBE_SIZE), take(setup.y, PROBE_SIZE))
             model = diagnose.instrument(setup.model)
-            callbacks = [diagnose.Monitor(run_dir, probe=probe)]
+            callbacks = [diagnose.Monitor(run_dir)]  # as the README shows: it picks its own probe batch
         keras.utils.set_random_seed(SEED)  # the same shuffles and dropout masks on both paths
         history = model.fit(setup.x, setup.y, verbose=0, callbacks=callbacks, **setup.fit_kwargs())
     except Exception as error:  # noqa: BLE001

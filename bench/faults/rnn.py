@@ -122,12 +122,15 @@ def rnn_gru_masked_healthy():
 # --- faults ------------------------------------------------------------------------
 
 
-@case(family="rnn", twin="rnn_simple_clipped_healthy", expect=("exploding-gradients", "huge-steps"))
+@case(family="rnn", twin="rnn_simple_clipped_healthy", expect=("huge-steps",))
 def rnn_simple_unclipped():
-    """The same SimpleRNN without gradient clipping: gradients through the recurrence explode.
+    """The same SimpleRNN without gradient clipping: steps through the recurrence overshoot.
 
     At this learning rate the clipped twin trains to 84% next-character accuracy; without
-    the clip the loss climbs to 4-5 nats, above a uniform guess over the alphabet.
+    the clip the recurrent weights grow tenfold and the loss climbs far above a uniform
+    guess over the alphabet. (The gradient norm itself grows only a few times, not by the
+    orders of magnitude that make exploding gradients: the clip bounds the step, which
+    is what the unclipped run lacks.)
 
     Source: Jason Brownlee, "How to Avoid Exploding Gradients With Gradient Clipping"
     ("more common with recurrent neural networks", fixed by clipnorm,
