@@ -255,3 +255,27 @@ def test_instrument_names_what_is_missing():
         model = TwoLayer()
         model.compile(optimizer="sgd", loss="mse")
         diagnose.instrument(model)
+
+
+def test_a_diverging_run_goes_on_as_fit_does_and_the_record_says_where(tmp_path):
+    # SGD at a rate that blows the loss up to NaN: the Monitor observes, it does not intervene.
+    x, labels = _data()
+
+    def build():
+        return _mlp()
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def train(instrumented):
+        keras.utils.set_random_seed(7)
+        model = build()
+        model.compile(optimizer=keras.optimizers.SGD(1e4), loss=loss)
+        fitter = diagnose.instrument(model) if instrumented else model
+        callbacks = [diagnose.Monitor(tmp_path, log_every=2)] if instrumented else []
+        return fitter.fit(x, labels, batch_size=16, epochs=3, verbose=0, callbacks=callbacks).history["loss"]
+
+    plain, ours = train(False), train(True)
+    np.testing.assert_array_equal(ours, plain)  # NaN where fit has NaN
+    summary = runrecord.read_summary(tmp_path)
+    assert summary["status"] == "diverged" and summary["steps"] == 3 * N // 16
+    assert summary["diverged_at"]["step"] <= summary["steps"]

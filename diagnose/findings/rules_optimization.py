@@ -10,7 +10,7 @@ from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, initial_norm, late, number, progress, series, start_loss,
                                     steps_of, variable_columns, weight_matrices)
 from diagnose.findings.registry import Hit, rule
-from diagnose.findings.rules_gradients import dead_matrices, depth_attenuation
+from diagnose.findings.rules_gradients import dead_matrices, depth_attenuation, gradient_collapse
 
 __all__ = ["tiny_steps", "huge_steps", "clipping_never_fires", "clipping_always_fires", "diverged"]
 
@@ -74,6 +74,9 @@ def tiny_steps(view: RunView) -> Hit | None:
     depth = depth_attenuation(view)
     if depth is not None and depth[0] <= T.VANISH_FACTOR:
         return None  # small only near the input: gradients fade with depth, the last layers' steps are fine
+    collapse = gradient_collapse(view)
+    if collapse is not None and collapse[0] <= T.GRADIENT_COLLAPSE:
+        return None  # the gradients, not the rate, went: at a small rate they stay where they started
     got = progress(view)
     if got is not None and got >= T.CONVERGED_PROGRESS:
         return None  # a converged model's steps are small because there is little left to learn
@@ -154,6 +157,16 @@ def huge_steps(view: RunView) -> Hit | None:
             evidence.append(Evidence(f"weight_norm/* grown (late / first), {len(grown)} of {len(columns)} matrices",
                                      worst[1], T.WEIGHT_GROWTH, worst[2]))
             evidence.append(Evidence("loss (late mean) vs the loss at the start", float(late(losses).mean()), start))
+    collapse, got = gradient_collapse(view), progress(view)
+    if (frame is not None and collapse is not None and collapse[0] <= T.GRADIENT_COLLAPSE
+            and (got is None or got < T.CONVERGED_PROGRESS)):
+        first = frame.iloc[0].median(skipna=True)  # large first steps, then gradients gone: a blow-up that stuck
+        if first == first and float(first) > T.EARLY_UPDATE_RATIO:
+            at = int(frame.index[0])
+            evidence.append(Evidence("update_ratio/* (median of the weight matrices, first row)", float(first),
+                                     T.EARLY_UPDATE_RATIO, (at, at)))
+            evidence.append(Evidence("grad_norm/* late / early (median of the weight matrices)", collapse[0],
+                                     T.GRADIENT_COLLAPSE, collapse[1]))
     if not evidence:
         return None
     ratios = [e.observed for e in evidence if e.metric.startswith("update_ratio")]

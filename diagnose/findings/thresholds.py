@@ -119,6 +119,15 @@ WEIGHT_GROWTH = 10.0
 # and only oversized steps make a model that confident that fast. A run that learns
 # never logs a loss above its start by more than noise.
 LOSS_BLOWUP = 2.0
+# A gradient collapse: the weight matrices' gradients fell a hundredfold from the first
+# rows to the last (median over matrices) while the model did not converge. A small
+# learning rate leaves gradients where they started (the weights barely move); a
+# converged model is excluded by CONVERGED_PROGRESS.
+GRADIENT_COLLAPSE = 1e-2
+# ... after first steps that moved the weight matrices by a tenth of their norm per
+# step on average over the first logged row (a hundred times the healthy 1e-3): the
+# blow-up is over within a row, so its row mean is diluted below HUGE_UPDATE_RATIO.
+EARLY_UPDATE_RATIO = 0.1
 # Clipping "never fires while gradients are small": the largest global gradient norm
 # seen is below a tenth of the clip threshold, an order of magnitude of headroom.
 CLIP_IDLE_FRACTION = 0.1

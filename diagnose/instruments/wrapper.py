@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
-from diagnose.gradients import clip_scales, dedupe_slices, guard
+from diagnose.gradients import clip_scales, dedupe_slices
 from diagnose.instruments import measures, registry
 from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
 from diagnose.instruments.family import Step
@@ -76,8 +76,7 @@ class Instrumented(keras.Model):
         grads = tape.gradient(scaled, variables)
         row, step, bad, finite, before = self._before_update(x, y, y_pred, sample_weight, loss, grads, variables,
                                                               captured)
-        # Applied as Keras applies them; a step with a non-finite value applies nothing.
-        self.optimizer.apply_gradients(zip([guard(g, finite) if g is not None else g for g in grads], variables))
+        self.optimizer.apply_gradients(zip(grads, variables))  # as Keras applies them, non-finite values too
         step.update_norms = (step.update_norms if before is None else measured_delta_norms(variables, before))
         measured, hist = registry.measure(step)
         row.update(measured)
