@@ -23,6 +23,8 @@ N, FEATURES, CLASSES = 96, 6, 3
 @pytest.fixture(autouse=True, scope="module")
 def _deterministic():
     tf.config.experimental.enable_op_determinism()
+    yield
+    keras.backend.clear_session()  # layer names come from global counters; other modules expect fresh ones
 
 
 def _data(seed=0):

@@ -130,7 +130,7 @@ class Monitor(keras.callbacks.Callback):
         self.log.flush()
 
     def _log(self):
-        acc = self.model.acc.read_and_reset()
+        acc = self.model.read_row()
         self.logged = self.step
         self.rows += 1
         row = {"step": self.step, "epoch": self.epoch, "learning_rate": float(self.model.optimizer.learning_rate),

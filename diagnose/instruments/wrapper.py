@@ -19,12 +19,13 @@ from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
 from diagnose.gradients import clip_scales, dedupe_slices
 from diagnose.instruments import measures, registry
-from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
+from diagnose.instruments.accumulate import Accumulator
 from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
+from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
 from diagnose.instruments.targets import LossInfo, TargetStats, classifier_view
-from diagnose.instruments.update_ratios import measured_delta_norms, plain_sgd, sgd_delta_norms
+from diagnose.instruments.update_ratios import Snapshot, plain_sgd, sgd_delta_norms
 
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
@@ -54,7 +55,10 @@ class Instrumented(keras.Model):
         self.loss_info = LossInfo.of(user_model)
         self.taps = Taps(user_model)
         self.names = measures.variable_names([v.path for v in user_model.trainable_variables])
-        self.acc = Accumulator(self.names)
+        self.acc = Accumulator(self.names)  # every step
+        self.sampled_acc = Accumulator(self.names)  # the steps the schedule samples
+        self.schedule = Schedule()
+        self.snapshot = Snapshot()
         self.targets = TargetStats()
         self._probe_fn = None
         self.built = True
@@ -74,30 +78,21 @@ class Instrumented(keras.Model):
             scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
         variables = self.trainable_weights
         grads = tape.gradient(scaled, variables)
-        row, step, bad, finite, before = self._before_update(x, y, y_pred, sample_weight, loss, grads, variables,
-                                                              captured)
+        sampled = self.schedule.due()
+        row, view, bad, finite = self._every_step(x, y, y_pred, sample_weight, loss, grads)
+        # Before the weights move, on sampled steps: their norms (and, to measure the change, a copy).
+        weight_norms = tf.cond(sampled, lambda: self._before_update(variables),
+                               lambda: tf.zeros(len(variables)))
+        lr = tf.identity(self.optimizer.learning_rate)  # the rate this step applies (a schedule moves it on)
         self.optimizer.apply_gradients(zip(grads, variables))  # as Keras applies them, non-finite values too
-        step.update_norms = (step.update_norms if before is None else measured_delta_norms(variables, before))
-        measured, hist = registry.measure(step)
-        row.update(measured)
-        self.acc.add(row, hist, bad)
+        tf.cond(sampled, lambda: self._measure(x, view, lr, row["loss"], grads, variables, weight_norms, finite,
+                                               captured, bad),
+                lambda: tf.constant(False))
+        self.acc.add(row, None, bad)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _before_update(self, x, y, y_pred, sample_weight, loss, grads, variables, captured):
-        """Everything read before the weights move: the row's figures and the Step for the families."""
-        # Norms of the dense gradient (an embedding's rows looked up twice summed first).
-        dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
-        norms = measures.gradient_norms(dense)
-        bad = nonfinite_flags(loss, dense, norms, measures.values)
-        finite = tf.logical_not(tf.reduce_any(bad))
-        mode, threshold = _clip_setting(self.optimizer)
-        weight_norms = [measures.l2_norm(v) for v in variables]
-        before = update_norms = None
-        if plain_sgd(self.optimizer):  # the change is lr * ||g applied||: no copy of the weights needed
-            lr = self.optimizer.learning_rate  # the rate this step applies (read before the update)
-            update_norms = sgd_delta_norms(lr, norms, clip_scales(norms, mode, threshold), finite)
-        else:
-            before = [tf.identity(tf.convert_to_tensor(v)) for v in variables]
+    def _every_step(self, x, y, y_pred, sample_weight, loss, grads):
+        """The figures taken on every step: loss, accuracy, loss noise, target statistics, finiteness."""
         row = {"loss": self._data_loss(y, y_pred, sample_weight, loss)}
         view = classifier_view(y, y_pred, self.loss_info)
         if view is not None:
@@ -105,13 +100,53 @@ class Instrumented(keras.Model):
             self.targets.add_classes(view.labels, view.row_weights, view.classes)
         elif self.loss_info.kind == "regression":
             self.targets.add_values(y)
-        step = Step(names=self.names, norms=norms, loss=row["loss"], clip_mode=mode, clip_norm=threshold, weight_norms=weight_norms,
-                    update_norms=update_norms, attention=captured.attention, branches=captured.branches,
-                    inputs=self._named_inputs(x))
+        row.update(registry.measure(Step(names=self.names, norms=[], loss=row["loss"]), every_step=True)[0])
+        present = [g for g in grads if g is not None]
+        total = tf.add_n([tf.nn.l2_loss(tf.cast(measures.values(g), tf.float32)) for g in present]) if present \
+            else tf.constant(0.0)
+        finite = tf.math.is_finite(tf.cast(loss, tf.float32)) & tf.math.is_finite(total)
+        # Which gradient went non-finite first is only looked for when one did.
+        bad = tf.cond(finite, lambda: tf.zeros(1 + len(grads), tf.bool), lambda: self._nonfinite(loss, grads))
+        return row, view, bad, finite
+
+    def _nonfinite(self, loss, grads):
+        checks = [tf.constant(False) if g is None else
+                  tf.logical_not(tf.reduce_all(tf.math.is_finite(measures.values(g)))) for g in grads]
+        return tf.stack([tf.logical_not(tf.math.is_finite(tf.cast(loss, tf.float32))), *checks])
+
+    def _before_update(self, variables):
+        """||w|| per variable before the step (sampled steps); keeps a copy where the change must be measured."""
+        if not plain_sgd(self.optimizer):
+            self.snapshot.take(variables)
+        return tf.stack([measures.l2_norm(v) for v in variables])
+
+    def _measure(self, x, view, lr, data_loss, grads, variables, weight_norms, finite, captured, bad):
+        """A sampled step: every other family, from the step's gradients, weights and captured sites."""
+        # Norms of the dense gradient (an embedding's rows looked up twice summed first).
+        dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
+        norms = measures.gradient_norms(dense)
+        mode, threshold = _clip_setting(self.optimizer)
+        if plain_sgd(self.optimizer):  # the change is lr * ||g applied||: no copy of the weights needed
+            update_norms = sgd_delta_norms(lr, norms, clip_scales(norms, mode, threshold), finite)
+        else:
+            update_norms = self.snapshot.changes(variables)
+        attention, branches = captured.sites()
+        step = Step(names=self.names, norms=norms, loss=data_loss, clip_mode=mode, clip_norm=threshold,
+                    weight_norms=tf.unstack(weight_norms, num=len(variables)), update_norms=update_norms,
+                    attention=attention, branches=branches, inputs=self._named_inputs(x))
         if view is not None:
             step.outputs, step.labels, step.row_weights, step.output_kind = (
                 view.outputs, view.labels, view.row_weights, view.kind)
-        return row, step, bad, finite, before
+        measured, hist = registry.measure(step, every_step=False)
+        self.sampled_acc.add(measured, hist, bad)
+        self.schedule.measured()
+        return tf.constant(True)
+
+    def read_row(self) -> dict:
+        """The interval's means of every column (every-step and sampled ones), and resets them (host call)."""
+        every, sampled = self.acc.read_and_reset(), self.sampled_acc.read_and_reset()
+        self.schedule.reset()
+        return {**every, "row": {**every["row"], **sampled["row"]}, "histogram": sampled["histogram"]}
 
     def _named_inputs(self, x) -> list:
         """``(name, tensor)`` per input: dict keys, else the model's input names, else in0, in1..."""
