@@ -17,6 +17,8 @@ from diagnose.errors import DiagnoseError
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test trains a model, most twice
+
 N, FEATURES, CLASSES = 96, 6, 3
 
 
