@@ -235,6 +235,7 @@ def test_attention_and_a_position_table_are_found_inside_custom_layers(position_
 
 
 def test_a_crash_in_training_is_recorded_as_failed(tmp_path):
+    keras.utils.set_random_seed(0)  # op determinism is on: random ops need a seed
     x, labels = _data()
     model = _mlp()
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -250,6 +251,13 @@ def test_a_crash_in_training_is_recorded_as_failed(tmp_path):
                     callbacks=[diagnose.Monitor(tmp_path, log_every=1), Boom()])
     summary = runrecord.read_summary(tmp_path)
     assert summary["status"] == "failed" and "data pipeline broke" in summary["error"]
+    from click.testing import CliRunner
+
+    from diagnose.cli import cli
+
+    said = CliRunner().invoke(cli, ["check", str(tmp_path)])
+    assert "crashed" in said.output and "data pipeline broke" in said.output
+    assert "nothing in this run looks wrong" not in said.output
 
 
 def test_instrument_names_what_is_missing():
