@@ -64,7 +64,7 @@ class TrainConfig:
     eval_batch_size: int = 1024  # validation windows per batch; bounds memory at B x V logits
     eval_max_windows: int | None = None  # validate on the first N windows only (None: all)
     eval_at_start: bool = True  # validate before the first step (the loss at step 0)
-    instruments: str = "full"  # "full": every instrument every step; "off": loss and accuracy only (for overhead benchmarks)
+    instruments: str = "full"  # "full": every instrument every step; "off": loss and accuracy only (benchmarks)
     probe_every: int = 200  # steps between "ignores input" probes (3 forward passes of one batch); 0 disables
     tensorboard: bool = True  # also write the logged rows as TensorBoard scalars under RUN_DIR/tb
     jit_compile: bool = True  # XLA-compile the train and eval steps

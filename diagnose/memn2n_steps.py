@@ -247,7 +247,6 @@ class MemN2NSteps:
 
     def weight_norms(self) -> list:
         """||w|| of every trainable variable."""
-        tf = _tf()
         return [measures.l2_norm(v) for v in self.variables]
 
     def slow_measures(self) -> dict:

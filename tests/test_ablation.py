@@ -1,6 +1,5 @@
 """The ablation harness: spec validation, stable ids, resume after SIGKILL, failures, executors."""
 
-import os
 import signal
 import subprocess
 import sys

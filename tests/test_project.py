@@ -35,3 +35,19 @@ def test_no_machine_paths_in_tracked_sources():
         if pattern.search(path.read_text(encoding="utf-8")):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders
+
+
+def test_readme_lists_every_finding_with_its_kind():
+    from diagnose.findings import RULES
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = dict(re.findall(r"^\| `([a-z-]+)` \| (root-cause|symptom) \|", text, re.M))
+    assert listed == {r.spec.id: r.spec.kind for r in RULES}
+
+
+def test_readme_names_every_instrument_family():
+    from diagnose.instruments.registry import FAMILIES
+
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Instruments", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"^- ([a-z ]+):", section, re.M))
+    assert named == {f.name for f in FAMILIES}

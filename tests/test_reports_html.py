@@ -3,7 +3,6 @@
 import math
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 

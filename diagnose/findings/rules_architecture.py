@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import Evidence, RunView, hop_columns, late, series, steps_of
+from diagnose.findings.base import Evidence, RunView, hop_columns, late, progress, series, steps_of
 from diagnose.findings.graph import KerasGraph
 from diagnose.findings.registry import Hit, rule
 
@@ -21,9 +21,11 @@ def _late_mean(view: RunView, column: str) -> tuple[float, tuple[int, int]] | No
     return None if window is None else (float(window.mean()), steps_of(window))
 
 
-@rule("linear-on-attention-scores", kind="root-cause", severity="high", figure="branches",
+@rule("linear-on-attention-scores", kind="root-cause", severity="medium", figure="branches",
       what="a linear map (H) applied to match scores or attention weights instead of the hidden state",
-      explains=("attention-collapsed", "attention-uniform", "ignores-input", "plateau"))
+      # Scores grow with the state and H feeds them back into it: activations grow hop over hop.
+      explains=("attention-collapsed", "attention-uniform", "ignores-input", "plateau", "exploding-gradients",
+                "huge-steps"))
 def linear_on_attention_scores(view: RunView) -> Hit | None:
     model = view.model
     evidence: list[Evidence] = []
@@ -65,7 +67,10 @@ def linear_on_attention_scores(view: RunView) -> Hit | None:
 
 @rule("temporal-encoding-dominates", kind="root-cause", severity="medium", figure="branches",
       what="a position encoding (a table added whatever the input) that drowns the content it is added to",
-      explains=("attention-uniform", "attention-collapsed", "ignores-input", "plateau"))
+      # A table at unit scale added to content scaled for 0.05 makes activations, hence gradients, tens of
+      # times what the learning rate was chosen for: it acts like an input far from unit scale.
+      explains=("attention-uniform", "attention-collapsed", "ignores-input", "plateau", "huge-steps",
+                "exploding-gradients", "clipping-always-fires", "oscillating-loss"))
 def temporal_encoding_dominates(view: RunView) -> Hit | None:
     evidence: list[Evidence] = []
     worst, sites = 0.0, []
@@ -74,16 +79,24 @@ def temporal_encoding_dominates(view: RunView) -> Hit | None:
         if not match:
             continue
         site = match.group(1)
-        position, content = _late_mean(view, column), _late_mean(view, f"rms/{site}/content")
-        if position is None or content is None or content[0] <= 0:
-            continue
-        ratio = position[0] / content[0]
-        if ratio > T.TEMPORAL_RATIO:
-            worst = max(worst, ratio)
-            sites.append(site)
-            evidence.append(Evidence(f"rms/{site}/position / rms/{site}/content", ratio, T.TEMPORAL_RATIO,
-                                     position[1]))
-            evidence.append(Evidence(column, position[0], None, position[1]))
+        # Late (where training left it), or at the start (the first row: where it decides what the model
+        # learns first; a run that then blows up scales both terms alike) when the run went wrong, not
+        # when the model outgrew it while learning.
+        windows = [("late mean", late)]
+        got = progress(view)
+        if got is None or got < T.LEARNED_LITTLE:
+            windows.append(("first row", lambda s: None if s is None else s.iloc[:1]))
+        for when, window in windows:
+            position, content = window(series(view, column)), window(series(view, f"rms/{site}/content"))
+            if position is None or content is None or float(content.mean()) <= 0:
+                continue
+            ratio = float(position.mean()) / float(content.mean())
+            if ratio > T.TEMPORAL_RATIO:
+                worst = max(worst, ratio)
+                sites.append(site)
+                evidence.append(Evidence(f"rms/{site}/position / rms/{site}/content ({when})", ratio,
+                                         T.TEMPORAL_RATIO, steps_of(position)))
+                break
     if not evidence:
         return None
     model = view.model

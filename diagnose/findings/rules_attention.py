@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import (Evidence, RunView, constant_loss, final_loss, hop_columns, late, number, series,
-                                    steps_of)
+from diagnose.findings.base import (Evidence, RunView, constant_loss, final_loss, hop_columns, late, number,
+                                    progress, series, steps_of)
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["ignores_input", "attention_uniform", "attention_collapsed"]
@@ -68,6 +68,9 @@ def attention_uniform(view: RunView) -> Hit | None:
     floor, final = view.baseline("bayes_floor"), final_loss(view)
     if floor is not None and final is not None and final[1] <= floor + T.FLOOR_MARGIN:
         return None  # nothing left to learn: uniform attention costs nothing
+    got = progress(view)
+    if got is not None and got >= T.CONVERGED_PROGRESS:
+        return None  # the model got most of the way: it needs no selective attention for this data
     evidence = [Evidence(hops[k], means[k], T.UNIFORM_ENTROPY, steps_of(windows[k])) for k in means]
     if floor is not None and final is not None:
         evidence.append(Evidence(final[0], final[1], floor + T.FLOOR_MARGIN))

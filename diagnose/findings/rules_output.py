@@ -37,8 +37,9 @@ def _output_units(view: RunView, graph: KerasGraph, out: str) -> int | None:
 
 @rule("relu-output-crossentropy", kind="root-cause", severity="high", figure="output",
       what="a ReLU or linear output fed to a cross-entropy that expects probabilities",
+      # Dividing by the sum of outputs near zero gives gradients of 1 / sum: they explode as units die.
       explains=("diverged", "dead-network", "ignores-input", "plateau", "vanishing-gradients", "no-gradient",
-                "tiny-steps"))
+                "tiny-steps", "exploding-gradients", "huge-steps"))
 def relu_output_crossentropy(view: RunView) -> Hit | None:
     model = view.model
     evidence: list[Evidence] = []

@@ -1,0 +1,137 @@
+"""What instrument() + Monitor cost on ordinary models: the fault suite's healthy convnet and Transformer.
+
+For each model two copies are built from the same seed: one trained with plain
+``model.fit``, one wrapped as the README says (``diagnose.instrument`` and
+``diagnose.Monitor(run_dir, probe=(x[:64], y[:64]))``). Each round fits both once over
+the case's full budget (its epochs and batch size, no validation), in turn, the order
+alternating between rounds (AB, BA, ...) so that neither always runs first; the first
+call of each is a warm-up that traces and compiles. The figure is the median over
+rounds of the two fits' time ratio (a round's two fits run back to back, so drifts in
+the machine's speed between rounds cancel), with its interquartile range; beside it the
+same for the median epoch of each fit, which leaves out what happens once per fit
+(Monitor's start, the run record's last writes).
+Goal: at most 1.05x. Writes bench/results/overhead_keras.json.
+
+    python bench/overhead_keras.py                  # both models, 5 rounds
+    python bench/overhead_keras.py --models conv_healthy --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from common import alternate, write_result  # puts this checkout first on the import path
+
+from diagnose._tf import import_tensorflow_quietly
+
+MODELS = ("conv_healthy", "tfm_healthy")
+SEED = 0
+PROBE_SIZE = 64
+
+
+def _epoch_timer():
+    """A callback that records each epoch's wall time (the same one rides on both paths)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    return EpochTimer()
+
+
+def _runner(case, run_dir: Path | None, epoch_medians: list):
+    """A call that fits one copy of the case once and returns its seconds."""
+    import keras
+
+    import diagnose
+    from bench.faults import take
+
+    keras.utils.set_random_seed(SEED)
+    setup = case.build()
+    model, callbacks = setup.model, [_epoch_timer()]
+    if run_dir is not None:
+        model = diagnose.instrument(setup.model)
+        callbacks.append(diagnose.Monitor(run_dir, probe=(take(setup.x, PROBE_SIZE), take(setup.y, PROBE_SIZE))))
+
+    def run() -> float:
+        start = time.perf_counter()
+        model.fit(setup.x, setup.y, epochs=setup.epochs, batch_size=setup.batch_size, verbose=0, callbacks=callbacks,
+                  sample_weight=setup.sample_weight, class_weight=setup.class_weight)
+        seconds = time.perf_counter() - start
+        epoch_medians.append(statistics.median(callbacks[0].seconds))
+        return seconds
+
+    return run, setup
+
+
+def _quartiles(values: list[float]) -> list[float]:
+    if len(values) < 2:
+        return [values[0], values[0]] if values else [float("nan")] * 2
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return [q[0], q[2]]
+
+
+def measure(case, rounds: int, scratch: Path) -> dict:
+    epochs = {"plain": [], "instrumented": []}
+    plain, setup = _runner(case, None, epochs["plain"])
+    ours, _ = _runner(case, scratch / case.name, epochs["instrumented"])
+    times = alternate({"plain": plain, "instrumented": ours}, rounds)
+    for key in epochs:  # drop the warm-up call's
+        epochs[key] = epochs[key][1:]
+    ratios = [o / p for o, p in zip(times["instrumented"], times["plain"])]
+    epoch_ratios = [o / p for o, p in zip(epochs["instrumented"], epochs["plain"])]
+    steps = setup.epochs * -(-len(setup.y) // setup.batch_size)
+    return {"model": case.name, "steps_per_fit": steps, "rounds": rounds,
+            "fit_s_plain": statistics.median(times["plain"]),
+            "fit_s_instrumented": statistics.median(times["instrumented"]),
+            "step_ms_plain": 1e3 * statistics.median(times["plain"]) / steps,
+            "step_ms_instrumented": 1e3 * statistics.median(times["instrumented"]) / steps,
+            "ratio": statistics.median(ratios), "ratio_iqr": _quartiles(ratios),
+            "epoch_ratio": statistics.median(epoch_ratios), "epoch_ratio_iqr": _quartiles(epoch_ratios),
+            "ratios": ratios, "epoch_ratios": epoch_ratios}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), help="fault-suite cases to time")
+    ap.add_argument("--rounds", type=int, default=5, help="timed fits per path, alternating")
+    args = ap.parse_args()
+    import_tensorflow_quietly()
+    from bench.faults import load_cases
+
+    cases = load_cases()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="overhead-keras-") as scratch:
+        for name in args.models:
+            try:
+                results.append(measure(cases[name], args.rounds, Path(scratch)))
+            except Exception as error:  # noqa: BLE001  (a model instrument() cannot take is a result too)
+                message = (str(error).strip().splitlines() or [""])[0][:200]
+                results.append({"model": name, "error": f"{type(error).__name__}: {message}"})
+    print("| model | steps per fit | plain ms/step | instrumented ms/step | ratio (IQR) | median-epoch ratio (IQR) |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        if "error" in r:
+            print(f"| {r['model']} | crashed: {r['error']} | | | | |")
+            continue
+        whole, epoch = r["ratio_iqr"], r["epoch_ratio_iqr"]
+        print(f"| {r['model']} | {r['steps_per_fit']} | {r['step_ms_plain']:.1f} | {r['step_ms_instrumented']:.1f} "
+              f"| {r['ratio']:.3f} ({whole[0]:.3f}-{whole[1]:.3f}) "
+              f"| {r['epoch_ratio']:.3f} ({epoch[0]:.3f}-{epoch[1]:.3f}) |")
+    print("ratio: median over rounds of (instrumented fit / plain fit), timed back to back; goal <= 1.05")
+    print(f"-> {write_result('overhead_keras', {'goal': 1.05, 'results': results})}")
+
+
+if __name__ == "__main__":
+    main()
