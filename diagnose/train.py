@@ -153,124 +153,157 @@ def _checkpoint_to_resume(config: RunConfig, out: Path):
     return found
 
 
+@dataclass
+class _Loop:
+    """Where the host loop is: what a checkpoint saves besides the weights and the rows."""
+
+    lr: float
+    order: np.ndarray  # this epoch's shuffled window order
+    cursor: int = 0  # next position in ``order``
+    step: int = 0  # the step of the last checkpoint (the loop's own counter is local)
+    prev_valid: float | None = None  # the validation loss annealing compares against
+    t_train: float = 0.0  # seconds spent in training steps, over every piece of the run
+    resumed_at: int = 0
+    t_train_before: float = 0.0  # t_train when this piece started
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """The run's sizes in steps, from its config and corpus."""
+
+    batch: int
+    steps_per_epoch: int
+    total: int
+    eval_every: int
+
+    @classmethod
+    def of(cls, config: RunConfig, n_windows: int) -> "_Budget":
+        tcfg = config.train
+        batch = min(config.model.batch_size, n_windows)
+        steps_per_epoch = max(1, n_windows // batch)
+        total = tcfg.steps if tcfg.steps is not None else max(1, int(round(tcfg.epochs * steps_per_epoch)))
+        return cls(batch, steps_per_epoch, total, tcfg.eval_every or steps_per_epoch)
+
+
 def _fit(trainer: MemN2NSteps, config: RunConfig, log: RowLog, state: dict, progress, checkpoint=None) -> None:
+    """The host loop: compiled chunks of steps up to each logged row, validation, annealing, checkpoints."""
     tf = _tf()
-    tcfg, mcfg = config.train, config.model
+    tcfg = config.train
     n_windows = trainer.corpus.num_windows("train")
-    batch = min(mcfg.batch_size, n_windows)
-    steps_per_epoch = max(1, n_windows // batch)
-    total = tcfg.steps if tcfg.steps is not None else max(1, int(round(tcfg.epochs * steps_per_epoch)))
-    eval_every = tcfg.eval_every or steps_per_epoch
+    budget = _Budget.of(config, n_windows)
+    batch, total = budget.batch, budget.total
     rng = np.random.default_rng(tcfg.seed)
     # The probe batch is fixed for the whole run: evenly spaced training windows.
     probe_positions = tf.constant(np.linspace(0, n_windows - 1, batch).astype(np.int32))
-    loop = {"lr": mcfg.learning_rate, "prev_valid": None, "order": np.empty(0, dtype=np.int32), "cursor": 0,
-            "step": 0, "t_train": 0.0}
-
-    def log_row(step: int, valid: dict | None, test: dict | None):
-        acc = trainer.read_and_reset()
-        row = {"step": step, "epoch": step / steps_per_epoch, "learning_rate": loop["lr"], **acc["row"]}
-        if valid is not None:
-            row.update(valid_loss=valid["loss"], valid_accuracy=valid["accuracy"],
-                       valid_perplexity=valid["perplexity"])
-        if test is not None:
-            row.update(test_loss=test["loss"], test_accuracy=test["accuracy"], test_perplexity=test["perplexity"])
-        if tcfg.probe_every and (step >= state["next_probe"] or step == total):
-            if step < state["next_probe"]:  # probed only because this call's budget ends here
-                state["end_probe"] = step
-            state["next_probe"] = next_probe(step, tcfg.probe_every)
-            real, shuffled, zeroed = (float(x) for x in trainer.probe_step(probe_positions).numpy())
-            row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
-        log.append(row, acc["histogram"])
-        if acc["diverged"] and state["status"] == "running":
-            state["status"] = "diverged"
-            state["diverged_at"] = acc["diverged"]
-            state["error"] = (f"non-finite {'loss' if acc['diverged']['variable'] == 'loss' else 'gradient'} "
-                              f"at step {acc['diverged']['step']} (variable {acc['diverged']['variable']})")
-        elif state["status"] == "running" and (blown := divergence(row, mcfg.vocab_size)):
-            state["status"] = "diverged"
-            state["diverged_at"] = {"step": step, "variable": blown["variable"]}
-            state["error"] = blown["error"]
-        if progress is not None:
-            progress({"step": step, "total_steps": total, "loss": row["loss"], "valid_loss": row.get("valid_loss")})
-
-    def flush():
-        log.flush()
-        state["flushed"] = time.perf_counter()
-
+    loop = _Loop(lr=config.model.learning_rate, order=np.empty(0, dtype=np.int32))
     state["next_probe"] = tcfg.probe_every
     if checkpoint is not None:
         _restore(checkpoint, trainer, log, state, loop, rng, total)
     elif tcfg.eval_at_start:
         valid = trainer.evaluate("valid")
-        log.append({"step": 0, "epoch": 0.0, "loss": math.nan, "accuracy": math.nan, "learning_rate": loop["lr"],
+        log.append({"step": 0, "epoch": 0.0, "loss": math.nan, "accuracy": math.nan, "learning_rate": loop.lr,
                     "valid_loss": valid["loss"], "valid_accuracy": valid["accuracy"],
                     "valid_perplexity": valid["perplexity"]})
         state["loss_at_step0"] = valid["loss"]
-    step = loop["step"]
+    step = loop.step
     state["flushed"] = time.perf_counter()
     try:
         while step < total and state["status"] == "running":
-            if loop["cursor"] + batch > len(loop["order"]):  # a new epoch: reshuffle every window
-                loop["order"] = rng.permutation(n_windows).astype(np.int32)
-                loop["cursor"] = 0
-            cursor = loop["cursor"]
+            if loop.cursor + batch > len(loop.order):  # a new epoch: reshuffle every window
+                loop.order, loop.cursor = rng.permutation(n_windows).astype(np.int32), 0
             # Steps up to the next row, validation, epoch end or the budget's end, in one call.
-            n = min(tcfg.log_every - step % tcfg.log_every, eval_every - step % eval_every, total - step,
-                    (len(loop["order"]) - cursor) // batch)
+            n = min(tcfg.log_every - step % tcfg.log_every, budget.eval_every - step % budget.eval_every,
+                    total - step, (len(loop.order) - loop.cursor) // batch)
             t0 = time.perf_counter()
-            trainer.train_chunk(tf.constant(loop["order"][cursor:cursor + n * batch].reshape(n, batch)))
-            loop["cursor"] += n * batch
+            trainer.train_chunk(tf.constant(loop.order[loop.cursor:loop.cursor + n * batch].reshape(n, batch)))
+            loop.cursor += n * batch
             step += n
-            at_eval = step % eval_every == 0 or step == total
-            if step % tcfg.log_every == 0 or at_eval:
-                valid = test = None
-                if at_eval:
-                    loop["t_train"] += time.perf_counter() - t0
-                    valid = trainer.evaluate("valid")
-                    test = trainer.evaluate("test") if tcfg.eval_test and "test" in trainer._splits else None
-                    t0 = time.perf_counter()
-                    # The paper anneals once per epoch; validating more often than the rate
-                    # is meant to be checked (curves to read) must not anneal more often.
-                    if tcfg.anneal_every is None or step % tcfg.anneal_every == 0 or step == total:
-                        if loop["prev_valid"] is not None and valid["loss"] > loop["prev_valid"] * _ANNEAL_TOLERANCE \
-                                and mcfg.lr_anneal > 1:
-                            loop["lr"] /= mcfg.lr_anneal
-                            trainer.optimizer.learning_rate.assign(loop["lr"])
-                        loop["prev_valid"] = valid["loss"]
-                    if valid["loss"] < state["best"][0]:
-                        state["best"] = (valid["loss"], step)
-                    state["last_valid"], state["last_test"] = valid, test
-                log_row(step, valid, test)
-                if at_eval or time.perf_counter() - state["flushed"] > _FLUSH_SECONDS:
-                    flush()  # a readable, growing record for long runs
-                if at_eval and tcfg.checkpoint and state["status"] == "running":
-                    loop["step"] = step
-                    loop["t_train"] += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    _save(trainer, log, state, loop, rng)
-            loop["t_train"] += time.perf_counter() - t0
+            at_eval = step % budget.eval_every == 0 or step == total
+            if step % tcfg.log_every != 0 and not at_eval:
+                loop.t_train += time.perf_counter() - t0
+                continue
+            loop.t_train += time.perf_counter() - t0
+            valid, test = _validate(trainer, config, loop, state, step, total) if at_eval else (None, None)
+            row = _log_row(trainer, config, budget, log, state, loop, step, valid, test, probe_positions)
+            if progress is not None:
+                progress({"step": step, "total_steps": total, "loss": row["loss"], "valid_loss": row.get("valid_loss")})
+            if at_eval or time.perf_counter() - state["flushed"] > _FLUSH_SECONDS:
+                log.flush()  # a readable, growing record for long runs
+                state["flushed"] = time.perf_counter()
+            if at_eval and tcfg.checkpoint and state["status"] == "running":
+                loop.step = step
+                _save(trainer, log, state, loop, rng)
     finally:
         state["step"] = step
-        state["epoch"] = step / steps_per_epoch
-        state["train_time"] = loop["t_train"]
-        state["samples"] = (step - loop.get("resumed_at", 0)) * batch
-        state["train_time_this_call"] = loop["t_train"] - loop.get("t_train_before", 0.0)
+        state["epoch"] = step / budget.steps_per_epoch
+        state["train_time"] = loop.t_train
+        state["samples"] = (step - loop.resumed_at) * batch
+        state["train_time_this_call"] = loop.t_train - loop.t_train_before
         log.close()
     state["last_train"] = next((r["loss"] for r in reversed(log.rows) if not math.isnan(r["loss"])), math.nan)
     if state["status"] == "running":
         state["status"] = "completed"
 
 
-def _save(trainer: MemN2NSteps, log: RowLog, state: dict, loop: dict, rng) -> None:
+def _validate(trainer: MemN2NSteps, config: RunConfig, loop: _Loop, state: dict, step: int,
+              total: int) -> tuple[dict, dict | None]:
+    """Validation (and test) losses at ``step``; anneals the rate as the paper does and keeps the best."""
+    tcfg, mcfg = config.train, config.model
+    valid = trainer.evaluate("valid")
+    test = trainer.evaluate("test") if tcfg.eval_test and "test" in trainer._splits else None
+    # The paper anneals once per epoch; validating more often than the rate is meant
+    # to be checked (curves to read) must not anneal more often.
+    if tcfg.anneal_every is None or step % tcfg.anneal_every == 0 or step == total:
+        if loop.prev_valid is not None and valid["loss"] > loop.prev_valid * _ANNEAL_TOLERANCE \
+                and mcfg.lr_anneal > 1:
+            loop.lr /= mcfg.lr_anneal
+            trainer.optimizer.learning_rate.assign(loop.lr)
+        loop.prev_valid = valid["loss"]
+    if valid["loss"] < state["best"][0]:
+        state["best"] = (valid["loss"], step)
+    state["last_valid"], state["last_test"] = valid, test
+    return valid, test
+
+
+def _log_row(trainer: MemN2NSteps, config: RunConfig, budget: _Budget, log: RowLog, state: dict, loop: _Loop,
+             step: int, valid: dict | None, test: dict | None, probe_positions) -> dict:
+    """Appends the row of ``step`` (the interval's instruments, validation, probes) and marks a divergence."""
+    tcfg = config.train
+    acc = trainer.read_and_reset()
+    row = {"step": step, "epoch": step / budget.steps_per_epoch, "learning_rate": loop.lr, **acc["row"]}
+    if valid is not None:
+        row.update(valid_loss=valid["loss"], valid_accuracy=valid["accuracy"], valid_perplexity=valid["perplexity"])
+    if test is not None:
+        row.update(test_loss=test["loss"], test_accuracy=test["accuracy"], test_perplexity=test["perplexity"])
+    if tcfg.probe_every and (step >= state["next_probe"] or step == budget.total):
+        if step < state["next_probe"]:  # probed only because this call's budget ends here
+            state["end_probe"] = step
+        state["next_probe"] = next_probe(step, tcfg.probe_every)
+        real, shuffled, zeroed = (float(x) for x in trainer.probe_step(probe_positions).numpy())
+        row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
+    log.append(row, acc["histogram"])
+    if state["status"] != "running":
+        return row
+    if acc["diverged"]:
+        what = "loss" if acc["diverged"]["variable"] == "loss" else "gradient"
+        state.update(status="diverged", diverged_at=acc["diverged"],
+                     error=f"non-finite {what} at step {acc['diverged']['step']} "
+                           f"(variable {acc['diverged']['variable']})")
+    elif blown := divergence(row, config.model.vocab_size):
+        state.update(status="diverged", diverged_at={"step": step, "variable": blown["variable"]},
+                     error=blown["error"])
+    return row
+
+
+def _save(trainer: MemN2NSteps, log: RowLog, state: dict, loop: _Loop, rng) -> None:
     """Writes the checkpoint: everything the loop needs to go on as if never stopped."""
     arrays = {f"model_{i}": v.numpy() for i, v in enumerate(trainer.model.variables)}
     arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(trainer.optimizer.variables)})
-    arrays["order"] = loop["order"]
+    arrays["order"] = loop.order
     best_loss, best_step = state["best"]
     runrecord.write_checkpoint(log.run_dir, {
-        "step": loop["step"], "cursor": loop["cursor"], "learning_rate": loop["lr"],
-        "prev_valid": loop["prev_valid"], "train_time_s": loop["t_train"],
+        "step": loop.step, "cursor": loop.cursor, "learning_rate": loop.lr,
+        "prev_valid": loop.prev_valid, "train_time_s": loop.t_train,
         "best": {"valid_loss": best_loss if math.isfinite(best_loss) else None, "step": best_step},
         "last_valid": state["last_valid"], "last_test": state.get("last_test"),
         "loss_at_step0": state.get("loss_at_step0"), "next_probe": state["next_probe"],
@@ -279,7 +312,7 @@ def _save(trainer: MemN2NSteps, log: RowLog, state: dict, loop: dict, rng) -> No
     }, arrays)
 
 
-def _restore(checkpoint, trainer: MemN2NSteps, log: RowLog, state: dict, loop: dict, rng, total: int) -> None:
+def _restore(checkpoint, trainer: MemN2NSteps, log: RowLog, state: dict, loop: _Loop, rng, total: int) -> None:
     saved, arrays = checkpoint
     for i, v in enumerate(trainer.model.variables):
         v.assign(arrays[f"model_{i}"])
@@ -288,9 +321,10 @@ def _restore(checkpoint, trainer: MemN2NSteps, log: RowLog, state: dict, loop: d
     trainer.optimizer.learning_rate.assign(saved["learning_rate"])
     trainer.acc.step.assign(saved["step"])  # steps, and a divergence's step, count from the run's start
     rng.bit_generator.state = saved["rng"]
-    loop.update(order=arrays["order"].astype(np.int32), cursor=saved["cursor"], step=saved["step"],
-                lr=saved["learning_rate"], prev_valid=saved["prev_valid"], t_train=saved["train_time_s"],
-                resumed_at=saved["step"], t_train_before=saved["train_time_s"])
+    loop.order, loop.cursor, loop.step = arrays["order"].astype(np.int32), saved["cursor"], saved["step"]
+    loop.lr, loop.prev_valid = saved["learning_rate"], saved["prev_valid"]
+    loop.t_train = loop.t_train_before = saved["train_time_s"]
+    loop.resumed_at = saved["step"]
     best = saved["best"]
     state["best"] = (best["valid_loss"] if best["valid_loss"] is not None else math.inf, best["step"])
     state["last_valid"], state["last_test"] = saved["last_valid"], saved["last_test"]
