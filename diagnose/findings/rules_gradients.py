@@ -149,9 +149,12 @@ def vanishing_gradients(view: RunView) -> Hit | None:
     for column in variable_columns(view, "grad_norm"):
         values = series(view, column)
         window, first = late(values), early(values)
-        # Only a gradient that was there and went: one never there is no_gradient's.
+        # Only a gradient that was there and went: one never there is no_gradient's. "There"
+        # is a thousandfold (the global rule's factor) above the round-off floor it fell to;
+        # a gradient that is round-off from the start (a bias a BatchNormalization behind
+        # it subtracts again) hovers around the floor and has not vanished.
         if (window is not None and float(window.mean()) <= T.VANISH_ABSOLUTE
-                and float(first.mean()) > T.VANISH_ABSOLUTE):
+                and float(first.mean()) > T.VANISH_ABSOLUTE / T.VANISH_FACTOR):
             evidence.append(Evidence(column, float(window.mean()), T.VANISH_ABSOLUTE, steps_of(window)))
     if not evidence:
         return None
@@ -182,7 +185,8 @@ def no_gradient(view: RunView) -> Hit | None:
         title=f"No gradient ever reaches {names}", evidence=tuple(evidence),
         explanation=("The loss does not depend on these variables, so training never moves them. Some are zero "
                      "by construction: a bias added to every attention key shifts all of a query's scores "
-                     "equally and the softmax ignores it (MultiHeadAttention's key bias). Otherwise a path to "
+                     "equally and the softmax ignores it (MultiHeadAttention's key bias); a layer's bias "
+                     "followed by BatchNormalization, which subtracts its batch mean again. Otherwise a path to "
                      "the loss is cut: an output nothing uses, a stop_gradient, an integer cast, a ReLU dead "
                      "from the start."),
         fix=("Nothing to fix where it is by construction (or drop the variable: use_bias=False). Otherwise "
