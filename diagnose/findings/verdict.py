@@ -27,6 +27,8 @@ A study without both bases (one base of your own, say) has no gap to explain: it
 verdict has ``mode: "effects"`` and ``effects``, each switch's effect on its own
 base's loss with its interval and ``significant`` (the interval excludes zero),
 lowest loss first.
+
+The verdict's sentences (for the CLI and the report) are :mod:`verdict_text`'s.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 
 from diagnose import runrecord, studydir
 from diagnose.errors import DiagnoseError
+from diagnose.findings.verdict_text import effect_words, format_verdict
 
 __all__ = ["compute_verdict", "plan_follow_ups", "format_verdict", "effect_words", "RECOVERED_SHARE",
            "MAX_FIX_SIZE"]
@@ -241,13 +244,6 @@ def _effects(manifest: dict, outcomes: dict, info: dict) -> dict:
     }
 
 
-def effect_words(entry: dict) -> str:
-    """'lowers the loss', 'raises the loss' or 'within seed noise' for an effects entry."""
-    if not entry.get("significant"):
-        return "within seed noise"
-    return "lowers the loss" if entry["effect"] < 0 else "raises the loss"
-
-
 def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -> list[tuple]:
     """Combinations to run next, or [] when a stable fix is known or none is left to try.
 
@@ -287,65 +283,3 @@ def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -
         best = sorted(level, key=lambda c: -shares.get(name(c), 0))[:2]
         level = list(dict.fromkeys(c + (sw,) for c in best for sw in switches if sw not in c))
     return []
-
-
-def format_verdict(verdict: dict) -> str:
-    """The plain-text verdict: root causes in order, one line each, then the smallest fix."""
-    if verdict.get("error"):
-        return f"verdict: {verdict['error']}"
-    if verdict.get("mode") == "effects":
-        lines = [f"effects ({verdict['test']}) of each switch on the final validation loss of its base "
-                 f"({', '.join(verdict['bases'])}); no as-posted/paper pair here, so no gap to explain:"]
-        for e in verdict["effects"]:
-            ci = e["ci"]
-            lines.append(f"  {e['variant']}: {_signed(e['effect'])} nats (CI {_signed(ci[0])} to {_signed(ci[1])}), "
-                         f"{effect_words(e)}{_diverged_note(e)}")
-        if not verdict["effects"]:
-            lines.append("  no switch has a completed run beside its base")
-        return "\n".join(lines)
-    gap = verdict["gap"]
-    lines = [f"verdict ({verdict['test']}): {verdict['faulty']} ends {_f(gap['effect'])} nats above "
-             f"{verdict['reference']} (95% CI {_f(gap['ci'][0])} to {_f(gap['ci'][1])})"]
-    if not verdict["root_causes"]:
-        lines.append("  no single switch moves the loss beyond seed noise")
-    for i, rc in enumerate(verdict["root_causes"], start=1):
-        f = next(x for x in verdict["factors"] if x["factor"] == rc["factor"])
-        parts = []
-        if rc["share_closed"] is not None:
-            fix = next(e for e in f["fix"] if e["variant"] == f["best_fix"])
-            parts.append(f"switching it alone ({f['best_fix'].split('|', 1)[1].strip()}) closes "
-                         f"{rc['share_closed']:.0%} of the gap (effect {_f(fix['effect'])}, "
-                         f"CI {_f(fix['ci'][0])} to {_f(fix['ci'][1])}){_diverged_note(fix)}")
-        if rc["share_opened"] is not None:
-            parts.append(f"on the paper model it opens {rc['share_opened']:.0%}")
-        lines.append(f"  {i}. {rc['factor']}: " + "; ".join(parts))
-    fix = verdict.get("smallest_fix")
-    if fix and not fix.get("confident"):
-        lines.append("  (at this many seeds the 95% interval of the fix's effect still includes zero: "
-                     "run more seeds to establish it)")
-    if fix and len(fix["switches"]) == 1:
-        lines.append(f"  smallest fix: {fix['switches'][0]} ({fix['share_closed']:.0%} of the gap closed)")
-    elif fix:
-        lines.append(f"  smallest fix: switch {' and '.join(fix['switches'])} together "
-                     f"({fix['share_closed']:.0%} of the gap closed); no single one of them does"
-                     + (" without diverging on some seed" if fix.get("unstable_alone") else ""))
-    else:
-        lines.append("  no tested set of switches recovers the paper's loss")
-    if fix and fix.get("diverged"):
-        lines.append(f"  (the fix diverged later on {fix['diverged']} of {len(fix['runs'])} seeds: its share counts "
-                     "their last validation loss before; it is not yet a stable fix)")
-    return "\n".join(lines)
-
-
-def _diverged_note(entry: dict) -> str:
-    """', N of M seeds diverged later' for a variant with diverged runs, else ''."""
-    n = entry.get("diverged") or 0
-    return f"; {n} of {len(entry['runs'])} seeds diverged later" if n else ""
-
-
-def _f(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
-
-
-def _signed(x) -> str:
-    return "n/a" if x is None else f"{x:+.3f}"
