@@ -126,7 +126,8 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.option("--force", is_flag=True,
               help="Replace a study of another spec in --out (the runs both specs share are kept).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True,
+              help="No progress (a bar on a terminal, else a line per finished run).")
 def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray_address, no_follow_up, no_report,
                  force, quiet):
     """Run a counterfactual ablation study (default: the built-in study on the synthetic corpus).
@@ -141,6 +142,7 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
     from diagnose.ablation.study import run_study
     from diagnose.ablation.sweep import check_study_target, summarize
     from diagnose.findings.verdict import format_verdict
+    from diagnose.progress import SweepProgress
 
     overrides: dict = {}
     if seeds is not None:
@@ -165,26 +167,13 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
     check_study_target(out)
     jobs = jobs if jobs is not None else os.cpu_count() or 1
     runner = make_executor(executor, jobs=jobs, ray_address=ray_address)
-    bar = None
-
-    def progress(event):
-        nonlocal bar
-        if quiet:
-            return
-        if bar is None:
-            bar = click.progressbar(length=event["total"], label="runs", file=sys.stderr, show_pos=True,
-                                    show_eta=True)
-            bar.__enter__()
-            bar.update(event["done"] - 1)
-        bar.update(1)
-
+    progress = SweepProgress(quiet)
     with studydir.StudyLock(out):  # held through the follow-ups and the report
         try:
             manifest, verdict = run_study(study, out, runner, follow_up=not no_follow_up, progress=progress,
                                           force=force)
         finally:
-            if bar is not None:
-                bar.__exit__(None, None, None)
+            progress.close()
         t = manifest["totals"]
         rows = summarize(out)
         width = max(len(r["variant"]) for r in rows)

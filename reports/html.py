@@ -1,250 +1,141 @@
-"""The HTML report: one self-contained directory (index.html and its PNGs) from run records.
+"""The HTML report: one self-contained directory (index.html, a page per run, their PNGs).
 
-Templates are Jinja2 with autoescaping, so every string from user data (run names,
-config values, corpus tokens) is escaped. No scripts, fonts or stylesheets are
-fetched: the page works offline.
+What it shows is computed by :mod:`diagnose.report_data` (findings, intervals, the
+verdict and its sentences); this module only draws and writes it. The directory
+is built beside its place and swapped in whole, so a report that fails half way
+leaves the previous one as it was. Templates are Jinja2 with autoescaping, so
+every string from user data (run names, config values) is escaped; no scripts,
+fonts or stylesheets are fetched: the page works offline.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
+import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import jinja2
 
-from diagnose import __version__, runrecord, studydir
-from diagnose.errors import DiagnoseError
-from reports import plots
+from diagnose import __version__, runrecord
+from diagnose.files import atomic_write, make_temp_dir, replace_dir
+from diagnose.report_data import ReportData, RunInfo, load
+from reports import figures_headline, figures_run, figures_study, plots
+from reports.views import index_view, run_view
 
 __all__ = ["build_report"]
 
-_FIGURES = [
-    # id, file, title, caption, how
-    ("fig-gradients", "grad_norms.png", "Gradient norms per variable",
-     "L2 norm of each variable's gradient before clipping (log scale). Look for norms that grow by orders of "
-     "magnitude (exploding), collapse towards zero (vanishing), or sit far below the others (a variable that "
-     "barely learns).", ("grad_norm/", "gradient L2 norm", True)),
-    ("fig-updates", "update_ratios.png", "Update-to-weight ratios",
-     "||Δw|| / ||w|| per step (log scale); around 1e-3 is a healthy step. A mean-reduced loss with a rate tuned "
-     "for a summed one shows as ratios one to two orders of magnitude lower.", ("update_ratio/", "||Δw|| / ||w||",
-                                                                               True)),
-    ("fig-attention-entropy", "attention_entropy.png", "Attention entropy per hop",
-     "Entropy of each hop's attention divided by ln(number of real slots): 1 is uniform (the hop reads an "
-     "average of the window), near 0 is one slot. A model that uses its memory brings it down.",
-     ("attn_entropy/", "normalised entropy", False)),
-    ("fig-branches", "branch_rms.png", "Branch balance",
-     "RMS of what is added together: word embedding vs temporal encoding for each memory embedding, and the H "
-     "term vs the attention read-out per hop (log scale). A temporal encoding far above the words drowns them; "
-     "an H term on the scores swamps the read-out.", ("rms/", "RMS", True)),
-    ("fig-output", "output_health.png", "Output health",
-     "Share of output units exactly zero, share of targets at the 1e-7 clip floor, mean top and target "
-     "probability. Dead ReLU outputs and targets at the floor mean the output is not a distribution the loss "
-     "can train.", (("out_", "target_", "max_prob"), "share / probability", False)),
-]
-
 
 def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
-    """Writes out_dir/index.html and its figures; returns the index path.
+    """Writes out_dir/index.html, a page per run and their figures; returns the index path.
 
     Args:
         paths: one ABLATION_DIR, or one or more RUN_DIRs.
-        out_dir: the report directory (created).
+        out_dir: the report directory (replaced whole when it exists).
+
+    Raises:
+        ValueError: a path is neither a study nor a run record.
+        DiagnoseError: a record or the manifest is damaged (nothing is written).
     """
-    paths = [Path(p) for p in paths]
+    data = load(paths)  # every check before anything is written
     out = Path(out_dir)
-    ablation = len(paths) == 1 and studydir.is_study_dir(paths[0])
-    notes = []
-    if not ablation:  # checked before anything is written
-        for p in paths:
-            if not runrecord.is_run_dir(p):
-                raise ValueError(studydir.not_a_record(p))
-            problems = runrecord.record_problems(p)
-            if problems and problems != [runrecord.NEVER_FINISHED]:
-                raise DiagnoseError(f"the run record in {p} is incomplete: {'; '.join(problems)}; train it again "
-                                    "(diagnose train --force) or leave it out")
-            notes += [f"{p.name}: {problem}" for problem in problems]
-    if ablation:
-        reps, table, verdict, title, notes = _ablation_parts(paths[0])
-    else:
-        reps = {p.name: p for p in paths}
-        table = [_run_row(p.name, [p]) for p in paths]
-        verdict, title = None, "runs: " + ", ".join(p.name for p in paths)
-    out.mkdir(parents=True, exist_ok=True)
-    figures = []
-    if ablation:
-        for metric, fid, name, caption in (
-                ("loss", "fig-loss", "Training loss, every variant",
-                 "Mean training loss over seeds (line) and their range (band), one panel per variant, shared "
-                 "axes; dashed lines: ln V (uniform guess), unigram entropy (word frequencies only) and the "
-                 "Bayes floor (the best any model can do). A model stuck at the unigram line ignores its input."),
-                ("valid_loss", "fig-valid", "Validation loss, every variant",
-                 "The same for validation loss, measured at each validation pass.")):
-            if plots.loss_curves(paths[0], out / f"{metric}_curves.png", metric=metric):
-                figures.append({"id": fid, "file": f"{metric}_curves.png", "title": name, "caption": caption})
-    else:
-        if plots.family_figure(reps, ("loss", "valid_loss"), out / "loss_curves.png", ylabel="loss (nats)"):
-            figures.append({"id": "fig-loss", "file": "loss_curves.png", "title": "Loss",
-                            "caption": "Training and validation loss per run."})
-    for fid, file, name, caption, (prefix, ylabel, log) in _FIGURES:
-        if plots.family_figure(reps, prefix, out / file, ylabel=ylabel, log=log):
-            figures.append({"id": fid, "file": file, "title": name, "caption": caption})
-    if plots.attention_heatmaps(reps, out / "attention_maps.png"):
-        figures.insert(len(figures) - 2, {
-            "id": "fig-attention-map", "file": "attention_maps.png", "title": "Where attention lands, early vs late",
-            "caption": "Share of each interval's examples whose attention peaked on each memory slot, per hop "
-                       "(rightmost: the current word). Content-driven attention spreads with the input; one "
-                       "bright column whatever the input is attention collapsed onto a position."})
-    findings = _findings(reps)
-    html = _env().get_template("report.html.j2").render(
-        title=title, subtitle=_subtitle(paths[0], ablation), notes=notes, verdict=verdict, findings=findings,
-        figures=figures, table=table, version=__version__, source=", ".join(p.name for p in paths))
-    index = out / "index.html"
-    runrecord.atomic_write(index, html)
-    return index
+    work = make_temp_dir(out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        _write(data, work, previous=out if out.is_dir() else None)
+        replace_dir(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out / "index.html"
+
+
+def _write(data: ReportData, out: Path, previous: Path | None) -> None:
+    figures = _study_figures(data, out) if data.kind == "study" else {}
+    figures.update(_diagnostics(data, out))
+    env = _env()
+    pages = {}
+    for run in data.runs:
+        pages[run.id] = _run_figure(run, data.baselines, out, previous)
+        html = env.get_template("run.html.j2").render(**run_view(run, pages[run.id], data), version=__version__)
+        atomic_write(out / run.page, html)
+    html = env.get_template("report.html.j2").render(**index_view(data, figures), version=__version__)
+    atomic_write(out / "index.html", html)
+
+
+def _study_figures(data: ReportData, out: Path) -> dict[str, str]:
+    """The study's own figures: the first screen, interactions, suspects, every variant's curves."""
+    drawn = {}
+    head = data.headline
+    if head is not None:
+        if figures_headline.verdict_figure(head, data.baselines, out / "verdict.png"):
+            drawn["verdict"] = "verdict.png"
+        if figures_headline.headline_curves(head, data.baselines, out / "headline_curves.png"):
+            drawn["loss"] = "headline_curves.png"
+    if figures_study.interactions_figure(data.interactions, out / "interactions.png"):
+        drawn["interactions"] = "interactions.png"
+    for i, s in enumerate(data.suspects, start=1):
+        name = f"suspect-{i}-{_slug(s.factor)}.png"
+        if figures_study.suspect_figure(s, data.baselines, out / name):
+            drawn[f"suspect:{s.factor}"] = name
+    variants = {v.name: [r.path for r in v.runs] for v in data.variants.values()}
+    if any(variants.values()):
+        plots.small_multiples(variants, out / "every_variant.png", data.baselines)
+        drawn["every-variant"] = "every_variant.png"
+    return drawn
+
+
+def _diagnostics(data: ReportData, out: Path) -> dict[str, str]:
+    """The families of the variants the page leads with, side by side: what their findings point at."""
+    drawn = {}
+    if data.kind == "runs":
+        loss = {v.name: [r.path for r in v.runs] for v in data.shown}
+        if loss:
+            from reports.plots import compare
+
+            compare([p for runs in loss.values() for p in runs], out / "loss_curves.png")
+            drawn["loss"] = "loss_curves.png"
+    for fid in ("gradients", "updates", "attention-entropy", "branches", "output"):
+        if figures_run.family_side_by_side(data.shown, fid, out / f"{fid}.png"):
+            drawn[fid] = f"{fid}.png"
+    if figures_run.attention_side_by_side(data.shown, out / "attention_maps.png"):
+        drawn["attention-map"] = "attention_maps.png"
+    return drawn
+
+
+def _run_figure(run: RunInfo, refs: dict, out: Path, previous: Path | None) -> str:
+    """The run's figure, taken from the previous report when the record has not changed since."""
+    name = f"run-{run.id}-{_stamp(run.path)}.png"
+    old = previous / name if previous is not None else None
+    if old is not None and old.is_file():
+        try:
+            os.link(old, out / name)  # the old report goes when this one is swapped in; the link keeps the file
+            return name
+        except OSError:
+            shutil.copyfile(old, out / name)
+            return name
+    figures_run.run_figure(run, refs, out / name)
+    return name
+
+
+def _stamp(run_dir: Path) -> str:
+    """8 hex digits that change whenever the files a run's figure is drawn from change."""
+    parts = []
+    for file in (runrecord.METRICS, runrecord.ATTENTION, runrecord.SUMMARY):
+        path = run_dir / file
+        if path.is_file():
+            st = path.stat()
+            parts.append(f"{file}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name) or "factor"
 
 
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
                              undefined=jinja2.StrictUndefined)
-    env.filters["num"] = lambda x: f"{x:.4g}" if isinstance(x, float) else x
+    env.filters["num"] = plots.num
+    env.filters["signed"] = lambda x: plots.num(x, signed=True)
     return env
-
-
-def _subtitle(path: Path, ablation: bool) -> str:
-    if not ablation:
-        return "single runs"
-    manifest = studydir.read_manifest(path)
-    corpus = manifest.get("corpus", {})
-    t = manifest.get("totals", {})
-    return (f"study '{manifest.get('study')}' on {corpus.get('name', 'a corpus')}: {t.get('runs')} runs, "
-            f"{t.get('completed')} completed, {t.get('diverged')} diverged, {t.get('failed')} failed")
-
-
-def _ablation_parts(path: Path):
-    manifest = studydir.read_manifest(path)
-    by_variant: dict[str, list[dict]] = {}
-    notes, whole = [], set()
-    for e in manifest["runs"]:
-        by_variant.setdefault(e["variant"], []).append(e)
-        run = studydir.run_path(path, e["id"])
-        problems = runrecord.record_problems(run) if run.is_dir() else ["not run yet"]
-        if problems:
-            notes.append(f"{e['variant']}, seed {e['seed']} (run {e['id']}): {'; '.join(problems)}; left out")
-        else:
-            whole.add(e["id"])
-    reps = {}
-    for name in ("as-posted", "paper"):
-        entries = sorted((e for e in by_variant.get(name, []) if e["id"] in whole), key=lambda e: e["seed"])
-        if entries:
-            reps[name] = studydir.run_path(path, entries[0]["id"])
-    if not reps:  # a study without those bases: its first two variants
-        for name, entries in list(by_variant.items())[:2]:
-            entries = [e for e in entries if e["id"] in whole]
-            if entries:
-                reps[name] = studydir.run_path(path, entries[0]["id"])
-    table = [_run_row(v, [studydir.run_path(path, e["id"]) for e in es if e["id"] in whole],
-                      [e for e in es if e["id"] in whole]) for v, es in by_variant.items()]
-    verdict = studydir.read_verdict(path)
-    verdict = _verdict_view(verdict) if verdict is not None else None
-    faulty = "the as-posted model" if "as-posted" in by_variant else "this model"
-    return reps, table, verdict, f"Study '{manifest.get('study', '')}': why does {faulty} not converge?", notes
-
-
-def _verdict_view(v: dict) -> dict | None:
-    if v.get("error"):
-        return {"headline": v["error"], "causes": [], "fix": "n/a", "fix_label": "Fix", "method": ""}
-    if v.get("mode") == "effects":
-        from diagnose.findings.verdict import effect_words
-
-        causes = [{"factor": e["variant"],
-                   "text": (f"{_num(e['effect'])} nats against {e['base']} (95% CI {_num(e['ci'][0])} to "
-                            f"{_num(e['ci'][1])}): {effect_words(e)}{_diverged(e)}"),
-                   "runs": len(e["runs"])} for e in v["effects"]]
-        best = next((e for e in v["effects"] if e["significant"] and e["effect"] < 0), None)
-        fix = (f"{best['variant']} lowers the loss by {_num(-best['effect'])} nats" if best
-               else "no switch lowers the loss beyond seed noise")
-        return {"headline": (f"Each switch's effect on the final validation loss of its base "
-                             f"({', '.join(v['bases'])}), lowest first; this study has no as-posted/paper pair, "
-                             "so there is no gap to explain."),
-                "causes": causes, "fix": fix, "fix_label": "Best switch",
-                "method": f"Outcome: {v['outcome']}; {v['test']}."}
-    gap = v["gap"]
-    causes = []
-    for rc in v.get("root_causes", []):
-        parts = []
-        if rc.get("share_closed") is not None:
-            parts.append(f"switching it alone to the {v['reference']} model's choice closes "
-                         f"{rc['share_closed']:.0%} of the gap{_diverged(_best_fix(v, rc['factor']))}")
-        if rc.get("share_opened") is not None:
-            parts.append(f"switching the {v['reference']} model to the {v['faulty']} choice opens "
-                         f"{rc['share_opened']:.0%}")
-        causes.append({"factor": rc["factor"], "text": "; ".join(parts), "runs": len(rc.get("runs", []))})
-    fix = v.get("smallest_fix")
-    if fix and len(fix["switches"]) > 1:
-        fix_text = (f"switch {' and '.join(fix['switches'])} together ({fix['share_closed']:.0%} of the gap "
-                    "closed); no single one of them does"
-                    + (" without diverging on some seed" if fix.get("unstable_alone") else ""))
-    elif fix:
-        fix_text = f"{fix['switches'][0]} ({fix['share_closed']:.0%} of the gap closed)"
-    else:
-        fix_text = "no tested set of switches recovers the reference's loss"
-    if fix and fix.get("diverged"):
-        fix_text += (f"; it diverged later on {fix['diverged']} of {len(fix['runs'])} seeds, so it is not yet a "
-                     "stable fix")
-    return {"headline": f"{v['faulty']} ends {_num(gap['effect'])} nats above {v['reference']} "
-                        f"(95% CI {_num(gap['ci'][0])} to {_num(gap['ci'][1])}).",
-            "causes": causes, "fix": fix_text, "fix_label": "Fix", "method": f"Outcome: {v['outcome']}; {v['test']}."}
-
-
-def _best_fix(verdict: dict, factor: str) -> dict | None:
-    """The verdict's entry for a factor's best fixing switch, if any."""
-    f = next((x for x in verdict.get("factors", []) if x.get("factor") == factor), None)
-    if not f or not f.get("best_fix"):
-        return None
-    return next((e for e in f.get("fix", []) if e.get("variant") == f["best_fix"]), None)
-
-
-def _diverged(entry: dict | None) -> str:
-    n = (entry or {}).get("diverged") or 0
-    return f" ({n} of {len(entry['runs'])} seeds diverged later)" if n else ""
-
-
-def _run_row(variant: str, run_dirs: list[Path], entries: list[dict] | None = None) -> dict:
-    from scipy import stats
-
-    statuses = [e["status"] for e in entries] if entries else [
-        runrecord.read_summary(p).get("status") for p in run_dirs]
-    losses = []
-    for p, status in zip(run_dirs, statuses):
-        if status == "completed" and (p / runrecord.SUMMARY).is_file():
-            loss = (runrecord.read_summary(p).get("final") or {}).get("valid_loss")
-            if loss is not None and math.isfinite(loss):
-                losses.append(loss)
-    mean = statistics.fmean(losses) if losses else None
-    ci = "n/a"
-    if len(losses) > 1:
-        half = stats.t.ppf(0.975, len(losses) - 1) * statistics.stdev(losses) / math.sqrt(len(losses))
-        ci = f"{mean - half:.3f} to {mean + half:.3f}"
-    return {"variant": variant, "runs": len(run_dirs), "completed": statuses.count("completed"),
-            "diverged": statuses.count("diverged"), "failed": statuses.count("failed"),
-            "mean": _num(mean), "ci": ci}
-
-
-def _findings(reps: dict[str, Path]) -> list[dict]:
-    from diagnose.findings import check_run
-
-    blocks = []
-    for name, path in reps.items():
-        items = []
-        for f in check_run(path):
-            d = f.to_dict()
-            d["figure"] = f"fig-{f.figure}" if f.figure else None
-            items.append(d)
-        blocks.append({"run": name, "findings": items})
-    return blocks
-
-
-def _num(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
