@@ -45,9 +45,11 @@ def run_figure(run: RunInfo, refs: dict, out_png: str | Path, dpi: int = 80) -> 
         elif fid == "attention-map":
             inner = slot.subgridspec(1, 2)
             image = None
+            shares = [panels.attention_share([run.path], late) for late in (False, True)]
+            top = max((float(x[0].max()) for x in shares if x is not None), default=1.0)  # early and late: one scale
             for k, (late, name) in enumerate(((False, "early"), (True, "late"))):
                 ax = fig.add_subplot(inner[0, k])
-                image = panels.attention_image(ax, [run.path], f"where attention lands, {name}", late) or image
+                image = panels.attention_image(ax, [run.path], f"where attention lands, {name}", late, top) or image
                 if image is None:
                     _empty(ax, "Where attention lands")
 

@@ -100,8 +100,10 @@ def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 1
             slot = grid[0, 2 + i]
             if fid == "attention-map":
                 inner = slot.subgridspec(2, 1)
+                shares = [panels.attention_share(runs) for _, _, runs in series]
+                top = max((float(x[0].max()) for x in shares if x is not None), default=1.0)  # one scale for both
                 for k, (label, _, runs) in enumerate(series):
-                    panels.attention_image(fig.add_subplot(inner[k, 0]), runs, f"attention, {label}")
+                    panels.attention_image(fig.add_subplot(inner[k, 0]), runs, f"attention, {label}", vmax=top)
             else:
                 panels.draw(fig.add_subplot(slot), fid, series)
     return save(fig, out_png)

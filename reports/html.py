@@ -53,9 +53,8 @@ def _write(data: ReportData, out: Path, previous: Path | None) -> None:
     figures = _study_figures(data, out) if data.kind == "study" else {}
     figures.update(_diagnostics(data, out))
     env = _env()
-    pages = {}
+    pages = _run_figures(data.runs, data.baselines, out, previous)
     for run in data.runs:
-        pages[run.id] = _run_figure(run, data.baselines, out, previous)
         html = env.get_template("run.html.j2").render(**run_view(run, pages[run.id], data), version=__version__)
         atomic_write(out / run.page, html)
     html = env.get_template("report.html.j2").render(**index_view(data, figures), version=__version__)
@@ -102,19 +101,48 @@ def _diagnostics(data: ReportData, out: Path) -> dict[str, str]:
     return drawn
 
 
-def _run_figure(run: RunInfo, refs: dict, out: Path, previous: Path | None) -> str:
-    """The run's figure, taken from the previous report when the record has not changed since."""
-    name = f"run-{run.id}-{_stamp(run.path)}.png"
-    old = previous / name if previous is not None else None
-    if old is not None and old.is_file():
-        try:
-            os.link(old, out / name)  # the old report goes when this one is swapped in; the link keeps the file
-            return name
-        except OSError:
-            shutil.copyfile(old, out / name)
-            return name
-    figures_run.run_figure(run, refs, out / name)
-    return name
+def _run_figures(runs: list[RunInfo], refs: dict, out: Path, previous: Path | None) -> dict[str, str]:
+    """Each run's figure (run id -> file name): from the previous report where its record has not
+    changed since, else drawn, by several processes where there are many (a study has a hundred)."""
+    names, todo = {}, []
+    for run in runs:
+        names[run.id] = name = f"run-{run.id}-{_stamp(run.path)}.png"
+        old = previous / name if previous is not None else None
+        if old is not None and old.is_file():
+            try:
+                os.link(old, out / name)  # the old report goes when this one is swapped in; the link keeps the file
+            except OSError:
+                shutil.copyfile(old, out / name)
+        else:
+            todo.append((run, refs, out / name))
+    workers = min(_cores(), len(todo) // _RUNS_PER_WORKER)
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the caller may hold threads (an executor's, TensorFlow's) that a fork would copy stuck.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_draw_run, todo, chunksize=4))
+    else:
+        for task in todo:
+            _draw_run(task)
+    return names
+
+
+# Below this many figures per process, starting one (its imports: ~2 s) costs more than it saves.
+_RUNS_PER_WORKER = 8
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _draw_run(task: tuple) -> None:
+    run, refs, png = task
+    figures_run.run_figure(run, refs, png)
 
 
 def _stamp(run_dir: Path) -> str:

@@ -73,7 +73,11 @@ def draw(ax, fid: str, series: list[tuple[str, str, list[Path]]]) -> bool:
         values = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata(), dtype=float)
                   if np.isfinite(v) and v > 0]
         if log and values and max(values) / min(values) > 10:  # within a decade a linear axis reads better
+            from matplotlib import ticker
+
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ticker.LogFormatter())  # plain "0.01": no math text to typeset
+            ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         if fid == "attention-entropy":
             ax.set_ylim(0, 1.05)  # normalised: 1 is uniform; autoscale would blow up a flat line's noise
         ax.set_title(title, fontsize=9)
@@ -132,13 +136,19 @@ def attention_share(runs: list[Path], late: bool = True) -> tuple[np.ndarray, li
     return share, list(blocks[0]["hop"]), int(step)
 
 
-def attention_image(ax, runs: list[Path], title: str, late: bool = True):
-    """The attention share as an image (hops by slots); returns the image, or None without data."""
+def attention_image(ax, runs: list[Path], title: str, late: bool = True, vmax: float | None = None):
+    """The attention share as an image (hops by slots); returns the image, or None without data.
+
+    Args:
+        vmax: the share at the top of the colour scale (default: this image's peak, so
+            that attention spread over many slots still shows where it leans).
+    """
     found = attention_share(runs, late)
     if found is None:
         return None
     share, hops, step = found
-    image = ax.imshow(share, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    top = vmax if vmax is not None else max(float(share.max()), 1e-9)
+    image = ax.imshow(share, aspect="auto", cmap="viridis", vmin=0, vmax=top, interpolation="nearest")
     ax.set_title(f"{title}, step {step}", fontsize=8)
     ax.set_yticks(range(len(hops)), [f"hop {h}" for h in hops], fontsize=7)
     ax.set_xticks([0, share.shape[1] - 1], ["oldest", "current"], fontsize=7)

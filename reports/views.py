@@ -10,8 +10,8 @@ __all__ = ["index_view", "run_view", "PANEL_CAPTIONS"]
 
 # What each evidence panel shows, in the words a caption needs (keys: registry.FIGURES).
 PANEL_CAPTIONS = {
-    "branches": "branch balance: the RMS of a position table (dashed) against the content it is added to (solid), "
-                "log scale; a table far above its content drowns it",
+    "branches": "branch balance: the RMS of a position table (dashed) against the content it is added to (solid); "
+                "a table far above its content drowns it",
     "attention-map": "where attention lands late in training: the share of each hop's winning slot (right: the "
                      "current word); one bright column whatever the input is attention fixed on a position",
     "attention-entropy": "attention entropy over ln(slots): 1 reads an average of the window, near 0 one slot",
@@ -85,7 +85,8 @@ def _first_screen(data: ReportData, figures: dict[str, str]) -> dict | None:
     caption = (f"Each row is one switch on a base: the dot is the final validation loss it ends at (mean over "
                f"seeds), the thick bar the 95% interval of its effect (paired by seed), the thin line the move from "
                f"its base's loss; {lines}. Filled: established (the interval excludes zero); hollow: inconclusive "
-               f"at these seeds. {settled} of {len(head.rows)} effects established at {seeds_words} seeds.")
+               f"at these seeds. {settled} of {len(head.rows)} effects established at {seeds_words} seeds. Method: "
+               f"{(data.verdict_text or {}).get('method') or 'the verdict'}.")
     shown = [v.name for v in (head.faulty, head.fix, head.reference) if v is not None]
     curves = None
     if "loss" in figures:
