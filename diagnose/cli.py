@@ -233,12 +233,17 @@ def check(path, as_json):
     from diagnose.findings import check_run, format_findings
 
     findings = check_run(target)
-    if problems:
-        click.echo(f"note: {runrecord.NEVER_FINISHED}; what follows reads it as far as it got", err=as_json)
+    crashed = runrecord.crash_note(target)
+    for note in ([runrecord.NEVER_FINISHED] if problems else []) + ([crashed] if crashed else []):
+        click.echo(f"note: {note}; what follows reads it as far as it got", err=as_json)
     if as_json:
         click.echo(json_lib.dumps([f.to_dict() for f in findings], indent=2))
+    elif findings:
+        click.echo(format_findings(findings))
+    elif not (crashed or problems):
+        click.echo("no findings: nothing in this run looks wrong")
     else:
-        click.echo(format_findings(findings) if findings else "no findings: nothing in this run looks wrong")
+        click.echo("no findings in what it recorded")
 
 
 def _study_notes(target: Path, verdict: dict) -> list[str]:

@@ -3,10 +3,10 @@ question's failure found on the as-posted one."""
 
 import pytest
 
-pytestmark = pytest.mark.slow  # trains two 600-step runs
-
 from diagnose.findings import check_run
 from diagnose.train import train
+
+pytestmark = pytest.mark.slow  # trains two 600-step runs
 
 
 @pytest.fixture(scope="module")

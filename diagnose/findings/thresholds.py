@@ -100,6 +100,9 @@ HEALTHY_UPDATE_RATIO = 1e-3
 # (the Bayes floor, else 0): a converged model's gradients, hence its steps, are
 # small because there is little left to learn, not because the rate is.
 CONVERGED_PROGRESS = 0.9
+# A run that got less than half of that way has gone wrong: what it showed at the
+# start (a table drowning its content) can be why.
+LEARNED_LITTLE = 0.5
 # A variable whose weights change by almost a third of their norm per step, over the
 # late half of a run: ten times the largest late ratio of a healthy paper run (0.024,
 # H on PTB) and above a learned encoding started at unit scale (0.14-0.23 on the

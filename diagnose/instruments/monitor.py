@@ -90,6 +90,7 @@ class Monitor(keras.callbacks.Callback):
 
         if not isinstance(self.model, Instrumented):
             raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
+        self.model.setup()  # fit has built the user's model by now
         self.step, self.epoch, self.epoch_start, self.logged, self.rows = 0, 0, 0, 0, 0
         self.t0 = time.perf_counter()
         self.status, self.error, self.diverged, self.finished = "running", None, None, False

@@ -15,6 +15,8 @@ Keras' unchanged. So the losses, weights and ``History`` are those of
 
 from __future__ import annotations
 
+import numpy as np
+
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
 from diagnose.gradients import clip_scales, dedupe_slices
@@ -53,21 +55,44 @@ class Instrumented(keras.Model):
         super().__init__(name=f"{user_model.name}_instrumented", **kwargs)
         self.user_model = user_model
         self.loss_info = LossInfo.of(user_model)
-        self.taps = Taps(user_model)
-        self.names = measures.variable_names([v.path for v in user_model.trainable_variables])
+        # A model with a train step of its own (a GAN, a VAE...) is trained by that step.
+        self._custom_step = type(user_model).train_step is not keras.Model.train_step
+        self._custom_test = type(user_model).test_step is not keras.Model.test_step
+        self._probe_fn = None
+        self._ready = False
+        if user_model.built:
+            self.setup()
+            self.built = True
+        # Otherwise fit builds the user's model from its first batch (as its own fit would), then setup().
+
+    def setup(self) -> None:
+        """Finds what to measure and makes the accumulators; needs the user's model built (idempotent)."""
+        if self._ready:
+            return
+        outputs = getattr(self.user_model, "outputs", None)
+        if outputs is not None and len(outputs) > 1:
+            raise DiagnoseError(f"diagnose.instrument takes a model with one output ({self.user_model.name!r} has "
+                                f"{len(outputs)}); instrument a keras.Model(inputs, the_output_to_diagnose) "
+                                "compiled with that output's loss")
+        self.taps = Taps(self.user_model)
+        self.names = measures.variable_names([v.path for v in self.user_model.trainable_variables])
         self.acc = Accumulator(self.names)  # every step
         self.sampled_acc = Accumulator(self.names)  # the steps the schedule samples
         self.schedule = Schedule()
         self.snapshot = Snapshot()
         self.targets = TargetStats()
-        self._probe_fn = None
-        self.built = True
+        self._ready = True
 
     def call(self, inputs, training=None):
         return self.user_model(inputs, training=training)
 
     def train_step(self, data):
+        if self._custom_step:
+            return self._custom_train_step(data)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if not self._ready:  # a model fit could not build before (its data a generator): built by this call
+            self.user_model(x, training=False)
+            self.setup()
         # Keras' own train step, with the layers' tensors captured on the way.
         with self.taps.capture() as captured, tf.GradientTape() as tape:
             y_pred = self.user_model(x, training=True)
@@ -90,6 +115,35 @@ class Instrumented(keras.Model):
                 lambda: tf.constant(False))
         self.acc.add(row, None, bad)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def test_step(self, data):
+        return self.user_model.test_step(data) if self._custom_test else super().test_step(data)
+
+    def _custom_train_step(self, data):
+        """The user's own train step, unchanged; measured from outside: its loss, and the weights' change."""
+        self.setup()
+        variables = self.user_model.trainable_variables
+        sampled = self.schedule.due()
+        weight_norms = tf.cond(sampled, lambda: self._before_update(variables, snapshot=True),
+                               lambda: tf.zeros(len(variables)))
+        logs = self.user_model.train_step(data)
+        loss = logs.get("loss") if isinstance(logs, dict) else None
+        row = {} if loss is None else {"loss": tf.cast(tf.reshape(loss, ()), tf.float32)}
+        finite = tf.math.is_finite(row["loss"]) if row else tf.constant(True)
+
+        def measure():
+            step = Step(names=self.names, norms=[], weight_norms=tf.unstack(weight_norms, num=len(variables)),
+                        update_norms=self.snapshot.changes(variables))
+            from diagnose.instruments import update_ratios
+
+            self.sampled_acc.add(update_ratios.measure(step), None, tf.zeros(1 + len(variables), tf.bool))
+            self.schedule.measured()
+            return tf.constant(True)
+
+        tf.cond(sampled, measure, lambda: tf.constant(False))
+        bad = tf.concat([[tf.logical_not(finite)], tf.zeros(len(variables), tf.bool)], 0)
+        self.acc.add(row or {"loss": tf.constant(float("nan"))}, None, bad)
+        return logs
 
     def _every_step(self, x, y, y_pred, sample_weight, loss, grads):
         """The figures taken on every step: loss, accuracy, loss noise, target statistics, finiteness."""
@@ -114,9 +168,9 @@ class Instrumented(keras.Model):
                   tf.logical_not(tf.reduce_all(tf.math.is_finite(measures.values(g)))) for g in grads]
         return tf.stack([tf.logical_not(tf.math.is_finite(tf.cast(loss, tf.float32))), *checks])
 
-    def _before_update(self, variables):
+    def _before_update(self, variables, snapshot: bool = False):
         """||w|| per variable before the step (sampled steps); keeps a copy where the change must be measured."""
-        if not plain_sgd(self.optimizer):
+        if snapshot or not plain_sgd(self.optimizer):
             self.snapshot.take(variables)
         return tf.stack([measures.l2_norm(v) for v in variables])
 
@@ -160,11 +214,14 @@ class Instrumented(keras.Model):
 
     def _data_loss(self, y, y_pred, sample_weight, total):
         """The loss as the model's loss computes it, per example, without regularisation penalties."""
-        loss = total if not self.losses else self._compile_loss(y, y_pred, sample_weight)
+        loss = total if not self.losses or self._compile_loss is None else self._compile_loss(y, y_pred,
+                                                                                               sample_weight)
         return loss / self.loss_info.sum_divisor(y_pred)
 
     def probe_losses(self, x, y) -> list[float]:
         """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read)."""
+        if self._compile_loss is None:  # compiled without a loss: nothing to compare inputs by
+            return [float("nan")] * 3
         if self._probe_fn is None:
             def probe(x, y):
                 return tf.stack([self._compile_loss(y, p) / self.loss_info.sum_divisor(p)
@@ -173,10 +230,29 @@ class Instrumented(keras.Model):
         x = keras.tree.map_structure(tf.convert_to_tensor, x)
         return [float(v) for v in self._probe_fn(x, tf.convert_to_tensor(y)).numpy()]
 
+    def _build_from(self, x) -> None:
+        """Builds the user's model from one example of ``x`` (arrays or a dataset), then sets up."""
+        try:
+            if isinstance(x, tf.data.Dataset):
+                first = next(iter(x.take(1)))
+                sample = keras.utils.unpack_x_y_sample_weight(first)[0]
+                sample = keras.tree.map_structure(lambda t: t[:1], sample)
+            elif x is not None and all(hasattr(a, "shape") for a in keras.tree.flatten(x)):
+                sample = keras.tree.map_structure(lambda a: np.asarray(a[:1]), x)
+            else:
+                return  # a generator: built at the first trace of the train step instead
+        except (TypeError, ValueError, StopIteration, tf.errors.OutOfRangeError):
+            return
+        self.user_model(sample, training=False)
+        self.setup()
+        self.built = True
+
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
         from diagnose.instruments.monitor import Monitor, probe_batch
 
+        if not self._ready:
+            self._build_from(x)
         monitors = [c for c in callbacks or [] if isinstance(c, Monitor)]
         for monitor in monitors:
             if monitor.probe is None:
@@ -197,25 +273,19 @@ def instrument(model) -> Instrumented:
     user's model), and is compiled with the model's own compile arguments and
     optimizer, so it trains exactly as ``model.fit`` would.
 
+    A model not built yet (a ``Sequential`` without an input shape) is built by
+    ``fit`` from its first batch, as its own ``fit`` would. A model compiled without
+    a loss trains on the losses its layers add (``add_loss``), as in Keras.
+
     Raises:
-        DiagnoseError: the model is not a built, compiled Keras model with one output.
+        DiagnoseError: the model is not a compiled Keras model with one output.
     """
     if not isinstance(model, keras.Model):
         raise DiagnoseError(f"diagnose.instrument takes a keras.Model, got {type(model).__name__}")
     if getattr(model, "optimizer", None) is None or getattr(model, "_compile_config", None) is None:
         raise DiagnoseError("compile the model (optimizer and loss) before diagnose.instrument(model)")
-    if not model.built:
-        raise DiagnoseError(f"build {model.name!r} first (call it on a batch, or give its first layer an "
-                            "input shape) so its weights exist before diagnose.instrument(model)")
-    outputs = getattr(model, "outputs", None)
-    if outputs is not None and len(outputs) > 1:
-        raise DiagnoseError(f"diagnose.instrument takes a model with one output ({model.name!r} has "
-                            f"{len(outputs)}); instrument a keras.Model(inputs, the_output_to_diagnose) "
-                            "compiled with that output's loss")
     config = dict(model._compile_config.config)
-    if config.get("loss") is None:
-        raise DiagnoseError("compile the model with a loss before diagnose.instrument(model)")
-    wrapper = Instrumented(model)
+    wrapper = Instrumented(model)  # a model with several outputs is refused here (or, unbuilt, at fit's start)
     config["optimizer"] = model.optimizer
     config["jit_compile"] = model.jit_compile  # as resolved for the user's model ("auto" -> its choice)
     wrapper.compile(**config)
