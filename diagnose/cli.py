@@ -279,11 +279,12 @@ def _study_notes(target: Path, verdict: dict) -> list[str]:
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="Report directory (default: PATH/report for one path).")
 def report(paths, out):
-    """Write an HTML/PNG report (index.html plus figures) for an ABLATION_DIR or RUN_DIRs.
+    """Write an HTML/PNG report (index.html, a page per run, figures) for an ABLATION_DIR or RUN_DIRs.
 
-    The page shows the verdict, the findings with links to the figures that show
-    them, loss curves side by side, gradient norms, update ratios, attention, branch
-    balance, output health and a table of every run. It works offline.
+    A study's first screen shows the verdict as text and as a figure beside the loss
+    curves of the faulty base, the fix and the reference; then the findings, the
+    interactions, one section per factor the study varies, diagnostics and a table of
+    every run linking to its own page. It works offline.
     """
     from reports.html import build_report
 
@@ -304,7 +305,10 @@ def report(paths, out):
 @click.option("--out", "out", default="compare.png", show_default=True, type=click.Path(dir_okay=False),
               help="PNG file to write.")
 def compare(run_dirs, metric, out):
-    """Plot one metric for any runs, overlaid; runs differing only by seed form a band."""
+    """Plot one metric for any runs, overlaid; runs differing only by seed form a band.
+
+    Runs of a study are labelled by variant and seed, as the report names them.
+    """
     from diagnose import runrecord
     from reports.plots import compare as draw
 

@@ -73,8 +73,9 @@ def family_side_by_side(variants: list[VariantInfo], fid: str, out_png: str | Pa
     runs = [(v.name, v.runs[0]) for v in variants if v.runs]
     if not any(panels.has_data([r.path], fid) for _, r in runs):
         return None
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.4 * len(runs), 3.1), sharey=True, squeeze=False,
-                             layout="constrained")
+    width = 4.4 * len(runs)
+    fig, axes = plt.subplots(1, len(runs), figsize=(width, 3.1), sharey=True, squeeze=False)
+    fig.subplots_adjust(left=0.7 / width, right=1 - 0.15 / width, bottom=0.16, top=0.9, wspace=0.12)
     for ax, (_, run) in zip(axes[0], runs):
         if not panels.draw(ax, fid, [(run.label, None, [run.path])]):
             _empty(ax, panels.PANELS[fid][0])

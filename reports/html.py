@@ -10,6 +10,7 @@ fonts or stylesheets are fetched: the page works offline.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -21,7 +22,7 @@ from diagnose import __version__, runrecord
 from diagnose.files import atomic_write, make_temp_dir, replace_dir
 from diagnose.report_data import ReportData, RunInfo, load
 from reports import figures_headline, figures_run, figures_study, plots
-from reports.views import index_view, run_view
+from reports.views import SIDE_BY_SIDE, index_view, run_view
 
 __all__ = ["build_report"]
 
@@ -93,10 +94,11 @@ def _diagnostics(data: ReportData, out: Path) -> dict[str, str]:
 
             compare([p for runs in loss.values() for p in runs], out / "loss_curves.png")
             drawn["loss"] = "loss_curves.png"
+    shown = data.shown[:SIDE_BY_SIDE]
     for fid in ("gradients", "updates", "attention-entropy", "branches", "output"):
-        if figures_run.family_side_by_side(data.shown, fid, out / f"{fid}.png"):
+        if figures_run.family_side_by_side(shown, fid, out / f"{fid}.png"):
             drawn[fid] = f"{fid}.png"
-    if figures_run.attention_side_by_side(data.shown, out / "attention_maps.png"):
+    if figures_run.attention_side_by_side(shown, out / "attention_maps.png"):
         drawn["attention-map"] = "attention_maps.png"
     return drawn
 
@@ -116,12 +118,13 @@ def _run_figures(runs: list[RunInfo], refs: dict, out: Path, previous: Path | No
         else:
             todo.append((run, refs, out / name))
     workers = min(_cores(), len(todo) // _RUNS_PER_WORKER)
-    if workers > 1:
+    if workers > 1 and _can_fork():
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # spawn, not fork: the caller may hold threads (an executor's, TensorFlow's) that a fork would copy stuck.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # fork, not spawn: spawn re-runs the caller's script, which a script without a main guard
+        # cannot survive; the children only draw (matplotlib, pandas), so a fork is safe to take.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             list(pool.map(_draw_run, todo, chunksize=4))
     else:
         for task in todo:
@@ -129,8 +132,16 @@ def _run_figures(runs: list[RunInfo], refs: dict, out: Path, previous: Path | No
     return names
 
 
-# Below this many figures per process, starting one (its imports: ~2 s) costs more than it saves.
+# Below this many figures per process, a pool costs more than it saves.
 _RUNS_PER_WORKER = 8
+
+
+def _can_fork() -> bool:
+    """Fork exists here and no other Python thread could be caught holding a lock the children need."""
+    import multiprocessing
+    import threading
+
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
 
 
 def _cores() -> int:
@@ -146,14 +157,23 @@ def _draw_run(task: tuple) -> None:
 
 
 def _stamp(run_dir: Path) -> str:
-    """8 hex digits that change whenever the files a run's figure is drawn from change."""
-    parts = []
+    """8 hex digits that change whenever the files a run's figure is drawn from, or the code drawing it, change."""
+    parts = [_drawing_code()]
     for file in (runrecord.METRICS, runrecord.ATTENTION, runrecord.SUMMARY):
         path = run_dir / file
         if path.is_file():
             st = path.stat()
             parts.append(f"{file}:{st.st_size}:{st.st_mtime_ns}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
+
+
+@functools.lru_cache(maxsize=1)
+def _drawing_code() -> str:
+    """A digest of the modules that draw a run's figure: a figure from older code is drawn again."""
+    from reports import panels
+
+    text = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (figures_run, panels, plots))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _slug(name: str) -> str:

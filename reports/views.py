@@ -6,7 +6,10 @@ from diagnose.report_data import ReportData, RunInfo, VariantInfo
 from diagnose.report_data.contrasts import Suspect
 from reports.plots import num
 
-__all__ = ["index_view", "run_view", "PANEL_CAPTIONS"]
+__all__ = ["index_view", "run_view", "PANEL_CAPTIONS", "SIDE_BY_SIDE"]
+
+# Runs side by side on the index beyond this many would shrink below reading: each has its own page.
+SIDE_BY_SIDE = 4
 
 # What each evidence panel shows, in the words a caption needs (keys: registry.FIGURES).
 PANEL_CAPTIONS = {
@@ -47,6 +50,7 @@ _DIAGNOSTICS = (
 def index_view(data: ReportData, figures: dict[str, str]) -> dict:
     """The index page's context (see templates/report.html.j2)."""
     linked = {fid for fid in figures if ":" not in fid}
+    side = ", ".join(r.label for r in _firsts(data.shown[:SIDE_BY_SIDE]))
     return {
         "title": data.title, "subtitle": data.subtitle, "notes": data.notes, "source": data.source,
         "kind": data.kind, "verdict": data.verdict_text,
@@ -55,8 +59,7 @@ def index_view(data: ReportData, figures: dict[str, str]) -> dict:
         "interactions": _interactions(data, figures),
         "suspects": [_suspect(s, figures, data) for s in data.suspects if f"suspect:{s.factor}" in figures],
         "diagnostics": [{"id": f"fig-{fid}", "file": figures[fid], "title": title,
-                         "caption": f"{caption} Shown for {', '.join(r.label for r in _firsts(data.shown))}.",
-                         "alt": f"{title} of {', '.join(v.name for v in data.shown)}"}
+                         "caption": f"{caption} Shown for {side}.", "alt": f"{title} of {side}"}
                         for fid, title, caption in _DIAGNOSTICS
                         if fid in figures and not (fid == "loss" and data.kind == "study")],
         "every_variant": figures.get("every-variant"),
@@ -173,6 +176,9 @@ def run_view(run: RunInfo, figure: str, data: ReportData) -> dict:
     siblings = [{"label": r.label, "page": r.page} for r in (variant.runs if variant else []) if r is not run]
     config = [(f"{section}.{key}", value) for section in ("model", "data", "train")
               for key, value in sorted((run.config.get(section) or {}).items())]
+    also = [name for name in data.variants_of(run) if name != run.variant]
+    if also:
+        facts.append(("also the run of", ", ".join(also)))
     return {"title": run.label, "facts": facts, "notes": run.problems, "figure": figure,
             "alt": f"Loss, gradient norms, update ratios, attention, branch balance and output health of {run.label}",
             "findings": [{**f, "anchor": None, "seeds": None} for f in run.findings], "siblings": siblings,

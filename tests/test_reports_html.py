@@ -1,30 +1,34 @@
 """The HTML report: its first screen, run pages, escaping and self-containment; and in a real headless Chromium."""
 
+import html as html_lib
 import re
 import shutil
 
 import pytest
-from report_fakes import DEFAULT_LIKE, default_like_study
+from report_fakes import DEFAULT_LIKE, default_like_study, noise, write_run
 
 from diagnose import studydir
 from reports import figures_run
 from reports.html import build_report
 
 EVIL = "<script>alert(1)</script>"
-SMALL = {"as-posted": 4.5, "paper": 1.8, "as-posted | output=softmax": 2.0, "paper | output=relu": 4.4,
-         f"paper | {EVIL}=x": 2.5}
+TINY = {"as-posted": 4.5, "paper": 1.8, "as-posted | output=softmax": 2.0}
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """The report of a study of the default study's shape (2 seeds), built once for the module."""
+    """The report of a study of the default study's shape (2 seeds), with a variant named like a script.
+
+    Built once for the module: a report draws a figure per run.
+    """
     root = tmp_path_factory.mktemp("default-like")
-    study = default_like_study(root / "study")
+    study = default_like_study(root / "study", variants={**DEFAULT_LIKE, f"paper | {EVIL}=x": 2.5})
     return study, build_report([study], root / "report")
 
 
-def _text(html: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+def _text(page: str) -> str:
+    """What a reader sees: tags dropped, entities decoded, white space collapsed."""
+    return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
 
 
 def _self_contained(page, html: str) -> None:
@@ -43,17 +47,16 @@ def _self_contained(page, html: str) -> None:
         assert (page.parent / target).is_file(), target
 
 
-def test_every_page_is_self_contained_and_escaped(tmp_path):
-    study = default_like_study(tmp_path / "study", variants=SMALL)
-    index = build_report([study], tmp_path / "report")
+def test_every_page_is_self_contained_and_escaped(report):
+    study, index = report
     pages = sorted(index.parent.glob("*.html"))
-    assert len(pages) == 1 + 2 * len(SMALL)  # the index and one page per run
+    assert len(pages) == 1 + len(studydir.read_manifest(study)["runs"])  # the index and one page per run
     for page in pages:
         html = page.read_text()
         _self_contained(page, html)
         assert EVIL not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index.read_text()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the build's working copy is gone
+    assert sorted(p.name for p in index.parent.parent.iterdir()) == ["report", "study"]  # no working copy left
 
 
 def test_the_first_screen_answers_before_anything_else(report):
@@ -87,19 +90,19 @@ def test_every_run_has_its_page_linked_from_the_table(report):
     study, index = report
     html = index.read_text()
     runs = studydir.read_manifest(study)["runs"]
-    assert len(runs) == 2 * len(DEFAULT_LIKE)
+    assert len(runs) == 2 * (len(DEFAULT_LIKE) + 1)
     for e in runs:
         page = index.parent / f"run-{e['id']}.html"
         assert f'href="run-{e["id"]}.html"' in html
         run_html = page.read_text()
-        assert f"{e['variant']}, seed {e['seed']}" in _text(run_html).replace("&#39;", "'")
+        assert f"{e['variant']}, seed {e['seed']}" in _text(run_html)
         _self_contained(page, run_html)
     ones = next(e for e in runs if e["variant"] == "paper | temporal=ones")
     assert "temporal-encoding-dominates" in (index.parent / f"run-{ones['id']}.html").read_text()
 
 
 def test_a_failed_build_leaves_the_previous_report_whole(tmp_path, monkeypatch):
-    study = default_like_study(tmp_path / "study", variants=SMALL, seeds=1)
+    study = default_like_study(tmp_path / "study", variants=TINY, seeds=1)
     index = build_report([study], tmp_path / "report")
     before = {p.name: p.read_bytes() for p in index.parent.iterdir()}
 
@@ -115,9 +118,7 @@ def test_a_failed_build_leaves_the_previous_report_whole(tmp_path, monkeypatch):
 
 
 def test_a_second_build_redraws_only_the_runs_that_changed(tmp_path, monkeypatch):
-    from report_fakes import write_run
-
-    study = default_like_study(tmp_path / "study", variants=SMALL, seeds=1)
+    study = default_like_study(tmp_path / "study", variants=TINY, seeds=1)
     build_report([study], tmp_path / "report")
     drawn = []
     real = figures_run.run_figure
@@ -128,15 +129,15 @@ def test_a_second_build_redraws_only_the_runs_that_changed(tmp_path, monkeypatch
     write_run(study / "runs" / first, 3.0, steps=100)  # a rerun: another record
     index = build_report([study], tmp_path / "report")
     assert drawn == [first]
-    assert len(list(index.parent.glob("run-*.png"))) == len(SMALL)  # the old figure went with the old report
+    assert len(list(index.parent.glob("run-*.png"))) == len(TINY)  # the old figure went with the old report
 
 
-def test_the_verdict_reads_as_the_cli_prints_it(tmp_path):
+def test_the_verdict_reads_as_the_cli_prints_it(report):
     from diagnose.findings.verdict import format_verdict
 
-    study = default_like_study(tmp_path / "study", variants=SMALL)
+    study, index = report
     verdict = studydir.read_verdict(study)
-    text = _text(build_report([study], tmp_path / "report").read_text())
+    text = _text(index.read_text())
     cli = format_verdict(verdict)
     headline = cli.splitlines()[0].split(": ", 1)[1]
     assert headline in text
@@ -157,13 +158,12 @@ def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
     html = build_report([study], tmp_path / "report").read_text()
     text = _text(html)
     assert "no as-posted/paper pair here" in text and "Best switch:" in text
-    assert re.search(r"paper \| output=relu : \+0\.2\d* nats \(CI \+0\.\d+ to \+0\.\d+\), raises the loss", text)
+    effect = sum(0.2 + noise("paper | output=relu", s) - noise("paper", s) for s in range(2)) / 2
+    assert f"paper | output=relu : {effect:+.3f} nats (CI " in text  # the CLI's sentence, on the page
     assert 'id="fig-verdict"' in html
 
 
 def test_runs_outside_a_study_are_named_by_their_directory_and_keep_their_findings(tmp_path):
-    from report_fakes import write_run
-
     for name, final in (("a", 2.0), ("b", 3.0)):
         write_run(tmp_path / name, final, position=1.0)
     index = build_report([tmp_path / "a", tmp_path / "b"], tmp_path / "report")
@@ -211,9 +211,13 @@ def test_in_chromium_the_headline_fits_the_first_screen(report, tmp_path):
         answer = browser.execute_script("return document.getElementById('verdict').getBoundingClientRect().top;")
         assert 0 <= answer < 200
         assert browser.execute_script("return document.documentElement.scrollWidth;") <= 1400  # no sideways scroll
-        # Every resource the page loaded is a file in the report directory.
-        loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name);")
-        assert loaded and all(u.startswith(index.parent.as_uri() + "/") for u in loaded), loaded
+        # Self-contained: no script, styles inline, every address a file of the report directory.
+        assert browser.execute_script("return document.scripts.length;") == 0
+        assert browser.execute_script(
+            "return Array.from(document.styleSheets).every(s => s.ownerNode.tagName === 'STYLE');")
+        urls = browser.execute_script(
+            "return Array.from(document.querySelectorAll('[src], [href]')).map(e => e.src || e.href);")
+        assert urls and all(u.startswith(index.parent.as_uri() + "/") for u in urls), urls
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []
         browser.save_screenshot(str(tmp_path / "first_screen.png"))

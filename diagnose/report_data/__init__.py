@@ -65,7 +65,12 @@ class ReportData:
 
     @property
     def runs(self) -> list[RunInfo]:
-        return [r for v in self.variants.values() for r in v.runs]
+        """Every run once (variants of one config share theirs), under the first variant that lists it."""
+        return list({r.id: r for v in reversed(self.variants.values()) for r in reversed(v.runs)}.values())[::-1]
+
+    def variants_of(self, run: RunInfo) -> list[str]:
+        """The variants a run belongs to."""
+        return [v.name for v in self.variants.values() if any(r.id == run.id for r in v.runs)]
 
 
 def load(paths: list[str | Path]) -> ReportData:

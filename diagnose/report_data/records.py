@@ -7,6 +7,7 @@ one note each, saying why they are left out.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def study_runs(path: Path) -> tuple[dict[str, VariantInfo], list[str]]:
     """Every variant of the study in ``path`` (manifest order) and a note per run left out."""
     manifest = studydir.read_manifest(path)
     variants: dict[str, VariantInfo] = {}
-    notes = []
+    notes, read = [], {}
     for e in manifest["runs"]:
         v = variants.setdefault(e["variant"], VariantInfo(e["variant"], e.get("base") or e["variant"],
                                                           parse_switches(e), [], []))
@@ -108,7 +109,9 @@ def study_runs(path: Path) -> tuple[dict[str, VariantInfo], list[str]]:
             notes.append(f"{run_label(e['variant'], e.get('seed'))} (run {e['id']}): {'; '.join(problems)}; "
                          "left out")
             continue
-        v.runs.append(_run_info(run, e["id"], e["variant"], e.get("seed")))
+        if e["id"] not in read:  # variants of one config share their runs: each is read once
+            read[e["id"]] = _run_info(run, e["id"], e["variant"], e.get("seed"))
+        v.runs.append(dataclasses.replace(read[e["id"]], variant=e["variant"], seed=e.get("seed")))
     for v in variants.values():
         v.runs.sort(key=lambda r: (r.seed is None, r.seed))
     return variants, notes
