@@ -14,11 +14,13 @@ __all__ = ["verdict_figure", "headline_curves", "COLORS"]
 
 # One colour per role, the same in both figures and the page's text.
 COLORS = {"faulty": "tab:red", "fix": "tab:green", "reference": "tab:blue", "settled": "0.15", "open": "0.6"}
+_MARKERS = {"negligible": "D"}  # ruled out by the verdict (an interval within its margin): not merely open
 _ROW_INCHES = 0.26
 _MAX_INCHES = 6.1  # the verdict figure's height cap: ~610 px at 100 dpi, under the first screen's 900
 
 
-def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float = 8.2) -> Path | None:
+def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float = 8.2,
+                   outcome: str = "final validation loss") -> Path | None:
     """Each switch's loss against its base's, with its interval; established solid, inconclusive hollow.
 
     Gap mode: one group of switches on the faulty base (to the reference's choices,
@@ -64,7 +66,7 @@ def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float
         if row.is_fix:
             tick.set_color(COLORS["fix"])
             tick.set_fontweight("bold")
-    ax.set_xlabel("final validation loss (nats; lower is better)", fontsize=8.5)
+    ax.set_xlabel(f"{outcome} (nats; lower is better)", fontsize=8.5)
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
@@ -98,8 +100,8 @@ def _row(ax, row: Row, y: float) -> None:
     if e.effect.lo is not None and e.effect.hi is not None:
         ax.plot([_at(row, e.effect.lo), _at(row, e.effect.hi)], [y, y], color=color, linewidth=2.6,
                 alpha=0.9 if settled else 0.45, solid_capstyle="butt", zorder=2)
-    ax.plot([x], [y], marker="o", markersize=6.5, color=color, markerfacecolor=color if settled else "white",
-            markeredgewidth=1.5, zorder=3)
+    ax.plot([x], [y], marker=_MARKERS[e.status] if e.status in _MARKERS else "o", markersize=6.5, color=color,
+            markerfacecolor=color if settled else "white", markeredgewidth=1.5, zorder=3)
     note = []
     if e.share is not None:
         verb = "opens" if e.side == "break" else "closes"
@@ -121,6 +123,9 @@ def _legend(fig, head: Headline) -> None:
                       label="established (95% interval excludes zero)"),
                Line2D([], [], marker="o", color=COLORS["open"], markerfacecolor="white", linewidth=2.6,
                       markersize=6, label="inconclusive at these seeds")]
+    if any(r.effect.status == "negligible" for r in head.rows):
+        handles.append(Line2D([], [], marker=_MARKERS["negligible"], color=COLORS["open"], linewidth=2.6,
+                              markersize=6, label="negligible (ruled out)"))
     if head.fix is not None:
         handles.append(Line2D([], [], marker="o", color=COLORS["fix"], linewidth=2.6, markersize=6,
                               label="smallest fix" if head.mode == "gap" else "best switch"))

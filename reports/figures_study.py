@@ -17,7 +17,8 @@ CONTRAST_COLORS = ("tab:blue", "tab:red")  # the lower-loss level, the higher-lo
 _CONTEXT_COLORS = ("tab:purple", "tab:olive", "tab:cyan", "tab:brown", "tab:pink", "tab:gray")
 
 
-def interactions_figure(items: list[Interaction], out_png: str | Path, columns: int = 4) -> Path | None:
+def interactions_figure(items: list[Interaction], out_png: str | Path, columns: int = 4,
+                        outcome: str = "final validation loss") -> Path | None:
     """Per combination, its switches' subsets as a grid of final losses (mean, interval, seeds)."""
     if not items:
         return None
@@ -58,7 +59,7 @@ def interactions_figure(items: list[Interaction], out_png: str | Path, columns: 
     for ax in list(axes.flat)[len(items):]:
         ax.set_visible(False)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.8, label="final validation loss (nats)")
+        fig.colorbar(image, ax=axes, shrink=0.8, label=f"{outcome} (nats)")
     return save(fig, out_png)
 
 
@@ -66,7 +67,8 @@ def _short(label: str, width: int = 26) -> str:
     return label if len(label) <= width else label.replace(" + ", " +\n")
 
 
-def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 13.4) -> Path | None:
+def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 13.4,
+                   outcome: str = "final validation loss") -> Path | None:
     """A factor's levels against the loss on each context, and its contrast with the evidence beside it.
 
     Panels, left to right: final loss per level (one line per context); the
@@ -83,7 +85,7 @@ def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 1
     fig = plt.figure(figsize=(width, 3.5), layout="constrained")
     grid = fig.add_gridspec(1, ncols, width_ratios=[1.25] + [1.0] * (ncols - 1 - len(evidence))
                             + [1.15 if fid == "attention-map" else 1.0 for fid in evidence])
-    _levels_panel(fig.add_subplot(grid[0, 0]), s)
+    _levels_panel(fig.add_subplot(grid[0, 0]), s, outcome)
     if c is not None:
         series = [(f"{s.factor}={lv}", color, [r.path for r in c.context.points[lv].runs])
                   for lv, color in zip((c.low, c.high), CONTRAST_COLORS)]
@@ -109,7 +111,7 @@ def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 1
     return save(fig, out_png)
 
 
-def _levels_panel(ax, s: Suspect) -> None:
+def _levels_panel(ax, s: Suspect, outcome: str) -> None:
     x = {lv: i for i, lv in enumerate(s.levels)}
     for k, ctx in enumerate(s.contexts):
         picked = s.contrast is not None and ctx is s.contrast.context
@@ -127,8 +129,8 @@ def _levels_panel(ax, s: Suspect) -> None:
     ax.set_xticks(range(len(s.levels)), [s.labels.get(lv, lv) for lv in s.levels], fontsize=7.5,
                   rotation=15 if len(s.levels) > 3 else 0)
     ax.set_xlim(-0.4, len(s.levels) - 0.6)
-    ax.set_title(f"Final loss per level of {s.factor}", fontsize=9)
-    ax.set_ylabel("final validation loss (nats)", fontsize=8)
+    ax.set_title(f"Loss per level of {s.factor}", fontsize=9)
+    ax.set_ylabel(f"{outcome} (nats)", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6.5, frameon=False, loc="best")

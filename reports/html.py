@@ -67,15 +67,15 @@ def _study_figures(data: ReportData, out: Path) -> dict[str, str]:
     drawn = {}
     head = data.headline
     if head is not None:
-        if figures_headline.verdict_figure(head, data.baselines, out / "verdict.png"):
+        if figures_headline.verdict_figure(head, data.baselines, out / "verdict.png", outcome=data.outcome):
             drawn["verdict"] = "verdict.png"
         if figures_headline.headline_curves(head, data.baselines, out / "headline_curves.png"):
             drawn["loss"] = "headline_curves.png"
-    if figures_study.interactions_figure(data.interactions, out / "interactions.png"):
+    if figures_study.interactions_figure(data.interactions, out / "interactions.png", outcome=data.outcome):
         drawn["interactions"] = "interactions.png"
     for i, s in enumerate(data.suspects, start=1):
         name = f"suspect-{i}-{_slug(s.factor)}.png"
-        if figures_study.suspect_figure(s, data.baselines, out / name):
+        if figures_study.suspect_figure(s, data.baselines, out / name, outcome=data.outcome):
             drawn[f"suspect:{s.factor}"] = name
     variants = {v.name: [r.path for r in v.runs] for v in data.variants.values()}
     if any(variants.values()):

@@ -63,7 +63,7 @@ def index_view(data: ReportData, figures: dict[str, str]) -> dict:
                         for fid, title, caption in _DIAGNOSTICS
                         if fid in figures and not (fid == "loss" and data.kind == "study")],
         "every_variant": figures.get("every-variant"),
-        "table": [_row(v) for v in data.variants.values()],
+        "table": [_row(v) for v in data.variants.values()], "outcome": data.outcome,
     }
 
 
@@ -85,7 +85,7 @@ def _first_screen(data: ReportData, figures: dict[str, str]) -> dict | None:
                  f"{head.faulty.name}) or opens (on {head.reference.name})") if head.faulty and head.reference else ""
     else:
         lines = "right: the effect in nats"
-    caption = (f"Each row is one switch on a base: the dot is the final validation loss it ends at (mean over "
+    caption = (f"Each row is one switch on a base: the dot is its {data.outcome} (mean over "
                f"seeds), the thick bar the 95% interval of its effect (paired by seed), the thin line the move from "
                f"its base's loss; {lines}. Filled: established (the interval excludes zero); hollow: inconclusive "
                f"at these seeds. {settled} of {len(head.rows)} effects established at {seeds_words} seeds. Method: "
@@ -97,7 +97,7 @@ def _first_screen(data: ReportData, figures: dict[str, str]) -> dict | None:
                   "caption": (f"Training loss of {', '.join(shown)}: line the mean over seeds, band their range; "
                               "dotted points: validation passes; dashed: ln V, unigram entropy, Bayes floor.")}
     return {"verdict": {"file": figures["verdict"], "caption": caption,
-                        "alt": "Each switch's effect on the final validation loss with its 95% interval, "
+                        "alt": f"Each switch's effect on the {data.outcome} with its 95% interval, "
                                "established or inconclusive, and the share of the gap it closes"},
             "curves": curves}
 
@@ -120,7 +120,7 @@ def _interactions(data: ReportData, figures: dict[str, str]) -> dict | None:
     return {"file": figures["interactions"],
             "alt": "Final loss of each combination of switches and of each of its parts alone",
             "caption": ("Each grid is one combination the study ran, on its base: the cell 'neither' is the base, "
-                        "the others each subset of the switches (mean final validation loss, 95% interval, seeds; "
+                        f"the others each subset of the switches (mean {data.outcome}, 95% interval, seeds; "
                         "green is lower). When neither switch alone moves the loss far but both together do, the "
                         "interaction is why no single switch works; its estimate (the combination's effect beyond "
                         "the sum of its parts', paired by seed) is in each title where the verdict measured it.")}
@@ -130,7 +130,7 @@ def _suspect(s: Suspect, figures: dict[str, str], data: ReportData) -> dict:
     from diagnose.report_data import verdict_view
 
     contexts = "; ".join(f"{c.label} (its own level: {s.labels.get(c.own_level, c.own_level)})" for c in s.contexts)
-    parts = [f"Left: the final validation loss for each level of {s.factor} on {contexts} (mean over seeds; bars: "
+    parts = [f"Left: the {data.outcome} for each level of {s.factor} on {contexts} (mean over seeds; bars: "
              "95% interval; dots: seeds)."]
     c = s.contrast
     if c is not None:

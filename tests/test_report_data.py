@@ -114,6 +114,23 @@ def test_established_reads_the_flag_the_status_or_the_interval(entry, settled):
     assert vv.established(entry) is settled
 
 
+@pytest.mark.parametrize("entry, status", [
+    ({"effect": 0.01, "ci": [-0.02, 0.03], "status": "negligible"}, "negligible"),  # the verdict rules it out
+    ({"effect": 0.01, "ci": [-0.02, 0.03]}, "inconclusive"),
+    ({"effect": -1.0, "ci": [-2.0, -0.5], "established": True}, "established"),
+])
+def test_status_keeps_the_verdicts_word(entry, status):
+    assert vv.status(entry) == status
+
+
+def test_the_outcome_label_is_the_verdicts_phrase():
+    assert vv.outcome_label(None) == "final validation loss"
+    assert vv.outcome_label({"outcome": "final validation loss (nats per token); diverged runs count at ..."}) \
+        == "final validation loss"
+    assert vv.outcome_label({"outcome": "the mean validation loss over the last 25% of a run's steps (nats)"}) \
+        == "mean validation loss over the last 25% of a run's steps"
+
+
 def test_interval_is_the_verdicts_t_interval():
     from scipy import stats
 

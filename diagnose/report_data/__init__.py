@@ -62,6 +62,7 @@ class ReportData:
     suspects: list[Suspect] = field(default_factory=list)
     shown: list[VariantInfo] = field(default_factory=list)  # variants whose diagnostics and findings lead the page
     baselines: dict = field(default_factory=dict)
+    outcome: str = "final validation loss"  # what a run's outcome (and a variant's mean) is, as the verdict says
 
     @property
     def runs(self) -> list[RunInfo]:
@@ -114,7 +115,8 @@ def _study(path: Path) -> ReportData:
         (f"study '{study}' on {corpus.get('name', 'a corpus')}: {t.get('runs')} runs, {t.get('completed')} "
          f"completed, {t.get('diverged')} diverged, {t.get('failed')} failed"),
         path.name, notes, variants, verdict, vv.parts(verdict), head, combos,
-        suspects(variants, levels, LEVEL_LABELS, ranking, _declared(manifest)), shown, _baselines(variants))
+        suspects(variants, levels, LEVEL_LABELS, ranking, _declared(manifest)), shown, _baselines(variants),
+        vv.outcome_label(verdict))
 
 
 def _declared(manifest: dict) -> list[tuple]:

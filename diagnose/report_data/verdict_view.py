@@ -17,7 +17,7 @@ from diagnose.findings.verdict import _outcome, _paired
 from diagnose.findings.verdict_text import verdict_parts
 
 __all__ = ["Interval", "Effect", "run_outcome", "interval", "effects", "gap", "smallest_fix", "interaction_of",
-           "established", "parts", "cause_of", "mode"]
+           "established", "status", "outcome_label", "parts", "cause_of", "mode"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class Effect:
             or ``effect`` (a study without a gap).
         effect: variant minus base, paired by seed.
         established: the interval settles the direction (the verdict's word for it).
+        status: ``established``, ``negligible`` (the verdict rules it out: its interval lies
+            within the verdict's margin) or ``inconclusive``.
         share: the share of the gap it closes (fix, combination, other on the faulty
             base) or opens (break, other on the reference); None without a gap.
         diverged: seeds on which the variant diverged.
@@ -56,6 +58,7 @@ class Effect:
     established: bool
     share: float | None
     diverged: int
+    status: str = ""  # established, negligible (within the verdict's margin) or inconclusive
 
 
 def run_outcome(run_dir: str | Path) -> tuple[float | None, str | None]:
@@ -80,6 +83,20 @@ def established(entry: dict) -> bool:
     return _interval(entry).excludes_zero
 
 
+def status(entry: dict) -> str:
+    """The verdict's status of an effect, or what its flag or interval says where it gives none."""
+    if entry.get("status") in ("established", "negligible", "inconclusive"):
+        return entry["status"]
+    return "established" if established(entry) else "inconclusive"
+
+
+def outcome_label(verdict: dict | None) -> str:
+    """What a run's outcome is, short enough for an axis: 'final validation loss' today."""
+    words = (verdict or {}).get("outcome") or "final validation loss"
+    label = words.split(" (", 1)[0].split(";", 1)[0].strip()
+    return label[4:] if label.startswith("the ") else label
+
+
 def mode(verdict: dict | None) -> str | None:
     """``gap`` (a faulty base against a reference), ``effects`` (no gap), or None (no usable verdict)."""
     if not verdict or verdict.get("error"):
@@ -94,7 +111,7 @@ def gap(verdict: dict) -> Interval | None:
 def effects(verdict: dict) -> list[Effect]:
     """Every single switch and combination the verdict compared with its base."""
     if mode(verdict) == "effects":
-        return [Effect(e["variant"], "effect", _interval(e), established(e), None, e.get("diverged") or 0)
+        return [Effect(e["variant"], "effect", _interval(e), established(e), None, e.get("diverged") or 0, status(e))
                 for e in verdict["effects"] if e.get("effect") is not None]
     out = []
     for f in verdict.get("factors", []):
@@ -103,11 +120,12 @@ def effects(verdict: dict) -> list[Effect]:
                 if e.get("effect") is None:
                     continue
                 share = e.get("share_closed") if e.get("share_closed") is not None else e.get("share_opened")
-                out.append(Effect(e["variant"], side, _interval(e), established(e), share, e.get("diverged") or 0))
+                out.append(Effect(e["variant"], side, _interval(e), established(e), share, e.get("diverged") or 0,
+                                  status(e)))
     for c in verdict.get("combinations", []):
         if c.get("effect") is not None:
             out.append(Effect(c["variant"], "combination", _interval(c), established(c), c.get("share_closed"),
-                              c.get("diverged") or 0))
+                              c.get("diverged") or 0, status(c)))
     return out
 
 
