@@ -60,6 +60,7 @@ class TrainConfig:
     steps: int | None = None  # training budget in optimizer steps; overrides epochs
     log_every: int = 20  # steps per metrics.csv row; instruments still see every step
     eval_every: int | None = None  # steps between validation passes; None: at each epoch end (and at the end)
+    anneal_every: int | None = None  # steps between checks that anneal the rate (at a validation); None: every validation
     eval_batch_size: int = 1024  # validation windows per batch; bounds memory at B x V logits
     eval_max_windows: int | None = None  # validate on the first N windows only (None: all)
     eval_at_start: bool = True  # validate before the first step (the loss at step 0)
@@ -83,6 +84,7 @@ class TrainConfig:
             raise ConfigError(f"give a positive, finite epochs or a steps budget (epochs={self.epochs!r})")
         _count("log_every", self.log_every)
         _count("eval_every", self.eval_every, optional=True)
+        _count("anneal_every", self.anneal_every, optional=True)
         _count("eval_batch_size", self.eval_batch_size)
         _count("eval_max_windows", self.eval_max_windows, optional=True)
         _count("probe_every", self.probe_every, minimum=0, why=" (0 turns the probes off)")

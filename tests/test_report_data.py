@@ -139,3 +139,21 @@ def test_interval_is_the_verdicts_t_interval():
     got = vv.interval(values)
     assert got.mean == pytest.approx(sum(values) / 3) and (got.lo, got.hi) == pytest.approx((ref.low, ref.high))
     assert vv.interval([]) is None and vv.interval([1.0]).lo is None
+
+
+def test_the_pages_verdict_says_when_a_fix_diverged():
+    verdict = {
+        "faulty": "as-posted", "reference": "paper", "outcome": "final validation loss", "test": "paired t",
+        "gap": {"effect": 2.7, "ci": [0.2, 5.2]},
+        "factors": [{"factor": "loss_reduction", "best_fix": "as-posted | loss_reduction=sum", "share_closed": 0.83,
+                     "fix": [{"variant": "as-posted | loss_reduction=sum", "diverged": 2, "runs": ["a", "b", "c"]}]}],
+        "root_causes": [{"factor": "loss_reduction", "share_closed": 0.83, "share_opened": None, "runs": ["a"]}],
+        "smallest_fix": {"switches": ["loss_reduction=sum", "output=softmax"], "share_closed": 0.9, "diverged": 0,
+                         "runs": ["d", "e", "f"], "unstable_alone": ["loss_reduction=sum"]}}
+    view = vv.parts(verdict)
+    assert "2 of 3 seeds diverged later" in view["causes"][0]["text"]
+    assert view["fix"].endswith("No single one of them does without diverging on some seed")
+    verdict["smallest_fix"] = {"switches": ["loss_reduction=sum"], "share_closed": 0.83, "diverged": 2,
+                               "runs": ["a", "b", "c"], "unstable_alone": []}
+    assert "diverged later on 2 of 3 seeds" in vv.parts(verdict)["fix"]
+    assert "not yet a stable fix" in vv.parts(verdict)["fix"]

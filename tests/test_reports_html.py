@@ -159,7 +159,7 @@ def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
     text = _text(html)
     assert "no as-posted/paper pair here" in text and "Best switch:" in text
     effect = sum(0.2 + noise("paper | output=relu", s) - noise("paper", s) for s in range(2)) / 2
-    assert f"paper | output=relu : {effect:+.3f} nats (CI " in text  # the CLI's sentence, on the page
+    assert f"paper | output=relu : {effect:+.3f} nats against paper (95% CI " in text  # the CLI's sentence
     assert 'id="fig-verdict"' in html
 
 

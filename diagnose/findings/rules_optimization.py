@@ -45,6 +45,16 @@ def _clip_setting(view: RunView) -> tuple[str, float | None] | None:
     return None
 
 
+def _still_falling(view: RunView) -> bool:
+    """The training loss fell by more than PLATEAU_REL_DROP over the last rows (the plateau rule's window)."""
+    window = late(series(view, "loss"), T.PLATEAU_WINDOW)
+    if window is None or len(window) < T.MIN_ROWS:
+        return False
+    third = max(1, len(window) // 3)
+    first, last = float(window.iloc[:third].mean()), float(window.iloc[-third:].mean())
+    return first > 0 and (first - last) / first >= T.PLATEAU_REL_DROP
+
+
 def _ratio_columns(view: RunView) -> list[str]:
     """The update-ratio columns the step-size rules read: weight matrices (all variables if none is one)."""
     return weight_matrices(view) or variable_columns(view, "update_ratio")
@@ -62,7 +72,12 @@ def tiny_steps(view: RunView) -> Hit | None:
     if not ratios:
         return None
     median = float(np.median([r for r, _ in ratios.values()]))
-    if median >= T.TINY_UPDATE_RATIO:
+    got = progress(view)
+    # Ten times below healthy steps crawl whatever the run shows; below healthy steps are too small
+    # for a run that got less than half the way in its budget and was still going down at its end.
+    slow = got is not None and got < T.LEARNED_LITTLE and _still_falling(view)
+    limit = T.HEALTHY_UPDATE_RATIO if slow else T.TINY_UPDATE_RATIO
+    if median >= limit:
         return None
     dead, checked = dead_matrices(view)
     if checked and len(dead) / checked >= T.DEAD_SHARE:
@@ -77,17 +92,15 @@ def tiny_steps(view: RunView) -> Hit | None:
     collapse = gradient_collapse(view)
     if collapse is not None and collapse[0] <= T.GRADIENT_COLLAPSE:
         return None  # the gradients, not the rate, went: at a small rate they stay where they started
-    got = progress(view)
     if got is not None and got >= T.CONVERGED_PROGRESS:
         return None  # a converged model's steps are small because there is little left to learn
     steps = next(iter(ratios.values()))[1]
-    evidence = [Evidence(f"update_ratio/* (median of {len(ratios)} weight matrices)", median, T.TINY_UPDATE_RATIO,
-                         steps)]
+    evidence = [Evidence(f"update_ratio/* (median of {len(ratios)} weight matrices)", median, limit, steps)]
     smallest = sorted(ratios.items(), key=lambda item: item[1][0])[:3]
     evidence += [Evidence(column, r, None, s) for column, (r, s) in smallest]
     if got is not None:
         evidence.append(Evidence("share of the way from the starting loss to the best reachable", got,
-                                 T.CONVERGED_PROGRESS))
+                                 T.LEARNED_LITTLE if limit == T.HEALTHY_UPDATE_RATIO else T.CONVERGED_PROGRESS))
     rate = _learning_rate(view)
     if rate is not None:
         evidence.append(Evidence(rate[0], rate[1], None))

@@ -104,13 +104,13 @@ class Instrumented(keras.Model):
         variables = self.trainable_weights
         grads = tape.gradient(scaled, variables)
         sampled = self.schedule.due()
-        row, view, bad, finite = self._every_step(x, y, y_pred, sample_weight, loss, grads)
+        row, view, bad, finite = self._every_step(x, y, y_pred, sample_weight, loss, grads, sampled)
         # Before the weights move, on sampled steps: their norms (and, to measure the change, a copy).
         weight_norms = tf.cond(sampled, lambda: self._before_update(variables),
                                lambda: tf.zeros(len(variables)))
         lr = tf.identity(self.optimizer.learning_rate)  # the rate this step applies (a schedule moves it on)
         self.optimizer.apply_gradients(zip(grads, variables))  # as Keras applies them, non-finite values too
-        tf.cond(sampled, lambda: self._measure(x, view, lr, row["loss"], grads, variables, weight_norms, finite,
+        tf.cond(sampled, lambda: self._measure(x, y, view, lr, row["loss"], grads, variables, weight_norms, finite,
                                                captured, bad),
                 lambda: tf.constant(False))
         self.acc.add(row, None, bad)
@@ -145,23 +145,22 @@ class Instrumented(keras.Model):
         self.acc.add(row or {"loss": tf.constant(float("nan"))}, None, bad)
         return logs
 
-    def _every_step(self, x, y, y_pred, sample_weight, loss, grads):
-        """The figures taken on every step: loss, accuracy, loss noise, target statistics, finiteness."""
+    def _every_step(self, x, y, y_pred, sample_weight, loss, grads, sampled):
+        """The figures taken on every step: loss, accuracy, loss noise, and whether anything went non-finite.
+
+        Every gradient is checked on sampled steps and whenever the loss is not finite;
+        between them a non-finite gradient shows as a non-finite loss one step later
+        (it makes the weights, hence the next loss, non-finite).
+        """
         row = {"loss": self._data_loss(y, y_pred, sample_weight, loss)}
         view = classifier_view(y, y_pred, self.loss_info)
         if view is not None:
-            row["accuracy"] = view.accuracy()
-            self.targets.add_classes(view.labels, view.row_weights, view.classes)
-        elif self.loss_info.kind == "regression":
-            self.targets.add_values(y)
+            row["accuracy"] = view.accuracy(xla=bool(self.jit_compile))
         row.update(registry.measure(Step(names=self.names, norms=[], loss=row["loss"]), every_step=True)[0])
-        present = [g for g in grads if g is not None]
-        total = tf.add_n([tf.nn.l2_loss(tf.cast(measures.values(g), tf.float32)) for g in present]) if present \
-            else tf.constant(0.0)
-        finite = tf.math.is_finite(tf.cast(loss, tf.float32)) & tf.math.is_finite(total)
-        # Which gradient went non-finite first is only looked for when one did.
-        bad = tf.cond(finite, lambda: tf.zeros(1 + len(grads), tf.bool), lambda: self._nonfinite(loss, grads))
-        return row, view, bad, finite
+        loss_ok = tf.math.is_finite(tf.cast(loss, tf.float32))
+        bad = tf.cond(tf.logical_and(loss_ok, tf.logical_not(sampled)), lambda: tf.zeros(1 + len(grads), tf.bool),
+                      lambda: self._nonfinite(loss, grads))
+        return row, view, bad, tf.logical_not(tf.reduce_any(bad))
 
     def _nonfinite(self, loss, grads):
         checks = [tf.constant(False) if g is None else
@@ -174,7 +173,7 @@ class Instrumented(keras.Model):
             self.snapshot.take(variables)
         return tf.stack([measures.l2_norm(v) for v in variables])
 
-    def _measure(self, x, view, lr, data_loss, grads, variables, weight_norms, finite, captured, bad):
+    def _measure(self, x, y, view, lr, data_loss, grads, variables, weight_norms, finite, captured, bad):
         """A sampled step: every other family, from the step's gradients, weights and captured sites."""
         # Norms of the dense gradient (an embedding's rows looked up twice summed first).
         dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
@@ -191,6 +190,10 @@ class Instrumented(keras.Model):
         if view is not None:
             step.outputs, step.labels, step.row_weights, step.output_kind = (
                 view.outputs, view.labels, view.row_weights, view.kind)
+            if not self.targets.exact:  # data fit read as a stream: sampled batches suffice
+                self.targets.add_classes(view.labels, view.row_weights, view.classes)
+        elif self.loss_info.kind == "regression" and not self.targets.exact:
+            self.targets.add_values(y)
         measured, hist = registry.measure(step, every_step=False)
         self.sampled_acc.add(measured, hist, bad)
         self.schedule.measured()
@@ -230,6 +233,17 @@ class Instrumented(keras.Model):
         x = keras.tree.map_structure(tf.convert_to_tensor, x)
         return [float(v) for v in self._probe_fn(x, tf.convert_to_tensor(y)).numpy()]
 
+    def _target_baselines(self, y, validation_split: float) -> None:
+        """The baselines from the training targets when fit is given them as one array (the part it trains on)."""
+        if y is None or not hasattr(y, "shape") or isinstance(y, tf.data.Dataset):
+            return
+        y = np.asarray(y)
+        if validation_split:
+            y = y[: int(len(y) * (1.0 - validation_split))]  # Keras holds out the tail
+        outputs = getattr(self.user_model, "outputs", None)
+        classes = outputs[0].shape[-1] if outputs else None
+        self.targets.from_arrays(y, self.loss_info, classes)
+
     def _build_from(self, x) -> None:
         """Builds the user's model from one example of ``x`` (arrays or a dataset), then sets up."""
         try:
@@ -253,6 +267,7 @@ class Instrumented(keras.Model):
 
         if not self._ready:
             self._build_from(x)
+        self._target_baselines(y, validation_split)
         monitors = [c for c in callbacks or [] if isinstance(c, Monitor)]
         for monitor in monitors:
             if monitor.probe is None:

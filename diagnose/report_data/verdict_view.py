@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The verdict's own outcome of a run and its paired t-interval: the page's numbers are the verdict's.
-from diagnose.findings.verdict import _outcome, _paired
+from diagnose.findings import verdict_stats
 from diagnose.findings.verdict_text import verdict_parts
 
 __all__ = ["Interval", "Effect", "run_outcome", "interval", "effects", "gap", "smallest_fix", "interaction_of",
@@ -22,12 +22,17 @@ __all__ = ["Interval", "Effect", "run_outcome", "interval", "effects", "gap", "s
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over seeds with its 95% t-interval (``lo``/``hi`` None below two seeds)."""
+    """A mean over seeds with its t-interval (``lo``/``hi`` None below two seeds).
+
+    ``confidence`` is the interval's level: 95%, or wider for a comparison the
+    verdict read again after adding seeds (97.5% at the second look).
+    """
 
     mean: float | None
     lo: float | None
     hi: float | None
     n: int
+    confidence: float = verdict_stats.CONFIDENCE
 
     @property
     def excludes_zero(self) -> bool:
@@ -63,7 +68,7 @@ class Effect:
 
 def run_outcome(run_dir: str | Path) -> tuple[float | None, str | None]:
     """(outcome, status) of a run, as the verdict counts it."""
-    return _outcome(Path(run_dir))
+    return verdict_stats.run_outcome(Path(run_dir))
 
 
 def interval(values: list[float]) -> Interval | None:
@@ -71,7 +76,7 @@ def interval(values: list[float]) -> Interval | None:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return None
-    return _interval(_paired(dict(enumerate([0.0] * len(values))), dict(enumerate(values))))
+    return _interval(verdict_stats.paired(dict(enumerate([0.0] * len(values))), dict(enumerate(values))))
 
 
 def established(entry: dict) -> bool:
@@ -160,4 +165,5 @@ def cause_of(verdict: dict | None, factor: str) -> tuple[int, str] | None:
 
 def _interval(entry: dict) -> Interval:
     ci = entry.get("ci") or [None, None]
-    return Interval(entry.get("effect"), ci[0], ci[1], int(entry.get("n") or 0))
+    return Interval(entry.get("effect"), ci[0], ci[1], int(entry.get("n") or 0),
+                    entry.get("confidence") or verdict_stats.CONFIDENCE)
