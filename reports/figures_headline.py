@@ -10,18 +10,24 @@ import numpy as np
 from diagnose.report_data import Headline, Row
 from reports.plots import baselines, num, save, seed_band
 
-__all__ = ["verdict_figure", "headline_curves", "COLORS"]
+__all__ = ["verdict_figure", "verdict_height", "headline_curves", "COLORS"]
 
 # One colour per role, the same in both figures and the page's text.
 COLORS = {"faulty": "tab:red", "fix": "tab:green", "reference": "tab:blue", "settled": "0.15", "open": "0.6"}
-_MARKERS = {"negligible": "D"}  # ruled out by the verdict (an interval within its margin): not merely open
 _ROW_INCHES = 0.26
-_MAX_INCHES = 6.1  # the verdict figure's height cap: ~610 px at 100 dpi, under the first screen's 900
+# The verdict figure's height cap: ~680 px at 100 dpi, what the first screen's 900 leave
+# under the title and the three-line answer above it.
+_MAX_INCHES = 6.8
 
 
 def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float = 8.2,
                    outcome: str = "final validation loss") -> Path | None:
-    """Each switch's loss against its base's, with its interval; established solid, inconclusive hollow.
+    """Each switch's loss against its base's, with its interval and the verdict's status for it.
+
+    Established: filled; negligible (ruled out: the interval within the verdict's
+    margin): a filled grey diamond; inconclusive: hollow. The seeds each rests on, and
+    the interval's level where the verdict widened it (it added seeds and read it
+    again), are written at its right.
 
     Gap mode: one group of switches on the faulty base (to the reference's choices,
     and their combinations), one on the reference (to the faulty choices), on one
@@ -33,9 +39,7 @@ def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float
         return None
     groups = _groups(head)
     n = sum(len(rows) + 1 for _, rows in groups)
-    # Rows shrink (to a floor) so that a study of the default's size fits the first screen beside the curves.
-    row = min(_ROW_INCHES, max(0.16, (_MAX_INCHES - 1.0) / n))
-    height = 1.0 + row * n
+    height = verdict_height(head)
     fig, ax = plt.subplots(figsize=(width, height))
     y, ticks, labels, spans = n - 1, [], [], []
     for title, rows in groups:
@@ -75,6 +79,14 @@ def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float
     return save(fig, out_png)
 
 
+def verdict_height(head: Headline) -> float:
+    """The verdict figure's height in inches: a row per switch and group title, shrunk (to a floor)
+    so that a study of the default's size fits the first screen; the curves beside it match it."""
+    n = sum(len(rows) + 1 for _, rows in _groups(head))
+    row = min(_ROW_INCHES, max(0.16, (_MAX_INCHES - 1.0) / max(n, 1)))
+    return 1.0 + row * n
+
+
 def _groups(head: Headline) -> list[tuple[str, list[Row]]]:
     if head.mode == "effects":
         rows = sorted(head.rows, key=lambda r: r.effect.effect.mean)
@@ -91,25 +103,42 @@ def _at(row: Row, effect: float | None) -> float | None:
     return None if effect is None else row.base.loss.mean + effect
 
 
+# How each status is drawn: (marker, filled, bar alpha). Established and negligible are
+# both settled (the interval answers), inconclusive is open: hollow.
+_STYLE = {"established": ("o", True, 0.9), "negligible": ("D", True, 0.6), "inconclusive": ("o", False, 0.45)}
+
+
+def _status(row: Row) -> str:
+    e = row.effect
+    return e.status if e.status in _STYLE else ("established" if e.established else "inconclusive")
+
+
 def _row(ax, row: Row, y: float) -> None:
     e = row.effect
-    settled = e.established
-    color = COLORS["fix"] if row.is_fix else COLORS["settled"] if settled else COLORS["open"]
+    status = _status(row)
+    marker, filled, alpha = _STYLE[status]
+    color = COLORS["fix"] if row.is_fix else COLORS["settled"] if status == "established" else COLORS["open"]
     x0, x = row.base.loss.mean, _at(row, e.effect.mean)
     ax.plot([x0, x], [y, y], color=color, linewidth=0.8, alpha=0.5, zorder=1)  # the move from the base
     if e.effect.lo is not None and e.effect.hi is not None:
         ax.plot([_at(row, e.effect.lo), _at(row, e.effect.hi)], [y, y], color=color, linewidth=2.6,
-                alpha=0.9 if settled else 0.45, solid_capstyle="butt", zorder=2)
-    ax.plot([x], [y], marker=_MARKERS[e.status] if e.status in _MARKERS else "o", markersize=6.5, color=color,
-            markerfacecolor=color if settled else "white", markeredgewidth=1.5, zorder=3)
+                alpha=alpha, solid_capstyle="butt", zorder=2)
+    ax.plot([x], [y], marker=marker, markersize=6.5 if marker == "o" else 5.5, color=color,
+            markerfacecolor=color if filled else "white", markeredgewidth=1.5, zorder=3)
     note = []
     if e.share is not None:
         verb = "opens" if e.side == "break" else "closes"
         note.append(f"{verb} {e.share:.0%}" if e.share >= 0 else f"widens {-e.share:.0%}")
     else:
         note.append(f"{num(e.effect.mean, signed=True)} nats")
+    if status != "established":
+        note.append(status)
+    seeds = f"{e.effect.n} seeds"
+    if abs(e.effect.confidence - 0.95) > 1e-9:  # read again after seeds were added: a wider interval
+        seeds += f", {100 * e.effect.confidence:.3g}% CI"
+    note.append(seeds)
     if e.diverged:
-        note.append(f"{e.diverged}/{len(row.variant.entries)} diverged")
+        note.append(f"{e.diverged} diverged")
     if row.is_fix:
         note.append("the fix")
     ax.text(1.005, y, "  " + ", ".join(note), transform=ax.get_yaxis_transform(), fontsize=7.5, va="center",
@@ -119,13 +148,18 @@ def _row(ax, row: Row, y: float) -> None:
 def _legend(fig, head: Headline) -> None:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], marker="o", color=COLORS["settled"], linewidth=2.6, markersize=6,
-                      label="established (95% interval excludes zero)"),
-               Line2D([], [], marker="o", color=COLORS["open"], markerfacecolor="white", linewidth=2.6,
-                      markersize=6, label="inconclusive at these seeds")]
-    if any(r.effect.status == "negligible" for r in head.rows):
-        handles.append(Line2D([], [], marker=_MARKERS["negligible"], color=COLORS["open"], linewidth=2.6,
-                              markersize=6, label="negligible (ruled out)"))
+    shown = {_status(r) for r in head.rows}
+    margin = f"within ±{num(head.margin)} nats" if head.margin is not None else "within the verdict's margin"
+    words = {"established": "established (interval excludes 0)",
+             "negligible": f"negligible ({margin})",
+             "inconclusive": "inconclusive (more seeds would say)"}
+    handles = []
+    for status in ("established", "negligible", "inconclusive"):
+        if status in shown or status != "negligible":
+            marker, filled, _ = _STYLE[status]
+            color = COLORS["settled"] if status == "established" else COLORS["open"]
+            handles.append(Line2D([], [], marker=marker, color=color, markerfacecolor=color if filled else "white",
+                                  linewidth=2.6, markersize=6, label=words[status]))
     if head.fix is not None:
         handles.append(Line2D([], [], marker="o", color=COLORS["fix"], linewidth=2.6, markersize=6,
                               label="smallest fix" if head.mode == "gap" else "best switch"))

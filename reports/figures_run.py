@@ -5,59 +5,96 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import to_hex
 
+from diagnose.files import atomic_write
 from diagnose.report_data import RunInfo, VariantInfo
-from reports import panels
-from reports import plots
-from reports.plots import baselines, save, seed_band
+from reports import panels, plots, svg
+from reports.plots import metrics, num, save
 
 __all__ = ["run_figure", "family_side_by_side", "attention_side_by_side", "RUN_PANELS"]
 
 # A run page's panels, in reading order: the curve, then what moves the weights, then what the model computes.
 RUN_PANELS = ("loss", "gradients", "updates", "attention-entropy", "branches", "output", "attention-map")
+_WIDTH, _ROW = 1340, 290  # px: the page's width, four panels a row
 
 
-def run_figure(run: RunInfo, refs: dict, out_png: str | Path, dpi: int = 80) -> Path:
-    """Every family of one run on one figure: loss, gradients, updates, attention, branch balance, output.
+def run_figure(run: RunInfo, refs: dict, out_svg: str | Path) -> Path:
+    """Every family of one run as one SVG: loss, gradients, updates, attention, branch balance, output.
 
+    Plain SVG (:mod:`reports.svg`), not matplotlib: a study has a hundred and more
+    run pages, and a matplotlib figure of these panels costs about a second each.
     Panels without data in this run say so instead of vanishing, so every run page
     has the same layout.
     """
-    # Fixed margins, not a layout engine: a study has a hundred run pages, and the
-    # engine's measuring of every label took 40% of each figure's time.
-    fig = plt.figure(figsize=(16, 7.2))
-    grid = fig.add_gridspec(2, 4, left=0.045, right=0.985, top=0.95, bottom=0.08, wspace=0.28, hspace=0.32)
-    slots = iter([grid[0, 0], grid[0, 1], grid[0, 2], grid[0, 3], grid[1, 0], grid[1, 1], grid[1, 2:]])
+    frame = metrics(run.path)
+    charts: list[tuple[object, int]] = []
     for fid in RUN_PANELS:
-        slot = next(slots)
         if fid == "loss":
-            ax = fig.add_subplot(slot)
-            seed_band(ax, [run.path], "loss", color="tab:blue", label="training loss")
-            seed_band(ax, [run.path], "valid_loss", color="black", label="validation loss")
-            baselines(ax, refs)
-            plots.clip_start(ax, refs)
-            ax.set_title("Loss", fontsize=9)
-            ax.set_xlabel("step", fontsize=8)
-            ax.set_ylabel("nats", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=6.5, frameon=False)
+            charts.append((_loss_chart(frame, refs), 1))
         elif fid == "attention-map":
-            inner = slot.subgridspec(1, 2)
-            image = None
-            shares = [panels.attention_share([run.path], late) for late in (False, True)]
-            top = max((float(x[0].max()) for x in shares if x is not None), default=1.0)  # early and late: one scale
-            for k, (late, name) in enumerate(((False, "early"), (True, "late"))):
-                ax = fig.add_subplot(inner[0, k])
-                image = panels.attention_image(ax, [run.path], f"where attention lands, {name}", late, top) or image
-                if image is None:
-                    _empty(ax, "Where attention lands")
-
+            found = [panels.attention_share([run.path], late) for late in (False, True)]
+            top = max((float(f[0].max()) for f in found if f is not None), default=1.0)  # early and late: one scale
+            for f, name in zip(found, ("early", "late")):
+                title = f"where attention lands, {name}" + (f", step {f[2]}" if f else "")
+                charts.append((svg.Heatmap(title, f[0] if f else None, [f"hop {h}" for h in f[1]] if f else [],
+                                           f"memory slot (peak share {num(float(f[0].max()))})" if f else "",
+                                           max(top, 1e-9), ("oldest", "current")), 1))
         else:
-            ax = fig.add_subplot(slot)
-            if not panels.draw(ax, fid, [(run.label, None, [run.path])]):
-                _empty(ax, panels.PANELS[fid][0])
-    return save(fig, out_png, dpi=dpi)
+            charts.append((_family_chart(frame, fid), 1))
+    out_svg = Path(out_svg)
+    atomic_write(out_svg, svg.document(charts, columns=4, width=_WIDTH, row_height=_ROW,
+                                       title=f"Diagnostics of {run.label}"))
+    return out_svg
+
+
+def _series(frame, column: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of a column where it has a value (validations are every few rows)."""
+    if column not in frame:
+        return None
+    y = frame[column].to_numpy(dtype=float)
+    keep = ~np.isnan(y)
+    return (frame["step"].to_numpy(dtype=float)[keep], y[keep]) if keep.any() else None
+
+
+def _loss_chart(frame, refs: dict) -> svg.Chart:
+    chart = svg.Chart("Loss", ylabel="nats")
+    for column, label, color in (("loss", "training loss", svg.COLORS[0]), ("valid_loss", "validation loss", "#000")):
+        found = _series(frame, column)
+        if found is not None:
+            x, y = found
+            chart.lines.append(svg.Line(label, x, y, color, width=1.6, points=len(x) < plots.MARKERS_BELOW))
+    if chart.lines:
+        steps = np.concatenate([ln.x for ln in chart.lines])
+        ends = np.array([steps.min(), steps.max()])
+        for key, label, color in plots.BASELINES:
+            if refs.get(key) is not None:
+                chart.lines.append(svg.Line(label, ends, np.full(2, float(refs[key])), to_hex(color), width=0.9,
+                                            dashed=True))
+        # As plots.clip_start: a first loss far above the rest (a clipped cross-entropy near 11) is cut at the frame.
+        later = [v for ln in chart.lines[:2] for v in ln.y[len(ln.y) // 10 + 1:] if np.isfinite(v)]
+        if later:
+            chart.ylim = (None, max(max(later), refs.get("ln_vocab") or 0.0) * 1.1)
+    return chart
+
+
+def _family_chart(frame, fid: str) -> svg.Chart:
+    title, _, ylabel, log = panels.PANELS[fid]
+    chart = svg.Chart(title, ylabel=ylabel)
+    for k, column in enumerate(panels.family_columns(frame, fid)):
+        found = _series(frame, column)
+        if found is not None:
+            x, y = found
+            short = column.split("/", 1)[-1] if "/" in column else column
+            chart.lines.append(svg.Line(short, x, y, svg.COLORS[k % len(svg.COLORS)],
+                                        width=2.0 if column.endswith("/global") else 1.2,
+                                        points=len(x) < plots.MARKERS_BELOW))
+    values = np.concatenate([ln.y[np.isfinite(ln.y) & (ln.y > 0)] for ln in chart.lines]) if chart.lines else []
+    chart.log = bool(log and len(values) and values.max() / values.min() > 10)  # within a decade: linear reads better
+    if fid == "attention-entropy":
+        chart.ylim = (0.0, 1.05)  # normalised: 1 is uniform
+    return chart
 
 
 def _empty(ax, title: str) -> None:

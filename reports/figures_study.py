@@ -1,17 +1,20 @@
-"""A study's figures beyond the first screen: the interactions, and one figure per suspect factor."""
+"""A study's figures beyond the first screen: the interactions, one figure per suspect factor, every variant."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import to_hex
 
+from diagnose.files import atomic_write
 from diagnose.report_data.contrasts import Interaction, Suspect
-from reports import panels
+from reports import panels, plots, svg
 from reports.plots import baselines, num, save, seed_band
 
-__all__ = ["interactions_figure", "suspect_figure", "CONTRAST_COLORS"]
+__all__ = ["interactions_figure", "suspect_figure", "every_variant", "CONTRAST_COLORS"]
 
 CONTRAST_COLORS = ("tab:blue", "tab:red")  # the lower-loss level, the higher-loss level
 _CONTEXT_COLORS = ("tab:purple", "tab:olive", "tab:cyan", "tab:brown", "tab:pink", "tab:gray")
@@ -130,7 +133,55 @@ def _levels_panel(ax, s: Suspect, outcome: str) -> None:
                   rotation=15 if len(s.levels) > 3 else 0)
     ax.set_xlim(-0.4, len(s.levels) - 0.6)
     ax.set_title(f"Loss per level of {s.factor}", fontsize=9)
-    ax.set_ylabel(f"{outcome} (nats)", fontsize=8)
+    ax.set_ylabel(textwrap.fill(f"{outcome} (nats)", 34), fontsize=8)  # two lines beside a 3.5-inch axis
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6.5, frameon=False, loc="best")
+
+
+def every_variant(variants: dict[str, list[Path]], out_svg: str | Path, refs: dict, columns: int = 5) -> Path:
+    """One panel per variant on shared axes: training loss (mean over seeds, their range shaded) and
+    validation loss (points), with the corpus's reference losses; an SVG, as a study has thirty and more.
+
+    Args:
+        variants: panel title -> its runs.
+        columns: panels per row.
+
+    Raises:
+        ValueError: no variant has a run.
+    """
+    variants = {k: v for k, v in variants.items() if v}
+    if not variants:
+        raise ValueError("no run with a metrics.csv to plot")
+    refs_lines = [(label, to_hex(color), refs[key]) for key, label, color in plots.BASELINES
+                  if refs.get(key) is not None]
+    charts, later, steps = [], [], []
+    for name, runs in variants.items():
+        chart = svg.Chart(name, ylabel="loss (nats)", legend=False)
+        for metric, color, shaded in (("loss", svg.COLORS[0], True), ("valid_loss", "#000000", False)):
+            found = plots.seed_stats(runs, metric)
+            if found is None:
+                continue
+            x, mean, low, high, seeds = found
+            chart.lines.append(svg.Line(metric, x, mean, color, width=1.5, points=len(x) < plots.MARKERS_BELOW,
+                                        band=(low, high) if shaded and seeds > 1 else None))
+            later += [v for v in mean[len(mean) // 10 + 1:] if np.isfinite(v)]
+            steps += [x.min(), x.max()]
+        charts.append(chart)
+    if steps:
+        ends = np.array([min(steps), max(steps)])
+        for chart in charts:
+            chart.lines += [svg.Line(label, ends, np.full(2, float(value)), color, width=0.9, dashed=True)
+                            for label, color, value in refs_lines]
+    values = later + [v for _, _, v in refs_lines]
+    if values:  # shared axes, cut above the later losses as plots.clip_start does
+        top = max(later + [refs.get("ln_vocab") or 0.0]) * 1.1 if later else max(values) * 1.1
+        for chart in charts:
+            chart.ylim = (min(values) * 0.95, top)
+    legend = [svg.Line("training loss (mean over seeds; shaded: their range)", np.zeros(0), np.zeros(0),
+                       svg.COLORS[0]), svg.Line("validation loss", np.zeros(0), np.zeros(0), "#000000")]
+    legend += [svg.Line(label, np.zeros(0), np.zeros(0), color, dashed=True) for label, color, _ in refs_lines]
+    out_svg = Path(out_svg)
+    atomic_write(out_svg, svg.document([(c, 1) for c in charts], columns, width=1340, row_height=210,
+                                       title="Training and validation loss of every variant", legend=legend))
+    return out_svg

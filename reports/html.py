@@ -14,12 +14,14 @@ import functools
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
 
 from diagnose import __version__, runrecord
 from diagnose.files import atomic_write, make_temp_dir, replace_dir
+from diagnose.parallel import fork_map
 from diagnose.report_data import ReportData, RunInfo, load
 from reports import figures_headline, figures_run, figures_study, plots
 from reports.views import SIDE_BY_SIDE, index_view, run_view
@@ -51,8 +53,8 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
 
 
 def _write(data: ReportData, out: Path, previous: Path | None) -> None:
-    figures = _study_figures(data, out) if data.kind == "study" else {}
-    figures.update(_diagnostics(data, out))
+    figures = _draw(_study_figures(data, out) if data.kind == "study" else [])
+    figures.update(_draw(_diagnostics(data, out)))
     env = _env()
     pages = _run_figures(data.runs, data.baselines, out, previous)
     for run in data.runs:
@@ -62,53 +64,67 @@ def _write(data: ReportData, out: Path, previous: Path | None) -> None:
     atomic_write(out / "index.html", html)
 
 
-def _study_figures(data: ReportData, out: Path) -> dict[str, str]:
+# A figure to draw: (the id the page knows it by, the function, its arguments; the last is the file it writes).
+Task = tuple[str, Callable, tuple]
+
+
+def _study_figures(data: ReportData, out: Path) -> list[Task]:
     """The study's own figures: the first screen, interactions, suspects, every variant's curves."""
-    drawn = {}
-    head = data.headline
-    if head is not None:
-        if figures_headline.verdict_figure(head, data.baselines, out / "verdict.png", outcome=data.outcome):
-            drawn["verdict"] = "verdict.png"
-        if figures_headline.headline_curves(head, data.baselines, out / "headline_curves.png"):
-            drawn["loss"] = "headline_curves.png"
-    if figures_study.interactions_figure(data.interactions, out / "interactions.png", outcome=data.outcome):
-        drawn["interactions"] = "interactions.png"
-    for i, s in enumerate(data.suspects, start=1):
-        name = f"suspect-{i}-{_slug(s.factor)}.png"
-        if figures_study.suspect_figure(s, data.baselines, out / name, outcome=data.outcome):
-            drawn[f"suspect:{s.factor}"] = name
+    tasks: list[Task] = []
     variants = {v.name: [r.path for r in v.runs] for v in data.variants.values()}
     if any(variants.values()):
-        plots.small_multiples(variants, out / "every_variant.png", data.baselines)
-        drawn["every-variant"] = "every_variant.png"
-    return drawn
+        tasks.append(("every-variant", figures_study.every_variant,
+                      (variants, out / "every_variant.svg", data.baselines)))
+    head = data.headline
+    if head is not None:
+        tasks.append(("verdict", functools.partial(figures_headline.verdict_figure, outcome=data.outcome),
+                      (head, data.baselines, out / "verdict.png")))
+        height = max(4.0, figures_headline.verdict_height(head)) if head.rows else 5.6
+        tasks.append(("loss", functools.partial(figures_headline.headline_curves, height=height),
+                      (head, data.baselines, out / "headline_curves.png")))
+    tasks.append(("interactions", functools.partial(figures_study.interactions_figure, outcome=data.outcome),
+                  (data.interactions, out / "interactions.png")))
+    for i, s in enumerate(data.suspects, start=1):
+        tasks.append((f"suspect:{s.factor}", functools.partial(figures_study.suspect_figure, outcome=data.outcome),
+                      (s, data.baselines, out / f"suspect-{i}-{_slug(s.factor)}.png")))
+    return tasks
 
 
-def _diagnostics(data: ReportData, out: Path) -> dict[str, str]:
+def _diagnostics(data: ReportData, out: Path) -> list[Task]:
     """The families of the variants the page leads with, side by side: what their findings point at."""
-    drawn = {}
+    tasks: list[Task] = []
     if data.kind == "runs":
-        loss = {v.name: [r.path for r in v.runs] for v in data.shown}
+        loss = [p for v in data.shown for p in (r.path for r in v.runs)]
         if loss:
-            from reports.plots import compare
-
-            compare([p for runs in loss.values() for p in runs], out / "loss_curves.png")
-            drawn["loss"] = "loss_curves.png"
+            tasks.append(("loss", plots.compare, (loss, out / "loss_curves.png")))
     shown = data.shown[:SIDE_BY_SIDE]
     for fid in ("gradients", "updates", "attention-entropy", "branches", "output"):
-        if figures_run.family_side_by_side(shown, fid, out / f"{fid}.png"):
-            drawn[fid] = f"{fid}.png"
-    if figures_run.attention_side_by_side(shown, out / "attention_maps.png"):
-        drawn["attention-map"] = "attention_maps.png"
-    return drawn
+        tasks.append((fid, figures_run.family_side_by_side, (shown, fid, out / f"{fid}.png")))
+    tasks.append(("attention-map", figures_run.attention_side_by_side, (shown, out / "attention_maps.png")))
+    return tasks
+
+
+def _draw(tasks: list[Task]) -> dict[str, str]:
+    """Draws every figure, by several processes where there are cores to spare; id -> file of those drawn."""
+    done = fork_map(_call, tasks)
+    return {fid: Path(file).name for (fid, _, _), file in zip(tasks, done) if file}
+
+
+# Below this many run figures a process, a pool costs more than it saves.
+_RUNS_PER_WORKER = 24
+
+
+def _call(task: Task):
+    _, draw, args = task
+    return draw(*args)
 
 
 def _run_figures(runs: list[RunInfo], refs: dict, out: Path, previous: Path | None) -> dict[str, str]:
     """Each run's figure (run id -> file name): from the previous report where its record has not
-    changed since, else drawn, by several processes where there are many (a study has a hundred)."""
+    changed since, else drawn (an SVG of a few milliseconds: a study has a hundred and more)."""
     names, todo = {}, []
     for run in runs:
-        names[run.id] = name = f"run-{run.id}-{_stamp(run.path)}.png"
+        names[run.id] = name = f"run-{run.id}-{_stamp(run.path)}.svg"
         old = previous / name if previous is not None else None
         if old is not None and old.is_file():
             try:
@@ -116,44 +132,9 @@ def _run_figures(runs: list[RunInfo], refs: dict, out: Path, previous: Path | No
             except OSError:
                 shutil.copyfile(old, out / name)
         else:
-            todo.append((run, refs, out / name))
-    workers = min(_cores(), len(todo) // _RUNS_PER_WORKER)
-    if workers > 1 and _can_fork():
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # fork, not spawn: spawn re-runs the caller's script, which a script without a main guard
-        # cannot survive; the children only draw (matplotlib, pandas), so a fork is safe to take.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            list(pool.map(_draw_run, todo, chunksize=4))
-    else:
-        for task in todo:
-            _draw_run(task)
+            todo.append(run)
+    fork_map(lambda run: figures_run.run_figure(run, refs, out / names[run.id]), todo, _RUNS_PER_WORKER)
     return names
-
-
-# Below this many figures per process, a pool costs more than it saves.
-_RUNS_PER_WORKER = 8
-
-
-def _can_fork() -> bool:
-    """Fork exists here and no other Python thread could be caught holding a lock the children need."""
-    import multiprocessing
-    import threading
-
-    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _draw_run(task: tuple) -> None:
-    run, refs, png = task
-    figures_run.run_figure(run, refs, png)
 
 
 def _stamp(run_dir: Path) -> str:
@@ -170,9 +151,9 @@ def _stamp(run_dir: Path) -> str:
 @functools.lru_cache(maxsize=1)
 def _drawing_code() -> str:
     """A digest of the modules that draw a run's figure: a figure from older code is drawn again."""
-    from reports import panels
+    from reports import panels, svg
 
-    text = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (figures_run, panels, plots))
+    text = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (figures_run, panels, plots, svg))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

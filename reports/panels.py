@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from diagnose import runrecord
-from reports.plots import metrics, num, seed_band
+from reports.plots import attention, metrics, num, seed_band
 
-__all__ = ["PANELS", "has_data", "draw", "attention_share", "attention_image"]
+__all__ = ["PANELS", "family_columns", "has_data", "draw", "attention_share", "attention_image"]
 
 # figure id -> (title, column prefixes, y label, log scale)
 PANELS = {
@@ -27,7 +27,8 @@ PANELS = {
 }
 
 
-def _columns(frame, fid: str) -> list[str]:
+def family_columns(frame, fid: str) -> list[str]:
+    """The metrics columns a family's panel draws, each with data (positive data on a log panel)."""
     cols = [c for c in frame.columns if c.startswith(PANELS[fid][1])]
     if fid == "branches" and any(c.endswith(("/position", "/content")) for c in cols):
         cols = [c for c in cols if c.endswith(("/position", "/content"))]  # a table against what it is added to
@@ -38,7 +39,7 @@ def has_data(runs: list[Path], fid: str) -> bool:
     """Whether any of the runs has what the figure draws."""
     if fid == "attention-map":
         return any((Path(r) / runrecord.ATTENTION).is_file() for r in runs)
-    return fid in PANELS and any(_columns(metrics(r), fid) for r in runs)
+    return fid in PANELS and any(family_columns(metrics(r), fid) for r in runs)
 
 
 def draw(ax, fid: str, series: list[tuple[str, str, list[Path]]]) -> bool:
@@ -55,7 +56,7 @@ def draw(ax, fid: str, series: list[tuple[str, str, list[Path]]]) -> bool:
     title, _, ylabel, log = PANELS[fid]
     drawn = False
     for label, color, runs in series:
-        cols = sorted({c for r in runs for c in _columns(metrics(r), fid)})
+        cols = sorted({c for r in runs for c in family_columns(metrics(r), fid)})
         if len(series) == 1:
             for col in cols:
                 short = col.split("/", 1)[-1] if "/" in col else col
@@ -119,10 +120,7 @@ def attention_share(runs: list[Path], late: bool = True) -> tuple[np.ndarray, li
     Returns:
         (share[hop, slot], hop labels, step), or None without attention.csv.
     """
-    import pandas as pd
-
-    tables = [pd.read_csv(Path(r) / runrecord.ATTENTION) for r in runs if (Path(r) / runrecord.ATTENTION).is_file()]
-    tables = [t for t in tables if len(t)]
+    tables = [t for t in map(attention, runs) if t is not None and len(t)]
     if not tables:
         return None
     step = min(t["step"].max() for t in tables) if late else max(t["step"].min() for t in tables)

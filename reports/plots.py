@@ -22,13 +22,14 @@ from diagnose import runrecord, studydir  # noqa: E402
 from diagnose.findings.base import fmt  # noqa: E402
 from diagnose.report_data import run_label  # noqa: E402
 
-__all__ = ["num", "metrics", "seed_band", "baselines", "clip_start", "save", "small_multiples", "compare", "BASELINES"]
+__all__ = ["num", "metrics", "attention", "seed_band", "baselines", "clip_start", "save", "seed_stats", "compare",
+           "BASELINES", "MARKERS_BELOW"]
 
 BASELINES = (("ln_vocab", "ln V", "0.55"), ("unigram_entropy", "unigram entropy", "tab:orange"),
              ("bayes_floor", "Bayes floor", "tab:green"))
 # Below this many points a curve gets markers: a validation curve of a few passes
 # reads as points joined, not as a smooth line it is not.
-_MARKERS_BELOW = 30
+MARKERS_BELOW = 30
 
 
 def num(x, signed: bool = False) -> str:
@@ -51,12 +52,27 @@ def _metrics(run_dir: str, _mtime: int, _size: int):
     return runrecord.read_metrics(run_dir)
 
 
-def seed_band(ax, runs: list[Path], metric: str, *, color: str, label: str | None = None, linestyle: str = "-",
-              band: bool = True):
-    """One line for the mean over seeds of a metric, with the seeds' range as a band around it.
+def attention(run_dir: str | Path):
+    """A run's attention.csv, read once per build like :func:`metrics`; None where it has none."""
+    path = Path(run_dir) / runrecord.ATTENTION
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return _attention(str(path), stat.st_mtime_ns, stat.st_size)
 
-    Rows without the metric (validation between passes) are skipped; seeds are
-    aligned on their logged steps. Returns the line, or None when no run has the metric.
+
+@lru_cache(maxsize=64)
+def _attention(path: str, _mtime: int, _size: int):
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+def seed_stats(runs: list[Path], metric: str):
+    """(steps, mean, low, high, seeds) of a metric over runs, aligned on their logged steps; None without it.
+
+    Rows without the metric (validation between passes) are skipped; a step one seed
+    did not log is interpolated between its neighbours, never extrapolated.
     """
     curves = []
     for run in runs:
@@ -76,10 +92,23 @@ def seed_band(ax, runs: list[Path], metric: str, *, color: str, label: str | Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a step no seed logged: an empty mean, not drawn
             mean, low, high = np.nanmean(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
-    marker = "o" if len(steps) < _MARKERS_BELOW else None
+    return np.asarray(steps, dtype=float), mean, low, high, len(curves)
+
+
+def seed_band(ax, runs: list[Path], metric: str, *, color: str, label: str | None = None, linestyle: str = "-",
+              band: bool = True):
+    """One line for the mean over seeds of a metric, with the seeds' range as a band around it.
+
+    Returns the line, or None when no run has the metric (see :func:`seed_stats`).
+    """
+    found = seed_stats(runs, metric)
+    if found is None:
+        return None
+    steps, mean, low, high, seeds = found
+    marker = "o" if len(steps) < MARKERS_BELOW else None
     (line,) = ax.plot(steps, mean, color=color, linewidth=1.6, linestyle=linestyle, marker=marker, markersize=3,
                       label=label)
-    if band and len(curves) > 1:
+    if band and seeds > 1:
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
     return line
 
@@ -113,44 +142,6 @@ def save(fig, out_png: str | Path, dpi: int = 100, tight: bool = False) -> Path:
     plt.close(fig)
     os.replace(tmp, out_png)
     return out_png
-
-
-def small_multiples(variants: dict[str, list[Path]], out_png: str | Path, refs: dict, columns: int = 4,
-                    dpi: int = 90) -> Path:
-    """One panel per variant (shared axes): training loss as a seed band, validation loss as points.
-
-    Args:
-        variants: panel title -> its runs.
-        out_png: where to write.
-        refs: the corpus's reference losses (see :func:`baselines`).
-        columns: panels per row.
-
-    Raises:
-        ValueError: no variant has a run.
-    """
-    variants = {k: v for k, v in variants.items() if v}
-    if not variants:
-        raise ValueError("no run with a metrics.csv to plot")
-    rows = -(-len(variants) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), sharex=True, sharey=True,
-                             squeeze=False)
-    for ax, (name, runs) in zip(axes.flat, variants.items()):
-        seed_band(ax, runs, "loss", color="tab:blue", label="training loss")
-        seed_band(ax, runs, "valid_loss", color="black", label="validation loss", band=False)
-        baselines(ax, refs)
-        ax.set_title(name, fontsize=8)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(variants):]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("loss (nats)")
-    for ax in axes[-1, :]:
-        ax.set_xlabel("step")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if handles:  # one legend for all panels, outside the data
-        fig.legend(handles, labels, loc="upper center", ncol=len(handles), frameon=False, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (2.4 * rows)))
-    return save(fig, out_png, dpi=dpi)
 
 
 def compare(run_dirs: list[str | Path], out_png: str | Path, metric: str = "loss") -> Path:

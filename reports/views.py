@@ -75,21 +75,32 @@ def _first_screen(data: ReportData, figures: dict[str, str]) -> dict | None:
     head = data.headline
     if head is None or "verdict" not in figures:
         return None
-    settled = sum(r.effect.established for r in head.rows)
+    counts = {}
+    for r in head.rows:
+        status = r.effect.status or ("established" if r.effect.established else "inconclusive")
+        counts[status] = counts.get(status, 0) + 1
+    tally = ", ".join(f"{counts[s]} {s}" for s in ("established", "negligible", "inconclusive") if counts.get(s))
     seeds = sorted({r.effect.effect.n for r in head.rows})
     seeds_words = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}"
+    levels = sorted({r.effect.effect.confidence for r in head.rows})
+    wider = [f"{100 * c:.3g}%" for c in levels if abs(c - 0.95) > 1e-9]
+    level_words = "95%" + (f"; {', '.join(wider)} where the verdict added seeds and read it again, as marked at "
+                           "its right" if wider else "")
     if head.mode == "gap":
         lines = (f"dashed lines: {head.faulty.name} {num(head.faulty.loss.mean)} and {head.reference.name} "
                  f"{num(head.reference.loss.mean)} nats; a switch that reaches the {head.reference.name} line closes "
                  "the whole gap. Right: the share of the gap it closes (on "
-                 f"{head.faulty.name}) or opens (on {head.reference.name})") if head.faulty and head.reference else ""
+                 f"{head.faulty.name}) or opens (on {head.reference.name}), and its seeds") \
+            if head.faulty and head.reference else ""
     else:
-        lines = "right: the effect in nats"
-    caption = (f"Each row is one switch on a base: the dot is its {data.outcome} (mean over "
-               f"seeds), the thick bar the 95% interval of its effect (paired by seed), the thin line the move from "
-               f"its base's loss; {lines}. Filled: established (the interval excludes zero); hollow: inconclusive "
-               f"at these seeds. {settled} of {len(head.rows)} effects established at {seeds_words} seeds. Method: "
-               f"{(data.verdict_text or {}).get('method') or 'the verdict'}.")
+        lines = "right: the effect in nats and its seeds"
+    margin = (f"within ±{num(head.margin)} nats, a tenth of the gap" if head.margin is not None
+              else "within the verdict's margin")
+    caption = (f"Each row is one switch on a base: the dot is its {data.outcome} (mean over seeds), the thick bar "
+               f"the interval of its effect (paired by seed; {level_words}), the thin line the move from its base's "
+               f"loss; {lines}. Filled dot: established (the interval excludes zero); grey diamond: negligible "
+               f"(the interval lies {margin}); hollow: inconclusive at these seeds. {tally} of {len(head.rows)}, "
+               f"at {seeds_words} seeds. Method: {(data.verdict_text or {}).get('method') or 'the verdict'}.")
     shown = [v.name for v in (head.faulty, head.fix, head.reference) if v is not None]
     curves = None
     if "loss" in figures:
@@ -97,8 +108,8 @@ def _first_screen(data: ReportData, figures: dict[str, str]) -> dict | None:
                   "caption": (f"Training loss of {', '.join(shown)}: line the mean over seeds, band their range; "
                               "dotted points: validation passes; dashed: ln V, unigram entropy, Bayes floor.")}
     return {"verdict": {"file": figures["verdict"], "caption": caption,
-                        "alt": f"Each switch's effect on the {data.outcome} with its 95% interval, "
-                               "established or inconclusive, and the share of the gap it closes"},
+                        "alt": f"Each switch's effect on the {data.outcome} with its interval, established, "
+                               "negligible or inconclusive, and the share of the gap it closes"},
             "curves": curves}
 
 

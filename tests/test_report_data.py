@@ -128,7 +128,7 @@ def test_the_outcome_label_is_the_verdicts_phrase():
     assert vv.outcome_label({"outcome": "final validation loss (nats per token); diverged runs count at ..."}) \
         == "final validation loss"
     assert vv.outcome_label({"outcome": "the mean validation loss over the last 25% of a run's steps (nats)"}) \
-        == "mean validation loss over the last 25% of a run's steps"
+        == "validation loss over the last 25% of steps"
 
 
 def test_interval_is_the_verdicts_t_interval():

@@ -118,6 +118,8 @@ def test_a_failed_build_leaves_the_previous_report_whole(tmp_path, monkeypatch):
 
 
 def test_a_second_build_redraws_only_the_runs_that_changed(tmp_path, monkeypatch):
+    for name in ("_study_figures", "_diagnostics"):  # run figures only: the study's own are drawn every time
+        monkeypatch.setattr(f"reports.html.{name}", lambda *a: [])
     study = default_like_study(tmp_path / "study", variants=TINY, seeds=1)
     build_report([study], tmp_path / "report")
     drawn = []
@@ -129,11 +131,12 @@ def test_a_second_build_redraws_only_the_runs_that_changed(tmp_path, monkeypatch
     write_run(study / "runs" / first, 3.0, steps=100)  # a rerun: another record
     index = build_report([study], tmp_path / "report")
     assert drawn == [first]
-    assert len(list(index.parent.glob("run-*.png"))) == len(TINY)  # the old figure went with the old report
+    assert len(list(index.parent.glob("run-*.svg"))) == len(TINY)  # the old figure went with the old report
 
 
 def test_the_verdict_reads_as_the_cli_prints_it(report):
     from diagnose.findings.verdict import format_verdict
+    from diagnose.findings.verdict_text import verdict_parts
 
     study, index = report
     verdict = studydir.read_verdict(study)
@@ -142,7 +145,11 @@ def test_the_verdict_reads_as_the_cli_prints_it(report):
     headline = cli.splitlines()[0].split(": ", 1)[1]
     assert headline in text
     fix = next(line for line in cli.splitlines() if "smallest fix:" in line).split("smallest fix: ", 1)[1]
-    assert f"Smallest fix: {fix}" in text
+    assert fix in text  # the whole sentence, one click away
+    parts = verdict_parts(verdict)
+    assert f"Smallest fix: {parts['fix_short']}" in text  # its short form first
+    for cause in parts["causes"]:
+        assert f"{cause['factor']} : {cause['short']}" in text and cause["text"] in text
 
 
 def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
@@ -159,7 +166,8 @@ def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
     text = _text(html)
     assert "no as-posted/paper pair here" in text and "Best switch:" in text
     effect = sum(0.2 + noise("paper | output=relu", s) - noise("paper", s) for s in range(2)) / 2
-    assert f"paper | output=relu : {effect:+.3f} nats against paper (95% CI " in text  # the CLI's sentence
+    assert f"paper | output=relu : {effect:+.3f} nats: raises the loss" in text  # the short form first
+    assert f"{effect:+.3f} nats against paper (95% CI " in text  # then the CLI's sentence
     assert 'id="fig-verdict"' in html
 
 

@@ -1,6 +1,7 @@
 """The report's figures drawn from hand-written run records: shapes, the seed band, labels people read."""
 
 import math
+from xml.etree import ElementTree
 
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 
 from diagnose import runrecord, studydir
-from reports import plots
+from reports import figures_run, figures_study, plots
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def _runs(tmp_path, variants: int, seeds: int = 2) -> dict:
@@ -24,24 +27,40 @@ def _runs(tmp_path, variants: int, seeds: int = 2) -> dict:
     return out
 
 
-@pytest.mark.parametrize("variants, rows", [(3, 1), (5, 2), (9, 3)])
-def test_one_panel_per_variant_on_a_grid_of_four_columns(tmp_path, variants, rows):
-    png = plots.small_multiples(_runs(tmp_path, variants), tmp_path / "out" / "loss.png",
-                                {"ln_vocab": math.log(35), "bayes_floor": 1.3})
-    image = mpimg.imread(png)
-    # 3.2 x 2.4 inches per panel at 90 dpi: the grid's shape shows in the image's.
-    assert image.shape[1] == round(4 * 3.2 * 90)
-    assert image.shape[0] == round(rows * 2.4 * 90)
-    assert not (tmp_path / "out" / ".loss.png.tmp.png").exists()
-    # Something was drawn in the top-left panel (not a blank page).
-    panel = image[: image.shape[0] // rows, : image.shape[1] // 4, :3]
-    assert (panel < 0.5).mean() > 0.01
+@pytest.mark.parametrize("variants, rows", [(3, 1), (5, 1), (9, 2)])
+def test_every_variant_is_a_panel_on_a_grid_of_five_columns(tmp_path, variants, rows):
+    out = figures_study.every_variant(_runs(tmp_path, variants), tmp_path / "out" / "loss.svg",
+                                      {"ln_vocab": math.log(35), "bayes_floor": 1.3})
+    root = ElementTree.parse(out).getroot()  # well-formed SVG
+    assert float(root.get("height")) == 18 + 210 * rows  # a legend line, then 210 px a row
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert all(f"variant {v}" in texts for v in range(variants))
+    assert len(list(root.iter(f"{SVG}polygon"))) == variants  # each variant's two seeds: one shaded range
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["loss.svg"]  # no temporary file left
 
 
 def test_nothing_to_plot_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no run"):
-        plots.small_multiples({"a": []}, tmp_path / "x.png", {})
+        figures_study.every_variant({"a": []}, tmp_path / "x.svg", {})
     assert not list(tmp_path.iterdir())
+
+
+def test_a_run_figure_has_every_panel_and_escapes_what_it_reads(tmp_path):
+    from diagnose.report_data import RunInfo
+
+    run = tmp_path / "run"
+    runrecord.write_metrics(run, [{"step": s, "loss": 3.0 - 0.01 * s, "valid_loss": 3.0 - 0.01 * s if s % 50 == 0
+                                   else None, "grad_norm/<b>&x": 0.1 * (s + 1)} for s in range(0, 101, 10)])
+    out = figures_run.run_figure(RunInfo("r", run, "paper", 0, "completed", 2.0), {"ln_vocab": 3.5},
+                                 tmp_path / "r.svg")
+    text = out.read_text()
+    root = ElementTree.fromstring(text)
+    titles = [t.text for t in root.iter(f"{SVG}text")]
+    for title in ("Loss", "Gradient norms", "Update-to-weight ratios", "Output health"):
+        assert title in titles
+    assert "<b>&x" in titles and "<b>" not in text  # the column's name, escaped
+    assert titles.count("not recorded in this run") == 6  # updates, entropy, branches, output, attention twice
+    assert len(list(root.iter(f"{SVG}polyline"))) >= 3  # training, validation, the gradient column
 
 
 def test_the_seed_band_spans_the_seeds_around_their_mean(tmp_path):

@@ -45,6 +45,7 @@ class Headline:
     reference: VariantInfo | None = None
     fix: VariantInfo | None = None
     gap: Interval | None = None
+    margin: float | None = None  # nats: an effect whose interval lies within +-margin is negligible (gap mode)
 
 
 @dataclass
@@ -144,6 +145,7 @@ def _headline(verdict: dict | None, variants: dict[str, VariantInfo]) -> Headlin
     if mode == "gap":
         head.faulty, head.reference = variants.get(verdict["faulty"]), variants.get(verdict["reference"])
         head.gap = vv.gap(verdict)
+        head.margin = verdict.get("margin")
     else:
         bases = verdict.get("bases") or []
         head.faulty = variants.get(bases[0]) if len(bases) == 1 else None

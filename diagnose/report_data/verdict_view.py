@@ -96,10 +96,17 @@ def status(entry: dict) -> str:
 
 
 def outcome_label(verdict: dict | None) -> str:
-    """What a run's outcome is, short enough for an axis: 'final validation loss' today."""
+    """What a run's outcome is, short enough for an axis: the verdict's phrase up to its first bracket.
+
+    "the mean validation loss over the last 25% of a run's steps (nats ...)" reads
+    "validation loss over the last 25% of steps"; "final validation loss" where the
+    verdict says nothing.
+    """
     words = (verdict or {}).get("outcome") or "final validation loss"
     label = words.split(" (", 1)[0].split(";", 1)[0].strip()
-    return label[4:] if label.startswith("the ") else label
+    for lead in ("the ", "mean "):  # a mean over validations: the captions say "mean over seeds" of it
+        label = label[len(lead):] if label.startswith(lead) else label
+    return label.replace(" of a run's steps", " of steps")
 
 
 def mode(verdict: dict | None) -> str | None:
