@@ -9,7 +9,8 @@ Two ways to train R seeds of a default-study variant faster than R separate runs
   vectorised over it with ``tf.vectorized_map`` over Keras' ``stateless_call``.
 
 Times the trace (first call), then R runs' steps (650 each, in calls of 50, with the
-shared steps' restarts), alternating, on one core as a worker of the sweep runs. Prints a table and writes bench/results/replica_step.json.
+shared steps' restarts), alternating, on one core as a worker of the sweep runs. Prints a
+table and writes bench/results/replica_step.json.
 
     python bench/replica_step.py
 """
@@ -156,7 +157,8 @@ def main() -> None:
             stacked(tf.constant(block), lr)
             stacked_trace = time.perf_counter() - t0
 
-            def run_shared():  # R runs one after another: a restart, then a run's steps
+            def run_shared(shared=shared, config=config, block=block, replicas=replicas):
+                # R runs one after another: a restart, then a run's steps
                 t = time.perf_counter()
                 for r in range(replicas):
                     shared.restart(dataclasses.replace(config, train=dataclasses.replace(config.train, seed=r)))
@@ -165,7 +167,7 @@ def main() -> None:
                         shared.read_and_reset()
                 return time.perf_counter() - t
 
-            def run_stacked():  # R runs at once: a run's steps
+            def run_stacked(stacked=stacked, block=block, lr=lr):  # R runs at once: a run's steps
                 t = time.perf_counter()
                 for _ in range(CALLS):
                     stacked(tf.constant(block), lr)
@@ -180,10 +182,11 @@ def main() -> None:
                          "stacked_over_shared": per_run_step["stacked"] / per_run_step["shared"]})
             r = rows[-1]
             print(f"{variant:<10} R={replicas:<3} trace shared {shared_trace:5.2f} s, stacked {stacked_trace:5.2f} s; "
-                  f"ms per run-step shared {r['shared_ms_per_run_step']:.2f}, stacked {r['stacked_ms_per_run_step']:.2f}"
+                  f"ms per run-step shared {r['shared_ms_per_run_step']:.2f}, "
+                  f"stacked {r['stacked_ms_per_run_step']:.2f}"
                   f" (stacked/shared {r['stacked_over_shared']:.2f})", flush=True)
     path = common.write_result("replica_step", {"steps_per_call": STEPS, "calls_per_run": CALLS, "rows": rows,
-                                                 "note": "one core each (a sweep worker's share of two)"})
+                                                "note": "one core each (a sweep worker's share of two)"})
     print(f"-> {path}")
 
 

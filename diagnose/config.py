@@ -60,7 +60,8 @@ class TrainConfig:
     steps: int | None = None  # training budget in optimizer steps; overrides epochs
     log_every: int = 20  # steps per metrics.csv row; instruments still see every step
     eval_every: int | None = None  # steps between validation passes; None: at each epoch end (and at the end)
-    anneal_every: int | None = None  # steps between checks that anneal the rate (at a validation); None: every validation
+    # steps between checks that anneal the rate (at a validation); None: every validation
+    anneal_every: int | None = None
     eval_batch_size: int = 1024  # validation windows per batch; bounds memory at B x V logits
     eval_max_windows: int | None = None  # validate on the first N windows only (None: all)
     eval_at_start: bool = True  # validate before the first step (the loss at step 0)

@@ -57,7 +57,8 @@ def test_root_cause_ranked_first_with_paired_interval(tmp_path):
     text = format_verdict(v)
     causes = [line for line in text.splitlines() if line.lstrip()[:2].rstrip(".").isdigit()]
     assert causes == [line for line in text.splitlines() if "1. output" in line]  # dropout is no root cause
-    assert "smallest fix: output=softmax closes" in text and "reach paper: what they leave is under a tenth of the gap" in text
+    assert "smallest fix: output=softmax closes" in text
+    assert "reach paper: what they leave is under a tenth of the gap" in text
     # What the dropout switches do is said, each with its own status.
     assert "negligible" in text and "dropout=both on paper" in text
 

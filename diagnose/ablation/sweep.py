@@ -163,7 +163,8 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
         manifest = {"schema": 1, "study": spec.name, "spec": spec.raw, "spec_digest": spec.digest,
                     "corpus": corpus.stats | {"name": corpus.name}, "runs": [], "totals": {},
                     "adaptive": {"seeds": plan.to_dict(),
-                                 "follow_ups": [[base, [list(sw) for sw in switches]] for base, switches in follow_ups]},
+                                 "follow_ups": [[base, [list(sw) for sw in switches]]
+                                                for base, switches in follow_ups]},
                     "timings": {"resumed_runs": resumed}}
         _write_manifest(out, manifest, entries)
         if replaced:  # the old study's runs that the new one does not have

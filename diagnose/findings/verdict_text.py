@@ -169,7 +169,8 @@ def _why_a_set(fix: dict) -> str:
     for p in fix.get("parts") or []:
         if p.get("share_closed") is None:
             continue
-        verb = f"closes {p['share_closed']:.0%}" if p["share_closed"] >= 0 else f"widens the gap by {-p['share_closed']:.0%}"
+        share = p["share_closed"]
+        verb = f"closes {share:.0%}" if share >= 0 else f"widens the gap by {-share:.0%}"
         note = f", diverging on {p['diverged']} of {p['n']} seeds" if p.get("diverged") else ""
         alone.append(f"{p['switch']} {verb}{note}")
     if alone:
