@@ -85,9 +85,12 @@ def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 1
         pair = [c.context.points[c.low].runs, c.context.points[c.high].runs]
         evidence = [fid for fid in c.panels if panels.has_data([r.path for runs in pair for r in runs], fid)]
     ncols = 1 + (c is not None) + len(evidence)
-    fig = plt.figure(figsize=(width, 3.5), layout="constrained")
-    grid = fig.add_gridspec(1, ncols, width_ratios=[1.25] + [1.0] * (ncols - 1 - len(evidence))
-                            + [1.15 if fid == "attention-map" else 1.0 for fid in evidence])
+    # Fixed margins, not a layout engine: measuring every label took a third of the figure's time, and a
+    # study has a suspect per factor it varies. Room at the left for the two-line axis label, below for "step".
+    fig = plt.figure(figsize=(width, 3.5))
+    grid = fig.add_gridspec(1, ncols, width_ratios=[1.5] + [1.0] * (ncols - 1 - len(evidence))
+                            + [1.15 if fid == "attention-map" else 1.0 for fid in evidence],
+                            left=0.06, right=0.99, bottom=0.14, top=0.91, wspace=0.32)
     _levels_panel(fig.add_subplot(grid[0, 0]), s, outcome)
     if c is not None:
         series = [(f"{s.factor}={lv}", color, [r.path for r in c.context.points[lv].runs])
@@ -104,7 +107,7 @@ def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 1
         for i, fid in enumerate(evidence):
             slot = grid[0, 2 + i]
             if fid == "attention-map":
-                inner = slot.subgridspec(2, 1)
+                inner = slot.subgridspec(2, 1, hspace=0.75)  # each image's title and axis label between them
                 shares = [panels.attention_share(runs) for _, _, runs in series]
                 top = max((float(x[0].max()) for x in shares if x is not None), default=1.0)  # one scale for both
                 for k, (label, _, runs) in enumerate(series):

@@ -7,6 +7,7 @@ The families are the report figures a finding can point at
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,12 @@ def family_columns(frame, fid: str) -> list[str]:
     cols = [c for c in frame.columns if c.startswith(PANELS[fid][1])]
     if fid == "branches" and any(c.endswith(("/position", "/content")) for c in cols):
         cols = [c for c in cols if c.endswith(("/position", "/content"))]  # a table against what it is added to
-    return [c for c in cols if frame[c].notna().any() and (not PANELS[fid][3] or (frame[c] > 0).any())]
+    if not cols:
+        return []
+    values = frame[cols].to_numpy(dtype=float)  # one array: a hundred runs' pages ask for every family
+    with np.errstate(invalid="ignore"):
+        keep = (values > 0).any(axis=0) if PANELS[fid][3] else (~np.isnan(values)).any(axis=0)
+    return [c for c, k in zip(cols, keep) if k]
 
 
 def has_data(runs: list[Path], fid: str) -> bool:
@@ -120,18 +126,41 @@ def attention_share(runs: list[Path], late: bool = True) -> tuple[np.ndarray, li
     Returns:
         (share[hop, slot], hop labels, step), or None without attention.csv.
     """
-    tables = [t for t in map(attention, runs) if t is not None and len(t)]
+    tables = [t for t in map(_attention_blocks, runs) if t is not None]
     if not tables:
         return None
-    step = min(t["step"].max() for t in tables) if late else max(t["step"].min() for t in tables)
-    blocks = [t[t["step"] == step].sort_values("hop") for t in tables]
-    blocks = [b for b in blocks if len(b)]
+    step = min(max(t) for t in tables) if late else max(min(t) for t in tables)
+    blocks = [t[step] for t in tables if step in t]
     if not blocks:
         return None
-    cols = [c for c in blocks[0].columns if c.startswith("pos")]
-    counts = sum(b[cols].to_numpy(dtype=float) for b in blocks if list(b["hop"]) == list(blocks[0]["hop"]))
+    hops = blocks[0][0]
+    counts = sum(b[1] for b in blocks if b[0] == hops)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    return share, list(blocks[0]["hop"]), int(step)
+    return share, list(hops), int(step)
+
+
+def _attention_blocks(run: Path) -> dict | None:
+    """A run's attention.csv as {step: (hops, counts[hop, slot])}, read once per build."""
+    path = Path(run) / runrecord.ATTENTION
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return _blocks(str(run), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _blocks(run: str, _mtime: int, _size: int) -> dict | None:
+    table = attention(run)
+    if table is None or not len(table):
+        return None
+    cols = [c for c in table.columns if c.startswith("pos")]
+    steps, hops, counts = table["step"].to_numpy(), table["hop"].to_numpy(), table[cols].to_numpy(dtype=float)
+    blocks = {}
+    for step in np.unique(steps):
+        rows = np.flatnonzero(steps == step)
+        rows = rows[np.argsort(hops[rows], kind="stable")]
+        blocks[int(step)] = (tuple(hops[rows].tolist()), counts[rows])
+    return blocks
 
 
 def attention_image(ax, runs: list[Path], title: str, late: bool = True, vmax: float | None = None):

@@ -84,8 +84,12 @@ def seed_stats(runs: list[Path], metric: str):
                 curves.append(series.set_index("step")[metric])
     if not curves:
         return None
-    steps = sorted(set().union(*(c.index for c in curves)))
-    stacked = np.array([c.reindex(steps).interpolate(limit_area="inside").to_numpy() for c in curves])
+    if all(c.index.equals(curves[0].index) for c in curves):  # seeds of one variant log the same steps
+        steps = list(curves[0].index)
+        stacked = np.array([c.to_numpy(dtype=float) for c in curves])
+    else:
+        steps = sorted(set().union(*(c.index for c in curves)))
+        stacked = np.array([c.reindex(steps).interpolate(limit_area="inside").to_numpy() for c in curves])
     with np.errstate(all="ignore"):
         import warnings
 
