@@ -91,7 +91,8 @@ def _effects_parts(verdict: dict) -> dict:
                 "no as-posted/paper pair here, so no gap to explain")
     notes = [] if verdict["effects"] else ["no switch has a completed run beside its base"]
     return {"headline": headline, "tally": _tally(verdict, ("effect",)), "causes": causes,
-            "fix_label": "Best switch", "fix": fix, "fix_short": fix, "notes": notes, "method": verdict.get("method", "")}
+            "fix_label": "Best switch", "fix": fix, "fix_short": fix, "notes": notes,
+            "method": verdict.get("method", "")}
 
 
 def _fix_text(verdict: dict) -> str:
