@@ -111,3 +111,20 @@ def test_compare_names_runs_outside_a_study_by_their_directory(tmp_path, monkeyp
         [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or real(fig, *a, **k))
     plots.compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp.png")
     assert legends == [["a", "b"]]
+
+
+def test_a_verdict_of_the_default_studys_size_fits_under_the_first_screens_answer():
+    from types import SimpleNamespace
+
+    from diagnose.report_data import Headline
+    from reports.figures_headline import verdict_height
+
+    def row(base: str, k: int):
+        return SimpleNamespace(base=SimpleNamespace(name=base), effect=SimpleNamespace(effect=SimpleNamespace(mean=k)))
+
+    # The default study: 15 switches and combinations on as-posted, 10 on paper, two group titles.
+    head = Headline("gap", [row("as-posted", k) for k in range(15)] + [row("paper", k) for k in range(10)],
+                    faulty=SimpleNamespace(name="as-posted"), reference=SimpleNamespace(name="paper"))
+    # 100 dpi: under 900 px less the title and the three-line answer above it (~200 px).
+    assert 100 * verdict_height(head) <= 690
+    assert 100 * verdict_height(Headline("gap", head.rows[:3], faulty=head.faulty, reference=head.reference)) >= 200
