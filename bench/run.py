@@ -8,6 +8,8 @@
     python bench/run.py --only step_parts     # where a paper-preset step goes (~1 minute; not in the quick set)
     python bench/run.py --only replica_step   # stacked replicas against shared steps (not in the quick set)
     python bench/run.py --only ptb_gap        # the whole gap on PTB (long; not in the quick set)
+    python bench/run.py --only validation_cost  # validating every 50 steps against 325 (~3 minutes)
+    python bench/run.py --only report_time    # the report of ablations/default and its first screen
 
 Each benchmark runs as its own process (so one cannot warm or load the next),
 prints its table and writes bench/results/NAME.json.
@@ -33,6 +35,8 @@ EXTRA = {
     "step_parts": ["step_parts.py"],
     "replica_step": ["replica_step.py"],  # stacked replicas against shared steps (~5 minutes)
     "ptb_gap": ["ptb_gap.py"],  # the default study on PTB, 2,000 words (long; resumable)
+    "validation_cost": ["validation_cost.py"],  # the default spec's validation frequency, timed (~3 minutes)
+    "report_time": ["report_time.py"],  # needs a finished default study in ablations/default
 }
 
 

@@ -131,7 +131,8 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.option("--force", is_flag=True,
               help="Replace a study of another spec in --out (the runs both specs share are kept).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True,
+              help="No progress (a bar on a terminal, else a line per finished run).")
 def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, executor, ray_address, no_follow_up,
                  no_report, force, quiet):
     """Run a counterfactual ablation study (default: the built-in study on the synthetic corpus).
@@ -148,6 +149,7 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
     from diagnose.ablation.study import run_study
     from diagnose.ablation.sweep import check_study_target, summarize
     from diagnose.findings.verdict import format_verdict
+    from diagnose.progress import SweepProgress
 
     overrides: dict = {}
     if seeds is not None:
@@ -174,28 +176,14 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
     check_study_target(out)
     jobs = jobs if jobs is not None else os.cpu_count() or 1
     runner = make_executor(executor, jobs=jobs, ray_address=ray_address)
-    bar = None
-
-    def progress(event):
-        nonlocal bar
-        if quiet:
-            return
-        if bar is None:
-            bar = click.progressbar(length=event["total"], label="runs", file=sys.stderr, show_pos=True,
-                                    show_eta=True)
-            bar.__enter__()
-            bar.update(event["done"] - 1)
-        bar.length = event["total"]  # a later round of the study adds runs
-        bar.update(1)
-
+    progress = SweepProgress(quiet)
     with studydir.StudyLock(out):  # held through the follow-ups and the report
         try:
             with runner if hasattr(runner, "__enter__") else contextlib.nullcontext():  # workers kept across rounds
                 manifest, verdict = run_study(study, out, runner, follow_up=not no_follow_up, progress=progress,
                                               force=force)
         finally:
-            if bar is not None:
-                bar.__exit__(None, None, None)
+            progress.close()
         t = manifest["totals"]
         rows = summarize(out)
         width = max(len(r["variant"]) for r in rows)
@@ -276,11 +264,12 @@ def check(path, as_json):
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="Report directory (default: PATH/report for one path).")
 def report(paths, out):
-    """Write an HTML/PNG report (index.html plus figures) for an ABLATION_DIR or RUN_DIRs.
+    """Write an HTML/PNG report (index.html, a page per run, figures) for an ABLATION_DIR or RUN_DIRs.
 
-    The page shows the verdict, the findings with links to the figures that show
-    them, loss curves side by side, gradient norms, update ratios, attention, branch
-    balance, output health and a table of every run. It works offline.
+    A study's first screen shows the verdict as text and as a figure beside the loss
+    curves of the faulty base, the fix and the reference; then the findings, the
+    interactions, one section per factor the study varies, diagnostics and a table of
+    every run linking to its own page. It works offline.
     """
     from reports.html import build_report
 
@@ -301,7 +290,10 @@ def report(paths, out):
 @click.option("--out", "out", default="compare.png", show_default=True, type=click.Path(dir_okay=False),
               help="PNG file to write.")
 def compare(run_dirs, metric, out):
-    """Plot one metric for any runs, overlaid; runs differing only by seed form a band."""
+    """Plot one metric for any runs, overlaid; runs differing only by seed form a band.
+
+    Runs of a study are labelled by variant and seed, as the report names them.
+    """
     from diagnose import runrecord
     from reports.plots import compare as draw
 

@@ -53,7 +53,7 @@ from diagnose.files import atomic_write, clean_json, read_json, write_json
 
 __all__ = ["MANIFEST", "VERDICT", "RUNS", "PARTIAL", "SCRATCH", "LOCK", "REPORT", "is_study_dir", "plain_name",
            "run_path", "read_manifest", "write_manifest", "read_verdict", "write_verdict", "not_a_record",
-           "require_record", "StudyLock"]
+           "require_record", "run_entry", "StudyLock"]
 
 MANIFEST, VERDICT, RUNS, SCRATCH, LOCK, REPORT = "manifest.json", "verdict.json", "runs", ".scratch", ".lock", "report"
 PARTIAL = ".partial"  # suffix of a run record being moved in
@@ -110,6 +110,24 @@ def read_verdict(study_dir: str | os.PathLike) -> dict | None:
 
 def write_verdict(study_dir: str | os.PathLike, verdict: dict) -> None:
     write_json(Path(study_dir) / VERDICT, verdict)
+
+
+def run_entry(run_dir: str | os.PathLike) -> dict | None:
+    """The manifest's entry for a run inside a study (``STUDY/runs/<id>``), or None.
+
+    What names a run for a person (its variant and seed) lives in the study's
+    manifest, not in the run record; a run outside a study, or one its study's
+    manifest does not list or cannot be read, has no entry.
+    """
+    run_dir = Path(run_dir)
+    study = run_dir.parent.parent
+    if run_dir.parent.name != RUNS or not is_study_dir(study):
+        return None
+    try:
+        runs = read_manifest(study)["runs"]
+    except RecordError:
+        return None
+    return next((e for e in runs if isinstance(e, dict) and e.get("id") == run_dir.name), None)
 
 
 def not_a_record(path: str | os.PathLike) -> str:

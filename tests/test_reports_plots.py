@@ -1,62 +1,130 @@
-"""Loss-curve small multiples drawn from a hand-built ablation directory."""
+"""The report's figures drawn from hand-written run records: shapes, the seed band, labels people read."""
 
 import math
+from xml.etree import ElementTree
 
 import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from diagnose import runrecord, studydir
-from reports.plots import loss_curves
+from reports import figures_run, figures_study, plots
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
-def _ablation(tmp_path, variants: int, seeds: int = 2):
-    runs = []
+def _runs(tmp_path, variants: int, seeds: int = 2) -> dict:
+    out = {}
     for v in range(variants):
         for s in range(seeds):
-            rid = f"v{v}s{s}"
+            run = tmp_path / "runs" / f"v{v}s{s}"
             rows = [{"step": step, "epoch": step / 100, "loss": 3.0 - 0.001 * step * (v + 1) + 0.01 * s,
-                     "valid_loss": 3.0 - 0.001 * step * (v + 1)} for step in (0, 50, 100)]
-            runrecord.write_metrics(tmp_path / "runs" / rid, rows)
-            runrecord.write_config(tmp_path / "runs" / rid, model={}, data={}, train={})  # a whole record
-            runrecord.write_summary(tmp_path / "runs" / rid, {
-                "status": "completed", "baselines": {"ln_vocab": math.log(35), "bayes_floor": 1.3}})
-            runs.append({"id": rid, "variant": f"variant {v}", "seed": s, "status": "completed"})
-    studydir.write_manifest(tmp_path, {"runs": runs})
-    return tmp_path
+                     "valid_loss": 3.0 - 0.001 * step * (v + 1) if step % 50 == 0 else None}
+                    for step in range(0, 101, 10)]
+            runrecord.write_metrics(run, rows)
+            out.setdefault(f"variant {v}", []).append(run)
+    return out
 
 
-@pytest.mark.parametrize("variants, rows", [(3, 1), (5, 2), (9, 3)])
-def test_one_panel_per_variant_on_a_grid_of_four_columns(tmp_path, variants, rows):
-    png = loss_curves(_ablation(tmp_path, variants), tmp_path / "out" / "loss.png", metric="loss")
-    image = mpimg.imread(png)
-    # 3.2 x 2.4 inches per panel at 90 dpi: the grid's shape shows in the image's.
-    assert image.shape[1] == round(4 * 3.2 * 90)
-    assert image.shape[0] == round(rows * 2.4 * 90)
-    assert not (tmp_path / "out" / ".loss.png.tmp.png").exists()
-    # Something was drawn in the top-left panel (not a blank page).
-    panel = image[: image.shape[0] // rows, : image.shape[1] // 4, :3]
-    assert (panel < 0.5).mean() > 0.01
+@pytest.mark.parametrize("variants, rows", [(3, 1), (5, 1), (9, 2)])
+def test_every_variant_is_a_panel_on_a_grid_of_five_columns(tmp_path, variants, rows):
+    out = figures_study.every_variant(_runs(tmp_path, variants), tmp_path / "out" / "loss.svg",
+                                      {"ln_vocab": math.log(35), "bayes_floor": 1.3})
+    root = ElementTree.parse(out).getroot()  # well-formed SVG
+    assert float(root.get("height")) == 18 + 210 * rows  # a legend line, then 210 px a row
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert all(f"variant {v}" in texts for v in range(variants))
+    assert len(list(root.iter(f"{SVG}polygon"))) == variants  # each variant's two seeds: one shaded range
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["loss.svg"]  # no temporary file left
 
 
 def test_nothing_to_plot_is_an_error(tmp_path):
-    studydir.write_manifest(tmp_path, {"runs": []})
     with pytest.raises(ValueError, match="no run"):
-        loss_curves(tmp_path, tmp_path / "x.png")
-    assert not np.any([p.suffix == ".png" for p in tmp_path.iterdir()])
+        figures_study.every_variant({"a": []}, tmp_path / "x.svg", {})
+    assert not list(tmp_path.iterdir())
 
 
-def test_compare_bands_seeds_of_the_same_config(tmp_path):
-    from reports.plots import compare
+def test_a_run_figure_has_every_panel_and_escapes_what_it_reads(tmp_path):
+    from diagnose.report_data import RunInfo
 
-    for name, seed, slope, lr in (("a0", 0, 0.01, 0.1), ("a1", 1, 0.012, 0.1), ("b0", 0, 0.001, 0.5)):
-        run = tmp_path / name
+    run = tmp_path / "run"
+    runrecord.write_metrics(run, [{"step": s, "loss": 3.0 - 0.01 * s, "valid_loss": 3.0 - 0.01 * s if s % 50 == 0
+                                   else None, "grad_norm/<b>&x": 0.1 * (s + 1)} for s in range(0, 101, 10)])
+    out = figures_run.run_figure(RunInfo("r", run, "paper", 0, "completed", 2.0), {"ln_vocab": 3.5},
+                                 tmp_path / "r.svg")
+    text = out.read_text()
+    root = ElementTree.fromstring(text)
+    titles = [t.text for t in root.iter(f"{SVG}text")]
+    for title in ("Loss", "Gradient norms", "Update-to-weight ratios", "Output health"):
+        assert title in titles
+    assert "<b>&x" in titles and "<b>" not in text  # the column's name, escaped
+    assert titles.count("not recorded in this run") == 6  # updates, entropy, branches, output, attention twice
+    assert len(list(root.iter(f"{SVG}polyline"))) >= 3  # training, validation, the gradient column
+
+
+def test_the_seed_band_spans_the_seeds_around_their_mean(tmp_path):
+    runs = _runs(tmp_path, 1, seeds=3)["variant 0"]
+    fig, ax = plt.subplots()
+    line = plots.seed_band(ax, runs, "loss", color="tab:blue")
+    steps, mean = line.get_data()
+    assert list(steps) == list(range(0, 101, 10))
+    np.testing.assert_allclose(mean, [3.0 - 0.001 * s + 0.01 for s in steps])  # seeds 0, 1, 2: mean offset 0.01
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(3.0 - 0.1) and band[:, 1].max() == pytest.approx(3.0 + 0.02)
+    # Validation rows are sparse: only the passes are drawn, as points.
+    valid = plots.seed_band(ax, runs, "valid_loss", color="k", band=False)
+    assert list(valid.get_xdata()) == [0, 50, 100] and valid.get_marker() == "o"
+    plt.close(fig)
+
+
+def test_compare_labels_runs_of_a_study_by_variant_and_seed(tmp_path, monkeypatch):
+    runs = []
+    for name, seed, slope, lr in (("as-posted", 0, 0.01, 0.1), ("as-posted", 1, 0.012, 0.1), ("paper", 0, 0.001, 0.5)):
+        rid = f"{name}-{seed}-0123456789"
+        run = tmp_path / "runs" / rid
         runrecord.write_config(run, model={"learning_rate": lr}, data={}, train={"seed": seed})
         runrecord.write_metrics(run, [{"step": s, "epoch": 0, "loss": 3 - slope * s} for s in (0, 10, 20)])
-    png = compare([tmp_path / n for n in ("a0", "a1", "b0")], tmp_path / "cmp.png")
+        runs.append({"id": rid, "variant": name, "base": name, "seed": seed, "status": "completed"})
+    studydir.write_manifest(tmp_path, {"study": "s", "runs": runs})
+    legends = []
+    real = plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, *a, **k: legends.append(
+        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or real(fig, *a, **k))
+    png = plots.compare([tmp_path / "runs" / r["id"] for r in runs], tmp_path / "cmp.png")
     assert mpimg.imread(png).shape[0] > 100
-    import matplotlib.pyplot as plt
-
+    assert legends == [["as-posted (2 seeds)", "paper, seed 0"]]
+    plots.compare([tmp_path / "runs" / runs[1]["id"]], tmp_path / "one.png")
+    assert legends[-1] == ["as-posted, seed 1"]
     with pytest.raises(ValueError, match="try one of: .*loss"):
-        compare([tmp_path / "a0"], tmp_path / "x.png", metric="nope")
+        plots.compare([tmp_path / "runs" / runs[0]["id"]], tmp_path / "x.png", metric="nope")
     assert plt.get_fignums() == []  # no figure leaked
+
+
+def test_compare_names_runs_outside_a_study_by_their_directory(tmp_path, monkeypatch):
+    for name in ("a", "b"):
+        runrecord.write_config(tmp_path / name, model={"x": name}, data={}, train={"seed": 0})
+        runrecord.write_metrics(tmp_path / name, [{"step": s, "loss": 3 - 0.01 * s} for s in (0, 10)])
+    legends = []
+    real = plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, *a, **k: legends.append(
+        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or real(fig, *a, **k))
+    plots.compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp.png")
+    assert legends == [["a", "b"]]
+
+
+def test_a_verdict_of_the_default_studys_size_fits_under_the_first_screens_answer():
+    from types import SimpleNamespace
+
+    from diagnose.report_data import Headline
+    from reports.figures_headline import verdict_height
+
+    def row(base: str, k: int):
+        return SimpleNamespace(base=SimpleNamespace(name=base), effect=SimpleNamespace(effect=SimpleNamespace(mean=k)))
+
+    # The default study: 15 switches and combinations on as-posted, 10 on paper, two group titles.
+    head = Headline("gap", [row("as-posted", k) for k in range(15)] + [row("paper", k) for k in range(10)],
+                    faulty=SimpleNamespace(name="as-posted"), reference=SimpleNamespace(name="paper"))
+    # 100 dpi: under 900 px less the title and the three-line answer above it (~200 px).
+    assert 100 * verdict_height(head) <= 690
+    assert 100 * verdict_height(Headline("gap", head.rows[:3], faulty=head.faulty, reference=head.reference)) >= 200

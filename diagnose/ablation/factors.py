@@ -7,7 +7,7 @@ runs; this module is the catalogue it reads.
 
 from __future__ import annotations
 
-__all__ = ["FACTORS", "DEFAULT_LEVELS", "DEFAULT_SPEC"]
+__all__ = ["FACTORS", "DEFAULT_LEVELS", "DEFAULT_SPEC", "LEVEL_LABELS"]
 
 # Each factor: level name -> the config fields it sets. "hops" is relative to the
 # spec's [sizes] hops: "full" runs them all, "one-fewer" is the posted loop's
@@ -32,6 +32,13 @@ FACTORS: dict[str, dict[str, dict]] = {
     "hops": {"full": {"hops": 0}, "one-fewer": {"hops": -1}},  # relative to [sizes] hops
     "relu_units": {"half": {"relu_fraction": 0.5}, "none": {"relu_fraction": 0.0}},
     "embedding_init": {"normal": {"embedding_init": 0.05}, "uniform": {"embedding_init": "uniform"}},
+}
+
+# How a report names a level whose name alone does not say what it sets: the
+# temporal encoding's and the embeddings' initial distributions.
+LEVEL_LABELS: dict[str, dict[str, str]] = {
+    "temporal": {"normal": "N(0, 0.05)", "uniform": "U(-0.05, 0.05)", "ones": "ones", "none": "none"},
+    "embedding_init": {"normal": "N(0, 0.05)", "uniform": "U(-0.05, 0.05)"},
 }
 
 # Levels used when a spec names a factor without levels: the paper's and the

@@ -173,10 +173,17 @@ def series(view: RunView, column: str, finite: bool = True) -> pd.Series | None:
     """
     if column not in view.metrics.columns:
         return None
-    values = pd.to_numeric(view.metrics[column], errors="coerce")
-    values.index = view.metrics["step"].astype(int).to_numpy()
-    values = values[np.isfinite(values)] if finite else values.dropna()
-    return values if len(values) else None
+    # Read once per view: some thirty rules ask for the same few columns, and a report checks a hundred runs.
+    cache = view.__dict__.setdefault("_series", {})
+    if (column, finite) not in cache:
+        if "_steps" not in cache:
+            cache["_steps"] = view.metrics["step"].astype(int).to_numpy()
+        values = pd.to_numeric(view.metrics[column], errors="coerce").to_numpy(dtype=float)
+        keep = np.isfinite(values) if finite else ~np.isnan(values)
+        cache[column, finite] = pd.Series(values[keep], index=cache["_steps"][keep], name=column) if keep.any() \
+            else None
+    values = cache[column, finite]
+    return None if values is None else values.copy()  # a rule may change what it gets; the next one reads afresh
 
 
 def late(values: pd.Series | None, fraction: float = T.LATE_FRACTION) -> pd.Series | None:

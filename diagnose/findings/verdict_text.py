@@ -21,10 +21,17 @@ def effect_words(entry: dict) -> str:
 
 
 def verdict_parts(verdict: dict) -> dict:
-    """``{"headline", "causes": [{"factor", "text", "runs"}], "fix_label", "fix", "notes": [...], "method"}``."""
+    """The verdict's sentences, each also in a short form for a page's first screen.
+
+    Returns:
+        ``{"headline", "tally", "causes": [{"factor", "text", "short", "runs"}], "fix_label",
+        "fix", "fix_short", "notes": [...], "method"}``: ``text`` and ``fix`` carry every
+        interval (the CLI prints them); ``short`` and ``fix_short`` say the same without
+        them, for a page that draws the intervals; ``tally`` counts the comparisons by status.
+    """
     if verdict.get("error"):
-        return {"headline": verdict["error"], "causes": [], "fix_label": "Fix", "fix": "n/a", "notes": [],
-                "method": ""}
+        return {"headline": verdict["error"], "tally": "", "causes": [], "fix_label": "Fix", "fix": "n/a",
+                "fix_short": "n/a", "notes": [], "method": ""}
     if verdict.get("mode") == "effects":
         return _effects_parts(verdict)
     gap = verdict["gap"]
@@ -33,17 +40,22 @@ def verdict_parts(verdict: dict) -> dict:
     causes = []
     for rc in verdict["root_causes"]:
         f = next((x for x in verdict.get("factors", []) if x["factor"] == rc["factor"]), {})
-        parts = []
+        parts, short = [], []
         if rc.get("share_closed") is not None:
             fix = next((e for e in f.get("fix", []) if e["variant"] == f.get("best_fix")), {"runs": []})
-            parts.append(f"switching it alone ({_switch(f.get('best_fix') or 'to the reference')}) closes "
+            switch = _switch(f.get("best_fix") or "to the reference")
+            parts.append(f"switching it alone ({switch}) closes "
                          f"{rc['share_closed']:.0%} of the gap ({_interval(fix)}){_diverged_note(fix)}")
+            short.append(f"{switch} alone closes {rc['share_closed']:.0%} of the gap{_diverged_short(fix)}")
         if rc.get("share_opened") is not None:
             brk = max(f.get("break") or [{"variant": "it", "runs": []}], key=lambda e: e.get("share_opened") or -1e9)
             parts.append(f"on the {verdict['reference']} model {_switch(brk['variant'])} opens "
                          f"{rc['share_opened']:.0%} ({_interval(brk)})")
-        causes.append({"factor": rc["factor"], "text": "; ".join(parts), "runs": len(rc.get("runs", []))})
-    return {"headline": headline, "causes": causes, "fix_label": "Smallest fix", "fix": _fix_text(verdict),
+            short.append(f"on {verdict['reference']}, {_switch(brk['variant'])} opens {rc['share_opened']:.0%}")
+        causes.append({"factor": rc["factor"], "text": "; ".join(parts), "short": "; ".join(short),
+                       "runs": len(rc.get("runs", []))})
+    return {"headline": headline, "tally": _tally(verdict, ("fix", "break", "combination")), "causes": causes,
+            "fix_label": "Smallest fix", "fix": _fix_text(verdict), "fix_short": _fix_short(verdict),
             "notes": _notes(verdict), "method": verdict.get("method", "")}
 
 
@@ -69,6 +81,7 @@ def _effects_parts(verdict: dict) -> dict:
     causes = [{"factor": e["variant"],
                "text": (f"{_signed(e['effect'])} nats against {e['base']} ({_level(e)} CI {_signed(e['ci'][0])} to "
                         f"{_signed(e['ci'][1])}, {e.get('n', 'n/a')} seeds): {effect_words(e)}{_diverged_note(e)}"),
+               "short": f"{_signed(e['effect'])} nats: {effect_words(e)}{_diverged_short(e)}",
                "runs": len(e["runs"])} for e in verdict["effects"]]
     best = next((e for e in verdict["effects"] if e.get("status", "established" if e.get("significant") else "")
                  == "established" and e["effect"] < 0), None)
@@ -77,7 +90,8 @@ def _effects_parts(verdict: dict) -> dict:
     headline = (f"effects of each switch on the loss of its base ({', '.join(verdict['bases'])}), lowest first; "
                 "no as-posted/paper pair here, so no gap to explain")
     notes = [] if verdict["effects"] else ["no switch has a completed run beside its base"]
-    return {"headline": headline, "causes": causes, "fix_label": "Best switch", "fix": fix, "notes": notes,
+    return {"headline": headline, "tally": _tally(verdict, ("effect",)), "causes": causes,
+            "fix_label": "Best switch", "fix": fix, "fix_short": fix, "notes": notes,
             "method": verdict.get("method", "")}
 
 
@@ -111,6 +125,42 @@ def _fix_text(verdict: dict) -> str:
     if len(fix["switches"]) > 1:
         text += ". " + _why_a_set(fix)
     return text
+
+
+def _fix_short(verdict: dict) -> str:
+    """The smallest fix without its intervals: what to switch, what it closes, whether it reaches and holds."""
+    fix = verdict.get("smallest_fix")
+    reference = verdict["reference"]
+    if not fix:
+        return f"no tested set of switches closes the gap to {reference}"
+    share = f"{fix['share_closed']:.0%}" if fix.get("share_closed") is not None else "n/a"
+    if len(fix["switches"]) == 1:
+        text = f"{fix['switches'][0]}: it closes {share} of the gap"
+    else:
+        text = f"switch {' and '.join(fix['switches'])} together: they close {share} of the gap"
+    residual = fix.get("residual") or {}
+    if fix.get("reaches"):
+        text += f" and reach {reference}"
+    elif fix.get("short_of_reference"):
+        text += f" but stay {_f(residual.get('effect'))} nats short of {reference}"
+    else:
+        text += f"; whether they reach {reference} is inconclusive"
+    text += ("; stable on every seed" if not fix.get("diverged")
+             else f"; diverged on {fix['diverged']} of {len(fix['runs'])} seeds")
+    if not fix.get("confident"):
+        text += "; its effect is not yet established"
+    if len(fix["switches"]) > 1:
+        text += "; no single one of them does"
+    return text
+
+
+def _tally(verdict: dict, kinds: tuple) -> str:
+    """'of 23 comparisons: 9 established, 4 negligible, 10 inconclusive' over the verdict's comparisons."""
+    wanted = [c for c in verdict.get("comparisons", []) if c.get("kind") in kinds]
+    if not wanted:
+        return ""
+    counts = {s: sum(c.get("status") == s for c in wanted) for s in ("established", "negligible", "inconclusive")}
+    return f"of {len(wanted)} comparisons: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
 
 
 def _why_a_set(fix: dict) -> str:
@@ -191,6 +241,12 @@ def _diverged_note(entry: dict) -> str:
     """'; N of M seeds diverged later' for a variant with diverged runs, else ''."""
     n = entry.get("diverged") or 0
     return f"; {n} of {len(entry['runs'])} seeds diverged later" if n else ""
+
+
+def _diverged_short(entry: dict) -> str:
+    """', diverging on N of M seeds' for a variant with diverged runs, else ''."""
+    n = entry.get("diverged") or 0
+    return f", diverging on {n} of {len(entry['runs'])} seeds" if n else ""
 
 
 def _f(x) -> str:

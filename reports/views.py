@@ -1,0 +1,196 @@
+"""What the templates get: the report's data laid out for the page, with the figures' captions and alt text."""
+
+from __future__ import annotations
+
+from diagnose.report_data import ReportData, RunInfo, VariantInfo
+from diagnose.report_data.contrasts import Suspect
+from reports.plots import num
+
+__all__ = ["index_view", "run_view", "PANEL_CAPTIONS", "SIDE_BY_SIDE"]
+
+# Runs side by side on the index beyond this many would shrink below reading: each has its own page.
+SIDE_BY_SIDE = 4
+
+# What each evidence panel shows, in the words a caption needs (keys: registry.FIGURES).
+PANEL_CAPTIONS = {
+    "branches": "branch balance: the RMS of a position table (dashed) against the content it is added to (solid); "
+                "a table far above its content drowns it",
+    "attention-map": "where attention lands late in training: the share of each hop's winning slot (right: the "
+                     "current word); one bright column whatever the input is attention fixed on a position",
+    "attention-entropy": "attention entropy over ln(slots): 1 reads an average of the window, near 0 one slot",
+    "gradients": "the global gradient norm before clipping (log scale)",
+    "updates": "update-to-weight ratios ||Δw|| / ||w|| (log scale); around 1e-3 is a healthy step",
+    "output": "output health: the share of dead output units (solid) and of targets at the cross-entropy's clip "
+              "floor (dashed)",
+}
+
+_DIAGNOSTICS = (
+    # figure id, title, caption
+    ("loss", "Loss", "Training and validation loss of each run (runs that differ only by seed form one band)."),
+    ("gradients", "Gradient norms per variable",
+     "L2 norm of each variable's gradient before clipping (log scale). Look for norms that grow by orders of "
+     "magnitude (exploding), collapse towards zero (vanishing), or sit far below the others."),
+    ("updates", "Update-to-weight ratios",
+     "||Δw|| / ||w|| per step (log scale); around 1e-3 is a healthy step. A mean-reduced loss with a rate tuned "
+     "for a summed one shows as ratios one to two orders of magnitude lower."),
+    ("attention-entropy", "Attention entropy per hop",
+     "Entropy of each hop's attention over ln(number of real slots): 1 is uniform, near 0 is one slot."),
+    ("attention-map", "Where attention lands, early vs late",
+     "Share of each interval's examples whose attention peaked on each memory slot, per hop (right: the current "
+     "word). Content-driven attention spreads with the input; one bright column is attention fixed on a position."),
+    ("branches", "Branch balance",
+     "RMS of what is added together: a position table against the content it is added to, and an H term against "
+     "the read-out (log scale). A table far above its content drowns it."),
+    ("output", "Output health",
+     "Share of output units exactly zero, of targets at the 1e-7 clip floor, mean top and target probability. "
+     "Dead outputs and targets at the floor mean the output is not a distribution the loss can train."),
+)
+
+
+def index_view(data: ReportData, figures: dict[str, str]) -> dict:
+    """The index page's context (see templates/report.html.j2)."""
+    linked = {fid for fid in figures if ":" not in fid}
+    side = ", ".join(r.label for r in _firsts(data.shown[:SIDE_BY_SIDE]))
+    return {
+        "title": data.title, "subtitle": data.subtitle, "notes": data.notes, "source": data.source,
+        "kind": data.kind, "verdict": data.verdict_text,
+        "first": _first_screen(data, figures),
+        "findings": [_findings_block(v, linked) for v in data.shown],
+        "interactions": _interactions(data, figures),
+        "suspects": [_suspect(s, figures, data) for s in data.suspects if f"suspect:{s.factor}" in figures],
+        "diagnostics": [{"id": f"fig-{fid}", "file": figures[fid], "title": title,
+                         "caption": f"{caption} Shown for {side}.", "alt": f"{title} of {side}"}
+                        for fid, title, caption in _DIAGNOSTICS
+                        if fid in figures and not (fid == "loss" and data.kind == "study")],
+        "every_variant": figures.get("every-variant"),
+        "table": [_row(v) for v in data.variants.values()], "outcome": data.outcome,
+    }
+
+
+def _firsts(variants: list[VariantInfo]) -> list[RunInfo]:
+    return [v.runs[0] for v in variants if v.runs]
+
+
+def _first_screen(data: ReportData, figures: dict[str, str]) -> dict | None:
+    head = data.headline
+    if head is None or "verdict" not in figures:
+        return None
+    counts = {}
+    for r in head.rows:
+        status = r.effect.status or ("established" if r.effect.established else "inconclusive")
+        counts[status] = counts.get(status, 0) + 1
+    tally = ", ".join(f"{counts[s]} {s}" for s in ("established", "negligible", "inconclusive") if counts.get(s))
+    seeds = sorted({r.effect.effect.n for r in head.rows})
+    seeds_words = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}"
+    levels = sorted({r.effect.effect.confidence for r in head.rows})
+    wider = [f"{100 * c:.3g}%" for c in levels if abs(c - 0.95) > 1e-9]
+    level_words = "95%" + (f"; {', '.join(wider)} where the verdict added seeds and read it again, as marked at "
+                           "its right" if wider else "")
+    if head.mode == "gap":
+        lines = (f"dashed lines: {head.faulty.name} {num(head.faulty.loss.mean)} and {head.reference.name} "
+                 f"{num(head.reference.loss.mean)} nats; a switch that reaches the {head.reference.name} line closes "
+                 "the whole gap. Right: the share of the gap it closes (on "
+                 f"{head.faulty.name}) or opens (on {head.reference.name}), and its seeds") \
+            if head.faulty and head.reference else ""
+    else:
+        lines = "right: the effect in nats and its seeds"
+    margin = (f"within ±{num(head.margin)} nats, a tenth of the gap" if head.margin is not None
+              else "within the verdict's margin")
+    caption = (f"Each row is one switch on a base: the dot is its {data.outcome} (mean over seeds), the thick bar "
+               f"the interval of its effect (paired by seed; {level_words}), the thin line the move from its base's "
+               f"loss; {lines}. Filled dot: established (the interval excludes zero); grey diamond: negligible "
+               f"(the interval lies {margin}); hollow: inconclusive at these seeds. {tally} of {len(head.rows)}, "
+               f"at {seeds_words} seeds. Method: {(data.verdict_text or {}).get('method') or 'the verdict'}.")
+    shown = [v.name for v in (head.faulty, head.fix, head.reference) if v is not None]
+    curves = None
+    if "loss" in figures:
+        curves = {"file": figures["loss"], "alt": f"Loss curves of {', '.join(shown)} over seeds",
+                  "caption": (f"Training loss of {', '.join(shown)}: line the mean over seeds, band their range; "
+                              "dotted points: validation passes; dashed: ln V, unigram entropy, Bayes floor.")}
+    return {"verdict": {"file": figures["verdict"], "caption": caption,
+                        "alt": f"Each switch's effect on the {data.outcome} with its interval, established, "
+                               "negligible or inconclusive, and the share of the gap it closes"},
+            "curves": curves}
+
+
+def _findings_block(v: VariantInfo, linked: set[str]) -> dict:
+    """A variant's findings over its seeds: one line each, the first seed it fired on giving the details."""
+    items: dict[str, dict] = {}
+    for run in v.runs:
+        for f in run.findings:
+            if f["id"] not in items:
+                items[f["id"]] = {**f, "seeds": v.seeds_with(f["id"]), "of": len(v.runs), "run": run.label,
+                                  "page": run.page,
+                                  "anchor": f"fig-{f['figure']}" if f.get("figure") in linked else None}
+    return {"variant": v.name, "runs": len(v.runs), "entries": list(items.values())}
+
+
+def _interactions(data: ReportData, figures: dict[str, str]) -> dict | None:
+    if "interactions" not in figures:
+        return None
+    return {"file": figures["interactions"],
+            "alt": "Final loss of each combination of switches and of each of its parts alone",
+            "caption": ("Each grid is one combination the study ran, on its base: the cell 'neither' is the base, "
+                        f"the others each subset of the switches (mean {data.outcome}, 95% interval, seeds; "
+                        "green is lower). When neither switch alone moves the loss far but both together do, the "
+                        "interaction is why no single switch works; its estimate (the combination's effect beyond "
+                        "the sum of its parts', paired by seed) is in each title where the verdict measured it.")}
+
+
+def _suspect(s: Suspect, figures: dict[str, str], data: ReportData) -> dict:
+    from diagnose.report_data import verdict_view
+
+    contexts = "; ".join(f"{c.label} (its own level: {s.labels.get(c.own_level, c.own_level)})" for c in s.contexts)
+    parts = [f"Left: the {data.outcome} for each level of {s.factor} on {contexts} (mean over seeds; bars: "
+             "95% interval; dots: seeds)."]
+    c = s.contrast
+    if c is not None:
+        low, high = c.context.points[c.low], c.context.points[c.high]
+        parts.append(f"The strongest contrast is on {c.context.label}: {s.factor}={s.labels.get(c.low, c.low)} ends "
+                     f"at {num(low.loss.mean)} nats and {s.factor}={s.labels.get(c.high, c.high)} at "
+                     f"{num(high.loss.mean)} ({low.loss.n} and {high.loss.n} seeds); next, their training loss")
+        shown = [PANEL_CAPTIONS[p] for p in c.panels if p in PANEL_CAPTIONS]
+        parts[-1] += ("; then " + "; ".join(shown) + ".") if shown else "."
+        for found, on, off in ((c.only_high, c.high, c.low), (c.only_low, c.low, c.high)):
+            if found:
+                parts.append(f"Found with {s.factor}={s.labels.get(on, on)} and not with {s.labels.get(off, off)}: "
+                             + "; ".join(f"{f['title']} ({f['id']}, {f['seeds']} of {f['of']} seeds)" for f in found)
+                             + ".")
+    cause = verdict_view.cause_of(data.verdict, s.factor)
+    return {"factor": s.factor, "file": figures[f"suspect:{s.factor}"], "caption": " ".join(parts),
+            "cause": f"Root cause {cause[0]}: {cause[1]}" if cause else None,
+            "alt": f"Final loss per level of {s.factor}, and the contrast between two of its levels with its evidence"}
+
+
+def _row(v: VariantInfo) -> dict:
+    loss = v.loss
+    return {"variant": v.name, "runs": len(v.entries), "completed": v.count("completed"),
+            "diverged": v.count("diverged"), "failed": v.count("failed"),
+            "mean": num(loss.mean) if loss else "n/a",
+            "ci": f"{num(loss.lo)} to {num(loss.hi)}" if loss and loss.lo is not None else "n/a",
+            "seeds": [{"label": f"seed {r.seed}" if r.seed is not None else "run", "page": r.page,
+                       "status": r.status, "outcome": num(r.outcome)} for r in v.runs]}
+
+
+def run_view(run: RunInfo, figure: str, data: ReportData) -> dict:
+    """A run page's context (see templates/run.html.j2)."""
+    s = run.summary
+    final = s.get("final") or {}
+    facts = [("run", run.id), ("status", s.get("status")), ("steps", s.get("steps")),
+             ("final training loss", num(final.get("train_loss"))),
+             ("final validation loss", num(final.get("valid_loss"))),
+             ("validation accuracy", num(final.get("valid_accuracy"))),
+             ("wall time (s)", num(s.get("wall_time_s")))]
+    if s.get("error"):
+        facts.append(("error", s["error"]))
+    variant = data.variants.get(run.variant)
+    siblings = [{"label": r.label, "page": r.page} for r in (variant.runs if variant else []) if r is not run]
+    config = [(f"{section}.{key}", value) for section in ("model", "data", "train")
+              for key, value in sorted((run.config.get(section) or {}).items())]
+    also = [name for name in data.variants_of(run) if name != run.variant]
+    if also:
+        facts.append(("also the run of", ", ".join(also)))
+    return {"title": run.label, "facts": facts, "notes": run.problems, "figure": figure,
+            "alt": f"Loss, gradient norms, update ratios, attention, branch balance and output health of {run.label}",
+            "findings": [{**f, "anchor": None, "seeds": None} for f in run.findings], "siblings": siblings,
+            "config": config, "source": data.source}
