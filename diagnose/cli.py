@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from diagnose.errors import DiagnoseError
+from diagnose.progressbars import RunsBar, StepsBar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's start-up chatter is not for the user
 
@@ -97,7 +98,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     corpus = load_corpus(config.data, memory_size=config.model.memory_size)  # bad input fails before TF loads
     from diagnose.train import train as run_training
 
-    with _Progress(quiet) as progress:
+    with StepsBar(quiet) as progress:
         result = run_training(config, out, corpus=corpus, progress=progress, resume=resume)
     s = result.summary
     final = s["final"]
@@ -119,8 +120,8 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
 @click.option("--corpus", type=str, default=None, help="PTB-format corpus instead of the spec's.")
 @click.option("--synthetic", type=str, default=None, help="Synthetic corpus preset instead of the spec's.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Concurrent runs (default: one per core).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where runs train: local processes, or Ray tasks.")
+@click.option("--executor", type=click.Choice(["local", "inline", "ray"]), default="local", show_default=True,
+              help="Where runs train: local processes, this process (inline), or Ray tasks.")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray).")
 @click.option("--no-follow-up", is_flag=True, help="Do not run the combinations the verdict asks for.")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
@@ -133,14 +134,16 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
 
     Trains the as-posted and paper models and every single-factor switch between
     them over several seeds, resumably, runs the follow-up combinations the verdict
-    asks for, and prints a table of the results. Exits 1 when runs failed.
+    asks for, and prints a table of the results. A SPEC whose [study] names a
+    builder studies your own Keras model (see diagnose/userstudy/spec.py). Exits 1
+    when runs failed.
     """
     from diagnose import studydir
     from diagnose.ablation.executors import make_executor
-    from diagnose.ablation.spec import load_spec
     from diagnose.ablation.study import run_study
     from diagnose.ablation.sweep import check_study_target, summarize
     from diagnose.findings.verdict import format_verdict
+    from diagnose.userstudy.spec import load_study_spec
 
     overrides: dict = {}
     if seeds is not None:
@@ -160,31 +163,15 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
         except DiagnoseError as exc:
             raise DiagnoseError(f"{exc}; give its spec (diagnose run-ablation SPEC --out {out} --force) to rebuild "
                                 "the study from its runs") from None
-    study = load_spec(spec, overrides, raw=resumed)
+    study = load_study_spec(spec, overrides, raw=resumed)  # the built-in model's, or a builder of the user's
     out = Path(out or Path("ablations") / study.name)
     check_study_target(out)
     jobs = jobs if jobs is not None else os.cpu_count() or 1
     runner = make_executor(executor, jobs=jobs, ray_address=ray_address)
-    bar = None
-
-    def progress(event):
-        nonlocal bar
-        if quiet:
-            return
-        if bar is None:
-            bar = click.progressbar(length=event["total"], label="runs", file=sys.stderr, show_pos=True,
-                                    show_eta=True)
-            bar.__enter__()
-            bar.update(event["done"] - 1)
-        bar.update(1)
-
     with studydir.StudyLock(out):  # held through the follow-ups and the report
-        try:
+        with RunsBar(quiet) as progress:
             manifest, verdict = run_study(study, out, runner, follow_up=not no_follow_up, progress=progress,
                                           force=force)
-        finally:
-            if bar is not None:
-                bar.__exit__(None, None, None)
         t = manifest["totals"]
         rows = summarize(out)
         width = max(len(r["variant"]) for r in rows)
@@ -213,14 +200,20 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the findings (or verdict) as JSON.")
-def check(path, as_json):
-    """Diagnose a run (RUN_DIR: findings) or a study (ABLATION_DIR: its verdict). Writes nothing.
+@click.option("--prove", is_flag=True, help="Train each finding's mechanical fix over seeds (into RUN/proof) and "
+                                            "mark it proven, refuted or inconclusive.")
+@click.option("--seeds", type=click.IntRange(min=2), default=3, show_default=True, help="Seeds of a proof.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Concurrent runs of a proof (default: one "
+                                                                       "per core).")
+@click.option("--also", multiple=True, metavar="ID", help="Also prove this finding's fix, found or not. Repeatable.")
+def check(path, as_json, prove, seeds, jobs, also):
+    """Diagnose a run (RUN_DIR: findings) or a study (ABLATION_DIR: its verdict). Writes nothing but a proof.
 
-    For a run: each finding with its id, kind, severity, evidence and fix. For an
-    ablation: effects with confidence intervals, root causes in order, and the
-    smallest set of switches that recovers the paper's behaviour, computed from the
-    records on disk; when the verdict wants follow-up combinations not yet run, it
-    names the command that runs them (run-ablation).
+    For a run: each finding with its id, kind, severity, evidence and fix, and what
+    its proof found where there is one (RUN/proof). For an ablation: effects with
+    confidence intervals, root causes in order, and the smallest set of switches that
+    recovers the reference, computed from the records on disk; when the verdict wants
+    follow-up combinations not yet run, it names the command that runs them.
     """
     import json as json_lib
 
@@ -228,10 +221,16 @@ def check(path, as_json):
 
     target = Path(path)
     if studydir.is_study_dir(target):
-        from diagnose.findings.verdict import compute_verdict, format_verdict
+        from diagnose.findings.proof import format_proof
+        from diagnose.findings.verdict import format_verdict
+        from diagnose.userstudy.prove import study_verdict
 
-        verdict = compute_verdict(target)
-        click.echo(json_lib.dumps(verdict, indent=2) if as_json else format_verdict(verdict))
+        if prove:
+            raise DiagnoseError(f"--prove takes a run directory; {target} is a study (check one of its runs, "
+                                f"{target}/{studydir.RUNS}/<id>, with --prove)")
+        verdict = study_verdict(target)
+        text = format_verdict(verdict) + (f"\n{format_proof(verdict['proof'])}" if verdict.get("proof") else "")
+        click.echo(json_lib.dumps(verdict, indent=2) if as_json else text)
         for line in _study_notes(target, verdict):
             click.echo(line, err=as_json)
         return
@@ -241,15 +240,18 @@ def check(path, as_json):
     if problems and problems != [runrecord.NEVER_FINISHED]:
         raise DiagnoseError(f"the run record in {target} is incomplete: {'; '.join(problems)}; train it again "
                             "(diagnose train --force), or rerun the study it belongs to (run-ablation redoes it)")
-    from diagnose.findings import check_run, format_findings
+    from diagnose.findings import check_run
+    from diagnose.findings.proof import findings_with_proof
+    from diagnose.userstudy.prove import prove_run, read_proof
 
+    if prove:
+        with RunsBar(as_json) as bar:
+            prove_run(target, seeds=seeds, jobs=jobs, also=also, progress=bar)
     findings = check_run(target)
     if problems:
         click.echo(f"note: {runrecord.NEVER_FINISHED}; what follows reads it as far as it got", err=as_json)
-    if as_json:
-        click.echo(json_lib.dumps([f.to_dict() for f in findings], indent=2))
-    else:
-        click.echo(format_findings(findings) if findings else "no findings: nothing in this run looks wrong")
+    text, entries = findings_with_proof(findings, read_proof(target))
+    click.echo(json_lib.dumps(entries, indent=2) if as_json else text)
 
 
 def _study_notes(target: Path, verdict: dict) -> list[str]:
@@ -325,39 +327,6 @@ def compare(run_dirs, metric, out):
 
 def _fmt(x, digits: int = 3) -> str:
     return "n/a" if x is None or x != x else f"{x:.{digits}f}"
-
-
-class _Progress:
-    """A click progress bar over training steps, fed by the training loop's callback."""
-
-    def __init__(self, quiet: bool):
-        self.quiet, self.bar, self.done, self.last = quiet, None, 0, {}
-
-    def __enter__(self):
-        return self
-
-    def __call__(self, event: dict) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            self.bar = click.progressbar(length=event["total_steps"], label="training", file=sys.stderr,
-                                         show_pos=True, show_eta=True,
-                                         item_show_func=lambda _: self._describe())
-            self.bar.__enter__()
-        self.last = event
-        self.bar.update(event["step"] - self.done)
-        self.done = event["step"]
-
-    def _describe(self) -> str:
-        text = f"loss {self.last.get('loss', float('nan')):.3f}"
-        if self.last.get("valid_loss") is not None:
-            text += f" valid {self.last['valid_loss']:.3f}"
-        return text
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,8 @@ import jinja2
 
 from diagnose import __version__, runrecord, studydir
 from diagnose.errors import DiagnoseError
+from diagnose.findings.proof import proof_line
+from diagnose.userstudy.prove import read_proof, study_verdict
 from reports import plots
 
 __all__ = ["build_report"]
@@ -64,12 +66,16 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
                 raise DiagnoseError(f"the run record in {p} is incomplete: {'; '.join(problems)}; train it again "
                                     "(diagnose train --force) or leave it out")
             notes += [f"{p.name}: {problem}" for problem in problems]
+    proofs: dict = {}  # run name -> its proof, where there is one
     if ablation:
         reps, table, verdict, title, notes = _ablation_parts(paths[0])
+        if verdict and verdict.get("proof_raw"):
+            proofs[next(iter(reps), None)] = verdict["proof_raw"]
     else:
         reps = {p.name: p for p in paths}
         table = [_run_row(p.name, [p]) for p in paths]
         verdict, title = None, "runs: " + ", ".join(p.name for p in paths)
+        proofs = {p.name: proof for p in paths if (proof := read_proof(p))}
     out.mkdir(parents=True, exist_ok=True)
     figures = []
     if ablation:
@@ -95,7 +101,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
             "caption": "Share of each interval's examples whose attention peaked on each memory slot, per hop "
                        "(rightmost: the current word). Content-driven attention spreads with the input; one "
                        "bright column whatever the input is attention collapsed onto a position."})
-    findings = _findings(reps)
+    findings = _findings(reps, proofs)
     html = _env().get_template("report.html.j2").render(
         title=title, subtitle=_subtitle(paths[0], ablation), notes=notes, verdict=verdict, findings=findings,
         figures=figures, table=table, version=__version__, source=", ".join(p.name for p in paths))
@@ -147,12 +153,25 @@ def _ablation_parts(path: Path):
     table = [_run_row(v, [studydir.run_path(path, e["id"]) for e in es if e["id"] in whole],
                       [e for e in es if e["id"] in whole]) for v, es in by_variant.items()]
     verdict = studydir.read_verdict(path)
+    if manifest.get("proof") and (verdict is None or "proof" not in verdict):
+        verdict = study_verdict(path)  # a proof study resumed by run-ablation: its proof from the records
     verdict = _verdict_view(verdict) if verdict is not None else None
     faulty = "the as-posted model" if "as-posted" in by_variant else "this model"
     return reps, table, verdict, f"Study '{manifest.get('study', '')}': why does {faulty} not converge?", notes
 
 
-def _verdict_view(v: dict) -> dict | None:
+def _verdict_view(v: dict) -> dict:
+    view = _verdict_text(v)
+    proof = v.get("proof")
+    view.update(proof_raw=proof, proof=None, proof_definition="")
+    if proof:
+        view["proof"] = [{"id": e["id"], "kind": e["kind"], "status": e["status"], "line": proof_line(e)}
+                         for e in proof["findings"]]
+        view["proof_definition"] = proof["definition"]
+    return view
+
+
+def _verdict_text(v: dict) -> dict:
     if v.get("error"):
         return {"headline": v["error"], "causes": [], "fix": "n/a", "fix_label": "Fix", "method": ""}
     if v.get("mode") == "effects":
@@ -232,15 +251,18 @@ def _run_row(variant: str, run_dirs: list[Path], entries: list[dict] | None = No
             "mean": _num(mean), "ci": ci}
 
 
-def _findings(reps: dict[str, Path]) -> list[dict]:
+def _findings(reps: dict[str, Path], proofs: dict) -> list[dict]:
     from diagnose.findings import check_run
 
     blocks = []
     for name, path in reps.items():
         items = []
+        proven = {e["id"]: e for e in (proofs.get(name) or {}).get("findings", [])}
         for f in check_run(path):
             d = f.to_dict()
             d["figure"] = f"fig-{f.figure}" if f.figure else None
+            d["proof"] = ({"status": proven[f.id]["status"], "line": proof_line(proven[f.id])} if f.id in proven
+                          else None)
             items.append(d)
         blocks.append({"run": name, "findings": items})
     return blocks

@@ -4,6 +4,11 @@ A worker trains one run into a private scratch directory, reads the run record b
 as bytes and returns it; the driver writes it into the ablation directory. This is
 the same locally (a process pool) and on Ray (a task per run, possibly on another
 machine whose disk the driver never sees).
+
+A task names its ``kind``, the training path its worker dispatches to
+(:data:`TRAINERS`): ``memn2n`` (the built-in model, :func:`diagnose.train.train`)
+or ``keras`` (a study of the user's own Keras model,
+:func:`diagnose.userstudy.worker.train_task`).
 """
 
 from __future__ import annotations
@@ -20,9 +25,15 @@ from typing import Iterable, Iterator
 
 from diagnose.errors import DiagnoseError
 
-__all__ = ["run_one", "LocalExecutor", "RayExecutor", "make_executor", "threads_per_job"]
+__all__ = ["run_one", "LocalExecutor", "InlineExecutor", "RayExecutor", "make_executor", "threads_per_job",
+           "TRAINERS"]
 
 _CORPORA: dict = {}  # one corpus per data config per worker process
+
+# Task kind -> "module:function" that trains one task's config into a run directory and
+# returns (status, error). Imported in the worker, so a kind costs nothing until used.
+TRAINERS = {"memn2n": "diagnose.ablation.executors:train_memn2n",
+            "keras": "diagnose.userstudy.worker:train_task"}
 
 
 def threads_per_job(jobs: int) -> int:
@@ -75,30 +86,26 @@ def run_one(task: dict) -> dict:
     """Trains one run in a scratch directory and returns its record as bytes.
 
     Args:
-        task: ``{"run_id", "config": RunConfig.to_dict(), "scratch": dir or None}``.
+        task: ``{"run_id", "kind", "config", "scratch": dir or None}``: ``config`` is what the
+            kind's trainer takes (``RunConfig.to_dict()`` for ``memn2n``); no kind is ``memn2n``.
 
     Returns:
         ``{"run_id", "status", "error", "wall_time_s", "files": {relpath: bytes}}``;
         never raises (a crash is status ``failed`` with a one-line error).
     """
+    import importlib
+
     from diagnose import runrecord
-    from diagnose.config import RunConfig
 
     t0 = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix=f"{task['run_id']}-", dir=task.get("scratch")))
     status, error = "failed", None
     try:
-        from diagnose.data.load import load_corpus
-        from diagnose.train import train
-
-        config = RunConfig.from_dict(task["config"])
-        key = repr(config.data) + str(config.model.memory_size)
-        if key not in _CORPORA:
-            _CORPORA[key] = load_corpus(config.data, memory_size=config.model.memory_size)
+        module, _, name = TRAINERS[task.get("kind", "memn2n")].partition(":")
+        trainer = getattr(importlib.import_module(module), name)
         try:
-            result = train(config, scratch / "run", corpus=_CORPORA[key])
-            status, error = result.summary["status"], result.summary.get("error")
-        except Exception as exc:  # recorded in the run's summary by train(); keep the one line
+            status, error = trainer(task["config"], scratch / "run")
+        except Exception as exc:  # recorded in the run's summary by the trainer; keep the one line
             status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         files = {}
         run_dir = scratch / "run"
@@ -116,6 +123,34 @@ def run_one(task: dict) -> dict:
                 "files": {}, "traceback": traceback.format_exc(limit=5)}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def train_memn2n(config: dict, run_dir: Path) -> tuple[str, str | None]:
+    """Trains one built-in MemN2N run (``RunConfig.to_dict()``) into ``run_dir``; returns (status, error)."""
+    from diagnose.config import RunConfig
+    from diagnose.data.load import load_corpus
+    from diagnose.train import train
+
+    config = RunConfig.from_dict(config)
+    key = repr(config.data) + str(config.model.memory_size)
+    if key not in _CORPORA:
+        _CORPORA[key] = load_corpus(config.data, memory_size=config.model.memory_size)
+    result = train(config, run_dir, corpus=_CORPORA[key])
+    return result.summary["status"], result.summary.get("error")
+
+
+class InlineExecutor:
+    """Runs tasks one after another in this process.
+
+    For runs whose builder exists only here (a function defined in a notebook or a
+    script's ``__main__``, which a spawned worker cannot import), and for tests.
+    """
+
+    jobs = 1
+
+    def run(self, tasks: Iterable[dict]) -> Iterator[dict]:
+        for task in tasks:
+            yield run_one(task)
 
 
 class LocalExecutor:
@@ -182,11 +217,13 @@ def _ray_run_one(task: dict, threads: int) -> dict:
 
 
 def make_executor(name: str, jobs: int = 1, ray_address: str | None = None):
-    """The executor called ``name``: "local" or "ray"."""
+    """The executor called ``name``: "local", "inline" (this process) or "ray"."""
     if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
         raise DiagnoseError(f"--jobs must be a positive integer, got {jobs!r}")
     if name == "local":
         return LocalExecutor(jobs)
+    if name == "inline":
+        return InlineExecutor()
     if name == "ray":
         return RayExecutor(ray_address, jobs)
-    raise DiagnoseError(f"unknown executor {name!r}; choose local or ray")
+    raise DiagnoseError(f"unknown executor {name!r}; choose local, inline or ray")

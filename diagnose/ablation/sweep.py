@@ -130,13 +130,9 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
         DiagnoseError: ``out_dir`` is a run record, cannot be written, is being written
             by another command, or holds another spec's study (without ``force``).
     """
-    from diagnose.data.load import load_corpus
-
     t_start = time.perf_counter()
     out = Path(out_dir)
-    memory = max(m.memory_size for _, m in spec.variants())
-    corpus = load_corpus(spec.data, memory_size=memory)  # bad corpus: an error before anything runs
-    tasks = spec.tasks(corpus.vocab_size)
+    tasks, about = spec.prepare()  # bad data or builder: an error before anything runs
     check_study_target(out)
     with studydir.StudyLock(out):
         replaced = _adopt(out, spec, force)
@@ -151,9 +147,8 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
             entries[task.run_id] = (_entry(task, summary["status"], summary.get("wall_time_s"), summary.get("error"))
                                     if summary else _entry(task, "pending"))
         resumed = sum(e["status"] in DONE_STATUSES for e in entries.values())
-        manifest = {"schema": 1, "study": spec.name, "spec": spec.raw, "spec_digest": spec.digest,
-                    "corpus": corpus.stats | {"name": corpus.name}, "runs": [], "totals": {},
-                    "timings": {"resumed_runs": resumed}}
+        manifest = {"schema": 1, "study": spec.name, "spec": spec.raw, "spec_digest": spec.digest, **about,
+                    "runs": [], "totals": {}, "timings": {"resumed_runs": resumed}}
         _write_manifest(out, manifest, entries)
         if replaced:  # the old study's runs that the new one does not have
             for path in runs.iterdir():
@@ -166,7 +161,8 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
         done, unwritten = len(tasks) - len(pending), 0
         every = max(1, math.ceil(len(tasks) / _MANIFEST_WRITES))
         t_first = None
-        payload = [{"run_id": t.run_id, "config": t.config.to_dict(), "scratch": str(scratch)} for t in pending]
+        payload = [{"run_id": t.run_id, "kind": t.kind, "config": t.config.to_dict(), "scratch": str(scratch)}
+                   for t in pending]
         for result in executor.run(payload):
             t_first = t_first or time.perf_counter()
             result = _write_run(out, result)

@@ -2,9 +2,11 @@
 
 Outcome of a run: its final validation loss (nats per token). A diverged run counts
 with its last validation loss before the divergence, or ln V when it has none: it
-did not learn. For each variant, the seeds pair up with the base's seeds (same seed,
-same batch order), so an effect is the mean of per-seed differences, with a 95%
-paired t-interval (``scipy.stats.t``, n - 1 degrees of freedom).
+did not learn (for a regression, the targets' variance). For each variant, the seeds
+pair up with the base's seeds (same seed, same batch order), so an effect is the mean
+of per-seed differences, with a 95% paired t-interval (``scipy.stats.t``, n - 1
+degrees of freedom). The two bases of a gap are the manifest's ``faulty`` and
+``reference`` (a study of the user's own model names them), else as-posted and paper.
 
 * gap: mean(as-posted) - mean(paper), with its interval.
 * Per factor, on the as-posted side: the effect of switching it alone to the paper's
@@ -68,10 +70,17 @@ def _outcome(run_dir: Path) -> tuple[float | None, str | None]:
 def _loss(summary: dict, status: str | None) -> float | None:
     loss = (summary.get("final") or {}).get("valid_loss")
     if status == "diverged" and loss is None:
-        loss = (summary.get("baselines") or {}).get("ln_vocab")
+        loss = _unlearned(summary)
     if status not in ("completed", "diverged") or loss is None or not math.isfinite(loss):
-        return None if status != "diverged" else (summary.get("baselines") or {}).get("ln_vocab")
+        return None if status != "diverged" else _unlearned(summary)
     return float(loss)
+
+
+def _unlearned(summary: dict) -> float | None:
+    """The loss of a model that learned nothing: ln V (a uniform guess) for a classifier, the targets'
+    variance (predicting their mean) for a regression."""
+    baselines = summary.get("baselines") or {}
+    return baselines.get("ln_vocab", baselines.get("target_variance"))
 
 
 def _paired(a: dict[int, float], b: dict[int, float]) -> dict:
@@ -115,10 +124,16 @@ def load_outcomes(ablation_dir: str | Path) -> tuple[dict, dict]:
     return outcomes, info | {"__manifest__": manifest}
 
 
-def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", reference: str = "paper") -> dict:
-    """The verdict as a JSON-ready dict (see the module docstring)."""
+def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, reference: str | None = None) -> dict:
+    """The verdict as a JSON-ready dict (see the module docstring).
+
+    ``faulty`` and ``reference`` name the two bases of a gap; by default the manifest's
+    own (a study of the user's model names them), else as-posted and paper.
+    """
     outcomes, info = load_outcomes(ablation_dir)
     manifest = info.pop("__manifest__")
+    faulty = faulty or manifest.get("faulty") or "as-posted"
+    reference = reference or manifest.get("reference") or "paper"
     if faulty not in outcomes or reference not in outcomes:
         if not any(meta["base"] == variant for variant, meta in info.items() if variant in outcomes):
             return {"error": "no base model of the study has a completed run to compare its switches with",
@@ -265,6 +280,7 @@ def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -
     fix = verdict.get("smallest_fix")
     if (fix and not fix.get("diverged")) or not verdict.get("factors"):
         return []
+    faulty = verdict.get("faulty") or faulty
     ranked = sorted((f for f in verdict["factors"] if f.get("best_fix") and (f.get("share_closed") or 0) > 0),
                     key=lambda f: -(f["share_closed"] or 0))[:CANDIDATES]
     switches = [f["best_fix"].split("|", 1)[1].strip() for f in ranked]
@@ -295,7 +311,7 @@ def format_verdict(verdict: dict) -> str:
         return f"verdict: {verdict['error']}"
     if verdict.get("mode") == "effects":
         lines = [f"effects ({verdict['test']}) of each switch on the final validation loss of its base "
-                 f"({', '.join(verdict['bases'])}); no as-posted/paper pair here, so no gap to explain:"]
+                 f"({', '.join(verdict['bases'])}); no faulty/reference pair here, so no gap to explain:"]
         for e in verdict["effects"]:
             ci = e["ci"]
             lines.append(f"  {e['variant']}: {_signed(e['effect'])} nats (CI {_signed(ci[0])} to {_signed(ci[1])}), "
@@ -317,7 +333,7 @@ def format_verdict(verdict: dict) -> str:
                          f"{rc['share_closed']:.0%} of the gap (effect {_f(fix['effect'])}, "
                          f"CI {_f(fix['ci'][0])} to {_f(fix['ci'][1])}){_diverged_note(fix)}")
         if rc["share_opened"] is not None:
-            parts.append(f"on the paper model it opens {rc['share_opened']:.0%}")
+            parts.append(f"on the {verdict['reference']} model it opens {rc['share_opened']:.0%}")
         lines.append(f"  {i}. {rc['factor']}: " + "; ".join(parts))
     fix = verdict.get("smallest_fix")
     if fix and not fix.get("confident"):
@@ -330,7 +346,7 @@ def format_verdict(verdict: dict) -> str:
                      f"({fix['share_closed']:.0%} of the gap closed); no single one of them does"
                      + (" without diverging on some seed" if fix.get("unstable_alone") else ""))
     else:
-        lines.append("  no tested set of switches recovers the paper's loss")
+        lines.append(f"  no tested set of switches recovers the {verdict['reference']} model's loss")
     if fix and fix.get("diverged"):
         lines.append(f"  (the fix diverged later on {fix['diverged']} of {len(fix['runs'])} seeds: its share counts "
                      "their last validation loss before; it is not yet a stable fix)")
