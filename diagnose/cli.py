@@ -221,6 +221,7 @@ def check(path, as_json, prove, seeds, jobs, also):
 
     target = Path(path)
     if studydir.is_study_dir(target):
+        from diagnose.files import clean_json
         from diagnose.findings.proof import format_proof
         from diagnose.findings.verdict import format_verdict
         from diagnose.userstudy.prove import study_verdict
@@ -230,7 +231,7 @@ def check(path, as_json, prove, seeds, jobs, also):
                                 f"{target}/{studydir.RUNS}/<id>, with --prove)")
         verdict = study_verdict(target)
         text = format_verdict(verdict) + (f"\n{format_proof(verdict['proof'])}" if verdict.get("proof") else "")
-        click.echo(json_lib.dumps(verdict, indent=2) if as_json else text)
+        click.echo(json_lib.dumps(clean_json(verdict), indent=2) if as_json else text)  # numpy scalars as JSON
         for line in _study_notes(target, verdict):
             click.echo(line, err=as_json)
         return
@@ -240,6 +241,7 @@ def check(path, as_json, prove, seeds, jobs, also):
     if problems and problems != [runrecord.NEVER_FINISHED]:
         raise DiagnoseError(f"the run record in {target} is incomplete: {'; '.join(problems)}; train it again "
                             "(diagnose train --force), or rerun the study it belongs to (run-ablation redoes it)")
+    from diagnose.files import clean_json
     from diagnose.findings import check_run
     from diagnose.findings.proof import findings_with_proof
     from diagnose.userstudy.prove import prove_run, read_proof
@@ -251,7 +253,7 @@ def check(path, as_json, prove, seeds, jobs, also):
     if problems:
         click.echo(f"note: {runrecord.NEVER_FINISHED}; what follows reads it as far as it got", err=as_json)
     text, entries = findings_with_proof(findings, read_proof(target))
-    click.echo(json_lib.dumps(entries, indent=2) if as_json else text)
+    click.echo(json_lib.dumps(clean_json(entries), indent=2) if as_json else text)
 
 
 def _study_notes(target: Path, verdict: dict) -> list[str]:

@@ -128,19 +128,17 @@ def _huge_steps(view):
     return _scaled(view, 1.0 / _power_of_ten(ratio / T.HEALTHY_UPDATE_RATIO if ratio else None))
 
 
-def _lower_rate(view):
-    return _scaled(view, 1.0 / LR_FACTOR)
+# What a rate too large does: kill ReLUs early, make the loss swing, blow the run up. The
+# symptom's fix is huge-steps' own, so the two share their runs and cannot disagree.
+fix("dead-network", what="the learning rate lowered as for huge-steps (huge early steps kill ReLUs)")(_huge_steps)
+fix("oscillating-loss", what="the learning rate lowered as for huge-steps (overshooting makes the loss swing)")(
+    _huge_steps)
 
 
-# What a rate too large does: kill ReLUs early, make the loss swing, blow the run up.
-fix("dead-network", what="the learning rate x0.1 (a few huge early steps kill ReLUs)")(_lower_rate)
-fix("oscillating-loss", what="the learning rate x0.1 (overshooting makes the loss swing)")(_lower_rate)
-
-
-@fix("diverged", what="the learning rate x0.1, unless it diverged at step 1 (before any step)")
+@fix("diverged", what="the learning rate lowered as for huge-steps, unless it diverged at step 1 (before any step)")
 def _diverged(view):
     at = view.summary.get("diverged_at")
-    return None if isinstance(at, dict) and number(at.get("step")) == 1 else _lower_rate(view)
+    return None if isinstance(at, dict) and number(at.get("step")) == 1 else _huge_steps(view)
 
 
 @fix("exploding-gradients", what="gradients clipped by global norm at their early median")

@@ -184,13 +184,17 @@ def prove(builder, data, settings: dict | None = None, *, fit: dict | None = Non
 
 
 def read_proof(path: str | os.PathLike) -> dict | None:
-    """The proof written for a run (``RUN/proof``) or in a proof study's own directory, or None."""
+    """The proof of a run's findings, or None: its own (``RUN/proof``), the proof study's it is the
+    proved run of (``diagnose.prove`` keeps it there), or a proof study's when ``path`` is one."""
     path = Path(path)
-    study = path if studydir.is_study_dir(path) else path / runrecord.PROOF
-    if not studydir.is_study_dir(study):
-        return None
-    verdict = studydir.read_verdict(study)
-    return verdict.get("proof") if isinstance(verdict, dict) else None
+    for study in (path, path / runrecord.PROOF, path.parent.parent):
+        if not studydir.is_study_dir(study):
+            continue
+        verdict = studydir.read_verdict(study)
+        proof = verdict.get("proof") if isinstance(verdict, dict) else None
+        if proof and (study != path.parent.parent or Path(str(proof.get("run"))).resolve() == path.resolve()):
+            return proof
+    return None
 
 
 def study_verdict(study: str | os.PathLike) -> dict:

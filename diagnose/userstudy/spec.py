@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,7 +273,7 @@ def build_keras_spec(raw: dict) -> KerasSpec:
     for key in ("builder", "data"):
         if not refs.is_ref(study.get(key)):
             raise ConfigError(f"[study] {key} must be 'package.module:function', got {study.get(key)!r}")
-    name = study.setdefault("name", study["builder"].rsplit(":", 1)[-1])
+    name = study.setdefault("name", re.sub(r"[^\w.-]", "_", study["builder"].rsplit(":", 1)[-1].split(".")[-1]))
     if not studydir.plain_name(name):
         raise ConfigError(f"[study] name={name!r} must be a plain name (letters, digits, '.', '_', '-'; not '.' or "
                           "'..'): it names the directory ablations/<name>")
