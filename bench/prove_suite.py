@@ -27,7 +27,7 @@ import time
 import warnings
 from pathlib import Path
 
-from common import ROOT, machine, write_result  # puts this checkout first on the import path
+from common import ROOT, write_result  # puts this checkout first on the import path
 
 __all__ = ["build", "data"]
 
@@ -154,8 +154,7 @@ def main() -> None:
     summary = summarise(rows)
     print()
     print(table(rows, summary))
-    path = write_result(args.out, {"commit": commit, "seeds": args.seeds, "machine": machine(), "summary": summary,
-                                   "cases": rows})
+    path = write_result(args.out, {"commit": commit, "seeds": args.seeds, "summary": summary, "cases": rows})
     print(f"-> {path}")
 
 

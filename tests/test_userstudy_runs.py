@@ -71,7 +71,9 @@ def test_a_seed_means_the_same_run_twice(tmp_path):
     raw = {"study": {"name": "one", "builder": BUILDER, "data": DATA, "seeds": [3]}, "fit": {"epochs": 1},
            "monitor": MONITOR}
     spec = build_keras_spec(raw)
-    run_study(spec, tmp_path / "a", InlineExecutor())
+    result = diagnose.study(BUILDER, DATA, seeds=[3], fit={"epochs": 1}, monitor=MONITOR, name="one",
+                            out=tmp_path / "a", executor="inline")  # the same study from Python
+    assert result.verdict["mode"] == "effects" and result.dir == tmp_path / "a"
     run_study(spec, tmp_path / "b", InlineExecutor())
     (task,) = spec.tasks()
     a, b = (studydir.run_path(tmp_path / d, task.run_id) / runrecord.METRICS for d in "ab")

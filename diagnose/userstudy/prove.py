@@ -55,7 +55,7 @@ class Proof:
         return format_proof(self.proof)
 
 
-def _plan(view: RunView, seeds: tuple, also=()) -> tuple[dict, list[dict]]:
+def _plan(view: RunView, also=()) -> tuple[dict, list[dict]]:
     """The fix factors ({finding: {label: level}}) and the plan of each finding."""
     factors, planned, variants = {}, [], {}
     findings = [(f.id, f.kind, f.title) for f in check_view(view)]
@@ -86,7 +86,7 @@ def proof_spec(rebuild: UserRunConfig, view: RunView | None, seeds=DEFAULT_SEEDS
                name: str = "proof") -> KerasSpec:
     """The proof study of a run (``view`` None: the base alone, before there is a run to read)."""
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    factors, planned = _plan(view, tuple(seeds), also) if view is not None else ({}, [])
+    factors, planned = _plan(view, also) if view is not None else ({}, [])
     raw = {"study": {"name": name, "builder": rebuild.builder, "data": rebuild.data, "seeds": seeds},
            "bases": {BASE: {**rebuild.settings, **({"changes": list(rebuild.changes)} if rebuild.changes else {})}},
            "factors": factors, "fit": rebuild.fit, "monitor": rebuild.monitor}
