@@ -1,8 +1,9 @@
 """Helpers shared by the benchmark scripts: where PTB is, the machine, FLOPs, results.
 
 Benchmarks are scripts, not tests: they print a table and write JSON under
-bench/results/. Importing this module puts the checkout first on the import path. PTB is looked for beside the checkout (``../shared/data/ptb``)
-unless ``--corpus`` says otherwise.
+bench/results/. Importing this module puts the checkout first on the import path.
+PTB is looked for beside the checkout (``../shared/data/ptb``) unless ``--corpus``
+says otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ DEFAULT_PTB = ROOT.parent / "shared" / "data" / "ptb"
 # `pip install .` made earlier would otherwise shadow it, here and in the processes
 # a benchmark starts (the ablation's workers, bench/run.py's scripts).
 sys.path.insert(0, str(ROOT))
-os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT),
+                                           *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 
 
 def ptb_path(arg: str | None) -> Path:

@@ -111,6 +111,11 @@ def compare(plain: dict, ours: dict) -> dict:
     # What History shows the user: keys plain fit has that the instrumented fit lacks, and back.
     out["history_missing"] = sorted(set(plain["history"]) - set(ours["history"]))
     out["history_extra"] = sorted(set(ours["history"]) - set(plain["history"]))
+    # The validation accuracy the user compiled (whatever its name) against the one the wrapper reports.
+    p_acc = next((v for k, v in plain["history"].items() if k.startswith("val_") and k.endswith("accuracy")), None)
+    o_acc = ours["history"].get("val_accuracy")
+    out["val_accuracy_max_abs"] = (None if p_acc is None or o_acc is None or len(p_acc) != len(o_acc)
+                                   else max((abs(p - o) for p, o in zip(p_acc, o_acc)), default=0.0))
     out["losses_equal"] = len(p_loss) == len(o_loss) and out["loss_max_rel"] <= LOSS_RTOL
     out["weights_equal"] = out["weights_rel"] <= WEIGHT_RTOL
     return out
@@ -127,10 +132,7 @@ def score_case(case, runs: Path) -> dict:
     ours = _train(case, run_dir)
     row["plain_error"], row["instrumented_error"] = plain.get("error"), ours.get("error")
     row["plain_fit_s"], row["instrumented_fit_s"] = plain.get("fit_s"), ours.get("fit_s")
-    if "history" in plain:
-        row["plain_loss"] = plain["history"].get("loss")
-    if "history" in ours:
-        row["instrumented_loss"] = ours["history"].get("loss")
+    row["plain_history"], row["instrumented_history"] = plain.get("history"), ours.get("history")
     if "history" in plain and "history" in ours:
         row["agreement"] = compare(plain, ours)
     findings, row["check_error"] = None, None
@@ -183,10 +185,11 @@ def _share(numerator, denominator):
 
 
 def _findings_cell(row: dict) -> str:
+    # The table keeps an error's head; the JSON has the whole first line.
     if row["instrumented_error"]:
-        return f"**crash**: {row['instrumented_error']}"
+        return f"**crash**: {row['instrumented_error'][:90]}"
     if row.get("check_error"):
-        return f"**check crash**: {row['check_error']}"
+        return f"**check crash**: {row['check_error'][:90]}"
     ids = [f["id"] + ("*" if f["kind"] == "root-cause" else "") for f in row["findings"]]
     return ", ".join(ids) or "none"
 

@@ -43,11 +43,12 @@ def run(preset: str, epochs: float, corpus: Path, out: Path) -> dict:
     metrics = runrecord.read_metrics(out)
     evals = metrics[metrics["valid_loss"].notna()]
     test = evals["test_perplexity"] if "test_perplexity" in evals else [float("nan")] * len(evals)
-    curve = [{"epoch": round(float(e), 3), "valid_perplexity": float(v), "test_perplexity": float(t) if t == t else None,
-              "learning_rate": float(lr)}
+    curve = [{"epoch": round(float(e), 3), "valid_perplexity": float(v),
+              "test_perplexity": float(t) if t == t else None, "learning_rate": float(lr)}
              for e, v, t, lr in zip(evals["epoch"], evals["valid_perplexity"], test, evals["learning_rate"])]
     s = result.summary
-    return {"preset": preset, "date": time.strftime("%Y-%m-%d"), "run_dir": str(out.relative_to(ROOT)), "status": s["status"], "steps": s["steps"],
+    return {"preset": preset, "date": time.strftime("%Y-%m-%d"), "run_dir": str(out.relative_to(ROOT)),
+            "status": s["status"], "steps": s["steps"],
             "epochs": s["epochs"], "curve": curve, "samples_per_s": s["samples_per_s"],
             "train_time_s": s["train_time_s"], "wall_time_this_call_s": wall}
 

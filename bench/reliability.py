@@ -182,7 +182,7 @@ def corrupt_finished_study(root: Path, spec: Path, source: Path, ledger: Ledger)
         "all-NaN metrics.csv": (ids[2], _all_nan),
         "summary.json not JSON": (ids[3], lambda p: p.joinpath("summary.json").write_text('{"status": "compl')),
     }
-    for name, (rid, hurt) in damage.items():
+    for rid, hurt in damage.values():
         hurt(study / studydir.RUNS / rid)
     check_runs = {name: cli("check", study / studydir.RUNS / rid) for name, (rid, _) in damage.items()}
     code, text, _ = cli("check", study)

@@ -6,6 +6,8 @@
                                    # resumes from its checkpoints when run again)
     python bench/run.py --only throughput memory
     python bench/run.py --only step_parts     # where a paper-preset step goes (~1 minute; not in the quick set)
+    python bench/run.py --only replica_step   # stacked replicas against shared steps (not in the quick set)
+    python bench/run.py --only ptb_gap        # the whole gap on PTB (long; not in the quick set)
 
 Each benchmark runs as its own process (so one cannot warm or load the next),
 prints its table and writes bench/results/NAME.json.
@@ -29,6 +31,8 @@ QUICK = {
 # Run on request only (--only NAME).
 EXTRA = {
     "step_parts": ["step_parts.py"],
+    "replica_step": ["replica_step.py"],  # stacked replicas against shared steps (~5 minutes)
+    "ptb_gap": ["ptb_gap.py"],  # the default study on PTB, 2,000 words (long; resumable)
 }
 
 
@@ -45,7 +49,8 @@ def main() -> None:
         jobs.append(("ptb", ["ptb.py", "--epochs", str(args.ptb)]))
     failed, times = [], {}
     for name, cmd in jobs:
-        extra = ["--corpus", args.corpus] if args.corpus and name not in ("ablation", "step_parts") else []
+        extra = ["--corpus", args.corpus] if args.corpus and name in ("throughput", "overhead", "memory", "ptb",
+                                                                        "ptb_gap") else []
         print(f"== {name}", flush=True)
         t0 = time.perf_counter()
         code = subprocess.call([sys.executable, *cmd, *extra], cwd=HERE)

@@ -5,6 +5,7 @@ Errors the user can fix print one line (``error: ...``) and exit with status 2.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -114,7 +115,10 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="ABLATION_DIR (default: ablations/<study name>). An existing one is resumed; without SPEC, "
                    "with the spec it was run with.")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Number of seeds (overrides the spec).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="Seeds every variant starts with (overrides the spec).")
+@click.option("--max-seeds", type=click.IntRange(min=1), default=None,
+              help="Seeds a variant may get where its interval stays inconclusive (overrides the spec; default 12).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Training steps per run (overrides the spec).")
 @click.option("--corpus", type=str, default=None, help="PTB-format corpus instead of the spec's.")
@@ -123,20 +127,23 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
 @click.option("--executor", type=click.Choice(["local", "inline", "ray"]), default="local", show_default=True,
               help="Where runs train: local processes, this process (inline), or Ray tasks.")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray).")
-@click.option("--no-follow-up", is_flag=True, help="Do not run the combinations the verdict asks for.")
+@click.option("--no-follow-up", is_flag=True,
+              help="Do not run the combinations and added seeds the verdict asks for.")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.option("--force", is_flag=True,
               help="Replace a study of another spec in --out (the runs both specs share are kept).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray_address, no_follow_up, no_report,
-                 force, quiet):
+def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, executor, ray_address, no_follow_up,
+                 no_report, force, quiet):
     """Run a counterfactual ablation study (default: the built-in study on the synthetic corpus).
 
     Trains the as-posted and paper models and every single-factor switch between
-    them over several seeds, resumably, runs the follow-up combinations the verdict
-    asks for, and prints a table of the results. A SPEC whose [study] names a
-    builder studies your own Keras model (see diagnose/userstudy/spec.py). Exits 1
-    when runs failed.
+    Trains the as-posted and paper models and every single-factor switch between
+    them over several seeds, resumably; then, while the verdict asks for them, more
+    seeds where an interval is inconclusive and the combinations of switches that
+    could close the gap. Prints a table of the results and the verdict. A SPEC whose
+    [study] names a builder studies your own Keras model (see
+    diagnose/userstudy/spec.py). Exits 1 when runs failed.
     """
     from diagnose import studydir
     from diagnose.ablation.executors import make_executor
@@ -148,6 +155,8 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
     overrides: dict = {}
     if seeds is not None:
         overrides.setdefault("study", {})["seeds"] = seeds
+    if max_seeds is not None:
+        overrides.setdefault("study", {})["max_seeds"] = max_seeds
     if steps is not None:
         overrides.setdefault("budget", {})["steps"] = steps
     if corpus and synthetic:
@@ -170,12 +179,13 @@ def run_ablation(spec, out, seeds, steps, corpus, synthetic, jobs, executor, ray
     runner = make_executor(executor, jobs=jobs, ray_address=ray_address)
     with studydir.StudyLock(out):  # held through the follow-ups and the report
         with RunsBar(quiet) as progress:
-            manifest, verdict = run_study(study, out, runner, follow_up=not no_follow_up, progress=progress,
-                                          force=force)
+            with runner if hasattr(runner, "__enter__") else contextlib.nullcontext():  # workers kept across rounds
+                manifest, verdict = run_study(study, out, runner, follow_up=not no_follow_up, progress=progress,
+                                              force=force)
         t = manifest["totals"]
         rows = summarize(out)
         width = max(len(r["variant"]) for r in rows)
-        click.echo(f"{'variant':<{width}}  runs  valid loss (mean ± sd over seeds)")
+        click.echo(f"{'variant':<{width}}  runs  valid loss over the last quarter (mean ± sd over seeds)")
         for r in rows:
             n = r["completed"] + r["diverged"] + r["failed"]
             tag = "" if not (r["diverged"] or r["failed"]) else f"  [{r['diverged']} diverged, {r['failed']} failed]"
@@ -232,7 +242,9 @@ def check(path, as_json, prove, seeds, jobs, also):
         verdict = study_verdict(target)
         text = format_verdict(verdict) + (f"\n{format_proof(verdict['proof'])}" if verdict.get("proof") else "")
         click.echo(json_lib.dumps(clean_json(verdict), indent=2) if as_json else text)  # numpy scalars as JSON
-        for line in _study_notes(target, verdict):
+        from diagnose.ablation.study import study_notes
+
+        for line in study_notes(target, verdict):
             click.echo(line, err=as_json)
         return
     if not runrecord.is_run_dir(target):
@@ -250,38 +262,14 @@ def check(path, as_json, prove, seeds, jobs, also):
         with RunsBar(as_json) as bar:
             prove_run(target, seeds=seeds, jobs=jobs, also=also, progress=bar)
     findings = check_run(target)
-    if problems:
-        click.echo(f"note: {runrecord.NEVER_FINISHED}; what follows reads it as far as it got", err=as_json)
+    crashed = runrecord.crash_note(target)
+    for note in ([runrecord.NEVER_FINISHED] if problems else []) + ([crashed] if crashed else []):
+        click.echo(f"note: {note}; what follows reads it as far as it got", err=as_json)
     text, entries = findings_with_proof(findings, read_proof(target))
+    if not entries and (crashed or problems):
+        text = "no findings in what it recorded"
     click.echo(json_lib.dumps(clean_json(entries), indent=2) if as_json else text)
 
-
-def _study_notes(target: Path, verdict: dict) -> list[str]:
-    """Lines on runs without a whole, finished record, and on follow-ups the verdict wants."""
-    from diagnose import runrecord, studydir
-    from diagnose.findings.verdict import plan_follow_ups
-
-    runs = studydir.read_manifest(target)["runs"]
-    kinds: dict[str, int] = {}
-    for e in runs:
-        run = studydir.run_path(target, e["id"])
-        problems = runrecord.record_problems(run) if run.is_dir() else ["missing"]
-        status = runrecord.read_summary(run).get("status") if not problems else None
-        kind = ("not run yet" if problems == ["missing"] else "never finished" if problems == [
-            runrecord.NEVER_FINISHED] else "damaged" if problems else "failed" if status == "failed" else None)
-        if kind:
-            kinds[kind] = kinds.get(kind, 0) + 1
-    lines = []
-    if kinds:
-        what = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
-        lines.append(f"{sum(kinds.values())} of {len(runs)} runs have no whole, finished record ({what}); "
-                     f"run them with: diagnose run-ablation --out {target}")
-    plan = plan_follow_ups(verdict, {e["variant"] for e in runs})
-    if plan:
-        names = "; ".join(" + ".join(f"{f}={lv}" for f, lv in switches) for _, switches in plan)
-        lines.append(f"the verdict wants {len(plan)} follow-up combinations not yet run ({names}); "
-                     f"run them with: diagnose run-ablation --out {target}")
-    return lines
 
 
 @cli.command()

@@ -60,10 +60,12 @@ class TrainConfig:
     steps: int | None = None  # training budget in optimizer steps; overrides epochs
     log_every: int = 20  # steps per metrics.csv row; instruments still see every step
     eval_every: int | None = None  # steps between validation passes; None: at each epoch end (and at the end)
+    # steps between checks that anneal the rate (at a validation); None: every validation
+    anneal_every: int | None = None
     eval_batch_size: int = 1024  # validation windows per batch; bounds memory at B x V logits
     eval_max_windows: int | None = None  # validate on the first N windows only (None: all)
     eval_at_start: bool = True  # validate before the first step (the loss at step 0)
-    instruments: str = "full"  # "full": every instrument every step; "off": loss and accuracy only (for overhead benchmarks)
+    instruments: str = "full"  # "full": every instrument every step; "off": loss and accuracy only (benchmarks)
     probe_every: int = 200  # steps between "ignores input" probes (3 forward passes of one batch); 0 disables
     tensorboard: bool = True  # also write the logged rows as TensorBoard scalars under RUN_DIR/tb
     jit_compile: bool = True  # XLA-compile the train and eval steps
@@ -83,6 +85,7 @@ class TrainConfig:
             raise ConfigError(f"give a positive, finite epochs or a steps budget (epochs={self.epochs!r})")
         _count("log_every", self.log_every)
         _count("eval_every", self.eval_every, optional=True)
+        _count("anneal_every", self.anneal_every, optional=True)
         _count("eval_batch_size", self.eval_batch_size)
         _count("eval_max_windows", self.eval_max_windows, optional=True)
         _count("probe_every", self.probe_every, minimum=0, why=" (0 turns the probes off)")

@@ -21,7 +21,8 @@ from typing import Any
 
 from diagnose.errors import DiagnoseError, RecordError
 
-__all__ = ["atomic_write", "write_json", "clean_json", "read_json", "make_temp_dir", "replace_dir", "check_writable", "umask"]
+__all__ = ["atomic_write", "write_json", "clean_json", "read_json", "make_temp_dir", "replace_dir", "check_writable",
+           "umask"]
 
 
 def umask() -> int:

@@ -23,10 +23,28 @@ from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
 from diagnose.instruments.update_ratios import sgd_delta_norms
 
-__all__ = ["MemN2NSteps", "set_determinism", "perplexity"]
+__all__ = ["MemN2NSteps", "set_determinism", "perplexity", "graph_key"]
 
 # Room for the instrument columns of the largest MemN2N (untied, many hops).
 _MAX_COLUMNS = 2048
+# Config fields that set only initial values or what the host loop does between
+# calls: runs that differ in nothing else share one traced step (:meth:`MemN2NSteps.restart`).
+# Everything else (sizes, factors, the loss reduction, clipping, the corpus, the
+# instruments, XLA) is read while the step is traced.
+_VALUE_FIELDS = {"model": ("temporal_init", "embedding_init", "init_std", "learning_rate", "lr_anneal"),
+                 "train": ("seed", "steps", "epochs", "log_every", "eval_every", "anneal_every", "eval_at_start",
+                           "probe_every", "tensorboard", "eval_test", "checkpoint")}
+
+
+def graph_key(config: RunConfig) -> str:
+    """What the traced steps of a run depend on: equal keys, one trace for both runs."""
+    import json
+
+    d = config.to_dict()
+    for part, names in _VALUE_FIELDS.items():
+        for name in names:
+            d[part].pop(name, None)
+    return json.dumps(d, sort_keys=True, default=str)
 
 
 def _tf():
@@ -50,6 +68,32 @@ def set_determinism(seed: int, threads: int | None = None) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def _seed_keras(seed: int) -> None:
+    """``keras.utils.set_random_seed(seed)`` except TensorFlow's global seed.
+
+    Setting that seed clears TensorFlow's kernel caches, so the next call of a traced
+    step instantiates it again (its graph optimised anew: a third of what tracing
+    costs). Nothing in a run draws from it: Keras draws initial weights and dropout
+    masks from its own seed generators, seeded here (a restarted run's record equals
+    a fresh one's, tested).
+    """
+    import random
+
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+    except ImportError:  # another Keras layout: the public call, right but slower
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        return
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 class MemN2NSteps:
     """Holds the model, optimizer and compiled steps of one MemN2N run."""
 
@@ -60,6 +104,7 @@ class MemN2NSteps:
         from models import build_memn2n
 
         self.config, self.corpus = config, corpus
+        self.key = graph_key(config)
         mcfg = config.model
         set_determinism(config.train.seed, config.train.threads)
         self.model = build_memn2n(mcfg)
@@ -91,6 +136,31 @@ class MemN2NSteps:
 
         self.eval_step = tf.function(self._eval_step, jit_compile=jit, reduce_retracing=True, autograph=False)
         self.probe_step = tf.function(self._probe_step, jit_compile=jit, reduce_retracing=True, autograph=False)
+
+    def restart(self, config: RunConfig) -> "MemN2NSteps":
+        """Starts another run on these compiled steps: fresh weights, optimizer and accumulators.
+
+        The weights are those a new :class:`MemN2NSteps` builds for ``config`` (its seed
+        and initialisers, dropout's seed states included), so the run's figures are the
+        ones it would give alone; what it saves is tracing the steps again, most of a
+        small run's start-up.
+
+        Raises:
+            ValueError: ``config`` needs other steps (:func:`graph_key` differs).
+        """
+        from models import build_memn2n
+
+        if graph_key(config) != self.key:
+            raise ValueError("restart() needs a config whose steps are these (same graph_key)")
+        _seed_keras(config.train.seed)
+        fresh = build_memn2n(config.model)
+        for mine, new in zip(self.model.variables, fresh.variables, strict=True):
+            mine.assign(new.value)
+        self.optimizer.iterations.assign(0)
+        self.optimizer.learning_rate.assign(config.model.learning_rate)
+        self.acc.reset()
+        self.config = config
+        return self
 
     # -- in-graph pieces -------------------------------------------------------
     def _windows(self, split: str, positions):
@@ -177,7 +247,6 @@ class MemN2NSteps:
 
     def weight_norms(self) -> list:
         """||w|| of every trainable variable."""
-        tf = _tf()
         return [measures.l2_norm(v) for v in self.variables]
 
     def slow_measures(self) -> dict:

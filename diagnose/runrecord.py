@@ -116,7 +116,8 @@ STATUSES = ("running", "completed", "diverged", "failed")
 PROOF = "proof"
 _RECORD_NAMES = (CONFIG, METRICS, SUMMARY, ATTENTION, TENSORBOARD, CHECKPOINT, PROOF, "report")
 
-__all__ = ["SCHEMA_VERSION", "PROOF", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHED", "atomic_write", "write_json",
+__all__ = ["SCHEMA_VERSION", "PROOF", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHED", "crash_note", "atomic_write",
+           "write_json",
            "read_json", "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
            "read_metrics", "is_run_dir", "write_attention", "load_run", "write_checkpoint", "read_checkpoint",
            "read_rows", "begin_record", "record_problems"]
@@ -332,6 +333,17 @@ def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dic
         shutil.rmtree(new, ignore_errors=True)
         raise
     return run_dir
+
+
+def crash_note(run_dir: str | os.PathLike) -> str | None:
+    """"this run crashed: <error>" for a run whose training raised (status failed), else None."""
+    try:
+        summary = read_summary(run_dir)
+    except RecordError:
+        return None
+    if summary.get("status") != "failed":
+        return None
+    return f"this run crashed before it finished: {summary.get('error') or 'no error was recorded'}"
 
 
 def record_problems(run_dir: str | os.PathLike) -> list[str]:

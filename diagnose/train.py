@@ -55,7 +55,8 @@ def _versions() -> dict:
 
 
 def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = None,
-          progress: Callable[[dict], None] | None = None, resume: bool = False) -> TrainResult:
+          progress: Callable[[dict], None] | None = None, resume: bool = False,
+          trainer: MemN2NSteps | None = None) -> TrainResult:
     """Trains one run and writes its run record to ``out_dir``.
 
     Args:
@@ -70,6 +71,10 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
             ``train.checkpoint``) up to this config's budget, which may be larger
             than the first run's. Everything else in the config must match the run
             record's. The continued run's rows are those an uninterrupted run writes.
+        trainer: compiled steps of an earlier run on the same corpus whose
+            :func:`~diagnose.memn2n_steps.graph_key` is this config's (other seed or
+            initialisers): restarted for this run instead of traced again. The
+            record is the one a fresh trainer writes.
 
     Returns:
         TrainResult with the summary as written. Errors in the user's input raise
@@ -88,8 +93,11 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
     if studydir.is_study_dir(out) or (out.exists() and not out.is_dir()):
         raise ConfigError(f"{out} is {'an ablation directory' if out.is_dir() else 'a file'}, not a run directory; "
                           "train into a directory of its own")
+    if trainer is not None and corpus is not None and corpus is not trainer.corpus:
+        raise ValueError("a reused trainer trains on its own corpus: pass corpus=None or the trainer's")
     if corpus is None:
-        corpus = load_corpus(config.data, memory_size=config.model.memory_size)
+        corpus = trainer.corpus if trainer is not None else load_corpus(config.data,
+                                                                         memory_size=config.model.memory_size)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=corpus.vocab_size))
     try:
         config.model.validate()
@@ -108,7 +116,7 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
     state = {"step": 0, "epoch": 0.0, "train_time": 0.0, "last_train": math.nan, "error": None,
              "status": "running", "best": (math.inf, 0), "last_valid": None}
     try:
-        trainer = MemN2NSteps(config, corpus)
+        trainer = trainer.restart(config) if trainer is not None else MemN2NSteps(config, corpus)
         state["variables"] = {"variables": variables(trainer.model), "variable_layers": variable_layers(trainer.model),
                               "initial_weight_norms": weight_norms(trainer.model)}
         _fit(trainer, config, log, state, progress, checkpoint)
@@ -222,11 +230,14 @@ def _fit(trainer: MemN2NSteps, config: RunConfig, log: RowLog, state: dict, prog
                     valid = trainer.evaluate("valid")
                     test = trainer.evaluate("test") if tcfg.eval_test and "test" in trainer._splits else None
                     t0 = time.perf_counter()
-                    if loop["prev_valid"] is not None and valid["loss"] > loop["prev_valid"] * _ANNEAL_TOLERANCE \
-                            and mcfg.lr_anneal > 1:
-                        loop["lr"] /= mcfg.lr_anneal
-                        trainer.optimizer.learning_rate.assign(loop["lr"])
-                    loop["prev_valid"] = valid["loss"]
+                    # The paper anneals once per epoch; validating more often than the rate
+                    # is meant to be checked (curves to read) must not anneal more often.
+                    if tcfg.anneal_every is None or step % tcfg.anneal_every == 0 or step == total:
+                        if loop["prev_valid"] is not None and valid["loss"] > loop["prev_valid"] * _ANNEAL_TOLERANCE \
+                                and mcfg.lr_anneal > 1:
+                            loop["lr"] /= mcfg.lr_anneal
+                            trainer.optimizer.learning_rate.assign(loop["lr"])
+                        loop["prev_valid"] = valid["loss"]
                     if valid["loss"] < state["best"][0]:
                         state["best"] = (valid["loss"], step)
                     state["last_valid"], state["last_test"] = valid, test

@@ -93,7 +93,8 @@ def _kernel(spec: dict):
         m_size = windows.shape[1]
         if m_size is None:
             raise ValueError("fused_hops needs the memory size (windows.shape[1]) known when tracing")
-        tiles = tf.reshape(tf.pad(windows, [[0, n * T - batch], [0, 0]]), (n, T, m_size))  # all-pad rows fill the last tile
+        # All-pad rows fill the last tile.
+        tiles = tf.reshape(tf.pad(windows, [[0, n * T - batch], [0, 0]]), (n, T, m_size))
         relu = _relu_mask(d, spec["relu_units"])
 
         def memories(x):

@@ -290,7 +290,8 @@ class MemN2N(keras.Model):
         a_enc, c_enc = self.encoders[self._a_index[0]], self.encoders[self._c_index[0]]
         h = self.h_layers[0]
         per_hop = fused_hops(
-            ops.reshape(windows, (-1, cfg.memory_size)), ops.convert_to_tensor(a_enc.embedding.embeddings), ops.convert_to_tensor(c_enc.embedding.embeddings),
+            ops.reshape(windows, (-1, cfg.memory_size)), ops.convert_to_tensor(a_enc.embedding.embeddings),
+            ops.convert_to_tensor(c_enc.embedding.embeddings),
             encoded[self._a_index[0]][1], encoded[self._c_index[0]][1], ops.convert_to_tensor(h.kernel),
             ops.convert_to_tensor(h.bias) if h.use_bias else None,
             hops=cfg.hops, masked=cfg.padding == "masked", h_wiring=cfg.h_wiring, relu_units=self._relu_units,

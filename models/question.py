@@ -65,7 +65,7 @@ def build_question_model(VOCAB_SIZE=10_000, SEQ_LEN=100, EMBED_DIM=150, NUM_LAYE
 
     layer_output = query
 
-    for i in range(0, NUM_LAYERS - 1):
+    for i in range(0, NUM_LAYERS - 1):  # noqa: B007  (the posted loop, as posted)
         memories = Emb_A(word_seq)
 
         memories = T_A(memories)

@@ -161,7 +161,10 @@ def _ablation_parts(path: Path):
 
 
 def _verdict_view(v: dict) -> dict:
-    view = _verdict_text(v)
+    """The verdict's sentences as the CLI prints them (written once, in verdict_text), and its proof."""
+    from diagnose.findings.verdict_text import verdict_parts
+
+    view = verdict_parts(v)
     proof = v.get("proof")
     view.update(proof_raw=proof, proof=None, proof_definition="")
     if proof:
@@ -169,65 +172,6 @@ def _verdict_view(v: dict) -> dict:
                          for e in proof["findings"]]
         view["proof_definition"] = proof["definition"]
     return view
-
-
-def _verdict_text(v: dict) -> dict:
-    if v.get("error"):
-        return {"headline": v["error"], "causes": [], "fix": "n/a", "fix_label": "Fix", "method": ""}
-    if v.get("mode") == "effects":
-        from diagnose.findings.verdict import effect_words
-
-        causes = [{"factor": e["variant"],
-                   "text": (f"{_num(e['effect'])} nats against {e['base']} (95% CI {_num(e['ci'][0])} to "
-                            f"{_num(e['ci'][1])}): {effect_words(e)}{_diverged(e)}"),
-                   "runs": len(e["runs"])} for e in v["effects"]]
-        best = next((e for e in v["effects"] if e["significant"] and e["effect"] < 0), None)
-        fix = (f"{best['variant']} lowers the loss by {_num(-best['effect'])} nats" if best
-               else "no switch lowers the loss beyond seed noise")
-        return {"headline": (f"Each switch's effect on the final validation loss of its base "
-                             f"({', '.join(v['bases'])}), lowest first; this study has no as-posted/paper pair, "
-                             "so there is no gap to explain."),
-                "causes": causes, "fix": fix, "fix_label": "Best switch",
-                "method": f"Outcome: {v['outcome']}; {v['test']}."}
-    gap = v["gap"]
-    causes = []
-    for rc in v.get("root_causes", []):
-        parts = []
-        if rc.get("share_closed") is not None:
-            parts.append(f"switching it alone to the {v['reference']} model's choice closes "
-                         f"{rc['share_closed']:.0%} of the gap{_diverged(_best_fix(v, rc['factor']))}")
-        if rc.get("share_opened") is not None:
-            parts.append(f"switching the {v['reference']} model to the {v['faulty']} choice opens "
-                         f"{rc['share_opened']:.0%}")
-        causes.append({"factor": rc["factor"], "text": "; ".join(parts), "runs": len(rc.get("runs", []))})
-    fix = v.get("smallest_fix")
-    if fix and len(fix["switches"]) > 1:
-        fix_text = (f"switch {' and '.join(fix['switches'])} together ({fix['share_closed']:.0%} of the gap "
-                    "closed); no single one of them does"
-                    + (" without diverging on some seed" if fix.get("unstable_alone") else ""))
-    elif fix:
-        fix_text = f"{fix['switches'][0]} ({fix['share_closed']:.0%} of the gap closed)"
-    else:
-        fix_text = "no tested set of switches recovers the reference's loss"
-    if fix and fix.get("diverged"):
-        fix_text += (f"; it diverged later on {fix['diverged']} of {len(fix['runs'])} seeds, so it is not yet a "
-                     "stable fix")
-    return {"headline": f"{v['faulty']} ends {_num(gap['effect'])} nats above {v['reference']} "
-                        f"(95% CI {_num(gap['ci'][0])} to {_num(gap['ci'][1])}).",
-            "causes": causes, "fix": fix_text, "fix_label": "Fix", "method": f"Outcome: {v['outcome']}; {v['test']}."}
-
-
-def _best_fix(verdict: dict, factor: str) -> dict | None:
-    """The verdict's entry for a factor's best fixing switch, if any."""
-    f = next((x for x in verdict.get("factors", []) if x.get("factor") == factor), None)
-    if not f or not f.get("best_fix"):
-        return None
-    return next((e for e in f.get("fix", []) if e.get("variant") == f["best_fix"]), None)
-
-
-def _diverged(entry: dict | None) -> str:
-    n = (entry or {}).get("diverged") or 0
-    return f" ({n} of {len(entry['runs'])} seeds diverged later)" if n else ""
 
 
 def _run_row(variant: str, run_dirs: list[Path], entries: list[dict] | None = None) -> dict:

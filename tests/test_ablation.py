@@ -1,6 +1,5 @@
 """The ablation harness: spec validation, stable ids, resume after SIGKILL, failures, executors."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -64,6 +63,8 @@ def _cli(*args, **kw):
     ({"sizes": {"embed_dim": "big"}}, "[sizes] embed_dim"),
     ({"sizes": {"depth": 3}}, "valid keys: batch_size, embed_dim, hops, memory_size"),
     ({"study": {"seeds": 0}}, "seeds"),
+    ({"study": {"max_seeds": 0}}, "[study] max_seeds must be a count from 1"),
+    ({"study": {"max_seeds": True}}, "[study] max_seeds"),
     ({"study": {"bases": ["paper", "nope"]}}, "paper, as-posted"),
     ({"budget": {"steps": -5}}, "steps"),
     ({"corpus": {"synthetic": "nope"}}, "topic-copy"),
@@ -150,7 +151,8 @@ def _manifest(out):
 def test_resume_after_sigkill_gives_exactly_the_runs_once(tmp_path):
     spec = _write(tmp_path)
     out = tmp_path / "abl"
-    proc = _cli("run-ablation", str(spec), "--out", str(out), "--jobs", "1", "--quiet")
+    # --no-follow-up: the spec's runs only (added seeds and combinations are test_adaptive's).
+    proc = _cli("run-ablation", str(spec), "--out", str(out), "--jobs", "1", "--quiet", "--no-follow-up")
     deadline = time.time() + 240
     first_done = None
     while time.time() < deadline and proc.poll() is None:
@@ -172,7 +174,7 @@ def test_resume_after_sigkill_gives_exactly_the_runs_once(tmp_path):
     before = _manifest(out)
     assert before["totals"]["pending"] > 0
 
-    proc = _cli("run-ablation", str(spec), "--out", str(out), "--jobs", "1", "--quiet")
+    proc = _cli("run-ablation", str(spec), "--out", str(out), "--jobs", "1", "--quiet", "--no-follow-up")
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
     after = _manifest(out)

@@ -57,6 +57,16 @@ def test_a_converged_run_with_small_steps_is_not_tiny_steps():
     assert rule("tiny-steps")(stuck) is not None
 
 
+def test_steps_below_healthy_are_too_small_only_for_a_run_still_falling_far_from_its_goal():
+    ratios = lambda name, s: np.full(len(s), 3e-4)  # noqa: E731  (3x below healthy, 3x above tiny)
+    slow = view(record(loss=lambda s: 1.1 - 0.3 * s / s[-1], ratios=ratios))  # a quarter of the way, falling
+    assert rule("tiny-steps")(slow) is not None
+    flat = view(record(loss=lambda s: np.full(len(s), 1.09), ratios=ratios))  # nothing to learn: flat
+    assert rule("tiny-steps")(flat) is None
+    healthy = view(record(ratios=ratios))  # most of the way there
+    assert rule("tiny-steps")(healthy) is None
+
+
 def test_zero_initialised_biases_do_not_lift_the_median_above_tiny():
     # Biases start at 0: their ratios are large whatever the rate. Only the weight matrices count.
     ratios = lambda name, s: np.full(len(s), 0.5 if name.endswith("bias") else 2e-5)  # noqa: E731

@@ -6,6 +6,8 @@ import pytest
 from diagnose.findings import check_run
 from diagnose.train import train
 
+pytestmark = pytest.mark.slow  # trains two 600-step runs
+
 
 @pytest.fixture(scope="module")
 def runs(run_config, small_corpus, tmp_path_factory):

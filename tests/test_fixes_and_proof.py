@@ -171,3 +171,20 @@ def test_check_output_puts_each_findings_proof_under_it():
     text, entries = findings_with_proof([], None)
     assert text.startswith("no findings") and entries == []
     assert math.isclose(T.HEALTHY_UPDATE_RATIO, 1e-3)
+
+
+def test_a_monitor_run_that_trained_on_after_diverging_counts_what_it_had_learned_before(tmp_path):
+    from diagnose import runrecord
+    from diagnose.findings.verdict_stats import run_outcome
+
+    run = tmp_path / "run"
+    runrecord.begin_record(run, model={"kind": "keras", "layers": []}, data={}, train={})
+    rows = [{"step": 4, "loss": 1.0, "valid_loss": 1.05}, {"step": 8, "loss": 1e4},
+            {"step": 12, "loss": 1e12, "valid_loss": 7e14}, {"step": 24, "loss": 5e26, "valid_loss": 6e28}]
+    runrecord.write_metrics(run, rows)
+    summary = {"status": "diverged", "diverged_at": {"step": 8, "variable": "loss"},
+               "final": {"valid_loss": 6e28}, "baselines": {"ln_vocab": math.log(3)}}
+    runrecord.write_summary(run, summary)
+    assert run_outcome(run) == (pytest.approx(1.05), "diverged")  # the validations after step 8 do not count
+    runrecord.write_summary(run, {**summary, "diverged_at": {"step": 2, "variable": "loss"}})
+    assert run_outcome(run) == (pytest.approx(math.log(3)), "diverged")  # none before: it learned nothing

@@ -201,7 +201,6 @@ def test_clip_fired_reports_clipping(run_config, small_corpus):
 def test_branch_balance_matches_direct_rms(run_config, small_corpus):
     trainer = _trainer(run_config, small_corpus, temporal_init=1.0)
     positions = np.arange(200, 232, dtype=np.int32)
-    windows, _ = small_corpus.train.tokens, None
     from diagnose.data import windows as cut
 
     w, _ = cut(small_corpus.train, trainer.config.model.memory_size, positions)

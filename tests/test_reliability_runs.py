@@ -95,7 +95,8 @@ def test_monitor_calls_a_blown_up_keras_run_diverged(tmp_path, fresh_keras):
 
     model, x, y = _keras_classifier(1e7)
     diagnose.instrument(model).fit(x, y, batch_size=16, epochs=3, verbose=0,
-                                   callbacks=[diagnose.Monitor(tmp_path, log_every=2, tensorboard=False)])
+                                   callbacks=[diagnose.Monitor(tmp_path, log_every=2, tensorboard=False,
+                                                               stop_on_divergence=True)])
     summary = runrecord.read_summary(tmp_path)
     assert summary["status"] == "diverged", summary
     assert summary["diverged_at"]["variable"] in ("loss", "grad_norm/global") or "non-finite" in summary["error"]

@@ -3,7 +3,6 @@
 import math
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -102,11 +101,12 @@ def test_verdict_shows_when_a_fix_diverged(tmp_path):
         "smallest_fix": {"switches": ["loss_reduction=sum", "output=softmax"], "share_closed": 0.9, "diverged": 0,
                          "runs": ["d", "e", "f"], "unstable_alone": ["loss_reduction=sum"]}}
     view = _verdict_view(verdict)
-    assert "(2 of 3 seeds diverged later)" in view["causes"][0]["text"]
-    assert view["fix"].endswith("no single one of them does without diverging on some seed")
+    assert "2 of 3 seeds diverged later" in view["causes"][0]["text"]
+    assert view["fix"].endswith("No single one of them does without diverging on some seed")
     verdict["smallest_fix"] = {"switches": ["loss_reduction=sum"], "share_closed": 0.83, "diverged": 2,
                                "runs": ["a", "b", "c"], "unstable_alone": []}
-    assert "diverged later on 2 of 3 seeds, so it is not yet a stable fix" in _verdict_view(verdict)["fix"]
+    assert "diverged later on 2 of 3 seeds" in _verdict_view(verdict)["fix"]
+    assert "not yet a stable fix" in _verdict_view(verdict)["fix"]
 
 
 def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
@@ -124,4 +124,4 @@ def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
     assert "no as-posted/paper pair" in text and "Best switch:" in text
     # The switch ends 0.2 nats above the paper base on both seeds (slopes 0.002 vs 0.004 over 100 steps).
-    assert "0.200 nats against paper (95% CI 0.200 to 0.200): raises the loss" in text  # the same on both seeds
+    assert "+0.200 nats against paper (95% CI +0.200 to +0.200, 2 seeds): raises the loss" in text  # both seeds

@@ -45,7 +45,8 @@ def _cli(capsys, *args) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_study_explains_the_gap_between_two_bases_and_resumes_without_training(tmp_path):
-    raw = {"study": {"name": "outputs", "builder": BUILDER, "data": DATA, "seeds": 2, "reference": "fixed"},
+    raw = {"study": {"name": "outputs", "builder": BUILDER, "data": DATA, "seeds": 2, "max_seeds": 2,
+                     "reference": "fixed"},  # max_seeds = seeds: no seeds added (the next test adds them)
            "bases": {"posted": {"output": "relu"}, "fixed": {"output": "softmax"}},
            "factors": {"output": ["softmax", "relu"]}, "fit": FIT, "monitor": MONITOR}
     spec = build_keras_spec(raw)
@@ -64,6 +65,23 @@ def test_study_explains_the_gap_between_two_bases_and_resumes_without_training(t
     config = runrecord.read_config(run)
     assert config["rebuild"]["builder"] == BUILDER and config["rebuild"]["settings"] == {"output": "relu"}
     assert runrecord.read_summary(run)["final"]["valid_loss"] > 0
+
+
+@pytest.mark.slow
+def test_a_user_study_adds_seeds_to_an_inconclusive_comparison_and_stops_at_its_cap(tmp_path):
+    # Adam at 0.003 instead of 0.01 ends ~0.2 nats higher after one epoch, the two seeds
+    # differing by ~0.05: an interval at two seeds (t = 12.7) includes zero, one seed more may settle it.
+    result = diagnose.study(BUILDER, DATA, factors={"lr": [0.003]}, seeds=2, max_seeds=3,
+                            fit={"epochs": 1, "batch_size": 32}, monitor=MONITOR, out=tmp_path / "s",
+                            executor="inline")
+    verdict = result.verdict
+    assert [s["runs"] for s in verdict["sweeps"]] == [4, 2]  # the spec's 2 seeds, then seed 2 for both variants
+    assert verdict["follow_up_rounds"] == 1  # at the cap, no round more
+    assert result.manifest["adaptive"]["seeds"]["counts"] == {"model": 3, "model | lr=0.003": 3}
+    (effect,) = verdict["comparisons"]
+    assert effect["n"] == 3 and verdict["max_seeds"] == 3 and verdict["seeds"]["max"] == 3
+    assert len(list((tmp_path / "s" / studydir.RUNS).iterdir())) == 6
+    assert effect["confidence"] > 0.95  # the interval of a comparison read twice is widened
 
 
 @pytest.mark.slow

@@ -53,8 +53,14 @@ def test_root_cause_ranked_first_with_paired_interval(tmp_path):
     assert output["share_closed"] == pytest.approx(-fix["effect"] / gap)
     assert v["smallest_fix"]["switches"] == ["output=softmax"] and v["smallest_fix"]["confident"]
     assert set(v["root_causes"][0]["runs"]) >= set(fix["runs"])
+    assert v["smallest_fix"]["stable"] and v["smallest_fix"]["reaches"]
     text = format_verdict(v)
-    assert "1. output" in text and "smallest fix: output=softmax" in text and "dropout" not in text
+    causes = [line for line in text.splitlines() if line.lstrip()[:2].rstrip(".").isdigit()]
+    assert causes == [line for line in text.splitlines() if "1. output" in line]  # dropout is no root cause
+    assert "smallest fix: output=softmax closes" in text
+    assert "reach paper: what they leave is under a tenth of the gap" in text
+    # What the dropout switches do is said, each with its own status.
+    assert "negligible" in text and "dropout=both on paper" in text
 
 
 def test_no_single_switch_asks_for_pairs_then_names_the_pair(tmp_path):
@@ -66,7 +72,9 @@ def test_no_single_switch_asks_for_pairs_then_names_the_pair(tmp_path):
         "as-posted | dropout=none": [5.0, 5.05, 4.95],
     }
     v = compute_verdict(_study(tmp_path / "a", variants))
-    assert v["smallest_fix"] is None
+    # The best single switch is named with what it leaves, and the search goes on.
+    assert not v["smallest_fix"]["reaches"] and v["smallest_fix"]["short_of_reference"]
+    assert "no tested set of switches reaches paper" in format_verdict(v)
     plan = plan_follow_ups(v, set(variants))
     pairs = {tuple(sorted(f"{f}={lv}" for f, lv in s)) for _, s in plan}
     assert ("loss_reduction=sum", "output=softmax") in pairs
@@ -75,7 +83,7 @@ def test_no_single_switch_asks_for_pairs_then_names_the_pair(tmp_path):
     v = compute_verdict(_study(tmp_path / "b", variants))
     assert v["smallest_fix"]["switches"] == ["loss_reduction=sum", "output=softmax"]
     text = format_verdict(v)
-    assert "switch loss_reduction=sum and output=softmax together" in text and "no single one" in text
+    assert "switch loss_reduction=sum and output=softmax together" in text and "No single one" in text
     assert plan_follow_ups(v, set(variants)) == []
     combo = v["combinations"][0]
     # Interaction: the pair does better than the sum of its parts would predict? Here the
@@ -196,7 +204,8 @@ def test_a_fix_without_divergence_carries_no_caveat(tmp_path):
         "as-posted | loss_reduction=sum": [1.7, 1.6, 1.8],
     }))
     assert v["smallest_fix"]["diverged"] == 0
-    assert "diverged" not in format_verdict(v)
+    fix_line = next(line for line in format_verdict(v).splitlines() if "smallest fix" in line)
+    assert "diverged" not in fix_line and "stable on every seed" in fix_line
 
 
 def test_an_unstable_fix_asks_for_pairs_and_a_stable_pair_wins(tmp_path):

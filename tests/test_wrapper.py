@@ -17,12 +17,16 @@ from diagnose.errors import DiagnoseError
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test trains a model, most twice
+
 N, FEATURES, CLASSES = 96, 6, 3
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _deterministic():
     tf.config.experimental.enable_op_determinism()
+    yield
+    keras.backend.clear_session()  # layer names come from global counters; other modules expect fresh ones
 
 
 def _data(seed=0):
@@ -231,6 +235,7 @@ def test_attention_and_a_position_table_are_found_inside_custom_layers(position_
 
 
 def test_a_crash_in_training_is_recorded_as_failed(tmp_path):
+    keras.utils.set_random_seed(0)  # op determinism is on: random ops need a seed
     x, labels = _data()
     model = _mlp()
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -246,12 +251,117 @@ def test_a_crash_in_training_is_recorded_as_failed(tmp_path):
                     callbacks=[diagnose.Monitor(tmp_path, log_every=1), Boom()])
     summary = runrecord.read_summary(tmp_path)
     assert summary["status"] == "failed" and "data pipeline broke" in summary["error"]
+    from click.testing import CliRunner
+
+    from diagnose.cli import cli
+
+    said = CliRunner().invoke(cli, ["check", str(tmp_path)])
+    assert "crashed" in said.output and "data pipeline broke" in said.output
+    assert "nothing in this run looks wrong" not in said.output
 
 
 def test_instrument_names_what_is_missing():
     with pytest.raises(DiagnoseError, match="keras.Model"):
         diagnose.instrument(object())
-    with pytest.raises(DiagnoseError, match="build"):
-        model = TwoLayer()
-        model.compile(optimizer="sgd", loss="mse")
-        diagnose.instrument(model)
+    with pytest.raises(DiagnoseError, match="compile"):
+        diagnose.instrument(TwoLayer())
+    inp = keras.Input((3,))
+    two = keras.Model(inp, [keras.layers.Dense(2)(inp), keras.layers.Dense(1)(inp)])
+    two.compile(optimizer="sgd", loss=["mse", "mse"])
+    with pytest.raises(DiagnoseError, match="one output.*has 2"):
+        diagnose.instrument(two)
+
+
+def test_a_diverging_run_goes_on_as_fit_does_and_the_record_says_where(tmp_path):
+    # SGD at a rate that blows the loss up to NaN: the Monitor observes, it does not intervene.
+    x, labels = _data()
+
+    def build():
+        return _mlp()
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def train(instrumented):
+        keras.utils.set_random_seed(7)
+        model = build()
+        model.compile(optimizer=keras.optimizers.SGD(1e4), loss=loss)
+        fitter = diagnose.instrument(model) if instrumented else model
+        callbacks = [diagnose.Monitor(tmp_path, log_every=2)] if instrumented else []
+        return fitter.fit(x, labels, batch_size=16, epochs=3, verbose=0, callbacks=callbacks).history["loss"]
+
+    plain, ours = train(False), train(True)
+    np.testing.assert_array_equal(ours, plain)  # NaN where fit has NaN
+    summary = runrecord.read_summary(tmp_path)
+    assert summary["status"] == "diverged" and summary["steps"] == 3 * N // 16
+    assert summary["diverged_at"]["step"] <= summary["steps"]
+
+
+class OwnStep(keras.Model):
+    """A model with a train step of its own (here: the loss doubled): the wrapper must run that step."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="relu")
+        self.out = keras.layers.Dense(CLASSES)
+
+    def call(self, x, training=False):
+        return self.out(self.hidden(x))
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = 2.0 * tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, self(x, training=True),
+                                                                                     from_logits=True))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        return {"loss": loss}
+
+
+class AddLossOnly(keras.Model):
+    """Compiled without a loss: trains on what its layers add (an autoencoder's reconstruction error)."""
+
+    def __init__(self):
+        super().__init__()
+        self.code = keras.layers.Dense(3)
+        self.back = keras.layers.Dense(FEATURES)
+
+    def call(self, x):
+        out = self.back(self.code(x))
+        self.add_loss(keras.ops.mean(keras.ops.square(out - x)))
+        return out
+
+
+@pytest.mark.parametrize("name", ["sequential-built-by-fit", "own-train-step", "add-loss-only"])
+def test_models_keras_trains_in_other_ways_train_the_same(name, tmp_path):
+    x, labels = _data()
+
+    def train(instrumented):
+        keras.utils.set_random_seed(5)
+        if name == "sequential-built-by-fit":  # no input shape: built from the first batch
+            model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dropout(0.3),
+                                      keras.layers.Dense(CLASSES)])
+            model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            y = labels
+        elif name == "own-train-step":
+            model = OwnStep()
+            model.compile(optimizer="adam")
+            model(x[:1])
+            y = labels
+        else:
+            model = AddLossOnly()
+            model.compile(optimizer="adam")
+            y = None
+        fitter = diagnose.instrument(model) if instrumented else model
+        callbacks = [diagnose.Monitor(tmp_path, log_every=3, overwrite=True)] if instrumented else []
+        history = fitter.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=callbacks).history
+        return history, model.get_weights()
+
+    (plain, plain_w), (ours, ours_w) = train(False), train(True)
+    assert ours.keys() == plain.keys()
+    for key in plain:
+        np.testing.assert_array_equal(ours[key], plain[key])
+    for a, b in zip(plain_w, ours_w):
+        np.testing.assert_array_equal(a, b)
+    record = runrecord.read_metrics(tmp_path)
+    assert runrecord.read_summary(tmp_path)["status"] == "completed"
+    assert record["loss"].notna().all() and any(c.startswith("update_ratio/") for c in record.columns)

@@ -63,7 +63,7 @@ def _question_model(output="softmax", h_reads="state", t_init="uniform", lr=LR):
     int_state_weights = Dense(units=EMBED_DIM, activation='linear',
                               kernel_initializer=RandomNormal(mean=0., stddev=0.05, seed=None))
     layer_output = query
-    for i in range(0, NUM_LAYERS - 1):
+    for _ in range(0, NUM_LAYERS - 1):
         memories = Dropout(DROPOUT_R)(T_A(Emb_A(word_seq)))
         content = T_C(Emb_C(word_seq))
         mem_relevance = Dot(axes=[1, 2])([layer_output, memories])

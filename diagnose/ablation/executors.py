@@ -2,17 +2,25 @@
 
 A worker trains one run into a private scratch directory, reads the run record back
 as bytes and returns it; the driver writes it into the ablation directory. This is
-the same locally (a process pool) and on Ray (a task per run, possibly on another
+the same locally (a process pool) and on Ray (a task per job, possibly on another
 machine whose disk the driver never sees).
 
 A task names its ``kind``, the training path its worker dispatches to
-(:data:`TRAINERS`): ``memn2n`` (the built-in model, :func:`diagnose.train.train`)
-or ``keras`` (a study of the user's own Keras model,
-:func:`diagnose.userstudy.worker.train_task`).
+(:data:`TRAINERS`): ``memn2n`` (the built-in model,
+:func:`diagnose.ablation.memn2n_jobs.train_task`) or ``keras`` (a study of the
+user's own Keras model, :func:`diagnose.userstudy.worker.train_task`).
+
+Tasks that name the same ``group`` (runs that can share compiled steps, see
+:mod:`diagnose.ablation.memn2n_jobs`) go to a worker together as one job
+(:func:`batch_jobs`). A :class:`LocalExecutor` used as a context manager keeps its
+workers, TensorFlow loaded and steps traced, from one sweep of a study to the next
+(the rounds of added seeds and follow-ups).
 """
 
 from __future__ import annotations
 
+import importlib
+import math
 import os
 import shutil
 import tempfile
@@ -25,14 +33,18 @@ from typing import Iterable, Iterator
 
 from diagnose.errors import DiagnoseError
 
-__all__ = ["run_one", "LocalExecutor", "InlineExecutor", "RayExecutor", "make_executor", "threads_per_job",
-           "TRAINERS"]
+__all__ = ["run_one", "run_job", "batch_jobs", "LocalExecutor", "InlineExecutor", "RayExecutor", "make_executor",
+           "threads_per_job", "TRAINERS"]
 
-_CORPORA: dict = {}  # one corpus per data config per worker process
+# A job holds at most this share of a round's runs per worker (rounded up): big
+# enough that a group of seeds shares one trace, small enough that the workers
+# finish together (a round of 99 runs on 2 workers: jobs of up to 25 runs).
+_JOBS_PER_WORKER = 2
 
-# Task kind -> "module:function" that trains one task's config into a run directory and
-# returns (status, error). Imported in the worker, so a kind costs nothing until used.
-TRAINERS = {"memn2n": "diagnose.ablation.executors:train_memn2n",
+# Task kind -> "module:function" that trains one task's config into a run directory
+# (``reuse=False``: nothing kept from earlier runs in the process) and returns the run's
+# summary. Imported in the worker, so a kind costs nothing until used.
+TRAINERS = {"memn2n": "diagnose.ablation.memn2n_jobs:train_task",
             "keras": "diagnose.userstudy.worker:train_task"}
 
 
@@ -87,14 +99,14 @@ def run_one(task: dict) -> dict:
 
     Args:
         task: ``{"run_id", "kind", "config", "scratch": dir or None}``: ``config`` is what the
-            kind's trainer takes (``RunConfig.to_dict()`` for ``memn2n``); no kind is ``memn2n``.
+            kind's trainer takes (``RunConfig.to_dict()`` for ``memn2n``; no kind is ``memn2n``);
+            optionally ``"group"`` (see :func:`batch_jobs`) and ``"reuse": False`` (trace this
+            run's steps afresh).
 
     Returns:
         ``{"run_id", "status", "error", "wall_time_s", "files": {relpath: bytes}}``;
         never raises (a crash is status ``failed`` with a one-line error).
     """
-    import importlib
-
     from diagnose import runrecord
 
     t0 = time.perf_counter()
@@ -104,7 +116,8 @@ def run_one(task: dict) -> dict:
         module, _, name = TRAINERS[task.get("kind", "memn2n")].partition(":")
         trainer = getattr(importlib.import_module(module), name)
         try:
-            status, error = trainer(task["config"], scratch / "run")
+            summary = trainer(task["config"], scratch / "run", reuse=task.get("reuse", True))
+            status, error = summary["status"], summary.get("error")
         except Exception as exc:  # recorded in the run's summary by the trainer; keep the one line
             status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         files = {}
@@ -125,18 +138,28 @@ def run_one(task: dict) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def train_memn2n(config: dict, run_dir: Path) -> tuple[str, str | None]:
-    """Trains one built-in MemN2N run (``RunConfig.to_dict()``) into ``run_dir``; returns (status, error)."""
-    from diagnose.config import RunConfig
-    from diagnose.data.load import load_corpus
-    from diagnose.train import train
+def run_job(tasks: list[dict]) -> list[dict]:
+    """Runs a job's tasks one after another in this process (see :func:`run_one`)."""
+    return [run_one(task) for task in tasks]
 
-    config = RunConfig.from_dict(config)
-    key = repr(config.data) + str(config.model.memory_size)
-    if key not in _CORPORA:
-        _CORPORA[key] = load_corpus(config.data, memory_size=config.model.memory_size)
-    result = train(config, run_dir, corpus=_CORPORA[key])
-    return result.summary["status"], result.summary.get("error")
+
+def batch_jobs(tasks: list[dict], workers: int) -> list[list[dict]]:
+    """Tasks batched into jobs by their ``group`` (a task without one is a job alone), longest first.
+
+    A group larger than a worker's share of the round (:data:`_JOBS_PER_WORKER`) is
+    cut into equal jobs, so one big group does not leave the other workers idle;
+    longest first, so the short jobs fill in at the end.
+    """
+    groups: dict[str, list[dict]] = {}
+    for task in tasks:
+        groups.setdefault(task.get("group") or task["run_id"], []).append(task)
+    # One worker runs everything anyway: cutting a group would only trace it again.
+    cap = len(tasks) if workers <= 1 else max(1, math.ceil(len(tasks) / (_JOBS_PER_WORKER * workers)))
+    jobs = []
+    for members in groups.values():
+        size = math.ceil(len(members) / math.ceil(len(members) / cap))
+        jobs += [members[i:i + size] for i in range(0, len(members), size)]
+    return sorted(jobs, key=len, reverse=True)  # stable: ties keep the study's order
 
 
 class InlineExecutor:
@@ -148,32 +171,64 @@ class InlineExecutor:
 
     jobs = 1
 
+    def __enter__(self) -> "InlineExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
     def run(self, tasks: Iterable[dict]) -> Iterator[dict]:
         for task in tasks:
             yield run_one(task)
 
 
 class LocalExecutor:
-    """Runs tasks in ``jobs`` spawned processes on this machine, each with its share of the cores."""
+    """Runs tasks in ``jobs`` spawned processes on this machine, each with its share of the cores.
+
+    As a context manager it keeps its processes until the block ends; otherwise each
+    :meth:`run` starts and stops its own.
+    """
 
     def __init__(self, jobs: int = 1):
         if jobs < 1:
             raise DiagnoseError(f"--jobs must be at least 1, got {jobs}")
         self.jobs = jobs
+        self._pool = None
+        self._entered = False
+
+    def __enter__(self) -> "LocalExecutor":
+        self._entered = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._entered = False
+        self.close()
+
+    def close(self) -> None:
+        """Stops the worker processes (a later :meth:`run` starts new ones)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def run(self, tasks: Iterable[dict]) -> Iterator[dict]:
         tasks = list(tasks)
         if not tasks:
             return
-        # spawn, not fork: TensorFlow is not fork-safe once its runtime has started.
-        with ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)), mp_context=get_context("spawn"),
-                                 initializer=_set_threads_before_import,
-                                 initargs=(threads_per_job(self.jobs),)) as pool:
-            pending = {pool.submit(run_one, t) for t in tasks}
+        if self._pool is None:
+            # spawn, not fork: TensorFlow is not fork-safe once its runtime has started.
+            workers = self.jobs if self._entered else min(self.jobs, len(tasks))
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                             initializer=_set_threads_before_import,
+                                             initargs=(threads_per_job(self.jobs),))
+        try:
+            pending = {self._pool.submit(run_job, job) for job in batch_jobs(tasks, self.jobs)}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    yield fut.result()
+                    yield from fut.result()
+        finally:
+            if not self._entered:
+                self.close()
 
 
 class RayExecutor:
@@ -188,6 +243,12 @@ class RayExecutor:
         self.ray = ray
         self.address, self.jobs = address, jobs
 
+    def __enter__(self) -> "RayExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass  # each run() starts and stops its own Ray (or uses the cluster's)
+
     def run(self, tasks: Iterable[dict]) -> Iterator[dict]:
         ray = self.ray
         tasks = list(tasks)
@@ -200,20 +261,22 @@ class RayExecutor:
             started = True
         try:
             threads = threads_per_job(self.jobs or 1)
-            remote = ray.remote(num_cpus=1)(_ray_run_one)
-            pending = [remote.remote({**t, "scratch": None}, threads) for t in tasks]
+            remote = ray.remote(num_cpus=1)(_ray_run_job)
+            workers = self.jobs or int(ray.cluster_resources().get("CPU", 1))
+            pending = [remote.remote([{**t, "scratch": None} for t in job], threads)
+                       for job in batch_jobs(tasks, workers)]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
-                    yield ray.get(ref)
+                    yield from ray.get(ref)
         finally:
             if started:
                 ray.shutdown()
 
 
-def _ray_run_one(task: dict, threads: int) -> dict:
+def _ray_run_job(tasks: list[dict], threads: int) -> list[dict]:
     _set_threads_before_import(threads)
-    return run_one(task)
+    return run_job(tasks)
 
 
 def make_executor(name: str, jobs: int = 1, ray_address: str | None = None):

@@ -6,6 +6,7 @@ A spec is TOML (every key optional; the defaults are the default study)::
     name = "default"
     bases = ["as-posted", "paper"]     # model presets; each factor is switched alone on each
     seeds = 3                          # a count (0..n-1) or a list of seeds
+    max_seeds = 12                     # seeds added where an interval stays inconclusive, up to this many
 
     [budget]
     steps = 600                        # or: epochs = 1.0
@@ -52,6 +53,7 @@ from pathlib import Path
 
 from diagnose import studydir
 from diagnose.ablation.factors import DEFAULT_LEVELS, DEFAULT_SPEC, FACTORS
+from diagnose.ablation.seeding import SeedPlan
 from diagnose.config import DataConfig, RunConfig, TrainConfig
 from diagnose.errors import ConfigError
 from models.config import MemN2NConfig, apply_overrides, preset
@@ -63,7 +65,7 @@ __all__ = ["FACTORS", "DEFAULT_LEVELS", "MAX_SEEDS", "Spec", "Variant", "RunTask
 # already puts it at ~0.03 of one seed's spread; more only multiplies the runs.
 MAX_SEEDS = 1000
 
-_SECTIONS = {"study": {"name", "bases", "seeds"}, "budget": {"steps", "epochs"},
+_SECTIONS = {"study": {"name", "bases", "seeds", "max_seeds"}, "budget": {"steps", "epochs"},
              "corpus": {"synthetic", "path", "context", "tokens", "max_vocab"},
              "sizes": {"memory_size", "embed_dim", "hops", "batch_size"}, "model": None, "train": None,
              "factors": None, "combos": None}
@@ -83,12 +85,17 @@ class Variant:
 
 @dataclass(frozen=True)
 class RunTask:
-    """One training run: a variant at one seed, with its resolved config and stable id."""
+    """One training run: a variant at one seed, with its resolved config and stable id.
+
+    ``group`` names the compiled steps the run can share with others (runs of one
+    group go to a worker together; None: the run trains alone).
+    """
 
     run_id: str
     variant: Variant
     seed: int
     config: RunConfig  # anything with to_dict(): what the kind's trainer takes
+    group: str | None = None
     kind: str = "memn2n"  # the training path a worker dispatches to (executors.TRAINERS)
 
 
@@ -164,8 +171,8 @@ class Spec:
         name = f"{base} | " + " + ".join(f"{f}={lv}" for f, lv in switches)
         return Variant(name, base, None, None, tuple(switches)), cfg
 
-    def prepare(self) -> tuple[list[RunTask], dict]:
-        """Every run of the study and what the manifest records about its data.
+    def prepare(self, plan: SeedPlan | None = None) -> tuple[list[RunTask], dict]:
+        """Every run of the study (``plan``: as :meth:`tasks`) and what the manifest records about its data.
 
         Loads the corpus, so a bad one is an error before anything runs.
         """
@@ -173,16 +180,24 @@ class Spec:
 
         memory = max(m.memory_size for _, m in self.variants())
         corpus = load_corpus(self.data, memory_size=memory)
-        return self.tasks(corpus.vocab_size), {"corpus": corpus.stats | {"name": corpus.name}}
+        return self.tasks(corpus.vocab_size, plan), {"corpus": corpus.stats | {"name": corpus.name}}
 
-    def tasks(self, vocab_size: int) -> list[RunTask]:
-        """Every run of the study, variants in order, seeds inner, resolved for the corpus's vocabulary."""
+    def tasks(self, vocab_size: int, plan: SeedPlan | None = None) -> list[RunTask]:
+        """Every run of the study, variants in order, seeds inner, resolved for the corpus's vocabulary.
+
+        Args:
+            vocab_size: the corpus's.
+            plan: more seeds for some variants (a study's adaptive seeds); None: the spec's seeds.
+        """
+        from diagnose.ablation.memn2n_jobs import group_of
+
+        plan = plan or SeedPlan()
         tasks = []
         for variant, model in self.variants():
             model = dataclasses.replace(model, vocab_size=vocab_size)
-            for seed in self.seeds:
+            for seed in plan.seeds_for(variant.name, self.seeds):
                 cfg = RunConfig(model=model, data=self.data, train=dataclasses.replace(self.train, seed=seed))
-                tasks.append(RunTask(run_id(cfg), variant, seed, cfg))
+                tasks.append(RunTask(run_id(cfg), variant, seed, cfg, group_of(cfg)))
         return tasks
 
 
@@ -285,6 +300,12 @@ def build_spec(raw: dict) -> Spec:
         raise ConfigError(f"[study] seeds: {len(seeds)} seeds is more than {MAX_SEEDS}; an interval over seeds "
                           f"narrows as 1/sqrt(n), so {MAX_SEEDS} already put it at ~0.03 of one seed's spread: "
                           "ask for fewer")
+
+    max_seeds = study.get("max_seeds")
+    if max_seeds is not None and (not isinstance(max_seeds, int) or isinstance(max_seeds, bool)
+                                  or not 1 <= max_seeds <= MAX_SEEDS):
+        raise ConfigError(f"[study] max_seeds must be a count from 1 to {MAX_SEEDS} (the most seeds adaptive seeding "
+                          f"gives a variant), got {max_seeds!r}")
 
     factors: dict[str, tuple[str, ...]] = {}
     custom: dict[str, dict[str, dict]] = {}

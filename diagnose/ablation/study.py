@@ -1,51 +1,123 @@
-"""A study end to end: the sweep, the verdict, and the follow-up runs the verdict asks for."""
+"""A study end to end: the sweep, then rounds of what its verdict asks for, then the verdict.
+
+Each round computes the verdict from the records on disk and asks it for
+combinations of switches it has not run (:func:`~diagnose.findings.verdict_plan.plan_follow_ups`)
+and for more seeds where an interval is inconclusive
+(:func:`~diagnose.findings.verdict_plan.plan_seeds`, up to the spec's
+``[study] max_seeds``); one sweep trains both, and the next round looks again.
+Nothing here knows which model a study trains: a spec's variants, its seeds and
+``tasks(...)`` are all it uses.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import time
 from pathlib import Path
 from typing import Callable
 
 from diagnose import studydir
+from diagnose.ablation.seeding import SeedPlan
 from diagnose.ablation.spec import Spec
-from diagnose.ablation.sweep import run_sweep
-from diagnose.findings.verdict import compute_verdict, plan_follow_ups
+from diagnose.ablation.sweep import adaptive_state, run_sweep
+from diagnose.findings.verdict import compute_verdict, plan_follow_ups, plan_seeds
 
-__all__ = ["run_study", "conclude"]
+__all__ = ["run_study", "conclude", "study_notes", "MAX_ROUNDS"]
+
+# Rounds of follow-ups and added seeds after the first sweep. Seeds go from the
+# spec's to the cap in one or two rounds (each asks for what its estimate says the
+# interval needs) and combinations grow by one switch per round; 6 leaves room for
+# both without letting a study that never settles run on.
+MAX_ROUNDS = 6
 
 
 def run_study(spec: Spec, out_dir: str | Path, executor, *, follow_up: bool = True,
               progress: Callable[[dict], None] | None = None, force: bool = False) -> tuple[dict, dict]:
-    """Runs the sweep, then the verdict's follow-ups; writes the verdict. Returns (manifest, verdict).
+    """Runs the sweep, then the verdict's rounds; writes the verdict. Returns (manifest, verdict).
 
-    The study directory stays locked throughout (see :class:`~diagnose.studydir.StudyLock`);
-    ``force`` replaces a study of another spec there (see :func:`run_sweep`).
+    A study resumed in the same directory starts from the seeds and combinations it
+    had already added. The study directory stays locked throughout (see
+    :class:`~diagnose.studydir.StudyLock`); ``force`` replaces a study of another spec
+    there (see :func:`run_sweep`).
     """
     with studydir.StudyLock(out_dir):
-        manifest = run_sweep(spec, out_dir, executor, progress=progress, force=force)
+        plan, follow_ups = adaptive_state(out_dir, spec)
+        manifest = run_sweep(spec, out_dir, executor, progress=progress, force=force, plan=plan,
+                             follow_ups=follow_ups)
         verdict, manifest = conclude(spec, out_dir, executor, follow_up=follow_up, progress=progress,
-                                     manifest=manifest)
+                                     manifest=manifest, plan=plan, follow_ups=follow_ups,
+                                     sweeps=[_sweep_timing(manifest)])
     return manifest, verdict
 
 
+def _sweep_timing(manifest: dict) -> dict:
+    """What one sweep trained and how long it took (from the manifest it wrote)."""
+    t = manifest.get("timings") or {}
+    return {"runs": manifest["totals"]["runs"] - (t.get("resumed_runs") or 0), "wall_s": t.get("wall_time_s")}
+
+
 def conclude(spec: Spec, out_dir: str | Path, executor, *, follow_up: bool = True, progress=None,
-             manifest: dict | None = None) -> tuple[dict, dict]:
-    """Computes the verdict; while no tested set of switches recovers the paper, runs the
-    combinations it proposes (pairs, then larger, greedily) and recomputes. Writes the verdict."""
+             manifest: dict | None = None, plan: SeedPlan | None = None,
+             follow_ups: tuple = (), sweeps: list | None = None) -> tuple[dict, dict]:
+    """Computes the verdict and, while it asks for combinations or seeds, runs them and looks again.
+
+    Writes the verdict, with ``follow_up_rounds`` (how many rounds ran) and
+    ``sweeps`` (runs trained and wall seconds of each sweep, ``sweeps`` given first).
+    Returns (verdict, manifest).
+    """
+    sweeps = list(sweeps or [])
     out = Path(out_dir)
+    t0 = time.perf_counter()
     with studydir.StudyLock(out):
+        if plan is None:
+            plan, follow_ups = adaptive_state(out, spec)
         verdict = compute_verdict(out)
         rounds = 0
-        while follow_up:
+        while follow_up and rounds < MAX_ROUNDS:
             tried = {r["variant"] for r in studydir.read_manifest(out)["runs"]}
-            plan = plan_follow_ups(verdict, tried)
-            if not plan:
+            combos = tuple(c for c in plan_follow_ups(verdict, tried) if c not in follow_ups)
+            more = plan.with_counts(plan_seeds(verdict))
+            if not combos and more == plan:
                 break
             rounds += 1
-            # The follow-ups join the study's variants; the spec as given (and its digest) stays.
-            spec = dataclasses.replace(spec, combos=spec.combos + tuple(plan))
-            manifest = run_sweep(spec, out, executor, progress=progress)
+            plan, follow_ups = more, follow_ups + combos
+            manifest = run_sweep(spec, out, executor, progress=progress, plan=plan, follow_ups=follow_ups)
+            sweeps.append(_sweep_timing(manifest))
             verdict = compute_verdict(out)
         verdict["follow_up_rounds"] = rounds
+        verdict["follow_up_s"] = time.perf_counter() - t0  # the rounds and verdicts after the first sweep
+        verdict["sweeps"] = sweeps
         studydir.write_verdict(out, verdict)
     return verdict, manifest or studydir.read_manifest(out)
+
+
+def study_notes(target: Path, verdict: dict) -> list[str]:
+    """Lines for ``diagnose check`` on a study: runs without a whole, finished record, and the
+    combinations and seeds the verdict wants that have not run (check only reads; run-ablation runs them)."""
+    from diagnose import runrecord
+
+    runs = studydir.read_manifest(target)["runs"]
+    kinds: dict[str, int] = {}
+    for e in runs:
+        run = studydir.run_path(target, e["id"])
+        problems = runrecord.record_problems(run) if run.is_dir() else ["missing"]
+        status = runrecord.read_summary(run).get("status") if not problems else None
+        kind = ("not run yet" if problems == ["missing"] else "never finished" if problems == [
+            runrecord.NEVER_FINISHED] else "damaged" if problems else "failed" if status == "failed" else None)
+        if kind:
+            kinds[kind] = kinds.get(kind, 0) + 1
+    lines = []
+    if kinds:
+        what = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+        lines.append(f"{sum(kinds.values())} of {len(runs)} runs have no whole, finished record ({what}); "
+                     f"run them with: diagnose run-ablation --out {target}")
+    plan = plan_follow_ups(verdict, {e["variant"] for e in runs})
+    if plan:
+        names = "; ".join(" + ".join(f"{f}={lv}" for f, lv in switches) for _, switches in plan)
+        lines.append(f"the verdict wants {len(plan)} follow-up combinations not yet run ({names}); "
+                     f"run them with: diagnose run-ablation --out {target}")
+    seeds = plan_seeds(verdict)
+    if seeds:
+        lines.append(f"the verdict wants more seeds for {len(seeds)} variants whose comparisons are still "
+                     f"inconclusive (up to {max(seeds.values())} seeds); run them with: "
+                     f"diagnose run-ablation --out {target}")
+    return lines

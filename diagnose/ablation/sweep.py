@@ -11,6 +11,7 @@ refused unless ``force`` replaces the study.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import statistics
@@ -19,11 +20,12 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from diagnose import runrecord, studydir
+from diagnose.ablation.seeding import SeedPlan
 from diagnose.ablation.spec import RunTask, Spec, spec_digest
 from diagnose.errors import DiagnoseError, RecordError
 from diagnose.files import check_writable, replace_dir
 
-__all__ = ["run_sweep", "DONE_STATUSES", "summarize", "check_study_target"]
+__all__ = ["run_sweep", "DONE_STATUSES", "summarize", "check_study_target", "adaptive_state"]
 
 DONE_STATUSES = ("completed", "diverged")
 # The manifest is rewritten after every run while a study is small, and after every
@@ -116,15 +118,20 @@ def _adopt(out: Path, spec: Spec, force: bool) -> bool:
 
 
 def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[dict], None] | None = None,
-              force: bool = False) -> dict:
+              force: bool = False, plan: SeedPlan | None = None, follow_ups: tuple = ()) -> dict:
     """Runs (or resumes) a study and returns the manifest as written.
 
     Args:
-        spec: a validated spec.
+        spec: a validated spec: a :class:`Spec`, or a user study's
+            :class:`~diagnose.userstudy.spec.KerasSpec` (its ``prepare(plan)`` gives the tasks).
         out_dir: ABLATION_DIR; created, or resumed when it holds this spec's study.
-        executor: a LocalExecutor or RayExecutor.
+        executor: a LocalExecutor, InlineExecutor or RayExecutor.
         progress: called after each finished run with ``{"done", "total", "entry"}``.
         force: replace a study of another spec in ``out_dir`` (runs the two share are kept).
+        plan: more seeds for some variants (the verdict's adaptive seeds).
+        follow_ups: combinations the verdict asked for, ``((base, ((factor, level), ...)), ...)``,
+            run beside the spec's own variants. The manifest keeps both (``adaptive``),
+            so a resumed study starts from them; the spec (and its digest) stays as given.
 
     Raises:
         DiagnoseError: ``out_dir`` is a run record, cannot be written, is being written
@@ -132,7 +139,10 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
     """
     t_start = time.perf_counter()
     out = Path(out_dir)
-    tasks, about = spec.prepare()  # bad data or builder: an error before anything runs
+    plan = plan or SeedPlan()
+    follow_ups = tuple(c for c in follow_ups if c not in spec.combos)
+    spec = dataclasses.replace(spec, combos=spec.combos + follow_ups)
+    tasks, about = spec.prepare(plan)  # bad data or builder: an error before anything runs
     check_study_target(out)
     with studydir.StudyLock(out):
         replaced = _adopt(out, spec, force)
@@ -148,7 +158,11 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
                                    if summary else _entry(task, "pending"))
         resumed = sum(e["status"] in DONE_STATUSES for e in entries.values())
         manifest = {"schema": 1, "study": spec.name, "spec": spec.raw, "spec_digest": spec.digest, **about,
-                    "runs": [], "totals": {}, "timings": {"resumed_runs": resumed}}
+                    "runs": [], "totals": {},
+                    "adaptive": {"seeds": plan.to_dict(),
+                                 "follow_ups": [[base, [list(sw) for sw in switches]]
+                                                for base, switches in follow_ups]},
+                    "timings": {"resumed_runs": resumed}}
         _write_manifest(out, manifest, entries)
         by_id: dict[str, list[RunTask]] = {}
         for task in tasks:
@@ -163,8 +177,8 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
         done, unwritten = len(tasks) - sum(len(by_id[t.run_id]) for t in pending), 0
         every = max(1, math.ceil(len(tasks) / _MANIFEST_WRITES))
         t_first = None
-        payload = [{"run_id": t.run_id, "kind": t.kind, "config": t.config.to_dict(), "scratch": str(scratch)}
-                   for t in pending]
+        payload = [{"run_id": t.run_id, "kind": t.kind, "config": t.config.to_dict(), "scratch": str(scratch),
+                    "group": t.group} for t in pending]
         for result in executor.run(payload):
             t_first = t_first or time.perf_counter()
             result = _write_run(out, result)
@@ -190,6 +204,22 @@ def _key(task: RunTask) -> tuple[str, str]:
     return task.variant.name, task.run_id
 
 
+def adaptive_state(out_dir: str | Path, spec: Spec) -> tuple[SeedPlan, tuple]:
+    """The seeds and follow-ups a study in ``out_dir`` already added, if it is this spec's study."""
+    out = Path(out_dir)
+    if not studydir.is_study_dir(out):
+        return SeedPlan(), ()
+    try:
+        manifest = studydir.read_manifest(out)
+    except RecordError:
+        return SeedPlan(), ()
+    if manifest.get("spec_digest") != spec.digest:
+        return SeedPlan(), ()
+    adaptive = manifest.get("adaptive") or {}
+    follow_ups = tuple((base, tuple(tuple(sw) for sw in switches)) for base, switches in adaptive.get("follow_ups", []))
+    return SeedPlan.from_dict(adaptive.get("seeds")), follow_ups
+
+
 def _write_manifest(out: Path, manifest: dict, entries: dict) -> None:
     manifest["runs"] = list(entries.values())
     counts = {s: 0 for s in ("completed", "diverged", "failed", "pending")}
@@ -200,7 +230,14 @@ def _write_manifest(out: Path, manifest: dict, entries: dict) -> None:
 
 
 def summarize(out_dir: str | Path) -> list[dict]:
-    """One row per variant: runs by status and the final validation loss over seeds."""
+    """One row per variant: runs by status and the outcome the verdict reads, over seeds.
+
+    The outcome is :func:`~diagnose.findings.verdict_stats.run_outcome`'s (the mean
+    validation loss over the last quarter of a run, diverged runs included), so the
+    table and the verdict show the same numbers.
+    """
+    from diagnose.findings.verdict_stats import run_outcome
+
     out = Path(out_dir)
     manifest = studydir.read_manifest(out)
     rows: dict[str, dict] = {}
@@ -208,10 +245,10 @@ def summarize(out_dir: str | Path) -> list[dict]:
         row = rows.setdefault(e["variant"], {"variant": e["variant"], "completed": 0, "diverged": 0, "failed": 0,
                                              "pending": 0, "losses": []})
         row[e["status"] if e["status"] in row else "failed"] += 1
-        if e["status"] == "completed":
-            final = (runrecord.read_summary(studydir.run_path(out, e["id"])).get("final") or {}).get("valid_loss")
-            if final is not None:
-                row["losses"].append(final)
+        if e["status"] in DONE_STATUSES:
+            value, _ = run_outcome(studydir.run_path(out, e["id"]))
+            if value is not None:
+                row["losses"].append(value)
     for row in rows.values():
         losses = row.pop("losses")
         row["valid_loss_mean"] = statistics.fmean(losses) if losses else math.nan

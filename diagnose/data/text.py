@@ -132,6 +132,57 @@ def _check_length(path: str, role: str, n_tokens: int, memory_size: int) -> None
         )
 
 
+def _read_splits(path: str, valid_fraction: float) -> tuple[str, list[tuple[str, list[list[str]]]]]:
+    """The corpus's name and its splits as ``[(file, lines), ...]``: train, valid and maybe test.
+
+    A directory gives its ``*train*``, ``*valid*`` (and ``*test*``) files; a single
+    file gives its lines, the tail ``valid_fraction`` of them held out for validation.
+    """
+    if os.path.isdir(path):
+        train_path, valid_path, test_path = _find_split_files(path)
+        parts = [(train_path, _read_lines(train_path)), (valid_path, _read_lines(valid_path))]
+        if test_path:
+            parts.append((test_path, _read_lines(test_path)))
+        stem = os.path.basename(train_path)[: -len(".txt")]
+        return stem[: stem.find("train")].rstrip("._- ") or os.path.basename(os.path.normpath(path)), parts
+    if os.path.isfile(path):
+        if not (isinstance(valid_fraction, (int, float)) and 0.0 < valid_fraction < 1.0):
+            raise CorpusError(f"valid_fraction must lie in (0, 1), got {valid_fraction!r}; pass e.g. 0.1")
+        lines = _read_lines(path)
+        if len(lines) < 2:
+            raise CorpusError(
+                f"corpus file '{path}' has only 1 non-blank line, so no tail can be held out for "
+                "validation; pass a file with several lines or a train/valid directory"
+            )
+        n_valid = min(max(1, math.floor(valid_fraction * len(lines))), len(lines) - 1)
+        return os.path.splitext(os.path.basename(path))[0] or "text", [(path, lines[:-n_valid]),
+                                                                       (path, lines[-n_valid:])]
+    if os.path.exists(path):
+        raise CorpusError(f"corpus path '{path}' is neither a file nor a directory; {_FORMAT_HINT}")
+    raise CorpusError(
+        f"corpus path '{path}' does not exist; pass a UTF-8 text file in PTB format or a "
+        "directory holding *train*.txt and *valid*.txt (e.g. ptb.train.txt, ptb.valid.txt)"
+    )
+
+
+def _checked_vocab(train: tuple[str, list[list[str]]], max_vocab: int | None, min_count: int) -> tuple[str, ...]:
+    """The vocabulary of the training split; CorpusError when it leaves fewer than two words."""
+    train_path, train_lines = train
+    distinct = {w for words in train_lines for w in words} - {EOS, UNK, PAD}
+    if len(distinct) < 2:
+        raise CorpusError(
+            f"corpus file '{train_path}' has a one-word vocabulary ({len(distinct)} distinct word(s) "
+            "besides <eos>); a language model needs at least 2, pass a real text corpus"
+        )
+    vocab = _build_vocab(train_lines, max_vocab, min_count)
+    if len(vocab) - 3 < 2:
+        raise CorpusError(
+            f"corpus file '{train_path}' keeps a one-word vocabulary (fewer than 2 words besides "
+            f"<eos>) with max_vocab={max_vocab}, min_count={min_count}; raise max_vocab or lower min_count"
+        )
+    return vocab
+
+
 def load_text_corpus(
     path: str,
     *,
@@ -164,54 +215,11 @@ def load_text_corpus(
         _check_int("max_vocab", max_vocab, 3, "10000 (it counts PAD, UNK and <eos>)")
     _check_int("min_count", min_count, 1, "1")
     _check_int("memory_size", memory_size, 1, "100")
-
-    if os.path.isdir(path):
-        train_path, valid_path, test_path = _find_split_files(path)
-        train_lines, valid_lines = _read_lines(train_path), _read_lines(valid_path)
-        test_lines = _read_lines(test_path) if test_path else None
-        stem = os.path.basename(train_path)[: -len(".txt")]
-        name = stem[: stem.find("train")].rstrip("._- ") or os.path.basename(os.path.normpath(path))
-    elif os.path.isfile(path):
-        if not (isinstance(valid_fraction, (int, float)) and 0.0 < valid_fraction < 1.0):
-            raise CorpusError(f"valid_fraction must lie in (0, 1), got {valid_fraction!r}; pass e.g. 0.1")
-        lines = _read_lines(path)
-        if len(lines) < 2:
-            raise CorpusError(
-                f"corpus file '{path}' has only 1 non-blank line, so no tail can be held out for "
-                "validation; pass a file with several lines or a train/valid directory"
-            )
-        n_valid = min(max(1, math.floor(valid_fraction * len(lines))), len(lines) - 1)
-        train_lines, valid_lines, test_lines = lines[:-n_valid], lines[-n_valid:], None
-        train_path = valid_path = path
-        test_path = None
-        name = os.path.splitext(os.path.basename(path))[0] or "text"
-    elif os.path.exists(path):
-        raise CorpusError(f"corpus path '{path}' is neither a file nor a directory; {_FORMAT_HINT}")
-    else:
-        raise CorpusError(
-            f"corpus path '{path}' does not exist; pass a UTF-8 text file in PTB format or a "
-            "directory holding *train*.txt and *valid*.txt (e.g. ptb.train.txt, ptb.valid.txt)"
-        )
-
-    distinct = {w for words in train_lines for w in words} - {EOS, UNK, PAD}
-    if len(distinct) < 2:
-        raise CorpusError(
-            f"corpus file '{train_path}' has a one-word vocabulary ({len(distinct)} distinct word(s) "
-            "besides <eos>); a language model needs at least 2, pass a real text corpus"
-        )
-    vocab = _build_vocab(train_lines, max_vocab, min_count)
-    if len(vocab) - 3 < 2:
-        raise CorpusError(
-            f"corpus file '{train_path}' keeps a one-word vocabulary (fewer than 2 words besides "
-            f"<eos>) with max_vocab={max_vocab}, min_count={min_count}; raise max_vocab or lower min_count"
-        )
+    name, parts = _read_splits(path, valid_fraction)
+    vocab = _checked_vocab(parts[0], max_vocab, min_count)
     index = {w: i for i, w in enumerate(vocab) if w != PAD}
-
-    split_specs = (("training", train_path, train_lines), ("validation", valid_path, valid_lines))
-    if test_lines is not None:
-        split_specs += (("test", test_path, test_lines),)
     splits = []
-    for role, file_path, lines in split_specs:
+    for (file_path, lines), role in zip(parts, ("training", "validation", "test")):
         ids, lengths = _encode(lines, index)
         _check_length(file_path, role, ids.shape[0], memory_size)
         splits.append(split_from_lines(ids, lengths))

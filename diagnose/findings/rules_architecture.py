@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import Evidence, RunView, early, hop_columns, late, series, steps_of
+from diagnose.findings.base import Evidence, RunView, hop_columns, late, progress, series, steps_of
 from diagnose.findings.graph import KerasGraph
 from diagnose.findings.registry import Hit, rule
 
@@ -79,8 +79,14 @@ def temporal_encoding_dominates(view: RunView) -> Hit | None:
         if not match:
             continue
         site = match.group(1)
-        # Early (where it decides what the model learns first) or late (where training left it).
-        for when, window in (("early", early), ("late", late)):
+        # Late (where training left it), or at the start (the first row: where it decides what the model
+        # learns first; a run that then blows up scales both terms alike) when the run went wrong, not
+        # when the model outgrew it while learning.
+        windows = [("late mean", late)]
+        got = progress(view)
+        if got is None or got < T.LEARNED_LITTLE:
+            windows.append(("first row", lambda s: None if s is None else s.iloc[:1]))
+        for when, window in windows:
             position, content = window(series(view, column)), window(series(view, f"rms/{site}/content"))
             if position is None or content is None or float(content.mean()) <= 0:
                 continue
@@ -88,7 +94,7 @@ def temporal_encoding_dominates(view: RunView) -> Hit | None:
             if ratio > T.TEMPORAL_RATIO:
                 worst = max(worst, ratio)
                 sites.append(site)
-                evidence.append(Evidence(f"rms/{site}/position / rms/{site}/content ({when} mean)", ratio,
+                evidence.append(Evidence(f"rms/{site}/position / rms/{site}/content ({when})", ratio,
                                          T.TEMPORAL_RATIO, steps_of(position)))
                 break
     if not evidence:

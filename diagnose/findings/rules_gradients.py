@@ -10,11 +10,25 @@ from diagnose.findings.base import (Evidence, RunView, early, late, layer_of, pr
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["exploding_gradients", "vanishing_gradients", "no_gradient", "dead_network", "dead_matrices",
-           "depth_attenuation"]
+           "depth_attenuation", "gradient_collapse"]
 
 # Layers whose tables are read a few rows at a time: their update ratios are small by
 # construction and say nothing about gradients fading with depth.
 _LOOKUP_LAYERS = ("Embedding", "TokenAndPositionEmbedding")
+
+
+def gradient_collapse(view: RunView) -> tuple[float, tuple] | None:
+    """The median over weight matrices of (late mean / early mean) of their gradient norm, with the late steps."""
+    ratios, steps = [], None
+    for column in weight_matrices(view, "grad_norm"):
+        values = series(view, column)
+        if values is None or len(values) < T.MIN_ROWS:
+            continue
+        first, window = float(early(values).mean()), late(values)
+        if first > 0:
+            ratios.append(float(window.mean()) / first)
+            steps = steps_of(window)
+    return (float(np.median(ratios)), steps) if ratios else None
 
 
 def depth_attenuation(view: RunView) -> tuple[float, str, str, tuple] | None:

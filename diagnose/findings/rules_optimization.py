@@ -10,7 +10,7 @@ from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, initial_norm, late, number, progress, series, start_loss,
                                     steps_of, variable_columns, weight_matrices)
 from diagnose.findings.registry import Hit, rule
-from diagnose.findings.rules_gradients import dead_matrices, depth_attenuation
+from diagnose.findings.rules_gradients import dead_matrices, depth_attenuation, gradient_collapse
 
 __all__ = ["tiny_steps", "huge_steps", "clipping_never_fires", "clipping_always_fires", "diverged"]
 
@@ -45,6 +45,16 @@ def _clip_setting(view: RunView) -> tuple[str, float | None] | None:
     return None
 
 
+def _still_falling(view: RunView) -> bool:
+    """The training loss fell by more than PLATEAU_REL_DROP over the last rows (the plateau rule's window)."""
+    window = late(series(view, "loss"), T.PLATEAU_WINDOW)
+    if window is None or len(window) < T.MIN_ROWS:
+        return False
+    third = max(1, len(window) // 3)
+    first, last = float(window.iloc[:third].mean()), float(window.iloc[-third:].mean())
+    return first > 0 and (first - last) / first >= T.PLATEAU_REL_DROP
+
+
 def _ratio_columns(view: RunView) -> list[str]:
     """The update-ratio columns the step-size rules read: weight matrices (all variables if none is one)."""
     return weight_matrices(view) or variable_columns(view, "update_ratio")
@@ -62,7 +72,12 @@ def tiny_steps(view: RunView) -> Hit | None:
     if not ratios:
         return None
     median = float(np.median([r for r, _ in ratios.values()]))
-    if median >= T.TINY_UPDATE_RATIO:
+    got = progress(view)
+    # Ten times below healthy steps crawl whatever the run shows; below healthy steps are too small
+    # for a run that got less than half the way in its budget and was still going down at its end.
+    slow = got is not None and got < T.LEARNED_LITTLE and _still_falling(view)
+    limit = T.HEALTHY_UPDATE_RATIO if slow else T.TINY_UPDATE_RATIO
+    if median >= limit:
         return None
     dead, checked = dead_matrices(view)
     if checked and len(dead) / checked >= T.DEAD_SHARE:
@@ -74,17 +89,18 @@ def tiny_steps(view: RunView) -> Hit | None:
     depth = depth_attenuation(view)
     if depth is not None and depth[0] <= T.VANISH_FACTOR:
         return None  # small only near the input: gradients fade with depth, the last layers' steps are fine
-    got = progress(view)
+    collapse = gradient_collapse(view)
+    if collapse is not None and collapse[0] <= T.GRADIENT_COLLAPSE:
+        return None  # the gradients, not the rate, went: at a small rate they stay where they started
     if got is not None and got >= T.CONVERGED_PROGRESS:
         return None  # a converged model's steps are small because there is little left to learn
     steps = next(iter(ratios.values()))[1]
-    evidence = [Evidence(f"update_ratio/* (median of {len(ratios)} weight matrices)", median, T.TINY_UPDATE_RATIO,
-                         steps)]
+    evidence = [Evidence(f"update_ratio/* (median of {len(ratios)} weight matrices)", median, limit, steps)]
     smallest = sorted(ratios.items(), key=lambda item: item[1][0])[:3]
     evidence += [Evidence(column, r, None, s) for column, (r, s) in smallest]
     if got is not None:
         evidence.append(Evidence("share of the way from the starting loss to the best reachable", got,
-                                 T.CONVERGED_PROGRESS))
+                                 T.LEARNED_LITTLE if limit == T.HEALTHY_UPDATE_RATIO else T.CONVERGED_PROGRESS))
     rate = _learning_rate(view)
     if rate is not None:
         evidence.append(Evidence(rate[0], rate[1], None))
@@ -154,6 +170,16 @@ def huge_steps(view: RunView) -> Hit | None:
             evidence.append(Evidence(f"weight_norm/* grown (late / first), {len(grown)} of {len(columns)} matrices",
                                      worst[1], T.WEIGHT_GROWTH, worst[2]))
             evidence.append(Evidence("loss (late mean) vs the loss at the start", float(late(losses).mean()), start))
+    collapse, got = gradient_collapse(view), progress(view)
+    if (frame is not None and collapse is not None and collapse[0] <= T.GRADIENT_COLLAPSE
+            and (got is None or got < T.CONVERGED_PROGRESS)):
+        first = frame.iloc[0].median(skipna=True)  # large first steps, then gradients gone: a blow-up that stuck
+        if first == first and float(first) > T.EARLY_UPDATE_RATIO:
+            at = int(frame.index[0])
+            evidence.append(Evidence("update_ratio/* (median of the weight matrices, first row)", float(first),
+                                     T.EARLY_UPDATE_RATIO, (at, at)))
+            evidence.append(Evidence("grad_norm/* late / early (median of the weight matrices)", collapse[0],
+                                     T.GRADIENT_COLLAPSE, collapse[1]))
     if not evidence:
         return None
     ratios = [e.observed for e in evidence if e.metric.startswith("update_ratio")]

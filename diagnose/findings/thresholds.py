@@ -91,7 +91,10 @@ PAD_SHARE = 0.5
 # --- optimisation ------------------------------------------------------------------
 
 # Healthy SGD moves weights by ~1e-3 of their norm per step (the usual rule of
-# thumb); a median ten times below that means training crawls. The median is over
+# thumb); a median ten times below that means training crawls, and a median below it
+# is too small for a run that learned little (LEARNED_LITTLE) in its budget while its
+# loss was still going down at the end (a run with nothing to learn is flat instead).
+# (Healthy runs of the fault suite log 1.1e-3 to 1.4e-2 late.) The median is over
 # weight matrices only: biases and normalisation scales start at 0 or 1 by
 # construction, and a freshly zero-initialised bias has a huge ratio whatever the rate.
 TINY_UPDATE_RATIO = 1e-4
@@ -100,6 +103,9 @@ HEALTHY_UPDATE_RATIO = 1e-3
 # (the Bayes floor, else 0): a converged model's gradients, hence its steps, are
 # small because there is little left to learn, not because the rate is.
 CONVERGED_PROGRESS = 0.9
+# A run that got less than half of that way has gone wrong: what it showed at the
+# start (a table drowning its content) can be why.
+LEARNED_LITTLE = 0.5
 # A variable whose weights change by almost a third of their norm per step, over the
 # late half of a run: ten times the largest late ratio of a healthy paper run (0.024,
 # H on PTB) and above a learned encoding started at unit scale (0.14-0.23 on the
@@ -119,6 +125,15 @@ WEIGHT_GROWTH = 10.0
 # and only oversized steps make a model that confident that fast. A run that learns
 # never logs a loss above its start by more than noise.
 LOSS_BLOWUP = 2.0
+# A gradient collapse: the weight matrices' gradients fell a hundredfold from the first
+# rows to the last (median over matrices) while the model did not converge. A small
+# learning rate leaves gradients where they started (the weights barely move); a
+# converged model is excluded by CONVERGED_PROGRESS.
+GRADIENT_COLLAPSE = 1e-2
+# ... after first steps that moved the weight matrices by a tenth of their norm per
+# step on average over the first logged row (a hundred times the healthy 1e-3): the
+# blow-up is over within a row, so its row mean is diluted below HUGE_UPDATE_RATIO.
+EARLY_UPDATE_RATIO = 0.1
 # Clipping "never fires while gradients are small": the largest global gradient norm
 # seen is below a tenth of the clip threshold, an order of magnitude of headroom.
 CLIP_IDLE_FRACTION = 0.1

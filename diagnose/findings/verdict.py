@@ -1,127 +1,96 @@
-"""The verdict of an ablation: which switches cause the gap between as-posted and paper, with CIs.
+"""The verdict of an ablation: which switches cause the gap between its two bases, and how sure.
 
-Outcome of a run: its final validation loss (nats per token). A diverged run counts
-with its last validation loss before the divergence, or ln V when it has none: it
-did not learn (for a regression, the targets' variance). For each variant, the seeds
-pair up with the base's seeds (same seed, same batch order), so an effect is the mean
-of per-seed differences, with a 95% paired t-interval (``scipy.stats.t``, n - 1
-degrees of freedom). The two bases of a gap are the manifest's ``faulty`` and
-``reference`` (a study of the user's own model names them), else as-posted and paper.
+The two bases of a gap are the manifest's ``faulty`` and ``reference`` (a study of
+the user's own model names them), else as-posted and paper.
 
-* gap: mean(as-posted) - mean(paper), with its interval.
-* Per factor, on the as-posted side: the effect of switching it alone to the paper's
-  level and the share of the gap that closes; on the paper side: the effect of
-  switching it alone to the as-posted level and the share of the gap it opens.
+Outcomes, intervals and what an interval settles are :mod:`verdict_stats`'s; the
+combinations and seeds a verdict asks the harness for are :mod:`verdict_plan`'s;
+its sentences are :mod:`verdict_text`'s (the CLI's and the report's).
+
+* gap: faulty - reference, paired by seed, with its interval.
+* Per factor, on the faulty side: the effect of switching it alone to the
+  reference's level and the share of the gap that closes; on the reference side: the
+  effect of switching it alone to the faulty level and the share of the gap it opens.
+  Each effect has ``status``: established, negligible (within +-``margin``, a tenth
+  of the gap) or inconclusive.
 * Interactions: for a combination of switches, its effect minus the sum of the
   single switches' effects (non-additivity, interval by pairing seeds).
-* Root causes: factors whose switch moves the loss with an interval that excludes
-  zero, ranked by the share of the gap they explain. Each cites its runs.
-* The smallest set of fixes: if no single switch closes most of the gap without
-  diverging on some seed, :func:`plan_follow_ups` proposes combinations of the
-  strongest switches (pairs, then triples, greedily) for the harness to run, until
-  one recovers the paper stably. A fix that diverges on some seed is named only when
-  no stable one is found, and then with that caveat. ``smallest_fix`` holds the
-  ``switches``, ``variant``, ``share_closed``, ``runs``, ``diverged`` (seeds),
-  ``confident`` (interval excludes zero) and ``unstable_alone`` (single switches that
-  recover the loss but diverged on some seed).
+* Root causes: factors whose switch moves the loss with an established interval and
+  explains at least a tenth of the gap, ranked by the share they explain; each cites
+  its runs. Established effects under a tenth are ``minor_causes``.
+* The smallest fix: the fewest switches to the reference's choices that close the
+  gap with an established effect, never diverge, and leave a ``residual`` against the
+  reference under the margin (its interval's upper end below ``margin``: ``reaches``).
+  A residual whose interval lies above zero and reaches past the margin is beyond
+  seed noise (``short_of_reference``): then :func:`verdict_plan.plan_follow_ups`
+  proposes combinations to run. A fix that falls short is named with what it leaves.
+* ``comparisons``: every interval the verdict's sentences rest on, with its status
+  and seed count; :func:`verdict_plan.plan_seeds` adds seeds to the inconclusive ones.
 
 A study without both bases (one base of your own, say) has no gap to explain: its
 verdict has ``mode: "effects"`` and ``effects``, each switch's effect on its own
-base's loss with its interval and ``significant`` (the interval excludes zero),
-lowest loss first.
+base's loss with its interval and status, lowest loss first.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 from pathlib import Path
 
-from diagnose import runrecord, studydir
-from diagnose.errors import DiagnoseError
+from diagnose import studydir
+from diagnose.findings.verdict_plan import DEFAULT_MAX_SEEDS, plan_follow_ups, plan_seeds
+from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, confidence_after, excludes_zero,
+                                             outcome_words, paired, run_outcome, status_of, test_words)
+from diagnose.findings.verdict_text import effect_words, format_verdict
 
-__all__ = ["compute_verdict", "plan_follow_ups", "format_verdict", "effect_words", "RECOVERED_SHARE",
-           "MAX_FIX_SIZE"]
+__all__ = ["compute_verdict", "plan_follow_ups", "plan_seeds", "format_verdict", "effect_words", "load_outcomes",
+           "RECOVERED_SHARE"]
 
-# A set of switches "recovers the paper" when it closes at least this share of the
-# as-posted/paper gap: the last 20% leaves room for seed noise and for factors
-# that matter little, without calling a half-fixed model fixed.
+# Where no set is shown to reach the reference within noise, a set that closes this
+# share of the gap on average is preferred to one that closes less: the last 20%
+# leaves room for seed noise and small factors without calling a half-fixed model fixed.
 RECOVERED_SHARE = 0.8
-# Larger sets than this are not searched: 4 switches of 11 factors is already 330
-# combinations; beyond it the answer is "switch to the paper's recipe".
-MAX_FIX_SIZE = 4
-# Strongest single switches kept as candidates for combinations: pairs of 3 are 3 runs per seed,
-# which keeps the default study within its 3-minute budget; triples follow if no pair recovers.
-CANDIDATES = 3
-CONFIDENCE = 0.95
 
 
-def _outcome(run_dir: Path) -> tuple[float | None, str | None]:
-    """(outcome, status) of a run from its own summary (a manifest cut off by a kill may lag)."""
-    try:
-        summary = runrecord.read_summary(run_dir)
-    except DiagnoseError:  # missing or damaged: not an outcome
-        return None, None
-    status = summary.get("status")
-    return _loss(summary, status), status
-
-
-def _loss(summary: dict, status: str | None) -> float | None:
-    loss = (summary.get("final") or {}).get("valid_loss")
-    if status == "diverged" and loss is None:
-        loss = _unlearned(summary)
-    if status not in ("completed", "diverged") or loss is None or not math.isfinite(loss):
-        return None if status != "diverged" else _unlearned(summary)
-    return float(loss)
-
-
-def _unlearned(summary: dict) -> float | None:
-    """The loss of a model that learned nothing: ln V (a uniform guess) for a classifier, the targets'
-    variance (predicting their mean) for a regression."""
-    baselines = summary.get("baselines") or {}
-    return baselines.get("ln_vocab", baselines.get("target_variance"))
-
-
-def _paired(a: dict[int, float], b: dict[int, float]) -> dict:
-    """Mean of b - a over common seeds with a 95% paired t-interval."""
-    from scipy import stats
-
-    seeds = sorted(set(a) & set(b))
-    diffs = [b[s] - a[s] for s in seeds]
-    n = len(diffs)
-    if n == 0:
-        return {"effect": None, "ci": [None, None], "n": 0}
-    mean = statistics.fmean(diffs)
-    if n < 2:
-        return {"effect": mean, "ci": [None, None], "n": n}
-    sd = statistics.stdev(diffs)
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
-    return {"effect": mean, "ci": [mean - half, mean + half], "n": n}
-
-
-def _excludes_zero(ci) -> bool:
-    lo, hi = ci
-    return lo is not None and hi is not None and (lo > 0 or hi < 0)
-
-
-def load_outcomes(ablation_dir: str | Path) -> tuple[dict, dict]:
-    """Per variant: {seed: outcome} and the manifest entries, from ABLATION_DIR."""
+def load_outcomes(ablation_dir: str | Path) -> tuple[dict, dict, dict]:
+    """Per variant: {seed: outcome} and what the manifest says of it, and the manifest, from ABLATION_DIR."""
     out = Path(ablation_dir)
     manifest = studydir.read_manifest(out)
     outcomes: dict[str, dict[int, float]] = {}
     info: dict[str, dict] = {}
     for e in manifest["runs"]:
-        info.setdefault(e["variant"], {"base": e["base"], "factor": e["factor"], "level": e["level"], "runs": [],
-                                       "diverged": 0, "level_of": e.get("level_of"),
-                                       "switches": [tuple(x) for x in e.get("switches") or []]})
-        info[e["variant"]]["runs"].append(e["id"])
-        y, status = _outcome(studydir.run_path(out, e["id"]))
+        meta = info.setdefault(e["variant"], {"base": e["base"], "factor": e["factor"], "level": e["level"],
+                                              "runs": [], "diverged": 0, "level_of": e.get("level_of"),
+                                              "switches": [tuple(x) for x in e.get("switches") or []]})
+        meta["runs"].append(e["id"])
+        y, status = run_outcome(studydir.run_path(out, e["id"]))
         if status == "diverged":
-            info[e["variant"]]["diverged"] += 1
+            meta["diverged"] += 1
         if y is not None:
             outcomes.setdefault(e["variant"], {})[e["seed"]] = y
-    return outcomes, info | {"__manifest__": manifest}
+    return outcomes, info, manifest
+
+
+def _comparer(outcomes: dict, manifest: dict):
+    """``compare(a, b)``: b - a paired by seed, its interval widened for the looks either variant had."""
+    looks = ((manifest.get("adaptive") or {}).get("seeds") or {}).get("looks") or {}
+
+    def compare(a: str, b: str, a_outcomes: dict | None = None, b_outcomes: dict | None = None) -> dict:
+        level = confidence_after(max(looks.get(a, 1), looks.get(b, 1)))
+        return paired(outcomes[a] if a_outcomes is None else a_outcomes,
+                      outcomes[b] if b_outcomes is None else b_outcomes, confidence=level)
+
+    return compare
+
+
+def _method(manifest: dict, margin_words: str) -> dict:
+    spec_study = (manifest.get("spec") or {}).get("study") or {}
+    cap = spec_study.get("max_seeds", DEFAULT_MAX_SEEDS)
+    return {"outcome": outcome_words(), "test": test_words(), "max_seeds": cap,
+            "method": (f"outcome: {outcome_words()}; {test_words()}; an effect is established when its interval "
+                       f"excludes zero and negligible when it lies within {margin_words}; seeds are added to the "
+                       f"comparisons still inconclusive, up to {cap} per variant")}
 
 
 def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, reference: str | None = None) -> dict:
@@ -130,27 +99,30 @@ def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, referen
     ``faulty`` and ``reference`` name the two bases of a gap; by default the manifest's
     own (a study of the user's model names them), else as-posted and paper.
     """
-    outcomes, info = load_outcomes(ablation_dir)
-    manifest = info.pop("__manifest__")
+    outcomes, info, manifest = load_outcomes(ablation_dir)
     faulty = faulty or manifest.get("faulty") or "as-posted"
     reference = reference or manifest.get("reference") or "paper"
     if faulty not in outcomes or reference not in outcomes:
         if not any(meta["base"] == variant for variant, meta in info.items() if variant in outcomes):
             return {"error": "no base model of the study has a completed run to compare its switches with",
-                    "factors": [], "root_causes": []}
+                    "factors": [], "root_causes": [], "comparisons": []}
         return _effects(manifest, outcomes, info)
-    gap = _paired(outcomes[reference], outcomes[faulty])  # faulty - reference
+    compare = _comparer(outcomes, manifest)
+    gap = compare(reference, faulty)  # faulty - reference
+    gap["status"] = status_of(gap, None)
     gap_size = gap["effect"]
+    margin = NEGLIGIBLE_SHARE * abs(gap_size) if gap_size else None
     means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
     factors: dict[str, dict] = {}
-    combos = []
+    combos, comparisons = [], [{"kind": "gap", "variant": faulty, "against": reference, **gap}]
     for variant, meta in info.items():
-        if variant in (faulty, reference) or variant not in outcomes:
+        if variant in (faulty, reference) or variant not in outcomes or meta["base"] not in outcomes:
             continue
         base = meta["base"]
-        effect = _paired(outcomes[base], outcomes[variant])  # variant - base
+        effect = compare(base, variant)  # variant - base
         entry = {"variant": variant, "runs": meta["runs"], "mean_loss": means[variant], "diverged": meta["diverged"],
-                 **effect}
+                 **effect, "status": status_of(effect, margin)}
+        entry["established"] = entry["status"] == "established"
         if meta["factor"] is None:  # a combination of switches
             combos.append(entry)
             continue
@@ -158,210 +130,168 @@ def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, referen
         # Only a switch to the other base's own choice can blame a factor; other
         # levels (say, no temporal encoding at all) are reported, not ranked.
         level_of = meta["level_of"]
+        side = None
         if base == faulty:
             entry["share_closed"] = (-effect["effect"] / gap_size) if gap_size else None
-            f["fix" if level_of is None or reference in level_of else "other"].append(entry)
+            side = "fix" if level_of is None or reference in level_of else "other"
         elif base == reference:
             entry["share_opened"] = (effect["effect"] / gap_size) if gap_size else None
-            f["break" if level_of is None or faulty in level_of else "other"].append(entry)
+            side = "break" if level_of is None or faulty in level_of else "other"
+        if side:
+            f[side].append(entry)
+            if side != "other":
+                comparisons.append({"kind": side, "factor": meta["factor"], "variant": variant, "against": base,
+                                    **effect, "status": entry["status"]})
     for f in factors.values():
-        best_fix = max(f["fix"], key=lambda e: e.get("share_closed") or -math.inf, default=None)
-        best_break = max(f["break"], key=lambda e: e.get("share_opened") or -math.inf, default=None)
-        f["best_fix"] = best_fix["variant"] if best_fix else None
-        f["share_closed"] = best_fix.get("share_closed") if best_fix else None
-        f["share_opened"] = best_break.get("share_opened") if best_break else None
-        fix_sig = bool(best_fix and best_fix["effect"] is not None and best_fix["effect"] < 0
-                       and _excludes_zero(best_fix["ci"]))
-        break_sig = bool(best_break and best_break["effect"] is not None and best_break["effect"] > 0
-                         and _excludes_zero(best_break["ci"]))
-        f["significant"] = fix_sig or break_sig
-        f["score"] = max(f["share_closed"] or 0.0, f["share_opened"] or 0.0)
-    # Interactions: a combination's effect against the sum of its parts.
-    for c in combos:
-        parts = [f"{f}={lv}" for f, lv in info[c["variant"]]["switches"]] or \
-            [p.strip() for p in c["variant"].split("|", 1)[1].split("+")]
-        c["switches"] = parts
-        singles = [f"{faulty if c['variant'].startswith(faulty) else reference} | {p}" for p in parts]
-        if all(s in outcomes for s in singles):
-            base = info[c["variant"]]["base"]
-            seeds = set(outcomes[c["variant"]]).intersection(*(outcomes[s] for s in singles), outcomes[base])
-            additive = {s: sum(outcomes[x][s] - outcomes[base][s] for x in singles) + outcomes[base][s] for s in seeds}
-            c["interaction"] = _paired(additive, {s: outcomes[c["variant"]][s] for s in seeds})
-        c["share_closed"] = (-c["effect"] / gap_size) if gap_size and c["effect"] is not None else None
+        _summarise_factor(f)
+    _interactions(combos, info, outcomes, compare, faulty, gap_size)
     factors = {k: f for k, f in factors.items() if f["fix"] or f["break"] or f["other"]}
-    ranked = sorted((f for f in factors.values() if f["significant"] and f["score"] > 0),
+    # A root cause explains at least a tenth of the gap; smaller established effects are listed apart.
+    ranked = sorted((f for f in factors.values() if f["significant"] and f["score"] >= NEGLIGIBLE_SHARE),
                     key=lambda f: -f["score"])
+    minor = [f for f in factors.values() if f["significant"] and 0 < f["score"] < NEGLIGIBLE_SHARE]
     # A set of switches is a fix only if each switch adopts the reference's choice.
     direct = {f"{m['factor']}={m['level']}" for m in info.values()
               if m["factor"] and m["base"] == faulty and (m["level_of"] is None or reference in m["level_of"])}
     for c in combos:
-        c["is_fix_candidate"] = c["variant"].startswith(faulty) and all(sw in direct for sw in c["switches"])
-    recovered = [c for c in combos if c["is_fix_candidate"] and (c.get("share_closed") or 0) >= RECOVERED_SHARE]
-    def fix_entry(switches: list[str], share: float, e: dict) -> dict:
-        return {"switches": switches, "variant": e["variant"], "share_closed": share, "runs": e["runs"],
-                "diverged": e["diverged"], "confident": _excludes_zero(e["ci"])}
-
-    singles = [fix_entry([f["best_fix"].split("|", 1)[1].strip()], f["share_closed"],
-                         next(e for e in f["fix"] if e["variant"] == f["best_fix"]))
-               for f in factors.values() if (f["share_closed"] or 0) >= RECOVERED_SHARE]
-    sets = [fix_entry(c["switches"], c["share_closed"], c) for c in recovered]
-    # A fix that diverges on some seed is no fix yet: a stable set of switches is
-    # preferred to it, however many switches that takes; the best unstable one is
-    # named (with its caveat) only when no stable set has been found.
-    smallest = None
-    for pool in ([x for x in singles if not x["diverged"]], [x for x in sets if not x["diverged"]], singles, sets):
-        if pool:
-            smallest = min(pool, key=lambda x: (len(x["switches"]), -(x["share_closed"] or 0)))
-            break
+        c["is_fix_candidate"] = info[c["variant"]]["base"] == faulty and all(sw in direct for sw in c["switches"])
+        if c["is_fix_candidate"]:
+            comparisons.append({"kind": "combination", "variant": c["variant"], "against": faulty,
+                                **{k: c[k] for k in ("effect", "ci", "n", "sd", "confidence", "status")}})
+    smallest = _smallest_fix(factors, combos, compare, reference, margin)
     if smallest:
-        # Single switches that recover the loss but diverged on some seed: why a set was needed.
-        smallest["unstable_alone"] = [x["switches"][0] for x in singles if x["diverged"] and x is not smallest]
+        comparisons.append({"kind": "residual", "variant": smallest["variant"], "against": reference,
+                            **smallest["residual"]})
     return {
         "study": manifest.get("study"), "faulty": faulty, "reference": reference,
-        "outcome": "final validation loss (nats per token); diverged runs count at their last validation loss",
-        "test": f"paired t-interval over seeds, {int(CONFIDENCE * 100)}% (scipy.stats.t)",
-        "means": means,
-        "gap": gap,
+        **_method(manifest, f"+-{NEGLIGIBLE_SHARE:.0%} of the gap"),
+        "margin": margin, "means": means, "gap": gap,
         "factors": sorted(factors.values(), key=lambda f: -f["score"]),
         "combinations": combos,
         "root_causes": [{"factor": f["factor"], "share_closed": f["share_closed"], "share_opened": f["share_opened"],
                          "runs": [r for e in f["fix"] + f["break"] for r in e["runs"]]} for f in ranked],
+        "minor_causes": [{"factor": f["factor"], "share_closed": f["share_closed"] if f["fix_established"] else None,
+                          "share_opened": f["share_opened"] if f["break_established"] else None}
+                         for f in sorted(minor, key=lambda f: -f["score"])],
         "smallest_fix": smallest,
+        "comparisons": comparisons,
+        "seeds": _seed_counts(outcomes),
         "baselines": manifest.get("corpus", {}),
     }
 
 
+def _summarise_factor(f: dict) -> None:
+    """A factor's best fixing and breaking switch, whether either is established, and its score."""
+    best_fix = max(f["fix"], key=lambda e: e.get("share_closed") or -math.inf, default=None)
+    best_break = max(f["break"], key=lambda e: e.get("share_opened") or -math.inf, default=None)
+    f["best_fix"] = best_fix["variant"] if best_fix else None
+    f["share_closed"] = best_fix.get("share_closed") if best_fix else None
+    f["share_opened"] = best_break.get("share_opened") if best_break else None
+    fix_sig = bool(best_fix and best_fix["effect"] is not None and best_fix["effect"] < 0
+                   and excludes_zero(best_fix["ci"]))
+    break_sig = bool(best_break and best_break["effect"] is not None and best_break["effect"] > 0
+                     and excludes_zero(best_break["ci"]))
+    f["fix_established"], f["break_established"] = fix_sig, break_sig
+    f["significant"] = fix_sig or break_sig
+    # Only an established side's share counts: a factor is not a cause by a share its interval does not back.
+    f["score"] = max((f["share_closed"] or 0.0) if fix_sig else 0.0, (f["share_opened"] or 0.0) if break_sig else 0.0)
+
+
+def _interactions(combos: list, info: dict, outcomes: dict, compare, faulty: str, gap_size) -> None:
+    """Each combination's switches, share of the gap and interaction (its effect minus its parts' sum)."""
+    for c in combos:
+        parts = [f"{f}={lv}" for f, lv in info[c["variant"]]["switches"]] or \
+            [p.strip() for p in c["variant"].split("|", 1)[1].split("+")]
+        c["switches"] = parts
+        base = info[c["variant"]]["base"]
+        singles = [f"{base} | {p}" for p in parts]
+        if all(s in outcomes for s in singles):
+            seeds = set(outcomes[c["variant"]]).intersection(*(outcomes[s] for s in singles), outcomes[base])
+            additive = {s: sum(outcomes[x][s] - outcomes[base][s] for x in singles) + outcomes[base][s] for s in seeds}
+            c["interaction"] = compare(base, c["variant"], additive, {s: outcomes[c["variant"]][s] for s in seeds})
+        c["share_closed"] = (-c["effect"] / gap_size) if gap_size and c["effect"] is not None and base == faulty \
+            else None
+
+
+def _smallest_fix(factors: dict, combos: list, compare, reference: str, margin) -> dict | None:
+    """The fewest switches that close the gap for sure, stably, reaching the reference (see the module docstring).
+
+    Candidates are ordered by: reaching the reference within noise (interval); else
+    closing :data:`RECOVERED_SHARE` of the gap on average; then never diverging; then
+    an established effect; then fewer switches; then a larger share. The first is
+    named, with what it falls short of.
+    """
+    def entry(switches: list[str], e: dict) -> dict:
+        residual = compare(reference, e["variant"])  # fix - reference
+        residual["status"] = status_of(residual, margin)
+        lo, hi = residual["ci"]
+        reaches = bool(hi is not None and margin is not None and hi < margin)
+        return {"switches": switches, "variant": e["variant"], "share_closed": e.get("share_closed"),
+                "effect": e["effect"], "ci": e["ci"], "n": e["n"], "confidence": e.get("confidence"),
+                "runs": e["runs"], "diverged": e["diverged"],
+                "confident": bool(e["effect"] is not None and e["effect"] < 0 and excludes_zero(e["ci"])),
+                "stable": not e["diverged"], "residual": residual,
+                "reaches": reaches, "short_of_reference": bool(not reaches and lo is not None and lo > 0)}
+
+    singles = [entry([e["variant"].split("|", 1)[1].strip()], e)
+               for f in factors.values() for e in f["fix"] if (e.get("share_closed") or 0) > 0]
+    sets = [entry(c["switches"], c) for c in combos if c["is_fix_candidate"] and (c.get("share_closed") or 0) > 0]
+    candidates = singles + sets
+    smallest = min(candidates, key=lambda x: (not x["reaches"], (x["share_closed"] or 0) < RECOVERED_SHARE,
+                                              not x["stable"], not x["confident"], len(x["switches"]),
+                                              -(x["share_closed"] or 0)), default=None)
+    if smallest is None:
+        return None
+    by_switch = {x["switches"][0]: x for x in singles}
+    # Single switches that close as much but diverged on some seed: why a set was needed.
+    smallest["unstable_alone"] = [x["switches"][0] for x in singles if x["diverged"] and x is not smallest
+                                  and (x["share_closed"] or 0) >= (smallest["share_closed"] or 0) - 0.1]
+    if len(smallest["switches"]) > 1:
+        combo = next(c for c in combos if c["variant"] == smallest["variant"])
+        smallest["interaction"] = combo.get("interaction")
+        smallest["parts"] = [_part(sw, by_switch.get(sw), factors) for sw in smallest["switches"]]
+    return smallest
+
+
+def _part(switch: str, single: dict | None, factors: dict) -> dict:
+    """A switch of a set, alone: its share of the gap (negative: it widens it), seeds and divergences."""
+    if single is None:  # it widens the gap alone, so it is not among the singles above
+        factor = switch.split("=", 1)[0]
+        single = next((e for e in factors.get(factor, {}).get("fix", []) if e["variant"].endswith(f"| {switch}")), {})
+    return {"switch": switch, "share_closed": single.get("share_closed"), "diverged": single.get("diverged", 0),
+            "n": single.get("n", 0), "status": single.get("status")}
+
+
+def _seed_counts(outcomes: dict) -> dict:
+    """Seeds with an outcome: the fewest and most of any variant, and per variant."""
+    counts = {v: len(ys) for v, ys in outcomes.items()}
+    return {"min": min(counts.values(), default=0), "max": max(counts.values(), default=0), "per_variant": counts}
+
+
 def _effects(manifest: dict, outcomes: dict, info: dict) -> dict:
-    """A study without both as-posted and paper (say one base of your own): no gap to
+    """A study without both bases of a gap (say one base of your own): no gap to
     explain, so each switch's effect on its own base's loss, best first."""
     means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
-    effects = []
+    compare = _comparer(outcomes, manifest)
+    effects, comparisons = [], []
     for variant, meta in info.items():
         base = meta["base"]
         if variant == base or variant not in outcomes or base not in outcomes:
             continue
-        effect = _paired(outcomes[base], outcomes[variant])  # variant - base
+        effect = compare(base, variant)  # variant - base
+        margin = EFFECTS_MARGIN_SHARE * abs(means[base])
+        status = status_of(effect, margin)
         effects.append({"variant": variant, "base": base, "factor": meta["factor"], "runs": meta["runs"],
-                        "mean_loss": means[variant], "diverged": meta["diverged"],
-                        "significant": _excludes_zero(effect["ci"]), **effect})
+                        "mean_loss": means[variant], "diverged": meta["diverged"], "margin": margin,
+                        "significant": status == "established", "established": status == "established",
+                        "status": status, **effect})
+        comparisons.append({"kind": "effect", "variant": variant, "against": base, **effect, "status": status})
     effects.sort(key=lambda e: math.inf if e["effect"] is None else e["effect"])
     return {
         "study": manifest.get("study"), "mode": "effects",
         "bases": sorted({e["base"] for e in effects}),
-        "outcome": "final validation loss (nats per token); diverged runs count at their last validation loss",
-        "test": f"paired t-interval over seeds, {int(CONFIDENCE * 100)}% (scipy.stats.t)",
-        "means": means, "effects": effects,
+        **_method(manifest, f"+-{EFFECTS_MARGIN_SHARE:.0%} of the base's loss"),
+        "means": means, "effects": effects, "comparisons": comparisons, "seeds": _seed_counts(outcomes),
         "factors": [], "combinations": [], "root_causes": [], "smallest_fix": None,
         "baselines": manifest.get("corpus", {}),
     }
-
-
-def effect_words(entry: dict) -> str:
-    """'lowers the loss', 'raises the loss' or 'within seed noise' for an effects entry."""
-    if not entry.get("significant"):
-        return "within seed noise"
-    return "lowers the loss" if entry["effect"] < 0 else "raises the loss"
-
-
-def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -> list[tuple]:
-    """Combinations to run next, or [] when a stable fix is known or none is left to try.
-
-    A fix that diverged on some seed does not end the search: sets that add other
-    switches to it may train stably.
-
-    Candidates are the strongest switches of the faulty base to the reference's
-    choices, one per factor. Greedy: every pair of candidates first; if no pair
-    recovers, the best pairs extended by one more candidate; and so on up to
-    :data:`MAX_FIX_SIZE`. Only sets made of candidates count as tried.
-
-    Returns:
-        ``[(base, ((factor, level), ...)), ...]`` whose variant names are not in ``tried``.
-    """
-    fix = verdict.get("smallest_fix")
-    if (fix and not fix.get("diverged")) or not verdict.get("factors"):
-        return []
-    faulty = verdict.get("faulty") or faulty
-    ranked = sorted((f for f in verdict["factors"] if f.get("best_fix") and (f.get("share_closed") or 0) > 0),
-                    key=lambda f: -(f["share_closed"] or 0))[:CANDIDATES]
-    switches = [f["best_fix"].split("|", 1)[1].strip() for f in ranked]
-    shares = {c["variant"]: c.get("share_closed") or 0 for c in verdict.get("combinations", [])}
-
-    def name(combo) -> str:
-        return f"{faulty} | " + " + ".join(combo)
-
-    def as_tuple(combo) -> tuple:
-        return (faulty, tuple(tuple(sw.split("=", 1)) for sw in combo))
-
-    level = [tuple(c) for c in itertools.combinations(switches, 2)]
-    for size in range(2, MAX_FIX_SIZE + 1):
-        if len(switches) < size:
-            return []
-        untried = [c for c in level if name(c) not in tried]
-        if untried:
-            return [as_tuple(c) for c in untried]
-        # All sets of this size ran and none recovered: extend the best two by one switch.
-        best = sorted(level, key=lambda c: -shares.get(name(c), 0))[:2]
-        level = list(dict.fromkeys(c + (sw,) for c in best for sw in switches if sw not in c))
-    return []
-
-
-def format_verdict(verdict: dict) -> str:
-    """The plain-text verdict: root causes in order, one line each, then the smallest fix."""
-    if verdict.get("error"):
-        return f"verdict: {verdict['error']}"
-    if verdict.get("mode") == "effects":
-        lines = [f"effects ({verdict['test']}) of each switch on the final validation loss of its base "
-                 f"({', '.join(verdict['bases'])}); no faulty/reference pair here, so no gap to explain:"]
-        for e in verdict["effects"]:
-            ci = e["ci"]
-            lines.append(f"  {e['variant']}: {_signed(e['effect'])} nats (CI {_signed(ci[0])} to {_signed(ci[1])}), "
-                         f"{effect_words(e)}{_diverged_note(e)}")
-        if not verdict["effects"]:
-            lines.append("  no switch has a completed run beside its base")
-        return "\n".join(lines)
-    gap = verdict["gap"]
-    lines = [f"verdict ({verdict['test']}): {verdict['faulty']} ends {_f(gap['effect'])} nats above "
-             f"{verdict['reference']} (95% CI {_f(gap['ci'][0])} to {_f(gap['ci'][1])})"]
-    if not verdict["root_causes"]:
-        lines.append("  no single switch moves the loss beyond seed noise")
-    for i, rc in enumerate(verdict["root_causes"], start=1):
-        f = next(x for x in verdict["factors"] if x["factor"] == rc["factor"])
-        parts = []
-        if rc["share_closed"] is not None:
-            fix = next(e for e in f["fix"] if e["variant"] == f["best_fix"])
-            parts.append(f"switching it alone ({f['best_fix'].split('|', 1)[1].strip()}) closes "
-                         f"{rc['share_closed']:.0%} of the gap (effect {_f(fix['effect'])}, "
-                         f"CI {_f(fix['ci'][0])} to {_f(fix['ci'][1])}){_diverged_note(fix)}")
-        if rc["share_opened"] is not None:
-            parts.append(f"on the {verdict['reference']} model it opens {rc['share_opened']:.0%}")
-        lines.append(f"  {i}. {rc['factor']}: " + "; ".join(parts))
-    fix = verdict.get("smallest_fix")
-    if fix and not fix.get("confident"):
-        lines.append("  (at this many seeds the 95% interval of the fix's effect still includes zero: "
-                     "run more seeds to establish it)")
-    if fix and len(fix["switches"]) == 1:
-        lines.append(f"  smallest fix: {fix['switches'][0]} ({fix['share_closed']:.0%} of the gap closed)")
-    elif fix:
-        lines.append(f"  smallest fix: switch {' and '.join(fix['switches'])} together "
-                     f"({fix['share_closed']:.0%} of the gap closed); no single one of them does"
-                     + (" without diverging on some seed" if fix.get("unstable_alone") else ""))
-    else:
-        lines.append(f"  no tested set of switches recovers the {verdict['reference']} model's loss")
-    if fix and fix.get("diverged"):
-        lines.append(f"  (the fix diverged later on {fix['diverged']} of {len(fix['runs'])} seeds: its share counts "
-                     "their last validation loss before; it is not yet a stable fix)")
-    return "\n".join(lines)
-
-
-def _diverged_note(entry: dict) -> str:
-    """', N of M seeds diverged later' for a variant with diverged runs, else ''."""
-    n = entry.get("diverged") or 0
-    return f"; {n} of {len(entry['runs'])} seeds diverged later" if n else ""
-
-
-def _f(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
-
-
-def _signed(x) -> str:
-    return "n/a" if x is None else f"{x:+.3f}"

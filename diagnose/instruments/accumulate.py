@@ -86,6 +86,14 @@ class Accumulator:
         newly = tf.logical_not(finite) & tf.equal(self._diverged[0], 0)
         self._diverged.assign(tf.where(newly, tf.stack([step, first_bad]), self._diverged))
 
+    def reset(self) -> None:
+        """Zeroes everything, the step count and the divergence flag included (a new run)."""
+        for var in (self._sums, self._count, self._hist):
+            if var is not None:
+                var.assign(tf.zeros_like(var))
+        self._diverged.assign([0, 0])
+        self._step.assign(0)
+
     def read_and_reset(self) -> dict:
         """Interval means of every column (one host round trip).
 

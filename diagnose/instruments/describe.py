@@ -8,6 +8,8 @@ parameter count and edges; it only loses its config.
 
 from __future__ import annotations
 
+import numpy as np
+
 from diagnose.instruments.taps import activation_name
 from diagnose.instruments.targets import LossInfo
 
@@ -32,6 +34,14 @@ def _scalar_config(layer) -> dict:
     return out
 
 
+def _params(layer) -> int | None:
+    """The layer's parameter count, from its weights (count_params refuses a model built only by a call)."""
+    try:
+        return int(sum(int(np.prod(w.shape)) for w in layer.weights))
+    except (AttributeError, ValueError, TypeError):
+        return None
+
+
 def _output_shape(layer):
     try:
         return [d for d in layer.output.shape]
@@ -47,7 +57,7 @@ def describe(model) -> dict:
                     if getattr(t, "_keras_history", None) is not None]
                    for node in getattr(layer, "_inbound_nodes", [])]
         layers.append({"class": layer.__class__.__name__, "name": layer.name, "config": _scalar_config(layer),
-                       "params": int(layer.count_params()) if layer.built else None, "inbound": inbound,
+                       "params": _params(layer), "inbound": inbound,
                        "output_shape": _output_shape(layer)})
     info = LossInfo.of(model)
     loss = model._compile_config.config.get("loss") if getattr(model, "_compile_config", None) else model.loss
@@ -57,13 +67,13 @@ def describe(model) -> dict:
     if getattr(model, "outputs", None):
         output_shape = list(model.outputs[0].shape)
     return {"kind": "keras", "class": model.__class__.__name__, "name": model.name, "layers": layers,
-            "loss": loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(
+            "loss": loss if isinstance(loss, str) or loss is None else getattr(loss, "name", None) or getattr(
                 loss, "__name__", type(loss).__name__),
             "loss_kind": info.kind, "loss_from_logits": info.from_logits, "loss_reduction":
                 "sum" if info.summed else "mean",
             "outputs": outputs, "output_shape": output_shape,
             "optimizer": type(model.optimizer).__name__ if model.optimizer is not None else None,
-            "params": int(model.count_params())}
+            "params": _params(model)}
 
 
 def variables(model) -> dict:

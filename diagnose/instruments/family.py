@@ -47,12 +47,17 @@ class Family:
     tensors by column name, or :func:`~diagnose.instruments.measures.block` s, and
     nothing it does may pull a value to the host. A family whose figures are taken
     outside the step (the probes) has ``measure=None``.
+
+    The MemN2N's step measures every family on every step; the wrapper around a
+    user's model measures the ``every_step`` families on every step and the others on
+    the steps its schedule samples (:mod:`diagnose.instruments.schedule`).
     """
 
     name: str
     reads: str
     columns: tuple[Column, ...]
     measure: Callable[["Step"], dict] | None = None
+    every_step: bool = False  # measured on every step even where the train step samples the others
 
     def documents(self, column: str) -> bool:
         return any(c.matches(column) for c in self.columns)

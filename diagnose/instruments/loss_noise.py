@@ -28,4 +28,5 @@ FAMILY = Family(
     reads="the step's training loss",
     columns=(Column("loss_sd", "standard deviation of the per-step training loss within the interval"),),
     measure=measure,
+    every_step=True,
 )

@@ -57,6 +57,10 @@ class Monitor(keras.callbacks.Callback):
             check RUN --prove`` can test its findings' fixes: ``{"builder": build,
             "data": data, "settings": {...}, "fit": {...}}`` with functions or
             ``"module:function"`` references (see :func:`diagnose.userstudy.rebuild.rebuild_entry`).
+        stop_on_divergence: end ``fit`` at the row where the run is found diverged. Off by
+            default: the Monitor only observes, so training goes on exactly as ``fit`` would
+            (add ``keras.callbacks.TerminateOnNaN()`` to stop on a NaN); the record says
+            where it diverged either way.
 
     Raises:
         DiagnoseError: ``run_dir`` is a file, an ablation directory, or holds a run
@@ -65,7 +69,7 @@ class Monitor(keras.callbacks.Callback):
 
     def __init__(self, run_dir, log_every: int = 20, probe=None, probe_every: int | None = None,
                  baselines: dict | None = None, tensorboard: bool = True, overwrite: bool = False,
-                 rebuild: dict | None = None):
+                 rebuild: dict | None = None, stop_on_divergence: bool = False):
         from diagnose import studydir
         from diagnose.userstudy.rebuild import rebuild_entry
 
@@ -85,12 +89,14 @@ class Monitor(keras.callbacks.Callback):
         self.tensorboard = tensorboard
         self.auto_probe = None
         self.rebuild = None if rebuild is None else rebuild_entry(rebuild)
+        self.stop_on_divergence = stop_on_divergence
 
     def on_train_begin(self, logs=None):
         from diagnose.instruments.wrapper import Instrumented
 
         if not isinstance(self.model, Instrumented):
             raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
+        self.model.setup()  # fit has built the user's model by now
         self.step, self.epoch, self.epoch_start, self.logged, self.rows = 0, 0, 0, 0, 0
         self.t0 = time.perf_counter()
         self.status, self.error, self.diverged, self.finished = "running", None, None, False
@@ -132,7 +138,7 @@ class Monitor(keras.callbacks.Callback):
         self.log.flush()
 
     def _log(self):
-        acc = self.model.acc.read_and_reset()
+        acc = self.model.read_row()
         self.logged = self.step
         self.rows += 1
         row = {"step": self.step, "epoch": self.epoch, "learning_rate": float(self.model.optimizer.learning_rate),
@@ -144,12 +150,12 @@ class Monitor(keras.callbacks.Callback):
         if acc["diverged"] and self.status == "running":
             self.status, self.diverged = "diverged", acc["diverged"]
             self.error = f"non-finite value at step {acc['diverged']['step']} (variable {acc['diverged']['variable']})"
-            self.model.stop_training = True
+            self.model.stop_training = self.stop_on_divergence
         elif self.status == "running" and (blown := divergence(row, self.model.targets.baselines().get("classes"))):
             # A classifier's loss far beyond ln(classes), or an infinite gradient norm: no NaN needed.
             self.status, self.diverged = "diverged", {"step": self.step, "variable": blown["variable"]}
             self.error = blown["error"]
-            self.model.stop_training = True
+            self.model.stop_training = self.stop_on_divergence
         return row
 
     def _probe_due(self) -> bool:

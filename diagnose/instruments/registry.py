@@ -24,11 +24,16 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
-def measure(step: Step) -> tuple[dict, object]:
-    """Every in-step family's columns for one step, and the attention histogram (or None)."""
+def measure(step: Step, every_step: bool | None = None) -> tuple[dict, object]:
+    """The in-step families' columns for one step, and the attention histogram (or None).
+
+    Args:
+        every_step: None measures every family; True only those measured on every
+            step, False only the others (a sampled step's).
+    """
     row, histogram = {}, None
     for family in FAMILIES:
-        if family.measure is None:
+        if family.measure is None or (every_step is not None and family.every_step != every_step):
             continue
         found = family.measure(step)
         histogram = found.pop(HISTOGRAM, histogram)

@@ -128,26 +128,42 @@ class Taps:
 
 
 class _Capture:
-    """The sites one forward pass produced, in call order."""
+    """The sites one forward pass produced, in call order.
+
+    Recording keeps what each site needs (its layer's inputs and outputs); the sites'
+    tensors are only built when :meth:`sites` is called, so a step that does not
+    measure them (see the wrapper's schedule) computes nothing for them.
+    """
 
     def __init__(self, roles: dict):
         self.roles = roles
         self.attention: list[AttentionSite] = []
         self.branches: list[BranchSite] = []
+        self._pending: list = []
         self._seen_sites: set[int] = set()
 
     def record(self, layer, args, kwargs, out) -> None:
         role, details = self.roles[id(layer)]
         if role == "softmax":
-            self._softmax(layer, out, kwargs.get("mask", args[1] if len(args) > 1 else None))
+            mask = kwargs.get("mask", args[1] if len(args) > 1 else None)
+            self._pending.append(lambda: self._softmax(layer, out, mask))
         elif role == "mha":
-            self._mha(layer, args, kwargs)
+            self._pending.append(lambda: self._mha(layer, args, kwargs))
         elif id(layer) not in self._seen_sites:  # a shared table or Add: its first call stands for all
             self._seen_sites.add(id(layer))
             if role == "add":
-                self._add(layer, args[0] if args else kwargs.get("inputs"), details)
+                inputs = args[0] if args else kwargs.get("inputs")
+                self._pending.append(lambda: self._add(layer, inputs, details))
             elif role == "table":
-                self._table(layer, out, details)
+                value = tf.convert_to_tensor(details)  # the table as this forward pass added it
+                self._pending.append(lambda: self._table(layer, out, value))
+
+    def sites(self) -> tuple[list[AttentionSite], list[BranchSite]]:
+        """The attention and branch sites, their tensors built now (in the caller's graph context)."""
+        self.attention, self.branches = [], []
+        for build in self._pending:
+            build()
+        return self.attention, self.branches
 
     def _softmax(self, layer, out, mask) -> None:
         if not tf.is_tensor(out) or out.shape.rank is None or out.shape.rank < 2:
@@ -199,10 +215,10 @@ class _Capture:
             labels = [f"in{j}" for j in range(len(inputs))]
         self.branches.append(BranchSite(layer.name, dict(zip(labels, inputs))))
 
-    def _table(self, layer, out, weight) -> None:
-        if not tf.is_tensor(out) or tuple(out.shape[1:]) != tuple(weight.shape):
+    def _table(self, layer, out, value) -> None:
+        if not tf.is_tensor(out) or tuple(out.shape[1:]) != tuple(value.shape):
             return
-        table = tf.stop_gradient(tf.convert_to_tensor(weight))
+        table = tf.stop_gradient(value)
         content = tf.stop_gradient(_head(out)) - table[None]
         self.branches.append(BranchSite(layer.name, {"content": content, "position": table}))
 

@@ -35,9 +35,27 @@ def sgd_delta_norms(learning_rate, norms, scales, finite) -> list:
     return [lr * tf.cast(n, tf.float32) * sc * live for n, sc in zip(norms, scales)]
 
 
-def measured_delta_norms(variables, before) -> list:
-    """``||w after - w before||`` per variable (``before``: copies taken before the update)."""
-    return [l2_norm(tf.convert_to_tensor(v) - w0) for v, w0 in zip(variables, before)]
+class Snapshot:
+    """A copy of the weights taken before a step, to measure how far the step moved them (any optimizer).
+
+    The copies are variables of the weights' shapes, created on first use (lifted out
+    of the step's graph) and kept apart from the model's own weights.
+    """
+
+    def __init__(self):
+        self._copies = None
+
+    def take(self, variables) -> None:
+        """In-graph, before the update: copies every variable."""
+        if self._copies is None:
+            with tf.init_scope():
+                self._copies = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in variables]
+        for copy, v in zip(self._copies, variables):
+            copy.assign(v)
+
+    def changes(self, variables) -> list:
+        """In-graph, after the update: ``||w after - w before||`` per variable."""
+        return [l2_norm(tf.convert_to_tensor(v) - c) for v, c in zip(variables, self._copies)]
 
 
 def measure(step: Step) -> dict:

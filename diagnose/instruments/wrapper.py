@@ -15,16 +15,19 @@ Keras' unchanged. So the losses, weights and ``History`` are those of
 
 from __future__ import annotations
 
+import numpy as np
+
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
-from diagnose.gradients import clip_scales, dedupe_slices, guard
+from diagnose.gradients import clip_scales, dedupe_slices
 from diagnose.instruments import measures, registry
-from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
+from diagnose.instruments.accumulate import Accumulator
 from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
+from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
 from diagnose.instruments.targets import LossInfo, TargetStats, classifier_view
-from diagnose.instruments.update_ratios import measured_delta_norms, plain_sgd, sgd_delta_norms
+from diagnose.instruments.update_ratios import Snapshot, plain_sgd, sgd_delta_norms
 
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
@@ -52,18 +55,44 @@ class Instrumented(keras.Model):
         super().__init__(name=f"{user_model.name}_instrumented", **kwargs)
         self.user_model = user_model
         self.loss_info = LossInfo.of(user_model)
-        self.taps = Taps(user_model)
-        self.names = measures.variable_names([v.path for v in user_model.trainable_variables])
-        self.acc = Accumulator(self.names)
-        self.targets = TargetStats()
+        # A model with a train step of its own (a GAN, a VAE...) is trained by that step.
+        self._custom_step = type(user_model).train_step is not keras.Model.train_step
+        self._custom_test = type(user_model).test_step is not keras.Model.test_step
         self._probe_fn = None
-        self.built = True
+        self._ready = False
+        if user_model.built:
+            self.setup()
+            self.built = True
+        # Otherwise fit builds the user's model from its first batch (as its own fit would), then setup().
+
+    def setup(self) -> None:
+        """Finds what to measure and makes the accumulators; needs the user's model built (idempotent)."""
+        if self._ready:
+            return
+        outputs = getattr(self.user_model, "outputs", None)
+        if outputs is not None and len(outputs) > 1:
+            raise DiagnoseError(f"diagnose.instrument takes a model with one output ({self.user_model.name!r} has "
+                                f"{len(outputs)}); instrument a keras.Model(inputs, the_output_to_diagnose) "
+                                "compiled with that output's loss")
+        self.taps = Taps(self.user_model)
+        self.names = measures.variable_names([v.path for v in self.user_model.trainable_variables])
+        self.acc = Accumulator(self.names)  # every step
+        self.sampled_acc = Accumulator(self.names)  # the steps the schedule samples
+        self.schedule = Schedule()
+        self.snapshot = Snapshot()
+        self.targets = TargetStats()
+        self._ready = True
 
     def call(self, inputs, training=None):
         return self.user_model(inputs, training=training)
 
     def train_step(self, data):
+        if self._custom_step:
+            return self._custom_train_step(data)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if not self._ready:  # a model fit could not build before (its data a generator): built by this call
+            self.user_model(x, training=False)
+            self.setup()
         # Keras' own train step, with the layers' tensors captured on the way.
         with self.taps.capture() as captured, tf.GradientTape() as tape:
             y_pred = self.user_model(x, training=True)
@@ -74,45 +103,107 @@ class Instrumented(keras.Model):
             scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
         variables = self.trainable_weights
         grads = tape.gradient(scaled, variables)
-        row, step, bad, finite, before = self._before_update(x, y, y_pred, sample_weight, loss, grads, variables,
-                                                              captured)
-        # Applied as Keras applies them; a step with a non-finite value applies nothing.
-        self.optimizer.apply_gradients(zip([guard(g, finite) if g is not None else g for g in grads], variables))
-        step.update_norms = (step.update_norms if before is None else measured_delta_norms(variables, before))
-        measured, hist = registry.measure(step)
-        row.update(measured)
-        self.acc.add(row, hist, bad)
+        sampled = self.schedule.due()
+        row, view, bad, finite = self._every_step(x, y, y_pred, sample_weight, loss, grads, sampled)
+        # Before the weights move, on sampled steps: their norms (and, to measure the change, a copy).
+        weight_norms = tf.cond(sampled, lambda: self._before_update(variables),
+                               lambda: tf.zeros(len(variables)))
+        lr = tf.identity(self.optimizer.learning_rate)  # the rate this step applies (a schedule moves it on)
+        self.optimizer.apply_gradients(zip(grads, variables))  # as Keras applies them, non-finite values too
+        tf.cond(sampled, lambda: self._measure(x, y, view, lr, row["loss"], grads, variables, weight_norms, finite,
+                                               captured, bad),
+                lambda: tf.constant(False))
+        self.acc.add(row, None, bad)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _before_update(self, x, y, y_pred, sample_weight, loss, grads, variables, captured):
-        """Everything read before the weights move: the row's figures and the Step for the families."""
-        # Norms of the dense gradient (an embedding's rows looked up twice summed first).
-        dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
-        norms = measures.gradient_norms(dense)
-        bad = nonfinite_flags(loss, dense, norms, measures.values)
-        finite = tf.logical_not(tf.reduce_any(bad))
-        mode, threshold = _clip_setting(self.optimizer)
-        weight_norms = [measures.l2_norm(v) for v in variables]
-        before = update_norms = None
-        if plain_sgd(self.optimizer):  # the change is lr * ||g applied||: no copy of the weights needed
-            lr = self.optimizer.learning_rate  # the rate this step applies (read before the update)
-            update_norms = sgd_delta_norms(lr, norms, clip_scales(norms, mode, threshold), finite)
-        else:
-            before = [tf.identity(tf.convert_to_tensor(v)) for v in variables]
+    def test_step(self, data):
+        return self.user_model.test_step(data) if self._custom_test else super().test_step(data)
+
+    def _custom_train_step(self, data):
+        """The user's own train step, unchanged; measured from outside: its loss, and the weights' change."""
+        self.setup()
+        variables = self.user_model.trainable_variables
+        sampled = self.schedule.due()
+        weight_norms = tf.cond(sampled, lambda: self._before_update(variables, snapshot=True),
+                               lambda: tf.zeros(len(variables)))
+        logs = self.user_model.train_step(data)
+        loss = logs.get("loss") if isinstance(logs, dict) else None
+        row = {} if loss is None else {"loss": tf.cast(tf.reshape(loss, ()), tf.float32)}
+        finite = tf.math.is_finite(row["loss"]) if row else tf.constant(True)
+
+        def measure():
+            step = Step(names=self.names, norms=[], weight_norms=tf.unstack(weight_norms, num=len(variables)),
+                        update_norms=self.snapshot.changes(variables))
+            from diagnose.instruments import update_ratios
+
+            self.sampled_acc.add(update_ratios.measure(step), None, tf.zeros(1 + len(variables), tf.bool))
+            self.schedule.measured()
+            return tf.constant(True)
+
+        tf.cond(sampled, measure, lambda: tf.constant(False))
+        bad = tf.concat([[tf.logical_not(finite)], tf.zeros(len(variables), tf.bool)], 0)
+        self.acc.add(row or {"loss": tf.constant(float("nan"))}, None, bad)
+        return logs
+
+    def _every_step(self, x, y, y_pred, sample_weight, loss, grads, sampled):
+        """The figures taken on every step: loss, accuracy, loss noise, and whether anything went non-finite.
+
+        Every gradient is checked on sampled steps and whenever the loss is not finite;
+        between them a non-finite gradient shows as a non-finite loss one step later
+        (it makes the weights, hence the next loss, non-finite).
+        """
         row = {"loss": self._data_loss(y, y_pred, sample_weight, loss)}
         view = classifier_view(y, y_pred, self.loss_info)
         if view is not None:
-            row["accuracy"] = view.accuracy()
-            self.targets.add_classes(view.labels, view.row_weights, view.classes)
-        elif self.loss_info.kind == "regression":
-            self.targets.add_values(y)
-        step = Step(names=self.names, norms=norms, loss=row["loss"], clip_mode=mode, clip_norm=threshold, weight_norms=weight_norms,
-                    update_norms=update_norms, attention=captured.attention, branches=captured.branches,
-                    inputs=self._named_inputs(x))
+            row["accuracy"] = view.accuracy(xla=bool(self.jit_compile))
+        row.update(registry.measure(Step(names=self.names, norms=[], loss=row["loss"]), every_step=True)[0])
+        loss_ok = tf.math.is_finite(tf.cast(loss, tf.float32))
+        bad = tf.cond(tf.logical_and(loss_ok, tf.logical_not(sampled)), lambda: tf.zeros(1 + len(grads), tf.bool),
+                      lambda: self._nonfinite(loss, grads))
+        return row, view, bad, tf.logical_not(tf.reduce_any(bad))
+
+    def _nonfinite(self, loss, grads):
+        checks = [tf.constant(False) if g is None else
+                  tf.logical_not(tf.reduce_all(tf.math.is_finite(measures.values(g)))) for g in grads]
+        return tf.stack([tf.logical_not(tf.math.is_finite(tf.cast(loss, tf.float32))), *checks])
+
+    def _before_update(self, variables, snapshot: bool = False):
+        """||w|| per variable before the step (sampled steps); keeps a copy where the change must be measured."""
+        if snapshot or not plain_sgd(self.optimizer):
+            self.snapshot.take(variables)
+        return tf.stack([measures.l2_norm(v) for v in variables])
+
+    def _measure(self, x, y, view, lr, data_loss, grads, variables, weight_norms, finite, captured, bad):
+        """A sampled step: every other family, from the step's gradients, weights and captured sites."""
+        # Norms of the dense gradient (an embedding's rows looked up twice summed first).
+        dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
+        norms = measures.gradient_norms(dense)
+        mode, threshold = _clip_setting(self.optimizer)
+        if plain_sgd(self.optimizer):  # the change is lr * ||g applied||: no copy of the weights needed
+            update_norms = sgd_delta_norms(lr, norms, clip_scales(norms, mode, threshold), finite)
+        else:
+            update_norms = self.snapshot.changes(variables)
+        attention, branches = captured.sites()
+        step = Step(names=self.names, norms=norms, loss=data_loss, clip_mode=mode, clip_norm=threshold,
+                    weight_norms=tf.unstack(weight_norms, num=len(variables)), update_norms=update_norms,
+                    attention=attention, branches=branches, inputs=self._named_inputs(x))
         if view is not None:
             step.outputs, step.labels, step.row_weights, step.output_kind = (
                 view.outputs, view.labels, view.row_weights, view.kind)
-        return row, step, bad, finite, before
+            if not self.targets.exact:  # data fit read as a stream: sampled batches suffice
+                self.targets.add_classes(view.labels, view.row_weights, view.classes)
+        elif self.loss_info.kind == "regression" and not self.targets.exact:
+            self.targets.add_values(y)
+        measured, hist = registry.measure(step, every_step=False)
+        self.sampled_acc.add(measured, hist, bad)
+        self.schedule.measured()
+        return tf.constant(True)
+
+    def read_row(self) -> dict:
+        """The interval's means of every column (every-step and sampled ones), and resets them (host call)."""
+        every, sampled = self.acc.read_and_reset(), self.sampled_acc.read_and_reset()
+        self.schedule.reset()
+        return {**every, "row": {**every["row"], **sampled["row"]}, "histogram": sampled["histogram"]}
 
     def _named_inputs(self, x) -> list:
         """``(name, tensor)`` per input: dict keys, else the model's input names, else in0, in1..."""
@@ -126,11 +217,14 @@ class Instrumented(keras.Model):
 
     def _data_loss(self, y, y_pred, sample_weight, total):
         """The loss as the model's loss computes it, per example, without regularisation penalties."""
-        loss = total if not self.losses else self._compile_loss(y, y_pred, sample_weight)
+        loss = total if not self.losses or self._compile_loss is None else self._compile_loss(y, y_pred,
+                                                                                               sample_weight)
         return loss / self.loss_info.sum_divisor(y_pred)
 
     def probe_losses(self, x, y) -> list[float]:
         """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read)."""
+        if self._compile_loss is None:  # compiled without a loss: nothing to compare inputs by
+            return [float("nan")] * 3
         if self._probe_fn is None:
             def probe(x, y):
                 return tf.stack([self._compile_loss(y, p) / self.loss_info.sum_divisor(p)
@@ -139,10 +233,41 @@ class Instrumented(keras.Model):
         x = keras.tree.map_structure(tf.convert_to_tensor, x)
         return [float(v) for v in self._probe_fn(x, tf.convert_to_tensor(y)).numpy()]
 
+    def _target_baselines(self, y, validation_split: float) -> None:
+        """The baselines from the training targets when fit is given them as one array (the part it trains on)."""
+        if y is None or not hasattr(y, "shape") or isinstance(y, tf.data.Dataset):
+            return
+        y = np.asarray(y)
+        if validation_split:
+            y = y[: int(len(y) * (1.0 - validation_split))]  # Keras holds out the tail
+        outputs = getattr(self.user_model, "outputs", None)
+        classes = outputs[0].shape[-1] if outputs else None
+        self.targets.from_arrays(y, self.loss_info, classes)
+
+    def _build_from(self, x) -> None:
+        """Builds the user's model from one example of ``x`` (arrays or a dataset), then sets up."""
+        try:
+            if isinstance(x, tf.data.Dataset):
+                first = next(iter(x.take(1)))
+                sample = keras.utils.unpack_x_y_sample_weight(first)[0]
+                sample = keras.tree.map_structure(lambda t: t[:1], sample)
+            elif x is not None and all(hasattr(a, "shape") for a in keras.tree.flatten(x)):
+                sample = keras.tree.map_structure(lambda a: np.asarray(a[:1]), x)
+            else:
+                return  # a generator: built at the first trace of the train step instead
+        except (TypeError, ValueError, StopIteration, tf.errors.OutOfRangeError):
+            return
+        self.user_model(sample, training=False)
+        self.setup()
+        self.built = True
+
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
         from diagnose.instruments.monitor import Monitor, probe_batch
 
+        if not self._ready:
+            self._build_from(x)
+        self._target_baselines(y, validation_split)
         monitors = [c for c in callbacks or [] if isinstance(c, Monitor)]
         for monitor in monitors:
             if monitor.probe is None:
@@ -163,25 +288,19 @@ def instrument(model) -> Instrumented:
     user's model), and is compiled with the model's own compile arguments and
     optimizer, so it trains exactly as ``model.fit`` would.
 
+    A model not built yet (a ``Sequential`` without an input shape) is built by
+    ``fit`` from its first batch, as its own ``fit`` would. A model compiled without
+    a loss trains on the losses its layers add (``add_loss``), as in Keras.
+
     Raises:
-        DiagnoseError: the model is not a built, compiled Keras model with one output.
+        DiagnoseError: the model is not a compiled Keras model with one output.
     """
     if not isinstance(model, keras.Model):
         raise DiagnoseError(f"diagnose.instrument takes a keras.Model, got {type(model).__name__}")
     if getattr(model, "optimizer", None) is None or getattr(model, "_compile_config", None) is None:
         raise DiagnoseError("compile the model (optimizer and loss) before diagnose.instrument(model)")
-    if not model.built:
-        raise DiagnoseError(f"build {model.name!r} first (call it on a batch, or give its first layer an "
-                            "input shape) so its weights exist before diagnose.instrument(model)")
-    outputs = getattr(model, "outputs", None)
-    if outputs is not None and len(outputs) > 1:
-        raise DiagnoseError(f"diagnose.instrument takes a model with one output ({model.name!r} has "
-                            f"{len(outputs)}); instrument a keras.Model(inputs, the_output_to_diagnose) "
-                            "compiled with that output's loss")
     config = dict(model._compile_config.config)
-    if config.get("loss") is None:
-        raise DiagnoseError("compile the model with a loss before diagnose.instrument(model)")
-    wrapper = Instrumented(model)
+    wrapper = Instrumented(model)  # a model with several outputs is refused here (or, unbuilt, at fit's start)
     config["optimizer"] = model.optimizer
     config["jit_compile"] = model.jit_compile  # as resolved for the user's model ("auto" -> its choice)
     wrapper.compile(**config)

@@ -27,10 +27,10 @@ class StudyResult:
 
 
 def study(builder, data, *, bases: dict | None = None, factors: dict | None = None, combos: dict | None = None,
-          seeds=3, fit: dict | None = None, monitor: dict | None = None, reference: str | None = None,
-          name: str | None = None, out: str | os.PathLike | None = None, jobs: int | None = None,
-          executor: str = "local", ray_address: str | None = None, progress: Callable | None = None,
-          force: bool = False) -> StudyResult:
+          seeds=3, max_seeds: int | None = None, fit: dict | None = None, monitor: dict | None = None,
+          reference: str | None = None, name: str | None = None, out: str | os.PathLike | None = None,
+          jobs: int | None = None, executor: str = "local", ray_address: str | None = None,
+          progress: Callable | None = None, force: bool = False) -> StudyResult:
     """Runs (or resumes) a study of ``builder``'s model; the arguments are the TOML spec's sections.
 
     Args:
@@ -41,6 +41,8 @@ def study(builder, data, *, bases: dict | None = None, factors: dict | None = No
         factors: factor -> a list of values of the setting of that name, or {level: settings}.
         combos: label -> {"base": name, factor: level, ...}.
         seeds: a count or a list of seeds.
+        max_seeds: the most seeds a variant gets where the verdict finds an interval
+            inconclusive and adds seeds (default: the built-in study's cap).
         fit, monitor: ``model.fit`` and ``diagnose.Monitor`` arguments for every run.
         reference: the base that works, when there are two: the verdict explains the gap.
         name: the study's name (default: the builder's); ``out`` defaults to ablations/<name>.
@@ -62,9 +64,12 @@ def study(builder, data, *, bases: dict | None = None, factors: dict | None = No
         raw["study"]["name"] = name
     if reference is not None:
         raw["study"]["reference"] = reference
+    if max_seeds is not None:
+        raw["study"]["max_seeds"] = max_seeds
     spec = build_keras_spec(raw)
     runner = InlineExecutor() if spec.local else make_executor(executor, jobs=jobs or os.cpu_count() or 1,
                                                                ray_address=ray_address)
     out = Path(out) if out is not None else Path("ablations") / spec.name
-    manifest, verdict = run_study(spec, out, runner, progress=progress, force=force)
+    with runner:  # the same workers for the first sweep and the rounds of added seeds
+        manifest, verdict = run_study(spec, out, runner, progress=progress, force=force)
     return StudyResult(out, manifest, verdict)

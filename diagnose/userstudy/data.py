@@ -93,7 +93,7 @@ def _batches(valid, batch_size: int):
     n = len(keras.tree.flatten(x)[0])
     for start in range(0, n, batch_size):
         cut = slice(start, start + batch_size)
-        yield (keras.tree.map_structure(lambda a: np.asarray(a)[cut], x), np.asarray(y)[cut],
+        yield (keras.tree.map_structure(lambda a, cut=cut: np.asarray(a)[cut], x), np.asarray(y)[cut],
                None if weights is None else np.asarray(weights)[cut])
 
 

@@ -7,6 +7,7 @@ A spec is TOML (or the same dict from Python, :func:`diagnose.study`)::
     builder = "mypkg.model:build"         # build(settings) -> a compiled keras.Model
     data = "mypkg.model:data"             # data(settings) or data() -> (train, valid), see userstudy.data
     seeds = 3                             # a count (0..n-1) or a list of seeds
+    max_seeds = 12                        # seeds added where an interval stays inconclusive, up to this many
     reference = "fixed"                   # optional: the base that works; the other one is the faulty one
 
     [fit]                                 # model.fit arguments for every run
@@ -33,6 +34,9 @@ A level may also carry ``changes``: mechanical changes applied to the built mode
 without the builder knowing about it. As in the built-in study, each level that
 changes a base is that base with the factor alone switched; the verdict is the gap
 between the two bases when ``reference`` names one, else each switch's effect.
+Where an interval stays inconclusive, the study adds seeds to the variants it
+compares, up to ``max_seeds``, as the built-in study does
+(:mod:`diagnose.ablation.seeding`).
 Every run builds the model and fits it after ``keras.utils.set_random_seed(seed)``,
 instrumented by ``diagnose.instrument`` and ``diagnose.Monitor``.
 """
@@ -47,13 +51,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnose import studydir
+from diagnose.ablation.seeding import SeedPlan
 from diagnose.ablation.spec import MAX_SEEDS, RunTask, Variant, run_id, spec_digest
 from diagnose.errors import ConfigError
 from diagnose.userstudy import refs
 
 __all__ = ["Level", "UserRunConfig", "KerasSpec", "build_keras_spec", "is_keras_spec", "load_study_spec"]
 
-_SECTIONS = {"study": {"name", "builder", "data", "seeds", "reference"}, "fit": None, "monitor": None,
+_SECTIONS = {"study": {"name", "builder", "data", "seeds", "max_seeds", "reference"}, "fit": None, "monitor": None,
              "bases": None, "factors": None, "combos": None, "proof": None}
 # [fit] keys and their checks: positive integers, except shuffle.
 _FIT = {"epochs": int, "batch_size": int, "steps_per_epoch": int, "validation_batch_size": int, "shuffle": bool}
@@ -157,18 +162,20 @@ class KerasSpec:
         label = f"{base} | " + " + ".join(f"{f}={lv}" for f, lv in switches)
         return Variant(label, base, None, None, tuple(switches)), level
 
-    def tasks(self, *_) -> list[RunTask]:
-        """Every run, variants in order, seeds inner."""
+    def tasks(self, plan: SeedPlan | None = None) -> list[RunTask]:
+        """Every run, variants in order, seeds inner (``plan``: more seeds for some variants)."""
+        plan = plan or SeedPlan()
         tasks = []
         for variant, level in self.variants():
-            for seed in self.seeds:
+            for seed in plan.seeds_for(variant.name, self.seeds):
                 config = UserRunConfig(self.builder, self.data, level.settings, level.changes, self.fit,
                                        self.monitor, seed)
                 tasks.append(RunTask(run_id(config), variant, seed, config, kind="keras"))
         return tasks
 
-    def prepare(self) -> tuple[list[RunTask], dict]:
-        """Every run, and what the manifest records; the builder and data must import (else one line)."""
+    def prepare(self, plan: SeedPlan | None = None) -> tuple[list[RunTask], dict]:
+        """Every run (``plan``: as :meth:`tasks`), and what the manifest records; the builder and data must
+        import (else one line)."""
         from diagnose._tf import import_tensorflow_quietly
 
         import_tensorflow_quietly()  # the user's modules import keras: without TF's start-up chatter
@@ -177,7 +184,7 @@ class KerasSpec:
         about = {"corpus": {"name": f"data from {self.data}"}, "model": {"builder": self.builder, "data": self.data}}
         if self.reference is not None:
             about.update(faulty=self.faulty, reference=self.reference)
-        return self.tasks(), about | self.about
+        return self.tasks(plan), about | self.about
 
     @property
     def local(self) -> bool:
@@ -285,6 +292,11 @@ def build_keras_spec(raw: dict) -> KerasSpec:
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(dict.fromkeys(seeds))
     if len(seeds) > MAX_SEEDS:
         raise ConfigError(f"[study] seeds: {len(seeds)} seeds is more than {MAX_SEEDS}; ask for fewer")
+    max_seeds = study.get("max_seeds")
+    if max_seeds is not None and (not isinstance(max_seeds, int) or isinstance(max_seeds, bool)
+                                  or not 1 <= max_seeds <= MAX_SEEDS):
+        raise ConfigError(f"[study] max_seeds must be a count from 1 to {MAX_SEEDS} (the most seeds adaptive seeding "
+                          f"gives a variant), got {max_seeds!r}")
     bases = {str(b): _level(v, f"[bases.{b}]") for b, v in (raw.get("bases") or {"model": {}}).items()}
     for base in bases:
         if not studydir.plain_name(base):

@@ -33,10 +33,13 @@ _DATA_CACHE: dict = {}
 _DATA_CACHE_SIZE = 2
 
 
-def train_task(config: dict, run_dir: Path) -> tuple[str, str | None]:
-    """The executors' entry point: trains ``UserRunConfig.to_dict()`` into ``run_dir``; (status, error)."""
-    summary = train_run(UserRunConfig.from_dict(config), run_dir)
-    return summary["status"], summary.get("error")
+def train_task(config: dict, run_dir: Path, reuse: bool = True) -> dict:
+    """The executors' entry point: trains ``UserRunConfig.to_dict()`` into ``run_dir``; returns its summary.
+
+    Every run builds its model afresh (``reuse`` has nothing to share: a user's model has
+    no steps traced apart from the model); the data function's result is kept either way.
+    """
+    return train_run(UserRunConfig.from_dict(config), run_dir)
 
 
 def _data(config: UserRunConfig):

@@ -88,7 +88,7 @@ def build(settings):
                               kernel_initializer=RandomNormal(mean=0., stddev=0.05))
 
     layer_output = query
-    for i in range(hops):
+    for _ in range(hops):
         memories = Emb_A(word_seq)
         if temporal != "none":
             memories = T_A(memories)

@@ -1,0 +1,149 @@
+"""What a verdict asks the harness to run next: combinations of switches, and seeds where it is unsure.
+
+Both read only the verdict dict (:mod:`diagnose.findings.verdict`), so they serve
+any study the harness runs: the variants they name are the verdict's, and the
+harness turns them into runs (``combos`` of a spec; a
+:class:`~diagnose.ablation.seeding.SeedPlan`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+__all__ = ["plan_follow_ups", "plan_seeds", "seeds_needed", "DEFAULT_MAX_SEEDS", "MAX_FIX_SIZE", "CANDIDATES",
+           "MIN_ADDED_SEEDS"]
+
+# Seeds per variant that adaptive seeding stops at. An interval narrows as
+# 1/sqrt(n): from 3 seeds (t = 4.30) to 12 (t = 2.20) it shrinks 4x, enough for an
+# effect of a quarter of the default study's gap on its noisiest base (the as-posted
+# model, sd of paired differences ~1 nat); beyond it the budget goes to other runs.
+DEFAULT_MAX_SEEDS = 12
+# Seeds added to an inconclusive comparison at least, per round: its sd, estimated
+# from a few seeds, is itself noisy, and each round costs a sweep.
+MIN_ADDED_SEEDS = 3
+# A comparison whose estimated need is beyond this many times the cap is left
+# inconclusive without spending seeds on it (an effect near zero on a noisy base
+# would need hundreds of seeds to be shown negligible). 1: on the default study's 12
+# seeds, the comparisons estimated at 13-24 seeds from their first 3 stayed
+# inconclusive at 12 (measured), and cost a third of its added runs.
+HOPELESS_FACTOR = 1
+# Larger sets than this are not searched: 4 switches of 11 factors is already 330
+# combinations; beyond it the answer is "switch to the paper's recipe".
+MAX_FIX_SIZE = 4
+# Strongest factors kept as candidates for combinations: pairs of 3 are 3 runs per
+# seed; triples follow if no pair reaches the reference.
+CANDIDATES = 3
+
+
+def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -> list[tuple]:
+    """Combinations to run next, or [] when a fix is settled or none is left to try.
+
+    The search goes on while no set of switches closes the gap stably, with an
+    established effect, and without a residual beyond seed noise; a fix that
+    diverged on some seed, or that leaves part of the gap for sure, does not end it.
+
+    Candidates are the strongest factors (by the share of the gap they close on the
+    faulty model or open on the reference, whichever is larger: a switch that widens
+    the gap alone can close it with another), each as its switch to the reference's
+    choice. Greedy: every pair of candidates first; if none reaches the reference,
+    the best pairs extended by one more candidate; and so on up to
+    :data:`MAX_FIX_SIZE`. Only sets made of candidates count as tried.
+
+    Returns:
+        ``[(base, ((factor, level), ...)), ...]`` whose variant names are not in ``tried``.
+    """
+    fix = verdict.get("smallest_fix")
+    if not verdict.get("factors"):
+        return []
+    if fix and fix.get("stable", not fix.get("diverged")) and fix.get("confident", True) \
+            and not fix.get("short_of_reference"):
+        return []
+    faulty = verdict.get("faulty") or faulty
+    ranked = sorted((f for f in verdict["factors"] if f.get("best_fix")
+                     and ((f.get("share_closed") or 0) > 0 or f.get("significant"))),
+                    key=lambda f: (-f.get("score", 0), -(f.get("share_closed") or 0)))[:CANDIDATES]
+    switches = [f["best_fix"].split("|", 1)[1].strip() for f in ranked]
+    shares = {c["variant"]: c.get("share_closed") or 0 for c in verdict.get("combinations", [])}
+
+    def name(combo) -> str:
+        return f"{faulty} | " + " + ".join(combo)
+
+    def as_tuple(combo) -> tuple:
+        return (faulty, tuple(tuple(sw.split("=", 1)) for sw in combo))
+
+    level = [tuple(c) for c in itertools.combinations(switches, 2)]
+    for size in range(2, MAX_FIX_SIZE + 1):
+        if len(switches) < size:
+            return []
+        untried = [c for c in level if name(c) not in tried]
+        if untried:
+            return [as_tuple(c) for c in untried]
+        # All sets of this size ran and none settled it: extend the best two by one switch.
+        best = sorted(level, key=lambda c: -shares.get(name(c), 0))[:2]
+        level = list(dict.fromkeys(c + (sw,) for c in best for sw in switches if sw not in c))
+    return []
+
+
+def seeds_needed(comparison: dict, margin: float | None, cap: int) -> int | None:
+    """Seeds at which ``comparison``'s interval would likely settle what the verdict asks of it, at most ``cap``.
+
+    An effect is worth seeds only while it may matter: its mean at least ``margin``
+    (a tenth of the gap), where the question is whether it is real (the interval's
+    half-width below |mean|). Showing that an effect smaller than that is negligible
+    changes no cause and no fix, and on a noisy base would take far more seeds. A
+    ``residual`` asks whether the fix reaches the reference: its half-width below
+    ``margin`` - mean when the mean is under the margin, else below the mean.
+
+    From the comparison's current mean and sd, at the level of its next look: the
+    fewest n that would do, at least :data:`MIN_ADDED_SEEDS` more than now. None when
+    the effect is too small to matter or that n is beyond :data:`HOPELESS_FACTOR` x ``cap``.
+    """
+    from scipy import stats
+
+    from diagnose.findings.verdict_stats import CONFIDENCE, confidence_after
+
+    looks = round((1 - CONFIDENCE) / (1 - comparison.get("confidence", CONFIDENCE)))
+    level = confidence_after(looks + 1)
+    n, sd, mean = comparison["n"], comparison.get("sd"), comparison.get("effect")
+    floor = min(cap, n + MIN_ADDED_SEEDS)
+    if mean is None or n < 2 or sd is None:
+        return floor
+    if comparison.get("kind") == "residual" and margin is not None:
+        target = margin - mean if mean < margin else mean
+    elif margin is not None and abs(mean) < margin:
+        return None
+    else:
+        target = abs(mean)
+    if sd == 0:
+        return floor
+    for k in range(max(n, 2), HOPELESS_FACTOR * cap + 1):
+        if stats.t.ppf(0.5 + level / 2, k - 1) * sd / math.sqrt(k) < target:
+            return min(cap, max(k, floor))
+    return None
+
+
+def plan_seeds(verdict: dict, cap: int | None = None) -> dict[str, int]:
+    """Seeds each variant should have so that the verdict's inconclusive comparisons may settle.
+
+    A comparison pairs two variants by seed, so both get the same count. Comparisons
+    already at ``cap`` seeds, or hopeless within it (:func:`seeds_needed`), get none.
+
+    Returns:
+        ``{variant: seeds}`` for the variants to extend (more than they have now), or {}.
+    """
+    cap = cap or verdict.get("max_seeds") or DEFAULT_MAX_SEEDS
+    have = (verdict.get("seeds") or {}).get("per_variant", {})
+    counts: dict[str, int] = {}
+    for c in verdict.get("comparisons", []):
+        if c.get("status") != "inconclusive" or c["n"] >= cap:
+            continue
+        margin = verdict.get("margin")
+        if margin is None and c.get("kind") == "effect":
+            margin = next((e.get("margin") for e in verdict.get("effects", []) if e["variant"] == c["variant"]), None)
+        n = seeds_needed(c, margin, cap)
+        if n is None:
+            continue
+        for variant in (c["variant"], c["against"]):
+            counts[variant] = max(counts.get(variant, 0), n)
+    return {v: n for v, n in counts.items() if n > have.get(v, 0)}

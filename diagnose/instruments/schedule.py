@@ -1,0 +1,43 @@
+"""Which of a wrapped model's steps measure the sampled instrument families.
+
+The per-variable figures (norms, update ratios), attention, branch balance, inputs
+and output health cost about as much as a small model's own step would: measured on
+one step in :data:`SAMPLE_EVERY`, and on the first step of every logged interval, they
+cost a few percent. They change slowly from step to step, so an interval's mean over
+its sampled steps reads the same trend as a mean over all of them. The loss, accuracy,
+loss noise, the checks for non-finite values and the target statistics are taken on
+every step.
+"""
+
+from __future__ import annotations
+
+from diagnose._tf import import_tensorflow_quietly
+
+tf = import_tensorflow_quietly()
+
+__all__ = ["Schedule", "SAMPLE_EVERY"]
+
+# One step in eight: at the default row of 20 steps, three sampled steps per row.
+SAMPLE_EVERY = 8
+
+
+class Schedule:
+    """An in-graph step counter that says which steps to measure fully."""
+
+    def __init__(self, every: int = SAMPLE_EVERY):
+        self.every = every
+        self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._fresh = tf.Variable(True, trainable=False)  # no sampled step since the last read
+
+    def due(self):
+        """True (a bool tensor) on the first step after a read and on every ``every``-th step; counts the step."""
+        step = self._step.assign_add(1)
+        return tf.logical_or(self._fresh, tf.equal(step % self.every, 0))
+
+    def measured(self) -> None:
+        """In-graph: a sampled step has been taken in this interval."""
+        self._fresh.assign(False)
+
+    def reset(self) -> None:
+        """Host side, at each read of the accumulators: the next step is sampled."""
+        self._fresh.assign(True)
