@@ -232,7 +232,8 @@ def test_a_damaged_run_in_a_finished_study_is_redone_and_reported(tmp_path, caps
     executor = InProcessExecutor()
     monkeypatch.setattr("diagnose.ablation.executors.make_executor", lambda *a, **k: executor)
     out = tmp_path / "abl"
-    code, _, err = _cli(capsys, "run-ablation", str(spec_file), "--out", str(out), "--quiet", "--no-report")
+    code, _, err = _cli(capsys, "run-ablation", str(spec_file), "--out", str(out), "--quiet", "--no-report",
+                        "--no-follow-up")
     assert code == 0, err
     ids = [r["id"] for r in studydir.read_manifest(out)["runs"]]
     assert len(ids) == 2 and executor.seen == ids
@@ -245,7 +246,8 @@ def test_a_damaged_run_in_a_finished_study_is_redone_and_reported(tmp_path, caps
     code, _, _ = _cli(capsys, "report", str(out))
     assert code == 0 and "cut off" in (out / "report" / "index.html").read_text()
     executor.seen.clear()
-    code, _, err = _cli(capsys, "run-ablation", str(spec_file), "--out", str(out), "--quiet", "--no-report")
+    code, _, err = _cli(capsys, "run-ablation", str(spec_file), "--out", str(out), "--quiet", "--no-report",
+                        "--no-follow-up")
     assert code == 0, err
     assert executor.seen == [ids[0]]  # only the damaged run trained again...
     for rid in ids:  # ...to the same record: same config and seed, same metrics
@@ -259,13 +261,14 @@ def test_another_spec_into_a_study_is_refused_and_force_replaces_it(tmp_path, ca
     a.write_text(_toml({**TINY, "study": {**TINY["study"], "seeds": 2}}))
     b.write_text(_toml({**TINY, "study": {**TINY["study"], "seeds": 3}}))
     out = tmp_path / "abl"
-    assert _cli(capsys, "run-ablation", str(a), "--out", str(out), "--quiet", "--no-report")[0] == 0
+    assert _cli(capsys, "run-ablation", str(a), "--out", str(out), "--quiet", "--no-report", "--no-follow-up")[0] == 0
     first = _tree(out)
-    code, _, err = _cli(capsys, "run-ablation", str(b), "--out", str(out), "--quiet", "--no-report")
+    code, _, err = _cli(capsys, "run-ablation", str(b), "--out", str(out), "--quiet", "--no-report", "--no-follow-up")
     assert code == 2 and "--force" in err and "another --out" in err and len(err.strip().splitlines()) == 1
     assert _tree(out) == first  # nothing touched
     executor.seen.clear()
-    code, _, err = _cli(capsys, "run-ablation", str(b), "--out", str(out), "--quiet", "--no-report", "--force")
+    code, _, err = _cli(capsys, "run-ablation", str(b), "--out", str(out), "--quiet", "--no-report", "--force",
+                        "--no-follow-up")
     assert code == 0, err
     manifest = studydir.read_manifest(out)
     assert manifest["spec"]["study"]["seeds"] == 3 and len(manifest["runs"]) == 6
@@ -293,7 +296,8 @@ def test_a_sweep_with_failed_runs_exits_1_saying_how_many_and_where(tmp_path, ca
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text(_toml({**TINY, "study": {**TINY["study"], "seeds": 2}}))
     out = tmp_path / "abl"
-    code, _, err = _cli(capsys, "run-ablation", str(spec_file), "--out", str(out), "--quiet", "--no-report")
+    code, _, err = _cli(capsys, "run-ablation", str(spec_file), "--out", str(out), "--quiet", "--no-report",
+                        "--no-follow-up")
     assert code == 1
     assert "3 of 4 runs failed (first: " in err and "manifest.json" in err
     by_id = {r["id"]: r for r in studydir.read_manifest(out)["runs"]}
@@ -324,7 +328,7 @@ def test_check_on_a_study_trains_nothing_writes_nothing_and_names_the_follow_up_
     assert "follow-up" in out and f"run them with: diagnose run-ablation --out {tmp_path}" in out
     assert "loss_reduction=sum + output=softmax" in out or "output=softmax + loss_reduction=sum" in out
     code, out, err = _cli(capsys, "check", "--json", str(tmp_path))
-    assert code == 0 and json.loads(out)["smallest_fix"] is None and "follow-up" in err
+    assert code == 0 and json.loads(out)["smallest_fix"]["reaches"] is False and "follow-up" in err
     assert _tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "runs"]
 
 
