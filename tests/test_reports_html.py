@@ -122,6 +122,6 @@ def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
     studydir.write_verdict(study, compute_verdict(study))
     html = build_report([study], tmp_path / "report").read_text()
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
-    assert "no as-posted/paper pair" in text and "Best switch:" in text
+    assert "no faulty/reference pair" in text and "Best switch:" in text
     # The switch ends 0.2 nats above the paper base on both seeds (slopes 0.002 vs 0.004 over 100 steps).
     assert "+0.200 nats against paper (95% CI +0.200 to +0.200, 2 seeds): raises the loss" in text  # both seeds
