@@ -152,7 +152,7 @@ def test_proof_marks_each_finding_from_its_fix_variant():
     failed = next(f for f in proof["findings"] if f["id"] == "constant-init")
     assert "no layer 'x'" in failed["untested"]
     text = format_proof(proof)
-    assert "huge-steps [root-cause]: PROVEN: learning rate x0.01 moves the final validation loss by -0.600" in text
+    assert "huge-steps [root-cause]: PROVEN: learning rate x0.01 moves the validation loss by -0.600" in text
     assert "1 of 3 fixed runs diverged" in text
 
 

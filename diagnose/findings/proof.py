@@ -2,9 +2,10 @@
 
 A proof study trains the run's model as it was (the base) and, for each finding
 with a mechanical fix (:mod:`diagnose.findings.fixes`), the same model with that fix
-alone, over the same seeds. The fix's effect is the paired difference of the final
-validation loss (fix - base) with its 95% t-interval (:mod:`diagnose.findings.verdict`,
-effects mode). Each finding is then:
+alone, over the same seeds. The fix's effect is the paired difference of the runs'
+outcomes (fix - base; the validation loss over the last quarter of a run's steps,
+:mod:`diagnose.findings.verdict_stats`) with its 95% t-interval
+(:mod:`diagnose.findings.verdict`, effects mode). Each finding is then:
 
 * **proven**: the interval lies below zero (the fix lowers the loss beyond seed
   noise) and the mean improvement is at least the practical margin;
@@ -22,12 +23,12 @@ from __future__ import annotations
 
 __all__ = ["REFUTE_MARGIN", "DEFINITION", "judge", "proof_of", "format_proof", "proof_line", "findings_with_proof"]
 
-# The practical margin: 5% of the unfixed model's final validation loss. A failure worth
+# The practical margin: 5% of the unfixed model's validation loss (its outcome). A failure worth
 # diagnosing costs more than that (the faults this toolkit is built for cost 20% to
 # several times the loss), while seed-to-seed noise of a small model is ~1-3% of it;
 # relative, so it means the same for nats and for a squared error.
 REFUTE_MARGIN = 0.05
-DEFINITION = (f"proven: the fix lowers the final validation loss with a 95% interval below zero, by at least "
+DEFINITION = (f"proven: the fix lowers the validation loss with a 95% interval below zero, by at least "
               f"the margin ({REFUTE_MARGIN:.0%} of the unfixed model's loss) on average; refuted: the interval "
               "excludes any improvement larger than the margin; inconclusive: neither at this many seeds")
 
@@ -88,7 +89,7 @@ def proof_line(entry: dict) -> str:
     lo, hi = entry["ci"]
     diverged = f"; {entry['diverged']} of {len(entry['runs'])} fixed runs diverged" if entry.get("diverged") else ""
     ci = "n/a" if lo is None else f"{lo:+.3f} to {hi:+.3f}"
-    return (f"{status}: {entry['fix']} moves the final validation loss by {entry['effect']:+.3f} "
+    return (f"{status}: {entry['fix']} moves the validation loss by {entry['effect']:+.3f} "
             f"(95% CI {ci}, {entry['n']} seeds){diverged}")
 
 
