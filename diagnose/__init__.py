@@ -4,11 +4,11 @@ __version__ = "0.1.0"
 
 from diagnose.runrecord import load_run  # noqa: E402
 
-__all__ = ["__version__", "load_run", "instrument", "Monitor"]
+__all__ = ["__version__", "load_run", "instrument", "Monitor", "study", "prove", "prove_run"]
 
 
 def __getattr__(name):
-    # instrument and Monitor need TensorFlow; load it only when they are used.
+    # instrument, Monitor, study and prove need TensorFlow; load it only when they are used.
     if name == "instrument":
         from diagnose.instruments.wrapper import instrument
 
@@ -17,4 +17,12 @@ def __getattr__(name):
         from diagnose.instruments.monitor import Monitor
 
         return Monitor
+    if name == "study":
+        from diagnose.userstudy.api import study
+
+        return study
+    if name in ("prove", "prove_run"):
+        from diagnose.userstudy import prove
+
+        return getattr(prove, name)
     raise AttributeError(f"module 'diagnose' has no attribute {name!r}")

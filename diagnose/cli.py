@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from diagnose.errors import DiagnoseError
+from diagnose.progress import StepsBar, SweepProgress
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's start-up chatter is not for the user
 
@@ -98,7 +99,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     corpus = load_corpus(config.data, memory_size=config.model.memory_size)  # bad input fails before TF loads
     from diagnose.train import train as run_training
 
-    with _Progress(quiet) as progress:
+    with StepsBar(quiet) as progress:
         result = run_training(config, out, corpus=corpus, progress=progress, resume=resume)
     s = result.summary
     final = s["final"]
@@ -123,8 +124,8 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
 @click.option("--corpus", type=str, default=None, help="PTB-format corpus instead of the spec's.")
 @click.option("--synthetic", type=str, default=None, help="Synthetic corpus preset instead of the spec's.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Concurrent runs (default: one per core).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where runs train: local processes, or Ray tasks.")
+@click.option("--executor", type=click.Choice(["local", "inline", "ray"]), default="local", show_default=True,
+              help="Where runs train: local processes, this process (inline), or Ray tasks.")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray).")
 @click.option("--no-follow-up", is_flag=True,
               help="Do not run the combinations and added seeds the verdict asks for.")
@@ -138,18 +139,19 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
     """Run a counterfactual ablation study (default: the built-in study on the synthetic corpus).
 
     Trains the as-posted and paper models and every single-factor switch between
+    Trains the as-posted and paper models and every single-factor switch between
     them over several seeds, resumably; then, while the verdict asks for them, more
     seeds where an interval is inconclusive and the combinations of switches that
-    could close the gap. Prints a table of the results and the verdict. Exits 1 when
-    runs failed.
+    could close the gap. Prints a table of the results and the verdict. A SPEC whose
+    [study] names a builder studies your own Keras model (see
+    diagnose/userstudy/spec.py). Exits 1 when runs failed.
     """
     from diagnose import studydir
     from diagnose.ablation.executors import make_executor
-    from diagnose.ablation.spec import load_spec
     from diagnose.ablation.study import run_study
     from diagnose.ablation.sweep import check_study_target, summarize
     from diagnose.findings.verdict import format_verdict
-    from diagnose.progress import SweepProgress
+    from diagnose.userstudy.spec import load_study_spec
 
     overrides: dict = {}
     if seeds is not None:
@@ -171,19 +173,16 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
         except DiagnoseError as exc:
             raise DiagnoseError(f"{exc}; give its spec (diagnose run-ablation SPEC --out {out} --force) to rebuild "
                                 "the study from its runs") from None
-    study = load_spec(spec, overrides, raw=resumed)
+    study = load_study_spec(spec, overrides, raw=resumed)  # the built-in model's, or a builder of the user's
     out = Path(out or Path("ablations") / study.name)
     check_study_target(out)
     jobs = jobs if jobs is not None else os.cpu_count() or 1
     runner = make_executor(executor, jobs=jobs, ray_address=ray_address)
-    progress = SweepProgress(quiet)
     with studydir.StudyLock(out):  # held through the follow-ups and the report
-        try:
+        with SweepProgress(quiet) as progress:
             with runner if hasattr(runner, "__enter__") else contextlib.nullcontext():  # workers kept across rounds
                 manifest, verdict = run_study(study, out, runner, follow_up=not no_follow_up, progress=progress,
                                               force=force)
-        finally:
-            progress.close()
         t = manifest["totals"]
         rows = summarize(out)
         width = max(len(r["variant"]) for r in rows)
@@ -212,14 +211,20 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the findings (or verdict) as JSON.")
-def check(path, as_json):
-    """Diagnose a run (RUN_DIR: findings) or a study (ABLATION_DIR: its verdict). Writes nothing.
+@click.option("--prove", is_flag=True, help="Train each finding's mechanical fix over seeds (into RUN/proof) and "
+                                            "mark it proven, refuted or inconclusive.")
+@click.option("--seeds", type=click.IntRange(min=2), default=3, show_default=True, help="Seeds of a proof.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Concurrent runs of a proof (default: one "
+                                                                       "per core).")
+@click.option("--also", multiple=True, metavar="ID", help="Also prove this finding's fix, found or not. Repeatable.")
+def check(path, as_json, prove, seeds, jobs, also):
+    """Diagnose a run (RUN_DIR: findings) or a study (ABLATION_DIR: its verdict). Writes nothing but a proof.
 
-    For a run: each finding with its id, kind, severity, evidence and fix. For an
-    ablation: effects with confidence intervals, root causes in order, and the
-    smallest set of switches that recovers the paper's behaviour, computed from the
-    records on disk; when the verdict wants follow-up combinations not yet run, it
-    names the command that runs them (run-ablation).
+    For a run: each finding with its id, kind, severity, evidence and fix, and what
+    its proof found where there is one (RUN/proof). For an ablation: effects with
+    confidence intervals, root causes in order, and the smallest set of switches that
+    recovers the reference, computed from the records on disk; when the verdict wants
+    follow-up combinations not yet run, it names the command that runs them.
     """
     import json as json_lib
 
@@ -227,10 +232,17 @@ def check(path, as_json):
 
     target = Path(path)
     if studydir.is_study_dir(target):
-        from diagnose.findings.verdict import compute_verdict, format_verdict
+        from diagnose.files import clean_json
+        from diagnose.findings.proof import format_proof
+        from diagnose.findings.verdict import format_verdict
+        from diagnose.userstudy.prove import study_verdict
 
-        verdict = compute_verdict(target)
-        click.echo(json_lib.dumps(verdict, indent=2) if as_json else format_verdict(verdict))
+        if prove:
+            raise DiagnoseError(f"--prove takes a run directory; {target} is a study (check one of its runs, "
+                                f"{target}/{studydir.RUNS}/<id>, with --prove)")
+        verdict = study_verdict(target)
+        text = format_verdict(verdict) + (f"\n{format_proof(verdict['proof'])}" if verdict.get("proof") else "")
+        click.echo(json_lib.dumps(clean_json(verdict), indent=2) if as_json else text)  # numpy scalars as JSON
         from diagnose.ablation.study import study_notes
 
         for line in study_notes(target, verdict):
@@ -242,20 +254,22 @@ def check(path, as_json):
     if problems and problems != [runrecord.NEVER_FINISHED]:
         raise DiagnoseError(f"the run record in {target} is incomplete: {'; '.join(problems)}; train it again "
                             "(diagnose train --force), or rerun the study it belongs to (run-ablation redoes it)")
-    from diagnose.findings import check_run, format_findings
+    from diagnose.files import clean_json
+    from diagnose.findings import check_run
+    from diagnose.findings.proof import findings_with_proof
+    from diagnose.userstudy.prove import prove_run, read_proof
 
+    if prove:
+        with SweepProgress(as_json) as bar:
+            prove_run(target, seeds=seeds, jobs=jobs, also=also, progress=bar)
     findings = check_run(target)
     crashed = runrecord.crash_note(target)
     for note in ([runrecord.NEVER_FINISHED] if problems else []) + ([crashed] if crashed else []):
         click.echo(f"note: {note}; what follows reads it as far as it got", err=as_json)
-    if as_json:
-        click.echo(json_lib.dumps([f.to_dict() for f in findings], indent=2))
-    elif findings:
-        click.echo(format_findings(findings))
-    elif not (crashed or problems):
-        click.echo("no findings: nothing in this run looks wrong")
-    else:
-        click.echo("no findings in what it recorded")
+    text, entries = findings_with_proof(findings, read_proof(target))
+    if not entries and (crashed or problems):
+        text = "no findings in what it recorded"
+    click.echo(json_lib.dumps(clean_json(entries), indent=2) if as_json else text)
 
 
 
@@ -308,39 +322,6 @@ def compare(run_dirs, metric, out):
 
 def _fmt(x, digits: int = 3) -> str:
     return "n/a" if x is None or x != x else f"{x:.{digits}f}"
-
-
-class _Progress:
-    """A click progress bar over training steps, fed by the training loop's callback."""
-
-    def __init__(self, quiet: bool):
-        self.quiet, self.bar, self.done, self.last = quiet, None, 0, {}
-
-    def __enter__(self):
-        return self
-
-    def __call__(self, event: dict) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            self.bar = click.progressbar(length=event["total_steps"], label="training", file=sys.stderr,
-                                         show_pos=True, show_eta=True,
-                                         item_show_func=lambda _: self._describe())
-            self.bar.__enter__()
-        self.last = event
-        self.bar.update(event["step"] - self.done)
-        self.done = event["step"]
-
-    def _describe(self) -> str:
-        text = f"loss {self.last.get('loss', float('nan')):.3f}"
-        if self.last.get("valid_loss") is not None:
-            text += f" valid {self.last['valid_loss']:.3f}"
-        return text
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
 
 
 def main(argv: list[str] | None = None) -> None:

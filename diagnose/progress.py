@@ -11,7 +11,7 @@ import sys
 
 import click
 
-__all__ = ["SweepProgress", "run_line"]
+__all__ = ["SweepProgress", "StepsBar", "run_line"]
 
 
 def run_line(event: dict) -> str:
@@ -39,10 +39,21 @@ class SweepProgress:
         self.quiet = quiet
         self.lines = (not sys.stdout.isatty()) if lines is None else lines
         self.bar = None
+        self.done = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
     def __call__(self, event: dict) -> None:
         if self.quiet:
             return
+        if event["done"] <= self.done:  # a new sweep begins (a proof runs two)
+            self.close()
+        self.done = event["done"]
         if self.lines:
             click.echo(run_line(event))
             return
@@ -58,3 +69,35 @@ class SweepProgress:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+class StepsBar:
+    """A click progress bar over one run's training steps, fed by the training loop's callback."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bar, self.done, self.last = quiet, None, 0, {}
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, event: dict) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=event["total_steps"], label="training", file=sys.stderr,
+                                         show_pos=True, show_eta=True, item_show_func=lambda _: self._describe())
+            self.bar.__enter__()
+        self.last = event
+        self.bar.update(event["step"] - self.done)
+        self.done = event["step"]
+
+    def _describe(self) -> str:
+        text = f"loss {self.last.get('loss', float('nan')):.3f}"
+        if self.last.get("valid_loss") is not None:
+            text += f" valid {self.last['valid_loss']:.3f}"
+        return text
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False

@@ -9,7 +9,10 @@ run directory goes through it. A run directory holds:
         {"schema": 1,
          "model":  {...every MemN2NConfig field, or a user model's description...},
          "data":   {...DataConfig: corpus source, context, vocabulary options...},
-         "train":  {...TrainConfig: seed, budget, logging and evaluation cadence...}}
+         "train":  {...TrainConfig: seed, budget, logging and evaluation cadence...},
+         "rebuild": {...}}   # a Keras run that can be trained again: builder, data, settings...
+
+    (``rebuild``: :class:`diagnose.userstudy.spec.UserRunConfig`, read by ``check --prove``.)
 
 ``metrics.csv``
     One row per logged step (every ``log_every`` steps, and at each validation).
@@ -73,6 +76,9 @@ run directory goes through it. A run directory holds:
     ``target_variance`` for a regression, and ``loss_at_step0`` (the probe batch's loss
     before training).
 
+``proof/`` (after ``diagnose check RUN --prove``)
+    A study directory whose verdict marks each finding proven, refuted or inconclusive.
+
 ``checkpoint/`` (only with ``train.checkpoint``)
     The state after the latest validation pass, from which ``train(..., resume=True)``
     (``diagnose train --resume``) continues the run: ``state.json`` (step, learning
@@ -107,9 +113,11 @@ ATTENTION, TENSORBOARD, CHECKPOINT = "attention.csv", "tb", "checkpoint"
 BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "learning_rate",
                 "valid_loss", "valid_accuracy", "valid_perplexity")
 STATUSES = ("running", "completed", "diverged", "failed")
-_RECORD_NAMES = (CONFIG, METRICS, SUMMARY, ATTENTION, TENSORBOARD, CHECKPOINT, "report")
+PROOF = "proof"
+_RECORD_NAMES = (CONFIG, METRICS, SUMMARY, ATTENTION, TENSORBOARD, CHECKPOINT, PROOF, "report")
 
-__all__ = ["SCHEMA_VERSION", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHED", "crash_note", "atomic_write", "write_json",
+__all__ = ["SCHEMA_VERSION", "PROOF", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHED", "crash_note", "atomic_write",
+           "write_json",
            "read_json", "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
            "read_metrics", "is_run_dir", "write_attention", "load_run", "write_checkpoint", "read_checkpoint",
            "read_rows", "begin_record", "record_problems"]
@@ -118,9 +126,13 @@ __all__ = ["SCHEMA_VERSION", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHED", "cras
 NEVER_FINISHED = "this run never finished (status running: interrupted or still training)"
 
 
-def write_config(run_dir: str | os.PathLike, model: dict, data: dict, train: dict) -> None:
-    """Writes ``config.json``."""
-    write_json(Path(run_dir) / CONFIG, {"schema": SCHEMA_VERSION, "model": model, "data": data, "train": train})
+def write_config(run_dir: str | os.PathLike, model: dict, data: dict, train: dict,
+                 rebuild: dict | None = None) -> None:
+    """Writes ``config.json`` (with ``rebuild`` when the run can be trained again)."""
+    config = {"schema": SCHEMA_VERSION, "model": model, "data": data, "train": train}
+    if rebuild is not None:
+        config["rebuild"] = rebuild
+    write_json(Path(run_dir) / CONFIG, config)
 
 
 def write_metrics(run_dir: str | os.PathLike, rows: Iterable[dict]) -> None:
@@ -294,7 +306,8 @@ def _parse_cell(key: str, value: str):
     return float(value)
 
 
-def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dict) -> Path:
+def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dict,
+                 rebuild: dict | None = None) -> Path:
     """Starts a run record: ``config.json`` and a summary that says ``running``.
 
     A record already in ``run_dir`` is replaced as a whole: the new one is built in a
@@ -304,7 +317,7 @@ def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dic
     run_dir = Path(run_dir)
     if not any((run_dir / name).exists() for name in (CONFIG, SUMMARY, METRICS)):
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, model, data, train)
+        write_config(run_dir, model, data, train, rebuild)
         write_summary(run_dir, {"status": "running"})
         return run_dir
     others = sorted(p.name for p in run_dir.iterdir() if p.name not in _RECORD_NAMES and not p.name.startswith("."))
@@ -313,7 +326,7 @@ def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dic
                             "replacing the record would replace them too: move them, or choose another directory")
     new = make_temp_dir(run_dir.parent, prefix=f".{run_dir.name}.", suffix=".new")
     try:
-        write_config(new, model, data, train)
+        write_config(new, model, data, train, rebuild)
         write_summary(new, {"status": "running"})
         replace_dir(new, run_dir)
     except BaseException:

@@ -164,7 +164,7 @@ def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
     studydir.write_verdict(study, compute_verdict(study))
     html = build_report([study], tmp_path / "report").read_text()
     text = _text(html)
-    assert "no as-posted/paper pair here" in text and "Best switch:" in text
+    assert "no faulty/reference pair here" in text and "Best switch:" in text
     effect = sum(0.2 + noise("paper | output=relu", s) - noise("paper", s) for s in range(2)) / 2
     assert f"paper | output=relu : {effect:+.3f} nats: raises the loss" in text  # the short form first
     assert f"{effect:+.3f} nats against paper (95% CI " in text  # then the CLI's sentence

@@ -5,6 +5,11 @@ as bytes and returns it; the driver writes it into the ablation directory. This 
 the same locally (a process pool) and on Ray (a task per job, possibly on another
 machine whose disk the driver never sees).
 
+A task names its ``kind``, the training path its worker dispatches to
+(:data:`TRAINERS`): ``memn2n`` (the built-in model,
+:func:`diagnose.ablation.memn2n_jobs.train_task`) or ``keras`` (a study of the
+user's own Keras model, :func:`diagnose.userstudy.worker.train_task`).
+
 Tasks that name the same ``group`` (runs that can share compiled steps, see
 :mod:`diagnose.ablation.memn2n_jobs`) go to a worker together as one job
 (:func:`batch_jobs`). A :class:`LocalExecutor` used as a context manager keeps its
@@ -14,6 +19,7 @@ workers, TensorFlow loaded and steps traced, from one sweep of a study to the ne
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import shutil
@@ -27,12 +33,19 @@ from typing import Iterable, Iterator
 
 from diagnose.errors import DiagnoseError
 
-__all__ = ["run_one", "run_job", "batch_jobs", "LocalExecutor", "RayExecutor", "make_executor", "threads_per_job"]
+__all__ = ["run_one", "run_job", "batch_jobs", "LocalExecutor", "InlineExecutor", "RayExecutor", "make_executor",
+           "threads_per_job", "TRAINERS"]
 
 # A job holds at most this share of a round's runs per worker (rounded up): big
 # enough that a group of seeds shares one trace, small enough that the workers
 # finish together (a round of 99 runs on 2 workers: jobs of up to 25 runs).
 _JOBS_PER_WORKER = 2
+
+# Task kind -> "module:function" that trains one task's config into a run directory
+# (``reuse=False``: nothing kept from earlier runs in the process) and returns the run's
+# summary. Imported in the worker, so a kind costs nothing until used.
+TRAINERS = {"memn2n": "diagnose.ablation.memn2n_jobs:train_task",
+            "keras": "diagnose.userstudy.worker:train_task"}
 
 
 def threads_per_job(jobs: int) -> int:
@@ -85,8 +98,10 @@ def run_one(task: dict) -> dict:
     """Trains one run in a scratch directory and returns its record as bytes.
 
     Args:
-        task: ``{"run_id", "config": RunConfig.to_dict(), "scratch": dir or None}``, optionally
-            ``"group"`` (see :func:`batch_jobs`) and ``"reuse": False`` (trace this run's steps afresh).
+        task: ``{"run_id", "kind", "config", "scratch": dir or None}``: ``config`` is what the
+            kind's trainer takes (``RunConfig.to_dict()`` for ``memn2n``; no kind is ``memn2n``);
+            optionally ``"group"`` (see :func:`batch_jobs`) and ``"reuse": False`` (trace this
+            run's steps afresh).
 
     Returns:
         ``{"run_id", "status", "error", "wall_time_s", "files": {relpath: bytes}}``;
@@ -98,12 +113,12 @@ def run_one(task: dict) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix=f"{task['run_id']}-", dir=task.get("scratch")))
     status, error = "failed", None
     try:
-        from diagnose.ablation.memn2n_jobs import train_task
-
+        module, _, name = TRAINERS[task.get("kind", "memn2n")].partition(":")
+        trainer = getattr(importlib.import_module(module), name)
         try:
-            summary = train_task(task["config"], scratch / "run", reuse=task.get("reuse", True))
+            summary = trainer(task["config"], scratch / "run", reuse=task.get("reuse", True))
             status, error = summary["status"], summary.get("error")
-        except Exception as exc:  # recorded in the run's summary by train(); keep the one line
+        except Exception as exc:  # recorded in the run's summary by the trainer; keep the one line
             status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         files = {}
         run_dir = scratch / "run"
@@ -145,6 +160,26 @@ def batch_jobs(tasks: list[dict], workers: int) -> list[list[dict]]:
         size = math.ceil(len(members) / math.ceil(len(members) / cap))
         jobs += [members[i:i + size] for i in range(0, len(members), size)]
     return sorted(jobs, key=len, reverse=True)  # stable: ties keep the study's order
+
+
+class InlineExecutor:
+    """Runs tasks one after another in this process.
+
+    For runs whose builder exists only here (a function defined in a notebook or a
+    script's ``__main__``, which a spawned worker cannot import), and for tests.
+    """
+
+    jobs = 1
+
+    def __enter__(self) -> "InlineExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def run(self, tasks: Iterable[dict]) -> Iterator[dict]:
+        for task in tasks:
+            yield run_one(task)
 
 
 class LocalExecutor:
@@ -245,11 +280,13 @@ def _ray_run_job(tasks: list[dict], threads: int) -> list[dict]:
 
 
 def make_executor(name: str, jobs: int = 1, ray_address: str | None = None):
-    """The executor called ``name``: "local" or "ray"."""
+    """The executor called ``name``: "local", "inline" (this process) or "ray"."""
     if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
         raise DiagnoseError(f"--jobs must be a positive integer, got {jobs!r}")
     if name == "local":
         return LocalExecutor(jobs)
+    if name == "inline":
+        return InlineExecutor()
     if name == "ray":
         return RayExecutor(ray_address, jobs)
-    raise DiagnoseError(f"unknown executor {name!r}; choose local or ray")
+    raise DiagnoseError(f"unknown executor {name!r}; choose local, inline or ray")

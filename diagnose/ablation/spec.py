@@ -94,8 +94,9 @@ class RunTask:
     run_id: str
     variant: Variant
     seed: int
-    config: RunConfig
+    config: RunConfig  # anything with to_dict(): what the kind's trainer takes
     group: str | None = None
+    kind: str = "memn2n"  # the training path a worker dispatches to (executors.TRAINERS)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,17 @@ class Spec:
             cfg = apply_overrides(cfg, self.level_settings(factor, level))
         name = f"{base} | " + " + ".join(f"{f}={lv}" for f, lv in switches)
         return Variant(name, base, None, None, tuple(switches)), cfg
+
+    def prepare(self, plan: SeedPlan | None = None) -> tuple[list[RunTask], dict]:
+        """Every run of the study (``plan``: as :meth:`tasks`) and what the manifest records about its data.
+
+        Loads the corpus, so a bad one is an error before anything runs.
+        """
+        from diagnose.data.load import load_corpus
+
+        memory = max(m.memory_size for _, m in self.variants())
+        corpus = load_corpus(self.data, memory_size=memory)
+        return self.tasks(corpus.vocab_size, plan), {"corpus": corpus.stats | {"name": corpus.name}}
 
     def tasks(self, vocab_size: int, plan: SeedPlan | None = None) -> list[RunTask]:
         """Every run of the study, variants in order, seeds inner, resolved for the corpus's vocabulary.

@@ -122,9 +122,10 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
     """Runs (or resumes) a study and returns the manifest as written.
 
     Args:
-        spec: a validated spec.
+        spec: a validated spec: a :class:`Spec`, or a user study's
+            :class:`~diagnose.userstudy.spec.KerasSpec` (its ``prepare(plan)`` gives the tasks).
         out_dir: ABLATION_DIR; created, or resumed when it holds this spec's study.
-        executor: a LocalExecutor or RayExecutor.
+        executor: a LocalExecutor, InlineExecutor or RayExecutor.
         progress: called after each finished run with ``{"done", "total", "entry"}``.
         force: replace a study of another spec in ``out_dir`` (runs the two share are kept).
         plan: more seeds for some variants (the verdict's adaptive seeds).
@@ -136,16 +137,12 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
         DiagnoseError: ``out_dir`` is a run record, cannot be written, is being written
             by another command, or holds another spec's study (without ``force``).
     """
-    from diagnose.data.load import load_corpus
-
     t_start = time.perf_counter()
     out = Path(out_dir)
     plan = plan or SeedPlan()
     follow_ups = tuple(c for c in follow_ups if c not in spec.combos)
     spec = dataclasses.replace(spec, combos=spec.combos + follow_ups)
-    memory = max(m.memory_size for _, m in spec.variants())
-    corpus = load_corpus(spec.data, memory_size=memory)  # bad corpus: an error before anything runs
-    tasks = spec.tasks(corpus.vocab_size, plan)
+    tasks, about = spec.prepare(plan)  # bad data or builder: an error before anything runs
     check_study_target(out)
     with studydir.StudyLock(out):
         replaced = _adopt(out, spec, force)
@@ -154,51 +151,57 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
         shutil.rmtree(out / studydir.SCRATCH, ignore_errors=True)
         for stale in runs.glob(f"*{studydir.PARTIAL}"):
             shutil.rmtree(stale, ignore_errors=True)
-        entries = {}
+        entries = {}  # (variant, run id) -> its entry: variants with one config (and seed) share the run
         for task in tasks:
             summary = _done(out, task.run_id)
-            entries[task.run_id] = (_entry(task, summary["status"], summary.get("wall_time_s"), summary.get("error"))
-                                    if summary else _entry(task, "pending"))
+            entries[_key(task)] = (_entry(task, summary["status"], summary.get("wall_time_s"), summary.get("error"))
+                                   if summary else _entry(task, "pending"))
         resumed = sum(e["status"] in DONE_STATUSES for e in entries.values())
-        manifest = {"schema": 1, "study": spec.name, "spec": spec.raw, "spec_digest": spec.digest,
-                    "corpus": corpus.stats | {"name": corpus.name}, "runs": [], "totals": {},
+        manifest = {"schema": 1, "study": spec.name, "spec": spec.raw, "spec_digest": spec.digest, **about,
+                    "runs": [], "totals": {},
                     "adaptive": {"seeds": plan.to_dict(),
                                  "follow_ups": [[base, [list(sw) for sw in switches]]
                                                 for base, switches in follow_ups]},
                     "timings": {"resumed_runs": resumed}}
         _write_manifest(out, manifest, entries)
+        by_id: dict[str, list[RunTask]] = {}
+        for task in tasks:
+            by_id.setdefault(task.run_id, []).append(task)
         if replaced:  # the old study's runs that the new one does not have
             for path in runs.iterdir():
-                if path.name not in entries and path.is_dir():
+                if path.name not in by_id and path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
-        pending = [t for t in tasks if entries[t.run_id]["status"] == "pending"]
+        pending = list({t.run_id: t for t in tasks if entries[_key(t)]["status"] == "pending"}.values())
         scratch = out / studydir.SCRATCH
         scratch.mkdir(exist_ok=True)
-        by_id = {t.run_id: t for t in tasks}
-        done, unwritten = len(tasks) - len(pending), 0
+        done, unwritten = len(tasks) - sum(len(by_id[t.run_id]) for t in pending), 0
         every = max(1, math.ceil(len(tasks) / _MANIFEST_WRITES))
         t_first = None
-        payload = [{"run_id": t.run_id, "config": t.config.to_dict(), "scratch": str(scratch), "group": t.group}
-                   for t in pending]
+        payload = [{"run_id": t.run_id, "kind": t.kind, "config": t.config.to_dict(), "scratch": str(scratch),
+                    "group": t.group} for t in pending]
         for result in executor.run(payload):
             t_first = t_first or time.perf_counter()
             result = _write_run(out, result)
-            task = by_id[result["run_id"]]
-            entries[task.run_id] = _entry(task, result["status"], result["wall_time_s"], result["error"])
-            done, unwritten = done + 1, unwritten + 1
+            for task in by_id[result["run_id"]]:
+                entries[_key(task)] = _entry(task, result["status"], result["wall_time_s"], result["error"])
+            done, unwritten = done + len(by_id[result["run_id"]]), unwritten + 1
             if unwritten >= every:
                 _write_manifest(out, manifest, entries)
                 unwritten = 0
             if progress is not None:
-                progress({"done": done, "total": len(tasks), "entry": entries[task.run_id]})
+                progress({"done": done, "total": len(tasks), "entry": entries[_key(task)]})
         shutil.rmtree(scratch, ignore_errors=True)
         wall = time.perf_counter() - t_start
-        run_times = [e["wall_time_s"] for e in entries.values() if e["wall_time_s"] is not None]
+        run_times = list({e["id"]: e["wall_time_s"] for e in entries.values() if e["wall_time_s"] is not None}.values())
         manifest["timings"].update({"wall_time_s": wall, "runs_time_s": sum(run_times),
                                     "mean_run_time_s": statistics.fmean(run_times) if run_times else None,
                                     "startup_s": (t_first - t_start) if t_first else None})
         _write_manifest(out, manifest, entries)
     return manifest
+
+
+def _key(task: RunTask) -> tuple[str, str]:
+    return task.variant.name, task.run_id
 
 
 def adaptive_state(out_dir: str | Path, spec: Spec) -> tuple[SeedPlan, tuple]:

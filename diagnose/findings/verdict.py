@@ -1,4 +1,7 @@
-"""The verdict of an ablation: which switches cause the gap between as-posted and paper, and how sure.
+"""The verdict of an ablation: which switches cause the gap between its two bases, and how sure.
+
+The two bases of a gap are the manifest's ``faulty`` and ``reference`` (a study of
+the user's own model names them), else as-posted and paper.
 
 Outcomes, intervals and what an interval settles are :mod:`verdict_stats`'s; the
 combinations and seeds a verdict asks the harness for are :mod:`verdict_plan`'s;
@@ -90,9 +93,15 @@ def _method(manifest: dict, margin_words: str) -> dict:
                        f"comparisons still inconclusive, up to {cap} per variant")}
 
 
-def compute_verdict(ablation_dir: str | Path, faulty: str = "as-posted", reference: str = "paper") -> dict:
-    """The verdict as a JSON-ready dict (see the module docstring)."""
+def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, reference: str | None = None) -> dict:
+    """The verdict as a JSON-ready dict (see the module docstring).
+
+    ``faulty`` and ``reference`` name the two bases of a gap; by default the manifest's
+    own (a study of the user's model names them), else as-posted and paper.
+    """
     outcomes, info, manifest = load_outcomes(ablation_dir)
+    faulty = faulty or manifest.get("faulty") or "as-posted"
+    reference = reference or manifest.get("reference") or "paper"
     if faulty not in outcomes or reference not in outcomes:
         if not any(meta["base"] == variant for variant, meta in info.items() if variant in outcomes):
             return {"error": "no base model of the study has a completed run to compare its switches with",
@@ -260,7 +269,7 @@ def _seed_counts(outcomes: dict) -> dict:
 
 
 def _effects(manifest: dict, outcomes: dict, info: dict) -> dict:
-    """A study without both as-posted and paper (say one base of your own): no gap to
+    """A study without both bases of a gap (say one base of your own): no gap to
     explain, so each switch's effect on its own base's loss, best first."""
     means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
     compare = _comparer(outcomes, manifest)

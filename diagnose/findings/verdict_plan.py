@@ -59,6 +59,7 @@ def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -
     if fix and fix.get("stable", not fix.get("diverged")) and fix.get("confident", True) \
             and not fix.get("short_of_reference"):
         return []
+    faulty = verdict.get("faulty") or faulty
     ranked = sorted((f for f in verdict["factors"] if f.get("best_fix")
                      and ((f.get("share_closed") or 0) > 0 or f.get("significant"))),
                     key=lambda f: (-f.get("score", 0), -(f.get("share_closed") or 0)))[:CANDIDATES]

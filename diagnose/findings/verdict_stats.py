@@ -5,7 +5,7 @@ training (:data:`OUTCOME_TAIL`), in nats per token. One validation is one draw o
 a noisy curve; the mean of the last few is the level the run settled at, and it is
 what the report's validation curves show. A diverged run counts with the
 validations it made before the divergence (the last quarter of its own steps), or
-ln V when it made none: it did not learn.
+ln V when it made none: it did not learn (for a regression, the targets' variance).
 
 Variants pair up by seed with the variant they are compared with (same seed, same
 batch order), so an effect is the mean of per-seed differences with a
@@ -31,8 +31,8 @@ from pathlib import Path
 from diagnose import runrecord
 from diagnose.errors import DiagnoseError
 
-__all__ = ["CONFIDENCE", "OUTCOME_TAIL", "NEGLIGIBLE_SHARE", "EFFECTS_MARGIN_SHARE", "run_outcome", "paired",
-           "confidence_after",
+__all__ = ["CONFIDENCE", "OUTCOME_TAIL", "NEGLIGIBLE_SHARE", "EFFECTS_MARGIN_SHARE", "run_outcome", "unlearned",
+           "paired", "confidence_after",
            "status_of", "excludes_zero", "outcome_words", "test_words"]
 
 CONFIDENCE = 0.95
@@ -69,13 +69,25 @@ def run_outcome(run_dir: Path) -> tuple[float | None, str | None]:
     if status not in ("completed", "diverged"):
         return None, status
     rows = _validations(run_dir)
+    # A run recorded by diagnose.Monitor trains on after it diverged, as fit does: what it
+    # validates after the blow-up measures the blow-up, not what it had learned.
+    blown = (summary.get("diverged_at") or {}).get("step") if status == "diverged" else None
+    if blown is not None:
+        rows = [(s, v) for s, v in rows if s <= blown]
     if rows:
         start = (1.0 - OUTCOME_TAIL) * rows[-1][0]
         return statistics.fmean(v for s, v in rows if s >= start), status
     final = (summary.get("final") or {}).get("valid_loss")
-    if final is not None and math.isfinite(final):
+    if final is not None and math.isfinite(final) and blown is None:
         return float(final), status
-    return ((summary.get("baselines") or {}).get("ln_vocab") if status == "diverged" else None), status
+    return (unlearned(summary) if status == "diverged" else None), status
+
+
+def unlearned(summary: dict) -> float | None:
+    """The loss of a model that learned nothing: ln V (a uniform guess) for a classifier, the targets'
+    variance (predicting their mean) for a regression."""
+    baselines = summary.get("baselines") or {}
+    return baselines.get("ln_vocab", baselines.get("target_variance"))
 
 
 def _validations(run_dir: Path) -> list[tuple[float, float]]:

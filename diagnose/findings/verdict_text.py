@@ -88,7 +88,7 @@ def _effects_parts(verdict: dict) -> dict:
     fix = (f"{best['variant']} lowers the loss by {_f(-best['effect'])} nats" if best
            else "no switch lowers the loss beyond seed noise")
     headline = (f"effects of each switch on the loss of its base ({', '.join(verdict['bases'])}), lowest first; "
-                "no as-posted/paper pair here, so no gap to explain")
+                "no faulty/reference pair here, so no gap to explain")
     notes = [] if verdict["effects"] else ["no switch has a completed run beside its base"]
     return {"headline": headline, "tally": _tally(verdict, ("effect",)), "causes": causes,
             "fix_label": "Best switch", "fix": fix, "fix_short": fix, "notes": notes,

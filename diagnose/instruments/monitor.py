@@ -53,6 +53,10 @@ class Monitor(keras.callbacks.Callback):
         tensorboard: also write TensorBoard scalars.
         overwrite: replace a run record already in ``run_dir`` (by default refused,
             as ``diagnose train`` refuses without ``--force``).
+        rebuild: optional, how to build and train this run again, so that ``diagnose
+            check RUN --prove`` can test its findings' fixes: ``{"builder": build,
+            "data": data, "settings": {...}, "fit": {...}}`` with functions or
+            ``"module:function"`` references (see :func:`diagnose.userstudy.rebuild.rebuild_entry`).
         stop_on_divergence: end ``fit`` at the row where the run is found diverged. Off by
             default: the Monitor only observes, so training goes on exactly as ``fit`` would
             (add ``keras.callbacks.TerminateOnNaN()`` to stop on a NaN); the record says
@@ -65,8 +69,9 @@ class Monitor(keras.callbacks.Callback):
 
     def __init__(self, run_dir, log_every: int = 20, probe=None, probe_every: int | None = None,
                  baselines: dict | None = None, tensorboard: bool = True, overwrite: bool = False,
-                 stop_on_divergence: bool = False):
+                 rebuild: dict | None = None, stop_on_divergence: bool = False):
         from diagnose import studydir
+        from diagnose.userstudy.rebuild import rebuild_entry
 
         super().__init__()
         self.run_dir = Path(run_dir)
@@ -83,6 +88,7 @@ class Monitor(keras.callbacks.Callback):
         self.baselines = dict(baselines or {})
         self.tensorboard = tensorboard
         self.auto_probe = None
+        self.rebuild = None if rebuild is None else rebuild_entry(rebuild)
         self.stop_on_divergence = stop_on_divergence
 
     def on_train_begin(self, logs=None):
@@ -100,7 +106,8 @@ class Monitor(keras.callbacks.Callback):
         # A record already there (overwrite=True) stays whole until this one replaces it by rename.
         runrecord.begin_record(self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
                                train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
-                                      "optimizer": keras.optimizers.serialize(user.optimizer)["config"]})
+                                      "optimizer": keras.optimizers.serialize(user.optimizer)["config"]},
+                               rebuild=self.rebuild)
         self.variables = {"variables": variables(user), "variable_layers": variable_layers(user),
                           "initial_weight_norms": weight_norms(user)}
         runrecord.write_summary(self.run_dir, {"status": "running", **self.variables})

@@ -18,7 +18,7 @@ from pathlib import Path
 from diagnose import studydir
 from diagnose.report_data import verdict_view as vv
 from diagnose.report_data.contrasts import Interaction, Suspect, interactions, suspects
-from diagnose.report_data.records import RunInfo, VariantInfo, run_label, single_runs, study_runs
+from diagnose.report_data.records import RunInfo, VariantInfo, attach_proof, run_label, single_runs, study_runs
 from diagnose.report_data.verdict_view import Effect, Interval
 
 __all__ = ["load", "ReportData", "Headline", "Row", "RunInfo", "VariantInfo", "Interval", "Effect", "run_label"]
@@ -96,6 +96,15 @@ def _study(path: Path) -> ReportData:
     manifest = studydir.read_manifest(path)
     variants, notes = study_runs(path)
     verdict = studydir.read_verdict(path)
+    if manifest.get("proof") and (verdict is None or "proof" not in verdict):
+        from diagnose.userstudy.prove import study_verdict
+
+        verdict = study_verdict(path)  # a proof study resumed by run-ablation: its proof from the records
+    if verdict and verdict.get("proof"):  # a proof study: the proof is of its unfixed model's findings
+        from diagnose.userstudy.prove import BASE
+
+        for run in (variants[BASE].runs if BASE in variants else []):
+            attach_proof(run.findings, verdict["proof"])
     head = _headline(verdict, variants)
     spec_factors = (manifest.get("spec") or {}).get("factors") or {}
     levels = {f: list(lv) if isinstance(lv, (list, dict)) and lv else list(DEFAULT_LEVELS.get(f, FACTORS.get(f, {})))

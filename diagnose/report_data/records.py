@@ -154,6 +154,7 @@ def single_runs(paths: list[Path]) -> tuple[dict[str, VariantInfo], list[str]]:
         ids.add(run_id)
         info = _run_info(p, run_id, name, None)
         info.problems = problems
+        attach_proof(info.findings, read_proof(p))
         variants[name] = VariantInfo(name, name, (), [info], [{"status": info.status}])
     return variants, notes
 
@@ -165,3 +166,21 @@ def _run_info(run: Path, run_id: str, variant: str, seed: int | None) -> RunInfo
     findings = [f.to_dict() for f in check_run(run)]
     return RunInfo(run_id, run, variant, seed, status, outcome, findings, [], runrecord.read_summary(run),
                    runrecord.read_config(run))
+
+
+def attach_proof(findings: list[dict], proof: dict | None) -> None:
+    """Marks each finding a proof tested with its status and sentence (``finding["proof"]``, else None)."""
+    from diagnose.findings.proof import proof_line
+
+    tested = {e["id"]: e for e in (proof or {}).get("findings", [])}
+    for f in findings:
+        entry = tested.get(f["id"])
+        f["proof"] = {"status": entry["status"], "line": proof_line(entry)} if entry else None
+
+
+def read_proof(run: Path) -> dict | None:
+    """The proof of a run's findings where it has one (:func:`diagnose.userstudy.prove.read_proof`)."""
+    from diagnose.userstudy.prove import read_proof as read
+
+    return read(run)
+

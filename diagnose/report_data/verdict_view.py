@@ -158,8 +158,18 @@ def interaction_of(verdict: dict | None, variant: str) -> Interval | None:
 
 
 def parts(verdict: dict | None) -> dict | None:
-    """The verdict's sentences (:func:`verdict_text.verdict_parts`), or None without a verdict."""
-    return verdict_parts(verdict) if verdict else None
+    """The verdict's sentences (:func:`verdict_text.verdict_parts`), or None without a verdict; with
+    ``proof`` (per finding: id, kind, status, sentence) and ``proof_definition`` where a proof study's."""
+    if not verdict:
+        return None
+    from diagnose.findings.proof import proof_line
+
+    view = verdict_parts(verdict)
+    proof = verdict.get("proof")
+    view["proof"] = ([{"id": e["id"], "kind": e["kind"], "status": e["status"], "line": proof_line(e)}
+                      for e in proof["findings"]] if proof else None)
+    view["proof_definition"] = proof["definition"] if proof else ""
+    return view
 
 
 def cause_of(verdict: dict | None, factor: str) -> tuple[int, str] | None:

@@ -1,0 +1,243 @@
+"""Mechanical fixes: for each finding id, the change to a Keras model that would undo its cause.
+
+A proof (:mod:`diagnose.userstudy.prove`) tests a finding by training the model with
+its fix over seeds. Each fix is declared once here, keyed by the finding id its rule
+declares, as a pure function of the run's :class:`RunView` that returns the change
+(a JSON dict :mod:`diagnose.userstudy.transforms` applies to the rebuilt model) with
+a label, or None where it cannot apply to this run (a linear output where a softmax
+would be set...). A new rule's fix is one more declaration::
+
+    @fix("huge-steps", what="the learning rate lowered to what the update ratios suggest")
+    def _huge_steps(view):
+        return Remedy({"op": "learning_rate", "factor": 0.01}, "lr x0.01", "learning rate x0.01")
+
+Symptoms get the fix of their likeliest mechanical cause (a dead network: a learning
+rate too large), so a proof can refute a symptom's usual reading too. Findings with
+no mechanical fix (the input ignored, a plateau, overfitting) stay untested.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Callable
+
+from diagnose.findings import thresholds as T
+from diagnose.findings.base import RunView, early, late, number, series, variable_columns, weight_matrices
+from diagnose.findings.graph import LINEAR, KerasGraph
+
+__all__ = ["Remedy", "MechanicalFix", "FIXES", "fix", "remedy_for", "LR_FACTOR", "LR_FACTOR_MAX"]
+
+# A step size found off is first moved by one order of magnitude, the usual first try.
+LR_FACTOR = 10.0
+# ... or by what the update ratios suggest (to ~1e-3 per step), rounded to a power of ten
+# and at most three orders: beyond that the counterfactual trains a different model (a
+# rate that far off learns nothing in the same budget, whichever way it was wrong).
+LR_FACTOR_MAX = 1000.0
+# Saturating activations that vanishing gradients point at, and what replaces them.
+_SATURATING = ("sigmoid", "tanh", "hard_sigmoid")
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """A fix resolved for one run: the change, a short label (a variant name) and the words."""
+
+    change: dict
+    label: str
+    text: str
+
+
+@dataclass(frozen=True)
+class MechanicalFix:
+    """A declared fix: the finding it answers, what it changes, and how it resolves against a run."""
+
+    finding: str
+    what: str
+    resolve: Callable[[RunView], Remedy | None]
+
+
+FIXES: dict[str, MechanicalFix] = {}
+
+
+def fix(finding: str, *, what: str):
+    """Declares ``resolve(view) -> Remedy | None`` as the mechanical fix of ``finding``."""
+
+    def register(resolve):
+        if finding in FIXES:
+            raise ValueError(f"a fix for {finding} is declared twice")
+        FIXES[finding] = MechanicalFix(finding, what, resolve)
+        return resolve
+
+    return register
+
+
+def remedy_for(finding: str, view: RunView) -> Remedy | None:
+    """The fix of ``finding`` resolved for this run, or None (none declared, or none applies)."""
+    declared = FIXES.get(finding)
+    return declared.resolve(view) if declared is not None and view.is_keras else None
+
+
+# --- step size ------------------------------------------------------------------------------
+
+
+def _rate(view: RunView) -> float | None:
+    optimizer = (view.config.get("train") or {}).get("optimizer")
+    return number(optimizer.get("learning_rate")) if isinstance(optimizer, dict) else None
+
+
+def _power_of_ten(ratio: float | None) -> float:
+    """``ratio`` rounded to a power of ten within [LR_FACTOR, LR_FACTOR_MAX]; LR_FACTOR when unknown."""
+    if ratio is None or not math.isfinite(ratio) or ratio <= 0:
+        return LR_FACTOR
+    return min(LR_FACTOR_MAX, max(LR_FACTOR, 10.0 ** round(math.log10(ratio))))
+
+
+def _scaled(view: RunView, factor: float) -> Remedy:
+    rate = _rate(view)
+    times = f"x{factor:g}"
+    text = f"learning rate {times}" + (f" ({rate:g} -> {rate * factor:g})" if rate is not None else "")
+    return Remedy({"op": "learning_rate", "factor": factor}, f"lr {times}", text)
+
+
+def _ratios(view: RunView) -> list:
+    return [s for c in (weight_matrices(view) or variable_columns(view, "update_ratio"))
+            if (s := series(view, c)) is not None]
+
+
+@fix("tiny-steps", what="the learning rate raised to what the update ratios suggest")
+def _tiny_steps(view):
+    late_means = [float(late(s).mean()) for s in _ratios(view)]
+    median = statistics.median(late_means) if late_means else None
+    return _scaled(view, _power_of_ten(T.HEALTHY_UPDATE_RATIO / median if median else None))
+
+
+@fix("huge-steps", what="the learning rate lowered to what the update ratios suggest")
+def _huge_steps(view):
+    import pandas as pd
+
+    found = _ratios(view)
+    if not found:
+        return _scaled(view, 1.0 / LR_FACTOR)
+    per_row = pd.concat(found, axis=1).median(axis=1).dropna()
+    # Where the steps stayed huge, the late ratios say by how much; where they killed the
+    # network (late ratios 0), the blow-up's peak does.
+    ratio = float(late(per_row).mean()) if len(per_row) else 0.0
+    if ratio < LR_FACTOR * T.HEALTHY_UPDATE_RATIO:
+        ratio = float(per_row.max()) if len(per_row) else 0.0
+    return _scaled(view, 1.0 / _power_of_ten(ratio / T.HEALTHY_UPDATE_RATIO if ratio else None))
+
+
+# What a rate too large does: kill ReLUs early, make the loss swing, blow the run up. The
+# symptom's fix is huge-steps' own, so the two share their runs and cannot disagree.
+fix("dead-network", what="the learning rate lowered as for huge-steps (huge early steps kill ReLUs)")(_huge_steps)
+fix("oscillating-loss", what="the learning rate lowered as for huge-steps (overshooting makes the loss swing)")(
+    _huge_steps)
+
+
+@fix("diverged", what="the learning rate lowered as for huge-steps, unless it diverged at step 1 (before any step)")
+def _diverged(view):
+    at = view.summary.get("diverged_at")
+    return None if isinstance(at, dict) and number(at.get("step")) == 1 else _huge_steps(view)
+
+
+@fix("exploding-gradients", what="gradients clipped by global norm at their early median")
+def _exploding(view):
+    norms = early(series(view, "grad_norm/global"), 0.25)
+    norm = float(norms.median()) if norms is not None and float(norms.median()) > 0 else 1.0
+    return Remedy({"op": "global_clipnorm", "norm": float(f"{norm:.3g}")}, f"clip {norm:.3g}",
+                  f"gradients clipped by global norm at {norm:.3g} (their early median)")
+
+
+# --- the output and the loss -------------------------------------------------------------------
+
+
+@fix("relu-output-crossentropy", what="a softmax output for a ReLU one; from_logits=True for a linear one")
+def _relu_output(view):
+    graph = KerasGraph(view.model)
+    outputs = graph.outputs()
+    if not outputs:
+        return None
+    activation = graph.activation(outputs[0]) or "linear"
+    if activation == "linear" and graph.cls(outputs[0]) in LINEAR:
+        return Remedy({"op": "from_logits"}, "from_logits", "the loss reads the linear output as logits "
+                                                           "(from_logits=True)")
+    return Remedy({"op": "output_activation", "activation": "softmax"}, "softmax",
+                  f"a softmax output instead of {activation}")
+
+
+@fix("single-unit-softmax", what="a sigmoid on the one output unit")
+def _single_unit_softmax(view):
+    return Remedy({"op": "output_activation", "activation": "sigmoid"}, "sigmoid",
+                  "a sigmoid output instead of a softmax over one unit")
+
+
+# --- initialisation, inputs, padding ----------------------------------------------------------------
+
+
+@fix("constant-init", what="hidden kernels drawn from Glorot uniform instead of a constant")
+def _constant_init(view):
+    graph = KerasGraph(view.model)
+    outputs = set(graph.outputs())
+    layers = [layer.get("name") for layer in graph.layers if layer.get("name") not in outputs
+              and str((layer.get("config") or {}).get("kernel_initializer") or "").startswith(("Zeros", "Ones",
+                                                                                               "Constant"))]
+    if not layers:
+        return None
+    return Remedy({"op": "reinit_kernels", "layers": layers}, "glorot",
+                  f"the kernels of {', '.join(layers)} drawn from Glorot uniform")
+
+
+@fix("temporal-encoding-dominates", what="the position table started at the scale of the content it is added to")
+def _position_table(view):
+    sites, scales = [], []
+    for column in view.metrics.columns:
+        site = str(column)[len("rms/"):-len("/position")] if str(column).startswith("rms/") and \
+            str(column).endswith("/position") else None
+        position, content = (series(view, f"rms/{site}/position"), series(view, f"rms/{site}/content")) if site \
+            else (None, None)
+        if position is None or content is None or float(late(content).mean()) <= 0:
+            continue
+        if float(late(position).mean()) / float(late(content).mean()) > T.TEMPORAL_RATIO:
+            sites.append(site)
+            scales.append(float(content.iloc[0]))  # the content's scale at the first logged row
+    if not sites:
+        return None
+    stddev = float(f"{min(scales):.3g}")
+    return Remedy({"op": "reinit_table", "sites": sites, "stddev": stddev}, f"N(0,{stddev:g})",
+                  f"the position table of {', '.join(sites)} drawn from N(0, {stddev:g}), the content's scale")
+
+
+@fix("unscaled-inputs", what="the inputs standardised per feature with the training data's mean and spread")
+def _unscaled_inputs(view):
+    names = []
+    for column in view.metrics.columns:
+        if str(column).startswith("input_rms/"):
+            window = late(series(view, str(column)))
+            if window is not None and float(window.mean()) > T.INPUT_RMS:
+                names.append(str(column)[len("input_rms/"):])
+    if not names:
+        return None
+    return Remedy({"op": "standardize_inputs", "inputs": names}, "standardised",
+                  f"input {', '.join(names)} standardised (training mean and spread per feature)")
+
+
+@fix("unmasked-padding", what="the embeddings mask id 0 (mask_zero=True)")
+def _unmasked_padding(view):
+    graph = KerasGraph(view.model)
+    layers = [n for n in graph.by_name if graph.cls(n) == "Embedding"]
+    if not layers:
+        return None
+    return Remedy({"op": "mask_zero", "layers": layers}, "mask_zero", f"{', '.join(layers)} with mask_zero=True")
+
+
+@fix("vanishing-gradients", what="ReLU for the saturating activations of hidden layers")
+def _vanishing(view):
+    graph = KerasGraph(view.model)
+    outputs = set(graph.outputs())
+    layers = [n for n in graph.by_name if n not in outputs and graph.activation(n) in _SATURATING
+              and graph.cls(n) in LINEAR]
+    if not layers:
+        return None
+    return Remedy({"op": "hidden_activation", "layers": layers, "activation": "relu"}, "relu",
+                  f"ReLU in {', '.join(layers)} instead of {graph.activation(layers[0])}")

@@ -1,0 +1,138 @@
+"""Proven, refuted or inconclusive: what counterfactual runs over seeds say of each finding's fix.
+
+A proof study trains the run's model as it was (the base) and, for each finding
+with a mechanical fix (:mod:`diagnose.findings.fixes`), the same model with that fix
+alone, over the same seeds. The fix's effect is the paired difference of the runs'
+outcomes (fix - base; the validation loss over the last quarter of a run's steps,
+:mod:`diagnose.findings.verdict_stats`) with its 95% t-interval
+(:mod:`diagnose.findings.verdict`, effects mode). Each finding is then:
+
+* **proven**: the interval lies below zero (the fix lowers the loss beyond seed
+  noise) and the mean improvement is at least the practical margin;
+* **refuted**: the interval excludes any improvement larger than the practical margin
+  (its lower end is above -margin): whatever the fix does, it does not undo a failure
+  of any size that matters, so what the finding blames is not what holds the run back;
+* **inconclusive**: neither, at this many seeds (more seeds narrow the interval);
+* **untested**: no mechanical fix is declared for it, or none applies to this model.
+
+The two cannot both hold: a mean improvement of at least the margin puts the
+interval's lower end at or below -margin.
+"""
+
+from __future__ import annotations
+
+__all__ = ["REFUTE_MARGIN", "DEFINITION", "judge", "proof_of", "format_proof", "proof_line", "findings_with_proof"]
+
+# The practical margin: 5% of the unfixed model's validation loss (its outcome). A failure worth
+# diagnosing costs more than that (the faults this toolkit is built for cost 20% to
+# several times the loss), while seed-to-seed noise of a small model is ~1-3% of it;
+# relative, so it means the same for nats and for a squared error.
+REFUTE_MARGIN = 0.05
+DEFINITION = (f"proven: the fix lowers the validation loss with a 95% interval below zero, by at least "
+              f"the margin ({REFUTE_MARGIN:.0%} of the unfixed model's loss) on average; refuted: the interval "
+              "excludes any improvement larger than the margin; inconclusive: neither at this many seeds")
+
+
+def judge(effect: float | None, ci, margin: float) -> str:
+    """'proven', 'refuted' or 'inconclusive' for a fix's effect (fix - base) and its interval."""
+    lo, hi = ci if ci else (None, None)
+    if effect is None or lo is None or hi is None:
+        return "inconclusive"
+    if hi < 0 and effect <= -margin:
+        return "proven"
+    if lo > -margin:
+        return "refuted"
+    return "inconclusive"
+
+
+def proof_of(verdict: dict, plan: dict, errors: dict | None = None) -> dict:
+    """The proof section of a proof study's verdict.
+
+    Args:
+        verdict: the study's verdict (effects mode: each variant against the base).
+        plan: the manifest's ``proof``: ``base`` (the variant name of the unfixed model)
+            and ``findings``, each with ``id``, ``kind``, ``title`` and either
+            ``variant`` and ``fix`` (its fix's variant and words) or ``untested`` (why).
+        errors: variant -> the first error of its failed runs, where some failed.
+    """
+    base = plan["base"]
+    base_loss = (verdict.get("means") or {}).get(base)
+    margin = REFUTE_MARGIN * abs(base_loss) if base_loss is not None else None
+    effects = {e["variant"]: e for e in verdict.get("effects") or []}
+    findings = []
+    for planned in plan.get("findings", []):
+        entry = dict(planned)
+        variant = planned.get("variant")
+        if variant is None:
+            entry["status"] = "untested"
+        elif variant not in effects or margin is None:
+            entry["status"] = "inconclusive"
+            entry["untested"] = (errors or {}).get(variant) or "the fix's runs have no outcome beside the base's"
+        else:
+            e = effects[variant]
+            entry.update(status=judge(e["effect"], e["ci"], margin), effect=e["effect"], ci=e["ci"], n=e["n"],
+                         fixed_loss=e["mean_loss"], diverged=e["diverged"], runs=e["runs"])
+        findings.append(entry)
+    return {"run": plan.get("run"), "base": base, "base_loss": base_loss, "margin": margin,
+            "definition": DEFINITION, "findings": findings,
+            "counts": {s: sum(f["status"] == s for f in findings)
+                       for s in ("proven", "refuted", "inconclusive", "untested")}}
+
+
+def proof_line(entry: dict) -> str:
+    """One line on one finding's proof: its status and what the fix did."""
+    status = entry["status"].upper()
+    if entry["status"] == "untested":
+        return f"{status}: {entry.get('untested') or 'no mechanical fix'}"
+    if entry.get("effect") is None:
+        return f"{status}: {entry.get('fix')}: {entry.get('untested')}"
+    lo, hi = entry["ci"]
+    diverged = f"; {entry['diverged']} of {len(entry['runs'])} fixed runs diverged" if entry.get("diverged") else ""
+    ci = "n/a" if lo is None else f"{lo:+.3f} to {hi:+.3f}"
+    return (f"{status}: {entry['fix']} moves the validation loss by {entry['effect']:+.3f} "
+            f"(95% CI {ci}, {entry['n']} seeds){diverged}")
+
+
+def format_proof(proof: dict) -> str:
+    """The proof as text: the base, the margin, then one line per finding."""
+    base = proof.get("base_loss")
+    margin = proof.get("margin")
+    lines = [f"proof over seeds: the unfixed model ends at {base:.3f}" if base is not None
+             else "proof over seeds: the unfixed model has no outcome",
+             f"  (margin {margin:.3f}: {proof['definition']})" if margin is not None else ""]
+    for f in proof["findings"]:
+        lines.append(f"  {f['id']} [{f['kind']}]: {proof_line(f)}")
+    counts = proof.get("counts") or {}
+    lines.append("  " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return "\n".join(line for line in lines if line)
+
+
+def findings_with_proof(findings: list, proof: dict | None) -> tuple[str, list[dict]]:
+    """``check``'s output for a run: each finding's block with a line on its proof, where there is one.
+
+    Returns:
+        (the text, the findings as dicts, each with its ``proof`` entry or None, then
+        findings tested on request that the rules did not report).
+    """
+    from diagnose.findings.registry import format_findings
+
+    by_id = {e["id"]: e for e in (proof or {}).get("findings", [])}
+    entries = [{**f.to_dict(), "proof": by_id.get(f.id)} for f in findings]
+    blocks = []
+    for f in findings:
+        block = format_findings([f]).rstrip()
+        if f.id in by_id:
+            block += f"\n  proof: {proof_line(by_id[f.id])}"
+        blocks.append(block)
+    found = {f.id for f in findings}
+    for entry in by_id.values():
+        if entry["id"] not in found:
+            entries.append({"id": entry["id"], "kind": entry["kind"], "title": entry["title"], "proof": entry})
+            blocks.append(f"[not found, tested on request] {entry['id']}\n  proof: {proof_line(entry)}")
+    if not blocks:
+        return "no findings: nothing in this run looks wrong", entries
+    if proof:
+        margin = proof.get("margin")
+        blocks.append(f"proof ({proof.get('base_loss', float('nan')):.3f} unfixed, margin "
+                      f"{margin if margin is None else round(margin, 3)}): {proof['definition']}")
+    return "\n\n".join(blocks), entries

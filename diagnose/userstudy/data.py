@@ -1,0 +1,137 @@
+"""What a study's data function returns, as ``model.fit`` arguments, and the loss a run is judged by.
+
+A data function takes the run's settings (or nothing) and returns either
+
+* ``(train, valid)``: each an ``(x, y)`` or ``(x, y, sample_weight)`` tuple of arrays
+  (``x`` may be a list or a dict of arrays for several inputs) or a batched
+  ``tf.data.Dataset`` of such tuples; or
+* a dict of ``model.fit`` keyword arguments: ``x``, ``y``, ``validation_data`` and any
+  of :data:`FIT_KEYS`, plus an optional ``probe``, a fixed ``(x, y)`` batch for the
+  ignores-input probe (as ``diagnose.Monitor(probe=...)``).
+
+Validation data is required: it is what a run's outcome is measured on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+
+from diagnose.errors import ConfigError
+
+__all__ = ["FIT_KEYS", "call_user", "fit_arguments", "validation_loss", "loss_step"]
+
+# model.fit keyword arguments a data function or a spec's [fit] may give.
+FIT_KEYS = frozenset({"x", "y", "validation_data", "sample_weight", "class_weight", "batch_size", "epochs",
+                      "steps_per_epoch", "validation_batch_size", "shuffle"})
+# Keras' own default batch size, used when neither the data nor [fit] gives one.
+DEFAULT_BATCH = 32
+
+
+def call_user(fn, settings: dict, what: str):
+    """Calls a builder or data function with the settings, or with nothing if it takes no argument."""
+    try:
+        takes = len(inspect.signature(fn).parameters) > 0
+    except (TypeError, ValueError):
+        takes = True
+    return fn(dict(settings)) if takes else fn()
+
+
+def fit_arguments(result, fit: dict, ref: str) -> dict:
+    """The data function's ``result`` as ``model.fit`` keyword arguments, ``fit`` (the spec's) over them.
+
+    Raises:
+        ConfigError: the result has none of the shapes above, or no validation data.
+    """
+    import tensorflow as tf
+
+    if isinstance(result, dict):
+        unknown = sorted(set(result) - FIT_KEYS - {"probe"})
+        if unknown:
+            raise ConfigError(f"data function '{ref}' returned unknown keys {unknown}; valid keys: "
+                              f"{', '.join(sorted(FIT_KEYS | {'probe'}))}")
+        kwargs = dict(result)
+    elif isinstance(result, (tuple, list)) and len(result) == 2:
+        train, valid = result
+        if isinstance(train, tf.data.Dataset):
+            kwargs = {"x": train}
+        elif isinstance(train, (tuple, list)) and len(train) in (2, 3):
+            kwargs = {"x": train[0], "y": train[1]}
+            if len(train) == 3:
+                kwargs["sample_weight"] = train[2]
+        else:
+            raise ConfigError(f"data function '{ref}' must return (train, valid) with train as (x, y), "
+                              "(x, y, sample_weight) or a tf.data.Dataset")
+        kwargs["validation_data"] = valid
+    else:
+        raise ConfigError(f"data function '{ref}' must return (train, valid) or a dict of model.fit arguments, "
+                          f"got {type(result).__name__}")
+    valid = kwargs.get("validation_data")
+    if valid is None or not (isinstance(valid, tf.data.Dataset) or isinstance(valid, (tuple, list))
+                             and len(valid) in (2, 3)):
+        raise ConfigError(f"data function '{ref}' gave no validation data ((x, y) or a tf.data.Dataset): a run's "
+                          "outcome is its validation loss; return (train, valid)")
+    kwargs.update(fit)
+    if not isinstance(kwargs.get("x"), tf.data.Dataset):
+        kwargs.setdefault("batch_size", DEFAULT_BATCH)
+    return kwargs
+
+
+def _batches(valid, batch_size: int):
+    """(x, y, sample_weight or None) batches of the validation data."""
+    import keras
+    import tensorflow as tf
+
+    if isinstance(valid, tf.data.Dataset):
+        for batch in valid:
+            yield keras.utils.unpack_x_y_sample_weight(batch)
+        return
+    x, y = valid[0], valid[1]
+    weights = valid[2] if len(valid) == 3 else None
+    n = len(keras.tree.flatten(x)[0])
+    for start in range(0, n, batch_size):
+        cut = slice(start, start + batch_size)
+        yield (keras.tree.map_structure(lambda a, cut=cut: np.asarray(a)[cut], x), np.asarray(y)[cut],
+               None if weights is None else np.asarray(weights)[cut])
+
+
+def validation_loss(step, valid, batch_size: int) -> float:
+    """The model's own loss on the validation data, per example, without regularisation penalties.
+
+    Per example whatever the loss's reduction: a loss summed over the batch is divided
+    by the batch's rows, so runs that differ in the reduction compare in one unit.
+
+    Args:
+        step: the model's :func:`loss_step`.
+        valid: validation data as the data function gave it.
+        batch_size: rows per batch for arrays.
+
+    Returns:
+        The weighted mean over batches (by rows), or NaN when a batch's loss is not finite.
+    """
+    total, rows = 0.0, 0.0
+    for x, y, w in _batches(valid, batch_size):
+        loss, n = step(x, y, w)
+        total += float(loss) * float(n)
+        rows += float(n)
+    value = total / rows if rows else math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def loss_step(model):
+    """A compiled ``(x, y, sample_weight) -> (per-example loss, rows)`` for ``model``'s loss."""
+    import tensorflow as tf
+
+    from diagnose.instruments.targets import LossInfo
+
+    info = LossInfo.of(model)
+
+    def step(x, y, w):
+        pred = model(x, training=False)
+        loss = model._compile_loss(y, pred, w) / info.sum_divisor(pred)
+        rows = tf.shape(tf.nest.flatten(pred)[0])[0]
+        return loss, rows
+
+    return tf.function(step, reduce_retracing=True)

@@ -1,0 +1,208 @@
+"""Proving a run's findings: each mechanical fix trained over seeds against the model as it was.
+
+``prove_run(RUN)`` reads how the run was built (its config's ``rebuild``), checks it,
+and turns every finding whose fix can be applied mechanically
+(:mod:`diagnose.findings.fixes`) into one counterfactual: a study (in ``RUN/proof`` by
+default) whose base is the run's model at seeds 0..n-1 and whose variants are that
+model with one fix each, run by the ablation harness (resumable, any executor). Two
+findings with the same fix share its runs. The verdict's effects then mark each
+finding proven, refuted or inconclusive (:mod:`diagnose.findings.proof`); the proof
+is written into the study's ``verdict.json`` and returned.
+
+``prove(build, data, settings)`` does the same from Python without a run: it trains
+the base first, reads the findings of its seed-0 run, and proves them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from diagnose import runrecord, studydir
+from diagnose.errors import DiagnoseError
+from diagnose.findings import RunView, check_view, spec_of
+from diagnose.findings.fixes import FIXES, remedy_for
+from diagnose.findings.proof import format_proof, proof_of
+from diagnose.userstudy.rebuild import from_record, rebuild_entry
+from diagnose.userstudy.spec import KerasSpec, UserRunConfig, build_keras_spec
+
+__all__ = ["prove_run", "prove", "Proof", "proof_spec", "read_proof", "study_verdict", "DEFAULT_SEEDS", "BASE"]
+
+# Three seeds: the fewest that give a paired t-interval (two degrees of freedom); a
+# clear fix or a dead end shows already, and --seeds buys certainty for the rest.
+DEFAULT_SEEDS = 3
+BASE = "run"  # the unfixed model's variant in a proof study
+
+
+@dataclass(frozen=True)
+class Proof:
+    """A proof's outcome: where its study is and, per finding, its status (see :mod:`diagnose.findings.proof`)."""
+
+    dir: Path
+    proof: dict
+
+    @property
+    def findings(self) -> list[dict]:
+        return self.proof["findings"]
+
+    def status(self, finding: str) -> str | None:
+        """The status of ``finding`` ('proven', 'refuted', 'inconclusive', 'untested'), or None if not there."""
+        return next((f["status"] for f in self.findings if f["id"] == finding), None)
+
+    def __str__(self) -> str:
+        return format_proof(self.proof)
+
+
+def _plan(view: RunView, also=()) -> tuple[dict, list[dict]]:
+    """The fix factors ({finding: {label: level}}) and the plan of each finding."""
+    factors, planned, variants = {}, [], {}
+    findings = [(f.id, f.kind, f.title) for f in check_view(view)]
+    found = {fid for fid, _, _ in findings}
+    for fid in also:
+        if fid not in found:
+            spec = spec_of(fid)
+            if spec is None:
+                raise DiagnoseError(f"no finding is called {fid!r}; ids with a mechanical fix: {', '.join(FIXES)}")
+            findings.append((fid, spec.kind, "not found by the rules; tested on request"))
+    for rank, (fid, kind, title) in enumerate(findings, start=1):
+        entry = {"id": fid, "kind": kind, "title": title, "rank": rank}
+        remedy = remedy_for(fid, view)
+        if remedy is None:
+            entry["untested"] = ("no mechanical fix is declared for it" if fid not in FIXES else
+                                 f"its fix ({FIXES[fid].what}) does not apply to this model")
+        else:
+            key = repr(sorted(remedy.change.items()))
+            if key not in variants:
+                variants[key] = f"{BASE} | {fid}={remedy.label}"
+                factors[fid] = {remedy.label: {"changes": [remedy.change]}}
+            entry.update(variant=variants[key], fix=remedy.text, change=remedy.change)
+        planned.append(entry)
+    return factors, planned
+
+
+def proof_spec(rebuild: UserRunConfig, view: RunView | None, seeds=DEFAULT_SEEDS, also=(), run: str | None = None,
+               name: str = "proof") -> KerasSpec:
+    """The proof study of a run (``view`` None: the base alone, before there is a run to read)."""
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    factors, planned = _plan(view, also) if view is not None else ({}, [])
+    raw = {"study": {"name": name, "builder": rebuild.builder, "data": rebuild.data, "seeds": seeds},
+           "bases": {BASE: {**rebuild.settings, **({"changes": list(rebuild.changes)} if rebuild.changes else {})}},
+           "factors": factors, "fit": rebuild.fit, "monitor": rebuild.monitor}
+    if view is not None:
+        raw["proof"] = {"run": run, "base": BASE, "findings": planned}
+    return build_keras_spec(raw)
+
+
+def _executor(spec: KerasSpec, jobs: int | None, executor):
+    from diagnose.ablation.executors import InlineExecutor, make_executor
+
+    if executor is not None:
+        return executor
+    if spec.local or jobs == 1:
+        return InlineExecutor()  # a builder only this process knows; or one job: no process to start
+    return make_executor("local", jobs=jobs or os.cpu_count() or 1)
+
+
+def _errors(manifest: dict) -> dict:
+    errors = {}
+    for e in manifest["runs"]:
+        if e["status"] == "failed" and e.get("error"):
+            errors.setdefault(e["variant"], e["error"])
+    return errors
+
+
+def prove_run(run_dir: str | os.PathLike, *, seeds=DEFAULT_SEEDS, out: str | os.PathLike | None = None,
+              jobs: int | None = None, executor=None, also=(), progress: Callable | None = None) -> Proof:
+    """Proves the findings of the run in ``run_dir`` (see the module docstring).
+
+    Args:
+        run_dir: a run record whose config.json has ``rebuild``.
+        seeds: a count (seeds 0..n-1) or a list of seeds.
+        out: the proof study's directory (default ``run_dir/proof``); a proof there is
+            resumed, or replaced (keeping the runs both share) when the plan changed.
+        jobs: concurrent runs (default: one per core; 1 trains them in this process).
+        executor: an executor of :mod:`diagnose.ablation.executors` instead.
+        also: finding ids to test although the rules did not report them.
+        progress: called after each run, as by ``run_sweep``.
+
+    Raises:
+        DiagnoseError: no run record, an incomplete one, or one without ``rebuild``.
+    """
+    from diagnose.ablation.study import run_study
+
+    run = Path(run_dir)
+    studydir.require_record(run)
+    problems = runrecord.record_problems(run)
+    if problems and problems != [runrecord.NEVER_FINISHED]:
+        raise DiagnoseError(f"the run record in {run} is incomplete: {'; '.join(problems)}; train it again first")
+    rebuild = from_record(runrecord.read_config(run))
+    if rebuild is None:
+        raise DiagnoseError(f"{run} does not say how to build its model again, so its findings cannot be proven; "
+                            "record it with diagnose.Monitor(run_dir, rebuild={'builder': build, 'data': data, "
+                            "'settings': {...}}), or run it in a study of your model")
+    spec = proof_spec(rebuild, RunView.load(run), seeds, also, run=str(run))
+    out = Path(out) if out is not None else run / runrecord.PROOF
+    manifest, verdict = run_study(spec, out, _executor(spec, jobs, executor), follow_up=False, progress=progress,
+                                  force=True)
+    proof = proof_of(verdict, spec.about["proof"], _errors(manifest))
+    with studydir.StudyLock(out):
+        studydir.write_verdict(out, {**verdict, "proof": proof})
+    return Proof(out, proof)
+
+
+def prove(builder, data, settings: dict | None = None, *, fit: dict | None = None, seeds=DEFAULT_SEEDS,
+          out: str | os.PathLike | None = None, jobs: int | None = None, also=(), monitor: dict | None = None,
+          progress: Callable | None = None) -> Proof:
+    """Trains ``builder(settings)`` on ``data``, reads its findings and proves them over seeds.
+
+    Args:
+        builder: a function (or ``"module:function"``) taking the settings and returning
+            a compiled keras.Model.
+        data: a function (or reference) returning ``(train, valid)`` or ``model.fit``
+            arguments (:mod:`diagnose.userstudy.data`).
+        settings: passed to both (a dict of JSON values).
+        fit: ``model.fit`` arguments for every run (epochs, batch_size...).
+        seeds, jobs, also, progress: as :func:`prove_run`.
+        out: the proof study's directory (default ``proofs/<builder name>``); the run
+            whose findings are proven is its base at seed 0.
+        monitor: ``diagnose.Monitor`` arguments (log_every, probe_every).
+    """
+    from diagnose.ablation.sweep import run_sweep
+
+    rebuild = UserRunConfig.from_dict(rebuild_entry({"builder": builder, "data": data, "settings": settings or {},
+                                                     "fit": fit or {}, "monitor": {"tensorboard": False,
+                                                                                   **(monitor or {})}}))
+    base = proof_spec(rebuild, None, seeds)
+    out = Path(out) if out is not None else Path("proofs") / base.builder.rsplit(":", 1)[-1].split(".")[-1]
+    executor = _executor(base, jobs, None)
+    run_sweep(base, out, executor, progress=progress, force=True)
+    first = next(t for t in base.tasks() if t.seed == base.seeds[0])
+    return prove_run(studydir.run_path(out, first.run_id), seeds=seeds, out=out, executor=executor, also=also,
+                     progress=progress)
+
+
+def read_proof(path: str | os.PathLike) -> dict | None:
+    """The proof of a run's findings, or None: its own (``RUN/proof``), the proof study's it is the
+    proved run of (``diagnose.prove`` keeps it there), or a proof study's when ``path`` is one."""
+    path = Path(path)
+    for study in (path, path / runrecord.PROOF, path.parent.parent):
+        if not studydir.is_study_dir(study):
+            continue
+        verdict = studydir.read_verdict(study)
+        proof = verdict.get("proof") if isinstance(verdict, dict) else None
+        if proof and (study != path.parent.parent or Path(str(proof.get("run"))).resolve() == path.resolve()):
+            return proof
+    return None
+
+
+def study_verdict(study: str | os.PathLike) -> dict:
+    """A study's verdict computed from its records, with the proof where the study is one."""
+    from diagnose.findings.verdict import compute_verdict
+
+    verdict = compute_verdict(study)
+    plan = studydir.read_manifest(study).get("proof")
+    if isinstance(plan, dict) and not verdict.get("error"):
+        verdict["proof"] = proof_of(verdict, plan, _errors(studydir.read_manifest(study)))
+    return verdict

@@ -1,0 +1,225 @@
+"""Mechanical changes to a freshly built, compiled Keras model and its fit arguments.
+
+A proof tests a finding's fix by applying it to the model the user's builder
+returns, before training, without the builder knowing: an output activation set,
+the loss or optimizer recompiled with one argument changed, a table or kernels
+re-initialised, inputs standardised. Each change is a JSON dict ``{"op": NAME,
+**params}`` (so it is part of a run's config and id); :data:`OPS` maps each name to
+the function that applies it. Layers are named as the run record names them
+(``layer.name``, searched inside nested and subclassed layers too).
+
+Keras 3's functional models run each layer's ``call`` at every call, so a layer's
+``activation`` or an Embedding's ``mask_zero`` set after building takes effect; the
+model is recompiled only where the loss or the optimizer changes.
+"""
+
+from __future__ import annotations
+
+from diagnose.errors import ConfigError
+
+__all__ = ["OPS", "apply_changes"]
+
+# Layers that only drop or reshape: the output layer is found through them.
+_PASS = ("Dropout", "Reshape", "Flatten", "Identity")
+# A loss named by a string or a function, as the Keras class that takes from_logits and reduction.
+_LOSS_ALIASES = {"mse": "MeanSquaredError", "mae": "MeanAbsoluteError", "mape": "MeanAbsolutePercentageError",
+                 "msle": "MeanSquaredLogarithmicError"}
+
+
+def apply_changes(model, fit: dict, changes) -> tuple:
+    """Applies ``changes`` in order; returns the (possibly recompiled) model and the fit arguments.
+
+    Raises:
+        ConfigError: a change does not apply to this model (no such layer, a schedule
+            where a learning rate is scaled...), in one line.
+    """
+    for change in changes:
+        params = {k: v for k, v in change.items() if k != "op"}
+        if change.get("op") not in OPS:
+            raise ConfigError(f"unknown change op {change.get('op')!r}; valid ops: {', '.join(OPS)}")
+        model, fit = OPS[change["op"]](model, fit, **params)
+    return model, fit
+
+
+def _layers(model) -> list:
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def _layer(model, name: str):
+    found = [layer for layer in _layers(model) if layer.name == name]
+    if not found:
+        raise ConfigError(f"the model has no layer named {name!r}; the run record and the rebuilt model differ")
+    return found[0]
+
+
+def _output_layer(model):
+    outputs = getattr(model, "outputs", None)
+    history = getattr(outputs[0], "_keras_history", None) if outputs else None
+    layer = history.operation if history is not None else None
+    while layer is not None and type(layer).__name__ in _PASS:
+        inbound = layer._inbound_nodes[0].input_tensors
+        layer = inbound[0]._keras_history.operation if inbound else None
+    if layer is None or not hasattr(layer, "activation"):
+        raise ConfigError(f"cannot find the output layer of {model.name!r} with an activation to change "
+                          "(a functional or Sequential model ending in a Dense or Activation layer)")
+    return layer
+
+
+def _recompile(model, optimizer=None, loss=None):
+    config = dict(model._compile_config.config)
+    config["optimizer"] = optimizer if optimizer is not None else model.optimizer
+    if loss is not None:
+        config["loss"] = loss
+    model.compile(**config)
+    return model
+
+
+def _optimizer_with(model, **changes):
+    """A new optimizer of the model's class, from its config with ``changes`` (not yet built: no state)."""
+    return type(model.optimizer).from_config({**model.optimizer.get_config(), **changes})
+
+
+def learning_rate(model, fit, factor: float):
+    """The optimizer's learning rate times ``factor``."""
+    rate = model.optimizer.get_config().get("learning_rate")
+    if not isinstance(rate, (int, float)):
+        raise ConfigError("the learning rate is a schedule; scale it in your builder (a setting) rather than "
+                          "by a mechanical change")
+    return _recompile(model, _optimizer_with(model, learning_rate=float(rate) * float(factor))), fit
+
+
+def global_clipnorm(model, fit, norm: float):
+    """Gradients clipped by their global norm at ``norm`` (per-tensor clipping and clipvalue off)."""
+    return _recompile(model, _optimizer_with(model, global_clipnorm=float(norm), clipnorm=None,
+                                             clipvalue=None)), fit
+
+
+def _loss_object(model):
+    import keras
+
+    loss = model._compile_config.config.get("loss")
+    if isinstance(loss, keras.losses.Loss) and type(loss).__name__ != "LossFunctionWrapper":
+        return loss
+    name = loss if isinstance(loss, str) else getattr(getattr(loss, "fn", loss), "__name__", "")
+    cls_name = _LOSS_ALIASES.get(name) or "".join(part.capitalize() for part in str(name).split("_"))
+    cls = getattr(keras.losses, cls_name, None)
+    if cls is None:
+        raise ConfigError(f"the loss {name!r} is not one of Keras' own; change its arguments in your builder")
+    return cls()
+
+
+def from_logits(model, fit):
+    """The loss reads logits (``from_logits=True``): for a linear output under a cross-entropy."""
+    loss = _loss_object(model)
+    return _recompile(model, loss=type(loss).from_config({**loss.get_config(), "from_logits": True})), fit
+
+
+def loss_reduction(model, fit, reduction: str):
+    """The loss reduced over the batch by ``reduction`` ("sum" or "sum_over_batch_size")."""
+    loss = _loss_object(model)
+    return _recompile(model, loss=type(loss).from_config({**loss.get_config(), "reduction": reduction})), fit
+
+
+def output_activation(model, fit, activation: str):
+    """The output layer's activation set to ``activation`` ("softmax", "sigmoid")."""
+    import keras
+
+    _output_layer(model).activation = keras.activations.get(activation)
+    return model, fit
+
+
+def hidden_activation(model, fit, layers: list, activation: str):
+    """The activation of the named hidden layers set to ``activation``."""
+    import keras
+
+    for name in layers:
+        _layer(model, name).activation = keras.activations.get(activation)
+    return model, fit
+
+
+def reinit_kernels(model, fit, layers: list):
+    """Every kernel (two or more axes) of the named layers drawn again from Glorot uniform, Keras' default."""
+    import keras
+
+    for name in layers:
+        layer = _layer(model, name)
+        for weight in layer.trainable_weights:
+            if len(weight.shape) >= 2 and weight.path.rsplit("/", 1)[-1].endswith("kernel"):
+                weight.assign(keras.initializers.GlorotUniform()(weight.shape, dtype=weight.dtype))
+    return model, fit
+
+
+def reinit_table(model, fit, sites: list, stddev: float):
+    """The table each named layer adds to its output (a position encoding) drawn again from N(0, stddev)."""
+    import keras
+
+    from diagnose.instruments.taps import _table_weight
+
+    for name in sites:
+        weight = _table_weight(_layer(model, name))
+        if weight is None:
+            raise ConfigError(f"layer {name!r} adds no table of its own that could be re-initialised")
+        weight.assign(keras.initializers.RandomNormal(stddev=float(stddev))(weight.shape, dtype=weight.dtype))
+    return model, fit
+
+
+def mask_zero(model, fit, layers: list):
+    """The named Embedding layers mask id 0 (``mask_zero=True``), so recurrent layers skip the padding."""
+    for name in layers:
+        layer = _layer(model, name)
+        layer.mask_zero = True
+        layer.supports_masking = True
+    return model, fit
+
+
+def standardize_inputs(model, fit, inputs: list):
+    """The named inputs standardised per feature (last axis) with the training data's mean and spread."""
+    import numpy as np
+    import tensorflow as tf
+
+    if isinstance(fit.get("x"), tf.data.Dataset):
+        raise ConfigError("inputs can be standardised mechanically only when the data function returns arrays")
+    names = [t.name for t in getattr(model, "inputs", None) or []]
+
+    def named(x):
+        if isinstance(x, dict):
+            return dict(x)
+        flat = list(x) if isinstance(x, (list, tuple)) else [x]
+        keys = names if len(names) == len(flat) else [f"in{i}" for i in range(len(flat))]
+        return dict(zip(keys, flat))
+
+    def rebuilt(x, values):
+        if isinstance(x, dict):
+            return values
+        flat = list(values.values())
+        return type(x)(flat) if isinstance(x, (list, tuple)) else flat[0]
+
+    train = named(fit["x"])
+    stats = {}
+    for name in inputs:
+        if name not in train:
+            raise ConfigError(f"the data has no input named {name!r} (inputs: {', '.join(train)})")
+        a = np.asarray(train[name], dtype=np.float64)
+        axes = tuple(range(a.ndim - 1)) or (0,)
+        stats[name] = (a.mean(axis=axes), np.maximum(a.std(axis=axes), 1e-12))
+
+    def scaled(x):
+        values = named(x)
+        for name, (mean, sd) in stats.items():
+            values[name] = ((np.asarray(values[name], dtype=np.float64) - mean) / sd).astype(np.float32)
+        return rebuilt(x, values)
+
+    fit = dict(fit)
+    fit["x"] = scaled(fit["x"])
+    valid = fit.get("validation_data")
+    if isinstance(valid, (tuple, list)):
+        fit["validation_data"] = (scaled(valid[0]), *valid[1:])
+    if fit.get("probe") is not None:
+        fit["probe"] = (scaled(fit["probe"][0]), fit["probe"][1])
+    return model, fit
+
+
+OPS = {"learning_rate": learning_rate, "global_clipnorm": global_clipnorm, "from_logits": from_logits,
+       "loss_reduction": loss_reduction, "output_activation": output_activation,
+       "hidden_activation": hidden_activation, "reinit_kernels": reinit_kernels, "reinit_table": reinit_table,
+       "mask_zero": mask_zero, "standardize_inputs": standardize_inputs}

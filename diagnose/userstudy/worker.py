@@ -1,0 +1,96 @@
+"""Trains one run of a user study: build, change, instrument, fit, and the outcome on the validation data.
+
+The same steps, in the same order, for every run (and so for every seed):
+``keras.backend.clear_session()``, ``keras.utils.set_random_seed(seed)``, the
+builder, the mechanical changes, ``diagnose.instrument``, the seed set again, then
+``fit`` with a :class:`~diagnose.Monitor` that records the run and how to train it
+again. Validation is not left to Keras: at each epoch's end the model's own loss is
+taken per example over the validation data (:func:`~diagnose.userstudy.data.validation_loss`),
+so runs whose loss sums over the batch and runs whose loss averages compare in one
+unit, and that is the ``valid_loss`` the record and the verdict see.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from diagnose import runrecord
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.errors import DiagnoseError
+from diagnose.userstudy import refs
+from diagnose.userstudy.data import call_user, fit_arguments, loss_step, validation_loss
+from diagnose.userstudy.spec import UserRunConfig
+
+import_tensorflow_quietly()
+import keras  # noqa: E402
+
+__all__ = ["train_task", "train_run"]
+
+# Data functions' results kept per worker process, by (reference, settings): the base
+# and its counterfactuals usually share data, and loading it is often the slow part.
+_DATA_CACHE: dict = {}
+_DATA_CACHE_SIZE = 2
+
+
+def train_task(config: dict, run_dir: Path, reuse: bool = True) -> dict:
+    """The executors' entry point: trains ``UserRunConfig.to_dict()`` into ``run_dir``; returns its summary.
+
+    Every run builds its model afresh (``reuse`` has nothing to share: a user's model has
+    no steps traced apart from the model); the data function's result is kept either way.
+    """
+    return train_run(UserRunConfig.from_dict(config), run_dir)
+
+
+def _data(config: UserRunConfig):
+    key = (config.data, json.dumps(config.settings, sort_keys=True))
+    if key not in _DATA_CACHE:
+        while len(_DATA_CACHE) >= _DATA_CACHE_SIZE:
+            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
+        _DATA_CACHE[key] = call_user(refs.resolve(config.data, "data"), config.settings, "data")
+    return _DATA_CACHE[key]
+
+
+def train_run(config: UserRunConfig, run_dir: str | Path) -> dict:
+    """Builds, changes, instruments and fits one run; returns its summary.
+
+    Raises:
+        DiagnoseError: the builder does not return a compiled Keras model, or a change
+            does not apply (before anything is written); anything the user's code raises.
+    """
+    import diagnose
+    from diagnose.instruments.monitor import probe_batch
+    from diagnose.userstudy.transforms import apply_changes
+
+    keras.backend.clear_session()  # the same layer and variable names in every run of a process
+    keras.utils.set_random_seed(config.seed)
+    model = call_user(refs.resolve(config.builder, "builder"), config.settings, "builder")
+    if not isinstance(model, keras.Model) or getattr(model, "optimizer", None) is None:
+        raise DiagnoseError(f"builder '{config.builder}' must return a compiled keras.Model, got "
+                            f"{type(model).__name__}; call model.compile(...) before returning it")
+    fit = fit_arguments(_data(config), config.fit, config.data)
+    model, fit = apply_changes(model, fit, config.changes)
+    valid = fit.pop("validation_data")
+    probe = fit.pop("probe", None)
+    if probe is None:
+        probe = probe_batch(fit.get("x"), fit.get("y"), valid)
+    batch = fit.pop("validation_batch_size", None) or fit.get("batch_size") or 32
+    wrapped = diagnose.instrument(model)
+    monitor = diagnose.Monitor(run_dir, probe=probe, rebuild=config.to_dict(), overwrite=True, **config.monitor)
+    keras.utils.set_random_seed(config.seed)  # the same shuffles and dropout masks whatever the changes drew
+    wrapped.fit(**fit, callbacks=[_Validation(model, valid, batch), monitor], verbose=0)
+    return runrecord.read_summary(run_dir)
+
+
+class _Validation(keras.callbacks.Callback):
+    """Ahead of the Monitor: the per-example validation loss in ``logs["val_loss"]`` at each epoch's end."""
+
+    def __init__(self, model, valid, batch_size: int):
+        super().__init__()
+        self.step, self.valid, self.batch_size = loss_step(model), valid, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        # A run stopped for diverging keeps its last validation before (or none): what it
+        # computes after the blow-up measures the blow-up, not what it learned.
+        if logs is not None and not self.model.stop_training:
+            logs["val_loss"] = validation_loss(self.step, self.valid, self.batch_size)

@@ -1,0 +1,1 @@
+"""A small MLP killed by its learning rate, checked and proven: ``python -m examples.dead_relus``."""

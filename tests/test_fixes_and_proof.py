@@ -1,0 +1,190 @@
+"""Mechanical fixes resolved on hand-built records, and the proven/refuted/inconclusive judgement. No training."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diagnose.findings import RULES, RunView, spec_of
+from diagnose.findings import thresholds as T
+from diagnose.findings.fixes import FIXES, LR_FACTOR, LR_FACTOR_MAX, remedy_for
+from diagnose.findings.proof import REFUTE_MARGIN, findings_with_proof, format_proof, judge, proof_of
+from diagnose.userstudy.transforms import OPS
+
+VARIABLES = {"dense": [8, 16], "dense/bias": [16], "out": [16, 3], "out/bias": [3]}
+
+
+def _layers(output="softmax", hidden_init="GlorotUniform", hidden_activation="relu", extra=()):
+    return [{"class": "InputLayer", "name": "input", "config": {}, "inbound": []},
+            {"class": "Dense", "name": "dense", "config": {"activation": hidden_activation,
+                                                           "kernel_initializer": hidden_init},
+             "inbound": [["input"]]},
+            *extra,
+            {"class": "Dense", "name": "out", "config": {"activation": output}, "inbound": [["dense"]]}]
+
+
+def _view(ratio=1e-3, lr=0.01, layers=None, summary=None, n=20, **columns) -> RunView:
+    step = np.arange(1, n + 1) * 10
+    cols = {"step": step, "loss": np.linspace(1.1, 0.9, n), "grad_norm/global": np.linspace(0.5, 5.0, n)}
+    for name in VARIABLES:
+        cols[f"update_ratio/{name}"] = ratio(step) if callable(ratio) else np.full(n, ratio)
+    cols.update(columns)
+    model = {"kind": "keras", "layers": layers or _layers(), "outputs": ["out"], "loss": "categorical_crossentropy"}
+    return RunView({"model": model, "data": {}, "train": {"optimizer": {"learning_rate": lr}}},
+                   {"status": "completed", "variables": VARIABLES, **(summary or {})}, pd.DataFrame(cols))
+
+
+def test_every_fix_answers_a_declared_finding_with_a_change_the_transforms_know():
+    ids = {r.spec.id for r in RULES}
+    assert set(FIXES) <= ids
+    for finding, declared in FIXES.items():
+        assert declared.what and spec_of(finding) is not None
+    # Each op a fix can produce exists (one view per fix that makes it apply).
+    views = {"relu-output-crossentropy": _view(layers=_layers(output="relu")),
+             "constant-init": _view(layers=_layers(hidden_init="Constant(0.05)")),
+             "vanishing-gradients": _view(layers=_layers(hidden_activation="sigmoid")),
+             "unmasked-padding": _view(layers=_layers(extra=[{"class": "Embedding", "name": "emb", "config": {}}])),
+             "temporal-encoding-dominates": _view(**{"rms/pos/position": np.full(20, 10.0),
+                                                     "rms/pos/content": np.full(20, 0.03)}),
+             "unscaled-inputs": _view(**{"input_rms/x": np.full(20, 120.0)})}
+    for finding in FIXES:
+        remedy = remedy_for(finding, views.get(finding, _view()))
+        assert remedy is not None, finding
+        assert remedy.change["op"] in OPS and remedy.label and remedy.text
+
+
+@pytest.mark.parametrize("ratio, factor", [(1e-5, 100.0), (3e-8, LR_FACTOR_MAX), (5e-4, LR_FACTOR)])
+def test_tiny_steps_raises_the_rate_by_the_power_of_ten_the_ratios_suggest(ratio, factor):
+    remedy = remedy_for("tiny-steps", _view(ratio=ratio, lr=0.002))
+    assert remedy.change == {"op": "learning_rate", "factor": factor}
+    assert f"{0.002 * factor:g}" in remedy.text
+
+
+def test_huge_steps_lowers_the_rate_from_the_late_ratios_or_the_blow_up_peak():
+    thrashing = remedy_for("huge-steps", _view(ratio=0.5))
+    assert thrashing.change == {"op": "learning_rate", "factor": 1 / LR_FACTOR_MAX}
+    # A network the blow-up killed logs ratios of 0 late: the early peak says by how much.
+    dead = remedy_for("huge-steps", _view(ratio=lambda s: np.where(s <= 20, 0.08, 0.0)))
+    assert dead.change == {"op": "learning_rate", "factor": pytest.approx(1 / 100)}
+    # The symptoms of a rate too large share huge-steps' fix, so their runs too.
+    assert remedy_for("dead-network", _view(ratio=0.5)).change == thrashing.change
+    assert remedy_for("diverged", _view(ratio=0.5)).change == thrashing.change
+
+
+def test_diverged_at_the_first_step_has_no_step_size_fix():
+    first = _view(summary={"status": "diverged", "diverged_at": {"step": 1, "variable": "loss"}})
+    assert remedy_for("diverged", first) is None
+
+
+def test_output_fixes_follow_the_output_layer():
+    relu = remedy_for("relu-output-crossentropy", _view(layers=_layers(output="relu")))
+    assert relu.change == {"op": "output_activation", "activation": "softmax"}
+    linear = remedy_for("relu-output-crossentropy", _view(layers=_layers(output="linear")))
+    assert linear.change == {"op": "from_logits"}
+    assert remedy_for("single-unit-softmax", _view()).change == {"op": "output_activation", "activation": "sigmoid"}
+
+
+def test_fixes_name_what_they_change_from_the_record():
+    init = remedy_for("constant-init", _view(layers=_layers(hidden_init="Zeros")))
+    assert init.change == {"op": "reinit_kernels", "layers": ["dense"]}
+    assert remedy_for("constant-init", _view()) is None  # nothing constant: the fix does not apply
+    table = remedy_for("temporal-encoding-dominates", _view(**{
+        "rms/tok/position": np.full(20, 1.0), "rms/tok/content": np.linspace(0.029, 0.06, 20)}))
+    assert table.change == {"op": "reinit_table", "sites": ["tok"], "stddev": 0.029}  # the content's first scale
+    inputs = remedy_for("unscaled-inputs", _view(**{"input_rms/pixels": np.full(20, 130.0),
+                                                    "input_rms/ids": np.full(20, 3.0)}))
+    assert inputs.change == {"op": "standardize_inputs", "inputs": ["pixels"]}
+    clip = remedy_for("exploding-gradients", _view())
+    assert clip.change["op"] == "global_clipnorm" and clip.change["norm"] == pytest.approx(0.974, abs=0.01)
+    assert remedy_for("vanishing-gradients", _view()) is None  # ReLU already
+
+
+def test_no_fix_for_a_run_of_the_built_in_model_or_a_finding_without_one():
+    memn2n = RunView({"model": {"output": "relu"}, "data": {}, "train": {}}, {}, pd.DataFrame({"step": [1]}))
+    assert remedy_for("relu-output-crossentropy", memn2n) is None
+    assert remedy_for("ignores-input", _view()) is None and "ignores-input" not in FIXES
+
+
+@pytest.mark.parametrize("effect, ci, status", [
+    (-0.5, (-0.8, -0.2), "proven"),        # below zero, by more than the margin
+    (-0.03, (-0.04, -0.02), "refuted"),    # real but far smaller than the margin
+    (0.4, (0.1, 0.7), "refuted"),          # makes it worse
+    (0.0, (-0.04, 0.04), "refuted"),       # nothing, precisely
+    (-0.3, (-0.9, 0.3), "inconclusive"),   # could be anything
+    (-0.04, (-0.07, -0.01), "inconclusive"),  # below zero, but the mean is short of the margin
+    (-0.5, (None, None), "inconclusive"),  # one seed: no interval
+])
+def test_judge_is_three_way_with_a_practical_margin(effect, ci, status):
+    assert judge(effect, ci, margin=0.05) == status
+
+
+def _verdict():
+    return {"mode": "effects", "means": {"run": 1.0, "run | huge-steps=lr x0.01": 0.4},
+            "effects": [{"variant": "run | huge-steps=lr x0.01", "effect": -0.6, "ci": [-0.8, -0.4], "n": 3,
+                         "mean_loss": 0.4, "diverged": 0, "runs": ["a", "b", "c"]},
+                        {"variant": "run | tiny-steps=lr x10", "effect": 0.2, "ci": [0.01, 0.39], "n": 3,
+                         "mean_loss": 1.2, "diverged": 1, "runs": ["d", "e", "f"]}]}
+
+
+def _plan():
+    return {"run": "runs/x", "base": "run", "findings": [
+        {"id": "huge-steps", "kind": "root-cause", "title": "huge", "variant": "run | huge-steps=lr x0.01",
+         "fix": "learning rate x0.01"},
+        {"id": "tiny-steps", "kind": "root-cause", "title": "tiny", "variant": "run | tiny-steps=lr x10",
+         "fix": "learning rate x10"},
+        {"id": "dead-network", "kind": "symptom", "title": "dead", "variant": "run | huge-steps=lr x0.01",
+         "fix": "learning rate x0.01"},
+        {"id": "ignores-input", "kind": "symptom", "title": "ignores", "untested": "no mechanical fix"},
+        {"id": "constant-init", "kind": "root-cause", "title": "init", "variant": "run | constant-init=glorot",
+         "fix": "glorot"}]}
+
+
+def test_proof_marks_each_finding_from_its_fix_variant():
+    proof = proof_of(_verdict(), _plan(), errors={"run | constant-init=glorot": "ConfigError: no layer 'x'"})
+    status = {f["id"]: f["status"] for f in proof["findings"]}
+    assert status == {"huge-steps": "proven", "tiny-steps": "refuted", "dead-network": "proven",
+                      "ignores-input": "untested", "constant-init": "inconclusive"}
+    assert proof["margin"] == pytest.approx(REFUTE_MARGIN * 1.0)
+    assert proof["counts"] == {"proven": 2, "refuted": 1, "inconclusive": 1, "untested": 1}
+    failed = next(f for f in proof["findings"] if f["id"] == "constant-init")
+    assert "no layer 'x'" in failed["untested"]
+    text = format_proof(proof)
+    assert "huge-steps [root-cause]: PROVEN: learning rate x0.01 moves the validation loss by -0.600" in text
+    assert "1 of 3 fixed runs diverged" in text
+
+
+def test_check_output_puts_each_findings_proof_under_it():
+    from diagnose.findings import Finding
+
+    findings = [Finding("huge-steps", "root-cause", "high", "huge", (), "why", "fix"),
+                Finding("ignores-input", "symptom", "high", "ignores", (), "why", "fix")]
+    proof = proof_of(_verdict(), _plan())
+    text, entries = findings_with_proof(findings, proof)
+    assert "fix: fix\n  proof: PROVEN" in text and "proof: UNTESTED: no mechanical fix" in text
+    assert [e["id"] for e in entries][:2] == ["huge-steps", "ignores-input"]
+    assert entries[0]["proof"]["status"] == "proven"
+    # Findings the proof tested although the rules did not report them come after.
+    assert "[not found, tested on request] tiny-steps" in text
+    text, entries = findings_with_proof([], None)
+    assert text.startswith("no findings") and entries == []
+    assert math.isclose(T.HEALTHY_UPDATE_RATIO, 1e-3)
+
+
+def test_a_monitor_run_that_trained_on_after_diverging_counts_what_it_had_learned_before(tmp_path):
+    from diagnose import runrecord
+    from diagnose.findings.verdict_stats import run_outcome
+
+    run = tmp_path / "run"
+    runrecord.begin_record(run, model={"kind": "keras", "layers": []}, data={}, train={})
+    rows = [{"step": 4, "loss": 1.0, "valid_loss": 1.05}, {"step": 8, "loss": 1e4},
+            {"step": 12, "loss": 1e12, "valid_loss": 7e14}, {"step": 24, "loss": 5e26, "valid_loss": 6e28}]
+    runrecord.write_metrics(run, rows)
+    summary = {"status": "diverged", "diverged_at": {"step": 8, "variable": "loss"},
+               "final": {"valid_loss": 6e28}, "baselines": {"ln_vocab": math.log(3)}}
+    runrecord.write_summary(run, summary)
+    assert run_outcome(run) == (pytest.approx(1.05), "diverged")  # the validations after step 8 do not count
+    runrecord.write_summary(run, {**summary, "diverged_at": {"step": 2, "variable": "loss"}})
+    assert run_outcome(run) == (pytest.approx(math.log(3)), "diverged")  # none before: it learned nothing

@@ -1,0 +1,114 @@
+"""Mechanical changes applied to tiny built, compiled Keras models (no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.errors import ConfigError
+from diagnose.userstudy.transforms import OPS, apply_changes
+
+import_tensorflow_quietly()
+import keras  # noqa: E402
+
+
+def _mlp(output="relu", hidden="relu", init="glorot_uniform", loss="categorical_crossentropy", clipnorm=None):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,), name="x"),
+                              keras.layers.Dense(8, activation=hidden, kernel_initializer=init, name="hidden"),
+                              keras.layers.Dropout(0.1),
+                              keras.layers.Dense(3, activation=output, name="out")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, clipnorm=clipnorm), loss=loss, metrics=["accuracy"])
+    return model
+
+
+X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+
+
+def test_learning_rate_and_clipping_recompile_with_one_argument_changed():
+    model, _ = apply_changes(_mlp(clipnorm=50.0), {}, [{"op": "learning_rate", "factor": 0.01}])
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
+    assert model.optimizer.clipnorm == 50.0 and model.loss == "categorical_crossentropy"
+    model, _ = apply_changes(model, {}, [{"op": "global_clipnorm", "norm": 2.5}])
+    assert model.optimizer.global_clipnorm == 2.5 and model.optimizer.clipnorm is None
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
+
+
+def test_output_activation_through_dropout_changes_what_the_model_computes():
+    model = _mlp(output="relu")
+    model, _ = apply_changes(model, {}, [{"op": "output_activation", "activation": "softmax"}])
+    probs = np.asarray(model(X))
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5) and (probs > 0).all()
+
+
+def test_loss_changes_keep_the_loss_class():
+    model, _ = apply_changes(_mlp(output="linear"), {}, [{"op": "from_logits"}])
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy) and model.loss.from_logits
+    model, _ = apply_changes(_mlp(loss="mse"), {}, [{"op": "loss_reduction", "reduction": "sum"}])
+    assert isinstance(model.loss, keras.losses.MeanSquaredError) and model.loss.reduction == "sum"
+
+
+def test_reinit_kernels_and_hidden_activation_act_on_the_named_layers():
+    model = _mlp(init="ones", hidden="sigmoid")
+    before_out = np.asarray(model.get_layer("out").kernel).copy()
+    model, _ = apply_changes(model, {}, [{"op": "reinit_kernels", "layers": ["hidden"]},
+                                         {"op": "hidden_activation", "layers": ["hidden"], "activation": "relu"}])
+    kernel = np.asarray(model.get_layer("hidden").kernel)
+    assert kernel.std() > 0.1  # no longer one constant
+    assert np.array_equal(np.asarray(model.get_layer("out").kernel), before_out)
+    assert model.get_layer("hidden").activation is keras.activations.relu
+    with pytest.raises(ConfigError, match="no layer named 'nope'"):
+        apply_changes(model, {}, [{"op": "reinit_kernels", "layers": ["nope"]}])
+
+
+class _Positions(keras.layers.Layer):
+    """Adds a trainable (5, 4) table to its input, initialised to ones."""
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(5, 4), initializer="ones", name="table")
+
+    def call(self, x):
+        return x + self.table
+
+
+def test_reinit_table_draws_the_added_table_at_the_given_scale():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,), dtype="int32")
+    h = _Positions(name="pos")(keras.layers.Embedding(10, 4, name="emb")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(h)))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model, _ = apply_changes(model, {}, [{"op": "reinit_table", "sites": ["pos"], "stddev": 0.03}])
+    table = np.asarray(model.get_layer("pos").table)
+    assert 0.01 < table.std() < 0.06 and abs(table.mean()) < 0.03
+
+
+def test_mask_zero_masks_the_padding_a_recurrent_layer_reads():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.GRU(3)(keras.layers.Embedding(10, 4, name="emb")(inputs)))
+    model.compile(optimizer="sgd", loss="mse")
+    ids = np.array([[3, 4, 0, 0, 0, 0]])
+    before = np.asarray(model(ids))
+    model, _ = apply_changes(model, {}, [{"op": "mask_zero", "layers": ["emb"]}])
+    masked = np.asarray(model(ids))
+    assert not np.allclose(before, masked)  # the GRU now stops at the padding
+    assert np.asarray(model.get_layer("emb").compute_mask(ids)).tolist() == [[True, True] + [False] * 4]
+
+
+def test_standardize_inputs_uses_the_training_statistics_for_every_split():
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(200, 4)) * 300 + 50).astype(np.float32)
+    fit = {"x": x, "y": np.zeros(200), "validation_data": (x[:20] + 1.0, np.zeros(20))}
+    _, out = apply_changes(_mlp(), fit, [{"op": "standardize_inputs", "inputs": ["x"]}])
+    assert np.allclose(out["x"].mean(axis=0), 0, atol=1e-4) and np.allclose(out["x"].std(axis=0), 1, atol=1e-3)
+    assert np.allclose(out["validation_data"][0], out["x"][:20] + 1.0 / x.std(axis=0), atol=1e-4)
+    assert out["x"] is not fit["x"] and fit["x"] is x  # the data given is left as it was
+    with pytest.raises(ConfigError, match="no input named 'pixels'"):
+        apply_changes(_mlp(), fit, [{"op": "standardize_inputs", "inputs": ["pixels"]}])
+
+
+def test_unknown_op_is_refused():
+    with pytest.raises(ConfigError, match="unknown change op 'teleport'"):
+        apply_changes(_mlp(), {}, [{"op": "teleport"}])
+    assert "learning_rate" in OPS
