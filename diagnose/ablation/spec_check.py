@@ -13,8 +13,8 @@ from diagnose.config import DataConfig, TrainConfig
 from diagnose.errors import ConfigError
 from models.config import apply_overrides, preset
 
-__all__ = ["SECTIONS", "MAX_SEEDS", "merged_with_defaults", "check_study", "check_factors", "check_sizes",
-           "check_budget", "check_corpus", "check_train", "check_combos", "check_model"]
+__all__ = ["SECTIONS", "MAX_SEEDS", "merged_with_defaults", "check_study", "check_seeds", "check_factors",
+           "check_sizes", "check_budget", "check_corpus", "check_train", "check_combos", "check_model"]
 
 # Seeds a spec may ask for: an interval over n seeds narrows as 1/sqrt(n), so 1000
 # already puts it at ~0.03 of one seed's spread; more only multiplies the runs.
@@ -68,7 +68,12 @@ def check_study(study: dict) -> tuple[list[str], tuple[int, ...]]:
             preset(base)
         except ValueError as exc:
             raise ConfigError(f"[study] bases: {exc}") from None
-    seeds = study.get("seeds")
+    seeds = check_seeds(study.get("seeds"), study.get("max_seeds"))
+    return bases, seeds
+
+
+def check_seeds(seeds, max_seeds) -> tuple[int, ...]:
+    """[study] seeds (a count or a list of seeds) and max_seeds (adaptive seeding's cap); the seeds."""
     if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
                                        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                                for s in seeds)):
@@ -78,14 +83,11 @@ def check_study(study: dict) -> tuple[list[str], tuple[int, ...]]:
         raise ConfigError(f"[study] seeds: {len(seeds)} seeds is more than {MAX_SEEDS}; an interval over seeds "
                           f"narrows as 1/sqrt(n), so {MAX_SEEDS} already put it at ~0.03 of one seed's spread: "
                           "ask for fewer")
-
-    max_seeds = study.get("max_seeds")
     if max_seeds is not None and (not isinstance(max_seeds, int) or isinstance(max_seeds, bool)
                                   or not 1 <= max_seeds <= MAX_SEEDS):
         raise ConfigError(f"[study] max_seeds must be a count from 1 to {MAX_SEEDS} (the most seeds adaptive seeding "
                           f"gives a variant), got {max_seeds!r}")
-
-    return bases, seeds
+    return seeds
 
 
 def check_factors(merged: dict) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, dict]]]:

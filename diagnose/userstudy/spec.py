@@ -52,7 +52,8 @@ from pathlib import Path
 
 from diagnose import studydir
 from diagnose.ablation.seeding import SeedPlan
-from diagnose.ablation.spec import MAX_SEEDS, RunTask, Variant, run_id, spec_digest
+from diagnose.ablation.spec import RunTask, Variant, run_id, spec_digest
+from diagnose.ablation.spec_check import check_seeds
 from diagnose.errors import ConfigError
 from diagnose.userstudy import refs
 
@@ -285,18 +286,7 @@ def build_keras_spec(raw: dict) -> KerasSpec:
         raise ConfigError(f"[study] name={name!r} must be a plain name (letters, digits, '.', '_', '-'; not '.' or "
                           "'..'): it names the directory ablations/<name>")
     seeds = study.setdefault("seeds", 3)
-    if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
-                                       and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                               for s in seeds)):
-        raise ConfigError(f"[study] seeds must be a positive count or a list of non-negative integers, got {seeds!r}")
-    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(dict.fromkeys(seeds))
-    if len(seeds) > MAX_SEEDS:
-        raise ConfigError(f"[study] seeds: {len(seeds)} seeds is more than {MAX_SEEDS}; ask for fewer")
-    max_seeds = study.get("max_seeds")
-    if max_seeds is not None and (not isinstance(max_seeds, int) or isinstance(max_seeds, bool)
-                                  or not 1 <= max_seeds <= MAX_SEEDS):
-        raise ConfigError(f"[study] max_seeds must be a count from 1 to {MAX_SEEDS} (the most seeds adaptive seeding "
-                          f"gives a variant), got {max_seeds!r}")
+    seeds = check_seeds(seeds, study.get("max_seeds"))
     bases = {str(b): _level(v, f"[bases.{b}]") for b, v in (raw.get("bases") or {"model": {}}).items()}
     for base in bases:
         if not studydir.plain_name(base):
