@@ -36,8 +36,8 @@ _DATA_CACHE_SIZE = 2
 def train_task(config: dict, run_dir: Path, reuse: bool = True) -> dict:
     """The executors' entry point: trains ``UserRunConfig.to_dict()`` into ``run_dir``; returns its summary.
 
-    Every run builds its model afresh (``reuse`` has nothing to share: a user's model has
-    no steps traced apart from the model); the data function's result is kept either way.
+    ``reuse`` is the executors' (the built-in model's runs share traced steps); here every
+    run builds and traces its model afresh, and only the data function's result is kept.
     """
     return train_run(UserRunConfig.from_dict(config), run_dir)
 
