@@ -250,10 +250,8 @@ def check(path, as_json, prove, seeds, jobs, also):
         return
     if not runrecord.is_run_dir(target):
         raise DiagnoseError(studydir.not_a_record(path))
-    problems = runrecord.record_problems(target)
-    if problems and problems != [runrecord.NEVER_FINISHED]:
-        raise DiagnoseError(f"the run record in {target} is incomplete: {'; '.join(problems)}; train it again "
-                            "(diagnose train --force), or rerun the study it belongs to (run-ablation redoes it)")
+    problems = runrecord.readable_problems(target, "train it again (diagnose train --force), or rerun the "
+                                                   "study it belongs to (run-ablation redoes it)")
     from diagnose.files import clean_json
     from diagnose.findings import check_run
     from diagnose.findings.proof import findings_with_proof

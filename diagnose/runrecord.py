@@ -120,7 +120,8 @@ _RECORD_NAMES = (CONFIG, METRICS, SUMMARY, ATTENTION, TENSORBOARD, CHECKPOINT, P
 __all__ = ["SCHEMA_VERSION", "PROOF", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHED", "crash_note", "atomic_write",
            "write_json",
            "read_json", "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
-           "read_metrics", "is_run_dir", "write_attention", "load_run", "write_checkpoint", "read_checkpoint",
+           "read_metrics", "is_run_dir", "readable_problems", "write_attention", "load_run", "write_checkpoint",
+           "read_checkpoint",
            "read_rows", "begin_record", "record_problems"]
 
 # What check and report say of a record whose summary still reads "running".
@@ -321,6 +322,18 @@ def record_problems(run_dir: str | os.PathLike) -> list[str]:
     if status == "failed":
         return []
     return _metrics_problems(run_dir, summary)
+
+
+def readable_problems(run_dir: str | os.PathLike, fix: str) -> list[str]:
+    """The problems of a record that can still be read (only: it never finished); empty when whole.
+
+    Raises:
+        DiagnoseError: the record is incomplete or damaged, naming what and ``fix``.
+    """
+    problems = record_problems(run_dir)
+    if problems and problems != [NEVER_FINISHED]:
+        raise DiagnoseError(f"the run record in {run_dir} is incomplete: {'; '.join(problems)}; {fix}")
+    return problems
 
 
 def _metrics_problems(run_dir: Path, summary: dict) -> list[str]:

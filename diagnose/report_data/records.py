@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnose import runrecord, studydir
-from diagnose.errors import DiagnoseError
 from diagnose.parallel import fork_map
 from diagnose.report_data.verdict_view import Interval, interval, run_outcome
 
@@ -138,10 +137,7 @@ def single_runs(paths: list[Path]) -> tuple[dict[str, VariantInfo], list[str]]:
     for p in paths:
         if not runrecord.is_run_dir(p):
             raise ValueError(studydir.not_a_record(p))
-        problems = runrecord.record_problems(p)
-        if problems and problems != [runrecord.NEVER_FINISHED]:
-            raise DiagnoseError(f"the run record in {p} is incomplete: {'; '.join(problems)}; train it again "
-                                "(diagnose train --force) or leave it out")
+        problems = runrecord.readable_problems(p, "train it again (diagnose train --force) or leave it out")
         notes += [f"{p.name}: {problem}" for problem in problems]
         entry = studydir.run_entry(p) or {}
         seed = entry.get("seed", (runrecord.read_config(p).get("train") or {}).get("seed"))

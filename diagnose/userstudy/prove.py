@@ -134,9 +134,7 @@ def prove_run(run_dir: str | os.PathLike, *, seeds=DEFAULT_SEEDS, out: str | os.
 
     run = Path(run_dir)
     studydir.require_record(run)
-    problems = runrecord.record_problems(run)
-    if problems and problems != [runrecord.NEVER_FINISHED]:
-        raise DiagnoseError(f"the run record in {run} is incomplete: {'; '.join(problems)}; train it again first")
+    runrecord.readable_problems(run, "train it again first")
     rebuild = from_record(runrecord.read_config(run))
     if rebuild is None:
         raise DiagnoseError(f"{run} does not say how to build its model again, so its findings cannot be proven; "
