@@ -156,6 +156,19 @@ def test_proof_marks_each_finding_from_its_fix_variant():
     assert "1 of 3 fixed runs diverged" in text
 
 
+def test_a_fix_judged_by_the_error_is_untested_without_the_records_that_measure_it():
+    assert FIXES["single-unit-softmax"].judged_by == "error" and FIXES["huge-steps"].judged_by == "loss"
+    plan = {"run": "runs/x", "base": "run", "findings": [
+        {"id": "single-unit-softmax", "kind": "root-cause", "title": "one unit", "variant": "run | s=sigmoid",
+         "fix": "a sigmoid", "judged_by": "error"}]}
+    verdict = {"mode": "effects", "means": {"run": 0.3, "run | s=sigmoid": 0.3},
+               "effects": [{"variant": "run | s=sigmoid", "effect": 0.0, "ci": [-0.01, 0.01], "n": 3,
+                            "mean_loss": 0.3, "diverged": 0, "runs": ["a", "b", "c"]}]}
+    (entry,) = proof_of(verdict, plan)["findings"]
+    # Not refuted by a loss that cannot show the fault.
+    assert entry["status"] == "untested" and "validation error" in entry["untested"]
+
+
 def test_check_output_puts_each_findings_proof_under_it():
     from diagnose.findings import Finding
 

@@ -119,6 +119,18 @@ def test_the_proof_proves_the_right_cause_and_refutes_a_wrong_one(proof):
 
 
 @pytest.mark.slow
+def test_a_fault_the_loss_cannot_show_is_proven_by_the_validation_error(tmp_path):
+    # Keras' binary cross-entropy reads the logit under a one-unit softmax, so the loss
+    # trains as the sigmoid's would while every prediction is 1.0.
+    proof = diagnose.prove("userstudy_models:build_binary", "userstudy_models:data_binary", {"output": "softmax"},
+                           fit=FIT, monitor=MONITOR, seeds=2, out=tmp_path / "p", jobs=1)
+    entry = next(f for f in proof.findings if f["id"] == "single-unit-softmax")
+    assert entry["status"] == "proven" and entry["measure"] == "validation error"
+    assert entry["base_value"] > 0.4 and entry["effect"] < -entry["margin"]  # always 1.0: the negatives all wrong
+    assert "moves the validation error by" in str(proof)
+
+
+@pytest.mark.slow
 def test_check_and_report_show_the_proof(proof, capsys, tmp_path):
     run = Path(proof.proof["run"])
     assert read_proof(run) == proof.proof  # the proved run, inside its proof study

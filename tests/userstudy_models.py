@@ -40,3 +40,17 @@ def data_without_validation(settings):
 
 def not_a_model(settings):
     return "a model"
+
+
+def data_binary(settings):
+    """The same features with a binary target: is class 0 the largest score? (N,) float targets."""
+    (x, y), (xv, yv) = data(settings)
+    return (x, (y == 0).astype(np.float32)), (xv, (yv == 0).astype(np.float32))
+
+
+def build_binary(settings):
+    """Dense(16, relu) -> Dense(1, ``output``) under binary cross-entropy, with accuracy compiled."""
+    model = keras.Sequential([keras.Input((FEATURES,), name="features"), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, activation=settings.get("output", "sigmoid"))])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
+    return model

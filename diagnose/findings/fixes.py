@@ -55,18 +55,27 @@ class MechanicalFix:
     finding: str
     what: str
     resolve: Callable[[RunView], Remedy | None]
+    # What the proof judges the fix by: "loss" (the validation loss) or "error" (1 -
+    # validation accuracy), for a fault the loss cannot show.
+    judged_by: str = "loss"
 
 
 FIXES: dict[str, MechanicalFix] = {}
 
 
-def fix(finding: str, *, what: str):
-    """Declares ``resolve(view) -> Remedy | None`` as the mechanical fix of ``finding``."""
+def fix(finding: str, *, what: str, judged_by: str = "loss"):
+    """Declares ``resolve(view) -> Remedy | None`` as the mechanical fix of ``finding``.
+
+    ``judged_by="error"`` has the proof judge it by the validation error instead of the
+    loss, for a fault that leaves the loss as it would be without it.
+    """
+    if judged_by not in ("loss", "error"):
+        raise ValueError(f"judged_by is 'loss' or 'error', not {judged_by!r}")
 
     def register(resolve):
         if finding in FIXES:
             raise ValueError(f"a fix for {finding} is declared twice")
-        FIXES[finding] = MechanicalFix(finding, what, resolve)
+        FIXES[finding] = MechanicalFix(finding, what, resolve, judged_by)
         return resolve
 
     return register
@@ -166,7 +175,10 @@ def _relu_output(view):
                   f"a softmax output instead of {activation}")
 
 
-@fix("single-unit-softmax", what="a sigmoid on the one output unit")
+# Keras' binary cross-entropy reads the logits under a softmax or sigmoid output, so a
+# softmax over one unit trains its logit as a sigmoid would and the loss shows nothing;
+# every prediction is 1.0, which the validation error does show.
+@fix("single-unit-softmax", what="a sigmoid on the one output unit", judged_by="error")
 def _single_unit_softmax(view):
     return Remedy({"op": "output_activation", "activation": "sigmoid"}, "sigmoid",
                   "a sigmoid output instead of a softmax over one unit")

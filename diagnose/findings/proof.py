@@ -15,11 +15,18 @@ outcomes (fix - base; the validation loss over the last quarter of a run's steps
 * **inconclusive**: neither, at this many seeds (more seeds narrow the interval);
 * **untested**: no mechanical fix is declared for it, or none applies to this model.
 
+A fault the loss cannot show (a softmax over one unit: Keras' binary cross-entropy
+reads the logits under it) is judged the same way by the validation error (1 -
+accuracy) instead, with the margin 5% of the unfixed model's error; without a
+recorded accuracy it stays untested, and the line says what to compile.
+
 The two cannot both hold: a mean improvement of at least the margin puts the
 interval's lower end at or below -margin.
 """
 
 from __future__ import annotations
+
+import statistics
 
 __all__ = ["REFUTE_MARGIN", "DEFINITION", "judge", "proof_of", "format_proof", "proof_line", "findings_with_proof"]
 
@@ -45,7 +52,28 @@ def judge(effect: float | None, ci, margin: float) -> str:
     return "inconclusive"
 
 
-def proof_of(verdict: dict, plan: dict, errors: dict | None = None) -> dict:
+def _by_error(study, base: str, variant: str) -> tuple[dict | None, float | None, str | None]:
+    """The fix's paired effect on the validation error (fix - base), the base's error, and why not where
+    there is none: for a finding whose fault the loss cannot show (its fix is ``judged_by="error"``)."""
+    from diagnose import studydir
+    from diagnose.findings.verdict_stats import CONFIDENCE, paired, run_error
+
+    if study is None:
+        return None, None, "judged by the validation error, which needs the proof study's records"
+    errors: dict[str, dict[int, float]] = {base: {}, variant: {}}
+    for e in studydir.read_manifest(study).get("runs", []):
+        if e.get("variant") in errors:
+            value = run_error(studydir.run_path(study, e["id"]))
+            if value is not None:
+                errors[e["variant"]][int(e["seed"])] = value
+    if not errors[base] or not errors[variant]:
+        return None, None, ("the loss cannot show this fault (Keras' binary cross-entropy reads the logits "
+                            "under the output's activation) and the runs recorded no validation accuracy; "
+                            "compile the model with metrics=['accuracy'] to test it by the validation error")
+    return paired(errors[base], errors[variant], CONFIDENCE), statistics.fmean(errors[base].values()), None
+
+
+def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) -> dict:
     """The proof section of a proof study's verdict.
 
     Args:
@@ -54,6 +82,8 @@ def proof_of(verdict: dict, plan: dict, errors: dict | None = None) -> dict:
             and ``findings``, each with ``id``, ``kind``, ``title`` and either
             ``variant`` and ``fix`` (its fix's variant and words) or ``untested`` (why).
         errors: variant -> the first error of its failed runs, where some failed.
+        study: the proof study's directory, read for the findings judged by the
+            validation error rather than the loss (see :mod:`diagnose.findings.fixes`).
     """
     base = plan["base"]
     base_loss = (verdict.get("means") or {}).get(base)
@@ -65,6 +95,17 @@ def proof_of(verdict: dict, plan: dict, errors: dict | None = None) -> dict:
         variant = planned.get("variant")
         if variant is None:
             entry["status"] = "untested"
+        elif planned.get("judged_by") == "error":
+            e, base_error, why = _by_error(study, base, variant)
+            if e is None:
+                entry.update(status="untested", untested=why)
+            else:
+                fixed = None if e["effect"] is None else base_error + e["effect"]
+                entry.update(status=judge(e["effect"], e["ci"], REFUTE_MARGIN * base_error), effect=e["effect"],
+                             ci=e["ci"], n=e["n"], measure="validation error", base_value=base_error,
+                             fixed_value=fixed, margin=REFUTE_MARGIN * base_error,
+                             diverged=effects.get(variant, {}).get("diverged", 0),
+                             runs=effects.get(variant, {}).get("runs", []))
         elif variant not in effects or margin is None:
             entry["status"] = "inconclusive"
             entry["untested"] = (errors or {}).get(variant) or "the fix's runs have no outcome beside the base's"
@@ -89,7 +130,8 @@ def proof_line(entry: dict) -> str:
     lo, hi = entry["ci"]
     diverged = f"; {entry['diverged']} of {len(entry['runs'])} fixed runs diverged" if entry.get("diverged") else ""
     ci = "n/a" if lo is None else f"{lo:+.3f} to {hi:+.3f}"
-    return (f"{status}: {entry['fix']} moves the validation loss by {entry['effect']:+.3f} "
+    measure = entry.get("measure", "validation loss")
+    return (f"{status}: {entry['fix']} moves the {measure} by {entry['effect']:+.3f} "
             f"(95% CI {ci}, {entry['n']} seeds){diverged}")
 
 

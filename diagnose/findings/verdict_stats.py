@@ -32,7 +32,7 @@ from diagnose import runrecord
 from diagnose.errors import DiagnoseError
 
 __all__ = ["CONFIDENCE", "OUTCOME_TAIL", "NEGLIGIBLE_SHARE", "EFFECTS_MARGIN_SHARE", "run_outcome", "unlearned",
-           "paired", "confidence_after",
+           "run_error", "paired", "confidence_after",
            "status_of", "excludes_zero", "outcome_words", "test_words"]
 
 CONFIDENCE = 0.95
@@ -90,15 +90,36 @@ def unlearned(summary: dict) -> float | None:
     return baselines.get("ln_vocab", baselines.get("target_variance"))
 
 
-def _validations(run_dir: Path) -> list[tuple[float, float]]:
-    """(step, valid_loss) of every finite validation after step 0 in metrics.csv, in order."""
+def run_error(run_dir: Path) -> float | None:
+    """The mean validation error (1 - accuracy) over the same last quarter of a run's steps as
+    :func:`run_outcome`, or None where the run recorded no validation accuracy (nothing
+    compiled an accuracy metric) or did not finish.
+
+    The proof judges a fault by it where the loss cannot show the fault (a softmax over
+    one unit, whose logits Keras' binary cross-entropy reads instead of its outputs).
+    """
+    try:
+        summary = runrecord.read_summary(run_dir)
+    except DiagnoseError:
+        return None
+    if summary.get("status") not in ("completed", "diverged"):
+        return None
+    rows = _validations(run_dir, "valid_accuracy")
+    if not rows:
+        return None
+    start = (1.0 - OUTCOME_TAIL) * rows[-1][0]
+    return 1.0 - statistics.fmean(v for s, v in rows if s >= start)
+
+
+def _validations(run_dir: Path, column: str = "valid_loss") -> list[tuple[float, float]]:
+    """(step, value) of every finite validation of ``column`` after step 0 in metrics.csv, in order."""
     try:
         with open(Path(run_dir) / runrecord.METRICS, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             header = next(reader, [])
-            if "valid_loss" not in header or "step" not in header:
+            if column not in header or "step" not in header:
                 return []
-            i_step, i_valid = header.index("step"), header.index("valid_loss")
+            i_step, i_valid = header.index("step"), header.index(column)
             rows = []
             for row in reader:
                 try:

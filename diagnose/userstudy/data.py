@@ -97,11 +97,15 @@ def _batches(valid, batch_size: int):
                None if weights is None else np.asarray(weights)[cut])
 
 
-def validation_loss(step, valid, batch_size: int) -> float:
-    """The model's own loss on the validation data, per example, without regularisation penalties.
+def validation_loss(step, valid, batch_size: int) -> tuple[float, float | None]:
+    """The model's own loss on the validation data, per example, without regularisation penalties,
+    and the top-1 accuracy of its predictions where it is a classifier.
 
     Per example whatever the loss's reduction: a loss summed over the batch is divided
-    by the batch's rows, so runs that differ in the reduction compare in one unit.
+    by the batch's rows, so runs that differ in the reduction compare in one unit. The
+    accuracy reads the outputs themselves (a one-unit softmax predicts 1.0 whatever
+    logit Keras' binary cross-entropy trains under it), so a proof can judge a fault
+    the loss cannot show.
 
     Args:
         step: the model's :func:`loss_step`.
@@ -109,22 +113,26 @@ def validation_loss(step, valid, batch_size: int) -> float:
         batch_size: rows per batch for arrays.
 
     Returns:
-        The weighted mean over batches (by rows), or NaN when a batch's loss is not finite.
+        (loss, accuracy): the loss as the weighted mean over batches (by rows), or NaN
+        when a batch's loss is not finite; the accuracy, or None for a regression.
     """
-    total, rows = 0.0, 0.0
+    total, rows, correct, counted = 0.0, 0.0, 0.0, 0.0
     for x, y, w in _batches(valid, batch_size):
-        loss, n = step(x, y, w)
+        loss, n, right, scored = step(x, y, w)
         total += float(loss) * float(n)
         rows += float(n)
+        correct += float(right)
+        counted += float(scored)
     value = total / rows if rows else math.nan
-    return value if math.isfinite(value) else math.nan
+    return (value if math.isfinite(value) else math.nan), (correct / counted if counted else None)
 
 
 def loss_step(model):
-    """A compiled ``(x, y, sample_weight) -> (per-example loss, rows)`` for ``model``'s loss."""
+    """A compiled ``(x, y, sample_weight) -> (per-example loss, rows, correct, scored)`` for ``model``:
+    its loss, and the top-1 hits over the prediction rows it scored (0 of 0 for a regression)."""
     import tensorflow as tf
 
-    from diagnose.instruments.targets import LossInfo
+    from diagnose.instruments.targets import LossInfo, classifier_view
 
     info = LossInfo.of(model)
 
@@ -132,6 +140,11 @@ def loss_step(model):
         pred = model(x, training=False)
         loss = model._compile_loss(y, pred, w) / info.sum_divisor(pred)
         rows = tf.shape(tf.nest.flatten(pred)[0])[0]
-        return loss, rows
+        view = classifier_view(y, pred, info) if len(tf.nest.flatten(pred)) == 1 else None
+        if view is None:
+            return loss, rows, tf.constant(0.0), tf.constant(0.0)
+        weights = view.row_weights if view.row_weights is not None else tf.ones_like(view.labels, tf.float32)
+        hits = tf.cast(tf.equal(tf.argmax(view.outputs, axis=-1, output_type=tf.int32), view.labels), tf.float32)
+        return loss, rows, tf.reduce_sum(hits * weights), tf.reduce_sum(weights)
 
     return tf.function(step, reduce_retracing=True)

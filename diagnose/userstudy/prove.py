@@ -78,6 +78,8 @@ def _plan(view: RunView, also=()) -> tuple[dict, list[dict]]:
                 variants[key] = f"{BASE} | {fid}={remedy.label}"
                 factors[fid] = {remedy.label: {"changes": [remedy.change]}}
             entry.update(variant=variants[key], fix=remedy.text, change=remedy.change)
+            if FIXES[fid].judged_by != "loss":
+                entry["judged_by"] = FIXES[fid].judged_by
         planned.append(entry)
     return factors, planned
 
@@ -144,7 +146,7 @@ def prove_run(run_dir: str | os.PathLike, *, seeds=DEFAULT_SEEDS, out: str | os.
     out = Path(out) if out is not None else run / runrecord.PROOF
     manifest, verdict = run_study(spec, out, _executor(spec, jobs, executor), follow_up=False, progress=progress,
                                   force=True)
-    proof = proof_of(verdict, spec.about["proof"], _errors(manifest))
+    proof = proof_of(verdict, spec.about["proof"], _errors(manifest), study=out)
     with studydir.StudyLock(out):
         studydir.write_verdict(out, {**verdict, "proof": proof})
     return Proof(out, proof)
@@ -202,5 +204,5 @@ def study_verdict(study: str | os.PathLike) -> dict:
     verdict = compute_verdict(study)
     plan = studydir.read_manifest(study).get("proof")
     if isinstance(plan, dict) and not verdict.get("error"):
-        verdict["proof"] = proof_of(verdict, plan, _errors(studydir.read_manifest(study)))
+        verdict["proof"] = proof_of(verdict, plan, _errors(studydir.read_manifest(study)), study=study)
     return verdict

@@ -7,7 +7,8 @@ builder, the mechanical changes, ``diagnose.instrument``, the seed set again, th
 again. Validation is not left to Keras: at each epoch's end the model's own loss is
 taken per example over the validation data (:func:`~diagnose.userstudy.data.validation_loss`),
 so runs whose loss sums over the batch and runs whose loss averages compare in one
-unit, and that is the ``valid_loss`` the record and the verdict see.
+unit, and that is the ``valid_loss`` the record and the verdict see; a classifier's top-1
+accuracy on its outputs is its ``valid_accuracy``.
 """
 
 from __future__ import annotations
@@ -93,4 +94,6 @@ class _Validation(keras.callbacks.Callback):
         # A run stopped for diverging keeps its last validation before (or none): what it
         # computes after the blow-up measures the blow-up, not what it learned.
         if logs is not None and not self.model.stop_training:
-            logs["val_loss"] = validation_loss(self.step, self.valid, self.batch_size)
+            logs["val_loss"], accuracy = validation_loss(self.step, self.valid, self.batch_size)
+            if accuracy is not None:
+                logs["val_accuracy"] = accuracy
