@@ -59,7 +59,7 @@ def data(settings: dict) -> dict:
     return kwargs
 
 
-def prove_case(case, out: Path, seeds: int, jobs: int) -> dict:
+def prove_case(case, out: Path, seeds: int, jobs: int, max_seeds: int) -> dict:
     """Proves one case's findings; never raises (a crash is the row's error)."""
     import diagnose
 
@@ -67,14 +67,18 @@ def prove_case(case, out: Path, seeds: int, jobs: int) -> dict:
     start = time.perf_counter()
     try:
         proof = diagnose.prove("bench.prove_suite:build", "bench.prove_suite:data", {"case": case.name},
-                               seeds=seeds, out=out / case.name, jobs=jobs)
+                               seeds=seeds, max_seeds=max_seeds, out=out / case.name, jobs=jobs)
     except Exception as error:  # noqa: BLE001 - one case's failure is reported, not fatal
         row.update(error=f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
                    wall_s=time.perf_counter() - start)
         return row
     found = [f for f in proof.findings if f["title"] != "not found by the rules; tested on request"]
-    row["findings"] = [{k: f.get(k) for k in ("id", "kind", "status", "fix", "effect", "ci", "untested")}
-                       for f in found]
+    row["findings"] = [{k: f.get(k) for k in ("id", "kind", "status", "fix", "effect", "ci", "n", "measure",
+                                              "untested")} for f in found]
+    # Root causes the case does not expect, wherever the rules ranked them: what the
+    # proof should refute (or leave open), never prove.
+    row["wrong_causes"] = [{"id": f["id"], "status": f["status"]} for f in found
+                           if f["kind"] == "root-cause" and f["id"] not in case.expect]
     row["base_loss"], row["margin"] = proof.proof["base_loss"], proof.proof["margin"]
     top = found[0] if found else None
     row["top"] = top["id"] if top else None
@@ -97,6 +101,9 @@ def summarise(rows: list[dict]) -> dict:
         "wrong_first_refuted": sum(r["top_status"] == "refuted" for r in wrong),
         "wrong_first_by_status": {s: [r["case"] for r in wrong if r["top_status"] == s]
                                   for s in ("refuted", "inconclusive", "proven", "untested")},
+        "wrong_causes": sum(len(r.get("wrong_causes") or []) for r in rows),
+        "wrong_causes_by_status": {s: [f"{r['case']}:{w['id']}" for r in rows for w in r.get("wrong_causes") or []
+                                       if w["status"] == s] for s in ("refuted", "inconclusive", "proven", "untested")},
         "right_first": sum(bool(r.get("top_right")) for r in rows),
         "expected_found": len(proved),
         "expected_by_status": {s: [r["case"] for r in proved if r["expected_status"] == s]
@@ -119,7 +126,8 @@ def table(rows: list[dict], summary: dict) -> str:
     s = summary
     lines += ["", f"wrong cause first: {s['wrong_first']} of {s['faulty_cases']} faulty cases; refuted by the proof: "
               f"{s['wrong_first_refuted']} of {s['wrong_first']} ({s['wrong_first_by_status']}); expected cause found "
-              f"in {s['expected_found']}, by the proof: {s['expected_by_status']}"]
+              f"in {s['expected_found']}, by the proof: {s['expected_by_status']}; root causes not expected, anywhere: "
+              f"{s['wrong_causes']} ({s['wrong_causes_by_status']})"]
     return "\n".join(lines)
 
 
@@ -127,7 +135,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", default=None, metavar="NAME", help="prove these cases")
     ap.add_argument("--family", nargs="+", default=None, metavar="F", help="prove these families")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per variant to start (default 3)")
+    ap.add_argument("--max-seeds", type=int, default=8, help="most seeds an inconclusive finding gets (default 8)")
     ap.add_argument("--jobs", type=int, default=None, help="concurrent runs (default: one per core)")
     ap.add_argument("--runs", default=None, help="keep the proof studies in this directory (resumable)")
     ap.add_argument("--out", default="prove_suite", help="result name under bench/results/")
@@ -147,14 +156,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="prove-suite-") as scratch:
         runs = Path(args.runs) if args.runs else Path(scratch)
         for case in cases:
-            rows.append(prove_case(case, runs, args.seeds, args.jobs))
+            rows.append(prove_case(case, runs, args.seeds, args.jobs, args.max_seeds))
             r = rows[-1]
             what = r.get("error") or ", ".join(f"{f['id']}: {f['status']}" for f in r["findings"]) or "no findings"
             print(f"{case.name}: {what} ({r['wall_s']:.0f} s)", flush=True)
     summary = summarise(rows)
     print()
     print(table(rows, summary))
-    path = write_result(args.out, {"commit": commit, "seeds": args.seeds, "summary": summary, "cases": rows})
+    path = write_result(args.out, {"commit": commit, "seeds": args.seeds, "max_seeds": args.max_seeds,
+                                   "summary": summary, "cases": rows})
     print(f"-> {path}")
 
 

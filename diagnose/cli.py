@@ -213,11 +213,13 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
 @click.option("--json", "as_json", is_flag=True, help="Print the findings (or verdict) as JSON.")
 @click.option("--prove", is_flag=True, help="Train each finding's mechanical fix over seeds (into RUN/proof) and "
                                             "mark it proven, refuted or inconclusive.")
-@click.option("--seeds", type=click.IntRange(min=2), default=3, show_default=True, help="Seeds of a proof.")
+@click.option("--seeds", type=click.IntRange(min=2), default=3, show_default=True, help="Seeds of a proof to start.")
+@click.option("--max-seeds", type=click.IntRange(min=2), default=None,
+              help="Most seeds a finding still inconclusive gets, added in rounds [default: 8].")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Concurrent runs of a proof (default: one "
                                                                        "per core).")
 @click.option("--also", multiple=True, metavar="ID", help="Also prove this finding's fix, found or not. Repeatable.")
-def check(path, as_json, prove, seeds, jobs, also):
+def check(path, as_json, prove, seeds, max_seeds, jobs, also):
     """Diagnose a run (RUN_DIR: findings) or a study (ABLATION_DIR: its verdict). Writes nothing but a proof.
 
     For a run: each finding with its id, kind, severity, evidence and fix, and what
@@ -259,7 +261,8 @@ def check(path, as_json, prove, seeds, jobs, also):
 
     if prove:
         with SweepProgress(as_json) as bar:
-            prove_run(target, seeds=seeds, jobs=jobs, also=also, progress=bar)
+            prove_run(target, seeds=seeds, jobs=jobs, also=also, progress=bar,
+                      **({} if max_seeds is None else {"max_seeds": max_seeds}))
     findings = check_run(target)
     crashed = runrecord.crash_note(target)
     for note in ([runrecord.NEVER_FINISHED] if problems else []) + ([crashed] if crashed else []):

@@ -169,6 +169,25 @@ def test_a_fix_judged_by_the_error_is_untested_without_the_records_that_measure_
     assert entry["status"] == "untested" and "validation error" in entry["untested"]
 
 
+def test_a_proof_adds_seeds_only_where_a_finding_is_still_open_and_stops_at_its_cap():
+    from diagnose.findings.proof import proof_seeds
+
+    def entry(variant, status, effect, sd, n=3):
+        return {"id": variant, "variant": variant, "status": status, "effect": effect, "sd": sd, "n": n,
+                "confidence": 0.95}
+
+    proof = {"base": "run", "margin": 0.05, "findings": [
+        entry("helps", "inconclusive", -0.3, 0.2),  # to be proven: interval clear of zero, |-0.3| each side
+        entry("nothing", "inconclusive", 0.01, 0.05),  # to be refuted: clear of -margin, 0.06 each side
+        entry("proven", "proven", -0.5, 0.1), entry("refuted", "refuted", 0.2, 0.1),
+        entry("hopeless", "inconclusive", -0.06, 2.0),  # sd 2 nats: beyond the cap
+        entry("at cap", "inconclusive", -0.3, 0.5, n=8),
+        {"id": "x", "variant": None, "status": "untested"}]}
+    # 6 and 7 seeds: the smallest n with t(97.5%, n-1) * sd / sqrt(n) under the half-width asked.
+    assert proof_seeds(proof, cap=8) == {"helps": 6, "nothing": 7, "run": 7}
+    assert proof_seeds(proof, cap=3) == {}
+
+
 def test_check_output_puts_each_findings_proof_under_it():
     from diagnose.findings import Finding
 

@@ -103,7 +103,7 @@ def proof(tmp_path_factory):
     """Features 100x too large into SGD: a proof of the rules' findings, and of a step size too small."""
     out = tmp_path_factory.mktemp("proof") / "scaled"
     return diagnose.prove(BUILDER, DATA, {"scale": 100, "optimizer": "sgd", "lr": 0.1}, fit=FIT, monitor=MONITOR,
-                          seeds=2, out=out, jobs=1, also=("tiny-steps",))
+                          seeds=2, max_seeds=2, out=out, jobs=1, also=("tiny-steps",))
 
 
 @pytest.mark.slow
@@ -123,7 +123,7 @@ def test_a_fault_the_loss_cannot_show_is_proven_by_the_validation_error(tmp_path
     # Keras' binary cross-entropy reads the logit under a one-unit softmax, so the loss
     # trains as the sigmoid's would while every prediction is 1.0.
     proof = diagnose.prove("userstudy_models:build_binary", "userstudy_models:data_binary", {"output": "softmax"},
-                           fit=FIT, monitor=MONITOR, seeds=2, out=tmp_path / "p", jobs=1)
+                           fit=FIT, monitor=MONITOR, seeds=2, max_seeds=2, out=tmp_path / "p", jobs=1)
     entry = next(f for f in proof.findings if f["id"] == "single-unit-softmax")
     assert entry["status"] == "proven" and entry["measure"] == "validation error"
     assert entry["base_value"] > 0.4 and entry["effect"] < -entry["margin"]  # always 1.0: the negatives all wrong
@@ -155,15 +155,16 @@ def test_a_monitor_run_with_rebuild_is_proven_from_the_command_line(tmp_path, ca
     model.fit(x, y, validation_data=valid, epochs=1, batch_size=32, verbose=0,
               callbacks=[diagnose.Monitor(tmp_path / "run", tensorboard=False,
                                           rebuild={"builder": build, "data": data, "fit": {"epochs": 1}})])
-    code, out, err = _cli(capsys, "check", str(tmp_path / "run"), "--prove", "--seeds", "2", "--jobs", "1",
-                          "--also", "huge-steps")
+    code, out, err = _cli(capsys, "check", str(tmp_path / "run"), "--prove", "--seeds", "2", "--max-seeds", "3",
+                          "--jobs", "1", "--also", "huge-steps")
     assert code == 0, err
     proof = read_proof(tmp_path / "run")
     assert studydir.is_study_dir(tmp_path / "run" / runrecord.PROOF)
     assert [f["id"] for f in proof["findings"]][-1] == "huge-steps" and "proof:" in out
+    assert all(f.get("n", 2) <= 3 for f in proof["findings"])  # added seeds stop at --max-seeds
     # Proving again resumes: every run is there, nothing trains, the same proof comes back.
-    code, again, _ = _cli(capsys, "check", str(tmp_path / "run"), "--prove", "--seeds", "2", "--jobs", "1",
-                          "--also", "huge-steps")
+    code, again, _ = _cli(capsys, "check", str(tmp_path / "run"), "--prove", "--seeds", "2", "--max-seeds", "3",
+                          "--jobs", "1", "--also", "huge-steps")
     assert code == 0 and read_proof(tmp_path / "run") == proof
 
 

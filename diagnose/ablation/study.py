@@ -31,13 +31,16 @@ MAX_ROUNDS = 6
 
 
 def run_study(spec: Spec, out_dir: str | Path, executor, *, follow_up: bool = True,
-              progress: Callable[[dict], None] | None = None, force: bool = False) -> tuple[dict, dict]:
+              progress: Callable[[dict], None] | None = None, force: bool = False,
+              seeds_for: Callable[[dict], dict] | None = None) -> tuple[dict, dict]:
     """Runs the sweep, then the verdict's rounds; writes the verdict. Returns (manifest, verdict).
 
     A study resumed in the same directory starts from the seeds and combinations it
     had already added. The study directory stays locked throughout (see
     :class:`~diagnose.studydir.StudyLock`); ``force`` replaces a study of another spec
-    there (see :func:`run_sweep`).
+    there (see :func:`run_sweep`). ``seeds_for(verdict) -> {variant: seeds}`` decides
+    the seeds of each round instead of the verdict's own
+    :func:`~diagnose.findings.verdict_plan.plan_seeds` (a proof asks for its own).
     """
     with studydir.StudyLock(out_dir):
         plan, follow_ups = adaptive_state(out_dir, spec)
@@ -45,7 +48,7 @@ def run_study(spec: Spec, out_dir: str | Path, executor, *, follow_up: bool = Tr
                              follow_ups=follow_ups)
         verdict, manifest = conclude(spec, out_dir, executor, follow_up=follow_up, progress=progress,
                                      manifest=manifest, plan=plan, follow_ups=follow_ups,
-                                     sweeps=[_sweep_timing(manifest)])
+                                     sweeps=[_sweep_timing(manifest)], seeds_for=seeds_for)
     return manifest, verdict
 
 
@@ -57,7 +60,8 @@ def _sweep_timing(manifest: dict) -> dict:
 
 def conclude(spec: Spec, out_dir: str | Path, executor, *, follow_up: bool = True, progress=None,
              manifest: dict | None = None, plan: SeedPlan | None = None,
-             follow_ups: tuple = (), sweeps: list | None = None) -> tuple[dict, dict]:
+             follow_ups: tuple = (), sweeps: list | None = None,
+             seeds_for: Callable[[dict], dict] | None = None) -> tuple[dict, dict]:
     """Computes the verdict and, while it asks for combinations or seeds, runs them and looks again.
 
     Writes the verdict, with ``follow_up_rounds`` (how many rounds ran) and
@@ -75,7 +79,7 @@ def conclude(spec: Spec, out_dir: str | Path, executor, *, follow_up: bool = Tru
         while follow_up and rounds < MAX_ROUNDS:
             tried = {r["variant"] for r in studydir.read_manifest(out)["runs"]}
             combos = tuple(c for c in plan_follow_ups(verdict, tried) if c not in follow_ups)
-            more = plan.with_counts(plan_seeds(verdict))
+            more = plan.with_counts((seeds_for or plan_seeds)(verdict))
             if not combos and more == plan:
                 break
             rounds += 1

@@ -28,13 +28,19 @@ from __future__ import annotations
 
 import statistics
 
-__all__ = ["REFUTE_MARGIN", "DEFINITION", "judge", "proof_of", "format_proof", "proof_line", "findings_with_proof"]
+__all__ = ["REFUTE_MARGIN", "DEFINITION", "PROOF_MAX_SEEDS", "judge", "proof_of", "proof_seeds", "format_proof",
+           "proof_line", "findings_with_proof"]
 
 # The practical margin: 5% of the unfixed model's validation loss (its outcome). A failure worth
 # diagnosing costs more than that (the faults this toolkit is built for cost 20% to
 # several times the loss), while seed-to-seed noise of a small model is ~1-3% of it;
 # relative, so it means the same for nats and for a squared error.
 REFUTE_MARGIN = 0.05
+# Seeds a proof adds to, where a finding stays inconclusive (3 to start): at 8 a paired
+# interval (t = 2.84 at the second look's 97.5%) is about a seed-sd wide on each side,
+# 2.5x narrower than at 3; past it each seed buys little and a proof should stay quick
+# (``--max-seeds`` buys more).
+PROOF_MAX_SEEDS = 8
 DEFINITION = (f"proven: the fix lowers the validation loss with a 95% interval below zero, by at least "
               f"the margin ({REFUTE_MARGIN:.0%} of the unfixed model's loss) on average; refuted: the interval "
               "excludes any improvement larger than the margin; inconclusive: neither at this many seeds")
@@ -52,11 +58,11 @@ def judge(effect: float | None, ci, margin: float) -> str:
     return "inconclusive"
 
 
-def _by_error(study, base: str, variant: str) -> tuple[dict | None, float | None, str | None]:
+def _by_error(study, base: str, variant: str, confidence: float) -> tuple[dict | None, float | None, str | None]:
     """The fix's paired effect on the validation error (fix - base), the base's error, and why not where
     there is none: for a finding whose fault the loss cannot show (its fix is ``judged_by="error"``)."""
     from diagnose import studydir
-    from diagnose.findings.verdict_stats import CONFIDENCE, paired, run_error
+    from diagnose.findings.verdict_stats import paired, run_error
 
     if study is None:
         return None, None, "judged by the validation error, which needs the proof study's records"
@@ -70,7 +76,7 @@ def _by_error(study, base: str, variant: str) -> tuple[dict | None, float | None
         return None, None, ("the loss cannot show this fault (Keras' binary cross-entropy reads the logits "
                             "under the output's activation) and the runs recorded no validation accuracy; "
                             "compile the model with metrics=['accuracy'] to test it by the validation error")
-    return paired(errors[base], errors[variant], CONFIDENCE), statistics.fmean(errors[base].values()), None
+    return paired(errors[base], errors[variant], confidence), statistics.fmean(errors[base].values()), None
 
 
 def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) -> dict:
@@ -96,13 +102,14 @@ def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) 
         if variant is None:
             entry["status"] = "untested"
         elif planned.get("judged_by") == "error":
-            e, base_error, why = _by_error(study, base, variant)
+            e, base_error, why = _by_error(study, base, variant, effects.get(variant, {}).get("confidence", 0.95))
             if e is None:
                 entry.update(status="untested", untested=why)
             else:
                 fixed = None if e["effect"] is None else base_error + e["effect"]
                 entry.update(status=judge(e["effect"], e["ci"], REFUTE_MARGIN * base_error), effect=e["effect"],
-                             ci=e["ci"], n=e["n"], measure="validation error", base_value=base_error,
+                             ci=e["ci"], n=e["n"], sd=e["sd"], confidence=e["confidence"],
+                             measure="validation error", base_value=base_error,
                              fixed_value=fixed, margin=REFUTE_MARGIN * base_error,
                              diverged=effects.get(variant, {}).get("diverged", 0),
                              runs=effects.get(variant, {}).get("runs", []))
@@ -112,12 +119,40 @@ def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) 
         else:
             e = effects[variant]
             entry.update(status=judge(e["effect"], e["ci"], margin), effect=e["effect"], ci=e["ci"], n=e["n"],
+                         sd=e.get("sd"), confidence=e.get("confidence"),
                          fixed_loss=e["mean_loss"], diverged=e["diverged"], runs=e["runs"])
         findings.append(entry)
     return {"run": plan.get("run"), "base": base, "base_loss": base_loss, "margin": margin,
             "definition": DEFINITION, "findings": findings,
             "counts": {s: sum(f["status"] == s for f in findings)
                        for s in ("proven", "refuted", "inconclusive", "untested")}}
+
+
+def proof_seeds(proof: dict, cap: int = PROOF_MAX_SEEDS) -> dict[str, int]:
+    """Seeds each variant of a proof study should have so that its inconclusive findings may settle.
+
+    A finding whose fix helps by at least the margin on average needs an interval
+    clear of zero (half-width under its mean improvement); any other needs it clear
+    of an improvement of the margin (half-width under mean + margin), which refutes
+    it. Both the fix's variant and the base get the seeds (they pair by seed), at
+    most ``cap``; a finding estimated to need more than ``cap`` gets none.
+
+    Returns:
+        ``{variant: seeds}`` for the variants to extend, or {}.
+    """
+    from diagnose.findings.verdict_plan import seeds_for_half_width
+
+    counts: dict[str, int] = {}
+    for f in proof.get("findings", []):
+        margin = f.get("margin", proof.get("margin"))
+        if f.get("status") != "inconclusive" or f.get("effect") is None or margin is None or f.get("n", 0) >= cap:
+            continue
+        target = -f["effect"] if f["effect"] <= -margin else f["effect"] + margin
+        n = seeds_for_half_width(f, target, cap)
+        if n is not None and n > f["n"]:
+            for variant in (f["variant"], proof["base"]):
+                counts[variant] = max(counts.get(variant, 0), n)
+    return counts
 
 
 def proof_line(entry: dict) -> str:

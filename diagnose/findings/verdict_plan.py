@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import math
 
-__all__ = ["plan_follow_ups", "plan_seeds", "seeds_needed", "DEFAULT_MAX_SEEDS", "MAX_FIX_SIZE", "CANDIDATES",
+__all__ = ["plan_follow_ups", "plan_seeds", "seeds_needed", "seeds_for_half_width",
+           "DEFAULT_MAX_SEEDS", "MAX_FIX_SIZE", "CANDIDATES",
            "MIN_ADDED_SEEDS"]
 
 # Seeds per variant that adaptive seeding stops at. An interval narrows as
@@ -99,23 +100,36 @@ def seeds_needed(comparison: dict, margin: float | None, cap: int) -> int | None
     fewest n that would do, at least :data:`MIN_ADDED_SEEDS` more than now. None when
     the effect is too small to matter or that n is beyond :data:`HOPELESS_FACTOR` x ``cap``.
     """
-    from scipy import stats
-
-    from diagnose.findings.verdict_stats import CONFIDENCE, confidence_after
-
-    looks = round((1 - CONFIDENCE) / (1 - comparison.get("confidence", CONFIDENCE)))
-    level = confidence_after(looks + 1)
-    n, sd, mean = comparison["n"], comparison.get("sd"), comparison.get("effect")
-    floor = min(cap, n + MIN_ADDED_SEEDS)
-    if mean is None or n < 2 or sd is None:
-        return floor
+    mean = comparison.get("effect")
+    if mean is None:
+        return seeds_for_half_width(comparison, None, cap)
     if comparison.get("kind") == "residual" and margin is not None:
         target = margin - mean if mean < margin else mean
     elif margin is not None and abs(mean) < margin:
         return None
     else:
         target = abs(mean)
-    if sd == 0:
+    return seeds_for_half_width(comparison, target, cap)
+
+
+def seeds_for_half_width(comparison: dict, target: float | None, cap: int) -> int | None:
+    """The fewest seeds at which ``comparison``'s interval, read once more, would likely be narrower
+    than ``target`` on each side; at least :data:`MIN_ADDED_SEEDS` more than now, at most ``cap``.
+
+    From its ``n``, ``sd`` (of the paired differences) and ``confidence`` (the level of
+    its last look; the next look's is wider, :func:`~diagnose.findings.verdict_stats.confidence_after`).
+    Too few seeds to estimate the sd: the next step up. None when that n is beyond
+    :data:`HOPELESS_FACTOR` x ``cap``.
+    """
+    from scipy import stats
+
+    from diagnose.findings.verdict_stats import CONFIDENCE, confidence_after
+
+    looks = round((1 - CONFIDENCE) / (1 - comparison.get("confidence", CONFIDENCE)))
+    level = confidence_after(looks + 1)
+    n, sd = comparison["n"], comparison.get("sd")
+    floor = min(cap, n + MIN_ADDED_SEEDS)
+    if target is None or n < 2 or sd is None or sd == 0:
         return floor
     for k in range(max(n, 2), HOPELESS_FACTOR * cap + 1):
         if stats.t.ppf(0.5 + level / 2, k - 1) * sd / math.sqrt(k) < target:

@@ -24,7 +24,7 @@ from diagnose import runrecord, studydir
 from diagnose.errors import DiagnoseError
 from diagnose.findings import RunView, check_view, spec_of
 from diagnose.findings.fixes import FIXES, remedy_for
-from diagnose.findings.proof import format_proof, proof_of
+from diagnose.findings.proof import PROOF_MAX_SEEDS, format_proof, proof_of, proof_seeds
 from diagnose.userstudy.rebuild import from_record, rebuild_entry
 from diagnose.userstudy.spec import KerasSpec, UserRunConfig, build_keras_spec
 
@@ -85,11 +85,14 @@ def _plan(view: RunView, also=()) -> tuple[dict, list[dict]]:
 
 
 def proof_spec(rebuild: UserRunConfig, view: RunView | None, seeds=DEFAULT_SEEDS, also=(), run: str | None = None,
-               name: str = "proof") -> KerasSpec:
+               name: str = "proof", max_seeds: int | None = None) -> KerasSpec:
     """The proof study of a run (``view`` None: the base alone, before there is a run to read)."""
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     factors, planned = _plan(view, also) if view is not None else ({}, [])
-    raw = {"study": {"name": name, "builder": rebuild.builder, "data": rebuild.data, "seeds": seeds},
+    study = {"name": name, "builder": rebuild.builder, "data": rebuild.data, "seeds": seeds}
+    if max_seeds is not None:
+        study["max_seeds"] = max(max_seeds, len(seeds))
+    raw = {"study": study,
            "bases": {BASE: {**rebuild.settings, **({"changes": list(rebuild.changes)} if rebuild.changes else {})}},
            "factors": factors, "fit": rebuild.fit, "monitor": rebuild.monitor}
     if view is not None:
@@ -115,13 +118,16 @@ def _errors(manifest: dict) -> dict:
     return errors
 
 
-def prove_run(run_dir: str | os.PathLike, *, seeds=DEFAULT_SEEDS, out: str | os.PathLike | None = None,
-              jobs: int | None = None, executor=None, also=(), progress: Callable | None = None) -> Proof:
+def prove_run(run_dir: str | os.PathLike, *, seeds=DEFAULT_SEEDS, max_seeds: int = PROOF_MAX_SEEDS,
+              out: str | os.PathLike | None = None, jobs: int | None = None, executor=None, also=(),
+              progress: Callable | None = None) -> Proof:
     """Proves the findings of the run in ``run_dir`` (see the module docstring).
 
     Args:
         run_dir: a run record whose config.json has ``rebuild``.
-        seeds: a count (seeds 0..n-1) or a list of seeds.
+        seeds: a count (seeds 0..n-1) or a list of seeds to start with.
+        max_seeds: the most seeds a finding still inconclusive gets, added in rounds
+            (:func:`~diagnose.findings.proof.proof_seeds`); ``seeds``' count: none added.
         out: the proof study's directory (default ``run_dir/proof``); a proof there is
             resumed, or replaced (keeping the runs both share) when the plan changed.
         jobs: concurrent runs (default: one per core; 1 trains them in this process).
@@ -142,19 +148,24 @@ def prove_run(run_dir: str | os.PathLike, *, seeds=DEFAULT_SEEDS, out: str | os.
         raise DiagnoseError(f"{run} does not say how to build its model again, so its findings cannot be proven; "
                             "record it with diagnose.Monitor(run_dir, rebuild={'builder': build, 'data': data, "
                             "'settings': {...}}), or run it in a study of your model")
-    spec = proof_spec(rebuild, RunView.load(run), seeds, also, run=str(run))
+    spec = proof_spec(rebuild, RunView.load(run), seeds, also, run=str(run), max_seeds=max_seeds)
     out = Path(out) if out is not None else run / runrecord.PROOF
-    manifest, verdict = run_study(spec, out, _executor(spec, jobs, executor), follow_up=False, progress=progress,
-                                  force=True)
-    proof = proof_of(verdict, spec.about["proof"], _errors(manifest), study=out)
+    plan = spec.about["proof"]
+
+    def seeds_for(verdict: dict) -> dict:
+        return proof_seeds(proof_of(verdict, plan, study=out), max_seeds)
+
+    manifest, verdict = run_study(spec, out, _executor(spec, jobs, executor), progress=progress, force=True,
+                                  seeds_for=seeds_for)
+    proof = proof_of(verdict, plan, _errors(manifest), study=out)
     with studydir.StudyLock(out):
         studydir.write_verdict(out, {**verdict, "proof": proof})
     return Proof(out, proof)
 
 
 def prove(builder, data, settings: dict | None = None, *, fit: dict | None = None, seeds=DEFAULT_SEEDS,
-          out: str | os.PathLike | None = None, jobs: int | None = None, also=(), monitor: dict | None = None,
-          progress: Callable | None = None) -> Proof:
+          max_seeds: int = PROOF_MAX_SEEDS, out: str | os.PathLike | None = None, jobs: int | None = None,
+          also=(), monitor: dict | None = None, progress: Callable | None = None) -> Proof:
     """Trains ``builder(settings)`` on ``data``, reads its findings and proves them over seeds.
 
     Args:
@@ -164,7 +175,7 @@ def prove(builder, data, settings: dict | None = None, *, fit: dict | None = Non
             arguments (:mod:`diagnose.userstudy.data`).
         settings: passed to both (a dict of JSON values).
         fit: ``model.fit`` arguments for every run (epochs, batch_size...).
-        seeds, jobs, also, progress: as :func:`prove_run`.
+        seeds, max_seeds, jobs, also, progress: as :func:`prove_run`.
         out: the proof study's directory (default ``proofs/<builder name>``); the run
             whose findings are proven is its base at seed 0.
         monitor: ``diagnose.Monitor`` arguments (log_every, probe_every).
@@ -179,8 +190,8 @@ def prove(builder, data, settings: dict | None = None, *, fit: dict | None = Non
     executor = _executor(base, jobs, None)
     run_sweep(base, out, executor, progress=progress, force=True)
     first = next(t for t in base.tasks() if t.seed == base.seeds[0])
-    return prove_run(studydir.run_path(out, first.run_id), seeds=seeds, out=out, executor=executor, also=also,
-                     progress=progress)
+    return prove_run(studydir.run_path(out, first.run_id), seeds=seeds, max_seeds=max_seeds, out=out,
+                     executor=executor, also=also, progress=progress)
 
 
 def read_proof(path: str | os.PathLike) -> dict | None:
