@@ -98,6 +98,28 @@ def test_a_seed_means_the_same_run_twice(tmp_path):
     assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) > 2
 
 
+@pytest.mark.slow
+def test_a_run_restarted_on_a_kept_model_writes_the_record_it_writes_alone(tmp_path):
+    from diagnose.userstudy import worker
+
+    # Dropout and Adam: seed states and optimizer slots must come from the run's own build.
+    raw = {"study": {"name": "kept", "builder": BUILDER, "data": DATA, "seeds": [0, 1]},
+           "bases": {"mine": {"dropout": 0.3}}, "fit": {"epochs": 2}, "monitor": MONITOR}
+    first, second = build_keras_spec(raw).tasks()
+    assert first.group == second.group and first.run_id != second.run_id
+    worker.train_task(first.config.to_dict(), tmp_path / "first")
+    kept = worker._MODELS[first.group][0]
+    worker.train_task(second.config.to_dict(), tmp_path / "restarted")
+    assert worker._MODELS[first.group][0] is kept  # trained on the kept model, not a new one
+    worker.train_task(second.config.to_dict(), tmp_path / "alone", reuse=False)
+    restarted, alone = ((tmp_path / d / runrecord.METRICS).read_text() for d in ("restarted", "alone"))
+    assert restarted == alone and len(alone.splitlines()) > 2
+    summaries = [runrecord.read_summary(tmp_path / d) for d in ("restarted", "alone")]
+    assert [(x["final"], x["baselines"], x["status"]) for x in summaries][0] == \
+        [(x["final"], x["baselines"], x["status"]) for x in summaries][1]
+    assert restarted != (tmp_path / "first" / runrecord.METRICS).read_text()  # another seed, another run
+
+
 @pytest.fixture(scope="module")
 def proof(tmp_path_factory):
     """Features 100x too large into SGD: a proof of the rules' findings, and of a step size too small."""

@@ -24,8 +24,12 @@ def data(settings):
 
 
 def build(settings):
-    """Dense(16, relu) -> Dense(3, output); ``optimizer`` (adam, sgd) at ``lr``; ``reduction`` of the loss."""
-    model = keras.Sequential([keras.Input((FEATURES,), name="features"), keras.layers.Dense(16, activation="relu"),
+    """Dense(16, relu) [-> Dropout(``dropout``)] -> Dense(3, output); ``optimizer`` (adam, sgd) at ``lr``;
+    ``reduction`` of the loss."""
+    hidden = [keras.layers.Dense(16, activation="relu")]
+    if settings.get("dropout"):
+        hidden.append(keras.layers.Dropout(settings["dropout"]))
+    model = keras.Sequential([keras.Input((FEATURES,), name="features"), *hidden,
                               keras.layers.Dense(CLASSES, activation=settings.get("output", "softmax"))])
     loss = keras.losses.SparseCategoricalCrossentropy(reduction=settings.get("reduction", "sum_over_batch_size"))
     optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[settings.get("optimizer", "adam")]

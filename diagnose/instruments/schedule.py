@@ -41,3 +41,8 @@ class Schedule:
     def reset(self) -> None:
         """Host side, at each read of the accumulators: the next step is sampled."""
         self._fresh.assign(True)
+
+    def restart(self) -> None:
+        """Host side: a new run (the step count from zero)."""
+        self._step.assign(0)
+        self._fresh.assign(True)

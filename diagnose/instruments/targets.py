@@ -171,6 +171,13 @@ class TargetStats:
         counts = np.bincount(labels[(labels >= 0) & (labels < classes)], minlength=classes)
         self._exact = _label_baselines(counts)
 
+    def reset(self) -> None:
+        """Forgets the targets seen (a new run)."""
+        self._exact = None
+        for var in (self._counts, self._moments):
+            if var is not None:
+                var.assign(tf.zeros_like(var))
+
     @property
     def exact(self) -> bool:
         return self._exact is not None

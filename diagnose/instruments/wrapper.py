@@ -86,6 +86,32 @@ class Instrumented(keras.Model):
     def call(self, inputs, training=None):
         return self.user_model(inputs, training=training)
 
+    def restart(self, fresh) -> bool:
+        """Starts another run on these traced steps: ``fresh``'s weights and optimizer state, instruments zeroed.
+
+        ``fresh`` is the same model built again (another seed): every variable of it
+        (weights, dropout's seed states) and of its optimizer, built on its own
+        weights as ``fit`` builds it, is copied here, so the run trains as ``fresh``'s
+        own ``fit`` would, while tracing the train step, most of a small model's
+        run, is saved. Returns False, changing nothing, where ``fresh`` does not match
+        (other shapes, its optimizer this one's object, a model not built yet).
+        """
+        mine, theirs = self.user_model.variables, getattr(fresh, "variables", None)
+        optimizer = getattr(fresh, "optimizer", None)
+        if not self._ready or theirs is None or optimizer is None or optimizer is self.optimizer \
+                or not _same_shapes(mine, theirs):
+            return False
+        optimizer.build(fresh.trainable_variables)
+        if not _same_shapes(self.optimizer.variables, optimizer.variables):
+            return False
+        for ours, new in zip(mine + list(self.optimizer.variables), theirs + list(optimizer.variables), strict=True):
+            ours.assign(new.value)
+        self.acc.reset()
+        self.sampled_acc.reset()
+        self.schedule.restart()
+        self.targets.reset()
+        return True
+
     def train_step(self, data):
         if self._custom_step:
             return self._custom_train_step(data)
@@ -279,6 +305,10 @@ class Instrumented(keras.Model):
             for monitor in monitors:
                 monitor.record_failure(exc)
             raise
+
+
+def _same_shapes(a, b) -> bool:
+    return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype for x, y in zip(a, b))
 
 
 def instrument(model) -> Instrumented:

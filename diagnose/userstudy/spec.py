@@ -43,6 +43,7 @@ instrumented by ``diagnose.instrument`` and ``diagnose.Monitor``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -99,6 +100,11 @@ class UserRunConfig:
     def to_dict(self) -> dict:
         return {"kind": "keras", "builder": self.builder, "data": self.data, "settings": self.settings,
                 "changes": list(self.changes), "fit": self.fit, "monitor": self.monitor, "seed": self.seed}
+
+    def group(self) -> str:
+        """16 hex digits naming the runs that can share a traced model: equal in all but the seed."""
+        blob = json.dumps({**self.to_dict(), "seed": None}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, d: dict) -> "UserRunConfig":
@@ -171,7 +177,7 @@ class KerasSpec:
             for seed in plan.seeds_for(variant.name, self.seeds):
                 config = UserRunConfig(self.builder, self.data, level.settings, level.changes, self.fit,
                                        self.monitor, seed)
-                tasks.append(RunTask(run_id(config), variant, seed, config, kind="keras"))
+                tasks.append(RunTask(run_id(config), variant, seed, config, config.group(), kind="keras"))
         return tasks
 
     def prepare(self, plan: SeedPlan | None = None) -> tuple[list[RunTask], dict]:

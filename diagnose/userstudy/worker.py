@@ -14,6 +14,7 @@ accuracy on its outputs is its ``valid_accuracy``.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 from diagnose import runrecord
@@ -32,15 +33,22 @@ __all__ = ["train_task", "train_run"]
 # and its counterfactuals usually share data, and loading it is often the slow part.
 _DATA_CACHE: dict = {}
 _DATA_CACHE_SIZE = 2
+# Instrumented models kept per worker process, by everything of a run but its seed:
+# the next seed of the same variant restarts one (Instrumented.restart) instead of
+# tracing its train step again, about half of a small model's run. Each holds one
+# model, its optimizer and its traced steps.
+_MODELS: OrderedDict = OrderedDict()
+_MODELS_SIZE = 4
 
 
 def train_task(config: dict, run_dir: Path, reuse: bool = True) -> dict:
     """The executors' entry point: trains ``UserRunConfig.to_dict()`` into ``run_dir``; returns its summary.
 
-    ``reuse`` is the executors' (the built-in model's runs share traced steps); here every
-    run builds and traces its model afresh, and only the data function's result is kept.
+    ``reuse``: restart a model this worker traced for another seed of the same run
+    (:meth:`UserRunConfig.group`), as the built-in model's runs share traced steps; False builds
+    and traces afresh and keeps nothing.
     """
-    return train_run(UserRunConfig.from_dict(config), run_dir)
+    return train_run(UserRunConfig.from_dict(config), run_dir, reuse=reuse)
 
 
 def _data(config: UserRunConfig):
@@ -52,8 +60,12 @@ def _data(config: UserRunConfig):
     return _DATA_CACHE[key]
 
 
-def train_run(config: UserRunConfig, run_dir: str | Path) -> dict:
+def train_run(config: UserRunConfig, run_dir: str | Path, reuse: bool = False) -> dict:
     """Builds, changes, instruments and fits one run; returns its summary.
+
+    ``reuse``: where this process trained a run equal but for the seed, that run's
+    instrumented model takes this one's weights and optimizer state and trains
+    without tracing again; the record is the one the run writes alone (tested).
 
     Raises:
         DiagnoseError: the builder does not return a compiled Keras model, or a change
@@ -76,19 +88,27 @@ def train_run(config: UserRunConfig, run_dir: str | Path) -> dict:
     if probe is None:
         probe = probe_batch(fit.get("x"), fit.get("y"), valid)
     batch = fit.pop("validation_batch_size", None) or fit.get("batch_size") or 32
-    wrapped = diagnose.instrument(model)
+    key = config.group()
+    kept = _MODELS.pop(key, None) if reuse else None
+    if kept is None or not kept[0].restart(model):
+        kept = (diagnose.instrument(model), loss_step(model))
+    wrapped, step = kept
     monitor = diagnose.Monitor(run_dir, probe=probe, rebuild=config.to_dict(), overwrite=True, **config.monitor)
     keras.utils.set_random_seed(config.seed)  # the same shuffles and dropout masks whatever the changes drew
-    wrapped.fit(**fit, callbacks=[_Validation(model, valid, batch), monitor], verbose=0)
+    wrapped.fit(**fit, callbacks=[_Validation(step, valid, batch), monitor], verbose=0)  # a crash drops the model
+    if reuse:
+        _MODELS[key] = kept  # most recently used last
+        while len(_MODELS) > _MODELS_SIZE:
+            _MODELS.popitem(last=False)
     return runrecord.read_summary(run_dir)
 
 
 class _Validation(keras.callbacks.Callback):
     """Ahead of the Monitor: the per-example validation loss in ``logs["val_loss"]`` at each epoch's end."""
 
-    def __init__(self, model, valid, batch_size: int):
+    def __init__(self, step, valid, batch_size: int):
         super().__init__()
-        self.step, self.valid, self.batch_size = loss_step(model), valid, batch_size
+        self.step, self.valid, self.batch_size = step, valid, batch_size  # step: the model's loss_step
 
     def on_epoch_end(self, epoch, logs=None):
         # A run stopped for diverging keeps its last validation before (or none): what it
