@@ -21,27 +21,37 @@ tf = import_tensorflow_quietly()
 class Accumulator:
     """Sums of each column over the healthy steps since the last read.
 
-    Variables are created on the first :meth:`add` (inside the first trace of the
-    step, lifted out with ``init_scope``), when the column names are known.
+    With a ``capacity``, the variables are created with the accumulator, before any
+    trace, and the columns fill their front: a step that creates no variable is traced
+    once (one that does is traced twice by TensorFlow). Without one, or where the
+    columns outgrow it, they are created on the first :meth:`add` (inside the first
+    trace, lifted out with ``init_scope``), when the column names are known.
 
     Args:
         names: names of the entries of ``bad`` after the first (the loss); the
             variable reported when a step first turns non-finite.
+        capacity: columns the variables made now hold (None: made at the first add).
+        hist_shape: the histogram's shape, with a capacity.
+        growable: with a capacity, more columns than it holds make new variables
+            instead of raising.
     """
 
-    def __init__(self, names: list[str], capacity: int | None = None, hist_shape: tuple | None = None):
+    def __init__(self, names: list[str], capacity: int | None = None, hist_shape: tuple | None = None,
+                 growable: bool = False):
         self.names = list(names)
+        self._growable = growable  # columns beyond the capacity: new variables (a second trace), not an error
         self.columns: list[str] | None = None
         self._sums = self._count = self._hist = None
         self._capacity = capacity
-        if capacity is not None:
-            # Created now, so that a step first traced inside a graph loop (where
-            # no variable may be created) can use them; columns fill the front.
-            self._sums = tf.Variable(tf.zeros(capacity, tf.float64), trainable=False)
-            self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-            self._hist = tf.Variable(tf.zeros(hist_shape or (1,), tf.float64), trainable=False)
-        self._diverged = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
-        self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        with tf.init_scope():
+            if capacity is not None:
+                # Created now, so that a step first traced inside a graph loop (where
+                # no variable may be created) can use them; columns fill the front.
+                self._sums = tf.Variable(tf.zeros(capacity, tf.float64), trainable=False)
+                self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+                self._hist = tf.Variable(tf.zeros(hist_shape or (1,), tf.float64), trainable=False)
+            self._diverged = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
+            self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     @property
     def step(self):
@@ -62,11 +72,14 @@ class Accumulator:
         names = column_names(row)
         if self.columns is not None and names != self.columns:
             raise RuntimeError("a retrace of the train step produced different instrument columns")
-        if self.columns is None and self._capacity is not None:
-            if len(names) > self._capacity:
-                raise RuntimeError(f"{len(names)} instrument columns exceed the accumulator's {self._capacity}")
+        if self.columns is None and self._capacity is not None and len(names) > self._capacity \
+                and not self._growable:
+            raise RuntimeError(f"{len(names)} instrument columns exceed the accumulator's {self._capacity}")
+        if self.columns is None and self._capacity is not None and len(names) <= self._capacity \
+                and tuple(hist.shape) == tuple(self._hist.shape):
             self.columns = names
         elif self.columns is None:
+            self._capacity = None  # outgrown: variables of the columns' own size
             self.columns = names
             with tf.init_scope():
                 self._sums = tf.Variable(tf.zeros(len(self.columns), tf.float64), trainable=False)

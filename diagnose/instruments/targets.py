@@ -171,6 +171,17 @@ class TargetStats:
         counts = np.bincount(labels[(labels >= 0) & (labels < classes)], minlength=classes)
         self._exact = _label_baselines(counts)
 
+    def prepare(self, classes: int | None, info: "LossInfo") -> None:
+        """Makes the variables the step would add to (host side), so that it creates none when first traced."""
+        if self._exact is not None:
+            return
+        with tf.init_scope():
+            if info.kind == "regression" and self._moments is None:
+                self._moments = tf.Variable(tf.zeros(3, tf.float64), trainable=False)
+            elif info.kind != "regression" and self._counts is None and classes:
+                width = 2 if info.kind == "binary" or classes == 1 else int(classes)
+                self._counts = tf.Variable(tf.zeros(width, tf.float64), trainable=False)
+
     def reset(self) -> None:
         """Forgets the targets seen (a new run)."""
         self._exact = None
@@ -183,7 +194,7 @@ class TargetStats:
         return self._exact is not None
 
     def add_classes(self, labels, weights, classes: int) -> None:
-        if self._counts is None:
+        if self._counts is None or self._counts.shape[0] != classes:
             with tf.init_scope():
                 self._counts = tf.Variable(tf.zeros(classes, tf.float64), trainable=False)
         w = tf.ones_like(labels, tf.float64) if weights is None else tf.cast(weights, tf.float64)

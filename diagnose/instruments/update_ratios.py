@@ -45,6 +45,12 @@ class Snapshot:
     def __init__(self):
         self._copies = None
 
+    def prepare(self, variables) -> None:
+        """Makes the copies now (host side), so that the step creates no variable when first traced."""
+        if self._copies is None:
+            with tf.init_scope():
+                self._copies = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in variables]
+
     def take(self, variables) -> None:
         """In-graph, before the update: copies every variable."""
         if self._copies is None:

@@ -45,6 +45,16 @@ def _clip_setting(optimizer) -> tuple[str, float]:
     return "none", 0.0
 
 
+# Room made ahead in the accumulators (a column is one float64): what the families
+# record, every step (loss, accuracy, the loss's square) and on sampled steps (about
+# three columns per variable, a few per attention or branch site, the output's health,
+# the inputs), with a margin; a model that records more gets variables of its size, at
+# the cost of tracing its first step twice.
+_EVERY_STEP_COLUMNS = 16
+_COLUMNS_PER_VARIABLE = 8
+_COLUMNS_PER_SITE = 64
+
+
 class Instrumented(keras.Model):
     """A user's model, trained exactly as its ``fit`` trains it, with the instruments recorded.
 
@@ -76,8 +86,11 @@ class Instrumented(keras.Model):
                                 "compiled with that output's loss")
         self.taps = Taps(self.user_model)
         self.names = measures.variable_names([v.path for v in self.user_model.trainable_variables])
-        self.acc = Accumulator(self.names)  # every step
-        self.sampled_acc = Accumulator(self.names)  # the steps the schedule samples
+        # Room for every column, made before the first trace so that it traces once:
+        # the families record a few columns per variable and per tapped site.
+        room = _COLUMNS_PER_VARIABLE * len(self.names) + _COLUMNS_PER_SITE * (len(self.taps.found) + 1)
+        self.acc = Accumulator(self.names, capacity=_EVERY_STEP_COLUMNS, growable=True)  # every step
+        self.sampled_acc = Accumulator(self.names, capacity=room, growable=True)  # the steps the schedule samples
         self.schedule = Schedule()
         self.snapshot = Snapshot()
         self.targets = TargetStats()
@@ -270,6 +283,23 @@ class Instrumented(keras.Model):
         classes = outputs[0].shape[-1] if outputs else None
         self.targets.from_arrays(y, self.loss_info, classes)
 
+    def _build_state(self, x, y, sample_weight) -> None:
+        """Builds the optimizer, compiled metrics and loss before fit traces the train step.
+
+        Keras builds them inside the first trace when no distribution strategy is set
+        (plain fit too), and a trace that creates variables is traced twice; built
+        here from one batch of the data, as Keras' own symbolic build would, the step
+        is traced once. Data other than arrays keeps Keras' way.
+        """
+        if not all(hasattr(a, "shape") for a in keras.tree.flatten((x, y)) if a is not None) or x is None:
+            return
+        try:
+            batch = keras.tree.map_structure(lambda a: None if a is None else np.asarray(a[:2]), (x, y, sample_weight))
+            self._symbolic_build(data_batch=batch)
+        except Exception:  # noqa: BLE001 - an optimisation only: Keras builds them in the trace as before
+            return
+            return
+
     def _build_from(self, x) -> None:
         """Builds the user's model from one example of ``x`` (arrays or a dataset), then sets up."""
         try:
@@ -294,6 +324,12 @@ class Instrumented(keras.Model):
         if not self._ready:
             self._build_from(x)
         self._target_baselines(y, validation_split)
+        if self._ready and not self._custom_step:  # what the step would otherwise make inside its first trace
+            self._build_state(x, y, kwargs.get("sample_weight"))
+            if not plain_sgd(self.optimizer):
+                self.snapshot.prepare(self.trainable_weights)
+            outputs = getattr(self.user_model, "outputs", None)
+            self.targets.prepare(outputs[0].shape[-1] if outputs else None, self.loss_info)
         monitors = [c for c in callbacks or [] if isinstance(c, Monitor)]
         for monitor in monitors:
             if monitor.probe is None:
