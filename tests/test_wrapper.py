@@ -131,6 +131,26 @@ def test_trains_exactly_as_the_models_own_fit(name, tmp_path):
     assert runrecord.read_metrics(tmp_path)["grad_norm/global"].notna().all()
 
 
+def test_the_instrumented_step_is_traced_once(tmp_path, monkeypatch):
+    # A trace that creates variables (Keras' optimizer slots and metric totals, the
+    # instruments' sums) makes TensorFlow trace the step a second time.
+    from diagnose.instruments.wrapper import Instrumented
+
+    traces = []
+    step = Instrumented.train_step
+    monkeypatch.setattr(Instrumented, "train_step", lambda self, data: traces.append(1) or step(self, data))
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dropout(0.2), keras.layers.Dense(CLASSES)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    diagnose.instrument(model).fit(x, y, epochs=2, batch_size=16, verbose=0,
+                                   callbacks=[diagnose.Monitor(tmp_path, tensorboard=False)])
+    assert len(traces) == 1
+    assert runrecord.read_metrics(tmp_path)["update_ratio/dense"].notna().all()  # the sampled families ran
+
+
 def test_a_mask_from_embedding_reaches_the_loss_as_in_fit(tmp_path):
     rng = np.random.default_rng(1)
     tokens = rng.integers(1, 20, size=(N, 7)).astype(np.int32)
