@@ -68,6 +68,8 @@ run directory goes through it. A run directory holds:
          "variables": {NAME: shape},                   # every trainable variable
          "variable_layers": {NAME: layer class},       # the layer that owns it (Dense, Embedding...)
          "initial_weight_norms": {NAME: ||w||},        # before the first step (of this call, if resumed)
+         "at_start": {COLUMN: value},                  # instrumented Keras runs: metrics.csv's columns over
+                                                       # the first step(s) alone (fit's first call), as built
          "versions": {"python", "tensorflow", "keras", "numpy", "diagnose"}}
 
     A Keras model's run (``diagnose.Monitor``) writes the same keys where they apply;

@@ -87,6 +87,10 @@ def test_output_fixes_follow_the_output_layer():
     assert remedy_for("single-unit-softmax", _view()).change == {"op": "output_activation", "activation": "sigmoid"}
 
 
+def rule_of(rule_id: str):
+    return next(r for r in RULES if r.spec.id == rule_id)
+
+
 def test_fixes_name_what_they_change_from_the_record():
     init = remedy_for("constant-init", _view(layers=_layers(hidden_init="Zeros")))
     assert init.change == {"op": "reinit_kernels", "layers": ["dense"]}
@@ -94,6 +98,17 @@ def test_fixes_name_what_they_change_from_the_record():
     table = remedy_for("temporal-encoding-dominates", _view(**{
         "rms/tok/position": np.full(20, 1.0), "rms/tok/content": np.linspace(0.029, 0.06, 20)}))
     assert table.change == {"op": "reinit_table", "sites": ["tok"], "stddev": 0.029}  # the content's first scale
+    # A run that blew up within its first row: both terms scaled alike by then (a ratio of 2), while
+    # its first step, as built, had a table of ones over content at 0.029.
+    blown = {"rms/tok/position": np.full(20, 3.0), "rms/tok/content": np.full(20, 1.5),
+             "loss": np.full(20, 4e4)}
+    at_start = {"at_start": {"rms/tok/position": 1.0, "rms/tok/content": 0.029}}
+    assert rule_of("temporal-encoding-dominates")(_view(**blown)) is None
+    found = rule_of("temporal-encoding-dominates")(_view(summary={**at_start, "baselines": {"ln_vocab": 3.7}},
+                                                         **blown))
+    assert found is not None and any("(first step)" in e.metric for e in found.evidence)
+    assert remedy_for("temporal-encoding-dominates", _view(summary={**at_start, "baselines": {"ln_vocab": 3.7}},
+                                                           **blown)).change["stddev"] == 0.029
     inputs = remedy_for("unscaled-inputs", _view(**{"input_rms/pixels": np.full(20, 130.0),
                                                     "input_rms/ids": np.full(20, 3.0)}))
     assert inputs.change == {"op": "standardize_inputs", "inputs": ["pixels"]}
@@ -220,3 +235,24 @@ def test_a_monitor_run_that_trained_on_after_diverging_counts_what_it_had_learne
     assert run_outcome(run) == (pytest.approx(1.05), "diverged")  # the validations after step 8 do not count
     runrecord.write_summary(run, {**summary, "diverged_at": {"step": 2, "variable": "loss"}})
     assert run_outcome(run) == (pytest.approx(math.log(3)), "diverged")  # none before: it learned nothing
+
+
+def test_a_validation_beyond_the_divergence_bound_counts_as_the_blow_up_it_shows(tmp_path):
+    from diagnose import runrecord
+    from diagnose.findings.verdict_stats import run_outcome
+
+    # The training rows had not crossed 100 x ln V yet when the validation at step 12 had.
+    run = tmp_path / "run"
+    runrecord.begin_record(run, model={"kind": "keras", "layers": []}, data={}, train={})
+    rows = [{"step": 4, "loss": 1.0, "valid_loss": 1.05}, {"step": 8, "loss": 2.0, "valid_loss": 0.95},
+            {"step": 12, "loss": 50.0, "valid_loss": 4.8e4}, {"step": 16, "loss": 30.0, "valid_loss": 0.9}]
+    runrecord.write_metrics(run, rows)
+    summary = {"status": "diverged", "diverged_at": {"step": 16, "variable": "loss"}, "final": {"valid_loss": 0.9},
+               "baselines": {"ln_vocab": math.log(40)}}
+    runrecord.write_summary(run, summary)
+    assert run_outcome(run) == (pytest.approx(0.95), "diverged")  # the last quarter of steps 4-8: step 8
+    runrecord.write_summary(run, {**summary, "status": "completed", "diverged_at": None})
+    assert run_outcome(run)[0] == pytest.approx(0.95)  # a run not marked diverged: the same
+    rows[0]["valid_loss"] = rows[1]["valid_loss"] = 1e6
+    runrecord.write_metrics(run, rows)
+    assert run_outcome(run)[0] == pytest.approx(math.log(40))  # blown at its first validation: learned nothing

@@ -202,17 +202,14 @@ def _constant_init(view):
 
 @fix("temporal-encoding-dominates", what="the position table started at the scale of the content it is added to")
 def _position_table(view):
-    sites, scales = [], []
-    for column in view.metrics.columns:
-        site = str(column)[len("rms/"):-len("/position")] if str(column).startswith("rms/") and \
-            str(column).endswith("/position") else None
-        position, content = (series(view, f"rms/{site}/position"), series(view, f"rms/{site}/content")) if site \
-            else (None, None)
-        if position is None or content is None or float(late(content).mean()) <= 0:
-            continue
-        if float(late(position).mean()) / float(late(content).mean()) > T.TEMPORAL_RATIO:
-            sites.append(site)
-            scales.append(float(content.iloc[0]))  # the content's scale at the first logged row
+    from diagnose.findings.rules_architecture import at_start, dominating_positions
+
+    sites = [site for site, *_ in dominating_positions(view)]
+    scales = []
+    for site in sites:  # the content's scale as the model was built: its first step, else its first row
+        content = series(view, f"rms/{site}/content")
+        first = at_start(view, content) if content is not None else None
+        scales.append(float((first if first is not None else content).iloc[0]))
     if not sites:
         return None
     stddev = float(f"{min(scales):.3g}")

@@ -65,6 +65,48 @@ def linear_on_attention_scores(view: RunView) -> Hit | None:
         fix=fix)
 
 
+def at_start(view: RunView, s):
+    """The value of series ``s``'s column over the run's first step(s) alone (``summary.at_start``), as a series."""
+    import pandas as pd
+
+    start = (view.summary.get("at_start") or {}) if s is not None else {}
+    value = start.get(str(s.name)) if isinstance(start, dict) else None
+    return None if value is None else pd.Series([float(value)], index=[1], name=s.name)
+
+
+def dominating_positions(view: RunView) -> list[tuple[str, float, str, object, float]]:
+    """Sites whose position table's RMS is over TEMPORAL_RATIO x the content's it is added to.
+
+    Read late (where training left it), or at the start (where it decides what the model
+    learns first) when the run went wrong, not when the model outgrew it while learning:
+    the first step, as the model was built (a run that blows up within its first row has
+    scaled both terms by then), else the first row.
+
+    Returns:
+        ``(site, ratio, window, steps, the content's RMS there)`` per site, in column order.
+    """
+    got = progress(view)
+    windows = [("late mean", late)]
+    if got is None or got < T.LEARNED_LITTLE:
+        windows += [("first step", lambda s: at_start(view, s)), ("first row", lambda s: None if s is None else
+                                                                  s.iloc[:1])]
+    found = []
+    for column in view.metrics.columns:
+        match = re.fullmatch(r"rms/(.+)/position", str(column))
+        if not match:
+            continue
+        site = match.group(1)
+        for when, window in windows:
+            position, content = window(series(view, column)), window(series(view, f"rms/{site}/content"))
+            if position is None or content is None or float(content.mean()) <= 0:
+                continue
+            ratio = float(position.mean()) / float(content.mean())
+            if ratio > T.TEMPORAL_RATIO:
+                found.append((site, ratio, when, steps_of(position), float(content.mean())))
+                break
+    return found
+
+
 @rule("temporal-encoding-dominates", kind="root-cause", severity="medium", figure="branches",
       what="a position encoding (a table added whatever the input) that drowns the content it is added to",
       # A table at unit scale added to content scaled for 0.05 makes activations, hence gradients, tens of
@@ -72,31 +114,10 @@ def linear_on_attention_scores(view: RunView) -> Hit | None:
       explains=("attention-uniform", "attention-collapsed", "ignores-input", "plateau", "huge-steps",
                 "exploding-gradients", "clipping-always-fires", "oscillating-loss"))
 def temporal_encoding_dominates(view: RunView) -> Hit | None:
-    evidence: list[Evidence] = []
-    worst, sites = 0.0, []
-    for column in view.metrics.columns:
-        match = re.fullmatch(r"rms/(.+)/position", str(column))
-        if not match:
-            continue
-        site = match.group(1)
-        # Late (where training left it), or at the start (the first row: where it decides what the model
-        # learns first; a run that then blows up scales both terms alike) when the run went wrong, not
-        # when the model outgrew it while learning.
-        windows = [("late mean", late)]
-        got = progress(view)
-        if got is None or got < T.LEARNED_LITTLE:
-            windows.append(("first row", lambda s: None if s is None else s.iloc[:1]))
-        for when, window in windows:
-            position, content = window(series(view, column)), window(series(view, f"rms/{site}/content"))
-            if position is None or content is None or float(content.mean()) <= 0:
-                continue
-            ratio = float(position.mean()) / float(content.mean())
-            if ratio > T.TEMPORAL_RATIO:
-                worst = max(worst, ratio)
-                sites.append(site)
-                evidence.append(Evidence(f"rms/{site}/position / rms/{site}/content ({when})", ratio,
-                                         T.TEMPORAL_RATIO, steps_of(position)))
-                break
+    found = dominating_positions(view)
+    evidence = [Evidence(f"rms/{site}/position / rms/{site}/content ({when})", ratio, T.TEMPORAL_RATIO, steps)
+                for site, ratio, when, steps, _ in found]
+    worst, sites = max((f[1] for f in found), default=0.0), [f[0] for f in found]
     if not evidence:
         return None
     model = view.model

@@ -29,6 +29,7 @@ import statistics
 from pathlib import Path
 
 from diagnose import runrecord
+from diagnose.divergence import LOSS_BOUND_FACTOR
 from diagnose.errors import DiagnoseError
 
 __all__ = ["CONFIDENCE", "OUTCOME_TAIL", "NEGLIGIBLE_SHARE", "EFFECTS_MARGIN_SHARE", "run_outcome", "unlearned",
@@ -74,13 +75,22 @@ def run_outcome(run_dir: Path) -> tuple[float | None, str | None]:
     blown = (summary.get("diverged_at") or {}).get("step") if status == "diverged" else None
     if blown is not None:
         rows = [(s, v) for s, v in rows if s <= blown]
+    # A validation beyond the bound that marks a training loss as diverged (100 x ln V) means
+    # the weights had blown up by then, whatever the training rows had shown yet: it and what
+    # follows count as the divergence does.
+    ln_v = (summary.get("baselines") or {}).get("ln_vocab")
+    if ln_v:
+        bound = LOSS_BOUND_FACTOR * float(ln_v)
+        first = next((i for i, (_, v) in enumerate(rows) if v > bound), None)
+        if first is not None:
+            rows, blown = rows[:first], rows[first][0]
     if rows:
         start = (1.0 - OUTCOME_TAIL) * rows[-1][0]
         return statistics.fmean(v for s, v in rows if s >= start), status
     final = (summary.get("final") or {}).get("valid_loss")
     if final is not None and math.isfinite(final) and blown is None:
         return float(final), status
-    return (unlearned(summary) if status == "diverged" else None), status
+    return (unlearned(summary) if status == "diverged" or blown is not None else None), status
 
 
 def unlearned(summary: dict) -> float | None:

@@ -107,6 +107,13 @@ class Accumulator:
         self._diverged.assign([0, 0])
         self._step.assign(0)
 
+    def peek(self) -> dict:
+        """The means of every column so far, without resetting them (one host round trip)."""
+        if self.columns is None:
+            return {}
+        sums, count = self._sums.numpy(), float(self._count.numpy())
+        return {c: float(x) / count for c, x in zip(self.columns, sums[: len(self.columns)])} if count else {}
+
     def read_and_reset(self) -> dict:
         """Interval means of every column (one host round trip).
 

@@ -112,7 +112,7 @@ class Monitor(keras.callbacks.Callback):
                           "initial_weight_norms": weight_norms(user)}
         runrecord.write_summary(self.run_dir, {"status": "running", **self.variables})
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
-        self.loss_at_step0 = None
+        self.loss_at_step0, self.at_start = None, None
         if self.probe_data is not None and self.probe_every != 0:
             self.loss_at_step0 = self.model.probe_losses(*self.probe_data)[0]
 
@@ -122,6 +122,8 @@ class Monitor(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         # ``batch`` is the last batch run in this call (several with steps_per_execution).
         self.step = self.epoch_start + batch + 1
+        if self.at_start is None:  # the model as built, before a run that blows up at once hides it
+            self.at_start = {k: v for k, v in self.model.peek_row().items() if math.isfinite(v)}
         if self.step // self.log_every > self.logged // self.log_every:
             self._log()
 
@@ -193,7 +195,7 @@ class Monitor(keras.callbacks.Callback):
             "final": {"train_loss": losses[-1] if losses else None, "valid_loss": valid[-1] if valid else None},
             "best": {"valid_loss": min(valid) if valid else None},
             "baselines": baselines, "diverged_at": self.diverged, "wall_time_s": time.perf_counter() - self.t0,
-            **self.variables,
+            "at_start": self.at_start or {}, **self.variables,
         })
         self.finished = True
 

@@ -238,6 +238,10 @@ class Instrumented(keras.Model):
         self.schedule.measured()
         return tf.constant(True)
 
+    def peek_row(self) -> dict:
+        """The means of every column since the last read, leaving them to be read (host call)."""
+        return {**self.acc.peek(), **self.sampled_acc.peek()}
+
     def read_row(self) -> dict:
         """The interval's means of every column (every-step and sampled ones), and resets them (host call)."""
         every, sampled = self.acc.read_and_reset(), self.sampled_acc.read_and_reset()
