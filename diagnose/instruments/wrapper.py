@@ -15,6 +15,8 @@ Keras' unchanged. So the losses, weights and ``History`` are those of
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
@@ -86,9 +88,30 @@ class Instrumented(keras.Model):
     def call(self, inputs, training=None):
         return self.user_model(inputs, training=training)
 
-    def train_step(self, data):
+    def make_train_function(self, force=False):
+        """Keras' train function; with one step per call, two compiled steps the host picks between.
+
+        The schedule's choice made on the host leaves the unsampled steps' graph
+        without the sampled families' ops (a ``tf.cond`` still walks its untaken
+        branch); with several steps per call the choice is made in-graph.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        if self.steps_per_execution != 1 or not hasattr(self, "_make_function"):
+            return super().make_train_function(force)
+        steps = {sampled: self._make_function(functools.partial(self.train_step, sampled=sampled))
+                 for sampled in (True, False)}
+
+        def train_function(iterator):
+            return steps[self.schedule.next_due()](iterator)
+
+        self.train_function = train_function
+        return train_function
+
+    def train_step(self, data, sampled=None):
+        """Keras' train step with the instruments; ``sampled``: the host's choice, else the schedule's in-graph."""
         if self._custom_step:
-            return self._custom_train_step(data)
+            return self._custom_train_step(data, sampled)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if not self._ready:  # a model fit could not build before (its data a generator): built by this call
             self.user_model(x, training=False)
@@ -103,29 +126,28 @@ class Instrumented(keras.Model):
             scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
         variables = self.trainable_weights
         grads = tape.gradient(scaled, variables)
-        sampled = self.schedule.due()
+        sampled = self.schedule.due() if sampled is None else sampled
         row, view, bad, finite = self._every_step(x, y, y_pred, sample_weight, loss, grads, sampled)
         # Before the weights move, on sampled steps: their norms (and, to measure the change, a copy).
-        weight_norms = tf.cond(sampled, lambda: self._before_update(variables),
-                               lambda: tf.zeros(len(variables)))
+        weight_norms = _when(sampled, lambda: self._before_update(variables), lambda: tf.zeros(len(variables)))
         lr = tf.identity(self.optimizer.learning_rate)  # the rate this step applies (a schedule moves it on)
         self.optimizer.apply_gradients(zip(grads, variables))  # as Keras applies them, non-finite values too
-        tf.cond(sampled, lambda: self._measure(x, y, view, lr, row["loss"], grads, variables, weight_norms, finite,
-                                               captured, bad),
-                lambda: tf.constant(False))
+        _when(sampled, lambda: self._measure(x, y, view, lr, row["loss"], grads, variables, weight_norms, finite,
+                                             captured, bad, in_graph=not isinstance(sampled, bool)),
+              lambda: tf.constant(False))
         self.acc.add(row, None, bad)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def test_step(self, data):
         return self.user_model.test_step(data) if self._custom_test else super().test_step(data)
 
-    def _custom_train_step(self, data):
+    def _custom_train_step(self, data, sampled=None):
         """The user's own train step, unchanged; measured from outside: its loss, and the weights' change."""
         self.setup()
         variables = self.user_model.trainable_variables
-        sampled = self.schedule.due()
-        weight_norms = tf.cond(sampled, lambda: self._before_update(variables, snapshot=True),
-                               lambda: tf.zeros(len(variables)))
+        sampled = self.schedule.due() if sampled is None else sampled
+        weight_norms = _when(sampled, lambda: self._before_update(variables, snapshot=True),
+                             lambda: tf.zeros(len(variables)))
         logs = self.user_model.train_step(data)
         loss = logs.get("loss") if isinstance(logs, dict) else None
         row = {} if loss is None else {"loss": tf.cast(tf.reshape(loss, ()), tf.float32)}
@@ -137,10 +159,11 @@ class Instrumented(keras.Model):
             from diagnose.instruments import update_ratios
 
             self.sampled_acc.add(update_ratios.measure(step), None, tf.zeros(1 + len(variables), tf.bool))
-            self.schedule.measured()
+            if not isinstance(sampled, bool):
+                self.schedule.measured()
             return tf.constant(True)
 
-        tf.cond(sampled, measure, lambda: tf.constant(False))
+        _when(sampled, measure, lambda: tf.constant(False))
         bad = tf.concat([[tf.logical_not(finite)], tf.zeros(len(variables), tf.bool)], 0)
         self.acc.add(row or {"loss": tf.constant(float("nan"))}, None, bad)
         return logs
@@ -158,8 +181,9 @@ class Instrumented(keras.Model):
             row["accuracy"] = view.accuracy(xla=bool(self.jit_compile))
         row.update(registry.measure(Step(names=self.names, norms=[], loss=row["loss"]), every_step=True)[0])
         loss_ok = tf.math.is_finite(tf.cast(loss, tf.float32))
-        bad = tf.cond(tf.logical_and(loss_ok, tf.logical_not(sampled)), lambda: tf.zeros(1 + len(grads), tf.bool),
-                      lambda: self._nonfinite(loss, grads))
+        checked = loss_ok if sampled is False else tf.logical_and(loss_ok, tf.logical_not(sampled))
+        bad = (self._nonfinite(loss, grads) if sampled is True else
+               tf.cond(checked, lambda: tf.zeros(1 + len(grads), tf.bool), lambda: self._nonfinite(loss, grads)))
         return row, view, bad, tf.logical_not(tf.reduce_any(bad))
 
     def _nonfinite(self, loss, grads):
@@ -173,7 +197,8 @@ class Instrumented(keras.Model):
             self.snapshot.take(variables)
         return tf.stack([measures.l2_norm(v) for v in variables])
 
-    def _measure(self, x, y, view, lr, data_loss, grads, variables, weight_norms, finite, captured, bad):
+    def _measure(self, x, y, view, lr, data_loss, grads, variables, weight_norms, finite, captured, bad,
+                 in_graph=True):
         """A sampled step: every other family, from the step's gradients, weights and captured sites."""
         # Norms of the dense gradient (an embedding's rows looked up twice summed first).
         dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
@@ -196,7 +221,8 @@ class Instrumented(keras.Model):
             self.targets.add_values(y)
         measured, hist = registry.measure(step, every_step=False)
         self.sampled_acc.add(measured, hist, bad)
-        self.schedule.measured()
+        if in_graph:  # the host's schedule knows already
+            self.schedule.measured()
         return tf.constant(True)
 
     def read_row(self) -> dict:
@@ -279,6 +305,13 @@ class Instrumented(keras.Model):
             for monitor in monitors:
                 monitor.record_failure(exc)
             raise
+
+
+def _when(pred, then, otherwise):
+    """``tf.cond``, or just the branch taken when ``pred`` is a Python bool (the host's schedule)."""
+    if isinstance(pred, bool):
+        return then() if pred else otherwise()
+    return tf.cond(pred, then, otherwise)
 
 
 def instrument(model) -> Instrumented:
