@@ -42,6 +42,7 @@ class Accumulator:
             self._hist = tf.Variable(tf.zeros(hist_shape or (1,), tf.float64), trainable=False)
         self._diverged = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._drain = None  # read_and_reset's compiled function, made at the first read
 
     @property
     def step(self):
@@ -103,10 +104,18 @@ class Accumulator:
         """
         if self.columns is None:
             return {"row": {}, "histogram": np.zeros((0,)), "steps": 0, "diverged": None}
-        sums, count, hist, diverged = (v.numpy() for v in (self._sums, self._count, self._hist, self._diverged))
-        self._sums.assign(np.zeros_like(sums))
-        self._count.assign(0.0)
-        self._hist.assign(np.zeros_like(hist))
+        if self._drain is None:
+            sums = (self._sums, self._count, self._hist)
+
+            @tf.function(autograph=False)
+            def drain():  # one call instead of seven eager reads and writes (~0.3 ms each)
+                values = [v.read_value() for v in (*sums, self._diverged)]
+                for v in sums:
+                    v.assign(tf.zeros_like(v))
+                return values
+
+            self._drain = drain
+        sums, count, hist, diverged = (v.numpy() for v in self._drain())
         means = {c: (float(x) / count if count else math.nan) for c, x in zip(self.columns, sums[: len(self.columns)])}
         # A column X_sq beside X is X's second moment: read back as X's standard deviation.
         for column in [c for c in means if c.endswith("_sq") and c[:-3] in means]:

@@ -34,6 +34,7 @@ class Schedule:
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._fresh = tf.Variable(True, trainable=False)  # no sampled step since the last read
         self._host_step, self._host_fresh = 0, True  # the same, for steps dispatched from the host
+        self._in_graph = False  # whether a traced step reads the variables (due() was called)
 
     def next_due(self) -> bool:
         """Host side, before a step: whether it is sampled (the first after a read, or every ``every``-th)."""
@@ -44,6 +45,7 @@ class Schedule:
 
     def due(self):
         """In-graph: True (a bool tensor) on the first step after a read and on every ``every``-th; counts the step."""
+        self._in_graph = True
         step = self._step.assign_add(1)
         return tf.logical_or(self._fresh, tf.equal(step % self.every, 0))
 
@@ -53,5 +55,6 @@ class Schedule:
 
     def reset(self) -> None:
         """Host side, at each read of the accumulators: the next step is sampled."""
-        self._fresh.assign(True)
+        if self._in_graph:
+            self._fresh.assign(True)
         self._host_fresh = True
