@@ -58,8 +58,6 @@ class Accumulator:
             bad: bool (1 + len(names),): is the loss / each gradient non-finite.
         """
         step = self._step.assign_add(1)
-        if hist is None:
-            hist = tf.zeros((1,))
         names = column_names(row)
         if self.columns is not None and names != self.columns:
             raise RuntimeError("a retrace of the train step produced different instrument columns")
@@ -72,7 +70,7 @@ class Accumulator:
             with tf.init_scope():
                 self._sums = tf.Variable(tf.zeros(len(self.columns), tf.float64), trainable=False)
                 self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-                self._hist = tf.Variable(tf.zeros(hist.shape, tf.float64), trainable=False)
+                self._hist = tf.Variable(tf.zeros((1,) if hist is None else hist.shape, tf.float64), trainable=False)
         finite = tf.logical_not(tf.reduce_any(bad))
         alive = finite & tf.equal(self._diverged[0], 0)
         # Stacked in float32 and widened once: a cast per column would be a kernel
@@ -82,7 +80,8 @@ class Accumulator:
             vec = tf.pad(vec, [[0, self._capacity - len(self.columns)]])
         self._sums.assign_add(tf.where(alive, vec, tf.zeros_like(vec)))
         self._count.assign_add(tf.cast(alive, tf.float64))
-        self._hist.assign_add(tf.cast(hist, tf.float64) * tf.cast(alive, tf.float64))
+        if hist is not None:
+            self._hist.assign_add(tf.cast(hist, tf.float64) * tf.cast(alive, tf.float64))
         first_bad = tf.argmax(tf.cast(bad, tf.int64), output_type=tf.int64) - 1
         newly = tf.logical_not(finite) & tf.equal(self._diverged[0], 0)
         self._diverged.assign(tf.where(newly, tf.stack([step, first_bad]), self._diverged))

@@ -130,7 +130,8 @@ class Instrumented(keras.Model):
         row, view, bad, finite = self._every_step(x, y, y_pred, sample_weight, loss, grads, sampled)
         # Before the weights move, on sampled steps: their norms (and, to measure the change, a copy).
         weight_norms = _when(sampled, lambda: self._before_update(variables), lambda: tf.zeros(len(variables)))
-        lr = tf.identity(self.optimizer.learning_rate)  # the rate this step applies (a schedule moves it on)
+        # The rate this step applies (a schedule moves it on); plain SGD's update ratios read it.
+        lr = None if sampled is False else tf.identity(self.optimizer.learning_rate)
         self.optimizer.apply_gradients(zip(grads, variables))  # as Keras applies them, non-finite values too
         _when(sampled, lambda: self._measure(x, y, view, lr, row["loss"], grads, variables, weight_norms, finite,
                                              captured, bad, in_graph=not isinstance(sampled, bool)),
@@ -155,7 +156,7 @@ class Instrumented(keras.Model):
 
         def measure():
             step = Step(names=self.names, norms=[], weight_norms=tf.unstack(weight_norms, num=len(variables)),
-                        update_norms=self.snapshot.changes(variables))
+                        update_norms=self.snapshot.changes(variables, grouped=not self.jit_compile))
             from diagnose.instruments import update_ratios
 
             self.sampled_acc.add(update_ratios.measure(step), None, tf.zeros(1 + len(variables), tf.bool))
@@ -195,19 +196,19 @@ class Instrumented(keras.Model):
         """||w|| per variable before the step (sampled steps); keeps a copy where the change must be measured."""
         if snapshot or not plain_sgd(self.optimizer):
             self.snapshot.take(variables)
-        return tf.stack([measures.l2_norm(v) for v in variables])
+        return tf.stack(measures.norms(variables, grouped=not self.jit_compile))
 
     def _measure(self, x, y, view, lr, data_loss, grads, variables, weight_norms, finite, captured, bad,
                  in_graph=True):
         """A sampled step: every other family, from the step's gradients, weights and captured sites."""
         # Norms of the dense gradient (an embedding's rows looked up twice summed first).
         dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
-        norms = measures.gradient_norms(dense)
+        norms = measures.gradient_norms(dense, grouped=not self.jit_compile)
         mode, threshold = _clip_setting(self.optimizer)
         if plain_sgd(self.optimizer):  # the change is lr * ||g applied||: no copy of the weights needed
             update_norms = sgd_delta_norms(lr, norms, clip_scales(norms, mode, threshold), finite)
         else:
-            update_norms = self.snapshot.changes(variables)
+            update_norms = self.snapshot.changes(variables, grouped=not self.jit_compile)
         attention, branches = captured.sites()
         step = Step(names=self.names, norms=norms, loss=data_loss, clip_mode=mode, clip_norm=threshold,
                     weight_norms=tf.unstack(weight_norms, num=len(variables)), update_norms=update_norms,
@@ -245,7 +246,7 @@ class Instrumented(keras.Model):
         """The loss as the model's loss computes it, per example, without regularisation penalties."""
         loss = total if not self.losses or self._compile_loss is None else self._compile_loss(y, y_pred,
                                                                                                sample_weight)
-        return loss / self.loss_info.sum_divisor(y_pred)
+        return loss / self.loss_info.sum_divisor(y_pred) if self.loss_info.summed else loss
 
     def probe_losses(self, x, y) -> list[float]:
         """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read)."""
