@@ -23,7 +23,7 @@ from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
 from diagnose.gradients import clip_scales, dedupe_slices
 from diagnose.instruments import measures, registry
-from diagnose.instruments.accumulate import Accumulator
+from diagnose.instruments.accumulate import Accumulator, read_and_reset
 from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
 from diagnose.instruments.schedule import Schedule
@@ -228,7 +228,7 @@ class Instrumented(keras.Model):
 
     def read_row(self) -> dict:
         """The interval's means of every column (every-step and sampled ones), and resets them (host call)."""
-        every, sampled = self.acc.read_and_reset(), self.sampled_acc.read_and_reset()
+        every, sampled = read_and_reset(self.acc, self.sampled_acc)
         self.schedule.reset()
         return {**every, "row": {**every["row"], **sampled["row"]}, "histogram": sampled["histogram"]}
 
