@@ -259,8 +259,8 @@ def _parse_cell(key: str, value: str):
 
 
 def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dict,
-                 rebuild: dict | None = None) -> Path:
-    """Starts a run record: ``config.json`` and a summary that says ``running``.
+                 rebuild: dict | None = None, summary: dict | None = None) -> Path:
+    """Starts a run record: ``config.json`` and a summary that says ``running`` (with ``summary``'s entries).
 
     A record already in ``run_dir`` is replaced as a whole: the new one is built in a
     sibling directory and swapped in by rename, so ``run_dir`` always names one whole
@@ -270,7 +270,7 @@ def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dic
     if not any((run_dir / name).exists() for name in (CONFIG, SUMMARY, METRICS)):
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, model, data, train, rebuild)
-        write_summary(run_dir, {"status": "running"})
+        write_summary(run_dir, {"status": "running", **(summary or {})})
         return run_dir
     others = sorted(p.name for p in run_dir.iterdir() if p.name not in _RECORD_NAMES and not p.name.startswith("."))
     if others or Path.cwd().resolve().is_relative_to(run_dir.resolve()):
@@ -279,7 +279,7 @@ def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dic
     new = make_temp_dir(run_dir.parent, prefix=f".{run_dir.name}.", suffix=".new")
     try:
         write_config(new, model, data, train, rebuild)
-        write_summary(new, {"status": "running"})
+        write_summary(new, {"status": "running", **(summary or {})})
         replace_dir(new, run_dir)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)

@@ -32,13 +32,6 @@ __all__ = ["train", "MemN2NSteps", "TrainResult"]
 # Paper (and its Torch/TF code): anneal when the new validation loss is not at
 # least this factor below the previous one.
 _ANNEAL_TOLERANCE = 0.9999
-# Rewrite metrics.csv at least this often (seconds) so long runs can be watched.
-_FLUSH_SECONDS = 30.0
-# ... and at a validation, unless the last rewrite is more recent than this: a rewrite
-# (metrics.csv and attention.csv, fsynced) costs ~20 ms, and a short run validated
-# every 50 steps (the default study's: ~2 s, 13 passes) would spend a tenth of its
-# time on them. A checkpoint always comes with one: the record matches what it resumes.
-_EVAL_FLUSH_SECONDS = 1.0
 
 
 @dataclass
@@ -211,7 +204,6 @@ def _fit(trainer: MemN2NSteps, config: RunConfig, log: RowLog, state: dict, prog
                     "valid_perplexity": valid["perplexity"]})
         state["loss_at_step0"] = valid["loss"]
     step = loop.step
-    state["flushed"] = time.perf_counter()
     try:
         while step < total and state["status"] == "running":
             if loop.cursor + batch > len(loop.order):  # a new epoch: reshuffle every window
@@ -232,10 +224,10 @@ def _fit(trainer: MemN2NSteps, config: RunConfig, log: RowLog, state: dict, prog
             row = _log_row(trainer, config, budget, log, state, loop, step, valid, test, probe_positions)
             if progress is not None:
                 progress({"step": step, "total_steps": total, "loss": row["loss"], "valid_loss": row.get("valid_loss")})
-            since = time.perf_counter() - state["flushed"]
-            if since > _FLUSH_SECONDS or (at_eval and (tcfg.checkpoint or since > _EVAL_FLUSH_SECONDS)):
-                log.flush()  # a readable, growing record for long runs
-                state["flushed"] = time.perf_counter()
+            # A readable, growing record for long runs (RowLog.flush_due); a checkpoint always
+            # comes with a rewrite, so the record matches what it resumes.
+            if log.flush_due(boundary=at_eval) or (at_eval and tcfg.checkpoint):
+                log.flush()
             if at_eval and tcfg.checkpoint and state["status"] == "running":
                 loop.step = step
                 _save(trainer, log, state, loop, rng)

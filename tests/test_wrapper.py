@@ -131,14 +131,15 @@ def test_trains_exactly_as_the_models_own_fit(name, tmp_path):
     assert runrecord.read_metrics(tmp_path)["grad_norm/global"].notna().all()
 
 
-def test_the_instrumented_step_is_traced_once(tmp_path, monkeypatch):
+def test_the_instrumented_steps_are_traced_once(tmp_path, monkeypatch):
     # A trace that creates variables (Keras' optimizer slots and metric totals, the
     # instruments' sums) makes TensorFlow trace the step a second time.
     from diagnose.instruments.wrapper import Instrumented
 
     traces = []
     step = Instrumented.train_step
-    monkeypatch.setattr(Instrumented, "train_step", lambda self, data: traces.append(1) or step(self, data))
+    monkeypatch.setattr(Instrumented, "train_step",
+                        lambda self, data, **kw: traces.append(kw.get("sampled")) or step(self, data, **kw))
     x, y = _data()
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(8, activation="relu"),
@@ -147,7 +148,7 @@ def test_the_instrumented_step_is_traced_once(tmp_path, monkeypatch):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     diagnose.instrument(model).fit(x, y, epochs=2, batch_size=16, verbose=0,
                                    callbacks=[diagnose.Monitor(tmp_path, tensorboard=False)])
-    assert len(traces) == 1
+    assert sorted(traces) == [False, True]  # each of its two steps (with the sampled families, without) once
     metrics = runrecord.read_metrics(tmp_path)
     ratio = next(c for c in metrics.columns if c.startswith("update_ratio/"))
     assert metrics[ratio].notna().all()  # the sampled families ran

@@ -52,6 +52,7 @@ class Accumulator:
                 self._hist = tf.Variable(tf.zeros(hist_shape or (1,), tf.float64), trainable=False)
             self._diverged = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
             self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._drains: dict = {}  # read_and_reset's compiled functions, by the accumulators they read
 
     @property
     def step(self):
@@ -67,8 +68,6 @@ class Accumulator:
             bad: bool (1 + len(names),): is the loss / each gradient non-finite.
         """
         step = self._step.assign_add(1)
-        if hist is None:
-            hist = tf.zeros((1,))
         names = column_names(row)
         if self.columns is not None and names != self.columns:
             raise RuntimeError("a retrace of the train step produced different instrument columns")
@@ -76,7 +75,7 @@ class Accumulator:
                 and not self._growable:
             raise RuntimeError(f"{len(names)} instrument columns exceed the accumulator's {self._capacity}")
         if self.columns is None and self._capacity is not None and len(names) <= self._capacity \
-                and tuple(hist.shape) == tuple(self._hist.shape):
+                and (hist is None or tuple(hist.shape) == tuple(self._hist.shape)):
             self.columns = names
         elif self.columns is None:
             self._capacity = None  # outgrown: variables of the columns' own size
@@ -84,7 +83,7 @@ class Accumulator:
             with tf.init_scope():
                 self._sums = tf.Variable(tf.zeros(len(self.columns), tf.float64), trainable=False)
                 self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-                self._hist = tf.Variable(tf.zeros(hist.shape, tf.float64), trainable=False)
+                self._hist = tf.Variable(tf.zeros((1,) if hist is None else hist.shape, tf.float64), trainable=False)
         finite = tf.logical_not(tf.reduce_any(bad))
         alive = finite & tf.equal(self._diverged[0], 0)
         # Stacked in float32 and widened once: a cast per column would be a kernel
@@ -94,7 +93,8 @@ class Accumulator:
             vec = tf.pad(vec, [[0, self._capacity - len(self.columns)]])
         self._sums.assign_add(tf.where(alive, vec, tf.zeros_like(vec)))
         self._count.assign_add(tf.cast(alive, tf.float64))
-        self._hist.assign_add(tf.cast(hist, tf.float64) * tf.cast(alive, tf.float64))
+        if hist is not None:
+            self._hist.assign_add(tf.cast(hist, tf.float64) * tf.cast(alive, tf.float64))
         first_bad = tf.argmax(tf.cast(bad, tf.int64), output_type=tf.int64) - 1
         newly = tf.logical_not(finite) & tf.equal(self._diverged[0], 0)
         self._diverged.assign(tf.where(newly, tf.stack([step, first_bad]), self._diverged))
@@ -121,12 +121,13 @@ class Accumulator:
             ``{"row": {column: mean}, "histogram": ndarray, "steps": healthy steps,
             "diverged": None | {"step", "variable"}}``.
         """
-        if self.columns is None:
-            return {"row": {}, "histogram": np.zeros((0,)), "steps": 0, "diverged": None}
-        sums, count, hist, diverged = (v.numpy() for v in (self._sums, self._count, self._hist, self._diverged))
-        self._sums.assign(np.zeros_like(sums))
-        self._count.assign(0.0)
-        self._hist.assign(np.zeros_like(hist))
+        return read_and_reset(self)[0]
+
+    def _drained(self) -> tuple:
+        """The variables read_and_reset reads: the sums it zeroes, then the divergence flag."""
+        return (self._sums, self._count, self._hist), self._diverged
+
+    def _means(self, sums, count, hist, diverged) -> dict:
         means = {c: (float(x) / count if count else math.nan) for c, x in zip(self.columns, sums[: len(self.columns)])}
         # A column X_sq beside X is X's second moment: read back as X's standard deviation.
         for column in [c for c in means if c.endswith("_sq") and c[:-3] in means]:
@@ -135,6 +136,35 @@ class Accumulator:
         step, var = (int(x) for x in diverged)
         return {"row": means, "histogram": hist, "steps": count,
                 "diverged": None if not step else {"step": step, "variable": "loss" if var < 0 else self.names[var]}}
+
+
+def read_and_reset(*accumulators: Accumulator) -> list[dict]:
+    """:meth:`Accumulator.read_and_reset` of several accumulators in one call of a compiled function.
+
+    Seven eager reads and writes per accumulator cost ~0.3 ms each; the function that
+    reads and zeroes them is made once per set of accumulators holding columns.
+    """
+    ready = tuple(a for a in accumulators if a.columns is not None)
+    values = []
+    if ready:
+        key = tuple(id(a) for a in ready)
+        drain = ready[0]._drains.get(key)  # kept by the first one, dropped with it
+        if drain is None:
+            parts = [a._drained() for a in ready]
+
+            @tf.function(autograph=False)
+            def drain():
+                out = [v.read_value() for sums, flag in parts for v in (*sums, flag)]
+                for sums, _ in parts:
+                    for v in sums:
+                        v.assign(tf.zeros_like(v))
+                return out
+
+            ready[0]._drains[key] = drain
+        values = [v.numpy() for v in drain()]
+    results = {id(a): a._means(*values[4 * i: 4 * i + 4]) for i, a in enumerate(ready)}
+    return [results.get(id(a)) or {"row": {}, "histogram": np.zeros((0,)), "steps": 0, "diverged": None}
+            for a in accumulators]
 
 
 def nonfinite_flags(loss, grads, norms, values):

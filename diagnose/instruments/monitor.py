@@ -104,13 +104,12 @@ class Monitor(keras.callbacks.Callback):
         self.probe_data = self.probe if self.probe is not None else self.auto_probe
         user = self.model.user_model
         # A record already there (overwrite=True) stays whole until this one replaces it by rename.
+        self.variables = {"variables": variables(user), "variable_layers": variable_layers(user),
+                          "initial_weight_norms": weight_norms(user)}
         runrecord.begin_record(self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
                                train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
                                       "optimizer": keras.optimizers.serialize(user.optimizer)["config"]},
-                               rebuild=self.rebuild)
-        self.variables = {"variables": variables(user), "variable_layers": variable_layers(user),
-                          "initial_weight_norms": weight_norms(user)}
-        runrecord.write_summary(self.run_dir, {"status": "running", **self.variables})
+                               rebuild=self.rebuild, summary=self.variables)
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
         self.loss_at_step0, self.at_start = None, None
         if self.probe_data is not None and self.probe_every != 0:
@@ -137,7 +136,8 @@ class Monitor(keras.callbacks.Callback):
             accuracy = next((k for k in _VALID_ACCURACY if k in logs), None)
             if accuracy is not None:
                 row["valid_accuracy"] = float(logs[accuracy])
-        self.log.flush()
+        if self.log.flush_due(boundary=True):  # spaced so that rewrites stay ~1% of a short fit's time
+            self.log.flush()
 
     def _log(self):
         acc = self.model.read_row()

@@ -14,6 +14,19 @@ import numpy as np
 
 from diagnose import runrecord
 
+__all__ = ["RowLog", "FLUSH_SECONDS", "FLUSH_SPACING"]
+
+# Rewrite the record's growing files at least this often (seconds), so long runs can be watched.
+FLUSH_SECONDS = 30.0
+# ... and at a boundary (an epoch's end, a validation) once this many times the last
+# rewrite's duration has passed since it: a rewrite (metrics.csv and attention.csv,
+# fsynced, from the first row) costs ~20 ms on a small run and grows with the rows, and
+# at every epoch's end it was a twentieth of a 3-second fit; so spaced, rewrites take
+# about 1% of a run's time, and a slow disk or a long record is rewritten less often.
+FLUSH_SPACING = 100
+# What the spacing assumes before the first rewrite has been timed (seconds).
+_FIRST_FLUSH_COST = 0.02
+
 
 class RowLog:
     """Rows of metrics.csv and attention.csv in memory, TensorBoard scalars as they come.
@@ -33,6 +46,12 @@ class RowLog:
 
             self._tb = EventFileWriter(str(self.run_dir / runrecord.TENSORBOARD))
         self._tb_pending: list[dict] = []  # rows not yet written to TensorBoard (written at flush)
+        self._flushed, self._flush_cost = time.perf_counter(), _FIRST_FLUSH_COST
+
+    def flush_due(self, boundary: bool = False) -> bool:
+        """Whether to rewrite now: FLUSH_SECONDS since the last rewrite, or at a boundary, its cost spaced."""
+        since = time.perf_counter() - self._flushed
+        return since > FLUSH_SECONDS or (boundary and since > FLUSH_SPACING * self._flush_cost)
 
     def append(self, row: dict, histogram=None) -> dict:
         """Adds a row (``step`` required) and, per hop, its winning-slot counts."""
@@ -70,11 +89,14 @@ class RowLog:
 
     def flush(self) -> None:
         """Rewrites metrics.csv and attention.csv (atomically) and writes and flushes TensorBoard."""
+        start = time.perf_counter()
         runrecord.write_metrics(self.run_dir, self.rows)
         runrecord.write_attention(self.run_dir, self.attention)
         if self._tb is not None:
             self._write_tensorboard()
             self._tb.flush()
+        self._flushed = time.perf_counter()
+        self._flush_cost = self._flushed - start
 
     def close(self) -> None:
         self.flush()

@@ -7,6 +7,11 @@ cost a few percent. They change slowly from step to step, so an interval's mean 
 its sampled steps reads the same trend as a mean over all of them. The loss, accuracy,
 loss noise, the checks for non-finite values and the target statistics are taken on
 every step.
+
+The rule is kept on the host when each call of the train function runs one step
+(:meth:`Schedule.next_due`): the wrapper then calls one of two compiled steps, and a
+step that measures nothing carries none of the sampled families' ops, not even as an
+untaken branch. With several steps per call it is kept in-graph (:meth:`Schedule.due`).
 """
 
 from __future__ import annotations
@@ -22,15 +27,25 @@ SAMPLE_EVERY = 8
 
 
 class Schedule:
-    """An in-graph step counter that says which steps to measure fully."""
+    """A step counter that says which steps to measure fully, on the host or in-graph."""
 
     def __init__(self, every: int = SAMPLE_EVERY):
         self.every = every
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._fresh = tf.Variable(True, trainable=False)  # no sampled step since the last read
+        self._host_step, self._host_fresh = 0, True  # the same, for steps dispatched from the host
+        self._in_graph = False  # whether a traced step reads the variables (due() was called)
+
+    def next_due(self) -> bool:
+        """Host side, before a step: whether it is sampled (the first after a read, or every ``every``-th)."""
+        self._host_step += 1
+        due = self._host_fresh or self._host_step % self.every == 0
+        self._host_fresh = False
+        return due
 
     def due(self):
-        """True (a bool tensor) on the first step after a read and on every ``every``-th step; counts the step."""
+        """In-graph: True (a bool tensor) on the first step after a read and on every ``every``-th; counts the step."""
+        self._in_graph = True
         step = self._step.assign_add(1)
         return tf.logical_or(self._fresh, tf.equal(step % self.every, 0))
 
@@ -40,9 +55,12 @@ class Schedule:
 
     def reset(self) -> None:
         """Host side, at each read of the accumulators: the next step is sampled."""
-        self._fresh.assign(True)
+        if self._in_graph:
+            self._fresh.assign(True)
+        self._host_fresh = True
 
     def restart(self) -> None:
         """Host side: a new run (the step count from zero)."""
         self._step.assign(0)
         self._fresh.assign(True)
+        self._host_step, self._host_fresh = 0, True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.instruments.family import Column, Family, Step
-from diagnose.instruments.measures import block, l2_norm
+from diagnose.instruments.measures import block, norms
 
 tf = import_tensorflow_quietly()
 
@@ -59,9 +59,9 @@ class Snapshot:
         for copy, v in zip(self._copies, variables):
             copy.assign(v)
 
-    def changes(self, variables) -> list:
-        """In-graph, after the update: ``||w after - w before||`` per variable."""
-        return [l2_norm(tf.convert_to_tensor(v) - c) for v, c in zip(variables, self._copies)]
+    def changes(self, variables, grouped: bool = False) -> list:
+        """In-graph, after the update: ``||w after - w before||`` per variable (``grouped``: see :func:`norms`)."""
+        return norms([tf.convert_to_tensor(v) - c for v, c in zip(variables, self._copies)], grouped)
 
 
 def measure(step: Step) -> dict:

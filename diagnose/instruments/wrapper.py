@@ -15,13 +15,15 @@ Keras' unchanged. So the losses, weights and ``History`` are those of
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
 from diagnose.gradients import clip_scales, dedupe_slices
 from diagnose.instruments import measures, registry
-from diagnose.instruments.accumulate import Accumulator
+from diagnose.instruments.accumulate import Accumulator, read_and_reset
 from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
 from diagnose.instruments.schedule import Schedule
@@ -125,9 +127,30 @@ class Instrumented(keras.Model):
         self.targets.reset()
         return True
 
-    def train_step(self, data):
+    def make_train_function(self, force=False):
+        """Keras' train function; with one step per call, two compiled steps the host picks between.
+
+        The schedule's choice made on the host leaves the unsampled steps' graph
+        without the sampled families' ops (a ``tf.cond`` still walks its untaken
+        branch); with several steps per call the choice is made in-graph.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        if self.steps_per_execution != 1 or not hasattr(self, "_make_function"):
+            return super().make_train_function(force)
+        steps = {sampled: self._make_function(functools.partial(self.train_step, sampled=sampled))
+                 for sampled in (True, False)}
+
+        def train_function(iterator):
+            return steps[self.schedule.next_due()](iterator)
+
+        self.train_function = train_function
+        return train_function
+
+    def train_step(self, data, sampled=None):
+        """Keras' train step with the instruments; ``sampled``: the host's choice, else the schedule's in-graph."""
         if self._custom_step:
-            return self._custom_train_step(data)
+            return self._custom_train_step(data, sampled)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if not self._ready:  # a model fit could not build before (its data a generator): built by this call
             self.user_model(x, training=False)
@@ -142,29 +165,29 @@ class Instrumented(keras.Model):
             scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
         variables = self.trainable_weights
         grads = tape.gradient(scaled, variables)
-        sampled = self.schedule.due()
+        sampled = self.schedule.due() if sampled is None else sampled
         row, view, bad, finite = self._every_step(x, y, y_pred, sample_weight, loss, grads, sampled)
         # Before the weights move, on sampled steps: their norms (and, to measure the change, a copy).
-        weight_norms = tf.cond(sampled, lambda: self._before_update(variables),
-                               lambda: tf.zeros(len(variables)))
-        lr = tf.identity(self.optimizer.learning_rate)  # the rate this step applies (a schedule moves it on)
+        weight_norms = _when(sampled, lambda: self._before_update(variables), lambda: tf.zeros(len(variables)))
+        # The rate this step applies (a schedule moves it on); plain SGD's update ratios read it.
+        lr = None if sampled is False else tf.identity(self.optimizer.learning_rate)
         self.optimizer.apply_gradients(zip(grads, variables))  # as Keras applies them, non-finite values too
-        tf.cond(sampled, lambda: self._measure(x, y, view, lr, row["loss"], grads, variables, weight_norms, finite,
-                                               captured, bad),
-                lambda: tf.constant(False))
+        _when(sampled, lambda: self._measure(x, y, view, lr, row["loss"], grads, variables, weight_norms, finite,
+                                             captured, bad, in_graph=not isinstance(sampled, bool)),
+              lambda: tf.constant(False))
         self.acc.add(row, None, bad)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def test_step(self, data):
         return self.user_model.test_step(data) if self._custom_test else super().test_step(data)
 
-    def _custom_train_step(self, data):
+    def _custom_train_step(self, data, sampled=None):
         """The user's own train step, unchanged; measured from outside: its loss, and the weights' change."""
         self.setup()
         variables = self.user_model.trainable_variables
-        sampled = self.schedule.due()
-        weight_norms = tf.cond(sampled, lambda: self._before_update(variables, snapshot=True),
-                               lambda: tf.zeros(len(variables)))
+        sampled = self.schedule.due() if sampled is None else sampled
+        weight_norms = _when(sampled, lambda: self._before_update(variables, snapshot=True),
+                             lambda: tf.zeros(len(variables)))
         logs = self.user_model.train_step(data)
         loss = logs.get("loss") if isinstance(logs, dict) else None
         row = {} if loss is None else {"loss": tf.cast(tf.reshape(loss, ()), tf.float32)}
@@ -172,14 +195,15 @@ class Instrumented(keras.Model):
 
         def measure():
             step = Step(names=self.names, norms=[], weight_norms=tf.unstack(weight_norms, num=len(variables)),
-                        update_norms=self.snapshot.changes(variables))
+                        update_norms=self.snapshot.changes(variables, grouped=not self.jit_compile))
             from diagnose.instruments import update_ratios
 
             self.sampled_acc.add(update_ratios.measure(step), None, tf.zeros(1 + len(variables), tf.bool))
-            self.schedule.measured()
+            if not isinstance(sampled, bool):
+                self.schedule.measured()
             return tf.constant(True)
 
-        tf.cond(sampled, measure, lambda: tf.constant(False))
+        _when(sampled, measure, lambda: tf.constant(False))
         bad = tf.concat([[tf.logical_not(finite)], tf.zeros(len(variables), tf.bool)], 0)
         self.acc.add(row or {"loss": tf.constant(float("nan"))}, None, bad)
         return logs
@@ -197,8 +221,9 @@ class Instrumented(keras.Model):
             row["accuracy"] = view.accuracy(xla=bool(self.jit_compile))
         row.update(registry.measure(Step(names=self.names, norms=[], loss=row["loss"]), every_step=True)[0])
         loss_ok = tf.math.is_finite(tf.cast(loss, tf.float32))
-        bad = tf.cond(tf.logical_and(loss_ok, tf.logical_not(sampled)), lambda: tf.zeros(1 + len(grads), tf.bool),
-                      lambda: self._nonfinite(loss, grads))
+        checked = loss_ok if sampled is False else tf.logical_and(loss_ok, tf.logical_not(sampled))
+        bad = (self._nonfinite(loss, grads) if sampled is True else
+               tf.cond(checked, lambda: tf.zeros(1 + len(grads), tf.bool), lambda: self._nonfinite(loss, grads)))
         return row, view, bad, tf.logical_not(tf.reduce_any(bad))
 
     def _nonfinite(self, loss, grads):
@@ -210,18 +235,19 @@ class Instrumented(keras.Model):
         """||w|| per variable before the step (sampled steps); keeps a copy where the change must be measured."""
         if snapshot or not plain_sgd(self.optimizer):
             self.snapshot.take(variables)
-        return tf.stack([measures.l2_norm(v) for v in variables])
+        return tf.stack(measures.norms(variables, grouped=not self.jit_compile))
 
-    def _measure(self, x, y, view, lr, data_loss, grads, variables, weight_norms, finite, captured, bad):
+    def _measure(self, x, y, view, lr, data_loss, grads, variables, weight_norms, finite, captured, bad,
+                 in_graph=True):
         """A sampled step: every other family, from the step's gradients, weights and captured sites."""
         # Norms of the dense gradient (an embedding's rows looked up twice summed first).
         dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
-        norms = measures.gradient_norms(dense)
+        norms = measures.gradient_norms(dense, grouped=not self.jit_compile)
         mode, threshold = _clip_setting(self.optimizer)
         if plain_sgd(self.optimizer):  # the change is lr * ||g applied||: no copy of the weights needed
             update_norms = sgd_delta_norms(lr, norms, clip_scales(norms, mode, threshold), finite)
         else:
-            update_norms = self.snapshot.changes(variables)
+            update_norms = self.snapshot.changes(variables, grouped=not self.jit_compile)
         attention, branches = captured.sites()
         step = Step(names=self.names, norms=norms, loss=data_loss, clip_mode=mode, clip_norm=threshold,
                     weight_norms=tf.unstack(weight_norms, num=len(variables)), update_norms=update_norms,
@@ -235,7 +261,8 @@ class Instrumented(keras.Model):
             self.targets.add_values(y)
         measured, hist = registry.measure(step, every_step=False)
         self.sampled_acc.add(measured, hist, bad)
-        self.schedule.measured()
+        if in_graph:  # the host's schedule knows already
+            self.schedule.measured()
         return tf.constant(True)
 
     def peek_row(self) -> dict:
@@ -244,7 +271,7 @@ class Instrumented(keras.Model):
 
     def read_row(self) -> dict:
         """The interval's means of every column (every-step and sampled ones), and resets them (host call)."""
-        every, sampled = self.acc.read_and_reset(), self.sampled_acc.read_and_reset()
+        every, sampled = read_and_reset(self.acc, self.sampled_acc)
         self.schedule.reset()
         return {**every, "row": {**every["row"], **sampled["row"]}, "histogram": sampled["histogram"]}
 
@@ -262,7 +289,7 @@ class Instrumented(keras.Model):
         """The loss as the model's loss computes it, per example, without regularisation penalties."""
         loss = total if not self.losses or self._compile_loss is None else self._compile_loss(y, y_pred,
                                                                                                sample_weight)
-        return loss / self.loss_info.sum_divisor(y_pred)
+        return loss / self.loss_info.sum_divisor(y_pred) if self.loss_info.summed else loss
 
     def probe_losses(self, x, y) -> list[float]:
         """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read)."""
@@ -349,6 +376,13 @@ class Instrumented(keras.Model):
 
 def _same_shapes(a, b) -> bool:
     return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype for x, y in zip(a, b))
+
+
+def _when(pred, then, otherwise):
+    """``tf.cond``, or just the branch taken when ``pred`` is a Python bool (the host's schedule)."""
+    if isinstance(pred, bool):
+        return then() if pred else otherwise()
+    return tf.cond(pred, then, otherwise)
 
 
 def instrument(model) -> Instrumented:
