@@ -121,6 +121,17 @@ def test_swings_that_minibatch_noise_explains_are_not_oscillation():
     assert rule("oscillating-loss")(quiet) is not None
 
 
+def test_rows_cut_short_at_epoch_ends_are_expected_to_swing_more():
+    # Epochs of 25 steps logged every 20: rows of 20 and 5 steps in turn. A 5-step mean is twice as
+    # noisy as a 20-step one, so consecutive rows differ by ~0.08 from noise alone (per-step sd 0.2),
+    # more than the 0.064 a uniform 12.5-step spacing would suggest.
+    metrics = record(loss=lambda s: 0.8 + 0.21 * (np.arange(len(s)) % 2), loss_sd=np.full(40, 0.2))
+    metrics["step"] = np.cumsum(np.tile([5, 20], 20))
+    assert rule("oscillating-loss")(view(metrics)) is None
+    metrics["loss_sd"] = 0.1  # half the noise: the same swings are now beyond it
+    assert rule("oscillating-loss")(view(metrics)) is not None
+
+
 def test_ignores_input_leans_on_the_shuffled_probe():
     probes = dict(probe_loss_real=np.full(40, 1.09), probe_loss_shuffled=np.full(40, 1.09),
                   probe_loss_zeroed=np.full(40, 1.6))  # zeroed inputs out of distribution: costlier for that alone
@@ -170,6 +181,22 @@ def test_softmax_over_one_unit(describe):
     # Keras 3 takes the loss from the logits under a softmax output whatever from_logits says: no fault.
     softmax_logits = describe(_mlp(3, "softmax", keras.losses.SparseCategoricalCrossentropy(from_logits=True)))
     assert [f for f in check_view(view(record(), model=softmax_logits)) if f.kind == "root-cause"] == []
+
+
+def test_a_binary_cross_entropy_wants_a_sigmoid_or_logits(describe):
+    import keras
+
+    from diagnose.findings.fixes import remedy_for
+
+    relu_output = rule("relu-output-crossentropy")
+    for activation in (None, "relu"):  # from_logits forgotten; a ReLU unit clipped at 1e-7 below
+        found = relu_output(view(record(), model=describe(_mlp(1, activation, "binary_crossentropy"))))
+        assert found is not None and "BinaryCrossentropy(from_logits=True)" in found.fix
+    relu = view(record(), model=describe(_mlp(1, "relu", "binary_crossentropy")))
+    assert remedy_for("relu-output-crossentropy", relu).change == {"op": "output_activation", "activation": "sigmoid"}
+    for fine in (_mlp(1, "sigmoid", "binary_crossentropy"),
+                 _mlp(1, None, keras.losses.BinaryCrossentropy(from_logits=True))):
+        assert relu_output(view(record(), model=describe(fine))) is None
 
 
 def test_constant_init_of_a_hidden_layer(describe):

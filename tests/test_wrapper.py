@@ -158,6 +158,24 @@ def test_the_instrumented_steps_are_traced_once(tmp_path, monkeypatch):
     assert start["loss"] != pytest.approx(float(metrics["loss"].iloc[0]))
 
 
+def test_a_class_weighted_loss_is_logged_per_unit_of_weight(tmp_path):
+    # Keras averages w * loss over the examples (x3.7 here: mean weight of {0: 1, 1: 9, 2: 1} at these
+    # labels); the record keeps the baselines' scale, sum(w * loss) / sum(w).
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)])
+    model.compile(optimizer=keras.optimizers.SGD(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    per_example = keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True).numpy()
+    weights = np.where(y == 1, 9.0, 1.0)
+    history = diagnose.instrument(model).fit(x, y, epochs=1, batch_size=N, shuffle=False, verbose=0,
+                                             class_weight={0: 1.0, 1: 9.0, 2: 1.0},
+                                             callbacks=[diagnose.Monitor(tmp_path, tensorboard=False)])
+    logged = runrecord.read_summary(tmp_path)["at_start"]["loss"]  # the one step, from the initial weights
+    assert logged == pytest.approx(float((weights * per_example).sum() / weights.sum()), rel=1e-5)
+    assert history.history["loss"][0] == pytest.approx(float((weights * per_example).mean()), rel=1e-5)  # Keras'
+
+
 def test_a_mask_from_embedding_reaches_the_loss_as_in_fit(tmp_path):
     rng = np.random.default_rng(1)
     tokens = rng.integers(1, 20, size=(N, 7)).astype(np.int32)

@@ -161,7 +161,8 @@ def _exploding(view):
 # --- the output and the loss -------------------------------------------------------------------
 
 
-@fix("relu-output-crossentropy", what="a softmax output for a ReLU one; from_logits=True for a linear one")
+@fix("relu-output-crossentropy", what="a softmax (sigmoid, under a binary loss) output for a ReLU one; "
+                                      "from_logits=True for a linear one")
 def _relu_output(view):
     graph = KerasGraph(view.model)
     outputs = graph.outputs()
@@ -171,8 +172,10 @@ def _relu_output(view):
     if activation == "linear" and graph.cls(outputs[0]) in LINEAR:
         return Remedy({"op": "from_logits"}, "from_logits", "the loss reads the linear output as logits "
                                                            "(from_logits=True)")
-    return Remedy({"op": "output_activation", "activation": "softmax"}, "softmax",
-                  f"a softmax output instead of {activation}")
+    binary = view.model.get("loss_kind") == "binary" or "binary" in str(view.model.get("loss") or "").lower()
+    wanted = "sigmoid" if binary else "softmax"
+    return Remedy({"op": "output_activation", "activation": wanted}, wanted,
+                  f"a {wanted} output instead of {activation}")
 
 
 # Keras' binary cross-entropy reads the logits under a softmax or sigmoid output, so a

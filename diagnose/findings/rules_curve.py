@@ -16,19 +16,24 @@ __all__ = ["oscillating_loss", "plateau", "overfitting"]
 def _row_noise(view: RunView, window) -> float | None:
     """The mean |difference| between consecutive logged losses that minibatch noise alone gives.
 
-    A logged loss averages n steps whose losses spread by ``loss_sd``: its noise is
-    sd / sqrt(n), and two independent such means differ by (2 / sqrt(pi)) times that
-    on average.
+    A logged loss averages the n steps since the row before, whose losses spread by
+    ``loss_sd``: its noise is sd / sqrt(n). Two independent such means, of n1 and n2
+    steps, differ by sqrt(2 / pi) * sd * sqrt(1 / n1 + 1 / n2) on average: rows cut
+    short at an epoch's end (5 steps beside 20) swing more, and are expected to.
     """
     sd = series(view, "loss_sd")
-    if sd is None:
+    loss = series(view, "loss")
+    if sd is None or loss is None:
         return None
-    sd = sd.reindex(window.index).dropna()
-    gaps = np.diff(window.index.to_numpy())
-    if not len(sd) or not len(gaps):
+    steps = loss.index.to_numpy()
+    spans = dict(zip(steps, np.diff(steps, prepend=0)))  # steps each row averages
+    sd = sd.reindex(window.index)
+    index = window.index.to_numpy()
+    pairs = [(a, b) for a, b in zip(index[:-1], index[1:]) if np.isfinite(sd[a]) and np.isfinite(sd[b])]
+    if not pairs:
         return None
-    n = float(np.median(gaps))  # steps a logged row averages
-    return float(2.0 / math.sqrt(math.pi) * sd.mean() / math.sqrt(max(n, 1.0)))
+    return float(np.mean([math.sqrt(2.0 / math.pi) * 0.5 * (sd[a] + sd[b])
+                          * math.sqrt(1.0 / max(spans[a], 1) + 1.0 / max(spans[b], 1)) for a, b in pairs]))
 
 
 @rule("oscillating-loss", kind="symptom", severity="medium", figure="loss",

@@ -45,18 +45,30 @@ def relu_output_crossentropy(view: RunView) -> Hit | None:
     evidence: list[Evidence] = []
     if view.is_keras:
         probabilistic = {_normalised_loss_name(name) for name in T.PROBABILISTIC_LOSSES}
-        if _normalised_loss_name(model.get("loss")) not in probabilistic or model.get("loss_from_logits"):
+        binary = _normalised_loss_name(model.get("loss")) in {_normalised_loss_name(n) for n in T.BINARY_LOSSES}
+        if (_normalised_loss_name(model.get("loss")) not in probabilistic and not binary) \
+                or model.get("loss_from_logits"):
             return None
         graph = KerasGraph(model)
         outputs = graph.outputs()
-        if not outputs or graph.output_is_distribution(outputs[0]) is not False:
+        if not outputs:
             return None
         out = outputs[0]
+        if binary:  # a sigmoid gives the probabilities (a one-unit softmax is single-unit-softmax's)
+            if graph.activation(out) in ("sigmoid", "hard_sigmoid", "softmax") or \
+                    graph.output_is_distribution(out) is not False:
+                return None
+        elif graph.output_is_distribution(out) is not False:
+            return None
         activation = graph.activation(out) or "none"
-        evidence.append(Evidence(graph.field(out, "config.activation"), activation, "softmax"))
-        evidence.append(Evidence("model.loss", str(model.get("loss")), "from_logits=True or a softmax output"))
+        wanted = "sigmoid" if binary else "softmax"
+        evidence.append(Evidence(graph.field(out, "config.activation"), activation, wanted))
+        evidence.append(Evidence("model.loss", str(model.get("loss")), f"from_logits=True or a {wanted} output"))
         what = f"the output layer ({graph.describe(out)}, activation {activation})"
         fix = ("Make the last layer linear (activation=None) and train with "
+               "keras.losses.BinaryCrossentropy(from_logits=True); or give it activation='sigmoid' and keep the loss."
+               if binary else
+               "Make the last layer linear (activation=None) and train with "
                "keras.losses.CategoricalCrossentropy(from_logits=True) (sparse_... for integer targets); "
                "or give it activation='softmax' and keep the loss.")
     elif model.get("output") == "relu":

@@ -24,6 +24,9 @@ CLIP_FLOOR = 1e-7
 FLOOR_NATS = -math.log(CLIP_FLOOR)  # 16.1 nats
 # Loss names that expect probabilities unless from_logits=True (Keras' defaults).
 PROBABILISTIC_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
+# ... and those that expect one probability per unit: a sigmoid's (Keras clips the rest into
+# [1e-7, 1 - 1e-7], where a linear output outside it gets no gradient).
+BINARY_LOSSES = ("binary_crossentropy", "binary_focal_crossentropy")
 
 # --- branch balance ---------------------------------------------------------------
 
