@@ -158,6 +158,29 @@ def test_the_instrumented_steps_are_traced_once(tmp_path, monkeypatch):
     assert start["loss"] != pytest.approx(float(metrics["loss"].iloc[0]))
 
 
+def test_a_reshuffling_dataset_feeds_the_same_batches_as_plain_fit(tmp_path):
+    # An unbuilt model and no held-out data: reading a batch before fit (to build the model, or for the
+    # probe) would start the dataset's next shuffle, and fit would train on other batches.
+    x, y = _data()
+
+    def run(instrumented):
+        keras.utils.set_random_seed(3)
+        data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(N).batch(16)
+        model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(CLASSES)])
+        model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        fitter = diagnose.instrument(model) if instrumented else model
+        callbacks = [diagnose.Monitor(tmp_path, tensorboard=False)] if instrumented else []
+        history = fitter.fit(data, epochs=3, verbose=0, callbacks=callbacks)
+        return history.history["loss"], model.get_weights()
+
+    (plain_loss, plain_weights), (ours_loss, ours_weights) = run(False), run(True)
+    np.testing.assert_array_equal(ours_loss, plain_loss)
+    for a, b in zip(plain_weights, ours_weights):
+        np.testing.assert_array_equal(a, b)
+    assert not math.isnan(runrecord.read_metrics(tmp_path)["probe_loss_shuffled"].iloc[-1])  # probed at the end
+
+
 def test_a_class_weighted_loss_is_logged_per_unit_of_weight(tmp_path):
     # Keras averages w * loss over the examples (x3.7 here: mean weight of {0: 1, 1: 9, 2: 1} at these
     # labels); the record keeps the baselines' scale, sum(w * loss) / sum(w).

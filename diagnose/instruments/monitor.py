@@ -88,6 +88,7 @@ class Monitor(keras.callbacks.Callback):
         self.baselines = dict(baselines or {})
         self.tensorboard = tensorboard
         self.auto_probe = None
+        self.probe_after = None  # a training dataset to take the probe batch from once training is over
         self.rebuild = None if rebuild is None else rebuild_entry(rebuild)
         self.stop_on_divergence = stop_on_divergence
 
@@ -182,6 +183,8 @@ class Monitor(keras.callbacks.Callback):
         if self.step != self.logged:
             self._log()
         last = self.log.rows[-1] if self.log.rows else None
+        if self.probe_data is None and self.probe_after is not None and self.probe_every != 0:
+            self.probe_data = _first_batch(self.probe_after)  # fit is done with the dataset: nothing moves now
         if last is not None and self.probe_data is not None and self.probe_every != 0 and "probe_loss_real" not in last:
             real, shuffled, zeroed = self.model.probe_losses(*self.probe_data)  # every run ends with a probe
             last.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
@@ -228,7 +231,7 @@ def probe_batch(x, y, validation_data=None, validation_split: float = 0.0):
             else:
                 return None
         if isinstance(x, tf.data.Dataset):
-            return _first_batch(x)
+            return None  # read after training instead (Monitor.probe_after): reading it now moves its shuffle on
         if y is None:
             return None
         arrays = keras.tree.flatten(x) + keras.tree.flatten(y)

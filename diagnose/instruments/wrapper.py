@@ -350,9 +350,12 @@ class Instrumented(keras.Model):
         """Builds the user's model from one example of ``x`` (arrays or a dataset), then sets up."""
         try:
             if isinstance(x, tf.data.Dataset):
-                first = next(iter(x.take(1)))
-                sample = keras.utils.unpack_x_y_sample_weight(first)[0]
-                sample = keras.tree.map_structure(lambda t: t[:1], sample)
+                # Zeros of the elements' shapes, not a batch read from it: a new iterator over a
+                # dataset that reshuffles each iteration would move its shuffle on, and fit
+                # would then see other batches than its own fit does.
+                spec = keras.utils.unpack_x_y_sample_weight(x.element_spec)[0]
+                sample = keras.tree.map_structure(
+                    lambda t: tf.zeros([1, *[d or 1 for d in t.shape[1:]]], t.dtype), spec)
             elif x is not None and all(hasattr(a, "shape") for a in keras.tree.flatten(x)):
                 sample = keras.tree.map_structure(lambda a: np.asarray(a[:1]), x)
             else:
@@ -380,6 +383,9 @@ class Instrumented(keras.Model):
         for monitor in monitors:
             if monitor.probe is None:
                 monitor.auto_probe = probe_batch(x, y, validation_data, validation_split)
+                # Training data as a dataset, nothing held out: a batch read before fit would move a
+                # reshuffling dataset on (see _build_from), so the probe waits for the end of training.
+                monitor.probe_after = x if validation_data is None and isinstance(x, tf.data.Dataset) else None
         try:
             return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data,
                                validation_split=validation_split, **kwargs)
