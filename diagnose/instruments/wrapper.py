@@ -282,9 +282,9 @@ class Instrumented(keras.Model):
         flat = keras.tree.flatten(x)
         # The input layer's name, which the model's config (and so the rules) know it by; an unnamed
         # keras.Input's tensor has another ("keras_tensor_3" beside "input_layer").
-        names = [getattr(getattr(t, "_keras_history", None), "operation", None) for t in
-                 getattr(self.user_model, "inputs", None) or []]
-        names = [getattr(op, "name", None) or t.name for op, t in zip(names, self.user_model.inputs or [])]
+        inputs = getattr(self.user_model, "inputs", None) or []
+        names = [getattr(getattr(getattr(t, "_keras_history", None), "operation", None), "name", None) or t.name
+                 for t in inputs]
         if len(names) != len(flat) or len(set(names)) != len(names):
             names = [f"in{i}" for i in range(len(flat))]
         return list(zip(names, flat))
