@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
 from diagnose.gradients import clip_scales, dedupe_slices
@@ -102,30 +100,11 @@ class Instrumented(keras.Model):
         return self.user_model(inputs, training=training)
 
     def restart(self, fresh) -> bool:
-        """Starts another run on these traced steps: ``fresh``'s weights and optimizer state, instruments zeroed.
+        """Another run on these traced steps, with ``fresh``'s weights: see
+        :func:`~diagnose.instruments.preparation.restart`."""
+        from diagnose.instruments.preparation import restart
 
-        ``fresh`` is the same model built again (another seed): every variable of it
-        (weights, dropout's seed states) and of its optimizer, built on its own
-        weights as ``fit`` builds it, is copied here, so the run trains as ``fresh``'s
-        own ``fit`` would, while tracing the train step, most of a small model's
-        run, is saved. Returns False, changing nothing, where ``fresh`` does not match
-        (other shapes, its optimizer this one's object, a model not built yet).
-        """
-        mine, theirs = self.user_model.variables, getattr(fresh, "variables", None)
-        optimizer = getattr(fresh, "optimizer", None)
-        if not self._ready or theirs is None or optimizer is None or optimizer is self.optimizer \
-                or not _same_shapes(mine, theirs):
-            return False
-        optimizer.build(fresh.trainable_variables)
-        if not _same_shapes(self.optimizer.variables, optimizer.variables):
-            return False
-        for ours, new in zip(mine + list(self.optimizer.variables), theirs + list(optimizer.variables), strict=True):
-            ours.assign(new.value)
-        self.acc.reset()
-        self.sampled_acc.reset()
-        self.schedule.restart()
-        self.targets.reset()
-        return True
+        return restart(self, fresh)
 
     def make_train_function(self, force=False):
         """Keras' train function; with one step per call, two compiled steps the host picks between.
@@ -318,73 +297,18 @@ class Instrumented(keras.Model):
         x = keras.tree.map_structure(tf.convert_to_tensor, x)
         return [float(v) for v in self._probe_fn(x, tf.convert_to_tensor(y)).numpy()]
 
-    def _target_baselines(self, y, validation_split: float) -> None:
-        """The baselines from the training targets when fit is given them as one array (the part it trains on)."""
-        if y is None or not hasattr(y, "shape") or isinstance(y, tf.data.Dataset):
-            return
-        y = np.asarray(y)
-        if validation_split:
-            y = y[: int(len(y) * (1.0 - validation_split))]  # Keras holds out the tail
-        outputs = getattr(self.user_model, "outputs", None)
-        classes = outputs[0].shape[-1] if outputs else None
-        self.targets.from_arrays(y, self.loss_info, classes)
-
-    def _build_state(self, x, y, sample_weight) -> None:
-        """Builds the optimizer, compiled metrics and loss before fit traces the train step.
-
-        Keras builds them inside the first trace when no distribution strategy is set
-        (plain fit too), and a trace that creates variables is traced twice; built
-        here from one batch of the data, as Keras' own symbolic build would, the step
-        is traced once. Data other than arrays keeps Keras' way.
-        """
-        if not all(hasattr(a, "shape") for a in keras.tree.flatten((x, y)) if a is not None) or x is None:
-            return
-        try:
-            batch = keras.tree.map_structure(lambda a: None if a is None else np.asarray(a[:2]), (x, y, sample_weight))
-            self._symbolic_build(data_batch=batch)
-        except Exception:  # noqa: BLE001 - an optimisation only: Keras builds them in the trace as before
-            return
-            return
-
-    def _build_from(self, x) -> None:
-        """Builds the user's model from one example of ``x`` (arrays or a dataset), then sets up."""
-        try:
-            if isinstance(x, tf.data.Dataset):
-                # Zeros of the elements' shapes, not a batch read from it: a new iterator over a
-                # dataset that reshuffles each iteration would move its shuffle on, and fit
-                # would then see other batches than its own fit does.
-                spec = keras.utils.unpack_x_y_sample_weight(x.element_spec)[0]
-                sample = keras.tree.map_structure(
-                    lambda t: tf.zeros([1, *[d or 1 for d in t.shape[1:]]], t.dtype), spec)
-            elif x is not None and all(hasattr(a, "shape") for a in keras.tree.flatten(x)):
-                sample = keras.tree.map_structure(lambda a: np.asarray(a[:1]), x)
-            else:
-                return  # a generator: built at the first trace of the train step instead
-        except (TypeError, ValueError, StopIteration, tf.errors.OutOfRangeError):
-            return
-        self.user_model(sample, training=False)
-        self.setup()
-        self.built = True
-
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
         from diagnose.instruments.monitor import Monitor, probe_batch
+        from diagnose.instruments.preparation import prepare_fit
 
-        if not self._ready:
-            self._build_from(x)
-        self._target_baselines(y, validation_split)
-        if self._ready and not self._custom_step:  # what the step would otherwise make inside its first trace
-            self._build_state(x, y, kwargs.get("sample_weight"))
-            if not plain_sgd(self.optimizer):
-                self.snapshot.prepare(self.trainable_weights)
-            outputs = getattr(self.user_model, "outputs", None)
-            self.targets.prepare(outputs[0].shape[-1] if outputs else None, self.loss_info)
+        prepare_fit(self, x, y, kwargs.get("sample_weight"), validation_split)
         monitors = [c for c in callbacks or [] if isinstance(c, Monitor)]
         for monitor in monitors:
             if monitor.probe is None:
                 monitor.auto_probe = probe_batch(x, y, validation_data, validation_split)
                 # Training data as a dataset, nothing held out: a batch read before fit would move a
-                # reshuffling dataset on (see _build_from), so the probe waits for the end of training.
+                # reshuffling dataset on (see preparation.build_from), so the probe waits for the end of training.
                 monitor.probe_after = x if validation_data is None and isinstance(x, tf.data.Dataset) else None
         try:
             return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data,
@@ -393,10 +317,6 @@ class Instrumented(keras.Model):
             for monitor in monitors:
                 monitor.record_failure(exc)
             raise
-
-
-def _same_shapes(a, b) -> bool:
-    return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype for x, y in zip(a, b))
 
 
 def _when(pred, then, otherwise):

@@ -1,0 +1,122 @@
+"""What an instrumented model needs before ``fit`` traces its steps, and a restart for another run.
+
+``fit`` traces the train step once per compiled step when nothing in it creates a
+variable: TensorFlow traces a function that creates variables twice. So before
+``fit`` calls Keras, :func:`prepare_fit` builds the user's model (from the data's
+shapes, never from a batch read off a dataset, which would move a reshuffling
+dataset on), Keras' optimizer, compiled metrics and loss (which Keras otherwise
+builds inside the first trace), the snapshot the update ratios need and the target
+counts, and the baselines the targets give. :func:`restart` starts another run on a
+model whose steps are traced already: a user study's next seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.update_ratios import plain_sgd
+
+tf = import_tensorflow_quietly()
+import keras  # noqa: E402
+
+__all__ = ["prepare_fit", "restart", "build_from"]
+
+
+def prepare_fit(model, x, y, sample_weight, validation_split: float) -> None:
+    """Everything ``model.fit(x, y, ...)``'s first trace would otherwise create, made now (host side).
+
+    Args:
+        model: the :class:`~diagnose.instruments.wrapper.Instrumented` wrapper.
+        x, y, sample_weight, validation_split: as ``fit`` was given them.
+    """
+    if not model._ready:
+        build_from(model, x)
+    _target_baselines(model, y, validation_split)
+    if not model._ready or model._custom_step:
+        return
+    _build_state(model, x, y, sample_weight)
+    if not plain_sgd(model.optimizer):
+        model.snapshot.prepare(model.trainable_weights)
+    outputs = getattr(model.user_model, "outputs", None)
+    model.targets.prepare(outputs[0].shape[-1] if outputs else None, model.loss_info)
+
+
+def restart(model, fresh) -> bool:
+    """Starts another run on ``model``'s traced steps: ``fresh``'s weights and optimizer state, instruments zeroed.
+
+    ``fresh`` is the same model built again (another seed): every variable of it
+    (weights, dropout's seed states) and of its optimizer, built on its own weights as
+    ``fit`` builds it, is copied into ``model``'s, so the run trains as ``fresh``'s own
+    ``fit`` would, while tracing the train step, most of a small model's run, is saved.
+
+    Returns:
+        False, changing nothing, where ``fresh`` does not match (other shapes, its
+        optimizer ``model``'s own object, a model not built yet); else True.
+    """
+    mine, theirs = model.user_model.variables, getattr(fresh, "variables", None)
+    optimizer = getattr(fresh, "optimizer", None)
+    if not model._ready or theirs is None or optimizer is None or optimizer is model.optimizer \
+            or not _same_shapes(mine, theirs):
+        return False
+    optimizer.build(fresh.trainable_variables)
+    if not _same_shapes(model.optimizer.variables, optimizer.variables):
+        return False
+    for ours, new in zip(mine + list(model.optimizer.variables), theirs + list(optimizer.variables), strict=True):
+        ours.assign(new.value)
+    model.acc.reset()
+    model.sampled_acc.reset()
+    model.schedule.restart()
+    model.targets.reset()
+    return True
+
+
+def build_from(model, x) -> None:
+    """Builds the user's model from one example of ``x`` (arrays or a dataset), then sets the wrapper up."""
+    try:
+        if isinstance(x, tf.data.Dataset):
+            # Zeros of the elements' shapes, not a batch read from it: a new iterator over a
+            # dataset that reshuffles each iteration would move its shuffle on, and fit
+            # would then see other batches than its own fit does.
+            spec = keras.utils.unpack_x_y_sample_weight(x.element_spec)[0]
+            sample = keras.tree.map_structure(lambda t: tf.zeros([1, *[d or 1 for d in t.shape[1:]]], t.dtype), spec)
+        elif x is not None and all(hasattr(a, "shape") for a in keras.tree.flatten(x)):
+            sample = keras.tree.map_structure(lambda a: np.asarray(a[:1]), x)
+        else:
+            return  # a generator: built at the first trace of the train step instead
+    except (TypeError, ValueError, StopIteration, tf.errors.OutOfRangeError):
+        return
+    model.user_model(sample, training=False)
+    model.setup()
+    model.built = True
+
+
+def _target_baselines(model, y, validation_split: float) -> None:
+    """The baselines from the training targets when fit is given them as one array (the part it trains on)."""
+    if y is None or not hasattr(y, "shape") or isinstance(y, tf.data.Dataset):
+        return
+    y = np.asarray(y)
+    if validation_split:
+        y = y[: int(len(y) * (1.0 - validation_split))]  # Keras holds out the tail
+    outputs = getattr(model.user_model, "outputs", None)
+    classes = outputs[0].shape[-1] if outputs else None
+    model.targets.from_arrays(y, model.loss_info, classes)
+
+
+def _build_state(model, x, y, sample_weight) -> None:
+    """Builds Keras' optimizer, compiled metrics and loss from one batch, as its symbolic build would.
+
+    Keras builds them inside the first trace when no distribution strategy is set
+    (plain fit too, which is then traced twice). Data other than arrays keeps Keras' way.
+    """
+    if x is None or not all(hasattr(a, "shape") for a in keras.tree.flatten((x, y)) if a is not None):
+        return
+    try:
+        batch = keras.tree.map_structure(lambda a: None if a is None else np.asarray(a[:2]), (x, y, sample_weight))
+        model._symbolic_build(data_batch=batch)
+    except Exception:  # noqa: BLE001 - an optimisation only: Keras builds them in the trace as before
+        return
+
+
+def _same_shapes(a, b) -> bool:
+    return len(a) == len(b) and all(u.shape == v.shape and u.dtype == v.dtype for u, v in zip(a, b))
