@@ -108,6 +108,21 @@ def test_standardize_inputs_uses_the_training_statistics_for_every_split():
         apply_changes(_mlp(), fit, [{"op": "standardize_inputs", "inputs": ["pixels"]}])
 
 
+def test_standardize_inputs_finds_an_unnamed_input_by_the_name_its_record_gives_it():
+    import keras
+
+    from diagnose.instruments.describe import input_names
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    (name,) = input_names(model)
+    assert name != model.inputs[0].name  # the input layer's name, not the tensor's ("keras_tensor...")
+    x = np.random.default_rng(2).normal(size=(50, 4)).astype(np.float32) * 100
+    _, out = apply_changes(model, {"x": x, "y": np.zeros(50), "validation_data": None},
+                           [{"op": "standardize_inputs", "inputs": [name]}])
+    assert np.allclose(out["x"].std(axis=0), 1, atol=1e-3)
+
+
 def test_unknown_op_is_refused():
     with pytest.raises(ConfigError, match="unknown change op 'teleport'"):
         apply_changes(_mlp(), {}, [{"op": "teleport"}])

@@ -13,7 +13,7 @@ import numpy as np
 from diagnose.instruments.taps import activation_name
 from diagnose.instruments.targets import LossInfo
 
-__all__ = ["describe", "variables", "variable_layers", "weight_norms"]
+__all__ = ["describe", "variables", "variable_layers", "weight_norms", "input_names"]
 
 
 def _scalar_config(layer) -> dict:
@@ -47,6 +47,16 @@ def _output_shape(layer):
         return [d for d in layer.output.shape]
     except (AttributeError, ValueError):
         return None
+
+
+def input_names(model) -> list[str]:
+    """The model's inputs by their input layers' names, which its config (and so the rules) know them by.
+
+    An unnamed ``keras.Input``'s tensor has another name ("keras_tensor_3" beside
+    "input_layer"); a subclassed model has none ([]).
+    """
+    return [getattr(getattr(getattr(t, "_keras_history", None), "operation", None), "name", None) or t.name
+            for t in getattr(model, "inputs", None) or []]
 
 
 def describe(model) -> dict:

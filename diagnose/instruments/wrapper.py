@@ -22,6 +22,7 @@ from diagnose.errors import DiagnoseError
 from diagnose.gradients import clip_scales, dedupe_slices
 from diagnose.instruments import measures, registry
 from diagnose.instruments.accumulate import Accumulator, read_and_reset
+from diagnose.instruments.describe import input_names
 from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
 from diagnose.instruments.schedule import Schedule
@@ -259,11 +260,7 @@ class Instrumented(keras.Model):
         if isinstance(x, dict):
             return sorted(x.items())
         flat = keras.tree.flatten(x)
-        # The input layer's name, which the model's config (and so the rules) know it by; an unnamed
-        # keras.Input's tensor has another ("keras_tensor_3" beside "input_layer").
-        inputs = getattr(self.user_model, "inputs", None) or []
-        names = [getattr(getattr(getattr(t, "_keras_history", None), "operation", None), "name", None) or t.name
-                 for t in inputs]
+        names = input_names(self.user_model)
         if len(names) != len(flat) or len(set(names)) != len(names):
             names = [f"in{i}" for i in range(len(flat))]
         return list(zip(names, flat))

@@ -179,7 +179,9 @@ def standardize_inputs(model, fit, inputs: list):
 
     if isinstance(fit.get("x"), tf.data.Dataset):
         raise ConfigError("inputs can be standardised mechanically only when the data function returns arrays")
-    names = [t.name for t in getattr(model, "inputs", None) or []]
+    from diagnose.instruments.describe import input_names
+
+    names = input_names(model)  # as the record's input_rms/<name> columns name them
 
     def named(x):
         if isinstance(x, dict):
