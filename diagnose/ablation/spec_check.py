@@ -179,23 +179,29 @@ def check_train(options: dict, steps: int | None, epochs: float | None) -> Train
 
 def check_combos(combos_raw: dict, bases: list[str], factors: dict, custom: dict) -> list[tuple]:
     """[combos]: each a base and factor = level pairs; (base, ((factor, level), ...)) each."""
+
+    def switch(label: str, factor: str, level) -> tuple:
+        if factor not in factors and factor not in FACTORS:
+            raise ConfigError(f"combo '{label}': unknown factor '{factor}'; valid factors: "
+                              f"{', '.join(list(FACTORS) + list(custom))}")
+        levels = custom[factor] if factor in custom else FACTORS[factor]
+        if level not in levels:
+            raise ConfigError(f"combo '{label}': unknown level '{level}' of '{factor}'; valid levels: "
+                              f"{', '.join(levels)}")
+        return factor, level
+
+    return combo_entries(combos_raw, bases, switch)
+
+
+def combo_entries(combos_raw: dict, bases: list[str], switch) -> list[tuple]:
+    """[combos] of any study: (base, ((factor, level), ...)) each, every pair checked by
+    ``switch(label, factor, level) -> (factor, level)``, which raises ConfigError."""
     combos = []
     for label, entry in combos_raw.items():
         if not isinstance(entry, dict) or entry.get("base") not in bases:
             raise ConfigError(f"combo '{label}' needs base = one of {', '.join(bases)} and factor = level pairs")
-        switches = []
-        for factor, level in entry.items():
-            if factor == "base":
-                continue
-            if factor not in factors and factor not in FACTORS:
-                raise ConfigError(f"combo '{label}': unknown factor '{factor}'; valid factors: "
-                                  f"{', '.join(list(FACTORS) + list(custom))}")
-            levels = custom[factor] if factor in custom else FACTORS[factor]
-            if level not in levels:
-                raise ConfigError(f"combo '{label}': unknown level '{level}' of '{factor}'; valid levels: "
-                                  f"{', '.join(levels)}")
-            switches.append((factor, level))
-        combos.append((entry["base"], tuple(switches)))
+        switches = tuple(switch(label, factor, level) for factor, level in entry.items() if factor != "base")
+        combos.append((entry["base"], switches))
     return combos
 
 

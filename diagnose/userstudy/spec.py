@@ -54,7 +54,7 @@ from pathlib import Path
 from diagnose import studydir
 from diagnose.ablation.seeding import SeedPlan
 from diagnose.ablation.spec import RunTask, Variant, run_id, spec_digest
-from diagnose.ablation.spec_check import check_seeds
+from diagnose.ablation.spec_check import check_seeds, combo_entries
 from diagnose.errors import ConfigError
 from diagnose.userstudy import refs
 
@@ -312,19 +312,13 @@ def build_keras_spec(raw: dict) -> KerasSpec:
         else:
             raise ConfigError(f"factor '{factor}' needs levels: a list of values ({factor} = [1, 2]) or a table of "
                               f"named settings ({factor} = {{low = {{{factor} = 1}}}})")
-    combos = []
-    for label, entry in (raw.get("combos") or {}).items():
-        if not isinstance(entry, dict) or entry.get("base") not in bases:
-            raise ConfigError(f"combo '{label}' needs base = one of {', '.join(bases)} and factor = level pairs")
-        switches = []
-        for factor, level in entry.items():
-            if factor == "base":
-                continue
-            if factor not in factors or str(level) not in factors[factor]:
-                valid = ", ".join(f"{f}={lv}" for f, lvs in factors.items() for lv in lvs)
-                raise ConfigError(f"combo '{label}': {factor}={level} is not a factor's level; valid: {valid}")
-            switches.append((factor, str(level)))
-        combos.append((entry["base"], tuple(switches)))
+    def switch(label: str, factor: str, level) -> tuple:
+        if factor not in factors or str(level) not in factors[factor]:
+            valid = ", ".join(f"{f}={lv}" for f, lvs in factors.items() for lv in lvs)
+            raise ConfigError(f"combo '{label}': {factor}={level} is not a factor's level; valid: {valid}")
+        return factor, str(level)
+
+    combos = combo_entries(raw.get("combos") or {}, bases, switch)
     fit = _checked("fit", raw.get("fit") or {}, _FIT)
     monitor = _MONITOR_DEFAULTS | _checked("monitor", raw.get("monitor") or {}, _MONITOR)
     if not all(math.isfinite(v) for v in fit.values() if isinstance(v, (int, float))):
