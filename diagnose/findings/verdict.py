@@ -156,8 +156,13 @@ def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, referen
     for c in combos:
         c["is_fix_candidate"] = info[c["variant"]]["base"] == faulty and all(sw in direct for sw in c["switches"])
         if c["is_fix_candidate"]:
+            # A set that leaves more than the margin for sure can never reach the reference: its
+            # effect on the faulty model then decides nothing, and gets no seeds (plan_seeds).
+            lo = compare(reference, c["variant"])["ci"][0]
+            c["falls_short"] = bool(lo is not None and margin is not None and lo > margin)
             comparisons.append({"kind": "combination", "variant": c["variant"], "against": faulty,
-                                **{k: c[k] for k in ("effect", "ci", "n", "sd", "confidence", "status")}})
+                                **{k: c[k] for k in ("effect", "ci", "n", "sd", "confidence", "status",
+                                                     "falls_short")}})
     smallest = _smallest_fix(factors, combos, compare, reference, margin)
     if smallest:
         comparisons.append({"kind": "residual", "variant": smallest["variant"], "against": reference,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 
-__all__ = ["plan_follow_ups", "plan_seeds", "seeds_needed", "seeds_for_half_width",
+__all__ = ["plan_follow_ups", "plan_seeds", "switch_set", "seeds_needed", "seeds_for_half_width",
            "DEFAULT_MAX_SEEDS", "MAX_FIX_SIZE", "CANDIDATES",
            "MIN_ADDED_SEEDS"]
 
@@ -40,9 +40,10 @@ CANDIDATES = 3
 def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -> list[tuple]:
     """Combinations to run next, or [] when a fix is settled or none is left to try.
 
-    The search goes on while no set of switches closes the gap stably, with an
-    established effect, and without a residual beyond seed noise; a fix that
-    diverged on some seed, or that leaves part of the gap for sure, does not end it.
+    The search goes on while no set of switches closes the gap stably and without a
+    residual beyond seed noise; a fix that diverged on some seed, or that leaves part
+    of the gap for sure, does not end it. One whose effect is still inconclusive does:
+    its seeds decide, and the search resumes if they show it short of the reference.
 
     Candidates are the strongest factors (by the share of the gap they close on the
     faulty model or open on the reference, whichever is larger: a switch that widens
@@ -52,20 +53,26 @@ def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -
     :data:`MAX_FIX_SIZE`. Only sets made of candidates count as tried.
 
     Returns:
-        ``[(base, ((factor, level), ...)), ...]`` whose variant names are not in ``tried``.
+        ``[(base, ((factor, level), ...)), ...]``, switches sorted, whose sets of switches no
+        variant in ``tried`` has (in any order).
     """
     fix = verdict.get("smallest_fix")
     if not verdict.get("factors"):
         return []
-    if fix and fix.get("stable", not fix.get("diverged")) and fix.get("confident", True) \
-            and not fix.get("short_of_reference"):
+    # A fix that is stable and not short of the reference for sure ends the search even while
+    # its effect is unsure: seeds settle that (plan_seeds), and a larger set would not be smaller.
+    if fix and fix.get("stable", not fix.get("diverged")) and not fix.get("short_of_reference"):
         return []
     faulty = verdict.get("faulty") or faulty
     ranked = sorted((f for f in verdict["factors"] if f.get("best_fix")
                      and ((f.get("share_closed") or 0) > 0 or f.get("significant"))),
                     key=lambda f: (-f.get("score", 0), -(f.get("share_closed") or 0)))[:CANDIDATES]
     switches = [f["best_fix"].split("|", 1)[1].strip() for f in ranked]
-    shares = {c["variant"]: c.get("share_closed") or 0 for c in verdict.get("combinations", [])}
+    shares = {switch_set(c["variant"]): c.get("share_closed") or 0 for c in verdict.get("combinations", [])}
+
+    # A set is named by its switches in sorted order, and a set counts as tried whatever order it
+    # ran in: the ranking that orders the candidates changes as seeds are added.
+    ran = {switch_set(v) for v in tried}
 
     def name(combo) -> str:
         return f"{faulty} | " + " + ".join(combo)
@@ -73,17 +80,23 @@ def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -
     def as_tuple(combo) -> tuple:
         return (faulty, tuple(tuple(sw.split("=", 1)) for sw in combo))
 
-    level = [tuple(c) for c in itertools.combinations(switches, 2)]
+    level = [tuple(sorted(c)) for c in itertools.combinations(switches, 2)]
     for size in range(2, MAX_FIX_SIZE + 1):
         if len(switches) < size:
             return []
-        untried = [c for c in level if name(c) not in tried]
+        untried = [c for c in level if switch_set(name(c)) not in ran]
         if untried:
             return [as_tuple(c) for c in untried]
         # All sets of this size ran and none settled it: extend the best two by one switch.
-        best = sorted(level, key=lambda c: -shares.get(name(c), 0))[:2]
-        level = list(dict.fromkeys(c + (sw,) for c in best for sw in switches if sw not in c))
+        best = sorted(level, key=lambda c: -shares.get(switch_set(name(c)), 0))[:2]
+        level = list(dict.fromkeys(tuple(sorted(c + (sw,))) for c in best for sw in switches if sw not in c))
     return []
+
+
+def switch_set(variant: str) -> tuple[str, frozenset]:
+    """A variant's base and its set of switches, whatever their order: ``"b | x=1 + y=2"`` -> ``("b", {x=1, y=2})``."""
+    base, _, rest = variant.partition("|")
+    return base.strip(), frozenset(sw.strip() for sw in rest.split(" + ") if sw.strip())
 
 
 def seeds_needed(comparison: dict, margin: float | None, cap: int) -> int | None:
@@ -141,16 +154,21 @@ def plan_seeds(verdict: dict, cap: int | None = None) -> dict[str, int]:
     """Seeds each variant should have so that the verdict's inconclusive comparisons may settle.
 
     A comparison pairs two variants by seed, so both get the same count. Comparisons
-    already at ``cap`` seeds, or hopeless within it (:func:`seeds_needed`), get none.
+    already at ``cap`` seeds, or hopeless within it (:func:`seeds_needed`), get none;
+    nor does a combination that ``falls_short`` of the reference (its residual's
+    interval lies beyond the margin), unless it is the smallest fix: it cannot be the fix.
 
     Returns:
         ``{variant: seeds}`` for the variants to extend (more than they have now), or {}.
     """
     cap = cap or verdict.get("max_seeds") or DEFAULT_MAX_SEEDS
     have = (verdict.get("seeds") or {}).get("per_variant", {})
+    fix = (verdict.get("smallest_fix") or {}).get("variant")
     counts: dict[str, int] = {}
     for c in verdict.get("comparisons", []):
         if c.get("status") != "inconclusive" or c["n"] >= cap:
+            continue
+        if c.get("falls_short") and c["variant"] != fix:  # not a fix whatever its effect: nothing to settle
             continue
         margin = verdict.get("margin")
         if margin is None and c.get("kind") == "effect":

@@ -190,8 +190,10 @@ def _notes(verdict: dict) -> list[str]:
     """What stays open (inconclusive comparisons, by seed count) and what is ruled out (negligible)."""
     wanted = [c for c in verdict.get("comparisons", []) if c["kind"] in ("fix", "break", "combination")]
     cap = verdict.get("max_seeds")
-    open_ = [c for c in wanted if c["status"] == "inconclusive"]
+    open_ = [c for c in wanted if c["status"] == "inconclusive" and not c.get("falls_short")]
     small = [c for c in wanted if c["status"] == "negligible"]
+    fix = (verdict.get("smallest_fix") or {}).get("variant")
+    not_fixes = [c for c in wanted if c.get("falls_short") and c["variant"] != fix]
     notes = []
     if open_:
         at_cap = [_label(c) for c in open_ if cap and c["n"] >= cap]
@@ -201,6 +203,9 @@ def _notes(verdict: dict) -> list[str]:
         if short:
             notes.append("inconclusive at fewer seeds (in brackets; seeds go only to effects that may reach a "
                          "tenth of the gap and that the cap would likely settle): " + ", ".join(short))
+    if not_fixes:
+        notes.append(f"not fixes (each leaves more than a tenth of the gap to {verdict.get('reference')} for sure; "
+                     f"no seeds added for their effects): {', '.join(_switch(c['variant']) for c in not_fixes)}")
     minor = verdict.get("minor_causes") or []
     if minor:
         notes.append("established but under a tenth of the gap: " + ", ".join(
