@@ -13,7 +13,7 @@ from diagnose.instruments.measures import gradient_norms, values
 
 tf = import_tensorflow_quietly()
 
-__all__ = ["dedupe_slices", "clip_scales", "clip_gradients", "scale", "guard"]
+__all__ = ["dedupe_slices", "clip_scales", "clip_scales_at", "CLIP_MODES", "clip_gradients", "scale", "guard"]
 
 
 def dedupe_slices(grad, dense_rows: int | None = None):
@@ -47,6 +47,19 @@ def clip_scales(norms, mode: str, clip_norm: float) -> list:
         global_norm = tf.sqrt(tf.add_n([n * n for n in norms]))
         return [tf.minimum(1.0, clip_norm / tf.maximum(global_norm, 1e-12))] * len(norms)
     return [tf.minimum(1.0, clip_norm / tf.maximum(n, 1e-12)) for n in norms]
+
+
+# Clipping modes by index, for a step that reads its mode from a variable (:func:`clip_scales_at`).
+CLIP_MODES = ("none", "global", "per_tensor")
+
+
+def clip_scales_at(norms, mode, clip_norm) -> list:
+    """:func:`clip_scales` with the mode (an int32 tensor indexing :data:`CLIP_MODES`) and the
+    threshold read when the step runs, not when it is traced: one traced step serves every mode,
+    each giving the factors :func:`clip_scales` gives for it."""
+    by_mode = [clip_scales(norms, name, clip_norm) for name in CLIP_MODES]
+    return [tf.where(tf.equal(mode, 1), g, tf.where(tf.equal(mode, 2), p, n))
+            for n, g, p in zip(*by_mode)]
 
 
 def clip_gradients(grads, mode: str, clip_norm: float, norms=None):

@@ -16,7 +16,7 @@ import numpy as np
 
 from diagnose.config import RunConfig
 from diagnose.data.corpus import Corpus
-from diagnose.gradients import clip_scales, dedupe_slices, guard, scale
+from diagnose.gradients import clip_scales_at, dedupe_slices, guard, scale
 from diagnose.instruments import measures, memn2n, registry
 from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
 from diagnose.instruments.family import Step
@@ -27,11 +27,14 @@ __all__ = ["MemN2NSteps", "set_determinism", "perplexity", "graph_key"]
 
 # Room for the instrument columns of the largest MemN2N (untied, many hops).
 _MAX_COLUMNS = 2048
-# Config fields that set only initial values or what the host loop does between
-# calls: runs that differ in nothing else share one traced step (:meth:`MemN2NSteps.restart`).
-# Everything else (sizes, factors, the loss reduction, clipping, the corpus, the
-# instruments, XLA) is read while the step is traced.
-_VALUE_FIELDS = {"model": ("temporal_init", "embedding_init", "init_std", "learning_rate", "lr_anneal"),
+# Config fields that set only initial values, what the host loop does between calls,
+# or the recipe's numbers the step reads from variables when it runs (the loss
+# reduction as a scale on the summed loss, the clipping mode and threshold):
+# runs that differ in nothing else share one traced step (:meth:`MemN2NSteps.restart`).
+# Everything else (sizes, the model's factors, the corpus, the instruments, XLA) is
+# read while the step is traced.
+_VALUE_FIELDS = {"model": ("temporal_init", "embedding_init", "init_std", "learning_rate", "lr_anneal",
+                           "loss_reduction", "clip", "clip_norm"),
                  "train": ("seed", "steps", "epochs", "log_every", "eval_every", "anneal_every", "eval_at_start",
                            "probe_every", "tensorboard", "eval_test", "checkpoint")}
 
@@ -111,6 +114,11 @@ class MemN2NSteps:
         self.variables = list(self.model.trainable_variables)
         self.optimizer = keras.optimizers.SGD(learning_rate=mcfg.learning_rate)
         self.optimizer.build(self.variables)
+        # The recipe's numbers, read by the step when it runs (see _VALUE_FIELDS).
+        self._loss_scale = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        self._clip_mode = tf.Variable(0, trainable=False, dtype=tf.int32)
+        self._clip_norm = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        self._set_recipe(config)
         self._splits = {}
         for name in ("train", "valid", "test"):
             split = getattr(corpus, name)
@@ -158,9 +166,24 @@ class MemN2NSteps:
             mine.assign(new.value)
         self.optimizer.iterations.assign(0)
         self.optimizer.learning_rate.assign(config.model.learning_rate)
+        self._set_recipe(config)
         self.acc.reset()
         self.config = config
         return self
+
+    def _set_recipe(self, config: RunConfig) -> None:
+        """The loss reduction and clipping of ``config`` into the variables the step reads.
+
+        The mean over a batch is its sum scaled by 1 / batch (exact where the batch is a
+        power of two, as in every built-in config; else within an ulp of a mean).
+        """
+        from diagnose.gradients import CLIP_MODES
+
+        mcfg = config.model
+        batch = min(mcfg.batch_size, self.corpus.num_windows("train"))
+        self._loss_scale.assign(1.0 if mcfg.loss_reduction == "sum" else 1.0 / batch)
+        self._clip_mode.assign(CLIP_MODES.index(mcfg.clip))
+        self._clip_norm.assign(mcfg.clip_norm)
 
     # -- in-graph pieces -------------------------------------------------------
     def _windows(self, split: str, positions):
@@ -198,7 +221,7 @@ class MemN2NSteps:
                 per_example, parts = measures.softmax_cross_entropy(targets, outputs)  # (B,)
             else:
                 per_example, parts = token_loss(mcfg, targets, outputs), None
-            loss = tf.reduce_sum(per_example) if mcfg.loss_reduction == "sum" else tf.reduce_mean(per_example)
+            loss = tf.reduce_sum(per_example) * self._loss_scale
         # Embedding gradients: dense where the table has no more rows than a batch looks up.
         lookups = mcfg.batch_size * mcfg.memory_size
         grads = [dedupe_slices(g, v.shape[0] if v.shape[0] <= lookups else None)
@@ -207,7 +230,7 @@ class MemN2NSteps:
         # A gradient is bad when one of its entries is NaN/Inf.
         bad = nonfinite_flags(loss, grads, norms, measures.values)  # (1 + n_vars,)
         finite = tf.logical_not(tf.reduce_any(bad))
-        scales = clip_scales(norms, mcfg.clip, mcfg.clip_norm)
+        scales = clip_scales_at(norms, self._clip_mode, self._clip_norm)
         clipped = [guard(scale(g, sc), finite) for g, sc in zip(grads, scales)]
         if full and slow is None:
             slow = self.slow_measures()
@@ -217,7 +240,8 @@ class MemN2NSteps:
         hist = None
         if full:
             attention, branches = memn2n.sites(internals, mcfg, windows, slow["row_sq"])
-            step = Step(names=self.names, norms=norms, loss=row["loss"], clip_mode=mcfg.clip, clip_norm=mcfg.clip_norm,
+            step = Step(names=self.names, norms=norms, loss=row["loss"], clip_mode=self._clip_mode,
+                        clip_norm=self._clip_norm,
                         weight_norms=slow["weight_norms"],
                         update_norms=sgd_delta_norms(self.optimizer.learning_rate, norms, scales, finite),
                         outputs=outputs, labels=targets, output_kind="logits" if mcfg.output == "softmax"

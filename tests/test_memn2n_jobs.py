@@ -38,12 +38,36 @@ def test_a_run_on_shared_steps_writes_the_record_it_writes_alone(tmp_path, small
     assert summary["seed"] == 1 and summary["steps"] == 20
 
 
+@pytest.mark.parametrize("recipe", [{"loss_reduction": "mean", "clip": "per_tensor", "clip_norm": 0.5},
+                                    {"clip": "none"}])
+def test_the_recipe_read_when_the_step_runs_gives_the_record_of_its_own_trace(tmp_path, small_corpus, run_config,
+                                                                             recipe):
+    # The loss reduction and clipping are variables of the step: a run restarted on steps traced
+    # for another recipe writes the record it writes alone, and the recipe changes that record.
+    base = _with(run_config("paper", steps=20, log_every=5, eval_every=10, probe_every=10, eval_max_windows=256),
+                 vocab_size=small_corpus.vocab_size, clip_norm=0.5)
+    other = _with(base, seed=2, **recipe)
+    assert graph_key(other) == graph_key(base)
+    shared = MemN2NSteps(base, small_corpus)
+    train(base, tmp_path / "first", corpus=small_corpus, trainer=shared)
+    train(other, tmp_path / "restarted", corpus=small_corpus, trainer=shared)
+    train(other, tmp_path / "alone", corpus=small_corpus)
+    assert _record(tmp_path / "restarted") == _record(tmp_path / "alone")
+    # The same seed under the first recipe: clipping at 0.5 fires on every step there, and not
+    # without clipping or under the per-tensor threshold on every step.
+    train(_with(base, seed=2), tmp_path / "seed2", corpus=small_corpus)
+    fired = {d: [r["clip_fired"] for r in runrecord.read_rows(tmp_path / d)[0] if "clip_fired" in r]
+             for d in ("seed2", "alone")}
+    assert set(fired["seed2"]) == {1.0} and fired["alone"] != fired["seed2"]
+    assert _record(tmp_path / "seed2") != _record(tmp_path / "alone")
+
+
 def test_steps_are_shared_only_where_the_graph_is_the_same(small_corpus, run_config):
     cfg = _with(run_config("paper", steps=5), vocab_size=small_corpus.vocab_size)
-    same = [_with(cfg, seed=7), _with(cfg, embedding_init="uniform"), _with(cfg, learning_rate=0.5)]
-    other = [_with(cfg, output="relu"), _with(cfg, loss_reduction="mean"), _with(cfg, temporal="none"),
-             _with(cfg, clip="per_tensor"), dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
-                                                                                               instruments="off"))]
+    same = [_with(cfg, seed=7), _with(cfg, embedding_init="uniform"), _with(cfg, learning_rate=0.5),
+            _with(cfg, loss_reduction="mean"), _with(cfg, clip="per_tensor", clip_norm=5.0)]
+    other = [_with(cfg, output="relu"), _with(cfg, temporal="none"), _with(cfg, padding="encoded"),
+             dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, instruments="off"))]
     assert {group_of(c) for c in same} == {group_of(cfg)}
     assert len({group_of(c) for c in [cfg, *other]}) == len(other) + 1
     trainer = MemN2NSteps(cfg, small_corpus)

@@ -104,7 +104,9 @@ class Step:
         names: short variable names, one per trainable variable.
         loss: the step's training loss (a mean over its examples).
         norms: ||g|| per variable before clipping (embedding rows looked up twice summed first).
-        clip_mode, clip_norm: how the step clips ("global", "per_tensor" or "none").
+        clip_mode, clip_norm: how the step clips ("global", "per_tensor" or "none"; or an
+            int32 tensor indexing :data:`diagnose.gradients.CLIP_MODES`, with ``clip_norm``
+            a tensor, in a step that reads them when it runs).
         weight_norms: ||w|| per variable before the update.
         update_norms: ||w after - w before|| per variable for this step.
         outputs: the model's output rows (N, C) for a classifier (any leading axes
@@ -122,8 +124,8 @@ class Step:
     names: list
     norms: list
     loss: Any = None
-    clip_mode: str = "none"
-    clip_norm: float = 0.0
+    clip_mode: Any = "none"
+    clip_norm: Any = 0.0
     weight_norms: list | None = None
     update_norms: list | None = None
     outputs: Any = None
