@@ -139,7 +139,6 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
     """Run a counterfactual ablation study (default: the built-in study on the synthetic corpus).
 
     Trains the as-posted and paper models and every single-factor switch between
-    Trains the as-posted and paper models and every single-factor switch between
     them over several seeds, resumably; then, while the verdict asks for them, more
     seeds where an interval is inconclusive and the combinations of switches that
     could close the gap. Prints a table of the results and the verdict. A SPEC whose

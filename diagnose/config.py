@@ -8,13 +8,14 @@ config and seed give the same metrics on CPU.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 
 from diagnose.errors import ConfigError
 from models.config import MemN2NConfig, apply_overrides, preset
 
-__all__ = ["DataConfig", "TrainConfig", "RunConfig", "make_run_config"]
+__all__ = ["DataConfig", "TrainConfig", "RunConfig", "make_run_config", "graph_key"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,30 @@ def make_run_config(preset_name: str = "paper", overrides: dict | None = None, *
     data = data or DataConfig()
     data.validate()
     return RunConfig(model=model, data=data, train=train)
+
+
+# Config fields that set only initial values, what the host loop does between calls,
+# or the recipe's numbers the step reads from variables when it runs (the loss
+# reduction as a scale on the summed loss, the clipping mode and threshold):
+# runs that differ in nothing else share one traced step (:meth:`diagnose.memn2n_steps.MemN2NSteps.restart`).
+# Everything else (sizes, the model's factors, the corpus, the instruments, XLA) is
+# read while the step is traced.
+_VALUE_FIELDS = {"model": ("temporal_init", "embedding_init", "init_std", "learning_rate", "lr_anneal",
+                           "loss_reduction", "clip", "clip_norm"),
+                 "train": ("seed", "steps", "epochs", "log_every", "eval_every", "anneal_every", "eval_at_start",
+                           "probe_every", "tensorboard", "eval_test", "checkpoint")}
+
+
+def graph_key(config: RunConfig) -> str:
+    """What the traced steps of a built-in MemN2N run depend on: equal keys, one trace for both runs.
+
+    Here, not beside the steps, so that a sweep's driver groups runs without loading TensorFlow.
+    """
+    d = config.to_dict()
+    for part, names in _VALUE_FIELDS.items():
+        for name in names:
+            d[part].pop(name, None)
+    return json.dumps(d, sort_keys=True, default=str)
 
 
 def _number(value) -> bool:

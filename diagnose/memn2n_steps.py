@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from diagnose.config import RunConfig
+from diagnose.config import RunConfig, graph_key
 from diagnose.data.corpus import Corpus
 from diagnose.gradients import clip_scales_at, dedupe_slices, guard, scale
 from diagnose.instruments import measures, memn2n, registry
@@ -27,29 +27,6 @@ __all__ = ["MemN2NSteps", "set_determinism", "perplexity", "graph_key"]
 
 # Room for the instrument columns of the largest MemN2N (untied, many hops).
 _MAX_COLUMNS = 2048
-# Config fields that set only initial values, what the host loop does between calls,
-# or the recipe's numbers the step reads from variables when it runs (the loss
-# reduction as a scale on the summed loss, the clipping mode and threshold):
-# runs that differ in nothing else share one traced step (:meth:`MemN2NSteps.restart`).
-# Everything else (sizes, the model's factors, the corpus, the instruments, XLA) is
-# read while the step is traced.
-_VALUE_FIELDS = {"model": ("temporal_init", "embedding_init", "init_std", "learning_rate", "lr_anneal",
-                           "loss_reduction", "clip", "clip_norm"),
-                 "train": ("seed", "steps", "epochs", "log_every", "eval_every", "anneal_every", "eval_at_start",
-                           "probe_every", "tensorboard", "eval_test", "checkpoint")}
-
-
-def graph_key(config: RunConfig) -> str:
-    """What the traced steps of a run depend on: equal keys, one trace for both runs."""
-    import json
-
-    d = config.to_dict()
-    for part, names in _VALUE_FIELDS.items():
-        for name in names:
-            d[part].pop(name, None)
-    return json.dumps(d, sort_keys=True, default=str)
-
-
 def _tf():
     from diagnose._tf import import_tensorflow_quietly  # deferred: keeps `diagnose --help` fast
 

@@ -70,7 +70,7 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
             than the first run's. Everything else in the config must match the run
             record's. The continued run's rows are those an uninterrupted run writes.
         trainer: compiled steps of an earlier run on the same corpus whose
-            :func:`~diagnose.memn2n_steps.graph_key` is this config's (other seed or
+            :func:`~diagnose.config.graph_key` is this config's (other seed or
             initialisers): restarted for this run instead of traced again. The
             record is the one a fresh trainer writes.
 

@@ -1,7 +1,7 @@
 """How a worker trains the built-in MemN2N's runs: one corpus and one set of compiled steps per kind of run.
 
 Runs of a study that differ only in their seed or initial values (the
-:func:`~diagnose.memn2n_steps.graph_key` of their configs is equal) share one
+:func:`~diagnose.config.graph_key` of their configs is equal) share one
 traced train step: the first traces it, the others restart it with their own
 weights (:meth:`~diagnose.memn2n_steps.MemN2NSteps.restart`). Tracing the
 instrumented step is ~1.3 s of a default-study run that trains in ~1.5 s, so the
@@ -30,7 +30,7 @@ _TRAINERS: OrderedDict = OrderedDict()  # graph key -> MemN2NSteps, least recent
 
 def group_of(config) -> str:
     """16 hex digits naming the compiled steps a RunConfig trains with (equal: shareable)."""
-    from diagnose.memn2n_steps import graph_key
+    from diagnose.config import graph_key
 
     return hashlib.sha256(graph_key(config).encode("utf-8")).hexdigest()[:16]
 
