@@ -198,3 +198,27 @@ def test_a_fix_that_reaches_the_reference_but_is_unsure_gets_seeds_not_a_larger_
     assert fix["stable"] and not fix["confident"] and not fix["short_of_reference"]
     assert plan_follow_ups(v, set(variants)) == []
     assert plan_seeds(v)["as-posted | loss_reduction=sum + output=softmax"] > 3
+
+
+def test_the_root_causes_pair_is_tried_before_pairs_with_a_weaker_candidate(tmp_path):
+    # output and loss_reduction are root causes; hops=full closes some of the gap, unsure. Their
+    # pair runs first; the pairs with hops follow only once it falls short of the paper model.
+    variants = {
+        "as-posted": [5.0, 5.2, 4.9],
+        "paper": [1.0, 1.1, 0.9],
+        "as-posted | output=softmax": [3.0, 3.3, 2.8],
+        "as-posted | loss_reduction=sum": [3.5, 3.6, 3.4],
+        "as-posted | hops=full": [4.0, 5.4, 4.3],
+        "paper | output=relu": [3.0, 3.2, 2.9],
+        "paper | loss_reduction=mean": [2.5, 2.6, 2.4],
+        "paper | hops=one-fewer": [1.0, 1.1, 0.9],
+    }
+    v = compute_verdict(_study(tmp_path / "a", variants))
+    assert {rc["factor"] for rc in v["root_causes"]} == {"output", "loss_reduction"}
+    assert plan_follow_ups(v, set(variants)) == [("as-posted", (("loss_reduction", "sum"), ("output", "softmax")))]
+    variants["as-posted | loss_reduction=sum + output=softmax"] = [2.0, 2.1, 1.95]  # a nat short, on every seed
+    v = compute_verdict(_study(tmp_path / "b", variants))
+    assert v["smallest_fix"]["short_of_reference"]
+    assert sorted(plan_follow_ups(v, set(variants))) == [
+        ("as-posted", (("hops", "full"), ("loss_reduction", "sum"))),
+        ("as-posted", (("hops", "full"), ("output", "softmax")))]
