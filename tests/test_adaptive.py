@@ -200,9 +200,9 @@ def test_a_fix_that_reaches_the_reference_but_is_unsure_gets_seeds_not_a_larger_
     assert plan_seeds(v)["as-posted | loss_reduction=sum + output=softmax"] > 3
 
 
-def test_the_root_causes_pair_is_tried_before_pairs_with_a_weaker_candidate(tmp_path):
-    # output and loss_reduction are root causes; hops=full closes some of the gap, unsure. Their
-    # pair runs first; the pairs with hops follow only once it falls short of the paper model.
+def test_the_strongest_pair_is_tried_before_pairs_with_a_weaker_candidate(tmp_path):
+    # output and loss_reduction move the loss most; hops=full closes some of the gap, unsure.
+    # Their pair runs first; the pairs with hops follow only once it falls short of the paper model.
     variants = {
         "as-posted": [5.0, 5.2, 4.9],
         "paper": [1.0, 1.1, 0.9],

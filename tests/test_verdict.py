@@ -172,13 +172,15 @@ def test_follow_ups_grow_from_pairs_of_candidates_only(tmp_path):
     }
     v = compute_verdict(_study(tmp_path / "a", variants))
     plan = plan_follow_ups(v, set(variants))
-    assert {len(s) for _, s in plan} == {2} and len(plan) == 3
-    assert all(("temporal", "ones") not in s for _, s in plan)
-    for _, s in plan:  # none of the pairs recovers: next come triples built from the best pairs
-        variants["as-posted | " + " + ".join(f"{f}={lv}" for f, lv in s)] = [3.0, 3.1, 2.9]
-    v = compute_verdict(_study(tmp_path / "b", variants))
-    plan = plan_follow_ups(v, set(variants))
-    assert plan and {len(s) for _, s in plan} == {3}
+    # The strongest pair first; the other pairs of candidates once it falls short; then triples.
+    assert plan == [("as-posted", (("loss_reduction", "sum"), ("output", "softmax")))]
+    for stage, size in (("b", 2), ("c", 3)):
+        for _, s in plan:  # none of the pairs recovers
+            variants["as-posted | " + " + ".join(f"{f}={lv}" for f, lv in s)] = [3.0, 3.1, 2.9]
+        v = compute_verdict(_study(tmp_path / stage, variants))
+        plan = plan_follow_ups(v, set(variants))
+        assert plan and {len(s) for _, s in plan} == {size}
+        assert all(("temporal", "ones") not in s for _, s in plan)
 
 
 def test_a_fix_that_diverges_on_some_seeds_is_flagged_not_hidden(tmp_path):
@@ -220,12 +222,15 @@ def test_an_unstable_fix_asks_for_pairs_and_a_stable_pair_wins(tmp_path):
     v = compute_verdict(_study(tmp_path / "a", variants, unstable))
     assert v["smallest_fix"]["variant"] == "as-posted | loss_reduction=sum"  # the best so far, with its caveat
     plan = plan_follow_ups(v, set(variants))
+    assert plan == [("as-posted", (("loss_reduction", "sum"), ("output", "softmax")))]  # the strongest pair first
+    variants["as-posted | loss_reduction=sum + output=softmax"] = [1.5, 1.6, 1.5]
+    unstable["as-posted | loss_reduction=sum + output=softmax"] = {1}
+    v = compute_verdict(_study(tmp_path / "a2", variants, unstable))
+    plan = plan_follow_ups(v, set(variants))  # it diverged on a seed: the other pairs are asked for
     pairs = {tuple(sorted(f"{f}={lv}" for f, lv in s)) for _, s in plan}
     assert ("clip=global", "loss_reduction=sum") in pairs
     variants["as-posted | loss_reduction=sum + clip=global"] = [1.6, 1.7, 1.5]
-    variants["as-posted | loss_reduction=sum + output=softmax"] = [1.5, 1.6, 1.5]
     variants["as-posted | output=softmax + clip=global"] = [3.9, 4.0, 3.8]
-    unstable["as-posted | loss_reduction=sum + output=softmax"] = {1}
     v = compute_verdict(_study(tmp_path / "b", variants, unstable))
     # The pair that never diverges beats both the unstable single and the unstable, better pair.
     assert v["smallest_fix"]["switches"] == ["loss_reduction=sum", "clip=global"]

@@ -48,11 +48,11 @@ def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -
     Candidates are the strongest factors (by the share of the gap they close on the
     faulty model or open on the reference, whichever is larger: a switch that widens
     the gap alone can close it with another), each as its switch to the reference's
-    choice. Greedy, cheapest first: the pairs of candidates that are both root causes
-    (established, each explaining a tenth of the gap); once those ran without settling
-    it, every other pair of candidates; if none reaches the reference, the best pairs
-    extended by one more candidate; and so on up to :data:`MAX_FIX_SIZE`. Only sets
-    made of candidates count as tried.
+    choice. Greedy, cheapest first: the pair of the two candidates whose switches move
+    the loss most (by their means, whether established yet or not); once it ran
+    without settling the fix, every other pair of candidates; if none reaches the
+    reference, the best pairs extended by one more candidate; and so on up to
+    :data:`MAX_FIX_SIZE`. Only sets made of candidates count as tried.
 
     Returns:
         ``[(base, ((factor, level), ...)), ...]``, switches sorted, whose sets of switches no
@@ -83,15 +83,14 @@ def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -
         return (faulty, tuple(tuple(sw.split("=", 1)) for sw in combo))
 
     level = [tuple(sorted(c)) for c in itertools.combinations(switches, 2)]
-    roots = {rc["factor"] for rc in verdict.get("root_causes") or []}
-    causes = {sw for f, sw in zip(ranked, switches) if f["factor"] in roots}
+    moves = {sw: max(f.get("share_closed") or 0, f.get("share_opened") or 0) for f, sw in zip(ranked, switches)}
+    strongest = tuple(sorted(sorted(switches, key=lambda sw: -moves[sw])[:2]))
     for size in range(2, MAX_FIX_SIZE + 1):
         if len(switches) < size:
             return []
         untried = [c for c in level if switch_set(name(c)) not in ran]
-        first = [c for c in untried if size == 2 and set(c) <= causes]
-        if first:  # the root causes' own pair first: the other pairs wait until it falls short
-            return [as_tuple(c) for c in first]
+        if size == 2 and strongest in untried:  # the other pairs wait until this one falls short
+            return [as_tuple(strongest)]
         if untried:
             return [as_tuple(c) for c in untried]
         # All sets of this size ran and none settled it: extend the best two by one switch.
