@@ -100,6 +100,7 @@ def test_adaptive_seeding_stops_at_its_cap_and_marks_what_stays_inconclusive(tmp
     assert "inconclusive at the cap of 6 seeds: output=softmax on as-posted" in text
     assert "negligible" in text and "output=relu on paper" in text
     assert "up to 6 per variant" in text  # the method states the cap
+    assert "and reaches paper: what it leaves is under a tenth of the gap" in text  # one switch: singular
     # The study resumed: the seeds it added are known, nothing trains again.
     again = _executor()
     run_study(spec, out, again)

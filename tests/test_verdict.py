@@ -58,7 +58,7 @@ def test_root_cause_ranked_first_with_paired_interval(tmp_path):
     causes = [line for line in text.splitlines() if line.lstrip()[:2].rstrip(".").isdigit()]
     assert causes == [line for line in text.splitlines() if "1. output" in line]  # dropout is no root cause
     assert "smallest fix: output=softmax closes" in text
-    assert "reach paper: what they leave is under a tenth of the gap" in text
+    assert "reaches paper: what it leaves is under a tenth of the gap" in text  # one switch: singular
     # What the dropout switches do is said, each with its own status.
     assert "negligible" in text and "dropout=both on paper" in text
 

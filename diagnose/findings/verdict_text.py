@@ -108,13 +108,16 @@ def _fix_text(verdict: dict) -> str:
         text = f"{fix['switches'][0]} closes {share} of the gap ({_interval(fix)})"
     else:
         text = f"switch {' and '.join(fix['switches'])} together: they close {share} of the gap ({_interval(fix)})"
+    one = len(fix["switches"]) == 1  # "it reaches", "they reach"
     if fix.get("reaches"):
-        text += f" and reach {reference}: what they leave is under a tenth of the gap ({res})"
+        text += (f" and {'reaches' if one else 'reach'} {reference}: what {'it leaves' if one else 'they leave'} "
+                 f"is under a tenth of the gap ({res})")
     elif fix.get("short_of_reference"):
-        text += (f" but stay {_f(residual['effect'])} nats short of {reference}, beyond seed noise ({res}); "
-                 f"no tested set of switches reaches {reference}")
+        text += (f" but {'stays' if one else 'stay'} {_f(residual['effect'])} nats short of {reference}, beyond "
+                 f"seed noise ({res}); no tested set of switches reaches {reference}")
     else:
-        text += f"; whether they reach {reference} stays inconclusive at {residual.get('n', 0)} seeds ({res})"
+        text += (f"; whether {'it reaches' if one else 'they reach'} {reference} stays inconclusive at "
+                 f"{residual.get('n', 0)} seeds ({res})")
     if not fix.get("diverged"):
         text += "; stable on every seed"
     else:

@@ -34,7 +34,13 @@ from keras.models import Model
 from keras.optimizers import SGD
 
 SEQ_LEN, EMBED_DIM, NUM_LAYERS = 16, 32, 3  # the built-in default study's sizes
-TEMPORAL_INIT = {"uniform": "uniform", "normal": RandomNormal(stddev=0.05), "ones": "ones"}
+
+
+def _temporal_init(name: str):
+    """T_A's and T_C's initializer. The paper's N(0, 0.05) is made per call, after the run's
+    ``set_random_seed``: an instance made at import would take its seed from the process's
+    random state (another init in every process) and give T_A and T_C the same values."""
+    return RandomNormal(stddev=0.05) if name == "normal" else name
 
 
 class AddedWeights(keras.layers.Layer):
@@ -80,8 +86,9 @@ def build(settings):
 
     word_seq = Input(shape=(SEQ_LEN,), dtype="int32", name="word_seq")
     query = Input(shape=(EMBED_DIM,), dtype="float32", name="q_input")
-    T_A = AddedWeights((SEQ_LEN, EMBED_DIM), TEMPORAL_INIT.get(temporal, "uniform"), name="T_A")
-    T_C = AddedWeights((SEQ_LEN, EMBED_DIM), TEMPORAL_INIT.get(temporal, "uniform"), name="T_C")
+    init = "uniform" if temporal == "none" else temporal
+    T_A = AddedWeights((SEQ_LEN, EMBED_DIM), _temporal_init(init), name="T_A")
+    T_C = AddedWeights((SEQ_LEN, EMBED_DIM), _temporal_init(init), name="T_C")
     Emb_A = Embedding(output_dim=EMBED_DIM, input_dim=VOCAB_SIZE, name="Emb_A")
     Emb_C = Embedding(output_dim=EMBED_DIM, input_dim=VOCAB_SIZE, name="Emb_C")
     int_state_weights = Dense(units=EMBED_DIM, activation="linear",
