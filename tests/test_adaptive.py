@@ -11,6 +11,7 @@ from diagnose.ablation.spec import build_spec
 from diagnose.ablation.study import run_study
 from diagnose.findings.verdict import compute_verdict, format_verdict, plan_follow_ups, plan_seeds
 from diagnose.findings.verdict_plan import seeds_needed
+from diagnose.findings.verdict_text import verdict_parts
 from study_fakes import InstantExecutor, record_files
 from test_verdict import _study
 
@@ -101,6 +102,8 @@ def test_adaptive_seeding_stops_at_its_cap_and_marks_what_stays_inconclusive(tmp
     assert "negligible" in text and "output=relu on paper" in text
     assert "up to 6 per variant" in text  # the method states the cap
     assert "and reaches paper: what it leaves is under a tenth of the gap" in text  # one switch: singular
+    assert verdict_parts(verdict)["fix_short"].startswith("loss_reduction=sum: it closes 9")
+    assert "% of the gap and reaches paper; stable on every seed" in verdict_parts(verdict)["fix_short"]
     # The study resumed: the seeds it added are known, nothing trains again.
     again = _executor()
     run_study(spec, out, again)

@@ -1,6 +1,7 @@
 """How a worker trains the built-in MemN2N's runs: one corpus and one set of compiled steps per kind of run.
 
-Runs of a study that differ only in their seed or initial values (the
+Runs of a study that differ only in their seed, initial values or the recipe's
+numbers the step reads when it runs (the
 :func:`~diagnose.config.graph_key` of their configs is equal) share one
 traced train step: the first traces it, the others restart it with their own
 weights (:meth:`~diagnose.memn2n_steps.MemN2NSteps.restart`). Tracing the

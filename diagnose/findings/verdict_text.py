@@ -142,12 +142,13 @@ def _fix_short(verdict: dict) -> str:
     else:
         text = f"switch {' and '.join(fix['switches'])} together: they close {share} of the gap"
     residual = fix.get("residual") or {}
+    one = len(fix["switches"]) == 1
     if fix.get("reaches"):
-        text += f" and reach {reference}"
+        text += f" and {'reaches' if one else 'reach'} {reference}"
     elif fix.get("short_of_reference"):
-        text += f" but stay {_f(residual.get('effect'))} nats short of {reference}"
+        text += f" but {'stays' if one else 'stay'} {_f(residual.get('effect'))} nats short of {reference}"
     else:
-        text += f"; whether they reach {reference} is inconclusive"
+        text += f"; whether {'it reaches' if one else 'they reach'} {reference} is inconclusive"
     text += ("; stable on every seed" if not fix.get("diverged")
              else f"; diverged on {fix['diverged']} of {len(fix['runs'])} seeds")
     if not fix.get("confident"):
