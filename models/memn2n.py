@@ -27,6 +27,36 @@ from models.config import MemN2NConfig
 __all__ = ["MemN2N", "MemN2NConfig", "build_memn2n", "initializer", "token_loss"]
 
 
+# The hops' two contractions, with the gradients written out. Autodiff of an einsum
+# differentiates "bd,bmd->bm" into "bm,bd->bmd" for the memories: an outer product
+# per example that TensorFlow runs as B matrix products of inner size one (B tiny
+# GEMMs: half of a default-study step). Each entry of that gradient is one product,
+# so the broadcast multiply below gives the same numbers bit for bit, at the cost of
+# an elementwise op; the other gradient is the einsum autodiff writes.
+@ops.custom_gradient
+def match_scores(u, m):
+    """``einsum("bd,bmd->bm", u, m)``: each memory's match with the state (B, M)."""
+
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        return ops.einsum("bm,bmd->bd", upstream, m), upstream[:, :, None] * u[:, None, :]
+
+    return ops.einsum("bd,bmd->bm", u, m), grad
+
+
+@ops.custom_gradient
+def read_out(attention, c):
+    """``einsum("bm,bmd->bd", attention, c)``: the attention-weighted output memories (B, D)."""
+
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        return ops.einsum("bd,bmd->bm", upstream, c), attention[:, :, None] * upstream[:, None, :]
+
+    return ops.einsum("bm,bmd->bd", attention, c), grad
+
+
 def initializer(spec: float | str, seed: int | None = None) -> keras.initializers.Initializer:
     """Turns an init spec into a Keras initializer.
 
@@ -239,10 +269,10 @@ class MemN2N(keras.Model):
             c = encoded[self._c_index[k]][2]  # (B, M, D)
             if self.memory_dropout is not None:
                 m = self.memory_dropout[k](m, training=training)
-            scores = ops.einsum("bd,bmd->bm", u, m)  # (B, M)
+            scores = match_scores(u, m)  # (B, M)
             logits = ops.where(pad, -1e9, scores) if masked else scores
             attention = ops.softmax(logits, axis=-1)  # (B, M)
-            readout = ops.einsum("bm,bmd->bd", attention, c)  # (B, D)
+            readout = read_out(attention, c)  # (B, D)
             h = self.h_layers[self._h_index[k]]
             if cfg.h_wiring == "state":
                 h_term = h(u)  # (B, D)

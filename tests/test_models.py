@@ -351,3 +351,40 @@ def test_every_listed_initializer_name_is_a_keras_initializer():
 
     for name in INITIALIZERS:
         assert isinstance(keras.initializers.get(name), keras.initializers.Initializer), name
+
+
+# -- the hops' contractions ------------------------------------------------------------
+
+
+def test_hop_contractions_give_einsum_values_and_gradients_bit_for_bit():
+    """match_scores and read_out write their gradients by hand (a broadcast product for
+    the memories' outer product): values and both gradients must be the einsum's own."""
+    import tensorflow as tf
+
+    from models.memn2n import match_scores, read_out
+
+    rng = np.random.default_rng(3)
+    B, Mm, Dd = 5, 7, 6  # distinct sizes: a swapped axis cannot pass
+    state, keys = (tf.constant(rng.normal(size=s).astype("float32")) for s in [(B, Dd), (B, Mm, Dd)])
+    attention, values = (tf.constant(rng.normal(size=s).astype("float32")) for s in [(B, Mm), (B, Mm, Dd)])
+    up_scores = tf.constant(rng.normal(size=(B, Mm)).astype("float32"))
+    up_readout = tf.constant(rng.normal(size=(B, Dd)).astype("float32"))
+
+    def value_and_grads(fn, x, y, upstream):
+        with tf.GradientTape() as tape:
+            tape.watch([x, y])
+            out = fn(x, y)
+            weighted = tf.reduce_sum(out * upstream)
+        return [_np(t) for t in (out, *tape.gradient(weighted, [x, y]))]
+
+    pairs = [(match_scores, lambda u, m: tf.einsum("bd,bmd->bm", u, m), state, keys, up_scores),
+             (read_out, lambda a, c: tf.einsum("bm,bmd->bd", a, c), attention, values, up_readout)]
+    for mine, reference, x, y, upstream in pairs:
+        got, want = value_and_grads(mine, x, y, upstream), value_and_grads(reference, x, y, upstream)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+        # and the memories' gradient is the outer product it should be
+        outer = (_np(upstream)[:, :, None] * _np(x)[:, None, :] if mine is match_scores
+                 else _np(x)[:, :, None] * _np(upstream)[:, None, :])
+        np.testing.assert_allclose(got[2], outer, rtol=1e-6)
