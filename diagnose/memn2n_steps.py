@@ -34,16 +34,16 @@ def _tf():
 
 
 def set_determinism(seed: int, threads: int | None = None) -> None:
-    """Seeds Python, NumPy and TF and turns on TF op determinism."""
-    tf = _tf()
+    """Seeds Python, NumPy and TF and turns on TF op determinism.
+
+    ``threads``: TF's intra-op threads (one inter-op), where TF's runtime has not
+    started yet in this process; else it keeps what it started with.
+    """
+    from diagnose._tf import import_tensorflow_quietly
+
+    tf = import_tensorflow_quietly(threads)
     import keras
 
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:  # already initialised in this process; keep what it has
-            pass
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 

@@ -84,3 +84,22 @@ def test_jobs_keep_a_group_together_unless_it_would_idle_the_other_workers():
     assert sorted(len(job) for job in jobs) == [1, 2, 3, 3]
     assert all(len({t["group"] for t in job}) == 1 for job in jobs)
     assert sorted(t["run_id"] for job in jobs for t in job) == sorted(t["run_id"] for t in tasks)
+
+
+def test_a_worker_runs_tensorflow_on_its_share_of_the_cores():
+    # TensorFlow takes its thread counts when its runtime starts and refuses them later:
+    # a worker must set them before its first op, or it runs on every core beside the
+    # other workers. Checked in a fresh process, as a worker starts.
+    import subprocess
+    import sys
+
+    code = ("from diagnose.ablation.executors import _set_threads_before_import\n"
+            "_set_threads_before_import(1)\n"
+            "import tensorflow as tf\n"
+            "from diagnose.memn2n_steps import set_determinism\n"
+            "set_determinism(0, threads=1)\n"  # the run's own request, after: agrees, changes nothing
+            "t = tf.config.threading\n"
+            "print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads(),\n"
+            "      float(tf.constant(2.0)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "1", "2.0"]
