@@ -59,7 +59,7 @@ DEFAULT_LEVELS: dict[str, list[str]] = {
 }
 
 # The default study: small enough that 3 seeds of every counterfactual, and the
-# seeds and combinations its verdict then asks for, run in about two minutes on two
+# seeds and combinations its verdict then asks for, run in about a minute and a half on two
 # cores. Sizes and budget are set in DEFAULT_SPEC below.
 DEFAULT_SPEC: dict = {
     # 3 seeds to start (the fewest with an interval); adaptive seeding takes the
