@@ -68,6 +68,8 @@ run directory goes through it. A run directory holds:
          "variables": {NAME: shape},                   # every trainable variable
          "variable_layers": {NAME: layer class},       # the layer that owns it (Dense, Embedding...)
          "initial_weight_norms": {NAME: ||w||},        # before the first step (of this call, if resumed)
+         "initial_weight_digests": {NAME: hex | null}, # a 64-bit hash of those values; null where every
+                                                       # entry is equal (zeros, ones)
          "at_start": {COLUMN: value},                  # instrumented Keras runs: metrics.csv's columns over
                                                        # the first step(s) alone (fit's first call), as built
          "versions": {"python", "tensorflow", "keras", "numpy", "diagnose"}}

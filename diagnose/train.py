@@ -23,7 +23,7 @@ from diagnose.data.load import load_corpus
 from diagnose.divergence import divergence
 from diagnose.gradients import clip_gradients, dedupe_slices  # noqa: F401  (re-exported)
 from diagnose.instruments.rowlog import RowLog
-from diagnose.instruments.describe import variable_layers, variables, weight_norms
+from diagnose.instruments.describe import initial_weights, variable_layers, variables
 from diagnose.instruments.probes import next_probe
 from diagnose.memn2n_steps import MemN2NSteps, _tf, perplexity, set_determinism  # noqa: F401  (re-exported)
 
@@ -116,7 +116,7 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
     try:
         trainer = trainer.restart(config) if trainer is not None else MemN2NSteps(config, corpus)
         state["variables"] = {"variables": variables(trainer.model), "variable_layers": variable_layers(trainer.model),
-                              "initial_weight_norms": weight_norms(trainer.model)}
+                              **initial_weights(trainer.model)}
         _fit(trainer, config, log, state, progress, checkpoint)
     except Exception as exc:  # recorded, then re-raised for the caller
         state["status"] = "failed"

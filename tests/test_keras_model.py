@@ -34,6 +34,7 @@ def data(small_corpus):
 
 @pytest.fixture(scope="module")
 def run(small_corpus, data, tmp_path_factory):
+    keras.backend.clear_session()  # the layer names the tests read (dense_1), whatever ran before in this process
     keras.utils.set_random_seed(0)
     model = build_question_model(small_corpus.vocab_size, L, D, LAYERS)
     weights_before = [w.copy() for w in model.get_weights()]

@@ -15,6 +15,7 @@ import diagnose
 from diagnose import runrecord, studydir
 from diagnose.ablation.executors import InlineExecutor, LocalExecutor
 from diagnose.ablation.study import run_study
+from diagnose.findings.verdict import format_verdict
 from diagnose.cli import main
 from diagnose.userstudy.prove import read_proof
 from diagnose.userstudy.spec import build_keras_spec
@@ -82,6 +83,24 @@ def test_a_user_study_adds_seeds_to_an_inconclusive_comparison_and_stops_at_its_
     assert effect["n"] == 3 and verdict["max_seeds"] == 3 and verdict["seeds"]["max"] == 3
     assert len(list((tmp_path / "s" / studydir.RUNS).iterdir())) == 6
     assert effect["confidence"] > 0.95  # the interval of a comparison read twice is widened
+
+
+@pytest.mark.slow
+def test_initial_weights_the_seed_does_not_change_are_named_in_the_verdict(tmp_path):
+    # The hidden kernel comes from an initializer made at import: every seed starts it
+    # from the same values. The biases start at zeros (no seed draws them) and the output
+    # kernel from the run's seed: neither is named.
+    fit = {"epochs": 1, "batch_size": 64}
+    blind = diagnose.study("userstudy_models:build_fixed_init", DATA, factors={"lr": [0.003]}, seeds=2, max_seeds=2,
+                           fit=fit, monitor=MONITOR, out=tmp_path / "blind", executor="inline")
+    assert blind.verdict["seed_blind"] == {"variables": ["dense"], "random": 2,
+                                           "variants": ["model", "model | lr=0.003"], "of_variants": 2}
+    text = format_verdict(blind.verdict)
+    assert "seeds do not change the initial values of 1 of 2 variables that start non-constant (dense)" in text
+    seeded = diagnose.study(BUILDER, DATA, factors={"lr": [0.003]}, seeds=2, max_seeds=2, fit=fit, monitor=MONITOR,
+                            out=tmp_path / "seeded", executor="inline")
+    assert seeded.verdict["seed_blind"] is None
+    assert "seeds do not change" not in format_verdict(seeded.verdict)
 
 
 @pytest.mark.slow

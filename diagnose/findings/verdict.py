@@ -26,6 +26,9 @@ its sentences are :mod:`verdict_text`'s (the CLI's and the report's).
   proposes combinations to run. A fix that falls short is named with what it leaves.
 * ``comparisons``: every interval the verdict's sentences rest on, with its status
   and seed count; :func:`verdict_plan.plan_seeds` adds seeds to the inconclusive ones.
+* ``seed_blind``: trainable variables whose initial values the seed does not change
+  (:func:`seed_blind_weights`), or None. Its intervals then speak for what the seeds
+  do vary (data order, dropout), not for another initialisation.
 
 A study without both bases (one base of your own, say) has no gap to explain: its
 verdict has ``mode: "effects"`` and ``effects``, each switch's effect on its own
@@ -45,7 +48,7 @@ from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SH
 from diagnose.findings.verdict_text import effect_words, format_verdict
 
 __all__ = ["compute_verdict", "plan_follow_ups", "plan_seeds", "format_verdict", "effect_words", "load_outcomes",
-           "RECOVERED_SHARE"]
+           "seed_blind_weights", "RECOVERED_SHARE"]
 
 # Where no set is shown to reach the reference within noise, a set that closes this
 # share of the gap on average is preferred to one that closes less: the last 20%
@@ -106,7 +109,7 @@ def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, referen
         if not any(meta["base"] == variant for variant, meta in info.items() if variant in outcomes):
             return {"error": "no base model of the study has a completed run to compare its switches with",
                     "factors": [], "root_causes": [], "comparisons": []}
-        return _effects(manifest, outcomes, info)
+        return {**_effects(manifest, outcomes, info), "seed_blind": seed_blind_weights(ablation_dir, manifest)}
     compare = _comparer(outcomes, manifest)
     gap = compare(reference, faulty)  # faulty - reference
     gap["status"] = status_of(gap, None)
@@ -182,7 +185,60 @@ def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, referen
         "comparisons": comparisons,
         "seeds": _seed_counts(outcomes),
         "baselines": manifest.get("corpus", {}),
+        "seed_blind": seed_blind_weights(ablation_dir, manifest),
     }
+
+
+def seed_blind_weights(ablation_dir: str | Path, manifest: dict | None = None) -> dict | None:
+    """Trainable variables whose initial values do not change with the run's seed.
+
+    Each record keeps a 64-bit digest of every variable's initial values
+    (``initial_weight_digests``; none for a variable whose entries are all equal, as
+    zeros or ones, which no seed draws). Two runs of one variant at different seeds
+    with the same digest of a variable did not draw it from their seeds: its
+    initializer was given a fixed seed, or made once outside the builder (Keras then
+    draws the same values at every call, and another set in another process), or the
+    weights were loaded. Weights drawn from the seed coincide with probability about
+    2**-64, so one such pair decides; nothing here is estimated.
+
+    Returns:
+        None where no variant has such a pair (or no record has digests); else
+        ``{"variables": [NAME, ...], "random": int, "variants": [VARIANT, ...],
+        "of_variants": int}``: the variables, how many variables have digests, the
+        variants in which it was seen, and how many variants have runs at two seeds or more.
+    """
+    from diagnose import runrecord
+    from diagnose.errors import RecordError
+
+    out = Path(ablation_dir)
+    manifest = manifest or studydir.read_manifest(out)
+    by_variant: dict[str, list[tuple[int, dict]]] = {}
+    for e in manifest["runs"]:
+        try:
+            digests = runrecord.read_summary(studydir.run_path(out, e["id"])).get("initial_weight_digests")
+        except RecordError:
+            continue  # a run not run yet, or damaged: check and the sweep say so
+        if isinstance(digests, dict):
+            by_variant.setdefault(e["variant"], []).append((e["seed"], digests))
+    blind: set[str] = set()
+    variants, compared, random_names = [], 0, set()
+    for variant, runs in by_variant.items():
+        if len({seed for seed, _ in runs}) < 2:
+            continue
+        compared += 1
+        seen: dict[tuple[str, str], set] = {}
+        for seed, digests in runs:
+            for name, digest in digests.items():
+                if digest is not None:
+                    random_names.add(name)
+                    seen.setdefault((name, digest), set()).add(seed)
+        names = {name for (name, _), seeds in seen.items() if len(seeds) > 1}
+        if names:
+            blind |= names
+            variants.append(variant)
+    if not blind:
+        return None
+    return {"variables": sorted(blind), "random": len(random_names), "variants": variants, "of_variants": compared}
 
 
 def _summarise_factor(f: dict) -> None:

@@ -89,7 +89,9 @@ def _effects_parts(verdict: dict) -> dict:
            else "no switch lowers the loss beyond seed noise")
     headline = (f"effects of each switch on the loss of its base ({', '.join(verdict['bases'])}), lowest first; "
                 "no faulty/reference pair here, so no gap to explain")
-    notes = [] if verdict["effects"] else ["no switch has a completed run beside its base"]
+    notes = _seed_blind_notes(verdict)
+    if not verdict["effects"]:
+        notes.append("no switch has a completed run beside its base")
     return {"headline": headline, "tally": _tally(verdict, ("effect",)), "causes": causes,
             "fix_label": "Best switch", "fix": fix, "fix_short": fix, "notes": notes,
             "method": verdict.get("method", "")}
@@ -191,14 +193,15 @@ def _why_a_set(fix: dict) -> str:
 
 
 def _notes(verdict: dict) -> list[str]:
-    """What stays open (inconclusive comparisons, by seed count) and what is ruled out (negligible)."""
+    """What the seeds do not vary, what stays open (inconclusive comparisons, by seed count) and what is
+    ruled out (negligible)."""
     wanted = [c for c in verdict.get("comparisons", []) if c["kind"] in ("fix", "break", "combination")]
     cap = verdict.get("max_seeds")
     open_ = [c for c in wanted if c["status"] == "inconclusive" and not c.get("falls_short")]
     small = [c for c in wanted if c["status"] == "negligible"]
     fix = (verdict.get("smallest_fix") or {}).get("variant")
     not_fixes = [c for c in wanted if c.get("falls_short") and c["variant"] != fix]
-    notes = []
+    notes = _seed_blind_notes(verdict)
     if open_:
         at_cap = [_label(c) for c in open_ if cap and c["n"] >= cap]
         short = [f"{_label(c)} ({c['n']})" for c in open_ if not (cap and c["n"] >= cap)]
@@ -218,6 +221,21 @@ def _notes(verdict: dict) -> list[str]:
         margin = verdict.get("margin")
         notes.append(f"negligible (within +-{_f(margin)} nats, a tenth of the gap): {', '.join(map(_label, small))}")
     return notes
+
+
+def _seed_blind_notes(verdict: dict) -> list[str]:
+    """The caveat on every interval when seeds do not change some initial weights (``seed_blind``)."""
+    blind = verdict.get("seed_blind")
+    if not blind:
+        return []
+    names = blind["variables"]
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return [f"seeds do not change the initial values of {len(names)} of {blind['random']} variables that start "
+            f"non-constant ({shown}), in {len(blind['variants'])} of {blind['of_variants']} variants: their "
+            "initializers have a fixed seed or were made once outside the builder, or the weights are loaded. "
+            "Runs then differ by seed only in data order and dropout, and the intervals speak for that alone; "
+            "if those weights should be random, make their initializers inside the builder without a seed "
+            "(each run's seed is set before the builder runs)"]
 
 
 def _shares(m: dict) -> str:

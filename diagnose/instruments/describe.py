@@ -13,7 +13,7 @@ import numpy as np
 from diagnose.instruments.taps import activation_name
 from diagnose.instruments.targets import LossInfo
 
-__all__ = ["describe", "variables", "variable_layers", "weight_norms", "input_names"]
+__all__ = ["describe", "variables", "variable_layers", "initial_weights", "input_names"]
 
 
 def _scalar_config(layer) -> dict:
@@ -106,13 +106,27 @@ def variable_layers(model) -> dict:
     return {n: owner.get(v.path, "") for n, v in zip(names, model.trainable_variables)}
 
 
-def weight_norms(model) -> dict:
-    """Short variable name -> ||w|| now (the initial norms, read before training)."""
+def initial_weights(model) -> dict:
+    """What a record keeps of the weights before training, from one read of each trainable variable.
+
+    Returns:
+        ``{"initial_weight_norms": {NAME: ||w||}, "initial_weight_digests": {NAME: hex | None}}``:
+        the digest is a 64-bit hash of the variable's values, None where every entry is
+        equal (zeros, ones: values no seed draws). Two runs at different seeds whose
+        digests of one variable are equal did not draw it from their seeds
+        (:func:`diagnose.findings.verdict.seed_blind_weights`).
+    """
+    import hashlib
+
     import numpy as np
 
     from diagnose.instruments.measures import variable_names
 
     names = variable_names([v.path for v in model.trainable_variables])
-    return {n: float(np.linalg.norm(np.asarray(v.numpy(), dtype=np.float64))) for n, v in
-            zip(names, model.trainable_variables)}
-
+    norms, digests = {}, {}
+    for name, v in zip(names, model.trainable_variables):
+        values = np.ascontiguousarray(v.numpy())
+        norms[name] = float(np.linalg.norm(values.astype(np.float64)))
+        constant = values.size == 0 or bool(np.all(values == values.flat[0]))
+        digests[name] = None if constant else hashlib.blake2b(values.tobytes(), digest_size=8).hexdigest()
+    return {"initial_weight_norms": norms, "initial_weight_digests": digests}

@@ -21,7 +21,7 @@ from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.describe import describe, variable_layers, variables, weight_norms
+from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
 from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rowlog import RowLog
 
@@ -106,7 +106,7 @@ class Monitor(keras.callbacks.Callback):
         user = self.model.user_model
         # A record already there (overwrite=True) stays whole until this one replaces it by rename.
         self.variables = {"variables": variables(user), "variable_layers": variable_layers(user),
-                          "initial_weight_norms": weight_norms(user)}
+                          **initial_weights(user)}
         runrecord.begin_record(self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
                                train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
                                       "optimizer": keras.optimizers.serialize(user.optimizer)["config"]},
