@@ -47,7 +47,7 @@ def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float
                 fontweight="bold", color="0.25")
         y -= 1
         for row in rows:
-            _row(ax, row, y)
+            _row(ax, row, y, head.unit)
             ticks.append(y)
             labels.append(row.label)
             spans += [row.base.loss.mean, _at(row, row.effect.effect.mean)]
@@ -70,7 +70,7 @@ def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float
         if row.is_fix:
             tick.set_color(COLORS["fix"])
             tick.set_fontweight("bold")
-    ax.set_xlabel(f"{outcome} (nats; lower is better)", fontsize=8.5)
+    ax.set_xlabel(f"{outcome} ({head.unit}; lower is better)", fontsize=8.5)
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
@@ -113,7 +113,7 @@ def _status(row: Row) -> str:
     return e.status if e.status in _STYLE else ("established" if e.established else "inconclusive")
 
 
-def _row(ax, row: Row, y: float) -> None:
+def _row(ax, row: Row, y: float, unit: str) -> None:
     e = row.effect
     status = _status(row)
     marker, filled, alpha = _STYLE[status]
@@ -130,7 +130,7 @@ def _row(ax, row: Row, y: float) -> None:
         verb = "opens" if e.side == "break" else "closes"
         note.append(f"{verb} {e.share:.0%}" if e.share >= 0 else f"widens {-e.share:.0%}")
     else:
-        note.append(f"{num(e.effect.mean, signed=True)} nats")
+        note.append(f"{num(e.effect.mean, signed=True)} {unit}")
     if status != "established":
         note.append(status)
     seeds = f"{e.effect.n} seeds"
@@ -149,7 +149,7 @@ def _legend(fig, head: Headline) -> None:
     from matplotlib.lines import Line2D
 
     shown = {_status(r) for r in head.rows}
-    margin = f"within ±{num(head.margin)} nats" if head.margin is not None else "within the verdict's margin"
+    margin = f"within ±{num(head.margin)} {head.unit}" if head.margin is not None else "within the verdict's margin"
     words = {"established": "established (interval excludes 0)",
              "negligible": f"negligible ({margin})",
              "inconclusive": "inconclusive (more seeds would say)"}
@@ -191,7 +191,7 @@ def headline_curves(head: Headline, refs: dict, out_png: str | Path, width: floa
         top = max(max(finals), refs.get("ln_vocab") or 0) * 1.1
         ax.set_ylim(max(0.0, floor - 0.3), top)  # the first steps' loss may sit far above: cut at the frame
     ax.set_xlabel("step", fontsize=8.5)
-    ax.set_ylabel("loss (nats)", fontsize=8.5)
+    ax.set_ylabel(f"loss ({head.unit})", fontsize=8.5)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)

@@ -59,7 +59,7 @@ def _series(frame, column: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _loss_chart(frame, refs: dict) -> svg.Chart:
-    chart = svg.Chart("Loss", ylabel="nats")
+    chart = svg.Chart("Loss", ylabel=refs.get("unit", "nats"))
     for column, label, color in (("loss", "training loss", svg.COLORS[0]), ("valid_loss", "validation loss", "#000")):
         found = _series(frame, column)
         if found is not None:

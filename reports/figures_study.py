@@ -21,7 +21,7 @@ _CONTEXT_COLORS = ("tab:purple", "tab:olive", "tab:cyan", "tab:brown", "tab:pink
 
 
 def interactions_figure(items: list[Interaction], out_png: str | Path, columns: int = 4,
-                        outcome: str = "final validation loss") -> Path | None:
+                        outcome: str = "final validation loss", unit: str = "nats") -> Path | None:
     """Per combination, its switches' subsets as a grid of final losses (mean, interval, seeds)."""
     if not items:
         return None
@@ -62,7 +62,7 @@ def interactions_figure(items: list[Interaction], out_png: str | Path, columns: 
     for ax in list(axes.flat)[len(items):]:
         ax.set_visible(False)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.8, label=f"{outcome} (nats)")
+        fig.colorbar(image, ax=axes, shrink=0.8, label=f"{outcome} ({unit})")
     return save(fig, out_png)
 
 
@@ -91,7 +91,7 @@ def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 1
     grid = fig.add_gridspec(1, ncols, width_ratios=[1.5] + [1.0] * (ncols - 1 - len(evidence))
                             + [1.15 if fid == "attention-map" else 1.0 for fid in evidence],
                             left=0.06, right=0.99, bottom=0.14, top=0.91, wspace=0.32)
-    _levels_panel(fig.add_subplot(grid[0, 0]), s, outcome)
+    _levels_panel(fig.add_subplot(grid[0, 0]), s, outcome, refs.get("unit", "nats"))
     if c is not None:
         series = [(f"{s.factor}={lv}", color, [r.path for r in c.context.points[lv].runs])
                   for lv, color in zip((c.low, c.high), CONTRAST_COLORS)]
@@ -117,7 +117,7 @@ def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 1
     return save(fig, out_png)
 
 
-def _levels_panel(ax, s: Suspect, outcome: str) -> None:
+def _levels_panel(ax, s: Suspect, outcome: str, unit: str) -> None:
     x = {lv: i for i, lv in enumerate(s.levels)}
     for k, ctx in enumerate(s.contexts):
         picked = s.contrast is not None and ctx is s.contrast.context
@@ -136,7 +136,7 @@ def _levels_panel(ax, s: Suspect, outcome: str) -> None:
                   rotation=15 if len(s.levels) > 3 else 0)
     ax.set_xlim(-0.4, len(s.levels) - 0.6)
     ax.set_title(f"Loss per level of {s.factor}", fontsize=9)
-    ax.set_ylabel(textwrap.fill(f"{outcome} (nats)", 34), fontsize=8)  # two lines beside a 3.5-inch axis
+    ax.set_ylabel(textwrap.fill(f"{outcome} ({unit})", 34), fontsize=8)  # two lines beside a 3.5-inch axis
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6.5, frameon=False, loc="best")
@@ -160,7 +160,7 @@ def every_variant(variants: dict[str, list[Path]], out_svg: str | Path, refs: di
                   if refs.get(key) is not None]
     charts, later, steps = [], [], []
     for name, runs in variants.items():
-        chart = svg.Chart(name, ylabel="loss (nats)", legend=False)
+        chart = svg.Chart(name, ylabel=f"loss ({refs.get('unit', 'nats')})", legend=False)
         for metric, color, shaded in (("loss", svg.COLORS[0], True), ("valid_loss", "#000000", False)):
             found = plots.seed_stats(runs, metric)
             if found is None:

@@ -82,7 +82,8 @@ def _study_figures(data: ReportData, out: Path) -> list[Task]:
         height = max(4.0, figures_headline.verdict_height(head)) if head.rows else 5.6
         tasks.append(("loss", functools.partial(figures_headline.headline_curves, height=height),
                       (head, data.baselines, out / "headline_curves.png")))
-    tasks.append(("interactions", functools.partial(figures_study.interactions_figure, outcome=data.outcome),
+    tasks.append(("interactions", functools.partial(figures_study.interactions_figure, outcome=data.outcome,
+                                                    unit=data.unit),
                   (data.interactions, out / "interactions.png")))
     for i, s in enumerate(data.suspects, start=1):
         tasks.append((f"suspect:{s.factor}", functools.partial(figures_study.suspect_figure, outcome=data.outcome),

@@ -88,13 +88,13 @@ def _first_screen(data: ReportData, figures: dict[str, str]) -> dict | None:
                            "its right" if wider else "")
     if head.mode == "gap":
         lines = (f"dashed lines: {head.faulty.name} {num(head.faulty.loss.mean)} and {head.reference.name} "
-                 f"{num(head.reference.loss.mean)} nats; a switch that reaches the {head.reference.name} line closes "
-                 "the whole gap. Right: the share of the gap it closes (on "
+                 f"{num(head.reference.loss.mean)} {head.unit}; a switch that reaches the {head.reference.name} line "
+                 "closes the whole gap. Right: the share of the gap it closes (on "
                  f"{head.faulty.name}) or opens (on {head.reference.name}), and its seeds") \
             if head.faulty and head.reference else ""
     else:
-        lines = "right: the effect in nats and its seeds"
-    margin = (f"within ±{num(head.margin)} nats, a tenth of the gap" if head.margin is not None
+        lines = f"right: the effect in {head.unit} and its seeds"
+    margin = (f"within ±{num(head.margin)} {head.unit}, a tenth of the gap" if head.margin is not None
               else "within the verdict's margin")
     caption = (f"Each row is one switch on a base: the dot is its {data.outcome} (mean over seeds), the thick bar "
                f"the interval of its effect (paired by seed; {level_words}), the thin line the move from its base's "
@@ -147,7 +147,7 @@ def _suspect(s: Suspect, figures: dict[str, str], data: ReportData) -> dict:
     if c is not None:
         low, high = c.context.points[c.low], c.context.points[c.high]
         parts.append(f"The strongest contrast is on {c.context.label}: {s.factor}={s.labels.get(c.low, c.low)} ends "
-                     f"at {num(low.loss.mean)} nats and {s.factor}={s.labels.get(c.high, c.high)} at "
+                     f"at {num(low.loss.mean)} {data.unit} and {s.factor}={s.labels.get(c.high, c.high)} at "
                      f"{num(high.loss.mean)} ({low.loss.n} and {high.loss.n} seeds); next, their training loss")
         shown = [PANEL_CAPTIONS[p] for p in c.panels if p in PANEL_CAPTIONS]
         parts[-1] += ("; then " + "; ".join(shown) + ".") if shown else "."

@@ -104,6 +104,26 @@ def test_initial_weights_the_seed_does_not_change_are_named_in_the_verdict(tmp_p
 
 
 @pytest.mark.slow
+def test_a_regressions_verdict_and_report_speak_in_its_losss_units_not_nats(tmp_path):
+    from diagnose.report_data import load
+
+    result = diagnose.study("userstudy_models:build_regression", "userstudy_models:data_regression",
+                            factors={"lr": [0.003]}, seeds=2, max_seeds=2, fit={"epochs": 1, "batch_size": 64},
+                            monitor=MONITOR, out=tmp_path / "reg", executor="inline")
+    verdict = result.verdict
+    assert verdict["unit"] == "mse"
+    text = format_verdict(verdict)
+    assert "nats" not in text and "ln V" not in text
+    assert " mse against model (" in text and "(mse per example)" in text
+    data = load([tmp_path / "reg"])
+    assert data.unit == "mse" and data.headline.unit == "mse"
+    # A classifier under a cross-entropy is in nats, per example (not per token as the MemN2N).
+    clf = diagnose.study(BUILDER, DATA, factors={"lr": [0.003]}, seeds=2, max_seeds=2,
+                         fit={"epochs": 1, "batch_size": 64}, monitor=MONITOR, out=tmp_path / "clf", executor="inline")
+    assert clf.verdict["unit"] == "nats" and "(nats per example)" in clf.verdict["method"]
+
+
+@pytest.mark.slow
 def test_a_seed_means_the_same_run_twice(tmp_path):
     raw = {"study": {"name": "one", "builder": BUILDER, "data": DATA, "seeds": [3]}, "fit": {"epochs": 1},
            "monitor": MONITOR}

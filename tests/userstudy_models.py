@@ -73,3 +73,19 @@ def build_fixed_init(settings):
     model.compile(optimizer=keras.optimizers.Adam(settings.get("lr", 0.01)),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def data_regression(settings):
+    """The same features with a real target: the first of the three scores plus noise."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(N_TRAIN + N_VALID, FEATURES)).astype(np.float32)
+    y = (x @ rng.normal(size=FEATURES) + 0.3 * rng.normal(size=len(x))).astype(np.float32)
+    return (x[:N_TRAIN], y[:N_TRAIN]), (x[N_TRAIN:], y[N_TRAIN:])
+
+
+def build_regression(settings):
+    """Dense(16, relu) -> Dense(1) under mean squared error, Adam at ``lr``."""
+    model = keras.Sequential([keras.Input((FEATURES,), name="features"), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(settings.get("lr", 0.01)), loss="mse")
+    return model

@@ -44,7 +44,7 @@ from pathlib import Path
 from diagnose import studydir
 from diagnose.findings.verdict_plan import DEFAULT_MAX_SEEDS, plan_follow_ups, plan_seeds
 from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, confidence_after, excludes_zero,
-                                             outcome_words, paired, run_outcome, status_of, test_words)
+                                             loss_unit, outcome_words, paired, run_outcome, status_of, test_words)
 from diagnose.findings.verdict_text import effect_words, format_verdict
 
 __all__ = ["compute_verdict", "plan_follow_ups", "plan_seeds", "format_verdict", "effect_words", "load_outcomes",
@@ -87,13 +87,29 @@ def _comparer(outcomes: dict, manifest: dict):
     return compare
 
 
-def _method(manifest: dict, margin_words: str) -> dict:
+def _method(manifest: dict, margin_words: str, model: dict) -> dict:
+    """How the verdict reads the runs; ``model``: a run's config.json ``model`` entry (the loss's unit)."""
     spec_study = (manifest.get("spec") or {}).get("study") or {}
     cap = spec_study.get("max_seeds", DEFAULT_MAX_SEEDS)
-    return {"outcome": outcome_words(), "test": test_words(), "max_seeds": cap,
-            "method": (f"outcome: {outcome_words()}; {test_words()}; an effect is established when its interval "
+    unit = loss_unit(model)
+    outcome = outcome_words(unit, "example" if model.get("kind") == "keras" else "token")
+    return {"outcome": outcome, "test": test_words(), "max_seeds": cap, "unit": unit,
+            "method": (f"outcome: {outcome}; {test_words()}; an effect is established when its interval "
                        f"excludes zero and negligible when it lies within {margin_words}; seeds are added to the "
                        f"comparisons still inconclusive, up to {cap} per variant")}
+
+
+def _model_config(out: Path, manifest: dict) -> dict:
+    """The ``model`` entry of the first run whose config.json reads ({} where none does)."""
+    from diagnose import runrecord
+    from diagnose.errors import RecordError
+
+    for e in manifest["runs"]:
+        try:
+            return runrecord.read_config(studydir.run_path(out, e["id"])).get("model") or {}
+        except RecordError:
+            continue
+    return {}
 
 
 def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, reference: str | None = None) -> dict:
@@ -109,7 +125,8 @@ def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, referen
         if not any(meta["base"] == variant for variant, meta in info.items() if variant in outcomes):
             return {"error": "no base model of the study has a completed run to compare its switches with",
                     "factors": [], "root_causes": [], "comparisons": []}
-        return {**_effects(manifest, outcomes, info), "seed_blind": seed_blind_weights(ablation_dir, manifest)}
+        return {**_effects(manifest, outcomes, info, _model_config(Path(ablation_dir), manifest)),
+                "seed_blind": seed_blind_weights(ablation_dir, manifest)}
     compare = _comparer(outcomes, manifest)
     gap = compare(reference, faulty)  # faulty - reference
     gap["status"] = status_of(gap, None)
@@ -172,7 +189,7 @@ def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, referen
                             **smallest["residual"]})
     return {
         "study": manifest.get("study"), "faulty": faulty, "reference": reference,
-        **_method(manifest, f"+-{NEGLIGIBLE_SHARE:.0%} of the gap"),
+        **_method(manifest, f"+-{NEGLIGIBLE_SHARE:.0%} of the gap", _model_config(Path(ablation_dir), manifest)),
         "margin": margin, "means": means, "gap": gap,
         "factors": sorted(factors.values(), key=lambda f: -f["score"]),
         "combinations": combos,
@@ -329,7 +346,7 @@ def _seed_counts(outcomes: dict) -> dict:
     return {"min": min(counts.values(), default=0), "max": max(counts.values(), default=0), "per_variant": counts}
 
 
-def _effects(manifest: dict, outcomes: dict, info: dict) -> dict:
+def _effects(manifest: dict, outcomes: dict, info: dict, model: dict) -> dict:
     """A study without both bases of a gap (say one base of your own): no gap to
     explain, so each switch's effect on its own base's loss, best first."""
     means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
@@ -351,7 +368,7 @@ def _effects(manifest: dict, outcomes: dict, info: dict) -> dict:
     return {
         "study": manifest.get("study"), "mode": "effects",
         "bases": sorted({e["base"] for e in effects}),
-        **_method(manifest, f"+-{EFFECTS_MARGIN_SHARE:.0%} of the base's loss"),
+        **_method(manifest, f"+-{EFFECTS_MARGIN_SHARE:.0%} of the base's loss", model),
         "means": means, "effects": effects, "comparisons": comparisons, "seeds": _seed_counts(outcomes),
         "factors": [], "combinations": [], "root_causes": [], "smallest_fix": None,
         "baselines": manifest.get("corpus", {}),

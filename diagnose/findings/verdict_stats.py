@@ -34,7 +34,7 @@ from diagnose.errors import DiagnoseError
 
 __all__ = ["CONFIDENCE", "OUTCOME_TAIL", "NEGLIGIBLE_SHARE", "EFFECTS_MARGIN_SHARE", "run_outcome", "unlearned",
            "run_error", "paired", "confidence_after",
-           "status_of", "excludes_zero", "outcome_words", "test_words"]
+           "status_of", "excludes_zero", "outcome_words", "test_words", "loss_unit"]
 
 CONFIDENCE = 0.95
 # The last quarter of a run's steps: on the default study's 650 steps validated every
@@ -48,10 +48,31 @@ NEGLIGIBLE_SHARE = 0.10
 EFFECTS_MARGIN_SHARE = 0.02
 
 
-def outcome_words() -> str:
-    """What the outcome is, in one phrase (the verdict's ``method`` says it)."""
-    return (f"the mean validation loss over the last {OUTCOME_TAIL:.0%} of a run's steps (nats per token); a "
-            "diverged run counts with its validations before the divergence, or ln V without one")
+# Losses that are a negative log-likelihood (or a divergence between distributions) in
+# nats: their differences are nats too. Names as LossInfo normalises them.
+_NATS_LOSSES = {"categoricalcrossentropy", "sparsecategoricalcrossentropy", "binarycrossentropy", "crossentropy",
+                "kldivergence", "kld", "kullbackleiblerdivergence"}
+
+
+def loss_unit(model_config: dict | None) -> str:
+    """The unit a run's loss is in, from its config.json ``model`` entry: ``"nats"`` for the
+    built-in MemN2N and a Keras model under a cross-entropy; else the loss's own name
+    ("mse", "huber", a function's name), whose differences carry no common unit."""
+    model = model_config or {}
+    if model.get("kind") != "keras":
+        return "nats"  # the built-in MemN2N: a softmax cross-entropy per token
+    name = model.get("loss")
+    if not isinstance(name, str) or not name or name == "custom":
+        return "loss units"
+    return "nats" if name.replace("_", "").lower() in _NATS_LOSSES else name
+
+
+def outcome_words(unit: str = "nats", per: str = "token") -> str:
+    """What the outcome is, in one phrase (the verdict's ``method`` says it); ``per``: what the
+    loss averages over ("token" for the built-in MemN2N, "example" for a Keras model)."""
+    unlearned_loss = "ln V" if per == "token" else "the loss of a model that learned nothing"
+    return (f"the mean validation loss over the last {OUTCOME_TAIL:.0%} of a run's steps ({unit} per {per}); a "
+            f"diverged run counts with its validations before the divergence, or {unlearned_loss} without one")
 
 
 def test_words() -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 __all__ = ["verdict_parts", "format_verdict", "effect_words"]
 
 
-def effect_words(entry: dict) -> str:
+def effect_words(entry: dict, unit: str = "nats") -> str:
     """What an effects entry's interval says: lowers / raises the loss, negligible, or inconclusive."""
     status = entry.get("status") or ("established" if entry.get("significant") else "inconclusive")
     if status == "established":
         return "lowers the loss" if entry["effect"] < 0 else "raises the loss"
     if status == "negligible":
-        return f"within seed noise and negligible (interval within +-{_f(entry.get('margin'))} nats)"
+        return f"within seed noise and negligible (interval within +-{_f(entry.get('margin'))} {unit})"
     return "within seed noise"
 
 
@@ -35,7 +35,7 @@ def verdict_parts(verdict: dict) -> dict:
     if verdict.get("mode") == "effects":
         return _effects_parts(verdict)
     gap = verdict["gap"]
-    headline = (f"{verdict['faulty']} ends {_f(gap['effect'])} nats above {verdict['reference']} "
+    headline = (f"{verdict['faulty']} ends {_f(gap['effect'])} {_unit(verdict)} above {verdict['reference']} "
                 f"({_level(gap)} CI {_f(gap['ci'][0])} to {_f(gap['ci'][1])}, {gap.get('n', 'n/a')} seeds)")
     causes = []
     for rc in verdict["root_causes"]:
@@ -78,14 +78,16 @@ def format_verdict(verdict: dict) -> str:
 
 
 def _effects_parts(verdict: dict) -> dict:
+    unit = _unit(verdict)
     causes = [{"factor": e["variant"],
-               "text": (f"{_signed(e['effect'])} nats against {e['base']} ({_level(e)} CI {_signed(e['ci'][0])} to "
-                        f"{_signed(e['ci'][1])}, {e.get('n', 'n/a')} seeds): {effect_words(e)}{_diverged_note(e)}"),
-               "short": f"{_signed(e['effect'])} nats: {effect_words(e)}{_diverged_short(e)}",
+               "text": (f"{_signed(e['effect'])} {unit} against {e['base']} ({_level(e)} CI {_signed(e['ci'][0])} "
+                        f"to {_signed(e['ci'][1])}, {e.get('n', 'n/a')} seeds): "
+                        f"{effect_words(e, unit)}{_diverged_note(e)}"),
+               "short": f"{_signed(e['effect'])} {unit}: {effect_words(e, unit)}{_diverged_short(e)}",
                "runs": len(e["runs"])} for e in verdict["effects"]]
     best = next((e for e in verdict["effects"] if e.get("status", "established" if e.get("significant") else "")
                  == "established" and e["effect"] < 0), None)
-    fix = (f"{best['variant']} lowers the loss by {_f(-best['effect'])} nats" if best
+    fix = (f"{best['variant']} lowers the loss by {_f(-best['effect'])} {unit}" if best
            else "no switch lowers the loss beyond seed noise")
     headline = (f"effects of each switch on the loss of its base ({', '.join(verdict['bases'])}), lowest first; "
                 "no faulty/reference pair here, so no gap to explain")
@@ -115,8 +117,8 @@ def _fix_text(verdict: dict) -> str:
         text += (f" and {'reaches' if one else 'reach'} {reference}: what {'it leaves' if one else 'they leave'} "
                  f"is under a tenth of the gap ({res})")
     elif fix.get("short_of_reference"):
-        text += (f" but {'stays' if one else 'stay'} {_f(residual['effect'])} nats short of {reference}, beyond "
-                 f"seed noise ({res}); no tested set of switches reaches {reference}")
+        text += (f" but {'stays' if one else 'stay'} {_f(residual['effect'])} {_unit(verdict)} short of "
+                 f"{reference}, beyond seed noise ({res}); no tested set of switches reaches {reference}")
     else:
         text += (f"; whether {'it reaches' if one else 'they reach'} {reference} stays inconclusive at "
                  f"{residual.get('n', 0)} seeds ({res})")
@@ -128,7 +130,7 @@ def _fix_text(verdict: dict) -> str:
     if not fix.get("confident"):
         text += f"; at {fix.get('n', 'these')} seeds the interval of its effect still includes zero"
     if len(fix["switches"]) > 1:
-        text += ". " + _why_a_set(fix)
+        text += ". " + _why_a_set(fix, _unit(verdict))
     return text
 
 
@@ -148,7 +150,7 @@ def _fix_short(verdict: dict) -> str:
     if fix.get("reaches"):
         text += f" and {'reaches' if one else 'reach'} {reference}"
     elif fix.get("short_of_reference"):
-        text += f" but {'stays' if one else 'stay'} {_f(residual.get('effect'))} nats short of {reference}"
+        text += f" but {'stays' if one else 'stay'} {_f(residual.get('effect'))} {_unit(verdict)} short of {reference}"
     else:
         text += f"; whether {'it reaches' if one else 'they reach'} {reference} is inconclusive"
     text += ("; stable on every seed" if not fix.get("diverged")
@@ -169,7 +171,7 @@ def _tally(verdict: dict, kinds: tuple) -> str:
     return f"of {len(wanted)} comparisons: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
 
 
-def _why_a_set(fix: dict) -> str:
+def _why_a_set(fix: dict, unit: str) -> str:
     """No single one of the switches does it; what each does alone, and the interaction."""
     text = "No single one of them does" + (" without diverging on some seed" if fix.get("unstable_alone") else "")
     alone = []
@@ -187,7 +189,7 @@ def _why_a_set(fix: dict) -> str:
         better = "better" if inter["effect"] < 0 else "worse"
         lo, hi = inter["ci"]
         sure = "" if lo is not None and hi is not None and (lo > 0 or hi < 0) else ": within seed noise"
-        text += (f"; together they do {_f(abs(inter['effect']))} nats {better} than their effects added "
+        text += (f"; together they do {_f(abs(inter['effect']))} {unit} {better} than their effects added "
                  f"(interaction {_signed(inter['effect'])}, {_level(inter)} CI {_signed(lo)} to {_signed(hi)}{sure})")
     return text
 
@@ -219,7 +221,8 @@ def _notes(verdict: dict) -> list[str]:
             f"{m['factor']} ({_shares(m)})" for m in minor))
     if small:
         margin = verdict.get("margin")
-        notes.append(f"negligible (within +-{_f(margin)} nats, a tenth of the gap): {', '.join(map(_label, small))}")
+        notes.append(f"negligible (within +-{_f(margin)} {_unit(verdict)}, a tenth of the gap): "
+                     f"{', '.join(map(_label, small))}")
     return notes
 
 
@@ -236,6 +239,11 @@ def _seed_blind_notes(verdict: dict) -> list[str]:
             "Runs then differ by seed only in data order and dropout, and the intervals speak for that alone; "
             "if those weights should be random, make their initializers inside the builder without a seed "
             "(each run's seed is set before the builder runs)"]
+
+
+def _unit(verdict: dict) -> str:
+    """What the verdict's losses are in: nats (a cross-entropy), else the loss's own name."""
+    return verdict.get("unit") or "nats"
 
 
 def _shares(m: dict) -> str:

@@ -45,7 +45,8 @@ class Headline:
     reference: VariantInfo | None = None
     fix: VariantInfo | None = None
     gap: Interval | None = None
-    margin: float | None = None  # nats: an effect whose interval lies within +-margin is negligible (gap mode)
+    margin: float | None = None  # an effect whose interval lies within +-margin (in ``unit``) is negligible (gap mode)
+    unit: str = "nats"  # what the losses are in: nats (a cross-entropy), else the loss's own name ("mse")
 
 
 @dataclass
@@ -62,8 +63,13 @@ class ReportData:
     interactions: list[Interaction] = field(default_factory=list)
     suspects: list[Suspect] = field(default_factory=list)
     shown: list[VariantInfo] = field(default_factory=list)  # variants whose diagnostics and findings lead the page
-    baselines: dict = field(default_factory=dict)
+    baselines: dict = field(default_factory=dict)  # the loss axis: reference losses (ln V, ...) and its "unit"
     outcome: str = "final validation loss"  # what a run's outcome (and a variant's mean) is, as the verdict says
+
+    @property
+    def unit(self) -> str:
+        """What the losses are in: nats (a cross-entropy), else the loss's own name ("mse")."""
+        return self.baselines.get("unit", "nats")
 
     @property
     def runs(self) -> list[RunInfo]:
@@ -105,7 +111,10 @@ def _study(path: Path) -> ReportData:
 
         for run in (variants[BASE].runs if BASE in variants else []):
             attach_proof(run.findings, verdict["proof"])
+    refs = _baselines(variants)
     head = _headline(verdict, variants)
+    if head is not None:
+        head.unit = (verdict or {}).get("unit") or refs["unit"]
     spec_factors = (manifest.get("spec") or {}).get("factors") or {}
     levels = {f: list(lv) if isinstance(lv, (list, dict)) and lv else list(DEFAULT_LEVELS.get(f, FACTORS.get(f, {})))
               for f, lv in spec_factors.items()}
@@ -125,7 +134,7 @@ def _study(path: Path) -> ReportData:
         (f"study '{study}' on {corpus.get('name', 'a corpus')}: {t.get('runs')} runs, {t.get('completed')} "
          f"completed, {t.get('diverged')} diverged, {t.get('failed')} failed"),
         path.name, notes, variants, verdict, vv.parts(verdict), head, combos,
-        suspects(variants, levels, LEVEL_LABELS, ranking, _declared(manifest)), shown, _baselines(variants),
+        suspects(variants, levels, LEVEL_LABELS, ranking, _declared(manifest)), shown, refs,
         vv.outcome_label(verdict))
 
 
@@ -162,10 +171,16 @@ def _headline(verdict: dict | None, variants: dict[str, VariantInfo]) -> Headlin
 
 
 def _baselines(variants: dict[str, VariantInfo]) -> dict:
-    """The corpus's reference losses (ln V, unigram entropy, Bayes floor), from the first run that has them."""
-    for v in variants.values():
-        for r in v.runs:
-            found = r.summary.get("baselines") or {}
-            if found:
-                return {k: found[k] for k in ("ln_vocab", "unigram_entropy", "bayes_floor") if found.get(k) is not None}
-    return {}
+    """The loss axis: the corpus's reference losses (ln V, unigram entropy, Bayes floor), from the first run
+    that has them, and ``unit``, what the losses are in (:func:`~diagnose.findings.verdict_stats.loss_unit`)."""
+    from diagnose.findings.verdict_stats import loss_unit
+
+    runs = [r for v in variants.values() for r in v.runs]
+    refs = {"unit": loss_unit(runs[0].config.get("model")) if runs else "nats"}
+    for r in runs:
+        found = r.summary.get("baselines") or {}
+        if found:
+            refs.update({k: found[k] for k in ("ln_vocab", "unigram_entropy", "bayes_floor")
+                         if found.get(k) is not None})
+            break
+    return refs
