@@ -344,6 +344,10 @@ def test_overfitting_valid_rising_while_train_falls():
     assert (f.id, f.kind) == ("overfitting", "symptom")
     assert evidence_of(f, "valid_loss (best)").steps == (500, 500)
     assert evidence_of(f, "valid_loss (final - best)").observed == pytest.approx(0.5)
+    assert f.title == "Overfitting: validation loss up 0.500 nats since step 500"
+    # A Keras model under a squared error: the same figure, in its loss's units.
+    mse = fire(rule("overfitting"), perturb(view, model={"kind": "keras", "loss": "mse"}))
+    assert mse.title == "Overfitting: validation loss up 0.500 mse since step 500"
 
 
 # --- the whole check, sorting and text -----------------------------------------------------

@@ -18,6 +18,7 @@ import pandas as pd
 
 from diagnose import runrecord
 from diagnose.errors import DiagnoseError
+from diagnose.findings.verdict_stats import loss_unit
 from diagnose.findings import thresholds as T
 
 __all__ = ["Evidence", "Finding", "RunView", "KINDS", "SEVERITIES", "series", "late", "early", "steps_of",
@@ -143,6 +144,11 @@ class RunView:
     @property
     def is_keras(self) -> bool:
         return self.model.get("kind") == "keras"
+
+    @property
+    def unit(self) -> str:
+        """What the run's loss is in: nats (a cross-entropy), else the loss's own name ("mse")."""
+        return loss_unit(self.model)
 
     def baseline(self, key: str) -> float | None:
         return number((self.summary.get("baselines") or {}).get(key))

@@ -90,7 +90,7 @@ def plateau(view: RunView) -> Hit | None:
     steps = steps_of(window)
     drop = (first - last) / first
     return Hit(
-        title=f"The loss is flat at {last:.3f} nats, {last - reference:+.3f} from {name.rsplit('.', 1)[-1]}",
+        title=f"The loss is flat at {last:.3f} {view.unit}, {last - reference:+.3f} from {name.rsplit('.', 1)[-1]}",
         evidence=(Evidence("loss (relative drop over the window)", drop, T.PLATEAU_REL_DROP, steps),
                   Evidence("loss (end of window)", last, limit, steps),
                   Evidence(name, reference, None)),
@@ -121,7 +121,7 @@ def overfitting(view: RunView) -> Hit | None:
         return None
     last_step = int(valid.index[-1])
     return Hit(
-        title=f"Overfitting: validation loss up {final - best:.3f} nats since step {best_step}",
+        title=f"Overfitting: validation loss up {final - best:.3f} {view.unit} since step {best_step}",
         evidence=(Evidence("valid_loss (best)", best, None, (best_step, best_step)),
                   Evidence("valid_loss (final - best)", final - best, T.OVERFIT_RISE, (best_step, last_step)),
                   Evidence("loss (drop since the best validation)", drop, T.OVERFIT_TRAIN_DROP,
