@@ -346,8 +346,12 @@ def test_overfitting_valid_rising_while_train_falls():
     assert evidence_of(f, "valid_loss (final - best)").observed == pytest.approx(0.5)
     assert f.title == "Overfitting: validation loss up 0.500 nats since step 500"
     # A Keras model under a squared error: the same figure, in its loss's units.
-    mse = fire(rule("overfitting"), perturb(view, model={"kind": "keras", "loss": "mse"}))
-    assert mse.title == "Overfitting: validation loss up 0.500 mse since step 500"
+    mse = perturb(view, model={"kind": "keras", "loss": "mse"}, summary={"baselines": {"target_variance": 1.0}})
+    assert fire(rule("overfitting"), mse).title == "Overfitting: validation loss up 0.500 mse since step 500"
+    # Its thresholds are shares of the targets' variance: the same rise of 0.5 is 25% of a
+    # variance of 2 (fires), 2.5% of one of 20 (the validation R^2 barely moved: silent).
+    assert fire(rule("overfitting"), perturb(mse, summary={"baselines": {"target_variance": 2.0}}))
+    assert rule("overfitting")(perturb(mse, summary={"baselines": {"target_variance": 20.0}})) is None
 
 
 # --- the whole check, sorting and text -----------------------------------------------------

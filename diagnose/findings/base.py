@@ -326,6 +326,18 @@ def constant_loss(view: RunView) -> ConstantLoss | None:
     return None
 
 
+def loss_scale(view: RunView) -> float:
+    """What one unit of a loss threshold given in nats is for this run's loss: 1 for a
+    cross-entropy; for a squared error, the targets' variance (the loss of predicting their
+    mean), so that a threshold of 0.05 reads as 5% of it, an R^2 of 0.05; 1 where the
+    loss's scale is unknown (a loss of the user's own)."""
+    variance = view.baseline("target_variance")
+    loss = str(view.model.get("loss", "")).lower().replace("_", "")
+    if view.unit != "nats" and variance is not None and variance > 0 and loss in ("mse", "meansquarederror"):
+        return variance
+    return 1.0
+
+
 def start_loss(view: RunView) -> float | None:
     """The loss the run started from: the loss at step 0, else the first logged training loss."""
     at_start = view.baseline("loss_at_step0")

@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import Evidence, RunView, constant_loss, late, series, start_loss, steps_of
+from diagnose.findings.base import (Evidence, RunView, constant_loss, late, loss_scale, series, start_loss,
+                                    steps_of)
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["oscillating_loss", "plateau", "overfitting"]
@@ -109,7 +110,8 @@ def overfitting(view: RunView) -> Hit | None:
     best_step = int(valid.idxmin())
     best, final = float(valid.min()), float(valid.iloc[-1])
     after = valid[valid.index > best_step]
-    if len(after) < T.OVERFIT_MIN_VALIDATIONS_AFTER or final - best < T.OVERFIT_RISE:
+    rise, train_drop = T.OVERFIT_RISE * loss_scale(view), T.OVERFIT_TRAIN_DROP * loss_scale(view)
+    if len(after) < T.OVERFIT_MIN_VALIDATIONS_AFTER or final - best < rise:
         return None
     before = train[train.index <= best_step]
     at_best = float(before.iloc[-1]) if len(before) else float(train.iloc[0])
@@ -117,14 +119,14 @@ def overfitting(view: RunView) -> Hit | None:
     if train_end is None:
         return None
     drop = at_best - float(train_end.mean())
-    if not math.isfinite(drop) or drop < T.OVERFIT_TRAIN_DROP:
+    if not math.isfinite(drop) or drop < train_drop:
         return None
     last_step = int(valid.index[-1])
     return Hit(
         title=f"Overfitting: validation loss up {final - best:.3f} {view.unit} since step {best_step}",
         evidence=(Evidence("valid_loss (best)", best, None, (best_step, best_step)),
-                  Evidence("valid_loss (final - best)", final - best, T.OVERFIT_RISE, (best_step, last_step)),
-                  Evidence("loss (drop since the best validation)", drop, T.OVERFIT_TRAIN_DROP,
+                  Evidence("valid_loss (final - best)", final - best, rise, (best_step, last_step)),
+                  Evidence("loss (drop since the best validation)", drop, train_drop,
                            (best_step, int(train.index[-1])))),
         explanation=("Since the best validation the model keeps fitting the training data but does worse on "
                      "held-out data: it memorises rather than generalises."),
