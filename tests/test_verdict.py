@@ -239,3 +239,18 @@ def test_an_unstable_fix_asks_for_pairs_and_a_stable_pair_wins(tmp_path):
     text = format_verdict(v)
     assert "not yet a stable fix" not in text
     assert "switch loss_reduction=sum and clip=global together" in text and "without diverging on some seed" in text
+
+
+@pytest.mark.parametrize("model, unit", [
+    ({}, "nats"),  # the built-in MemN2N: a softmax cross-entropy per token
+    ({"kind": "keras", "loss": "sparse_categorical_crossentropy"}, "nats"),
+    ({"kind": "keras", "loss": "BinaryCrossentropy"}, "nats"),
+    ({"kind": "keras", "loss": "mse"}, "mse"),
+    ({"kind": "keras", "loss": "huber_by_hand"}, "huber_by_hand"),  # a function of the user's own, by its name
+    ({"kind": "keras", "loss": "list"}, "loss units"),  # one loss per output: config.json names the container
+    ({"kind": "keras", "loss": None}, "loss units"),
+])
+def test_a_loss_is_in_nats_only_where_it_is_a_cross_entropy(model, unit):
+    from diagnose.findings.verdict_stats import loss_unit
+
+    assert loss_unit(model) == unit

@@ -62,8 +62,8 @@ def loss_unit(model_config: dict | None) -> str:
     if model.get("kind") != "keras":
         return "nats"  # the built-in MemN2N: a softmax cross-entropy per token
     name = model.get("loss")
-    if not isinstance(name, str) or not name or name == "custom":
-        return "loss units"
+    if not isinstance(name, str) or not name.isidentifier() or name in ("custom", "list", "dict", "tuple"):
+        return "loss units"  # unnamed, or one loss per output (config.json names the container)
     return "nats" if name.replace("_", "").lower() in _NATS_LOSSES else name
 
 
