@@ -103,6 +103,33 @@ def test_noise_is_not_a_root_cause(tmp_path):
     assert "no single switch moves the loss beyond seed noise" in format_verdict(v)
 
 
+def test_a_faulty_base_that_does_not_end_above_the_reference_has_no_gap_to_explain(tmp_path):
+    # Shares of a gap whose sign is unknown, or wrong, would rank causes of nothing: the
+    # verdict gives each switch's effect on its base instead, and says why.
+    switches = {"as-posted | output=softmax": [1.0, 1.1, 0.9], "paper | output=relu": [5.0, 5.1, 4.9]}
+    reversed_ = compute_verdict(_study(tmp_path / "reversed", {
+        "as-posted": [1.0, 1.1, 0.9], "paper": [5.0, 5.2, 4.9], **switches}))
+    assert reversed_["mode"] == "effects" and reversed_["no_gap"] == "reversed"
+    assert reversed_["root_causes"] == [] and reversed_["smallest_fix"] is None
+    assert reversed_["gap"]["effect"] == pytest.approx(-4.0 - 0.1 / 3)
+    assert format_verdict(reversed_).startswith("verdict: as-posted ends below paper, not above (as-posted - paper = "
+                                                "-4.033 nats")
+    noisy = compute_verdict(_study(tmp_path / "noisy", {
+        "as-posted": [2.0, 4.0, 1.0], "paper": [3.0, 1.5, 2.9], **switches}))
+    assert noisy["mode"] == "effects" and noisy["no_gap"] == "inconclusive"
+    gap = next(c for c in noisy["comparisons"] if c["kind"] == "gap")
+    assert gap["status"] == "inconclusive" and gap["effect"] < 0 < gap["ci"][1]
+    assert "as-posted ends no higher than paper on average" in format_verdict(noisy)
+    # A gap above zero is explained, its headline saying where it is still unsure.
+    unsure = compute_verdict(_study(tmp_path / "unsure", {
+        "as-posted": [6.0, 3.0, 4.5], "paper": [1.0, 1.1, 0.9], **switches}))
+    assert unsure.get("mode") is None and unsure["gap"]["status"] == "inconclusive"
+    assert "the gap itself is still within seed noise" in format_verdict(unsure).splitlines()[0]
+    sure = compute_verdict(_study(tmp_path / "gap", {
+        "as-posted": [5.0, 5.2, 4.9], "paper": [1.0, 1.1, 0.9], **switches}))
+    assert sure.get("mode") is None and "within seed noise" not in format_verdict(sure).splitlines()[0]
+
+
 def test_diverged_runs_count_as_not_learning(tmp_path):
     v = compute_verdict(_study(tmp_path, {
         "as-posted": [5.0, 5.1, 4.9],

@@ -32,7 +32,9 @@ its sentences are :mod:`verdict_text`'s (the CLI's and the report's).
 
 A study without both bases (one base of your own, say) has no gap to explain: its
 verdict has ``mode: "effects"`` and ``effects``, each switch's effect on its own
-base's loss with its interval and status, lowest loss first.
+base's loss with its interval and status, lowest loss first. So does a study whose
+faulty base ends no higher than the reference on average, with the ``gap`` it
+measured and ``no_gap`` saying why (:func:`_no_gap`).
 """
 
 from __future__ import annotations
@@ -130,6 +132,8 @@ def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, referen
     compare = _comparer(outcomes, manifest)
     gap = compare(reference, faulty)  # faulty - reference
     gap["status"] = status_of(gap, None)
+    if gap["effect"] is None or gap["effect"] <= 0:  # a gap above zero, if unsure yet, is explained (and gets seeds)
+        return _no_gap(ablation_dir, manifest, outcomes, info, gap, faulty, reference)
     gap_size = gap["effect"]
     margin = NEGLIGIBLE_SHARE * abs(gap_size) if gap_size else None
     means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
@@ -204,6 +208,25 @@ def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, referen
         "baselines": manifest.get("corpus", {}),
         "seed_blind": seed_blind_weights(ablation_dir, manifest),
     }
+
+
+def _no_gap(ablation_dir, manifest: dict, outcomes: dict, info: dict, gap: dict, faulty: str, reference: str) -> dict:
+    """The verdict where the faulty base ends no higher than the reference on average.
+
+    There is then no gap whose shares could rank causes or name a fix: the verdict is
+    each switch's effect on its own base (``mode: "effects"``), headed by the gap as
+    measured and ``no_gap``: ``"inconclusive"`` (its interval includes zero; seeds go to
+    it as to any inconclusive comparison, so a later round may find the gap) or
+    ``"reversed"`` (the faulty base ends below the reference beyond seed noise: the two
+    are likely named the wrong way round). A gap above zero whose interval still
+    includes zero is explained as any gap, its headline saying it is unsure.
+    """
+    verdict = _effects(manifest, outcomes, info, _model_config(Path(ablation_dir), manifest))
+    verdict.update(faulty=faulty, reference=reference, gap=gap,
+                   no_gap="inconclusive" if gap["status"] != "established" else "reversed",
+                   seed_blind=seed_blind_weights(ablation_dir, manifest))
+    verdict["comparisons"].insert(0, {"kind": "gap", "variant": faulty, "against": reference, **gap})
+    return verdict
 
 
 def seed_blind_weights(ablation_dir: str | Path, manifest: dict | None = None) -> dict | None:

@@ -37,6 +37,8 @@ def verdict_parts(verdict: dict) -> dict:
     gap = verdict["gap"]
     headline = (f"{verdict['faulty']} ends {_f(gap['effect'])} {_unit(verdict)} above {verdict['reference']} "
                 f"({_level(gap)} CI {_f(gap['ci'][0])} to {_f(gap['ci'][1])}, {gap.get('n', 'n/a')} seeds)")
+    if gap.get("status", "established") != "established":
+        headline += "; the gap itself is still within seed noise, and what follows with it"
     causes = []
     for rc in verdict["root_causes"]:
         f = next((x for x in verdict.get("factors", []) if x["factor"] == rc["factor"]), {})
@@ -91,6 +93,18 @@ def _effects_parts(verdict: dict) -> dict:
            else "no switch lowers the loss beyond seed noise")
     headline = (f"effects of each switch on the loss of its base ({', '.join(verdict['bases'])}), lowest first; "
                 "no faulty/reference pair here, so no gap to explain")
+    if verdict.get("no_gap"):
+        gap, faulty, reference = verdict["gap"], verdict["faulty"], verdict["reference"]
+        ci = gap.get("ci") or [None, None]
+        measured = (f"{faulty} - {reference} = {_signed(gap['effect'])} {unit}, {_level(gap)} CI {_signed(ci[0])} to "
+                    f"{_signed(ci[1])}, {gap.get('n', 0)} seeds")
+        if verdict["no_gap"] == "reversed":
+            headline = (f"{faulty} ends below {reference}, not above ({measured}): the base named faulty does "
+                        f"better, so there is no gap to explain; is {reference} the base that works? Each "
+                        "switch's effect on the loss of its base, lowest first")
+        else:
+            headline = (f"{faulty} ends no higher than {reference} on average ({measured}): no gap to explain "
+                        "at this many seeds. Each switch's effect on the loss of its base, lowest first")
     notes = _seed_blind_notes(verdict)
     if not verdict["effects"]:
         notes.append("no switch has a completed run beside its base")
