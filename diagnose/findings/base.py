@@ -318,9 +318,8 @@ def constant_loss(view: RunView) -> ConstantLoss | None:
     unigram = view.baseline("unigram_entropy")
     if unigram is not None:
         return ConstantLoss("summary.baselines.unigram_entropy", unigram, T.UNIGRAM_MARGIN, T.PROBE_MARGIN)
-    variance = view.baseline("target_variance")
-    loss = str(view.model.get("loss", "")).lower().replace("_", "")
-    if variance is not None and loss in ("mse", "meansquarederror"):
+    variance = squared_error_variance(view)
+    if variance is not None:
         margin = T.VARIANCE_MARGIN * variance
         return ConstantLoss("summary.baselines.target_variance", variance, margin, margin)
     return None
@@ -331,11 +330,16 @@ def loss_scale(view: RunView) -> float:
     cross-entropy; for a squared error, the targets' variance (the loss of predicting their
     mean), so that a threshold of 0.05 reads as 5% of it, an R^2 of 0.05; 1 where the
     loss's scale is unknown (a loss of the user's own)."""
+    variance = squared_error_variance(view)
+    return variance if variance is not None and variance > 0 else 1.0
+
+
+def squared_error_variance(view: RunView) -> float | None:
+    """The targets' variance where the run's loss is a mean squared error (the loss of
+    predicting the targets' mean), else None."""
     variance = view.baseline("target_variance")
     loss = str(view.model.get("loss", "")).lower().replace("_", "")
-    if view.unit != "nats" and variance is not None and variance > 0 and loss in ("mse", "meansquarederror"):
-        return variance
-    return 1.0
+    return variance if variance is not None and loss in ("mse", "meansquarederror") else None
 
 
 def start_loss(view: RunView) -> float | None:
