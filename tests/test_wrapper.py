@@ -146,8 +146,9 @@ def test_the_instrumented_steps_are_traced_once(tmp_path, monkeypatch):
                               keras.layers.Dropout(0.2), keras.layers.Dense(CLASSES)])
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    # Rows of 20 steps (a fit this short would log every step by default, every step then sampled).
     diagnose.instrument(model).fit(x, y, epochs=2, batch_size=16, verbose=0,
-                                   callbacks=[diagnose.Monitor(tmp_path, tensorboard=False)])
+                                   callbacks=[diagnose.Monitor(tmp_path, log_every=20, tensorboard=False)])
     assert sorted(traces) == [False, True]  # each of its two steps (with the sampled families, without) once
     metrics = runrecord.read_metrics(tmp_path)
     ratio = next(c for c in metrics.columns if c.startswith("update_ratio/"))

@@ -21,6 +21,7 @@ from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
+from diagnose.instruments.contract import task_contract
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
 from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rowlog import RowLog
@@ -33,6 +34,12 @@ __all__ = ["Monitor", "probe_batch"]
 # Examples in a probe batch picked from the data: a loss over 256 examples is precise
 # to a few hundredths of a nat, far inside the probe's 0.05-nat margin.
 PROBE_ROWS = 256
+# Steps per metrics.csv row by default: 20 keeps the host reads far under 1% of a step's time
+# on small models, and gives a few hundred-step fit some twenty rows ...
+DEFAULT_LOG_EVERY = 20
+# ... and a shorter fit at least 16 rows: the curve rules need four rows in their windows (the
+# last fifth to third of the run) to see a trend or a flip.
+MIN_AUTO_ROWS = 16
 # Validation metrics Keras may log for accuracy, by the name the user compiled.
 _VALID_ACCURACY = ("val_accuracy", "val_acc", "val_sparse_categorical_accuracy", "val_categorical_accuracy",
                    "val_binary_accuracy")
@@ -43,7 +50,8 @@ class Monitor(keras.callbacks.Callback):
 
     Args:
         run_dir: where config.json, metrics.csv, attention.csv, summary.json and tb/ go.
-        log_every: training steps per metrics.csv row.
+        log_every: training steps per metrics.csv row; by default 20, or fewer for a short
+            run so that it logs at least 16 rows (a 35-step fit logs every 2 steps).
         probe: optional fixed ``(x, y)`` batch for the ignores-input probe; by default
             one is taken from the validation data given to ``fit`` (else the
             training data), up to 256 examples spread over it.
@@ -67,7 +75,7 @@ class Monitor(keras.callbacks.Callback):
             record and ``overwrite`` is False.
     """
 
-    def __init__(self, run_dir, log_every: int = 20, probe=None, probe_every: int | None = None,
+    def __init__(self, run_dir, log_every: int | None = None, probe=None, probe_every: int | None = None,
                  baselines: dict | None = None, tensorboard: bool = True, overwrite: bool = False,
                  rebuild: dict | None = None, stop_on_divergence: bool = False):
         from diagnose import studydir
@@ -83,7 +91,7 @@ class Monitor(keras.callbacks.Callback):
         if runrecord.is_run_dir(self.run_dir) and not overwrite:
             raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} already holds a run record; pass another run_dir, "
                                 "or overwrite=True to replace it")
-        self.log_every, self.probe = log_every, probe
+        self.requested_log_every, self.log_every, self.probe = log_every, log_every or DEFAULT_LOG_EVERY, probe
         self.probe_every = probe_every  # None: rows 1, 2, 4, 8, ...
         self.baselines = dict(baselines or {})
         self.tensorboard = tensorboard
@@ -91,6 +99,7 @@ class Monitor(keras.callbacks.Callback):
         self.probe_after = None  # a training dataset to take the probe batch from once training is over
         self.rebuild = None if rebuild is None else rebuild_entry(rebuild)
         self.stop_on_divergence = stop_on_divergence
+        self.contract_inputs: dict = {}  # what fit was given that the contract reads (set by Instrumented.fit)
 
     def on_train_begin(self, logs=None):
         from diagnose.instruments.wrapper import Instrumented
@@ -103,18 +112,35 @@ class Monitor(keras.callbacks.Callback):
         self.status, self.error, self.diverged, self.finished = "running", None, None, False
         self.next_probe = self.probe_every or 0
         self.probe_data = self.probe if self.probe is not None else self.auto_probe
+        self.log_every = self.requested_log_every or _auto_log_every(self.params)
         user = self.model.user_model
+        self.contract = self._contract(user)
         # A record already there (overwrite=True) stays whole until this one replaces it by rename.
         self.variables = {"variables": variables(user), "variable_layers": variable_layers(user),
                           **initial_weights(user)}
         runrecord.begin_record(self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
                                train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
                                       "optimizer": keras.optimizers.serialize(user.optimizer)["config"]},
-                               rebuild=self.rebuild, summary=self.variables)
+                               rebuild=self.rebuild, summary=self.variables | {"contract": self.contract})
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
         self.loss_at_step0, self.at_start = None, None
         if self.probe_data is not None and self.probe_every != 0:
             self.loss_at_step0 = self.model.probe_losses(*self.probe_data)[0]
+
+    def _contract(self, user) -> dict:
+        """The model-task contract's facts (:mod:`~diagnose.instruments.contract`), read before the first step."""
+        inputs = self.contract_inputs
+        y = inputs.get("y")
+        if y is None and self.probe_data is not None:
+            y = np.asarray(self.probe_data[1]) if hasattr(self.probe_data[1], "shape") else None
+        steps = self.params.get("steps") if isinstance(self.params, dict) else None
+        try:
+            return task_contract(user, self.model.loss_info, y=y,
+                                 probe_x=self.probe_data[0] if self.probe_data is not None else None,
+                                 batch_size=inputs.get("batch_size"), epochs=inputs.get("epochs"),
+                                 steps_per_epoch=steps)
+        except Exception as error:  # noqa: BLE001 - the contract is evidence, never a reason for fit to fail
+            return {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = self.step
@@ -191,16 +217,29 @@ class Monitor(keras.callbacks.Callback):
         self.log.close()
         losses = [r["loss"] for r in self.log.rows if isinstance(r.get("loss"), float) and not math.isnan(r["loss"])]
         valid = [r["valid_loss"] for r in self.log.rows if r.get("valid_loss") is not None]
-        baselines = {**self.model.targets.baselines(), "loss_at_step0": self.loss_at_step0, **self.baselines}
+        if "targets" not in self.contract and self.probe_data is not None:  # a dataset: its batch, read now
+            self.contract = self._contract(self.model.user_model)
+        constant = {"constant_loss": self.contract.get("constant_loss")} \
+            if self.contract.get("constant_loss") is not None else {}
+        baselines = {**self.model.targets.baselines(), **constant, "loss_at_step0": self.loss_at_step0,
+                     **self.baselines}
         runrecord.write_summary(self.run_dir, {
             "status": "completed" if self.status == "running" else self.status, "error": self.error,
             "steps": self.step, "epochs": self.epoch,
             "final": {"train_loss": losses[-1] if losses else None, "valid_loss": valid[-1] if valid else None},
             "best": {"valid_loss": min(valid) if valid else None},
             "baselines": baselines, "diverged_at": self.diverged, "wall_time_s": time.perf_counter() - self.t0,
-            "at_start": self.at_start or {}, **self.variables,
+            "at_start": self.at_start or {}, **self.variables, "contract": self.contract,
         })
         self.finished = True
+
+
+def _auto_log_every(params) -> int:
+    """Steps per row: DEFAULT_LOG_EVERY, or fewer so that a short run logs at least MIN_AUTO_ROWS rows."""
+    steps, epochs = (params or {}).get("steps"), (params or {}).get("epochs")
+    if not isinstance(steps, int) or not isinstance(epochs, int) or steps <= 0:
+        return DEFAULT_LOG_EVERY
+    return max(1, min(DEFAULT_LOG_EVERY, (steps * epochs) // MIN_AUTO_ROWS))
 
 
 def _rows(n: int) -> np.ndarray:

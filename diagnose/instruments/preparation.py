@@ -20,7 +20,7 @@ from diagnose.instruments.update_ratios import plain_sgd
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
-__all__ = ["prepare_fit", "restart", "build_from"]
+__all__ = ["prepare_fit", "restart", "build_from", "contract_targets", "fit_batch_size"]
 
 
 def prepare_fit(model, x, y, sample_weight, validation_split: float) -> None:
@@ -101,6 +101,34 @@ def _target_baselines(model, y, validation_split: float) -> None:
     outputs = getattr(model.user_model, "outputs", None)
     classes = outputs[0].shape[-1] if outputs else None
     model.targets.from_arrays(y, model.loss_info, classes)
+
+
+def contract_targets(y, validation_data, validation_split: float):
+    """Targets to read the model-task contract from: the training targets fit is given as one array (the part
+    it trains on), else held-out ones given as arrays, else None (the Monitor then reads its probe batch's)."""
+    for targets, split in ((y, validation_split), (_held_out_targets(validation_data), 0.0)):
+        if targets is not None and hasattr(targets, "shape") and not isinstance(targets, tf.data.Dataset):
+            targets = np.asarray(targets)
+            return targets[: int(len(targets) * (1.0 - split))] if split else targets
+    return None
+
+
+def _held_out_targets(validation_data):
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+        return validation_data[1]
+    return None
+
+
+def fit_batch_size(x, y, batch_size):
+    """The batch size fit trains with: as given, Keras' 32 for arrays, a dataset's static batch axis, else None."""
+    if isinstance(x, tf.data.Dataset):
+        spec = keras.tree.flatten(x.element_spec)
+        dims = {s.shape[0] for s in spec if getattr(s, "shape", None) is not None and s.shape.rank}
+        return int(next(iter(dims))) if len(dims) == 1 and next(iter(dims)) is not None else None
+    if batch_size is not None:
+        return int(batch_size)
+    arrays = keras.tree.flatten(x)
+    return 32 if arrays and all(hasattr(a, "shape") for a in arrays) else None
 
 
 def _build_state(model, x, y, sample_weight) -> None:

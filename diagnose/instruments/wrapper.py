@@ -297,11 +297,14 @@ class Instrumented(keras.Model):
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
         from diagnose.instruments.monitor import Monitor, probe_batch
-        from diagnose.instruments.preparation import prepare_fit
+        from diagnose.instruments.preparation import contract_targets, fit_batch_size, prepare_fit
 
         prepare_fit(self, x, y, kwargs.get("sample_weight"), validation_split)
         monitors = [c for c in callbacks or [] if isinstance(c, Monitor)]
+        targets = contract_targets(y, validation_data, validation_split)
+        batch_size = fit_batch_size(x, y, kwargs.get("batch_size"))
         for monitor in monitors:
+            monitor.contract_inputs = {"y": targets, "batch_size": batch_size, "epochs": kwargs.get("epochs", 1)}
             if monitor.probe is None:
                 monitor.auto_probe = probe_batch(x, y, validation_data, validation_split)
                 # Training data as a dataset, nothing held out: a batch read before fit would move a

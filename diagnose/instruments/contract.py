@@ -1,0 +1,370 @@
+"""The model-task contract, read on the host before the first step: what the targets are, what the
+output can produce, and what the compiled loss makes of the two.
+
+``fit`` is given targets whose structure (class indices, one-hot, multi-hot, binary,
+continuous, with their range and scale) has to fit the output layer's activation and
+the loss: a categorical cross-entropy over multi-hot tags, labels divided by 255
+under a sparse cross-entropy or a sigmoid head on targets in the thousands all train
+without an error and never converge. :func:`task_contract` records the facts the
+findings judge that by (``summary.json``'s ``contract``), from one read of up to
+:data:`MAX_ROWS` targets, the output of one forward pass on the probe batch, and
+the compiled loss evaluated at constant predictions:
+
+* ``constant_loss``: the loss of the best constant prediction under the compiled
+  loss, whatever it is (MAE, Huber, hinge, a function of the user's own): what a
+  model that learned nothing from its input scores, so a run stuck at chance is
+  seen under any loss;
+* ``range_floor``: the loss of predicting every target exactly where the output's
+  range allows, and the nearest bound where it does not: what the output range
+  alone costs, the least any model with that output can reach.
+
+Nothing here decides whether the contract is broken: the rules do
+(:mod:`diagnose.findings.rules_contract`), from these facts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.taps import activation_name
+
+tf = import_tensorflow_quietly()
+import keras  # noqa: E402
+
+__all__ = ["task_contract", "target_facts", "output_facts", "constant_loss", "range_floor", "output_range",
+           "output_activation", "loss_function", "MAX_ROWS"]
+
+# Targets read: shares of rows (multi-hot, fractional labels) to about 1/sqrt(4096) = 1.6%
+# and a constant loss to a fraction of a percent, in milliseconds however large the data.
+MAX_ROWS = 4096
+# ... and at most this many values (a segmentation mask is rows x pixels).
+MAX_VALUES = 1 << 20
+# Values that differ from an integer by less than this are integers (float32 labels).
+INTEGER_TOL = 1e-4
+# Rows whose values sum to 1 within this are distributions (float32 one-hot or soft labels).
+SUM_TOL = 1e-3
+
+# The range of each output activation (None: unbounded on that side).
+_RANGES = {
+    "sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "log_softmax": (None, 0.0),
+    "tanh": (-1.0, 1.0), "hard_tanh": (-1.0, 1.0), "soft_sign": (-1.0, 1.0), "softsign": (-1.0, 1.0),
+    "relu": (0.0, None), "relu6": (0.0, 6.0), "softplus": (0.0, None), "exponential": (0.0, None),
+    "elu": (-1.0, None), "selu": (-1.7580993408473766, None), "celu": (-1.0, None),
+}
+# Layers that pass their input on unchanged in value range (looking through them finds the output's activation).
+_PASS_THROUGH = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
+                 "AlphaDropout", "Reshape", "Permute", "Flatten", "Identity", "ActivityRegularization")
+# Losses that read raw margins or values however the output is squashed.
+_RAW = ("hinge", "squaredhinge", "categoricalhinge")
+
+
+def output_activation(model) -> str | None:
+    """The activation of the layer producing the model's (first) output, looking through Dropout and the like.
+
+    "linear" for a layer with no activation, None where the output is not a layer's
+    we can read (a subclassed model, an op).
+    """
+    outputs = getattr(model, "outputs", None)
+    if not outputs:
+        return None
+    history = getattr(outputs[0], "_keras_history", None)
+    layer = getattr(history, "operation", None)
+    for _ in range(16):
+        if layer is None or type(layer).__name__ not in _PASS_THROUGH:
+            break
+        node = layer._inbound_nodes[0] if getattr(layer, "_inbound_nodes", None) else None
+        inputs = node.input_tensors if node is not None else []
+        layer = inputs[0]._keras_history.operation if len(inputs) == 1 and hasattr(inputs[0], "_keras_history") \
+            else None
+    if not isinstance(layer, keras.layers.Layer):
+        return None
+    name = activation_name(layer)
+    if name is None and hasattr(layer, "activation"):
+        return "linear"
+    return name if name is not None else None
+
+
+def output_range(activation: str | None) -> tuple[float | None, float | None]:
+    """What an output activation can produce: (low, high), None where unbounded (or unknown)."""
+    return _RANGES.get(str(activation), (None, None))
+
+
+def loss_function(model):
+    """The compiled loss as a function of (y_true, y_pred) giving one value per example, or None."""
+    config = getattr(model, "_compile_config", None)
+    loss = config.config.get("loss") if config is not None else getattr(model, "loss", None)
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        loss = loss[0]
+    if isinstance(loss, dict) and len(loss) == 1:
+        loss = next(iter(loss.values()))
+    if loss is None:
+        return None
+    try:
+        if isinstance(loss, str):
+            return keras.losses.get(loss)
+        if isinstance(loss, keras.losses.Loss):
+            return loss.call  # unreduced: one value per example
+        return loss if callable(loss) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _rows(y: np.ndarray) -> np.ndarray:
+    """Up to MAX_ROWS rows (and MAX_VALUES values) spread evenly over ``y``."""
+    per_row = max(1, int(np.prod(y.shape[1:])))
+    keep = max(1, min(len(y), MAX_ROWS, MAX_VALUES // per_row))
+    return y[np.unique(np.linspace(0, len(y) - 1, keep).astype(int))] if keep < len(y) else y
+
+
+def target_facts(y, units: int | None) -> dict:
+    """What the targets are, from up to MAX_ROWS of them.
+
+    Args:
+        y: the training targets (an array).
+        units: the output's last dimension (classes for a classifier), or None.
+
+    Returns:
+        ``structure`` ("class-indices", "binary", "one-hot", "multi-hot", "soft-labels",
+        "continuous" or "text") with the facts it rests on: value range and moments,
+        the share of values that are not integers, of rows with several ones
+        (multi-hot), the classes seen and the largest class's share.
+    """
+    y = np.asarray(y)
+    if y.dtype.kind in "OUS":
+        return {"rows": int(len(y)), "dtype": str(y.dtype), "structure": "text"}
+    rows = _rows(y)
+    v = rows.astype(np.float64)
+    finite = np.isfinite(v)
+    values = v[finite]
+    facts = {"rows": int(len(y)), "read": int(len(rows)), "shape": [int(d) for d in y.shape[1:]],
+             "dtype": str(y.dtype), "non_finite_share": float(1.0 - finite.mean()) if v.size else 0.0}
+    if not values.size:
+        return facts | {"structure": "unknown"}
+    fractional = np.abs(values - np.round(values)) > INTEGER_TOL
+    facts.update(min=float(values.min()), max=float(values.max()), mean=float(values.mean()),
+                 std=float(values.std()), rms=float(np.sqrt(np.mean(values ** 2))),
+                 non_integer_share=float(fractional.mean()), distinct=int(min(len(np.unique(values[:65536])),
+                                                                               1001)))
+    binary_valued = bool(np.all((values == 0) | (values == 1)))
+    over_units = units is not None and units >= 2 and v.ndim >= 2 and v.shape[-1] == units
+    labels = None
+    if over_units:  # one row of scores per example (and position): one-hot, multi-hot or soft labels
+        table = v.reshape(-1, units)
+        table = table[np.all(np.isfinite(table), axis=1)]
+        ones, sums = (table == 1).sum(axis=1), table.sum(axis=1)
+        facts.update(row_sum_min=float(sums.min()) if len(sums) else None,
+                     row_sum_max=float(sums.max()) if len(sums) else None,
+                     multi_hot_share=float(np.mean(ones >= 2)) if binary_valued and len(ones) else 0.0)
+        if binary_valued and facts["multi_hot_share"] > 0:
+            structure = "multi-hot"
+        elif binary_valued:
+            structure = "one-hot"
+            labels = table.argmax(axis=1)
+        elif len(sums) and np.all(np.abs(sums - 1) <= SUM_TOL) and values.min() >= 0:
+            structure = "soft-labels"
+            labels = table.argmax(axis=1)
+        else:
+            structure = "continuous"
+    elif binary_valued:
+        structure = "binary"
+        labels = values.astype(np.int64)
+    elif not fractional.any() and values.min() >= 0 and (facts["distinct"] <= 1000):
+        structure = "class-indices"
+        labels = values.astype(np.int64)
+    else:
+        structure = "continuous"
+    facts["structure"] = structure
+    if labels is not None and len(labels):
+        counts = np.bincount(labels[labels >= 0])
+        facts["classes_seen"] = int(np.count_nonzero(counts))
+        facts["majority_share"] = float(counts.max() / counts.sum())
+        facts["majority_class"] = int(counts.argmax())
+    if units is not None:
+        facts["out_of_units_share"] = float(np.mean((values < 0) | (values >= max(units, 2))))
+    return facts
+
+
+def _constant_prediction(z, domain: str, like):
+    """The constant ``z`` (one value per output unit) mapped to the loss's domain and broadcast like ``like``."""
+    if domain == "softmax":
+        z = tf.nn.softmax(z)
+    elif domain == "sigmoid":
+        z = tf.sigmoid(z)
+    elif domain == "tanh":
+        z = tf.tanh(z)
+    elif domain == "positive":
+        z = tf.nn.softplus(z)
+    return tf.broadcast_to(z, like)
+
+
+def _domain(loss_name: str, kind: str, from_logits: bool, activation: str | None) -> str:
+    """Where the loss's predictions live: raw values, or a squashed range."""
+    if from_logits or loss_name in _RAW or kind == "regression":
+        return "raw"
+    if kind in ("categorical", "sparse"):
+        return "softmax"
+    if kind == "binary":
+        return "sigmoid"
+    # A loss of the user's own: the range the output can produce.
+    low, high = output_range(activation)
+    if (low, high) == (0.0, 1.0):
+        return "softmax" if activation == "softmax" else "sigmoid"
+    if (low, high) == (-1.0, 1.0):
+        return "tanh"
+    if low is not None and low >= 0 and high is None:
+        return "positive"
+    return "raw"
+
+
+def _per_example_mean(fn, y, pred) -> float:
+    values = fn(y, pred)
+    return float(tf.reduce_mean(tf.cast(values, tf.float64)))
+
+
+def constant_loss(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: bool,
+                  activation: str | None) -> float | None:
+    """The loss of the best constant prediction (one value per output unit) under the compiled loss.
+
+    A mean squared error has the targets' per-unit variance, a mean absolute error their
+    mean distance to the median (closed forms); any other loss is minimised over the
+    constant numerically (L-BFGS on the loss's own gradient). None where the loss cannot
+    be evaluated on these targets.
+
+    Args:
+        fn: the loss, one value per example (:func:`loss_function`).
+        y: targets (an array; up to MAX_ROWS rows are used).
+        pred_shape: the output's shape without the batch axis.
+        loss_name, kind, from_logits: the compiled loss (:class:`~diagnose.instruments.targets.LossInfo`).
+        activation: the output layer's activation (the range a loss of the user's own reads).
+    """
+    from scipy.optimize import minimize
+
+    y = _rows(np.asarray(y))
+    if y.dtype.kind in "OUS" or not len(y) or fn is None:
+        return None
+    shape = (len(y), *[int(d) for d in pred_shape])
+    if any(d is None or d <= 0 for d in shape):
+        return None
+    v = y.astype(np.float64)
+    if loss_name in ("meansquarederror", "mse") and v.shape == shape:
+        return float(np.mean(np.var(v.reshape(-1, shape[-1]), axis=0)))
+    if loss_name in ("meanabsoluteerror", "mae") and v.shape == shape:
+        table = v.reshape(-1, shape[-1])
+        return float(np.mean(np.abs(table - np.median(table, axis=0))))
+    domain = _domain(loss_name, kind, from_logits, activation)
+    y_t = tf.constant(y.astype(np.float32) if y.dtype.kind == "f" else y)  # predictions are float32
+    units = shape[-1]
+    start = np.zeros(units)
+    if domain == "raw" and v.size and v.shape[-1:] == (units,):
+        start = v.reshape(-1, units).mean(axis=0)
+    elif domain == "raw" and v.size:
+        start = np.full(units, float(np.mean(v)))
+
+    def value_and_grad(z):
+        z = tf.constant(z, tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = tf.reduce_mean(tf.cast(fn(y_t, _constant_prediction(z, domain, shape)), tf.float32))
+        grad = tape.gradient(value, z)
+        grad = np.zeros(units) if grad is None else grad.numpy().astype(np.float64)
+        return float(value), np.nan_to_num(grad)
+
+    try:
+        first = value_and_grad(start)[0]
+        if not math.isfinite(first):
+            return None
+        found = minimize(value_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": 100})
+        best = float(found.fun) if math.isfinite(float(found.fun)) else first
+        return min(best, first)
+    except Exception:  # noqa: BLE001 - a loss that cannot take a constant (shapes, dtypes) has no baseline
+        return None
+
+
+def range_floor(fn, y, pred_shape, activation: str | None) -> float | None:
+    """The loss of predicting each target exactly where the output's range allows, the nearest bound elsewhere.
+
+    None where the range is unbounded on both sides, or the targets do not have the
+    output's shape (a classifier's labels).
+    """
+    low, high = output_range(activation)
+    y = _rows(np.asarray(y))
+    if (low is None and high is None) or fn is None or y.dtype.kind in "OUS":
+        return None
+    shape = (len(y), *[int(d) for d in pred_shape])
+    if y.shape != shape:
+        return None
+    clipped = np.clip(y.astype(np.float32), -np.inf if low is None else low, np.inf if high is None else high)
+    try:
+        value = _per_example_mean(fn, tf.constant(y.astype(np.float32)), tf.constant(clipped))
+    except Exception:  # noqa: BLE001
+        return None
+    return value if math.isfinite(value) else None
+
+
+def output_facts(model, x) -> dict:
+    """The model's outputs on a batch at its initial weights (one forward pass, no dropout).
+
+    Returns:
+        ``min``, ``max``, the share of outputs outside [0, 1], and for several units the
+        smallest and largest sum over a row: whether the output is a distribution, by
+        what it produces, whatever layer made it.
+    """
+    try:
+        out = model(x, training=False)
+        out = np.asarray(keras.ops.convert_to_numpy(out), np.float64)
+    except Exception:  # noqa: BLE001 - a forward pass we cannot take says nothing
+        return {}
+    out = out[np.isfinite(out)] if out.ndim == 0 else out
+    if not out.size:
+        return {}
+    facts = {"min": float(np.nanmin(out)), "max": float(np.nanmax(out)),
+             "outside_unit_share": float(np.mean((out < 0) | (out > 1)))}
+    if out.ndim >= 2 and out.shape[-1] >= 2:
+        sums = out.reshape(-1, out.shape[-1]).sum(axis=1)
+        facts.update(row_sum_min=float(np.nanmin(sums)), row_sum_max=float(np.nanmax(sums)))
+    return facts
+
+
+def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None = None,
+                  epochs: int | None = None, steps_per_epoch: int | None = None) -> dict:
+    """The facts of the model-task contract for summary.json (see the module docstring).
+
+    Args:
+        model: the user's built, compiled model.
+        loss_info: its :class:`~diagnose.instruments.targets.LossInfo`.
+        y: training targets (an array), else None.
+        probe_x: a batch of inputs for :func:`output_facts`, else None.
+        batch_size, epochs, steps_per_epoch: as ``fit`` runs them, where known.
+    """
+    start = time.perf_counter()
+    outputs = getattr(model, "outputs", None)
+    shape = list(outputs[0].shape[1:]) if outputs else None
+    units = shape[-1] if shape else None
+    activation = output_activation(model)
+    low, high = output_range(activation)
+    facts: dict = {"loss": {"name": loss_info.name, "kind": loss_info.kind, "from_logits": loss_info.from_logits},
+                   "output": {"activation": activation, "units": units, "shape": shape, "range": [low, high]},
+                   "batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
+    if probe_x is not None:
+        facts["output"]["at_start"] = output_facts(model, probe_x)
+    if y is not None and hasattr(y, "shape"):
+        targets = np.asarray(y)
+        facts["targets"] = target_facts(targets, units)
+        fn = loss_function(model)
+        if shape is not None and all(isinstance(d, int) for d in shape) and fn is not None \
+                and facts["targets"].get("structure") != "text":
+            with tf.device("/cpu:0"):
+                constant = constant_loss(fn, targets, shape, loss_name=loss_info.name, kind=loss_info.kind,
+                                         from_logits=loss_info.from_logits, activation=activation)
+                floor = range_floor(fn, targets, shape, activation) if loss_info.kind in ("regression", "other") \
+                    else None
+            facts["constant_loss"] = constant
+            facts["range_floor"] = floor
+            if floor is not None and constant:
+                facts["range_floor_share"] = floor / constant
+    facts["seconds"] = time.perf_counter() - start
+    return facts
