@@ -13,7 +13,7 @@ from diagnose._tf import import_tensorflow_quietly
 import_tensorflow_quietly()
 import keras  # noqa: E402
 
-from bench.faults import FAMILIES, KNOWN_IDS, NEW_IDS, load_cases, take  # noqa: E402
+from bench.faults import FAMILIES, KNOWN_IDS, NEW_IDS, TEST_FAMILIES, load_cases, take  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = load_cases()
@@ -27,14 +27,30 @@ def _scorer():
 
 
 def test_suite_size_families_and_share_of_healthy_controls():
-    assert len(CASES) >= 30
-    families = {c.family for c in CASES.values()}
+    tuning = {n: c for n, c in CASES.items() if c.part == "tuning"}
+    assert len(tuning) >= 30
+    families = {c.family for c in tuning.values()}
     assert families == set(FAMILIES) and len(families) >= 6
-    healthy = sum(c.healthy for c in CASES.values())
-    assert 0.25 <= healthy / len(CASES) <= 0.5  # about a third are controls
+    healthy = sum(c.healthy for c in tuning.values())
+    assert 0.25 <= healthy / len(tuning) <= 0.5  # about a third are controls
     for family in FAMILIES:  # every family has a control and a fault
-        kinds = {c.healthy for c in CASES.values() if c.family == family}
+        kinds = {c.healthy for c in tuning.values() if c.family == family}
         assert kinds == {True, False}, family
+
+
+def test_the_test_part_is_as_large_as_the_issue_asks_and_apart_from_the_tuning_part():
+    # Issue 27: at least 30 faulty cases over at least 8 families, 10 of them ports of real reported bugs,
+    # with their healthy twins; families the tuning part does not have.
+    test = {n: c for n, c in CASES.items() if c.part == "test"}
+    faulty = [c for c in test.values() if not c.healthy]
+    assert len(faulty) >= 30
+    assert len({c.family for c in faulty}) >= 8
+    assert len([c for c in faulty if c.report]) >= 10
+    assert {c.family for c in test.values()} <= set(TEST_FAMILIES) and not set(TEST_FAMILIES) & set(FAMILIES)
+    for c in faulty:
+        assert CASES[c.twin].part == "test", c.name  # a test case's twin is a test case too
+        if c.report:
+            assert CASES[c.twin].report == c.report, c.name  # the accepted fix of the same report
 
 
 def test_every_fault_names_a_healthy_twin_of_its_family():
@@ -64,6 +80,23 @@ def test_expected_ids_are_known_or_declared_and_written_once():
         assert len(set(case.expect)) == len(case.expect), case.name
     used = {i for case in CASES.values() for i in case.expect}
     assert set(NEW_IDS) <= used  # a declared new id that no case needs is a stale declaration
+
+
+_SO_QUESTION = re.compile(r"stackoverflow\.com/(?:questions|q)/(\d+)", re.IGNORECASE)
+
+
+def test_no_case_cites_an_excluded_post():
+    from bench.faults.excluded import EXCLUDED_POSTS
+
+    assert EXCLUDED_POSTS and all(isinstance(i, int) for i in EXCLUDED_POSTS)
+    assert _SO_QUESTION.findall("https://stackoverflow.com/q/12/3 stackoverflow.com/questions/45/x") == ["12", "45"]
+    cited = {}
+    for case in CASES.values():
+        for text in (case.doc, case.report or ""):
+            for post in _SO_QUESTION.findall(text):
+                if int(post) in EXCLUDED_POSTS:
+                    cited.setdefault(case.name, set()).add(int(post))
+    assert not cited, f"cases citing held-out DeepLocalize/DeepFD/DeepDiagnosis posts: {cited}"
 
 
 def _rows(data) -> int:
