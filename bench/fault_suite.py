@@ -10,7 +10,8 @@ first is the expected cause, the share of expected ids found, and on healthy cas
 root cause or oscillating-loss. Prints markdown tables (per case and the summary) and
 writes bench/results/fault_suite.json.
 
-    python bench/fault_suite.py                     # all cases (about 20 minutes on 2 cores)
+    python bench/fault_suite.py                     # both parts (about an hour on 2 cores)
+    python bench/fault_suite.py --part test         # the test part alone, never tuned on
     python bench/fault_suite.py --family rnn --only mlp_healthy
     python bench/fault_suite.py --list              # the cases, their twins and expectations
 """
@@ -121,16 +122,17 @@ def compare(plain: dict, ours: dict) -> dict:
     return out
 
 
-def score_case(case, runs: Path) -> dict:
-    """Trains one case both ways, checks the instrumented run and scores the findings."""
+def score_case(case, runs: Path, plain_fit: bool = True) -> dict:
+    """Trains one case both ways (or instrumented only), checks the instrumented run and scores the findings."""
     from diagnose.findings import check_run
 
     row = {"case": case.name, "family": case.family, "expect": list(case.expect), "twin": case.twin,
-           "healthy": case.healthy}
-    plain = _train(case, None)
+           "healthy": case.healthy, "part": case.part, "report": case.report}
+    plain = _train(case, None) if plain_fit else {"skipped": True}
     run_dir = runs / case.name
     ours = _train(case, run_dir)
     row["plain_error"], row["instrumented_error"] = plain.get("error"), ours.get("error")
+    row["contract_s"] = _contract_seconds(run_dir)
     row["plain_fit_s"], row["instrumented_fit_s"] = plain.get("fit_s"), ours.get("fit_s")
     row["plain_history"], row["instrumented_history"] = plain.get("history"), ours.get("history")
     if "history" in plain and "history" in ours:
@@ -147,13 +149,29 @@ def score_case(case, runs: Path) -> dict:
     ids = [f["id"] for f in row["findings"]]
     trained = row["instrumented_error"] is None and findings is not None
     if case.healthy:
-        row["root_causes"] = [f["id"] for f in row["findings"] if f["kind"] == "root-cause"]
+        # A healthy model named as failing, by a root cause or as an unexplained failure, is a false alarm.
+        row["root_causes"] = [f["id"] for f in row["findings"] if f["kind"] in ("root-cause", "unexplained")]
         row["oscillating"] = "oscillating-loss" in ids
     else:
         row["top1"] = bool(trained and ids and ids[0] == case.expect[0])
         row["found"] = [i for i in case.expect if trained and i in ids]
         row["recall"] = len(row["found"]) / len(case.expect)
+        first = row["findings"][0] if trained and row["findings"] else None
+        # The worst outcome: a root cause named first that is not the fault.
+        row["wrong_cause_first"] = bool(first and first["kind"] == "root-cause" and first["id"] != case.expect[0])
     return row
+
+
+def _contract_seconds(run_dir: Path) -> float | None:
+    """How long the model-task contract took before the first step (summary.json), where recorded."""
+    import json
+
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    seconds = (summary.get("contract") or {}).get("seconds")
+    return float(seconds) if isinstance(seconds, (int, float)) else None
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -161,8 +179,16 @@ def summarise(rows: list[dict]) -> dict:
     healthy = [r for r in rows if r["healthy"]]
     agreed = [r for r in rows if "agreement" in r]
     checks = [r["check_s"] for r in rows if r.get("check_s") is not None]
+    contracts = [r["contract_s"] for r in rows if r.get("contract_s") is not None]
     expected = sum(len(r["expect"]) for r in faulty)
+    no_id = [r for r in faulty if r["expect"][0] == "unexplained"]
+    reported = [r for r in faulty if r.get("report")]
     return {
+        "wrong_cause_first": [r["case"] for r in faulty if r.get("wrong_cause_first")],
+        "no_id": len(no_id), "no_id_unexplained_first": sum(r["top1"] for r in no_id),
+        "reported": len(reported), "reported_top1": sum(r["top1"] for r in reported),
+        "contract_s_mean": statistics.fmean(contracts) if contracts else None,
+        "contract_s_max": max(contracts, default=None),
         "cases": len(rows), "families": len({r["family"] for r in rows}),
         "healthy": len(healthy), "faulty": len(faulty),
         "plain_crashes": sum(r["plain_error"] is not None for r in rows),
@@ -190,7 +216,7 @@ def _findings_cell(row: dict) -> str:
         return f"**crash**: {row['instrumented_error'][:90]}"
     if row.get("check_error"):
         return f"**check crash**: {row['check_error'][:90]}"
-    ids = [f["id"] + ("*" if f["kind"] == "root-cause" else "") for f in row["findings"]]
+    ids = [f["id"] + ("*" if f["kind"] in ("root-cause", "unexplained") else "") for f in row["findings"]]
     return ", ".join(ids) or "none"
 
 
@@ -245,10 +271,16 @@ def tables(rows: list[dict], summary: dict) -> str:
         ("as plain fit: History losses equal / final weights equal",
          f"{s['losses_equal']} / {s['weights_equal']} of {s['compared']}"),
         ("top-1 right, faulty cases", f"{s['top1']} of {s['faulty']} ({pct(s['top1_accuracy'])})"),
+        ("... of them ports of real bug reports", f"{s['reported_top1']} of {s['reported']}"),
+        ("... faults with no id: 'unexplained' first", f"{s['no_id_unexplained_first']} of {s['no_id']}"),
+        ("faulty cases with a wrong root cause first",
+         f"{len(s['wrong_cause_first'])}: {', '.join(s['wrong_cause_first']) or '-'}"),
         ("recall of expected ids (mean per case)", f"{pct(s['recall'])} ({pct(s['mean_case_recall'])})"),
-        ("healthy cases with a root cause", f"{len(false_causes)}: {', '.join(false_causes) or '-'}"),
+        ("healthy cases with a root cause or 'unexplained'", f"{len(false_causes)}: {', '.join(false_causes) or '-'}"),
         ("healthy cases with oscillating-loss", f"{len(swings)}: {', '.join(swings) or '-'}"),
         ("check time, mean / max (s)", f"{secs(s['check_s_mean'])} / {secs(s['check_s_max'])}"),
+        ("contract checks before the first step, mean / max (s)",
+         f"{secs(s['contract_s_mean'])} / {secs(s['contract_s_max'])}"),
     ]
     lines += ["", "| measure | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in measures]
     return "\n".join(lines)
@@ -269,7 +301,12 @@ def main() -> None:
     ap.add_argument("--family", nargs="+", default=None, metavar="F", help="run these families")
     ap.add_argument("--runs", default=None, help="keep the instrumented run records in this directory")
     ap.add_argument("--list", action="store_true", help="print the cases and exit")
-    ap.add_argument("--out", default="fault_suite", help="result name under bench/results/ (default fault_suite)")
+    ap.add_argument("--out", default=None, help="result name under bench/results/ (default fault_suite, "
+                                                "fault_suite_test for --part test)")
+    ap.add_argument("--part", choices=("tuning", "test", "all"), default="all",
+                    help="the tuning part (rules developed on it), the test part (never tuned on), or both")
+    ap.add_argument("--skip-plain", action="store_true",
+                    help="train each case instrumented only (findings without the comparison with plain fit)")
     args = ap.parse_args()
 
     tf = import_tensorflow_quietly()
@@ -277,7 +314,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     from bench.faults import load_cases
 
-    cases = list(load_cases().values())
+    cases = list(load_cases(None if args.part == "all" else args.part).values())
     if args.only or args.family:
         cases = [c for c in cases if (args.only and c.name in args.only) or (args.family and c.family in args.family)]
     if args.list:
@@ -289,15 +326,20 @@ def main() -> None:
         runs = Path(args.runs) if args.runs else Path(scratch)
         for case in cases:
             start = time.perf_counter()
-            rows.append(score_case(case, runs))
+            rows.append(score_case(case, runs, plain_fit=not args.skip_plain))
             row = rows[-1]
             print(f"{case.name}: {_findings_cell(row)} | {_verdict_cell(row)} | {_agreement_cell(row)} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
-    summary = summarise(rows)
-    print()
-    print(tables(rows, summary))
-    path = write_result(args.out, {"seed": SEED, "loss_rtol": LOSS_RTOL, "weight_rtol": WEIGHT_RTOL,
-                                   "summary": summary, "cases": rows})
+    parts = {part: [r for r in rows if r["part"] == part] for part in ("tuning", "test")}
+    summaries = {part: summarise(part_rows) for part, part_rows in parts.items() if part_rows}
+    for part, summary in summaries.items():
+        print(f"\n## The {part} part\n")
+        print(tables(parts[part], summary))
+    name = args.out or ("fault_suite_test" if args.part == "test" else "fault_suite")
+    path = write_result(name, {"seed": SEED, "loss_rtol": LOSS_RTOL, "weight_rtol": WEIGHT_RTOL,
+                               "plain_fit": not args.skip_plain, "part": args.part,
+                               "summary": summaries.get("tuning") or summaries.get("test"),
+                               "summaries": summaries, "cases": rows})
     print(f"-> {path}")
 
 

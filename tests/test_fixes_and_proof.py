@@ -49,11 +49,24 @@ def test_every_fix_answers_a_declared_finding_with_a_change_the_transforms_know(
              "unmasked-padding": _view(layers=_layers(extra=[{"class": "Embedding", "name": "emb", "config": {}}])),
              "temporal-encoding-dominates": _view(**{"rms/pos/position": np.full(20, 10.0),
                                                      "rms/pos/content": np.full(20, 0.03)}),
-             "unscaled-inputs": _view(**{"input_rms/x": np.full(20, 120.0)})}
+             "unscaled-inputs": _view(**{"input_rms/x": np.full(20, 120.0)}),
+             "loss-target-mismatch": _view(summary={"contract": {
+                 "loss": {"kind": "categorical"}, "targets": {"structure": "multi-hot"},
+                 "output": {"activation": "softmax"}}}),
+             "unscaled-targets": _view(summary={"contract": {"targets": {"mean": 4e4, "std": 9e3}}}),
+             "excessive-dropout": _view(layers=_layers(extra=[{"class": "Dropout", "name": "drop",
+                                                               "config": {"rate": 0.9}}])),
+             "frozen-layers": _view(layers=_layers(extra=[{"class": "Dense", "name": "frozen", "config": {},
+                                                           "frozen_params": 40}])),
+             "unadapted-preprocessing": _view(layers=_layers(extra=[{"class": "Normalization", "name": "norm",
+                                                                     "adapted": False}])),
+             "missing-activation": _view(layers=_layers(hidden_activation="linear"))}
     for finding in FIXES:
         remedy = remedy_for(finding, views.get(finding, _view()))
         assert remedy is not None, finding
         assert remedy.change["op"] in OPS and remedy.label and remedy.text
+        for part in remedy.change.get("changes", []):  # a fix in several parts: each part an op too
+            assert part["op"] in OPS, finding
 
 
 @pytest.mark.parametrize("ratio, factor", [(1e-5, 100.0), (3e-8, LR_FACTOR_MAX), (5e-4, LR_FACTOR)])
@@ -160,13 +173,15 @@ def _plan():
 def test_proof_marks_each_finding_from_its_fix_variant():
     proof = proof_of(_verdict(), _plan(), errors={"run | constant-init=glorot": "ConfigError: no layer 'x'"})
     status = {f["id"]: f["status"] for f in proof["findings"]}
+    # A fix whose runs could not be trained is reported as failed, with its error (not as inconclusive).
     assert status == {"huge-steps": "proven", "tiny-steps": "refuted", "dead-network": "proven",
-                      "ignores-input": "untested", "constant-init": "inconclusive"}
+                      "ignores-input": "untested", "constant-init": "failed"}
     assert proof["margin"] == pytest.approx(REFUTE_MARGIN * 1.0)
-    assert proof["counts"] == {"proven": 2, "refuted": 1, "inconclusive": 1, "untested": 1}
+    assert proof["counts"] == {"proven": 2, "refuted": 1, "inconclusive": 0, "untested": 1, "failed": 1}
     failed = next(f for f in proof["findings"] if f["id"] == "constant-init")
-    assert "no layer 'x'" in failed["untested"]
+    assert "no layer 'x'" in failed["error"]
     text = format_proof(proof)
+    assert "constant-init [root-cause]: FAILED: glorot could not be run: ConfigError: no layer 'x'" in text
     assert "huge-steps [root-cause]: PROVEN: learning rate x0.01 moves the validation loss by -0.600" in text
     assert "1 of 3 fixed runs diverged" in text
 

@@ -10,8 +10,8 @@ attention), declared once with :func:`~diagnose.findings.registry.rule`;
 """
 
 # Importing the rule modules registers their rules.
-from diagnose.findings import (rules_architecture, rules_attention, rules_curve, rules_gradients,  # noqa: F401
-                               rules_inputs, rules_optimization, rules_output)
+from diagnose.findings import (rules_architecture, rules_attention, rules_contract,  # noqa: F401
+                               rules_curve, rules_gradients, rules_inputs, rules_optimization, rules_output)
 from diagnose.findings.base import Evidence, Finding, RunView
 from diagnose.findings.registry import RULES, Hit, check_run, check_view, format_findings, rule, spec_of
 

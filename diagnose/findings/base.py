@@ -23,10 +23,11 @@ from diagnose.findings import thresholds as T
 
 __all__ = ["Evidence", "Finding", "RunView", "KINDS", "SEVERITIES", "series", "late", "early", "steps_of",
            "hop_columns", "variable_columns", "number", "fmt", "final_loss", "weight_matrices", "constant_loss",
-           "ConstantLoss", "layer_of", "initial_norm",
+           "ConstantLoss", "layer_of", "initial_norm", "contract", "contract_targets", "all_layers",
            "start_loss", "progress"]
 
-KINDS = ("root-cause", "symptom")
+# "unexplained": a failed run that no root cause's measured mechanism explains (registry.check_view adds it).
+KINDS = ("unexplained", "root-cause", "symptom")
 SEVERITIES = ("high", "medium", "low")
 
 
@@ -65,7 +66,8 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Finding:
-    """A diagnosis: a root cause (a choice to change) or a symptom (what the run shows)."""
+    """A diagnosis: a root cause (a choice to change), a symptom (what the run shows), or a failure no
+    measured cause explains (kind "unexplained")."""
 
     id: str
     kind: str
@@ -90,7 +92,7 @@ class Finding:
                 "fix": self.fix, "figure": self.figure}
 
     def sort_key(self) -> tuple:
-        """Root causes first, then high > medium > low, then id."""
+        """An unexplained failure first, then root causes, then high > medium > low, then id."""
         return KINDS.index(self.kind), SEVERITIES.index(self.severity), self.id
 
 
@@ -315,14 +317,39 @@ def constant_loss(view: RunView) -> ConstantLoss | None:
     nats; for a squared error, the targets' variance, with margins of
     :data:`~thresholds.VARIANCE_MARGIN` of it.
     """
-    unigram = view.baseline("unigram_entropy")
+    # The labels' entropy is a cross-entropy's baseline only (a hinge loss on the same labels is in its own units).
+    unigram = view.baseline("unigram_entropy") if view.unit in ("nats", "loss units") else None
     if unigram is not None:
         return ConstantLoss("summary.baselines.unigram_entropy", unigram, T.UNIGRAM_MARGIN, T.PROBE_MARGIN)
     variance = squared_error_variance(view)
     if variance is not None:
         margin = T.VARIANCE_MARGIN * variance
         return ConstantLoss("summary.baselines.target_variance", variance, margin, margin)
+    constant = view.baseline("constant_loss")
+    if constant is not None and constant > 0:
+        # Any other loss (MAE, Huber, hinge, the user's own): the best constant prediction under it.
+        margin = T.CONSTANT_MARGIN * constant
+        return ConstantLoss("summary.baselines.constant_loss", constant, margin, margin)
     return None
+
+
+def contract(view: RunView) -> dict:
+    """summary.json's ``contract`` (:mod:`diagnose.instruments.contract`), or ``{}``."""
+    facts = view.summary.get("contract")
+    return facts if isinstance(facts, dict) else {}
+
+
+def contract_targets(view: RunView) -> dict:
+    """What the targets are (the contract's ``targets``), or ``{}``."""
+    targets = contract(view).get("targets")
+    return targets if isinstance(targets, dict) else {}
+
+
+def all_layers(view: RunView) -> list[dict]:
+    """Every described layer: the model's own and those nested inside them (a shared encoder's)."""
+    model = view.model
+    return [layer for layer in list(model.get("layers") or []) + list(model.get("inner_layers") or [])
+            if isinstance(layer, dict) and not layer.get("operation")]
 
 
 def loss_scale(view: RunView) -> float:

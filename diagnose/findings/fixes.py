@@ -55,8 +55,9 @@ class MechanicalFix:
     finding: str
     what: str
     resolve: Callable[[RunView], Remedy | None]
-    # What the proof judges the fix by: "loss" (the validation loss) or "error" (1 -
-    # validation accuracy), for a fault the loss cannot show.
+    # What the proof judges the fix by: "loss" (the validation loss), "error" (1 -
+    # validation accuracy) for a fault the loss cannot show, or "task" (the task's error on
+    # the probe batch, whatever the loss) for a fix that changes the loss itself.
     judged_by: str = "loss"
 
 
@@ -69,8 +70,8 @@ def fix(finding: str, *, what: str, judged_by: str = "loss"):
     ``judged_by="error"`` has the proof judge it by the validation error instead of the
     loss, for a fault that leaves the loss as it would be without it.
     """
-    if judged_by not in ("loss", "error"):
-        raise ValueError(f"judged_by is 'loss' or 'error', not {judged_by!r}")
+    if judged_by not in ("loss", "error", "task"):
+        raise ValueError(f"judged_by is 'loss', 'error' or 'task', not {judged_by!r}")
 
     def register(resolve):
         if finding in FIXES:
@@ -190,13 +191,12 @@ def _single_unit_softmax(view):
 # --- initialisation, inputs, padding ----------------------------------------------------------------
 
 
-@fix("constant-init", what="hidden kernels drawn from Glorot uniform instead of a constant")
+@fix("constant-init", what="hidden kernels drawn from Glorot uniform (tables from uniform(-0.05, 0.05)) "
+                           "instead of a constant")
 def _constant_init(view):
-    graph = KerasGraph(view.model)
-    outputs = set(graph.outputs())
-    layers = [layer.get("name") for layer in graph.layers if layer.get("name") not in outputs
-              and str((layer.get("config") or {}).get("kernel_initializer") or "").startswith(("Zeros", "Ones",
-                                                                                               "Constant"))]
+    from diagnose.findings.rules_architecture import constant_weights
+
+    layers = list(dict.fromkeys(name for name, _, _ in constant_weights(view)))
     if not layers:
         return None
     return Remedy({"op": "reinit_kernels", "layers": layers}, "glorot",
@@ -253,3 +253,121 @@ def _vanishing(view):
         return None
     return Remedy({"op": "hidden_activation", "layers": layers, "activation": "relu"}, "relu",
                   f"ReLU in {', '.join(layers)} instead of {graph.activation(layers[0])}")
+
+
+# --- the model-task contract ------------------------------------------------------------------------
+
+
+def _contract(view: RunView) -> dict:
+    facts = view.summary.get("contract")
+    return facts if isinstance(facts, dict) else {}
+
+
+@fix("loss-target-mismatch", what="the loss of the targets' structure: binary cross-entropy for multi-hot targets "
+                                  "(with a sigmoid output), a cross-entropy for a classifier trained by a "
+                                  "regression loss", judged_by="task")
+def _loss_target_mismatch(view):
+    facts = _contract(view)
+    targets, loss, output = facts.get("targets") or {}, facts.get("loss") or {}, facts.get("output") or {}
+    structure, activation = targets.get("structure"), output.get("activation")
+    if loss.get("kind") == "categorical" and structure == "multi-hot":
+        changes = [{"op": "loss", "loss": "binary_crossentropy"}]
+        if activation == "softmax":
+            changes.insert(0, {"op": "output_activation", "activation": "sigmoid"})
+        return Remedy(changes[0] if len(changes) == 1 else {"op": "all", "changes": changes}, "bce",
+                      "binary cross-entropy (one probability per tag" +
+                      (", a sigmoid output)" if activation == "softmax" else ")"))
+    if loss.get("kind") == "regression" and structure in ("one-hot", "multi-hot", "binary") \
+            and activation in ("softmax", "sigmoid"):
+        wanted = "categorical_crossentropy" if structure == "one-hot" and activation == "softmax" \
+            else "binary_crossentropy"
+        return Remedy({"op": "loss", "loss": wanted}, wanted.split("_")[0], f"{wanted} instead of {loss.get('name')}")
+    return None
+
+
+@fix("output-range-mismatch", what="a linear output (no activation) for one whose range excludes the targets")
+def _output_range(view):
+    activation = (_contract(view).get("output") or {}).get("activation")
+    return Remedy({"op": "output_activation", "activation": "linear"}, "linear",
+                  f"a linear output instead of {activation}")
+
+
+@fix("unscaled-targets", what="a fixed Rescaling after the output by the targets' spread and mean, so that the "
+                              "network learns a unit-scale quantity")
+def _unscaled_targets(view):
+    targets = _contract(view).get("targets") or {}
+    mean, std = number(targets.get("mean")), number(targets.get("std"))
+    if mean is None or not std:
+        return None
+    scale, offset = float(f"{std:.4g}"), float(f"{mean:.4g}")
+    return Remedy({"op": "rescale_output", "scale": scale, "offset": offset}, "rescaled",
+                  f"the output rescaled by {scale:g} and shifted by {offset:g} (the targets' spread and mean)")
+
+
+@fix("excessive-dropout", what="dropout rates of 0.8 or more replaced by one less the rate (what a keep "
+                               "probability passed as a rate meant)")
+def _excessive_dropout(view):
+    from diagnose.findings.base import all_layers
+    from diagnose.findings.rules_contract import _rates
+
+    layers = {}
+    for layer in all_layers(view):
+        for key, rate in _rates(layer):
+            if rate >= T.DROPOUT_RATE:
+                layers.setdefault(layer.get("name"), {})[key] = round(1.0 - rate, 4)
+    if not layers:
+        return None
+    return Remedy({"op": "dropout_rate", "layers": layers}, "keep",
+                  "dropout rates " + ", ".join(f"{n} {r}" for n, rates in layers.items() for r in rates.values()))
+
+
+@fix("frozen-layers", what="the frozen layers trainable again")
+def _frozen_layers(view):
+    from diagnose.findings.base import all_layers
+    from diagnose.findings.rules_contract import _leaf
+
+    names = [layer.get("name") for layer in all_layers(view) if _leaf(layer)
+             and (number(layer.get("frozen_params")) or 0) > 0]
+    if not names:
+        return None
+    return Remedy({"op": "unfreeze", "layers": names}, "trainable", f"{', '.join(names)} trainable")
+
+
+@fix("batchnorm-small-batch", what="a batch of 32 for one too small for BatchNormalization's statistics")
+def _small_batch(view):
+    return Remedy({"op": "fit", "batch_size": 32}, "batch 32", "batch size 32")
+
+
+@fix("unadapted-preprocessing", what="the preprocessing layers adapted on the training inputs")
+def _unadapted(view):
+    from diagnose.findings.base import all_layers
+
+    names = [layer.get("name") for layer in all_layers(view) if layer.get("adapted") is False]
+    names += [f.get("name") for f in _contract(view).get("preprocessing") or []
+              if (number((f or {}).get("oov_share")) or 0.0) >= T.OOV_SHARE and f.get("name") not in names]
+    if not names:
+        return None
+    return Remedy({"op": "adapt", "layers": names}, "adapted", f"{', '.join(names)} adapted on the training data")
+
+
+@fix("missing-activation", what="ReLU on the hidden layers that have no activation")
+def _missing_activation(view):
+    graph = KerasGraph(view.model)
+    outputs = set(graph.outputs())
+    layers = [n for n in graph.by_name if n not in outputs and graph.cls(n) in LINEAR
+              and graph.activation(n) in (None, "linear")]
+    if not layers:
+        return None
+    return Remedy({"op": "hidden_activation", "layers": layers, "activation": "relu"}, "relu",
+                  f"ReLU in {', '.join(layers)}")
+
+
+@fix("class-imbalance", what="classes weighted by the inverse of their share of the training labels",
+     judged_by="task")
+def _class_imbalance(view):
+    return Remedy({"op": "fit", "class_weight": "balanced"}, "balanced", "classes weighted (balanced)")
+
+
+@fix("too-few-steps", what="four times the epochs")
+def _too_few_steps(view):
+    return Remedy({"op": "fit", "epochs_factor": 4}, "epochs x4", "four times the epochs")

@@ -13,12 +13,20 @@ outcomes (fix - base; the validation loss over the last quarter of a run's steps
   (its lower end is above -margin): whatever the fix does, it does not undo a failure
   of any size that matters, so what the finding blames is not what holds the run back;
 * **inconclusive**: neither, at this many seeds (more seeds narrow the interval);
-* **untested**: no mechanical fix is declared for it, or none applies to this model.
+* **untested**: no mechanical fix is declared for it, or none applies to this model;
+* **failed**: the fix's runs could not be trained (the error is kept).
+
+A base that diverged on every seed is compared by divergence first: a fix none of
+whose runs diverged is proven by that alone (a blown-up run's loss counts as a model
+that learned nothing, which can hide a fix that trains).
 
 A fault the loss cannot show (a softmax over one unit: Keras' binary cross-entropy
 reads the logits under it) is judged the same way by the validation error (1 -
 accuracy) instead, with the margin 5% of the unfixed model's error; without a
-recorded accuracy it stays untested, and the line says what to compile.
+recorded accuracy, by the task's error on the probe batch (a classifier's balanced
+error, 1 - R^2 for continuous targets, whatever the loss), which also judges a fix
+that changes the loss itself (a cross-entropy for a squared error: the two losses'
+values are in other units).
 
 The two cannot both hold: a mean improvement of at least the margin puts the
 interval's lower end at or below -margin.
@@ -41,6 +49,10 @@ REFUTE_MARGIN = 0.05
 # 2.5x narrower than at 3; past it each seed buys little and a proof should stay quick
 # (``--max-seeds`` buys more).
 PROOF_MAX_SEEDS = 8
+# A base that diverged on every one of at least 3 seeds (a fix that then diverges on none is proven by
+# that alone): fewer seeds could be luck; on 3 of 3 against 0 of 3, the chance that the fix changed nothing
+# is 1 in 20 (Fisher's exact test, one-sided).
+MIN_DIVERGED_SEEDS = 3
 DEFINITION = (f"proven: the fix lowers the validation loss with a 95% interval below zero, by at least "
               f"the margin ({REFUTE_MARGIN:.0%} of the unfixed model's loss) on average; refuted: the interval "
               "excludes any improvement larger than the margin; inconclusive: neither at this many seeds")
@@ -58,25 +70,49 @@ def judge(effect: float | None, ci, margin: float) -> str:
     return "inconclusive"
 
 
-def _by_error(study, base: str, variant: str, confidence: float) -> tuple[dict | None, float | None, str | None]:
-    """The fix's paired effect on the validation error (fix - base), the base's error, and why not where
-    there is none: for a finding whose fault the loss cannot show (its fix is ``judged_by="error"``)."""
+def _measured(study, base: str, variant: str, read) -> dict[str, dict[int, float]]:
     from diagnose import studydir
-    from diagnose.findings.verdict_stats import paired, run_error
+
+    values: dict[str, dict[int, float]] = {base: {}, variant: {}}
+    for e in studydir.read_manifest(study).get("runs", []):
+        if e.get("variant") in values:
+            value = read(studydir.run_path(study, e["id"]))
+            if value is not None:
+                values[e["variant"]][int(e["seed"])] = value
+    return values
+
+
+def _by_error(study, base: str, variant: str, confidence: float, judged_by: str = "error"
+              ) -> tuple[dict | None, float | None, str | None, str]:
+    """The fix's paired effect on the validation error (fix - base), the base's error, why not where there is
+    none, and the measure's name: for a finding whose fault the loss cannot show (``judged_by="error"``: the
+    validation error where the runs recorded an accuracy, else the task's error on the probe batch) or whose
+    fix changes the loss itself (``judged_by="task"``: the task's error, comparable across losses)."""
+    from diagnose.findings.verdict_stats import paired, run_error, run_task_error
 
     if study is None:
-        return None, None, "judged by the validation error, which needs the proof study's records"
-    errors: dict[str, dict[int, float]] = {base: {}, variant: {}}
-    for e in studydir.read_manifest(study).get("runs", []):
-        if e.get("variant") in errors:
-            value = run_error(studydir.run_path(study, e["id"]))
-            if value is not None:
-                errors[e["variant"]][int(e["seed"])] = value
-    if not errors[base] or not errors[variant]:
-        return None, None, ("the loss cannot show this fault (Keras' binary cross-entropy reads the logits "
-                            "under the output's activation) and the runs recorded no validation accuracy; "
-                            "compile the model with metrics=['accuracy'] to test it by the validation error")
-    return paired(errors[base], errors[variant], confidence), statistics.fmean(errors[base].values()), None
+        return None, None, "judged by the validation error, which needs the proof study's records", ""
+    values = _measured(study, base, variant, run_error) if judged_by == "error" else {}
+    measure = "validation error"
+    if not values or not values[base] or not values[variant]:
+        values, measure = _measured(study, base, variant, run_task_error), "task error on the probe batch"
+    if not values[base] or not values[variant]:
+        return None, None, ("judged by the task's error (the loss cannot show this fault, or the fix changes the "
+                            "loss), which the runs did not record: they had no held-out probe batch with "
+                            "targets"), measure
+    effect = paired(values[base], values[variant], confidence)
+    return effect, statistics.fmean(values[base].values()), None, measure
+
+
+def _diverged_seeds(study, variant: str) -> tuple[int, int] | None:
+    """(diverged, runs) of a variant in the proof study, or None without its manifest."""
+    from diagnose import studydir
+
+    if study is None:
+        return None
+    runs = [e for e in studydir.read_manifest(study).get("runs", []) if e.get("variant") == variant
+            and e.get("status") in ("completed", "diverged")]
+    return sum(e.get("status") == "diverged" for e in runs), len(runs)
 
 
 def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) -> dict:
@@ -96,20 +132,36 @@ def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) 
     margin = REFUTE_MARGIN * abs(base_loss) if base_loss is not None else None
     effects = {e["variant"]: e for e in verdict.get("effects") or []}
     findings = []
+    base_diverged = _diverged_seeds(study, base)
     for planned in plan.get("findings", []):
         entry = dict(planned)
         variant = planned.get("variant")
+        fixed_diverged = _diverged_seeds(study, variant) if variant is not None else None
         if variant is None:
             entry["status"] = "untested"
-        elif planned.get("judged_by") == "error":
-            e, base_error, why = _by_error(study, base, variant, effects.get(variant, {}).get("confidence", 0.95))
+        elif (errors or {}).get(variant) and variant not in effects:
+            entry.update(status="failed", error=errors[variant])  # the fix could not be run: say so, with why
+        elif base_diverged and fixed_diverged and base_diverged[1] >= MIN_DIVERGED_SEEDS \
+                and base_diverged[0] == base_diverged[1] and fixed_diverged[1] == base_diverged[1] \
+                and fixed_diverged[0] == 0:
+            # Every unfixed run blew up and no fixed one did: a loss compared with a blown-up run's says less
+            # than that (it counts as a model that learned nothing, however far it blew).
+            e = effects.get(variant, {})
+            entry.update(status="proven", measure="divergence", effect=e.get("effect"), ci=e.get("ci"),
+                         n=base_diverged[1], sd=e.get("sd"), confidence=e.get("confidence"),
+                         fixed_loss=e.get("mean_loss"), diverged=0, runs=e.get("runs", []),
+                         base_diverged=base_diverged[0])
+        elif planned.get("judged_by") in ("error", "task"):
+            e, base_error, why, measure = _by_error(study, base, variant,
+                                                    effects.get(variant, {}).get("confidence", 0.95),
+                                                    planned["judged_by"])
             if e is None:
                 entry.update(status="untested", untested=why)
             else:
                 fixed = None if e["effect"] is None else base_error + e["effect"]
                 entry.update(status=judge(e["effect"], e["ci"], REFUTE_MARGIN * base_error), effect=e["effect"],
                              ci=e["ci"], n=e["n"], sd=e["sd"], confidence=e["confidence"],
-                             measure="validation error", base_value=base_error,
+                             measure=measure, base_value=base_error,
                              fixed_value=fixed, margin=REFUTE_MARGIN * base_error,
                              diverged=effects.get(variant, {}).get("diverged", 0),
                              runs=effects.get(variant, {}).get("runs", []))
@@ -125,7 +177,7 @@ def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) 
     return {"run": plan.get("run"), "base": base, "base_loss": base_loss, "margin": margin,
             "definition": DEFINITION, "findings": findings,
             "counts": {s: sum(f["status"] == s for f in findings)
-                       for s in ("proven", "refuted", "inconclusive", "untested")}}
+                       for s in ("proven", "refuted", "inconclusive", "untested", "failed")}}
 
 
 def proof_seeds(proof: dict, cap: int = PROOF_MAX_SEEDS) -> dict[str, int]:
@@ -160,6 +212,11 @@ def proof_line(entry: dict) -> str:
     status = entry["status"].upper()
     if entry["status"] == "untested":
         return f"{status}: {entry.get('untested') or 'no mechanical fix'}"
+    if entry["status"] == "failed":
+        return f"{status}: {entry.get('fix')} could not be run: {entry.get('error')}"
+    if entry.get("measure") == "divergence":
+        return (f"{status}: {entry['fix']}: none of {entry['n']} fixed runs diverged, every unfixed one did"
+                + (f" (validation loss {entry['effect']:+.3f})" if entry.get("effect") is not None else ""))
     if entry.get("effect") is None:
         return f"{status}: {entry.get('fix')}: {entry.get('untested')}"
     lo, hi = entry["ci"]

@@ -83,6 +83,8 @@ def rule(id: str, *, kind: str, severity: str, figure: str | None, what: str, ex
 
 
 def spec_of(finding_id: str) -> RuleSpec | None:
+    if finding_id == UNEXPLAINED:
+        return UNEXPLAINED_SPEC
     return next((r.spec for r in RULES if r.spec.id == finding_id), None)
 
 
@@ -90,12 +92,19 @@ def check_view(view: RunView) -> list[Finding]:
     """Applies every rule to an in-memory run.
 
     Returns:
-        The findings, root causes first; among each kind, a finding that another
-        found one explains after it; then by severity (high, medium, low), then by id.
+        The findings: a failure no root cause explains first (``unexplained``, added
+        when the run failed and no root cause was found), then root causes; among
+        each kind, a finding that another found one explains after it; then by
+        severity (high, medium, low), then by id.
     """
     findings = [finding for r in RULES if (finding := r(view)) is not None]
+    if not any(f.kind == "root-cause" for f in findings):
+        unexplained = _unexplained(view, findings)
+        if unexplained is not None:
+            findings.append(unexplained)
     found = {f.id for f in findings}
-    causes = {f.id: {c for c in found if f.id in spec_of(c).explains and c != f.id} for f in findings}
+    causes = {f.id: {c for c in found if c != UNEXPLAINED and f.id in spec_of(c).explains and c != f.id}
+              for f in findings}
     depth: dict[str, int] = {}
 
     def chain(fid: str, seen: frozenset = frozenset()) -> int:
@@ -110,6 +119,44 @@ def check_view(view: RunView) -> list[Finding]:
         return kind, chain(f.id), severity, fid
 
     return sorted(findings, key=key)
+
+
+# What a run cannot show: the causes left when every rule has been checked.
+_UNMEASURED = ("labels that do not depend on the inputs (shuffled, misaligned or noisy labels)",
+               "a model too small (or of the wrong kind) for the task",
+               "training and validation data prepared differently",
+               "a fault in the data pipeline before the model (wrong features, a leak, a bad split)")
+UNEXPLAINED = "unexplained"
+UNEXPLAINED_SPEC = RuleSpec(UNEXPLAINED, "unexplained", "high", "loss",
+                            "a run that failed (diverged, at chance, flat) with no root cause measured; lists what "
+                            "was ruled out")
+
+
+def _unexplained(view: RunView, findings: list[Finding]) -> Finding | None:
+    """The failure no root cause explains, with what was ruled out (None when the run did not fail)."""
+    from diagnose.findings.outcome import failure
+
+    failed = failure(view)
+    if failed is None:
+        return None
+    found = {f.id for f in findings}
+    checked = [r.spec for r in RULES if r.spec.kind == "root-cause" and r.spec.id not in found]
+    symptoms = [f.id for f in findings if f.kind == "symptom"]
+    evidence = list(failed.evidence)
+    evidence.append(Evidence("root causes checked, none found", len(checked), None))
+    shown = f" It shows {', '.join(symptoms)}." if symptoms else ""
+    ruled_out = "; ".join(f"{spec.id} ({spec.what})" for spec in checked)
+    return Finding(
+        id=UNEXPLAINED, kind="unexplained", severity="high",
+        title=f"Unexplained: the run {failed.words}, and no root cause that diagnose measures explains it",
+        evidence=tuple(evidence),
+        explanation=(f"The run failed ({failed.kind}).{shown} Ruled out, each checked on this run's record: "
+                     f"{ruled_out}. What a run's record cannot show remains: " + "; ".join(_UNMEASURED) + "."),
+        fix=("Check what no rule measures, in that order: that each label belongs to its input (train on 100 "
+             "examples until the loss is near 0: a model that cannot memorise them has a bug before the loss); "
+             "that validation data is prepared as training data is; that the model can represent the task. To "
+             "test a suspicion, prove it: diagnose check RUN --prove --also ID."),
+        figure="loss")
 
 
 def check_run(run_dir: str | os.PathLike) -> list[Finding]:

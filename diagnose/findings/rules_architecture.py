@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import Evidence, RunView, hop_columns, late, progress, series, steps_of
+from diagnose.findings.base import Evidence, RunView, all_layers, hop_columns, late, progress, series, steps_of
 from diagnose.findings.graph import KerasGraph
 from diagnose.findings.registry import Hit, rule
 
-__all__ = ["linear_on_attention_scores", "temporal_encoding_dominates", "padding_attention", "constant_init"]
+__all__ = ["linear_on_attention_scores", "temporal_encoding_dominates", "padding_attention", "constant_init",
+           "constant_weights"]
 
 
 def _late_mean(view: RunView, column: str) -> tuple[float, tuple[int, int]] | None:
@@ -191,30 +192,74 @@ def padding_attention(view: RunView) -> Hit | None:
 
 
 _CONSTANT_INITS = ("Zeros", "Ones", "Constant")
+# Weights that start constant by design, whatever their number of axes, by their last path component.
+_VECTOR_LEAVES = ("bias", "gamma", "beta", "moving_mean", "moving_variance", "scale", "offset")
+# Initializers of weights that start constant by design (biases, normalisation scales and shifts, statistics).
+_CONSTANT_BY_DESIGN = ("bias_initializer", "beta_initializer", "gamma_initializer", "moving_mean_initializer",
+                       "moving_variance_initializer")
+
+
+def constant_weights(view: RunView) -> list[tuple[str, str, str]]:
+    """Hidden weights that start with every entry equal: ``(layer, where, how)`` per weight found.
+
+    Read from every initializer a layer is configured with (kernels, embedding tables,
+    recurrent kernels...), the output layer's own left out (a zero output layer on random
+    features still learns), and from the initial values themselves: a weight of two or
+    more axes whose values were all equal when training started (summary.json's digest is
+    null), however it got them (a constant initializer of the user's own, set_weights).
+    """
+    graph = KerasGraph(view.model)
+    outputs = set(graph.outputs())
+    found, layers = [], set()
+    for layer in all_layers(view):
+        name = layer.get("name")
+        if name in outputs:
+            continue
+        for key, init in (layer.get("config") or {}).items():
+            if key.endswith("initializer") and key not in _CONSTANT_BY_DESIGN \
+                    and str(init or "").startswith(_CONSTANT_INITS):
+                found.append((name, f"config.{key}", str(init)))
+                layers.add(name)
+    digests, shapes = view.summary.get("initial_weight_digests"), view.summary.get("variables")
+    owners = view.summary.get("variable_layers")
+    # A table added to a layer's output (a position encoding) is temporal-encoding-dominates' to judge.
+    tables = {m.group(1) for c in view.metrics.columns if (m := re.fullmatch(r"rms/(.+)/position", str(c)))}
+    if isinstance(digests, dict) and isinstance(shapes, dict):
+        for variable, digest in digests.items():
+            owner, leaf = variable.split("/", 1)[0], variable.rsplit("/", 1)[-1]
+            if digest is not None or len(shapes.get(variable) or []) < 2 or owner in outputs or owner in layers \
+                    or leaf in _VECTOR_LEAVES or owner in tables or variable in tables:
+                continue  # a bias of two axes (a GRU's, MultiHeadAttention's) starts constant by design
+            if isinstance(owners, dict) and owners.get(variable) in ("BatchNormalization", "LayerNormalization"):
+                continue
+            found.append((owner, f"summary.initial_weight_digests.{variable}", "every value equal at step 0"))
+            layers.add(owner)
+    return found
 
 
 @rule("constant-init", kind="root-cause", severity="medium", figure="gradients",
-      what="a hidden layer's weights initialised to one constant, so all its units stay identical",
-      explains=("no-gradient", "vanishing-gradients", "tiny-steps", "ignores-input", "plateau"))
+      what="a hidden layer's weights (kernel, embedding table, recurrent kernel) initialised to one constant, so "
+           "all its units stay identical",
+      explains=("no-gradient", "vanishing-gradients", "tiny-steps", "ignores-input", "plateau", "blocked-gradient",
+                "dead-network", "huge-steps"))
 def constant_init(view: RunView) -> Hit | None:
     if not view.is_keras:
         return None
     graph = KerasGraph(view.model)
-    outputs = set(graph.outputs())
-    evidence = []
-    for layer in graph.layers:
-        name = layer.get("name")
-        init = str((layer.get("config") or {}).get("kernel_initializer") or "")
-        if name in outputs or not init.startswith(_CONSTANT_INITS):
-            continue
-        evidence.append(Evidence(graph.field(name, "config.kernel_initializer"), init, "a random initializer"))
+    evidence, layers = [], set()
+    for name, where, how in constant_weights(view):
+        layers.add(name)
+        field = graph.field(name, where) if where.startswith("config.") and name in graph.by_name else \
+            f"{name}.{where}" if where.startswith("config.") else where
+        evidence.append(Evidence(field, how, "a random initializer"))
     if not evidence:
         return None
     return Hit(
-        title=f"{len(evidence)} hidden layer(s) start with every weight equal",
+        title=f"{len(layers)} hidden layer(s) start with every weight equal",
         evidence=evidence,
         explanation=("When every weight of a layer starts at the same value, every unit computes the same output "
                      "and receives the same gradient, so the units stay identical for ever: the layer works as "
                      "one unit however wide it is (with zeros, often no gradient flows at all)."),
-        fix=("Use a random initializer for kernels (Keras' default glorot_uniform, or he_normal before ReLUs); "
-             "constant initialisation is for biases."))
+        fix=("Use a random initializer (Keras' defaults: glorot_uniform for kernels, uniform(-0.05, 0.05) for "
+             "embedding tables, orthogonal for recurrent kernels; he_normal before ReLUs); constant "
+             "initialisation is for biases."))

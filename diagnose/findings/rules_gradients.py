@@ -17,6 +17,18 @@ __all__ = ["exploding_gradients", "vanishing_gradients", "no_gradient", "dead_ne
 _LOOKUP_LAYERS = ("Embedding", "TokenAndPositionEmbedding")
 
 
+def _saturating_layers(view: RunView) -> list[str]:
+    """Hidden weight layers with a saturating activation (sigmoid, tanh), the output left out."""
+    from diagnose.findings.graph import LINEAR, KerasGraph
+
+    if not view.is_keras:
+        return []
+    graph = KerasGraph(view.model)
+    outputs = set(graph.outputs())
+    return [n for n in graph.by_name if n not in outputs and graph.cls(n) in LINEAR
+            and graph.activation(n) in ("sigmoid", "tanh", "hard_sigmoid")]
+
+
 def gradient_collapse(view: RunView) -> tuple[float, tuple] | None:
     """The median over weight matrices of (late mean / early mean) of their gradient norm, with the late steps."""
     ratios, steps = [], None
@@ -158,8 +170,15 @@ def vanishing_gradients(view: RunView) -> Hit | None:
             evidence.append(Evidence(column, float(window.mean()), T.VANISH_ABSOLUTE, steps_of(window)))
     if not evidence:
         return None
+    saturating = _saturating_layers(view) if depth is not None and depth[0] <= T.VANISH_FACTOR else []
+    if saturating:
+        # Fading with depth through saturating activations: the activations are the choice to change.
+        evidence.append(Evidence("hidden layers with a saturating activation", ", ".join(saturating[:4]),
+                                 "relu"))
     return Hit(
-        title="Gradients vanish", evidence=tuple(evidence),
+        kind="root-cause" if saturating else None,
+        title="Gradients vanish" + (f" through {len(saturating)} saturating hidden layers" if saturating else ""),
+        evidence=tuple(evidence),
         explanation=("Little or no gradient reaches the weights, so they stop moving: overall late in training "
                      "(dead ReLU units, saturated outputs, a path the loss does not depend on), or layer by layer "
                      "on its way back to the input, the first layers learning orders of magnitude slower than the "

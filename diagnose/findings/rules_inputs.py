@@ -11,9 +11,13 @@ from diagnose.findings.registry import Hit, rule
 
 __all__ = ["unscaled_inputs", "unmasked_padding"]
 
-# Layers that bring an input to a fixed scale before any weight sees it.
+# Layers that bring an input to a fixed scale before any weight sees it ...
 NORMALISERS = frozenset({"Normalization", "BatchNormalization", "LayerNormalization", "Rescaling",
                          "GroupNormalization", "UnitNormalization"})
+# ... and layers whose output does not scale with their input at all: they read raw units by
+# design (bin edges, vocabularies and hashes are in the input's own units).
+SCALE_FREE = frozenset({"Discretization", "Hashing", "IntegerLookup", "StringLookup", "CategoryEncoding",
+                        "TextVectorization", "HashedCrossing"})
 RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D"})
 
 
@@ -33,6 +37,14 @@ def _first_layers(graph: KerasGraph, source: str) -> set[str]:
     return out
 
 
+def _scales(graph: KerasGraph, name: str) -> bool:
+    """Whether the layer takes the input's scale out of what follows: a normaliser holding a state (a
+    Normalization never adapted is the identity), or a layer that reads raw units by design."""
+    layer = graph.by_name.get(name) or {}
+    cls = graph.cls(name)
+    return cls in SCALE_FREE or (cls in NORMALISERS and layer.get("adapted") is not False)
+
+
 @rule("unscaled-inputs", kind="root-cause", severity="medium", figure="gradients",
       what="a float input far from unit scale, read by weights with no normalisation first",
       explains=("huge-steps", "exploding-gradients", "dead-network", "diverged", "oscillating-loss",
@@ -45,7 +57,7 @@ def unscaled_inputs(view: RunView) -> Hit | None:
         if window is None or float(window.mean()) <= T.INPUT_RMS:
             continue
         first = _first_layers(graph, name) if graph is not None else set()
-        if first and all(graph.cls(layer) in NORMALISERS for layer in first):
+        if first and all(_scales(graph, layer) for layer in first):
             continue
         evidence.append(Evidence(column, float(window.mean()), T.INPUT_RMS, steps_of(window)))
         for layer in sorted(first)[:2]:

@@ -10,6 +10,7 @@ from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, initial_norm, late, number, progress, series, start_loss,
                                     steps_of, variable_columns, weight_matrices)
 from diagnose.findings.registry import Hit, rule
+from diagnose.findings.rules_contract import broken_contract
 from diagnose.findings.rules_gradients import dead_matrices, depth_attenuation, gradient_collapse
 
 __all__ = ["tiny_steps", "huge_steps", "clipping_never_fires", "clipping_always_fires", "diverged"]
@@ -183,6 +184,8 @@ def huge_steps(view: RunView) -> Hit | None:
     if not evidence:
         return None
     ratios = [e.observed for e in evidence if e.metric.startswith("update_ratio")]
+    if not ratios and broken_contract(view):
+        return None  # a loss blown up or weights grown, at step sizes that are not off: the contract's doing
     worst = max(ratios) if ratios else None
     rate = _learning_rate(view)
     if rate is not None:

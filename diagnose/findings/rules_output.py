@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import Evidence, RunView, late, series, steps_of
+from diagnose.findings.base import Evidence, RunView, contract, contract_targets, late, number, series, steps_of
 from diagnose.findings.graph import KerasGraph
 from diagnose.findings.registry import Hit, rule
 
@@ -25,6 +25,18 @@ def _late_mean(view: RunView, column: str) -> tuple[float, tuple[int, int]] | No
 def _normalised_loss_name(loss) -> str:
     """``CategoricalCrossentropy`` / ``categorical_crossentropy`` -> ``categoricalcrossentropy``."""
     return re.sub(r"[^a-z]", "", str(loss).lower())
+
+
+def _produces_probabilities(view: RunView, binary: bool) -> bool | None:
+    """Whether the outputs at the initial weights were probabilities (rows summing to 1 unless ``binary``)."""
+    start = (contract(view).get("output") or {}).get("at_start")
+    if not isinstance(start, dict) or "outside_unit_share" not in start:
+        return None
+    if (number(start.get("outside_unit_share")) or 0.0) > 0:
+        return False
+    if binary or start.get("row_sum_min") is None:
+        return True
+    return abs(float(start["row_sum_min"]) - 1) <= 1e-3 and abs(float(start["row_sum_max"]) - 1) <= 1e-3
 
 
 def _output_units(view: RunView, graph: KerasGraph, out: str) -> int | None:
@@ -49,20 +61,30 @@ def relu_output_crossentropy(view: RunView) -> Hit | None:
         if (_normalised_loss_name(model.get("loss")) not in probabilistic and not binary) \
                 or model.get("loss_from_logits"):
             return None
+        if not binary and contract_targets(view).get("structure") == "multi-hot":
+            return None  # a sigmoid under a categorical loss on multi-label targets: the loss is wrong, not the output
         graph = KerasGraph(model)
         outputs = graph.outputs()
         if not outputs:
             return None
         out = outputs[0]
+        produced = _produces_probabilities(view, binary)
         if binary:  # a sigmoid gives the probabilities (a one-unit softmax is single-unit-softmax's)
-            if graph.activation(out) in ("sigmoid", "hard_sigmoid", "softmax") or \
-                    graph.output_is_distribution(out) is not False:
+            if graph.activation(out) in ("sigmoid", "hard_sigmoid", "softmax"):
                 return None
-        elif graph.output_is_distribution(out) is not False:
-            return None
+            if graph.output_is_distribution(out) is None and produced is not False:
+                return None
+        elif graph.output_is_distribution(out) is True or (graph.output_is_distribution(out) is None
+                                                           and produced is not False):
+            return None  # a custom output layer is judged by what it produced at step 0
         activation = graph.activation(out) or "none"
         wanted = "sigmoid" if binary else "softmax"
         evidence.append(Evidence(graph.field(out, "config.activation"), activation, wanted))
+        if produced is False:
+            start = (contract(view).get("output") or {}).get("at_start") or {}
+            evidence.append(Evidence("summary.contract.output.at_start (min, max)",
+                                     f"{start.get('min', float('nan')):.3g}, {start.get('max', float('nan')):.3g}",
+                                     "[0, 1]" + ("" if binary else ", rows summing to 1"), (0, 0)))
         evidence.append(Evidence("model.loss", str(model.get("loss")), f"from_logits=True or a {wanted} output"))
         what = f"the output layer ({graph.describe(out)}, activation {activation})"
         fix = ("Make the last layer linear (activation=None) and train with "

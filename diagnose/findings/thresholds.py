@@ -156,6 +156,58 @@ VANISH_ABSOLUTE = 1e-7
 # learns slowly keeps gradients everywhere.
 DEAD_SHARE = 0.5
 
+# --- the model-task contract (summary.json's "contract", read before the first step) ----
+
+# Multi-hot rows: a multi-class task has exactly one label per example, so rows with two
+# or more ones are multi-label by construction. 1% of the rows read (a share the 4,096
+# rows measure to about 0.2%) rather than any one row, so that a stray corrupt row does not
+# turn a one-hot task into a multi-label one.
+MULTI_HOT_SHARE = 0.01
+# Labels that are not class indices: a class index is an integer in [0, classes); Keras
+# casts the rest to integers (0.73 -> class 0) or reads them out of range. 1% of the
+# labels read, as above.
+LABEL_SHARE = 0.01
+# The output's range alone costs at least a tenth of what a constant prediction costs:
+# predicting every target exactly where the range allows and the nearest bound elsewhere
+# still leaves 10% of the constant's loss (an R^2 capped at 0.9 for a squared error), so
+# no model with this output can fit the task, however it trains.
+RANGE_SHARE = 0.1
+# Regression targets whose RMS is over 10, under an output with no bounding activation:
+# initialisers make a network's outputs about unit scale at the start (as INPUT_RMS
+# assumes of its inputs), so the output has to grow tenfold or more before it predicts the
+# targets' scale, while the loss and its gradients are a hundred times what a unit-scale
+# target gives.
+TARGET_RMS = 10.0
+# A dropout rate of 0.8 or more keeps at most a fifth of the units and multiplies the
+# survivors by five: the next layer sees mostly noise. Typical rates are 0.1-0.5; 0.8-0.9
+# is what a keep probability (TensorFlow 1's keep_prob) passed as a rate gives.
+DROPOUT_RATE = 0.8
+# BatchNormalization normalises each channel over the values a batch gives it (the batch
+# size times the positions in an image or sequence). With 1 value the normalised output is
+# exactly 0 (the layer outputs its beta whatever the input); with 2 it is exactly +-1 (only
+# the sign of the pair's difference gets through). Both pass almost nothing of the input.
+BN_MIN_VALUES = 3
+# A lookup (TextVectorization, StringLookup) mapping half its tokens or more to the
+# out-of-vocabulary index: its vocabulary does not fit the data it is given (adapted on
+# other data, never adapted), and the model loses more than half its input. A vocabulary
+# capped at the frequent words of the right data leaves a few percent to a fifth out.
+OOV_SHARE = 0.5
+# The largest class holding 90% of the labels or more: always predicting it is right 90%
+# of the time, and the other classes' examples give at most a tenth of the gradient.
+IMBALANCE_SHARE = 0.9
+# A validation (or training) accuracy within 2 points of always predicting the largest
+# class: what a model that learned nothing from its input scores (256 held-out examples
+# measure an accuracy to about 3 points).
+CHANCE_ACCURACY_MARGIN = 0.02
+# Still falling at the end: over the last 30% of the logged rows (PLATEAU_WINDOW) the
+# training loss fell by 5% of itself or more, five times what the plateau rule calls flat
+# (PLATEAU_REL_DROP) and well above the ~1% noise of logged means: going down, not stuck.
+STILL_FALLING = 0.05
+# For a loss with no closed-form baseline (MAE, Huber, hinge, a loss of the user's own),
+# a loss within 5% of the best constant prediction's is no better than it: the counterpart
+# of VARIANCE_MARGIN (an R^2 below 0.05) in the loss's own units.
+CONSTANT_MARGIN = 0.05
+
 # --- the loss curve -----------------------------------------------------------------
 
 # Oscillation: over the last half of the rows, consecutive logged losses differ by

@@ -33,7 +33,7 @@ from diagnose.divergence import LOSS_BOUND_FACTOR
 from diagnose.errors import DiagnoseError
 
 __all__ = ["CONFIDENCE", "OUTCOME_TAIL", "NEGLIGIBLE_SHARE", "EFFECTS_MARGIN_SHARE", "run_outcome", "unlearned",
-           "run_error", "paired", "confidence_after",
+           "run_error", "run_task_error", "paired", "confidence_after",
            "status_of", "excludes_zero", "outcome_words", "test_words", "loss_unit"]
 
 CONFIDENCE = 0.95
@@ -140,6 +140,22 @@ def run_error(run_dir: Path) -> float | None:
         return None
     start = (1.0 - OUTCOME_TAIL) * rows[-1][0]
     return 1.0 - statistics.fmean(v for s, v in rows if s >= start)
+
+
+def run_task_error(run_dir: Path) -> float | None:
+    """The task's error on the probe batch at the end of the run (its last ``probe_task_error``: a
+    classifier's balanced error, 1 - R^2 for continuous targets, whatever the loss), or None.
+
+    The proof judges by it a fix that changes the loss (its values in other units) or a
+    model that compiled no accuracy."""
+    try:
+        summary = runrecord.read_summary(run_dir)
+    except DiagnoseError:
+        return None
+    if summary.get("status") not in ("completed", "diverged"):
+        return None
+    rows = _validations(run_dir, "probe_task_error")
+    return rows[-1][1] if rows else None
 
 
 def _validations(run_dir: Path, column: str = "valid_loss") -> list[tuple[float, float]]:

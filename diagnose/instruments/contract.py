@@ -36,7 +36,7 @@ tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
 __all__ = ["task_contract", "target_facts", "output_facts", "constant_loss", "range_floor", "output_range",
-           "output_activation", "loss_function", "MAX_ROWS"]
+           "output_activation", "loss_function", "task_error", "MAX_ROWS"]
 
 # Targets read: shares of rows (multi-hot, fractional labels) to about 1/sqrt(4096) = 1.6%
 # and a constant loss to a fraction of a percent, in milliseconds however large the data.
@@ -329,6 +329,52 @@ def output_facts(model, x) -> dict:
     return facts
 
 
+_LOOKUPS = ("TextVectorization", "StringLookup", "IntegerLookup")
+
+
+def preprocessing_facts(model, x) -> list[dict]:
+    """What each preprocessing layer reading a model input directly makes of a batch of that input.
+
+    A lookup (TextVectorization, StringLookup, IntegerLookup): the share of its non-padding
+    outputs that are the out-of-vocabulary index (a vocabulary adapted on other data misses
+    most tokens). A Normalization layer: the RMS of its output (about 1 when its mean and
+    variance fit the data).
+    """
+    inputs = list(getattr(model, "inputs", None) or [])
+    if not inputs or x is None:
+        return []
+    flat = list(x.values()) if isinstance(x, dict) else list(x) if isinstance(x, (list, tuple)) else [x]
+    by_name = x if isinstance(x, dict) else {}
+    out = []
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls not in _LOOKUPS + ("Normalization",):
+            continue
+        for node in getattr(layer, "_inbound_nodes", [])[:1]:
+            tensors = node.input_tensors
+            if len(tensors) != 1 or not any(tensors[0] is t for t in inputs):
+                continue
+            position = next(i for i, t in enumerate(inputs) if tensors[0] is t)
+            data = by_name.get(tensors[0].name, flat[position] if position < len(flat) else None)
+            if data is None:
+                continue
+            try:
+                values = np.asarray(keras.ops.convert_to_numpy(layer(data)))
+            except Exception:  # noqa: BLE001 - a layer we cannot call on the batch says nothing
+                continue
+            facts = {"name": layer.name, "class": cls}
+            if cls == "Normalization":
+                facts["output_rms"] = float(np.sqrt(np.mean(np.square(values.astype(np.float64)))))
+            else:
+                oov = int(getattr(layer, "num_oov_indices", 1) or 0)
+                mask = 1 if cls == "TextVectorization" or getattr(layer, "mask_token", None) is not None else 0
+                ids = values[values != 0] if mask else values.reshape(-1)
+                if ids.size and values.dtype.kind in "iu":
+                    facts["oov_share"] = float(np.mean((ids >= mask) & (ids < mask + oov)))
+            out.append(facts)
+    return out
+
+
 def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None = None,
                   epochs: int | None = None, steps_per_epoch: int | None = None) -> dict:
     """The facts of the model-task contract for summary.json (see the module docstring).
@@ -351,6 +397,7 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
                    "batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
     if probe_x is not None:
         facts["output"]["at_start"] = output_facts(model, probe_x)
+        facts["preprocessing"] = preprocessing_facts(model, probe_x)
     if y is not None and hasattr(y, "shape"):
         targets = np.asarray(y)
         facts["targets"] = target_facts(targets, units)
@@ -368,3 +415,63 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
                 facts["range_floor_share"] = floor / constant
     facts["seconds"] = time.perf_counter() - start
     return facts
+
+
+def _balanced_error(predicted: np.ndarray, labels: np.ndarray) -> float | None:
+    """The mean over the classes present of the share of their examples predicted as another class."""
+    classes = np.unique(labels)
+    if not len(classes):
+        return None
+    return float(np.mean([np.mean(predicted[labels == c] != c) for c in classes]))
+
+
+def task_error(pred, y, facts: dict) -> float | None:
+    """How wrong the predictions are by what the targets are, whatever the compiled loss and metrics.
+
+    For a classifier, the balanced error: per class, the share of its examples predicted
+    as another class (the largest output, or the output past 0.5 for a probability, past
+    0 for a logit), averaged over the classes present; for multi-hot targets the same per
+    tag, averaged over tags. A model that always predicts one class scores 1 - 1/classes
+    (0.5 for two). For continuous targets, 1 - R^2: the squared error over the targets'
+    variance (0 perfect, 1 a constant at their mean). Comparable between a model and the
+    same model with another loss, which is how a proof judges a fix that changes the loss.
+
+    Args:
+        pred: the model's outputs on a batch (training=False).
+        y: that batch's targets.
+        facts: the contract (:func:`task_contract`): the targets' structure, the output and the loss.
+    """
+    targets, output, loss = facts.get("targets") or {}, facts.get("output") or {}, facts.get("loss") or {}
+    structure, units = targets.get("structure"), output.get("units")
+    try:
+        p = np.asarray(pred, np.float64)
+        t = np.asarray(y)
+    except (TypeError, ValueError):
+        return None
+    if t.dtype.kind in "OUS" or not p.size or not t.size:
+        return None
+    t = t.astype(np.float64)
+    logits = bool(loss.get("from_logits")) or output.get("activation") in ("linear", None) and \
+        loss.get("kind") in ("binary", "categorical", "sparse")
+    cut = 0.0 if logits else 0.5
+    try:
+        if structure == "multi-hot" or (structure == "binary" and units == 1) or \
+                (loss.get("kind") == "binary" and units == 1 and structure in ("binary", "class-indices")):
+            p, t = p.reshape(-1, units or 1), t.reshape(-1, units or 1)
+            errors = [_balanced_error((p[:, j] > cut).astype(int), (t[:, j] > 0.5).astype(int))
+                      for j in range(p.shape[1])]
+            errors = [e for e in errors if e is not None]
+            return float(np.mean(errors)) if errors else None
+        if structure in ("class-indices", "binary", "one-hot", "soft-labels") and units and units >= 2:
+            p = p.reshape(-1, units)
+            labels = t.reshape(-1, units).argmax(axis=1) if t.shape[-1:] == (units,) and t.ndim == p.ndim + 0 \
+                and structure in ("one-hot", "soft-labels") else t.reshape(-1).astype(np.int64)
+            if len(labels) != len(p):
+                return None
+            return _balanced_error(p.argmax(axis=1), labels)
+        if structure == "continuous" and p.size == t.size:
+            variance = float(np.var(t))
+            return float(np.mean((p.reshape(-1) - t.reshape(-1)) ** 2) / variance) if variance > 0 else None
+    except (ValueError, IndexError):
+        return None
+    return None

@@ -21,7 +21,7 @@ from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.contract import task_contract
+from diagnose.instruments.contract import task_contract, task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
 from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rowlog import RowLog
@@ -127,6 +127,13 @@ class Monitor(keras.callbacks.Callback):
         if self.probe_data is not None and self.probe_every != 0:
             self.loss_at_step0 = self.model.probe_losses(*self.probe_data)[0]
 
+    def _validation_divisor(self) -> float:
+        """What turns Keras' val_loss into a loss per example, the unit of the training rows: the
+        validation batch size for a loss summed over the batch (exact when every batch is full), else 1."""
+        if not self.model.loss_info.summed:
+            return 1.0
+        return float(self.contract_inputs.get("validation_batch_size") or 1)
+
     def _contract(self, user) -> dict:
         """The model-task contract's facts (:mod:`~diagnose.instruments.contract`), read before the first step."""
         inputs = self.contract_inputs
@@ -135,10 +142,11 @@ class Monitor(keras.callbacks.Callback):
             y = np.asarray(self.probe_data[1]) if hasattr(self.probe_data[1], "shape") else None
         steps = self.params.get("steps") if isinstance(self.params, dict) else None
         try:
-            return task_contract(user, self.model.loss_info, y=y,
-                                 probe_x=self.probe_data[0] if self.probe_data is not None else None,
-                                 batch_size=inputs.get("batch_size"), epochs=inputs.get("epochs"),
-                                 steps_per_epoch=steps)
+            facts = task_contract(user, self.model.loss_info, y=y,
+                                  probe_x=self.probe_data[0] if self.probe_data is not None else None,
+                                  batch_size=inputs.get("batch_size"), epochs=inputs.get("epochs"),
+                                  steps_per_epoch=steps)
+            return facts | {"weighted": bool(inputs.get("weighted"))}
         except Exception as error:  # noqa: BLE001 - the contract is evidence, never a reason for fit to fail
             return {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
 
@@ -158,8 +166,8 @@ class Monitor(keras.callbacks.Callback):
         row = self._log() if self.step != self.logged else (self.log.rows[-1] if self.log.rows else None)
         if row is not None and logs:
             if "val_loss" in logs:
-                row["valid_loss"] = float(logs["val_loss"])
-                row["valid_perplexity"] = math.exp(min(float(logs["val_loss"]), 700.0))
+                row["valid_loss"] = float(logs["val_loss"]) / self._validation_divisor()
+                row["valid_perplexity"] = math.exp(min(row["valid_loss"], 700.0))
             accuracy = next((k for k in _VALID_ACCURACY if k in logs), None)
             if accuracy is not None:
                 row["valid_accuracy"] = float(logs[accuracy])
@@ -173,8 +181,7 @@ class Monitor(keras.callbacks.Callback):
         row = {"step": self.step, "epoch": self.epoch, "learning_rate": float(self.model.optimizer.learning_rate),
                **acc["row"]}
         if self._probe_due():
-            real, shuffled, zeroed = self.model.probe_losses(*self.probe_data)
-            row.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
+            row.update(self._probe())
         self.log.append(row, acc["histogram"])
         if acc["diverged"] and self.status == "running":
             self.status, self.diverged = "diverged", acc["diverged"]
@@ -185,6 +192,20 @@ class Monitor(keras.callbacks.Callback):
             self.status, self.diverged = "diverged", {"step": self.step, "variable": blown["variable"]}
             self.error = blown["error"]
             self.model.stop_training = self.stop_on_divergence
+        return row
+
+    def _probe(self) -> dict:
+        """The probe's losses (real, shuffled and zeroed inputs) and the task's error on the probe batch."""
+        x, y = self.probe_data
+        real, shuffled, zeroed = self.model.probe_losses(x, y)
+        row = {"probe_loss_real": real, "probe_loss_shuffled": shuffled, "probe_loss_zeroed": zeroed}
+        if "targets" in self.contract:
+            try:
+                error = task_error(self.model.user_model(x, training=False), y, self.contract)
+            except Exception:  # noqa: BLE001 - a measure, never a reason for fit to fail
+                error = None
+            if error is not None:
+                row["probe_task_error"] = error
         return row
 
     def _probe_due(self) -> bool:
@@ -211,14 +232,13 @@ class Monitor(keras.callbacks.Callback):
         last = self.log.rows[-1] if self.log.rows else None
         if self.probe_data is None and self.probe_after is not None and self.probe_every != 0:
             self.probe_data = _first_batch(self.probe_after)  # fit is done with the dataset: nothing moves now
+        if "targets" not in self.contract and self.probe_data is not None:  # a dataset: its batch, read now
+            self.contract = self._contract(self.model.user_model)
         if last is not None and self.probe_data is not None and self.probe_every != 0 and "probe_loss_real" not in last:
-            real, shuffled, zeroed = self.model.probe_losses(*self.probe_data)  # every run ends with a probe
-            last.update(probe_loss_real=real, probe_loss_shuffled=shuffled, probe_loss_zeroed=zeroed)
+            last.update(self._probe())  # every run ends with a probe
         self.log.close()
         losses = [r["loss"] for r in self.log.rows if isinstance(r.get("loss"), float) and not math.isnan(r["loss"])]
         valid = [r["valid_loss"] for r in self.log.rows if r.get("valid_loss") is not None]
-        if "targets" not in self.contract and self.probe_data is not None:  # a dataset: its batch, read now
-            self.contract = self._contract(self.model.user_model)
         constant = {"constant_loss": self.contract.get("constant_loss")} \
             if self.contract.get("constant_loss") is not None else {}
         baselines = {**self.model.targets.baselines(), **constant, "loss_at_step0": self.loss_at_step0,

@@ -304,7 +304,13 @@ class Instrumented(keras.Model):
         targets = contract_targets(y, validation_data, validation_split)
         batch_size = fit_batch_size(x, y, kwargs.get("batch_size"))
         for monitor in monitors:
-            monitor.contract_inputs = {"y": targets, "batch_size": batch_size, "epochs": kwargs.get("epochs", 1)}
+            monitor.contract_inputs = {"y": targets, "batch_size": batch_size, "epochs": kwargs.get("epochs", 1),
+                                       # Keras' val_loss, summed per batch where the loss sums (None: fit
+                                       # validates nothing; a callback may put a per-example loss there)
+                                       "validation_batch_size": (kwargs.get("validation_batch_size") or batch_size)
+                                       if validation_data is not None or validation_split else None,
+                                       "weighted": kwargs.get("sample_weight") is not None
+                                       or kwargs.get("class_weight") is not None}
             if monitor.probe is None:
                 monitor.auto_probe = probe_batch(x, y, validation_data, validation_split)
                 # Training data as a dataset, nothing held out: a batch read before fit would move a

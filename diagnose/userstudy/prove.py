@@ -34,6 +34,7 @@ __all__ = ["prove_run", "prove", "Proof", "proof_spec", "read_proof", "study_ver
 # clear fix or a dead end shows already, and --seeds buys certainty for the rest.
 DEFAULT_SEEDS = 3
 BASE = "run"  # the unfixed model's variant in a proof study
+COMBINED = "combined"  # the plan entry (and factor) of every root cause's fix applied together
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def _plan(view: RunView, also=()) -> tuple[dict, list[dict]]:
             if spec is None:
                 raise DiagnoseError(f"no finding is called {fid!r}; ids with a mechanical fix: {', '.join(FIXES)}")
             findings.append((fid, spec.kind, "not found by the rules; tested on request"))
+    causes = []  # (finding, remedy) of the root causes with a fix, for the fix of them all together
     for rank, (fid, kind, title) in enumerate(findings, start=1):
         entry = {"id": fid, "kind": kind, "title": title, "rank": rank}
         remedy = remedy_for(fid, view)
@@ -77,9 +79,23 @@ def _plan(view: RunView, also=()) -> tuple[dict, list[dict]]:
             if key not in variants:
                 variants[key] = f"{BASE} | {fid}={remedy.label}"
                 factors[fid] = {remedy.label: {"changes": [remedy.change]}}
+                if kind == "root-cause":
+                    causes.append((fid, remedy))
             entry.update(variant=variants[key], fix=remedy.text, change=remedy.change)
             if FIXES[fid].judged_by != "loss":
                 entry["judged_by"] = FIXES[fid].judged_by
+        planned.append(entry)
+    if len(causes) >= 2:  # findings that hold together are proven together too, beside each part
+        label = "+".join(remedy.label for _, remedy in causes)
+        factors[COMBINED] = {label: {"changes": [remedy.change for _, remedy in causes]}}
+        judged = {FIXES[fid].judged_by for fid, _ in causes} - {"loss"}
+        entry = {"id": COMBINED, "kind": "combined", "rank": len(planned) + 1,
+                 "title": f"the fixes of {', '.join(fid for fid, _ in causes)} together",
+                 "parts": [fid for fid, _ in causes], "variant": f"{BASE} | {COMBINED}={label}",
+                 "fix": " and ".join(remedy.text for _, remedy in causes),
+                 "change": {"op": "all", "changes": [remedy.change for _, remedy in causes]}}
+        if judged:
+            entry["judged_by"] = "task" if "task" in judged else judged.pop()
         planned.append(entry)
     return factors, planned
 

@@ -138,14 +138,20 @@ def hidden_activation(model, fit, layers: list, activation: str):
 
 
 def reinit_kernels(model, fit, layers: list):
-    """Every kernel (two or more axes) of the named layers drawn again from Glorot uniform, Keras' default."""
+    """Every kernel (two or more axes) of the named layers drawn again from Glorot uniform, and every
+    embedding table from uniform(-0.05, 0.05): Keras' defaults."""
     import keras
 
     for name in layers:
         layer = _layer(model, name)
         for weight in layer.trainable_weights:
-            if len(weight.shape) >= 2 and weight.path.rsplit("/", 1)[-1].endswith("kernel"):
+            leaf = weight.path.rsplit("/", 1)[-1]
+            if len(weight.shape) < 2:
+                continue
+            if leaf.endswith("kernel"):
                 weight.assign(keras.initializers.GlorotUniform()(weight.shape, dtype=weight.dtype))
+            elif leaf == "embeddings":  # Keras' own default for a table
+                weight.assign(keras.initializers.RandomUniform(-0.05, 0.05)(weight.shape, dtype=weight.dtype))
     return model, fit
 
 
@@ -221,7 +227,121 @@ def standardize_inputs(model, fit, inputs: list):
     return model, fit
 
 
+def loss(model, fit, loss: str):
+    """The model recompiled with another of Keras' losses (by name), everything else as compiled."""
+    import keras
+
+    try:
+        keras.losses.get(loss)
+    except ValueError:
+        raise ConfigError(f"{loss!r} is not a Keras loss name") from None
+    metrics = model._compile_config.config.get("metrics")
+    model = _recompile(model, loss=loss)
+    if metrics:  # "accuracy" means another accuracy under another loss: Keras resolves it again
+        model.compile(**{**model._compile_config.config, "metrics": metrics})
+    return model, fit
+
+
+def rescale_output(model, fit, scale: float, offset: float):
+    """A fixed ``Rescaling(scale, offset)`` after the output: the network learns a unit-scale quantity."""
+    import keras
+
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ConfigError("only a functional or Sequential model's output can be rescaled mechanically")
+    rescaled = keras.layers.Rescaling(scale=float(scale), offset=float(offset), name="diagnose_rescale_output")
+    wrapped = keras.Model(inputs, rescaled(model.outputs[0]), name=model.name)
+    config = dict(model._compile_config.config)
+    config["optimizer"] = model.optimizer
+    wrapped.compile(**config)
+    return wrapped, fit
+
+
+def dropout_rate(model, fit, layers: dict):
+    """The named layers' dropout rates set (``{layer: {attribute: rate}}``: ``rate``, ``recurrent_dropout``...)."""
+    for name, rates in layers.items():
+        layer = _layer(model, name)
+        for attribute, rate in rates.items():
+            if not hasattr(layer, attribute):
+                raise ConfigError(f"layer {name!r} has no dropout setting {attribute!r}")
+            setattr(layer, attribute, float(rate))
+            cell = getattr(layer, "cell", None)  # a recurrent layer keeps its rates on its cell
+            if cell is not None and hasattr(cell, attribute):
+                setattr(cell, attribute, float(rate))
+    return model, fit
+
+
+def unfreeze(model, fit, layers: list):
+    """The named layers trainable again (the model recompiled, as Keras asks after a change of trainable)."""
+    for name in layers:
+        _layer(model, name).trainable = True
+    return _recompile(model), fit
+
+
+def fit_setting(model, fit, **settings):
+    """``fit`` arguments changed: ``epochs`` (a factor, ``epochs_factor``), ``batch_size``, ``class_weight``
+    ("balanced": each class weighted by n / (classes * its count) in the training targets)."""
+    import numpy as np
+
+    fit = dict(fit)
+    if "epochs_factor" in settings:
+        fit["epochs"] = int(round((fit.get("epochs") or 1) * float(settings["epochs_factor"])))
+    if "batch_size" in settings:
+        fit["batch_size"] = int(settings["batch_size"])
+    if settings.get("class_weight") == "balanced":
+        y = fit.get("y")
+        if y is None or not hasattr(y, "shape"):
+            raise ConfigError("classes can be weighted mechanically only when the data function returns arrays")
+        y = np.asarray(y)
+        labels = y.reshape(len(y), -1).argmax(axis=1) if y.ndim >= 2 and y.shape[-1] > 1 else \
+            np.rint(y.reshape(-1)).astype(np.int64)
+        counts = np.bincount(labels)
+        present = np.flatnonzero(counts)
+        fit["class_weight"] = {int(c): float(len(labels) / (len(present) * counts[c])) for c in present}
+    return model, fit
+
+
+def adapt(model, fit, layers: list):
+    """The named preprocessing layers adapted on the training inputs they read (a layer reading a model
+    input directly, or the model's only input)."""
+    import numpy as np
+
+    x = fit.get("x")
+    if x is None or not all(hasattr(a, "shape") for a in _flat(x)):
+        raise ConfigError("a preprocessing layer can be adapted mechanically only when the data function returns "
+                          "arrays")
+    inputs = list(getattr(model, "inputs", None) or [])
+    flat = _flat(x)
+    for name in layers:
+        layer = _layer(model, name)
+        data = None
+        for node in getattr(layer, "_inbound_nodes", []):
+            for tensor in node.input_tensors:
+                if any(tensor is t for t in inputs):
+                    position = next(i for i, t in enumerate(inputs) if t is tensor)
+                    data = x[tensor.name] if isinstance(x, dict) and tensor.name in x else flat[position]
+        if data is None and len(flat) == 1:
+            data = flat[0]
+        if data is None:
+            raise ConfigError(f"layer {name!r} does not read a model input directly; adapt it in your builder")
+        layer.adapt(np.asarray(data))
+    return model, fit
+
+
+def all_of(model, fit, changes: list):
+    """Several changes applied in order, as one (a fix in two parts)."""
+    return apply_changes(model, fit, changes)
+
+
+def _flat(x) -> list:
+    if isinstance(x, dict):
+        return list(x.values())
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
 OPS = {"learning_rate": learning_rate, "global_clipnorm": global_clipnorm, "from_logits": from_logits,
        "loss_reduction": loss_reduction, "output_activation": output_activation,
        "hidden_activation": hidden_activation, "reinit_kernels": reinit_kernels, "reinit_table": reinit_table,
-       "mask_zero": mask_zero, "standardize_inputs": standardize_inputs}
+       "mask_zero": mask_zero, "standardize_inputs": standardize_inputs, "loss": loss,
+       "rescale_output": rescale_output, "dropout_rate": dropout_rate, "unfreeze": unfreeze, "fit": fit_setting,
+       "adapt": adapt, "all": all_of}

@@ -1,0 +1,95 @@
+"""Whether a run failed, and how: what the gated contract rules and ``unexplained`` rest on.
+
+A run has *failed* when it diverged, when it ends no better than a constant
+prediction (its loss within the constant's margin of it, or a classifier's accuracy
+within :data:`~thresholds.CHANCE_ACCURACY_MARGIN` of always predicting the largest
+class), or when its loss went flat well above what the data allows (the plateau
+rule). It has *underperformed* when it failed or got less than half of the way from
+its starting loss to the best reachable (:func:`~diagnose.findings.base.progress`).
+
+Rules for a contract choice that can train (a squared error over classes, dropout of
+0.8, targets in the thousands) name it only in a run that underperformed: the same
+choice in a run that learned its task is not why anything failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diagnose.findings import thresholds as T
+from diagnose.findings.base import (Evidence, RunView, constant_loss, contract_targets, late, number, progress,
+                                    series, steps_of)
+
+__all__ = ["Failure", "failure", "underperformed", "at_chance"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a run failed: ``kind`` ("diverged", "at chance", "flat") and the evidence, in a phrase."""
+
+    kind: str
+    words: str
+    evidence: tuple[Evidence, ...]
+
+
+def _ended(view: RunView, column: str) -> tuple[float, tuple[int, int]] | None:
+    window = late(series(view, column))
+    return None if window is None else (float(window.mean()), steps_of(window))
+
+
+def at_chance(view: RunView) -> Failure | None:
+    """The run ends no better than a constant prediction, by its loss or a classifier's accuracy."""
+    constant = constant_loss(view)
+    if constant is not None:
+        for column in ("valid_loss", "loss"):
+            ended = _ended(view, column)
+            if ended is not None:
+                if ended[0] >= constant.value - constant.margin:
+                    return Failure("at chance", f"ends at {ended[0]:.4g} {view.unit}, no better than a constant "
+                                               f"prediction ({constant.value:.4g})",
+                                   (Evidence(f"{column} (late mean)", ended[0], constant.value - constant.margin,
+                                             ended[1]),
+                                    Evidence(constant.baseline, constant.value, None)))
+                break
+    majority = number(contract_targets(view).get("majority_share"))
+    if majority is not None:
+        for column in ("valid_accuracy", "accuracy"):
+            ended = _ended(view, column)
+            if ended is not None:
+                if ended[0] <= majority + T.CHANCE_ACCURACY_MARGIN:
+                    return Failure("at chance", f"ends at an accuracy of {ended[0]:.1%}, what always predicting "
+                                               f"the largest class scores ({majority:.1%})",
+                                   (Evidence(f"{column} (late mean)", ended[0], majority + T.CHANCE_ACCURACY_MARGIN,
+                                             ended[1]),
+                                    Evidence("summary.contract.targets.majority_share", majority, None)))
+                break
+    return None
+
+
+def failure(view: RunView) -> Failure | None:
+    """How the run failed, or None: diverged, at chance, or flat well above what the data allows."""
+    if view.summary.get("status") == "diverged" or isinstance(view.summary.get("diverged_at"), dict):
+        at = view.summary.get("diverged_at") or {}
+        step = number(at.get("step")) if isinstance(at, dict) else None
+        return Failure("diverged", "diverged" + (f" at step {int(step)}" if step is not None else ""),
+                       (Evidence("summary.status", str(view.summary.get("status")), None),))
+    chance = at_chance(view)
+    if chance is not None:
+        return chance
+    from diagnose.findings.rules_curve import plateau  # a rule module; imported late, it imports base
+
+    flat = plateau(view)
+    if flat is not None:
+        return Failure("flat", flat.title[0].lower() + flat.title[1:], flat.evidence)
+    return None
+
+
+def underperformed(view: RunView) -> Evidence | None:
+    """Evidence that the run failed or learned little (under half the way to the best reachable), else None."""
+    failed = failure(view)
+    if failed is not None:
+        return Evidence("run outcome", failed.words, None)
+    got = progress(view)
+    if got is not None and got < T.LEARNED_LITTLE:
+        return Evidence("share of the way from the starting loss to the best reachable", got, T.LEARNED_LITTLE)
+    return None

@@ -1,0 +1,362 @@
+"""The model-task contract: its facts from real (untrained) Keras models and arrays, the rules that judge them
+on hand-built records, and ``unexplained`` for a failure no root cause explains."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.findings import RULES, RunView, check_view
+from diagnose.findings import thresholds as T
+from diagnose.instruments.contract import (constant_loss, loss_function, range_floor, target_facts, task_contract,
+                                           task_error)
+from diagnose.instruments.targets import LossInfo
+
+import_tensorflow_quietly()
+import keras  # noqa: E402
+
+VARIABLES = {"dense": [6, 16], "dense/bias": [16], "out": [16, 3], "out/bias": [3]}
+RNG = np.random.default_rng(0)
+
+
+def rule(rule_id: str):
+    return next(r for r in RULES if r.spec.id == rule_id)
+
+
+def record(n: int = 40, loss=None, ratio: float = 1e-3, grad: float = 0.2, **columns) -> pd.DataFrame:
+    step = np.arange(1, n + 1) * 10
+    cols = {"step": step, "loss": 0.05 + 1.05 * np.exp(-step / 80) if loss is None else loss(step)}
+    cols["grad_norm/global"] = np.full(n, 0.5)
+    for name in VARIABLES:
+        cols[f"grad_norm/{name}"] = np.full(n, grad)
+        cols[f"update_ratio/{name}"] = np.full(n, ratio)
+        cols[f"weight_norm/{name}"] = np.full(n, 2.0)
+    cols.update(columns)
+    return pd.DataFrame(cols)
+
+
+def stuck(step):
+    """A loss that stays at the label entropy (1.09 nats): the run learned nothing."""
+    return np.full(len(step), 1.09)
+
+
+def view(metrics=None, contract=None, layers=None, summary=None, loss="categorical_crossentropy") -> RunView:
+    model = {"kind": "keras", "layers": layers or [], "outputs": ["out"] if layers else [], "loss": loss}
+    return RunView({"model": model, "data": {}, "train": {}},
+                   {"status": "completed", "variables": VARIABLES, "contract": contract or {},
+                    "baselines": {"ln_vocab": math.log(3), "unigram_entropy": 1.09, "loss_at_step0": 1.1},
+                    **(summary or {})},
+                   record() if metrics is None else metrics)
+
+
+def contract(kind="categorical", name="categoricalcrossentropy", activation="softmax", units=3, **targets):
+    low, high = {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "relu": (0.0, None)}.get(activation, (None, None))
+    return {"loss": {"name": name, "kind": kind, "from_logits": False},
+            "output": {"activation": activation, "units": units, "range": [low, high]},
+            "targets": {"structure": "one-hot", "min": 0.0, "max": 1.0, "non_integer_share": 0.0, **targets},
+            "batch_size": 32}
+
+
+def ids(found) -> list[str]:
+    return [f.id for f in found]
+
+
+# --- the facts ------------------------------------------------------------------------------------
+
+
+def test_target_facts_tell_each_structure_apart():
+    labels = RNG.integers(0, 4, 500)
+    assert target_facts(labels, 4)["structure"] == "class-indices"
+    assert target_facts(np.eye(4)[labels], 4)["structure"] == "one-hot"
+    multi = (RNG.random((500, 4)) < 0.4).astype("float32")
+    facts = target_facts(multi, 4)
+    assert facts["structure"] == "multi-hot" and facts["multi_hot_share"] > 0.3
+    assert target_facts((labels == 1).astype("float32")[:, None], 1)["structure"] == "binary"
+    fractions = target_facts(labels / 255.0, 4)
+    assert fractions["structure"] == "continuous" and fractions["non_integer_share"] > 0.5
+    soft = RNG.dirichlet(np.ones(4), 500)
+    assert target_facts(soft, 4)["structure"] == "soft-labels"
+    assert target_facts(labels, 4)["majority_share"] == pytest.approx(np.bincount(labels).max() / 500)
+
+
+def _model(units, activation, loss):
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(units, activation=activation)])
+    model.compile(optimizer="adam", loss=loss)
+    return model
+
+
+def test_the_constant_loss_is_the_best_constant_prediction_under_the_compiled_loss():
+    y = RNG.normal(3.0, 2.0, (2000, 1)).astype("float32")
+    for loss, expected in (("mse", float(np.var(y))), ("mae", float(np.mean(np.abs(y - np.median(y)))))):
+        model = _model(1, None, loss)
+        info = LossInfo.of(model)
+        assert constant_loss(loss_function(model), y, [1], loss_name=info.name, kind=info.kind, from_logits=False,
+                             activation="linear") == pytest.approx(expected, rel=1e-6)
+    # Numerically, for a loss with no closed form: the cross-entropy's is the labels' entropy ...
+    labels = RNG.integers(0, 3, 3000)
+    p = np.bincount(labels) / len(labels)
+    model = _model(3, "softmax", "sparse_categorical_crossentropy")
+    info = LossInfo.of(model)
+    value = constant_loss(loss_function(model), labels, [3], loss_name=info.name, kind=info.kind,
+                          from_logits=False, activation="softmax")
+    assert value == pytest.approx(float(-(p * np.log(p)).sum()), abs=1e-4)
+    # ... and a Huber loss's sits between its quadratic and linear regimes, below a constant at zero's.
+    model = _model(1, None, keras.losses.Huber())
+    info = LossInfo.of(model)
+    value = constant_loss(loss_function(model), y, [1], loss_name=info.name, kind=info.kind, from_logits=False,
+                          activation="linear")
+    at_zero = float(keras.losses.Huber()(y, np.zeros_like(y)))
+    assert 0 < value < at_zero
+
+
+def test_the_range_floor_is_what_the_output_range_alone_costs():
+    y = RNG.normal(50.0, 10.0, (1000, 1)).astype("float32")
+    model = _model(1, "sigmoid", "mse")
+    expected = float(np.mean((y - np.clip(y, 0, 1)) ** 2))
+    assert range_floor(loss_function(model), y, [1], "sigmoid") == pytest.approx(expected, rel=1e-5)
+    assert range_floor(loss_function(model), y, [1], "linear") is None  # no bound, nothing forced
+
+
+def test_task_contract_reads_the_model_the_targets_and_the_first_outputs():
+    x = RNG.normal(size=(300, 5)).astype("float32")
+    model = _model(4, "sigmoid", "categorical_crossentropy")
+    multi = (RNG.random((300, 4)) < 0.4).astype("float32")
+    facts = task_contract(model, LossInfo.of(model), multi, x[:64], 32, 3, 10)
+    assert facts["targets"]["structure"] == "multi-hot" and facts["output"]["activation"] == "sigmoid"
+    assert facts["output"]["range"] == [0.0, 1.0] and facts["batch_size"] == 32
+    start = facts["output"]["at_start"]
+    assert start["outside_unit_share"] == 0 and start["row_sum_max"] > 1.2  # sigmoids do not sum to 1
+    assert facts["constant_loss"] > 0 and facts["seconds"] < 5
+
+
+def test_task_error_is_balanced_and_unit_free():
+    facts = {"targets": {"structure": "class-indices"}, "output": {"units": 3, "activation": "softmax"},
+             "loss": {"kind": "sparse"}}
+    labels = np.array([0, 0, 0, 0, 1, 2])
+    always_zero = np.tile([0.9, 0.05, 0.05], (6, 1))
+    assert task_error(always_zero, labels, facts) == pytest.approx(2 / 3)  # 1 - 1/classes, however imbalanced
+    assert task_error(np.eye(3)[labels], labels, facts) == 0
+    regression = {"targets": {"structure": "continuous"}, "output": {"units": 1}, "loss": {"kind": "regression"}}
+    y = RNG.normal(size=(100, 1))
+    assert task_error(np.full_like(y, y.mean()), y, regression) == pytest.approx(1.0)
+    assert task_error(y, y, regression) == 0
+
+
+def test_the_description_says_what_is_frozen_unadapted_and_not_a_layer():
+    from diagnose.instruments.describe import describe
+
+    encoder = keras.Sequential([keras.layers.Dense(4)], name="encoder")
+    encoder.trainable = False
+    inputs = keras.Input((3,))
+    x = keras.layers.Normalization(name="norm")(inputs)
+    x = keras.ops.stop_gradient(encoder(x))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(x))
+    model.compile(optimizer="sgd", loss="mse")
+    described = describe(model)
+    layers = {layer["name"]: layer for layer in described["layers"]}
+    assert layers["norm"]["adapted"] is False and layers["encoder"]["frozen_params"] == 16
+    assert layers["out"]["trainable_params"] == 5 and layers["out"]["frozen_params"] == 0
+    assert any(layer.get("operation") and layer["class"] == "StopGradient" for layer in described["layers"])
+    assert [inner["name"] for inner in described["inner_layers"] if inner["class"] == "Dense"]
+
+
+# --- the rules, on hand-built records ----------------------------------------------------------------
+
+
+def test_a_categorical_loss_over_multi_hot_targets_is_the_cause_whatever_the_output():
+    broken = view(None, contract(activation="sigmoid", structure="multi-hot", multi_hot_share=0.4))
+    assert ids(check_view(broken))[0] == "loss-target-mismatch"
+    assert rule("relu-output-crossentropy")(broken) is None  # the sigmoid is right for tags: the loss is wrong
+    assert rule("loss-target-mismatch")(view(None, contract(structure="one-hot"))) is None
+
+
+def test_a_regression_loss_over_classes_is_named_only_when_the_run_failed():
+    mae = contract(kind="regression", name="meanabsoluteerror", structure="one-hot", majority_share=0.34)
+    failed = view(record(loss=stuck, accuracy=np.full(40, 0.33)), mae, loss="mae")
+    assert rule("loss-target-mismatch")(failed) is not None
+    trained = view(record(accuracy=np.full(40, 0.9)), mae, loss="mae")
+    assert rule("loss-target-mismatch")(trained) is None
+
+
+def test_binary_cross_entropy_over_ten_class_indices():
+    many = view(None, contract(kind="binary", name="binarycrossentropy", activation="sigmoid", units=1,
+                         structure="class-indices", max=9.0))
+    assert rule("loss-target-mismatch")(many) is not None
+
+
+@pytest.mark.parametrize("targets, fires", [
+    ({"structure": "continuous", "non_integer_share": 0.75, "max": 0.0118}, True),  # labels / 255
+    ({"structure": "class-indices", "min": -1.0, "max": 2.0}, True),
+    ({"structure": "class-indices", "max": 2.0, "out_of_units_share": 0.0}, False),
+])
+def test_sparse_labels_must_be_class_indices(targets, fires):
+    facts = contract(kind="sparse", name="sparsecategoricalcrossentropy", **targets)
+    assert (rule("labels-not-class-indices")(view(None, facts)) is not None) == fires
+
+
+def test_binary_targets_outside_zero_one():
+    facts = contract(kind="binary", name="binarycrossentropy", activation="sigmoid", units=1, structure="continuous",
+                     min=-1.0, max=1.0, distinct=2)
+    assert rule("labels-not-class-indices")(view(None, facts)) is not None
+
+
+def test_an_output_range_that_excludes_the_targets_costs_a_share_of_the_constant_loss():
+    facts = contract(kind="regression", name="mse", activation="sigmoid", units=1, structure="continuous",
+                     min=-3.0, max=60.0)
+    assert rule("output-range-mismatch")(view(None, facts | {"range_floor_share": 7.3, "range_floor": 2800.0})) \
+        is not None
+    assert rule("output-range-mismatch")(view(None, facts | {"range_floor_share": 0.01, "range_floor": 0.1})) \
+        is None
+
+
+def test_unscaled_targets_need_a_linear_head_and_a_run_that_learned_little():
+    facts = contract(kind="regression", name="mse", activation="linear", units=1, structure="continuous",
+                     rms=40000.0, mean=40000.0, std=9000.0)
+    facts["output"]["range"] = [None, None]
+    flat = record(loss=lambda s: np.full(len(s), 8.1e7))
+    summary = {"baselines": {"target_variance": 8.1e7, "loss_at_step0": 1.7e9}}
+    assert rule("unscaled-targets")(view(flat, facts, summary=summary, loss="mse")) is not None
+    learned = record(loss=lambda s: 8.1e7 * np.exp(-s / 30))
+    assert rule("unscaled-targets")(view(learned, facts, summary=summary, loss="mse")) is None
+
+
+def _dense(name, activation=None, inbound=(), **config):
+    return {"class": "Dense", "name": name, "config": {"activation": activation or "linear", **config},
+            "inbound": [list(inbound)], "trainable_params": 10, "frozen_params": 0}
+
+
+def test_excessive_dropout_and_frozen_layers_in_a_run_that_failed():
+    layers = [{"class": "InputLayer", "name": "x", "inbound": [[]]}, _dense("dense", "relu", ["x"]),
+              {"class": "Dropout", "name": "drop", "config": {"rate": 0.9}, "inbound": [["dense"]]},
+              _dense("out", "softmax", ["drop"])]
+    failed = record(loss=stuck)
+    assert rule("excessive-dropout")(view(failed, contract(), layers)) is not None
+    assert rule("excessive-dropout")(view(record(), contract(), layers)) is None  # it trained: not a cause
+    layers[1] = {**layers[1], "trainable": False, "frozen_params": 112, "trainable_params": 0}
+    assert rule("frozen-layers")(view(failed, contract(), layers)) is not None
+
+
+def test_a_weight_matrix_that_never_gets_a_gradient_is_blocked():
+    metrics = record()
+    metrics["grad_norm/dense"] = 0.0
+    blocked = view(metrics, summary={"initial_weight_digests": {"dense": "ab12", "out": "cd34"},
+                                     "at_start": {"grad_norm/dense": 0.0}})
+    assert rule("blocked-gradient")(blocked) is not None
+    zeros = view(metrics, summary={"initial_weight_digests": {"dense": None, "out": "cd34"}})
+    assert rule("blocked-gradient")(zeros) is None  # a matrix that starts at zero: constant-init's
+
+
+def test_batchnorm_over_one_value_per_channel():
+    bn = {"class": "BatchNormalization", "name": "bn", "config": {"axis": -1}, "output_shape": [None, 16]}
+    assert rule("batchnorm-small-batch")(view(None, contract() | {"batch_size": 1}, [bn])) is not None
+    assert rule("batchnorm-small-batch")(view(None, contract() | {"batch_size": 32}, [bn])) is None
+    conv = {**bn, "output_shape": [None, 8, 8, 16]}  # 64 positions per image: one image is plenty
+    assert rule("batchnorm-small-batch")(view(None, contract() | {"batch_size": 1}, [conv])) is None
+
+
+def test_preprocessing_never_adapted_or_with_a_vocabulary_that_misses_the_data():
+    norm = {"class": "Normalization", "name": "norm", "adapted": False}
+    assert rule("unadapted-preprocessing")(view(None, contract(), [norm])) is not None
+    assert rule("unadapted-preprocessing")(view(None, contract(), [{**norm, "adapted": True}])) is None
+    misses = contract() | {"preprocessing": [{"name": "vec", "class": "TextVectorization", "oov_share": 0.93}]}
+    assert rule("unadapted-preprocessing")(view(None, misses)) is not None
+    fits = contract() | {"preprocessing": [{"name": "vec", "class": "TextVectorization", "oov_share": 0.08}]}
+    assert rule("unadapted-preprocessing")(view(None, fits)) is None
+
+
+def test_an_unadapted_normalization_does_not_count_as_scaling_the_inputs():
+    layers = [{"class": "InputLayer", "name": "x", "inbound": [[]]},
+              {"class": "Normalization", "name": "norm", "adapted": False, "inbound": [["x"]]},
+              _dense("out", "softmax", ["norm"])]
+    metrics = record(**{"input_rms/x": np.full(40, 800.0)})
+    assert rule("unscaled-inputs")(view(metrics, contract(), layers)) is not None
+    layers[1] = {**layers[1], "adapted": True}
+    assert rule("unscaled-inputs")(view(metrics, contract(), layers)) is None
+    layers[1] = {"class": "Discretization", "name": "norm", "inbound": [["x"]]}  # bins in the raw units
+    assert rule("unscaled-inputs")(view(metrics, contract(), layers)) is None
+
+
+def test_a_network_with_no_nonlinearity_that_failed():
+    layers = [{"class": "InputLayer", "name": "x", "inbound": [[]]}, _dense("dense", None, ["x"]),
+              _dense("dense_1", None, ["dense"]), _dense("out", None, ["dense_1"])]
+    assert rule("missing-activation")(view(record(loss=stuck), contract(), layers)) is not None
+    layers[1] = _dense("dense", "relu", ["x"])
+    assert rule("missing-activation")(view(record(loss=stuck), contract(), layers)) is None
+
+
+def test_class_imbalance_when_the_model_predicts_the_majority():
+    facts = contract(kind="sparse", name="sparsecategoricalcrossentropy", structure="class-indices",
+                     majority_share=0.96, majority_class=0)
+    at_prior = record(loss=lambda s: np.full(len(s), 0.17), valid_accuracy=np.full(40, 0.96))
+    summary = {"baselines": {"unigram_entropy": 0.168, "loss_at_step0": 0.7}}
+    assert rule("class-imbalance")(view(at_prior, facts, summary=summary)) is not None
+    learned = record(loss=lambda s: np.full(len(s), 0.05), valid_accuracy=np.full(40, 0.99))
+    assert rule("class-imbalance")(view(learned, facts, summary=summary)) is None
+
+
+def test_too_few_steps_when_still_falling_at_healthy_step_sizes():
+    falling = record(loss=lambda s: 1.1 - 0.3 * s / s[-1])  # a straight fall, stopped at 0.8 of 1.1
+    assert rule("too-few-steps")(view(falling)) is not None
+    assert rule("too-few-steps")(view(record(loss=lambda s: 1.1 - 0.3 * s / s[-1], ratio=1e-5))) is None
+    assert rule("too-few-steps")(view(record())) is None  # converged
+
+
+def test_constant_init_reads_every_initializer_and_the_initial_values():
+    layers = [{"class": "InputLayer", "name": "x", "inbound": [[]]},
+              {"class": "Embedding", "name": "emb", "config": {"embeddings_initializer": "Zeros"},
+               "inbound": [["x"]]}, _dense("out", "softmax", ["emb"])]
+    assert rule("constant-init")(view(None, contract(), layers)) is not None
+    layers[1]["config"] = {"embeddings_initializer": "RandomUniform"}
+    assert rule("constant-init")(view(None, contract(), layers)) is None
+    digests = {"initial_weight_digests": {"dense": None, "dense/bias": None, "out": "ab"}}
+    assert rule("constant-init")(view(None, contract(), summary=digests)) is not None
+
+
+def test_a_step_size_is_not_named_for_a_broken_contract_without_ratios_that_are_off():
+    blown = record(loss=lambda s: np.where(s < 100, 1.1, 30.0))  # a loss blow-up, ratios healthy
+    broken = contract(activation="sigmoid", structure="multi-hot", multi_hot_share=0.4)
+    assert rule("huge-steps")(view(blown)) is not None
+    assert rule("huge-steps")(view(blown, broken)) is None
+
+
+# --- unexplained ---------------------------------------------------------------------------------
+
+
+def test_a_failure_with_no_root_cause_is_unexplained_first_and_says_what_was_ruled_out():
+    at_chance = view(record(loss=stuck, probe_loss_real=np.full(40, 1.09), probe_loss_shuffled=np.full(40, 1.09)))
+    found = check_view(at_chance)
+    assert ids(found)[0] == "unexplained" and found[0].kind == "unexplained"
+    assert "ignores-input" in ids(found)
+    assert "huge-steps" in found[0].explanation and "labels that do not depend on the inputs" in found[0].explanation
+    assert "unexplained" not in ids(check_view(view()))  # a run that learned did not fail
+    # A root cause found: the failure is explained.
+    broken = view(record(loss=stuck), contract(activation="sigmoid", structure="multi-hot", multi_hot_share=0.4))
+    assert "unexplained" not in ids(check_view(broken))
+
+
+def test_a_diverged_run_with_no_cause_is_unexplained():
+    diverged = view(summary={"status": "diverged", "diverged_at": {"step": 200, "variable": "dense"}})
+    assert ids(check_view(diverged))[0] == "unexplained"
+
+
+def test_a_loss_of_its_own_is_at_chance_against_its_own_constant():
+    summary = {"baselines": {"constant_loss": 0.5, "loss_at_step0": 0.9}}
+    flat = view(record(loss=lambda s: np.full(len(s), 0.49)), summary=summary, loss="pinball")
+    assert ids(check_view(flat))[0] == "unexplained"
+    learned = view(record(loss=lambda s: 0.5 * np.exp(-s / 50)), summary=summary, loss="pinball")
+    assert "unexplained" not in ids(check_view(learned))
+
+
+def test_every_contract_threshold_is_declared_with_its_reason():
+    import inspect
+
+    source = inspect.getsource(T)
+    for name in ("MULTI_HOT_SHARE", "LABEL_SHARE", "RANGE_SHARE", "TARGET_RMS", "DROPOUT_RATE", "BN_MIN_VALUES",
+                 "IMBALANCE_SHARE", "CHANCE_ACCURACY_MARGIN", "STILL_FALLING", "CONSTANT_MARGIN", "OOV_SHARE"):
+        before = source.split(f"\n{name} =")[0].rstrip().splitlines()
+        assert before[-1].lstrip().startswith("#"), name  # a comment says why the value
