@@ -273,7 +273,7 @@ def test_an_unadapted_normalization_does_not_count_as_scaling_the_inputs():
     layers = [{"class": "InputLayer", "name": "x", "inbound": [[]]},
               {"class": "Normalization", "name": "norm", "adapted": False, "inbound": [["x"]]},
               _dense("out", "softmax", ["norm"])]
-    metrics = record(**{"input_rms/x": np.full(40, 800.0)})
+    metrics = record(loss=stuck, **{"input_rms/x": np.full(40, 800.0)})
     assert rule("unscaled-inputs")(view(metrics, contract(), layers)) is not None
     layers[1] = {**layers[1], "adapted": True}
     assert rule("unscaled-inputs")(view(metrics, contract(), layers)) is None
@@ -360,3 +360,19 @@ def test_every_contract_threshold_is_declared_with_its_reason():
                  "IMBALANCE_SHARE", "CHANCE_ACCURACY_MARGIN", "STILL_FALLING", "CONSTANT_MARGIN", "OOV_SHARE"):
         before = source.split(f"\n{name} =")[0].rstrip().splitlines()
         assert before[-1].lstrip().startswith("#"), name  # a comment says why the value
+
+
+def test_padding_made_inside_the_model_is_measured_where_the_embedding_reads_it():
+    from diagnose.instruments.contract import embedding_facts
+
+    texts = keras.ops.convert_to_tensor(np.array(["a b", "c", "a b c d"]))
+    vectorize = keras.layers.TextVectorization(output_sequence_length=10)
+    vectorize.adapt(texts)
+    inputs = keras.Input((), dtype="string")
+    hidden = keras.layers.GRU(4)(keras.layers.Embedding(8, 4, name="emb")(vectorize(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+    facts = embedding_facts(model, texts)
+    assert facts == [{"name": "emb", "zero_share": pytest.approx(23 / 30), "mask_zero": False}]
+    layers = [{"class": "GRU", "name": "gru"}, {"class": "Embedding", "name": "emb", "config": {}}]
+    unmasked = view(record(loss=stuck), contract() | {"embeddings": facts}, layers)
+    assert rule("unmasked-padding")(unmasked) is not None

@@ -1,10 +1,13 @@
 """Whether a run failed, and how: what the gated contract rules and ``unexplained`` rest on.
 
 A run has *failed* when it diverged, when it ends no better than a constant
-prediction (its loss within the constant's margin of it, or a classifier's accuracy
-within :data:`~thresholds.CHANCE_ACCURACY_MARGIN` of always predicting the largest
-class), or when its loss went flat well above what the data allows (the plateau
-rule). It has *underperformed* when it failed or got less than half of the way from
+prediction (its loss within the constant's margin of it; or its task error on the
+probe batch, a classifier's balanced error or 1 - R^2, within
+:data:`~thresholds.CHANCE_ERROR_MARGIN` of a constant prediction's; without a probe,
+a classifier's accuracy within :data:`~thresholds.CHANCE_ACCURACY_MARGIN` of always
+predicting the largest class), or when its loss went flat well above what the data
+allows (the plateau rule). A balanced error, unlike the plain accuracy, does not call
+a class-weighted model that trades accuracy for the rare class's recall a failure. It has *underperformed* when it failed or got less than half of the way from
 its starting loss to the best reachable (:func:`~diagnose.findings.base.progress`).
 
 Rules for a contract choice that can train (a squared error over classes, dropout of
@@ -20,7 +23,7 @@ from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, constant_loss, contract_targets, late, number, progress,
                                     series, steps_of)
 
-__all__ = ["Failure", "failure", "underperformed", "at_chance"]
+__all__ = ["Failure", "failure", "underperformed", "at_chance", "chance_error"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,17 @@ def at_chance(view: RunView) -> Failure | None:
                                              ended[1]),
                                     Evidence(constant.baseline, constant.value, None)))
                 break
+    chance = chance_error(view)
+    task = series(view, "probe_task_error")
+    if chance is not None and task is not None:
+        ended = float(task.iloc[-1]), (int(task.index[-1]), int(task.index[-1]))
+        if ended[0] >= chance - T.CHANCE_ERROR_MARGIN:
+            return Failure("at chance", f"ends with a task error of {ended[0]:.3g} on the probe batch, what a "
+                                       f"constant prediction scores ({chance:.3g})",
+                           (Evidence("probe_task_error (last probe)", ended[0], chance - T.CHANCE_ERROR_MARGIN,
+                                     ended[1]),
+                            Evidence("the task error of a constant prediction", chance, None)))
+        return None  # the balanced task error says it learned something, whatever the plain accuracy
     majority = number(contract_targets(view).get("majority_share"))
     if majority is not None:
         for column in ("valid_accuracy", "accuracy"):
@@ -63,6 +77,22 @@ def at_chance(view: RunView) -> Failure | None:
                                              ended[1]),
                                     Evidence("summary.contract.targets.majority_share", majority, None)))
                 break
+    return None
+
+
+def chance_error(view: RunView) -> float | None:
+    """The task error (``probe_task_error``) of a constant prediction: 1 - 1/classes for a classifier (its
+    balanced error whatever the class shares), 0.5 per tag for multi-hot targets, 1 (1 - R^2) for continuous
+    targets; None where the targets are not known."""
+    targets = contract_targets(view)
+    structure = targets.get("structure")
+    if structure == "continuous":
+        return 1.0
+    if structure in ("multi-hot", "binary"):
+        return 0.5
+    classes = number(targets.get("classes_seen"))
+    if structure in ("class-indices", "one-hot", "soft-labels") and classes and classes >= 2:
+        return 1.0 - 1.0 / classes
     return None
 
 

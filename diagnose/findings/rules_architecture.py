@@ -227,7 +227,9 @@ def constant_weights(view: RunView) -> list[tuple[str, str, str]]:
     if isinstance(digests, dict) and isinstance(shapes, dict):
         for variable, digest in digests.items():
             owner, leaf = variable.split("/", 1)[0], variable.rsplit("/", 1)[-1]
-            if digest is not None or len(shapes.get(variable) or []) < 2 or owner in outputs or owner in layers \
+            shape = shapes.get(variable) or []
+            # Units that stay identical need two or more of them: a (n, 1) kernel has one unit.
+            if digest is not None or len(shape) < 2 or shape[-1] < 2 or owner in outputs or owner in layers \
                     or leaf in _VECTOR_LEAVES or owner in tables or variable in tables:
                 continue  # a bias of two axes (a GRU's, MultiHeadAttention's) starts constant by design
             if isinstance(owners, dict) and owners.get(variable) in ("BatchNormalization", "LayerNormalization"):

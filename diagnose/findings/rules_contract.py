@@ -20,7 +20,7 @@ import numpy as np
 
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, all_layers, contract, contract_targets, late, number,
-                                    progress, series, steps_of, weight_matrices)
+                                    progress, series, start_loss, steps_of, weight_matrices)
 from diagnose.findings.graph import LINEAR, PASS_THROUGH, KerasGraph
 from diagnose.findings.outcome import at_chance, underperformed
 from diagnose.findings.registry import Hit, rule
@@ -33,8 +33,9 @@ __all__ = ["loss_target_mismatch", "labels_not_class_indices", "output_range_mis
 # What a broken contract makes a run show: these rules are listed before those findings.
 _CAUSES = ("ignores-input", "plateau", "dead-network", "no-gradient", "vanishing-gradients", "tiny-steps",
            "huge-steps", "diverged", "exploding-gradients", "oscillating-loss", "clipping-always-fires",
-           "relu-output-crossentropy", "overfitting")
+           "relu-output-crossentropy", "overfitting", "too-few-steps", "blocked-gradient")
 _REGRESSION_KINDS = ("regression", "other")
+_CLASS_STRUCTURES = ("one-hot", "multi-hot", "binary", "soft-labels", "text", "unknown", None)
 _DROPOUTS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
              "GaussianDropout")
 _CONTAINERS = ("Sequential", "Functional", "Model", "TimeDistributed", "Bidirectional")
@@ -78,6 +79,17 @@ def loss_target_mismatch(view: RunView) -> Hit | None:
             fix=("Give each tag its own probability: a sigmoid output (activation='sigmoid') with "
                  "binary_crossentropy (or a linear output with BinaryCrossentropy(from_logits=True)); judge it "
                  "by binary accuracy, precision and recall per tag."))
+    units = number(output.get("units"))
+    if kind == "categorical" and units == 1:
+        evidence.insert(1, _fact("output.units", 1, 2))
+        return Hit(
+            title="A categorical cross-entropy over one output unit: the loss is always 0",
+            evidence=evidence,
+            explanation=("A categorical cross-entropy normalises the output over its units; over one unit the "
+                         "normalised output is exactly 1 for every example, so the loss is 0 whatever the model "
+                         "predicts and no gradient reaches any weight."),
+            fix=("For a yes/no target with one output unit use binary_crossentropy with a sigmoid output (or a "
+                 "linear output and from_logits=True); for several classes, one unit per class."))
     if kind == "binary" and structure == "class-indices" and (number(targets.get("max")) or 0) >= 2:
         evidence.insert(1, _fact("targets.max", number(targets.get("max")), 1.0))
         classes = int(number(targets.get("max")) or 1) + 1
@@ -197,9 +209,9 @@ def unscaled_targets(view: RunView) -> Hit | None:
     targets, output = contract_targets(view), _output(view)
     rms = number(targets.get("rms"))
     low, high = (output.get("range") or [None, None])[:2]
-    if _loss(view).get("kind") not in _REGRESSION_KINDS or targets.get("structure") != "continuous" \
+    if _loss(view).get("kind") not in _REGRESSION_KINDS or targets.get("structure") in _CLASS_STRUCTURES \
             or rms is None or rms <= T.TARGET_RMS or low is not None or high is not None:
-        return None
+        return None  # (integer targets under a regression loss are values: ratings, counts, prices)
     failed = underperformed(view)
     if failed is None:
         return None
@@ -446,8 +458,13 @@ def missing_activation(view: RunView) -> Hit | None:
             hidden.append(name)
         elif cls not in _AFFINE:
             other.append(name)
-    if len(hidden) < 1 or other or view.model.get("inner_layers"):
-        return None  # a nonlinearity somewhere (or layers we cannot see inside): not one linear map
+    for layer in view.model.get("inner_layers") or []:  # a nested model's own layers count too
+        activation = (layer.get("config") or {}).get("activation")
+        if layer.get("class") not in _AFFINE and not (layer.get("class") in LINEAR
+                                                      and activation in (None, "linear")):
+            other.append(layer.get("name"))
+    if len(hidden) < 1 or other:
+        return None  # a nonlinearity somewhere (or a layer of unknown kind): not one linear map
     failed = underperformed(view)
     if failed is None:
         return None
@@ -499,22 +516,35 @@ def too_few_steps(view: RunView) -> Hit | None:
     first, last = float(window.iloc[:third].mean()), float(window.iloc[-third:].mean())
     if not (first > 0 and math.isfinite(last)) or (first - last) / first < T.STILL_FALLING:
         return None
+    start = start_loss(view)
+    steps_between = float(window.index[-third:].to_series().mean() - window.index[:third].to_series().mean())
+    end_step = float(window.index[-third:].to_series().mean())
+    if start is None or steps_between <= 0 or end_step <= 0 or start <= last:
+        return None
+    late_rate, mean_rate = (first - last) / steps_between, (start - last) / end_step
+    if late_rate < T.LEVELLING * mean_rate:
+        return None  # the curve has bent: the run is levelling off, not cut short in its steep part
     ratios = [float(late(s).mean()) for c in weight_matrices(view) if (s := series(view, c)) is not None]
     if ratios and float(np.median(ratios)) < T.HEALTHY_UPDATE_RATIO:
         return None  # steps too small to call the budget the cause: tiny-steps'
+    if underperformed(view) is None:
+        return None
     steps = int(view.summary.get("steps") or window.index[-1])
     drop = (first - last) / first
     return Hit(
         title=f"Training stopped while the loss was still falling ({drop:.0%} over the last 30% of {steps} steps)",
         evidence=[Evidence("loss (relative drop over the last 30% of rows)", drop, T.STILL_FALLING,
                            steps_of(window)),
+                  Evidence("loss's late rate of fall / its mean rate since step 0", late_rate / mean_rate,
+                           T.LEVELLING, steps_of(window)),
                   Evidence("share of the way from the starting loss to the best reachable", got, T.LEARNED_LITTLE),
                   _fact("epochs", contract(view).get("epochs"))]
                  + ([Evidence("update_ratio/* (median of the weight matrices, late)", float(np.median(ratios)),
                               T.HEALTHY_UPDATE_RATIO, steps_of(window))] if ratios else []),
-        explanation=("The loss was still going down steeply when training ended, at step sizes that are not "
-                     "small: the model had not finished learning. It got less than half of the way from where "
-                     "it started to the best it could reach."),
+        explanation=("The loss was still going down when training ended, as fast as it had on average since "
+                     "the start (the curve had not begun to level off), at step sizes that are not small: the "
+                     "model had not finished learning, and it got less than half of the way from where it "
+                     "started to the best it could reach."),
         fix="Train for more epochs (several times as many), with early stopping on the validation loss.")
 
 

@@ -46,7 +46,8 @@ def _scales(graph: KerasGraph, name: str) -> bool:
 
 
 @rule("unscaled-inputs", kind="root-cause", severity="medium", figure="gradients",
-      what="a float input far from unit scale, read by weights with no normalisation first",
+      what="a float input far from unit scale, read by weights with no normalisation first, in a run that failed "
+           "or learned little",
       explains=("huge-steps", "exploding-gradients", "dead-network", "diverged", "oscillating-loss",
                 "clipping-always-fires"))
 def unscaled_inputs(view: RunView) -> Hit | None:
@@ -64,6 +65,12 @@ def unscaled_inputs(view: RunView) -> Hit | None:
             evidence.append(Evidence(f"first layer reading {name}", graph.describe(layer), "a normalisation layer"))
     if not evidence:
         return None
+    from diagnose.findings.outcome import underperformed  # it reads the curve rules, which import base
+
+    failed = underperformed(view)
+    if failed is None:
+        return None  # inputs of large scale that the model learned from anyway (a rate small enough) are no cause
+    evidence.append(failed)
     largest = max(e.observed for e in evidence if e.threshold == T.INPUT_RMS)
     return Hit(
         title=f"Inputs are far from unit scale (RMS {largest:.3g})",
@@ -93,6 +100,14 @@ def unmasked_padding(view: RunView) -> Hit | None:
         window = late(series(view, column))
         if window is not None and float(window.mean()) > T.PAD_SHARE:
             evidence.append(Evidence(column, float(window.mean()), T.PAD_SHARE, steps_of(window)))
+    # Ids padded inside the model (a TextVectorization's sequences), as the Embedding layers read them.
+    facts = (view.summary.get("contract") or {}).get("embeddings") if isinstance(view.summary.get("contract"),
+                                                                                 dict) else None
+    for entry in facts or []:
+        share = (entry or {}).get("zero_share")
+        if isinstance(share, (int, float)) and share > T.PAD_SHARE and not entry.get("mask_zero"):
+            evidence.append(Evidence(f"summary.contract.embeddings.{entry.get('name')}.zero_share (ids read at "
+                                     "step 0)", float(share), T.PAD_SHARE, (0, 0)))
     if not evidence:
         return None
     evidence.append(Evidence("recurrent layers", ", ".join(graph.describe(n) for n in recurrent[:3]),

@@ -199,10 +199,18 @@ IMBALANCE_SHARE = 0.9
 # class: what a model that learned nothing from its input scores (256 held-out examples
 # measure an accuracy to about 3 points).
 CHANCE_ACCURACY_MARGIN = 0.02
+# A task error on the probe batch (a classifier's balanced error, 1 - R^2) within 5 points of
+# a constant prediction's (1 - 1/classes, 1): the 256 held-out examples of the probe measure
+# a balanced error to about 3 points, so 5 is beyond their noise.
+CHANCE_ERROR_MARGIN = 0.05
 # Still falling at the end: over the last 30% of the logged rows (PLATEAU_WINDOW) the
 # training loss fell by 5% of itself or more, five times what the plateau rule calls flat
 # (PLATEAU_REL_DROP) and well above the ~1% noise of logged means: going down, not stuck.
 STILL_FALLING = 0.05
+# ... at half the run's mean rate of fall since step 0 or more: a run cut short in its steep
+# part falls as fast at the end as on average (ratio ~1); one that trained long enough has
+# bent over (a decaying curve's late rate is a small fraction of its mean rate).
+LEVELLING = 0.5
 # For a loss with no closed-form baseline (MAE, Huber, hinge, a loss of the user's own),
 # a loss within 5% of the best constant prediction's is no better than it: the counterpart
 # of VARIANCE_MARGIN (an R^2 below 0.05) in the loss's own units.

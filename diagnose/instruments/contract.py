@@ -375,6 +375,32 @@ def preprocessing_facts(model, x) -> list[dict]:
     return out
 
 
+def embedding_facts(model, x) -> list[dict]:
+    """The share of padding (id 0) in the ids each Embedding layer of a functional model reads on a batch.
+
+    The ids may be made inside the model (a TextVectorization pads its sequences with 0),
+    where the model's inputs show no padding; the layers up to the Embedding are run once.
+    """
+    inputs = list(getattr(model, "inputs", None) or [])
+    if not inputs or x is None:
+        return []
+    out = []
+    for layer in model.layers:
+        if type(layer).__name__ != "Embedding" or not getattr(layer, "_inbound_nodes", None):
+            continue
+        tensors = layer._inbound_nodes[0].input_tensors
+        if len(tensors) != 1:
+            continue
+        try:
+            ids = np.asarray(keras.ops.convert_to_numpy(keras.Model(inputs, tensors[0])(x, training=False)))
+        except Exception:  # noqa: BLE001 - a layer we cannot reach from the inputs says nothing
+            continue
+        if ids.size and ids.dtype.kind in "iuf":
+            out.append({"name": layer.name, "zero_share": float(np.mean(ids == 0)),
+                        "mask_zero": bool(getattr(layer, "mask_zero", False))})
+    return out
+
+
 def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None = None,
                   epochs: int | None = None, steps_per_epoch: int | None = None) -> dict:
     """The facts of the model-task contract for summary.json (see the module docstring).
@@ -398,6 +424,7 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
     if probe_x is not None:
         facts["output"]["at_start"] = output_facts(model, probe_x)
         facts["preprocessing"] = preprocessing_facts(model, probe_x)
+        facts["embeddings"] = embedding_facts(model, probe_x)
     if y is not None and hasattr(y, "shape"):
         targets = np.asarray(y)
         facts["targets"] = target_facts(targets, units)
