@@ -7,7 +7,8 @@ probe batch, a classifier's balanced error or 1 - R^2, within
 a classifier's accuracy within :data:`~thresholds.CHANCE_ACCURACY_MARGIN` of always
 predicting the largest class), or when its loss went flat well above what the data
 allows (the plateau rule). A balanced error, unlike the plain accuracy, does not call
-a class-weighted model that trades accuracy for the rare class's recall a failure. It has *underperformed* when it failed or got less than half of the way from
+a class-weighted model that trades accuracy for the rare class's recall a failure.
+It has *underperformed* when it failed or got less than half of the way from
 its starting loss to the best reachable (:func:`~diagnose.findings.base.progress`).
 
 Rules for a contract choice that can train (a squared error over classes, dropout of
