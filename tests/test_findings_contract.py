@@ -301,7 +301,13 @@ def test_class_imbalance_when_the_model_predicts_the_majority():
 
 def test_too_few_steps_when_still_falling_at_healthy_step_sizes():
     falling = record(loss=lambda s: 1.1 - 0.3 * s / s[-1])  # a straight fall, stopped at 0.8 of 1.1
-    assert rule("too-few-steps")(view(falling)) is not None
+    found = rule("too-few-steps")(view(falling))
+    assert found is not None and found.kind == "symptom"  # it learned something: more epochs would help
+    bent = record(loss=lambda s: 0.8 + 0.3 * np.exp(-s / 40))  # as far down, but levelling off
+    assert rule("too-few-steps")(view(bent)) is None
+    blown_start = view(record(loss=lambda s: 5.0 - 3.8 * s / s[-1]), summary={  # from 5 nats to 1.2: at chance
+        "baselines": {"unigram_entropy": 1.09, "loss_at_step0": 5.0}})
+    assert rule("too-few-steps")(blown_start).kind == "root-cause"
     assert rule("too-few-steps")(view(record(loss=lambda s: 1.1 - 0.3 * s / s[-1], ratio=1e-5))) is None
     assert rule("too-few-steps")(view(record())) is None  # converged
 
@@ -376,3 +382,19 @@ def test_padding_made_inside_the_model_is_measured_where_the_embedding_reads_it(
     layers = [{"class": "GRU", "name": "gru"}, {"class": "Embedding", "name": "emb", "config": {}}]
     unmasked = view(record(loss=stuck), contract() | {"embeddings": facts}, layers)
     assert rule("unmasked-padding")(unmasked) is not None
+
+
+def test_a_class_weighted_model_is_judged_by_its_balanced_error_not_the_prior_s_loss():
+    facts = contract(kind="sparse", name="sparsecategoricalcrossentropy", structure="class-indices",
+                     classes_seen=2, majority_share=0.95) | {"weighted": True}
+    weighted = record(loss=lambda s: np.full(len(s), 0.33), valid_loss=np.full(40, 0.33),
+                      probe_task_error=np.full(40, 0.3))  # above the labels' entropy, yet it learned
+    summary = {"baselines": {"unigram_entropy": 0.2, "loss_at_step0": 0.7}}
+    assert "unexplained" not in ids(check_view(view(weighted, facts, summary=summary)))
+    at_prior = record(loss=lambda s: np.full(len(s), 0.33), probe_task_error=np.full(40, 0.5))
+    assert ids(check_view(view(at_prior, facts, summary=summary)))[0] == "unexplained"
+
+
+def test_the_task_error_of_a_loss_of_its_own_is_not_known():
+    facts = {"targets": {"structure": "binary"}, "output": {"units": 1}, "loss": {"kind": "other"}}
+    assert task_error(np.array([[3.0], [0.2]]), np.array([[1.0], [0.0]]), facts) is None

@@ -8,8 +8,8 @@ a classifier's accuracy within :data:`~thresholds.CHANCE_ACCURACY_MARGIN` of alw
 predicting the largest class), or when its loss went flat well above what the data
 allows (the plateau rule). A balanced error, unlike the plain accuracy, does not call
 a class-weighted model that trades accuracy for the rare class's recall a failure.
-It has *underperformed* when it failed or got less than half of the way from
-its starting loss to the best reachable (:func:`~diagnose.findings.base.progress`).
+It has *underperformed* when it failed or learned less than half of what there is to
+learn (:func:`learned`: from a constant prediction's loss to the best reachable).
 
 Rules for a contract choice that can train (a squared error over classes, dropout of
 0.8, targets in the thousands) name it only in a run that underperformed: the same
@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import (Evidence, RunView, constant_loss, contract_targets, late, number, progress,
-                                    series, steps_of)
+from diagnose.findings.base import (Evidence, RunView, constant_loss, contract, contract_targets, late, number,
+                                    progress, series, steps_of)
 
-__all__ = ["Failure", "failure", "underperformed", "at_chance", "chance_error"]
+__all__ = ["Failure", "failure", "underperformed", "learned", "at_chance", "chance_error"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,9 @@ def _ended(view: RunView, column: str) -> tuple[float, tuple[int, int]] | None:
 
 def at_chance(view: RunView) -> Failure | None:
     """The run ends no better than a constant prediction, by its loss or a classifier's accuracy."""
-    constant = constant_loss(view)
+    # Trained on weighted examples, a model is not meant to score the unweighted constant's loss (class
+    # weights trade the prior's loss for the rare classes): its task error says whether it learned.
+    constant = constant_loss(view) if not contract(view).get("weighted") else None
     if constant is not None:
         for column in ("valid_loss", "loss"):
             ended = _ended(view, column)
@@ -115,12 +117,29 @@ def failure(view: RunView) -> Failure | None:
     return None
 
 
+def learned(view: RunView) -> tuple[float, str] | None:
+    """How much of what there is to learn the run learned: the share of the way from a constant prediction's
+    loss (a model that learned nothing) to the best reachable (the Bayes floor, else 0) that its late
+    training loss covers, with what it was measured from; from the starting loss where no constant is known.
+
+    Measured from the constant rather than the loss at step 0: inputs or targets far from unit scale start a
+    run at a loss many times a constant's, which a model covers without learning anything."""
+    constant = constant_loss(view)
+    losses = late(series(view, "loss"))
+    if constant is not None and losses is not None and not contract(view).get("weighted"):
+        floor = view.baseline("bayes_floor") or 0.0
+        if constant.value - floor > 0:
+            return (constant.value - float(losses.mean())) / (constant.value - floor), "a constant prediction"
+    got = progress(view)
+    return None if got is None else (got, "the starting loss")
+
+
 def underperformed(view: RunView) -> Evidence | None:
-    """Evidence that the run failed or learned little (under half the way to the best reachable), else None."""
+    """Evidence that the run failed or learned little (under half of what there is to learn), else None."""
     failed = failure(view)
     if failed is not None:
         return Evidence("run outcome", failed.words, None)
-    got = progress(view)
-    if got is not None and got < T.LEARNED_LITTLE:
-        return Evidence("share of the way from the starting loss to the best reachable", got, T.LEARNED_LITTLE)
+    got = learned(view)
+    if got is not None and got[0] < T.LEARNED_LITTLE:
+        return Evidence(f"share of the way from {got[1]}'s loss to the best reachable", got[0], T.LEARNED_LITTLE)
     return None

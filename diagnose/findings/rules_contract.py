@@ -20,9 +20,9 @@ import numpy as np
 
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, all_layers, contract, contract_targets, late, number,
-                                    progress, series, start_loss, steps_of, weight_matrices)
+                                    series, start_loss, steps_of, weight_matrices)
 from diagnose.findings.graph import LINEAR, PASS_THROUGH, KerasGraph
-from diagnose.findings.outcome import at_chance, underperformed
+from diagnose.findings.outcome import at_chance, failure, underperformed
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["loss_target_mismatch", "labels_not_class_indices", "output_range_mismatch", "unscaled_targets",
@@ -503,14 +503,13 @@ def class_imbalance(view: RunView) -> Hit | None:
 
 
 @rule("too-few-steps", kind="root-cause", severity="medium", figure="loss",
-      what="training that stopped while the loss was still falling fast at healthy step sizes, having learned "
-           "little (too few epochs)",
+      what="training that stopped while the loss was still falling as fast as on average, at healthy step sizes, "
+           "having learned little (too few epochs; a symptom where the run did not fail)",
       explains=("plateau", "ignores-input"))
 def too_few_steps(view: RunView) -> Hit | None:
     window = late(series(view, "loss"), T.PLATEAU_WINDOW)
-    got = progress(view)
-    if window is None or len(window) < T.MIN_ROWS or got is None or got >= T.LEARNED_LITTLE \
-            or view.summary.get("status") == "diverged" or isinstance(view.summary.get("diverged_at"), dict):
+    if window is None or len(window) < T.MIN_ROWS or view.summary.get("status") == "diverged" \
+            or isinstance(view.summary.get("diverged_at"), dict):
         return None  # (a run that blew up was not learning its way down when it stopped)
     third = max(1, len(window) // 3)
     first, last = float(window.iloc[:third].mean()), float(window.iloc[-third:].mean())
@@ -527,18 +526,22 @@ def too_few_steps(view: RunView) -> Hit | None:
     ratios = [float(late(s).mean()) for c in weight_matrices(view) if (s := series(view, c)) is not None]
     if ratios and float(np.median(ratios)) < T.HEALTHY_UPDATE_RATIO:
         return None  # steps too small to call the budget the cause: tiny-steps'
-    if underperformed(view) is None:
+    short = underperformed(view)
+    if short is None:
         return None
+    failed = failure(view)
     steps = int(view.summary.get("steps") or window.index[-1])
     drop = (first - last) / first
     return Hit(
+        # The budget is why a run failed only where it failed; where it learned something, still
+        # falling is what the run shows (more epochs would help), not the cause of a failure.
+        kind=None if failed is not None else "symptom", severity=None if failed is not None else "low",
         title=f"Training stopped while the loss was still falling ({drop:.0%} over the last 30% of {steps} steps)",
         evidence=[Evidence("loss (relative drop over the last 30% of rows)", drop, T.STILL_FALLING,
                            steps_of(window)),
                   Evidence("loss's late rate of fall / its mean rate since step 0", late_rate / mean_rate,
                            T.LEVELLING, steps_of(window)),
-                  Evidence("share of the way from the starting loss to the best reachable", got, T.LEARNED_LITTLE),
-                  _fact("epochs", contract(view).get("epochs"))]
+                  short, _fact("epochs", contract(view).get("epochs"))]
                  + ([Evidence("update_ratio/* (median of the weight matrices, late)", float(np.median(ratios)),
                               T.HEALTHY_UPDATE_RATIO, steps_of(window))] if ratios else []),
         explanation=("The loss was still going down when training ended, as fast as it had on average since "

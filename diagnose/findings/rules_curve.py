@@ -77,7 +77,10 @@ def plateau(view: RunView) -> Hit | None:
     first, last = float(window.iloc[:third].mean()), float(window.iloc[-third:].mean())
     if first <= 0 or (first - last) / first >= T.PLATEAU_REL_DROP:
         return None
-    floor, constant = view.baseline("bayes_floor"), constant_loss(view)
+    # Trained on weighted examples, the loss is not comparable with the unweighted constant's.
+    weighted = bool((view.summary.get("contract") or {}).get("weighted")) \
+        if isinstance(view.summary.get("contract"), dict) else False
+    floor, constant = view.baseline("bayes_floor"), None if weighted else constant_loss(view)
     if floor is not None:
         reference, name, limit = floor, "summary.baselines.bayes_floor", floor + T.PLATEAU_GAP
     elif constant is not None:

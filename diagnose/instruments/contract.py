@@ -462,6 +462,8 @@ def task_error(pred, y, facts: dict) -> float | None:
     (0.5 for two). For continuous targets, 1 - R^2: the squared error over the targets'
     variance (0 perfect, 1 a constant at their mean). Comparable between a model and the
     same model with another loss, which is how a proof judges a fix that changes the loss.
+    None for a loss of the user's own, whose output (a distance, a score) has no known
+    relation to the targets.
 
     Args:
         pred: the model's outputs on a batch (training=False).
@@ -470,6 +472,8 @@ def task_error(pred, y, facts: dict) -> float | None:
     """
     targets, output, loss = facts.get("targets") or {}, facts.get("output") or {}, facts.get("loss") or {}
     structure, units = targets.get("structure"), output.get("units")
+    if loss.get("kind") not in ("categorical", "sparse", "binary", "regression"):
+        return None  # a loss of the user's own: what its output means (a distance, a score) is not known
     try:
         p = np.asarray(pred, np.float64)
         t = np.asarray(y)
