@@ -398,3 +398,11 @@ def test_a_class_weighted_model_is_judged_by_its_balanced_error_not_the_prior_s_
 def test_the_task_error_of_a_loss_of_its_own_is_not_known():
     facts = {"targets": {"structure": "binary"}, "output": {"units": 1}, "loss": {"kind": "other"}}
     assert task_error(np.array([[3.0], [0.2]]), np.array([[1.0], [0.0]]), facts) is None
+
+
+def test_a_linear_network_that_diverged_is_not_short_of_capacity():
+    layers = [{"class": "InputLayer", "name": "x", "inbound": [[]]}, _dense("dense", None, ["x"]),
+              _dense("out", None, ["dense"])]
+    diverged = view(record(loss=stuck), contract(), layers, summary={"status": "diverged",
+                                                                     "diverged_at": {"step": 30}})
+    assert rule("missing-activation")(diverged) is None

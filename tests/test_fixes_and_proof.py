@@ -271,3 +271,38 @@ def test_a_validation_beyond_the_divergence_bound_counts_as_the_blow_up_it_shows
     rows[0]["valid_loss"] = rows[1]["valid_loss"] = 1e6
     runrecord.write_metrics(run, rows)
     assert run_outcome(run)[0] == pytest.approx(math.log(40))  # blown at its first validation: learned nothing
+
+
+def test_a_base_that_diverged_on_every_seed_is_beaten_by_a_fix_that_never_does(tmp_path):
+    from diagnose import studydir
+
+    runs = [{"id": f"{v}{s}", "variant": v, "seed": s, "status": status}
+            for v, status in (("run", "diverged"), ("run | huge-steps=lr x0.01", "completed"))
+            for s in range(3)]
+    studydir.write_manifest(tmp_path, {"runs": runs})
+    verdict = {"mode": "effects", "means": {"run": 1.386, "run | huge-steps=lr x0.01": 1.35},
+               "effects": [{"variant": "run | huge-steps=lr x0.01", "effect": -0.036, "ci": [-0.06, -0.01],
+                            "n": 3, "mean_loss": 1.35, "diverged": 0, "runs": ["a", "b", "c"]}]}
+    plan = {"run": "runs/x", "base": "run", "findings": [
+        {"id": "huge-steps", "kind": "root-cause", "title": "huge", "variant": "run | huge-steps=lr x0.01",
+         "fix": "learning rate x0.01"}]}
+    # By the loss alone (a blown-up run counts as a model that learned nothing) it would be refuted.
+    assert proof_of(verdict, plan)["findings"][0]["status"] == "refuted"
+    entry = proof_of(verdict, plan, study=tmp_path)["findings"][0]
+    assert entry["status"] == "proven" and entry["measure"] == "divergence"
+    assert "none of 3 fixed runs diverged, every unfixed one did" in format_proof({"findings": [entry],
+                                                                                 "definition": "", "counts": {}})
+
+
+def test_root_causes_with_their_own_fixes_are_also_proven_together():
+    from diagnose.userstudy.prove import COMBINED, _plan
+
+    layers = _layers(output="relu", hidden_init="Constant(0.05)")
+    factors, planned = _plan(_view(layers=layers))
+    combined = next(p for p in planned if p["id"] == COMBINED)
+    assert set(combined["parts"]) == {"relu-output-crossentropy", "constant-init"}
+    assert combined["change"]["op"] == "all" and len(factors[COMBINED]) == 1
+    parts = {p["id"]: p["change"] for p in planned if p["id"] in combined["parts"]}
+    assert next(iter(factors[COMBINED].values()))["changes"] == [parts[i] for i in combined["parts"]]
+    single = _plan(_view(layers=_layers(output="relu")))[1]
+    assert COMBINED not in [p["id"] for p in single]  # one cause: nothing to combine

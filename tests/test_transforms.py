@@ -127,3 +127,49 @@ def test_unknown_op_is_refused():
     with pytest.raises(ConfigError, match="unknown change op 'teleport'"):
         apply_changes(_mlp(), {}, [{"op": "teleport"}])
     assert "learning_rate" in OPS
+
+
+def test_standardize_inputs_finds_an_input_renamed_in_another_process_by_its_position():
+    x = (np.random.default_rng(3).normal(size=(60, 4)) * 200).astype(np.float32)
+    fit = {"x": x, "y": np.zeros(60), "validation_data": None}
+    # Recorded as "input_layer_1" where another model was built first; "x" in the rebuilt model.
+    _, out = apply_changes(_mlp(), fit, [{"op": "standardize_inputs", "inputs": ["input_layer_1"],
+                                          "positions": [0]}])
+    assert np.allclose(out["x"].std(axis=0), 1, atol=1e-3)
+
+
+def test_the_contract_fixes_change_what_they_say():
+    import keras
+
+    model, fit = apply_changes(_mlp(output="softmax"), {"epochs": 3, "x": None},
+                               [{"op": "loss", "loss": "binary_crossentropy"},
+                                {"op": "fit", "epochs_factor": 4, "batch_size": 32}])
+    assert model._compile_config.config["loss"] == "binary_crossentropy" and fit["epochs"] == 12
+    assert fit["batch_size"] == 32
+    labels = np.array([0] * 90 + [1] * 10)
+    _, fit = apply_changes(_mlp(), {"y": labels}, [{"op": "fit", "class_weight": "balanced"}])
+    assert fit["class_weight"] == pytest.approx({0: 100 / 180, 1: 100 / 20})
+    model = _mlp()
+    model.get_layer("hidden").trainable = False
+    model, _ = apply_changes(model, {}, [{"op": "unfreeze", "layers": ["hidden"]}])
+    assert model.get_layer("hidden").trainable and len(model.trainable_weights) == 4
+    model = _mlp()
+    drop = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dropout))
+    model, _ = apply_changes(model, {}, [{"op": "dropout_rate", "layers": {drop.name: {"rate": 0.9}}}])
+    assert drop.rate == 0.9
+    model, _ = apply_changes(_mlp(output="linear", loss="mse"), {},
+                             [{"op": "rescale_output", "scale": 1000.0, "offset": 5000.0}])
+    x = np.zeros((2, 4), np.float32)
+    assert np.allclose(model(x), 5000.0 + 1000.0 * model.layers[-2](model.layers[-3](model.layers[-4](x))))
+
+
+def test_adapt_fits_a_preprocessing_layer_to_the_training_inputs_it_reads():
+    import keras
+
+    inputs = keras.Input((3,), name="raw")
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Normalization(name="norm")(inputs)))
+    model.compile(optimizer="sgd", loss="mse")
+    x = (np.random.default_rng(4).normal(size=(100, 3)) * 50 + 10).astype(np.float32)
+    model, _ = apply_changes(model, {"x": x}, [{"op": "adapt", "layers": ["norm"]}])
+    normalised = np.asarray(model.get_layer("norm")(x))
+    assert np.allclose(normalised.mean(axis=0), 0, atol=1e-4) and np.allclose(normalised.std(axis=0), 1, atol=1e-3)

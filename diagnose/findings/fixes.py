@@ -230,8 +230,12 @@ def _unscaled_inputs(view):
                 names.append(str(column)[len("input_rms/"):])
     if not names:
         return None
-    return Remedy({"op": "standardize_inputs", "inputs": names}, "standardised",
-                  f"input {', '.join(names)} standardised (training mean and spread per feature)")
+    order = view.model.get("inputs") if isinstance(view.model.get("inputs"), list) else []
+    change = {"op": "standardize_inputs", "inputs": names}
+    if all(name in order for name in names):  # by position too: a model rebuilt elsewhere may name them anew
+        change["positions"] = [order.index(name) for name in names]
+    return Remedy(change, "standardised", f"input {', '.join(names)} standardised (training mean and spread per "
+                                           "feature)")
 
 
 @fix("unmasked-padding", what="the embeddings mask id 0 (mask_zero=True)")

@@ -466,8 +466,9 @@ def missing_activation(view: RunView) -> Hit | None:
     if len(hidden) < 1 or other:
         return None  # a nonlinearity somewhere (or a layer of unknown kind): not one linear map
     failed = underperformed(view)
-    if failed is None:
-        return None
+    if failed is None or view.summary.get("status") == "diverged" \
+            or isinstance(view.summary.get("diverged_at"), dict):
+        return None  # too little capacity fits poorly; it does not blow a run up (a step size or a scale does)
     evidence = [Evidence(graph.field(name, "config.activation"), graph.activation(name) or "linear",
                          "a nonlinearity (relu)", (0, 0)) for name in hidden[:4]]
     return Hit(

@@ -178,7 +178,7 @@ def describe(model) -> dict:
                 "sum" if info.summed else "mean",
             "outputs": outputs, "output_shape": output_shape,
             "optimizer": type(model.optimizer).__name__ if model.optimizer is not None else None,
-            "params": _params(model), "inner_layers": _inner_layers(model)}
+            "params": _params(model), "inner_layers": _inner_layers(model), "inputs": input_names(model)}
 
 
 def variables(model) -> dict:

@@ -178,8 +178,13 @@ def mask_zero(model, fit, layers: list):
     return model, fit
 
 
-def standardize_inputs(model, fit, inputs: list):
-    """The named inputs standardised per feature (last axis) with the training data's mean and spread."""
+def standardize_inputs(model, fit, inputs: list, positions: list | None = None):
+    """The named inputs standardised per feature (last axis) with the training data's mean and spread.
+
+    ``positions`` (the inputs' places in the model's input order, as recorded) find an input
+    whose name the rebuilt model does not have: Keras names an unnamed input after the models
+    built before it in the process ("input_layer_1" in the user's session, "input_layer" here).
+    """
     import numpy as np
     import tensorflow as tf
 
@@ -203,6 +208,10 @@ def standardize_inputs(model, fit, inputs: list):
         return type(x)(flat) if isinstance(x, (list, tuple)) else flat[0]
 
     train = named(fit["x"])
+    keys = list(train)
+    if positions is not None and len(positions) == len(inputs):
+        inputs = [name if name in train or not 0 <= int(place) < len(keys) else keys[int(place)]
+                  for name, place in zip(inputs, positions)]
     stats = {}
     for name in inputs:
         if name not in train:
