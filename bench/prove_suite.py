@@ -10,7 +10,8 @@ first and how many of those the proof refuted (and how many of the expected caus
 it proved). Prints a markdown table; writes bench/results/prove_suite.json with the
 commit it measured.
 
-    python bench/prove_suite.py                          # every faulty case (about an hour on 2 cores)
+    python bench/prove_suite.py                          # the tuning part's faulty cases (about 15 minutes)
+    python bench/prove_suite.py --part test              # the test part's, never tuned on
     python bench/prove_suite.py --only mlp_adam_blowup --seeds 3 --jobs 2
     python bench/prove_suite.py --family mlp --runs DIR  # keep the proof studies in DIR
 
@@ -100,14 +101,18 @@ def summarise(rows: list[dict]) -> dict:
         "wrong_first": len(wrong),
         "wrong_first_refuted": sum(r["top_status"] == "refuted" for r in wrong),
         "wrong_first_by_status": {s: [r["case"] for r in wrong if r["top_status"] == s]
-                                  for s in ("refuted", "inconclusive", "proven", "untested")},
+                                  for s in ("refuted", "inconclusive", "proven", "untested", "failed")},
         "wrong_causes": sum(len(r.get("wrong_causes") or []) for r in rows),
         "wrong_causes_by_status": {s: [f"{r['case']}:{w['id']}" for r in rows for w in r.get("wrong_causes") or []
-                                       if w["status"] == s] for s in ("refuted", "inconclusive", "proven", "untested")},
+                                       if w["status"] == s]
+                                   for s in ("refuted", "inconclusive", "proven", "untested", "failed")},
+        "combined_by_status": {s: [r["case"] for r in rows for f in r.get("findings") or []
+                                   if f["kind"] == "combined" and f["status"] == s]
+                               for s in ("proven", "inconclusive", "refuted", "untested", "failed")},
         "right_first": sum(bool(r.get("top_right")) for r in rows),
         "expected_found": len(proved),
         "expected_by_status": {s: [r["case"] for r in proved if r["expected_status"] == s]
-                               for s in ("proven", "inconclusive", "refuted", "untested")},
+                               for s in ("proven", "inconclusive", "refuted", "untested", "failed")},
         "wall_s": sum(r.get("wall_s") or 0 for r in rows),
     }
 
@@ -139,7 +144,10 @@ def main() -> None:
     ap.add_argument("--max-seeds", type=int, default=8, help="most seeds an inconclusive finding gets (default 8)")
     ap.add_argument("--jobs", type=int, default=None, help="concurrent runs (default: one per core)")
     ap.add_argument("--runs", default=None, help="keep the proof studies in this directory (resumable)")
-    ap.add_argument("--out", default="prove_suite", help="result name under bench/results/")
+    ap.add_argument("--out", default=None, help="result name under bench/results/ (default prove_suite, "
+                                                "prove_suite_test for --part test)")
+    ap.add_argument("--part", choices=("tuning", "test", "all"), default="tuning",
+                    help="the fault suite's tuning part (default), its test part, or both")
     args = ap.parse_args()
 
     from diagnose._tf import import_tensorflow_quietly
@@ -147,7 +155,7 @@ def main() -> None:
     import_tensorflow_quietly()
     from bench.faults import load_cases
 
-    cases = [c for c in load_cases().values() if not c.healthy]
+    cases = [c for c in load_cases(None if args.part == "all" else args.part).values() if not c.healthy]
     if args.only or args.family:
         cases = [c for c in cases if (args.only and c.name in args.only) or (args.family and c.family in args.family)]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -163,7 +171,8 @@ def main() -> None:
     summary = summarise(rows)
     print()
     print(table(rows, summary))
-    path = write_result(args.out, {"commit": commit, "seeds": args.seeds, "max_seeds": args.max_seeds,
+    name = args.out or ("prove_suite_test" if args.part == "test" else "prove_suite")
+    path = write_result(name, {"commit": commit, "part": args.part, "seeds": args.seeds, "max_seeds": args.max_seeds,
                                    "summary": summary, "cases": rows})
     print(f"-> {path}")
 
