@@ -77,8 +77,25 @@ run directory goes through it. A run directory holds:
     A Keras model's run (``diagnose.Monitor``) writes the same keys where they apply;
     its baselines are derived from the targets it trained on: ``ln_vocab`` (ln of the
     number of classes) and ``unigram_entropy`` (of the labels) for a classifier,
-    ``target_variance`` for a regression, and ``loss_at_step0`` (the probe batch's loss
-    before training).
+    ``target_variance`` for a regression, ``constant_loss`` (the best constant
+    prediction under the compiled loss, whatever it is), and ``loss_at_step0`` (the
+    probe batch's loss before training). Its losses are in the compiled loss's units,
+    per example (a loss summed over the batch is divided by its rows; ``valid_loss`` by
+    the validation batch size). It also writes ``contract``, the model-task contract
+    read before the first step (:func:`diagnose.instruments.contract.task_contract`)::
+
+        "contract": {"loss": {"name", "kind", "from_logits"},
+                     "output": {"activation", "units", "shape", "range": [low | null, high | null],
+                                "at_start": {"min", "max", "outside_unit_share", "row_sum_min", "row_sum_max"}},
+                     "targets": {"structure", "rows", "min", "max", "mean", "std", "rms", "non_integer_share",
+                                 "multi_hot_share", "classes_seen", "majority_share", ...},
+                     "constant_loss", "range_floor", "range_floor_share",
+                     "preprocessing": [{"name", "class", "oov_share" | "output_rms"}],
+                     "embeddings": [{"name", "zero_share", "mask_zero"}],
+                     "batch_size", "epochs", "steps_per_epoch", "weighted", "seconds"}
+
+    and, at each probe, ``probe_task_error`` in metrics.csv: the task's error on the
+    probe batch whatever the loss (:func:`diagnose.instruments.contract.task_error`).
 
 ``proof/`` (after ``diagnose check RUN --prove``)
     A study directory whose verdict marks each finding proven, refuted or inconclusive.

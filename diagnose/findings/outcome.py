@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, constant_loss, contract, contract_targets, late, number,
                                     progress, series, steps_of)
+from diagnose.findings.rules_curve import plateau
 
 __all__ = ["Failure", "failure", "underperformed", "learned", "at_chance", "chance_error"]
 
@@ -109,8 +110,6 @@ def failure(view: RunView) -> Failure | None:
     chance = at_chance(view)
     if chance is not None:
         return chance
-    from diagnose.findings.rules_curve import plateau  # a rule module; imported late, it imports base
-
     flat = plateau(view)
     if flat is not None:
         return Failure("flat", flat.title[0].lower() + flat.title[1:], flat.evidence)

@@ -7,6 +7,7 @@ import re
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import Evidence, RunView, late, series, steps_of
 from diagnose.findings.graph import PASS_THROUGH, KerasGraph
+from diagnose.findings.outcome import underperformed
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["unscaled_inputs", "unmasked_padding"]
@@ -65,8 +66,6 @@ def unscaled_inputs(view: RunView) -> Hit | None:
             evidence.append(Evidence(f"first layer reading {name}", graph.describe(layer), "a normalisation layer"))
     if not evidence:
         return None
-    from diagnose.findings.outcome import underperformed  # it reads the curve rules, which import base
-
     failed = underperformed(view)
     if failed is None:
         return None  # inputs of large scale that the model learned from anyway (a rate small enough) are no cause
