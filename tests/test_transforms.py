@@ -173,3 +173,16 @@ def test_adapt_fits_a_preprocessing_layer_to_the_training_inputs_it_reads():
     model, _ = apply_changes(model, {"x": x}, [{"op": "adapt", "layers": ["norm"]}])
     normalised = np.asarray(model.get_layer("norm")(x))
     assert np.allclose(normalised.mean(axis=0), 0, atol=1e-4) and np.allclose(normalised.std(axis=0), 1, atol=1e-3)
+
+
+def test_adapt_gives_a_lookup_with_a_static_vocabulary_the_training_data_s_own():
+    import keras
+
+    inputs = keras.Input((1,), dtype="string", name="city")
+    lookup = keras.layers.StringLookup(vocabulary=["paris ", "rome "], name="lookup")  # not the data's spelling
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.ops.cast(lookup(inputs), "float32")))
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.array([["paris"], ["rome"], ["paris"], ["oslo"]])
+    model, _ = apply_changes(model, {"x": x}, [{"op": "adapt", "layers": ["lookup"]}])
+    assert lookup.get_vocabulary()[1:] == ["paris", "oslo", "rome"]  # by frequency, then as sorted
+    assert int(np.asarray(lookup(np.array([["paris"]]))).item()) == 1  # no longer out of vocabulary

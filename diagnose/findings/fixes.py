@@ -169,6 +169,8 @@ def _relu_output(view):
     outputs = graph.outputs()
     if not outputs:
         return None
+    if graph.activation(outputs[0]) is None and graph.cls(outputs[0]) not in LINEAR | {"Activation"}:
+        return None  # an output from a layer of the user's own (a distance): no activation to set
     activation = graph.activation(outputs[0]) or "linear"
     if activation == "linear" and graph.cls(outputs[0]) in LINEAR:
         return Remedy({"op": "from_logits"}, "from_logits", "the loss reads the linear output as logits "

@@ -333,7 +333,18 @@ def adapt(model, fit, layers: list):
             data = flat[0]
         if data is None:
             raise ConfigError(f"layer {name!r} does not read a model input directly; adapt it in your builder")
-        layer.adapt(np.asarray(data))
+        try:
+            layer.adapt(np.asarray(data))
+        except ValueError:
+            # A lookup given a static vocabulary cannot adapt: it is given the training data's own, by frequency.
+            if not hasattr(layer, "set_vocabulary"):
+                raise
+            values, counts = np.unique(np.asarray(data).reshape(-1), return_counts=True)
+            reserved = {getattr(layer, "mask_token", None), getattr(layer, "oov_token", None)}
+            vocabulary = [v for v in values[np.argsort(-counts, kind="stable")] if v not in reserved]
+            limit = getattr(layer, "max_tokens", None)
+            layer.set_vocabulary(vocabulary[: limit - layer.num_oov_indices - (layer.mask_token is not None)]
+                                 if limit else vocabulary)
     return model, fit
 
 
