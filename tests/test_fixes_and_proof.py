@@ -53,7 +53,7 @@ def test_every_fix_answers_a_declared_finding_with_a_change_the_transforms_know(
              "loss-target-mismatch": _view(summary={"contract": {
                  "loss": {"kind": "categorical"}, "targets": {"structure": "multi-hot"},
                  "output": {"activation": "softmax"}}}),
-             "unscaled-targets": _view(summary={"contract": {"targets": {"mean": 4e4, "std": 9e3}}}),
+             "batchnorm-small-batch": _view(summary={"contract": {"batch_size": 1}}),
              "excessive-dropout": _view(layers=_layers(extra=[{"class": "Dropout", "name": "drop",
                                                                "config": {"rate": 0.9}}])),
              "frozen-layers": _view(layers=_layers(extra=[{"class": "Dense", "name": "frozen", "config": {},

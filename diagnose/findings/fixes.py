@@ -298,16 +298,13 @@ def _output_range(view):
                   f"a linear output instead of {activation}")
 
 
-@fix("unscaled-targets", what="a fixed Rescaling after the output by the targets' spread and mean, so that the "
-                              "network learns a unit-scale quantity")
+# Standardised targets put the loss in other units: the task's error (1 - R^2) judges the fix. (A fixed
+# Rescaling after the output keeps the loss's units but not its gradients' scale: under SGD it fixes nothing.)
+@fix("unscaled-targets", what="the targets standardised with the training targets' mean and spread",
+     judged_by="task")
 def _unscaled_targets(view):
-    targets = _contract(view).get("targets") or {}
-    mean, std = number(targets.get("mean")), number(targets.get("std"))
-    if mean is None or not std:
-        return None
-    scale, offset = float(f"{std:.4g}"), float(f"{mean:.4g}")
-    return Remedy({"op": "rescale_output", "scale": scale, "offset": offset}, "rescaled",
-                  f"the output rescaled by {scale:g} and shifted by {offset:g} (the targets' spread and mean)")
+    return Remedy({"op": "standardize_targets"}, "standardised", "the targets standardised (training mean and "
+                                                                 "spread)")
 
 
 @fix("excessive-dropout", what="dropout rates of 0.8 or more replaced by one less the rate (what a keep "
@@ -339,9 +336,16 @@ def _frozen_layers(view):
     return Remedy({"op": "unfreeze", "layers": names}, "trainable", f"{', '.join(names)} trainable")
 
 
-@fix("batchnorm-small-batch", what="a batch of 32 for one too small for BatchNormalization's statistics")
+# As many updates as before: a batch 32 times larger over as many epochs would take 32 times fewer steps.
+@fix("batchnorm-small-batch", what="a batch of 32 for one too small for BatchNormalization's statistics, over as "
+                                   "many steps (the epochs scaled by the batch's growth)")
 def _small_batch(view):
-    return Remedy({"op": "fit", "batch_size": 32}, "batch 32", "batch size 32")
+    batch = number(_contract(view).get("batch_size"))
+    if not batch or batch >= 32:
+        return None
+    factor = 32.0 / batch
+    return Remedy({"op": "fit", "batch_size": 32, "epochs_factor": factor}, "batch 32",
+                  f"batch size 32 (from {batch:g}) for {factor:g}x the epochs: as many steps")
 
 
 @fix("unadapted-preprocessing", what="the preprocessing layers adapted on the training inputs")

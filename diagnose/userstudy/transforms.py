@@ -251,21 +251,6 @@ def loss(model, fit, loss: str):
     return model, fit
 
 
-def rescale_output(model, fit, scale: float, offset: float):
-    """A fixed ``Rescaling(scale, offset)`` after the output: the network learns a unit-scale quantity."""
-    import keras
-
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ConfigError("only a functional or Sequential model's output can be rescaled mechanically")
-    rescaled = keras.layers.Rescaling(scale=float(scale), offset=float(offset), name="diagnose_rescale_output")
-    wrapped = keras.Model(inputs, rescaled(model.outputs[0]), name=model.name)
-    config = dict(model._compile_config.config)
-    config["optimizer"] = model.optimizer
-    wrapped.compile(**config)
-    return wrapped, fit
-
-
 def dropout_rate(model, fit, layers: dict):
     """The named layers' dropout rates set (``{layer: {attribute: rate}}``: ``rate``, ``recurrent_dropout``...)."""
     for name, rates in layers.items():
@@ -307,6 +292,30 @@ def fit_setting(model, fit, **settings):
         counts = np.bincount(labels)
         present = np.flatnonzero(counts)
         fit["class_weight"] = {int(c): float(len(labels) / (len(present) * counts[c])) for c in present}
+    return model, fit
+
+
+def standardize_targets(model, fit):
+    """The targets standardised with the training targets' mean and spread (training, validation and probe):
+    the loss is then in other units, so a proof judges this by the task's error (1 - R^2 is unit-free)."""
+    import numpy as np
+
+    y = fit.get("y")
+    if y is None or not hasattr(y, "shape"):
+        raise ConfigError("targets can be standardised mechanically only when the data function returns arrays")
+    y = np.asarray(y, dtype=np.float64)
+    mean, sd = y.mean(axis=0), np.maximum(y.std(axis=0), 1e-12)
+
+    def scaled(values):
+        return ((np.asarray(values, dtype=np.float64) - mean) / sd).astype(np.float32)
+
+    fit = dict(fit)
+    fit["y"] = scaled(y)
+    valid = fit.get("validation_data")
+    if isinstance(valid, (tuple, list)) and len(valid) >= 2:
+        fit["validation_data"] = (valid[0], scaled(valid[1]), *valid[2:])
+    if fit.get("probe") is not None:
+        fit["probe"] = (fit["probe"][0], scaled(fit["probe"][1]))
     return model, fit
 
 
@@ -363,5 +372,5 @@ OPS = {"learning_rate": learning_rate, "global_clipnorm": global_clipnorm, "from
        "loss_reduction": loss_reduction, "output_activation": output_activation,
        "hidden_activation": hidden_activation, "reinit_kernels": reinit_kernels, "reinit_table": reinit_table,
        "mask_zero": mask_zero, "standardize_inputs": standardize_inputs, "loss": loss,
-       "rescale_output": rescale_output, "dropout_rate": dropout_rate, "unfreeze": unfreeze, "fit": fit_setting,
-       "adapt": adapt, "all": all_of}
+       "dropout_rate": dropout_rate, "unfreeze": unfreeze, "fit": fit_setting,
+       "adapt": adapt, "all": all_of, "standardize_targets": standardize_targets}
