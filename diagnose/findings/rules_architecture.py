@@ -11,6 +11,7 @@ import re
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import Evidence, RunView, all_layers, hop_columns, late, progress, series, steps_of
 from diagnose.findings.graph import KerasGraph
+from diagnose.findings.outcome import underperformed
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["linear_on_attention_scores", "temporal_encoding_dominates", "padding_attention", "constant_init",
@@ -256,6 +257,14 @@ def constant_init(view: RunView) -> Hit | None:
         evidence.append(Evidence(field, how, "a random initializer"))
     if not evidence:
         return None
+    if not any(e.metric.startswith("model.") or ".config." in e.metric for e in evidence):
+        # Seen only in the values (a zero-initialised projection at the end of a residual branch is a
+        # known good start, and random layers after a constant one break its symmetry): named only where
+        # the run failed or learned little.
+        failed = underperformed(view)
+        if failed is None:
+            return None
+        evidence.append(failed)
     return Hit(
         title=f"{len(layers)} hidden layer(s) start with every weight equal",
         evidence=evidence,
