@@ -408,3 +408,9 @@ def test_a_linear_network_that_diverged_is_not_short_of_capacity():
     diverged = view(record(loss=stuck), contract(), layers, summary={"status": "diverged",
                                                                      "diverged_at": {"step": 30}})
     assert rule("missing-activation")(diverged) is None
+
+
+def test_the_task_error_of_integer_targets_under_a_regression_loss_is_one_less_r_squared():
+    facts = {"targets": {"structure": "class-indices"}, "output": {"units": 1}, "loss": {"kind": "regression"}}
+    stars = np.array([[200.0], [400.0], [1000.0], [600.0]])
+    assert task_error(np.full_like(stars, stars.mean()), stars, facts) == pytest.approx(1.0)

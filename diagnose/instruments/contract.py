@@ -482,6 +482,8 @@ def task_error(pred, y, facts: dict) -> float | None:
     if t.dtype.kind in "OUS" or not p.size or not t.size:
         return None
     t = t.astype(np.float64)
+    if loss.get("kind") == "regression":  # values, whatever their structure (integer ratings, counts)
+        structure = "continuous"
     logits = bool(loss.get("from_logits")) or output.get("activation") in ("linear", None) and \
         loss.get("kind") in ("binary", "categorical", "sparse")
     cut = 0.0 if logits else 0.5
