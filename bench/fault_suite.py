@@ -127,7 +127,7 @@ def score_case(case, runs: Path, plain_fit: bool = True) -> dict:
     from diagnose.findings import check_run
 
     row = {"case": case.name, "family": case.family, "expect": list(case.expect), "twin": case.twin,
-           "healthy": case.healthy, "part": case.part, "report": case.report}
+           "healthy": case.healthy, "part": case.part, "report": case.report, "batch": case.batch}
     plain = _train(case, None) if plain_fit else {"skipped": True}
     run_dir = runs / case.name
     ours = _train(case, run_dir)
@@ -305,6 +305,7 @@ def main() -> None:
                                                 "fault_suite_test for --part test)")
     ap.add_argument("--part", choices=("tuning", "test", "all"), default="all",
                     help="the tuning part (rules developed on it), the test part (never tuned on), or both")
+    ap.add_argument("--batch", type=int, default=None, help="only the test part's cases of this batch")
     ap.add_argument("--skip-plain", action="store_true",
                     help="train each case instrumented only (findings without the comparison with plain fit)")
     args = ap.parse_args()
@@ -314,7 +315,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     from bench.faults import load_cases
 
-    cases = list(load_cases(None if args.part == "all" else args.part).values())
+    cases = list(load_cases(None if args.part == "all" else args.part, args.batch).values())
     if args.only or args.family:
         cases = [c for c in cases if (args.only and c.name in args.only) or (args.family and c.family in args.family)]
     if args.list:
