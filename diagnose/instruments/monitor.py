@@ -91,6 +91,15 @@ class Monitor(keras.callbacks.Callback):
         if runrecord.is_run_dir(self.run_dir) and not overwrite:
             raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} already holds a run record; pass another run_dir, "
                                 "or overwrite=True to replace it")
+        for name, value in (("log_every", log_every), ("probe_every", probe_every)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0
+                                      or (value == 0 and name == "log_every")):
+                allowed = "a positive integer" if name == "log_every" else "a positive integer, or 0 for no probe"
+                raise DiagnoseError(f"diagnose.Monitor: {name}={value!r} is not {allowed}; pass e.g. {name}=20 "
+                                    "(or leave it out)")
+        if probe is not None and not (isinstance(probe, (tuple, list)) and len(probe) == 2):
+            raise DiagnoseError("diagnose.Monitor: probe must be an (x, y) pair of a batch the model takes, e.g. "
+                                "probe=(x_val[:256], y_val[:256])")
         self.requested_log_every, self.log_every, self.probe = log_every, log_every or DEFAULT_LOG_EVERY, probe
         self.probe_every = probe_every  # None: rows 1, 2, 4, 8, ...
         self.baselines = dict(baselines or {})
@@ -111,6 +120,8 @@ class Monitor(keras.callbacks.Callback):
         self.t0 = time.perf_counter()
         self.status, self.error, self.diverged, self.finished = "running", None, None, False
         self.next_probe = self.probe_every or 0
+        if self.probe is not None:
+            _check_probe(self.model.user_model, self.probe)
         self.probe_data = self.probe if self.probe is not None else self.auto_probe
         self.log_every = self.requested_log_every or _auto_log_every(self.params)
         user = self.model.user_model
@@ -252,6 +263,24 @@ class Monitor(keras.callbacks.Callback):
             "at_start": self.at_start or {}, **self.variables, "contract": self.contract,
         })
         self.finished = True
+
+
+def _check_probe(model, probe) -> None:
+    """Refuses, in one line, a probe batch whose inputs do not fit the model's (before anything traces)."""
+    x, y = probe
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        return  # a subclassed model says nothing of its inputs' shapes
+    arrays = list(x.values()) if isinstance(x, dict) else list(x) if isinstance(x, (list, tuple)) else [x]
+    shapes = [tuple(getattr(a, "shape", ()) or ()) for a in arrays]
+    wanted = [tuple(t.shape) for t in inputs]
+    rows = {s[0] for s in shapes if s}
+    fits = len(shapes) == len(wanted) and len(rows) == 1 and all(
+        len(s) == len(w) and all(d is None or d == e for d, e in zip(w[1:], s[1:])) for s, w in zip(shapes, wanted))
+    if not fits or getattr(y, "shape", (None,))[0] not in rows:
+        raise DiagnoseError(f"diagnose.Monitor: the probe batch's shapes {shapes} (targets {getattr(y, 'shape', None)})"
+                            f" do not fit the model's inputs {wanted}; pass probe=(x, y) with a batch of the model's "
+                            "own inputs and targets")
 
 
 def _auto_log_every(params) -> int:

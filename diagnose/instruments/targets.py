@@ -136,6 +136,14 @@ def classifier_view(y, y_pred, info: LossInfo) -> ClassifierView | None:
     if mask is not None and mask.shape.rank == 1 and mask.shape[0] is not None and outputs.shape[0] is not None \
             and mask.shape[0] != outputs.shape[0]:
         mask = None
+    if labels.shape[0] is not None and outputs.shape[0] is not None and labels.shape[0] != outputs.shape[0]:
+        return None
+    # Labels outside the classes (a loss's ignore_class, 255 in a segmentation mask) are no rows to
+    # measure: weighted out, and read as class 0 so that no gather goes out of range.
+    inside = tf.logical_and(labels >= 0, labels < int(classes))
+    weights = tf.cast(inside, tf.float32) if mask is None else mask * tf.cast(inside, mask.dtype)
+    labels = tf.where(inside, labels, tf.zeros_like(labels))
+    mask = weights
     if info.kind == "other":
         kind = None
     else:

@@ -100,6 +100,20 @@ class Instrumented(keras.Model):
     def call(self, inputs, training=None):
         return self.user_model(inputs, training=training)
 
+    # Saving saves the user's model, loadable without diagnose: ModelCheckpoint, BackupAndRestore and
+    # model.save on the wrapper all come here.
+    def save(self, filepath, *args, **kwargs):
+        return self.user_model.save(filepath, *args, **kwargs)
+
+    def save_weights(self, filepath, *args, **kwargs):
+        return self.user_model.save_weights(filepath, *args, **kwargs)
+
+    def load_weights(self, filepath, *args, **kwargs):
+        return self.user_model.load_weights(filepath, *args, **kwargs)
+
+    def get_config(self):
+        return self.user_model.get_config()
+
     def restart(self, fresh) -> bool:
         """Another run on these traced steps, with ``fresh``'s weights: see
         :func:`~diagnose.instruments.preparation.restart`."""
@@ -343,9 +357,13 @@ def instrument(model) -> Instrumented:
     ``fit`` from its first batch, as its own ``fit`` would. A model compiled without
     a loss trains on the losses its layers add (``add_loss``), as in Keras.
 
+    A model instrumented already is returned as it is.
+
     Raises:
         DiagnoseError: the model is not a compiled Keras model with one output.
     """
+    if isinstance(model, Instrumented):
+        return model  # instrumented already: the same wrapper (twice would measure the wrapper's own step)
     if not isinstance(model, keras.Model):
         raise DiagnoseError(f"diagnose.instrument takes a keras.Model, got {type(model).__name__}")
     if getattr(model, "optimizer", None) is None or getattr(model, "_compile_config", None) is None:

@@ -1,0 +1,90 @@
+"""What instrument and Monitor accept and refuse, saving an instrumented model, and losses with options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import diagnose
+from diagnose import runrecord
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.errors import DiagnoseError
+
+import_tensorflow_quietly()
+import keras  # noqa: E402
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(96, 6)).astype("float32")
+Y = (X[:, 0] > 0).astype("int32")
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_instrumenting_twice_returns_the_same_wrapper_and_trains_as_once(tmp_path):
+    once = diagnose.instrument(_model())
+    assert diagnose.instrument(once) is once
+    history = once.fit(X, Y, epochs=2, batch_size=16, verbose=0, callbacks=[diagnose.Monitor(tmp_path)])
+    plain = _model().fit(X, Y, epochs=2, batch_size=16, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], plain.history["loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"log_every": 0}, "log_every=0 is not a positive integer"),
+    ({"log_every": "10"}, "log_every='10' is not a positive integer"),
+    ({"log_every": -1}, "log_every=-1"),
+    ({"probe_every": -1}, "probe_every=-1 is not a positive integer, or 0"),
+    ({"probe": X[:8]}, "probe must be an (x, y) pair"),
+])
+def test_monitor_refuses_bad_settings_at_the_call_in_one_line(tmp_path, kwargs, words):
+    with pytest.raises(DiagnoseError, match=words.replace("(", r"\(").replace(")", r"\)")) as caught:
+        diagnose.Monitor(tmp_path / "run", **kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_probe_that_does_not_fit_the_model_is_refused_before_anything_traces(tmp_path):
+    model = diagnose.instrument(_model())
+    monitor = diagnose.Monitor(tmp_path, probe=(np.zeros((8, 5), "float32"), Y[:8]))
+    with pytest.raises(DiagnoseError, match="do not fit the model's inputs"):
+        model.fit(X, Y, epochs=1, batch_size=16, verbose=0, callbacks=[monitor])
+
+
+def test_saving_an_instrumented_model_saves_the_user_s_model_loadable_without_diagnose(tmp_path):
+    model = _model()
+    wrapped = diagnose.instrument(model)
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "ck.keras"))
+    wrapped.fit(X, Y, epochs=1, batch_size=16, verbose=0, callbacks=[checkpoint, diagnose.Monitor(tmp_path / "r")])
+    wrapped.save(tmp_path / "model.keras")
+    wrapped.save_weights(tmp_path / "w.weights.h5")
+    for path in ("ck.keras", "model.keras"):
+        loaded = keras.models.load_model(tmp_path / path)
+        assert type(loaded).__name__ == "Sequential"
+        np.testing.assert_allclose(loaded.predict(X, verbose=0), model.predict(X, verbose=0), rtol=1e-6)
+    fresh = _model()
+    fresh.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_allclose(fresh.predict(X, verbose=0), model.predict(X, verbose=0), rtol=1e-6)
+
+
+def test_a_loss_that_ignores_a_class_trains_as_plain_fit(tmp_path):
+    # A segmentation-like mask with an 'ignore' label of 255 outside the classes.
+    labels = np.where(RNG.random((96, 4)) < 0.2, 255, RNG.integers(0, 3, (96, 4))).astype("int32")
+
+    def build():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((6,))
+        out = keras.layers.Reshape((4, 3))(keras.layers.Dense(12)(inputs))
+        model = keras.Model(inputs, keras.layers.Softmax()(out))
+        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=255))
+        return model
+
+    history = diagnose.instrument(build()).fit(X, labels, epochs=2, batch_size=16, verbose=0,
+                                               callbacks=[diagnose.Monitor(tmp_path)])
+    plain = build().fit(X, labels, epochs=2, batch_size=16, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], plain.history["loss"], rtol=1e-6)
+    assert runrecord.read_summary(tmp_path)["status"] == "completed"
+    assert runrecord.read_metrics(tmp_path)["target_prob"].notna().any()  # measured on the labelled rows
