@@ -88,3 +88,73 @@ def test_a_loss_that_ignores_a_class_trains_as_plain_fit(tmp_path):
     np.testing.assert_allclose(history.history["loss"], plain.history["loss"], rtol=1e-6)
     assert runrecord.read_summary(tmp_path)["status"] == "completed"
     assert runrecord.read_metrics(tmp_path)["target_prob"].notna().any()  # measured on the labelled rows
+
+
+class Sampling(keras.layers.Layer):
+    """Draws z = mean + sd * eps in every call, training or not (as a VAE's sampling layer does)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        return mean + keras.ops.exp(0.5 * log_var) * keras.random.normal(keras.ops.shape(mean),
+                                                                         seed=self.seed_generator)
+
+
+class TinyVAE(keras.Model):
+    """A model with its own train_step and loss trackers, compiled with an optimizer only."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder, self.mean, self.log_var = (keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2),
+                                                 keras.layers.Dense(2))
+        self.sample, self.decoder = Sampling(), keras.layers.Dense(6)
+        self.total = keras.metrics.Mean(name="loss")
+
+    def call(self, x, training=None):
+        h = self.encoder(x)
+        return self.decoder(self.sample([self.mean(h), self.log_var(h)]))
+
+    @property
+    def metrics(self):
+        return [self.total]
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x = data[0] if isinstance(data, tuple) else data
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(keras.ops.square(self(x, training=True) - x))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        self.total.update_state(loss)
+        return {"loss": self.total.result()}
+
+    def test_step(self, data):
+        x = data[0] if isinstance(data, tuple) else data
+        self.total.update_state(keras.ops.mean(keras.ops.square(self(x) - x)))
+        return {"loss": self.total.result()}
+
+
+def _vae():
+    keras.utils.set_random_seed(0)
+    model = TinyVAE()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model(X[:2])
+    return model
+
+
+def test_a_model_with_its_own_train_step_trains_as_plain_fit_history_and_weights(tmp_path):
+    plain_model = _vae()
+    keras.utils.set_random_seed(1)
+    plain = plain_model.fit(X, X, validation_data=(X[:32], X[:32]), epochs=3, batch_size=16, verbose=0)
+    ours_model = _vae()
+    keras.utils.set_random_seed(1)
+    ours = diagnose.instrument(ours_model).fit(X, X, validation_data=(X[:32], X[:32]), epochs=3, batch_size=16,
+                                               verbose=0, callbacks=[diagnose.Monitor(tmp_path)])
+    for key in ("loss", "val_loss"):  # reset each epoch and before validation, as Keras does
+        np.testing.assert_allclose(ours.history[key], plain.history[key], rtol=1e-5, err_msg=key)
+    for a, b in zip(plain_model.get_weights(), ours_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5)  # the probes drew nothing from the sampling layer

@@ -24,6 +24,7 @@ from diagnose.errors import DiagnoseError
 from diagnose.instruments.contract import task_contract, task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
 from diagnose.instruments.probes import auto_due, next_probe
+from diagnose.instruments.rng import random_state_kept
 from diagnose.instruments.rowlog import RowLog
 
 tf = import_tensorflow_quietly()
@@ -136,7 +137,8 @@ class Monitor(keras.callbacks.Callback):
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
         self.loss_at_step0, self.at_start = None, None
         if self.probe_data is not None and self.probe_every != 0:
-            self.loss_at_step0 = self.model.probe_losses(*self.probe_data)[0]
+            with random_state_kept(self.model.user_model):
+                self.loss_at_step0 = self.model.probe_losses(*self.probe_data)[0]
 
     def _validation_divisor(self) -> float:
         """What turns Keras' val_loss into a loss per example, the unit of the training rows: the
@@ -153,10 +155,11 @@ class Monitor(keras.callbacks.Callback):
             y = np.asarray(self.probe_data[1]) if hasattr(self.probe_data[1], "shape") else None
         steps = self.params.get("steps") if isinstance(self.params, dict) else None
         try:
-            facts = task_contract(user, self.model.loss_info, y=y,
-                                  probe_x=self.probe_data[0] if self.probe_data is not None else None,
-                                  batch_size=inputs.get("batch_size"), epochs=inputs.get("epochs"),
-                                  steps_per_epoch=steps)
+            with random_state_kept(user):
+                facts = task_contract(user, self.model.loss_info, y=y,
+                                      probe_x=self.probe_data[0] if self.probe_data is not None else None,
+                                      batch_size=inputs.get("batch_size"), epochs=inputs.get("epochs"),
+                                      steps_per_epoch=steps)
             return facts | {"weighted": bool(inputs.get("weighted"))}
         except Exception as error:  # noqa: BLE001 - the contract is evidence, never a reason for fit to fail
             return {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
@@ -208,15 +211,16 @@ class Monitor(keras.callbacks.Callback):
     def _probe(self) -> dict:
         """The probe's losses (real, shuffled and zeroed inputs) and the task's error on the probe batch."""
         x, y = self.probe_data
-        real, shuffled, zeroed = self.model.probe_losses(x, y)
-        row = {"probe_loss_real": real, "probe_loss_shuffled": shuffled, "probe_loss_zeroed": zeroed}
-        if "targets" in self.contract:
-            try:
-                error = task_error(self.model.user_model(x, training=False), y, self.contract)
-            except Exception:  # noqa: BLE001 - a measure, never a reason for fit to fail
-                error = None
-            if error is not None:
-                row["probe_task_error"] = error
+        with random_state_kept(self.model.user_model):  # the probe draws nothing training would have drawn
+            real, shuffled, zeroed = self.model.probe_losses(x, y)
+            row = {"probe_loss_real": real, "probe_loss_shuffled": shuffled, "probe_loss_zeroed": zeroed}
+            if "targets" in self.contract:
+                try:
+                    error = task_error(self.model.user_model(x, training=False), y, self.contract)
+                except Exception:  # noqa: BLE001 - a measure, never a reason for fit to fail
+                    error = None
+                if error is not None:
+                    row["probe_task_error"] = error
         return row
 
     def _probe_due(self) -> bool:

@@ -175,6 +175,21 @@ class Instrumented(keras.Model):
     def test_step(self, data):
         return self.user_model.test_step(data) if self._custom_test else super().test_step(data)
 
+    @property
+    def metrics(self):
+        """Keras' metrics of the step that trains: the user's own trackers for a model with its own train_step
+        (fit reports and resets what ``metrics`` lists)."""
+        if getattr(self, "_custom_step", False):
+            return self.user_model.metrics
+        return super().metrics
+
+    def reset_metrics(self):
+        """Keras' reset at each epoch and before validation, of the user's own trackers too (a model with its
+        own train_step keeps its losses in them: unreset, History would show a mean since the first step)."""
+        super().reset_metrics()
+        if self._custom_step or self._custom_test:
+            self.user_model.reset_metrics()
+
     def _custom_train_step(self, data, sampled=None):
         """The user's own train step, unchanged; measured from outside: its loss, and the weights' change."""
         self.setup()
