@@ -118,8 +118,24 @@ def test_the_range_floor_is_what_the_output_range_alone_costs():
     y = RNG.normal(50.0, 10.0, (1000, 1)).astype("float32")
     model = _model(1, "sigmoid", "mse")
     expected = float(np.mean((y - np.clip(y, 0, 1)) ** 2))
-    assert range_floor(loss_function(model), y, [1], "sigmoid") == pytest.approx(expected, rel=1e-5)
+    clipped, exact = range_floor(loss_function(model), y, [1], "sigmoid")
+    assert clipped == pytest.approx(expected, rel=1e-5) and exact == 0
     assert range_floor(loss_function(model), y, [1], "linear") is None  # no bound, nothing forced
+
+
+def test_a_poisson_head_on_counts_loses_nothing_to_its_range_but_a_linear_one_leaves_the_loss_s_domain():
+    x = RNG.normal(size=(400, 5)).astype("float32")
+    counts = RNG.poisson(3.0, (400, 1)).astype("float32")
+    healthy = _model(1, "exponential", "poisson")
+    facts = task_contract(healthy, LossInfo.of(healthy), counts, x[:64])
+    # The Poisson loss at the targets themselves is not 0: only what the range adds to it counts.
+    assert facts["range_floor_share"] == pytest.approx(0.0, abs=1e-6)
+    assert rule("output-range-mismatch")(view(None, facts)) is None
+    linear = _model(1, None, "poisson")
+    facts = task_contract(linear, LossInfo.of(linear), counts, x[:64])
+    assert facts["loss"]["domain_low"] == 0.0
+    found = rule("output-range-mismatch")(view(None, facts))
+    assert found is not None and "not defined" in found.title
 
 
 def test_task_contract_reads_the_model_the_targets_and_the_first_outputs():
@@ -242,8 +258,12 @@ def test_excessive_dropout_and_frozen_layers_in_a_run_that_failed():
 
 
 def test_a_weight_matrix_that_never_gets_a_gradient_is_blocked():
-    metrics = record()
+    metrics = record(loss=stuck)
     metrics["grad_norm/dense"] = 0.0
+    learned = record()
+    learned["grad_norm/dense"] = 0.0
+    wasted = view(learned, summary={"initial_weight_digests": {"dense": "ab12", "out": "cd34"}})
+    assert rule("blocked-gradient")(wasted) is None  # a run that learned: no-gradient says it, no cause
     blocked = view(metrics, summary={"initial_weight_digests": {"dense": "ab12", "out": "cd34"},
                                      "at_start": {"grad_norm/dense": 0.0}})
     assert rule("blocked-gradient")(blocked) is not None
@@ -414,3 +434,31 @@ def test_the_task_error_of_integer_targets_under_a_regression_loss_is_one_less_r
     facts = {"targets": {"structure": "class-indices"}, "output": {"units": 1}, "loss": {"kind": "regression"}}
     stars = np.array([[200.0], [400.0], [1000.0], [600.0]])
     assert task_error(np.full_like(stars, stars.mean()), stars, facts) == pytest.approx(1.0)
+
+
+def test_held_out_targets_that_drift_are_judged_against_the_training_constant_scored_on_them():
+    x = RNG.normal(size=(300, 5)).astype("float32")
+    model = _model(1, None, "mse")
+    train, valid = RNG.normal(0.0, 1.0, (300, 1)), RNG.normal(3.0, 1.0, (100, 1))  # a series that moved on
+    facts = task_contract(model, LossInfo.of(model), train, x[:64], y_valid=valid)
+    assert facts["constant_loss_valid"] == pytest.approx(float(np.mean((valid - train.mean()) ** 2)), rel=1e-4)
+    summary = {"baselines": {"target_variance": 1.0, "loss_at_step0": 2.0}}
+    drifted = record(loss=lambda s: np.full(len(s), 0.3), valid_loss=np.full(40, 2.0))  # far below 10.0
+    assert "unexplained" not in ids(check_view(view(drifted, facts, summary=summary, loss="mse")))
+
+
+def test_the_scale_the_first_weights_read_after_the_model_s_own_preprocessing():
+    from diagnose.instruments.contract import first_weights_facts
+
+    inputs = keras.Input((8,))
+    twice = keras.layers.Rescaling(1 / 255)(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="first")(twice))
+    pixels = RNG.integers(0, 256, (64, 8)).astype("float32")
+    (facts,) = first_weights_facts(model, pixels)
+    assert facts["name"] == "first" and facts["input_rms"] < T.INPUT_RMS_LOW
+    layers = [{"class": "InputLayer", "name": "x", "inbound": [[]]},
+              {"class": "Rescaling", "name": "r", "inbound": [["x"]]}, _dense("out", "softmax", ["r"])]
+    metrics = record(loss=stuck, **{"input_rms/x": np.full(40, 120.0)})
+    found = rule("unscaled-inputs")(view(metrics, contract() | {"first_weights": [facts]}, layers))
+    assert found is not None and found.evidence[0].observed < T.INPUT_RMS_LOW
+    assert rule("unscaled-inputs")(view(metrics, contract(), layers)) is None  # scaled once: fine

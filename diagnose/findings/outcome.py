@@ -51,12 +51,16 @@ def at_chance(view: RunView) -> Failure | None:
         for column in ("valid_loss", "loss"):
             ended = _ended(view, column)
             if ended is not None:
-                if ended[0] >= constant.value - constant.margin:
+                # Held-out data is judged against what the training targets' constant scores there (more than
+                # on the training targets where the data drifts: a series' later values).
+                held = number(contract(view).get("constant_loss_valid")) if column == "valid_loss" else None
+                value, source = (held, "summary.contract.constant_loss_valid") if held is not None \
+                    and held > constant.value else (constant.value, constant.baseline)
+                if ended[0] >= value - constant.margin:
                     return Failure("at chance", f"ends at {ended[0]:.4g} {view.unit}, no better than a constant "
-                                               f"prediction ({constant.value:.4g})",
-                                   (Evidence(f"{column} (late mean)", ended[0], constant.value - constant.margin,
-                                             ended[1]),
-                                    Evidence(constant.baseline, constant.value, None)))
+                                               f"prediction ({value:.4g})",
+                                   (Evidence(f"{column} (late mean)", ended[0], value - constant.margin, ended[1]),
+                                    Evidence(source, value, None)))
                 break
     chance = chance_error(view)
     task = series(view, "probe_task_error")

@@ -180,23 +180,38 @@ def labels_not_class_indices(view: RunView) -> Hit | None:
 def output_range_mismatch(view: RunView) -> Hit | None:
     facts, targets, output = contract(view), contract_targets(view), _output(view)
     share, floor = number(facts.get("range_floor_share")), number(facts.get("range_floor"))
-    if _loss(view).get("kind") not in _REGRESSION_KINDS or share is None or share < T.RANGE_SHARE:
-        return None
     low, high = (output.get("range") or [None, None])[:2]
     bounds = f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
     activation = output.get("activation")
+    name = str(_loss(view).get("name"))
+    domain = number(_loss(view).get("domain_low"))  # where the loss is defined (the contract says)
+    if domain is not None and activation is not None and (low is None or low < domain):
+        # An output that can leave the loss's domain: the loss takes the log of what it predicts.
+        return Hit(
+            title=f"The output's {activation} can go below {domain:g}, where the {name} loss is not defined",
+            evidence=[_fact("output.activation", str(activation)), _fact("output.range", bounds),
+                      _fact("loss.name", name, f"predictions above {domain:g}")],
+            explanation=(f"The {name} loss takes the logarithm of the prediction (plus one, for MSLE), so a "
+                         f"prediction at or below {domain:g} gives NaN or an unbounded loss; a {activation} output "
+                         "gets there as soon as training pushes it, and the run is lost."),
+            fix=("Give the output a range inside the loss's domain: activation='exponential' or 'softplus' for a "
+                 "Poisson loss (and start its bias at the log of the mean count), or a mean squared error on "
+                 "log1p(y) instead of MSLE on a linear output."))
+    if _loss(view).get("kind") not in _REGRESSION_KINDS or share is None or share < T.RANGE_SHARE:
+        return None
     evidence = [_fact("output.activation", str(activation)), _fact("output.range", bounds),
                 _fact("targets.min", number(targets.get("min"))), _fact("targets.max", number(targets.get("max"))),
                 _fact("range_floor (the loss of the targets clipped to the range)", floor),
-                _fact("range_floor / constant_loss", share, T.RANGE_SHARE)]
+                _fact("range_floor_share (of what a model can learn, the share the range takes away)", share,
+                      T.RANGE_SHARE)]
     return Hit(
         title=(f"The output's {activation} can only produce {bounds}; the targets run from "
                f"{number(targets.get('min')):.4g} to {number(targets.get('max')):.4g}"),
         evidence=evidence,
         explanation=(f"Every target outside {bounds} is out of the model's reach: even predicting the rest "
-                     f"exactly, the loss cannot go below {floor:.4g}, {share:.0%} of what a constant prediction "
-                     "costs. Near the bounds the activation's slope vanishes too, so the outputs that are furthest "
-                     "off learn slowest."),
+                     f"exactly, the loss cannot go below {floor:.4g}, which takes {share:.0%} of what a model could "
+                     "learn (from a constant prediction's loss down to exact predictions'). Near the bounds the "
+                     "activation's slope vanishes too, so the outputs that are furthest off learn slowest."),
         fix=("Use a linear output (activation=None) for an unbounded target, or bring the targets into the range "
              "(scale them to [0, 1] for a sigmoid and scale predictions back)."))
 
@@ -308,7 +323,8 @@ def _zero_throughout(view: RunView, column: str) -> tuple[int, int] | None:
 
 @rule("blocked-gradient", kind="root-cause", severity="high", figure="gradients",
       what="weight matrices on the path to the loss that never receive a gradient from the first step "
-           "(a stop_gradient or a non-differentiable op between them and the loss)",
+           "(a stop_gradient or a non-differentiable op between them and the loss), in a run that failed or "
+           "learned little",
       explains=_CAUSES + ("no-gradient",))
 def blocked_gradient(view: RunView) -> Hit | None:
     digests = view.summary.get("initial_weight_digests")
@@ -327,6 +343,9 @@ def blocked_gradient(view: RunView) -> Hit | None:
 
     if constant_weights(view):
         return None  # weights that start constant upstream pass zeros on: constant-init's, not a cut path
+    failed = underperformed(view)
+    if failed is None:
+        return None  # weights the run never trains, in a run that learned its task: wasted (no-gradient says so)
     graph = KerasGraph(view.model)
     stops = [layer.get("name") for layer in graph.layers if layer.get("operation")
              and str(layer.get("class")) in ("StopGradient",)]
@@ -334,6 +353,7 @@ def blocked_gradient(view: RunView) -> Hit | None:
                 for column, steps in blocked[:4]]
     evidence += [Evidence(f"model op '{name}'", "StopGradient", "no stop_gradient on the path", (0, 0))
                  for name in stops[:2]]
+    evidence.append(failed)
     total = len(weight_matrices(view, "grad_norm"))
     names = ", ".join(c.split("/", 1)[1] for c, _ in blocked[:4])
     return Hit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from diagnose.findings import thresholds as T
@@ -64,20 +65,31 @@ def unscaled_inputs(view: RunView) -> Hit | None:
         evidence.append(Evidence(column, float(window.mean()), T.INPUT_RMS, steps_of(window)))
         for layer in sorted(first)[:2]:
             evidence.append(Evidence(f"first layer reading {name}", graph.describe(layer), "a normalisation layer"))
+    # The scale the first weights read, after the model's own preprocessing (a Rescaling applied twice).
+    facts = view.summary.get("contract") if isinstance(view.summary.get("contract"), dict) else {}
+    for entry in facts.get("first_weights") or []:
+        rms = (entry or {}).get("input_rms")
+        if isinstance(rms, (int, float)) and (rms > T.INPUT_RMS or 0 < rms < T.INPUT_RMS_LOW) and not any(
+                e.metric.startswith("input_rms/") for e in evidence):
+            evidence.append(Evidence(f"summary.contract.first_weights.{entry.get('name')}.input_rms (what the first "
+                                     "weights read, at step 0)", float(rms),
+                                     T.INPUT_RMS if rms > T.INPUT_RMS else T.INPUT_RMS_LOW, (0, 0)))
     if not evidence:
         return None
     failed = underperformed(view)
     if failed is None:
         return None  # inputs of large scale that the model learned from anyway (a rate small enough) are no cause
     evidence.append(failed)
-    largest = max(e.observed for e in evidence if e.threshold == T.INPUT_RMS)
+    scales = [e.observed for e in evidence if e.threshold in (T.INPUT_RMS, T.INPUT_RMS_LOW)]
+    worst = max(scales, key=lambda v: abs(math.log10(max(v, 1e-30))))
     return Hit(
-        title=f"Inputs are far from unit scale (RMS {largest:.3g})",
+        title=f"Inputs are far from unit scale (RMS {worst:.3g})",
         evidence=evidence,
         explanation=("Initialisers size the first weights for inputs of about unit scale. Inputs this large make "
                      "the first layer's pre-activations and gradients as many times too large, so a learning rate "
                      "that suits the rest of the network throws the first layer about: ReLUs die, the loss "
-                     "thrashes or diverges."),
+                     "thrashes or diverges. Inputs a hundred times too small (scaled twice) make them as many times "
+                     "too small: the first weights must grow a hundredfold before the input counts."),
         fix=("Scale the inputs: divide pixels by 255 (keras.layers.Rescaling(1/255)), standardise features "
              "(keras.layers.Normalization adapted on the training data), or put a BatchNormalization first."))
 

@@ -87,6 +87,11 @@ PROBE_MARGIN = 0.05
 # gradient step's effect a hundred times) what the rest of the network is sized for.
 # Standardised features have RMS 1; pixels in 0-255 about 100-150.
 INPUT_RMS = 10.0
+# ... and below 0.01, a hundred times under unit scale (pixels scaled by 1/255 twice are
+# ~0.002): the first layer's pre-activations and its weights' gradients are as many times
+# too small, and its weights must grow a hundredfold to use the input. One-hot inputs of up
+# to 10,000 categories stay above it.
+INPUT_RMS_LOW = 0.01
 # More than half of an integer input is padding (id 0): a recurrent layer reading it
 # unmasked then runs through more padding than content.
 PAD_SHARE = 0.5

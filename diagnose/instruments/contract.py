@@ -36,7 +36,8 @@ tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
 __all__ = ["task_contract", "target_facts", "output_facts", "constant_loss", "range_floor", "output_range",
-           "output_activation", "loss_function", "task_error", "MAX_ROWS"]
+           "output_activation", "loss_function", "task_error", "best_constant", "loss_of_constant", "MAX_ROWS",
+           "LOSS_DOMAINS"]
 
 # Targets read: shares of rows (multi-hot, fractional labels) to about 1/sqrt(4096) = 1.6%
 # and a constant loss to a fraction of a percent, in milliseconds however large the data.
@@ -60,6 +61,9 @@ _PASS_THROUGH = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoi
                  "AlphaDropout", "Reshape", "Permute", "Flatten", "Identity", "ActivityRegularization")
 # Losses that read raw margins or values however the output is squashed.
 _RAW = ("hinge", "squaredhinge", "categoricalhinge")
+# Regression losses defined only for some predictions: the log of the prediction (Poisson) or of
+# one plus it (MSLE) is NaN below these bounds.
+LOSS_DOMAINS = {"poisson": 0.0, "meansquaredlogarithmicerror": -1.0, "msle": -1.0}
 
 
 def output_activation(model) -> str | None:
@@ -203,6 +207,8 @@ def _constant_prediction(z, domain: str, like):
 
 def _domain(loss_name: str, kind: str, from_logits: bool, activation: str | None) -> str:
     """Where the loss's predictions live: raw values, or a squashed range."""
+    if loss_name in LOSS_DOMAINS:
+        return "positive"  # a constant inside the loss's domain
     if from_logits or loss_name in _RAW or kind == "regression":
         return "raw"
     if kind in ("categorical", "sparse"):
@@ -241,6 +247,14 @@ def constant_loss(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: 
         loss_name, kind, from_logits: the compiled loss (:class:`~diagnose.instruments.targets.LossInfo`).
         activation: the output layer's activation (the range a loss of the user's own reads).
     """
+    found = best_constant(fn, y, pred_shape, loss_name=loss_name, kind=kind, from_logits=from_logits,
+                          activation=activation)
+    return None if found is None else found[0]
+
+
+def best_constant(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: bool,
+                  activation: str | None) -> tuple[float, np.ndarray] | None:
+    """:func:`constant_loss` and the constant itself (one prediction per output unit), or None."""
     from scipy.optimize import minimize
 
     y = _rows(np.asarray(y))
@@ -251,10 +265,11 @@ def constant_loss(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: 
         return None
     v = y.astype(np.float64)
     if loss_name in ("meansquarederror", "mse") and v.shape == shape:
-        return float(np.mean(np.var(v.reshape(-1, shape[-1]), axis=0)))
+        table = v.reshape(-1, shape[-1])
+        return float(np.mean(np.var(table, axis=0))), table.mean(axis=0)
     if loss_name in ("meanabsoluteerror", "mae") and v.shape == shape:
         table = v.reshape(-1, shape[-1])
-        return float(np.mean(np.abs(table - np.median(table, axis=0))))
+        return float(np.mean(np.abs(table - np.median(table, axis=0)))), np.median(table, axis=0)
     domain = _domain(loss_name, kind, from_logits, activation)
     y_t = tf.constant(y.astype(np.float32) if y.dtype.kind == "f" else y)  # predictions are float32
     units = shape[-1]
@@ -278,14 +293,32 @@ def constant_loss(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: 
         if not math.isfinite(first):
             return None
         found = minimize(value_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": 100})
-        best = float(found.fun) if math.isfinite(float(found.fun)) else first
-        return min(best, first)
+        z = found.x if math.isfinite(float(found.fun)) and float(found.fun) <= first else start
+        prediction = np.asarray(_constant_prediction(tf.constant(z, tf.float32), domain, (units,)), np.float64)
+        return min(float(found.fun), first) if math.isfinite(float(found.fun)) else first, prediction
     except Exception:  # noqa: BLE001 - a loss that cannot take a constant (shapes, dtypes) has no baseline
         return None
 
 
-def range_floor(fn, y, pred_shape, activation: str | None) -> float | None:
-    """The loss of predicting each target exactly where the output's range allows, the nearest bound elsewhere.
+def loss_of_constant(fn, y, pred_shape, prediction) -> float | None:
+    """The compiled loss of one constant prediction (per output unit) on the targets ``y``, per example:
+    on held-out targets, what a model that learned nothing from its training targets scores there."""
+    y = _rows(np.asarray(y))
+    if fn is None or y.dtype.kind in "OUS" or not len(y):
+        return None
+    shape = (len(y), *[int(d) for d in pred_shape])
+    try:
+        pred = tf.broadcast_to(tf.constant(np.asarray(prediction, np.float32)), shape)
+        value = _per_example_mean(fn, tf.constant(y.astype(np.float32) if y.dtype.kind == "f" else y), pred)
+    except Exception:  # noqa: BLE001
+        return None
+    return value if math.isfinite(value) else None
+
+
+def range_floor(fn, y, pred_shape, activation: str | None) -> tuple[float, float] | None:
+    """What the output's range alone costs: ``(clipped, exact)``, the loss of predicting each target exactly
+    where the output's range allows and the nearest bound elsewhere, and of predicting every target exactly
+    (0 for a squared or absolute error; not for a Poisson loss, whose value at the target is not 0).
 
     None where the range is unbounded on both sides, or the targets do not have the
     output's shape (a classifier's labels).
@@ -297,12 +330,13 @@ def range_floor(fn, y, pred_shape, activation: str | None) -> float | None:
     shape = (len(y), *[int(d) for d in pred_shape])
     if y.shape != shape:
         return None
-    clipped = np.clip(y.astype(np.float32), -np.inf if low is None else low, np.inf if high is None else high)
+    exact = y.astype(np.float32)
+    clipped = np.clip(exact, -np.inf if low is None else low, np.inf if high is None else high)
     try:
-        value = _per_example_mean(fn, tf.constant(y.astype(np.float32)), tf.constant(clipped))
+        values = [_per_example_mean(fn, tf.constant(exact), tf.constant(p)) for p in (clipped, exact)]
     except Exception:  # noqa: BLE001
         return None
-    return value if math.isfinite(value) else None
+    return tuple(values) if all(math.isfinite(v) for v in values) else None
 
 
 def output_facts(model, x) -> dict:
@@ -375,6 +409,11 @@ def preprocessing_facts(model, x) -> list[dict]:
     return out
 
 
+def _submodel(inputs, tensor, x):
+    """``tensor``'s value on the batch ``x``: the model up to it, called as the model is (one input bare)."""
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, tensor)(x, training=False)
+
+
 def embedding_facts(model, x) -> list[dict]:
     """The share of padding (id 0) in the ids each Embedding layer of a functional model reads on a batch.
 
@@ -392,7 +431,7 @@ def embedding_facts(model, x) -> list[dict]:
         if len(tensors) != 1:
             continue
         try:
-            ids = np.asarray(keras.ops.convert_to_numpy(keras.Model(inputs, tensors[0])(x, training=False)))
+            ids = np.asarray(keras.ops.convert_to_numpy(_submodel(inputs, tensors[0], x)))
         except Exception:  # noqa: BLE001 - a layer we cannot reach from the inputs says nothing
             continue
         if ids.size and ids.dtype.kind in "iuf":
@@ -401,8 +440,54 @@ def embedding_facts(model, x) -> list[dict]:
     return out
 
 
+_WEIGHTED = ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D",
+             "DepthwiseConv1D", "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose", "LSTM", "GRU", "SimpleRNN")
+# Layers whose output scale does not follow their input's: what comes after them is not "the input".
+_RESCALING = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization", "Embedding",
+              "Discretization", "Hashing", "IntegerLookup", "StringLookup", "CategoryEncoding", "TextVectorization")
+
+
+def _reads_input_directly(tensor, inputs, depth: int = 0) -> bool:
+    """Whether ``tensor`` comes from the model's inputs through layers with no weights of their own (and no
+    normalisation or lookup): what it carries is the input, at whatever scale preprocessing left it."""
+    if any(tensor is t for t in inputs):
+        return True
+    history = getattr(tensor, "_keras_history", None)
+    op = getattr(history, "operation", None)
+    if op is None or depth > 32 or type(op).__name__ in _RESCALING or type(op).__name__ == "InputLayer":
+        return False
+    if isinstance(op, keras.layers.Layer) and op.trainable_weights:
+        return False
+    node = op._inbound_nodes[history.node_index] if getattr(op, "_inbound_nodes", None) else None
+    parents = node.input_tensors if node is not None else []
+    return bool(parents) and all(_reads_input_directly(t, inputs, depth + 1) for t in parents)
+
+
+def first_weights_facts(model, x) -> list[dict]:
+    """The RMS of what each weight layer reading the model's inputs directly gets on a batch: the scale the
+    first weights see, after whatever preprocessing layers the model applies (a Rescaling applied twice)."""
+    inputs = list(getattr(model, "inputs", None) or [])
+    if not inputs or x is None:
+        return []
+    out = []
+    for layer in model.layers:
+        if type(layer).__name__ not in _WEIGHTED or not getattr(layer, "_inbound_nodes", None):
+            continue
+        tensors = layer._inbound_nodes[0].input_tensors
+        if len(tensors) != 1 or not _reads_input_directly(tensors[0], inputs):
+            continue
+        try:
+            values = np.asarray(keras.ops.convert_to_numpy(_submodel(inputs, tensors[0], x)))
+        except Exception:  # noqa: BLE001 - a tensor we cannot reach from the inputs says nothing
+            continue
+        if values.size and values.dtype.kind == "f":
+            out.append({"name": layer.name, "input_rms": float(np.sqrt(np.mean(np.square(values.astype(
+                np.float64)))))})
+    return out
+
+
 def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None = None,
-                  epochs: int | None = None, steps_per_epoch: int | None = None) -> dict:
+                  epochs: int | None = None, steps_per_epoch: int | None = None, y_valid=None) -> dict:
     """The facts of the model-task contract for summary.json (see the module docstring).
 
     Args:
@@ -411,6 +496,8 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
         y: training targets (an array), else None.
         probe_x: a batch of inputs for :func:`output_facts`, else None.
         batch_size, epochs, steps_per_epoch: as ``fit`` runs them, where known.
+        y_valid: held-out targets, for ``constant_loss_valid``: the training targets' best
+            constant scored on them (above ``constant_loss`` where the data drifts).
     """
     start = time.perf_counter()
     outputs = getattr(model, "outputs", None)
@@ -418,13 +505,15 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
     units = shape[-1] if shape else None
     activation = output_activation(model)
     low, high = output_range(activation)
-    facts: dict = {"loss": {"name": loss_info.name, "kind": loss_info.kind, "from_logits": loss_info.from_logits},
+    facts: dict = {"loss": {"name": loss_info.name, "kind": loss_info.kind, "from_logits": loss_info.from_logits,
+                            "domain_low": LOSS_DOMAINS.get(loss_info.name)},
                    "output": {"activation": activation, "units": units, "shape": shape, "range": [low, high]},
                    "batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
     if probe_x is not None:
         facts["output"]["at_start"] = output_facts(model, probe_x)
         facts["preprocessing"] = preprocessing_facts(model, probe_x)
         facts["embeddings"] = embedding_facts(model, probe_x)
+        facts["first_weights"] = first_weights_facts(model, probe_x)
     if y is not None and hasattr(y, "shape"):
         targets = np.asarray(y)
         facts["targets"] = target_facts(targets, units)
@@ -432,14 +521,19 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
         if shape is not None and all(isinstance(d, int) for d in shape) and fn is not None \
                 and facts["targets"].get("structure") != "text":
             with tf.device("/cpu:0"):
-                constant = constant_loss(fn, targets, shape, loss_name=loss_info.name, kind=loss_info.kind,
-                                         from_logits=loss_info.from_logits, activation=activation)
+                best = best_constant(fn, targets, shape, loss_name=loss_info.name, kind=loss_info.kind,
+                                     from_logits=loss_info.from_logits, activation=activation)
+                constant = None if best is None else best[0]
                 floor = range_floor(fn, targets, shape, activation) if loss_info.kind in ("regression", "other") \
                     else None
+                if best is not None and y_valid is not None and hasattr(y_valid, "shape"):
+                    facts["constant_loss_valid"] = loss_of_constant(fn, np.asarray(y_valid), shape, best[1])
             facts["constant_loss"] = constant
-            facts["range_floor"] = floor
-            if floor is not None and constant:
-                facts["range_floor_share"] = floor / constant
+            facts["range_floor"] = None if floor is None else floor[0]
+            if floor is not None and constant is not None and constant > floor[1]:
+                # Of what a model can learn (from a constant's loss down to exact predictions' loss), the
+                # share the range takes away.
+                facts["range_floor_share"] = max(floor[0] - floor[1], 0.0) / (constant - floor[1])
     facts["seconds"] = time.perf_counter() - start
     return facts
 

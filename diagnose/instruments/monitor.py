@@ -150,16 +150,19 @@ class Monitor(keras.callbacks.Callback):
     def _contract(self, user) -> dict:
         """The model-task contract's facts (:mod:`~diagnose.instruments.contract`), read before the first step."""
         inputs = self.contract_inputs
-        y = inputs.get("y")
-        if y is None and self.probe_data is not None:
-            y = np.asarray(self.probe_data[1]) if hasattr(self.probe_data[1], "shape") else None
+        y, y_valid = inputs.get("y"), inputs.get("y_valid")
+        probe_y = None
+        if self.probe_data is not None and hasattr(self.probe_data[1], "shape"):
+            probe_y = np.asarray(self.probe_data[1])  # held out, where the run holds anything out
+        y = probe_y if y is None else y
+        y_valid = probe_y if y_valid is None else y_valid
         steps = self.params.get("steps") if isinstance(self.params, dict) else None
         try:
             with random_state_kept(user):
                 facts = task_contract(user, self.model.loss_info, y=y,
                                       probe_x=self.probe_data[0] if self.probe_data is not None else None,
                                       batch_size=inputs.get("batch_size"), epochs=inputs.get("epochs"),
-                                      steps_per_epoch=steps)
+                                      steps_per_epoch=steps, y_valid=y_valid)
             return facts | {"weighted": bool(inputs.get("weighted"))}
         except Exception as error:  # noqa: BLE001 - the contract is evidence, never a reason for fit to fail
             return {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}

@@ -20,7 +20,7 @@ from diagnose.instruments.update_ratios import plain_sgd
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
-__all__ = ["prepare_fit", "restart", "build_from", "contract_targets", "fit_batch_size"]
+__all__ = ["prepare_fit", "restart", "build_from", "contract_targets", "fit_batch_size", "held_out_targets"]
 
 
 def prepare_fit(model, x, y, sample_weight, validation_split: float) -> None:
@@ -116,6 +116,18 @@ def contract_targets(y, validation_data, validation_split: float):
 def _held_out_targets(validation_data):
     if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
         return validation_data[1]
+    return None
+
+
+def held_out_targets(y, validation_data, validation_split: float):
+    """The held-out targets fit validates on, as an array (validation_data's, or the tail validation_split
+    holds out), else None."""
+    held = _held_out_targets(validation_data)
+    if held is not None and hasattr(held, "shape") and not isinstance(held, tf.data.Dataset):
+        return np.asarray(held)
+    if validation_split and y is not None and hasattr(y, "shape") and not isinstance(y, tf.data.Dataset):
+        y = np.asarray(y)
+        return y[int(len(y) * (1.0 - validation_split)):]
     return None
 
 

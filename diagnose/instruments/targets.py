@@ -23,7 +23,7 @@ _KINDS = {
     "sparse": ("sparsecategoricalcrossentropy",),
     "binary": ("binarycrossentropy", "binaryfocalcrossentropy", "hinge", "squaredhinge"),
     "regression": ("meansquarederror", "mse", "meanabsoluteerror", "mae", "huber", "logcosh",
-                   "meansquaredlogarithmicerror", "msle", "meanabsolutepercentageerror", "mape"),
+                   "meansquaredlogarithmicerror", "msle", "meanabsolutepercentageerror", "mape", "poisson"),
 }
 
 
