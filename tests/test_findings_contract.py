@@ -462,3 +462,15 @@ def test_the_scale_the_first_weights_read_after_the_model_s_own_preprocessing():
     found = rule("unscaled-inputs")(view(metrics, contract() | {"first_weights": [facts]}, layers))
     assert found is not None and found.evidence[0].observed < T.INPUT_RMS_LOW
     assert rule("unscaled-inputs")(view(metrics, contract(), layers)) is None  # scaled once: fine
+
+
+def test_the_first_weights_of_a_nested_block_are_found_through_it():
+    from diagnose.instruments.contract import first_weights_facts
+
+    inputs = keras.Input((8,))
+    scaled = keras.Sequential([keras.Input((8,)), keras.layers.Rescaling(1 / 255)], name="augment")(
+        keras.layers.Rescaling(1 / 255)(inputs))
+    base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="first")], name="base")
+    model = keras.Model(inputs, keras.layers.Dense(2)(base(scaled)))
+    (facts,) = first_weights_facts(model, RNG.integers(0, 256, (32, 8)).astype("float32"))
+    assert facts["name"] == "base/first" and facts["input_rms"] < T.INPUT_RMS_LOW

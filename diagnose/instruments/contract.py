@@ -471,7 +471,8 @@ def first_weights_facts(model, x) -> list[dict]:
         return []
     out = []
     for layer in model.layers:
-        if type(layer).__name__ not in _WEIGHTED or not getattr(layer, "_inbound_nodes", None):
+        nested = isinstance(layer, keras.Model) and getattr(layer, "inputs", None)
+        if (type(layer).__name__ not in _WEIGHTED and not nested) or not getattr(layer, "_inbound_nodes", None):
             continue
         tensors = layer._inbound_nodes[0].input_tensors
         if len(tensors) != 1 or not _reads_input_directly(tensors[0], inputs):
@@ -480,14 +481,17 @@ def first_weights_facts(model, x) -> list[dict]:
             values = np.asarray(keras.ops.convert_to_numpy(_submodel(inputs, tensors[0], x)))
         except Exception:  # noqa: BLE001 - a tensor we cannot reach from the inputs says nothing
             continue
-        if values.size and values.dtype.kind == "f":
+        if nested:  # a block of layers (a conv base): its own first weights, on what it is given
+            out += [{**f, "name": f"{layer.name}/{f['name']}"} for f in first_weights_facts(layer, values)]
+        elif values.size and values.dtype.kind == "f":
             out.append({"name": layer.name, "input_rms": float(np.sqrt(np.mean(np.square(values.astype(
                 np.float64)))))})
     return out
 
 
 def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None = None,
-                  epochs: int | None = None, steps_per_epoch: int | None = None, y_valid=None) -> dict:
+                  epochs: int | None = None, steps_per_epoch: int | None = None, y_valid=None,
+                  x_train=None) -> dict:
     """The facts of the model-task contract for summary.json (see the module docstring).
 
     Args:
@@ -498,6 +502,8 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
         batch_size, epochs, steps_per_epoch: as ``fit`` runs them, where known.
         y_valid: held-out targets, for ``constant_loss_valid``: the training targets' best
             constant scored on them (above ``constant_loss`` where the data drifts).
+        x_train: a batch of training inputs, for what the layers make of the inputs their
+            weights train on (preprocessing, padding, the first weights' scale); else ``probe_x``.
     """
     start = time.perf_counter()
     outputs = getattr(model, "outputs", None)
@@ -511,9 +517,11 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
                    "batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
     if probe_x is not None:
         facts["output"]["at_start"] = output_facts(model, probe_x)
-        facts["preprocessing"] = preprocessing_facts(model, probe_x)
-        facts["embeddings"] = embedding_facts(model, probe_x)
-        facts["first_weights"] = first_weights_facts(model, probe_x)
+    inputs_x = x_train if x_train is not None else probe_x
+    if inputs_x is not None:
+        facts["preprocessing"] = preprocessing_facts(model, inputs_x)
+        facts["embeddings"] = embedding_facts(model, inputs_x)
+        facts["first_weights"] = first_weights_facts(model, inputs_x)
     if y is not None and hasattr(y, "shape"):
         targets = np.asarray(y)
         facts["targets"] = target_facts(targets, units)

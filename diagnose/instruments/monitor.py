@@ -162,7 +162,7 @@ class Monitor(keras.callbacks.Callback):
                 facts = task_contract(user, self.model.loss_info, y=y,
                                       probe_x=self.probe_data[0] if self.probe_data is not None else None,
                                       batch_size=inputs.get("batch_size"), epochs=inputs.get("epochs"),
-                                      steps_per_epoch=steps, y_valid=y_valid)
+                                      steps_per_epoch=steps, y_valid=y_valid, x_train=inputs.get("x_sample"))
             return facts | {"weighted": bool(inputs.get("weighted"))}
         except Exception as error:  # noqa: BLE001 - the contract is evidence, never a reason for fit to fail
             return {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}

@@ -20,7 +20,8 @@ from diagnose.instruments.update_ratios import plain_sgd
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
-__all__ = ["prepare_fit", "restart", "build_from", "contract_targets", "fit_batch_size", "held_out_targets"]
+__all__ = ["prepare_fit", "restart", "build_from", "contract_targets", "fit_batch_size", "held_out_targets",
+           "training_sample"]
 
 
 def prepare_fit(model, x, y, sample_weight, validation_split: float) -> None:
@@ -129,6 +130,22 @@ def held_out_targets(y, validation_data, validation_split: float):
         y = np.asarray(y)
         return y[int(len(y) * (1.0 - validation_split)):]
     return None
+
+
+def training_sample(x, rows: int = 256):
+    """Up to ``rows`` training inputs spread evenly over what fit is given as arrays (a list or dict of them
+    too), for the contract's facts about what the model's weights are trained on; None for other data."""
+    if x is None or isinstance(x, tf.data.Dataset):
+        return None
+    arrays = keras.tree.flatten(x)
+    if not arrays or not all(hasattr(a, "shape") and hasattr(a, "__getitem__") for a in arrays):
+        return None
+    n = len(arrays[0])
+    idx = np.unique(np.linspace(0, n - 1, min(n, rows)).astype(int))
+    try:
+        return keras.tree.map_structure(lambda a: np.asarray(a)[idx] if hasattr(a, "shape") else a, x)
+    except Exception:  # noqa: BLE001 - data we cannot slice: the probe batch stands in
+        return None
 
 
 def fit_batch_size(x, y, batch_size):

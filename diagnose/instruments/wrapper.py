@@ -327,7 +327,7 @@ class Instrumented(keras.Model):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
         from diagnose.instruments.monitor import Monitor, probe_batch
         from diagnose.instruments.preparation import (contract_targets, fit_batch_size, held_out_targets,
-                                                      prepare_fit)
+                                                      prepare_fit, training_sample)
 
         prepare_fit(self, x, y, kwargs.get("sample_weight"), validation_split)
         monitors = [c for c in callbacks or [] if isinstance(c, Monitor)]
@@ -336,6 +336,7 @@ class Instrumented(keras.Model):
         for monitor in monitors:
             monitor.contract_inputs = {"y": targets, "batch_size": batch_size, "epochs": kwargs.get("epochs", 1),
                                        "y_valid": held_out_targets(y, validation_data, validation_split),
+                                       "x_sample": training_sample(x),
                                        # Keras' val_loss, summed per batch where the loss sums (None: fit
                                        # validates nothing; a callback may put a per-example loss there)
                                        "validation_batch_size": (kwargs.get("validation_batch_size") or batch_size)
