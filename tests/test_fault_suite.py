@@ -109,15 +109,15 @@ def _trailing_shapes(data):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_case_builds_a_compiled_single_output_model_its_data_fits(name):
+def test_case_builds_a_compiled_model_its_data_fits(name):
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     setup = CASES[name].build()
     model = setup.model
     assert model.optimizer is not None and model.loss is not None, "not compiled"
-    assert len(model.outputs) == 1
     n = _rows(setup.x)
-    assert len(setup.y) == n
+    targets = keras.tree.flatten(setup.y)  # one array per output
+    assert len(targets) == len(model.outputs) and all(len(t) == n for t in targets)
     steps = setup.epochs * math.ceil(n / setup.batch_size)
     assert 150 <= steps <= 700, steps  # a few seconds on two cores
     if setup.sample_weight is not None:
@@ -128,14 +128,17 @@ def test_case_builds_a_compiled_single_output_model_its_data_fits(name):
         [t.name for t in model.inputs], setup.x if isinstance(setup.x, list) else [setup.x])
     for input_name, array in arrays:
         assert np.shape(array)[1:] == tuple(by_name[input_name].shape[1:]), input_name
-    # ... and the targets fit its output under Keras' own loss: a misfit raises here.
-    output = np.full((4, *model.outputs[0].shape[1:]), 0.5, np.float32)
-    loss = model.compute_loss(x=take(setup.x, 4), y=take(setup.y, 4), y_pred=output)
+    # ... and the targets fit its outputs under Keras' own loss: a misfit raises here.
+    outputs = [np.full((4, *o.shape[1:]), 0.5, np.float32) for o in model.outputs]
+    loss = model.compute_loss(x=take(setup.x, 4), y=keras.tree.map_structure(lambda a: a[:4], setup.y),
+                              y_pred=outputs[0] if len(outputs) == 1 else outputs)
     assert np.shape(loss) == () and np.isfinite(float(loss))
     if setup.validation_data is not None:
         vx, vy = setup.validation_data
-        assert _rows(vx) == len(vy) > 0
-        assert _trailing_shapes(vx) == _trailing_shapes(setup.x) and np.shape(vy)[1:] == np.shape(setup.y)[1:]
+        held = keras.tree.flatten(vy)
+        assert len(held) == len(targets) and all(_rows(vx) == len(h) > 0 for h in held)
+        assert _trailing_shapes(vx) == _trailing_shapes(setup.x)
+        assert [np.shape(h)[1:] for h in held] == [np.shape(t)[1:] for t in targets]
 
 
 def test_compare_sees_a_changed_loss_and_accepts_identical_non_finite_runs():
