@@ -97,6 +97,16 @@ run directory goes through it. A run directory holds:
     and, at each probe, ``probe_task_error`` in metrics.csv: the task's error on the
     probe batch whatever the loss (:func:`diagnose.instruments.contract.task_error`).
 
+    A model with several outputs records ``loss`` as Keras' loss_weights-weighted sum
+    of its outputs' losses, and each output's own columns as ``COLUMN/NAME`` (NAME the
+    output's name, as Keras names it in ``History``): ``loss/NAME``, ``accuracy/NAME``
+    (a classifier output), ``valid_loss/NAME``, ``valid_accuracy/NAME`` and
+    ``probe_task_error/NAME``. Its contract has the whole model's facts (batch size,
+    preprocessing...) with ``loss.kind`` "several", ``constant_loss`` the weighted sum
+    of the outputs', and one entry per output, in the model's output order::
+
+        "outputs": [{"name", "weight", "loss", "output", "targets", "constant_loss", ...}]
+
 ``proof/`` (after ``diagnose check RUN --prove``)
     A study directory whose verdict marks each finding proven, refuted or inconclusive.
 

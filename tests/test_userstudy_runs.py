@@ -192,6 +192,19 @@ def test_a_fault_the_loss_cannot_show_is_proven_by_the_validation_error(tmp_path
 
 
 @pytest.mark.slow
+def test_a_fault_of_one_output_of_several_is_proven_on_that_output(tmp_path):
+    # Categorical cross-entropy over the multi-hot tags head; the class head beside it is healthy.
+    proof = diagnose.prove("userstudy_models:build_two_heads", "userstudy_models:data_two_heads",
+                           {"tags_loss": "categorical_crossentropy", "tags_activation": "softmax"},
+                           fit={"epochs": 4, "batch_size": 32}, monitor=MONITOR, seeds=3, max_seeds=3,
+                           out=tmp_path / "p", jobs=1)  # (2 seeds: an interval on one degree of freedom)
+    entry = next(f for f in proof.findings if f["id"] == "loss-target-mismatch")
+    assert entry["output"] == "tags" and entry["change"]["op"] == "all"
+    assert all(c["output"] == "tags" for c in entry["change"]["changes"])
+    assert entry["status"] == "proven" and entry["measure"] == "task error on the probe batch of output 'tags'"
+
+
+@pytest.mark.slow
 def test_check_and_report_show_the_proof(proof, capsys, tmp_path):
     run = Path(proof.proof["run"])
     assert read_proof(run) == proof.proof  # the proved run, inside its proof study

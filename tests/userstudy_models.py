@@ -89,3 +89,34 @@ def build_regression(settings):
                               keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(settings.get("lr", 0.01)), loss="mse")
     return model
+
+
+TAGS = 4
+
+
+def data_two_heads(settings):
+    """``data``'s features and classes, and 4 yes/no tags (several may hold: multi-hot), as a dict of targets
+    by output name."""
+    (x, y), (xv, yv) = data(settings)
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(FEATURES, TAGS))
+
+    def tags(features):
+        return ((features @ w) > 0.3).astype(np.float32)
+
+    return (x, {"kind": y, "tags": tags(x)}), (xv, {"kind": yv, "tags": tags(xv)})
+
+
+def build_two_heads(settings):
+    """A shared Dense(16, relu) trunk with two heads: ``kind`` (3 classes, softmax, sparse cross-entropy) and
+    ``tags`` (4 units under ``tags_activation`` and ``tags_loss``), losses and metrics given by output name."""
+    features = keras.Input((FEATURES,), name="features")
+    trunk = keras.layers.Dense(16, activation="relu")(features)
+    kind = keras.layers.Dense(CLASSES, activation="softmax", name="kind")(trunk)
+    tags = keras.layers.Dense(TAGS, activation=settings.get("tags_activation", "sigmoid"), name="tags")(trunk)
+    model = keras.Model(features, [kind, tags])
+    model.compile(optimizer=keras.optimizers.Adam(settings.get("lr", 0.01)),
+                  loss={"kind": "sparse_categorical_crossentropy",
+                        "tags": settings.get("tags_loss", "binary_crossentropy")},
+                  loss_weights={"kind": 1.0, "tags": 0.5}, metrics={"kind": ["accuracy"]})
+    return model

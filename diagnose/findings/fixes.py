@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import RunView, early, late, number, series, variable_columns, weight_matrices
+from diagnose.findings.base import (RunView, early, late, number, output_views, series, variable_columns,
+                                    weight_matrices)
 from diagnose.findings.graph import LINEAR, KerasGraph
 
 __all__ = ["Remedy", "MechanicalFix", "FIXES", "fix", "remedy_for", "LR_FACTOR", "LR_FACTOR_MAX"]
@@ -83,9 +84,44 @@ def fix(finding: str, *, what: str, judged_by: str = "loss"):
 
 
 def remedy_for(finding: str, view: RunView) -> Remedy | None:
-    """The fix of ``finding`` resolved for this run, or None (none declared, or none applies)."""
+    """The fix of ``finding`` resolved for this run, or None (none declared, or none applies).
+
+    On a model with several outputs, a finding about one output (a rule of scope
+    "output") is fixed on the first output it is found on: the fix resolved on that
+    output's view, each change naming the output.
+    """
     declared = FIXES.get(finding)
-    return declared.resolve(view) if declared is not None and view.is_keras else None
+    if declared is None or not view.is_keras:
+        return None
+    from diagnose.findings.registry import RULES
+
+    rule = next((r for r in RULES if r.spec.id == finding), None)
+    outputs = output_views(view)
+    if not outputs or rule is None or rule.spec.scope != "output":
+        return declared.resolve(view)
+    for name, each in outputs:
+        if rule(each) is None:
+            continue
+        remedy = declared.resolve(each)
+        if remedy is None:
+            return None
+        if remedy.change.get("op") == "fit":
+            return None  # fit's settings (class weights) are the whole model's, not one output's
+        return Remedy(_for_output(remedy.change, name), remedy.label, f"{remedy.text} (output '{name}')")
+    return None
+
+
+def _for_output(change: dict, name: str) -> dict:
+    """A change (or a change of several parts) applied to the output named ``name``."""
+    if change.get("op") == "all":
+        return {**change, "changes": [_for_output(c, name) for c in change.get("changes") or []]}
+    if change.get("op") in OUTPUT_OPS:
+        return {**change, "output": name}
+    return change
+
+
+# The changes that act on one output (its layer, its loss, its targets), given an ``output`` on a model with several.
+OUTPUT_OPS = ("loss", "from_logits", "loss_reduction", "output_activation", "standardize_targets")
 
 
 # --- step size ------------------------------------------------------------------------------

@@ -82,20 +82,27 @@ def _measured(study, base: str, variant: str, read) -> dict[str, dict[int, float
     return values
 
 
-def _by_error(study, base: str, variant: str, confidence: float, judged_by: str = "error"
-              ) -> tuple[dict | None, float | None, str | None, str]:
+def _by_error(study, base: str, variant: str, confidence: float, judged_by: str = "error",
+              output: str | None = None) -> tuple[dict | None, float | None, str | None, str]:
     """The fix's paired effect on the validation error (fix - base), the base's error, why not where there is
     none, and the measure's name: for a finding whose fault the loss cannot show (``judged_by="error"``: the
     validation error where the runs recorded an accuracy, else the task's error on the probe batch) or whose
-    fix changes the loss itself (``judged_by="task"``: the task's error, comparable across losses)."""
+    fix changes the loss itself (``judged_by="task"``: the task's error, comparable across losses). ``output``:
+    the output the finding is about, on a model with several (its own accuracy and task error)."""
+    import functools
+
     from diagnose.findings.verdict_stats import paired, run_error, run_task_error
 
     if study is None:
         return None, None, "judged by the validation error, which needs the proof study's records", ""
-    values = _measured(study, base, variant, run_error) if judged_by == "error" else {}
+    values = _measured(study, base, variant, functools.partial(run_error, output=output)) \
+        if judged_by == "error" else {}
     measure = "validation error"
     if not values or not values[base] or not values[variant]:
-        values, measure = _measured(study, base, variant, run_task_error), "task error on the probe batch"
+        values, measure = (_measured(study, base, variant, functools.partial(run_task_error, output=output)),
+                           "task error on the probe batch")
+    if output is not None:
+        measure += f" of output '{output}'"
     if not values[base] or not values[variant]:
         return None, None, ("judged by the task's error (the loss cannot show this fault, or the fix changes the "
                             "loss), which the runs did not record: they had no held-out probe batch with "
@@ -154,7 +161,7 @@ def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) 
         elif planned.get("judged_by") in ("error", "task"):
             e, base_error, why, measure = _by_error(study, base, variant,
                                                     effects.get(variant, {}).get("confidence", 0.95),
-                                                    planned["judged_by"])
+                                                    planned["judged_by"], planned.get("output"))
             if e is None:
                 entry.update(status="untested", untested=why)
             else:

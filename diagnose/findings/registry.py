@@ -19,14 +19,16 @@ import functools
 import os
 from dataclasses import dataclass
 
-from diagnose.findings.base import KINDS, SEVERITIES, Evidence, Finding, RunView
+from diagnose.findings.base import KINDS, SEVERITIES, Evidence, Finding, RunView, of_output, output_views
 
-__all__ = ["rule", "Hit", "RuleSpec", "RULES", "FIGURES", "spec_of", "check_view", "check_run", "format_findings"]
+__all__ = ["rule", "Hit", "RuleSpec", "RULES", "SCOPES", "FIGURES",
+           "spec_of", "check_view", "check_run", "format_findings"]
 
 # The report's figures a finding can point at (the report draws one of each it has data for).
 FIGURES = ("loss", "gradients", "updates", "attention-entropy", "attention-map", "branches", "output")
 
 RULES: list = []  # the registered rule functions, in declaration order
+SCOPES = ("run", "output")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class RuleSpec:
     figure: str | None  # one of FIGURES
     what: str  # one line: the pattern the rule detects
     explains: tuple[str, ...] = ()  # findings this one causes when both are there: it is listed before them
+    scope: str = "run"  # "output": about one output (its loss, layer, targets), checked on each of several
 
 
 @dataclass(frozen=True)
@@ -53,17 +56,23 @@ class Hit:
     severity: str | None = None  # overrides the declared severity
 
 
-def rule(id: str, *, kind: str, severity: str, figure: str | None, what: str, explains: tuple[str, ...] = ()):
+def rule(id: str, *, kind: str, severity: str, figure: str | None, what: str, explains: tuple[str, ...] = (),
+         scope: str = "run"):
     """Declares and registers a rule function (see the module docstring).
 
     ``explains`` names the findings this one causes (inputs far from unit scale make
     huge steps; huge steps kill ReLUs): when both are found, this one comes first.
+    ``scope="output"``: the rule reads one output (its loss, layer, targets and
+    columns); on a model with several outputs it is checked on each output's view
+    (:func:`~diagnose.findings.base.output_views`) and its findings name the output.
     """
-    if kind not in KINDS or severity not in SEVERITIES or (figure is not None and figure not in FIGURES):
-        raise ValueError(f"rule {id}: kind {kind!r}, severity {severity!r} or figure {figure!r} is not known")
+    if kind not in KINDS or severity not in SEVERITIES or (figure is not None and figure not in FIGURES) \
+            or scope not in SCOPES:
+        raise ValueError(f"rule {id}: kind {kind!r}, severity {severity!r}, figure {figure!r} or scope {scope!r} "
+                         "is not known")
     if any(r.spec.id == id for r in RULES):
         raise ValueError(f"rule {id} is declared twice")
-    spec = RuleSpec(id, kind, severity, figure, what, tuple(explains))
+    spec = RuleSpec(id, kind, severity, figure, what, tuple(explains), scope)
 
     def register(fn):
         @functools.wraps(fn)
@@ -97,9 +106,17 @@ def check_view(view: RunView) -> list[Finding]:
         each kind, a finding that another found one explains after it; then by
         severity (high, medium, low), then by id.
     """
-    findings = [finding for r in RULES if (finding := r(view)) is not None]
+    outputs = output_views(view)  # a model with several outputs: one view per output
+    findings = [finding for r in RULES if not (outputs and r.spec.scope == "output") and (finding := r(view))]
+    for name, each in outputs:
+        findings += [of_output(finding, name) for r in RULES if r.spec.scope == "output" and (finding := r(each))]
     if not any(f.kind == "root-cause" for f in findings):
         unexplained = _unexplained(view, findings)
+        for name, each in outputs if unexplained is None else ():  # one output failed while the others learned
+            unexplained = _unexplained(each, findings)
+            if unexplained is not None:
+                unexplained = of_output(unexplained, name)
+                break
         if unexplained is not None:
             findings.append(unexplained)
     found = {f.id for f in findings}

@@ -56,7 +56,7 @@ def _fact(key: str, value, threshold=None) -> Evidence:
     return Evidence(f"summary.contract.{key}", value, threshold, (0, 0))
 
 
-@rule("loss-target-mismatch", kind="root-cause", severity="high", figure="loss",
+@rule("loss-target-mismatch", scope="output", kind="root-cause", severity="high", figure="loss",
       what="a loss that does not fit the targets' structure: categorical cross-entropy over multi-hot targets, "
            "binary cross-entropy over more than two classes, a regression loss over class targets",
       explains=_CAUSES)
@@ -121,7 +121,7 @@ def loss_target_mismatch(view: RunView) -> Hit | None:
     return None
 
 
-@rule("labels-not-class-indices", kind="root-cause", severity="high", figure="loss",
+@rule("labels-not-class-indices", scope="output", kind="root-cause", severity="high", figure="loss",
       what="classifier targets that are not class labels: fractions, negatives, indices beyond the output's units, "
            "binary targets outside [0, 1]",
       explains=_CAUSES + ("loss-target-mismatch",))
@@ -173,7 +173,7 @@ def labels_not_class_indices(view: RunView) -> Hit | None:
     return None
 
 
-@rule("output-range-mismatch", kind="root-cause", severity="high", figure="output",
+@rule("output-range-mismatch", scope="output", kind="root-cause", severity="high", figure="output",
       what="an output activation whose range excludes the targets (sigmoid, tanh, softmax or ReLU on targets "
            "outside its range)",
       explains=_CAUSES)
@@ -216,7 +216,7 @@ def output_range_mismatch(view: RunView) -> Hit | None:
              "(scale them to [0, 1] for a sigmoid and scale predictions back)."))
 
 
-@rule("unscaled-targets", kind="root-cause", severity="medium", figure="loss",
+@rule("unscaled-targets", scope="output", kind="root-cause", severity="medium", figure="loss",
       what="regression targets far from unit scale under an output with no bounding activation, in a run that "
            "failed or learned little",
       explains=_CAUSES)
@@ -501,7 +501,7 @@ def missing_activation(view: RunView) -> Hit | None:
         fix=f"Give the hidden layers a nonlinearity: activation='relu' on {', '.join(hidden[:4])}.")
 
 
-@rule("class-imbalance", kind="root-cause", severity="medium", figure="loss",
+@rule("class-imbalance", scope="output", kind="root-cause", severity="medium", figure="loss",
       what="one class holding nearly all the labels, and a model that predicts it for everything",
       explains=("ignores-input", "plateau"))
 def class_imbalance(view: RunView) -> Hit | None:

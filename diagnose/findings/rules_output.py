@@ -47,7 +47,7 @@ def _output_units(view: RunView, graph: KerasGraph, out: str) -> int | None:
     return units if isinstance(units, int) else None
 
 
-@rule("relu-output-crossentropy", kind="root-cause", severity="high", figure="output",
+@rule("relu-output-crossentropy", scope="output", kind="root-cause", severity="high", figure="output",
       what="a ReLU or linear output fed to a cross-entropy that expects probabilities",
       # Dividing by the sum of outputs near zero gives gradients of 1 / sum: they explode as units die.
       explains=("diverged", "dead-network", "ignores-input", "plateau", "vanishing-gradients", "no-gradient",
@@ -120,7 +120,7 @@ def relu_output_crossentropy(view: RunView) -> Hit | None:
         fix=fix)
 
 
-@rule("single-unit-softmax", kind="root-cause", severity="high", figure="output",
+@rule("single-unit-softmax", scope="output", kind="root-cause", severity="high", figure="output",
       what="a softmax over a single output unit, which is always 1",
       explains=("ignores-input", "plateau", "no-gradient", "tiny-steps", "vanishing-gradients"))
 def single_unit_softmax(view: RunView) -> Hit | None:

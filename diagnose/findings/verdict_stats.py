@@ -121,13 +121,14 @@ def unlearned(summary: dict) -> float | None:
     return baselines.get("ln_vocab", baselines.get("target_variance"))
 
 
-def run_error(run_dir: Path) -> float | None:
+def run_error(run_dir: Path, output: str | None = None) -> float | None:
     """The mean validation error (1 - accuracy) over the same last quarter of a run's steps as
     :func:`run_outcome`, or None where the run recorded no validation accuracy (nothing
     compiled an accuracy metric) or did not finish.
 
     The proof judges a fault by it where the loss cannot show the fault (a softmax over
-    one unit, whose logits Keras' binary cross-entropy reads instead of its outputs).
+    one unit, whose logits Keras' binary cross-entropy reads instead of its outputs). ``output``:
+    of that output's accuracy, for a model with several (``valid_accuracy/NAME``).
     """
     try:
         summary = runrecord.read_summary(run_dir)
@@ -135,16 +136,17 @@ def run_error(run_dir: Path) -> float | None:
         return None
     if summary.get("status") not in ("completed", "diverged"):
         return None
-    rows = _validations(run_dir, "valid_accuracy")
+    rows = _validations(run_dir, "valid_accuracy" if output is None else f"valid_accuracy/{output}")
     if not rows:
         return None
     start = (1.0 - OUTCOME_TAIL) * rows[-1][0]
     return 1.0 - statistics.fmean(v for s, v in rows if s >= start)
 
 
-def run_task_error(run_dir: Path) -> float | None:
+def run_task_error(run_dir: Path, output: str | None = None) -> float | None:
     """The task's error on the probe batch at the end of the run (its last ``probe_task_error``: a
-    classifier's balanced error, 1 - R^2 for continuous targets, whatever the loss), or None.
+    classifier's balanced error, 1 - R^2 for continuous targets, whatever the loss), or None; ``output``:
+    of that output, for a model with several (``probe_task_error/NAME``).
 
     The proof judges by it a fix that changes the loss (its values in other units) or a
     model that compiled no accuracy."""
@@ -154,7 +156,7 @@ def run_task_error(run_dir: Path) -> float | None:
         return None
     if summary.get("status") not in ("completed", "diverged"):
         return None
-    rows = _validations(run_dir, "probe_task_error")
+    rows = _validations(run_dir, "probe_task_error" if output is None else f"probe_task_error/{output}")
     return rows[-1][1] if rows else None
 
 

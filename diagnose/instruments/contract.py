@@ -30,13 +30,15 @@ import time
 import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.targets import output_names, per_output
 from diagnose.instruments.taps import activation_name
 
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
 __all__ = ["task_contract", "target_facts", "output_facts", "constant_loss", "range_floor", "output_range",
-           "output_activation", "loss_function", "task_error", "best_constant", "loss_of_constant", "MAX_ROWS",
+           "output_activation", "loss_function",
+           "loss_callable", "output_stats", "task_error", "best_constant", "loss_of_constant", "MAX_ROWS",
            "LOSS_DOMAINS"]
 
 # Targets read: shares of rows (multi-hot, fractional labels) to about 1/sqrt(4096) = 1.6%
@@ -66,16 +68,17 @@ _RAW = ("hinge", "squaredhinge", "categoricalhinge")
 LOSS_DOMAINS = {"poisson": 0.0, "meansquaredlogarithmicerror": -1.0, "msle": -1.0}
 
 
-def output_activation(model) -> str | None:
-    """The activation of the layer producing the model's (first) output, looking through Dropout and the like.
+def output_activation(model, index: int = 0) -> str | None:
+    """The activation of the layer producing the model's output (the ``index``-th of several), looking through
+    Dropout and the like.
 
     "linear" for a layer with no activation, None where the output is not a layer's
     we can read (a subclassed model, an op).
     """
     outputs = getattr(model, "outputs", None)
-    if not outputs:
+    if not outputs or index >= len(outputs):
         return None
-    history = getattr(outputs[0], "_keras_history", None)
+    history = getattr(outputs[index], "_keras_history", None)
     layer = getattr(history, "operation", None)
     for _ in range(16):
         if layer is None or type(layer).__name__ not in _PASS_THROUGH:
@@ -97,14 +100,27 @@ def output_range(activation: str | None) -> tuple[float | None, float | None]:
     return _RANGES.get(str(activation), (None, None))
 
 
-def loss_function(model):
-    """The compiled loss as a function of (y_true, y_pred) giving one value per example, or None."""
+def loss_function(model, index: int | None = None):
+    """The compiled loss (of the ``index``-th output, for a model with several) as a function of
+    (y_true, y_pred) giving one value per example, or None."""
     config = getattr(model, "_compile_config", None)
     loss = config.config.get("loss") if config is not None else getattr(model, "loss", None)
+    if index is not None:
+        names = output_names(model)
+        name = names[index] if index < len(names) else None
+        if isinstance(loss, dict):
+            loss = loss.get(name)
+        elif isinstance(loss, (list, tuple)):
+            loss = loss[index] if index < len(loss) else None
     if isinstance(loss, (list, tuple)) and len(loss) == 1:
         loss = loss[0]
     if isinstance(loss, dict) and len(loss) == 1:
         loss = next(iter(loss.values()))
+    return loss_callable(loss)
+
+
+def loss_callable(loss):
+    """One loss (a name, a Loss, a function) as a function giving one value per example, or None."""
     if loss is None:
         return None
     try:
@@ -339,19 +355,27 @@ def range_floor(fn, y, pred_shape, activation: str | None) -> tuple[float, float
     return tuple(values) if all(math.isfinite(v) for v in values) else None
 
 
-def output_facts(model, x) -> dict:
-    """The model's outputs on a batch at its initial weights (one forward pass, no dropout).
+def output_facts(model, x, index: int | None = None) -> dict:
+    """The model's outputs (the ``index``-th of several) on a batch at its initial weights (one forward pass,
+    no dropout); see :func:`output_stats`."""
+    try:
+        out = model(x, training=False)
+        if index is not None:
+            out = keras.tree.flatten(out)[index]
+        out = np.asarray(keras.ops.convert_to_numpy(out), np.float64)
+    except Exception:  # noqa: BLE001 - a forward pass we cannot take says nothing
+        return {}
+    return output_stats(out)
+
+
+def output_stats(out: np.ndarray) -> dict:
+    """What an output produces on a batch.
 
     Returns:
         ``min``, ``max``, the share of outputs outside [0, 1], and for several units the
         smallest and largest sum over a row: whether the output is a distribution, by
         what it produces, whatever layer made it.
     """
-    try:
-        out = model(x, training=False)
-        out = np.asarray(keras.ops.convert_to_numpy(out), np.float64)
-    except Exception:  # noqa: BLE001 - a forward pass we cannot take says nothing
-        return {}
     out = out[np.isfinite(out)] if out.ndim == 0 else out
     if not out.size:
         return {}
@@ -494,10 +518,16 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
                   x_train=None) -> dict:
     """The facts of the model-task contract for summary.json (see the module docstring).
 
+    A model with several outputs gets the facts of each output (its loss, output layer,
+    targets and constant's loss) in ``outputs``, a list in the model's output order with
+    each output's ``name`` and loss ``weight``; ``constant_loss`` is then the weighted
+    sum of theirs, what the whole loss scores for a model that learned nothing.
+
     Args:
         model: the user's built, compiled model.
         loss_info: its :class:`~diagnose.instruments.targets.LossInfo`.
-        y: training targets (an array), else None.
+        y: training targets (an array; for several outputs a list in their order or a
+            dict by output name), else None.
         probe_x: a batch of inputs for :func:`output_facts`, else None.
         batch_size, epochs, steps_per_epoch: as ``fit`` runs them, where known.
         y_valid: held-out targets, for ``constant_loss_valid``: the training targets' best
@@ -506,43 +536,86 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
             weights train on (preprocessing, padding, the first weights' scale); else ``probe_x``.
     """
     start = time.perf_counter()
-    outputs = getattr(model, "outputs", None)
-    shape = list(outputs[0].shape[1:]) if outputs else None
-    units = shape[-1] if shape else None
-    activation = output_activation(model)
-    low, high = output_range(activation)
-    facts: dict = {"loss": {"name": loss_info.name, "kind": loss_info.kind, "from_logits": loss_info.from_logits,
-                            "domain_low": LOSS_DOMAINS.get(loss_info.name)},
-                   "output": {"activation": activation, "units": units, "shape": shape, "range": [low, high]},
-                   "batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
+    facts: dict = {"batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
+    at_start = None
     if probe_x is not None:
-        facts["output"]["at_start"] = output_facts(model, probe_x)
+        try:
+            at_start = [np.asarray(keras.ops.convert_to_numpy(o), np.float64)
+                        for o in keras.tree.flatten(model(probe_x, training=False))]
+        except Exception:  # noqa: BLE001 - a forward pass we cannot take says nothing
+            at_start = None
+    if loss_info.several:
+        facts["loss"] = {"name": loss_info.name, "kind": loss_info.kind, "from_logits": False, "domain_low": None}
+        names = output_names(model)
+        outputs = []
+        for index, (name, info, weight) in enumerate(per_output(model)):
+            if info is None:  # an output compiled without a loss: nothing trains it
+                continue
+            each = _output_contract(model, index, info, loss_function(model, index), _target_of(y, name, index),
+                                    _target_of(y_valid, name, index),
+                                    at_start[index] if at_start is not None and index < len(at_start) else None)
+            outputs.append({"name": names[index], "weight": weight, **each})
+        facts["outputs"] = outputs
+        for key in ("constant_loss", "constant_loss_valid"):
+            values = [(o["weight"], o.get(key, o.get("constant_loss"))) for o in outputs]
+            if outputs and all(v is not None for _, v in values):
+                facts[key] = float(sum(w * v for w, v in values))
+    else:
+        facts.update(_output_contract(model, 0, loss_info, loss_function(model), y, y_valid,
+                                      at_start[0] if at_start else None))
     inputs_x = x_train if x_train is not None else probe_x
     if inputs_x is not None:
         facts["preprocessing"] = preprocessing_facts(model, inputs_x)
         facts["embeddings"] = embedding_facts(model, inputs_x)
         facts["first_weights"] = first_weights_facts(model, inputs_x)
-    if y is not None and hasattr(y, "shape"):
-        targets = np.asarray(y)
-        facts["targets"] = target_facts(targets, units)
-        fn = loss_function(model)
-        if shape is not None and all(isinstance(d, int) for d in shape) and fn is not None \
-                and facts["targets"].get("structure") != "text":
-            with tf.device("/cpu:0"):
-                best = best_constant(fn, targets, shape, loss_name=loss_info.name, kind=loss_info.kind,
-                                     from_logits=loss_info.from_logits, activation=activation)
-                constant = None if best is None else best[0]
-                floor = range_floor(fn, targets, shape, activation) if loss_info.kind in ("regression", "other") \
-                    else None
-                if best is not None and y_valid is not None and hasattr(y_valid, "shape"):
-                    facts["constant_loss_valid"] = loss_of_constant(fn, np.asarray(y_valid), shape, best[1])
-            facts["constant_loss"] = constant
-            facts["range_floor"] = None if floor is None else floor[0]
-            if floor is not None and constant is not None and constant > floor[1]:
-                # Of what a model can learn (from a constant's loss down to exact predictions' loss), the
-                # share the range takes away.
-                facts["range_floor_share"] = max(floor[0] - floor[1], 0.0) / (constant - floor[1])
     facts["seconds"] = time.perf_counter() - start
+    return facts
+
+
+def _target_of(y, name: str, index: int):
+    """One output's targets from what fit was given for several: a dict by output name, or a list in order."""
+    if y is None:
+        return None
+    if isinstance(y, dict):
+        y = y.get(name)
+    elif isinstance(y, (list, tuple)):
+        y = y[index] if index < len(y) else None
+    return y if y is not None and hasattr(y, "shape") else None
+
+
+def _output_contract(model, index: int, loss_info, fn, y, y_valid, at_start) -> dict:
+    """The contract of one output: its loss, its layer's activation and range, what it produces at the start,
+    what its targets are, and the loss of the best constant prediction and of its range."""
+    outputs = getattr(model, "outputs", None)
+    shape = list(outputs[index].shape[1:]) if outputs and index < len(outputs) else None
+    units = shape[-1] if shape else None
+    activation = output_activation(model, index)
+    low, high = output_range(activation)
+    facts: dict = {"loss": {"name": loss_info.name, "kind": loss_info.kind, "from_logits": loss_info.from_logits,
+                            "domain_low": LOSS_DOMAINS.get(loss_info.name)},
+                   "output": {"activation": activation, "units": units, "shape": shape, "range": [low, high]}}
+    if at_start is not None:
+        facts["output"]["at_start"] = output_stats(at_start)
+    if y is None or not hasattr(y, "shape"):
+        return facts
+    targets = np.asarray(y)
+    facts["targets"] = target_facts(targets, units)
+    if shape is None or not all(isinstance(d, int) for d in shape) or fn is None \
+            or facts["targets"].get("structure") == "text":
+        return facts
+    with tf.device("/cpu:0"):
+        best = best_constant(fn, targets, shape, loss_name=loss_info.name, kind=loss_info.kind,
+                             from_logits=loss_info.from_logits, activation=activation)
+        constant = None if best is None else best[0]
+        floor = range_floor(fn, targets, shape, activation) if loss_info.kind in ("regression", "other") else None
+        if best is not None and y_valid is not None and hasattr(y_valid, "shape"):
+            facts["constant_loss_valid"] = loss_of_constant(fn, np.asarray(y_valid), shape, best[1])
+    facts["constant_loss"] = constant
+    facts["range_floor"] = None if floor is None else floor[0]
+    if floor is not None and constant is not None and constant > floor[1]:
+        # Of what a model can learn (from a constant's loss down to exact predictions' loss), the
+        # share the range takes away.
+        facts["range_floor_share"] = max(floor[0] - floor[1], 0.0) / (constant - floor[1])
     return facts
 
 

@@ -21,8 +21,9 @@ from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.contract import task_contract, task_error
+from diagnose.instruments.contract import _target_of, task_contract, task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
+from diagnose.instruments.preparation import _arrays
 from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rng import random_state_kept
 from diagnose.instruments.rowlog import RowLog
@@ -152,8 +153,8 @@ class Monitor(keras.callbacks.Callback):
         inputs = self.contract_inputs
         y, y_valid = inputs.get("y"), inputs.get("y_valid")
         probe_y = None
-        if self.probe_data is not None and hasattr(self.probe_data[1], "shape"):
-            probe_y = np.asarray(self.probe_data[1])  # held out, where the run holds anything out
+        if self.probe_data is not None:
+            probe_y = _arrays(self.probe_data[1])  # held out, where the run holds anything out
         y = probe_y if y is None else y
         y_valid = probe_y if y_valid is None else y_valid
         steps = self.params.get("steps") if isinstance(self.params, dict) else None
@@ -188,6 +189,13 @@ class Monitor(keras.callbacks.Callback):
             accuracy = next((k for k in _VALID_ACCURACY if k in logs), None)
             if accuracy is not None:
                 row["valid_accuracy"] = float(logs[accuracy])
+            for name, _, _ in self.model.outputs:  # several outputs: Keras' val_NAME_loss, val_NAME_accuracy
+                if f"val_{name}_loss" in logs:
+                    row[f"valid_loss/{name}"] = float(logs[f"val_{name}_loss"])
+                accuracy = next((f"val_{name}_{k[4:]}" for k in _VALID_ACCURACY if f"val_{name}_{k[4:]}" in logs),
+                                None)
+                if accuracy is not None:
+                    row[f"valid_accuracy/{name}"] = float(logs[accuracy])
         if self.log.flush_due(boundary=True):  # spaced so that rewrites stay ~1% of a short fit's time
             self.log.flush()
 
@@ -224,6 +232,30 @@ class Monitor(keras.callbacks.Callback):
                     error = None
                 if error is not None:
                     row["probe_task_error"] = error
+            elif self.contract.get("outputs"):  # several outputs: each output's task error
+                row.update(self._output_task_errors(x, y))
+        return row
+
+    def _output_task_errors(self, x, y) -> dict:
+        """``probe_task_error/NAME`` for each output whose targets the contract read."""
+        try:
+            predicted = keras.tree.flatten(self.model.user_model(x, training=False))
+        except Exception:  # noqa: BLE001 - a measure, never a reason for fit to fail
+            return {}
+        names = [name for name, _, _ in self.model.outputs]
+        row = {}
+        for facts in self.contract["outputs"]:
+            name = facts.get("name")
+            index = names.index(name) if name in names else None
+            target = _target_of(y, name, index) if index is not None else None
+            if target is None or "targets" not in facts or index >= len(predicted):
+                continue
+            try:
+                error = task_error(predicted[index], target, facts)
+            except Exception:  # noqa: BLE001
+                error = None
+            if error is not None:
+                row[f"probe_task_error/{name}"] = error
         return row
 
     def _probe_due(self) -> bool:
@@ -250,7 +282,8 @@ class Monitor(keras.callbacks.Callback):
         last = self.log.rows[-1] if self.log.rows else None
         if self.probe_data is None and self.probe_after is not None and self.probe_every != 0:
             self.probe_data = _first_batch(self.probe_after)  # fit is done with the dataset: nothing moves now
-        if "targets" not in self.contract and self.probe_data is not None:  # a dataset: its batch, read now
+        if "targets" not in self.contract and not self.contract.get("outputs") and self.probe_data is not None:
+            # a dataset: its batch, read now
             self.contract = self._contract(self.model.user_model)
         if last is not None and self.probe_data is not None and self.probe_every != 0 and "probe_loss_real" not in last:
             last.update(self._probe())  # every run ends with a probe
@@ -284,8 +317,10 @@ def _check_probe(model, probe) -> None:
     rows = {s[0] for s in shapes if s}
     fits = len(shapes) == len(wanted) and len(rows) == 1 and all(
         len(s) == len(w) and all(d is None or d == e for d, e in zip(w[1:], s[1:])) for s, w in zip(shapes, wanted))
-    if not fits or getattr(y, "shape", (None,))[0] not in rows:
-        raise DiagnoseError(f"diagnose.Monitor: the probe batch's shapes {shapes} (targets {getattr(y, 'shape', None)})"
+    targets = [tuple(getattr(t, "shape", ()) or ()) for t in keras.tree.flatten(y)]  # one per output
+    if not fits or not targets or any((s[0] if s else None) not in rows for s in targets):
+        shown = targets[0] if len(targets) == 1 else targets
+        raise DiagnoseError(f"diagnose.Monitor: the probe batch's shapes {shapes} (targets {shown})"
                             f" do not fit the model's inputs {wanted}; pass probe=(x, y) with a batch of the model's "
                             "own inputs and targets")
 

@@ -40,7 +40,8 @@ def prepare_fit(model, x, y, sample_weight, validation_split: float) -> None:
     if not plain_sgd(model.optimizer):
         model.snapshot.prepare(model.trainable_weights)
     outputs = getattr(model.user_model, "outputs", None)
-    model.targets.prepare(outputs[0].shape[-1] if outputs else None, model.loss_info)
+    if not model.loss_info.several:  # several outputs: their baselines are the contract's, per output
+        model.targets.prepare(outputs[0].shape[-1] if outputs else None, model.loss_info)
 
 
 def restart(model, fresh) -> bool:
@@ -104,13 +105,31 @@ def _target_baselines(model, y, validation_split: float) -> None:
     model.targets.from_arrays(y, model.loss_info, classes)
 
 
+def _arrays(targets):
+    """Targets given as an array, or (several outputs) a list or dict of arrays, as numpy; else None."""
+    if targets is None or isinstance(targets, tf.data.Dataset):
+        return None
+    if isinstance(targets, (list, tuple, dict)):
+        leaves = keras.tree.flatten(targets)
+        if not leaves or not all(hasattr(a, "shape") for a in leaves):
+            return None
+        return keras.tree.map_structure(np.asarray, targets)
+    return np.asarray(targets) if hasattr(targets, "shape") else None
+
+
+def _head(targets, fraction: float):
+    """The first ``fraction`` of the rows of each array (the part fit trains on before validation_split)."""
+    return keras.tree.map_structure(lambda a: a[: int(len(a) * fraction)], targets)
+
+
 def contract_targets(y, validation_data, validation_split: float):
-    """Targets to read the model-task contract from: the training targets fit is given as one array (the part
-    it trains on), else held-out ones given as arrays, else None (the Monitor then reads its probe batch's)."""
+    """Targets to read the model-task contract from: the training targets fit is given as arrays (the part
+    it trains on), else held-out ones given as arrays, else None (the Monitor then reads its probe batch's).
+    Several outputs' targets keep their structure (a list or dict of arrays)."""
     for targets, split in ((y, validation_split), (_held_out_targets(validation_data), 0.0)):
-        if targets is not None and hasattr(targets, "shape") and not isinstance(targets, tf.data.Dataset):
-            targets = np.asarray(targets)
-            return targets[: int(len(targets) * (1.0 - split))] if split else targets
+        targets = _arrays(targets)
+        if targets is not None:
+            return _head(targets, 1.0 - split) if split else targets
     return None
 
 
@@ -123,12 +142,12 @@ def _held_out_targets(validation_data):
 def held_out_targets(y, validation_data, validation_split: float):
     """The held-out targets fit validates on, as an array (validation_data's, or the tail validation_split
     holds out), else None."""
-    held = _held_out_targets(validation_data)
-    if held is not None and hasattr(held, "shape") and not isinstance(held, tf.data.Dataset):
-        return np.asarray(held)
-    if validation_split and y is not None and hasattr(y, "shape") and not isinstance(y, tf.data.Dataset):
-        y = np.asarray(y)
-        return y[int(len(y) * (1.0 - validation_split)):]
+    held = _arrays(_held_out_targets(validation_data))
+    if held is not None:
+        return held
+    y = _arrays(y) if validation_split else None
+    if y is not None:
+        return keras.tree.map_structure(lambda a: a[int(len(a) * (1.0 - validation_split)):], y)
     return None
 
 

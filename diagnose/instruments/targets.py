@@ -16,7 +16,11 @@ from diagnose.instruments.measures import top1_correct
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
-__all__ = ["LossInfo", "ClassifierView", "classifier_view", "TargetStats"]
+__all__ = ["LossInfo", "ClassifierView", "classifier_view", "TargetStats", "output_names", "output_losses",
+           "per_output", "OutputLoss", "SEVERAL"]
+
+# LossInfo.kind of a model with several outputs: each output's loss is its own (per_output).
+SEVERAL = "several"
 
 _KINDS = {
     "categorical": ("categoricalcrossentropy", "categoricalfocalcrossentropy", "crossentropy"),
@@ -56,11 +60,20 @@ class LossInfo:
 
     @classmethod
     def of(cls, model) -> "LossInfo":
+        """The model's compiled loss; for a model with several outputs, kind :data:`SEVERAL` (see
+        :func:`per_output` for each output's)."""
+        if len(output_names(model)) > 1:
+            return cls(name=SEVERAL, kind=SEVERAL, from_logits=False, summed=False)
         loss = model._compile_config.config.get("loss")
         if isinstance(loss, (list, tuple)) and len(loss) == 1:
             loss = loss[0]
         if isinstance(loss, dict) and len(loss) == 1:
             loss = next(iter(loss.values()))
+        return cls.of_loss(loss)
+
+    @classmethod
+    def of_loss(cls, loss) -> "LossInfo":
+        """What one loss (a name, a Loss, a function) is."""
         name = _loss_name(loss)
         kind = next((k for k, names in _KINDS.items() if name in names), "other")
         config = {}
@@ -72,6 +85,10 @@ class LossInfo:
         return cls(name=name or "custom", kind=kind, from_logits=bool(config.get("from_logits", False)),
                    summed=config.get("reduction") == "sum")
 
+    @property
+    def several(self) -> bool:
+        return self.kind == SEVERAL
+
     def sum_divisor(self, y_pred):
         """What turns the loss into a per-example mean: the number of prediction rows when it sums, else 1."""
         if not self.summed:
@@ -79,6 +96,108 @@ class LossInfo:
         size = tf.cast(tf.size(y_pred), tf.float32)
         last = y_pred.shape[-1] if y_pred.shape.rank and y_pred.shape[-1] else 1
         return tf.maximum(size / float(last), 1.0)
+
+
+def output_names(model) -> list[str]:
+    """The names of a functional model's outputs, in Keras' order (``model.output_names``); [] when unknown."""
+    outputs = getattr(model, "outputs", None) or []
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) != len(outputs):
+        names = [getattr(getattr(getattr(t, "_keras_history", None), "operation", None), "name", None) or
+                 f"output_{i}" for i, t in enumerate(outputs)]
+    return names
+
+
+def per_output(model) -> list[tuple[str, "LossInfo | None", float]]:
+    """``(name, LossInfo, loss weight)`` per output, in the order of ``model.outputs``; LossInfo None for an
+    output compiled without a loss (it does not train).
+
+    The losses and weights as ``compile`` takes them: one loss for every output, a list
+    in the outputs' order, or a dict by output name (likewise the weights).
+    """
+    names = output_names(model)
+    config = model._compile_config.config
+    loss, weights = config.get("loss"), config.get("loss_weights")
+
+    def pick(value, i, name, default):
+        if isinstance(value, dict):
+            return value.get(name, default)
+        if isinstance(value, (list, tuple)):
+            return value[i] if i < len(value) else default
+        return default if value is None else value
+
+    out = []
+    for i, name in enumerate(names):
+        each = pick(loss, i, name, None)
+        weight = pick(weights, i, name, 1.0)
+        out.append((name, None if each is None else LossInfo.of_loss(each), float(1.0 if weight is None else weight)))
+    return out
+
+
+@dataclass
+class OutputLoss:
+    """One output's loss on a step: its name, value (a scalar tensor), loss weight, targets and outputs."""
+
+    name: str
+    value: object
+    weight: float
+    y: object
+    y_pred: object
+
+
+def output_losses(compile_loss, y, y_pred, sample_weight=None) -> list[OutputLoss] | None:
+    """Each output's loss on a step as Keras' compiled loss computes it (masks and weights included), unweighted by
+    ``loss_weights``, without touching the loss's own trackers (:class:`OutputLoss` each), in the order
+    Keras sums them; None where the structures cannot be matched as Keras matches them (or before Keras built
+    its loss on a first step).
+    """
+    flat = getattr(compile_loss, "_flat_losses", None)
+    if not flat:
+        return None
+    tree = keras.tree
+    try:
+        y, y_pred = _as_built(compile_loss, y, y_pred)
+        values = []
+        for path, fn, weight, name in flat:
+            y_t, y_p = y, y_pred
+            for key in path:
+                y_t, y_p = y_t[key], y_p[key]
+            w = sample_weight
+            if w is not None and tree.is_nested(w):
+                for key in path:
+                    w = w[key]
+            values.append(OutputLoss(name, tf.cast(fn(y_t, y_p, w), tf.float32),
+                                     1.0 if weight is None else float(weight), y_t, y_p))
+        return values
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _as_built(compile_loss, y, y_pred):
+    """Targets and outputs in the structures Keras' compiled loss was built on, matched as its ``call`` matches
+    them (a dict of targets by output name for a list of outputs, one target for one output...)."""
+    tree = keras.tree
+    try:
+        tree.assert_same_structure(y_pred, y)
+    except ValueError:
+        if not tree.is_nested(y) and hasattr(y_pred, "__len__") and len(y_pred) == 1:
+            y = [y]
+        elif isinstance(y_pred, (list, tuple)) and isinstance(y, dict) and compile_loss.output_names \
+                and set(compile_loss.output_names) == set(y):
+            y = [y[name] for name in compile_loss.output_names]
+        y = tree.pack_sequence_as(y_pred, tree.flatten(y))
+    for built, value in ((compile_loss._y_pred_build_structure, "pred"), (compile_loss._y_true_build_structure,
+                                                                           "true")):
+        current = y_pred if value == "pred" else y
+        try:
+            tree.assert_same_structure(built, current)
+        except ValueError:
+            current = tree.pack_sequence_as(built, tree.flatten(current))
+        if value == "pred":
+            y_pred = current
+        else:
+            y = current
+    return y, y_pred
 
 
 @dataclass

@@ -27,7 +27,8 @@ from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
 from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
-from diagnose.instruments.targets import LossInfo, TargetStats, classifier_view
+from diagnose.instruments.targets import (LossInfo, OutputLoss, TargetStats, classifier_view, output_losses,
+                                         per_output)
 from diagnose.instruments.update_ratios import Snapshot, plain_sgd, sgd_delta_norms
 
 tf = import_tensorflow_quietly()
@@ -80,17 +81,16 @@ class Instrumented(keras.Model):
         """Finds what to measure and makes the accumulators; needs the user's model built (idempotent)."""
         if self._ready:
             return
-        outputs = getattr(self.user_model, "outputs", None)
-        if outputs is not None and len(outputs) > 1:
-            raise DiagnoseError(f"diagnose.instrument takes a model with one output ({self.user_model.name!r} has "
-                                f"{len(outputs)}); instrument a keras.Model(inputs, the_output_to_diagnose) "
-                                "compiled with that output's loss")
+        self.loss_info = LossInfo.of(self.user_model)  # built now: a model's outputs are known
+        # A model with several outputs: each output's loss and accuracy are columns of their own.
+        self.outputs = per_output(self.user_model) if self.loss_info.several else []
         self.taps = Taps(self.user_model)
         self.names = measures.variable_names([v.path for v in self.user_model.trainable_variables])
         # Room for every column, made before the first trace so that it traces once:
         # the families record a few columns per variable and per tapped site.
         room = _COLUMNS_PER_VARIABLE * len(self.names) + _COLUMNS_PER_SITE * (len(self.taps.found) + 1)
-        self.acc = Accumulator(self.names, capacity=_EVERY_STEP_COLUMNS, growable=True)  # every step
+        self.acc = Accumulator(self.names, capacity=_EVERY_STEP_COLUMNS + 2 * len(self.outputs),
+                               growable=True)  # every step
         self.sampled_acc = Accumulator(self.names, capacity=room, growable=True)  # the steps the schedule samples
         self.schedule = Schedule()
         self.snapshot = Snapshot()
@@ -149,6 +149,8 @@ class Instrumented(keras.Model):
         if not self._ready:  # a model fit could not build before (its data a generator): built by this call
             self.user_model(x, training=False)
             self.setup()
+        if self.loss_info.several:
+            self._record_output_losses()
         # Keras' own train step, with the layers' tensors captured on the way.
         with self.taps.capture() as captured, tf.GradientTape() as tape:
             y_pred = self.user_model(x, training=True)
@@ -224,7 +226,10 @@ class Instrumented(keras.Model):
         between them a non-finite gradient shows as a non-finite loss one step later
         (it makes the weights, hence the next loss, non-finite).
         """
-        row = {"loss": self._data_loss(y, y_pred, sample_weight, loss)}
+        if self.loss_info.several:
+            row = self._output_rows(y, y_pred, sample_weight, loss)
+        else:
+            row = {"loss": self._data_loss(y, y_pred, sample_weight, loss)}
         view = classifier_view(y, y_pred, self.loss_info)
         if view is not None:
             row["accuracy"] = view.accuracy(xla=bool(self.jit_compile))
@@ -234,6 +239,49 @@ class Instrumented(keras.Model):
         bad = (self._nonfinite(loss, grads) if sampled is True else
                tf.cond(checked, lambda: tf.zeros(1 + len(grads), tf.bool), lambda: self._nonfinite(loss, grads)))
         return row, view, bad, tf.logical_not(tf.reduce_any(bad))
+
+    def _output_rows(self, y, y_pred, sample_weight, total) -> dict:
+        """A model with several outputs: the loss (Keras' weighted sum of the outputs' losses, without
+        regularisation penalties), and each output's own loss and a classifier output's accuracy
+        (``loss/NAME``, ``accuracy/NAME``), read without moving Keras' own per-output trackers."""
+        # The values Keras' compiled loss computed in this step, else the same losses computed again (Keras
+        # built its loss inside this trace: nothing could be recorded; the values are the same, though the
+        # graph optimizer may then order the total's float sums otherwise, by an ulp).
+        recorder = getattr(self, "_recorder", None)
+        found = (list(recorder.values) if recorder is not None else []) or \
+            output_losses(self._compile_loss, y, y_pred, sample_weight)
+        # The loss: Keras' total without the layers' penalties. (Summing the outputs' losses again here would
+        # be the same sum; TensorFlow's graph optimizer then rewrites the two together and Keras' own total
+        # can come out an ulp apart from plain fit's.)
+        loss = tf.cast(total, tf.float32)
+        if self.losses:
+            loss = loss - tf.cast(tf.add_n([tf.cast(penalty, tf.float32) for penalty in self.losses]), tf.float32)
+        row = {"loss": loss}
+        if not found:  # structures Keras matched some other way: the total only
+            return row
+        infos = {name: info for name, info, _ in self.outputs}
+        for each in found:
+            row[f"loss/{each.name}"] = each.value
+        for each in found:
+            info = infos.get(each.name)
+            view = None if info is None else classifier_view(each.y, each.y_pred, info)
+            if view is not None:
+                row[f"accuracy/{each.name}"] = view.accuracy(xla=bool(self.jit_compile))
+        return row
+
+    def _record_output_losses(self) -> None:
+        """Each output's loss as Keras' compiled loss computes it in the step being traced, kept in
+        ``self._recorded`` (cleared here): its loss functions wrapped once, where Keras has built them."""
+        if getattr(self, "_recorder", None) is None:
+            self._recorder = _Recorder()  # (an object: Keras would track a list attribute as a copy of it)
+        self._recorder.values.clear()
+        flat = getattr(self._compile_loss, "_flat_losses", None)
+        if not flat or all(isinstance(entry.loss, _Recorded) for entry in flat):
+            return
+        self._compile_loss._flat_losses = [
+            entry if isinstance(entry.loss, _Recorded) else
+            entry._replace(loss=_Recorded(entry.loss, entry.name, entry.loss_weights, self._recorder.values))
+            for entry in flat]
 
     def _nonfinite(self, loss, grads):
         checks = [tf.constant(False) if g is None else
@@ -316,12 +364,18 @@ class Instrumented(keras.Model):
         if self._compile_loss is None:  # compiled without a loss: nothing to compare inputs by
             return [float("nan")] * 3
         if self._probe_fn is None:
+            def loss_of(y, p):
+                if self.loss_info.several:  # the outputs' weighted sum, Keras' per-output trackers left alone
+                    found = output_losses(self._compile_loss, y, p)
+                    return tf.constant(float("nan")) if found is None else \
+                        tf.add_n([each.value * each.weight for each in found])
+                return self._compile_loss(y, p) / self.loss_info.sum_divisor(p)
+
             def probe(x, y):
-                return tf.stack([self._compile_loss(y, p) / self.loss_info.sum_divisor(p)
-                                 for p in (self.user_model(v, training=False) for v in variants(x))])
+                return tf.stack([loss_of(y, self.user_model(v, training=False)) for v in variants(x)])
             self._probe_fn = tf.function(probe, reduce_retracing=True)
         x = keras.tree.map_structure(tf.convert_to_tensor, x)
-        return [float(v) for v in self._probe_fn(x, tf.convert_to_tensor(y)).numpy()]
+        return [float(v) for v in self._probe_fn(x, keras.tree.map_structure(tf.convert_to_tensor, y)).numpy()]
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
@@ -357,6 +411,29 @@ class Instrumented(keras.Model):
             raise
 
 
+class _Recorder:
+    """Where the wrapped loss functions put what they compute (see :class:`_Recorded`)."""
+
+    def __init__(self):
+        self.values: list = []
+
+
+class _Recorded:
+    """One output's loss function in Keras' compiled loss, unchanged, keeping what it computes on each call
+    (the tensors of the step being traced), so that the instruments read the values Keras trains on."""
+
+    def __init__(self, fn, name: str, weight, store: list):
+        self.fn, self.name, self.weight, self.store = fn, name, 1.0 if weight is None else float(weight), store
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        value = self.fn(y_true, y_pred, sample_weight)
+        self.store.append(OutputLoss(self.name, tf.cast(value, tf.float32), self.weight, y_true, y_pred))
+        return value
+
+    def __getattr__(self, name):  # everything else is the loss's own (its name, its config)
+        return getattr(self.fn, name)
+
+
 def _when(pred, then, otherwise):
     """``tf.cond``, or just the branch taken when ``pred`` is a Python bool (the host's schedule)."""
     if isinstance(pred, bool):
@@ -378,7 +455,7 @@ def instrument(model) -> Instrumented:
     A model instrumented already is returned as it is.
 
     Raises:
-        DiagnoseError: the model is not a compiled Keras model with one output.
+        DiagnoseError: the model is not a compiled Keras model.
     """
     if isinstance(model, Instrumented):
         return model  # instrumented already: the same wrapper (twice would measure the wrapper's own step)
@@ -387,7 +464,9 @@ def instrument(model) -> Instrumented:
     if getattr(model, "optimizer", None) is None or getattr(model, "_compile_config", None) is None:
         raise DiagnoseError("compile the model (optimizer and loss) before diagnose.instrument(model)")
     config = dict(model._compile_config.config)
-    wrapper = Instrumented(model)  # a model with several outputs is refused here (or, unbuilt, at fit's start)
+    wrapper = Instrumented(model)
+    if getattr(model, "output_names", None):  # losses and metrics given by output name find their outputs
+        wrapper.output_names = list(model.output_names)
     config["optimizer"] = model.optimizer
     config["jit_compile"] = model.jit_compile  # as resolved for the user's model ("auto" -> its choice)
     wrapper.compile(**config)

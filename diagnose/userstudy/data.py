@@ -93,7 +93,8 @@ def _batches(valid, batch_size: int):
     n = len(keras.tree.flatten(x)[0])
     for start in range(0, n, batch_size):
         cut = slice(start, start + batch_size)
-        yield (keras.tree.map_structure(lambda a, cut=cut: np.asarray(a)[cut], x), np.asarray(y)[cut],
+        yield (keras.tree.map_structure(lambda a, cut=cut: np.asarray(a)[cut], x),
+               keras.tree.map_structure(lambda a, cut=cut: np.asarray(a)[cut], y),
                None if weights is None else np.asarray(weights)[cut])
 
 
@@ -138,6 +139,8 @@ def loss_step(model):
 
     def step(x, y, w):
         pred = model(x, training=False)
+        # (several outputs: their weighted sum; the trackers this moves are the user's model's own, not those
+        # of the instrumented model whose History fit reports)
         loss = model._compile_loss(y, pred, w) / info.sum_divisor(pred)
         rows = tf.shape(tf.nest.flatten(pred)[0])[0]
         view = classifier_view(y, pred, info) if len(tf.nest.flatten(pred)) == 1 else None

@@ -84,6 +84,8 @@ def _plan(view: RunView, also=()) -> tuple[dict, list[dict]]:
             entry.update(variant=variants[key], fix=remedy.text, change=remedy.change)
             if FIXES[fid].judged_by != "loss":
                 entry["judged_by"] = FIXES[fid].judged_by
+            if _output_of(remedy.change) is not None:  # a fix of one output of several: judged on that output
+                entry["output"] = _output_of(remedy.change)
         planned.append(entry)
     if len(causes) >= 2:  # findings that hold together are proven together too, beside each part
         label = "+".join(remedy.label for _, remedy in causes)
@@ -98,6 +100,13 @@ def _plan(view: RunView, also=()) -> tuple[dict, list[dict]]:
             entry["judged_by"] = "task" if "task" in judged else judged.pop()
         planned.append(entry)
     return factors, planned
+
+
+def _output_of(change: dict) -> str | None:
+    """The output a change acts on (a model with several), or None."""
+    if change.get("op") == "all":
+        return next((o for c in change.get("changes") or [] if (o := _output_of(c)) is not None), None)
+    return change.get("output")
 
 
 def proof_spec(rebuild: UserRunConfig, view: RunView | None, seeds=DEFAULT_SEEDS, also=(), run: str | None = None,

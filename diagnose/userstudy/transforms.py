@@ -52,9 +52,23 @@ def _layer(model, name: str):
     return found[0]
 
 
-def _output_layer(model):
+def _output_index(model, output: str | None) -> int:
+    """The place of the output named ``output`` in the model's outputs (0 when None)."""
+    if output is None:
+        return 0
+    from diagnose.instruments.targets import output_names
+
+    names = output_names(model)
+    if output not in names:
+        raise ConfigError(f"the model has no output named {output!r} (outputs: {', '.join(names)}); the run record "
+                          "and the rebuilt model differ")
+    return names.index(output)
+
+
+def _output_layer(model, output: str | None = None):
     outputs = getattr(model, "outputs", None)
-    history = getattr(outputs[0], "_keras_history", None) if outputs else None
+    index = _output_index(model, output)
+    history = getattr(outputs[index], "_keras_history", None) if outputs else None
     layer = history.operation if history is not None else None
     while layer is not None and type(layer).__name__ in _PASS:
         inbound = layer._inbound_nodes[0].input_tensors
@@ -65,13 +79,38 @@ def _output_layer(model):
     return layer
 
 
-def _recompile(model, optimizer=None, loss=None):
+def _recompile(model, optimizer=None, loss=None, output: str | None = None):
+    """The model compiled again as it was, with another optimizer or loss (of the output named ``output`` only,
+    for a model with several: the others keep theirs)."""
     config = dict(model._compile_config.config)
     config["optimizer"] = optimizer if optimizer is not None else model.optimizer
-    if loss is not None:
+    if loss is not None and output is not None:
+        from diagnose.instruments.targets import output_names
+
+        names, losses = output_names(model), config.get("loss")
+        if isinstance(losses, dict):
+            losses = {**losses, output: loss}
+        elif isinstance(losses, (list, tuple)):
+            losses = [loss if i == _output_index(model, output) else each for i, each in enumerate(losses)]
+        else:  # one loss for every output: each its own now
+            losses = {name: loss if name == output else losses for name in names}
+        config["loss"] = losses
+    elif loss is not None:
         config["loss"] = loss
     model.compile(**config)
     return model
+
+
+def _compiled_loss(model, output: str | None):
+    """The loss the model was compiled with (of the output named ``output``, for a model with several)."""
+    loss = model._compile_config.config.get("loss")
+    if output is None:
+        return loss
+    if isinstance(loss, dict):
+        return loss.get(output)
+    if isinstance(loss, (list, tuple)):
+        return loss[_output_index(model, output)]
+    return loss
 
 
 def _optimizer_with(model, **changes):
@@ -94,10 +133,10 @@ def global_clipnorm(model, fit, norm: float):
                                              clipvalue=None)), fit
 
 
-def _loss_object(model):
+def _loss_object(model, output: str | None = None):
     import keras
 
-    loss = model._compile_config.config.get("loss")
+    loss = _compiled_loss(model, output)
     if isinstance(loss, keras.losses.Loss) and type(loss).__name__ != "LossFunctionWrapper":
         return loss
     name = loss if isinstance(loss, str) else getattr(getattr(loss, "fn", loss), "__name__", "")
@@ -108,23 +147,28 @@ def _loss_object(model):
     return cls()
 
 
-def from_logits(model, fit):
-    """The loss reads logits (``from_logits=True``): for a linear output under a cross-entropy."""
-    loss = _loss_object(model)
-    return _recompile(model, loss=type(loss).from_config({**loss.get_config(), "from_logits": True})), fit
+def from_logits(model, fit, output: str | None = None):
+    """The loss (of the output named ``output``) reads logits (``from_logits=True``): for a linear output under
+    a cross-entropy."""
+    loss = _loss_object(model, output)
+    return _recompile(model, loss=type(loss).from_config({**loss.get_config(), "from_logits": True}),
+                      output=output), fit
 
 
-def loss_reduction(model, fit, reduction: str):
-    """The loss reduced over the batch by ``reduction`` ("sum" or "sum_over_batch_size")."""
-    loss = _loss_object(model)
-    return _recompile(model, loss=type(loss).from_config({**loss.get_config(), "reduction": reduction})), fit
+def loss_reduction(model, fit, reduction: str, output: str | None = None):
+    """The loss (of the output named ``output``) reduced over the batch by ``reduction`` ("sum" or
+    "sum_over_batch_size")."""
+    loss = _loss_object(model, output)
+    return _recompile(model, loss=type(loss).from_config({**loss.get_config(), "reduction": reduction}),
+                      output=output), fit
 
 
-def output_activation(model, fit, activation: str):
-    """The output layer's activation set to ``activation`` ("softmax", "sigmoid")."""
+def output_activation(model, fit, activation: str, output: str | None = None):
+    """The output layer's activation (of the output named ``output``) set to ``activation`` ("softmax",
+    "sigmoid")."""
     import keras
 
-    _output_layer(model).activation = keras.activations.get(activation)
+    _output_layer(model, output).activation = keras.activations.get(activation)
     return model, fit
 
 
@@ -236,8 +280,9 @@ def standardize_inputs(model, fit, inputs: list, positions: list | None = None):
     return model, fit
 
 
-def loss(model, fit, loss: str):
-    """The model recompiled with another of Keras' losses (by name), everything else as compiled."""
+def loss(model, fit, loss: str, output: str | None = None):
+    """The model recompiled with another of Keras' losses (by name; for the output named ``output`` only, of
+    several), everything else as compiled."""
     import keras
 
     try:
@@ -245,7 +290,7 @@ def loss(model, fit, loss: str):
     except ValueError:
         raise ConfigError(f"{loss!r} is not a Keras loss name") from None
     metrics = model._compile_config.config.get("metrics")
-    model = _recompile(model, loss=loss)
+    model = _recompile(model, loss=loss, output=output)
     if metrics:  # "accuracy" means another accuracy under another loss: Keras resolves it again
         model.compile(**{**model._compile_config.config, "metrics": metrics})
     return model, fit
@@ -295,19 +340,30 @@ def fit_setting(model, fit, **settings):
     return model, fit
 
 
-def standardize_targets(model, fit):
-    """The targets standardised with the training targets' mean and spread (training, validation and probe):
+def standardize_targets(model, fit, output: str | None = None):
+    """The targets (of the output named ``output``, for a model with several: a dict by output name or a list
+    in their order) standardised with the training targets' mean and spread (training, validation and probe):
     the loss is then in other units, so a proof judges this by the task's error (1 - R^2 is unit-free)."""
     import numpy as np
 
+    index = _output_index(model, output) if output is not None else None
     y = fit.get("y")
-    if y is None or not hasattr(y, "shape"):
+    own = y if index is None else y.get(output) if isinstance(y, dict) else \
+        y[index] if isinstance(y, (list, tuple)) and index < len(y) else None
+    if own is None or not hasattr(own, "shape"):
         raise ConfigError("targets can be standardised mechanically only when the data function returns arrays")
-    y = np.asarray(y, dtype=np.float64)
-    mean, sd = y.mean(axis=0), np.maximum(y.std(axis=0), 1e-12)
+    own = np.asarray(own, dtype=np.float64)
+    mean, sd = own.mean(axis=0), np.maximum(own.std(axis=0), 1e-12)
+
+    def standardised(values):
+        return ((np.asarray(values, dtype=np.float64) - mean) / sd).astype(np.float32)
 
     def scaled(values):
-        return ((np.asarray(values, dtype=np.float64) - mean) / sd).astype(np.float32)
+        if index is None:
+            return standardised(values)
+        if isinstance(values, dict):
+            return {**values, output: standardised(values[output])}
+        return type(values)(standardised(v) if i == index else v for i, v in enumerate(values))
 
     fit = dict(fit)
     fit["y"] = scaled(y)
