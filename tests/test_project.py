@@ -25,6 +25,8 @@ def test_ci_runs_the_readme_test_command():
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert test_command in ci_lines
     assert "set -euo pipefail" in ci_lines  # a failing (or empty, exit 5) pytest fails CI
+    if '-m "not slow"' in test_command:  # the README's command leaves the slow tests out: CI runs them too
+        assert "python -m pytest -q -m slow" in ci_lines
 
 
 def test_no_machine_paths_in_tracked_sources():
