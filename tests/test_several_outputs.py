@@ -182,3 +182,41 @@ def test_a_probe_with_a_target_per_output_is_accepted(tmp_path):
     metrics = runrecord.read_metrics(tmp_path / "run")
     assert metrics["probe_task_error/tags"].notna().any()
     assert json.loads((tmp_path / "run" / runrecord.SUMMARY).read_text())["status"] == "completed"
+
+
+def test_each_output_s_loss_options_and_sample_weights_train_as_under_fit(tmp_path):
+    # A summed Huber loss, ignore_class on logits, label smoothing, and sample weights per output.
+    def build():
+        keras.utils.set_random_seed(0)
+        features = keras.Input((FEATURES,), name="features")
+        trunk = keras.layers.Dense(16, activation="relu")(features)
+        model = keras.Model(features, [keras.layers.Dense(1, name="age")(trunk),
+                                       keras.layers.Dense(3, name="kind")(trunk),
+                                       keras.layers.Dense(TAGS, activation="sigmoid", name="tags")(trunk)])
+        model.compile(optimizer="adam", loss={
+            "age": keras.losses.Huber(reduction="sum"),
+            "kind": keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=2),
+            "tags": keras.losses.BinaryCrossentropy(label_smoothing=0.1)}, metrics={"kind": ["accuracy"]})
+        return model
+
+    x, y = _data()
+    targets = [y["age"], y["kind"], y["tags"]]  # (Keras takes per-output sample weights with targets as a list)
+    weights = [np.ones(N, "float32"), (np.arange(N) % 2).astype("float32"), np.full(N, 2.0, "float32")]
+
+    def fit(model, callbacks=()):
+        keras.utils.set_random_seed(1)
+        return model.fit(x, targets, sample_weight=weights, epochs=2, batch_size=64, validation_split=0.25,
+                         verbose=0, callbacks=list(callbacks)).history
+
+    plain = build()
+    expected = fit(plain)
+    model = build()
+    assert fit(diagnose.instrument(model), [diagnose.Monitor(tmp_path / "run")]) == expected
+    assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), model.get_weights()))
+    metrics = runrecord.read_metrics(tmp_path / "run")
+    last = metrics.dropna(subset=["valid_loss"]).iloc[-1]
+    # The summed loss per example, as the others: Keras' val_age_loss is summed over a batch of 64.
+    assert last["valid_loss/age"] == pytest.approx(expected["val_age_loss"][-1] / 64, rel=1e-6)
+    assert last["valid_loss"] == pytest.approx(last["valid_loss/age"] + last["valid_loss/kind"]
+                                               + last["valid_loss/tags"], rel=1e-6)
+    assert metrics["loss/age"].max() < 10 * metrics["loss/tags"].max()

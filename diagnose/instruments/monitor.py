@@ -189,13 +189,22 @@ class Monitor(keras.callbacks.Callback):
             accuracy = next((k for k in _VALID_ACCURACY if k in logs), None)
             if accuracy is not None:
                 row["valid_accuracy"] = float(logs[accuracy])
-            for name, _, _ in self.model.outputs:  # several outputs: Keras' val_NAME_loss, val_NAME_accuracy
+            weighted = []
+            for name, info, weight in self.model.outputs:  # several outputs: Keras' val_NAME_loss, val_NAME_accuracy
                 if f"val_{name}_loss" in logs:
-                    row[f"valid_loss/{name}"] = float(logs[f"val_{name}_loss"])
+                    divisor = float(self.contract_inputs.get("validation_batch_size") or 1) \
+                        if info is not None and info.summed else 1.0
+                    row[f"valid_loss/{name}"] = float(logs[f"val_{name}_loss"]) / divisor
+                    weighted.append(weight * row[f"valid_loss/{name}"])
+                elif info is not None:
+                    weighted.append(None)
                 accuracy = next((f"val_{name}_{k[4:]}" for k in _VALID_ACCURACY if f"val_{name}_{k[4:]}" in logs),
                                 None)
                 if accuracy is not None:
                     row[f"valid_accuracy/{name}"] = float(logs[accuracy])
+            if weighted and None not in weighted:  # per example, without the penalties, as the training rows
+                row["valid_loss"] = sum(weighted)
+                row["valid_perplexity"] = math.exp(min(row["valid_loss"], 700.0))
         if self.log.flush_due(boundary=True):  # spaced so that rewrites stay ~1% of a short fit's time
             self.log.flush()
 

@@ -253,15 +253,21 @@ class Instrumented(keras.Model):
         # The loss: Keras' total without the layers' penalties. (Summing the outputs' losses again here would
         # be the same sum; TensorFlow's graph optimizer then rewrites the two together and Keras' own total
         # can come out an ulp apart from plain fit's.)
-        loss = tf.cast(total, tf.float32)
-        if self.losses:
-            loss = loss - tf.cast(tf.add_n([tf.cast(penalty, tf.float32) for penalty in self.losses]), tf.float32)
+        infos = {name: info for name, info, _ in self.outputs}
+        # Per example: an output whose loss sums over the batch (reduction "sum") divided by its rows.
+        divisors = {each.name: infos[each.name].sum_divisor(each.y_pred) for each in found
+                    if infos.get(each.name) is not None and infos[each.name].summed}
+        if divisors:
+            loss = tf.add_n([each.value * each.weight / divisors.get(each.name, 1.0) for each in found])
+        else:
+            loss = tf.cast(total, tf.float32)
+            if self.losses:
+                loss -= tf.cast(tf.add_n([tf.cast(penalty, tf.float32) for penalty in self.losses]), tf.float32)
         row = {"loss": loss}
         if not found:  # structures Keras matched some other way: the total only
             return row
-        infos = {name: info for name, info, _ in self.outputs}
         for each in found:
-            row[f"loss/{each.name}"] = each.value
+            row[f"loss/{each.name}"] = each.value / divisors.get(each.name, 1.0)
         for each in found:
             info = infos.get(each.name)
             view = None if info is None else classifier_view(each.y, each.y_pred, info)
