@@ -391,7 +391,7 @@ def test_every_contract_threshold_is_declared_with_its_reason():
 
 
 def test_padding_made_inside_the_model_is_measured_where_the_embedding_reads_it():
-    from diagnose.instruments.contract import embedding_facts
+    from diagnose.instruments.input_facts import embedding_facts
 
     texts = keras.ops.convert_to_tensor(np.array(["a b", "c", "a b c d"]))
     vectorize = keras.layers.TextVectorization(output_sequence_length=10)
@@ -448,7 +448,7 @@ def test_held_out_targets_that_drift_are_judged_against_the_training_constant_sc
 
 
 def test_the_scale_the_first_weights_read_after_the_model_s_own_preprocessing():
-    from diagnose.instruments.contract import first_weights_facts
+    from diagnose.instruments.input_facts import first_weights_facts
 
     inputs = keras.Input((8,))
     twice = keras.layers.Rescaling(1 / 255)(keras.layers.Rescaling(1 / 255)(inputs))
@@ -465,7 +465,7 @@ def test_the_scale_the_first_weights_read_after_the_model_s_own_preprocessing():
 
 
 def test_the_first_weights_of_a_nested_block_are_found_through_it():
-    from diagnose.instruments.contract import first_weights_facts
+    from diagnose.instruments.input_facts import first_weights_facts
 
     inputs = keras.Input((8,))
     scaled = keras.Sequential([keras.Input((8,)), keras.layers.Rescaling(1 / 255)], name="augment")(

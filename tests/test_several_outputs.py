@@ -13,7 +13,8 @@ import diagnose
 from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.findings import check_run
-from diagnose.findings.base import Evidence, Finding, RunView, of_output, output_views
+from diagnose.findings.base import Evidence, Finding, RunView
+from diagnose.findings.outputs import of_output, output_views
 from diagnose.findings.fixes import remedy_for
 from diagnose.userstudy.transforms import apply_changes
 

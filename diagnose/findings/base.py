@@ -24,7 +24,7 @@ from diagnose.findings import thresholds as T
 __all__ = ["Evidence", "Finding", "RunView", "KINDS", "SEVERITIES", "series", "late", "early", "steps_of",
            "hop_columns", "variable_columns", "number", "fmt", "final_loss", "weight_matrices", "constant_loss",
            "ConstantLoss", "layer_of", "initial_norm", "contract", "contract_targets", "all_layers",
-           "start_loss", "progress", "output_views", "of_output", "OUTPUT_COLUMNS"]
+           "start_loss", "progress"]
 
 # "unexplained": a failed run that no root cause's measured mechanism explains (registry.check_view adds it).
 KINDS = ("unexplained", "root-cause", "symptom")
@@ -391,58 +391,3 @@ def progress(view: RunView) -> float | None:
         return None
     return (start - float(late(end).mean())) / (start - floor)
 
-
-# The columns a model with several outputs records per output, as ``COLUMN/NAME``.
-OUTPUT_COLUMNS = ("loss", "accuracy", "valid_loss", "valid_accuracy", "probe_task_error")
-
-
-def output_views(view: RunView) -> list[tuple[str, RunView]]:
-    """For a model with several outputs (summary.json's ``contract.outputs``), a view of each output as if it
-    were the model's only one: its contract facts over the run's, its loss, output layer and constant's loss,
-    and its own columns (``loss/NAME`` as ``loss``...). [] for a model with one output.
-
-    Whatever the run records for the whole model (gradients, update ratios, the probe's
-    losses) stays in each view as it is.
-    """
-    outputs = contract(view).get("outputs")
-    if not isinstance(outputs, list) or not outputs:
-        return []
-    shared = {k: v for k, v in contract(view).items() if k not in ("outputs", "loss", "constant_loss",
-                                                                   "constant_loss_valid")}
-    views = []
-    for facts in outputs:
-        if not isinstance(facts, dict) or not isinstance(facts.get("name"), str):
-            continue
-        name = facts["name"]
-        loss, output = facts.get("loss") or {}, facts.get("output") or {}
-        model = {**view.model, "outputs": [name], "loss": loss.get("name"), "loss_kind": loss.get("kind"),
-                 "loss_from_logits": bool(loss.get("from_logits")),
-                 "output_shape": [None, *output["shape"]] if isinstance(output.get("shape"), list) else None}
-        columns = {f"{c}/{name}": c for c in OUTPUT_COLUMNS}
-        metrics = view.metrics.drop(columns=[c for c in OUTPUT_COLUMNS if c in view.metrics.columns] +
-                                    [c for c in view.metrics.columns if "/" in c and c.split("/", 1)[0] in
-                                     OUTPUT_COLUMNS and c not in columns])
-        metrics = metrics.rename(columns=columns)
-        constant = number(facts.get("constant_loss"))
-        summary = {**view.summary, "contract": {**shared, **{k: v for k, v in facts.items() if k != "name"}},
-                   "baselines": {} if constant is None else {"constant_loss": constant}}
-        views.append((name, RunView({**view.config, "model": model}, summary, metrics, view.attention)))
-    return views
-
-
-def of_output(finding: Finding, name: str) -> Finding:
-    """A finding made on one output's view (:func:`output_views`), naming that output and its columns."""
-    def metric(text: str) -> str:
-        if text.startswith("summary.contract."):
-            return f"summary.contract.outputs[{name}].{text[len('summary.contract.'):]}"
-        for column in OUTPUT_COLUMNS:
-            if text == column or text.startswith(column + " "):
-                return f"{column}/{name}{text[len(column):]}"
-        return text
-
-    evidence = tuple(Evidence(metric(e.metric), e.observed, e.threshold, e.steps) for e in finding.evidence)
-    return Finding(id=finding.id, kind=finding.kind, severity=finding.severity,
-                   title=f"Output '{name}': {finding.title[0].lower()}{finding.title[1:]}"
-                   if finding.title[:1].isupper() and not finding.title[1:2].isupper() else
-                   f"Output '{name}': {finding.title}",
-                   evidence=evidence, explanation=finding.explanation, fix=finding.fix, figure=finding.figure)

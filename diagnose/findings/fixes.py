@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import (RunView, early, late, number, output_views, series, variable_columns,
-                                    weight_matrices)
+from diagnose.findings.base import RunView, early, late, number, series, variable_columns, weight_matrices
+from diagnose.findings.outputs import output_views
 from diagnose.findings.graph import LINEAR, KerasGraph
 
 __all__ = ["Remedy", "MechanicalFix", "FIXES", "fix", "remedy_for", "LR_FACTOR", "LR_FACTOR_MAX"]

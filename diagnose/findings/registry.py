@@ -19,7 +19,8 @@ import functools
 import os
 from dataclasses import dataclass
 
-from diagnose.findings.base import KINDS, SEVERITIES, Evidence, Finding, RunView, of_output, output_views
+from diagnose.findings.base import KINDS, SEVERITIES, Evidence, Finding, RunView
+from diagnose.findings.outputs import of_output, output_views
 
 __all__ = ["rule", "Hit", "RuleSpec", "RULES", "SCOPES", "FIGURES",
            "spec_of", "check_view", "check_run", "format_findings"]

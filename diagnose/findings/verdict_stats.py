@@ -130,11 +130,7 @@ def run_error(run_dir: Path, output: str | None = None) -> float | None:
     one unit, whose logits Keras' binary cross-entropy reads instead of its outputs). ``output``:
     of that output's accuracy, for a model with several (``valid_accuracy/NAME``).
     """
-    try:
-        summary = runrecord.read_summary(run_dir)
-    except DiagnoseError:
-        return None
-    if summary.get("status") not in ("completed", "diverged"):
+    if not _finished(run_dir):
         return None
     rows = _validations(run_dir, "valid_accuracy" if output is None else f"valid_accuracy/{output}")
     if not rows:
@@ -150,14 +146,18 @@ def run_task_error(run_dir: Path, output: str | None = None) -> float | None:
 
     The proof judges by it a fix that changes the loss (its values in other units) or a
     model that compiled no accuracy."""
-    try:
-        summary = runrecord.read_summary(run_dir)
-    except DiagnoseError:
-        return None
-    if summary.get("status") not in ("completed", "diverged"):
+    if not _finished(run_dir):
         return None
     rows = _validations(run_dir, "probe_task_error" if output is None else f"probe_task_error/{output}")
     return rows[-1][1] if rows else None
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether the run has a summary saying it ran to its end (completed, or diverged on the way)."""
+    try:
+        return runrecord.read_summary(run_dir).get("status") in ("completed", "diverged")
+    except DiagnoseError:
+        return False
 
 
 def _validations(run_dir: Path, column: str = "valid_loss") -> list[tuple[float, float]]:

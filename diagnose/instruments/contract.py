@@ -30,7 +30,8 @@ import time
 import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
-from diagnose.instruments.targets import output_names, per_output
+from diagnose.instruments.input_facts import embedding_facts, first_weights_facts, preprocessing_facts
+from diagnose.instruments.targets import of_output, output_names, per_output
 from diagnose.instruments.taps import activation_name
 
 tf = import_tensorflow_quietly()
@@ -38,7 +39,7 @@ import keras  # noqa: E402
 
 __all__ = ["task_contract", "target_facts", "output_facts", "constant_loss", "range_floor", "output_range",
            "output_activation", "loss_function",
-           "loss_callable", "output_stats", "task_error", "best_constant", "loss_of_constant", "MAX_ROWS",
+           "loss_callable", "output_stats", "target_of", "task_error", "best_constant", "loss_of_constant", "MAX_ROWS",
            "LOSS_DOMAINS"]
 
 # Targets read: shares of rows (multi-hot, fractional labels) to about 1/sqrt(4096) = 1.6%
@@ -107,11 +108,7 @@ def loss_function(model, index: int | None = None):
     loss = config.config.get("loss") if config is not None else getattr(model, "loss", None)
     if index is not None:
         names = output_names(model)
-        name = names[index] if index < len(names) else None
-        if isinstance(loss, dict):
-            loss = loss.get(name)
-        elif isinstance(loss, (list, tuple)):
-            loss = loss[index] if index < len(loss) else None
+        loss = of_output(loss, index, names[index] if index < len(names) else None)
     if isinstance(loss, (list, tuple)) and len(loss) == 1:
         loss = loss[0]
     if isinstance(loss, dict) and len(loss) == 1:
@@ -387,132 +384,6 @@ def output_stats(out: np.ndarray) -> dict:
     return facts
 
 
-_LOOKUPS = ("TextVectorization", "StringLookup", "IntegerLookup")
-
-
-def preprocessing_facts(model, x) -> list[dict]:
-    """What each preprocessing layer reading a model input directly makes of a batch of that input.
-
-    A lookup (TextVectorization, StringLookup, IntegerLookup): the share of its non-padding
-    outputs that are the out-of-vocabulary index (a vocabulary adapted on other data misses
-    most tokens). A Normalization layer: the RMS of its output (about 1 when its mean and
-    variance fit the data).
-    """
-    inputs = list(getattr(model, "inputs", None) or [])
-    if not inputs or x is None:
-        return []
-    flat = list(x.values()) if isinstance(x, dict) else list(x) if isinstance(x, (list, tuple)) else [x]
-    by_name = x if isinstance(x, dict) else {}
-    out = []
-    for layer in model.layers:
-        cls = type(layer).__name__
-        if cls not in _LOOKUPS + ("Normalization",):
-            continue
-        for node in getattr(layer, "_inbound_nodes", [])[:1]:
-            tensors = node.input_tensors
-            if len(tensors) != 1 or not any(tensors[0] is t for t in inputs):
-                continue
-            position = next(i for i, t in enumerate(inputs) if tensors[0] is t)
-            data = by_name.get(tensors[0].name, flat[position] if position < len(flat) else None)
-            if data is None:
-                continue
-            try:
-                values = np.asarray(keras.ops.convert_to_numpy(layer(data)))
-            except Exception:  # noqa: BLE001 - a layer we cannot call on the batch says nothing
-                continue
-            facts = {"name": layer.name, "class": cls}
-            if cls == "Normalization":
-                facts["output_rms"] = float(np.sqrt(np.mean(np.square(values.astype(np.float64)))))
-            else:
-                oov = int(getattr(layer, "num_oov_indices", 1) or 0)
-                mask = 1 if cls == "TextVectorization" or getattr(layer, "mask_token", None) is not None else 0
-                ids = values[values != 0] if mask else values.reshape(-1)
-                if ids.size and values.dtype.kind in "iu":
-                    facts["oov_share"] = float(np.mean((ids >= mask) & (ids < mask + oov)))
-            out.append(facts)
-    return out
-
-
-def _submodel(inputs, tensor, x):
-    """``tensor``'s value on the batch ``x``: the model up to it, called as the model is (one input bare)."""
-    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, tensor)(x, training=False)
-
-
-def embedding_facts(model, x) -> list[dict]:
-    """The share of padding (id 0) in the ids each Embedding layer of a functional model reads on a batch.
-
-    The ids may be made inside the model (a TextVectorization pads its sequences with 0),
-    where the model's inputs show no padding; the layers up to the Embedding are run once.
-    """
-    inputs = list(getattr(model, "inputs", None) or [])
-    if not inputs or x is None:
-        return []
-    out = []
-    for layer in model.layers:
-        if type(layer).__name__ != "Embedding" or not getattr(layer, "_inbound_nodes", None):
-            continue
-        tensors = layer._inbound_nodes[0].input_tensors
-        if len(tensors) != 1:
-            continue
-        try:
-            ids = np.asarray(keras.ops.convert_to_numpy(_submodel(inputs, tensors[0], x)))
-        except Exception:  # noqa: BLE001 - a layer we cannot reach from the inputs says nothing
-            continue
-        if ids.size and ids.dtype.kind in "iuf":
-            out.append({"name": layer.name, "zero_share": float(np.mean(ids == 0)),
-                        "mask_zero": bool(getattr(layer, "mask_zero", False))})
-    return out
-
-
-_WEIGHTED = ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D",
-             "DepthwiseConv1D", "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose", "LSTM", "GRU", "SimpleRNN")
-# Layers whose output scale does not follow their input's: what comes after them is not "the input".
-_RESCALING = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization", "Embedding",
-              "Discretization", "Hashing", "IntegerLookup", "StringLookup", "CategoryEncoding", "TextVectorization")
-
-
-def _reads_input_directly(tensor, inputs, depth: int = 0) -> bool:
-    """Whether ``tensor`` comes from the model's inputs through layers with no weights of their own (and no
-    normalisation or lookup): what it carries is the input, at whatever scale preprocessing left it."""
-    if any(tensor is t for t in inputs):
-        return True
-    history = getattr(tensor, "_keras_history", None)
-    op = getattr(history, "operation", None)
-    if op is None or depth > 32 or type(op).__name__ in _RESCALING or type(op).__name__ == "InputLayer":
-        return False
-    if isinstance(op, keras.layers.Layer) and op.trainable_weights:
-        return False
-    node = op._inbound_nodes[history.node_index] if getattr(op, "_inbound_nodes", None) else None
-    parents = node.input_tensors if node is not None else []
-    return bool(parents) and all(_reads_input_directly(t, inputs, depth + 1) for t in parents)
-
-
-def first_weights_facts(model, x) -> list[dict]:
-    """The RMS of what each weight layer reading the model's inputs directly gets on a batch: the scale the
-    first weights see, after whatever preprocessing layers the model applies (a Rescaling applied twice)."""
-    inputs = list(getattr(model, "inputs", None) or [])
-    if not inputs or x is None:
-        return []
-    out = []
-    for layer in model.layers:
-        nested = isinstance(layer, keras.Model) and getattr(layer, "inputs", None)
-        if (type(layer).__name__ not in _WEIGHTED and not nested) or not getattr(layer, "_inbound_nodes", None):
-            continue
-        tensors = layer._inbound_nodes[0].input_tensors
-        if len(tensors) != 1 or not _reads_input_directly(tensors[0], inputs):
-            continue
-        try:
-            values = np.asarray(keras.ops.convert_to_numpy(_submodel(inputs, tensors[0], x)))
-        except Exception:  # noqa: BLE001 - a tensor we cannot reach from the inputs says nothing
-            continue
-        if nested:  # a block of layers (a conv base): its own first weights, on what it is given
-            out += [{**f, "name": f"{layer.name}/{f['name']}"} for f in first_weights_facts(layer, values)]
-        elif values.size and values.dtype.kind == "f":
-            out.append({"name": layer.name, "input_rms": float(np.sqrt(np.mean(np.square(values.astype(
-                np.float64)))))})
-    return out
-
-
 def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None = None,
                   epochs: int | None = None, steps_per_epoch: int | None = None, y_valid=None,
                   x_train=None) -> dict:
@@ -551,8 +422,8 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
         for index, (name, info, weight) in enumerate(per_output(model)):
             if info is None:  # an output compiled without a loss: nothing trains it
                 continue
-            each = _output_contract(model, index, info, loss_function(model, index), _target_of(y, name, index),
-                                    _target_of(y_valid, name, index),
+            each = _output_contract(model, index, info, loss_function(model, index), target_of(y, name, index),
+                                    target_of(y_valid, name, index),
                                     at_start[index] if at_start is not None and index < len(at_start) else None)
             outputs.append({"name": names[index], "weight": weight, **each})
         facts["outputs"] = outputs
@@ -572,14 +443,10 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
     return facts
 
 
-def _target_of(y, name: str, index: int):
-    """One output's targets from what fit was given for several: a dict by output name, or a list in order."""
-    if y is None:
-        return None
-    if isinstance(y, dict):
-        y = y.get(name)
-    elif isinstance(y, (list, tuple)):
-        y = y[index] if index < len(y) else None
+def target_of(y, name: str, index: int):
+    """One output's targets (an array) from what fit was given for several: a dict by output name, or a list in
+    order; None where there are none."""
+    y = of_output(y, index, name)
     return y if y is not None and hasattr(y, "shape") else None
 
 

@@ -54,7 +54,7 @@ def _params(layer) -> int | None:
 # Preprocessing layers whose state comes from ``adapt`` (or from arguments): without it
 # they compute an identity (Normalization: mean 0, variance 1) or map every token to
 # the out-of-vocabulary index (the lookups, TextVectorization).
-_LOOKUPS = ("StringLookup", "IntegerLookup", "TextVectorization")
+LOOKUPS = ("StringLookup", "IntegerLookup", "TextVectorization")
 
 
 def _adapted(layer) -> bool | None:
@@ -68,7 +68,7 @@ def _adapted(layer) -> bool | None:
             mean = np.asarray(layer.mean if hasattr(layer, "mean") else layer.adapt_mean)
             variance = np.asarray(layer.variance if hasattr(layer, "variance") else layer.adapt_variance)
             return not (np.all(mean == 0) and np.all(variance == 1))
-        if cls in _LOOKUPS:
+        if cls in LOOKUPS:
             size = int(layer.vocabulary_size())
             oov = int(getattr(layer, "num_oov_indices", 1) or 0)
             mask = 1 if getattr(layer, "mask_token", None) is not None or cls == "TextVectorization" else 0
@@ -97,7 +97,7 @@ def _state_weight(layer, weight) -> bool:
     """A weight that is state by construction (moving statistics, counts, vocabularies)."""
     leaf = weight.path.rsplit("/", 1)[-1]
     return leaf.startswith(("moving_", "count", "mean", "variance")) or type(layer).__name__ in (
-        _LOOKUPS + ("Normalization", "Discretization"))
+        LOOKUPS + ("Normalization", "Discretization"))
 
 
 def _entry(layer) -> dict:

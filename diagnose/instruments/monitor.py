@@ -21,9 +21,9 @@ from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.contract import _target_of, task_contract, task_error
+from diagnose.instruments.contract import target_of, task_contract, task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
-from diagnose.instruments.preparation import _arrays
+from diagnose.instruments.preparation import as_arrays
 from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rng import random_state_kept
 from diagnose.instruments.rowlog import RowLog
@@ -154,7 +154,7 @@ class Monitor(keras.callbacks.Callback):
         y, y_valid = inputs.get("y"), inputs.get("y_valid")
         probe_y = None
         if self.probe_data is not None:
-            probe_y = _arrays(self.probe_data[1])  # held out, where the run holds anything out
+            probe_y = as_arrays(self.probe_data[1])  # held out, where the run holds anything out
         y = probe_y if y is None else y
         y_valid = probe_y if y_valid is None else y_valid
         steps = self.params.get("steps") if isinstance(self.params, dict) else None
@@ -256,7 +256,7 @@ class Monitor(keras.callbacks.Callback):
         for facts in self.contract["outputs"]:
             name = facts.get("name")
             index = names.index(name) if name in names else None
-            target = _target_of(y, name, index) if index is not None else None
+            target = target_of(y, name, index) if index is not None else None
             if target is None or "targets" not in facts or index >= len(predicted):
                 continue
             try:

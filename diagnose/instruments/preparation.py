@@ -21,7 +21,7 @@ tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
 __all__ = ["prepare_fit", "restart", "build_from", "contract_targets", "fit_batch_size", "held_out_targets",
-           "training_sample"]
+           "training_sample", "as_arrays"]
 
 
 def prepare_fit(model, x, y, sample_weight, validation_split: float) -> None:
@@ -105,7 +105,7 @@ def _target_baselines(model, y, validation_split: float) -> None:
     model.targets.from_arrays(y, model.loss_info, classes)
 
 
-def _arrays(targets):
+def as_arrays(targets):
     """Targets given as an array, or (several outputs) a list or dict of arrays, as numpy; else None."""
     if targets is None or isinstance(targets, tf.data.Dataset):
         return None
@@ -127,7 +127,7 @@ def contract_targets(y, validation_data, validation_split: float):
     it trains on), else held-out ones given as arrays, else None (the Monitor then reads its probe batch's).
     Several outputs' targets keep their structure (a list or dict of arrays)."""
     for targets, split in ((y, validation_split), (_held_out_targets(validation_data), 0.0)):
-        targets = _arrays(targets)
+        targets = as_arrays(targets)
         if targets is not None:
             return _head(targets, 1.0 - split) if split else targets
     return None
@@ -142,10 +142,10 @@ def _held_out_targets(validation_data):
 def held_out_targets(y, validation_data, validation_split: float):
     """The held-out targets fit validates on, as an array (validation_data's, or the tail validation_split
     holds out), else None."""
-    held = _arrays(_held_out_targets(validation_data))
+    held = as_arrays(_held_out_targets(validation_data))
     if held is not None:
         return held
-    y = _arrays(y) if validation_split else None
+    y = as_arrays(y) if validation_split else None
     if y is not None:
         return keras.tree.map_structure(lambda a: a[int(len(a) * (1.0 - validation_split)):], y)
     return None

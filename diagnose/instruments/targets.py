@@ -17,7 +17,8 @@ tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
 __all__ = ["LossInfo", "ClassifierView", "classifier_view", "TargetStats", "output_names", "output_losses",
-           "per_output", "OutputLoss", "SEVERAL"]
+           "per_output", "of_output", "OutputLoss",
+           "OutputLossRecorder", "SEVERAL"]
 
 # LossInfo.kind of a model with several outputs: each output's loss is its own (per_output).
 SEVERAL = "several"
@@ -115,23 +116,23 @@ def per_output(model) -> list[tuple[str, "LossInfo | None", float]]:
     The losses and weights as ``compile`` takes them: one loss for every output, a list
     in the outputs' order, or a dict by output name (likewise the weights).
     """
-    names = output_names(model)
     config = model._compile_config.config
-    loss, weights = config.get("loss"), config.get("loss_weights")
-
-    def pick(value, i, name, default):
-        if isinstance(value, dict):
-            return value.get(name, default)
-        if isinstance(value, (list, tuple)):
-            return value[i] if i < len(value) else default
-        return default if value is None else value
-
     out = []
-    for i, name in enumerate(names):
-        each = pick(loss, i, name, None)
-        weight = pick(weights, i, name, 1.0)
+    for i, name in enumerate(output_names(model)):
+        each = of_output(config.get("loss"), i, name)
+        weight = of_output(config.get("loss_weights"), i, name, 1.0)
         out.append((name, None if each is None else LossInfo.of_loss(each), float(1.0 if weight is None else weight)))
     return out
+
+
+def of_output(value, index: int, name: str, default=None):
+    """One output's entry in what Keras takes per output (losses, loss weights, targets): from a dict by output
+    name, from a list by place; a single value is every output's."""
+    if isinstance(value, dict):
+        return value.get(name, default)
+    if isinstance(value, (list, tuple)):
+        return value[index] if index < len(value) else default
+    return default if value is None else value
 
 
 @dataclass
@@ -143,6 +144,43 @@ class OutputLoss:
     weight: float
     y: object
     y_pred: object
+
+
+class OutputLossRecorder:
+    """Each output's loss as Keras' compiled loss computes it in the step being traced (``values``: a list of
+    :class:`OutputLoss`), read from the tensors Keras trains on: nothing is computed twice. (Summing the
+    outputs' losses again beside Keras' own sum lets TensorFlow's graph optimizer rewrite the two together,
+    and Keras' total can then come out an ulp apart from plain fit's.)"""
+
+    def __init__(self):
+        self.values: list = []
+
+    def attach(self, compile_loss) -> None:
+        """Clears ``values`` for the step being traced; wraps the compiled loss's functions once, where Keras
+        has built them (before that, nothing is recorded)."""
+        self.values.clear()
+        flat = getattr(compile_loss, "_flat_losses", None)
+        if not flat or all(isinstance(entry.loss, _Recorded) for entry in flat):
+            return
+        compile_loss._flat_losses = [
+            entry if isinstance(entry.loss, _Recorded) else
+            entry._replace(loss=_Recorded(entry.loss, entry.name, entry.loss_weights, self.values))
+            for entry in flat]
+
+
+class _Recorded:
+    """One output's loss function in Keras' compiled loss, unchanged, keeping what it computes on each call."""
+
+    def __init__(self, fn, name: str, weight, store: list):
+        self.fn, self.name, self.weight, self.store = fn, name, 1.0 if weight is None else float(weight), store
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        value = self.fn(y_true, y_pred, sample_weight)
+        self.store.append(OutputLoss(self.name, tf.cast(value, tf.float32), self.weight, y_true, y_pred))
+        return value
+
+    def __getattr__(self, name):  # everything else is the loss's own (its name, its config)
+        return getattr(self.fn, name)
 
 
 def output_losses(compile_loss, y, y_pred, sample_weight=None) -> list[OutputLoss] | None:

@@ -27,8 +27,8 @@ from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
 from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
-from diagnose.instruments.targets import (LossInfo, OutputLoss, TargetStats, classifier_view, output_losses,
-                                         per_output)
+from diagnose.instruments.targets import (LossInfo, OutputLossRecorder, TargetStats, classifier_view,
+                                         output_losses, per_output)
 from diagnose.instruments.update_ratios import Snapshot, plain_sgd, sgd_delta_norms
 
 tf = import_tensorflow_quietly()
@@ -84,6 +84,7 @@ class Instrumented(keras.Model):
         self.loss_info = LossInfo.of(self.user_model)  # built now: a model's outputs are known
         # A model with several outputs: each output's loss and accuracy are columns of their own.
         self.outputs = per_output(self.user_model) if self.loss_info.several else []
+        self.recorder = OutputLossRecorder()
         self.taps = Taps(self.user_model)
         self.names = measures.variable_names([v.path for v in self.user_model.trainable_variables])
         # Room for every column, made before the first trace so that it traces once:
@@ -149,8 +150,8 @@ class Instrumented(keras.Model):
         if not self._ready:  # a model fit could not build before (its data a generator): built by this call
             self.user_model(x, training=False)
             self.setup()
-        if self.loss_info.several:
-            self._record_output_losses()
+        if self.loss_info.several:  # each output's loss, as Keras' compiled loss computes it in this step
+            self.recorder.attach(self._compile_loss)
         # Keras' own train step, with the layers' tensors captured on the way.
         with self.taps.capture() as captured, tf.GradientTape() as tape:
             y_pred = self.user_model(x, training=True)
@@ -247,9 +248,7 @@ class Instrumented(keras.Model):
         # The values Keras' compiled loss computed in this step, else the same losses computed again (Keras
         # built its loss inside this trace: nothing could be recorded; the values are the same, though the
         # graph optimizer may then order the total's float sums otherwise, by an ulp).
-        recorder = getattr(self, "_recorder", None)
-        found = (list(recorder.values) if recorder is not None else []) or \
-            output_losses(self._compile_loss, y, y_pred, sample_weight)
+        found = list(self.recorder.values) or output_losses(self._compile_loss, y, y_pred, sample_weight)
         # The loss: Keras' total without the layers' penalties. (Summing the outputs' losses again here would
         # be the same sum; TensorFlow's graph optimizer then rewrites the two together and Keras' own total
         # can come out an ulp apart from plain fit's.)
@@ -274,20 +273,6 @@ class Instrumented(keras.Model):
             if view is not None:
                 row[f"accuracy/{each.name}"] = view.accuracy(xla=bool(self.jit_compile))
         return row
-
-    def _record_output_losses(self) -> None:
-        """Each output's loss as Keras' compiled loss computes it in the step being traced, kept in
-        ``self._recorded`` (cleared here): its loss functions wrapped once, where Keras has built them."""
-        if getattr(self, "_recorder", None) is None:
-            self._recorder = _Recorder()  # (an object: Keras would track a list attribute as a copy of it)
-        self._recorder.values.clear()
-        flat = getattr(self._compile_loss, "_flat_losses", None)
-        if not flat or all(isinstance(entry.loss, _Recorded) for entry in flat):
-            return
-        self._compile_loss._flat_losses = [
-            entry if isinstance(entry.loss, _Recorded) else
-            entry._replace(loss=_Recorded(entry.loss, entry.name, entry.loss_weights, self._recorder.values))
-            for entry in flat]
 
     def _nonfinite(self, loss, grads):
         checks = [tf.constant(False) if g is None else
@@ -415,29 +400,6 @@ class Instrumented(keras.Model):
             for monitor in monitors:
                 monitor.record_failure(exc)
             raise
-
-
-class _Recorder:
-    """Where the wrapped loss functions put what they compute (see :class:`_Recorded`)."""
-
-    def __init__(self):
-        self.values: list = []
-
-
-class _Recorded:
-    """One output's loss function in Keras' compiled loss, unchanged, keeping what it computes on each call
-    (the tensors of the step being traced), so that the instruments read the values Keras trains on."""
-
-    def __init__(self, fn, name: str, weight, store: list):
-        self.fn, self.name, self.weight, self.store = fn, name, 1.0 if weight is None else float(weight), store
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        value = self.fn(y_true, y_pred, sample_weight)
-        self.store.append(OutputLoss(self.name, tf.cast(value, tf.float32), self.weight, y_true, y_pred))
-        return value
-
-    def __getattr__(self, name):  # everything else is the loss's own (its name, its config)
-        return getattr(self.fn, name)
 
 
 def _when(pred, then, otherwise):

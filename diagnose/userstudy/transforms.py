@@ -103,14 +103,10 @@ def _recompile(model, optimizer=None, loss=None, output: str | None = None):
 
 def _compiled_loss(model, output: str | None):
     """The loss the model was compiled with (of the output named ``output``, for a model with several)."""
+    from diagnose.instruments.targets import of_output
+
     loss = model._compile_config.config.get("loss")
-    if output is None:
-        return loss
-    if isinstance(loss, dict):
-        return loss.get(output)
-    if isinstance(loss, (list, tuple)):
-        return loss[_output_index(model, output)]
-    return loss
+    return loss if output is None else of_output(loss, _output_index(model, output), output)
 
 
 def _optimizer_with(model, **changes):

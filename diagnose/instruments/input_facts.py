@@ -1,0 +1,138 @@
+"""What a model's layers make of a sample of its training inputs, for the model-task contract: what each
+preprocessing layer reading an input produces (out-of-vocabulary share, normalised scale), the padding each
+Embedding reads, and the scale the first weights see after the model's own preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.describe import LOOKUPS
+
+import_tensorflow_quietly()
+import keras  # noqa: E402
+
+__all__ = ["preprocessing_facts", "embedding_facts", "first_weights_facts"]
+
+
+def preprocessing_facts(model, x) -> list[dict]:
+    """What each preprocessing layer reading a model input directly makes of a batch of that input.
+
+    A lookup (TextVectorization, StringLookup, IntegerLookup): the share of its non-padding
+    outputs that are the out-of-vocabulary index (a vocabulary adapted on other data misses
+    most tokens). A Normalization layer: the RMS of its output (about 1 when its mean and
+    variance fit the data).
+    """
+    inputs = list(getattr(model, "inputs", None) or [])
+    if not inputs or x is None:
+        return []
+    flat = list(x.values()) if isinstance(x, dict) else list(x) if isinstance(x, (list, tuple)) else [x]
+    by_name = x if isinstance(x, dict) else {}
+    out = []
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls not in LOOKUPS + ("Normalization",):
+            continue
+        for node in getattr(layer, "_inbound_nodes", [])[:1]:
+            tensors = node.input_tensors
+            if len(tensors) != 1 or not any(tensors[0] is t for t in inputs):
+                continue
+            position = next(i for i, t in enumerate(inputs) if tensors[0] is t)
+            data = by_name.get(tensors[0].name, flat[position] if position < len(flat) else None)
+            if data is None:
+                continue
+            try:
+                values = np.asarray(keras.ops.convert_to_numpy(layer(data)))
+            except Exception:  # noqa: BLE001 - a layer we cannot call on the batch says nothing
+                continue
+            facts = {"name": layer.name, "class": cls}
+            if cls == "Normalization":
+                facts["output_rms"] = float(np.sqrt(np.mean(np.square(values.astype(np.float64)))))
+            else:
+                oov = int(getattr(layer, "num_oov_indices", 1) or 0)
+                mask = 1 if cls == "TextVectorization" or getattr(layer, "mask_token", None) is not None else 0
+                ids = values[values != 0] if mask else values.reshape(-1)
+                if ids.size and values.dtype.kind in "iu":
+                    facts["oov_share"] = float(np.mean((ids >= mask) & (ids < mask + oov)))
+            out.append(facts)
+    return out
+
+
+def _submodel(inputs, tensor, x):
+    """``tensor``'s value on the batch ``x``: the model up to it, called as the model is (one input bare)."""
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, tensor)(x, training=False)
+
+
+def embedding_facts(model, x) -> list[dict]:
+    """The share of padding (id 0) in the ids each Embedding layer of a functional model reads on a batch.
+
+    The ids may be made inside the model (a TextVectorization pads its sequences with 0),
+    where the model's inputs show no padding; the layers up to the Embedding are run once.
+    """
+    inputs = list(getattr(model, "inputs", None) or [])
+    if not inputs or x is None:
+        return []
+    out = []
+    for layer in model.layers:
+        if type(layer).__name__ != "Embedding" or not getattr(layer, "_inbound_nodes", None):
+            continue
+        tensors = layer._inbound_nodes[0].input_tensors
+        if len(tensors) != 1:
+            continue
+        try:
+            ids = np.asarray(keras.ops.convert_to_numpy(_submodel(inputs, tensors[0], x)))
+        except Exception:  # noqa: BLE001 - a layer we cannot reach from the inputs says nothing
+            continue
+        if ids.size and ids.dtype.kind in "iuf":
+            out.append({"name": layer.name, "zero_share": float(np.mean(ids == 0)),
+                        "mask_zero": bool(getattr(layer, "mask_zero", False))})
+    return out
+
+
+_WEIGHTED = ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D",
+             "DepthwiseConv1D", "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose", "LSTM", "GRU", "SimpleRNN")
+# Layers whose output scale does not follow their input's: what comes after them is not "the input".
+_RESCALING = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization", "Embedding",
+              "Discretization", "Hashing", "IntegerLookup", "StringLookup", "CategoryEncoding", "TextVectorization")
+
+
+def _reads_input_directly(tensor, inputs, depth: int = 0) -> bool:
+    """Whether ``tensor`` comes from the model's inputs through layers with no weights of their own (and no
+    normalisation or lookup): what it carries is the input, at whatever scale preprocessing left it."""
+    if any(tensor is t for t in inputs):
+        return True
+    history = getattr(tensor, "_keras_history", None)
+    op = getattr(history, "operation", None)
+    if op is None or depth > 32 or type(op).__name__ in _RESCALING or type(op).__name__ == "InputLayer":
+        return False
+    if isinstance(op, keras.layers.Layer) and op.trainable_weights:
+        return False
+    node = op._inbound_nodes[history.node_index] if getattr(op, "_inbound_nodes", None) else None
+    parents = node.input_tensors if node is not None else []
+    return bool(parents) and all(_reads_input_directly(t, inputs, depth + 1) for t in parents)
+
+
+def first_weights_facts(model, x) -> list[dict]:
+    """The RMS of what each weight layer reading the model's inputs directly gets on a batch: the scale the
+    first weights see, after whatever preprocessing layers the model applies (a Rescaling applied twice)."""
+    inputs = list(getattr(model, "inputs", None) or [])
+    if not inputs or x is None:
+        return []
+    out = []
+    for layer in model.layers:
+        nested = isinstance(layer, keras.Model) and getattr(layer, "inputs", None)
+        if (type(layer).__name__ not in _WEIGHTED and not nested) or not getattr(layer, "_inbound_nodes", None):
+            continue
+        tensors = layer._inbound_nodes[0].input_tensors
+        if len(tensors) != 1 or not _reads_input_directly(tensors[0], inputs):
+            continue
+        try:
+            values = np.asarray(keras.ops.convert_to_numpy(_submodel(inputs, tensors[0], x)))
+        except Exception:  # noqa: BLE001 - a tensor we cannot reach from the inputs says nothing
+            continue
+        if nested:  # a block of layers (a conv base): its own first weights, on what it is given
+            out += [{**f, "name": f"{layer.name}/{f['name']}"} for f in first_weights_facts(layer, values)]
+        elif values.size and values.dtype.kind == "f":
+            out.append({"name": layer.name, "input_rms": float(np.sqrt(np.mean(np.square(values.astype(
+                np.float64)))))})
+    return out
