@@ -221,3 +221,37 @@ def test_each_output_s_loss_options_and_sample_weights_train_as_under_fit(tmp_pa
     assert last["valid_loss"] == pytest.approx(last["valid_loss/age"] + last["valid_loss/kind"]
                                                + last["valid_loss/tags"], rel=1e-6)
     assert metrics["loss/age"].max() < 10 * metrics["loss/tags"].max()
+
+
+class TwoHeads(keras.Model):
+    """A subclassed model with two outputs (Keras knows no output names for it) and an L2 penalty."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = keras.layers.Dense(16, activation="relu", kernel_regularizer="l2")
+        self.age = keras.layers.Dense(1)
+        self.kind = keras.layers.Dense(3, activation="softmax")
+
+    def call(self, x):
+        h = self.trunk(x)
+        return self.age(h), self.kind(h)
+
+
+def test_a_subclassed_model_with_two_outputs_trains_as_under_fit(tmp_path):
+    x, y = _data()
+
+    def run(instrumented):
+        keras.utils.set_random_seed(0)
+        model = TwoHeads()
+        model.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"], loss_weights=[1.0, 0.5])
+        trained = diagnose.instrument(model) if instrumented else model
+        keras.utils.set_random_seed(1)
+        history = trained.fit(x, (y["age"], y["kind"]), epochs=2, batch_size=64, validation_split=0.25, verbose=0,
+                              callbacks=[diagnose.Monitor(tmp_path / "run")] if instrumented else []).history
+        return history, model.get_weights()
+
+    (expected, plain), (history, weights) = run(False), run(True)
+    assert history == expected  # the loss computed once: Keras' per-output trackers moved once a step
+    assert all(np.array_equal(a, b) for a, b in zip(plain, weights))
+    metrics = runrecord.read_metrics(tmp_path / "run")
+    assert len([c for c in metrics.columns if c.startswith("loss/")]) == 2

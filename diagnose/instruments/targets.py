@@ -63,9 +63,10 @@ class LossInfo:
     def of(cls, model) -> "LossInfo":
         """The model's compiled loss; for a model with several outputs, kind :data:`SEVERAL` (see
         :func:`per_output` for each output's)."""
-        if len(output_names(model)) > 1:
-            return cls(name=SEVERAL, kind=SEVERAL, from_logits=False, summed=False)
         loss = model._compile_config.config.get("loss")
+        several = isinstance(loss, (list, tuple, dict)) and len(loss) > 1  # (a subclassed model's outputs)
+        if len(output_names(model)) > 1 or several:
+            return cls(name=SEVERAL, kind=SEVERAL, from_logits=False, summed=False)
         if isinstance(loss, (list, tuple)) and len(loss) == 1:
             loss = loss[0]
         if isinstance(loss, dict) and len(loss) == 1:
