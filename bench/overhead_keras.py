@@ -1,4 +1,5 @@
-"""What instrument() + Monitor cost on ordinary models: the fault suite's healthy convnet and Transformer.
+"""What instrument() + Monitor cost on ordinary models: the fault suite's healthy convnet and Transformer (and,
+with --models, any case of it: so_listings_healthy and so_captcha_batchnorm have several outputs).
 
 For each model two copies are built from the same seed: one trained with plain
 ``model.fit``, one wrapped as the README says (``diagnose.instrument`` and
@@ -83,6 +84,8 @@ def _quartiles(values: list[float]) -> list[float]:
 
 
 def measure(case, rounds: int, scratch: Path) -> dict:
+    import keras
+
     epochs = {"plain": [], "instrumented": []}
     plain, setup = _runner(case, None, epochs["plain"])
     ours, _ = _runner(case, scratch / case.name, epochs["instrumented"])
@@ -91,7 +94,8 @@ def measure(case, rounds: int, scratch: Path) -> dict:
         epochs[key] = epochs[key][1:]
     ratios = [o / p for o, p in zip(times["instrumented"], times["plain"])]
     epoch_ratios = [o / p for o, p in zip(epochs["instrumented"], epochs["plain"])]
-    steps = setup.epochs * -(-len(setup.y) // setup.batch_size)
+    rows = len(keras.tree.flatten(setup.y)[0])  # (targets per output, for a model with several)
+    steps = setup.epochs * -(-rows // setup.batch_size)
     return {"model": case.name, "steps_per_fit": steps, "rounds": rounds,
             "fit_s_plain": statistics.median(times["plain"]),
             "fit_s_instrumented": statistics.median(times["instrumented"]),

@@ -101,7 +101,9 @@ run directory goes through it. A run directory holds:
     of its outputs' losses, and each output's own columns as ``COLUMN/NAME`` (NAME the
     output's name, as Keras names it in ``History``): ``loss/NAME``, ``accuracy/NAME``
     (a classifier output), ``valid_loss/NAME``, ``valid_accuracy/NAME`` and
-    ``probe_task_error/NAME``. Its contract has the whole model's facts (batch size,
+    ``probe_task_error/NAME``, and a classifier output's health (``max_prob/NAME``,
+    ``target_prob/NAME``, ``target_at_floor/NAME``, ``out_zero_frac/NAME``,
+    ``out_dead_rows/NAME``). Its contract has the whole model's facts (batch size,
     preprocessing...) with ``loss.kind`` "several", ``constant_loss`` the weighted sum
     of the outputs', and one entry per output, in the model's output order::
 

@@ -255,3 +255,22 @@ def test_a_subclassed_model_with_two_outputs_trains_as_under_fit(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(plain, weights))
     metrics = runrecord.read_metrics(tmp_path / "run")
     assert len([c for c in metrics.columns if c.startswith("loss/")]) == 2
+
+
+def test_each_classifier_output_s_health_is_measured_and_read_on_that_output(tmp_path):
+    # A ReLU head under a cross-entropy that reads probabilities, beside a healthy regression head.
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    features = keras.Input((FEATURES,))
+    trunk = keras.layers.Dense(32, activation="relu")(features)
+    model = keras.Model(features, [keras.layers.Dense(1, name="age")(trunk),
+                                   keras.layers.Dense(3, activation="relu", name="kind")(trunk)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss={"age": "mse", "kind": "sparse_categorical_crossentropy"})
+    keras.utils.set_random_seed(1)
+    diagnose.instrument(model).fit(x, {"age": y["age"], "kind": y["kind"]}, epochs=6, batch_size=32,
+                                   validation_split=0.25, verbose=0, callbacks=[diagnose.Monitor(tmp_path / "run")])
+    metrics = runrecord.read_metrics(tmp_path / "run")
+    assert metrics["target_at_floor/kind"].notna().any() and "target_at_floor/age" not in metrics
+    assert "target_at_floor" not in metrics  # no column of the whole model's for what only an output has
+    first = check_run(tmp_path / "run")[0]
+    assert first.id == "relu-output-crossentropy" and first.title.startswith("Output 'kind': ReLU")

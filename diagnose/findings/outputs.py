@@ -9,7 +9,8 @@ __all__ = ["output_views", "of_output", "OUTPUT_COLUMNS"]
 
 
 # The columns a model with several outputs records per output, as ``COLUMN/NAME``.
-OUTPUT_COLUMNS = ("loss", "accuracy", "valid_loss", "valid_accuracy", "probe_task_error")
+OUTPUT_COLUMNS = ("loss", "accuracy", "valid_loss", "valid_accuracy", "probe_task_error", "out_zero_frac",
+                  "out_dead_rows", "target_at_floor", "max_prob", "target_prob")
 
 
 def output_views(view: RunView) -> list[tuple[str, RunView]]:
@@ -57,8 +58,9 @@ def of_output(finding: Finding, name: str) -> Finding:
         return text
 
     evidence = tuple(Evidence(metric(e.metric), e.observed, e.threshold, e.steps) for e in finding.evidence)
-    return Finding(id=finding.id, kind=finding.kind, severity=finding.severity,
-                   title=f"Output '{name}': {finding.title[0].lower()}{finding.title[1:]}"
-                   if finding.title[:1].isupper() and not finding.title[1:2].isupper() else
-                   f"Output '{name}': {finding.title}",
+    first = (finding.title.split() or [""])[0]
+    # "The loss is flat" reads on as "the loss is flat"; a name ("ReLU", "BatchNormalization") keeps its case.
+    title = finding.title[0].lower() + finding.title[1:] if first[:1].isupper() and first[1:].islower() \
+        else finding.title
+    return Finding(id=finding.id, kind=finding.kind, severity=finding.severity, title=f"Output '{name}': {title}",
                    evidence=evidence, explanation=finding.explanation, fix=finding.fix, figure=finding.figure)

@@ -62,6 +62,9 @@ FAMILY = Family(
         Column("target_at_floor", "share of targets with probability <= 1e-7 (Keras' cross-entropy clip floor)"),
         Column("max_prob", "mean largest class probability"),
         Column("target_prob", "mean probability of the target class"),
+        # A model with several outputs: each classifier output's, by its name.
+        *(Column(f"{name}/NAME", f"one output's {name}, for a model with several outputs")
+          for name in ("out_zero_frac", "out_dead_rows", "target_at_floor", "max_prob", "target_prob")),
     ),
     measure=measure,
 )

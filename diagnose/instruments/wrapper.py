@@ -20,7 +20,7 @@ import functools
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
 from diagnose.gradients import clip_scales, dedupe_slices
-from diagnose.instruments import measures, registry
+from diagnose.instruments import measures, output_health, registry
 from diagnose.instruments.accumulate import Accumulator, read_and_reset
 from diagnose.instruments.describe import input_names
 from diagnose.instruments.family import Step
@@ -228,11 +228,12 @@ class Instrumented(keras.Model):
         (it makes the weights, hence the next loss, non-finite).
         """
         if self.loss_info.several:
-            row = self._output_rows(y, y_pred, sample_weight, loss)
+            row, views = self._output_rows(y, y_pred, sample_weight, loss)
         else:
             row = {"loss": self._data_loss(y, y_pred, sample_weight, loss)}
-        view = classifier_view(y, y_pred, self.loss_info)
-        if view is not None:
+        # several outputs: each classifier output's view by name, for its accuracy (above) and health (sampled)
+        view = views if self.loss_info.several else classifier_view(y, y_pred, self.loss_info)
+        if view is not None and not self.loss_info.several:
             row["accuracy"] = view.accuracy(xla=bool(self.jit_compile))
         row.update(registry.measure(Step(names=self.names, norms=[], loss=row["loss"]), every_step=True)[0])
         loss_ok = tf.math.is_finite(tf.cast(loss, tf.float32))
@@ -241,10 +242,11 @@ class Instrumented(keras.Model):
                tf.cond(checked, lambda: tf.zeros(1 + len(grads), tf.bool), lambda: self._nonfinite(loss, grads)))
         return row, view, bad, tf.logical_not(tf.reduce_any(bad))
 
-    def _output_rows(self, y, y_pred, sample_weight, total) -> dict:
+    def _output_rows(self, y, y_pred, sample_weight, total) -> tuple[dict, dict]:
         """A model with several outputs: the loss (Keras' weighted sum of the outputs' losses, without
         regularisation penalties), and each output's own loss and a classifier output's accuracy
-        (``loss/NAME``, ``accuracy/NAME``), read without moving Keras' own per-output trackers."""
+        (``loss/NAME``, ``accuracy/NAME``), read without moving Keras' own per-output trackers; and the
+        classifier outputs' views by name."""
         # The values Keras' compiled loss computed in this step, else the same losses computed again (Keras
         # built its loss inside this trace: nothing could be recorded; the values are the same, though the
         # graph optimizer may then order the total's float sums otherwise, by an ulp).
@@ -262,9 +264,9 @@ class Instrumented(keras.Model):
             loss = tf.cast(total, tf.float32)
             if self.losses:
                 loss -= tf.cast(tf.add_n([tf.cast(penalty, tf.float32) for penalty in self.losses]), tf.float32)
-        row = {"loss": loss}
+        row, views = {"loss": loss}, {}
         if not found:  # structures Keras matched some other way: the total only
-            return row
+            return row, views
         for each in found:
             row[f"loss/{each.name}"] = each.value / divisors.get(each.name, 1.0)
         for each in found:
@@ -272,7 +274,8 @@ class Instrumented(keras.Model):
             view = None if info is None else classifier_view(each.y, each.y_pred, info)
             if view is not None:
                 row[f"accuracy/{each.name}"] = view.accuracy(xla=bool(self.jit_compile))
-        return row
+                views[each.name] = view
+        return row, views
 
     def _nonfinite(self, loss, grads):
         checks = [tf.constant(False) if g is None else
@@ -300,7 +303,7 @@ class Instrumented(keras.Model):
         step = Step(names=self.names, norms=norms, loss=data_loss, clip_mode=mode, clip_norm=threshold,
                     weight_norms=tf.unstack(weight_norms, num=len(variables)), update_norms=update_norms,
                     attention=attention, branches=branches, inputs=self._named_inputs(x))
-        if view is not None:
+        if view is not None and not isinstance(view, dict):
             step.outputs, step.labels, step.row_weights, step.output_kind = (
                 view.outputs, view.labels, view.row_weights, view.kind)
             if not self.targets.exact:  # data fit read as a stream: sampled batches suffice
@@ -308,6 +311,13 @@ class Instrumented(keras.Model):
         elif self.loss_info.kind == "regression" and not self.targets.exact:
             self.targets.add_values(y)
         measured, hist = registry.measure(step, every_step=False)
+        if isinstance(view, dict):  # several outputs: each classifier output's health, as COLUMN/NAME
+            for name, each in view.items():
+                health = output_health.measure(Step(names=self.names, norms=[], outputs=each.outputs,
+                                                    labels=each.labels, row_weights=each.row_weights,
+                                                    output_kind=each.kind))
+                measured.update({tuple(f"{c}/{name}" for c in key) if isinstance(key, tuple) else f"{key}/{name}":
+                                 value for key, value in health.items()})
         self.sampled_acc.add(measured, hist, bad)
         if in_graph:  # the host's schedule knows already
             self.schedule.measured()
