@@ -236,7 +236,7 @@ class Monitor(keras.callbacks.Callback):
             row = {"probe_loss_real": real, "probe_loss_shuffled": shuffled, "probe_loss_zeroed": zeroed}
             if "targets" in self.contract:
                 try:
-                    error = task_error(self.model.user_model(x, training=False), y, self.contract)
+                    error = task_error(self._probe_outputs(x), y, self.contract)
                 except Exception:  # noqa: BLE001 - a measure, never a reason for fit to fail
                     error = None
                 if error is not None:
@@ -245,10 +245,15 @@ class Monitor(keras.callbacks.Callback):
                 row.update(self._output_task_errors(x, y))
         return row
 
+    def _probe_outputs(self, x):
+        """The model's outputs on the probe batch: those the probe's compiled pass kept, else a forward pass."""
+        kept = self.model.probe_outputs
+        return kept if kept is not None else self.model.user_model(x, training=False)
+
     def _output_task_errors(self, x, y) -> dict:
         """``probe_task_error/NAME`` for each output whose targets the contract read."""
         try:
-            predicted = keras.tree.flatten(self.model.user_model(x, training=False))
+            predicted = keras.tree.flatten(self._probe_outputs(x))
         except Exception:  # noqa: BLE001 - a measure, never a reason for fit to fail
             return {}
         names = [name for name, _, _ in self.model.outputs]

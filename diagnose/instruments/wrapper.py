@@ -71,6 +71,7 @@ class Instrumented(keras.Model):
         self._custom_step = type(user_model).train_step is not keras.Model.train_step
         self._custom_test = type(user_model).test_step is not keras.Model.test_step
         self._probe_fn = None
+        self.probe_outputs = None  # the model's outputs on the last probe batch (see probe_losses)
         self._ready = False
         if user_model.built:
             self.setup()
@@ -361,7 +362,10 @@ class Instrumented(keras.Model):
         return tf.math.divide_no_nan(loss, mean_weight)
 
     def probe_losses(self, x, y) -> list[float]:
-        """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read)."""
+        """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read); the outputs on
+        the real inputs are kept in ``probe_outputs`` (numpy, the model's output structure) for the task's error,
+        which then needs no forward pass of its own."""
+        object.__setattr__(self, "probe_outputs", None)
         if self._compile_loss is None:  # compiled without a loss: nothing to compare inputs by
             return [float("nan")] * 3
         if self._probe_fn is None:
@@ -373,10 +377,14 @@ class Instrumented(keras.Model):
                 return self._compile_loss(y, p) / self.loss_info.sum_divisor(p)
 
             def probe(x, y):
-                return tf.stack([loss_of(y, self.user_model(v, training=False)) for v in variants(x)])
+                outputs = [self.user_model(v, training=False) for v in variants(x)]
+                return tf.stack([loss_of(y, p) for p in outputs]), outputs[0]
             self._probe_fn = tf.function(probe, reduce_retracing=True)
         x = keras.tree.map_structure(tf.convert_to_tensor, x)
-        return [float(v) for v in self._probe_fn(x, keras.tree.map_structure(tf.convert_to_tensor, y)).numpy()]
+        losses, outputs = self._probe_fn(x, keras.tree.map_structure(tf.convert_to_tensor, y))
+        # (set past Keras' attribute tracking, which would wrap a list of outputs in a tracked copy)
+        object.__setattr__(self, "probe_outputs", keras.tree.map_structure(lambda t: t.numpy(), outputs))
+        return [float(v) for v in losses.numpy()]
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
