@@ -37,7 +37,7 @@ def main() -> None:
     from diagnose.data import load_text_corpus, windows
     from diagnose.findings import check_run
     from diagnose.runrecord import write_json
-    from models.question import build_question_model
+    from diagnose.models.question import build_question_model
 
     t0 = time.perf_counter()
     corpus = load_text_corpus(args.corpus, memory_size=args.seq_len)

@@ -43,7 +43,7 @@ def _stacked(config, corpus, replicas: int):
     from diagnose.instruments.family import Step
     from diagnose.instruments.update_ratios import sgd_delta_norms
     from diagnose.memn2n_steps import set_determinism
-    from models import build_memn2n, token_loss
+    from diagnose.models import build_memn2n, token_loss
 
     tf = import_tensorflow_quietly()
     mcfg = config.model

@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7, help="timed calls per part, alternating")
     args = ap.parse_args()
 
-    from models import build_memn2n, preset
+    from diagnose.models import build_memn2n, preset
 
     cfg = dataclasses.replace(preset("paper"), vocab_size=10_001)
     b, m, d, v, s = cfg.batch_size, cfg.memory_size, cfg.embed_dim, cfg.vocab_size, args.steps

@@ -64,7 +64,7 @@ def main() -> None:
     from diagnose.config import DataConfig, TrainConfig, make_run_config
     from diagnose.data.load import load_corpus
     from diagnose.memn2n_steps import MemN2NSteps
-    from models import build_memn2n
+    from diagnose.models import build_memn2n
 
     base = make_run_config("paper", data=DataConfig(corpus=str(ptb_path(args.corpus))), train=TrainConfig())
     corpus = load_corpus(base.data, base.model.memory_size)

@@ -195,7 +195,7 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
                    f"-> {out}")
         click.echo(format_verdict(verdict))
         if not no_report:
-            from reports.html import build_report
+            from diagnose.reports.html import build_report
 
             click.echo(f"report: {build_report([out], out / studydir.REPORT)}")
     failed = [e for e in manifest["runs"] if e["status"] not in ("completed", "diverged")]
@@ -285,7 +285,7 @@ def report(paths, out):
     interactions, one section per factor the study varies, diagnostics and a table of
     every run linking to its own page. It works offline.
     """
-    from reports.html import build_report
+    from diagnose.reports.html import build_report
 
     if out is None:
         if len(paths) > 1:
@@ -309,7 +309,7 @@ def compare(run_dirs, metric, out):
     Runs of a study are labelled by variant and seed, as the report names them.
     """
     from diagnose import runrecord
-    from reports.plots import compare as draw
+    from diagnose.reports.plots import compare as draw
 
     for path in run_dirs:
         if not runrecord.is_run_dir(path):

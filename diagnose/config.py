@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from diagnose.errors import ConfigError
-from models.config import MemN2NConfig, apply_overrides, preset
+from diagnose.models.config import MemN2NConfig, apply_overrides, preset
 
 __all__ = ["DataConfig", "TrainConfig", "RunConfig", "make_run_config", "graph_key"]
 

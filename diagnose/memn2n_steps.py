@@ -81,7 +81,7 @@ class MemN2NSteps:
         tf = _tf()
         import keras
 
-        from models import build_memn2n
+        from diagnose.models import build_memn2n
 
         self.config, self.corpus = config, corpus
         self.key = graph_key(config)
@@ -133,7 +133,7 @@ class MemN2NSteps:
         Raises:
             ValueError: ``config`` needs other steps (:func:`graph_key` differs).
         """
-        from models import build_memn2n
+        from diagnose.models import build_memn2n
 
         if graph_key(config) != self.key:
             raise ValueError("restart() needs a config whose steps are these (same graph_key)")
@@ -184,7 +184,7 @@ class MemN2NSteps:
         pass over the weights per chunk, not per step), a single step takes them itself.
         """
         tf = _tf()
-        from models import token_loss
+        from diagnose.models import token_loss
 
         mcfg = self.config.model
         windows, targets = self._windows("train", positions)
@@ -259,7 +259,7 @@ class MemN2NSteps:
     def _probe_step(self, positions):
         """Loss on a fixed batch with real, batch-shuffled and zeroed inputs."""
         tf = _tf()
-        from models import token_loss
+        from diagnose.models import token_loss
 
         windows, targets = self._windows("train", positions)
         losses = [tf.reduce_mean(token_loss(self.config.model, targets, self.model(w, training=False)))
@@ -268,7 +268,7 @@ class MemN2NSteps:
 
     def _eval_step(self, positions, weights, split):
         tf = _tf()
-        from models import token_loss
+        from diagnose.models import token_loss
 
         windows, targets = self._windows(split, positions)
         outputs = self.model(windows, training=False)

@@ -11,7 +11,7 @@ second loop over tiles, written out by hand (``tf.custom_gradient``), that
 accumulates the table gradients without materialising the (B, M, D) memories or
 their gradients.
 
-The numbers are those of the layer-by-layer path in :mod:`models.memn2n` to float32
+The numbers are those of the layer-by-layer path in :mod:`diagnose.models.memn2n` to float32
 rounding (``tests/test_fused_hops.py`` compares outputs, internals and gradients for
 every factor this kernel covers). It covers layer-wise tying without dropout during
 training; both H wirings, both padding modes, every temporal encoding and any ReLU

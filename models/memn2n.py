@@ -22,7 +22,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from models.config import MemN2NConfig
+from .config import MemN2NConfig
 
 __all__ = ["MemN2N", "MemN2NConfig", "build_memn2n", "initializer", "token_loss"]
 
@@ -291,7 +291,7 @@ class MemN2N(keras.Model):
         return u
 
     def _fused(self, training) -> bool:
-        """Whether this call runs the hops as one fused kernel (:mod:`models.fused_hops`).
+        """Whether this call runs the hops as one fused kernel (:mod:`diagnose.models.fused_hops`).
 
         The kernel covers layer-wise tying without dropout in the call (so every hop
         reads the same memories) on the TensorFlow backend. "auto" uses it when a
@@ -314,7 +314,7 @@ class MemN2N(keras.Model):
 
     def _fused_hops(self, windows, encoded, internals):
         """Fills ``internals``' per-hop lists from the fused kernel; returns the final state."""
-        from models.fused_hops import fused_hops, tile_size
+        from .fused_hops import fused_hops, tile_size
 
         cfg = self.cfg
         a_enc, c_enc = self.encoders[self._a_index[0]], self.encoders[self._c_index[0]]

@@ -6,7 +6,7 @@ final Dense output. Its ``Added_Weights`` layer was never shown; :class:`AddedWe
 is the obvious reading (a trainable (SEQ_LEN, EMBED_DIM) tensor added to the input),
 initialised with Keras' ``'uniform'`` as the custom-layer template of the time did.
 
-:mod:`models.memn2n` reproduces the same model from a config (preset ``as-posted``);
+:mod:`diagnose.models.memn2n` reproduces the same model from a config (preset ``as-posted``);
 this one exists so that ``diagnose.instrument`` can be shown to work on a user's
 functional model whose code it must not change.
 """

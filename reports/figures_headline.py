@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from diagnose.report_data import Headline, Row
-from reports.plots import baselines, num, save, seed_band
+from .plots import baselines, num, save, seed_band
 
 __all__ = ["verdict_figure", "verdict_height", "headline_curves", "COLORS"]
 

@@ -10,8 +10,8 @@ from matplotlib.colors import to_hex
 
 from diagnose.files import atomic_write
 from diagnose.report_data import RunInfo, VariantInfo
-from reports import panels, plots, svg
-from reports.plots import metrics, num, save
+from . import panels, plots, svg
+from .plots import metrics, num, save
 
 __all__ = ["run_figure", "family_side_by_side", "attention_side_by_side", "RUN_PANELS"]
 
@@ -23,7 +23,7 @@ _WIDTH, _ROW = 1340, 290  # px: the page's width, four panels a row
 def run_figure(run: RunInfo, refs: dict, out_svg: str | Path) -> Path:
     """Every family of one run as one SVG: loss, gradients, updates, attention, branch balance, output.
 
-    Plain SVG (:mod:`reports.svg`), not matplotlib: a study has a hundred and more
+    Plain SVG (:mod:`diagnose.reports.svg`), not matplotlib: a study has a hundred and more
     run pages, and a matplotlib figure of these panels costs about a second each.
     Panels without data in this run say so instead of vanishing, so every run page
     has the same layout.

@@ -11,8 +11,8 @@ from matplotlib.colors import to_hex
 
 from diagnose.files import atomic_write
 from diagnose.report_data.contrasts import Interaction, Suspect
-from reports import panels, plots, svg
-from reports.plots import baselines, num, save, seed_band
+from . import panels, plots, svg
+from .plots import baselines, num, save, seed_band
 
 __all__ = ["interactions_figure", "suspect_figure", "every_variant", "CONTRAST_COLORS"]
 

@@ -23,8 +23,8 @@ from diagnose import __version__, runrecord
 from diagnose.files import atomic_write, make_temp_dir, replace_dir
 from diagnose.parallel import fork_map
 from diagnose.report_data import ReportData, RunInfo, load
-from reports import figures_headline, figures_run, figures_study, plots
-from reports.views import SIDE_BY_SIDE, index_view, run_view
+from . import figures_headline, figures_run, figures_study, plots
+from .views import SIDE_BY_SIDE, index_view, run_view
 
 __all__ = ["build_report"]
 
@@ -152,7 +152,7 @@ def _stamp(run_dir: Path) -> str:
 @functools.lru_cache(maxsize=1)
 def _drawing_code() -> str:
     """A digest of the modules that draw a run's figure: a figure from older code is drawn again."""
-    from reports import panels, svg
+    from . import panels, svg
 
     text = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (figures_run, panels, plots, svg))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -163,7 +163,7 @@ def _slug(name: str) -> str:
 
 
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader(__package__, "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
                              undefined=jinja2.StrictUndefined)
     env.filters["num"] = plots.num

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from diagnose import runrecord
-from reports.plots import attention, metrics, num, seed_band
+from .plots import attention, metrics, num, seed_band
 
 __all__ = ["PANELS", "family_columns", "has_data", "draw", "attention_share", "attention_image"]
 

@@ -5,7 +5,7 @@ rasterise; a study of the default's size has 150 runs. These charts are the same
 panels as plain SVG (lines, points, dashed reference lines, a heat map), a few
 milliseconds each, drawn from the same data with matplotlib's tick locators and
 colours, so they read like the report's other figures. Rendering only: what is
-drawn is decided by :mod:`reports.panels` and :mod:`reports.figures_run`.
+drawn is decided by :mod:`diagnose.reports.panels` and :mod:`diagnose.reports.figures_run`.
 """
 
 from __future__ import annotations

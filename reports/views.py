@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from diagnose.report_data import ReportData, RunInfo, VariantInfo
 from diagnose.report_data.contrasts import Suspect
-from reports.plots import num
+from .plots import num
 
 __all__ = ["index_view", "run_view", "PANEL_CAPTIONS", "SIDE_BY_SIDE"]
 

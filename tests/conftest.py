@@ -31,7 +31,7 @@ def small_corpus():
 
 def _tiny_model_config(preset_name: str = "paper", **overrides):
     """A MemN2NConfig from a preset at tiny size, vocab of the small corpus."""
-    from models import PRESETS, apply_overrides
+    from diagnose.models import PRESETS, apply_overrides
 
     return apply_overrides(PRESETS[preset_name], {"vocab_size": SMALL_V, **TINY_SIZES, **overrides})
 

@@ -19,7 +19,7 @@ from diagnose import runrecord
 from diagnose.errors import DiagnoseError
 from diagnose.findings import RULES, Evidence, Finding, RunView, check_run, check_view, format_findings
 from diagnose.findings import thresholds as T
-from models.config import PRESETS, MemN2NConfig
+from diagnose.models.config import PRESETS, MemN2NConfig
 
 N, LOG_EVERY, HOPS, M = 50, 20, 3, 8
 VARIABLES = ("A/embedding", "A/temporal", "C/embedding", "C/temporal", "H_0", "W", "W/bias")
@@ -430,7 +430,7 @@ def keras_describe():
 
 @pytest.fixture(scope="module")
 def question(keras_describe):
-    from models.question import build_question_model
+    from diagnose.models.question import build_question_model
 
     return keras_describe(build_question_model(35, 8, 8, 3))
 

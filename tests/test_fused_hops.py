@@ -11,8 +11,8 @@ tf = import_tensorflow_quietly()
 
 import keras  # noqa: E402
 
-from models import MemN2NConfig, build_memn2n  # noqa: E402
-from models import fused_hops as fused_module  # noqa: E402
+from diagnose.models import MemN2NConfig, build_memn2n  # noqa: E402
+from diagnose.models import fused_hops as fused_module  # noqa: E402
 
 INTERNALS = ("scores", "attention", "h_term", "readout", "state")
 # Distinct sizes, so that a transposed or misplaced axis cannot line up by chance.

@@ -23,7 +23,7 @@ STEPS = 6
 def test_the_memn2n_writes_the_same_columns_through_both_training_paths(run_config, small_corpus, tmp_path):
     import keras
 
-    from models import build_memn2n
+    from diagnose.models import build_memn2n
 
     # The built-in path: a row every step (the chunk's weight norms are then the step's own).
     cfg = run_config("paper", model={"batch_size": 16}, steps=STEPS, log_every=1, probe_every=0,

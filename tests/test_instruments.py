@@ -83,7 +83,7 @@ def test_sites_with_leading_axes_fold_them_into_rows():
 
 @pytest.mark.parametrize("jit", [False, True])
 def test_softmax_cross_entropy_matches_keras_loss_and_gradient(jit, model_config):
-    from models import token_loss
+    from diagnose.models import token_loss
 
     rng = np.random.default_rng(4)
     logits = tf.constant(rng.normal(scale=5.0, size=(16, 11)).astype(np.float32))
@@ -215,7 +215,7 @@ def test_branch_balance_matches_direct_rms(run_config, small_corpus):
 
 
 def test_huge_learning_rate_diverges_at_the_first_nonfinite_step(run_config, small_corpus, tmp_path):
-    from models import token_loss
+    from diagnose.models import token_loss
 
     cfg = run_config("paper", model={"learning_rate": 1e12, "clip": "none"}, steps=30, log_every=30,
                      probe_every=0, eval_at_start=False)

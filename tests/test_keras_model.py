@@ -15,7 +15,7 @@ from diagnose.errors import DiagnoseError
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
-from models.question import build_question_model  # noqa: E402
+from diagnose.models.question import build_question_model  # noqa: E402
 
 QUESTION = Path(__file__).resolve().parents[2] / "shared" / "seed" / "question.txt"
 L, D, LAYERS = 8, 8, 3

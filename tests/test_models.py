@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import SMALL_V
-from models import PRESETS, MemN2N, MemN2NConfig, apply_overrides, build_memn2n, field_choices, token_loss
+from diagnose.models import PRESETS, MemN2N, MemN2NConfig, apply_overrides, build_memn2n, field_choices, token_loss
 
 M, D = 8, 16  # memory slots and embedding size of the tiny models (conftest.TINY_SIZES)
 
@@ -347,7 +347,7 @@ def test_temporal_init_rejects_non_finite_std(value):
 def test_every_listed_initializer_name_is_a_keras_initializer():
     import keras
 
-    from models.config import INITIALIZERS
+    from diagnose.models.config import INITIALIZERS
 
     for name in INITIALIZERS:
         assert isinstance(keras.initializers.get(name), keras.initializers.Initializer), name
@@ -361,7 +361,7 @@ def test_hop_contractions_give_einsum_values_and_gradients_bit_for_bit():
     the memories' outer product): values and both gradients must be the einsum's own."""
     import tensorflow as tf
 
-    from models.memn2n import match_scores, read_out
+    from diagnose.models.memn2n import match_scores, read_out
 
     rng = np.random.default_rng(3)
     B, Mm, Dd = 5, 7, 6  # distinct sizes: a swapped axis cannot pass

@@ -15,7 +15,7 @@ from diagnose.ablation.spec import build_spec
 from diagnose.cli import main
 from diagnose.config import DataConfig, TrainConfig
 from diagnose.errors import ConfigError, DiagnoseError
-from models.config import apply_overrides, preset
+from diagnose.models.config import apply_overrides, preset
 from study_fakes import InstantExecutor, record_files
 
 TINY = {"study": {"name": "tiny", "bases": ["paper"], "seeds": 2}, "budget": {"steps": 20},

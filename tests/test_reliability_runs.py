@@ -204,7 +204,7 @@ def test_a_resumed_run_has_no_extra_probe_where_its_first_piece_ended(tmp_path, 
 # -- files get the user's umask -----------------------------------------------------------------------
 
 def test_record_files_and_the_report_follow_the_umask(tmp_path):
-    from reports.html import build_report
+    from diagnose.reports.html import build_report
 
     old = os.umask(0o027)
     try:

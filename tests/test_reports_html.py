@@ -8,8 +8,8 @@ import pytest
 from report_fakes import DEFAULT_LIKE, default_like_study, noise, write_run
 
 from diagnose import studydir
-from reports import figures_run
-from reports.html import build_report
+from diagnose.reports import figures_run
+from diagnose.reports.html import build_report
 
 EVIL = "<script>alert(1)</script>"
 TINY = {"as-posted": 4.5, "paper": 1.8, "as-posted | output=softmax": 2.0}
@@ -109,8 +109,8 @@ def test_a_failed_build_leaves_the_previous_report_whole(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr("reports.figures_study.interactions_figure", broken)
-    monkeypatch.setattr("reports.figures_headline.headline_curves", broken)
+    monkeypatch.setattr("diagnose.reports.figures_study.interactions_figure", broken)
+    monkeypatch.setattr("diagnose.reports.figures_headline.headline_curves", broken)
     with pytest.raises(RuntimeError, match="drawing failed"):
         build_report([study], tmp_path / "report")
     assert {p.name: p.read_bytes() for p in index.parent.iterdir()} == before
@@ -119,7 +119,7 @@ def test_a_failed_build_leaves_the_previous_report_whole(tmp_path, monkeypatch):
 
 def test_a_second_build_redraws_only_the_runs_that_changed(tmp_path, monkeypatch):
     for name in ("_study_figures", "_diagnostics"):  # run figures only: the study's own are drawn every time
-        monkeypatch.setattr(f"reports.html.{name}", lambda *a: [])
+        monkeypatch.setattr(f"diagnose.reports.html.{name}", lambda *a: [])
     study = default_like_study(tmp_path / "study", variants=TINY, seeds=1)
     build_report([study], tmp_path / "report")
     drawn = []

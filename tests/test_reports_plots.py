@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from diagnose import runrecord, studydir
-from reports import figures_run, figures_study, plots
+from diagnose.reports import figures_run, figures_study, plots
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -117,7 +117,7 @@ def test_a_verdict_of_the_default_studys_size_fits_under_the_first_screens_answe
     from types import SimpleNamespace
 
     from diagnose.report_data import Headline
-    from reports.figures_headline import verdict_height
+    from diagnose.reports.figures_headline import verdict_height
 
     def row(base: str, k: int):
         return SimpleNamespace(base=SimpleNamespace(name=base), effect=SimpleNamespace(effect=SimpleNamespace(mean=k)))

@@ -362,7 +362,7 @@ def test_blown_up_run_ends_diverged_with_a_whole_record(blown_up_run):
 @pytest.mark.parametrize("context", ["stream", "line"])
 def test_evaluate_in_uneven_batches_matches_one_batch_and_a_reference(context, small_corpus, run_config):
     from diagnose.data import windows as cut_windows
-    from models import token_loss
+    from diagnose.models import token_loss
 
     base = run_config("as-posted", model={"vocab_size": SMALL_V, "dropout": "none"})
     base = dataclasses.replace(base, data=dataclasses.replace(base.data, context=context))

@@ -21,7 +21,7 @@ from keras.layers import Add, Dense, Dot, Dropout, Embedding, Input, Softmax
 from keras.models import Model
 from keras.optimizers import SGD
 
-from models.question import AddedWeights, build_question_model
+from diagnose.models.question import AddedWeights, build_question_model
 
 from . import Setup, case
 

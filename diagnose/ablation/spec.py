@@ -57,7 +57,7 @@ from diagnose.ablation.spec_check import (MAX_SEEDS, check_budget, check_combos,
                                           merged_with_defaults)
 from diagnose.config import DataConfig, RunConfig, TrainConfig
 from diagnose.errors import ConfigError
-from models.config import MemN2NConfig, apply_overrides, preset
+from diagnose.models.config import MemN2NConfig, apply_overrides, preset
 
 __all__ = ["FACTORS", "DEFAULT_LEVELS", "MAX_SEEDS", "Spec", "Variant", "RunTask", "load_spec", "default_spec",
            "run_id"]

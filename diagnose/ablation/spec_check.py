@@ -11,7 +11,7 @@ from diagnose import studydir
 from diagnose.ablation.factors import DEFAULT_LEVELS, DEFAULT_SPEC, FACTORS
 from diagnose.config import DataConfig, TrainConfig
 from diagnose.errors import ConfigError
-from models.config import apply_overrides, preset
+from diagnose.models.config import apply_overrides, preset
 
 __all__ = ["SECTIONS", "MAX_SEEDS", "merged_with_defaults", "check_study", "check_seeds", "check_factors",
            "check_sizes", "check_budget", "check_corpus", "check_train", "check_combos", "check_model"]
