@@ -271,6 +271,25 @@ def test_a_weight_matrix_that_never_gets_a_gradient_is_blocked():
     assert rule("blocked-gradient")(zeros) is None  # a matrix that starts at zero: constant-init's
 
 
+def test_weights_behind_a_stop_gradient_the_model_applies_are_blocked_whatever_the_run_reached():
+    learned = record()
+    learned["grad_norm/dense"] = 0.0
+    digests = {"initial_weight_digests": {"dense": "ab12", "out": "cd34"}}
+    layers = [{"class": "InputLayer", "name": "x"},
+              {"class": "Dense", "name": "dense", "inbound": [["x"]]},
+              {"class": "StopGradient", "name": "stop_gradient", "operation": True, "inbound": [["dense"]]},
+              {"class": "Dense", "name": "out", "inbound": [["stop_gradient"]]}]
+    found = rule("blocked-gradient")(view(learned, layers=layers, summary=digests))
+    assert found is not None and "dense" in found.title
+    assert any(e.observed == "StopGradient" for e in found.evidence)
+    # The same zero gradient with the stop_gradient elsewhere (after the weights' layer's consumer, not behind
+    # it) is no measured cut: a run that learned makes it wasted weights, not a cause.
+    elsewhere = [layers[0], {**layers[1], "inbound": [["x"]]},
+                 {"class": "Dense", "name": "out", "inbound": [["dense"]]},
+                 {"class": "StopGradient", "name": "stop_gradient", "operation": True, "inbound": [["x"]]}]
+    assert rule("blocked-gradient")(view(learned, layers=elsewhere, summary=digests)) is None
+
+
 def test_batchnorm_over_one_value_per_channel():
     bn = {"class": "BatchNormalization", "name": "bn", "config": {"axis": -1}, "output_shape": [None, 16]}
     assert rule("batchnorm-small-batch")(view(None, contract() | {"batch_size": 1}, [bn])) is not None
@@ -474,3 +493,26 @@ def test_the_first_weights_of_a_nested_block_are_found_through_it():
     model = keras.Model(inputs, keras.layers.Dense(2)(base(scaled)))
     (facts,) = first_weights_facts(model, RNG.integers(0, 256, (32, 8)).astype("float32"))
     assert facts["name"] == "base/first" and facts["input_rms"] < T.INPUT_RMS_LOW
+
+
+def test_the_contract_measures_whether_the_model_is_one_affine_map_of_its_input():
+    from diagnose.instruments.contract import output_activation
+    from diagnose.instruments.input_facts import affine_facts
+
+    x = RNG.normal(size=(32, 6)).astype("float32")
+
+    def deviation(activation, head):
+        inputs = keras.Input((6,))
+        h = keras.layers.Dense(8, activation=activation)(inputs)
+        h = keras.layers.Lambda(lambda t: t * 2.0)(h)  # an op of the user's own: linear here
+        model = keras.Model(inputs, keras.layers.Dense(3, activation=head)(keras.layers.Dense(8)(h)))
+        at_start = [np.asarray(model(x), np.float64)]
+        return affine_facts(model, x, at_start, [output_activation(model)])
+
+    assert deviation(None, None)["deviation"] < T.AFFINE_DEVIATION
+    assert deviation(None, "softmax")["deviation"] < T.AFFINE_DEVIATION  # the head's softmax undone
+    assert deviation("relu", "softmax")["deviation"] > 100 * T.AFFINE_DEVIATION
+    ids = keras.Input((5,), dtype="int32")
+    tokens = keras.Model(ids, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Embedding(9, 3)(ids))))
+    ints = RNG.integers(0, 9, (16, 5)).astype("int32")
+    assert affine_facts(tokens, ints, [np.asarray(tokens(ints), np.float64)], ["linear"]) is None  # ids don't mix

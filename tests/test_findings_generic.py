@@ -251,3 +251,35 @@ def test_every_rule_names_a_known_figure_and_a_threshold_module_constant_exists(
     assert all(r.spec.figure in FIGURES for r in RULES)
     assert len({r.spec.id for r in RULES}) == len(RULES)
     assert T.INPUT_RMS > 1 and 0 < T.PAD_SHARE < 1
+
+
+def test_attention_on_padding_through_its_own_mask_is_the_cause_in_a_run_that_failed():
+    n = 40
+    stuck = lambda step: np.full(len(step), 1.1)  # noqa: E731 - at chance (ln 3) throughout
+    on_padding = {"attn_entropy/hop1": np.full(n, 1.0), "attn_top1/hop1": np.full(n, 0.02),
+                  "attn_pad_mass/hop1": np.full(n, 1.0)}
+    masked = rule("padding-attention")(view(record(loss=stuck, **on_padding, **{"attn_masked/hop1": np.full(n, 0.15)})))
+    assert masked is not None and masked.kind == "root-cause"
+    assert "ids != 0" in masked.fix
+    # Unmasked, reading padding is how the model was built: no cause named from it.
+    assert rule("padding-attention")(view(record(loss=stuck, **on_padding, **{"attn_masked/hop1": np.zeros(n)}))) \
+        is None
+    # The same mass in a run that learned its task did no harm.
+    assert rule("padding-attention")(view(record(**on_padding, **{"attn_masked/hop1": np.full(n, 0.15)}))) is None
+
+
+def test_a_model_measured_affine_is_one_linear_map_whatever_its_layers_read_as():
+    stuck = lambda step: np.full(len(step), 1.1)  # noqa: E731
+    layers = [{"class": "InputLayer", "name": "x"},
+              {"class": "Dense", "name": "dense", "config": {"activation": "linear"}, "inbound": [["x"]]},
+              {"class": "SumPooling", "name": "sum_pooling", "inbound": [["dense"]]},  # a layer of the user's own
+              {"class": "Dense", "name": "out", "config": {"activation": "softmax"}, "inbound": [["sum_pooling"]]}]
+    model = {"layers": layers, "outputs": ["out"]}
+
+    def with_deviation(deviation):
+        return view(record(loss=stuck), model, summary={"contract": {"affine": {"deviation": deviation}}})
+
+    found = rule("missing-activation")(with_deviation(3e-7))
+    assert found is not None and "dense" in found.title
+    assert rule("missing-activation")(with_deviation(0.2)) is None  # something bends: not one linear map
+    assert rule("missing-activation")(view(record(loss=stuck), model)) is None  # unmeasured: the custom layer may

@@ -81,6 +81,30 @@ def test_sites_with_leading_axes_fold_them_into_rows():
     assert got["attn_top1/hop1"] == pytest.approx(p.max(-1).mean(), rel=1e-5)
 
 
+def test_padding_is_read_from_the_batch_whatever_mask_the_attention_was_given():
+    # A Keras attention over 4 token slots of which the last 2 are padding (id 0), heads and one query.
+    ids = tf.constant([[5, 7, 0, 0], [3, 0, 0, 0]], tf.int32)
+    inverted = np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 1 / 3, 1 / 3, 1 / 3]], np.float32)[:, None, None, :]
+    forbids_tokens = ~(ids.numpy() == 0)[:, None, None, :]  # a mask marking the tokens, not the padding
+
+    def measured(probs, masked):
+        step = Step(names=[], norms=[], inputs=[("tokens", ids)],
+                    attention=[AttentionSite(tf.constant(probs), masked=None if masked is None else
+                                             tf.constant(masked))])
+        row = attention.measure(step)
+        row.pop(HISTOGRAM)
+        return {k: float(v) for k, v in measures.scalars(row).items()}
+
+    got = measured(inverted, forbids_tokens)
+    assert got["attn_pad_mass/hop1"] == pytest.approx(1.0, rel=1e-6)  # every weight on padding
+    assert got["attn_masked/hop1"] == pytest.approx(3 / 8)  # the mask forbids the 3 tokens of 8 slots
+    assert got["attn_entropy/hop1"] == pytest.approx(1.0, rel=1e-5)  # uniform over the slots it may weigh
+    right = np.array([[0.5, 0.5, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], np.float32)[:, None, None, :]
+    got = measured(right, ids.numpy()[:, None, None, :] == 0)
+    assert got["attn_pad_mass/hop1"] == pytest.approx(0.0, abs=1e-7)
+    assert measured(right, None)["attn_masked/hop1"] == 0.0
+
+
 @pytest.mark.parametrize("jit", [False, True])
 def test_softmax_cross_entropy_matches_keras_loss_and_gradient(jit, model_config):
     from diagnose.models import token_loss

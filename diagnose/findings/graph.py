@@ -80,6 +80,16 @@ class KerasGraph:
 
     # --- layer properties ------------------------------------------------------------
 
+    def upstream(self, name: str) -> set[str]:
+        """Every layer whose output reaches ``name``'s inputs (its ancestors), ``name`` excluded."""
+        out, todo = set(), list(self.producers(name))
+        while todo:
+            current = todo.pop()
+            if current not in out:
+                out.add(current)
+                todo.extend(self.producers(current))
+        return out
+
     def cls(self, name: str) -> str | None:
         return (self.by_name.get(name) or {}).get("class")
 

@@ -147,15 +147,24 @@ def temporal_encoding_dominates(view: RunView) -> Hit | None:
 
 @rule("padding-attention", kind="root-cause", severity="medium", figure="attention-map",
       what="attention mass landing on padded memory slots",
-      explains=("attention-collapsed",))
+      explains=("attention-collapsed", "attention-uniform", "ignores-input", "plateau", "no-gradient",
+                "blocked-gradient", "vanishing-gradients"))
 def padding_attention(view: RunView) -> Hit | None:
     """Attention mass lands on padded slots.
 
     Kind: a root cause when the config encodes padding (``padding == "encoded"``):
     the pad id is then an ordinary embedded token, plus a learned position, so it
-    can win attention, and masking it is the change that removes the mass. With
-    masked padding (or a user model, whose masking we cannot see) the mass is only a
+    can win attention, and masking it is the change that removes the mass; and on a
+    Keras model whose attention was given a mask, in a run that failed or learned
+    little: its padding is read from the batch (id 0 in the integer input the
+    attention's slots come from), so mass there means the mask forbids slots but not
+    the padding (built the other way round: 1 on padding), and masking right is the
+    change. An unmasked Keras attention reads some padding by construction and may do
+    well regardless: not named. With the MemN2N's masked padding the mass is only a
     symptom: something upstream leaks it, and the config names no choice to undo.
+    Padded slots all hold the same vector, so attention that reads them pools the same
+    thing for every example: what it explains (the input ignored, uniform weights, no
+    gradient for the query and key, which cannot change what identical slots give).
     """
     hops = hop_columns(view, "attn_pad_mass")
     means = {k: _late_mean(view, column) for k, column in hops.items()}
@@ -169,8 +178,19 @@ def padding_attention(view: RunView) -> Hit | None:
     limit = T.PAD_MASS_ANY if encoded and temporal else T.PAD_MASS
     if mass <= limit:
         return None
+    masks = {k: _late_mean(view, column) for k, column in hop_columns(view, "attn_masked").items()}
+    masks = {k: v for k, v in masks.items() if v is not None and v[0] > 0 and k in means}
+    failed = underperformed(view) if view.is_keras else None
+    if view.is_keras and not encoded and (failed is None or not masks):
+        # Unmasked, reading some padding is how such a model was built, and it may do well regardless; masked,
+        # in a run that learned its task, the mass did no harm.
+        return None
     steps = next(iter(means.values()))[1]
     evidence = [Evidence("attn_pad_mass (mean over hops)", mass, limit, steps)]
+    evidence += [Evidence(f"attn_masked/hop{k} (the share of slots its own mask forbids)", v[0], None, v[1])
+                 for k, v in list(masks.items())[:2]]
+    if failed is not None:
+        evidence.append(failed)
     evidence += [Evidence(hops[k], v[0], None, v[1]) for k, v in means.items()]
     if encoded:
         evidence.append(Evidence("model.padding", "encoded", "masked"))
@@ -178,6 +198,12 @@ def padding_attention(view: RunView) -> Hit | None:
             evidence.append(Evidence("model.temporal", str(model.get("temporal")), None))
         kind = "root-cause"
         fix = "Mask padded slots out of the softmax (scores -inf, memories 0), as the paper does: --set padding=masked."
+    elif view.is_keras:
+        kind = "root-cause"
+        fix = ("The attention's mask forbids slots, but not the padding: Keras' attention_mask (and Softmax's "
+               "mask) is True where attending is allowed, so build it as ids != 0; a mask built the TensorFlow "
+               "tutorial's way (1 on padding, 'do not attend') has to be inverted for Keras. "
+               "Embedding(mask_zero=True) passes the right mask on by itself.")
     else:
         kind = "symptom"
         fix = ("Mask padded memory slots before the softmax (set their scores to -inf, e.g. with a mask from "

@@ -323,8 +323,8 @@ def _zero_throughout(view: RunView, column: str) -> tuple[int, int] | None:
 
 @rule("blocked-gradient", kind="root-cause", severity="high", figure="gradients",
       what="weight matrices on the path to the loss that never receive a gradient from the first step "
-           "(a stop_gradient or a non-differentiable op between them and the loss), in a run that failed or "
-           "learned little",
+           "(a stop_gradient or a non-differentiable op between them and the loss), behind a stop_gradient the "
+           "model applies, or in a run that failed or learned little",
       explains=_CAUSES + ("no-gradient",))
 def blocked_gradient(view: RunView) -> Hit | None:
     digests = view.summary.get("initial_weight_digests")
@@ -343,17 +343,24 @@ def blocked_gradient(view: RunView) -> Hit | None:
 
     if constant_weights(view):
         return None  # weights that start constant upstream pass zeros on: constant-init's, not a cut path
-    failed = underperformed(view)
-    if failed is None:
-        return None  # weights the run never trains, in a run that learned its task: wasted (no-gradient says so)
     graph = KerasGraph(view.model)
     stops = [layer.get("name") for layer in graph.layers if layer.get("operation")
              and str(layer.get("class")) in ("StopGradient",)]
+    behind = set().union(*(graph.upstream(name) for name in stops)) if stops else set()
+    # A stop_gradient the model applies ahead of weights that then never move is the cut itself, measured
+    # (trainable weights no loss can train), whatever the run reached with the others; without one, zero
+    # gradients can be by construction, and only a run that failed or learned little makes them its cause.
+    cut = [(c, s) for c, s in blocked if c.split("/")[1] in behind]
+    failed = underperformed(view)
+    if failed is None and not cut:
+        return None  # weights the run never trains, in a run that learned its task: wasted (no-gradient says so)
+    blocked = cut or blocked
     evidence = [Evidence(column + " (every logged row and the first step)", 0.0, T.VANISH_ABSOLUTE, steps)
                 for column, steps in blocked[:4]]
     evidence += [Evidence(f"model op '{name}'", "StopGradient", "no stop_gradient on the path", (0, 0))
                  for name in stops[:2]]
-    evidence.append(failed)
+    if failed is not None:
+        evidence.append(failed)
     total = len(weight_matrices(view, "grad_norm"))
     names = ", ".join(c.split("/", 1)[1] for c, _ in blocked[:4])
     return Hit(
@@ -483,14 +490,20 @@ def missing_activation(view: RunView) -> Hit | None:
         if layer.get("class") not in _AFFINE and not (layer.get("class") in LINEAR
                                                       and activation in (None, "linear")):
             other.append(layer.get("name"))
-    if len(hidden) < 1 or other:
-        return None  # a nonlinearity somewhere (or a layer of unknown kind): not one linear map
+    deviation = number((contract(view).get("affine") or {}).get("deviation"))
+    if deviation is not None and deviation > T.AFFINE_DEVIATION:
+        return None  # the model bends its input somewhere: not one linear map, whatever its layers read as
+    if len(hidden) < 1 or (other and deviation is None):
+        return None  # a nonlinearity somewhere (or a layer of unknown kind, unmeasured): not one linear map
     failed = underperformed(view)
     if failed is None or view.summary.get("status") == "diverged" \
             or isinstance(view.summary.get("diverged_at"), dict):
         return None  # too little capacity fits poorly; it does not blow a run up (a step size or a scale does)
     evidence = [Evidence(graph.field(name, "config.activation"), graph.activation(name) or "linear",
                          "a nonlinearity (relu)", (0, 0)) for name in hidden[:4]]
+    if deviation is not None:
+        evidence.append(Evidence("summary.contract.affine.deviation (a midpoint's output off the outputs' "
+                                 "midpoint, over their distance)", deviation, T.AFFINE_DEVIATION, (0, 0)))
     return Hit(
         title=(f"{len(hidden)} hidden layer(s) have no activation: the network is one linear map "
                f"({', '.join(hidden[:4])})"),

@@ -187,6 +187,11 @@ TARGET_RMS = 10.0
 # survivors by five: the next layer sees mostly noise. Typical rates are 0.1-0.5; 0.8-0.9
 # is what a keep probability (TensorFlow 1's keep_prob) passed as a rate gives.
 DROPOUT_RATE = 0.8
+# A model that is one affine map of its input sends the midpoint of two inputs to the
+# midpoint of their outputs up to float32 rounding (~1e-6 of the outputs' distance after
+# a few layers); any activation that bends, a ReLU switching or a tanh curving, moves some
+# pair's midpoint by a percent or more. 1e-4 sits between the two, two decades from each.
+AFFINE_DEVIATION = 1e-4
 # BatchNormalization normalises each channel over the values a batch gives it (the batch
 # size times the positions in an image or sequence). With 1 value the normalised output is
 # exactly 0 (the layer outputs its beta whatever the input); with 2 it is exactly +-1 (only

@@ -1,4 +1,4 @@
-"""Attention shape per site: entropy, top-1 weight, mass on padded slots, and where it peaks.
+"""Attention shape per site: entropy, top-1 weight, mass on padded slots, the share masked, and where it peaks.
 
 Sites are the model's attention distributions in order (the MemN2N's hops, the
 outputs of a Keras model's Softmax layers, a MultiHeadAttention's scores); site K
@@ -16,23 +16,51 @@ from diagnose.instruments.measures import argmax_histogram, block
 tf = import_tensorflow_quietly()
 
 
-def _stats(probs, pad):
-    """(K, 3): normalised entropy, top-1 weight and padded mass per site of a (K, N, S) stack.
+_NAMES = ("attn_entropy", "attn_top1", "attn_pad_mass", "attn_masked")
 
-    ``pad`` None: no slot is padded (the same figures, without a mask as large as the weights).
+
+def _stats(probs, pad, allowed, masked):
+    """(K, 4): normalised entropy, top-1 weight, padded mass and masked share per site of a (K, N, S) stack.
+
+    ``pad``: True on padded slots, ``allowed``: True on the slots entropy is normalised
+    by (those the attention could weigh), ``masked``: True on slots the attention's own
+    mask forbids; each None for every slot (no slot padded, all allowed, none masked).
     """
     p = tf.cast(probs, tf.float32)
     entropy = -tf.reduce_sum(p * tf.math.log(tf.maximum(p, 1e-30)), axis=-1)  # (K, N)
-    # Normalised by ln(real slots); a row with one real slot counts as two to avoid 0/0.
+    # Normalised by ln(allowed slots); a row with one allowed slot counts as two to avoid 0/0.
+    if allowed is None:
+        slots = tf.cast(tf.shape(p)[-1], tf.float32)
+    else:
+        slots = tf.reduce_sum(tf.cast(allowed, tf.float32), axis=-1)
+    norm_entropy = entropy / tf.math.log(tf.maximum(slots, 2.0))
     if pad is None:
-        norm_entropy = entropy / tf.math.log(tf.maximum(tf.cast(tf.shape(p)[-1], tf.float32), 2.0))
         pad_mass = tf.zeros(tf.shape(entropy)[:1])
     else:
-        real = tf.cast(tf.logical_not(pad), tf.float32)  # (K, N, S)
-        norm_entropy = entropy / tf.math.log(tf.maximum(tf.reduce_sum(real, axis=-1), 2.0))
-        pad_mass = tf.reduce_mean(tf.reduce_sum(p * (1.0 - real), axis=-1), axis=-1)
+        pad_mass = tf.reduce_mean(tf.reduce_sum(p * tf.cast(pad, tf.float32), axis=-1), axis=-1)
+    share = (tf.zeros(tf.shape(entropy)[:1]) if masked is None else
+             tf.reduce_mean(tf.cast(masked, tf.float32), axis=[1, 2]))
     return tf.stack([tf.reduce_mean(norm_entropy, axis=-1), tf.reduce_mean(tf.reduce_max(p, axis=-1), axis=-1),
-                     pad_mass], axis=1)
+                     pad_mass, share], axis=1)
+
+
+def _data_pad(step: Step, probs):
+    """Padded slots read from the batch: where the one integer input of ``probs``' slot count holds id 0.
+
+    None where no input, or more than one, has that many ids per example (which one the
+    attention reads cannot be told), or ``probs`` has no batch axis to align with.
+    """
+    slots = probs.shape[-1]
+    found = [x for _, x in step.inputs if tf.is_tensor(x) and x.dtype.is_integer and x.shape.rank == 2
+             and x.shape[-1] == slots]
+    if len(found) != 1 or probs.shape.rank < 2:
+        return None
+    ids = found[0][:tf.shape(probs)[0]]
+    return tf.reshape(tf.equal(ids, 0), [-1] + [1] * (probs.shape.rank - 2) + [slots])
+
+
+def _flat(mask, probs, s):
+    return None if mask is None else tf.reshape(tf.broadcast_to(mask, tf.shape(probs)), (-1, s))
 
 
 def measure(step: Step) -> dict:
@@ -42,25 +70,29 @@ def measure(step: Step) -> dict:
     flat = []
     for k, site in enumerate(step.attention):
         s = site.probs.shape[-1]
-        probs = tf.reshape(site.probs, (-1, s))  # (N, S): every leading axis (batch, heads, queries) is a row
-        pad = None if site.pad is None else tf.reshape(tf.broadcast_to(site.pad, tf.shape(site.probs)), (-1, s))
-        flat.append((probs, pad))
-        groups.setdefault((s, probs.shape[0]), []).append(k)
+        pad = site.pad if site.pad is not None else _data_pad(step, site.probs)
+        # Entropy over the slots the attention could weigh: those its mask allows, those the model does not
+        # pad (the MemN2N's), else all (padding read from the batch is not kept from an unmasked softmax).
+        forbidden = site.masked if site.masked is not None else site.pad
+        allowed = None if forbidden is None else tf.logical_not(forbidden)
+        # (N, S): every leading axis (batch, heads, queries) is a row
+        flat.append((tf.reshape(site.probs, (-1, s)), _flat(pad, site.probs, s), _flat(allowed, site.probs, s),
+                     _flat(site.masked, site.probs, s)))
+        groups.setdefault((s, flat[-1][0].shape[0]), []).append(k)
     stats = [None] * len(flat)
     for members in groups.values():
-        pads = [flat[k][1] for k in members]
-        if all(pad is None for pad in pads):
-            pads = None
-        else:
-            pads = tf.stack([tf.zeros_like(flat[k][0], tf.bool) if pad is None else pad
-                             for k, pad in zip(members, pads)])
-        block_stats = _stats(tf.stack([flat[k][0] for k in members]), pads)
+        masks = []
+        for i, fill in ((1, False), (2, True), (3, False)):  # none given: no slot padded, all allowed, none masked
+            given = [flat[k][i] for k in members]
+            masks.append(None if all(m is None for m in given) else tf.stack(
+                [tf.fill(tf.shape(flat[k][0]), fill) if m is None else m for k, m in zip(members, given)]))
+        block_stats = _stats(tf.stack([flat[k][0] for k in members]), *masks)
         for i, k in enumerate(members):
             stats[k] = block_stats[i]
-    names = [f"{name}/hop{k + 1}" for k in range(len(flat)) for name in ("attn_entropy", "attn_top1", "attn_pad_mass")]
-    row = block(names, tf.stack(stats))  # (K, 3) row-major: site by site
+    names = [f"{name}/hop{k + 1}" for k in range(len(flat)) for name in _NAMES]
+    row = block(names, tf.stack(stats))  # (K, 4) row-major: site by site
     # attention.csv numbers its rows by site: only when every site has the same slots.
-    row[HISTOGRAM] = argmax_histogram(tf.stack([p for p, _ in flat])) if len(groups) == 1 else None
+    row[HISTOGRAM] = argmax_histogram(tf.stack([p for p, *_ in flat])) if len(groups) == 1 else None
     return row
 
 
@@ -68,9 +100,13 @@ FAMILY = Family(
     name="attention",
     reads="the attention weights of each site (MemN2N hops, Softmax layers, MultiHeadAttention scores)",
     columns=(
-        Column("attn_entropy/hopK", "attention entropy / ln(number of non-padded slots): 1 uniform, 0 one-hot"),
+        Column("attn_entropy/hopK", "attention entropy / ln(number of slots it may weigh, unmasked or "
+                                    "unpadded): 1 uniform, 0 one-hot"),
         Column("attn_top1/hopK", "largest attention weight"),
-        Column("attn_pad_mass/hopK", "attention mass on padded (or masked) slots"),
+        Column("attn_pad_mass/hopK", "attention mass on padded slots (the model's own padding, else id 0 in "
+                                     "the integer input of as many ids as the attention has slots)"),
+        Column("attn_masked/hopK", "share of slots the attention's own mask forbids (a Keras attention_mask or "
+                                   "Softmax mask; 0 where none is given)"),
     ),
     measure=measure,
 )

@@ -16,7 +16,11 @@ the compiled loss evaluated at constant predictions:
   seen under any loss;
 * ``range_floor``: the loss of predicting every target exactly where the output's
   range allows, and the nearest bound where it does not: what the output range
-  alone costs, the least any model with that output can reach.
+  alone costs, the least any model with that output can reach;
+* ``affine``: whether the model, its output activation undone, is one affine map of
+  its input at its initial weights (two more forward passes on the probe batch: the
+  midpoint of two examples must map to the midpoint of their outputs), so a network
+  without a nonlinearity is seen whatever its layers are.
 
 Nothing here decides whether the contract is broken: the rules do
 (:mod:`diagnose.findings.rules_contract`), from these facts.
@@ -30,7 +34,7 @@ import time
 import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
-from diagnose.instruments.input_facts import embedding_facts, first_weights_facts, preprocessing_facts
+from diagnose.instruments.input_facts import affine_facts, embedding_facts, first_weights_facts, preprocessing_facts
 from diagnose.instruments.targets import of_output, output_names, per_output
 from diagnose.instruments.taps import activation_name
 
@@ -434,6 +438,9 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
     else:
         facts.update(_output_contract(model, 0, loss_info, loss_function(model), y, y_valid,
                                       at_start[0] if at_start else None))
+    if at_start is not None:
+        facts["affine"] = affine_facts(model, probe_x, at_start,
+                                       [output_activation(model, k) for k in range(len(at_start))])
     inputs_x = x_train if x_train is not None else probe_x
     if inputs_x is not None:
         facts["preprocessing"] = preprocessing_facts(model, inputs_x)

@@ -69,12 +69,17 @@ class AttentionSite:
 
     Attributes:
         probs: (..., S) weights summing to 1 over the last axis (any leading axes).
-        pad: bool, broadcastable to ``probs``: True on slots that hold nothing
-            (padding, or slots a mask forbids), or None when nothing is masked.
+        pad: bool, broadcastable to ``probs``: True on slots that hold padding, or None
+            where the model does not say (the attention family then reads padding from
+            the batch: an integer input of S ids, 0 being padding).
+        masked: bool, broadcastable to ``probs``: True on slots the attention's own mask
+            forbids, or None. A mask is what the model was told, not what the data holds:
+            one that marks padding as "attend here" is exactly the fault to see.
     """
 
     probs: Any
     pad: Any = None
+    masked: Any = None
 
 
 @dataclass(frozen=True)

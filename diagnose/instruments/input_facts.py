@@ -136,3 +136,56 @@ def first_weights_facts(model, x) -> list[dict]:
             out.append({"name": layer.name, "input_rms": float(np.sqrt(np.mean(np.square(values.astype(
                 np.float64)))))})
     return out
+
+
+# How each output activation is undone to its pre-activation (up to what an affine map keeps): a softmax's
+# log-probabilities centred over the classes are its logits centred the same way.
+_UNDO = {
+    "linear": lambda out: out,
+    "sigmoid": lambda out: np.log(out) - np.log1p(-out),
+    "tanh": np.arctanh,
+    "softmax": lambda out: np.log(out) - np.log(out).mean(axis=-1, keepdims=True),
+}
+
+def affine_facts(model, x, at_start, activations) -> dict | None:
+    """Whether the model, its output activations undone, is one affine map of its input at its initial weights.
+
+    Each example of the batch ``x`` is paired with the next one: an affine map sends the
+    midpoint of two inputs to the midpoint of their outputs, and any nonlinearity on the
+    path bends it. Measured on the pre-activations (``activations`` per output, see
+    ``_UNDO``), since a sigmoid or softmax head is meant to be the one nonlinearity of a
+    logistic model. None where it cannot be measured: an integer input (token ids do not
+    interpolate), an output activation with no inverse, a forward pass that fails, or
+    saturated outputs.
+
+    Returns:
+        ``{"deviation": float}``: the largest distance of a midpoint's output from the
+        midpoint of the outputs, over the largest distance between two outputs of a
+        pair (float rounding for an affine model; far more where anything bends).
+    """
+    if at_start is None or len(x_list := keras.tree.flatten(x)) == 0:
+        return None
+    arrays = [np.asarray(keras.ops.convert_to_numpy(a)) for a in x_list]
+    if any(a.dtype.kind != "f" or len(a) < 3 for a in arrays) or len(at_start) != len(activations):
+        return None
+    undo = [_UNDO.get(str(activation)) for activation in activations]
+    if any(u is None for u in undo):
+        return None
+    other = keras.tree.pack_sequence_as(x, [np.roll(a, 1, axis=0) for a in arrays])
+    middle = keras.tree.pack_sequence_as(x, [(a + np.roll(a, 1, axis=0)) / 2 for a in arrays])
+    try:
+        outs = [keras.tree.flatten(model(batch, training=False)) for batch in (other, middle)]
+    except Exception:  # noqa: BLE001 - a forward pass we cannot take says nothing
+        return None
+    worst = spread = 0.0
+    with np.errstate(all="ignore"):
+        for k, fn in enumerate(undo):
+            first, second, mid = (fn(np.asarray(keras.ops.convert_to_numpy(o), np.float64)).reshape(len(arrays[0]), -1)
+                                  for o in (at_start[k], outs[0][k], outs[1][k]))
+            if not (np.all(np.isfinite(first)) and np.all(np.isfinite(second)) and np.all(np.isfinite(mid))):
+                return None  # saturated: the inverse is not measurable there
+            worst = max(worst, float(np.max(np.abs(mid - (first + second) / 2))))
+            spread = max(spread, float(np.max(np.abs(first - second))))
+    if spread <= 0:
+        return None  # every example gives the same output: nothing to tell a line from a curve by
+    return {"deviation": worst / spread}

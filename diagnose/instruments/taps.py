@@ -172,12 +172,12 @@ class _Capture:
         if not isinstance(axis, int):
             return
         probs = tf.stop_gradient(_head(out))
-        pad = None if mask is None else tf.logical_not(tf.cast(_head(mask), tf.bool))
+        masked = None if mask is None else tf.logical_not(tf.cast(_head(mask), tf.bool))
         if axis not in (-1, out.shape.rank - 1):
             probs = tf.experimental.numpy.moveaxis(probs, axis, -1)
-            pad = None if pad is None else tf.experimental.numpy.moveaxis(
-                tf.broadcast_to(pad, tf.shape(_head(out))), axis, -1)
-        self.attention.append(AttentionSite(probs, pad))
+            masked = None if masked is None else tf.experimental.numpy.moveaxis(
+                tf.broadcast_to(masked, tf.shape(_head(out))), axis, -1)
+        self.attention.append(AttentionSite(probs, masked=masked))
 
     def _mha(self, layer, args, kwargs) -> None:
         names = ("query", "key", "value", "attention_mask")
@@ -193,13 +193,13 @@ class _Capture:
         # The weights Keras' attention computes (its fused kernel keeps them to itself).
         scores = keras.ops.einsum(layer._dot_product_equation, key, query * layer._inverse_sqrt_key_dim)
         probs = layer._masked_softmax(scores, mask)
-        pad = None
+        masked = None
         if mask is not None:
             mask = tf.cast(mask, tf.bool)
             for _ in range(scores.shape.rank - mask.shape.rank):
                 mask = tf.expand_dims(mask, axis=-len(layer._attention_axes) * 2 - 1)
-            pad = tf.logical_not(mask)
-        self.attention.append(AttentionSite(probs, pad))
+            masked = tf.logical_not(mask)
+        self.attention.append(AttentionSite(probs, masked=masked))
 
     def _add(self, layer, inputs, names) -> None:
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
