@@ -67,6 +67,25 @@ def test_steps_below_healthy_are_too_small_only_for_a_run_still_falling_far_from
     assert rule("tiny-steps")(healthy) is None
 
 
+def test_an_adaptive_optimiser_whose_rate_alone_moves_weights_healthily_is_not_tiny_steps():
+    # Adam moves a weight by about its rate when the gradient keeps its sign: at 1e-3 on weights of RMS 0.2
+    # that is 5e-3 of their scale. Ratios of 3e-4 then mean gradients that keep changing sign, not a small
+    # rate; at a rate of 1e-6 the same ratios are the rate's doing.
+    ratios = lambda name, s: np.full(len(s), 3e-4)  # noqa: E731
+    metrics = record(loss=lambda s: 1.1 - 0.3 * s / s[-1], ratios=ratios)  # weight norms 2.0: RMS 0.2 in dense
+
+    def under(rate):
+        found = view(metrics)
+        return RunView({**found.config, "train": {"optimizer": {"name": "adam", "learning_rate": rate}}},
+                       found.summary, found.metrics)
+
+    assert rule("tiny-steps")(under(1e-3)) is None
+    tiny = rule("tiny-steps")(under(1e-6))
+    assert tiny is not None and any(e.metric.startswith("learning rate / weight RMS") for e in tiny.evidence)
+    sgd = view(metrics)  # plain SGD (no optimiser recorded): its steps are the rate times the gradient
+    assert rule("tiny-steps")(sgd) is not None
+
+
 def test_zero_initialised_biases_do_not_lift_the_median_above_tiny():
     # Biases start at 0: their ratios are large whatever the rate. Only the weight matrices count.
     ratios = lambda name, s: np.full(len(s), 0.5 if name.endswith("bias") else 2e-5)  # noqa: E731

@@ -56,13 +56,43 @@ def _still_falling(view: RunView) -> bool:
     return first > 0 and (first - last) / first >= T.PLATEAU_REL_DROP
 
 
+# Optimisers that divide each gradient by a running measure of its own size, so that a weight moves
+# by about the learning rate per step when its gradient keeps its sign, and by less when it does not.
+# (Adagrad's and Adadelta's accumulated denominators shrink their steps by design: left out.)
+_NORMALISING = ("adam", "adamw", "nadam", "adamax", "rmsprop", "rm_sprop", "lion", "lamb")
+
+
+def _rate_implied_ratio(view: RunView, columns: list[str]) -> float | None:
+    """For an optimiser of :data:`_NORMALISING`, the update ratio its learning rate alone gives (median over
+    ``columns``' weight matrices of the rate over the weights' RMS, late in the run): what the ratios
+    would be if every gradient kept its sign from step to step. None for other optimisers."""
+    name = str(_optimizer(view).get("name") or "").lower().replace("_", "")
+    if name not in {n.replace("_", "") for n in _NORMALISING}:
+        return None
+    logged = late(series(view, "learning_rate"))
+    rate = float(logged.mean()) if logged is not None else (_learning_rate(view) or (None, None))[1]
+    shapes = view.summary.get("variables") if isinstance(view.summary.get("variables"), dict) else {}
+    implied = []
+    for column in columns:
+        name = column.split("/", 1)[1]
+        norms, shape = late(series(view, f"weight_norm/{name}")), shapes.get(name)
+        if norms is None or not isinstance(shape, list) or not shape:
+            continue
+        rms = float(norms.mean()) / float(np.sqrt(np.prod(shape)))
+        if rms > 0 and rate:
+            implied.append(rate / rms)
+    return float(np.median(implied)) if implied else None
+
+
 def _ratio_columns(view: RunView) -> list[str]:
     """The update-ratio columns the step-size rules read: weight matrices (all variables if none is one)."""
     return weight_matrices(view) or variable_columns(view, "update_ratio")
 
 
 @rule("tiny-steps", kind="root-cause", severity="medium", figure="updates",
-      what="weights moving far less per step than healthy training (median update ratio of the weight matrices)",
+      what="weights moving far less per step than healthy training (median update ratio of the weight matrices), "
+           "where the rate is why: not under an adaptive optimiser whose rate alone would move them at a healthy "
+           "pace",
       explains=("plateau", "ignores-input", "clipping-never-fires", "attention-uniform"))
 def tiny_steps(view: RunView) -> Hit | None:
     ratios = {}
@@ -95,6 +125,12 @@ def tiny_steps(view: RunView) -> Hit | None:
         return None  # the gradients, not the rate, went: at a small rate they stay where they started
     if got is not None and got >= T.CONVERGED_PROGRESS:
         return None  # a converged model's steps are small because there is little left to learn
+    implied = _rate_implied_ratio(view, list(ratios))
+    if implied is not None and implied >= T.HEALTHY_UPDATE_RATIO:
+        # The rate would move the weights at a healthy pace if their gradients kept a direction; the
+        # optimiser moves them less because their gradients keep changing sign (a stationary point,
+        # noise): a larger rate makes those steps longer, not more directed.
+        return None
     steps = next(iter(ratios.values()))[1]
     evidence = [Evidence(f"update_ratio/* (median of {len(ratios)} weight matrices)", median, limit, steps)]
     smallest = sorted(ratios.items(), key=lambda item: item[1][0])[:3]
@@ -105,6 +141,10 @@ def tiny_steps(view: RunView) -> Hit | None:
     rate = _learning_rate(view)
     if rate is not None:
         evidence.append(Evidence(rate[0], rate[1], None))
+    if implied is not None:
+        evidence.append(Evidence("learning rate / weight RMS (the ratio the rate gives a weight whose gradient "
+                                 "keeps its sign; median of the weight matrices)", implied,
+                                 T.HEALTHY_UPDATE_RATIO, steps))
     model = view.model
     factor = T.HEALTHY_UPDATE_RATIO / median if median > 0 else float("inf")
     if model.get("loss_reduction") == "mean" and "batch_size" in model:
