@@ -271,6 +271,19 @@ def test_a_weight_matrix_that_never_gets_a_gradient_is_blocked():
     assert rule("blocked-gradient")(zeros) is None  # a matrix that starts at zero: constant-init's
 
 
+def test_weights_the_input_goes_around_are_no_cause_of_a_model_that_ignores_its_input():
+    metrics = record(loss=stuck)  # flat at chance
+    metrics["grad_norm/dense"] = 0.0
+    summary = {"initial_weight_digests": {"dense": "ab12", "out": "cd34"}, "at_start": {"grad_norm/dense": 0.0}}
+    chain = [{"class": "InputLayer", "name": "x"},
+             {"class": "Dense", "name": "dense", "inbound": [["x"]]},
+             {"class": "Dense", "name": "out", "inbound": [["dense"]]}]
+    assert rule("blocked-gradient")(view(metrics, layers=chain, summary=summary)) is not None  # the only path
+    residual = chain[:2] + [{"class": "Add", "name": "add", "inbound": [["x", "dense"]]},
+                            {"class": "Dense", "name": "out", "inbound": [["add"]]}]
+    assert rule("blocked-gradient")(view(metrics, layers=residual, summary=summary)) is None
+
+
 def test_weights_behind_a_stop_gradient_the_model_applies_are_blocked_whatever_the_run_reached():
     learned = record()
     learned["grad_norm/dense"] = 0.0

@@ -78,6 +78,27 @@ class KerasGraph:
             resolved.extend(sorted(self.resolve(name), key=lambda n: self.index.get(n, 0)))
         return resolved
 
+    def reached_without(self, removed: set[str]) -> bool | None:
+        """Whether some model input still reaches every output with the ``removed`` layers taken out (a path
+        around them, a residual connection); None without edges to follow."""
+        if not self.has_edges:
+            return None
+        outputs = [name for name in (self.declared_outputs or self.outputs()) if name in self.by_name]
+        if not outputs:
+            return None
+        for output in outputs:
+            seen, todo, reached = set(), [output], False
+            while todo and not reached:
+                current = todo.pop()
+                if current in seen or current in removed:
+                    continue
+                seen.add(current)
+                reached = self.cls(current) == "InputLayer"
+                todo.extend(self.producers(current))
+            if not reached:
+                return False
+        return True
+
     # --- layer properties ------------------------------------------------------------
 
     def upstream(self, name: str) -> set[str]:

@@ -324,7 +324,8 @@ def _zero_throughout(view: RunView, column: str) -> tuple[int, int] | None:
 @rule("blocked-gradient", kind="root-cause", severity="high", figure="gradients",
       what="weight matrices on the path to the loss that never receive a gradient from the first step "
            "(a stop_gradient or a non-differentiable op between them and the loss), behind a stop_gradient the "
-           "model applies, or in a run that failed or learned little",
+           "model applies, or in a run that failed or learned little (not layers the input goes around, in a run "
+           "whose output ignores it)",
       explains=_CAUSES + ("no-gradient",))
 def blocked_gradient(view: RunView) -> Hit | None:
     digests = view.summary.get("initial_weight_digests")
@@ -354,6 +355,15 @@ def blocked_gradient(view: RunView) -> Hit | None:
     failed = underperformed(view)
     if failed is None and not cut:
         return None  # weights the run never trains, in a run that learned its task: wasted (no-gradient says so)
+    if not cut and failure(view) is not None:
+        held, by_layer = {c for c, _ in blocked}, {}
+        for column in weight_matrices(view, "grad_norm"):
+            by_layer.setdefault(column.split("/")[1], []).append(column)
+        whole = {layer for layer, columns in by_layer.items() if all(c in held for c in columns)}
+        if whole and graph.reached_without(whole):
+            # The input goes around the layers that never train (a residual connection): they take capacity
+            # away, but a model whose output ignores its input, at chance or flat, does so for another reason.
+            return None
     blocked = cut or blocked
     evidence = [Evidence(column + " (every logged row and the first step)", 0.0, T.VANISH_ABSOLUTE, steps)
                 for column, steps in blocked[:4]]
