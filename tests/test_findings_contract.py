@@ -307,8 +307,13 @@ def test_batchnorm_over_one_value_per_channel():
     bn = {"class": "BatchNormalization", "name": "bn", "config": {"axis": -1}, "output_shape": [None, 16]}
     assert rule("batchnorm-small-batch")(view(None, contract() | {"batch_size": 1}, [bn])) is not None
     assert rule("batchnorm-small-batch")(view(None, contract() | {"batch_size": 32}, [bn])) is None
-    conv = {**bn, "output_shape": [None, 8, 8, 16]}  # 64 positions per image: one image is plenty
+    conv = {**bn, "output_shape": [None, 8, 8, 16]}  # 64 positions per image: enough values ...
     assert rule("batchnorm-small-batch")(view(None, contract() | {"batch_size": 1}, [conv])) is None
+    # ... but all one image's: in a run that failed, its own statistics (instance statistics in training,
+    # the population's at inference) are the cause named; with two images a batch they are not its own.
+    alone = rule("batchnorm-small-batch")(view(record(loss=stuck), contract() | {"batch_size": 1}, [conv]))
+    assert alone is not None and "one example per batch" in alone.title
+    assert rule("batchnorm-small-batch")(view(record(loss=stuck), contract() | {"batch_size": 2}, [conv])) is None
 
 
 def test_preprocessing_never_adapted_or_with_a_vocabulary_that_misses_the_data():

@@ -399,34 +399,48 @@ def _values_per_channel(layer: dict, batch: int) -> int | None:
 
 @rule("batchnorm-small-batch", kind="root-cause", severity="high", figure="loss",
       what="BatchNormalization trained on batches that give each channel one or two values (batch size 1 or 2 "
-           "on a Dense layer's features)",
+           "on a Dense layer's features), or one example a batch in a run that failed or learned little",
       explains=_CAUSES)
 def batchnorm_small_batch(view: RunView) -> Hit | None:
     batch = number(contract(view).get("batch_size"))
     if batch is None:
         return None
-    found = []
-    for layer in all_layers(view):
-        if layer.get("class") not in ("BatchNormalization", "SyncBatchNormalization"):
-            continue
+    found, norms = [], [layer for layer in all_layers(view)
+                        if layer.get("class") in ("BatchNormalization", "SyncBatchNormalization")]
+    for layer in norms:
         values = _values_per_channel(layer, int(batch))
         if values is not None and values < T.BN_MIN_VALUES:
             found.append((layer, values))
+    alone = not found and int(batch) == 1 and bool(norms)
+    if alone:
+        # One example a batch: however many positions it has, each channel's statistics are that example's own.
+        failed = underperformed(view)
+        if failed is None:
+            return None  # a model that learned its task this way (instance statistics suit some tasks)
+        found = [(layer, _values_per_channel(layer, 1)) for layer in norms]
     if not found:
         return None
-    evidence = [_fact("batch_size", int(batch))]
+    evidence = [_fact("batch_size", int(batch), "2 or more examples" if alone else None)]
     evidence += [Evidence(f"{layer.get('class')} '{layer.get('name')}' values per channel per batch", values,
-                          T.BN_MIN_VALUES, (0, 0)) for layer, values in found[:4]]
-    values = min(v for _, v in found)
-    what = ("its output is exactly its beta, whatever the input" if values == 1 else
-            "its output is exactly +1 or -1: only the sign of the difference between the two examples gets "
-            "through")
+                          None if alone else T.BN_MIN_VALUES, (0, 0)) for layer, values in found[:4]]
+    if alone:
+        evidence.append(failed)
+        title = (f"BatchNormalization trained on one example per batch ({len(norms)} layer(s)): each channel "
+                 "normalised by that example's own statistics")
+        what = ("one example's own values, whose statistics take away what sets it apart from the others (its "
+                "overall level and contrast in each channel)")
+    else:
+        values = min(v for _, v in found)
+        title = f"BatchNormalization normalises over {values} value(s) per channel (batch size {int(batch)})"
+        what = (f"{values} value(s): " + ("its output is exactly its beta, whatever the input" if values == 1 else
+                "its output is exactly +1 or -1: only the sign of the difference between the two examples gets "
+                "through"))
     return Hit(
-        title=f"BatchNormalization normalises over {values} value(s) per channel (batch size {int(batch)})",
+        title=title,
         evidence=evidence,
         explanation=(f"In training a BatchNormalization layer subtracts each channel's batch mean and divides by "
-                     f"its batch spread; over {values} value(s) {what}. The layers after it learn from almost "
-                     "nothing, and at inference, with the moving statistics, they see inputs they never trained on."),
+                     f"its batch spread, here over {what}. The layers after it learn from that, and at inference, "
+                     "with the moving statistics of all the batches, they see inputs they never trained on."),
         fix=("Train with a batch size of 16 or more, or use LayerNormalization or GroupNormalization, which "
              "normalise each example on its own."))
 
