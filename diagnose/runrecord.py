@@ -89,9 +89,11 @@ run directory goes through it. A run directory holds:
                                 "at_start": {"min", "max", "outside_unit_share", "row_sum_min", "row_sum_max"}},
                      "targets": {"structure", "rows", "min", "max", "mean", "std", "rms", "non_integer_share",
                                  "multi_hot_share", "classes_seen", "majority_share", ...},
-                     "constant_loss", "range_floor", "range_floor_share",
+                     "constant_loss", "constant_loss_valid", "constant_prediction": [one per unit],
+                     "probe_constant_task_error", "range_floor", "range_floor_share",
                      "preprocessing": [{"name", "class", "oov_share" | "output_rms"}],
                      "embeddings": [{"name", "zero_share", "mask_zero"}],
+                     "first_weights": [{"name", "input_rms"}], "affine": {"deviation"} | null,
                      "batch_size", "epochs", "steps_per_epoch", "weighted", "seconds"}
 
     and, at each probe, ``probe_task_error`` in metrics.csv: the task's error on the

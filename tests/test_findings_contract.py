@@ -534,3 +534,20 @@ def test_the_contract_measures_whether_the_model_is_one_affine_map_of_its_input(
     tokens = keras.Model(ids, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Embedding(9, 3)(ids))))
     ints = RNG.integers(0, 9, (16, 5)).astype("int32")
     assert affine_facts(tokens, ints, [np.asarray(tokens(ints), np.float64)], ["linear"]) is None  # ids don't mix
+
+
+def test_a_regression_held_out_where_the_series_drifted_is_judged_against_the_training_constant():
+    from diagnose.findings.outcome import at_chance
+    from diagnose.instruments.contract import constant_task_error
+
+    facts = {"targets": {"structure": "continuous"}, "output": {"units": 1}, "loss": {"kind": "regression"},
+             "constant_prediction": [0.0]}  # the training targets' mean
+    later = 3.0 + RNG.normal(size=(64, 1))  # held-out values that drifted three sd away
+    drifted = constant_task_error(later, facts)
+    assert drifted == pytest.approx(1.0 + np.mean(later) ** 2 / np.var(later), rel=1e-9)  # the drift on top of 1
+    assert constant_task_error(RNG.normal(size=(64, 1)), facts) == pytest.approx(1.0, abs=0.1)
+    regression = contract(kind="regression", name="meansquarederror", activation="linear", units=1,
+                          structure="continuous")
+    tracking = record(probe_task_error=np.full(40, 3.0))  # far off the probe's own mean, well inside the drift
+    assert at_chance(view(tracking, regression | {"probe_constant_task_error": drifted})) is None
+    assert at_chance(view(tracking, regression)) is not None  # judged against the probe's own mean: at chance

@@ -90,12 +90,16 @@ def at_chance(view: RunView) -> Failure | None:
 
 def chance_error(view: RunView) -> float | None:
     """The task error (``probe_task_error``) of a constant prediction: 1 - 1/classes for a classifier (its
-    balanced error whatever the class shares), 0.5 per tag for multi-hot targets, 1 (1 - R^2) for continuous
-    targets; None where the targets are not known."""
+    balanced error whatever the class shares), 0.5 per tag for multi-hot targets, for continuous targets 1
+    (1 - R^2), or what the training targets' constant scores on the probe batch where that is more; None
+    where the targets are not known."""
     targets = contract_targets(view)
     structure = targets.get("structure")
     if structure == "continuous":
-        return 1.0
+        # Held out, the training targets' constant (what a model that learned nothing predicts) scores more
+        # than 1 where the probe's targets drifted from the training targets' (a series' later values).
+        drifted = number(contract(view).get("probe_constant_task_error"))
+        return max(1.0, drifted) if drifted is not None else 1.0
     if structure in ("multi-hot", "binary"):
         return 0.5
     classes = number(targets.get("classes_seen"))

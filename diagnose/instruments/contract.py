@@ -42,9 +42,8 @@ tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
 __all__ = ["task_contract", "target_facts", "output_facts", "constant_loss", "range_floor", "output_range",
-           "output_activation", "loss_function",
-           "loss_callable", "output_stats", "target_of", "task_error", "best_constant", "loss_of_constant", "MAX_ROWS",
-           "LOSS_DOMAINS"]
+           "output_activation", "loss_function", "loss_callable", "output_stats", "target_of", "task_error",
+           "constant_task_error", "best_constant", "loss_of_constant", "MAX_ROWS", "LOSS_DOMAINS"]
 
 # Targets read: shares of rows (multi-hot, fractional labels) to about 1/sqrt(4096) = 1.6%
 # and a constant loss to a fraction of a percent, in milliseconds however large the data.
@@ -485,12 +484,25 @@ def _output_contract(model, index: int, loss_info, fn, y, y_valid, at_start) -> 
         if best is not None and y_valid is not None and hasattr(y_valid, "shape"):
             facts["constant_loss_valid"] = loss_of_constant(fn, np.asarray(y_valid), shape, best[1])
     facts["constant_loss"] = constant
+    if best is not None:  # the constant itself, one value per unit: what a model that learned nothing predicts
+        facts["constant_prediction"] = [float(v) for v in np.asarray(best[1], np.float64).reshape(-1)]
     facts["range_floor"] = None if floor is None else floor[0]
     if floor is not None and constant is not None and constant > floor[1]:
         # Of what a model can learn (from a constant's loss down to exact predictions' loss), the
         # share the range takes away.
         facts["range_floor_share"] = max(floor[0] - floor[1], 0.0) / (constant - floor[1])
     return facts
+
+
+def constant_task_error(y, facts: dict) -> float | None:
+    """The :func:`task_error` of the training targets' best constant (``facts["constant_prediction"]``) on the
+    targets ``y`` of another batch: 1 for continuous targets at the training targets' mean, more where ``y``
+    drifted from them (a series' later values, held out). None where it is not known."""
+    constant = facts.get("constant_prediction")
+    if not constant or y is None or not hasattr(y, "shape") or not len(y):
+        return None
+    pred = np.broadcast_to(np.asarray(constant, np.float64).reshape(1, -1), (len(y), len(constant)))
+    return task_error(pred, y, facts)
 
 
 def _balanced_error(predicted: np.ndarray, labels: np.ndarray) -> float | None:

@@ -21,7 +21,7 @@ from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.contract import target_of, task_contract, task_error
+from diagnose.instruments.contract import constant_task_error, target_of, task_contract, task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
 from diagnose.instruments.preparation import as_arrays
 from diagnose.instruments.probes import auto_due, next_probe
@@ -164,6 +164,15 @@ class Monitor(keras.callbacks.Callback):
                                       probe_x=self.probe_data[0] if self.probe_data is not None else None,
                                       batch_size=inputs.get("batch_size"), epochs=inputs.get("epochs"),
                                       steps_per_epoch=steps, y_valid=y_valid, x_train=inputs.get("x_sample"))
+            if probe_y is not None:  # what a model that learned nothing scores on the probe batch
+                names = [name for name, _, _ in self.model.outputs]
+                for index, each in ([(0, facts)] if "targets" in facts else
+                                    [(names.index(o["name"]), o) for o in facts.get("outputs") or []
+                                     if o.get("name") in names]):
+                    target = probe_y if each is facts else target_of(probe_y, each["name"], index)
+                    error = constant_task_error(target, each)
+                    if error is not None:
+                        each["probe_constant_task_error"] = error
             return facts | {"weighted": bool(inputs.get("weighted"))}
         except Exception as error:  # noqa: BLE001 - the contract is evidence, never a reason for fit to fail
             return {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
