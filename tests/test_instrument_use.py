@@ -90,6 +90,26 @@ def test_a_loss_that_ignores_a_class_trains_as_plain_fit(tmp_path):
     assert runrecord.read_metrics(tmp_path)["target_prob"].notna().any()  # measured on the labelled rows
 
 
+def test_a_model_with_every_layer_frozen_trains_as_plain_fit_and_is_named_frozen(tmp_path):
+    from diagnose.findings import check_run
+
+    def build():
+        model = _model()
+        for layer in model.layers:
+            layer.trainable = False
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        history = diagnose.instrument(build()).fit(X, Y, epochs=2, batch_size=16, verbose=0,
+                                                   callbacks=[diagnose.Monitor(tmp_path)])
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        plain = build().fit(X, Y, epochs=2, batch_size=16, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], plain.history["loss"], rtol=1e-6)
+    assert runrecord.read_summary(tmp_path)["status"] == "completed"
+    assert "frozen-layers" in [f.id for f in check_run(tmp_path)]
+
+
 class Sampling(keras.layers.Layer):
     """Draws z = mean + sd * eps in every call, training or not (as a VAE's sampling layer does)."""
 

@@ -16,6 +16,7 @@ Keras' unchanged. So the losses, weights and ``History`` are those of
 from __future__ import annotations
 
 import functools
+import warnings
 
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
@@ -169,7 +170,10 @@ class Instrumented(keras.Model):
         weight_norms = _when(sampled, lambda: self._before_update(variables), lambda: tf.zeros(len(variables)))
         # The rate this step applies (a schedule moves it on); plain SGD's update ratios read it.
         lr = None if sampled is False else tf.identity(self.optimizer.learning_rate)
-        self.optimizer.apply_gradients(zip(grads, variables))  # as Keras applies them, non-finite values too
+        if variables:
+            self.optimizer.apply_gradients(zip(grads, variables))  # as Keras applies them, non-finite values too
+        else:  # every weight frozen: nothing to update, as Keras' own train step says
+            warnings.warn("The model does not have any trainable weights.", stacklevel=2)
         _when(sampled, lambda: self._measure(x, y, view, lr, row["loss"], grads, variables, weight_norms, finite,
                                              captured, bad, in_graph=not isinstance(sampled, bool)),
               lambda: tf.constant(False))
