@@ -551,3 +551,34 @@ def test_a_regression_held_out_where_the_series_drifted_is_judged_against_the_tr
     tracking = record(probe_task_error=np.full(40, 3.0))  # far off the probe's own mean, well inside the drift
     assert at_chance(view(tracking, regression | {"probe_constant_task_error": drifted})) is None
     assert at_chance(view(tracking, regression)) is not None  # judged against the probe's own mean: at chance
+
+
+def test_an_input_of_zeros_is_said_and_its_weights_zero_gradient_is_not_called_a_cut():
+    metrics = record(loss=stuck, **{"input_rms/x": np.zeros(40)})
+    metrics["grad_norm/dense"] = 0.0
+    summary = {"initial_weight_digests": {"dense": "ab12", "out": "cd34"}, "at_start": {"grad_norm/dense": 0.0}}
+    silent = view(metrics, summary=summary)
+    assert rule("blocked-gradient")(silent) is None  # weights multiplying zeros: the data is cut, not the path
+    first = check_view(silent)[0]
+    assert first.id == "unexplained" and any(e.metric.startswith("input_rms/x") for e in first.evidence)
+    assert first.fix.startswith("An input is 0 everywhere (input_rms/x)")
+    varies = record(loss=stuck, **{"input_rms/x": np.full(40, 1.0)})
+    varies["grad_norm/dense"] = 0.0
+    assert rule("blocked-gradient")(view(varies, summary=summary)) is not None
+
+
+def test_an_output_the_same_for_every_example_that_no_gradient_reaches_is_said_not_blamed_on_a_cut():
+    metrics = record(loss=stuck)
+    for name in ("dense", "out"):
+        metrics[f"grad_norm/{name}"] = 0.0
+    facts = contract(activation="linear") | {"output": {"activation": "linear", "units": 3, "range": [None, None],
+                                                        "at_start": {"min": 0.0196, "max": 0.0196}}}
+    summary = {"initial_weight_digests": {"dense": "ab12", "out": "cd34"},
+               "at_start": {"grad_norm/dense": 0.0, "grad_norm/out": 0.0}}
+    same = view(metrics, facts, summary=summary)
+    assert rule("blocked-gradient")(same) is None
+    first = check_view(same)[0]
+    assert first.id == "unexplained" and "the same for every example" in first.fix
+    # A zero-initialised output layer starts constant too, but its weights get gradients: no such statement.
+    learning = record(loss=stuck)
+    assert "the same for every example" not in check_view(view(learning, facts, summary=summary))[0].fix

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, constant_loss, contract, contract_targets, late, number,
-                                    progress, series, steps_of)
+                                    progress, series, steps_of, weight_matrices)
 from diagnose.findings.rules_curve import plateau
 
-__all__ = ["Failure", "failure", "underperformed", "learned", "at_chance", "chance_error"]
+__all__ = ["Failure", "failure", "underperformed", "learned", "at_chance", "chance_error", "constant_output"]
 
 
 @dataclass(frozen=True)
@@ -150,3 +150,22 @@ def underperformed(view: RunView) -> Evidence | None:
     if got is not None and got[0] < T.LEARNED_LITTLE:
         return Evidence(f"share of the way from {got[1]}'s loss to the best reachable", got[0], T.LEARNED_LITTLE)
     return None
+
+
+def constant_output(view: RunView) -> Evidence | None:
+    """Evidence that the model's output was one and the same value for every example and unit of the probe
+    batch at its initial weights (``contract.output.at_start``), and that no weight matrix got a gradient
+    all run, else None: a model whose output does not depend on its input or its weights by construction
+    (a softmax over the wrong axis averaged away), so no output activation or loss can make it learn. (A
+    zero-initialised output layer starts constant too, but its own weights get gradients.)"""
+    start = (contract(view).get("output") or {}).get("at_start")
+    if not isinstance(start, dict):
+        return None
+    low, high = number(start.get("min")), number(start.get("max"))
+    if low is None or high is None or high - low > 1e-6 * max(abs(low), abs(high), 1e-12):
+        return None
+    grads = [series(view, c) for c in weight_matrices(view, "grad_norm")]
+    if not grads or any(g is None or float(g.abs().max()) > T.VANISH_ABSOLUTE for g in grads):
+        return None
+    return Evidence("summary.contract.output.at_start (min, max): the same output for every example",
+                    f"{low:.4g}, {high:.4g}", "outputs that differ", (0, 0))

@@ -160,7 +160,11 @@ def _unexplained(view: RunView, findings: list[Finding]) -> Finding | None:
     found = {f.id for f in findings}
     checked = [r.spec for r in RULES if r.spec.kind == "root-cause" and r.spec.id not in found]
     symptoms = [f.id for f in findings if f.kind == "symptom"]
-    evidence = list(failed.evidence)
+    from diagnose.findings.outcome import constant_output
+    from diagnose.findings.rules_inputs import zero_inputs
+
+    silent, same = zero_inputs(view), constant_output(view)
+    evidence = list(failed.evidence) + silent + ([same] if same is not None else [])
     evidence.append(Evidence("root causes checked, none found", len(checked), None))
     shown = f" It shows {', '.join(symptoms)}." if symptoms else ""
     ruled_out = "; ".join(f"{spec.id} ({spec.what})" for spec in checked)
@@ -170,7 +174,13 @@ def _unexplained(view: RunView, findings: list[Finding]) -> Finding | None:
         evidence=tuple(evidence),
         explanation=(f"The run failed ({failed.kind}).{shown} Ruled out, each checked on this run's record: "
                      f"{ruled_out}. What a run's record cannot show remains: " + "; ".join(_UNMEASURED) + "."),
-        fix=("Check what no rule measures, in that order: that each label belongs to its input (train on 100 "
+        fix=(("An input is 0 everywhere (" + ", ".join(e.metric.split(" ")[0] for e in silent) + "): the model "
+              "has nothing to tell its examples apart by; check how it was prepared (values under 1 cast to an "
+              "integer type, a wrong column). " if silent else "") +
+             ("The model's output was the same for every example from the first step: find the operation that "
+              "makes it constant (a softmax or normalisation over the wrong axis, then averaged away; an axis "
+              "of size 1). " if same is not None else "") +
+             "Check what no rule measures, in that order: that each label belongs to its input (train on 100 "
              "examples until the loss is near 0: a model that cannot memorise them has a bug before the loss); "
              "that validation data is prepared as training data is; that the model can represent the task. To "
              "test a suspicion, prove it: diagnose check RUN --prove --also ID."),

@@ -22,7 +22,8 @@ from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, all_layers, contract, contract_targets, late, number,
                                     series, start_loss, steps_of, weight_matrices)
 from diagnose.findings.graph import LINEAR, PASS_THROUGH, KerasGraph
-from diagnose.findings.outcome import at_chance, failure, underperformed
+from diagnose.findings.outcome import at_chance, constant_output, failure, underperformed
+from diagnose.findings.rules_inputs import zero_inputs
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["loss_target_mismatch", "labels_not_class_indices", "output_range_mismatch", "unscaled_targets",
@@ -355,6 +356,10 @@ def blocked_gradient(view: RunView) -> Hit | None:
     failed = underperformed(view)
     if failed is None and not cut:
         return None  # weights the run never trains, in a run that learned its task: wasted (no-gradient says so)
+    if not cut and (zero_inputs(view) or constant_output(view) is not None):
+        # Weights that multiply an input of zeros get none (the data is cut, not the path), and so do weights
+        # under an output that is the same for every example whatever they are (the architecture is).
+        return None
     if not cut and failure(view) is not None:
         held, by_layer = {c for c, _ in blocked}, {}
         for column in weight_matrices(view, "grad_norm"):

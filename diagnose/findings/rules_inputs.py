@@ -11,7 +11,7 @@ from diagnose.findings.graph import PASS_THROUGH, KerasGraph
 from diagnose.findings.outcome import underperformed
 from diagnose.findings.registry import Hit, rule
 
-__all__ = ["unscaled_inputs", "unmasked_padding"]
+__all__ = ["unscaled_inputs", "unmasked_padding", "zero_inputs"]
 
 # Layers that bring an input to a fixed scale before any weight sees it ...
 NORMALISERS = frozenset({"Normalization", "BatchNormalization", "LayerNormalization", "Rescaling",
@@ -25,6 +25,17 @@ RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "Conv
 
 def _columns(view: RunView, prefix: str) -> list[tuple[str, str]]:
     return [(str(c), m.group(1)) for c in view.metrics.columns if (m := re.fullmatch(prefix + r"/(.+)", str(c)))]
+
+
+def zero_inputs(view: RunView) -> list[Evidence]:
+    """Evidence of each float input that is 0 everywhere on every logged step (``input_rms/NAME``): a model
+    fed nothing to tell its examples apart (values under 1 cast to an integer type, an empty column)."""
+    found = []
+    for column, _ in _columns(view, "input_rms"):
+        values = series(view, column)
+        if values is not None and len(values) and float(values.abs().max()) == 0.0:
+            found.append(Evidence(f"{column} (every logged step)", 0.0, "an input that varies", steps_of(values)))
+    return found
 
 
 def _first_layers(graph: KerasGraph, source: str) -> set[str]:

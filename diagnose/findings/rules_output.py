@@ -12,6 +12,7 @@ import re
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import Evidence, RunView, contract, contract_targets, late, number, series, steps_of
 from diagnose.findings.graph import KerasGraph
+from diagnose.findings.outcome import constant_output
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["relu_output_crossentropy", "single_unit_softmax"]
@@ -63,6 +64,8 @@ def relu_output_crossentropy(view: RunView) -> Hit | None:
             return None
         if not binary and contract_targets(view).get("structure") == "multi-hot":
             return None  # a sigmoid under a categorical loss on multi-label targets: the loss is wrong, not the output
+        if constant_output(view) is not None:
+            return None  # one output for every example: no activation or loss on it can make it learn
         graph = KerasGraph(model)
         outputs = graph.outputs()
         if not outputs:
