@@ -28,8 +28,11 @@ Nothing here decides whether the contract is broken: the rules do
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import time
+from collections import OrderedDict
 
 import numpy as np
 
@@ -50,6 +53,8 @@ __all__ = ["task_contract", "target_facts", "output_facts", "constant_loss", "ra
 MAX_ROWS = 4096
 # ... and at most this many values (a segmentation mask is rows x pixels).
 MAX_VALUES = 1 << 20
+# Results of the data's facts kept for a fit of the same targets again (a notebook's next fit, a study's seeds).
+_MEMO_SIZE = 16
 # Values that differ from an integer by less than this are integers (float32 labels).
 INTEGER_TOL = 1e-4
 # Rows whose values sum to 1 within this are distributions (float32 one-hot or soft labels).
@@ -138,6 +143,50 @@ def _rows(y: np.ndarray) -> np.ndarray:
     per_row = max(1, int(np.prod(y.shape[1:])))
     keep = max(1, min(len(y), MAX_ROWS, MAX_VALUES // per_row))
     return y[np.unique(np.linspace(0, len(y) - 1, keep).astype(int))] if keep < len(y) else y
+
+
+def _memoized(compute):
+    """``compute`` with its results kept for the same arguments: what the targets give does not change with the
+    model's weights, and a fit of the same data again (each round of a study, a notebook's next fit) would
+    compute it again (an L-BFGS search in ~50 eager calls of the loss: ~5 ms a fit).
+
+    The targets (the second argument) are known by their shape, dtype and a hash of the rows
+    :func:`_rows` reads of them, all that the functions read; another array by its shape, dtype and
+    values; other arguments by equality (a loss function by identity). Arguments that are none of
+    these (an object array, a tensor) are computed every time.
+    """
+    memo: OrderedDict = OrderedDict()
+
+    def key_of(value, targets: bool = False):
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind == "O":
+                raise TypeError("object array")
+            read = np.ascontiguousarray(_rows(value) if targets else value)
+            return "array", value.shape, value.dtype.str, hashlib.blake2b(read.tobytes(), digest_size=16).digest()
+        if isinstance(value, list):
+            return tuple(key_of(v) for v in value)
+        hash(value)
+        return value
+
+    @functools.wraps(compute)
+    def memoized(*args, **kwargs):
+        try:
+            key = (tuple(key_of(a, targets=i == 1) for i, a in enumerate(args)),
+                   tuple(sorted((k, key_of(v)) for k, v in kwargs.items())))
+        except TypeError:
+            return compute(*args, **kwargs)
+        if key in memo:
+            memo.move_to_end(key)
+        else:
+            memo[key] = compute(*args, **kwargs)
+            while len(memo) > _MEMO_SIZE:
+                memo.popitem(last=False)
+        found = memo[key]  # arrays handed out as copies: a caller's change never reaches the memo
+        return tuple(np.copy(v) if isinstance(v, np.ndarray) else v for v in found) if isinstance(found, tuple) \
+            else found
+
+    memoized.clear = memo.clear
+    return memoized
 
 
 def target_facts(y, units: int | None) -> dict:
@@ -268,6 +317,7 @@ def constant_loss(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: 
     return None if found is None else found[0]
 
 
+@_memoized
 def best_constant(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: bool,
                   activation: str | None) -> tuple[float, np.ndarray] | None:
     """:func:`constant_loss` and the constant itself (one prediction per output unit), or None."""
@@ -316,6 +366,7 @@ def best_constant(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: 
         return None
 
 
+@_memoized
 def loss_of_constant(fn, y, pred_shape, prediction) -> float | None:
     """The compiled loss of one constant prediction (per output unit) on the targets ``y``, per example:
     on held-out targets, what a model that learned nothing from its training targets scores there."""
@@ -331,6 +382,7 @@ def loss_of_constant(fn, y, pred_shape, prediction) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@_memoized
 def range_floor(fn, y, pred_shape, activation: str | None) -> tuple[float, float] | None:
     """What the output's range alone costs: ``(clipped, exact)``, the loss of predicting each target exactly
     where the output's range allows and the nearest bound elsewhere, and of predicting every target exactly
@@ -389,7 +441,7 @@ def output_stats(out: np.ndarray) -> dict:
 
 def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None = None,
                   epochs: int | None = None, steps_per_epoch: int | None = None, y_valid=None,
-                  x_train=None) -> dict:
+                  x_train=None, probe_outputs=None) -> dict:
     """The facts of the model-task contract for summary.json (see the module docstring).
 
     A model with several outputs gets the facts of each output (its loss, output layer,
@@ -408,14 +460,17 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
             constant scored on them (above ``constant_loss`` where the data drifts).
         x_train: a batch of training inputs, for what the layers make of the inputs their
             weights train on (preprocessing, padding, the first weights' scale); else ``probe_x``.
+        probe_outputs: the model's outputs on ``probe_x`` and on ``probe_x`` rolled by one example
+            (a pair, each in the model's output structure), where the probe's compiled pass took
+            them at these weights; else None, and they are computed here (eager passes).
     """
     start = time.perf_counter()
     facts: dict = {"batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
     at_start = None
     if probe_x is not None:
         try:
-            at_start = [np.asarray(keras.ops.convert_to_numpy(o), np.float64)
-                        for o in keras.tree.flatten(model(probe_x, training=False))]
+            out = probe_outputs[0] if probe_outputs is not None else model(probe_x, training=False)
+            at_start = [np.asarray(keras.ops.convert_to_numpy(o), np.float64) for o in keras.tree.flatten(out)]
         except Exception:  # noqa: BLE001 - a forward pass we cannot take says nothing
             at_start = None
     if loss_info.several:
@@ -439,7 +494,8 @@ def task_contract(model, loss_info, y=None, probe_x=None, batch_size: int | None
                                       at_start[0] if at_start else None))
     if at_start is not None:
         facts["affine"] = affine_facts(model, probe_x, at_start,
-                                       [output_activation(model, k) for k in range(len(at_start))])
+                                       [output_activation(model, k) for k in range(len(at_start))],
+                                       rolled=None if probe_outputs is None else keras.tree.flatten(probe_outputs[1]))
     inputs_x = x_train if x_train is not None else probe_x
     if inputs_x is not None:
         facts["preprocessing"] = preprocessing_facts(model, inputs_x)

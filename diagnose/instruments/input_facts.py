@@ -147,7 +147,7 @@ _UNDO = {
     "softmax": lambda out: np.log(out) - np.log(out).mean(axis=-1, keepdims=True),
 }
 
-def affine_facts(model, x, at_start, activations) -> dict | None:
+def affine_facts(model, x, at_start, activations, rolled=None) -> dict | None:
     """Whether the model, its output activations undone, is one affine map of its input at its initial weights.
 
     Each example of the batch ``x`` is paired with the next one: an affine map sends the
@@ -156,7 +156,8 @@ def affine_facts(model, x, at_start, activations) -> dict | None:
     ``_UNDO``), since a sigmoid or softmax head is meant to be the one nonlinearity of a
     logistic model. None where it cannot be measured: an integer input (token ids do not
     interpolate), an output activation with no inverse, a forward pass that fails, or
-    saturated outputs.
+    saturated outputs. ``rolled``: the outputs on ``x`` rolled by one example (flat, one per
+    output) where they are known already (the probe's shuffled batch), else None.
 
     Returns:
         ``{"deviation": float}``: the largest distance of a midpoint's output from the
@@ -174,7 +175,8 @@ def affine_facts(model, x, at_start, activations) -> dict | None:
     other = keras.tree.pack_sequence_as(x, [np.roll(a, 1, axis=0) for a in arrays])
     middle = keras.tree.pack_sequence_as(x, [(a + np.roll(a, 1, axis=0)) / 2 for a in arrays])
     try:
-        outs = [keras.tree.flatten(model(batch, training=False)) for batch in (other, middle)]
+        outs = [keras.tree.flatten(model(batch, training=False)) if known is None else known
+                for batch, known in ((other, rolled), (middle, None))]
     except Exception:  # noqa: BLE001 - a forward pass we cannot take says nothing
         return None
     worst = spread = 0.0

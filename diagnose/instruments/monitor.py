@@ -127,7 +127,14 @@ class Monitor(keras.callbacks.Callback):
         self.probe_data = self.probe if self.probe is not None else self.auto_probe
         self.log_every = self.requested_log_every or _auto_log_every(self.params)
         user = self.model.user_model
-        self.contract = self._contract(user)
+        self.loss_at_step0, self.at_start, kept = None, None, None
+        if self.probe_data is not None and self.probe_every != 0:
+            with random_state_kept(self.model.user_model):
+                self.loss_at_step0 = self.model.probe_losses(*self.probe_data)[0]
+            # the outputs that pass took on the probe batch, real and shuffled: the contract's at the start
+            if self.model.probe_outputs is not None and self.model.probe_shuffled_outputs is not None:
+                kept = (self.model.probe_outputs, self.model.probe_shuffled_outputs)
+        self.contract = self._contract(user, kept)
         # A record already there (overwrite=True) stays whole until this one replaces it by rename.
         self.variables = {"variables": variables(user), "variable_layers": variable_layers(user),
                           **initial_weights(user)}
@@ -136,10 +143,6 @@ class Monitor(keras.callbacks.Callback):
                                       "optimizer": keras.optimizers.serialize(user.optimizer)["config"]},
                                rebuild=self.rebuild, summary=self.variables | {"contract": self.contract})
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
-        self.loss_at_step0, self.at_start = None, None
-        if self.probe_data is not None and self.probe_every != 0:
-            with random_state_kept(self.model.user_model):
-                self.loss_at_step0 = self.model.probe_losses(*self.probe_data)[0]
 
     def _validation_divisor(self) -> float:
         """What turns Keras' val_loss into a loss per example, the unit of the training rows: the
@@ -148,8 +151,9 @@ class Monitor(keras.callbacks.Callback):
             return 1.0
         return float(self.contract_inputs.get("validation_batch_size") or 1)
 
-    def _contract(self, user) -> dict:
-        """The model-task contract's facts (:mod:`~diagnose.instruments.contract`), read before the first step."""
+    def _contract(self, user, probe_outputs=None) -> dict:
+        """The model-task contract's facts (:mod:`~diagnose.instruments.contract`), read before the first step;
+        ``probe_outputs``: the model's outputs on the probe batch, real and shuffled, where a probe took them."""
         inputs = self.contract_inputs
         y, y_valid = inputs.get("y"), inputs.get("y_valid")
         probe_y = None
@@ -163,7 +167,8 @@ class Monitor(keras.callbacks.Callback):
                 facts = task_contract(user, self.model.loss_info, y=y,
                                       probe_x=self.probe_data[0] if self.probe_data is not None else None,
                                       batch_size=inputs.get("batch_size"), epochs=inputs.get("epochs"),
-                                      steps_per_epoch=steps, y_valid=y_valid, x_train=inputs.get("x_sample"))
+                                      steps_per_epoch=steps, y_valid=y_valid, x_train=inputs.get("x_sample"),
+                                      probe_outputs=probe_outputs)
             if probe_y is not None:  # what a model that learned nothing scores on the probe batch
                 names = [name for name, _, _ in self.model.outputs]
                 for index, each in ([(0, facts)] if "targets" in facts else

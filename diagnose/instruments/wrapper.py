@@ -72,7 +72,8 @@ class Instrumented(keras.Model):
         self._custom_step = type(user_model).train_step is not keras.Model.train_step
         self._custom_test = type(user_model).test_step is not keras.Model.test_step
         self._probe_fn = None
-        self.probe_outputs = None  # the model's outputs on the last probe batch (see probe_losses)
+        # the model's outputs on the last probe batch, real and shuffled (see probe_losses)
+        self.probe_outputs = self.probe_shuffled_outputs = None
         self._ready = False
         if user_model.built:
             self.setup()
@@ -368,8 +369,10 @@ class Instrumented(keras.Model):
     def probe_losses(self, x, y) -> list[float]:
         """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read); the outputs on
         the real inputs are kept in ``probe_outputs`` (numpy, the model's output structure) for the task's error,
-        which then needs no forward pass of its own."""
-        object.__setattr__(self, "probe_outputs", None)
+        which then needs no forward pass of its own, and those on the shuffled inputs (the batch rolled by one
+        example) in ``probe_shuffled_outputs``, for the contract's affine fact at the start."""
+        for name in ("probe_outputs", "probe_shuffled_outputs"):
+            object.__setattr__(self, name, None)
         if self._compile_loss is None:  # compiled without a loss: nothing to compare inputs by
             return [float("nan")] * 3
         if self._probe_fn is None:
@@ -382,12 +385,13 @@ class Instrumented(keras.Model):
 
             def probe(x, y):
                 outputs = [self.user_model(v, training=False) for v in variants(x)]
-                return tf.stack([loss_of(y, p) for p in outputs]), outputs[0]
+                return tf.stack([loss_of(y, p) for p in outputs]), outputs[0], outputs[1]
             self._probe_fn = tf.function(probe, reduce_retracing=True)
         x = keras.tree.map_structure(tf.convert_to_tensor, x)
-        losses, outputs = self._probe_fn(x, keras.tree.map_structure(tf.convert_to_tensor, y))
+        losses, outputs, shuffled = self._probe_fn(x, keras.tree.map_structure(tf.convert_to_tensor, y))
         # (set past Keras' attribute tracking, which would wrap a list of outputs in a tracked copy)
         object.__setattr__(self, "probe_outputs", keras.tree.map_structure(lambda t: t.numpy(), outputs))
+        object.__setattr__(self, "probe_shuffled_outputs", keras.tree.map_structure(lambda t: t.numpy(), shuffled))
         return [float(v) for v in losses.numpy()]
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
