@@ -28,6 +28,25 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _given(ctx, param, value):
+    """Refuses an option given as '' (an unset shell variable, say): an empty --out would mean the current
+    directory, an empty --synthetic the default corpus."""
+    if isinstance(value, str) and not value.strip():
+        raise click.BadParameter("is empty; give a value, or leave the option out")
+    return value
+
+
+def _jobs(jobs: int | None) -> int:
+    """--jobs capped at the cores, saying so on stderr when it was more."""
+    from diagnose.limits import capped_jobs
+    from diagnose.parallel import cores
+
+    jobs, note = capped_jobs(jobs, cores())
+    if note:
+        click.echo(note, err=True)
+    return jobs
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="diagnose")
 def cli():
@@ -39,9 +58,9 @@ def cli():
               help="Model preset: 'paper' (Sukhbaatar et al. 2015) or 'as-posted' (the question's model).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override one config field, e.g. --set output=softmax --set hops=3. Repeatable.")
-@click.option("--corpus", type=str, default=None,
+@click.option("--corpus", type=str, default=None, callback=_given,
               help="PTB-format text file or directory (*train*.txt, *valid*.txt[, *test*.txt]).")
-@click.option("--synthetic", type=str, default=None,
+@click.option("--synthetic", type=str, default=None, callback=_given,
               help="Synthetic corpus preset (default when no --corpus: topic-copy).")
 @click.option("--context", type=click.Choice(["stream", "line"]), default="stream", show_default=True,
               help="Memory spans line breaks (stream, the paper) or restarts at each line.")
@@ -57,7 +76,7 @@ def cli():
 @click.option("--eval-every", type=click.IntRange(min=1), default=None,
               help="Steps between validation passes (default: each epoch).")
 @click.option("--no-jit", is_flag=True, help="Do not XLA-compile the train step.")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), callback=_given,
               help="Run directory to write (config.json, metrics.csv, summary.json).")
 @click.option("--force", is_flag=True, help="Replace a run record already in --out.")
 @click.option("--eval-test", is_flag=True, help="Also evaluate the test split at each validation.")
@@ -88,7 +107,8 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
                             "or drop --resume")
     if runrecord.is_run_dir(out) and not (force or resume):
         raise DiagnoseError(f"{out} already holds a run record; pass --force to replace it or choose another --out")
-    data = DataConfig(corpus=corpus, synthetic=synthetic or "topic-copy", context=context, max_vocab=max_vocab)
+    data = DataConfig(corpus=corpus, synthetic=synthetic if synthetic is not None else "topic-copy", context=context,
+                      max_vocab=max_vocab)
     tcfg = TrainConfig(seed=seed, epochs=epochs if epochs is not None else 1.0, steps=steps, log_every=log_every,
                        eval_every=eval_every, jit_compile=not no_jit, eval_test=eval_test,
                        checkpoint=checkpoint or resume)
@@ -97,6 +117,13 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     from diagnose.data.load import load_corpus
 
     corpus = load_corpus(config.data, memory_size=config.model.memory_size)  # bad input fails before TF loads
+    from diagnose.config import resolve
+    from diagnose.limits import check_run
+
+    resolved, notes = resolve(config, corpus.vocab_size, corpus.num_windows("train"))
+    check_run(resolved, corpus.num_windows("train"))  # sizes the machine cannot take: before TensorFlow loads
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     from diagnose.train import train as run_training
 
     with StepsBar(quiet) as progress:
@@ -112,7 +139,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
 
 @cli.command("run-ablation")
 @click.argument("spec", required=False, type=str)
-@click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False), callback=_given,
               help="ABLATION_DIR (default: ablations/<study name>). An existing one is resumed; without SPEC, "
                    "with the spec it was run with.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
@@ -121,8 +148,9 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
               help="Seeds a variant may get where its interval stays inconclusive (overrides the spec; default 12).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Training steps per run (overrides the spec).")
-@click.option("--corpus", type=str, default=None, help="PTB-format corpus instead of the spec's.")
-@click.option("--synthetic", type=str, default=None, help="Synthetic corpus preset instead of the spec's.")
+@click.option("--corpus", type=str, default=None, callback=_given, help="PTB-format corpus instead of the spec's.")
+@click.option("--synthetic", type=str, default=None, callback=_given,
+              help="Synthetic corpus preset instead of the spec's.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Concurrent runs (default: one per core).")
 @click.option("--executor", type=click.Choice(["local", "inline", "ray"]), default="local", show_default=True,
               help="Where runs train: local processes, this process (inline), or Ray tasks.")
@@ -161,9 +189,9 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
         overrides.setdefault("budget", {})["steps"] = steps
     if corpus and synthetic:
         raise DiagnoseError("give either --corpus or --synthetic, not both")
-    if corpus:
+    if corpus is not None:
         overrides.setdefault("corpus", {})["path"] = corpus
-    if synthetic:
+    if synthetic is not None:
         overrides.setdefault("corpus", {})["synthetic"] = synthetic
     resumed = None
     if spec is None and out is not None and studydir.is_study_dir(out):
@@ -175,7 +203,7 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
     study = load_study_spec(spec, overrides, raw=resumed)  # the built-in model's, or a builder of the user's
     out = Path(out or Path("ablations") / study.name)
     check_study_target(out)
-    jobs = jobs if jobs is not None else os.cpu_count() or 1
+    jobs = _jobs(jobs) if executor == "local" else jobs or os.cpu_count() or 1  # Ray's cores are the cluster's
     runner = make_executor(executor, jobs=jobs, ray_address=ray_address)
     with studydir.StudyLock(out):  # held through the follow-ups and the report
         with SweepProgress(quiet) as progress:
@@ -260,7 +288,7 @@ def check(path, as_json, prove, seeds, max_seeds, jobs, also):
 
     if prove:
         with SweepProgress(as_json) as bar:
-            prove_run(target, seeds=seeds, jobs=jobs, also=also, progress=bar,
+            prove_run(target, seeds=seeds, jobs=None if jobs is None else _jobs(jobs), also=also, progress=bar,
                       **({} if max_seeds is None else {"max_seeds": max_seeds}))
     findings = check_run(target)
     crashed = runrecord.crash_note(target)
@@ -275,7 +303,7 @@ def check(path, as_json, prove, seeds, max_seeds, jobs, also):
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False), callback=_given,
               help="Report directory (default: PATH/report for one path).")
 def report(paths, out):
     """Write an HTML/PNG report (index.html, a page per run, figures) for an ABLATION_DIR or RUN_DIRs.
@@ -302,18 +330,24 @@ def report(paths, out):
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--metric", default="loss", show_default=True, help="A metrics.csv column, e.g. valid_loss.")
 @click.option("--out", "out", default="compare.png", show_default=True, type=click.Path(dir_okay=False),
-              help="PNG file to write.")
+              callback=_given, help="PNG file to write.")
 def compare(run_dirs, metric, out):
     """Plot one metric for any runs, overlaid; runs differing only by seed form a band.
 
     Runs of a study are labelled by variant and seed, as the report names them.
     """
     from diagnose import runrecord
+    from diagnose.files import check_writable
     from diagnose.reports.plots import compare as draw
 
     for path in run_dirs:
         if not runrecord.is_run_dir(path):
             raise DiagnoseError(f"{path} is not a run directory (no config.json); pass RUN_DIRs")
+        runrecord.readable_problems(path, "leave it out, or train it again (diagnose train --force)")
+    above = next((p for p in Path(out).parents if p.exists() and not p.is_dir()), None)
+    if above is not None:
+        raise DiagnoseError(f"--out {out} is under {above}, which is a file; give a PNG path in a directory")
+    check_writable(Path(out).parent, "--out's directory")
     try:
         click.echo(str(draw(list(run_dirs), out, metric=metric)))
     except ValueError as exc:

@@ -13,9 +13,10 @@ import math
 from dataclasses import dataclass, field
 
 from diagnose.errors import ConfigError
+from diagnose.limits import MAX_STEPS, check_seed
 from diagnose.models.config import MemN2NConfig, apply_overrides, preset
 
-__all__ = ["DataConfig", "TrainConfig", "RunConfig", "make_run_config", "graph_key"]
+__all__ = ["DataConfig", "TrainConfig", "RunConfig", "make_run_config", "resolve", "graph_key"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ class DataConfig:
         """Raises ConfigError naming the field and its valid values for an impossible value."""
         if self.corpus is not None and not isinstance(self.corpus, str):
             raise ConfigError(f"corpus={self.corpus!r} must be a path")
+        if self.corpus is not None and not self.corpus.strip():
+            raise ConfigError("corpus is empty; give the path of a PTB-format file or directory, or none for the "
+                              "synthetic corpus")
+        if not isinstance(self.synthetic, str) or not self.synthetic.strip():
+            raise ConfigError(f"synthetic={self.synthetic!r} is empty; name a synthetic corpus (e.g. topic-copy), "
+                              "or give none for the default")
         if self.context not in ("stream", "line"):
             raise ConfigError(f"context={self.context!r} is not valid; choose stream or line")
         _count("synthetic_tokens", self.synthetic_tokens, optional=True)
@@ -81,7 +88,11 @@ class TrainConfig:
         count), finite numbers, counts that are positive where zero means nothing.
         """
         _count("seed", self.seed, minimum=0)
+        check_seed("seed", self.seed)
         _count("steps", self.steps, optional=True)
+        if self.steps is not None and self.steps > MAX_STEPS:
+            raise ConfigError(f"steps={self.steps} is more than {MAX_STEPS:,} (a hundred times the paper's Penn "
+                              "Treebank schedule, over a day at the fastest step): give a smaller budget")
         if self.steps is None and (not _number(self.epochs) or not 0 < self.epochs < math.inf):
             raise ConfigError(f"give a positive, finite epochs or a steps budget (epochs={self.epochs!r})")
         _count("log_every", self.log_every)
@@ -130,6 +141,22 @@ def make_run_config(preset_name: str = "paper", overrides: dict | None = None, *
     data = data or DataConfig()
     data.validate()
     return RunConfig(model=model, data=data, train=train)
+
+
+def resolve(config: RunConfig, vocab_size: int, n_windows: int) -> tuple[RunConfig, list[str]]:
+    """``config`` as a corpus resolves it, as config.json records it, and what that changed worth saying.
+
+    The vocabulary is the corpus's; a batch is at most every training window (a
+    larger ``batch_size`` trains on that many, and the record says so instead of
+    the number asked for).
+    """
+    model = config.model
+    notes = []
+    if model.batch_size > n_windows:
+        notes.append(f"batch_size {model.batch_size} is more than the corpus's {n_windows} training windows; each "
+                     f"step trains on all {n_windows} (config.json records batch_size={n_windows})")
+    model = dataclasses.replace(model, vocab_size=vocab_size, batch_size=min(model.batch_size, n_windows))
+    return dataclasses.replace(config, model=model), notes
 
 
 # Config fields that set only initial values, what the host loop does between calls,

@@ -160,6 +160,8 @@ def check_writable(path: str | os.PathLike, what: str = "--out") -> None:
                             "choose a directory you can write") from None
     finally:
         for created in missing:  # leave nothing behind: the writer creates it when it writes
+            if not os.path.lexists(created):  # never made: the mkdir failed at or above it
+                continue
             try:
                 created.rmdir()
             except OSError:

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from diagnose import runrecord
-from diagnose.config import RunConfig
+from diagnose.config import RunConfig, resolve
 from diagnose.data.corpus import Corpus
 from diagnose.data.load import load_corpus
 from diagnose.divergence import divergence
@@ -25,6 +25,7 @@ from diagnose.gradients import clip_gradients, dedupe_slices  # noqa: F401  (re-
 from diagnose.instruments.rowlog import RowLog
 from diagnose.instruments.describe import initial_weights, variable_layers, variables
 from diagnose.instruments.probes import next_probe
+from diagnose.limits import check_run
 from diagnose.memn2n_steps import MemN2NSteps, _tf, perplexity, set_determinism  # noqa: F401  (re-exported)
 
 __all__ = ["train", "MemN2NSteps", "TrainResult"]
@@ -79,8 +80,6 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
         :class:`~diagnose.errors.DiagnoseError` before anything is written; a
         failure during training is recorded as status ``failed`` and re-raised.
     """
-    import dataclasses
-
     from diagnose import studydir
     from diagnose.errors import ConfigError
 
@@ -96,11 +95,13 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
     if corpus is None:
         corpus = trainer.corpus if trainer is not None else load_corpus(config.data,
                                                                          memory_size=config.model.memory_size)
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=corpus.vocab_size))
+    n_windows = corpus.num_windows("train")
+    config, _ = resolve(config, corpus.vocab_size, n_windows)  # the corpus's vocabulary, a batch it can fill
     try:
         config.model.validate()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    check_run(config, n_windows)  # a budget or tensors past what the machine can do: refused before writing
     if resume:
         checkpoint = _checkpoint_to_resume(config, out)
         runrecord.write_config(out, **config.to_dict())

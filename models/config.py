@@ -30,6 +30,10 @@ HWiring = Literal["state", "scores"]
 Reduction = Literal["sum", "mean"]
 Clip = Literal["global", "per_tensor", "none"]
 
+# Hops: the paper uses 1 to 7; each hop is traced and compiled into the step, so 100
+# hops of a tiny model take ~50 s to compile on two cores and 100,000 would take days.
+MAX_HOPS = 100
+
 
 @dataclass(frozen=True)
 class MemN2NConfig:
@@ -72,6 +76,9 @@ class MemN2NConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.hops > MAX_HOPS:
+            raise ValueError(f"hops={self.hops} is more than {MAX_HOPS} (the paper uses 1 to 7; each hop is compiled "
+                             "into the step, and 100 take ~50 s to compile): give fewer hops")
         if self.vocab_size < 3:
             raise ValueError(f"vocab_size must be at least 3 (pad plus two words), got {self.vocab_size}")
         for name in ("dropout_rate", "relu_fraction", "query_value", "init_std", "clip_norm", "learning_rate",

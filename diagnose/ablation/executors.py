@@ -189,6 +189,7 @@ class LocalExecutor:
             raise DiagnoseError(f"--jobs must be at least 1, got {jobs}")
         self.jobs = jobs
         self._pool = None
+        self._workers = 0
         self._entered = False
 
     def __enter__(self) -> "LocalExecutor":
@@ -209,9 +210,14 @@ class LocalExecutor:
         tasks = list(tasks)
         if not tasks:
             return
+        # Never more workers than runs (each is a TensorFlow in memory); a later round with
+        # more runs than the pool has workers starts a larger pool.
+        workers = min(self.jobs, len(tasks))
+        if self._pool is not None and self._workers < workers:
+            self.close()
         if self._pool is None:
             # spawn, not fork: TensorFlow is not fork-safe once its runtime has started.
-            workers = self.jobs if self._entered else min(self.jobs, len(tasks))
+            self._workers = workers
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                              initializer=_set_threads_before_import,
                                              initargs=(threads_per_job(self.jobs),))

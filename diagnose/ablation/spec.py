@@ -170,9 +170,17 @@ class Spec:
         """
         from diagnose.data.load import load_corpus
 
+        from diagnose.limits import check_run
+
         memory = max(m.memory_size for _, m in self.variants())
         corpus = load_corpus(self.data, memory_size=memory)
-        return self.tasks(corpus.vocab_size, plan), {"corpus": corpus.stats | {"name": corpus.name}}
+        tasks = self.tasks(corpus.vocab_size, plan)
+        for task in {t.variant.name: t for t in tasks}.values():  # a budget or sizes the machine cannot take
+            try:
+                check_run(task.config, corpus.num_windows("train"))
+            except ConfigError as exc:
+                raise ConfigError(f"variant '{task.variant.name}': {exc}") from None
+        return tasks, {"corpus": corpus.stats | {"name": corpus.name}}
 
     def tasks(self, vocab_size: int, plan: SeedPlan | None = None) -> list[RunTask]:
         """Every run of the study, variants in order, seeds inner, resolved for the corpus's vocabulary.

@@ -11,6 +11,7 @@ from diagnose import studydir
 from diagnose.ablation.factors import DEFAULT_LEVELS, DEFAULT_SPEC, FACTORS
 from diagnose.config import DataConfig, TrainConfig
 from diagnose.errors import ConfigError
+from diagnose.limits import MAX_SEED, check_name
 from diagnose.models.config import apply_overrides, preset
 
 __all__ = ["SECTIONS", "MAX_SEEDS", "merged_with_defaults", "check_study", "check_seeds", "check_factors",
@@ -60,6 +61,7 @@ def check_study(study: dict) -> tuple[list[str], tuple[int, ...]]:
     if not studydir.plain_name(study.get("name")):
         raise ConfigError(f"[study] name={study.get('name')!r} must be a plain name (letters, digits, '.', '_', '-'; "
                           "not '.' or '..'): it names the directory ablations/<name>")
+    check_name("[study] name", study["name"])
     bases = study.get("bases")
     if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
         raise ConfigError("[study] bases must be a non-empty list of presets, e.g. [\"as-posted\", \"paper\"]")
@@ -87,6 +89,13 @@ def check_seeds(seeds, max_seeds) -> tuple[int, ...]:
                                   or not 1 <= max_seeds <= MAX_SEEDS):
         raise ConfigError(f"[study] max_seeds must be a count from 1 to {MAX_SEEDS} (the most seeds adaptive seeding "
                           f"gives a variant), got {max_seeds!r}")
+    from diagnose.findings.verdict_plan import DEFAULT_MAX_SEEDS
+
+    # Seeds added where an interval stays inconclusive continue after the largest one.
+    last = max(seeds) + max(0, (max_seeds or DEFAULT_MAX_SEEDS) - len(seeds))
+    if last > MAX_SEED:
+        raise ConfigError(f"[study] seeds: {max(seeds)} (with the seeds added after it, up to {last}) is outside the "
+                          f"seeds numpy and Keras take (0 to 2**32 - 1 = {MAX_SEED}); give smaller seeds")
     return seeds
 
 
@@ -95,6 +104,7 @@ def check_factors(merged: dict) -> tuple[dict[str, tuple[str, ...]], dict[str, d
     factors: dict[str, tuple[str, ...]] = {}
     custom: dict[str, dict[str, dict]] = {}
     for name, levels in merged["factors"].items():
+        check_name("factor", name)
         if isinstance(levels, dict):  # a factor of the user's own: {level = {field = value}}
             if name in FACTORS:
                 raise ConfigError(f"factor '{name}' is built in; give it a list of levels, not a table")
@@ -102,6 +112,7 @@ def check_factors(merged: dict) -> tuple[dict[str, tuple[str, ...]], dict[str, d
                 raise ConfigError(f"custom factor '{name}' needs levels like {name} = "
                                   "{high = {learning_rate = 0.1}}")
             for level, settings in levels.items():
+                check_name(f"factor '{name[:24]}' level", level)
                 try:
                     apply_overrides(preset("paper"), settings)
                 except ValueError as exc:

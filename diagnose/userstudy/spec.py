@@ -56,6 +56,7 @@ from diagnose.ablation.seeding import SeedPlan
 from diagnose.ablation.spec import RunTask, Variant, run_id, spec_digest
 from diagnose.ablation.spec_check import check_seeds, combo_entries
 from diagnose.errors import ConfigError
+from diagnose.limits import check_name
 from diagnose.userstudy import refs
 
 __all__ = ["Level", "UserRunConfig", "KerasSpec", "build_keras_spec", "is_keras_spec", "load_study_spec"]
@@ -291,18 +292,23 @@ def build_keras_spec(raw: dict) -> KerasSpec:
     if not studydir.plain_name(name):
         raise ConfigError(f"[study] name={name!r} must be a plain name (letters, digits, '.', '_', '-'; not '.' or "
                           "'..'): it names the directory ablations/<name>")
+    check_name("[study] name", name)
     seeds = study.setdefault("seeds", 3)
     seeds = check_seeds(seeds, study.get("max_seeds"))
     bases = {str(b): _level(v, f"[bases.{b}]") for b, v in (raw.get("bases") or {"model": {}}).items()}
     for base in bases:
         if not studydir.plain_name(base):
             raise ConfigError(f"base name {base!r} must be a plain name (letters, digits, '.', '_', '-')")
+        check_name("base name", base)
     reference = study.get("reference")
     if reference is not None and (reference not in bases or len(bases) != 2):
         raise ConfigError(f"[study] reference={reference!r} must name one of exactly two bases (here: "
                           f"{', '.join(bases)}); the other is the faulty one")
     factors: dict = {}
     for factor, levels in (raw.get("factors") or {}).items():
+        check_name("factor", factor)
+        for level in (levels if isinstance(levels, (list, dict)) else ()):
+            check_name(f"factor '{factor}' level", str(level))
         if isinstance(levels, list) and levels:
             factors[factor] = {str(v): Level({factor: v}) for v in levels}
             for v in levels:
