@@ -114,6 +114,32 @@ def test_the_constant_loss_is_the_best_constant_prediction_under_the_compiled_lo
     assert 0 < value < at_zero
 
 
+def test_a_cross_entropy_s_constant_starts_at_the_class_shares_and_moves_on_where_the_loss_does():
+    from diagnose.instruments.contract import best_constant
+
+    labels = RNG.integers(0, 4, 2000)
+    one_hot = np.eye(4, dtype="float32")[labels]
+    shares = one_hot.mean(axis=0)
+    for smoothing in (0.0, 0.3):
+        model = _model(4, "softmax", keras.losses.CategoricalCrossentropy(label_smoothing=smoothing))
+        info = LossInfo.of(model)
+        value, prediction = best_constant(loss_function(model), one_hot, [4], loss_name=info.name, kind=info.kind,
+                                          from_logits=False, activation="softmax")
+        at_shares = float(keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)(
+            one_hot, np.broadcast_to(shares, one_hot.shape)))
+        if smoothing == 0.0:  # the class shares are the optimum: found there
+            assert value == pytest.approx(at_shares, rel=1e-5)
+            np.testing.assert_allclose(prediction, shares, rtol=1e-4)
+        else:  # smoothing pulls the optimum towards uniform: the search moved on
+            assert value < at_shares - 1e-4
+    binary = (RNG.random((2000, 3)) < [0.1, 0.5, 0.8]).astype("float32")
+    model = _model(3, "sigmoid", "binary_crossentropy")
+    info = LossInfo.of(model)
+    value, prediction = best_constant(loss_function(model), binary, [3], loss_name=info.name, kind=info.kind,
+                                      from_logits=False, activation="sigmoid")
+    np.testing.assert_allclose(prediction, binary.mean(axis=0), rtol=1e-4)
+
+
 def test_the_range_floor_is_what_the_output_range_alone_costs():
     y = RNG.normal(50.0, 10.0, (1000, 1)).astype("float32")
     model = _model(1, "sigmoid", "mse")

@@ -317,12 +317,42 @@ def constant_loss(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: 
     return None if found is None else found[0]
 
 
+# The loss's gradient in the constant's logits at the cross-entropy's known optimum: float32 rounding
+# of the class shares (~1e-7) and Keras' clipping of probabilities at 1e-7 leave it far below this.
+_AT_OPTIMUM = 1e-5
+
+
+def _cross_entropy_optimum(v: np.ndarray, shape: tuple, domain: str, kind: str) -> np.ndarray | None:
+    """The logits of a cross-entropy's best constant: the log class shares (softmax), each unit's log-odds of
+    a one (sigmoid); None where the targets are not labels of that form (an ignored class id, a shape
+    the output does not have)."""
+    units = shape[-1]
+    if not v.size or not np.all(np.isfinite(v)):
+        return None
+    if domain == "softmax":
+        if kind == "sparse" and v.size * units == int(np.prod(shape)) and np.all(v == np.round(v)) \
+                and v.min() >= 0 and v.max() < units:
+            shares = np.bincount(v.astype(np.int64).ravel(), minlength=units) / v.size
+        elif v.shape == shape and v.min() >= 0:
+            shares = v.reshape(-1, units).mean(axis=0)
+            shares = shares / shares.sum() if shares.sum() > 0 else shares
+        else:
+            return None
+        return np.log(np.clip(shares, 1e-7, None))
+    if domain == "sigmoid" and v.size == int(np.prod(shape)) and v.min() >= 0 and v.max() <= 1:
+        share = np.clip(v.reshape(-1, units).mean(axis=0), 1e-7, 1 - 1e-7)
+        return np.log(share) - np.log1p(-share)
+    return None
+
+
 @_memoized
 def best_constant(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: bool,
                   activation: str | None) -> tuple[float, np.ndarray] | None:
-    """:func:`constant_loss` and the constant itself (one prediction per output unit), or None."""
-    from scipy.optimize import minimize
+    """:func:`constant_loss` and the constant itself (one prediction per output unit), or None.
 
+    A cross-entropy's best constant is known (the class shares, each unit's share of ones):
+    the search starts there and ends there when the loss's own gradient says so (a loss
+    with label smoothing or a function of the user's own moves on from it)."""
     y = _rows(np.asarray(y))
     if y.dtype.kind in "OUS" or not len(y) or fn is None:
         return None
@@ -344,6 +374,8 @@ def best_constant(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: 
         start = v.reshape(-1, units).mean(axis=0)
     elif domain == "raw" and v.size:
         start = np.full(units, float(np.mean(v)))
+    known = _cross_entropy_optimum(v, shape, domain, kind)
+    start = start if known is None else known
 
     def value_and_grad(z):
         z = tf.constant(z, tf.float32)
@@ -355,9 +387,14 @@ def best_constant(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: 
         return float(value), np.nan_to_num(grad)
 
     try:
-        first = value_and_grad(start)[0]
+        first, slope = value_and_grad(start)
         if not math.isfinite(first):
             return None
+        if known is not None and float(np.max(np.abs(slope))) <= _AT_OPTIMUM:
+            return first, np.asarray(_constant_prediction(tf.constant(start, tf.float32), domain, (units,)),
+                                     np.float64)
+        from scipy.optimize import minimize
+
         found = minimize(value_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": 100})
         z = found.x if math.isfinite(float(found.fun)) and float(found.fun) <= first else start
         prediction = np.asarray(_constant_prediction(tf.constant(z, tf.float32), domain, (units,)), np.float64)
