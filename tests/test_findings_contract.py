@@ -117,7 +117,7 @@ def test_the_constant_loss_is_the_best_constant_prediction_under_the_compiled_lo
 def test_a_cross_entropy_s_constant_starts_at_the_class_shares_and_moves_on_where_the_loss_does():
     from diagnose.instruments.contract import best_constant
 
-    labels = RNG.integers(0, 4, 2000)
+    labels = np.random.default_rng(3).choice(4, 2000, p=[0.7, 0.1, 0.1, 0.1])  # far from uniform
     one_hot = np.eye(4, dtype="float32")[labels]
     shares = one_hot.mean(axis=0)
     for smoothing in (0.0, 0.3):
@@ -132,7 +132,7 @@ def test_a_cross_entropy_s_constant_starts_at_the_class_shares_and_moves_on_wher
             np.testing.assert_allclose(prediction, shares, rtol=1e-4)
         else:  # smoothing pulls the optimum towards uniform: the search moved on
             assert value < at_shares - 1e-4
-    binary = (RNG.random((2000, 3)) < [0.1, 0.5, 0.8]).astype("float32")
+    binary = (np.random.default_rng(4).random((2000, 3)) < [0.1, 0.5, 0.8]).astype("float32")
     model = _model(3, "sigmoid", "binary_crossentropy")
     info = LossInfo.of(model)
     value, prediction = best_constant(loss_function(model), binary, [3], loss_name=info.name, kind=info.kind,
@@ -279,6 +279,11 @@ def test_excessive_dropout_and_frozen_layers_in_a_run_that_failed():
     failed = record(loss=stuck)
     assert rule("excessive-dropout")(view(failed, contract(), layers)) is not None
     assert rule("excessive-dropout")(view(record(), contract(), layers)) is None  # it trained: not a cause
+    # Most units dropped means a rate above one half: 0.7 (a keep probability of 0.7 passed as a rate) is,
+    # the usual ceiling of 0.5 is not.
+    for rate, named in ((0.7, True), (0.5, False)):
+        layers[2] = {**layers[2], "config": {"rate": rate}}
+        assert (rule("excessive-dropout")(view(failed, contract(), layers)) is not None) is named
     layers[1] = {**layers[1], "trainable": False, "frozen_params": 112, "trainable_params": 0}
     assert rule("frozen-layers")(view(failed, contract(), layers)) is not None
 

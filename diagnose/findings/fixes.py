@@ -343,7 +343,7 @@ def _unscaled_targets(view):
                                                                  "spread)")
 
 
-@fix("excessive-dropout", what="dropout rates of 0.8 or more replaced by one less the rate (what a keep "
+@fix("excessive-dropout", what="dropout rates above 0.5 replaced by one less the rate (what a keep "
                                "probability passed as a rate meant)")
 def _excessive_dropout(view):
     from diagnose.findings.base import all_layers
@@ -352,7 +352,7 @@ def _excessive_dropout(view):
     layers = {}
     for layer in all_layers(view):
         for key, rate in _rates(layer):
-            if rate >= T.DROPOUT_RATE:
+            if rate > T.DROPOUT_RATE:
                 layers.setdefault(layer.get("name"), {})[key] = round(1.0 - rate, 4)
     if not layers:
         return None

@@ -252,12 +252,12 @@ def _rates(layer: dict) -> list[tuple[str, float]]:
 
 
 @rule("excessive-dropout", kind="root-cause", severity="medium", figure="loss",
-      what="a dropout rate so high that most units are dropped (a keep-probability passed as a rate), in a run "
-           "that failed or learned little",
+      what="a dropout rate so high that most units are dropped (above 0.5: a keep-probability passed as a rate), "
+           "in a run that failed or learned little",
       explains=_CAUSES)
 def excessive_dropout(view: RunView) -> Hit | None:
     found = [(layer, key, rate) for layer in all_layers(view) for key, rate in _rates(layer)
-             if rate >= T.DROPOUT_RATE]
+             if rate > T.DROPOUT_RATE]
     if not found:
         return None
     failed = underperformed(view)

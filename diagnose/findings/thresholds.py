@@ -183,10 +183,13 @@ RANGE_SHARE = 0.1
 # targets' scale, while the loss and its gradients are a hundred times what a unit-scale
 # target gives.
 TARGET_RMS = 10.0
-# A dropout rate of 0.8 or more keeps at most a fifth of the units and multiplies the
-# survivors by five: the next layer sees mostly noise. Typical rates are 0.1-0.5; 0.8-0.9
-# is what a keep probability (TensorFlow 1's keep_prob) passed as a rate gives.
-DROPOUT_RATE = 0.8
+# A dropout rate above one half drops most of the units at every step (the id's own
+# definition): the next layer sees more noise than signal (a rate r scales the survivors
+# by 1 / (1 - r), a variance of r / (1 - r) per unit, above 1 past one half). Typical
+# rates are 0.1-0.5, 0.5 the usual ceiling; 0.6-0.9 is what a keep probability
+# (TensorFlow 1's keep_prob, commonly 0.5-0.9) passed as a rate gives. Named only in a run
+# that failed or learned little.
+DROPOUT_RATE = 0.5
 # A model that is one affine map of its input sends the midpoint of two inputs to the
 # midpoint of their outputs up to float32 rounding (~1e-6 of the outputs' distance after
 # a few layers); any activation that bends, a ReLU switching or a tanh curving, moves some
