@@ -305,13 +305,16 @@ def check(path, as_json, prove, seeds, max_seeds, jobs, also):
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False), callback=_given,
               help="Report directory (default: PATH/report for one path).")
-def report(paths, out):
+@click.option("--force", is_flag=True, help="Replace a non-empty --out that no report wrote (never a run or study).")
+def report(paths, out, force):
     """Write an HTML/PNG report (index.html, a page per run, figures) for an ABLATION_DIR or RUN_DIRs.
 
     A study's first screen shows the verdict as text and as a figure beside the loss
     curves of the faulty base, the fix and the reference; then the findings, the
     interactions, one section per factor the study varies, diagnostics and a table of
-    every run linking to its own page. It works offline.
+    every run linking to its own page. It works offline. A second report replaces
+    the first; a run, a study or a directory no report wrote is never replaced
+    (--force replaces the last).
     """
     from diagnose.reports.html import build_report
 
@@ -320,7 +323,7 @@ def report(paths, out):
             raise DiagnoseError("give --out DIR when reporting on several runs")
         out = Path(paths[0]) / "report"
     try:
-        index = build_report(list(paths), out)
+        index = build_report(list(paths), out, force=force)
     except ValueError as exc:
         raise DiagnoseError(str(exc)) from None
     click.echo(str(index))
@@ -331,23 +334,21 @@ def report(paths, out):
 @click.option("--metric", default="loss", show_default=True, help="A metrics.csv column, e.g. valid_loss.")
 @click.option("--out", "out", default="compare.png", show_default=True, type=click.Path(dir_okay=False),
               callback=_given, help="PNG file to write.")
-def compare(run_dirs, metric, out):
+@click.option("--force", is_flag=True, help="Replace a file --out names that compare did not write.")
+def compare(run_dirs, metric, out, force):
     """Plot one metric for any runs, overlaid; runs differing only by seed form a band.
 
     Runs of a study are labelled by variant and seed, as the report names them.
     """
     from diagnose import runrecord
-    from diagnose.files import check_writable
+    from diagnose.outputs import check_compare_png
     from diagnose.reports.plots import compare as draw
 
     for path in run_dirs:
         if not runrecord.is_run_dir(path):
             raise DiagnoseError(f"{path} is not a run directory (no config.json); pass RUN_DIRs")
         runrecord.readable_problems(path, "leave it out, or train it again (diagnose train --force)")
-    above = next((p for p in Path(out).parents if p.exists() and not p.is_dir()), None)
-    if above is not None:
-        raise DiagnoseError(f"--out {out} is under {above}, which is a file; give a PNG path in a directory")
-    check_writable(Path(out).parent, "--out's directory")
+    check_compare_png(out, force)  # a file compare did not write, or one inside a record: refused
     try:
         click.echo(str(draw(list(run_dirs), out, metric=metric)))
     except ValueError as exc:

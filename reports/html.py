@@ -21,6 +21,7 @@ import jinja2
 
 from diagnose import __version__, runrecord
 from diagnose.files import atomic_write, make_temp_dir, replace_dir
+from diagnose.outputs import check_report_dir, mark_report
 from diagnose.parallel import fork_map
 from diagnose.report_data import ReportData, RunInfo, load
 from . import figures_headline, figures_run, figures_study, plots
@@ -29,22 +30,26 @@ from .views import SIDE_BY_SIDE, index_view, run_view
 __all__ = ["build_report"]
 
 
-def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
+def build_report(paths: list[str | Path], out_dir: str | Path, force: bool = False) -> Path:
     """Writes out_dir/index.html, a page per run and their figures; returns the index path.
 
     Args:
         paths: one ABLATION_DIR, or one or more RUN_DIRs.
-        out_dir: the report directory (replaced whole when it exists).
+        out_dir: the report directory (replaced whole when it exists and a report wrote it).
+        force: replace a non-empty directory a report did not write (never a record).
 
     Raises:
         ValueError: a path is neither a study nor a run record.
-        DiagnoseError: a record or the manifest is damaged (nothing is written).
+        DiagnoseError: a record or the manifest is damaged, or ``out_dir`` is a record, a
+            directory a report did not write or one that cannot be written (nothing is written).
     """
     data = load(paths)  # every check before anything is written
     out = Path(out_dir)
+    check_report_dir(out, list(paths), force)
     work = make_temp_dir(out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
         _write(data, work, previous=out if out.is_dir() else None)
+        mark_report(work)
         replace_dir(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

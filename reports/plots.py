@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diagnose import runrecord, studydir  # noqa: E402
+from diagnose.files import umask  # noqa: E402
 from diagnose.findings.base import fmt  # noqa: E402
 from diagnose.report_data import run_label  # noqa: E402
 
@@ -137,14 +139,26 @@ def clip_start(ax, refs: dict) -> None:
         ax.set_ylim(top=top)
 
 
-def save(fig, out_png: str | Path, dpi: int = 100, tight: bool = False) -> Path:
-    """Writes the figure by a rename (no half-written PNG) and closes it."""
+def save(fig, out_png: str | Path, dpi: int = 100, tight: bool = False, metadata: dict | None = None) -> Path:
+    """Writes the figure by a rename (no half-written PNG) and closes it.
+
+    The temporary file is made new beside the target (never a name that could already
+    be there, say a link to a file elsewhere).
+    """
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None)
-    plt.close(fig)
-    os.replace(tmp, out_png)
+    fd, tmp = tempfile.mkstemp(dir=out_png.parent, prefix=f".{out_png.name[:40]}.", suffix=out_png.suffix or ".png")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=(out_png.suffix or ".png")[1:], dpi=dpi, bbox_inches="tight" if tight else None,
+                        metadata=metadata)
+        os.chmod(tmp, 0o666 & ~umask())
+        os.replace(tmp, out_png)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
     return out_png
 
 
@@ -187,4 +201,6 @@ def compare(run_dirs: list[str | Path], out_png: str | Path, metric: str = "loss
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
-    return save(fig, out_png, dpi=110)
+    from diagnose.outputs import COMPARE_MARK
+
+    return save(fig, out_png, dpi=110, metadata={"Software": COMPARE_MARK})  # marked: a later compare may replace it
