@@ -318,14 +318,18 @@ def report(paths, out, force):
     """
     from diagnose.reports.html import build_report
 
+    what = "--out" if out is not None else "the report directory"
     if out is None:
         if len(paths) > 1:
             raise DiagnoseError("give --out DIR when reporting on several runs")
         out = Path(paths[0]) / "report"
     try:
-        index = build_report(list(paths), out, force=force)
+        index = build_report(list(paths), out, force=force, what=what)
     except ValueError as exc:
         raise DiagnoseError(str(exc)) from None
+    except OSError as exc:  # the place failed while writing (full, or made read-only): the old report stays
+        raise DiagnoseError(f"cannot write the report to {out} ({exc.strerror or exc}); "
+                            f"{'choose' if what == '--out' else 'give --out'} a directory you can write") from None
     click.echo(str(index))
 
 

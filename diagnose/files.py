@@ -16,12 +16,14 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 from diagnose.errors import DiagnoseError, RecordError
 
-__all__ = ["atomic_write", "write_json", "clean_json", "read_json", "make_temp_dir", "replace_dir", "check_writable",
+__all__ = ["atomic_write", "atomic_write_all", "json_text", "write_json", "clean_json",
+           "read_json", "make_temp_dir", "replace_dir", "check_writable",
            "umask"]
 
 
@@ -40,23 +42,67 @@ def umask() -> int:
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Writes ``text`` to ``path`` via a temporary file (synced to disk) and a rename."""
+    atomic_write_all([(path, text)])
+
+
+def atomic_write_all(files: list[tuple[str | os.PathLike, str]]) -> None:
+    """Writes several files as :func:`atomic_write` does, synced to disk side by side, then renamed in order.
+
+    Each file is written aside and synced to disk before any is renamed, and they are
+    renamed in the order given: a reader that sees one sees the ones before it whole,
+    and a crash leaves each the old file or the new. Synced side by side (a thread
+    each), the files wait for the disk about once rather than once each: a sync waits
+    for every other process's pending writes as well, ~1 ms on a quiet disk and up to
+    tens while other programs write.
+    """
+    temps, handles = [], []
     try:
-        os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 would hide the record from the user's group
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        for path, text in files:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps.append(tmp)
+            os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 would hide the record from the user's group
+            handles.append(fh := os.fdopen(fd, "w", encoding="utf-8", newline=""))
             fh.write(text)
             fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _sync(handles)
+        for fh in handles:
+            fh.close()
+        for (path, _), tmp in zip(files, temps):
+            os.replace(tmp, path)
+            temps.remove(tmp)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        for fh in handles:
+            fh.close()
+        for tmp in temps:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         raise
+
+
+def _sync(handles) -> None:
+    """``os.fsync`` of each open file, side by side (the last on this thread)."""
+    errors: list[BaseException] = []
+
+    def sync(fh):
+        try:
+            os.fsync(fh.fileno())
+        except BaseException as exc:  # noqa: BLE001 - raised on the calling thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync, args=(fh,)) for fh in handles[:-1]]
+    for thread in threads:
+        thread.start()
+    if handles:
+        sync(handles[-1])
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def clean_json(value: Any) -> Any:
@@ -72,9 +118,14 @@ def clean_json(value: Any) -> Any:
     return value
 
 
+def json_text(data: dict) -> str:
+    """``data`` as the indented JSON every record file holds."""
+    return json.dumps(clean_json(data), indent=2, sort_keys=False) + "\n"
+
+
 def write_json(path: str | os.PathLike, data: dict) -> None:
     """Writes ``data`` as indented JSON, atomically."""
-    atomic_write(path, json.dumps(clean_json(data), indent=2, sort_keys=False) + "\n")
+    atomic_write(path, json_text(data))
 
 
 def read_json(path: str | os.PathLike) -> dict:
@@ -137,7 +188,7 @@ def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def check_writable(path: str | os.PathLike, what: str = "--out") -> None:
+def check_writable(path: str | os.PathLike, what: str = "--out", fix: str = "choose a directory you can write") -> None:
     """Checks that directory ``path`` can be created (if missing) and written, leaving nothing behind.
 
     Called before anything slow (TensorFlow's import, a corpus) so that an output
@@ -156,8 +207,7 @@ def check_writable(path: str | os.PathLike, what: str = "--out") -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise DiagnoseError(f"cannot write to {what} {path} ({exc.strerror or exc}); "
-                            "choose a directory you can write") from None
+        raise DiagnoseError(f"cannot write to {what} {path} ({exc.strerror or exc}); {fix}") from None
     finally:
         for created in missing:  # leave nothing behind: the writer creates it when it writes
             if not os.path.lexists(created):  # never made: the mkdir failed at or above it

@@ -55,6 +55,8 @@ def check_report_dir(out: str | os.PathLike, inputs: list, force: bool = False, 
         inputs: the run or study directories reported on.
         force: replace a non-empty directory the report did not write (never a
             record, nor a directory holding the inputs).
+        what: how the message names ``out``: "--out", or how it was chosen when the
+            user gave none (the fix then says to give --out).
 
     Raises:
         DiagnoseError: one line naming ``out``, what is there and the fix.
@@ -83,8 +85,11 @@ def check_report_dir(out: str | os.PathLike, inputs: list, force: bool = False, 
             raise DiagnoseError(f"{what} {out} is a directory that diagnose report did not write (it holds {shown}"
                                 f"{', ...' if len(os.listdir(out)) > 3 else ''}); pass --force to replace it, or "
                                 "give another directory")
-        check_writable(out, what)  # a read-only report: swapped in, the old one could not be removed
-    check_writable(out.parent, f"{what}'s parent directory")
+    # A read-only place: the report could not be moved in (nor an old one, swapped out, removed).
+    fix = "choose a directory you can write" if what == "--out" else "give --out a directory you can write"
+    if out.is_dir():
+        check_writable(out, what, fix)
+    check_writable(out.parent, f"{what} {out}'s parent", fix)
 
 
 def _holds_record(path: Path) -> Path | None:

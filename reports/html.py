@@ -30,13 +30,14 @@ from .views import SIDE_BY_SIDE, index_view, run_view
 __all__ = ["build_report"]
 
 
-def build_report(paths: list[str | Path], out_dir: str | Path, force: bool = False) -> Path:
+def build_report(paths: list[str | Path], out_dir: str | Path, force: bool = False, what: str = "--out") -> Path:
     """Writes out_dir/index.html, a page per run and their figures; returns the index path.
 
     Args:
         paths: one ABLATION_DIR, or one or more RUN_DIRs.
         out_dir: the report directory (replaced whole when it exists and a report wrote it).
         force: replace a non-empty directory a report did not write (never a record).
+        what: how an error names ``out_dir`` (see :func:`~diagnose.outputs.check_report_dir`).
 
     Raises:
         ValueError: a path is neither a study nor a run record.
@@ -45,7 +46,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path, force: bool = Fal
     """
     data = load(paths)  # every check before anything is written
     out = Path(out_dir)
-    check_report_dir(out, list(paths), force)
+    check_report_dir(out, list(paths), force, what)
     work = make_temp_dir(out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
         _write(data, work, previous=out if out.is_dir() else None)

@@ -2,6 +2,12 @@
 user's files is refused in one line with the fix, and nothing there changes. No test trains: records
 are hand-built."""
 
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 from diagnose import studydir
@@ -99,3 +105,59 @@ def test_compare_refuses_an_out_inside_a_record(tmp_path, capsys):
         code, _, err = _cli(capsys, "compare", str(run), "--out", str(out))
         _one_line_error(code, err, "inside a run record")
     assert _snapshot(run) == before
+
+
+# -- read-only places: one line naming the directory and the fix --------------------------------------
+
+def _cli_read_only(read_only, *args) -> subprocess.CompletedProcess:
+    """Runs the command line with directory ``read_only`` read-only: by its mode, or (root writes through
+    modes) as a read-only bind mount in a mount namespace of the command's own."""
+    command = [sys.executable, "-m", "diagnose.cli", *args]
+    if os.geteuid() != 0:
+        mode = read_only.stat().st_mode
+        read_only.chmod(0o555)
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=120)
+        finally:
+            read_only.chmod(mode)
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to make a directory read-only for root")
+    place = shlex.quote(str(read_only))
+    script = (f"mount --bind {place} {place} && mount -o remount,bind,ro {place} || exit 97\n"
+              f"exec {shlex.join(command)}")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    if proc.returncode == 97 or "unshare failed" in proc.stderr:
+        pytest.skip(f"cannot mount read-only here: {proc.stderr.strip()[:200]}")
+    return proc
+
+
+def _one_line_exit_2(proc, *needles):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Error:" not in lines[0], proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_report_on_a_read_only_study_names_the_directory_and_the_fix(tmp_path):
+    study = _hand_study(tmp_path / "study")
+    before = _snapshot(study)
+    proc = _cli_read_only(study, "report", str(study))
+    _one_line_exit_2(proc, str(study / "report"), "Read-only file system" if os.geteuid() == 0 else "denied",
+                     "give --out a directory you can write")
+    assert _snapshot(study) == before
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_report_into_a_read_only_directory_names_it_and_the_fix(tmp_path, capsys, existing):
+    run = _whole_run(tmp_path / "run")
+    place = tmp_path / "place"
+    place.mkdir()
+    out = place / "report"
+    if existing:  # a report of its own there, made read-only
+        code, _, err = _cli(capsys, "report", str(run), "--out", str(out))
+        assert code == 0, err
+    before = _snapshot(place)
+    proc = _cli_read_only(out if existing else place, "report", str(run), "--out", str(out))
+    _one_line_exit_2(proc, str(out if existing else place), "choose a directory you can write")
+    assert _snapshot(place) == before
