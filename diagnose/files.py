@@ -70,7 +70,7 @@ def atomic_write_all(files: list[tuple[str | os.PathLike, str]]) -> None:
         _sync(handles)
         for fh in handles:
             fh.close()
-        for (path, _), tmp in zip(files, temps):
+        for (path, _), tmp in zip(files, list(temps)):
             os.replace(tmp, path)
             temps.remove(tmp)
     except BaseException:
@@ -216,3 +216,19 @@ def check_writable(path: str | os.PathLike, what: str = "--out", fix: str = "cho
                 created.rmdir()
             except OSError:
                 break
+
+
+def refuse_links(directory: str | os.PathLike, names) -> None:
+    """Refuses, in one line, a symbolic link at any of ``names`` in ``directory``: places diagnose writes.
+
+    A link there (planted, or left by another tool) would send a write, or a lock's
+    truncation, to a file outside the directory.
+
+    Raises:
+        DiagnoseError: naming the first link, where it points, and the fix.
+    """
+    for name in names:
+        place = Path(directory) / name
+        if place.is_symlink():
+            raise DiagnoseError(f"{place} is a symbolic link (to {os.readlink(place)}); diagnose writes there and "
+                                "makes that place itself: remove the link, or give another directory")

@@ -35,6 +35,10 @@ Each run inside is a run record (:mod:`diagnose.runrecord`). A study directory h
 
 ``report/``
     The HTML report (``diagnose report``).
+
+A symbolic link at any of these places is refused before anything is written
+(:func:`refuse_study_links`; the lock is opened with ``O_NOFOLLOW``): a write through
+it would land outside the study.
 """
 
 from __future__ import annotations
@@ -49,11 +53,11 @@ from pathlib import Path
 
 from diagnose import runrecord
 from diagnose.errors import DiagnoseError, RecordError
-from diagnose.files import atomic_write, clean_json, read_json, write_json
+from diagnose.files import atomic_write, clean_json, read_json, refuse_links, write_json
 
 __all__ = ["MANIFEST", "VERDICT", "RUNS", "PARTIAL", "SCRATCH", "LOCK", "REPORT", "is_study_dir", "plain_name",
            "run_path", "read_manifest", "write_manifest", "read_verdict", "write_verdict", "not_a_record",
-           "require_record", "run_entry", "StudyLock"]
+           "require_record", "run_entry", "refuse_study_links", "StudyLock"]
 
 MANIFEST, VERDICT, RUNS, SCRATCH, LOCK, REPORT = "manifest.json", "verdict.json", "runs", ".scratch", ".lock", "report"
 PARTIAL = ".partial"  # suffix of a run record being moved in
@@ -178,7 +182,11 @@ class StudyLock:
             return self
         self.created = not self.study_dir.exists()
         self.study_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.study_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        try:  # never through a link: truncating it would empty a file elsewhere
+            fd = os.open(self.study_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError:
+            refuse_links(self.study_dir, (LOCK,))  # one line naming the link, else the OSError
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -218,6 +226,19 @@ class StudyLock:
             return f"pid {info['pid']} on {info['host']}: {info['command']}"
         except (OSError, ValueError, KeyError, TypeError):
             return "a process that has not yet written its name"
+
+
+# The places in a study that a command writes (the lock is opened without following a link).
+_WRITTEN = (LOCK, SCRATCH, RUNS, MANIFEST, VERDICT, REPORT)
+
+
+def refuse_study_links(study_dir: str | os.PathLike) -> None:
+    """Refuses, in one line, a study holding a symbolic link where a command writes: its own files and
+    directories, and the entries of ``runs/`` (records, and records being moved in)."""
+    study_dir = Path(study_dir)
+    refuse_links(study_dir, _WRITTEN)
+    if (study_dir / RUNS).is_dir():
+        refuse_links(study_dir / RUNS, sorted(os.listdir(study_dir / RUNS)))
 
 
 def _command() -> str:

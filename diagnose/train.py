@@ -21,6 +21,7 @@ from diagnose.config import RunConfig, resolve
 from diagnose.data.corpus import Corpus
 from diagnose.data.load import load_corpus
 from diagnose.divergence import divergence
+from diagnose.files import refuse_links
 from diagnose.gradients import clip_gradients, dedupe_slices  # noqa: F401  (re-exported)
 from diagnose.instruments.rowlog import RowLog
 from diagnose.instruments.describe import initial_weights, variable_layers, variables
@@ -102,6 +103,7 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     check_run(config, n_windows)  # a budget or tensors past what the machine can do: refused before writing
+    refuse_links(out, _WRITTEN)  # a link planted where the record goes would take the writes outside
     if resume:
         checkpoint = _checkpoint_to_resume(config, out)
         runrecord.write_config(out, **config.to_dict())
@@ -129,6 +131,10 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
     runrecord.write_summary(out, summary)
     return TrainResult(run_dir=out, summary=runrecord.read_summary(out))
 
+
+# The places in a run directory that training writes (a resumed run appends to the first two).
+_WRITTEN = (runrecord.METRICS, runrecord.ATTENTION, runrecord.TENSORBOARD, runrecord.CHECKPOINT, runrecord.CONFIG,
+            runrecord.SUMMARY)
 
 # Settings a resumed run may change: only the budget.
 _BUDGET_KEYS = ("epochs", "steps")

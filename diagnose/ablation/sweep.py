@@ -23,7 +23,7 @@ from diagnose import runrecord, studydir
 from diagnose.ablation.seeding import SeedPlan
 from diagnose.ablation.spec import RunTask, Spec, spec_digest
 from diagnose.errors import DiagnoseError, RecordError
-from diagnose.files import check_writable, replace_dir
+from diagnose.files import check_writable, refuse_links, replace_dir
 
 __all__ = ["run_sweep", "DONE_STATUSES", "summarize", "check_study_target", "adaptive_state"]
 
@@ -61,7 +61,9 @@ def _write_run(out: Path, result: dict) -> dict:
     """
     final = studydir.run_path(out, result["run_id"])
     partial = final.with_name(final.name + studydir.PARTIAL)
+    refuse_links(final.parent, (partial.name, final.name))  # one planted since the sweep began
     shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()  # new: what is written below it is the sweep's
     for rel, data in result["files"].items():
         parts = PurePosixPath(rel).parts
         if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
@@ -69,7 +71,6 @@ def _write_run(out: Path, result: dict) -> dict:
         path = partial.joinpath(*parts)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    partial.mkdir(parents=True, exist_ok=True)
     if not result["files"]:  # failed before a record existed: write a minimal one
         runrecord.write_summary(partial, {"status": "failed", "error": result.get("error")})
     elif result["status"] in DONE_STATUSES and (problems := runrecord.record_problems(partial)):
@@ -145,6 +146,7 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
     tasks, about = spec.prepare(plan)  # bad data or builder: an error before anything runs
     check_study_target(out)
     with studydir.StudyLock(out):
+        studydir.refuse_study_links(out)  # nothing written through a link planted in the study
         replaced = _adopt(out, spec, force)
         runs = out / studydir.RUNS
         runs.mkdir(parents=True, exist_ok=True)
@@ -173,7 +175,7 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
                     shutil.rmtree(path, ignore_errors=True)
         pending = list({t.run_id: t for t in tasks if entries[_key(t)]["status"] == "pending"}.values())
         scratch = out / studydir.SCRATCH
-        scratch.mkdir(exist_ok=True)
+        scratch.mkdir()  # removed above: a new directory, not one a link names
         done, unwritten = len(tasks) - sum(len(by_id[t.run_id]) for t in pending), 0
         every = max(1, math.ceil(len(tasks) / _MANIFEST_WRITES))
         t_first = None
