@@ -136,12 +136,14 @@ import io
 import math
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
 from diagnose.checkpoint import read_checkpoint, write_checkpoint
 from diagnose.errors import DiagnoseError, RecordError
-from diagnose.files import atomic_write, make_temp_dir, read_json, replace_dir, write_json
+from diagnose.files import (atomic_write, atomic_write_all, clean_json, json_text, make_temp_dir, read_json,
+                            replace_dir, write_json)
 
 SCHEMA_VERSION = 1
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
@@ -157,7 +159,7 @@ __all__ = ["SCHEMA_VERSION", "PROOF", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHE
            "read_json", "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
            "read_metrics", "is_run_dir", "readable_problems", "write_attention", "load_run", "write_checkpoint",
            "read_checkpoint",
-           "read_rows", "begin_record", "record_problems"]
+           "read_rows", "begin_record", "start_record", "PendingWrite", "write_end", "record_problems"]
 
 # What check and report say of a record whose summary still reads "running".
 NEVER_FINISHED = "this run never finished (status running: interrupted or still training)"
@@ -174,6 +176,10 @@ def write_config(run_dir: str | os.PathLike, model: dict, data: dict, train: dic
 
 def write_metrics(run_dir: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Writes ``metrics.csv``: the base columns first, then others in first-seen order."""
+    atomic_write(Path(run_dir) / METRICS, _metrics_text(rows))
+
+
+def _metrics_text(rows: Iterable[dict]) -> str:
     rows = list(rows)
     columns = list(BASE_COLUMNS)
     for row in rows:
@@ -183,19 +189,37 @@ def write_metrics(run_dir: str | os.PathLike, rows: Iterable[dict]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _csv_value(v) for k, v in row.items()})
-    atomic_write(Path(run_dir) / METRICS, buf.getvalue())
+    return buf.getvalue()
 
 
 def write_attention(run_dir: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Writes ``attention.csv`` (winning-slot counts per logged row and hop)."""
+    text = _attention_text(rows)
+    if text is not None:
+        atomic_write(Path(run_dir) / ATTENTION, text)
+
+
+def _attention_text(rows: Iterable[dict]) -> str | None:
     rows = list(rows)
     if not rows:
-        return
+        return None
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(Path(run_dir) / ATTENTION, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_end(run_dir: str | os.PathLike, rows: Iterable[dict], attention: Iterable[dict], summary: dict) -> None:
+    """Writes a run's last ``metrics.csv`` (and ``attention.csv``) and its ``summary.json``, as
+    :func:`write_metrics`, :func:`write_attention` and :func:`write_summary` would one after the other:
+    synced to disk side by side, then renamed in that order, so a summary is never seen before the rows
+    it counts."""
+    run_dir = Path(run_dir)
+    files = [(run_dir / METRICS, _metrics_text(rows))]
+    if (text := _attention_text(attention)) is not None:
+        files.append((run_dir / ATTENTION, text))
+    atomic_write_all([*files, (run_dir / SUMMARY, _summary_text(summary))])
 
 
 def load_run(run_dir: str | os.PathLike, tidy: bool = True):
@@ -239,9 +263,13 @@ def _csv_value(v: Any) -> Any:
 
 def write_summary(run_dir: str | os.PathLike, summary: dict) -> None:
     """Writes ``summary.json``; ``status`` must be one of :data:`STATUSES`."""
+    atomic_write(Path(run_dir) / SUMMARY, _summary_text(summary))
+
+
+def _summary_text(summary: dict) -> str:
     if summary.get("status") not in STATUSES:
         raise ValueError(f"summary status must be one of {STATUSES}, got {summary.get('status')!r}")
-    write_json(Path(run_dir) / SUMMARY, {"schema": SCHEMA_VERSION, **summary})
+    return json_text({"schema": SCHEMA_VERSION, **summary})
 
 
 def read_config(run_dir: str | os.PathLike) -> dict:
@@ -298,26 +326,90 @@ def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dic
     A record already in ``run_dir`` is replaced as a whole: the new one is built in a
     sibling directory and swapped in by rename, so ``run_dir`` always names one whole
     record (the old, or the new saying ``running``), never a new config beside old metrics.
+
+    Raises:
+        DiagnoseError: ``run_dir`` holds a record and other files (or the working directory).
     """
+    _record_writes(run_dir, model, data, train, rebuild, summary)()
+    return Path(run_dir)
+
+
+def start_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dict,
+                 rebuild: dict | None = None, summary: dict | None = None) -> PendingWrite:
+    """:func:`begin_record` with its checks made now and its writes on a thread of their own.
+
+    The writes (two files written aside, each synced to disk, then renamed into place; a
+    record already there swapped out and removed) cost a few milliseconds on a quiet disk
+    and tens while other processes write (a sync waits for their data too): run beside
+    the first training steps, they cost the caller nothing. The entries are copied now,
+    so the record holds them as they are at this call. Wait for the returned
+    :class:`PendingWrite` before writing anything else into ``run_dir``.
+
+    Raises:
+        DiagnoseError: as :func:`begin_record`, at this call.
+    """
+    return PendingWrite(_record_writes(run_dir, model, data, train, rebuild, summary))
+
+
+def _record_writes(run_dir, model, data, train, rebuild, summary):
+    """begin_record's checks, made now, and the call that writes the record (of a copy of its entries)."""
     run_dir = Path(run_dir)
+    config = clean_json({"model": model, "data": data, "train": train, "rebuild": rebuild})  # copies (JSON's)
+    summary = clean_json({"status": "running", **(summary or {})})
+
+    def write_to(where: Path) -> None:
+        write_config(where, config["model"], config["data"], config["train"], config["rebuild"])
+        write_summary(where, summary)
+
     if not any((run_dir / name).exists() for name in (CONFIG, SUMMARY, METRICS)):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, model, data, train, rebuild)
-        write_summary(run_dir, {"status": "running", **(summary or {})})
-        return run_dir
+        def write() -> None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_to(run_dir)
+        return write
     others = sorted(p.name for p in run_dir.iterdir() if p.name not in _RECORD_NAMES and not p.name.startswith("."))
     if others or Path.cwd().resolve().is_relative_to(run_dir.resolve()):
         raise DiagnoseError(f"{run_dir} holds a run record and {', '.join(others) or 'the working directory'}; "
                             "replacing the record would replace them too: move them, or choose another directory")
-    new = make_temp_dir(run_dir.parent, prefix=f".{run_dir.name}.", suffix=".new")
-    try:
-        write_config(new, model, data, train, rebuild)
-        write_summary(new, {"status": "running", **(summary or {})})
-        replace_dir(new, run_dir)
-    except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
-        raise
-    return run_dir
+
+    def replace() -> None:
+        new = make_temp_dir(run_dir.parent, prefix=f".{run_dir.name}.", suffix=".new")
+        try:
+            write_to(new)
+            replace_dir(new, run_dir)
+        except BaseException:
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+    return replace
+
+
+class PendingWrite:
+    """Writes running on a thread of their own (:func:`start_record`).
+
+    The thread is not a daemon: a program that ends while it runs waits for it, so the
+    writes are never cut off by the interpreter's exit.
+    """
+
+    def __init__(self, write):
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                write()
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="diagnose-record-start")
+        self._thread.start()
+
+    def done(self) -> bool:
+        """Whether the writes have ended (done or failed)."""
+        return not self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Returns once the writes are on disk; raises what they raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def crash_note(run_dir: str | os.PathLike) -> str | None:

@@ -107,3 +107,80 @@ def test_the_constant_of_the_same_targets_is_searched_once_and_handed_out_as_a_c
     held_out = np.array([0, 1, 2, 2], "int32")
     assert loss_of_constant(loss, held_out, [3], first[1]) == loss_of_constant(loss, held_out, [3], first[1] + 0.0)
     assert loss_of_constant(loss, held_out, [3], first[1]) != loss_of_constant(loss, held_out, [3], first[1][::-1])
+
+
+def test_a_record_started_beside_the_first_steps_is_checked_at_once_and_written_as_it_was_given(tmp_path):
+    from diagnose.errors import DiagnoseError
+
+    summary = {"contract": {"batch_size": 32}}
+    pending = runrecord.start_record(tmp_path / "run", model={"kind": "keras"}, data={}, train={}, summary=summary)
+    summary["contract"]["batch_size"] = 64  # changed after the call: the record keeps what it was given
+    pending.wait()
+    assert pending.done() and runrecord.read_summary(tmp_path / "run")["contract"] == {"batch_size": 32}
+    assert runrecord.read_summary(tmp_path / "run")["status"] == "running"
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(DiagnoseError, match="notes.txt"):  # refused at the call, not on the thread
+        runrecord.start_record(tmp_path / "run", model={}, data={}, train={})
+    (tmp_path / "file").write_text("")
+    pending = runrecord.start_record(tmp_path / "file" / "run", model={}, data={}, train={})
+    with pytest.raises(OSError):  # what the writes raise, raised to whoever waits
+        pending.wait()
+
+
+def test_a_monitor_whose_record_cannot_be_written_stops_fit_with_the_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError):
+        diagnose.instrument(_model()).fit(X, Y, epochs=2, verbose=0,
+                                          callbacks=[diagnose.Monitor(tmp_path / "file" / "run")])
+    assert (tmp_path / "file").read_text() == ""
+
+
+def test_files_written_together_are_synced_side_by_side_and_renamed_in_order(tmp_path, monkeypatch):
+    import os
+
+    from diagnose.files import atomic_write_all
+
+    (tmp_path / "b.json").write_text("old b")
+    renamed, synced, real_replace, real_fsync = [], [], os.replace, os.fsync
+
+    def replace(src, dst):
+        assert len(synced) == 2  # both on disk before either is renamed
+        renamed.append(os.path.basename(dst))
+        real_replace(src, dst)
+
+    def fsync(fd):
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "fsync", fsync)
+    atomic_write_all([(tmp_path / "a.csv", "new a"), (tmp_path / "b.json", "new b")])
+    assert renamed == ["a.csv", "b.json"]
+    assert (tmp_path / "a.csv").read_text() == "new a" and (tmp_path / "b.json").read_text() == "new b"
+
+    def broken(fd):
+        raise OSError("fsync failed")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OSError, match="fsync failed"):
+        atomic_write_all([(tmp_path / "a.csv", "newer a"), (tmp_path / "b.json", "newer b")])
+    assert (tmp_path / "a.csv").read_text() == "new a" and (tmp_path / "b.json").read_text() == "new b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json"]  # no temporary file left
+
+
+def test_a_runs_last_rows_and_its_summary_are_written_together_summary_last(tmp_path, monkeypatch):
+    import os
+
+    renamed, real_replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renamed.append(os.path.basename(dst)), real_replace(src, dst)))
+    rows = [{"step": 5, "loss": 1.0}]
+    runrecord.write_config(tmp_path, model={}, data={}, train={})
+    renamed.clear()
+    runrecord.write_end(tmp_path, rows, [{"step": 5, "hop": 1, "pos0": 3}], {"status": "completed", "steps": 5})
+    assert renamed == ["metrics.csv", "attention.csv", "summary.json"]
+    assert runrecord.read_summary(tmp_path)["status"] == "completed" and runrecord.record_problems(tmp_path) == []
+    runrecord.write_metrics(tmp_path / "apart", rows)  # the same files as written one by one
+    runrecord.write_attention(tmp_path / "apart", [{"step": 5, "hop": 1, "pos0": 3}])
+    runrecord.write_summary(tmp_path / "apart", {"status": "completed", "steps": 5})
+    for name in ("metrics.csv", "attention.csv", "summary.json"):
+        assert (tmp_path / name).read_text() == (tmp_path / "apart" / name).read_text()

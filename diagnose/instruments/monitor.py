@@ -111,6 +111,7 @@ class Monitor(keras.callbacks.Callback):
         self.rebuild = None if rebuild is None else rebuild_entry(rebuild)
         self.stop_on_divergence = stop_on_divergence
         self.contract_inputs: dict = {}  # what fit was given that the contract reads (set by Instrumented.fit)
+        self._begun = None  # the record's start, written beside the first steps (runrecord.start_record)
 
     def on_train_begin(self, logs=None):
         from diagnose.instruments.wrapper import Instrumented
@@ -135,13 +136,15 @@ class Monitor(keras.callbacks.Callback):
             if self.model.probe_outputs is not None and self.model.probe_shuffled_outputs is not None:
                 kept = (self.model.probe_outputs, self.model.probe_shuffled_outputs)
         self.contract = self._contract(user, kept)
-        # A record already there (overwrite=True) stays whole until this one replaces it by rename.
+        # A record already there (overwrite=True) stays whole until this one replaces it by rename. Its files are
+        # written on a thread beside the first steps (syncing them to disk waits on every other writer's data).
         self.variables = {"variables": variables(user), "variable_layers": variable_layers(user),
                           **initial_weights(user)}
-        runrecord.begin_record(self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
-                               train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
-                                      "optimizer": keras.optimizers.serialize(user.optimizer)["config"]},
-                               rebuild=self.rebuild, summary=self.variables | {"contract": self.contract})
+        self._begun = runrecord.start_record(
+            self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
+            train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
+                   "optimizer": keras.optimizers.serialize(user.optimizer)["config"]},
+            rebuild=self.rebuild, summary=self.variables | {"contract": self.contract})
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
 
     def _validation_divisor(self) -> float:
@@ -220,9 +223,23 @@ class Monitor(keras.callbacks.Callback):
                 row["valid_loss"] = sum(weighted)
                 row["valid_perplexity"] = math.exp(min(row["valid_loss"], 700.0))
         if self.log.flush_due(boundary=True):  # spaced so that rewrites stay ~1% of a short fit's time
+            self._record_started()
             self.log.flush()
 
+    def _record_started(self) -> None:
+        """Waits for the record's start (config.json, the running summary), raising what its writes raised:
+        nothing else is written into run_dir before it."""
+        begun, self._begun = self._begun, None
+        if begun is not None:
+            try:
+                begun.wait()
+            except BaseException:
+                self.log = None  # no record: nothing to write rows or a failure into
+                raise
+
     def _log(self):
+        if self._begun is not None and self._begun.done():  # a record that could not be written stops fit here
+            self._record_started()
         acc = self.model.read_row()
         self.logged = self.step
         self.rows += 1
@@ -315,21 +332,22 @@ class Monitor(keras.callbacks.Callback):
             self.contract = self._contract(self.model.user_model)
         if last is not None and self.probe_data is not None and self.probe_every != 0 and "probe_loss_real" not in last:
             last.update(self._probe())  # every run ends with a probe
-        self.log.close()
         losses = [r["loss"] for r in self.log.rows if isinstance(r.get("loss"), float) and not math.isnan(r["loss"])]
         valid = [r["valid_loss"] for r in self.log.rows if r.get("valid_loss") is not None]
         constant = {"constant_loss": self.contract.get("constant_loss")} \
             if self.contract.get("constant_loss") is not None else {}
         baselines = {**self.model.targets.baselines(), **constant, "loss_at_step0": self.loss_at_step0,
                      **self.baselines}
-        runrecord.write_summary(self.run_dir, {
+        summary = {
             "status": "completed" if self.status == "running" else self.status, "error": self.error,
             "steps": self.step, "epochs": self.epoch,
             "final": {"train_loss": losses[-1] if losses else None, "valid_loss": valid[-1] if valid else None},
             "best": {"valid_loss": min(valid) if valid else None},
             "baselines": baselines, "diverged_at": self.diverged, "wall_time_s": time.perf_counter() - self.t0,
             "at_start": self.at_start or {}, **self.variables, "contract": self.contract,
-        })
+        }
+        self._record_started()
+        self.log.close(summary)  # metrics.csv, then summary.json: synced side by side, renamed in that order
         self.finished = True
 
 

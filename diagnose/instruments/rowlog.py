@@ -34,6 +34,10 @@ _FIRST_FLUSH_COST = 0.02
 class RowLog:
     """Rows of metrics.csv and attention.csv in memory, TensorBoard scalars as they come.
 
+    Nothing is written before the first :meth:`flush` (the TensorBoard file is made
+    then), so the record may still be being started (:func:`~diagnose.runrecord.start_record`)
+    while rows come in.
+
     Args:
         run_dir: the run directory.
         tensorboard: also write each row's finite numbers as scalars under run_dir/tb.
@@ -43,7 +47,7 @@ class RowLog:
         self.run_dir = Path(run_dir)
         self.rows: list[dict] = []
         self.attention: list[dict] = []
-        self._tb = _EventFile(self.run_dir / runrecord.TENSORBOARD) if tensorboard else None
+        self._tensorboard, self._tb = tensorboard, None  # the event file, made at the first flush
         self._tb_pending: list[dict] = []  # rows not yet written to TensorBoard (written at flush)
         self._flushed, self._flush_cost = time.perf_counter(), _FIRST_FLUSH_COST
 
@@ -61,7 +65,7 @@ class RowLog:
                 if counts.size > 1:
                     self.attention.append({"step": step, "hop": hop,
                                            **{f"pos{i}": int(c) for i, c in enumerate(counts)}})
-        if self._tb is not None:
+        if self._tensorboard:
             self._tb_pending.append(row)
         return row
 
@@ -77,17 +81,28 @@ class RowLog:
         start = time.perf_counter()
         runrecord.write_metrics(self.run_dir, self.rows)
         runrecord.write_attention(self.run_dir, self.attention)
-        if self._tb is not None:
-            self._write_tensorboard()
-            self._tb.flush()
+        self._flush_tensorboard()
         self._flushed = time.perf_counter()
         self._flush_cost = self._flushed - start
 
-    def close(self) -> None:
-        self.flush()
+    def _flush_tensorboard(self) -> None:
+        if self._tensorboard:
+            if self._tb is None:
+                self._tb = _EventFile(self.run_dir / runrecord.TENSORBOARD)
+            self._write_tensorboard()
+            self._tb.flush()
+
+    def close(self, summary: dict | None = None) -> None:
+        """The last rewrite. With ``summary`` (summary.json's entries), that file is written with the rows,
+        synced to disk beside them and renamed after them (:func:`~diagnose.runrecord.write_end`)."""
+        if summary is None:
+            self.flush()
+        else:
+            self._flush_tensorboard()
+            runrecord.write_end(self.run_dir, self.rows, self.attention, summary)
         if self._tb is not None:
             self._tb.close()
-            self._tb = None
+        self._tensorboard, self._tb = False, None
 
 
 _event_files = itertools.count()  # numbers event files made in this process, as TensorBoard's writer does
