@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 
-__all__ = ["fork_map", "cores"]
+__all__ = ["fork_map", "cores", "exit_with_parent"]
 
 _JOB: tuple[Callable, Sequence] | None = None
 
@@ -24,6 +25,27 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def exit_with_parent(parent: int | None = None, every: float = 0.5) -> None:
+    """Ends this process when its parent is gone, however the parent ended (SIGKILL included).
+
+    A thread polls the parent's pid: an orphan would otherwise wait forever on its
+    pool's queue, or finish work nobody will read. Call it first thing in a child.
+
+    Args:
+        parent: the parent's pid, as the parent passed it (a child that reads it
+            itself reads init's where the parent died before that line ran).
+        every: seconds between looks.
+    """
+    parent = os.getppid() if parent is None else parent
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def fork_map(fn: Callable, items: Sequence, min_per_worker: int = 1) -> list:
@@ -46,7 +68,8 @@ def fork_map(fn: Callable, items: Sequence, min_per_worker: int = 1) -> list:
     # fork, not spawn: spawn re-runs the caller's script, which a script without a main guard cannot survive.
     _JOB = (fn, items)
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             return list(pool.map(_one, range(len(items))))
     finally:
         _JOB = None

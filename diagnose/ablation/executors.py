@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from diagnose.errors import DiagnoseError
+from diagnose.parallel import exit_with_parent
 
 __all__ = ["run_one", "run_job", "batch_jobs", "LocalExecutor", "InlineExecutor", "RayExecutor", "make_executor",
            "threads_per_job", "TRAINERS"]
@@ -53,7 +54,7 @@ def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
-def _set_threads_before_import(threads: int) -> None:
+def _set_threads_before_import(threads: int, parent: int | None = None) -> None:
     """Worker start-up: import TF once and give it this job's share of the cores.
 
     The share must be set before TensorFlow's runtime starts, which refuses it after
@@ -62,31 +63,16 @@ def _set_threads_before_import(threads: int) -> None:
 
     A worker's stderr goes to /dev/null: TF's C++ start-up notices would otherwise
     interleave with the driver's progress bar, and every outcome of a run, errors
-    included, comes back to the driver as its result.
+    included, comes back to the driver as its result. A worker ends with the driver
+    (``parent``, its pid as the driver passed it; see :func:`~diagnose.parallel.exit_with_parent`).
     """
+    exit_with_parent(parent)  # first: the driver may be gone already (killed while this worker started)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    _exit_with_parent()
     from diagnose._tf import import_tensorflow_quietly
 
     import_tensorflow_quietly(threads)
-
-
-def _exit_with_parent() -> None:
-    """Ends this worker when the driver dies (say, killed with SIGKILL): an orphan would
-    otherwise wait forever on its task queue, or finish a run nobody will record."""
-    import threading
-
-    parent = os.getppid()
-
-    def watch():
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def run_one(task: dict) -> dict:
@@ -220,7 +206,7 @@ class LocalExecutor:
             self._workers = workers
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                              initializer=_set_threads_before_import,
-                                             initargs=(threads_per_job(self.jobs),))
+                                             initargs=(threads_per_job(self.jobs), os.getpid()))
         try:
             pending = {self._pool.submit(run_job, job) for job in batch_jobs(tasks, self.jobs)}
             while pending:
