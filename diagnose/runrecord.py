@@ -143,7 +143,7 @@ from typing import Any, Iterable
 from diagnose.checkpoint import read_checkpoint, write_checkpoint
 from diagnose.errors import DiagnoseError, RecordError
 from diagnose.files import (atomic_write, atomic_write_all, clean_json, json_text, make_temp_dir, read_json,
-                            replace_dir, write_json)
+                            refuse_links, replace_dir, write_json)
 
 SCHEMA_VERSION = 1
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
@@ -328,7 +328,8 @@ def begin_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dic
     record (the old, or the new saying ``running``), never a new config beside old metrics.
 
     Raises:
-        DiagnoseError: ``run_dir`` holds a record and other files (or the working directory).
+        DiagnoseError: ``run_dir`` holds a record and other files (or the working directory), or a
+            symbolic link where the record goes.
     """
     _record_writes(run_dir, model, data, train, rebuild, summary)()
     return Path(run_dir)
@@ -354,6 +355,7 @@ def start_record(run_dir: str | os.PathLike, model: dict, data: dict, train: dic
 def _record_writes(run_dir, model, data, train, rebuild, summary):
     """begin_record's checks, made now, and the call that writes the record (of a copy of its entries)."""
     run_dir = Path(run_dir)
+    refuse_links(run_dir, _RECORD_NAMES)  # a link where the record goes would take its writes outside
     config = clean_json({"model": model, "data": data, "train": train, "rebuild": rebuild})  # copies (JSON's)
     summary = clean_json({"status": "running", **(summary or {})})
 

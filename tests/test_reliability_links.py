@@ -97,3 +97,16 @@ def test_train_refuses_a_run_directory_with_a_link_where_the_record_goes(tmp_pat
     assert str(run / name) in str(err.value) and "symbolic link" in str(err.value)
     _unchanged(outside)
     assert sorted(p.name for p in run.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("name", [runrecord.ATTENTION, runrecord.TENSORBOARD, runrecord.METRICS])
+def test_a_run_directory_with_a_link_where_the_record_goes_is_refused(tmp_path, name):
+    outside = _outside(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / name).symlink_to(outside if name == runrecord.TENSORBOARD else outside / "precious")
+    with pytest.raises(DiagnoseError) as err:
+        runrecord.begin_record(run, model={}, data={}, train={})
+    assert str(run / name) in str(err.value) and "symbolic link" in str(err.value)
+    _unchanged(outside)
+    assert sorted(p.name for p in run.iterdir()) == [name]
