@@ -148,6 +148,7 @@ def _manifest(out):
     return studydir.read_manifest(out)
 
 
+@pytest.mark.slow  # a sweep (or a run) trained twice, 11-17 s on two cores
 def test_resume_after_sigkill_gives_exactly_the_runs_once(tmp_path):
     spec = _write(tmp_path)
     out = tmp_path / "abl"
@@ -213,6 +214,7 @@ def test_a_diverging_counterfactual_does_not_stop_the_sweep(tmp_path):
     assert rows["paper | lr=huge"]["diverged"] == 1
 
 
+@pytest.mark.slow  # a sweep (or a run) trained twice, 11-17 s on two cores
 def test_ray_executor_gives_the_same_records_as_local(tmp_path):
     pytest.importorskip("ray")
     import ray

@@ -78,6 +78,7 @@ def test_a_directory_that_is_no_record_gives_one_line_and_writes_nothing(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no report/ left behind
 
 
+@pytest.mark.slow  # a sweep (or a run) trained twice, 11-17 s on two cores
 def test_train_checkpoint_then_resume_extends_the_budget(tmp_path):
     out = tmp_path / "run"
     args = ("train", "--synthetic", "topic-copy-small", "--log-every", "10", "--eval-every", "20",
