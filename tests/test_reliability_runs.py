@@ -136,6 +136,24 @@ def test_monitor_ends_with_the_last_step_once_and_overwrites_only_when_asked(tmp
     assert runrecord.record_problems(tmp_path) == []
 
 
+def test_a_monitor_records_one_fit_and_refuses_a_second_without_overwrite(tmp_path, fresh_keras):
+    import diagnose
+    from diagnose.errors import DiagnoseError
+
+    model, x, y = _keras_classifier(0.01)
+    wrapped = diagnose.instrument(model)
+    monitor = diagnose.Monitor(tmp_path, log_every=4, tensorboard=False)
+    wrapped.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[monitor])
+    first = runrecord.read_metrics(tmp_path)
+    with pytest.raises(DiagnoseError, match="a Monitor records one fit"):
+        wrapped.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[monitor])
+    assert runrecord.read_metrics(tmp_path).equals(first)  # the first fit's record, whole
+    again = diagnose.Monitor(tmp_path / "other", log_every=4, tensorboard=False, overwrite=True)
+    wrapped.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[again])
+    wrapped.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[again])  # asked: replaced
+    assert runrecord.record_problems(tmp_path / "other") == []
+
+
 # -- --force: the old record whole, or the new one saying it never finished ----------------------------
 
 def test_force_cut_off_leaves_no_new_config_beside_old_metrics(tmp_path, small_corpus, run_config, monkeypatch,

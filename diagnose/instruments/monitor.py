@@ -62,7 +62,8 @@ class Monitor(keras.callbacks.Callback):
         baselines: optional dict merged over the derived baselines in summary.json.
         tensorboard: also write TensorBoard scalars.
         overwrite: replace a run record already in ``run_dir`` (by default refused,
-            as ``diagnose train`` refuses without ``--force``).
+            as ``diagnose train`` refuses without ``--force``). A Monitor records one fit:
+            a second fit with it finds its own record there and is refused the same way.
         rebuild: optional, how to build and train this run again, so that ``diagnose
             check RUN --prove`` can test its findings' fixes: ``{"builder": build,
             "data": data, "settings": {...}, "fit": {...}}`` with functions or
@@ -74,7 +75,7 @@ class Monitor(keras.callbacks.Callback):
 
     Raises:
         DiagnoseError: ``run_dir`` is a file, an ablation directory, or holds a run
-            record and ``overwrite`` is False.
+            record and ``overwrite`` is False (when made, and again when a fit begins).
     """
 
     def __init__(self, run_dir, log_every: int | None = None, probe=None, probe_every: int | None = None,
@@ -93,6 +94,7 @@ class Monitor(keras.callbacks.Callback):
         if runrecord.is_run_dir(self.run_dir) and not overwrite:
             raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} already holds a run record; pass another run_dir, "
                                 "or overwrite=True to replace it")
+        self.overwrite = overwrite
         for name, value in (("log_every", log_every), ("probe_every", probe_every)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0
                                       or (value == 0 and name == "log_every")):
@@ -118,6 +120,11 @@ class Monitor(keras.callbacks.Callback):
 
         if not isinstance(self.model, Instrumented):
             raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
+        if runrecord.is_run_dir(self.run_dir) and not self.overwrite:
+            # A record made since the Monitor was made: this Monitor's earlier fit, or another writer's.
+            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} already holds a run record (a Monitor records one "
+                                "fit); give this fit a Monitor of its own, diagnose.Monitor(another_run_dir), or "
+                                "overwrite=True to replace the record")
         self.model.setup()  # fit has built the user's model by now
         self.step, self.epoch, self.epoch_start, self.logged, self.rows = 0, 0, 0, 0, 0
         self.t0 = time.perf_counter()
