@@ -3,14 +3,14 @@ with --models, any case of it: so_listings_healthy and so_captcha_batchnorm have
 
 For each model two copies are built from the same seed: one trained with plain
 ``model.fit``, one wrapped as the README says (``diagnose.instrument`` and
-``diagnose.Monitor(run_dir, probe=(x[:64], y[:64]))``). Each round fits both once over
-the case's full budget (its epochs and batch size, no validation), in turn, the order
-alternating between rounds (AB, BA, ...) so that neither always runs first; the first
-call of each is a warm-up that traces and compiles. The figure is the median over
-rounds of the two fits' time ratio (a round's two fits run back to back, so drifts in
-the machine's speed between rounds cancel), with its interquartile range; beside it the
-same for the median epoch of each fit, which leaves out what happens once per fit
-(Monitor's start, the run record's last writes).
+``diagnose.Monitor(run_dir, probe=(x[:64], y[:64]), overwrite=True)``: each fit replaces the
+last one's record). Each round fits both once over the case's full budget (its epochs and
+batch size, no validation), in turn, the order alternating between rounds (AB, BA, ...) so
+that neither always runs first; the first call of each is a warm-up that traces and compiles.
+The figure is the median over rounds of the two fits' time ratio (a round's two fits run
+back to back, so drifts in the machine's speed between rounds cancel), with its
+interquartile range; beside it the same for the median epoch of each fit, which leaves out
+what happens once per fit (Monitor's start, the run record's last writes).
 Goal: at most 1.05x. Writes bench/results/overhead_keras.json.
 
     python bench/overhead_keras.py                  # both models, 5 rounds
@@ -63,7 +63,10 @@ def _runner(case, run_dir: Path | None, epoch_medians: list):
     model, callbacks = setup.model, [_epoch_timer()]
     if run_dir is not None:
         model = diagnose.instrument(setup.model)
-        callbacks.append(diagnose.Monitor(run_dir, probe=(take(setup.x, PROBE_SIZE), take(setup.y, PROBE_SIZE))))
+        # One Monitor for every round: each fit replaces the last one's record (overwrite=True, as a notebook's
+        # fit run again would), which a Monitor refuses without it.
+        callbacks.append(diagnose.Monitor(run_dir, probe=(take(setup.x, PROBE_SIZE), take(setup.y, PROBE_SIZE)),
+                                          overwrite=True))
 
     def run() -> float:
         start = time.perf_counter()
