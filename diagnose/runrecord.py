@@ -84,11 +84,11 @@ run directory goes through it. A run directory holds:
     the validation batch size). It also writes ``contract``, the model-task contract
     read before the first step (:func:`diagnose.instruments.contract.task_contract`)::
 
-        "contract": {"loss": {"name", "kind", "from_logits"},
+        "contract": {"loss": {"name", "kind", "from_logits", "ignore_class"},
                      "output": {"activation", "units", "shape", "range": [low | null, high | null],
                                 "at_start": {"min", "max", "outside_unit_share", "row_sum_min", "row_sum_max"}},
                      "targets": {"structure", "rows", "min", "max", "mean", "std", "rms", "non_integer_share",
-                                 "multi_hot_share", "classes_seen", "majority_share", ...},
+                                 "multi_hot_share", "classes_seen", "majority_share", "ignored_share", ...},
                      "constant_loss", "constant_loss_valid", "constant_prediction": [one per unit],
                      "probe_constant_task_error", "range_floor", "range_floor_share",
                      "preprocessing": [{"name", "class", "oov_share" | "output_rms"}],

@@ -88,6 +88,15 @@ def test_a_loss_that_ignores_a_class_trains_as_plain_fit(tmp_path):
     np.testing.assert_allclose(history.history["loss"], plain.history["loss"], rtol=1e-6)
     assert runrecord.read_summary(tmp_path)["status"] == "completed"
     assert runrecord.read_metrics(tmp_path)["target_prob"].notna().any()  # measured on the labelled rows
+    # The ignored label is no target: the contract counts the labelled ones only, so 255 with 3 units is not
+    # read as labels beyond the classes (labels-not-class-indices).
+    from diagnose.findings import check_run
+
+    contract = runrecord.read_summary(tmp_path)["contract"]
+    targets = contract["targets"]
+    assert contract["loss"]["ignore_class"] == 255 and targets["max"] <= 2
+    assert targets["ignored_share"] == pytest.approx(float(np.mean(labels == 255)), abs=1e-6)
+    assert "labels-not-class-indices" not in [f.id for f in check_run(tmp_path)]
 
 
 def test_a_model_with_every_layer_frozen_trains_as_plain_fit_and_is_named_frozen(tmp_path):

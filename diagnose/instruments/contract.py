@@ -189,12 +189,14 @@ def _memoized(compute):
     return memoized
 
 
-def target_facts(y, units: int | None) -> dict:
+def target_facts(y, units: int | None, ignore: int | None = None) -> dict:
     """What the targets are, from up to MAX_ROWS of them.
 
     Args:
         y: the training targets (an array).
         units: the output's last dimension (classes for a classifier), or None.
+        ignore: a label the loss leaves out (its ``ignore_class``): no target, so not counted
+            (its share is ``ignored_share``).
 
     Returns:
         ``structure`` ("class-indices", "binary", "one-hot", "multi-hot", "soft-labels",
@@ -208,9 +210,12 @@ def target_facts(y, units: int | None) -> dict:
     rows = _rows(y)
     v = rows.astype(np.float64)
     finite = np.isfinite(v)
-    values = v[finite]
+    counted = finite if ignore is None else finite & (v != ignore)
+    values = v[counted]
     facts = {"rows": int(len(y)), "read": int(len(rows)), "shape": [int(d) for d in y.shape[1:]],
              "dtype": str(y.dtype), "non_finite_share": float(1.0 - finite.mean()) if v.size else 0.0}
+    if ignore is not None:
+        facts["ignored_share"] = float(1.0 - counted.mean() / max(finite.mean(), 1e-12)) if v.size else 0.0
     if not values.size:
         return facts | {"structure": "unknown"}
     fractional = np.abs(values - np.round(values)) > INTEGER_TOL
@@ -558,14 +563,14 @@ def _output_contract(model, index: int, loss_info, fn, y, y_valid, at_start) -> 
     activation = output_activation(model, index)
     low, high = output_range(activation)
     facts: dict = {"loss": {"name": loss_info.name, "kind": loss_info.kind, "from_logits": loss_info.from_logits,
-                            "domain_low": LOSS_DOMAINS.get(loss_info.name)},
+                            "domain_low": LOSS_DOMAINS.get(loss_info.name), "ignore_class": loss_info.ignore_class},
                    "output": {"activation": activation, "units": units, "shape": shape, "range": [low, high]}}
     if at_start is not None:
         facts["output"]["at_start"] = output_stats(at_start)
     if y is None or not hasattr(y, "shape"):
         return facts
     targets = np.asarray(y)
-    facts["targets"] = target_facts(targets, units)
+    facts["targets"] = target_facts(targets, units, ignore=loss_info.ignore_class)
     if shape is None or not all(isinstance(d, int) for d in shape) or fn is None \
             or facts["targets"].get("structure") == "text":
         return facts
@@ -655,7 +660,8 @@ def task_error(pred, y, facts: dict) -> float | None:
                 and structure in ("one-hot", "soft-labels") else t.reshape(-1).astype(np.int64)
             if len(labels) != len(p):
                 return None
-            return _balanced_error(p.argmax(axis=1), labels)
+            kept = labels != loss.get("ignore_class") if loss.get("ignore_class") is not None else slice(None)
+            return _balanced_error(p.argmax(axis=1)[kept], labels[kept])
         if structure == "continuous" and p.size == t.size:
             variance = float(np.var(t))
             return float(np.mean((p.reshape(-1) - t.reshape(-1)) ** 2) / variance) if variance > 0 else None

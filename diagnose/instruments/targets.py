@@ -52,12 +52,15 @@ class LossInfo:
         kind: "categorical", "sparse", "binary", "regression" or "other" (a loss of the user's own).
         from_logits: whether the loss reads logits.
         summed: whether it sums over the batch instead of averaging (reduction "sum").
+        ignore_class: the label the loss leaves out (a sparse cross-entropy's ``ignore_class``: 255 on a
+            segmentation mask's unlabelled pixels), or None.
     """
 
     name: str
     kind: str
     from_logits: bool
     summed: bool
+    ignore_class: int | None = None
 
     @classmethod
     def of(cls, model) -> "LossInfo":
@@ -84,8 +87,10 @@ class LossInfo:
                 config = loss.get_config()
             except (NotImplementedError, TypeError):
                 config = {}
+        ignore = config.get("ignore_class")
         return cls(name=name or "custom", kind=kind, from_logits=bool(config.get("from_logits", False)),
-                   summed=config.get("reduction") == "sum")
+                   summed=config.get("reduction") == "sum",
+                   ignore_class=int(ignore) if isinstance(ignore, (int, float)) else None)
 
     @property
     def several(self) -> bool:
