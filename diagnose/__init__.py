@@ -4,11 +4,11 @@ __version__ = "0.1.0"
 
 from diagnose.runrecord import load_run  # noqa: E402
 
-__all__ = ["__version__", "load_run", "instrument", "Monitor", "study", "prove", "prove_run"]
+__all__ = ["__version__", "load_run", "instrument", "Monitor", "check", "study", "prove", "prove_run"]
 
 
 def __getattr__(name):
-    # instrument, Monitor, study and prove need TensorFlow; load it only when they are used.
+    # instrument, Monitor, check, study and prove need TensorFlow; load it only when they are used.
     if name == "instrument":
         from diagnose.instruments.wrapper import instrument
 
@@ -17,6 +17,10 @@ def __getattr__(name):
         from diagnose.instruments.monitor import Monitor
 
         return Monitor
+    if name == "check":
+        from diagnose.userstudy.check import check
+
+        return check
     if name == "study":
         from diagnose.userstudy.api import study
 

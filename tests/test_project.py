@@ -71,3 +71,22 @@ def test_the_findings_reference_lists_every_finding_and_every_id_named_anywhere_
     named |= {i for c in load_cases().values() for i in c.expect}
     assert named <= ids, named - ids  # a typo in explains=, a fix or an expectation would drop silently
     assert set(NEW_IDS) | KNOWN_IDS <= ids
+
+
+def test_examples_use_the_public_api_only():
+    """An example is what a user copies: it imports ``diagnose`` (and documented packages such as the corpora),
+    never a private module or name."""
+    import ast
+
+    for path in sorted((ROOT / "examples").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("diagnose"):
+                names = [node.module, *(a.name for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("diagnose")]
+            else:
+                continue
+            private = [n for n in names if any(part.startswith("_") for part in n.split("."))]
+            assert not private, f"{path.relative_to(ROOT)} imports {private}"
+            assert not (isinstance(node, ast.ImportFrom) and node.module.startswith("diagnose.findings")), \
+                f"{path.relative_to(ROOT)} reads the findings' internals; diagnose.check gives them"

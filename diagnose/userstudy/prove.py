@@ -79,7 +79,12 @@ def _plan(view: RunView, also=()) -> tuple[dict, list[dict]]:
             if key not in variants:
                 variants[key] = f"{BASE} | {fid}={remedy.label}"
                 factors[fid] = {remedy.label: {"changes": [remedy.change]}}
-                if kind == "root-cause":
+                # Proven together: the root causes the rules found (not readings tested on request), one fix of
+                # each kind (two settings of one learning rate are alternatives, not parts of one fix).
+                if kind == "root-cause" and fid in found and all(
+                        (r.change.get("op"), _output_of(r.change)) != (remedy.change.get("op"),
+                                                                       _output_of(remedy.change))
+                        for _, r in causes):
                     causes.append((fid, remedy))
             entry.update(variant=variants[key], fix=remedy.text, change=remedy.change)
             if FIXES[fid].judged_by != "loss":

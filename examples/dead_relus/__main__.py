@@ -17,16 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from diagnose._tf import import_tensorflow_quietly
+import keras
 
-import_tensorflow_quietly()  # before keras: without TensorFlow's start-up notices on the terminal
-
-import keras  # noqa: E402
-
-import diagnose  # noqa: E402
-from diagnose.findings import check_run  # noqa: E402
-from diagnose.findings.proof import findings_with_proof  # noqa: E402
-from examples.dead_relus.model import build, data  # noqa: E402
+import diagnose
+from examples.dead_relus.model import build, data
 
 SETTINGS = {"learning_rate": 0.3}  # the fault: Adam at 0.3 (1e-3 trains it)
 FIT = {"epochs": 6, "batch_size": 32}  # 384 steps
@@ -43,12 +37,11 @@ def main() -> None:
                                rebuild={"builder": build, "data": data, "settings": SETTINGS, "fit": FIT})
     model.fit(x, y, validation_data=valid, verbose=0, callbacks=[monitor], **FIT)
     trained = time.perf_counter() - start
-    proof = diagnose.prove_run(run, also=(WRONG,))
-    text, _ = findings_with_proof(check_run(run), proof.proof)
-    print(text)
-    print(f"\n{RIGHT} (the cause): {proof.status(RIGHT)}; {WRONG} (a wrong reading): {proof.status(WRONG)}")
-    print(f"one run trained in {trained:.0f} s; the proof ({len(proof.findings)} findings, 3 seeds) took "
-          f"{time.perf_counter() - start - trained:.0f} s -> {proof.dir}")
+    found = diagnose.check(run, prove=True, also=(WRONG,))  # the rules' findings, each fix over 3 seeds
+    print(found)
+    print(f"\n{RIGHT} (the cause): {found.status(RIGHT)}; {WRONG} (a wrong reading): {found.status(WRONG)}")
+    print(f"one run trained in {trained:.0f} s; the proof ({len(found.proof['findings'])} findings, 3 seeds) "
+          f"took {time.perf_counter() - start - trained:.0f} s -> {run / 'proof'}")
 
 
 if __name__ == "__main__":
