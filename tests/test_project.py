@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,25 +34,19 @@ def test_ci_runs_the_readme_test_command():
 def test_no_machine_paths_in_tracked_sources():
     pattern = re.compile(r"/(work|root|home|tmp)/")
     offenders = []
-    for path in list(ROOT.glob("*.md")) + list(ROOT.glob("*.cfg")) + [
+    for path in list(ROOT.glob("*.md")) + list(ROOT.glob("*.cfg")) + list(ROOT.glob("docs/*.md")) + [
+            ROOT / "bench" / "README.md"] + [
             p for d in ("diagnose", "models", "reports", "bench") for p in (ROOT / d).rglob("*.py")]:
         if pattern.search(path.read_text(encoding="utf-8")):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders
 
 
-def test_readme_lists_every_finding_with_its_kind():
-    from diagnose.findings import RULES
-
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    listed = dict(re.findall(r"^\| `([a-z-]+)` \| (root-cause|symptom) \|", text, re.M))
-    assert listed == {r.spec.id: r.spec.kind for r in RULES}
-
-
-def test_readme_names_every_instrument_family():
+def test_the_instruments_reference_names_every_instrument_family():
     from diagnose.instruments.registry import FAMILIES
 
-    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Instruments", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "instruments.md").read_text(encoding="utf-8").split("## Instruments", 1)[1].split(
+        "\n## ", 1)[0]
     named = set(re.findall(r"^- ([a-z ]+):", section, re.M))
     assert named == {f.name for f in FAMILIES}
 
@@ -90,3 +86,49 @@ def test_examples_use_the_public_api_only():
             assert not private, f"{path.relative_to(ROOT)} imports {private}"
             assert not (isinstance(node, ast.ImportFrom) and node.module.startswith("diagnose.findings")), \
                 f"{path.relative_to(ROOT)} reads the findings' internals; diagnose.check gives them"
+
+
+def test_the_readme_is_short_and_leads_with_the_user_s_own_model():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200
+    after_quickstart = text.split("## Quickstart", 1)[1].split("\n## ", 1)[1]
+    first_block = re.search(r"```(\w+)\n(.*?)```", after_quickstart, re.S)
+    assert first_block.group(1) == "python" and "diagnose.instrument(" in first_block.group(2)
+
+
+def test_every_relative_link_in_the_readme_and_docs_exists():
+    for page in [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]+)\)", page.read_text(encoding="utf-8")):
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to {target}"
+
+
+def test_the_cli_reference_names_every_command_and_option():
+    from diagnose.cli import cli
+
+    reference = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    for name, command in cli.commands.items():
+        assert f"## diagnose {name}" in reference
+        section = reference.split(f"## diagnose {name}", 1)[1].split("\n## ", 1)[0]
+        for param in command.params:
+            for flag in getattr(param, "opts", []):
+                if flag.startswith("-"):
+                    assert flag in section, f"docs/cli.md: diagnose {name} does not name {flag}"
+
+
+@pytest.mark.slow
+def test_the_readme_s_python_runs_and_finds_the_cause_it_shows(tmp_path, monkeypatch):
+    """The README's snippet, run as a user pastes it (in an empty directory): it trains, checks and proves,
+    and what it prints starts with the finding the README shows."""
+    import contextlib
+    import io
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(snippet, "README.md", "exec"), {"__name__": "readme"})
+    shown = re.search(r"```\n(\[root-cause/high\] [a-z-]+):", text).group(1)
+    assert printed.getvalue().startswith(shown)
+    assert "proof: PROVEN" in printed.getvalue().split("\n[", 2)[0]
