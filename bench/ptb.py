@@ -26,9 +26,9 @@ PAPER_TABLE2 = {"valid_perplexity": 122, "test_perplexity": 115}
 
 def run(preset: str, epochs: float, corpus: Path, out: Path) -> dict:
     from diagnose import runrecord
-    from diagnose.config import DataConfig, TrainConfig, make_run_config
-    from diagnose.data.load import load_corpus
-    from diagnose.train import train
+    from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
+    from diagnose.memn2n.data.load import load_corpus
+    from diagnose.memn2n.train import train
 
     config = make_run_config(preset, data=DataConfig(corpus=str(corpus)),
                              train=TrainConfig(epochs=epochs, eval_test=True, checkpoint=True, log_every=100))

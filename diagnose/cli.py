@@ -93,7 +93,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     the new one saying it never finished.
     """
     from diagnose import runrecord, studydir
-    from diagnose.config import DataConfig, TrainConfig, make_run_config
+    from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
     from diagnose.files import check_writable
 
     if corpus and synthetic:
@@ -114,17 +114,17 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
                        checkpoint=checkpoint or resume)
     config = make_run_config(preset, _parse_sets(sets), data=data, train=tcfg)
     check_writable(out)  # before the corpus and TensorFlow: minutes sooner than the first write
-    from diagnose.data.load import load_corpus
+    from diagnose.memn2n.data.load import load_corpus
 
     corpus = load_corpus(config.data, memory_size=config.model.memory_size)  # bad input fails before TF loads
-    from diagnose.config import resolve
+    from diagnose.memn2n.config import resolve
     from diagnose.limits import check_run
 
     resolved, notes = resolve(config, corpus.vocab_size, corpus.num_windows("train"))
     check_run(resolved, corpus.num_windows("train"))  # sizes the machine cannot take: before TensorFlow loads
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    from diagnose.train import train as run_training
+    from diagnose.memn2n.train import train as run_training
 
     with StepsBar(quiet) as progress:
         result = run_training(config, out, corpus=corpus, progress=progress, resume=resume)

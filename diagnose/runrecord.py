@@ -140,7 +140,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-from diagnose.checkpoint import read_checkpoint, write_checkpoint
+from diagnose.memn2n.checkpoint import read_checkpoint, write_checkpoint
 from diagnose.errors import DiagnoseError, RecordError
 from diagnose.files import (atomic_write, atomic_write_all, clean_json, json_text, make_temp_dir, read_json,
                             refuse_links, replace_dir, write_json)

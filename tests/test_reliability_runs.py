@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from diagnose import runrecord, studydir
-from diagnose.ablation.spec import build_spec, load_spec
+from diagnose.memn2n.spec import build_spec, load_spec
 from diagnose.ablation.sweep import run_sweep
 from diagnose.cli import main
 from diagnose.divergence import loss_bound
 from diagnose.errors import DiagnoseError
-from diagnose.train import train
+from diagnose.memn2n.train import train
 from study_fakes import InProcessExecutor, InstantExecutor, record_files
 
 TINY = {"study": {"name": "tiny", "bases": ["paper"], "seeds": 1}, "budget": {"steps": 20},
@@ -158,7 +158,7 @@ def test_a_monitor_records_one_fit_and_refuses_a_second_without_overwrite(tmp_pa
 
 def test_force_cut_off_leaves_no_new_config_beside_old_metrics(tmp_path, small_corpus, run_config, monkeypatch,
                                                                 capsys):
-    from diagnose import train as train_module
+    from diagnose.memn2n import train as train_module
 
     out = tmp_path / "run"
     for path in (out, tmp_path / "other"):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from diagnose.ablation.spec import Spec
+from diagnose.memn2n.spec import Spec
 from diagnose.errors import ConfigError
 from diagnose.userstudy import refs
 from diagnose.userstudy.rebuild import rebuild_entry

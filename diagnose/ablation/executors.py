@@ -7,11 +7,11 @@ machine whose disk the driver never sees).
 
 A task names its ``kind``, the training path its worker dispatches to
 (:data:`TRAINERS`): ``memn2n`` (the built-in model,
-:func:`diagnose.ablation.memn2n_jobs.train_task`) or ``keras`` (a study of the
+:func:`diagnose.memn2n.jobs.train_task`) or ``keras`` (a study of the
 user's own Keras model, :func:`diagnose.userstudy.worker.train_task`).
 
 Tasks that name the same ``group`` (runs that can share compiled steps, see
-:mod:`diagnose.ablation.memn2n_jobs`) go to a worker together as one job
+:mod:`diagnose.memn2n.jobs`) go to a worker together as one job
 (:func:`batch_jobs`). A :class:`LocalExecutor` used as a context manager keeps its
 workers, TensorFlow loaded and steps traced, from one sweep of a study to the next
 (the rounds of added seeds and follow-ups).
@@ -45,7 +45,7 @@ _JOBS_PER_WORKER = 2
 # Task kind -> "module:function" that trains one task's config into a run directory
 # (``reuse=False``: nothing kept from earlier runs in the process) and returns the run's
 # summary. Imported in the worker, so a kind costs nothing until used.
-TRAINERS = {"memn2n": "diagnose.ablation.memn2n_jobs:train_task",
+TRAINERS = {"memn2n": "diagnose.memn2n.jobs:train_task",
             "keras": "diagnose.userstudy.worker:train_task"}
 
 

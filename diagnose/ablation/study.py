@@ -17,7 +17,7 @@ from typing import Callable
 
 from diagnose import studydir
 from diagnose.ablation.seeding import SeedPlan
-from diagnose.ablation.spec import Spec
+from diagnose.memn2n.spec import Spec
 from diagnose.ablation.sweep import adaptive_state, run_sweep
 from diagnose.findings.verdict import compute_verdict, plan_follow_ups, plan_seeds
 

@@ -21,7 +21,7 @@ from typing import Callable
 
 from diagnose import runrecord, studydir
 from diagnose.ablation.seeding import SeedPlan
-from diagnose.ablation.spec import RunTask, Spec, spec_digest
+from diagnose.memn2n.spec import RunTask, Spec, spec_digest
 from diagnose.errors import DiagnoseError, RecordError
 from diagnose.files import check_writable, refuse_links, replace_dir
 

@@ -20,7 +20,7 @@ import warnings
 
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
-from diagnose.gradients import clip_scales, dedupe_slices
+from diagnose.instruments.gradients import clip_scales, dedupe_slices
 from diagnose.instruments import measures, output_health, registry
 from diagnose.instruments.accumulate import Accumulator, read_and_reset
 from diagnose.instruments.describe import input_names

@@ -53,8 +53,8 @@ from pathlib import Path
 
 from diagnose import studydir
 from diagnose.ablation.seeding import SeedPlan
-from diagnose.ablation.spec import RunTask, Variant, run_id, spec_digest
-from diagnose.ablation.spec_check import check_seeds, combo_entries
+from diagnose.memn2n.spec import RunTask, Variant, run_id, spec_digest
+from diagnose.memn2n.spec_check import check_seeds, combo_entries
 from diagnose.errors import ConfigError
 from diagnose.limits import check_name
 from diagnose.userstudy import refs
@@ -211,7 +211,7 @@ def load_study_spec(path: str | Path | None, overrides: dict | None = None, *, r
     Raises:
         ConfigError: unreadable TOML, or anything :func:`build_keras_spec` refuses.
     """
-    from diagnose.ablation.spec import load_spec
+    from diagnose.memn2n.spec import load_spec
 
     data = json.loads(json.dumps(raw or {}))
     if path is not None:

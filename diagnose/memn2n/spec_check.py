@@ -1,4 +1,4 @@
-"""Checking a study spec's sections, each against its own rules (what :func:`~diagnose.ablation.spec.build_spec`
+"""Checking a study spec's sections, each against its own rules (what :func:`~diagnose.memn2n.spec.build_spec`
 composes): every key known, every value of its type and range, a one-line :class:`ConfigError` naming the
 section, the key and the fix otherwise."""
 
@@ -8,8 +8,8 @@ import dataclasses
 import math
 
 from diagnose import studydir
-from diagnose.ablation.factors import DEFAULT_LEVELS, DEFAULT_SPEC, FACTORS
-from diagnose.config import DataConfig, TrainConfig
+from diagnose.memn2n.factors import DEFAULT_LEVELS, DEFAULT_SPEC, FACTORS
+from diagnose.memn2n.config import DataConfig, TrainConfig
 from diagnose.errors import ConfigError
 from diagnose.limits import MAX_SEED, check_name
 from diagnose.models.config import apply_overrides, preset
@@ -163,7 +163,7 @@ def check_corpus(corpus: dict) -> DataConfig:
     except ConfigError as exc:
         raise ConfigError(f"[corpus] {str(exc).replace('synthetic_tokens', 'tokens')}") from None
     if data.corpus is None:
-        from diagnose.data.synthetic import SYNTHETIC_PRESETS
+        from diagnose.memn2n.data.synthetic import SYNTHETIC_PRESETS
 
         if data.synthetic not in SYNTHETIC_PRESETS:
             raise ConfigError(f"[corpus] synthetic={data.synthetic!r} is not valid; choose one of "

@@ -50,12 +50,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diagnose.ablation.factors import DEFAULT_LEVELS, FACTORS
+from diagnose.memn2n.factors import DEFAULT_LEVELS, FACTORS
 from diagnose.ablation.seeding import SeedPlan
-from diagnose.ablation.spec_check import (MAX_SEEDS, check_budget, check_combos, check_corpus,
+from diagnose.memn2n.spec_check import (MAX_SEEDS, check_budget, check_combos, check_corpus,
                                           check_factors, check_model, check_sizes, check_study, check_train,
                                           merged_with_defaults)
-from diagnose.config import DataConfig, RunConfig, TrainConfig
+from diagnose.memn2n.config import DataConfig, RunConfig, TrainConfig
 from diagnose.errors import ConfigError
 from diagnose.models.config import MemN2NConfig, apply_overrides, preset
 
@@ -168,7 +168,7 @@ class Spec:
 
         Loads the corpus, so a bad one is an error before anything runs.
         """
-        from diagnose.data.load import load_corpus
+        from diagnose.memn2n.data.load import load_corpus
 
         from diagnose.limits import check_run
 
@@ -189,7 +189,7 @@ class Spec:
             vocab_size: the corpus's.
             plan: more seeds for some variants (a study's adaptive seeds); None: the spec's seeds.
         """
-        from diagnose.ablation.memn2n_jobs import group_of
+        from diagnose.memn2n.jobs import group_of
 
         plan = plan or SeedPlan()
         tasks = []
