@@ -56,7 +56,7 @@ def _sample_payload(scratch: Path, reuse: bool) -> list[dict]:
 
     spec = default_spec()
     corpus = load_corpus(spec.data, memory_size=spec.sizes["memory_size"])
-    return [{"run_id": t.run_id, "config": t.config.to_dict(), "scratch": str(scratch),
+    return [{"run_id": t.run_id, "trainer": t.trainer, "config": t.config.to_dict(), "scratch": str(scratch),
              **({"group": t.group} if reuse else {"reuse": False})}
             for t in spec.tasks(corpus.vocab_size) if t.variant.name in SAMPLE]
 

@@ -178,7 +178,7 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
     from diagnose.ablation.study import run_study
     from diagnose.ablation.sweep import check_study_target, summarize
     from diagnose.findings.verdict import format_verdict
-    from diagnose.userstudy.spec import load_study_spec
+    from diagnose.studies import load_study_spec
 
     overrides: dict = {}
     if seeds is not None:

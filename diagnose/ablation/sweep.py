@@ -179,7 +179,7 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
         done, unwritten = len(tasks) - sum(len(by_id[t.run_id]) for t in pending), 0
         every = max(1, math.ceil(len(tasks) / _MANIFEST_WRITES))
         t_first = None
-        payload = [{"run_id": t.run_id, "kind": t.kind, "config": t.config.to_dict(), "scratch": str(scratch),
+        payload = [{"run_id": t.run_id, "trainer": t.trainer, "config": t.config.to_dict(), "scratch": str(scratch),
                     "group": t.group} for t in pending]
         for result in executor.run(payload):
             t_first = t_first or time.perf_counter()

@@ -67,7 +67,7 @@ class Monitor(keras.callbacks.Callback):
         rebuild: optional, how to build and train this run again, so that ``diagnose
             check RUN --prove`` can test its findings' fixes: ``{"builder": build,
             "data": data, "settings": {...}, "fit": {...}}`` with functions or
-            ``"module:function"`` references (see :func:`diagnose.userstudy.rebuild.rebuild_entry`).
+            ``"module:function"`` references (see :func:`diagnose.rebuild.rebuild_entry`).
         stop_on_divergence: end ``fit`` at the row where the run is found diverged. Off by
             default: the Monitor only observes, so training goes on exactly as ``fit`` would
             (add ``keras.callbacks.TerminateOnNaN()`` to stop on a NaN); the record says
@@ -82,7 +82,7 @@ class Monitor(keras.callbacks.Callback):
                  baselines: dict | None = None, tensorboard: bool = True, overwrite: bool = False,
                  rebuild: dict | None = None, stop_on_divergence: bool = False):
         from diagnose import studydir
-        from diagnose.userstudy.rebuild import rebuild_entry
+        from diagnose.rebuild import rebuild_entry
 
         super().__init__()
         self.run_dir = Path(run_dir)

@@ -17,7 +17,10 @@ import hashlib
 from collections import OrderedDict
 from pathlib import Path
 
-__all__ = ["group_of", "train_task"]
+from diagnose.memn2n.config import RunConfig, graph_key
+from diagnose.memn2n.data.load import load_corpus
+
+__all__ = ["group_of", "train_task", "MemN2NTrainer", "TRAINER"]
 
 # Compiled steps kept per worker process: every kind of run of the default study
 # (26) fits, so the seeds a later round adds find their steps traced; each holds a
@@ -31,8 +34,6 @@ _TRAINERS: OrderedDict = OrderedDict()  # graph key -> MemN2NSteps, least recent
 
 def group_of(config) -> str:
     """16 hex digits naming the compiled steps a RunConfig trains with (equal: shareable)."""
-    from diagnose.memn2n.config import graph_key
-
     return hashlib.sha256(graph_key(config).encode("utf-8")).hexdigest()[:16]
 
 
@@ -46,9 +47,8 @@ def train_task(config_dict: dict, run_dir: Path, reuse: bool = True) -> dict:
         Exception: whatever :func:`diagnose.memn2n.train.train` raises (the run is then
             recorded as failed there).
     """
-    from diagnose.memn2n.config import RunConfig
-    from diagnose.memn2n.data.load import load_corpus
-    from diagnose.memn2n.steps import MemN2NSteps, graph_key
+    # Deferred: these load TensorFlow, which the driver that only plans a study never needs.
+    from diagnose.memn2n.steps import MemN2NSteps
     from diagnose.memn2n.train import train
 
     config = RunConfig.from_dict(config_dict)
@@ -67,3 +67,13 @@ def train_task(config_dict: dict, run_dir: Path, reuse: bool = True) -> dict:
     while len(_TRAINERS) > _MAX_TRAINERS:
         _TRAINERS.popitem(last=False)
     return summary
+
+
+class MemN2NTrainer:
+    """The built-in MemN2N's :class:`~diagnose.ablation.trainer.Trainer`: :func:`train_task` in a worker."""
+
+    def run(self, config: dict, run_dir: Path, reuse: bool = True) -> dict:
+        return train_task(config, run_dir, reuse=reuse)
+
+
+TRAINER = MemN2NTrainer()  # what the built-in study's runs carry (pickled by reference to the class)
