@@ -93,6 +93,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     the new one saying it never finished.
     """
     from diagnose import runrecord, studydir
+    from diagnose.memn2n.checkpoint import read_checkpoint
     from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
     from diagnose.files import check_writable
 
@@ -102,7 +103,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
         raise DiagnoseError("give either --resume (continue the run in --out) or --force (replace it), not both")
     if studydir.is_study_dir(out):
         raise DiagnoseError(f"--out {out} is an ablation directory; give 'diagnose train' a run directory of its own")
-    if resume and runrecord.read_checkpoint(out) is None:
+    if resume and read_checkpoint(out) is None:
         raise DiagnoseError(f"{out} has no checkpoint to resume from; train with --checkpoint first, "
                             "or drop --resume")
     if runrecord.is_run_dir(out) and not (force or resume):
@@ -278,7 +279,7 @@ def check(path, as_json, prove, seeds, max_seeds, jobs, also):
             click.echo(line, err=as_json)
         return
     if not runrecord.is_run_dir(target):
-        raise DiagnoseError(studydir.not_a_record(path))
+        raise DiagnoseError(runrecord.not_a_record(path))
     problems = runrecord.readable_problems(target, "train it again (diagnose train --force), or rerun the "
                                                    "study it belongs to (run-ablation redoes it)")
     from diagnose.files import clean_json

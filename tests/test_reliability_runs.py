@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from diagnose import runrecord, studydir
+from diagnose.memn2n.checkpoint import write_checkpoint
 from diagnose.memn2n.spec import build_spec, load_spec
 from diagnose.ablation.sweep import run_sweep
 from diagnose.cli import main
@@ -230,7 +231,7 @@ def test_record_files_and_the_report_follow_the_umask(tmp_path):
         runrecord.begin_record(run, model={}, data={}, train={})
         runrecord.write_metrics(run, [{"step": 1, "loss": 1.0}])
         runrecord.write_summary(run, {"status": "completed", "steps": 1})
-        runrecord.write_checkpoint(run, {"step": 1}, {"x": np.zeros(2)})
+        write_checkpoint(run, {"step": 1}, {"x": np.zeros(2)})
         runrecord.begin_record(run, model={"again": 1}, data={}, train={})  # replaced aside, then swapped in
         runrecord.write_metrics(run, [{"step": 1, "loss": 1.0}])
         runrecord.write_summary(run, {"status": "completed", "steps": 1})

@@ -11,6 +11,7 @@ import tensorflow as tf
 import keras
 from conftest import SMALL_V
 from diagnose import runrecord
+from diagnose.memn2n.checkpoint import read_checkpoint, write_checkpoint
 from diagnose.instruments import measures
 from diagnose.memn2n.config import DataConfig, MemN2NConfig, RunConfig, TrainConfig, make_run_config
 from diagnose.errors import ConfigError
@@ -170,10 +171,10 @@ def test_a_resumed_run_that_diverges_names_the_step_counted_from_the_start(tmp_p
                           checkpoint=True)
 
     train(cfg(10), tmp_path / "run", corpus=small_corpus)
-    state, arrays = runrecord.read_checkpoint(tmp_path / "run")
+    state, arrays = read_checkpoint(tmp_path / "run")
     name = next(k for k in arrays if k.startswith("model_") and arrays[k].ndim == 2)
     arrays[name] = np.full_like(arrays[name], np.inf)  # weights that cannot give a finite loss
-    runrecord.write_checkpoint(tmp_path / "run", state, arrays)
+    write_checkpoint(tmp_path / "run", state, arrays)
     resumed = train(cfg(20), tmp_path / "run", corpus=small_corpus, resume=True)
     assert resumed.summary["status"] == "diverged"
     assert resumed.summary["diverged_at"]["step"] == 11  # the first step after the checkpoint at 10, not 1

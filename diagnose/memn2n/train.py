@@ -19,6 +19,7 @@ import numpy as np
 from diagnose import runrecord
 from diagnose.memn2n.config import RunConfig, resolve
 from diagnose.memn2n.data.corpus import Corpus
+from diagnose.memn2n.checkpoint import read_checkpoint, write_checkpoint
 from diagnose.memn2n.data.load import load_corpus
 from diagnose.divergence import divergence
 from diagnose.files import refuse_links
@@ -144,7 +145,7 @@ def _checkpoint_to_resume(config: RunConfig, out: Path):
     """The checkpoint in ``out`` if it was written for ``config`` (budget aside); else DiagnoseError."""
     from diagnose.errors import ConfigError
 
-    found = runrecord.read_checkpoint(out) if runrecord.is_run_dir(out) else None
+    found = read_checkpoint(out) if runrecord.is_run_dir(out) else None
     if found is None:
         raise ConfigError(f"{out} has no checkpoint to resume from; train with checkpoints on "
                           "(--checkpoint) first, or drop --resume")
@@ -306,7 +307,7 @@ def _save(trainer: MemN2NSteps, log: RowLog, state: dict, loop: _Loop, rng) -> N
     arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(trainer.optimizer.variables)})
     arrays["order"] = loop.order
     best_loss, best_step = state["best"]
-    runrecord.write_checkpoint(log.run_dir, {
+    write_checkpoint(log.run_dir, {
         "step": loop.step, "cursor": loop.cursor, "learning_rate": loop.lr,
         "prev_valid": loop.prev_valid, "train_time_s": loop.t_train,
         "best": {"valid_loss": best_loss if math.isfinite(best_loss) else None, "step": best_step},

@@ -166,7 +166,7 @@ def prove_run(run_dir: str | os.PathLike, *, seeds=DEFAULT_SEEDS, max_seeds: int
     from diagnose.ablation.study import run_study
 
     run = Path(run_dir)
-    studydir.require_record(run)
+    runrecord.require_record(run)
     runrecord.readable_problems(run, "train it again first")
     rebuild = from_record(runrecord.read_config(run))
     if rebuild is None:
