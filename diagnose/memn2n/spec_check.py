@@ -1,7 +1,9 @@
-"""Checking a built-in study spec's sections, each against its own rules (what
-:func:`~diagnose.memn2n.spec.build_spec`
-composes): every key known, every value of its type and range, a one-line :class:`ConfigError` naming the
-section, the key and the fix otherwise."""
+"""Checking a built-in study spec's sections (what :func:`~diagnose.memn2n.spec.build_spec` composes).
+
+The sections' keys and simple types are declared once (:class:`MemN2NSpecFile`, shared
+pieces in :mod:`diagnose.ablation.schema`); the rules below check what needs the
+model's catalogue (presets, factors, config fields). Every problem is one
+:class:`ConfigError` line naming the section, the key and the fix."""
 
 from __future__ import annotations
 
