@@ -7,7 +7,7 @@
    * per-run: every run traces its own steps, as each run of a sweep did before
      (``"reuse": False``, no groups);
    * shared: runs of one kind go to a worker together and share one traced step,
-     which the worker keeps (:mod:`diagnose.ablation.memn2n_jobs`).
+     which the worker keeps (:mod:`diagnose.memn2n.jobs`).
 
    Each wall time includes starting the two workers (TensorFlow imported in each).
 2. The default study as a user runs it (a fresh process, `--quiet`), into a temporary
@@ -51,12 +51,12 @@ def _children_cpu() -> float:
 
 
 def _sample_payload(scratch: Path, reuse: bool) -> list[dict]:
-    from diagnose.ablation.spec import default_spec
-    from diagnose.data.load import load_corpus
+    from diagnose.memn2n.spec import default_spec
+    from diagnose.memn2n.data.load import load_corpus
 
     spec = default_spec()
     corpus = load_corpus(spec.data, memory_size=spec.sizes["memory_size"])
-    return [{"run_id": t.run_id, "config": t.config.to_dict(), "scratch": str(scratch),
+    return [{"run_id": t.run_id, "trainer": t.trainer, "config": t.config.to_dict(), "scratch": str(scratch),
              **({"group": t.group} if reuse else {"reuse": False})}
             for t in spec.tasks(corpus.vocab_size) if t.variant.name in SAMPLE]
 

@@ -35,14 +35,14 @@ def _child(what: str, corpus: str, steps: int, queue) -> None:
     import_tensorflow_quietly()
     out = {}
     if what != "import":
-        from diagnose.config import DataConfig, TrainConfig, make_run_config
-        from diagnose.data.load import load_corpus
+        from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
+        from diagnose.memn2n.data.load import load_corpus
 
         cfg = make_run_config("paper", data=DataConfig(corpus=corpus),
                               train=TrainConfig(steps=steps, eval_every=steps, eval_at_start=False))
         data = load_corpus(cfg.data, cfg.model.memory_size)
         if what == "train":
-            from diagnose.train import train
+            from diagnose.memn2n.train import train
 
             with tempfile.TemporaryDirectory() as tmp:
                 s = train(cfg, tmp, corpus=data).summary
@@ -50,7 +50,7 @@ def _child(what: str, corpus: str, steps: int, queue) -> None:
         else:
             import dataclasses
 
-            from diagnose.memn2n_steps import MemN2NSteps
+            from diagnose.memn2n.steps import MemN2NSteps
 
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.vocab_size))
             result = MemN2NSteps(cfg, data).evaluate("valid")

@@ -35,9 +35,9 @@ SIZES = {
 
 def measure(size: str, corpus_name: str, chunk: int, rounds: int, corpus_path: str | None) -> dict:
     tf = import_tensorflow_quietly()
-    from diagnose.config import DataConfig, TrainConfig, make_run_config
-    from diagnose.data.load import load_corpus
-    from diagnose.memn2n_steps import MemN2NSteps
+    from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
+    from diagnose.memn2n.data.load import load_corpus
+    from diagnose.memn2n.steps import MemN2NSteps
 
     data = DataConfig(corpus=corpus_path, synthetic=corpus_name)
     base = make_run_config("paper", SIZES[size], data=data, train=TrainConfig())

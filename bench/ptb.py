@@ -26,16 +26,17 @@ PAPER_TABLE2 = {"valid_perplexity": 122, "test_perplexity": 115}
 
 def run(preset: str, epochs: float, corpus: Path, out: Path) -> dict:
     from diagnose import runrecord
-    from diagnose.config import DataConfig, TrainConfig, make_run_config
-    from diagnose.data.load import load_corpus
-    from diagnose.train import train
+    from diagnose.memn2n.checkpoint import read_checkpoint
+    from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
+    from diagnose.memn2n.data.load import load_corpus
+    from diagnose.memn2n.train import train
 
     config = make_run_config(preset, data=DataConfig(corpus=str(corpus)),
                              train=TrainConfig(epochs=epochs, eval_test=True, checkpoint=True, log_every=100))
     data = load_corpus(config.data, config.model.memory_size)
-    resume = runrecord.read_checkpoint(out) is not None
+    resume = read_checkpoint(out) is not None
     if resume:
-        done = runrecord.read_checkpoint(out)[0]["step"]
+        done = read_checkpoint(out)[0]["step"]
         print(f"{preset}: resuming {out.name} from step {done}")
     t0 = time.perf_counter()
     result = train(config, out, corpus=data, resume=resume)

@@ -34,7 +34,7 @@ def main() -> None:
     import_tensorflow_quietly()
     import keras
 
-    from diagnose.data import load_text_corpus, windows
+    from diagnose.memn2n.data import load_text_corpus, windows
     from diagnose.findings import check_run
     from diagnose.runrecord import write_json
     from diagnose.models.question import build_question_model

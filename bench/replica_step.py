@@ -2,7 +2,7 @@
 
 Two ways to train R seeds of a default-study variant faster than R separate runs:
 
-* shared: one :class:`~diagnose.memn2n_steps.MemN2NSteps` traced once and restarted
+* shared: one :class:`~diagnose.memn2n.steps.MemN2NSteps` traced once and restarted
   for each seed (what the harness does);
 * stacked: the R replicas' weights stacked on a leading axis and the whole
   instrumented step (forward, gradients, clipping, every instrument, the SGD update)
@@ -37,12 +37,13 @@ def _stacked(config, corpus, replicas: int):
     import keras
 
     from diagnose._tf import import_tensorflow_quietly
-    from diagnose.gradients import clip_scales, dedupe_slices, guard, scale
-    from diagnose.instruments import measures, memn2n, registry
+    from diagnose.instruments.gradients import clip_scales, dedupe_slices, guard, scale
+    from diagnose.instruments import measures, registry
+    from diagnose.memn2n import instruments as memn2n_instruments
     from diagnose.instruments.accumulate import nonfinite_flags
     from diagnose.instruments.family import Step
     from diagnose.instruments.update_ratios import sgd_delta_norms
-    from diagnose.memn2n_steps import set_determinism
+    from diagnose.memn2n.steps import set_determinism
     from diagnose.models import build_memn2n, token_loss
 
     tf = import_tensorflow_quietly()
@@ -88,7 +89,7 @@ def _stacked(config, corpus, replicas: int):
         row_sq = {name: measures.row_sq_norms(weights[j]) for name, j in embeddings.items()}
         row = {"loss": tf.reduce_mean(per_example),
                "accuracy": tf.reduce_mean(measures.top1_correct(outputs, targets, parts and parts["top"]))}
-        attention, branches = memn2n.sites(internals, mcfg, windows, row_sq)
+        attention, branches = memn2n_instruments.sites(internals, mcfg, windows, row_sq)
         step = Step(names=names, norms=norms, loss=row["loss"], clip_mode=mcfg.clip, clip_norm=mcfg.clip_norm,
                     weight_norms=[measures.l2_norm(w) for w in weights],
                     update_norms=sgd_delta_norms(lr, norms, scales, finite), outputs=outputs, labels=targets,
@@ -126,14 +127,14 @@ def main() -> None:
 
     tf = import_tensorflow_quietly()
     from diagnose.ablation.executors import threads_per_job
-    from diagnose.memn2n_steps import set_determinism
+    from diagnose.memn2n.steps import set_determinism
 
     set_determinism(0, threads=threads_per_job(os.cpu_count() or 1))  # as one worker of the sweep
     import dataclasses
 
-    from diagnose.ablation.spec import default_spec
-    from diagnose.data.load import load_corpus
-    from diagnose.memn2n_steps import MemN2NSteps
+    from diagnose.memn2n.spec import default_spec
+    from diagnose.memn2n.data.load import load_corpus
+    from diagnose.memn2n.steps import MemN2NSteps
 
     spec = default_spec()
     corpus = load_corpus(spec.data, memory_size=spec.sizes["memory_size"])

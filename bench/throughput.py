@@ -61,9 +61,9 @@ def main() -> None:
 
     import keras
 
-    from diagnose.config import DataConfig, TrainConfig, make_run_config
-    from diagnose.data.load import load_corpus
-    from diagnose.memn2n_steps import MemN2NSteps
+    from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
+    from diagnose.memn2n.data.load import load_corpus
+    from diagnose.memn2n.steps import MemN2NSteps
     from diagnose.models import build_memn2n
 
     base = make_run_config("paper", data=DataConfig(corpus=str(ptb_path(args.corpus))), train=TrainConfig())

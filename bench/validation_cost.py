@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import common
-from diagnose.ablation.factors import DEFAULT_SPEC  # noqa: E402
+from diagnose.memn2n.factors import DEFAULT_SPEC  # noqa: E402
 
 SAMPLE = ("as-posted", "paper", "as-posted | loss_reduction=sum", "paper | output=relu")
 OLD_EVAL_EVERY = 325
@@ -30,8 +30,8 @@ OLD_EVAL_EVERY = 325
 
 def _configs(eval_every: int, seeds: int) -> list:
     """The sample's run configs at ``eval_every``, seeds 0..seeds-1."""
-    from diagnose.ablation.spec import default_spec
-    from diagnose.data.load import load_corpus
+    from diagnose.memn2n.spec import default_spec
+    from diagnose.memn2n.data.load import load_corpus
 
     spec = default_spec()
     corpus = load_corpus(spec.data, memory_size=spec.sizes["memory_size"])
@@ -41,7 +41,7 @@ def _configs(eval_every: int, seeds: int) -> list:
 
 def _time(eval_every: int, seeds: int) -> dict:
     """Trains the sample (steps shared as a sweep's worker shares them); each run's wall seconds."""
-    from diagnose.ablation.memn2n_jobs import train_task
+    from diagnose.memn2n.jobs import train_task
 
     walls = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -93,7 +93,8 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     the new one saying it never finished.
     """
     from diagnose import runrecord, studydir
-    from diagnose.config import DataConfig, TrainConfig, make_run_config
+    from diagnose.memn2n.checkpoint import read_checkpoint
+    from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
     from diagnose.files import check_writable
 
     if corpus and synthetic:
@@ -102,7 +103,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
         raise DiagnoseError("give either --resume (continue the run in --out) or --force (replace it), not both")
     if studydir.is_study_dir(out):
         raise DiagnoseError(f"--out {out} is an ablation directory; give 'diagnose train' a run directory of its own")
-    if resume and runrecord.read_checkpoint(out) is None:
+    if resume and read_checkpoint(out) is None:
         raise DiagnoseError(f"{out} has no checkpoint to resume from; train with --checkpoint first, "
                             "or drop --resume")
     if runrecord.is_run_dir(out) and not (force or resume):
@@ -114,17 +115,17 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
                        checkpoint=checkpoint or resume)
     config = make_run_config(preset, _parse_sets(sets), data=data, train=tcfg)
     check_writable(out)  # before the corpus and TensorFlow: minutes sooner than the first write
-    from diagnose.data.load import load_corpus
+    from diagnose.memn2n.data.load import load_corpus
 
     corpus = load_corpus(config.data, memory_size=config.model.memory_size)  # bad input fails before TF loads
-    from diagnose.config import resolve
+    from diagnose.memn2n.config import resolve
     from diagnose.limits import check_run
 
     resolved, notes = resolve(config, corpus.vocab_size, corpus.num_windows("train"))
     check_run(resolved, corpus.num_windows("train"))  # sizes the machine cannot take: before TensorFlow loads
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    from diagnose.train import train as run_training
+    from diagnose.memn2n.train import train as run_training
 
     with StepsBar(quiet) as progress:
         result = run_training(config, out, corpus=corpus, progress=progress, resume=resume)
@@ -178,7 +179,7 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
     from diagnose.ablation.study import run_study
     from diagnose.ablation.sweep import check_study_target, summarize
     from diagnose.findings.verdict import format_verdict
-    from diagnose.userstudy.spec import load_study_spec
+    from diagnose.studies import load_study_spec
 
     overrides: dict = {}
     if seeds is not None:
@@ -278,7 +279,7 @@ def check(path, as_json, prove, seeds, max_seeds, jobs, also):
             click.echo(line, err=as_json)
         return
     if not runrecord.is_run_dir(target):
-        raise DiagnoseError(studydir.not_a_record(path))
+        raise DiagnoseError(runrecord.not_a_record(path))
     problems = runrecord.readable_problems(target, "train it again (diagnose train --force), or rerun the "
                                                    "study it belongs to (run-ablation redoes it)")
     from diagnose.files import clean_json

@@ -2,7 +2,7 @@
 
 A non-finite loss or gradient at any step is caught inside the compiled step (see
 :mod:`diagnose.instruments.accumulate`). Two more signs need no NaN and are read
-from each logged row by the host loops, :mod:`diagnose.train` (MemN2N) and
+from each logged row by the host loops, :mod:`diagnose.memn2n.train` (MemN2N) and
 :class:`diagnose.Monitor` (any Keras model):
 
 * the global gradient norm is not finite: every gradient is finite but together

@@ -82,7 +82,7 @@ def check_run(config, n_windows: int) -> None:
     """Refuses a built-in run whose budget or tensors the machine cannot take, before anything is written.
 
     Args:
-        config: a :class:`~diagnose.config.RunConfig`, its vocabulary the corpus's.
+        config: a :class:`~diagnose.memn2n.config.RunConfig`, its vocabulary the corpus's.
         n_windows: the corpus's training windows (a batch is at most that many).
 
     Raises:

@@ -140,8 +140,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-from diagnose.checkpoint import read_checkpoint, write_checkpoint
 from diagnose.errors import DiagnoseError, RecordError
+from diagnose.studydir import MANIFEST, RUNS, is_study_dir
 from diagnose.files import (atomic_write, atomic_write_all, clean_json, json_text, make_temp_dir, read_json,
                             refuse_links, replace_dir, write_json)
 
@@ -157,8 +157,8 @@ _RECORD_NAMES = (CONFIG, METRICS, SUMMARY, ATTENTION, TENSORBOARD, CHECKPOINT, P
 __all__ = ["SCHEMA_VERSION", "PROOF", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHED", "crash_note", "atomic_write",
            "write_json",
            "read_json", "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
-           "read_metrics", "is_run_dir", "readable_problems", "write_attention", "load_run", "write_checkpoint",
-           "read_checkpoint",
+           "read_metrics", "is_run_dir", "readable_problems", "write_attention", "load_run", "require_record",
+           "not_a_record",
            "read_rows", "begin_record", "start_record", "PendingWrite", "write_end", "record_problems"]
 
 # What check and report say of a record whose summary still reads "running".
@@ -222,6 +222,27 @@ def write_end(run_dir: str | os.PathLike, rows: Iterable[dict], attention: Itera
     atomic_write_all([*files, (run_dir / SUMMARY, _summary_text(summary))])
 
 
+def not_a_record(path: str | os.PathLike) -> str:
+    """The one-line error for a directory that holds neither a run record nor a study."""
+    return (f"{path} is neither a run directory ({CONFIG}) nor an ablation directory ({MANIFEST}); "
+            "pass the --out of 'diagnose train' or 'diagnose run-ablation', or a diagnose.Monitor's run_dir")
+
+
+def require_record(path: str | os.PathLike) -> None:
+    """Raises DiagnoseError, in one line, unless ``path`` is a directory holding a run record."""
+    path = Path(path)
+    hint = "pass the --out of 'diagnose train' or a diagnose.Monitor's run_dir"
+    if not path.exists():
+        raise DiagnoseError(f"{path} does not exist; {hint}")
+    if not path.is_dir():
+        raise DiagnoseError(f"{path} is a file, not a run directory; {hint}")
+    if is_study_dir(path):
+        raise DiagnoseError(f"{path} is an ablation directory, not a run; pass one of its runs "
+                            f"({path}/{RUNS}/<id>) or use 'diagnose check {path}'")
+    if not is_run_dir(path):
+        raise DiagnoseError(f"{path} holds no run record (no {CONFIG}); {hint}")
+
+
 def load_run(run_dir: str | os.PathLike, tidy: bool = True):
     """One run as a pandas DataFrame.
 
@@ -237,8 +258,6 @@ def load_run(run_dir: str | os.PathLike, tidy: bool = True):
         DiagnoseError: ``run_dir`` is missing, a file, an ablation directory, holds no
             record or a damaged one (one line naming the file and what to pass).
     """
-    from diagnose.studydir import require_record
-
     run_dir = Path(run_dir)
     require_record(run_dir)
     wide = read_metrics(run_dir)

@@ -51,13 +51,12 @@ import socket
 import sys
 from pathlib import Path
 
-from diagnose import runrecord
 from diagnose.errors import DiagnoseError, RecordError
 from diagnose.files import atomic_write, clean_json, read_json, refuse_links, write_json
 
 __all__ = ["MANIFEST", "VERDICT", "RUNS", "PARTIAL", "SCRATCH", "LOCK", "REPORT", "is_study_dir", "plain_name",
-           "run_path", "read_manifest", "write_manifest", "read_verdict", "write_verdict", "not_a_record",
-           "require_record", "run_entry", "refuse_study_links", "StudyLock"]
+           "run_path", "read_manifest", "write_manifest", "read_verdict", "write_verdict", "run_entry",
+           "refuse_study_links", "StudyLock"]
 
 MANIFEST, VERDICT, RUNS, SCRATCH, LOCK, REPORT = "manifest.json", "verdict.json", "runs", ".scratch", ".lock", "report"
 PARTIAL = ".partial"  # suffix of a run record being moved in
@@ -132,27 +131,6 @@ def run_entry(run_dir: str | os.PathLike) -> dict | None:
     except RecordError:
         return None
     return next((e for e in runs if isinstance(e, dict) and e.get("id") == run_dir.name), None)
-
-
-def not_a_record(path: str | os.PathLike) -> str:
-    """The one-line error for a directory that holds neither a run record nor a study."""
-    return (f"{path} is neither a run directory ({runrecord.CONFIG}) nor an ablation directory ({MANIFEST}); "
-            "pass the --out of 'diagnose train' or 'diagnose run-ablation', or a diagnose.Monitor's run_dir")
-
-
-def require_record(path: str | os.PathLike) -> None:
-    """Raises DiagnoseError, in one line, unless ``path`` is a directory holding a run record."""
-    path = Path(path)
-    hint = "pass the --out of 'diagnose train' or a diagnose.Monitor's run_dir"
-    if not path.exists():
-        raise DiagnoseError(f"{path} does not exist; {hint}")
-    if not path.is_dir():
-        raise DiagnoseError(f"{path} is a file, not a run directory; {hint}")
-    if is_study_dir(path):
-        raise DiagnoseError(f"{path} is an ablation directory, not a run; pass one of its runs "
-                            f"({path}/{RUNS}/<id>) or use 'diagnose check {path}'")
-    if not runrecord.is_run_dir(path):
-        raise DiagnoseError(f"{path} holds no run record (no {runrecord.CONFIG}); {hint}")
 
 
 # Locks this process holds: path -> [fd, depth]. flock conflicts between two open

@@ -24,7 +24,7 @@ TINY_SIZES = {"memory_size": 8, "embed_dim": 16, "hops": 2, "batch_size": 32}
 @pytest.fixture(scope="session")
 def small_corpus():
     """The topic-copy-small corpus (seed 0), shared by every test that trains."""
-    from diagnose.data import make_synthetic
+    from diagnose.memn2n.data import make_synthetic
 
     return make_synthetic(SMALL_CORPUS, seed=0)
 
@@ -42,7 +42,7 @@ def _tiny_run_config(preset_name: str = "paper", model: dict | None = None, **tr
     XLA is off by default (compiling costs seconds per run on CPU); tests that are
     about the default compiled path turn it back on.
     """
-    from diagnose.config import DataConfig, TrainConfig, make_run_config
+    from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     # Quiet, fast defaults; optional extras (probes, TensorBoard) off where the config has them.

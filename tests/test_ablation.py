@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from diagnose import runrecord, studydir
-from diagnose.ablation.spec import build_spec, load_spec, run_id
+from diagnose.memn2n.spec import build_spec, load_spec, run_id
 from diagnose.errors import ConfigError
 
 # A tiny study: 2 bases + 2 counterfactuals, tiny sizes, few steps, no XLA.
@@ -124,7 +124,7 @@ def test_run_ids_are_stable_and_content_addressed(tmp_path):
     assert len(set(ids)) == len(ids)
     assert ids == [t.run_id for t in load_spec(_write(tmp_path)).tasks(35)]
     # The same id from a fresh interpreter (no per-process salt in the hash).
-    code = ("from diagnose.ablation.spec import load_spec; import sys; "
+    code = ("from diagnose.memn2n.spec import load_spec; import sys; "
             "print(','.join(t.run_id for t in load_spec(sys.argv[1]).tasks(35)))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "spec.toml")], capture_output=True, text=True,
                          check=True).stdout.strip()

@@ -7,7 +7,7 @@ import pytest
 
 from diagnose import studydir
 from diagnose.ablation.seeding import SeedPlan, extend_seeds
-from diagnose.ablation.spec import build_spec
+from diagnose.memn2n.spec import build_spec
 from diagnose.ablation.study import run_study
 from diagnose.findings.verdict import compute_verdict, format_verdict, plan_follow_ups, plan_seeds
 from diagnose.findings.verdict_plan import seeds_needed

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from diagnose.data import EOS, PAD, SYNTHETIC_PRESETS, UNK, make_synthetic
+from diagnose.memn2n.data import EOS, PAD, SYNTHETIC_PRESETS, UNK, make_synthetic
 from diagnose.errors import CorpusError
 
 

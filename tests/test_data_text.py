@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from diagnose.data import EOS, PAD, UNK, load_text_corpus, windows
-from diagnose.data.corpus import Split
+from diagnose.memn2n.data import EOS, PAD, UNK, load_text_corpus, windows
+from diagnose.memn2n.data.corpus import Split
 from diagnose.errors import CorpusError
 
 # Training counts: a 3, b 2, <eos> 2, c 1, d 1 -> by (-count, token): a, <eos>, b, c, d

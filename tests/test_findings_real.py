@@ -4,7 +4,7 @@ question's failure found on the as-posted one."""
 import pytest
 
 from diagnose.findings import check_run
-from diagnose.train import train
+from diagnose.memn2n.train import train
 
 pytestmark = pytest.mark.slow  # trains two 600-step runs
 

@@ -124,7 +124,7 @@ def test_auto_picks_the_fused_kernel_only_where_it_applies_and_pays():
 def test_training_with_the_fused_kernel_follows_the_hop_by_hop_run_and_repeats_exactly(small_corpus):
     from conftest import _tiny_run_config
 
-    from diagnose.memn2n_steps import MemN2NSteps
+    from diagnose.memn2n.steps import MemN2NSteps
 
     cfg = _tiny_run_config("paper", jit_compile=True)
     positions = np.random.default_rng(0).integers(0, small_corpus.num_windows("train"), (4, 5, 32)).astype(np.int32)

@@ -11,9 +11,9 @@ import pytest
 
 import diagnose
 from diagnose import runrecord
-from diagnose.data import windows
+from diagnose.memn2n.data import windows
 from diagnose.instruments.registry import family_of
-from diagnose.train import train
+from diagnose.memn2n.train import train
 
 pytestmark = pytest.mark.slow  # two short trainings of a tiny MemN2N
 

@@ -13,7 +13,7 @@ tf = import_tensorflow_quietly()
 
 from diagnose.instruments import attention, measures, output_health  # noqa: E402
 from diagnose.instruments.family import HISTOGRAM, AttentionSite, Step  # noqa: E402
-from diagnose.train import MemN2NSteps, dedupe_slices, train  # noqa: E402
+from diagnose.memn2n.train import MemN2NSteps, dedupe_slices, train  # noqa: E402
 
 
 def _attention(*sites) -> dict:
@@ -225,7 +225,7 @@ def test_clip_fired_reports_clipping(run_config, small_corpus):
 def test_branch_balance_matches_direct_rms(run_config, small_corpus):
     trainer = _trainer(run_config, small_corpus, temporal_init=1.0)
     positions = np.arange(200, 232, dtype=np.int32)
-    from diagnose.data import windows as cut
+    from diagnose.memn2n.data import windows as cut
 
     w, _ = cut(small_corpus.train, trainer.config.model.memory_size, positions)
     _, internals = trainer.model(w, return_internals=True)

@@ -23,7 +23,7 @@ L, D, LAYERS = 8, 8, 3
 
 @pytest.fixture(scope="module")
 def data(small_corpus):
-    from diagnose.data import windows
+    from diagnose.memn2n.data import windows
 
     pos = np.arange(0, 1024)
     w, t = windows(small_corpus.train, L, pos)

@@ -6,9 +6,9 @@ import pytest
 
 from diagnose import runrecord
 from diagnose.ablation.executors import batch_jobs
-from diagnose.ablation.memn2n_jobs import group_of
-from diagnose.memn2n_steps import graph_key
-from diagnose.train import MemN2NSteps, train
+from diagnose.memn2n.jobs import group_of
+from diagnose.memn2n.steps import graph_key
+from diagnose.memn2n.train import MemN2NSteps, train
 
 
 def _with(cfg, seed=None, **model):
@@ -96,7 +96,7 @@ def test_a_worker_runs_tensorflow_on_its_share_of_the_cores():
     code = ("from diagnose.ablation.executors import _set_threads_before_import\n"
             "_set_threads_before_import(1)\n"
             "import tensorflow as tf\n"
-            "from diagnose.memn2n_steps import set_determinism\n"
+            "from diagnose.memn2n.steps import set_determinism\n"
             "set_determinism(0, threads=1)\n"  # the run's own request, after: agrees, changes nothing
             "t = tf.config.threading\n"
             "print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads(),\n"

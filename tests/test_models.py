@@ -134,7 +134,7 @@ def test_scores_wiring_with_masked_padding_feeds_zero_for_pad_slots(model_config
 
 
 def test_initial_loss_of_paper_preset_is_about_ln_v(model_config, small_corpus, seeded):
-    from diagnose.data import windows as cut_windows
+    from diagnose.memn2n.data import windows as cut_windows
 
     cfg = model_config("paper")
     model = build_memn2n(cfg)

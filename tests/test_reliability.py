@@ -11,9 +11,9 @@ import sys
 import pytest
 
 from diagnose import runrecord, studydir
-from diagnose.ablation.spec import build_spec
+from diagnose.memn2n.spec import build_spec
 from diagnose.cli import main
-from diagnose.config import DataConfig, TrainConfig
+from diagnose.memn2n.config import DataConfig, TrainConfig
 from diagnose.errors import ConfigError, DiagnoseError
 from diagnose.models.config import apply_overrides, preset
 from study_fakes import InstantExecutor, record_files

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from diagnose import limits, studydir
-from diagnose.ablation.spec import build_spec
-from diagnose.config import RunConfig, resolve
+from diagnose.memn2n.spec import build_spec
+from diagnose.memn2n.config import RunConfig, resolve
 from diagnose.errors import ConfigError
 from diagnose.models.config import preset
 from study_fakes import InstantExecutor

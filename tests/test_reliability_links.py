@@ -7,7 +7,7 @@ import tempfile
 import pytest
 
 from diagnose import runrecord, studydir
-from diagnose.ablation.spec import build_spec
+from diagnose.memn2n.spec import build_spec
 from diagnose.ablation.sweep import run_sweep
 from diagnose.errors import DiagnoseError
 from study_fakes import InstantExecutor
@@ -82,8 +82,8 @@ def test_a_report_link_in_a_study_is_refused(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", [runrecord.ATTENTION, runrecord.TENSORBOARD, runrecord.METRICS])
 def test_train_refuses_a_run_directory_with_a_link_where_the_record_goes(tmp_path, name):
-    from diagnose.config import DataConfig, TrainConfig, make_run_config
-    from diagnose.train import train
+    from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
+    from diagnose.memn2n.train import train
 
     outside = _outside(tmp_path)
     run = tmp_path / "run"

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from diagnose import runrecord, studydir
-from diagnose.ablation.spec import build_spec, load_spec
+from diagnose.memn2n.checkpoint import write_checkpoint
+from diagnose.memn2n.spec import build_spec, load_spec
 from diagnose.ablation.sweep import run_sweep
 from diagnose.cli import main
 from diagnose.divergence import loss_bound
 from diagnose.errors import DiagnoseError
-from diagnose.train import train
+from diagnose.memn2n.train import train
 from study_fakes import InProcessExecutor, InstantExecutor, record_files
 
 TINY = {"study": {"name": "tiny", "bases": ["paper"], "seeds": 1}, "budget": {"steps": 20},
@@ -158,7 +159,7 @@ def test_a_monitor_records_one_fit_and_refuses_a_second_without_overwrite(tmp_pa
 
 def test_force_cut_off_leaves_no_new_config_beside_old_metrics(tmp_path, small_corpus, run_config, monkeypatch,
                                                                 capsys):
-    from diagnose import train as train_module
+    from diagnose.memn2n import train as train_module
 
     out = tmp_path / "run"
     for path in (out, tmp_path / "other"):
@@ -230,7 +231,7 @@ def test_record_files_and_the_report_follow_the_umask(tmp_path):
         runrecord.begin_record(run, model={}, data={}, train={})
         runrecord.write_metrics(run, [{"step": 1, "loss": 1.0}])
         runrecord.write_summary(run, {"status": "completed", "steps": 1})
-        runrecord.write_checkpoint(run, {"step": 1}, {"x": np.zeros(2)})
+        write_checkpoint(run, {"step": 1}, {"x": np.zeros(2)})
         runrecord.begin_record(run, model={"again": 1}, data={}, train={})  # replaced aside, then swapped in
         runrecord.write_metrics(run, [{"step": 1, "loss": 1.0}])
         runrecord.write_summary(run, {"status": "completed", "steps": 1})

@@ -11,10 +11,11 @@ import tensorflow as tf
 import keras
 from conftest import SMALL_V
 from diagnose import runrecord
+from diagnose.memn2n.checkpoint import read_checkpoint, write_checkpoint
 from diagnose.instruments import measures
-from diagnose.config import DataConfig, MemN2NConfig, RunConfig, TrainConfig, make_run_config
+from diagnose.memn2n.config import DataConfig, MemN2NConfig, RunConfig, TrainConfig, make_run_config
 from diagnose.errors import ConfigError
-from diagnose.train import MemN2NSteps, clip_gradients, dedupe_slices, train
+from diagnose.memn2n.train import MemN2NSteps, clip_gradients, dedupe_slices, train
 
 STEPS, LOG_EVERY, EVAL_EVERY, BATCH = 30, 5, 10, 32
 
@@ -170,10 +171,10 @@ def test_a_resumed_run_that_diverges_names_the_step_counted_from_the_start(tmp_p
                           checkpoint=True)
 
     train(cfg(10), tmp_path / "run", corpus=small_corpus)
-    state, arrays = runrecord.read_checkpoint(tmp_path / "run")
+    state, arrays = read_checkpoint(tmp_path / "run")
     name = next(k for k in arrays if k.startswith("model_") and arrays[k].ndim == 2)
     arrays[name] = np.full_like(arrays[name], np.inf)  # weights that cannot give a finite loss
-    runrecord.write_checkpoint(tmp_path / "run", state, arrays)
+    write_checkpoint(tmp_path / "run", state, arrays)
     resumed = train(cfg(20), tmp_path / "run", corpus=small_corpus, resume=True)
     assert resumed.summary["status"] == "diverged"
     assert resumed.summary["diverged_at"]["step"] == 11  # the first step after the checkpoint at 10, not 1
@@ -338,7 +339,7 @@ def blown_up_run(tmp_path_factory, small_corpus, run_config):
 
 
 def test_a_loss_too_large_for_exp_has_infinite_perplexity():
-    from diagnose.train import perplexity
+    from diagnose.memn2n.train import perplexity
 
     assert perplexity(800.0) == math.inf and math.isnan(perplexity(math.nan))
     assert perplexity(2.0) == pytest.approx(math.exp(2.0))
@@ -361,7 +362,7 @@ def test_blown_up_run_ends_diverged_with_a_whole_record(blown_up_run):
 
 @pytest.mark.parametrize("context", ["stream", "line"])
 def test_evaluate_in_uneven_batches_matches_one_batch_and_a_reference(context, small_corpus, run_config):
-    from diagnose.data import windows as cut_windows
+    from diagnose.memn2n.data import windows as cut_windows
     from diagnose.models import token_loss
 
     base = run_config("as-posted", model={"vocab_size": SMALL_V, "dropout": "none"})

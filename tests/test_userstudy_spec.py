@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from diagnose.ablation.spec import Spec
+from diagnose.memn2n.spec import Spec
 from diagnose.errors import ConfigError
-from diagnose.userstudy import refs
-from diagnose.userstudy.rebuild import rebuild_entry
-from diagnose.userstudy.spec import KerasSpec, Level, build_keras_spec, load_study_spec
+from diagnose import refs
+from diagnose.rebuild import rebuild_entry
+from diagnose.studies import load_study_spec
+from diagnose.userstudy.spec import KerasSpec, KerasTrainer, Level, build_keras_spec
 
 BUILDER, DATA = "userstudy_models:build", "userstudy_models:data"
 
@@ -45,7 +46,7 @@ def test_run_ids_are_stable_and_differ_by_seed_and_settings():
     # A switch that makes one base the other shares the other's runs; every other run is its own.
     assert ids["posted | output=softmax"] == ids["fixed"] and ids["fixed | output=relu"] == ids["posted"]
     assert len({t.run_id for t in a}) == 8
-    assert all(t.kind == "keras" for t in a)
+    assert all(isinstance(t.trainer, KerasTrainer) for t in a)
     config = a[0].config.to_dict()
     assert config["kind"] == "keras" and config["builder"] == BUILDER and config["seed"] == 0
     assert json.loads(json.dumps(config)) == config  # what the worker receives is JSON

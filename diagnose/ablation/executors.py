@@ -5,13 +5,13 @@ as bytes and returns it; the driver writes it into the ablation directory. This 
 the same locally (a process pool) and on Ray (a task per job, possibly on another
 machine whose disk the driver never sees).
 
-A task names its ``kind``, the training path its worker dispatches to
-(:data:`TRAINERS`): ``memn2n`` (the built-in model,
-:func:`diagnose.ablation.memn2n_jobs.train_task`) or ``keras`` (a study of the
-user's own Keras model, :func:`diagnose.userstudy.worker.train_task`).
+A task carries its study's trainer (:class:`~diagnose.ablation.trainer.Trainer`), which
+the worker calls: the built-in model's (:class:`diagnose.memn2n.jobs.MemN2NTrainer`) or a
+study of the user's own Keras model's (:class:`diagnose.userstudy.spec.KerasTrainer`).
+It travels to a spawned process or a Ray node pickled, by reference to its class.
 
 Tasks that name the same ``group`` (runs that can share compiled steps, see
-:mod:`diagnose.ablation.memn2n_jobs`) go to a worker together as one job
+:mod:`diagnose.memn2n.jobs`) go to a worker together as one job
 (:func:`batch_jobs`). A :class:`LocalExecutor` used as a context manager keeps its
 workers, TensorFlow loaded and steps traced, from one sweep of a study to the next
 (the rounds of added seeds and follow-ups).
@@ -19,7 +19,6 @@ workers, TensorFlow loaded and steps traced, from one sweep of a study to the ne
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import shutil
@@ -35,19 +34,12 @@ from diagnose.errors import DiagnoseError
 from diagnose.parallel import exit_with_parent
 
 __all__ = ["run_one", "run_job", "batch_jobs", "LocalExecutor", "InlineExecutor", "RayExecutor", "make_executor",
-           "threads_per_job", "TRAINERS"]
+           "threads_per_job"]
 
 # A job holds at most this share of a round's runs per worker (rounded up): big
 # enough that a group of seeds shares one trace, small enough that the workers
 # finish together (a round of 99 runs on 2 workers: jobs of up to 25 runs).
 _JOBS_PER_WORKER = 2
-
-# Task kind -> "module:function" that trains one task's config into a run directory
-# (``reuse=False``: nothing kept from earlier runs in the process) and returns the run's
-# summary. Imported in the worker, so a kind costs nothing until used.
-TRAINERS = {"memn2n": "diagnose.ablation.memn2n_jobs:train_task",
-            "keras": "diagnose.userstudy.worker:train_task"}
-
 
 def threads_per_job(jobs: int) -> int:
     """TF intra-op threads for each of ``jobs`` concurrent runs: the cores shared out, at least 1."""
@@ -79,10 +71,9 @@ def run_one(task: dict) -> dict:
     """Trains one run in a scratch directory and returns its record as bytes.
 
     Args:
-        task: ``{"run_id", "kind", "config", "scratch": dir or None}``: ``config`` is what the
-            kind's trainer takes (``RunConfig.to_dict()`` for ``memn2n``; no kind is ``memn2n``);
-            optionally ``"group"`` (see :func:`batch_jobs`) and ``"reuse": False`` (trace this
-            run's steps afresh).
+        task: ``{"run_id", "trainer", "config", "scratch": dir or None}``: ``config`` is what the
+            trainer's ``run`` takes (the run's ``config.to_dict()``); optionally ``"group"`` (see
+            :func:`batch_jobs`) and ``"reuse": False`` (trace this run's steps afresh).
 
     Returns:
         ``{"run_id", "status", "error", "wall_time_s", "files": {relpath: bytes}}``;
@@ -94,10 +85,8 @@ def run_one(task: dict) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix=f"{task['run_id']}-", dir=task.get("scratch")))
     status, error = "failed", None
     try:
-        module, _, name = TRAINERS[task.get("kind", "memn2n")].partition(":")
-        trainer = getattr(importlib.import_module(module), name)
         try:
-            summary = trainer(task["config"], scratch / "run", reuse=task.get("reuse", True))
+            summary = task["trainer"].run(task["config"], scratch / "run", reuse=task.get("reuse", True))
             status, error = summary["status"], summary.get("error")
         except Exception as exc:  # recorded in the run's summary by the trainer; keep the one line
             status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -17,7 +17,6 @@ from typing import Callable
 
 from diagnose import studydir
 from diagnose.ablation.seeding import SeedPlan
-from diagnose.ablation.spec import Spec
 from diagnose.ablation.sweep import adaptive_state, run_sweep
 from diagnose.findings.verdict import compute_verdict, plan_follow_ups, plan_seeds
 
@@ -30,7 +29,7 @@ __all__ = ["run_study", "conclude", "study_notes", "MAX_ROUNDS"]
 MAX_ROUNDS = 6
 
 
-def run_study(spec: Spec, out_dir: str | Path, executor, *, follow_up: bool = True,
+def run_study(spec, out_dir: str | Path, executor, *, follow_up: bool = True,
               progress: Callable[[dict], None] | None = None, force: bool = False,
               seeds_for: Callable[[dict], dict] | None = None) -> tuple[dict, dict]:
     """Runs the sweep, then the verdict's rounds; writes the verdict. Returns (manifest, verdict).
@@ -58,7 +57,7 @@ def _sweep_timing(manifest: dict) -> dict:
     return {"runs": manifest["totals"]["runs"] - (t.get("resumed_runs") or 0), "wall_s": t.get("wall_time_s")}
 
 
-def conclude(spec: Spec, out_dir: str | Path, executor, *, follow_up: bool = True, progress=None,
+def conclude(spec, out_dir: str | Path, executor, *, follow_up: bool = True, progress=None,
              manifest: dict | None = None, plan: SeedPlan | None = None,
              follow_ups: tuple = (), sweeps: list | None = None,
              seeds_for: Callable[[dict], dict] | None = None) -> tuple[dict, dict]:

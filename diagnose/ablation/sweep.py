@@ -21,7 +21,7 @@ from typing import Callable
 
 from diagnose import runrecord, studydir
 from diagnose.ablation.seeding import SeedPlan
-from diagnose.ablation.spec import RunTask, Spec, spec_digest
+from diagnose.ablation.variants import RunTask, spec_digest
 from diagnose.errors import DiagnoseError, RecordError
 from diagnose.files import check_writable, refuse_links, replace_dir
 
@@ -90,7 +90,7 @@ def _entry(task: RunTask, status: str, wall: float | None = None, error: str | N
             "wall_time_s": wall, "error": error}
 
 
-def _adopt(out: Path, spec: Spec, force: bool) -> bool:
+def _adopt(out: Path, spec, force: bool) -> bool:
     """Checks the study in ``out`` is this spec's. True when ``force`` replaces another study.
 
     Raises:
@@ -118,13 +118,14 @@ def _adopt(out: Path, spec: Spec, force: bool) -> bool:
     return True
 
 
-def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[dict], None] | None = None,
+def run_sweep(spec, out_dir: str | Path, executor, *, progress: Callable[[dict], None] | None = None,
               force: bool = False, plan: SeedPlan | None = None, follow_ups: tuple = ()) -> dict:
     """Runs (or resumes) a study and returns the manifest as written.
 
     Args:
-        spec: a validated spec: a :class:`Spec`, or a user study's
-            :class:`~diagnose.userstudy.spec.KerasSpec` (its ``prepare(plan)`` gives the tasks).
+        spec: a validated spec of either kind (:mod:`diagnose.studies`): a built-in study's
+            :class:`~diagnose.memn2n.spec.Spec` or a user study's :class:`~diagnose.userstudy.spec.KerasSpec`;
+            its ``prepare(plan)`` gives the tasks.
         out_dir: ABLATION_DIR; created, or resumed when it holds this spec's study.
         executor: a LocalExecutor, InlineExecutor or RayExecutor.
         progress: called after each finished run with ``{"done", "total", "entry"}``.
@@ -179,7 +180,7 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor, *, progress: Callable[[
         done, unwritten = len(tasks) - sum(len(by_id[t.run_id]) for t in pending), 0
         every = max(1, math.ceil(len(tasks) / _MANIFEST_WRITES))
         t_first = None
-        payload = [{"run_id": t.run_id, "kind": t.kind, "config": t.config.to_dict(), "scratch": str(scratch),
+        payload = [{"run_id": t.run_id, "trainer": t.trainer, "config": t.config.to_dict(), "scratch": str(scratch),
                     "group": t.group} for t in pending]
         for result in executor.run(payload):
             t_first = t_first or time.perf_counter()
@@ -206,7 +207,7 @@ def _key(task: RunTask) -> tuple[str, str]:
     return task.variant.name, task.run_id
 
 
-def adaptive_state(out_dir: str | Path, spec: Spec) -> tuple[SeedPlan, tuple]:
+def adaptive_state(out_dir: str | Path, spec) -> tuple[SeedPlan, tuple]:
     """The seeds and follow-ups a study in ``out_dir`` already added, if it is this spec's study."""
     out = Path(out_dir)
     if not studydir.is_study_dir(out):

@@ -2,7 +2,7 @@
 
 A :class:`Family` declares, once, what it reads, the metrics.csv columns it writes
 with their documentation, and the in-graph function that computes them from a
-:class:`Step`. Both train steps (the built-in MemN2N's, :mod:`diagnose.memn2n_steps`,
+:class:`Step`. Both train steps (the built-in MemN2N's, :mod:`diagnose.memn2n.steps`,
 and the wrapper around any Keras model, :mod:`diagnose.instruments.wrapper`) fill a
 ``Step`` with the tensors they have and call :func:`diagnose.instruments.registry.measure`,
 so a column means the same formula on both paths.
@@ -110,7 +110,7 @@ class Step:
         loss: the step's training loss (a mean over its examples).
         norms: ||g|| per variable before clipping (embedding rows looked up twice summed first).
         clip_mode, clip_norm: how the step clips ("global", "per_tensor" or "none"; or an
-            int32 tensor indexing :data:`diagnose.gradients.CLIP_MODES`, with ``clip_norm``
+            int32 tensor indexing :data:`diagnose.instruments.gradients.CLIP_MODES`, with ``clip_norm``
             a tensor, in a step that reads them when it runs).
         weight_norms: ||w|| per variable before the update.
         update_norms: ||w after - w before|| per variable for this step.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from diagnose._tf import import_tensorflow_quietly
-from diagnose.gradients import CLIP_MODES
+from diagnose.instruments.gradients import CLIP_MODES
 from diagnose.instruments.family import Column, Family, Step
 from diagnose.instruments.measures import block
 

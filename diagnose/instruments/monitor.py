@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diagnose import runrecord
+from diagnose import runrecord, studydir
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
@@ -27,6 +27,7 @@ from diagnose.instruments.preparation import as_arrays
 from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rng import random_state_kept
 from diagnose.instruments.rowlog import RowLog
+from diagnose.rebuild import rebuild_entry
 
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
@@ -67,7 +68,7 @@ class Monitor(keras.callbacks.Callback):
         rebuild: optional, how to build and train this run again, so that ``diagnose
             check RUN --prove`` can test its findings' fixes: ``{"builder": build,
             "data": data, "settings": {...}, "fit": {...}}`` with functions or
-            ``"module:function"`` references (see :func:`diagnose.userstudy.rebuild.rebuild_entry`).
+            ``"module:function"`` references (see :func:`diagnose.rebuild.rebuild_entry`).
         stop_on_divergence: end ``fit`` at the row where the run is found diverged. Off by
             default: the Monitor only observes, so training goes on exactly as ``fit`` would
             (add ``keras.callbacks.TerminateOnNaN()`` to stop on a NaN); the record says
@@ -81,9 +82,6 @@ class Monitor(keras.callbacks.Callback):
     def __init__(self, run_dir, log_every: int | None = None, probe=None, probe_every: int | None = None,
                  baselines: dict | None = None, tensorboard: bool = True, overwrite: bool = False,
                  rebuild: dict | None = None, stop_on_divergence: bool = False):
-        from diagnose import studydir
-        from diagnose.userstudy.rebuild import rebuild_entry
-
         super().__init__()
         self.run_dir = Path(run_dir)
         if self.run_dir.exists() and not self.run_dir.is_dir():
@@ -116,9 +114,7 @@ class Monitor(keras.callbacks.Callback):
         self._begun = None  # the record's start, written beside the first steps (runrecord.start_record)
 
     def on_train_begin(self, logs=None):
-        from diagnose.instruments.wrapper import Instrumented
-
-        if not isinstance(self.model, Instrumented):
+        if not getattr(self.model, "instrumented", False):  # diagnose.instrument's model (instruments.wrapper)
             raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
         if runrecord.is_run_dir(self.run_dir) and not self.overwrite:
             # A record made since the Monitor was made: this Monitor's earlier fit, or another writer's.

@@ -87,7 +87,7 @@ class Taps:
             elif isinstance(layer, keras.layers.Add):
                 self._hook(layer, "call", ("add", _branch_names(layer, depends)))
             elif not isinstance(layer, _NOT_TABLES):
-                table = _table_weight(layer)
+                table = table_weight(layer)
                 if table is not None:
                     self._hook(layer, "call", ("table", table))
 
@@ -291,7 +291,7 @@ def _branch_names(layer, dependence) -> dict:
     return {"inputs": names, "position": constant[0] if len(constant) == 1 and len(tensors) > 1 else None}
 
 
-def _table_weight(layer):
+def table_weight(layer):
     """The trainable weight ``layer`` adds to its output whatever the input, or None.
 
     A candidate has two or more axes and, once the layer has run, the shape of one

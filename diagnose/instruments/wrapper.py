@@ -20,11 +20,12 @@ import warnings
 
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
-from diagnose.gradients import clip_scales, dedupe_slices
+from diagnose.instruments.gradients import clip_scales, dedupe_slices
 from diagnose.instruments import measures, output_health, registry
 from diagnose.instruments.accumulate import Accumulator, read_and_reset
 from diagnose.instruments.describe import input_names
 from diagnose.instruments.family import Step
+from diagnose.instruments.monitor import Monitor, probe_batch
 from diagnose.instruments.probes import variants
 from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
@@ -63,6 +64,8 @@ class Instrumented(keras.Model):
 
     Build it with :func:`instrument`.
     """
+
+    instrumented = True  # what a Monitor checks its model for (monitor.py cannot import this module)
 
     def __init__(self, user_model, **kwargs):
         super().__init__(name=f"{user_model.name}_instrumented", **kwargs)
@@ -396,7 +399,6 @@ class Instrumented(keras.Model):
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
-        from diagnose.instruments.monitor import Monitor, probe_batch
         from diagnose.instruments.preparation import (contract_targets, fit_batch_size, held_out_targets,
                                                       prepare_fit, training_sample)
 

@@ -97,7 +97,7 @@ def load(paths: list[str | Path]) -> ReportData:
 
 
 def _study(path: Path) -> ReportData:
-    from diagnose.ablation.factors import DEFAULT_LEVELS, FACTORS, LEVEL_LABELS
+    from diagnose.memn2n.factors import DEFAULT_LEVELS, FACTORS, LEVEL_LABELS
 
     manifest = studydir.read_manifest(path)
     variants, notes = study_runs(path)

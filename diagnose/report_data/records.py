@@ -136,7 +136,7 @@ def single_runs(paths: list[Path]) -> tuple[dict[str, VariantInfo], list[str]]:
     notes, ids = [], set()
     for p in paths:
         if not runrecord.is_run_dir(p):
-            raise ValueError(studydir.not_a_record(p))
+            raise ValueError(runrecord.not_a_record(p))
         problems = runrecord.readable_problems(p, "train it again (diagnose train --force) or leave it out")
         notes += [f"{p.name}: {problem}" for problem in problems]
         entry = studydir.run_entry(p) or {}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from diagnose.findings.verdict import format_verdict
-from diagnose.userstudy import refs
+from diagnose import refs
 from diagnose.userstudy.spec import build_keras_spec
 
 __all__ = ["study", "StudyResult"]

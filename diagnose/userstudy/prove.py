@@ -25,8 +25,8 @@ from diagnose.errors import DiagnoseError
 from diagnose.findings import RunView, check_view, spec_of
 from diagnose.findings.fixes import FIXES, remedy_for
 from diagnose.findings.proof import PROOF_MAX_SEEDS, format_proof, proof_of, proof_seeds
-from diagnose.userstudy.rebuild import from_record, rebuild_entry
-from diagnose.userstudy.spec import KerasSpec, UserRunConfig, build_keras_spec
+from diagnose.rebuild import UserRunConfig, from_record, rebuild_entry
+from diagnose.userstudy.spec import KerasSpec, build_keras_spec
 
 __all__ = ["prove_run", "prove", "Proof", "proof_spec", "read_proof", "study_verdict", "DEFAULT_SEEDS", "BASE"]
 
@@ -171,7 +171,7 @@ def prove_run(run_dir: str | os.PathLike, *, seeds=DEFAULT_SEEDS, max_seeds: int
     from diagnose.ablation.study import run_study
 
     run = Path(run_dir)
-    studydir.require_record(run)
+    runrecord.require_record(run)
     runrecord.readable_problems(run, "train it again first")
     rebuild = from_record(runrecord.read_config(run))
     if rebuild is None:

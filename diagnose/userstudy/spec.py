@@ -43,31 +43,63 @@ instrumented by ``diagnose.instrument`` and ``diagnose.Monitor``.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from diagnose import studydir
+from diagnose import refs
+from diagnose.ablation.schema import StudyTable, check_seeds, check_study_name, combo_entries
 from diagnose.ablation.seeding import SeedPlan
-from diagnose.ablation.spec import RunTask, Variant, run_id, spec_digest
-from diagnose.ablation.spec_check import check_seeds, combo_entries
+from diagnose.ablation.variants import RunTask, Variant, combination, expand, run_id, spec_digest
 from diagnose.errors import ConfigError
 from diagnose.limits import check_name
-from diagnose.userstudy import refs
+from diagnose.rebuild import FitTable, MonitorTable, UserRunConfig, checked_fit_monitor
+from diagnose.studydir import plain_name
+from diagnose.tables import Table, validate
+from diagnose.userstudy.transforms import OPS
 
-__all__ = ["Level", "UserRunConfig", "KerasSpec", "build_keras_spec", "is_keras_spec", "load_study_spec"]
+__all__ = ["Level", "UserRunConfig", "KerasSpec", "KerasTrainer", "build_keras_spec", "is_keras_spec",
+           "load_keras_spec"]
 
-_SECTIONS = {"study": {"name", "builder", "data", "seeds", "max_seeds", "reference"}, "fit": None, "monitor": None,
-             "bases": None, "factors": None, "combos": None, "proof": None}
-# [fit] keys and their checks: positive integers, except shuffle.
-_FIT = {"epochs": int, "batch_size": int, "steps_per_epoch": int, "validation_batch_size": int, "shuffle": bool}
-_MONITOR = {"log_every": int, "probe_every": int, "tensorboard": bool}
 # A run's own record is all a study keeps: TensorBoard files would double its size for nothing.
 _MONITOR_DEFAULTS = {"tensorboard": False}
+
+
+class _Study(StudyTable):
+    builder: Any = None
+    data: Any = None
+    reference: Any = None
+
+
+class KerasSpecFile(Table):
+    """The sections of a study of the user's model; [bases], [factors], [combos] are checked below
+    (their keys are the user's settings), [proof] is a proof study's plan (:mod:`diagnose.userstudy.prove`)."""
+
+    study: _Study = _Study()
+    fit: FitTable = FitTable()
+    monitor: MonitorTable = MonitorTable()
+    bases: dict = {}
+    factors: dict = {}
+    combos: dict = {}
+    proof: dict = {}
+
+
+_SECTIONS = ", ".join(f"[{s}]" for s in KerasSpecFile.model_fields)
+
+
+class KerasTrainer:
+    """A user study's :class:`~diagnose.ablation.trainer.Trainer`: build, change, instrument and fit in a worker."""
+
+    def run(self, config: dict, run_dir: Path, reuse: bool = True) -> dict:
+        # Deferred: the worker loads TensorFlow and the user's code, which planning a study never needs.
+        from diagnose.userstudy.worker import train_task
+
+        return train_task(config, run_dir, reuse=reuse)
+
+
+TRAINER = KerasTrainer()  # what a user study's runs carry (pickled by reference to the class)
 
 
 @dataclass(frozen=True)
@@ -87,33 +119,6 @@ class Level:
 
 
 @dataclass(frozen=True)
-class UserRunConfig:
-    """One run of a user study, as its id hashes it and its worker reads it."""
-
-    builder: str
-    data: str
-    settings: dict
-    changes: tuple
-    fit: dict
-    monitor: dict
-    seed: int
-
-    def to_dict(self) -> dict:
-        return {"kind": "keras", "builder": self.builder, "data": self.data, "settings": self.settings,
-                "changes": list(self.changes), "fit": self.fit, "monitor": self.monitor, "seed": self.seed}
-
-    def group(self) -> str:
-        """16 hex digits naming the runs that can share a traced model: equal in all but the seed."""
-        blob = json.dumps({**self.to_dict(), "seed": None}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "UserRunConfig":
-        return cls(d["builder"], d["data"], dict(d.get("settings") or {}), tuple(d.get("changes") or ()),
-                   dict(d.get("fit") or {}), dict(d.get("monitor") or {}), int(d.get("seed", 0)))
-
-
-@dataclass(frozen=True)
 class KerasSpec:
     """A validated user study (see the module docstring); the harness runs it as it runs a :class:`Spec`."""
 
@@ -130,8 +135,6 @@ class KerasSpec:
     combos: tuple = ()  # ((base, ((factor, level), ...)), ...)
     about: dict = field(default_factory=dict)  # more for the manifest: a proof study's plan ([proof])
 
-    kind = "keras"
-
     @property
     def digest(self) -> str:
         return spec_digest(self.raw)
@@ -144,31 +147,12 @@ class KerasSpec:
         return next(b for b in self.bases if b != self.reference)
 
     def variants(self) -> list[tuple[Variant, Level]]:
-        """Every base, then each single-factor switch that changes it, then the combinations."""
-        out, seen = [], set()
-        for base, level in self.bases.items():
-            out.append((Variant(base, base), level))
-            seen.add((base, level.key()))
-        for base, level in self.bases.items():
-            for factor, levels in self.factors.items():
-                for name, switch in levels.items():
-                    changed = level.then(switch)
-                    if changed == level or (base, changed.key()) in seen:
-                        continue
-                    seen.add((base, changed.key()))
-                    level_of = tuple(b for b, other in self.bases.items() if b != base and other.then(switch) == other)
-                    out.append((Variant(f"{base} | {factor}={name}", base, factor, name, ((factor, name),), level_of),
-                                changed))
-        for base, switches in self.combos:
-            out.append(self.combination(base, switches))
-        return out
+        """Every base, then each single-factor switch that changes it, then the combinations
+        (:func:`diagnose.ablation.variants.expand`)."""
+        return expand(self.bases, self.factors, self.combos, Level.then, Level.key)
 
     def combination(self, base: str, switches) -> tuple[Variant, Level]:
-        level = self.bases[base]
-        for factor, name in switches:
-            level = level.then(self.factors[factor][name])
-        label = f"{base} | " + " + ".join(f"{f}={lv}" for f, lv in switches)
-        return Variant(label, base, None, None, tuple(switches)), level
+        return combination(self.bases[base], base, switches, lambda f, lv: self.factors[f][lv], Level.then)
 
     def tasks(self, plan: SeedPlan | None = None) -> list[RunTask]:
         """Every run, variants in order, seeds inner (``plan``: more seeds for some variants)."""
@@ -178,13 +162,13 @@ class KerasSpec:
             for seed in plan.seeds_for(variant.name, self.seeds):
                 config = UserRunConfig(self.builder, self.data, level.settings, level.changes, self.fit,
                                        self.monitor, seed)
-                tasks.append(RunTask(run_id(config), variant, seed, config, config.group(), kind="keras"))
+                tasks.append(RunTask(run_id(config), variant, seed, config, config.group(), TRAINER))
         return tasks
 
     def prepare(self, plan: SeedPlan | None = None) -> tuple[list[RunTask], dict]:
         """Every run (``plan``: as :meth:`tasks`), and what the manifest records; the builder and data must
         import (else one line)."""
-        from diagnose._tf import import_tensorflow_quietly
+        from diagnose._tf import import_tensorflow_quietly  # deferred: only a study that runs needs it
 
         import_tensorflow_quietly()  # the user's modules import keras: without TF's start-up chatter
         refs.resolve(self.builder, "builder")
@@ -205,25 +189,14 @@ def is_keras_spec(raw: dict) -> bool:
     return isinstance(raw.get("study"), dict) and "builder" in raw["study"]
 
 
-def load_study_spec(path: str | Path | None, overrides: dict | None = None, *, raw: dict | None = None):
-    """A spec from TOML (or ``raw``): a :class:`KerasSpec` when it names a builder, else the built-in study's.
+def load_keras_spec(data: dict, overrides: dict | None = None) -> "KerasSpec":
+    """A study of the user's model from its spec as read (:func:`~diagnose.ablation.schema.read_spec`),
+    ``overrides`` (``{section: {key: value}}`` from the command line) applied.
 
     Raises:
-        ConfigError: unreadable TOML, or anything :func:`build_keras_spec` refuses.
+        ConfigError: an option only the built-in model's studies take, or anything
+            :func:`build_keras_spec` refuses.
     """
-    from diagnose.ablation.spec import load_spec
-
-    data = json.loads(json.dumps(raw or {}))
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"spec file '{path}' does not exist; pass a TOML file or no spec for the default study")
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"spec file '{path}' is not valid TOML ({str(exc).splitlines()[0]})") from None
-    if not is_keras_spec(data):
-        return load_spec(path, overrides, raw=raw)
     for section, values in (overrides or {}).items():
         if section != "study":
             option = {"budget": "--steps", "corpus": "--corpus/--synthetic"}.get(section, section)
@@ -242,8 +215,6 @@ def _level(value, where: str) -> Level:
                                                 for c in changes):
         raise ConfigError(f"{where}: changes must be a list of tables with an op, e.g. "
                           "[{op = \"learning_rate\", factor = 0.1}]")
-    from diagnose.userstudy.transforms import OPS
-
     for change in changes:
         if change["op"] not in OPS:
             raise ConfigError(f"{where}: unknown change op {change['op']!r}; valid ops: {', '.join(OPS)}")
@@ -254,18 +225,6 @@ def _level(value, where: str) -> Level:
     return Level(dict(settings), tuple(dict(c) for c in changes))
 
 
-def _checked(section: str, values: dict, kinds: dict) -> dict:
-    for key, value in values.items():
-        kind = kinds.get(key)
-        if kind is None:
-            raise ConfigError(f"unknown key '{key}' in [{section}]; valid keys: {', '.join(sorted(kinds))}")
-        if kind is bool and not isinstance(value, bool) or kind is int and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigError(f"[{section}] {key} must be {'true or false' if kind is bool else 'a positive integer'}, "
-                              f"got {value!r}")
-    return dict(values)
-
-
 def build_keras_spec(raw: dict) -> KerasSpec:
     """Validates a user-study spec dict (see the module docstring) and resolves it.
 
@@ -274,30 +233,18 @@ def build_keras_spec(raw: dict) -> KerasSpec:
             reference, seed, level or combination, in one line naming the valid choices.
     """
     raw = json.loads(json.dumps(raw))
-    for section, values in raw.items():
-        if section not in _SECTIONS:
-            raise ConfigError(f"unknown spec section [{section}]; a study of your model has "
-                              f"{', '.join(f'[{s}]' for s in _SECTIONS)}")
-        if not isinstance(values, dict):
-            raise ConfigError(f"spec section [{section}] must be a table")
-        allowed = _SECTIONS[section]
-        for key in values:
-            if allowed is not None and key not in allowed:
-                raise ConfigError(f"unknown key '{key}' in [{section}]; valid keys: {', '.join(sorted(allowed))}")
+    validate(KerasSpecFile, raw, _SECTIONS)
     study = raw.setdefault("study", {})
     for key in ("builder", "data"):
         if not refs.is_ref(study.get(key)):
             raise ConfigError(f"[study] {key} must be 'package.module:function', got {study.get(key)!r}")
-    name = study.setdefault("name", re.sub(r"[^\w.-]", "_", study["builder"].rsplit(":", 1)[-1].split(".")[-1]))
-    if not studydir.plain_name(name):
-        raise ConfigError(f"[study] name={name!r} must be a plain name (letters, digits, '.', '_', '-'; not '.' or "
-                          "'..'): it names the directory ablations/<name>")
-    check_name("[study] name", name)
+    name = check_study_name(study.setdefault("name", re.sub(r"[^\w.-]", "_",
+                                                             study["builder"].rsplit(":", 1)[-1].split(".")[-1])))
     seeds = study.setdefault("seeds", 3)
     seeds = check_seeds(seeds, study.get("max_seeds"))
     bases = {str(b): _level(v, f"[bases.{b}]") for b, v in (raw.get("bases") or {"model": {}}).items()}
     for base in bases:
-        if not studydir.plain_name(base):
+        if not plain_name(base):
             raise ConfigError(f"base name {base!r} must be a plain name (letters, digits, '.', '_', '-')")
         check_name("base name", base)
     reference = study.get("reference")
@@ -325,10 +272,8 @@ def build_keras_spec(raw: dict) -> KerasSpec:
         return factor, str(level)
 
     combos = combo_entries(raw.get("combos") or {}, bases, switch)
-    fit = _checked("fit", raw.get("fit") or {}, _FIT)
-    monitor = _MONITOR_DEFAULTS | _checked("monitor", raw.get("monitor") or {}, _MONITOR)
-    if not all(math.isfinite(v) for v in fit.values() if isinstance(v, (int, float))):
-        raise ConfigError("[fit] values must be finite")
+    fit, monitor = checked_fit_monitor(raw.get("fit") or {}, raw.get("monitor") or {})
+    monitor = _MONITOR_DEFAULTS | monitor
     about = {"proof": raw["proof"]} if raw.get("proof") else {}  # written by diagnose.userstudy.prove
     return KerasSpec(raw=raw, name=name, builder=study["builder"], data=study["data"], bases=bases, seeds=seeds,
                      factors=factors, fit=fit, monitor=monitor, reference=reference, combos=tuple(combos),

@@ -199,10 +199,10 @@ def reinit_table(model, fit, sites: list, stddev: float):
     """The table each named layer adds to its output (a position encoding) drawn again from N(0, stddev)."""
     import keras
 
-    from diagnose.instruments.taps import _table_weight
+    from diagnose.instruments.taps import table_weight
 
     for name in sites:
-        weight = _table_weight(_layer(model, name))
+        weight = table_weight(_layer(model, name))
         if weight is None:
             raise ConfigError(f"layer {name!r} adds no table of its own that could be re-initialised")
         weight.assign(keras.initializers.RandomNormal(stddev=float(stddev))(weight.shape, dtype=weight.dtype))

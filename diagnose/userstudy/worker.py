@@ -17,12 +17,14 @@ import json
 from collections import OrderedDict
 from pathlib import Path
 
-from diagnose import runrecord
+from diagnose import refs, runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
-from diagnose.userstudy import refs
+from diagnose.instruments.monitor import Monitor, probe_batch
+from diagnose.instruments.wrapper import instrument
+from diagnose.rebuild import UserRunConfig
 from diagnose.userstudy.data import call_user, fit_arguments, loss_step, validation_loss
-from diagnose.userstudy.spec import UserRunConfig
+from diagnose.userstudy.transforms import apply_changes
 
 import_tensorflow_quietly()
 import keras  # noqa: E402
@@ -71,10 +73,6 @@ def train_run(config: UserRunConfig, run_dir: str | Path, reuse: bool = False) -
         DiagnoseError: the builder does not return a compiled Keras model, or a change
             does not apply (before anything is written); anything the user's code raises.
     """
-    import diagnose
-    from diagnose.instruments.monitor import probe_batch
-    from diagnose.userstudy.transforms import apply_changes
-
     keras.backend.clear_session()  # the same layer and variable names in every run of a process
     keras.utils.set_random_seed(config.seed)
     model = call_user(refs.resolve(config.builder, "builder"), config.settings, "builder")
@@ -91,9 +89,9 @@ def train_run(config: UserRunConfig, run_dir: str | Path, reuse: bool = False) -
     key = config.group()
     kept = _MODELS.pop(key, None) if reuse else None
     if kept is None or not kept[0].restart(model):
-        kept = (diagnose.instrument(model), loss_step(model))
+        kept = (instrument(model), loss_step(model))
     wrapped, step = kept
-    monitor = diagnose.Monitor(run_dir, probe=probe, rebuild=config.to_dict(), overwrite=True, **config.monitor)
+    monitor = Monitor(run_dir, probe=probe, rebuild=config.to_dict(), overwrite=True, **config.monitor)
     keras.utils.set_random_seed(config.seed)  # the same shuffles and dropout masks whatever the changes drew
     wrapped.fit(**fit, callbacks=[_Validation(step, valid, batch), monitor], verbose=0)  # a crash drops the model
     if reuse:

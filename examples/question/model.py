@@ -60,7 +60,7 @@ class AddedWeights(keras.layers.Layer):
 
 @functools.cache
 def _corpus():
-    from diagnose.data import make_synthetic, windows
+    from diagnose.memn2n.data import make_synthetic, windows
 
     corpus = make_synthetic("topic-copy-small", seed=0)
     out = {}

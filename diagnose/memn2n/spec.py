@@ -44,51 +44,25 @@ validated before anything runs; errors are one line listing the valid choices.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diagnose.ablation.factors import DEFAULT_LEVELS, FACTORS
+from diagnose.ablation.schema import MAX_SEEDS, read_spec
 from diagnose.ablation.seeding import SeedPlan
-from diagnose.ablation.spec_check import (MAX_SEEDS, check_budget, check_combos, check_corpus,
-                                          check_factors, check_model, check_sizes, check_study, check_train,
-                                          merged_with_defaults)
-from diagnose.config import DataConfig, RunConfig, TrainConfig
+from diagnose.ablation.variants import RunTask, Variant, combination, expand, run_id, spec_digest
 from diagnose.errors import ConfigError
+from diagnose.limits import check_run
+from diagnose.memn2n.data.load import load_corpus
+from diagnose.memn2n.factors import DEFAULT_LEVELS, FACTORS
+from diagnose.memn2n.jobs import TRAINER, group_of
+from diagnose.memn2n.spec_check import (check_budget, check_combos, check_corpus, check_factors, check_model,
+                                        check_sizes, check_study, check_train, merged_with_defaults)
+from diagnose.memn2n.config import DataConfig, RunConfig, TrainConfig
 from diagnose.models.config import MemN2NConfig, apply_overrides, preset
 
 __all__ = ["FACTORS", "DEFAULT_LEVELS", "MAX_SEEDS", "Spec", "Variant", "RunTask", "load_spec", "default_spec",
-           "run_id"]
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One model configuration of the study: a base preset with factors switched (usually one)."""
-
-    name: str  # "paper", "as-posted | output=softmax", "as-posted | loss_reduction=sum + temporal=ones"
-    base: str
-    factor: str | None = None  # the single switched factor (None for a base or a combination)
-    level: str | None = None
-    switches: tuple = ()  # ((factor, level), ...) in the order applied
-    level_of: tuple = ()  # the other bases whose own setting this single switch adopts
-
-
-@dataclass(frozen=True)
-class RunTask:
-    """One training run: a variant at one seed, with its resolved config and stable id.
-
-    ``group`` names the compiled steps the run can share with others (runs of one
-    group go to a worker together; None: the run trains alone).
-    """
-
-    run_id: str
-    variant: Variant
-    seed: int
-    config: RunConfig  # anything with to_dict(): what the kind's trainer takes
-    group: str | None = None
-    kind: str = "memn2n"  # the training path a worker dispatches to (executors.TRAINERS)
+           "build_spec", "run_id"]
 
 
 @dataclass(frozen=True)
@@ -128,50 +102,26 @@ class Spec:
             settings["hops"] = max(1, self.sizes.get("hops", preset("paper").hops) + settings["hops"])
         return settings
 
-    def variants(self) -> list[tuple[Variant, MemN2NConfig]]:
-        """Every base, then each single-factor counterfactual that changes something."""
-        out, seen = [], set()
-        for base in self.bases:
-            cfg = self.base_config(base)
-            out.append((Variant(base, base), cfg))
-            seen.add((base, _key(cfg)))
+    def _expanded(self) -> tuple[dict, dict]:
         bases = {b: self.base_config(b) for b in self.bases}
-        for base in self.bases:
-            cfg = bases[base]
-            for factor, levels in self.factors.items():
-                for level in levels:
-                    settings = self.level_settings(factor, level)
-                    changed = apply_overrides(cfg, settings)
-                    if changed == cfg or (base, _key(changed)) in seen:
-                        continue
-                    seen.add((base, _key(changed)))
-                    # Which other base already has this level: the switch that moves
-                    # one base to the other's choice, the only one a verdict blames.
-                    level_of = tuple(b for b, other in bases.items()
-                                     if b != base and apply_overrides(other, settings) == other)
-                    out.append((Variant(f"{base} | {factor}={level}", base, factor, level, ((factor, level),),
-                                        level_of), changed))
-        for base, switches in self.combos:
-            out.append(self.combination(base, switches))
-        return out
+        factors = {f: {lv: self.level_settings(f, lv) for lv in levels} for f, levels in self.factors.items()}
+        return bases, factors
+
+    def variants(self) -> list[tuple[Variant, MemN2NConfig]]:
+        """Every base, then each single-factor counterfactual that changes something, then the combos
+        (:func:`diagnose.ablation.variants.expand`)."""
+        bases, factors = self._expanded()
+        return expand(bases, factors, self.combos, apply_overrides, _key, self.level_settings)
 
     def combination(self, base: str, switches) -> tuple[Variant, MemN2NConfig]:
         """The base with several factors switched together (a contrast or a follow-up run)."""
-        cfg = self.base_config(base)
-        for factor, level in switches:
-            cfg = apply_overrides(cfg, self.level_settings(factor, level))
-        name = f"{base} | " + " + ".join(f"{f}={lv}" for f, lv in switches)
-        return Variant(name, base, None, None, tuple(switches)), cfg
+        return combination(self.base_config(base), base, switches, self.level_settings, apply_overrides)
 
     def prepare(self, plan: SeedPlan | None = None) -> tuple[list[RunTask], dict]:
         """Every run of the study (``plan``: as :meth:`tasks`) and what the manifest records about its data.
 
         Loads the corpus, so a bad one is an error before anything runs.
         """
-        from diagnose.data.load import load_corpus
-
-        from diagnose.limits import check_run
-
         memory = max(m.memory_size for _, m in self.variants())
         corpus = load_corpus(self.data, memory_size=memory)
         tasks = self.tasks(corpus.vocab_size, plan)
@@ -189,32 +139,18 @@ class Spec:
             vocab_size: the corpus's.
             plan: more seeds for some variants (a study's adaptive seeds); None: the spec's seeds.
         """
-        from diagnose.ablation.memn2n_jobs import group_of
-
         plan = plan or SeedPlan()
         tasks = []
         for variant, model in self.variants():
             model = dataclasses.replace(model, vocab_size=vocab_size)
             for seed in plan.seeds_for(variant.name, self.seeds):
                 cfg = RunConfig(model=model, data=self.data, train=dataclasses.replace(self.train, seed=seed))
-                tasks.append(RunTask(run_id(cfg), variant, seed, cfg, group_of(cfg)))
+                tasks.append(RunTask(run_id(cfg), variant, seed, cfg, group_of(cfg), TRAINER))
         return tasks
-
-
-def spec_digest(raw: dict) -> str:
-    """The digest of a resolved spec (a Spec's ``raw``, as a study's manifest keeps it)."""
-    blob = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def _key(cfg: MemN2NConfig) -> str:
     return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
-
-
-def run_id(config: RunConfig) -> str:
-    """A stable id: the first 16 hex digits of SHA-256 over the resolved config (seed included)."""
-    blob = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def default_spec() -> Spec:
@@ -234,15 +170,7 @@ def load_spec(path: str | Path | None, overrides: dict | None = None, *, raw: di
         ConfigError: unreadable TOML, unknown section/key/factor/level, wrong type
             or impossible size, in one line naming the valid choices.
     """
-    raw = json.loads(json.dumps(raw or {}))  # a deep copy: overrides must not touch the caller's
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"spec file '{path}' does not exist; pass a TOML file or no spec for the default study")
-        try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"spec file '{path}' is not valid TOML ({str(exc).splitlines()[0]})") from None
+    raw = read_spec(path, raw)
     for section, values in (overrides or {}).items():
         if not isinstance(raw.setdefault(section, {}), dict):
             raise ConfigError(f"spec section [{section}] must be a table")

@@ -1,7 +1,7 @@
 """The built-in factors of a MemN2N study, their default levels, and the default study.
 
 A factor is a named design choice; each of its levels names the config fields it
-sets. :mod:`diagnose.ablation.spec` turns a spec that names factors and levels into
+sets. :mod:`diagnose.memn2n.spec` turns a spec that names factors and levels into
 runs; this module is the catalogue it reads.
 """
 

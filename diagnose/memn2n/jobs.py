@@ -2,9 +2,9 @@
 
 Runs of a study that differ only in their seed, initial values or the recipe's
 numbers the step reads when it runs (the
-:func:`~diagnose.config.graph_key` of their configs is equal) share one
+:func:`~diagnose.memn2n.config.graph_key` of their configs is equal) share one
 traced train step: the first traces it, the others restart it with their own
-weights (:meth:`~diagnose.memn2n_steps.MemN2NSteps.restart`). Tracing the
+weights (:meth:`~diagnose.memn2n.steps.MemN2NSteps.restart`). Tracing the
 instrumented step is ~1.3 s of a default-study run that trains in ~1.5 s, so the
 sweep sends such runs to a worker together (their ``group``) and the worker keeps
 the steps for later rounds of the same study. A run's record is the one it writes
@@ -17,7 +17,10 @@ import hashlib
 from collections import OrderedDict
 from pathlib import Path
 
-__all__ = ["group_of", "train_task"]
+from diagnose.memn2n.config import RunConfig, graph_key
+from diagnose.memn2n.data.load import load_corpus
+
+__all__ = ["group_of", "train_task", "MemN2NTrainer", "TRAINER"]
 
 # Compiled steps kept per worker process: every kind of run of the default study
 # (26) fits, so the seeds a later round adds find their steps traced; each holds a
@@ -31,8 +34,6 @@ _TRAINERS: OrderedDict = OrderedDict()  # graph key -> MemN2NSteps, least recent
 
 def group_of(config) -> str:
     """16 hex digits naming the compiled steps a RunConfig trains with (equal: shareable)."""
-    from diagnose.config import graph_key
-
     return hashlib.sha256(graph_key(config).encode("utf-8")).hexdigest()[:16]
 
 
@@ -43,13 +44,12 @@ def train_task(config_dict: dict, run_dir: Path, reuse: bool = True) -> dict:
     bench/ablation_time.py times it against the shared steps).
 
     Raises:
-        Exception: whatever :func:`diagnose.train.train` raises (the run is then
+        Exception: whatever :func:`diagnose.memn2n.train.train` raises (the run is then
             recorded as failed there).
     """
-    from diagnose.config import RunConfig
-    from diagnose.data.load import load_corpus
-    from diagnose.memn2n_steps import MemN2NSteps, graph_key
-    from diagnose.train import train
+    # Deferred: these load TensorFlow, which the driver that only plans a study never needs.
+    from diagnose.memn2n.steps import MemN2NSteps
+    from diagnose.memn2n.train import train
 
     config = RunConfig.from_dict(config_dict)
     corpus_key = repr(config.data) + str(config.model.memory_size)
@@ -67,3 +67,13 @@ def train_task(config_dict: dict, run_dir: Path, reuse: bool = True) -> dict:
     while len(_TRAINERS) > _MAX_TRAINERS:
         _TRAINERS.popitem(last=False)
     return summary
+
+
+class MemN2NTrainer:
+    """The built-in MemN2N's :class:`~diagnose.ablation.trainer.Trainer`: :func:`train_task` in a worker."""
+
+    def run(self, config: dict, run_dir: Path, reuse: bool = True) -> dict:
+        return train_task(config, run_dir, reuse=reuse)
+
+
+TRAINER = MemN2NTrainer()  # what the built-in study's runs carry (pickled by reference to the class)

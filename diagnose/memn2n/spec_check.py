@@ -1,43 +1,73 @@
-"""Checking a study spec's sections, each against its own rules (what :func:`~diagnose.ablation.spec.build_spec`
-composes): every key known, every value of its type and range, a one-line :class:`ConfigError` naming the
-section, the key and the fix otherwise."""
+"""Checking a built-in study spec's sections (what :func:`~diagnose.memn2n.spec.build_spec` composes).
+
+The sections' keys and simple types are declared once (:class:`MemN2NSpecFile`, shared
+pieces in :mod:`diagnose.ablation.schema`); the rules below check what needs the
+model's catalogue (presets, factors, config fields). Every problem is one
+:class:`ConfigError` line naming the section, the key and the fix."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
-from diagnose import studydir
-from diagnose.ablation.factors import DEFAULT_LEVELS, DEFAULT_SPEC, FACTORS
-from diagnose.config import DataConfig, TrainConfig
+from diagnose.ablation.schema import MAX_SEEDS, StudyTable, check_seeds, check_study_name, combo_entries
 from diagnose.errors import ConfigError
-from diagnose.limits import MAX_SEED, check_name
+from diagnose.limits import check_name
+from diagnose.memn2n.config import DataConfig, TrainConfig
+from diagnose.memn2n.data.synthetic import SYNTHETIC_PRESETS
+from diagnose.memn2n.factors import DEFAULT_LEVELS, DEFAULT_SPEC, FACTORS
 from diagnose.models.config import apply_overrides, preset
+from diagnose.tables import PositiveInt, Table, validate
 
-__all__ = ["SECTIONS", "MAX_SEEDS", "merged_with_defaults", "check_study", "check_seeds", "check_factors",
+__all__ = ["MemN2NSpecFile", "SECTIONS", "MAX_SEEDS", "merged_with_defaults", "check_study", "check_factors",
            "check_sizes", "check_budget", "check_corpus", "check_train", "check_combos", "check_model"]
 
-# Seeds a spec may ask for: an interval over n seeds narrows as 1/sqrt(n), so 1000
-# already puts it at ~0.03 of one seed's spread; more only multiplies the runs.
-MAX_SEEDS = 1000
-# The sections of a spec and their keys (None: any key, checked by the section's own rule).
-SECTIONS = {"study": {"name", "bases", "seeds", "max_seeds"}, "budget": {"steps", "epochs"},
-             "corpus": {"synthetic", "path", "context", "tokens", "max_vocab"},
-             "sizes": {"memory_size", "embed_dim", "hops", "batch_size"}, "model": None, "train": None,
-             "factors": None, "combos": None}
+
+class _Study(StudyTable):
+    bases: Any = None  # model presets (check_study)
+
+
+class _Budget(Table):
+    steps: PositiveInt = None
+    epochs: Any = None  # a positive number when steps is not given (check_budget)
+
+
+class _Corpus(Table):
+    synthetic: Any = None
+    path: Any = None
+    context: Any = None
+    tokens: Any = None
+    max_vocab: Any = None
+
+
+class _Sizes(Table):
+    memory_size: PositiveInt = None
+    embed_dim: PositiveInt = None
+    hops: PositiveInt = None
+    batch_size: PositiveInt = None
+
+
+class MemN2NSpecFile(Table):
+    """The sections of a built-in study's spec; [model], [train], [factors] and [combos] are checked
+    by their own rules below (they name config fields and factors)."""
+
+    study: _Study = _Study()
+    budget: _Budget = _Budget()
+    corpus: _Corpus = _Corpus()
+    sizes: _Sizes = _Sizes()
+    model: dict = {}
+    train: dict = {}
+    factors: dict = {}
+    combos: dict = {}
+
+
+SECTIONS = tuple(MemN2NSpecFile.model_fields)
 
 
 def merged_with_defaults(raw: dict) -> dict:
     """The spec's sections over the default study's (unknown sections and keys refused)."""
-    for section in raw:
-        if section not in SECTIONS:
-            raise ConfigError(f"unknown spec section [{section}]; valid sections: {', '.join(SECTIONS)}")
-        if not isinstance(raw[section], dict):
-            raise ConfigError(f"spec section [{section}] must be a table")
-        allowed = SECTIONS[section]
-        for key in raw[section]:
-            if allowed is not None and key not in allowed:
-                raise ConfigError(f"unknown key '{key}' in [{section}]; valid keys: {', '.join(sorted(allowed))}")
+    validate(MemN2NSpecFile, raw, ", ".join(SECTIONS))
     merged = {s: dict(DEFAULT_SPEC.get(s, {})) for s in SECTIONS}
     if "factors" in raw and "combos" not in raw:
         merged["combos"] = {}  # the default contrasts belong to the default factors
@@ -58,10 +88,7 @@ def merged_with_defaults(raw: dict) -> dict:
 
 def check_study(study: dict) -> tuple[list[str], tuple[int, ...]]:
     """[study]: a plain name, known base presets, seeds and max_seeds in range. Returns (bases, seeds)."""
-    if not studydir.plain_name(study.get("name")):
-        raise ConfigError(f"[study] name={study.get('name')!r} must be a plain name (letters, digits, '.', '_', '-'; "
-                          "not '.' or '..'): it names the directory ablations/<name>")
-    check_name("[study] name", study["name"])
+    check_study_name(study.get("name"))
     bases = study.get("bases")
     if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
         raise ConfigError("[study] bases must be a non-empty list of presets, e.g. [\"as-posted\", \"paper\"]")
@@ -72,31 +99,6 @@ def check_study(study: dict) -> tuple[list[str], tuple[int, ...]]:
             raise ConfigError(f"[study] bases: {exc}") from None
     seeds = check_seeds(study.get("seeds"), study.get("max_seeds"))
     return bases, seeds
-
-
-def check_seeds(seeds, max_seeds) -> tuple[int, ...]:
-    """[study] seeds (a count or a list of seeds) and max_seeds (adaptive seeding's cap); the seeds."""
-    if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
-                                       and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                               for s in seeds)):
-        raise ConfigError(f"[study] seeds must be a positive count or a list of non-negative integers, got {seeds!r}")
-    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(dict.fromkeys(seeds))
-    if len(seeds) > MAX_SEEDS:
-        raise ConfigError(f"[study] seeds: {len(seeds)} seeds is more than {MAX_SEEDS}; an interval over seeds "
-                          f"narrows as 1/sqrt(n), so {MAX_SEEDS} already put it at ~0.03 of one seed's spread: "
-                          "ask for fewer")
-    if max_seeds is not None and (not isinstance(max_seeds, int) or isinstance(max_seeds, bool)
-                                  or not 1 <= max_seeds <= MAX_SEEDS):
-        raise ConfigError(f"[study] max_seeds must be a count from 1 to {MAX_SEEDS} (the most seeds adaptive seeding "
-                          f"gives a variant), got {max_seeds!r}")
-    from diagnose.findings.verdict_plan import DEFAULT_MAX_SEEDS
-
-    # Seeds added where an interval stays inconclusive continue after the largest one.
-    last = max(seeds) + max(0, (max_seeds or DEFAULT_MAX_SEEDS) - len(seeds))
-    if last > MAX_SEED:
-        raise ConfigError(f"[study] seeds: {max(seeds)} (with the seeds added after it, up to {last}) is outside the "
-                          f"seeds numpy and Keras take (0 to 2**32 - 1 = {MAX_SEED}); give smaller seeds")
-    return seeds
 
 
 def check_factors(merged: dict) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, dict]]]:
@@ -135,16 +137,13 @@ def check_factors(merged: dict) -> tuple[dict[str, tuple[str, ...]], dict[str, d
 
 def check_sizes(sizes: dict) -> None:
     """[sizes]: positive integers."""
-    for key, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"[sizes] {key} must be a positive integer, got {value!r}")
+    validate(MemN2NSpecFile, {"sizes": sizes}, ", ".join(SECTIONS))
 
 
 def check_budget(budget: dict) -> tuple[int | None, float | None]:
     """[budget]: a positive steps, or else epochs. Returns (steps, epochs)."""
+    validate(MemN2NSpecFile, {"budget": budget}, ", ".join(SECTIONS))
     steps, epochs = budget.get("steps"), budget.get("epochs")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
-        raise ConfigError(f"[budget] steps must be a positive integer, got {steps!r}")
     if steps is None and (not isinstance(epochs, (int, float)) or isinstance(epochs, bool)
                           or not 0 < epochs < math.inf):
         raise ConfigError(f"[budget] needs a positive steps or epochs, got {budget!r}")
@@ -162,12 +161,9 @@ def check_corpus(corpus: dict) -> DataConfig:
         data.validate()
     except ConfigError as exc:
         raise ConfigError(f"[corpus] {str(exc).replace('synthetic_tokens', 'tokens')}") from None
-    if data.corpus is None:
-        from diagnose.data.synthetic import SYNTHETIC_PRESETS
-
-        if data.synthetic not in SYNTHETIC_PRESETS:
-            raise ConfigError(f"[corpus] synthetic={data.synthetic!r} is not valid; choose one of "
-                              f"{', '.join(SYNTHETIC_PRESETS)}")
+    if data.corpus is None and data.synthetic not in SYNTHETIC_PRESETS:
+        raise ConfigError(f"[corpus] synthetic={data.synthetic!r} is not valid; choose one of "
+                          f"{', '.join(SYNTHETIC_PRESETS)}")
     return data
 
 
@@ -202,18 +198,6 @@ def check_combos(combos_raw: dict, bases: list[str], factors: dict, custom: dict
         return factor, level
 
     return combo_entries(combos_raw, bases, switch)
-
-
-def combo_entries(combos_raw: dict, bases: list[str], switch) -> list[tuple]:
-    """[combos] of any study: (base, ((factor, level), ...)) each, every pair checked by
-    ``switch(label, factor, level) -> (factor, level)``, which raises ConfigError."""
-    combos = []
-    for label, entry in combos_raw.items():
-        if not isinstance(entry, dict) or entry.get("base") not in bases:
-            raise ConfigError(f"combo '{label}' needs base = one of {', '.join(bases)} and factor = level pairs")
-        switches = tuple(switch(label, factor, level) for factor, level in entry.items() if factor != "base")
-        combos.append((entry["base"], switches))
-    return combos
 
 
 def check_model(model: dict) -> None:

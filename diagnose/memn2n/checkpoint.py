@@ -1,7 +1,7 @@
 """A run's checkpoint (``checkpoint/`` in its record): what ``train --resume`` goes on from.
 
-Part of the run record's contract (:mod:`diagnose.runrecord` names the folder and
-re-exports these); kept apart because only the training path writes and reads it.
+Part of the run record's contract (:mod:`diagnose.runrecord` names the folder); kept
+with the built-in model because only its training path writes and reads it.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from pathlib import Path
 
 from diagnose.errors import RecordError
 from diagnose.files import make_temp_dir, read_json, write_json
+from diagnose.runrecord import CHECKPOINT
 
 __all__ = ["write_checkpoint", "read_checkpoint"]
 
 def write_checkpoint(run_dir: str | os.PathLike, state: dict, arrays: dict) -> None:
     """Writes ``checkpoint/`` (state.json and arrays.npz) and swaps it in by rename."""
     import numpy as np
-
-    from diagnose.runrecord import CHECKPOINT
 
     run_dir = Path(run_dir)
     final = run_dir / CHECKPOINT
@@ -52,8 +51,6 @@ def read_checkpoint(run_dir: str | os.PathLike) -> tuple[dict, dict] | None:
     import zipfile
 
     import numpy as np
-
-    from diagnose.runrecord import CHECKPOINT
 
     folder = Path(run_dir) / CHECKPOINT
     if not (folder / "state.json").is_file():

@@ -162,7 +162,7 @@ def resolve(config: RunConfig, vocab_size: int, n_windows: int) -> tuple[RunConf
 # Config fields that set only initial values, what the host loop does between calls,
 # or the recipe's numbers the step reads from variables when it runs (the loss
 # reduction as a scale on the summed loss, the clipping mode and threshold):
-# runs that differ in nothing else share one traced step (:meth:`diagnose.memn2n_steps.MemN2NSteps.restart`).
+# runs that differ in nothing else share one traced step (:meth:`diagnose.memn2n.steps.MemN2NSteps.restart`).
 # Everything else (sizes, the model's factors, the corpus, the instruments, XLA) is
 # read while the step is traced.
 _VALUE_FIELDS = {"model": ("temporal_init", "embedding_init", "init_std", "learning_rate", "lr_anneal",

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from diagnose.data.corpus import EOS, PAD, UNK, UNK_ID, Corpus, split_from_lines, split_stats
+from diagnose.memn2n.data.corpus import EOS, PAD, UNK, UNK_ID, Corpus, split_from_lines, split_stats
 from diagnose.errors import CorpusError
 
 _FORMAT_HINT = "pass a UTF-8 text file in PTB format (whitespace-separated tokens, one sentence per line)"

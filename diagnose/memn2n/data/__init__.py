@@ -3,9 +3,9 @@
 numpy only, no TensorFlow, so importing the data layer is cheap.
 """
 
-from diagnose.data.corpus import EOS, PAD, UNK, Corpus, Split, windows
-from diagnose.data.synthetic import SYNTHETIC_PRESETS, SyntheticSpec, make_synthetic
-from diagnose.data.text import load_text_corpus
+from diagnose.memn2n.data.corpus import EOS, PAD, UNK, Corpus, Split, windows
+from diagnose.memn2n.data.synthetic import SYNTHETIC_PRESETS, SyntheticSpec, make_synthetic
+from diagnose.memn2n.data.text import load_text_corpus
 
 __all__ = [
     "EOS",

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diagnose.data.corpus import EOS, PAD, UNK, Corpus, split_from_lines, split_stats
+from diagnose.memn2n.data.corpus import EOS, PAD, UNK, Corpus, split_from_lines, split_stats
 from diagnose.errors import CorpusError
 
 _FIRST_WORD_ID = 3  # after PAD, UNK, <eos>

@@ -1,11 +1,11 @@
 """The built-in MemN2N's compiled steps: model, optimizer, train/eval/probe steps, accumulators.
 
 The host loop that drives them (budget, validation, logged rows, the record) is
-:mod:`diagnose.train`. Batches are cut from the token stream inside the compiled
+:mod:`diagnose.memn2n.train`. Batches are cut from the token stream inside the compiled
 step (positions in, windows gathered in-graph), several steps run per call in a
 graph loop, and figures accumulate in variables read back once per logged row.
 The instruments are the registry's (:mod:`diagnose.instruments.registry`), fed
-from the model's internals by :mod:`diagnose.instruments.memn2n`.
+from the model's internals by :mod:`diagnose.memn2n.instruments`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import math
 
 import numpy as np
 
-from diagnose.config import RunConfig, graph_key
-from diagnose.data.corpus import Corpus
-from diagnose.gradients import clip_scales_at, dedupe_slices, guard, scale
-from diagnose.instruments import measures, memn2n, registry
+from diagnose.memn2n.config import RunConfig, graph_key
+from diagnose.memn2n.data.corpus import Corpus
+from diagnose.instruments.gradients import clip_scales_at, dedupe_slices, guard, scale
+from diagnose.instruments import measures, registry
+from diagnose.memn2n import instruments as memn2n_instruments
 from diagnose.instruments.accumulate import Accumulator, nonfinite_flags
 from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
@@ -154,7 +155,7 @@ class MemN2NSteps:
         The mean over a batch is its sum scaled by 1 / batch (exact where the batch is a
         power of two, as in every built-in config; else within an ulp of a mean).
         """
-        from diagnose.gradients import CLIP_MODES
+        from diagnose.instruments.gradients import CLIP_MODES
 
         mcfg = config.model
         batch = min(mcfg.batch_size, self.corpus.num_windows("train"))
@@ -216,7 +217,7 @@ class MemN2NSteps:
                "accuracy": tf.reduce_mean(measures.top1_correct(outputs, targets, parts and parts["top"]))}
         hist = None
         if full:
-            attention, branches = memn2n.sites(internals, mcfg, windows, slow["row_sq"])
+            attention, branches = memn2n_instruments.sites(internals, mcfg, windows, slow["row_sq"])
             step = Step(names=self.names, norms=norms, loss=row["loss"], clip_mode=self._clip_mode,
                         clip_norm=self._clip_norm,
                         weight_norms=slow["weight_norms"],

@@ -2,7 +2,7 @@
 
 The CLI, the ablation harness, the benchmarks and the tests all call :func:`train`.
 This module is the host loop (budget, validation and annealing, logged rows, the
-summary); :mod:`diagnose.memn2n_steps` holds the compiled steps it drives.
+summary); :mod:`diagnose.memn2n.steps` holds the compiled steps it drives.
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ from typing import Callable
 import numpy as np
 
 from diagnose import runrecord
-from diagnose.config import RunConfig, resolve
-from diagnose.data.corpus import Corpus
-from diagnose.data.load import load_corpus
+from diagnose.memn2n.config import RunConfig, resolve
+from diagnose.memn2n.data.corpus import Corpus
+from diagnose.memn2n.checkpoint import read_checkpoint, write_checkpoint
+from diagnose.memn2n.data.load import load_corpus
 from diagnose.divergence import divergence
 from diagnose.files import refuse_links
-from diagnose.gradients import clip_gradients, dedupe_slices  # noqa: F401  (re-exported)
+from diagnose.instruments.gradients import clip_gradients, dedupe_slices  # noqa: F401  (re-exported)
 from diagnose.instruments.rowlog import RowLog
 from diagnose.instruments.describe import initial_weights, variable_layers, variables
 from diagnose.instruments.probes import next_probe
 from diagnose.limits import check_run
-from diagnose.memn2n_steps import MemN2NSteps, _tf, perplexity, set_determinism  # noqa: F401  (re-exported)
+from diagnose.memn2n.steps import MemN2NSteps, _tf, perplexity, set_determinism  # noqa: F401  (re-exported)
 
 __all__ = ["train", "MemN2NSteps", "TrainResult"]
 
@@ -72,7 +73,7 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
             than the first run's. Everything else in the config must match the run
             record's. The continued run's rows are those an uninterrupted run writes.
         trainer: compiled steps of an earlier run on the same corpus whose
-            :func:`~diagnose.config.graph_key` is this config's (other seed or
+            :func:`~diagnose.memn2n.config.graph_key` is this config's (other seed or
             initialisers): restarted for this run instead of traced again. The
             record is the one a fresh trainer writes.
 
@@ -144,7 +145,7 @@ def _checkpoint_to_resume(config: RunConfig, out: Path):
     """The checkpoint in ``out`` if it was written for ``config`` (budget aside); else DiagnoseError."""
     from diagnose.errors import ConfigError
 
-    found = runrecord.read_checkpoint(out) if runrecord.is_run_dir(out) else None
+    found = read_checkpoint(out) if runrecord.is_run_dir(out) else None
     if found is None:
         raise ConfigError(f"{out} has no checkpoint to resume from; train with checkpoints on "
                           "(--checkpoint) first, or drop --resume")
@@ -306,7 +307,7 @@ def _save(trainer: MemN2NSteps, log: RowLog, state: dict, loop: _Loop, rng) -> N
     arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(trainer.optimizer.variables)})
     arrays["order"] = loop.order
     best_loss, best_step = state["best"]
-    runrecord.write_checkpoint(log.run_dir, {
+    write_checkpoint(log.run_dir, {
         "step": loop.step, "cursor": loop.cursor, "learning_rate": loop.lr,
         "prev_valid": loop.prev_valid, "train_time_s": loop.t_train,
         "best": {"valid_loss": best_loss if math.isfinite(best_loss) else None, "step": best_step},
