@@ -22,10 +22,11 @@ run directory goes through it. A run directory holds:
     ========================  ==============================================================
     ``step``                  optimizer steps done (int, 1-based)
     ``epoch``                 fractional epochs done (float)
-    ``loss``                  mean training loss per token over the interval (nats)
-    ``accuracy``              mean training next-token accuracy over the interval
+    ``loss``                  mean training loss over the interval, in the loss's own units
+                              (nats per token for the built-in MemN2N's cross-entropy)
+    ``accuracy``              mean training accuracy over the interval (next-token for MemN2N)
     ``learning_rate``         the rate in force at the end of the interval
-    ``valid_loss``            validation loss per token (nats), empty when not computed
+    ``valid_loss``            validation loss, in the same units, empty when not computed
     ``valid_accuracy``        validation accuracy, empty when not computed
     ``valid_perplexity``      exp(valid_loss), empty when not computed
     ========================  ==============================================================

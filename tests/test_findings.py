@@ -18,7 +18,9 @@ import pytest
 from diagnose import runrecord
 from diagnose.errors import DiagnoseError
 from diagnose.findings import RULES, Evidence, Finding, RunView, check_run, check_view, format_findings
-from diagnose.findings import thresholds as T
+from diagnose.findings.rules_architecture import TEMPORAL_RATIO
+from diagnose.findings.rules_gradients import EXPLODE_FACTOR
+from diagnose.findings.rules_optimization import HUGE_UPDATE_RATIO
 from diagnose.models.config import PRESETS, MemN2NConfig
 
 N, LOG_EVERY, HOPS, M = 50, 20, 3, 8
@@ -167,7 +169,7 @@ def test_temporal_dominance_fires_on_the_ratio_late_in_training():
     f = fire(rule("temporal_encoding_dominates"), view)
     assert (f.id, f.kind) == ("temporal-encoding-dominates", "root-cause")
     ratio = evidence_of(f, "rms/A/position / rms/A/content")
-    assert ratio.observed == pytest.approx(10.0) and ratio.threshold == T.TEMPORAL_RATIO
+    assert ratio.observed == pytest.approx(10.0) and ratio.threshold == TEMPORAL_RATIO
     assert "temporal_init=0.05" in f.fix
     assert ratio.steps[1] == N * LOG_EVERY
     # The paper's learned encoding grows to a few times the words on position-heavy data: not a cause.
@@ -264,7 +266,7 @@ def test_exploding_gradients():
     view = perturb(healthy_view(), grad_norm__global=lambda s: 3 * np.exp(s / 150))
     f = fire(rule("exploding_gradients"), view)
     assert (f.id, f.kind) == ("exploding-gradients", "symptom")
-    assert evidence_of(f, "grad_norm/global (peak").observed > T.EXPLODE_FACTOR
+    assert evidence_of(f, "grad_norm/global (peak").observed > EXPLODE_FACTOR
     with_inf = perturb(healthy_view(), grad_norm__global=lambda s: np.where(s == 600, np.inf, 3.0))
     assert evidence_of(fire(rule("exploding_gradients"), with_inf), "grad_norm/global").observed == "inf"
 
@@ -299,7 +301,7 @@ def test_huge_steps_fire_on_large_late_update_ratios_only():
     assert "800x" in f.fix  # 0.8 / 1e-3
     # Large early, healthy later (a warm-up transient): not huge.
     assert rule("huge_steps")(perturb(healthy_view(), update_ratio__W=lambda s: np.where(s < 300, 0.8, 1e-3))) is None
-    assert rule("huge_steps")(perturb(healthy_view(), update_ratio__W=T.HUGE_UPDATE_RATIO * 0.9)) is None
+    assert rule("huge_steps")(perturb(healthy_view(), update_ratio__W=HUGE_UPDATE_RATIO * 0.9)) is None
 
 
 def test_diverged_names_step_and_variable():

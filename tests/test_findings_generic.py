@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from diagnose.findings import RULES, RunView, check_view
-from diagnose.findings import thresholds as T
+from diagnose.findings.rules_inputs import INPUT_RMS, PAD_SHARE
 
 MATRICES = ("dense", "dense_1", "out")
 VARIABLES = {"dense": [6, 16], "dense/bias": [16], "dense_1": [16, 16], "dense_1/bias": [16], "out": [16, 3],
@@ -98,6 +98,16 @@ def _dead(name, s):
     if name == "out/bias":
         return np.full(len(s), 0.1)
     return np.where(s <= 30, 5.0, 0.0)
+
+
+def test_the_findings_order_does_not_depend_on_the_order_rules_are_declared(monkeypatch):
+    from diagnose.findings import registry
+
+    ratios = lambda name, s: np.where(s <= 30, 0.8, 0.0)  # noqa: E731
+    dead = view(record(loss=lambda s: np.full(len(s), 1.09), grads=_dead, ratios=ratios))
+    declared = [f.id for f in check_view(dead)]
+    monkeypatch.setattr(registry, "RULES", list(reversed(registry.RULES)))
+    assert len(declared) >= 3 and [f.id for f in check_view(dead)] == declared  # ranked by kind, cause, id
 
 
 def test_a_dead_network_is_dead_network_and_huge_steps_not_tiny_steps():
@@ -269,7 +279,7 @@ def test_every_rule_names_a_known_figure_and_a_threshold_module_constant_exists(
 
     assert all(r.spec.figure in FIGURES for r in RULES)
     assert len({r.spec.id for r in RULES}) == len(RULES)
-    assert T.INPUT_RMS > 1 and 0 < T.PAD_SHARE < 1
+    assert INPUT_RMS > 1 and 0 < PAD_SHARE < 1
 
 
 def test_attention_on_padding_through_its_own_mask_is_the_cause_in_a_run_that_failed():

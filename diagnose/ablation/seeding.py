@@ -2,7 +2,7 @@
 
 A study starts every variant on its spec's seeds. Where an interval is still
 inconclusive, the verdict asks for more seeds on the variants that comparison reads
-(:func:`diagnose.findings.verdict_seeds.plan_seeds`), and the sweep trains them:
+(:func:`diagnose.findings.verdict_plan.plan_seeds`), and the sweep trains them:
 a :class:`SeedPlan` says how many seeds each variant has. Seeds beyond the spec's
 continue from its largest one, in the same order for every variant, so two variants
 with n seeds share the same n and their runs pair up seed by seed.

@@ -3,14 +3,21 @@
 A rule is a pure function ``rule(view) -> Hit | None`` of a
 :class:`~diagnose.findings.base.RunView`, declared with :func:`rule`; the
 declaration is the only place its id, kind and the report figure that shows its
-evidence are written. Importing :mod:`diagnose.findings` registers every rule
-module, so a new rule touches its rule module and its test.
+evidence are written. Importing :mod:`diagnose.findings` imports every
+``rules_*`` module of the package (found by name), so a new rule touches its rule
+module and its test; the numbers only it compares against and its mechanical fix
+(:func:`~diagnose.findings.fixes.fix`, found by its id) sit beside it::
+
+    # A median update ratio ten times below healthy SGD's ~1e-3: training crawls.
+    TINY_UPDATE_RATIO = 1e-4
 
     @rule("tiny-steps", kind="root-cause", severity="medium", figure="updates",
           what="weights move far less per step than healthy training")
     def tiny_steps(view):
         ...
         return Hit(title, evidence, explanation, fix)
+
+    fix("tiny-steps", what="the learning rate raised to what the update ratios suggest")(raise_rate)
 """
 
 from __future__ import annotations

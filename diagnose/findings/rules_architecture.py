@@ -10,12 +10,27 @@ import re
 
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import Evidence, RunView, all_layers, hop_columns, late, progress, series, steps_of
+from diagnose.findings.fixes import Remedy, fix
 from diagnose.findings.graph import KerasGraph
 from diagnose.findings.outcome import underperformed
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["linear_on_attention_scores", "temporal_encoding_dominates", "padding_attention", "constant_init",
            "constant_weights"]
+
+# rms(temporal) / rms(word) above 8: the temporal encoding then carries
+# 64 / 65 = 98.5% of the memory vector's energy and the match scores barely see the
+# words. Not lower: the paper's own learned encoding (N(0, 0.05), like the words)
+# grows to 1.5-5x the word embedding on the synthetic corpora while training well,
+# as position is informative there; a constant init of ones or a unit-amplitude
+# sinusoid gives 10-35x.
+TEMPORAL_RATIO = 8.0
+# Mean attention mass on padded slots above 5%: padded slots hold no word, so any
+# mass there is read-out wasted on the pad embedding; with masking it is exactly 0.
+PAD_MASS = 0.05
+# With padding encoded and a temporal encoding, any measurable mass on pads shows
+# the position signal pulling attention onto them; 0.1% is above float noise.
+PAD_MASS_ANY = 1e-3
 
 
 def _late_mean(view: RunView, column: str) -> tuple[float, tuple[int, int]] | None:
@@ -103,7 +118,7 @@ def dominating_positions(view: RunView) -> list[tuple[str, float, str, object, f
             if position is None or content is None or float(content.mean()) <= 0:
                 continue
             ratio = float(position.mean()) / float(content.mean())
-            if ratio > T.TEMPORAL_RATIO:
+            if ratio > TEMPORAL_RATIO:
                 found.append((site, ratio, when, steps_of(position), float(content.mean())))
                 break
     return found
@@ -117,7 +132,7 @@ def dominating_positions(view: RunView) -> list[tuple[str, float, str, object, f
                 "exploding-gradients", "clipping-always-fires", "oscillating-loss"))
 def temporal_encoding_dominates(view: RunView) -> Hit | None:
     found = dominating_positions(view)
-    evidence = [Evidence(f"rms/{site}/position / rms/{site}/content ({when})", ratio, T.TEMPORAL_RATIO, steps)
+    evidence = [Evidence(f"rms/{site}/position / rms/{site}/content ({when})", ratio, TEMPORAL_RATIO, steps)
                 for site, ratio, when, steps, _ in found]
     worst, sites = max((f[1] for f in found), default=0.0), [f[0] for f in found]
     if not evidence:
@@ -145,8 +160,24 @@ def temporal_encoding_dominates(view: RunView) -> Hit | None:
         fix=fix)
 
 
+@fix("temporal-encoding-dominates", what="the position table started at the scale of the content it is added to")
+def _position_table(view):
+    sites = [site for site, *_ in dominating_positions(view)]
+    scales = []
+    for site in sites:  # the content's scale as the model was built: its first step, else its first row
+        content = series(view, f"rms/{site}/content")
+        first = at_start(view, content) if content is not None else None
+        scales.append(float((first if first is not None else content).iloc[0]))
+    if not sites:
+        return None
+    stddev = float(f"{min(scales):.3g}")
+    return Remedy({"op": "reinit_table", "sites": sites, "stddev": stddev}, f"N(0,{stddev:g})",
+                  f"the position table of {', '.join(sites)} drawn from N(0, {stddev:g}), the content's scale")
+
+
 @rule("padding-attention", kind="root-cause", severity="medium", figure="attention-map",
-      what="attention mass landing on padded memory slots",
+      what="attention mass landing on padded memory slots (on a Keras model: id 0 in the token input, through the "
+           "attention's own mask, in a run that failed)",
       explains=("attention-collapsed", "attention-uniform", "ignores-input", "plateau", "no-gradient",
                 "blocked-gradient", "vanishing-gradients"))
 def padding_attention(view: RunView) -> Hit | None:
@@ -175,7 +206,7 @@ def padding_attention(view: RunView) -> Hit | None:
     model = view.model
     encoded = model.get("padding") == "encoded"
     temporal = model.get("temporal") not in (None, "none")
-    limit = T.PAD_MASS_ANY if encoded and temporal else T.PAD_MASS
+    limit = PAD_MASS_ANY if encoded and temporal else PAD_MASS
     if mass <= limit:
         return None
     masks = {k: _late_mean(view, column) for k, column in hop_columns(view, "attn_masked").items()}
@@ -300,3 +331,13 @@ def constant_init(view: RunView) -> Hit | None:
         fix=("Use a random initializer (Keras' defaults: glorot_uniform for kernels, uniform(-0.05, 0.05) for "
              "embedding tables, orthogonal for recurrent kernels; he_normal before ReLUs); constant "
              "initialisation is for biases."))
+
+
+@fix("constant-init", what="hidden kernels drawn from Glorot uniform (tables from uniform(-0.05, 0.05)) "
+                           "instead of a constant")
+def _constant_init(view):
+    layers = list(dict.fromkeys(name for name, _, _ in constant_weights(view)))
+    if not layers:
+        return None
+    return Remedy({"op": "reinit_kernels", "layers": layers}, "glorot",
+                  f"the kernels of {', '.join(layers)} drawn from Glorot uniform")

@@ -7,10 +7,16 @@ import numpy as np
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, early, late, layer_of, progress, series, steps_of,
                                     variable_columns, weight_matrices)
+from diagnose.findings.fixes import Remedy, fix, lower_rate
+from diagnose.findings.graph import LINEAR, KerasGraph
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["exploding_gradients", "vanishing_gradients", "no_gradient", "dead_network", "dead_matrices",
            "depth_attenuation", "gradient_collapse"]
+
+# The peak global gradient norm 100 times its early median: two orders of magnitude
+# of growth is beyond the noise of minibatch gradients.
+EXPLODE_FACTOR = 100.0
 
 # Layers whose tables are read a few rows at a time: their update ratios are small by
 # construction and say nothing about gradients fading with depth.
@@ -19,8 +25,6 @@ _LOOKUP_LAYERS = ("Embedding", "TokenAndPositionEmbedding")
 
 def _saturating_layers(view: RunView) -> list[str]:
     """Hidden weight layers with a saturating activation (sigmoid, tanh), the output left out."""
-    from diagnose.findings.graph import LINEAR, KerasGraph
-
     if not view.is_keras:
         return []
     graph = KerasGraph(view.model)
@@ -101,6 +105,10 @@ def dead_network(view: RunView) -> Hit | None:
              "units do not come back."))
 
 
+# Huge early steps kill ReLUs: the symptom gets huge-steps' fix, so the two share their runs.
+fix("dead-network", what="the learning rate lowered as for huge-steps (huge early steps kill ReLUs)")(lower_rate)
+
+
 @rule("exploding-gradients", kind="symptom", severity="medium", figure="gradients",
       what="the global gradient norm growing by orders of magnitude, or becoming non-finite",
       explains=("diverged", "oscillating-loss", "clipping-always-fires"))
@@ -116,9 +124,9 @@ def exploding_gradients(view: RunView) -> Hit | None:
     if grads is not None and base and base > 0:
         peak_step = int(grads.idxmax())
         factor = float(grads.max()) / base
-        if factor >= T.EXPLODE_FACTOR:
+        if factor >= EXPLODE_FACTOR:
             evidence += [Evidence("grad_norm/global (early median)", base, None, steps_of(start)),
-                         Evidence("grad_norm/global (peak / early median)", factor, T.EXPLODE_FACTOR,
+                         Evidence("grad_norm/global (peak / early median)", factor, EXPLODE_FACTOR,
                                   (peak_step, peak_step))]
     if len(nonfinite):
         evidence.append(Evidence("grad_norm/global", str(nonfinite.iloc[0]), "finite",
@@ -132,6 +140,14 @@ def exploding_gradients(view: RunView) -> Hit | None:
                      "weights far off and usually end in a non-finite loss."),
         fix=("Clip gradients by global norm and lower the learning rate; check for a loss summed where a mean "
              "was intended."))
+
+
+@fix("exploding-gradients", what="gradients clipped by global norm at their early median")
+def _exploding(view):
+    norms = early(series(view, "grad_norm/global"), 0.25)
+    norm = float(norms.median()) if norms is not None and float(norms.median()) > 0 else 1.0
+    return Remedy({"op": "global_clipnorm", "norm": float(f"{norm:.3g}")}, f"clip {norm:.3g}",
+                  f"gradients clipped by global norm at {norm:.3g} (their early median)")
 
 
 @rule("vanishing-gradients", kind="symptom", severity="medium", figure="gradients",
@@ -187,6 +203,16 @@ def vanishing_gradients(view: RunView) -> Hit | None:
              "activations with He initialisation, BatchNormalization between layers, or residual connections; "
              "a larger learning rate would only blow up the last layers. Gone late: dead ReLU outputs, a "
              "clipped cross-entropy floor, or a branch cut off from the loss."))
+
+
+@fix("vanishing-gradients", what="ReLU for the saturating activations of hidden layers")
+def _vanishing(view):
+    graph = KerasGraph(view.model)
+    layers = _saturating_layers(view)
+    if not layers:
+        return None
+    return Remedy({"op": "hidden_activation", "layers": layers, "activation": "relu"}, "relu",
+                  f"ReLU in {', '.join(layers)} instead of {graph.activation(layers[0])}")
 
 
 @rule("no-gradient", kind="symptom", severity="low", figure="gradients",

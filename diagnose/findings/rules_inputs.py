@@ -5,13 +5,27 @@ from __future__ import annotations
 import math
 import re
 
-from diagnose.findings import thresholds as T
 from diagnose.findings.base import Evidence, RunView, late, series, steps_of
+from diagnose.findings.fixes import Remedy, fix
 from diagnose.findings.graph import PASS_THROUGH, KerasGraph
 from diagnose.findings.outcome import underperformed
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["unscaled_inputs", "unmasked_padding", "zero_inputs"]
+
+# An input RMS above 10: initialisers (Glorot, He) assume inputs of about unit scale,
+# so the first layer's pre-activations and gradients are then ten times (and its
+# gradient step's effect a hundred times) what the rest of the network is sized for.
+# Standardised features have RMS 1; pixels in 0-255 about 100-150.
+INPUT_RMS = 10.0
+# ... and below 0.01, a hundred times under unit scale (pixels scaled by 1/255 twice are
+# ~0.002): the first layer's pre-activations and its weights' gradients are as many times
+# too small, and its weights must grow a hundredfold to use the input. One-hot inputs of up
+# to 10,000 categories stay above it.
+INPUT_RMS_LOW = 0.01
+# More than half of an integer input is padding (id 0): a recurrent layer reading it
+# unmasked then runs through more padding than content.
+PAD_SHARE = 0.5
 
 # Layers that bring an input to a fixed scale before any weight sees it ...
 NORMALISERS = frozenset({"Normalization", "BatchNormalization", "LayerNormalization", "Rescaling",
@@ -68,30 +82,30 @@ def unscaled_inputs(view: RunView) -> Hit | None:
     evidence = []
     for column, name in _columns(view, "input_rms"):
         window = late(series(view, column))
-        if window is None or float(window.mean()) <= T.INPUT_RMS:
+        if window is None or float(window.mean()) <= INPUT_RMS:
             continue
         first = _first_layers(graph, name) if graph is not None else set()
         if first and all(_scales(graph, layer) for layer in first):
             continue
-        evidence.append(Evidence(column, float(window.mean()), T.INPUT_RMS, steps_of(window)))
+        evidence.append(Evidence(column, float(window.mean()), INPUT_RMS, steps_of(window)))
         for layer in sorted(first)[:2]:
             evidence.append(Evidence(f"first layer reading {name}", graph.describe(layer), "a normalisation layer"))
     # The scale the first weights read, after the model's own preprocessing (a Rescaling applied twice).
     facts = view.summary.get("contract") if isinstance(view.summary.get("contract"), dict) else {}
     for entry in facts.get("first_weights") or []:
         rms = (entry or {}).get("input_rms")
-        if isinstance(rms, (int, float)) and (rms > T.INPUT_RMS or 0 < rms < T.INPUT_RMS_LOW) and not any(
+        if isinstance(rms, (int, float)) and (rms > INPUT_RMS or 0 < rms < INPUT_RMS_LOW) and not any(
                 e.metric.startswith("input_rms/") for e in evidence):
             evidence.append(Evidence(f"summary.contract.first_weights.{entry.get('name')}.input_rms (what the first "
                                      "weights read, at step 0)", float(rms),
-                                     T.INPUT_RMS if rms > T.INPUT_RMS else T.INPUT_RMS_LOW, (0, 0)))
+                                     INPUT_RMS if rms > INPUT_RMS else INPUT_RMS_LOW, (0, 0)))
     if not evidence:
         return None
     failed = underperformed(view)
     if failed is None:
         return None  # inputs of large scale that the model learned from anyway (a rate small enough) are no cause
     evidence.append(failed)
-    scales = [e.observed for e in evidence if e.threshold in (T.INPUT_RMS, T.INPUT_RMS_LOW)]
+    scales = [e.observed for e in evidence if e.threshold in (INPUT_RMS, INPUT_RMS_LOW)]
     worst = max(scales, key=lambda v: abs(math.log10(max(v, 1e-30))))
     return Hit(
         title=f"Inputs are far from unit scale (RMS {worst:.3g})",
@@ -103,6 +117,24 @@ def unscaled_inputs(view: RunView) -> Hit | None:
                      "too small: the first weights must grow a hundredfold before the input counts."),
         fix=("Scale the inputs: divide pixels by 255 (keras.layers.Rescaling(1/255)), standardise features "
              "(keras.layers.Normalization adapted on the training data), or put a BatchNormalization first."))
+
+
+@fix("unscaled-inputs", what="the inputs standardised per feature with the training data's mean and spread")
+def _unscaled_inputs(view):
+    names = []
+    for column in view.metrics.columns:
+        if str(column).startswith("input_rms/"):
+            window = late(series(view, str(column)))
+            if window is not None and float(window.mean()) > INPUT_RMS:
+                names.append(str(column)[len("input_rms/"):])
+    if not names:
+        return None
+    order = view.model.get("inputs") if isinstance(view.model.get("inputs"), list) else []
+    change = {"op": "standardize_inputs", "inputs": names}
+    if all(name in order for name in names):  # by position too: a model rebuilt elsewhere may name them anew
+        change["positions"] = [order.index(name) for name in names]
+    return Remedy(change, "standardised", f"input {', '.join(names)} standardised (training mean and spread per "
+                                           "feature)")
 
 
 @rule("unmasked-padding", kind="root-cause", severity="medium", figure="loss",
@@ -120,16 +152,16 @@ def unmasked_padding(view: RunView) -> Hit | None:
     evidence = []
     for column, _ in _columns(view, "input_zero_frac"):
         window = late(series(view, column))
-        if window is not None and float(window.mean()) > T.PAD_SHARE:
-            evidence.append(Evidence(column, float(window.mean()), T.PAD_SHARE, steps_of(window)))
+        if window is not None and float(window.mean()) > PAD_SHARE:
+            evidence.append(Evidence(column, float(window.mean()), PAD_SHARE, steps_of(window)))
     # Ids padded inside the model (a TextVectorization's sequences), as the Embedding layers read them.
     facts = (view.summary.get("contract") or {}).get("embeddings") if isinstance(view.summary.get("contract"),
                                                                                  dict) else None
     for entry in facts or []:
         share = (entry or {}).get("zero_share")
-        if isinstance(share, (int, float)) and share > T.PAD_SHARE and not entry.get("mask_zero"):
+        if isinstance(share, (int, float)) and share > PAD_SHARE and not entry.get("mask_zero"):
             evidence.append(Evidence(f"summary.contract.embeddings.{entry.get('name')}.zero_share (ids read at "
-                                     "step 0)", float(share), T.PAD_SHARE, (0, 0)))
+                                     "step 0)", float(share), PAD_SHARE, (0, 0)))
     if not evidence:
         return None
     evidence.append(Evidence("recurrent layers", ", ".join(graph.describe(n) for n in recurrent[:3]),
@@ -142,3 +174,12 @@ def unmasked_padding(view: RunView) -> Hit | None:
                      "and forgets what it read, so the model learns little beyond the class frequencies."),
         fix=("Mask the padding: Embedding(..., mask_zero=True) or a Masking layer before the recurrent layer "
              "(or pad before the content, padding='pre', so the content comes last)."))
+
+
+@fix("unmasked-padding", what="the embeddings mask id 0 (mask_zero=True)")
+def _unmasked_padding(view):
+    graph = KerasGraph(view.model)
+    layers = [n for n in graph.by_name if graph.cls(n) == "Embedding"]
+    if not layers:
+        return None
+    return Remedy({"op": "mask_zero", "layers": layers}, "mask_zero", f"{', '.join(layers)} with mask_zero=True")

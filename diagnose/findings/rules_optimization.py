@@ -9,11 +9,47 @@ import pandas as pd
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import (Evidence, RunView, initial_norm, late, number, progress, series, start_loss,
                                     steps_of, variable_columns, weight_matrices)
+from diagnose.findings.fixes import fix, lower_rate, raise_rate
 from diagnose.findings.registry import Hit, rule
-from diagnose.findings.rules_contract import broken_contract
+from diagnose.findings.rules_contract_layers import broken_contract
 from diagnose.findings.rules_gradients import dead_matrices, depth_attenuation, gradient_collapse
 
 __all__ = ["tiny_steps", "huge_steps", "clipping_never_fires", "clipping_always_fires", "diverged"]
+
+# A variable whose weights change by almost a third of their norm per step, over the
+# late half of a run: ten times the largest late ratio of a healthy paper run (0.024,
+# H on PTB) and above a learned encoding started at unit scale (0.14-0.23 on the
+# synthetic corpus), which trains; a learning rate 100x too large gives 0.4-0.9.
+HUGE_UPDATE_RATIO = 0.3
+# The same bound on the median over weight matrices of one logged row, anywhere in the
+# run: most of the network moving by a third of its size per step is a blow-up even
+# when it is over early (a network whose ReLUs then died logs ratios of 0 afterwards).
+# Weight matrices grown tenfold in norm while the loss ended no lower than it started:
+# adaptive optimizers move each weight by about the learning rate per step whatever
+# the gradient, so at a huge rate the weights, not the ratios, show the blow-up (the
+# ratio falls as the weights it is divided by grow); training that works grows weight
+# norms by a small factor and lowers the loss.
+WEIGHT_GROWTH = 10.0
+# A logged training loss (a mean over many steps) twice the larger of where the run
+# started and a uniform guess (ln V): only confident wrong predictions cost that much,
+# and only oversized steps make a model that confident that fast. A run that learns
+# never logs a loss above its start by more than noise.
+LOSS_BLOWUP = 2.0
+# A gradient collapse: the weight matrices' gradients fell a hundredfold from the first
+# rows to the last (median over matrices) while the model did not converge. A small
+# learning rate leaves gradients where they started (the weights barely move); a
+# converged model is excluded by CONVERGED_PROGRESS.
+GRADIENT_COLLAPSE = 1e-2
+# ... after first steps that moved the weight matrices by a tenth of their norm per
+# step on average over the first logged row (a hundred times the healthy 1e-3): the
+# blow-up is over within a row, so its row mean is diluted below HUGE_UPDATE_RATIO.
+EARLY_UPDATE_RATIO = 0.1
+# Clipping "never fires while gradients are small": the largest global gradient norm
+# seen is below a tenth of the clip threshold, an order of magnitude of headroom.
+CLIP_IDLE_FRACTION = 0.1
+# Clipping on more than 90% of the logged steps: the step length is then set by
+# the clip threshold, not by the gradient.
+CLIP_ALWAYS = 0.9
 
 
 def _optimizer(view: RunView) -> dict:
@@ -121,7 +157,7 @@ def tiny_steps(view: RunView) -> Hit | None:
     if depth is not None and depth[0] <= T.VANISH_FACTOR:
         return None  # small only near the input: gradients fade with depth, the last layers' steps are fine
     collapse = gradient_collapse(view)
-    if collapse is not None and collapse[0] <= T.GRADIENT_COLLAPSE:
+    if collapse is not None and collapse[0] <= GRADIENT_COLLAPSE:
         return None  # the gradients, not the rate, went: at a small rate they stay where they started
     if got is not None and got >= T.CONVERGED_PROGRESS:
         return None  # a converged model's steps are small because there is little left to learn
@@ -179,6 +215,9 @@ def _growth(view: RunView, columns: list[str]) -> list[tuple[str, float, tuple]]
     return out
 
 
+fix("tiny-steps", what="the learning rate raised to what the update ratios suggest")(raise_rate)
+
+
 @rule("huge-steps", kind="root-cause", severity="high", figure="updates",
       what="weights changing by a large fraction of their norm per step, early or late, or blown up in norm",
       explains=("dead-network", "diverged", "exploding-gradients", "oscillating-loss", "ignores-input",
@@ -188,39 +227,39 @@ def huge_steps(view: RunView) -> Hit | None:
     evidence = []
     for column in columns:  # a variable thrashing late in the run
         window = late(series(view, column), 0.5)
-        if window is not None and float(window.median()) > T.HUGE_UPDATE_RATIO:
-            evidence.append(Evidence(column + " (late median)", float(window.median()), T.HUGE_UPDATE_RATIO,
+        if window is not None and float(window.median()) > HUGE_UPDATE_RATIO:
+            evidence.append(Evidence(column + " (late median)", float(window.median()), HUGE_UPDATE_RATIO,
                                      steps_of(window)))
     found = [s for c in columns if (s := series(view, c)) is not None]
     frame = pd.concat(found, axis=1) if found else None
     if frame is not None:  # most of the network moving by a third of itself, at any row
         per_row = frame.median(axis=1, skipna=True).dropna()
-        if len(per_row) and float(per_row.max()) > T.HUGE_UPDATE_RATIO:
+        if len(per_row) and float(per_row.max()) > HUGE_UPDATE_RATIO:
             at = int(per_row.idxmax())
             evidence.append(Evidence(f"update_ratio/* (median of {len(frame.columns)} weight matrices, peak row)",
-                                     float(per_row.max()), T.HUGE_UPDATE_RATIO, (at, at)))
+                                     float(per_row.max()), HUGE_UPDATE_RATIO, (at, at)))
     start, losses = start_loss(view), series(view, "loss")
     ceiling = max(start, view.baseline("ln_vocab") or 0.0) if start is not None else None
-    if ceiling and losses is not None and float(losses.max()) > T.LOSS_BLOWUP * ceiling:
+    if ceiling and losses is not None and float(losses.max()) > LOSS_BLOWUP * ceiling:
         at = int(losses.idxmax())  # a training loss far above where it started, however it ended
-        evidence.append(Evidence("loss (peak logged)", float(losses.max()), T.LOSS_BLOWUP * ceiling, (at, at)))
+        evidence.append(Evidence("loss (peak logged)", float(losses.max()), LOSS_BLOWUP * ceiling, (at, at)))
     if start is not None and losses is not None and float(late(losses).mean()) >= start:
-        grown = [g for g in _growth(view, columns) if g[1] > T.WEIGHT_GROWTH]
+        grown = [g for g in _growth(view, columns) if g[1] > WEIGHT_GROWTH]
         if columns and len(grown) >= max(1, len(columns) / 2):
             worst = max(grown, key=lambda g: g[1])
             evidence.append(Evidence(f"weight_norm/* grown (late / first), {len(grown)} of {len(columns)} matrices",
-                                     worst[1], T.WEIGHT_GROWTH, worst[2]))
+                                     worst[1], WEIGHT_GROWTH, worst[2]))
             evidence.append(Evidence("loss (late mean) vs the loss at the start", float(late(losses).mean()), start))
     collapse, got = gradient_collapse(view), progress(view)
-    if (frame is not None and collapse is not None and collapse[0] <= T.GRADIENT_COLLAPSE
+    if (frame is not None and collapse is not None and collapse[0] <= GRADIENT_COLLAPSE
             and (got is None or got < T.CONVERGED_PROGRESS)):
         first = frame.iloc[0].median(skipna=True)  # large first steps, then gradients gone: a blow-up that stuck
-        if first == first and float(first) > T.EARLY_UPDATE_RATIO:
+        if first == first and float(first) > EARLY_UPDATE_RATIO:
             at = int(frame.index[0])
             evidence.append(Evidence("update_ratio/* (median of the weight matrices, first row)", float(first),
-                                     T.EARLY_UPDATE_RATIO, (at, at)))
+                                     EARLY_UPDATE_RATIO, (at, at)))
             evidence.append(Evidence("grad_norm/* late / early (median of the weight matrices)", collapse[0],
-                                     T.GRADIENT_COLLAPSE, collapse[1]))
+                                     GRADIENT_COLLAPSE, collapse[1]))
     if not evidence:
         return None
     ratios = [e.observed for e in evidence if e.metric.startswith("update_ratio")]
@@ -244,13 +283,16 @@ def huge_steps(view: RunView) -> Hit | None:
              "scale; a loss summed over the batch makes the step grow with the batch size."))
 
 
+fix("huge-steps", what="the learning rate lowered to what the update ratios suggest")(lower_rate)
+
+
 @rule("clipping-never-fires", kind="symptom", severity="low", figure="gradients",
       what="gradient clipping configured but never firing, gradients far below the threshold")
 def clipping_never_fires(view: RunView) -> Hit | None:
     setting, fired, grads = _clip_setting(view), series(view, "clip_fired"), series(view, "grad_norm/global")
     if setting is None or setting[1] is None or fired is None or grads is None or len(fired) < T.MIN_ROWS:
         return None
-    limit = T.CLIP_IDLE_FRACTION * setting[1]
+    limit = CLIP_IDLE_FRACTION * setting[1]
     if float(fired.max()) > 0 or float(grads.max()) >= limit:
         return None
     return Hit(
@@ -271,9 +313,9 @@ def clipping_always_fires(view: RunView) -> Hit | None:
     if fired is None or len(fired) < T.MIN_ROWS:
         return None
     share = float(fired.mean())
-    if share <= T.CLIP_ALWAYS:
+    if share <= CLIP_ALWAYS:
         return None
-    evidence = [Evidence("clip_fired", share, T.CLIP_ALWAYS, steps_of(fired))]
+    evidence = [Evidence("clip_fired", share, CLIP_ALWAYS, steps_of(fired))]
     setting = _clip_setting(view)
     if setting is not None and setting[1] is not None:
         evidence.append(Evidence(setting[0], setting[1], None))
@@ -321,3 +363,9 @@ def diverged(view: RunView) -> Hit | None:
                      "and its weights after that point mean nothing."),
         fix=(f"Lower the learning rate and clip gradients by global norm; inspect "
              f"{variable or 'the first non-finite variable'} (its grad_norm and update_ratio just before the step)."))
+
+
+@fix("diverged", what="the learning rate lowered as for huge-steps, unless it diverged at step 1 (before any step)")
+def _diverged(view):
+    at = view.summary.get("diverged_at")
+    return None if isinstance(at, dict) and number(at.get("step")) == 1 else lower_rate(view)

@@ -11,7 +11,8 @@ import re
 
 from diagnose.findings import thresholds as T
 from diagnose.findings.base import Evidence, RunView, contract, contract_targets, late, number, series, steps_of
-from diagnose.findings.graph import KerasGraph
+from diagnose.findings.fixes import Remedy, fix
+from diagnose.findings.graph import LINEAR, KerasGraph
 from diagnose.findings.outcome import constant_output
 from diagnose.findings.registry import Hit, rule
 
@@ -123,6 +124,25 @@ def relu_output_crossentropy(view: RunView) -> Hit | None:
         fix=fix)
 
 
+@fix("relu-output-crossentropy", what="a softmax (sigmoid, under a binary loss) output for a ReLU one; "
+                                      "from_logits=True for a linear one")
+def _relu_output(view):
+    graph = KerasGraph(view.model)
+    outputs = graph.outputs()
+    if not outputs:
+        return None
+    if graph.activation(outputs[0]) is None and graph.cls(outputs[0]) not in LINEAR | {"Activation"}:
+        return None  # an output from a layer of the user's own (a distance): no activation to set
+    activation = graph.activation(outputs[0]) or "linear"
+    if activation == "linear" and graph.cls(outputs[0]) in LINEAR:
+        return Remedy({"op": "from_logits"}, "from_logits", "the loss reads the linear output as logits "
+                                                           "(from_logits=True)")
+    binary = view.model.get("loss_kind") == "binary" or "binary" in str(view.model.get("loss") or "").lower()
+    wanted = "sigmoid" if binary else "softmax"
+    return Remedy({"op": "output_activation", "activation": wanted}, wanted,
+                  f"a {wanted} output instead of {activation}")
+
+
 @rule("single-unit-softmax", scope="output", kind="root-cause", severity="high", figure="output",
       what="a softmax over a single output unit, which is always 1",
       explains=("ignores-input", "plateau", "no-gradient", "tiny-steps", "vanishing-gradients"))
@@ -149,3 +169,12 @@ def single_unit_softmax(view: RunView) -> Hit | None:
         fix=("For two classes with one output unit use activation='sigmoid' with binary cross-entropy (or a linear "
              "unit with BinaryCrossentropy(from_logits=True)); for a softmax, give the layer one unit per class "
              "and a categorical cross-entropy."))
+
+
+# Keras' binary cross-entropy reads the logits under a softmax or sigmoid output, so a
+# softmax over one unit trains its logit as a sigmoid would and the loss shows nothing;
+# every prediction is 1.0, which the validation error does show.
+@fix("single-unit-softmax", what="a sigmoid on the one output unit", judged_by="error")
+def _single_unit_softmax(view):
+    return Remedy({"op": "output_activation", "activation": "sigmoid"}, "sigmoid",
+                  "a sigmoid output instead of a softmax over one unit")

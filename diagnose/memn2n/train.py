@@ -1,6 +1,7 @@
-"""The one training path: config -> corpus -> model -> compiled training -> run record.
+"""The built-in MemN2N's training path: config -> corpus -> model -> compiled training -> run record.
 
-The CLI, the ablation harness, the benchmarks and the tests all call :func:`train`.
+``diagnose train``, the ablation harness's MemN2N studies, the benchmarks and the tests call
+:func:`train`; a user's own Keras model trains with its own ``fit``, recorded by ``diagnose.Monitor``.
 This module is the host loop (budget, validation and annealing, logged rows, the
 summary); :mod:`diagnose.memn2n.steps` holds the compiled steps it drives.
 """
