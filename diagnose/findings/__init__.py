@@ -16,12 +16,14 @@ import importlib
 import pkgutil
 
 from diagnose.findings.base import Evidence, Finding, RunView
-from diagnose.findings.registry import RULES, Hit, check_run, check_view, format_findings, rule, spec_of
+from diagnose.findings.registry import RULES, Hit, rule, spec_of
 
 # Importing the rule modules registers their rules (a module imported by another registers first).
 RULE_MODULES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("rules_")))
 for _name in RULE_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
+
+from diagnose.findings.check import check_run, check_view, format_findings  # noqa: E402  (after the rules)
 
 __all__ = ["Evidence", "Finding", "RunView", "RULES", "RULE_MODULES", "Hit", "rule", "spec_of", "check_run",
            "check_view", "format_findings"]

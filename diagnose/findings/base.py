@@ -26,7 +26,7 @@ __all__ = ["Evidence", "Finding", "RunView", "KINDS", "SEVERITIES", "series", "l
            "ConstantLoss", "layer_of", "initial_norm", "contract", "contract_targets", "all_layers",
            "start_loss", "progress"]
 
-# "unexplained": a failed run that no root cause's measured mechanism explains (registry.check_view adds it).
+# "unexplained": a failed run that no root cause's measured mechanism explains (check.check_view adds it).
 KINDS = ("unexplained", "root-cause", "symptom")
 SEVERITIES = ("high", "medium", "low")
 

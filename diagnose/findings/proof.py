@@ -255,7 +255,7 @@ def findings_with_proof(findings: list, proof: dict | None) -> tuple[str, list[d
         (the text, the findings as dicts, each with its ``proof`` entry or None, then
         findings tested on request that the rules did not report).
     """
-    from diagnose.findings.registry import format_findings
+    from diagnose.findings.check import format_findings
 
     by_id = {e["id"]: e for e in (proof or {}).get("findings", [])}
     entries = [{**f.to_dict(), "proof": by_id.get(f.id)} for f in findings]
