@@ -138,12 +138,15 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from diagnose.checkpoint import read_checkpoint, write_checkpoint
 from diagnose.errors import DiagnoseError, RecordError
 from diagnose.files import (atomic_write, atomic_write_all, clean_json, json_text, make_temp_dir, read_json,
                             refuse_links, replace_dir, write_json)
+
+if TYPE_CHECKING:
+    import pandas
 
 SCHEMA_VERSION = 1
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
@@ -222,7 +225,7 @@ def write_end(run_dir: str | os.PathLike, rows: Iterable[dict], attention: Itera
     atomic_write_all([*files, (run_dir / SUMMARY, _summary_text(summary))])
 
 
-def load_run(run_dir: str | os.PathLike, tidy: bool = True):
+def load_run(run_dir: str | os.PathLike, tidy: bool = True) -> pandas.DataFrame:
     """One run as a pandas DataFrame.
 
     Args:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from diagnose.findings.verdict import format_verdict
 from diagnose.progress import SweepProgress
@@ -27,8 +27,9 @@ class StudyResult:
         return format_verdict(self.verdict)
 
 
-def study(builder, data, *, bases: dict | None = None, factors: dict | None = None, combos: dict | None = None,
-          seeds=3, max_seeds: int | None = None, fit: dict | None = None, monitor: dict | None = None,
+def study(builder: refs.Builder, data: refs.DataFn, *, bases: dict | None = None, factors: dict | None = None,
+          combos: dict | None = None, seeds: int | Sequence[int] = 3, max_seeds: int | None = None,
+          fit: dict | None = None, monitor: dict | None = None,
           reference: str | None = None, name: str | None = None, out: str | os.PathLike | None = None,
           jobs: int | None = None, executor: str = "local", ray_address: str | None = None,
           progress: Callable[[dict], None] | None = None, force: bool = False, verbose: int = 1) -> StudyResult:
