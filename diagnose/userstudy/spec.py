@@ -257,6 +257,9 @@ def _level(value, where: str) -> Level:
 def _checked(section: str, values: dict, kinds: dict) -> dict:
     for key, value in values.items():
         kind = kinds.get(key)
+        if kind is None and (section, key) == ("fit", "validation_split"):
+            raise ConfigError("[fit] validation_split is not taken: a study's validation data comes from its data "
+                              "function; return (train, valid) from data(), e.g. split with x[:n], x[n:]")
         if kind is None:
             raise ConfigError(f"unknown key '{key}' in [{section}]; valid keys: {', '.join(sorted(kinds))}")
         if kind is bool and not isinstance(value, bool) or kind is int and (
