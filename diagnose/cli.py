@@ -226,6 +226,9 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
             from diagnose.reports.html import build_report
 
             click.echo(f"report: {build_report([out], out / studydir.REPORT)}")
+        elif (out / studydir.REPORT).is_dir():
+            click.echo(f"note: {out / studydir.REPORT} is left as it was (--no-report), from before this run; "
+                       f"diagnose report {out} brings it up to date", err=True)
     failed = [e for e in manifest["runs"] if e["status"] not in ("completed", "diverged")]
     if failed:
         click.echo(f"error: {len(failed)} of {len(manifest['runs'])} runs failed (first: {failed[0]['error']}); "

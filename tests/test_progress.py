@@ -137,3 +137,19 @@ def test_diagnose_study_shows_its_runs_as_the_cli_does_unless_verbose_is_0(tmp_p
                    executor="inline", progress=seen.append, verbose=verbose)
     lines = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
     assert lines == (["run 1/2", "run 2/2"] if verbose else []) and len(seen) == 2  # the caller's callback too
+
+
+def test_force_with_no_report_leaves_the_report_there(tmp_path, capsys, monkeypatch):
+    # A report the command was told not to write is not deleted (nor replaced): the user said --no-report.
+    _run(capsys, monkeypatch, tmp_path, "--no-follow-up")
+    report = tmp_path / "abl" / studydir.REPORT
+    report.mkdir()
+    (report / "index.html").write_text("<p>the report of the study before</p>")
+    TINY["study"]["seeds"] = 3  # another spec: --force replaces the study
+    try:
+        _, err = _run(capsys, monkeypatch, tmp_path, "--no-follow-up", "--force")
+    finally:
+        TINY["study"]["seeds"] = 2
+    assert studydir.read_manifest(tmp_path / "abl")["spec"]["study"]["seeds"] == 3  # replaced
+    assert (report / "index.html").read_text() == "<p>the report of the study before</p>"
+    assert f"{report} is left as it was (--no-report)" in err

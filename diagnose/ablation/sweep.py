@@ -112,9 +112,9 @@ def _adopt(out: Path, spec: Spec, force: bool) -> bool:
     if not force:
         raise DiagnoseError(f"{out} holds another study ('{old.get('study')}', from a different spec); pass --force "
                             "to replace it (the runs both specs share are kept), or give another --out")
-    # Stale for the new study: gone before the new manifest names it.
+    # Stale for the new study: gone before the new manifest names it. A report stays (the command that
+    # writes one replaces it at the end; one told not to write it leaves it, saying so).
     (out / studydir.VERDICT).unlink(missing_ok=True)
-    shutil.rmtree(out / studydir.REPORT, ignore_errors=True)
     return True
 
 
