@@ -2,7 +2,16 @@
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING  # noqa: E402
+
 from diagnose.runrecord import load_run  # noqa: E402
+
+if TYPE_CHECKING:  # what a type checker sees of the names loaded on first use below (the package ships py.typed)
+    from diagnose.instruments.monitor import Monitor
+    from diagnose.instruments.wrapper import instrument
+    from diagnose.userstudy.api import study
+    from diagnose.userstudy.check import check
+    from diagnose.userstudy.prove import prove, prove_run
 
 __all__ = ["__version__", "load_run", "instrument", "Monitor", "check", "study", "prove", "prove_run"]
 

@@ -227,6 +227,9 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
             from diagnose.reports.html import build_report
 
             click.echo(f"report: {build_report([out], out / studydir.REPORT)}")
+        elif (out / studydir.REPORT).is_dir():
+            click.echo(f"note: {out / studydir.REPORT} is left as it was (--no-report), from before this run; "
+                       f"diagnose report {out} brings it up to date", err=True)
     failed = [e for e in manifest["runs"] if e["status"] not in ("completed", "diverged")]
     if failed:
         click.echo(f"error: {len(failed)} of {len(manifest['runs'])} runs failed (first: {failed[0]['error']}); "
@@ -247,7 +250,10 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Concurrent runs of a proof (default: one "
                                                                        "per core).")
 @click.option("--also", multiple=True, metavar="ID", help="Also prove this finding's fix, found or not. Repeatable.")
-def check(path, as_json, prove, seeds, max_seeds, jobs, also):
+@click.option("--fail-on", type=click.Choice(["root-cause", "symptom"]), default=None,
+              help="Exit 1 when a run has a finding of this kind or worse (unexplained > root-cause > symptom), "
+                   "to fail a CI job on it.")
+def check(path, as_json, prove, seeds, max_seeds, jobs, also, fail_on):
     """Diagnose a run (RUN_DIR: findings) or a study (ABLATION_DIR: its verdict). Writes nothing but a proof.
 
     For a run: each finding with its id, kind, severity, evidence and fix, and what
@@ -255,6 +261,10 @@ def check(path, as_json, prove, seeds, max_seeds, jobs, also):
     confidence intervals, root causes in order, and the smallest set of switches that
     recovers the reference, computed from the records on disk; when the verdict wants
     follow-up combinations not yet run, it names the command that runs them.
+
+    Exits 0 whatever it finds, unless --fail-on KIND is given: then 1 when a finding
+    of that kind or worse is found (an unexplained failure is worse than a root
+    cause, a root cause worse than a symptom). 2 is bad input, as everywhere.
     """
     import json as json_lib
 
@@ -267,9 +277,10 @@ def check(path, as_json, prove, seeds, max_seeds, jobs, also):
         from diagnose.findings.verdict import format_verdict
         from diagnose.userstudy.prove import study_verdict
 
-        if prove:
-            raise DiagnoseError(f"--prove takes a run directory; {target} is a study (check one of its runs, "
-                                f"{target}/{studydir.RUNS}/<id>, with --prove)")
+        if prove or fail_on:
+            option = "--prove" if prove else "--fail-on"
+            raise DiagnoseError(f"{option} takes a run directory; {target} is a study (check one of its runs, "
+                                f"{target}/{studydir.RUNS}/<id>, with {option})")
         verdict = study_verdict(target)
         text = format_verdict(verdict) + (f"\n{format_proof(verdict['proof'])}" if verdict.get("proof") else "")
         click.echo(json_lib.dumps(clean_json(verdict), indent=2) if as_json else text)  # numpy scalars as JSON
@@ -299,6 +310,14 @@ def check(path, as_json, prove, seeds, max_seeds, jobs, also):
     if not entries and (crashed or problems):
         text = "no findings in what it recorded"
     click.echo(json_lib.dumps(clean_json(entries), indent=2) if as_json else text)
+    return 1 if fail_on and fails_on(findings, fail_on) else 0
+
+
+def fails_on(findings: list, kind: str) -> bool:
+    """Whether a finding of ``kind`` or a worse one is among ``findings`` (KINDS goes worst first)."""
+    from diagnose.findings.base import KINDS
+
+    return any(f.kind in KINDS[:KINDS.index(kind) + 1] for f in findings)
 
 
 

@@ -43,6 +43,9 @@ class _Run(Table):
 
 def checked_fit_monitor(fit: dict, monitor: dict) -> tuple[dict, dict]:
     """``[fit]`` and ``[monitor]`` as given, each key known and of its type (else one line)."""
+    if isinstance(fit, dict) and "validation_split" in fit:
+        raise ConfigError("[fit] validation_split is not taken: a study's validation data comes from its data "
+                          "function; return (train, valid) from data(), e.g. split with x[:n], x[n:]")
     run = validate(_Run, {"fit": fit, "monitor": monitor}, "fit, monitor")
     given_fit, given_monitor = run.fit.given(), run.monitor.given()
     return {k: given_fit[k] for k in fit}, {k: given_monitor[k] for k in monitor}  # in the order given

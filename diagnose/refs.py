@@ -17,11 +17,18 @@ import importlib
 import os
 import re
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import keras
 
 from diagnose.errors import ConfigError
 
-__all__ = ["to_ref", "resolve", "needs_this_process", "is_ref"]
+__all__ = ["to_ref", "resolve", "needs_this_process", "is_ref", "Builder", "DataFn"]
+
+# What the public API takes for the user's functions: the function, or its "module:function".
+Builder = Callable[[dict], "keras.Model"] | str  # settings -> a compiled keras.Model
+DataFn = Callable[[dict], object] | str  # settings -> (train, valid) or model.fit arguments
 
 _REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.<>]*")
 _HERE: dict[str, Callable] = {}  # references that only this process can resolve -> the function

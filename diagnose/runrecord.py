@@ -139,12 +139,15 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from diagnose.errors import DiagnoseError, RecordError
 from diagnose.studydir import MANIFEST, RUNS, is_study_dir
 from diagnose.files import (atomic_write, atomic_write_all, clean_json, json_text, make_temp_dir, read_json,
                             refuse_links, replace_dir, write_json)
+
+if TYPE_CHECKING:
+    import pandas
 
 SCHEMA_VERSION = 1
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
@@ -244,7 +247,7 @@ def require_record(path: str | os.PathLike) -> None:
         raise DiagnoseError(f"{path} holds no run record (no {CONFIG}); {hint}")
 
 
-def load_run(run_dir: str | os.PathLike, tidy: bool = True):
+def load_run(run_dir: str | os.PathLike, tidy: bool = True) -> pandas.DataFrame:
     """One run as a pandas DataFrame.
 
     Args:

@@ -41,7 +41,7 @@ def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float
     n = sum(len(rows) + 1 for _, rows in groups)
     height = verdict_height(head)
     fig, ax = plt.subplots(figsize=(width, height))
-    y, ticks, labels, spans = n - 1, [], [], []
+    y, ticks, labels, spans, intervals = n - 1, [], [], [], []
     for title, rows in groups:
         ax.text(0.0, y, title, transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=8.5,
                 fontweight="bold", color="0.25")
@@ -51,6 +51,8 @@ def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float
             ticks.append(y)
             labels.append(row.label)
             spans += [row.base.loss.mean, _at(row, row.effect.effect.mean)]
+            if row.effect.effect.lo is not None and row.effect.effect.hi is not None:
+                intervals.append((y, _at(row, row.effect.effect.lo), _at(row, row.effect.effect.hi), row))
             y -= 1
     for role, v in (("faulty", head.faulty), ("reference", head.reference)):
         if v is not None and v.loss is not None:
@@ -62,8 +64,18 @@ def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float
         ax.axvline(refs["bayes_floor"], color="0.75", linewidth=0.8, linestyle=":", zorder=0)
         spans.append(refs["bayes_floor"])
     lo, hi = min(spans), max(spans)
-    pad = 0.08 * (hi - lo or 1.0)
-    ax.set_xlim(lo - pad, hi + pad)  # intervals wider than every mean and line are cut at the frame
+    width = hi - lo or 1.0
+    # The intervals shown whole, up to half the means' span beyond them; one wider is cut at the frame, an
+    # arrow there saying it goes on (an inconclusive interval over a few seeds can be many times the gap).
+    lo = max(min([lo] + [a for _, a, _, _ in intervals]), lo - 0.5 * width)
+    hi = min(max([hi] + [b for _, _, b, _ in intervals]), hi + 0.5 * width)
+    pad = 0.05 * (hi - lo)
+    ax.set_xlim(lo - pad, hi + pad)
+    for y, a, b, row in intervals:
+        color = _color(row)
+        for end, edge, marker in ((a, lo - pad, "<"), (b, hi + pad, ">")):
+            if (end < edge) if marker == "<" else (end > edge):
+                ax.plot([edge], [y], marker=marker, markersize=6, color=color, clip_on=False, zorder=4)
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_yticks(ticks, labels, fontsize=8)
     for tick, row in zip(ax.get_yticklabels(), [r for _, rows in groups for r in rows]):
@@ -113,11 +125,15 @@ def _status(row: Row) -> str:
     return e.status if e.status in _STYLE else ("established" if e.established else "inconclusive")
 
 
+def _color(row: Row) -> str:
+    return COLORS["fix"] if row.is_fix else COLORS["settled"] if _status(row) == "established" else COLORS["open"]
+
+
 def _row(ax, row: Row, y: float, unit: str) -> None:
     e = row.effect
     status = _status(row)
     marker, filled, alpha = _STYLE[status]
-    color = COLORS["fix"] if row.is_fix else COLORS["settled"] if status == "established" else COLORS["open"]
+    color = _color(row)
     x0, x = row.base.loss.mean, _at(row, e.effect.mean)
     ax.plot([x0, x], [y, y], color=color, linewidth=0.8, alpha=0.5, zorder=1)  # the move from the base
     if e.effect.lo is not None and e.effect.hi is not None:
@@ -174,22 +190,36 @@ def headline_curves(head: Headline, refs: dict, out_png: str | Path, width: floa
     if not shown:
         return None
     fig, ax = plt.subplots(figsize=(width, height))
-    finals = []
+    paths = {role: {r.path for r in v.runs} for role, v in shown}
+    lows, highs = [], []
     for role, v in shown:
         runs = [r.path for r in v.runs]
         label = (f"fix: {' + '.join(f'{f}={lv}' for f, lv in v.switches)}" if role == "fix" and v.switches
                  else v.name) + f" ({len(runs)} seeds)"
-        line = seed_band(ax, runs, "loss", color=COLORS[role], label=label)
-        seed_band(ax, runs, "valid_loss", color=COLORS[role], linestyle=":", band=False)
-        if line is not None:
-            data = line.get_ydata()
-            finals.append(np.nanmax(data[len(data) // 10:]) if len(data) > 1 else data[0])
+        same = role == "fix" and next((head.reference.name for other, p in paths.items()
+                                       if other == "reference" and p == paths["fix"]), None)
+        if same:
+            label += f", the same runs as {same}"
+        # The fix dashed and on top: where it is the reference's runs (or ends on them) both stay visible.
+        style = "--" if role == "fix" else "-"
+        line = seed_band(ax, runs, "loss", color=COLORS[role], label=label, linestyle=style)
+        valid = seed_band(ax, runs, "valid_loss", color=COLORS[role], linestyle=":", band=False)
+        for drawn in (line, valid):
+            if drawn is not None:
+                data = np.asarray(drawn.get_ydata(), dtype=float)
+                data = data[np.isfinite(data)]
+                if len(data):  # the lower limit from each curve's lowest point, the upper from its later highest
+                    lows.append(data.min())
+                    highs.append(data[len(data) // 10:].max() if len(data) > 1 else data[0])
+                if role == "fix":
+                    drawn.set_zorder(3)
     baselines(ax, refs)
     ax.plot([], [], color="0.3", linestyle=":", marker="o", markersize=3, label="validation passes (dotted)")
-    if finals and np.isfinite(finals).all():
-        floor = min([refs.get("bayes_floor") or min(finals)] + [min(finals)])
-        top = max(max(finals), refs.get("ln_vocab") or 0) * 1.1
-        ax.set_ylim(max(0.0, floor - 0.3), top)  # the first steps' loss may sit far above: cut at the frame
+    if lows:
+        floor = min(lows + ([refs["bayes_floor"]] if refs.get("bayes_floor") is not None else []))
+        top = max(highs + ([refs["ln_vocab"]] if refs.get("ln_vocab") is not None else []))
+        pad = 0.06 * (top - floor or abs(top) or 1.0)
+        ax.set_ylim(floor - pad, top + pad)  # the first steps' loss may sit far above: cut at the frame
     ax.set_xlabel("step", fontsize=8.5)
     ax.set_ylabel(f"loss ({head.unit})", fontsize=8.5)
     ax.tick_params(labelsize=8)

@@ -111,8 +111,10 @@ def family_side_by_side(variants: list[VariantInfo], fid: str, out_png: str | Pa
     if not any(panels.has_data([r.path], fid) for _, r in runs):
         return None
     width = 4.4 * len(runs)
-    fig, axes = plt.subplots(1, len(runs), figsize=(width, 3.1), sharey=True, squeeze=False)
-    fig.subplots_adjust(left=0.7 / width, right=1 - 0.15 / width, bottom=0.16, top=0.9, wspace=0.12)
+    height = 2.6 + panels.LEGEND_ROOM  # each panel's legend under it
+    fig, axes = plt.subplots(1, len(runs), figsize=(width, height), sharey=True, squeeze=False)
+    fig.subplots_adjust(left=0.7 / width, right=1 - 0.15 / width, bottom=panels.LEGEND_ROOM / height,
+                        top=1 - 0.3 / height, wspace=0.12)
     for ax, (_, run) in zip(axes[0], runs):
         if not panels.draw(ax, fid, [(run.label, None, [run.path])]):
             _empty(ax, panels.PANELS[fid][0])

@@ -87,10 +87,12 @@ def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 1
     ncols = 1 + (c is not None) + len(evidence)
     # Fixed margins, not a layout engine: measuring every label took a third of the figure's time, and a
     # study has a suspect per factor it varies. Room at the left for the two-line axis label, below for "step".
-    fig = plt.figure(figsize=(width, 3.5))
+    height = 3.0 + panels.LEGEND_ROOM  # the legends under the panels
+    fig = plt.figure(figsize=(width, height))
     grid = fig.add_gridspec(1, ncols, width_ratios=[1.5] + [1.0] * (ncols - 1 - len(evidence))
                             + [1.15 if fid == "attention-map" else 1.0 for fid in evidence],
-                            left=0.06, right=0.99, bottom=0.14, top=0.91, wspace=0.32)
+                            left=0.06, right=0.99, bottom=panels.LEGEND_ROOM / height, top=1 - 0.32 / height,
+                            wspace=0.32)
     _levels_panel(fig.add_subplot(grid[0, 0]), s, outcome, refs.get("unit", "nats"))
     if c is not None:
         series = [(f"{s.factor}={lv}", color, [r.path for r in c.context.points[lv].runs])
@@ -103,7 +105,7 @@ def suspect_figure(s: Suspect, refs: dict, out_png: str | Path, width: float = 1
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
+        panels.legend_below(ax)
         for i, fid in enumerate(evidence):
             slot = grid[0, 2 + i]
             if fid == "attention-map":
@@ -139,7 +141,9 @@ def _levels_panel(ax, s: Suspect, outcome: str, unit: str) -> None:
     ax.set_ylabel(textwrap.fill(f"{outcome} ({unit})", 34), fontsize=8)  # two lines beside a 3.5-inch axis
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6.5, frameon=False, loc="best")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, fontsize=6.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=1, borderaxespad=0)  # under the axes, one a line: each names a context
 
 
 def every_variant(variants: dict[str, list[Path]], out_svg: str | Path, refs: dict, columns: int = 5) -> Path:

@@ -15,7 +15,8 @@ import numpy as np
 from diagnose import runrecord
 from .plots import attention, metrics, num, seed_band
 
-__all__ = ["PANELS", "family_columns", "has_data", "draw", "attention_share", "attention_image"]
+__all__ = ["PANELS", "family_columns", "has_data", "draw", "attention_share", "attention_image", "legend_below",
+           "mark_zeros", "LEGEND_ROOM"]
 
 # figure id -> (title, column prefixes, y label, log scale)
 PANELS = {
@@ -85,6 +86,7 @@ def draw(ax, fid: str, series: list[tuple[str, str, list[Path]]]) -> bool:
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(ticker.LogFormatter())  # plain "0.01": no math text to typeset
             ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+            mark_zeros(ax)
         if fid == "attention-entropy":
             ax.set_ylim(0, 1.05)  # normalised: 1 is uniform; autoscale would blow up a flat line's noise
         ax.set_title(title, fontsize=9)
@@ -92,10 +94,39 @@ def draw(ax, fid: str, series: list[tuple[str, str, list[Path]]]) -> bool:
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
-        if len(handles) <= 12:
-            ax.legend(fontsize=6.5, frameon=False, loc="upper right")  # "best" searches: slow with many lines
+        legend_below(ax)
     return drawn
+
+
+def legend_below(ax, most: int = 12) -> None:
+    """The axes' legend under them (below the x label), in two columns: never on the data.
+    The figure leaves room for it (LEGEND_ROOM inches)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles and len(handles) <= most:
+        ax.legend(handles, labels, fontsize=6.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                  ncol=2, handlelength=2.2, columnspacing=1.0, borderaxespad=0)
+
+
+# Inches under a panel for its x label and a legend of up to 12 entries in two columns.
+LEGEND_ROOM = 0.95
+
+
+def mark_zeros(ax) -> None:
+    """Zeros on a log axis (which has no 0): a triangle at the axes' bottom for each, and a legend entry saying so."""
+    from matplotlib.transforms import blended_transform_factory
+
+    at_bottom = blended_transform_factory(ax.transData, ax.transAxes)
+    found = False
+    for line in list(ax.get_lines()):
+        y = np.asarray(line.get_ydata(), dtype=float)
+        x = np.asarray(line.get_xdata(), dtype=float)[y == 0]
+        if len(x):
+            ax.plot(x, np.full(len(x), 0.015), linestyle="none", marker="v", markersize=4, color=line.get_color(),
+                    transform=at_bottom, clip_on=False)
+            found = True
+    if found:
+        ax.plot([], [], linestyle="none", marker="v", markersize=4, color="0.35",
+                label="at the bottom: 0 (no place on a log axis)")
 
 
 def _summary(cols: list[str], fid: str) -> list[tuple[str, str]]:

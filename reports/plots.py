@@ -25,7 +25,7 @@ from diagnose.findings.base import fmt  # noqa: E402
 from diagnose.report_data import run_label  # noqa: E402
 
 __all__ = ["num", "metrics", "attention", "seed_band", "baselines", "clip_start", "save", "seed_stats", "compare",
-           "BASELINES", "MARKERS_BELOW"]
+           "distinct_styles", "BASELINES", "MARKERS_BELOW"]
 
 BASELINES = (("ln_vocab", "ln V", "0.55"), ("unigram_entropy", "unigram entropy", "tab:orange"),
              ("bayes_floor", "Bayes floor", "tab:green"))
@@ -162,6 +162,15 @@ def save(fig, out_png: str | Path, dpi: int = 100, tight: bool = False, metadata
     return out_png
 
 
+def distinct_styles(n: int) -> list[tuple[str, str]]:
+    """``n`` (colour, line style) pairs, no two alike: matplotlib's ten colours, then tab20's twenty,
+    then those twenty again dashed and dotted (a compare of 33 runs repeats no colour and style)."""
+    if n <= 10:
+        return [(f"C{i}", "-") for i in range(n)]
+    colors = [matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab20").colors]
+    return [(colors[i % 20], ("-", "--", ":")[i // 20 % 3]) for i in range(n)]
+
+
 def compare(run_dirs: list[str | Path], out_png: str | Path, metric: str = "loss") -> Path:
     """One metric's curves for any runs, overlaid; runs that differ only by seed form one band.
 
@@ -180,14 +189,20 @@ def compare(run_dirs: list[str | Path], out_png: str | Path, metric: str = "loss
         entry = studydir.run_entry(path)
         groups.setdefault(key, []).append(path)
         names.setdefault(key, []).append((entry["variant"], entry.get("seed", seed)) if entry else (path.name, None))
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    styles = distinct_styles(len(groups))
+    columns = 1 if len(groups) <= 8 else 2 if len(groups) <= 24 else 3
+    rows = -(-len(groups) // columns)
+    # The legend under the axes, every entry shown: the figure grows by its rows, the axes keep their size.
+    fig = plt.figure(figsize=(7.5 + 1.5 * (columns - 1), 3.6 + 0.6 + 0.19 * rows))
+    ax = fig.add_axes((0.09, (0.6 + 0.19 * rows) / fig.get_figheight() + 0.02, 0.88,
+                       3.3 / fig.get_figheight()))
     drawn, seen = 0, set()
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for key, paths in groups.items():
         seen.update(c for p in paths for c in metrics(p).columns)
         variant, seed = names[key][0]
         label = run_label(variant, seed) if len(paths) == 1 else f"{variant} ({len(paths)} seeds)"
-        if seed_band(ax, paths, metric, color=colors[drawn % len(colors)], label=label) is not None:
+        color, linestyle = styles[drawn]
+        if seed_band(ax, paths, metric, color=color, linestyle=linestyle, label=label) is not None:
             drawn += 1
     if not drawn:
         plt.close(fig)
@@ -199,8 +214,8 @@ def compare(run_dirs: list[str | Path], out_png: str | Path, metric: str = "loss
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    fig.tight_layout()
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower left", bbox_to_anchor=(0.01, 0.0), ncol=columns,
+               fontsize=7.5, frameon=False, handlelength=2.6)
     from diagnose.outputs import COMPARE_MARK
 
     return save(fig, out_png, dpi=110, metadata={"Software": COMPARE_MARK})  # marked: a later compare may replace it

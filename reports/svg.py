@@ -18,11 +18,13 @@ import numpy as np
 from matplotlib import colormaps, ticker
 from matplotlib.colors import to_hex
 
-__all__ = ["Line", "Chart", "Heatmap", "document", "COLORS"]
+__all__ = ["Line", "Chart", "Heatmap", "document", "COLORS", "ZERO_NOTE"]
 
 # matplotlib's default cycle, so that a run page's lines have the colours of the report's figures.
 COLORS = [to_hex(f"C{i}") for i in range(10)]
 _FONT = 'font-family="DejaVu Sans, Verdana, sans-serif"'
+# What a log axis' triangles at its bottom mean (a log axis has no 0).
+ZERO_NOTE = "at the bottom: 0 (no place on a log axis)"
 _PAD = (50, 10, 22, 32)  # left, right, top, bottom: room for tick labels, the title and the x label
 
 
@@ -38,6 +40,7 @@ class Line:
     dashed: bool = False
     points: bool = False
     band: tuple[np.ndarray, np.ndarray] | None = None  # (low, high) at each x: the seeds' range, shaded
+    zero: bool = False  # a legend entry for the zeros' marks on a log axis
 
 
 @dataclass
@@ -52,10 +55,12 @@ class Chart:
     ylim: tuple[float | None, float | None] = (None, None)
     note: str | None = None  # said in the middle when there is nothing to draw
     legend: bool = True  # False where the document carries one legend for every panel
+    legend_rows: int = 0  # rows kept under the axes for the legend (document() sets one count for all panels)
 
     def svg(self, x0: float, y0: float, w: float, h: float) -> str:
         out = [_title(x0, y0, w, self.title, 11)]
-        left, right, top, bottom = x0 + _PAD[0], x0 + w - _PAD[1], y0 + _PAD[2], y0 + h - _PAD[3]
+        below = _LEGEND_ROW * self.legend_rows + (10 if self.legend_rows else 0)  # the legend, under the x label
+        left, right, top, bottom = x0 + _PAD[0], x0 + w - _PAD[1], y0 + _PAD[2], y0 + h - _PAD[3] - below
         if self.note or not any(_finite(ln.y, self.log).any() for ln in self.lines):
             out.append(f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" fill="none" '
                        'stroke="#ccc"/>')
@@ -68,6 +73,8 @@ class Chart:
         lo = self.ylim[0] if self.ylim[0] is not None else ys.min()
         hi = self.ylim[1] if self.ylim[1] is not None else ys.max()
         ylo, yhi = _span(lo, hi, self.log)
+        if self.log and self._zeros():  # a strip at the bottom, below every positive value, where zeros are marked
+            ylo = ylo / (yhi / ylo) ** 0.08
         fx = _scale(xlo, xhi, left, right, False)
         fy = _scale(ylo, yhi, bottom, top, self.log)
         out += _axes(left, right, top, bottom, xlo, xhi, ylo, yhi, fx, fy, self.log)
@@ -76,12 +83,28 @@ class Chart:
         for ln in self.lines:
             out += _band(ln, fx, fy, self.log) + _line(ln, fx, fy, self.log)
         out.append("</g>")
+        if self.log:
+            out += _zeros(self.lines, fx, bottom)
         if self.ylabel:
             out.append(_text(x0 + 11, (top + bottom) / 2, self.ylabel, size=9, anchor="middle", rotate=True))
-        out.append(_text((left + right) / 2, y0 + h - 4, self.xlabel, size=9, anchor="middle"))
-        if self.legend:
-            out += _legend([ln for ln in self.lines if ln.label], right - 4, top + 4)
+        out.append(_text((left + right) / 2, bottom + 28, self.xlabel, size=9, anchor="middle"))
+        if self.legend and self.legend_rows:
+            out += _legend(self._legend_lines(), x0 + 8, bottom + 36, w - 12, self.legend_rows)
         return "\n".join(out)
+
+    def _zeros(self) -> bool:
+        return self.log and any((np.asarray(ln.y, dtype=float) == 0).any() for ln in self.lines)
+
+    def _legend_lines(self) -> list[Line]:
+        lines = [ln for ln in self.lines if ln.label]
+        if self._zeros():
+            lines.append(Line(ZERO_NOTE, np.zeros(0), np.zeros(0), "#555", zero=True))
+        return lines
+
+    def legend_size(self, w: float) -> int:
+        """The rows its legend takes under the axes at width ``w`` (0 without one)."""
+        labels = [ln.label for ln in self._legend_lines()] if self.legend else []
+        return -(-min(len(labels), _LEGEND_MOST + 1) // _legend_columns(labels, w)) if labels else 0
 
 
 @dataclass
@@ -124,6 +147,11 @@ def document(panels: list[tuple[object, int]], columns: int, width: float, row_h
     ``legend``, where given, is one line of labels across the top for every panel."""
     cell = width / columns
     head = 18 if legend else 0
+    charts = [(p, span) for p, span in panels if isinstance(p, Chart)]
+    rows = max((p.legend_size(cell * span) for p, span in charts), default=0)
+    for p, _ in charts:  # one height for every panel's legend: the axes line up
+        p.legend_rows = rows
+    row_height += _LEGEND_ROW * rows + 10 if rows else 0  # the legends below, the axes their full height
     body, col, row = [], 0, 0
     if legend:
         x = 8.0
@@ -226,25 +254,49 @@ def _band(ln: Line, fx, fy, log: bool) -> list[str]:
     return [f'<polygon points="{" ".join(upper + lower)}" fill="{ln.color}" fill-opacity="0.18" stroke="none"/>']
 
 
-def _legend(lines: list[Line], right: float, top: float, most: int = 10) -> list[str]:
-    """Labels at the panel's top right, one line each (the first ``most``, then how many more)."""
+# A legend under a panel's axes: rows of this height, at most this many entries (then how many more).
+_LEGEND_ROW, _LEGEND_MOST = 11, 10
+_CHAR = 4.9  # px per character of the legend's 8 px text
+
+
+def _legend_columns(labels: list[str], w: float) -> int:
+    """As many columns as the longest label lets fit in ``w`` (1 to 3)."""
+    widest = 22 + _CHAR * max(len(t) for t in labels)
+    return max(1, min(3, int((w - 12) // widest)))
+
+
+def _legend(lines: list[Line], left: float, top: float, w: float, rows: int) -> list[str]:
+    """Labels under the panel's axes, in columns (the first entries, then how many more): never on the data."""
     if not lines:
         return []
+    most = _LEGEND_MOST if len(lines) > _LEGEND_MOST else len(lines)
     shown = lines[:most]
-    labels = [html.escape(ln.label) for ln in shown] + ([f"and {len(lines) - most} more"] if len(lines) > most else [])
-    width = 18 + 5.2 * max(len(t) for t in labels)
-    out = [f'<rect x="{right - width:.1f}" y="{top:.1f}" width="{width:.1f}" height="{11 * len(labels) + 4}" '
-           'fill="white" fill-opacity="0.75"/>']
-    for k, ln in enumerate(shown):
-        y = top + 9 + 11 * k
-        dash = ' stroke-dasharray="4,2"' if ln.dashed else ""
-        out.append(f'<line x1="{right - width + 3:.1f}" y1="{y - 3:.1f}" x2="{right - width + 15:.1f}" '
-                   f'y2="{y - 3:.1f}" stroke="{ln.color}" stroke-width="1.6"{dash}/>')
-        out.append(f'<text x="{right - width + 18:.1f}" y="{y:.1f}" font-size="8">{labels[k]}</text>')
-    if len(lines) > most:
-        out.append(f'<text x="{right - width + 18:.1f}" y="{top + 9 + 11 * most:.1f}" font-size="8" '
-                   f'fill="#666">{labels[-1]}</text>')
+    labels = [ln.label for ln in shown] + ([f"and {len(lines) - most} more"] if len(lines) > most else [])
+    step = (w - 12) / _legend_columns(labels, w)
+    out = []
+    for k, label in enumerate(labels):  # down each column, then the next: rows fixed by document()
+        x, y = left + (k // rows) * step, top + _LEGEND_ROW * (k % rows)
+        if k < len(shown) and shown[k].zero:
+            out.append(_triangle(x + 6, y + 2, shown[k].color))
+        elif k < len(shown):
+            ln = shown[k]
+            dash = ' stroke-dasharray="4,2"' if ln.dashed else ""
+            out.append(f'<line x1="{x:.1f}" y1="{y + 5:.1f}" x2="{x + 12:.1f}" y2="{y + 5:.1f}" stroke="{ln.color}" '
+                       f'stroke-width="1.6"{dash}/>')
+        grey = "" if k < len(shown) else ' fill="#666"'
+        out.append(f'<text x="{x + 16:.1f}" y="{y + 8:.1f}" font-size="8"{grey}>{html.escape(label)}</text>')
     return out
+
+
+def _zeros(lines: list[Line], fx, bottom: float) -> list[str]:
+    """Zeros on a log axis (which has no 0): a triangle in the strip at the axis' bottom for each."""
+    return [_triangle(fx(x), bottom - 7, ln.color) for ln in lines
+            for x in np.asarray(ln.x, dtype=float)[np.asarray(ln.y, dtype=float) == 0]]
+
+
+def _triangle(x: float, y: float, color: str) -> str:
+    """A small triangle pointing down, its top edge at ``y``."""
+    return f'<path d="M{x - 3:.1f},{y:.1f} h6 l-3,5 z" fill="{color}"/>'
 
 
 def _title(x0: float, y0: float, w: float, title: str, size: int) -> str:

@@ -172,11 +172,24 @@ def _row(v: VariantInfo) -> dict:
                        "status": r.status, "outcome": num(r.outcome)} for r in v.runs]}
 
 
+def _proof_fact(run: RunInfo) -> str:
+    """The run's proof in a line for its first screen: what its findings' proofs found, or how to get one."""
+    if not run.findings:
+        return "no findings to prove"
+    statuses = [(f.get("proof") or {}).get("status") for f in run.findings]
+    counts = {s: statuses.count(s) for s in dict.fromkeys(statuses) if s}
+    if not counts:
+        return f"not proven yet: diagnose check {run.path} --prove"
+    untested = statuses.count(None)
+    return (", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(statuses)} findings"
+            + (f" ({untested} not tested)" if untested else "") + " (each below)")
+
+
 def run_view(run: RunInfo, figure: str, data: ReportData) -> dict:
     """A run page's context (see templates/run.html.j2)."""
     s = run.summary
     final = s.get("final") or {}
-    facts = [("run", run.id), ("status", s.get("status")), ("steps", s.get("steps")),
+    facts = [("run", run.id), ("status", s.get("status")), ("proof", _proof_fact(run)), ("steps", s.get("steps")),
              ("final training loss", num(final.get("train_loss"))),
              ("final validation loss", num(final.get("valid_loss"))),
              ("validation accuracy", num(final.get("valid_accuracy"))),

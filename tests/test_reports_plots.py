@@ -90,7 +90,7 @@ def test_compare_labels_runs_of_a_study_by_variant_and_seed(tmp_path, monkeypatc
     legends = []
     real = plots.save
     monkeypatch.setattr(plots, "save", lambda fig, *a, **k: legends.append(
-        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or real(fig, *a, **k))
+        [t.get_text() for t in fig.legends[0].get_texts()]) or real(fig, *a, **k))  # the figure's: under the axes
     png = plots.compare([tmp_path / "runs" / r["id"] for r in runs], tmp_path / "cmp.png")
     assert mpimg.imread(png).shape[0] > 100
     assert legends == [["as-posted (2 seeds)", "paper, seed 0"]]
@@ -108,7 +108,7 @@ def test_compare_names_runs_outside_a_study_by_their_directory(tmp_path, monkeyp
     legends = []
     real = plots.save
     monkeypatch.setattr(plots, "save", lambda fig, *a, **k: legends.append(
-        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or real(fig, *a, **k))
+        [t.get_text() for t in fig.legends[0].get_texts()]) or real(fig, *a, **k))
     plots.compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp.png")
     assert legends == [["a", "b"]]
 

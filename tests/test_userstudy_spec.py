@@ -86,6 +86,8 @@ def test_combos_switch_several_factors():
     (lambda r: r["factors"].update(fix={"a": {"changes": [{"op": "teleport"}]}}), "unknown change op 'teleport'"),
     (lambda r: r.update(fit={"epochs": 0}), "[fit] epochs must be a positive integer"),
     (lambda r: r.update(fit={"optimizer": "adam"}), "unknown key 'optimizer' in [fit]"),
+    (lambda r: r.update(fit={"validation_split": 0.2}),
+     "validation data comes from its data function; return (train, valid) from data()"),
     (lambda r: r.update(combos={"c": {"base": "posted", "output": "sigmoid"}}), "combo 'c': output=sigmoid"),
 ])
 def test_bad_specs_are_one_line_errors_naming_the_fix(mutate, message):

@@ -112,9 +112,9 @@ def _adopt(out: Path, spec, force: bool) -> bool:
     if not force:
         raise DiagnoseError(f"{out} holds another study ('{old.get('study')}', from a different spec); pass --force "
                             "to replace it (the runs both specs share are kept), or give another --out")
-    # Stale for the new study: gone before the new manifest names it.
+    # Stale for the new study: gone before the new manifest names it. A report stays (the command that
+    # writes one replaces it at the end; one told not to write it leaves it, saying so).
     (out / studydir.VERDICT).unlink(missing_ok=True)
-    shutil.rmtree(out / studydir.REPORT, ignore_errors=True)
     return True
 
 
@@ -128,7 +128,10 @@ def run_sweep(spec, out_dir: str | Path, executor, *, progress: Callable[[dict],
             its ``prepare(plan)`` gives the tasks.
         out_dir: ABLATION_DIR; created, or resumed when it holds this spec's study.
         executor: a LocalExecutor, InlineExecutor or RayExecutor.
-        progress: called after each finished run with ``{"done", "total", "entry"}``.
+        progress: called after each finished run, once per variant it stands for, with ``{"done",
+            "total", "before", "entry"}``: ``done`` counts by one up to ``total`` (the variants of
+            this sweep, all seeds), from ``before`` (those recorded when it began: resumed, or
+            run by an earlier round).
         force: replace a study of another spec in ``out_dir`` (runs the two share are kept).
         plan: more seeds for some variants (the verdict's adaptive seeds).
         follow_ups: combinations the verdict asked for, ``((base, ((factor, level), ...)), ...)``,
@@ -177,7 +180,8 @@ def run_sweep(spec, out_dir: str | Path, executor, *, progress: Callable[[dict],
         pending = list({t.run_id: t for t in tasks if entries[_key(t)]["status"] == "pending"}.values())
         scratch = out / studydir.SCRATCH
         scratch.mkdir()  # removed above: a new directory, not one a link names
-        done, unwritten = len(tasks) - sum(len(by_id[t.run_id]) for t in pending), 0
+        before = len(tasks) - sum(len(by_id[t.run_id]) for t in pending)  # resumed, or from earlier rounds
+        done, unwritten = before, 0
         every = max(1, math.ceil(len(tasks) / _MANIFEST_WRITES))
         t_first = None
         payload = [{"run_id": t.run_id, "trainer": t.trainer, "config": t.config.to_dict(), "scratch": str(scratch),
@@ -187,12 +191,14 @@ def run_sweep(spec, out_dir: str | Path, executor, *, progress: Callable[[dict],
             result = _write_run(out, result)
             for task in by_id[result["run_id"]]:
                 entries[_key(task)] = _entry(task, result["status"], result["wall_time_s"], result["error"])
-            done, unwritten = done + len(by_id[result["run_id"]]), unwritten + 1
+            unwritten += 1
             if unwritten >= every:
                 _write_manifest(out, manifest, entries)
                 unwritten = 0
-            if progress is not None:
-                progress({"done": done, "total": len(tasks), "entry": entries[_key(task)]})
+            for task in by_id[result["run_id"]]:  # one event per variant (variants may share a run): counted by one
+                done += 1
+                if progress is not None:
+                    progress({"done": done, "total": len(tasks), "before": before, "entry": entries[_key(task)]})
         shutil.rmtree(scratch, ignore_errors=True)
         wall = time.perf_counter() - t_start
         run_times = list({e["id"]: e["wall_time_s"] for e in entries.values() if e["wall_time_s"] is not None}.values())

@@ -12,6 +12,7 @@ rows, so a short run has several probes.
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from diagnose.instruments.preparation import as_arrays
 from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rng import random_state_kept
 from diagnose.instruments.rowlog import RowLog
+from diagnose.instruments.rundir import RUNS_ROOT, end_line, new_run_dir
 from diagnose.rebuild import rebuild_entry
 
 tf = import_tensorflow_quietly()
@@ -52,7 +54,10 @@ class Monitor(keras.callbacks.Callback):
     """Writes an instrumented model's run record while ``fit`` trains it.
 
     Args:
-        run_dir: where config.json, metrics.csv, attention.csv, summary.json and tb/ go.
+        run_dir: where config.json, metrics.csv, attention.csv, summary.json and tb/ go. Left out,
+            each fit gets a new one, ``runs/<model name>-<n>`` under the working directory (n one
+            past the highest there), so a script run again never meets its earlier record; read
+            it from ``monitor.run_dir`` after the fit.
         log_every: training steps per metrics.csv row; by default 20, or fewer for a short
             run so that it logs at least 16 rows (a 35-step fit logs every 2 steps).
         probe: optional fixed ``(x, y)`` batch for the ignores-input probe; by default
@@ -74,24 +79,34 @@ class Monitor(keras.callbacks.Callback):
             (add ``keras.callbacks.TerminateOnNaN()`` to stop on a NaN); the record says
             where it diverged either way.
 
+    At the end of a fit it prints one line (status, steps, the record's place and the
+    ``diagnose check`` command to run), unless the fit was given ``verbose=0``, as Keras'
+    own progress bar.
+
     Raises:
         DiagnoseError: ``run_dir`` is a file, an ablation directory, or holds a run
             record and ``overwrite`` is False (when made, and again when a fit begins).
     """
 
-    def __init__(self, run_dir, log_every: int | None = None, probe=None, probe_every: int | None = None,
-                 baselines: dict | None = None, tensorboard: bool = True, overwrite: bool = False,
-                 rebuild: dict | None = None, stop_on_divergence: bool = False):
+    def __init__(self, run_dir: str | os.PathLike | None = None, log_every: int | None = None,
+                 probe: tuple | None = None, probe_every: int | None = None, baselines: dict | None = None,
+                 tensorboard: bool = True, overwrite: bool = False, rebuild: dict | None = None,
+                 stop_on_divergence: bool = False):
+
         super().__init__()
-        self.run_dir = Path(run_dir)
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} is a file; give a directory for the run record")
-        if studydir.is_study_dir(self.run_dir):
-            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} is an ablation directory; give a run directory "
-                                "of its own")
-        if runrecord.is_run_dir(self.run_dir) and not overwrite:
-            raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} already holds a run record; pass another run_dir, "
-                                "or overwrite=True to replace it")
+        self.auto_named = run_dir is None  # a new runs/<model>-<n> for each fit (on_train_begin)
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        if self.run_dir is not None:
+            if self.run_dir.exists() and not self.run_dir.is_dir():
+                raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} is a file; give a directory for the run "
+                                    "record")
+            if studydir.is_study_dir(self.run_dir):
+                raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} is an ablation directory; give a run "
+                                    "directory of its own")
+            if runrecord.is_run_dir(self.run_dir) and not overwrite:
+                raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} already holds a run record; pass another "
+                                    "run_dir, leave it out for a new one under runs/, or overwrite=True to replace "
+                                    "it")
         self.overwrite = overwrite
         for name, value in (("log_every", log_every), ("probe_every", probe_every)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0
@@ -116,6 +131,8 @@ class Monitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not getattr(self.model, "instrumented", False):  # diagnose.instrument's model (instruments.wrapper)
             raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
+        if self.auto_named:
+            self.run_dir = new_run_dir(Path(RUNS_ROOT), self.model.user_model.name)
         if runrecord.is_run_dir(self.run_dir) and not self.overwrite:
             # A record made since the Monitor was made: this Monitor's earlier fit, or another writer's.
             raise DiagnoseError(f"diagnose.Monitor: {self.run_dir} already holds a run record (a Monitor records one "
@@ -352,6 +369,8 @@ class Monitor(keras.callbacks.Callback):
         self._record_started()
         self.log.close(summary)  # metrics.csv, then summary.json: synced side by side, renamed in that order
         self.finished = True
+        if (self.params or {}).get("verbose", 1) != 0:  # fit(verbose=0) shows nothing, as Keras' progress bar
+            print(end_line(summary, self.run_dir), flush=True)
 
 
 def _check_probe(model, probe) -> None:

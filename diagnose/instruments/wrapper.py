@@ -437,7 +437,7 @@ def _when(pred, then, otherwise):
     return tf.cond(pred, then, otherwise)
 
 
-def instrument(model) -> Instrumented:
+def instrument(model: keras.Model) -> Instrumented:
     """Wraps a compiled Keras 3 model so that training it records the instruments.
 
     The wrapper shares the model's layers and weights (training it trains the

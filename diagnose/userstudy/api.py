@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from diagnose.findings.verdict import format_verdict
 from diagnose import refs
+from diagnose.progress import SweepProgress
 from diagnose.userstudy.spec import build_keras_spec
 
 __all__ = ["study", "StudyResult"]
@@ -26,11 +27,12 @@ class StudyResult:
         return format_verdict(self.verdict)
 
 
-def study(builder, data, *, bases: dict | None = None, factors: dict | None = None, combos: dict | None = None,
-          seeds=3, max_seeds: int | None = None, fit: dict | None = None, monitor: dict | None = None,
+def study(builder: refs.Builder, data: refs.DataFn, *, bases: dict | None = None, factors: dict | None = None,
+          combos: dict | None = None, seeds: int | Sequence[int] = 3, max_seeds: int | None = None,
+          fit: dict | None = None, monitor: dict | None = None,
           reference: str | None = None, name: str | None = None, out: str | os.PathLike | None = None,
           jobs: int | None = None, executor: str = "local", ray_address: str | None = None,
-          progress: Callable | None = None, force: bool = False) -> StudyResult:
+          progress: Callable[[dict], None] | None = None, force: bool = False, verbose: int = 1) -> StudyResult:
     """Runs (or resumes) a study of ``builder``'s model; the arguments are the TOML spec's sections.
 
     Args:
@@ -48,8 +50,11 @@ def study(builder, data, *, bases: dict | None = None, factors: dict | None = No
         name: the study's name (default: the builder's); ``out`` defaults to ablations/<name>.
         jobs, executor, ray_address: where runs train ("local" processes, "inline" in this
             process, or "ray"); a builder only this process knows always trains here.
-        progress: called after each run with ``{"done", "total", "entry"}``.
+        progress: called after each run with ``{"done", "total", "before", "entry"}``
+            (see :func:`~diagnose.ablation.sweep.run_sweep`).
         force: replace another study in ``out`` (the runs both share are kept).
+        verbose: 0 shows nothing; 1 (the default) shows the runs as ``diagnose run-ablation``
+            does: a bar on a terminal, else a line per finished run.
 
     Raises:
         ConfigError: anything the TOML spec would refuse, in one line.
@@ -70,6 +75,11 @@ def study(builder, data, *, bases: dict | None = None, factors: dict | None = No
     runner = InlineExecutor() if spec.local else make_executor(executor, jobs=jobs or os.cpu_count() or 1,
                                                                ray_address=ray_address)
     out = Path(out) if out is not None else Path("ablations") / spec.name
-    with runner:  # the same workers for the first sweep and the rounds of added seeds
-        manifest, verdict = run_study(spec, out, runner, progress=progress, force=force)
+    with runner, SweepProgress(quiet=not verbose) as shown:  # the same workers for every round
+        def each_run(event: dict) -> None:
+            shown(event)
+            if progress is not None:
+                progress(event)
+
+        manifest, verdict = run_study(spec, out, runner, progress=each_run, force=force)
     return StudyResult(out, manifest, verdict)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from diagnose import runrecord, studydir
 from diagnose.errors import DiagnoseError
@@ -27,6 +27,7 @@ from diagnose.findings.fixes import FIXES, remedy_for
 from diagnose.findings.proof import PROOF_MAX_SEEDS, format_proof, proof_of, proof_seeds
 from diagnose.rebuild import UserRunConfig, from_record, rebuild_entry
 from diagnose.userstudy.spec import KerasSpec, build_keras_spec
+from diagnose import refs
 
 __all__ = ["prove_run", "prove", "Proof", "proof_spec", "read_proof", "study_verdict", "DEFAULT_SEEDS", "BASE"]
 
@@ -148,9 +149,10 @@ def _errors(manifest: dict) -> dict:
     return errors
 
 
-def prove_run(run_dir: str | os.PathLike, *, seeds=DEFAULT_SEEDS, max_seeds: int = PROOF_MAX_SEEDS,
-              out: str | os.PathLike | None = None, jobs: int | None = None, executor=None, also=(),
-              progress: Callable | None = None) -> Proof:
+def prove_run(run_dir: str | os.PathLike, *, seeds: int | Sequence[int] = DEFAULT_SEEDS,
+              max_seeds: int = PROOF_MAX_SEEDS, out: str | os.PathLike | None = None, jobs: int | None = None,
+              executor: object | None = None, also: Sequence[str] = (),
+              progress: Callable[[dict], None] | None = None) -> Proof:
     """Proves the findings of the run in ``run_dir`` (see the module docstring).
 
     Args:
@@ -193,9 +195,10 @@ def prove_run(run_dir: str | os.PathLike, *, seeds=DEFAULT_SEEDS, max_seeds: int
     return Proof(out, proof)
 
 
-def prove(builder, data, settings: dict | None = None, *, fit: dict | None = None, seeds=DEFAULT_SEEDS,
-          max_seeds: int = PROOF_MAX_SEEDS, out: str | os.PathLike | None = None, jobs: int | None = None,
-          also=(), monitor: dict | None = None, progress: Callable | None = None) -> Proof:
+def prove(builder: refs.Builder, data: refs.DataFn, settings: dict | None = None, *, fit: dict | None = None,
+          seeds: int | Sequence[int] = DEFAULT_SEEDS, max_seeds: int = PROOF_MAX_SEEDS,
+          out: str | os.PathLike | None = None, jobs: int | None = None, also: Sequence[str] = (),
+          monitor: dict | None = None, progress: Callable[[dict], None] | None = None) -> Proof:
     """Trains ``builder(settings)`` on ``data``, reads its findings and proves them over seeds.
 
     Args:
