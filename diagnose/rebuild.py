@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 
 from diagnose import refs
 from diagnose.errors import ConfigError
@@ -20,6 +21,10 @@ __all__ = ["FitTable", "MonitorTable", "UserRunConfig", "checked_fit_monitor", "
 
 class FitTable(Table):
     """``[fit]``: the model.fit arguments every run of a study takes."""
+
+    refused: ClassVar[dict[str, str]] = {
+        "validation_split": "a study's validation data comes from its data function; return (train, valid) from "
+                            "data(), e.g. split with x[:n], x[n:]"}
 
     epochs: PositiveInt = None
     batch_size: PositiveInt = None
@@ -43,9 +48,6 @@ class _Run(Table):
 
 def checked_fit_monitor(fit: dict, monitor: dict) -> tuple[dict, dict]:
     """``[fit]`` and ``[monitor]`` as given, each key known and of its type (else one line)."""
-    if isinstance(fit, dict) and "validation_split" in fit:
-        raise ConfigError("[fit] validation_split is not taken: a study's validation data comes from its data "
-                          "function; return (train, valid) from data(), e.g. split with x[:n], x[n:]")
     run = validate(_Run, {"fit": fit, "monitor": monitor}, "fit, monitor")
     given_fit, given_monitor = run.fit.given(), run.monitor.given()
     return {k: given_fit[k] for k in fit}, {k: given_monitor[k] for k in monitor}  # in the order given

@@ -9,7 +9,7 @@ status 2 on the command line, no traceback).
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +25,8 @@ class Table(BaseModel):
     """A table of a spec: every key declared, none other taken, values of their declared type."""
 
     model_config = ConfigDict(extra="forbid")
+    # Keys a user may expect here that the table does not take on purpose, each with why and what to do instead.
+    refused: ClassVar[dict[str, str]] = {}
 
     def given(self) -> dict:
         """The keys the table was given, with their values."""
@@ -58,6 +60,9 @@ def _one_line(schema: type[BaseModel], error: dict, sections: str) -> str:
             return f"unknown spec section [{section}]; valid sections: {sections}"
         return f"spec section [{section}] must be a table"
     key = ".".join(str(part) for part in loc[1:])
+    table = getattr(schema.model_fields[section].annotation, "refused", {})
+    if kind == "extra_forbidden" and key in table:
+        return f"[{section}] {key} is not taken: {table[key]}"
     if kind == "extra_forbidden":
         valid = sorted(getattr(schema.model_fields[section].annotation, "model_fields", {}))
         return f"unknown key '{key}' in [{section}]; valid keys: {', '.join(valid)}"

@@ -95,7 +95,7 @@ def test_the_cli_reference_names_every_command_and_option():
         for param in command.params:
             for flag in getattr(param, "opts", []):
                 if flag.startswith("-"):
-                    assert flag in section, f"docs/cli.md: diagnose {name} does not name {flag}"
+                    assert flag in section, f"docs/cli.md lacks {name} {flag}: python docs/make_cli.py"
 
 
 @pytest.mark.slow
