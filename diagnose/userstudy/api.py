@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from diagnose.findings.verdict import format_verdict
+from diagnose.findings.verdict_types import Verdict
 from diagnose.userstudy import refs
 from diagnose.userstudy.spec import build_keras_spec
 
@@ -20,7 +21,7 @@ class StudyResult:
 
     dir: Path
     manifest: dict
-    verdict: dict
+    verdict: Verdict
 
     def __str__(self) -> str:
         return format_verdict(self.verdict)
