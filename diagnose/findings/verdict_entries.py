@@ -256,7 +256,8 @@ class Fix:
     @classmethod
     def from_json(cls, d: dict) -> Fix:
         effect = dataclasses.replace(Interval.from_json(d), sd=None, status=None)
-        return cls(_tuple(d.get("switches")), d.get("variant", ""), d.get("share_closed"), effect, _tuple(d.get("runs")),
+        return cls(_tuple(d.get("switches")), d.get("variant", ""), d.get("share_closed"), effect,
+                   _tuple(d.get("runs")),
                    int(d.get("diverged") or 0), bool(d.get("confident")), bool(d.get("stable", not d.get("diverged"))),
                    Interval.from_json(d.get("residual") or {}), bool(d.get("reaches")),
                    bool(d.get("short_of_reference")), _tuple(d.get("unstable_alone")),
