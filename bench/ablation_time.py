@@ -34,6 +34,7 @@ from pathlib import Path
 
 import common
 from diagnose import studydir  # noqa: E402
+from diagnose.findings.verdict_types import read_verdict  # noqa: E402
 
 SAMPLE = ("as-posted", "as-posted | temporal=ones", "as-posted | output=softmax", "as-posted | loss_reduction=sum",
           "paper", "paper | temporal=uniform", "paper | output=relu", "paper | h_wiring=scores")
@@ -89,24 +90,27 @@ def _default_study(jobs: int | None) -> dict:
         if proc.returncode != 0:
             sys.exit(f"run-ablation failed: {proc.stderr.strip()}")
         manifest = studydir.read_manifest(study)
-        verdict = studydir.read_verdict(study)
+        verdict = read_verdict(study)
         report_s = None
         index = study / studydir.REPORT / "index.html"
         if index.is_file():  # the report is written last: from the verdict file to the page
             report_s = index.stat().st_mtime - (study / studydir.VERDICT).stat().st_mtime
     runs = [r["wall_time_s"] for r in manifest["runs"] if r["wall_time_s"] is not None]
     text = proc.stdout.split("\nverdict: ", 1)[-1]
-    wanted = [c for c in verdict["comparisons"] if c["kind"] != "residual"]
+    wanted = [c for c in verdict.comparisons if c.kind != "residual"]
+    fix = verdict.smallest_fix
     return {
         "wall_time_s": wall, "cpu_s": cpu, "report_s": report_s, "runs": len(runs), "totals": manifest["totals"],
-        "rounds": verdict.get("follow_up_rounds"), "run_time_sum_s": sum(runs), "sweeps": verdict.get("sweeps"),
-        "sweeps_wall_s": sum(s["wall_s"] or 0 for s in verdict.get("sweeps") or []),
-        "seeds_per_variant": {"min": verdict["seeds"]["min"], "max": verdict["seeds"]["max"]},
-        "comparisons": [{"kind": c["kind"], "variant": c["variant"], "against": c["against"], "n": c["n"],
-                         "status": c["status"], "effect": c["effect"], "ci": c["ci"]} for c in wanted],
-        "root_causes": [rc["factor"] for rc in verdict["root_causes"]],
-        "smallest_fix": verdict.get("smallest_fix") and {k: verdict["smallest_fix"][k] for k in (
-            "switches", "share_closed", "n", "confident", "stable", "reaches", "residual")},
+        "rounds": verdict.follow_up_rounds, "run_time_sum_s": sum(runs),
+        "sweeps": None if verdict.sweeps is None else [s.to_json() for s in verdict.sweeps],
+        "sweeps_wall_s": sum(s.wall_s or 0 for s in verdict.sweeps or ()),
+        "seeds_per_variant": {"min": verdict.seeds.min, "max": verdict.seeds.max},
+        "comparisons": [{"kind": c.kind, "variant": c.variant, "against": c.against, "n": c.n, "status": c.status,
+                         "effect": c.effect.mean, "ci": [c.effect.lo, c.effect.hi]} for c in wanted],
+        "root_causes": [rc.factor for rc in verdict.root_causes],
+        "smallest_fix": fix and {"switches": list(fix.switches), "share_closed": fix.share_closed, "n": fix.effect.n,
+                                 "confident": fix.confident, "stable": fix.stable, "reaches": fix.reaches,
+                                 "residual": fix.residual.to_json()},
         "verdict": ("verdict: " + text).split("\nreport: ")[0].splitlines(),
     }
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import common
 from diagnose import studydir  # noqa: E402
+from diagnose.findings.verdict_types import Fix, read_verdict  # noqa: E402
 
 VOCAB = 2000  # the issue's setting: big enough to be real text, small enough for minutes of runs
 
@@ -44,24 +45,37 @@ def main() -> None:
         wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"run-ablation failed: {proc.stderr.strip()}")
-    verdict = studydir.read_verdict(Path(args.out))
+    verdict = read_verdict(Path(args.out))
     manifest = studydir.read_manifest(Path(args.out))
-    factors = {f["factor"]: f for f in verdict["factors"]}
-    fix = verdict["smallest_fix"] or {}
+    factors = {f.factor: f for f in verdict.factors}
+    fix = verdict.smallest_fix
+    gap = verdict.gap
     result = {
         "corpus": f"PTB, {VOCAB} words", "wall_time_s": wall, "runs": manifest["totals"],
-        "rounds": verdict.get("follow_up_rounds"),
-        "gap": {k: verdict["gap"][k] for k in ("effect", "ci", "n")},
-        "alone": {name: {"share_closed": factors[name]["share_closed"], "share_opened": factors[name]["share_opened"],
-                         "significant": factors[name]["significant"]}
+        "rounds": verdict.follow_up_rounds,
+        "gap": {"effect": gap.mean, "ci": [gap.lo, gap.hi], "n": gap.n},
+        "alone": {name: {"share_closed": factors[name].share_closed, "share_opened": factors[name].share_opened,
+                         "significant": factors[name].significant}
                   for name in ("output", "loss_reduction") if name in factors},
-        "smallest_fix": {k: fix.get(k) for k in ("switches", "share_closed", "effect", "ci", "n", "reaches", "stable",
-                                                 "confident", "residual", "interaction", "parts")},
-        "combinations_tried": [c["variant"] for c in verdict["combinations"] if c.get("is_fix_candidate")],
+        "smallest_fix": _fix(fix),
+        "combinations_tried": [c.variant for c in verdict.combinations if c.is_fix_candidate],
         "verdict": proc.stdout.split("\nverdict: ", 1)[-1].splitlines(),
     }
     print("verdict: " + "\n".join(result["verdict"]))
     print(f"-> {common.write_result('ptb_gap', result)}")
+
+
+def _fix(fix: Fix | None) -> dict:
+    """The smallest fix as the result file has shown it (every key None without a fix)."""
+    if fix is None:
+        return dict.fromkeys(("switches", "share_closed", "effect", "ci", "n", "reaches", "stable", "confident",
+                              "residual", "interaction", "parts"))
+    many = len(fix.switches) > 1
+    return {"switches": list(fix.switches), "share_closed": fix.share_closed, "effect": fix.effect.mean,
+            "ci": [fix.effect.lo, fix.effect.hi], "n": fix.effect.n, "reaches": fix.reaches, "stable": fix.stable,
+            "confident": fix.confident, "residual": fix.residual.to_json(),
+            "interaction": fix.interaction.to_json() if many and fix.interaction else None,
+            "parts": [p.to_json() for p in fix.parts] if many else None}
 
 
 if __name__ == "__main__":

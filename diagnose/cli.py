@@ -282,8 +282,8 @@ def check(path, as_json, prove, seeds, max_seeds, jobs, also, fail_on):
             raise DiagnoseError(f"{option} takes a run directory; {target} is a study (check one of its runs, "
                                 f"{target}/{studydir.RUNS}/<id>, with {option})")
         verdict = study_verdict(target)
-        text = format_verdict(verdict) + (f"\n{format_proof(verdict['proof'])}" if verdict.get("proof") else "")
-        click.echo(json_lib.dumps(clean_json(verdict), indent=2) if as_json else text)  # numpy scalars as JSON
+        text = format_verdict(verdict) + (f"\n{format_proof(verdict.proof)}" if verdict.proof else "")
+        click.echo(json_lib.dumps(clean_json(verdict.to_json()), indent=2) if as_json else text)  # numpy scalars
         from diagnose.ablation.study import study_notes
 
         for line in study_notes(target, verdict):

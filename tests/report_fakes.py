@@ -11,6 +11,7 @@ import zlib
 
 from diagnose import runrecord, studydir
 from diagnose.findings.verdict import compute_verdict
+from diagnose.findings.verdict_types import write_verdict
 
 LN_V = math.log(35)
 REFS = {"ln_vocab": LN_V, "unigram_entropy": 3.2, "bayes_floor": 1.3}
@@ -99,5 +100,5 @@ def default_like_study(path, seeds: int = 2, variants: dict | None = None, verdi
                                    "totals": {"runs": len(runs), "completed": len(runs), "diverged": 0,
                                               "failed": 0}})
     if verdict:
-        studydir.write_verdict(path, compute_verdict(path))
+        write_verdict(path, compute_verdict(path))
     return path

@@ -12,6 +12,7 @@ from diagnose.ablation.study import run_study
 from diagnose.findings.verdict import compute_verdict, format_verdict, plan_follow_ups, plan_seeds
 from diagnose.findings.verdict_plan import seeds_needed
 from diagnose.findings.verdict_text import verdict_parts
+from diagnose.findings.verdict_types import Comparison, Interval
 from study_fakes import InstantExecutor, record_files
 from test_verdict import _study
 
@@ -69,13 +70,16 @@ def test_seeds_extend_in_one_order_for_every_variant():
 
 def test_seeds_needed_follows_the_interval_and_gives_up_on_hopeless_ones():
     # mean -2.17, sd 1.44 at 3 seeds: at 6 seeds the 97.5% interval of a second look would exclude zero.
-    assert seeds_needed({"n": 3, "sd": 1.44, "effect": -2.17}, margin=0.4, cap=6) == 6
-    assert seeds_needed({"n": 3, "sd": 2.89, "effect": -2.33}, margin=0.4, cap=6) is None  # 11 seeds: beyond
-    assert seeds_needed({"n": 3, "sd": 0.5, "effect": -2.0}, margin=0.4, cap=12) == 6  # at least 3 more
-    assert seeds_needed({"n": 3, "sd": 2.0, "effect": 0.01}, margin=0.1, cap=12) is None  # too small to matter
-    assert seeds_needed({"n": 3, "sd": 2.0, "effect": 0.5}, margin=0.1, cap=12) is None  # would need ~70
+    def fix(mean, sd, kind="fix"):
+        return Comparison(kind, "v", "b", Interval(mean, n=3, sd=sd))
+
+    assert seeds_needed(fix(-2.17, 1.44), margin=0.4, cap=6) == 6
+    assert seeds_needed(fix(-2.33, 2.89), margin=0.4, cap=6) is None  # 11 seeds: beyond
+    assert seeds_needed(fix(-2.0, 0.5), margin=0.4, cap=12) == 6  # at least 3 more
+    assert seeds_needed(fix(0.01, 2.0), margin=0.1, cap=12) is None  # too small to matter
+    assert seeds_needed(fix(0.5, 2.0), margin=0.1, cap=12) is None  # would need ~70
     # A residual is followed until it is known to be under the margin (reaching the reference).
-    assert seeds_needed({"kind": "residual", "n": 3, "sd": 0.05, "effect": 0.05}, margin=0.25, cap=12) == 6
+    assert seeds_needed(fix(0.05, 0.05, "residual"), margin=0.25, cap=12) == 6
 
 
 def test_adaptive_seeding_stops_at_its_cap_and_marks_what_stays_inconclusive(tmp_path):
@@ -87,16 +91,16 @@ def test_adaptive_seeding_stops_at_its_cap_and_marks_what_stays_inconclusive(tmp
     assert seeds["as-posted"] == seeds["as-posted | output=softmax"] == 6
     assert {v: n for v, n in seeds.items() if v not in ("as-posted", "as-posted | output=softmax")} == \
         {"paper": 3, "as-posted | loss_reduction=sum": 3, "paper | output=relu": 3, "paper | loss_reduction=mean": 3}
-    assert verdict["follow_up_rounds"] == 1 and manifest["adaptive"]["seeds"]["counts"] == {
+    assert verdict.follow_up_rounds == 1 and manifest["adaptive"]["seeds"]["counts"] == {
         "as-posted": 6, "as-posted | output=softmax": 6}
-    status = {c["variant"]: (c["status"], c["n"]) for c in verdict["comparisons"] if c["kind"] in ("fix", "break")}
+    status = {c.variant: (c.status, c.n) for c in verdict.comparisons if c.kind in ("fix", "break")}
     assert status == {"as-posted | output=softmax": ("inconclusive", 6),
                       "as-posted | loss_reduction=sum": ("established", 3),
                       "paper | output=relu": ("negligible", 3),
                       "paper | loss_reduction=mean": ("established", 3)}
-    assert [rc["factor"] for rc in verdict["root_causes"]] == ["loss_reduction"]
-    fix = verdict["smallest_fix"]
-    assert fix["switches"] == ["loss_reduction=sum"] and fix["reaches"] and fix["stable"] and fix["confident"]
+    assert [rc.factor for rc in verdict.root_causes] == ["loss_reduction"]
+    fix = verdict.smallest_fix
+    assert fix.switches == ("loss_reduction=sum",) and fix.reaches and fix.stable and fix.confident
     text = format_verdict(verdict)
     assert "inconclusive at the cap of 6 seeds: output=softmax on as-posted" in text
     assert "negligible" in text and "output=relu on paper" in text
@@ -108,12 +112,12 @@ def test_adaptive_seeding_stops_at_its_cap_and_marks_what_stays_inconclusive(tmp
     again = _executor()
     run_study(spec, out, again)
     assert again.seen == [] and _seeds(out) == seeds
-    assert compute_verdict(out)["comparisons"] == verdict["comparisons"]
+    assert compute_verdict(out).comparisons == verdict.comparisons
 
 
 def test_without_follow_ups_no_seed_is_added(tmp_path):
     _, verdict = run_study(build_spec(SPEC), tmp_path / "study", _executor(), follow_up=False)
-    assert set(_seeds(tmp_path / "study").values()) == {3} and verdict["follow_up_rounds"] == 0
+    assert set(_seeds(tmp_path / "study").values()) == {3} and verdict.follow_up_rounds == 0
 
 
 def test_the_whole_gap_a_residual_beyond_noise_asks_for_the_switch_that_widens_it_alone(tmp_path):
@@ -129,7 +133,7 @@ def test_the_whole_gap_a_residual_beyond_noise_asks_for_the_switch_that_widens_i
         "paper | output=relu": [7.6, 7.7, 7.5],
     }
     v = compute_verdict(_study(tmp_path / "a", variants))
-    assert v["smallest_fix"]["switches"] == ["output=softmax"] and v["smallest_fix"]["short_of_reference"]
+    assert v.smallest_fix.switches == ("output=softmax",) and v.smallest_fix.short_of_reference
     plan = plan_follow_ups(v, set(variants))
     assert ("as-posted", (("loss_reduction", "sum"), ("output", "softmax"))) in plan  # switches sorted
     # A set that ran in another order (a spec's [combos], or ranks that changed) is not asked for again.
@@ -137,16 +141,16 @@ def test_the_whole_gap_a_residual_beyond_noise_asks_for_the_switch_that_widens_i
         plan_follow_ups(v, set(variants) | {"as-posted | output=softmax + loss_reduction=sum"})
     variants["as-posted | loss_reduction=sum + output=softmax"] = [5.62, 5.71, 5.53]
     v = compute_verdict(_study(tmp_path / "b", variants))
-    fix = v["smallest_fix"]
-    assert fix["switches"] == ["loss_reduction=sum", "output=softmax"] and fix["reaches"] and fix["stable"]
+    fix = v.smallest_fix
+    assert fix.switches == ("loss_reduction=sum", "output=softmax") and fix.reaches and fix.stable
     assert plan_follow_ups(v, set(variants)) == []
     # Interaction: the pair's effect (-1.98) against its parts added (+0.4 - 1.6 = -1.2).
-    assert fix["interaction"]["effect"] == pytest.approx(-1.98 - (0.4 - 1.6), abs=0.02)
+    assert fix.interaction.mean == pytest.approx(-1.98 - (0.4 - 1.6), abs=0.02)
     text = format_verdict(v)
     assert "switch loss_reduction=sum and output=softmax together" in text
     assert "loss_reduction=sum widens the gap by 20%" in text and "output=softmax closes 80%" in text
     assert "better than their effects added (interaction -0.78" in text
-    assert math.isclose(fix["share_closed"], 1.98 / 2.0, abs_tol=0.02)
+    assert math.isclose(fix.share_closed, 1.98 / 2.0, abs_tol=0.02)
 
 
 def test_a_combination_that_surely_falls_short_of_the_reference_gets_no_seeds(tmp_path):
@@ -167,12 +171,12 @@ def test_a_combination_that_surely_falls_short_of_the_reference_gets_no_seeds(tm
         "as-posted | loss_reduction=sum + output=softmax": [1.0, 2.2, 1.5],
     }
     v = compute_verdict(_study(tmp_path, variants))
-    combos = {c["variant"]: c for c in v["comparisons"] if c["kind"] == "combination"}
-    assert {name: c["status"] for name, c in combos.items()} == {
+    combos = {c.variant: c for c in v.comparisons if c.kind == "combination"}
+    assert {name: c.status for name, c in combos.items()} == {
         "as-posted | dropout=none + output=softmax": "inconclusive",
         "as-posted | loss_reduction=sum + output=softmax": "inconclusive"}
-    assert combos["as-posted | dropout=none + output=softmax"]["falls_short"]
-    assert not combos["as-posted | loss_reduction=sum + output=softmax"]["falls_short"]
+    assert combos["as-posted | dropout=none + output=softmax"].falls_short
+    assert not combos["as-posted | loss_reduction=sum + output=softmax"].falls_short
     seeds = plan_seeds(v)
     assert "as-posted | dropout=none + output=softmax" not in seeds
     assert seeds["as-posted | loss_reduction=sum + output=softmax"] > 3
@@ -197,9 +201,9 @@ def test_a_fix_that_reaches_the_reference_but_is_unsure_gets_seeds_not_a_larger_
         "as-posted | hops=full + loss_reduction=sum": [4.0, 1.2, 3.4],
     }
     v = compute_verdict(_study(tmp_path, variants))
-    fix = v["smallest_fix"]
-    assert fix["switches"] == ["loss_reduction=sum", "output=softmax"]
-    assert fix["stable"] and not fix["confident"] and not fix["short_of_reference"]
+    fix = v.smallest_fix
+    assert fix.switches == ("loss_reduction=sum", "output=softmax")
+    assert fix.stable and not fix.confident and not fix.short_of_reference
     assert plan_follow_ups(v, set(variants)) == []
     assert plan_seeds(v)["as-posted | loss_reduction=sum + output=softmax"] > 3
 
@@ -218,11 +222,11 @@ def test_the_strongest_pair_is_tried_before_pairs_with_a_weaker_candidate(tmp_pa
         "paper | hops=one-fewer": [1.0, 1.1, 0.9],
     }
     v = compute_verdict(_study(tmp_path / "a", variants))
-    assert {rc["factor"] for rc in v["root_causes"]} == {"output", "loss_reduction"}
+    assert {rc.factor for rc in v.root_causes} == {"output", "loss_reduction"}
     assert plan_follow_ups(v, set(variants)) == [("as-posted", (("loss_reduction", "sum"), ("output", "softmax")))]
     variants["as-posted | loss_reduction=sum + output=softmax"] = [2.0, 2.1, 1.95]  # a nat short, on every seed
     v = compute_verdict(_study(tmp_path / "b", variants))
-    assert v["smallest_fix"]["short_of_reference"]
+    assert v.smallest_fix.short_of_reference
     assert sorted(plan_follow_ups(v, set(variants))) == [
         ("as-posted", (("hops", "full"), ("loss_reduction", "sum"))),
         ("as-posted", (("hops", "full"), ("output", "softmax")))]

@@ -12,6 +12,7 @@ from diagnose.findings import RULES, RunView, spec_of
 from diagnose.findings import thresholds as T
 from diagnose.findings.fixes import FIXES, LR_FACTOR, LR_FACTOR_MAX, remedy_for
 from diagnose.findings.proof import REFUTE_MARGIN, findings_with_proof, format_proof, judge, proof_of
+from diagnose.findings.verdict_types import Verdict
 from diagnose.userstudy.transforms import OPS
 
 VARIABLES = {"dense": [8, 16], "dense/bias": [16], "out": [16, 3], "out/bias": [3]}
@@ -150,11 +151,11 @@ def test_judge_is_three_way_with_a_practical_margin(effect, ci, status):
 
 
 def _verdict():
-    return {"mode": "effects", "means": {"run": 1.0, "run | huge-steps=lr x0.01": 0.4},
+    return Verdict.from_json({"mode": "effects", "means": {"run": 1.0, "run | huge-steps=lr x0.01": 0.4},
             "effects": [{"variant": "run | huge-steps=lr x0.01", "effect": -0.6, "ci": [-0.8, -0.4], "n": 3,
                          "mean_loss": 0.4, "diverged": 0, "runs": ["a", "b", "c"]},
                         {"variant": "run | tiny-steps=lr x10", "effect": 0.2, "ci": [0.01, 0.39], "n": 3,
-                         "mean_loss": 1.2, "diverged": 1, "runs": ["d", "e", "f"]}]}
+                         "mean_loss": 1.2, "diverged": 1, "runs": ["d", "e", "f"]}]})
 
 
 def _plan():
@@ -191,9 +192,9 @@ def test_a_fix_judged_by_the_error_is_untested_without_the_records_that_measure_
     plan = {"run": "runs/x", "base": "run", "findings": [
         {"id": "single-unit-softmax", "kind": "root-cause", "title": "one unit", "variant": "run | s=sigmoid",
          "fix": "a sigmoid", "judged_by": "error"}]}
-    verdict = {"mode": "effects", "means": {"run": 0.3, "run | s=sigmoid": 0.3},
-               "effects": [{"variant": "run | s=sigmoid", "effect": 0.0, "ci": [-0.01, 0.01], "n": 3,
-                            "mean_loss": 0.3, "diverged": 0, "runs": ["a", "b", "c"]}]}
+    verdict = Verdict.from_json({"mode": "effects", "means": {"run": 0.3, "run | s=sigmoid": 0.3},
+                                 "effects": [{"variant": "run | s=sigmoid", "effect": 0.0, "ci": [-0.01, 0.01],
+                                              "n": 3, "mean_loss": 0.3, "diverged": 0, "runs": ["a", "b", "c"]}]})
     (entry,) = proof_of(verdict, plan)["findings"]
     # Not refuted by a loss that cannot show the fault.
     assert entry["status"] == "untested" and "validation error" in entry["untested"]
@@ -280,9 +281,10 @@ def test_a_base_that_diverged_on_every_seed_is_beaten_by_a_fix_that_never_does(t
             for v, status in (("run", "diverged"), ("run | huge-steps=lr x0.01", "completed"))
             for s in range(3)]
     studydir.write_manifest(tmp_path, {"runs": runs})
-    verdict = {"mode": "effects", "means": {"run": 1.386, "run | huge-steps=lr x0.01": 1.35},
-               "effects": [{"variant": "run | huge-steps=lr x0.01", "effect": -0.036, "ci": [-0.06, -0.01],
-                            "n": 3, "mean_loss": 1.35, "diverged": 0, "runs": ["a", "b", "c"]}]}
+    verdict = Verdict.from_json({"mode": "effects", "means": {"run": 1.386, "run | huge-steps=lr x0.01": 1.35},
+                                 "effects": [{"variant": "run | huge-steps=lr x0.01", "effect": -0.036,
+                                              "ci": [-0.06, -0.01], "n": 3, "mean_loss": 1.35, "diverged": 0,
+                                              "runs": ["a", "b", "c"]}]})
     plan = {"run": "runs/x", "base": "run", "findings": [
         {"id": "huge-steps", "kind": "root-cause", "title": "huge", "variant": "run | huge-steps=lr x0.01",
          "fix": "learning rate x0.01"}]}

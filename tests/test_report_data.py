@@ -5,6 +5,7 @@ from report_fakes import DEFAULT_LIKE, default_like_study, noise, write_run
 
 from diagnose import studydir
 from diagnose.report_data import load
+from diagnose.findings.verdict_types import SwitchEffect, Verdict
 from diagnose.report_data import verdict_view as vv
 
 
@@ -92,8 +93,9 @@ def test_suspects_come_from_the_studys_own_factors(tmp_path):
     studydir.write_manifest(tmp_path, {"study": "mine", "runs": runs, "corpus": {},
                                        "spec": {"factors": {"lr": {"high": {"lr": 1}, "tiny": {"lr": 1e-5}}}}})
     from diagnose.findings.verdict import compute_verdict
+    from diagnose.findings.verdict_types import write_verdict
 
-    studydir.write_verdict(tmp_path, compute_verdict(tmp_path))
+    write_verdict(tmp_path, compute_verdict(tmp_path))
     data = load([tmp_path])
     assert [s.factor for s in data.suspects] == ["lr"]
     s = data.suspects[0]
@@ -104,14 +106,14 @@ def test_suspects_come_from_the_studys_own_factors(tmp_path):
 
 
 @pytest.mark.parametrize("entry, settled", [
-    ({"effect": -1.0, "ci": [-2.0, -0.5]}, True),  # today's verdict: the interval decides
+    ({"effect": -1.0, "ci": [-2.0, -0.5]}, True),  # an older verdict without either: the interval decides
     ({"effect": -1.0, "ci": [-2.0, 0.5]}, False),
     ({"effect": -1.0, "ci": [-2.0, -0.5], "established": False}, False),  # an explicit flag wins
     ({"effect": -1.0, "ci": [-2.0, 0.5], "status": "established"}, True),
     ({"effect": -1.0, "ci": [-2.0, -0.5], "status": "inconclusive"}, False),
 ])
 def test_established_reads_the_flag_the_status_or_the_interval(entry, settled):
-    assert vv.established(entry) is settled
+    assert SwitchEffect.from_json({"variant": "a | x=1", **entry}).established is settled
 
 
 @pytest.mark.parametrize("entry, status", [
@@ -120,14 +122,14 @@ def test_established_reads_the_flag_the_status_or_the_interval(entry, settled):
     ({"effect": -1.0, "ci": [-2.0, -0.5], "established": True}, "established"),
 ])
 def test_status_keeps_the_verdicts_word(entry, status):
-    assert vv.status(entry) == status
+    assert SwitchEffect.from_json({"variant": "a | x=1", **entry}).status == status
 
 
 def test_the_outcome_label_is_the_verdicts_phrase():
     assert vv.outcome_label(None) == "final validation loss"
-    assert vv.outcome_label({"outcome": "final validation loss (nats per token); diverged runs count at ..."}) \
+    assert vv.outcome_label(Verdict(outcome="final validation loss (nats per token); diverged runs count at ...")) \
         == "final validation loss"
-    assert vv.outcome_label({"outcome": "the mean validation loss over the last 25% of a run's steps (nats)"}) \
+    assert vv.outcome_label(Verdict(outcome="the mean validation loss over the last 25% of a run's steps (nats)")) \
         == "validation loss over the last 25% of steps"
 
 
@@ -150,10 +152,10 @@ def test_the_pages_verdict_says_when_a_fix_diverged():
         "root_causes": [{"factor": "loss_reduction", "share_closed": 0.83, "share_opened": None, "runs": ["a"]}],
         "smallest_fix": {"switches": ["loss_reduction=sum", "output=softmax"], "share_closed": 0.9, "diverged": 0,
                          "runs": ["d", "e", "f"], "unstable_alone": ["loss_reduction=sum"]}}
-    view = vv.parts(verdict)
+    view = vv.parts(Verdict.from_json(verdict))  # an older verdict's, with fewer fields
     assert "2 of 3 seeds diverged later" in view["causes"][0]["text"]
     assert view["fix"].endswith("No single one of them does without diverging on some seed")
     verdict["smallest_fix"] = {"switches": ["loss_reduction=sum"], "share_closed": 0.83, "diverged": 2,
                                "runs": ["a", "b", "c"], "unstable_alone": []}
-    assert "diverged later on 2 of 3 seeds" in vv.parts(verdict)["fix"]
-    assert "not yet a stable fix" in vv.parts(verdict)["fix"]
+    assert "diverged later on 2 of 3 seeds" in vv.parts(Verdict.from_json(verdict))["fix"]
+    assert "not yet a stable fix" in vv.parts(Verdict.from_json(verdict))["fix"]

@@ -137,9 +137,10 @@ def test_a_second_build_redraws_only_the_runs_that_changed(tmp_path, monkeypatch
 def test_the_verdict_reads_as_the_cli_prints_it(report):
     from diagnose.findings.verdict import format_verdict
     from diagnose.findings.verdict_text import verdict_parts
+    from diagnose.findings.verdict_types import read_verdict
 
     study, index = report
-    verdict = studydir.read_verdict(study)
+    verdict = read_verdict(study)
     text = _text(index.read_text())
     cli = format_verdict(verdict)
     headline = cli.splitlines()[0].split(": ", 1)[1]
@@ -154,6 +155,7 @@ def test_the_verdict_reads_as_the_cli_prints_it(report):
 
 def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
     from diagnose.findings.verdict import compute_verdict
+    from diagnose.findings.verdict_types import write_verdict
 
     study = default_like_study(tmp_path / "study", variants={"paper": 1.8, "paper | output=relu": 2.0},
                                verdict=False)
@@ -161,7 +163,7 @@ def test_a_one_base_study_shows_each_switchs_effect(tmp_path):
     for r in manifest["runs"]:
         r["level_of"] = []
     studydir.write_manifest(study, manifest)
-    studydir.write_verdict(study, compute_verdict(study))
+    write_verdict(study, compute_verdict(study))
     html = build_report([study], tmp_path / "report").read_text()
     text = _text(html)
     assert "no faulty/reference pair here" in text and "Best switch:" in text

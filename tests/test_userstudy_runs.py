@@ -16,6 +16,7 @@ from diagnose import runrecord, studydir
 from diagnose.ablation.executors import InlineExecutor, LocalExecutor
 from diagnose.ablation.study import run_study
 from diagnose.findings.verdict import format_verdict
+from diagnose.findings.verdict_types import SeedBlind, read_verdict
 from diagnose.cli import main
 from diagnose.userstudy.prove import read_proof
 from diagnose.userstudy.spec import build_keras_spec
@@ -56,9 +57,9 @@ def test_study_explains_the_gap_between_two_bases_and_resumes_without_training(t
     assert len(list((tmp_path / "s" / studydir.RUNS).iterdir())) == 4
     assert manifest["faulty"] == "posted" and manifest["reference"] == "fixed"
     assert {e["status"] for e in manifest["runs"]} == {"completed"} and len(manifest["runs"]) == 8
-    assert verdict["faulty"] == "posted" and verdict["gap"]["effect"] > 0  # a ReLU output ends higher
-    assert [f["factor"] for f in verdict["factors"]] == ["output"]
-    assert verdict["factors"][0]["share_closed"] == pytest.approx(1.0)
+    assert verdict.faulty == "posted" and verdict.gap.mean > 0  # a ReLU output ends higher
+    assert [f.factor for f in verdict.factors] == ["output"]
+    assert verdict.factors[0].share_closed == pytest.approx(1.0)
     again = Counting()
     run_study(spec, tmp_path / "s", again)
     assert again.trained == 0
@@ -76,13 +77,13 @@ def test_a_user_study_adds_seeds_to_an_inconclusive_comparison_and_stops_at_its_
                             fit={"epochs": 1, "batch_size": 32}, monitor=MONITOR, out=tmp_path / "s",
                             executor="inline")
     verdict = result.verdict
-    assert [s["runs"] for s in verdict["sweeps"]] == [4, 2]  # the spec's 2 seeds, then seed 2 for both variants
-    assert verdict["follow_up_rounds"] == 1  # at the cap, no round more
+    assert [s.runs for s in verdict.sweeps] == [4, 2]  # the spec's 2 seeds, then seed 2 for both variants
+    assert verdict.follow_up_rounds == 1  # at the cap, no round more
     assert result.manifest["adaptive"]["seeds"]["counts"] == {"model": 3, "model | lr=0.003": 3}
-    (effect,) = verdict["comparisons"]
-    assert effect["n"] == 3 and verdict["max_seeds"] == 3 and verdict["seeds"]["max"] == 3
+    (effect,) = verdict.comparisons
+    assert effect.n == 3 and verdict.max_seeds == 3 and verdict.seeds.max == 3
     assert len(list((tmp_path / "s" / studydir.RUNS).iterdir())) == 6
-    assert effect["confidence"] > 0.95  # the interval of a comparison read twice is widened
+    assert effect.effect.confidence > 0.95  # the interval of a comparison read twice is widened
 
 
 @pytest.mark.slow
@@ -93,13 +94,12 @@ def test_initial_weights_the_seed_does_not_change_are_named_in_the_verdict(tmp_p
     fit = {"epochs": 1, "batch_size": 64}
     blind = diagnose.study("userstudy_models:build_fixed_init", DATA, factors={"lr": [0.003]}, seeds=2, max_seeds=2,
                            fit=fit, monitor=MONITOR, out=tmp_path / "blind", executor="inline")
-    assert blind.verdict["seed_blind"] == {"variables": ["dense"], "random": 2,
-                                           "variants": ["model", "model | lr=0.003"], "of_variants": 2}
+    assert blind.verdict.seed_blind == SeedBlind(("dense",), 2, ("model", "model | lr=0.003"), 2)
     text = format_verdict(blind.verdict)
     assert "seeds do not change the initial values of 1 of 2 variables that start non-constant (dense)" in text
     seeded = diagnose.study(BUILDER, DATA, factors={"lr": [0.003]}, seeds=2, max_seeds=2, fit=fit, monitor=MONITOR,
                             out=tmp_path / "seeded", executor="inline")
-    assert seeded.verdict["seed_blind"] is None
+    assert seeded.verdict.seed_blind is None
     assert "seeds do not change" not in format_verdict(seeded.verdict)
 
 
@@ -111,7 +111,7 @@ def test_a_regressions_verdict_and_report_speak_in_its_losss_units_not_nats(tmp_
                             factors={"lr": [0.003]}, seeds=2, max_seeds=2, fit={"epochs": 1, "batch_size": 64},
                             monitor=MONITOR, out=tmp_path / "reg", executor="inline")
     verdict = result.verdict
-    assert verdict["unit"] == "mse"
+    assert verdict.unit == "mse"
     text = format_verdict(verdict)
     assert "nats" not in text and "ln V" not in text
     assert " mse against model (" in text and "(mse per example)" in text
@@ -120,7 +120,7 @@ def test_a_regressions_verdict_and_report_speak_in_its_losss_units_not_nats(tmp_
     # A classifier under a cross-entropy is in nats, per example (not per token as the MemN2N).
     clf = diagnose.study(BUILDER, DATA, factors={"lr": [0.003]}, seeds=2, max_seeds=2,
                          fit={"epochs": 1, "batch_size": 64}, monitor=MONITOR, out=tmp_path / "clf", executor="inline")
-    assert clf.verdict["unit"] == "nats" and "(nats per example)" in clf.verdict["method"]
+    assert clf.verdict.unit == "nats" and "(nats per example)" in clf.verdict.method
 
 
 @pytest.mark.slow
@@ -130,7 +130,7 @@ def test_a_seed_means_the_same_run_twice(tmp_path):
     spec = build_keras_spec(raw)
     result = diagnose.study(BUILDER, DATA, seeds=[3], fit={"epochs": 1}, monitor=MONITOR, name="one",
                             out=tmp_path / "a", executor="inline")  # the same study from Python
-    assert result.verdict["mode"] == "effects" and result.dir == tmp_path / "a"
+    assert result.verdict.mode == "effects" and result.dir == tmp_path / "a"
     run_study(spec, tmp_path / "b", InlineExecutor())
     (task,) = spec.tasks()
     a, b = (studydir.run_path(tmp_path / d, task.run_id) / runrecord.METRICS for d in "ab")
@@ -174,8 +174,8 @@ def test_the_proof_proves_the_right_cause_and_refutes_a_wrong_one(proof):
     right = next(f for f in proof.findings if f["id"] == "unscaled-inputs")
     assert right["effect"] < -proof.proof["margin"] and right["ci"][1] < 0
     assert proof.status("ignores-input") in (None, "untested")  # a symptom without a mechanical fix
-    verdict = studydir.read_verdict(proof.dir)
-    assert verdict["mode"] == "effects" and verdict["proof"]["findings"] == proof.findings
+    verdict = read_verdict(proof.dir)
+    assert verdict.mode == "effects" and verdict.proof["findings"] == proof.findings
     assert "unscaled-inputs [root-cause]: PROVEN" in str(proof)
 
 

@@ -42,18 +42,18 @@ def test_root_cause_ranked_first_with_paired_interval(tmp_path):
         "paper | output=relu": [4.8, 5.1, 5.0],
         "paper | dropout=both": [1.6, 1.5, 1.45],
     }))
-    assert [rc["factor"] for rc in v["root_causes"]] == ["output"]
-    output = next(f for f in v["factors"] if f["factor"] == "output")
-    fix = output["fix"][0]
+    assert [rc.factor for rc in v.root_causes] == ["output"]
+    output = v.factor("output")
+    fix = output.fixes[0]
     # Independent reference: scipy's paired t-test interval on the same numbers.
     ref = stats.ttest_rel([1.7, 1.6, 1.5], [5.0, 5.2, 4.9]).confidence_interval(0.95)
-    assert fix["effect"] == pytest.approx(np.mean([1.7 - 5.0, 1.6 - 5.2, 1.5 - 4.9]))
-    assert fix["ci"] == pytest.approx([ref.low, ref.high])
+    assert fix.effect.mean == pytest.approx(np.mean([1.7 - 5.0, 1.6 - 5.2, 1.5 - 4.9]))
+    assert (fix.effect.lo, fix.effect.hi) == pytest.approx((ref.low, ref.high))
     gap = np.mean([5.0 - 1.5, 5.2 - 1.6, 4.9 - 1.4])
-    assert output["share_closed"] == pytest.approx(-fix["effect"] / gap)
-    assert v["smallest_fix"]["switches"] == ["output=softmax"] and v["smallest_fix"]["confident"]
-    assert set(v["root_causes"][0]["runs"]) >= set(fix["runs"])
-    assert v["smallest_fix"]["stable"] and v["smallest_fix"]["reaches"]
+    assert output.share_closed == pytest.approx(-fix.effect.mean / gap)
+    assert v.smallest_fix.switches == ("output=softmax",) and v.smallest_fix.confident
+    assert set(v.root_causes[0].runs) >= set(fix.runs)
+    assert v.smallest_fix.stable and v.smallest_fix.reaches
     text = format_verdict(v)
     causes = [line for line in text.splitlines() if line.lstrip()[:2].rstrip(".").isdigit()]
     assert causes == [line for line in text.splitlines() if "1. output" in line]  # dropout is no root cause
@@ -73,7 +73,7 @@ def test_no_single_switch_asks_for_pairs_then_names_the_pair(tmp_path):
     }
     v = compute_verdict(_study(tmp_path / "a", variants))
     # The best single switch is named with what it leaves, and the search goes on.
-    assert not v["smallest_fix"]["reaches"] and v["smallest_fix"]["short_of_reference"]
+    assert not v.smallest_fix.reaches and v.smallest_fix.short_of_reference
     assert "no tested set of switches reaches paper" in format_verdict(v)
     plan = plan_follow_ups(v, set(variants))
     pairs = {tuple(sorted(f"{f}={lv}" for f, lv in s)) for _, s in plan}
@@ -81,14 +81,14 @@ def test_no_single_switch_asks_for_pairs_then_names_the_pair(tmp_path):
     assert all(len(s) == 2 for _, s in plan)
     variants["as-posted | loss_reduction=sum + output=softmax"] = [1.1, 1.2, 1.0]
     v = compute_verdict(_study(tmp_path / "b", variants))
-    assert v["smallest_fix"]["switches"] == ["loss_reduction=sum", "output=softmax"]
+    assert v.smallest_fix.switches == ("loss_reduction=sum", "output=softmax")
     text = format_verdict(v)
     assert "switch loss_reduction=sum and output=softmax together" in text and "No single one" in text
     assert plan_follow_ups(v, set(variants)) == []
-    combo = v["combinations"][0]
+    combo = v.combinations[0]
     # Interaction: the pair does better than the sum of its parts would predict? Here the
     # parts add to -3.5 and the pair gives -3.9: a negative (synergistic) interaction.
-    assert combo["interaction"]["effect"] == pytest.approx(
+    assert combo.interaction.mean == pytest.approx(
         np.mean([1.1 - (5.0 + (3.3 - 5.0) + (3.2 - 5.0)), 1.2 - (5.1 + (3.4 - 5.1) + (3.4 - 5.1)),
                  1.0 - (4.9 + (3.2 - 4.9) + (3.3 - 4.9))]))
 
@@ -99,7 +99,7 @@ def test_noise_is_not_a_root_cause(tmp_path):
         "paper": [1.0, 1.1, 0.9],
         "as-posted | temporal=none": [4.5, 5.5, 4.2],
     }))
-    assert v["root_causes"] == []
+    assert v.root_causes == ()
     assert "no single switch moves the loss beyond seed noise" in format_verdict(v)
 
 
@@ -109,25 +109,25 @@ def test_a_faulty_base_that_does_not_end_above_the_reference_has_no_gap_to_expla
     switches = {"as-posted | output=softmax": [1.0, 1.1, 0.9], "paper | output=relu": [5.0, 5.1, 4.9]}
     reversed_ = compute_verdict(_study(tmp_path / "reversed", {
         "as-posted": [1.0, 1.1, 0.9], "paper": [5.0, 5.2, 4.9], **switches}))
-    assert reversed_["mode"] == "effects" and reversed_["no_gap"] == "reversed"
-    assert reversed_["root_causes"] == [] and reversed_["smallest_fix"] is None
-    assert reversed_["gap"]["effect"] == pytest.approx(-4.0 - 0.1 / 3)
+    assert reversed_.mode == "effects" and reversed_.no_gap == "reversed"
+    assert reversed_.root_causes == () and reversed_.smallest_fix is None
+    assert reversed_.gap.mean == pytest.approx(-4.0 - 0.1 / 3)
     assert format_verdict(reversed_).startswith("verdict: as-posted ends below paper, not above (as-posted - paper = "
                                                 "-4.033 nats")
     noisy = compute_verdict(_study(tmp_path / "noisy", {
         "as-posted": [2.0, 4.0, 1.0], "paper": [3.0, 1.5, 2.9], **switches}))
-    assert noisy["mode"] == "effects" and noisy["no_gap"] == "inconclusive"
-    gap = next(c for c in noisy["comparisons"] if c["kind"] == "gap")
-    assert gap["status"] == "inconclusive" and gap["effect"] < 0 < gap["ci"][1]
+    assert noisy.mode == "effects" and noisy.no_gap == "inconclusive"
+    gap = next(c for c in noisy.comparisons if c.kind == "gap")
+    assert gap.status == "inconclusive" and gap.effect.mean < 0 < gap.effect.hi
     assert "as-posted ends no higher than paper on average" in format_verdict(noisy)
     # A gap above zero is explained, its headline saying where it is still unsure.
     unsure = compute_verdict(_study(tmp_path / "unsure", {
         "as-posted": [6.0, 3.0, 4.5], "paper": [1.0, 1.1, 0.9], **switches}))
-    assert unsure.get("mode") is None and unsure["gap"]["status"] == "inconclusive"
+    assert unsure.mode == "gap" and unsure.gap.status == "inconclusive"
     assert "the gap itself is still within seed noise" in format_verdict(unsure).splitlines()[0]
     sure = compute_verdict(_study(tmp_path / "gap", {
         "as-posted": [5.0, 5.2, 4.9], "paper": [1.0, 1.1, 0.9], **switches}))
-    assert sure.get("mode") is None and "within seed noise" not in format_verdict(sure).splitlines()[0]
+    assert sure.mode == "gap" and "within seed noise" not in format_verdict(sure).splitlines()[0]
 
 
 def test_diverged_runs_count_as_not_learning(tmp_path):
@@ -136,15 +136,15 @@ def test_diverged_runs_count_as_not_learning(tmp_path):
         "paper": [1.0, 1.1, 0.9],
         "paper | clip=per_tensor": [None, None, 1.0],
     }, diverged={"paper | clip=per_tensor": {0, 1}}))
-    clip = next(f for f in v["factors"] if f["factor"] == "clip")
-    assert clip["break"][0]["diverged"] == 2
-    assert clip["break"][0]["mean_loss"] == pytest.approx((LN_V + LN_V + 1.0) / 3)
+    clip = v.factor("clip")
+    assert clip.breaks[0].diverged == 2
+    assert clip.breaks[0].mean_loss == pytest.approx((LN_V + LN_V + 1.0) / 3)
 
 
 def test_missing_base_runs_are_reported(tmp_path):
     # The base's runs have no outcome (no validation loss): nothing to compare switches with.
     v = compute_verdict(_study(tmp_path, {"paper": [None, None], "paper | output=relu": [4.0, 4.1]}))
-    assert "no base model" in v["error"] and format_verdict(v).startswith("verdict: no base model")
+    assert "no base model" in v.error and format_verdict(v).startswith("verdict: no base model")
 
 
 def test_a_study_without_both_bases_gives_each_switchs_effect_on_its_base(tmp_path):
@@ -154,13 +154,14 @@ def test_a_study_without_both_bases_gives_each_switchs_effect_on_its_base(tmp_pa
         "paper | dropout=both": [0.8, 0.85, 0.83],
         "paper | clip=none": [1.0, 1.12, 1.03],
     }))
-    assert v["mode"] == "effects" and v["bases"] == ["paper"] and v["root_causes"] == []
-    assert [e["variant"] for e in v["effects"]] == ["paper | dropout=both", "paper | clip=none",
+    assert v.mode == "effects" and v.bases == ("paper",) and v.root_causes == ()
+    assert [e.variant for e in v.effects] == ["paper | dropout=both", "paper | clip=none",
                                                     "paper | temporal=none"]  # lowest loss first
-    by = {e["variant"]: e for e in v["effects"]}
+    by = {e.variant: e for e in v.effects}
     ref = stats.ttest_rel([1.3, 1.35, 1.32], [1.0, 1.1, 1.05]).confidence_interval(0.95)
-    assert by["paper | temporal=none"]["ci"] == pytest.approx([ref.low, ref.high])
-    assert [by[x]["significant"] for x in ("paper | dropout=both", "paper | clip=none", "paper | temporal=none")] \
+    assert (by["paper | temporal=none"].effect.lo, by["paper | temporal=none"].effect.hi) == pytest.approx(
+        (ref.low, ref.high))
+    assert [by[x].established for x in ("paper | dropout=both", "paper | clip=none", "paper | temporal=none")] \
         == [True, False, True]
     text = format_verdict(v)
     assert "paper | dropout=both: -0.223 nats" in text and "lowers the loss" in text
@@ -182,9 +183,9 @@ def test_only_switches_to_the_other_models_choice_are_blamed(tmp_path):
             r["level_of"] = []
     studydir.write_manifest(out, manifest)
     v = compute_verdict(out)
-    assert [rc["factor"] for rc in v["root_causes"]] == ["loss_reduction"]
-    temporal = next(f for f in v["factors"] if f["factor"] == "temporal")
-    assert [e["variant"] for e in temporal["other"]] == ["paper | temporal=none"]
+    assert [rc.factor for rc in v.root_causes] == ["loss_reduction"]
+    temporal = v.factor("temporal")
+    assert [e.variant for e in temporal.others] == ["paper | temporal=none"]
 
 
 def test_follow_ups_grow_from_pairs_of_candidates_only(tmp_path):
@@ -219,8 +220,8 @@ def test_a_fix_that_diverges_on_some_seeds_is_flagged_not_hidden(tmp_path):
         "as-posted | loss_reduction=sum": [1.7, 1.6, 1.8],
         "paper | loss_reduction=mean": [4.8, 5.1, 5.0],
     }, diverged={"as-posted | loss_reduction=sum": {0, 2}}))
-    assert v["smallest_fix"]["switches"] == ["loss_reduction=sum"]
-    assert v["smallest_fix"]["diverged"] == 2
+    assert v.smallest_fix.switches == ("loss_reduction=sum",)
+    assert v.smallest_fix.diverged == 2
     text = format_verdict(v)
     assert "2 of 3 seeds diverged later" in text
     assert "diverged later on 2 of 3 seeds" in text and "not yet a stable fix" in text
@@ -232,7 +233,7 @@ def test_a_fix_without_divergence_carries_no_caveat(tmp_path):
         "paper": [1.5, 1.6, 1.4],
         "as-posted | loss_reduction=sum": [1.7, 1.6, 1.8],
     }))
-    assert v["smallest_fix"]["diverged"] == 0
+    assert v.smallest_fix.diverged == 0
     fix_line = next(line for line in format_verdict(v).splitlines() if "smallest fix" in line)
     assert "diverged" not in fix_line and "stable on every seed" in fix_line
 
@@ -247,7 +248,7 @@ def test_an_unstable_fix_asks_for_pairs_and_a_stable_pair_wins(tmp_path):
     }
     unstable = {"as-posted | loss_reduction=sum": {0, 2}}
     v = compute_verdict(_study(tmp_path / "a", variants, unstable))
-    assert v["smallest_fix"]["variant"] == "as-posted | loss_reduction=sum"  # the best so far, with its caveat
+    assert v.smallest_fix.variant == "as-posted | loss_reduction=sum"  # the best so far, with its caveat
     plan = plan_follow_ups(v, set(variants))
     assert plan == [("as-posted", (("loss_reduction", "sum"), ("output", "softmax")))]  # the strongest pair first
     variants["as-posted | loss_reduction=sum + output=softmax"] = [1.5, 1.6, 1.5]
@@ -260,8 +261,8 @@ def test_an_unstable_fix_asks_for_pairs_and_a_stable_pair_wins(tmp_path):
     variants["as-posted | output=softmax + clip=global"] = [3.9, 4.0, 3.8]
     v = compute_verdict(_study(tmp_path / "b", variants, unstable))
     # The pair that never diverges beats both the unstable single and the unstable, better pair.
-    assert v["smallest_fix"]["switches"] == ["loss_reduction=sum", "clip=global"]
-    assert v["smallest_fix"]["diverged"] == 0
+    assert v.smallest_fix.switches == ("loss_reduction=sum", "clip=global")
+    assert v.smallest_fix.diverged == 0
     assert plan_follow_ups(v, set(variants)) == []
     text = format_verdict(v)
     assert "not yet a stable fix" not in text

@@ -11,6 +11,7 @@ Nothing here knows which model a study trains: a spec's variants, its seeds and
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Callable
@@ -19,6 +20,7 @@ from diagnose import studydir
 from diagnose.ablation.seeding import SeedPlan
 from diagnose.ablation.sweep import adaptive_state, run_sweep
 from diagnose.findings.verdict import compute_verdict, plan_follow_ups, plan_seeds
+from diagnose.findings.verdict_types import Sweep, Verdict, write_verdict
 
 __all__ = ["run_study", "conclude", "study_notes", "MAX_ROUNDS"]
 
@@ -31,7 +33,7 @@ MAX_ROUNDS = 6
 
 def run_study(spec, out_dir: str | Path, executor, *, follow_up: bool = True,
               progress: Callable[[dict], None] | None = None, force: bool = False,
-              seeds_for: Callable[[dict], dict] | None = None) -> tuple[dict, dict]:
+              seeds_for: Callable[[Verdict], dict] | None = None) -> tuple[dict, Verdict]:
     """Runs the sweep, then the verdict's rounds; writes the verdict. Returns (manifest, verdict).
 
     A study resumed in the same directory starts from the seeds and combinations it
@@ -60,7 +62,7 @@ def _sweep_timing(manifest: dict) -> dict:
 def conclude(spec, out_dir: str | Path, executor, *, follow_up: bool = True, progress=None,
              manifest: dict | None = None, plan: SeedPlan | None = None,
              follow_ups: tuple = (), sweeps: list | None = None,
-             seeds_for: Callable[[dict], dict] | None = None) -> tuple[dict, dict]:
+             seeds_for: Callable[[Verdict], dict] | None = None) -> tuple[Verdict, dict]:
     """Computes the verdict and, while it asks for combinations or seeds, runs them and looks again.
 
     Writes the verdict, with ``follow_up_rounds`` (how many rounds ran) and
@@ -86,14 +88,14 @@ def conclude(spec, out_dir: str | Path, executor, *, follow_up: bool = True, pro
             manifest = run_sweep(spec, out, executor, progress=progress, plan=plan, follow_ups=follow_ups)
             sweeps.append(_sweep_timing(manifest))
             verdict = compute_verdict(out)
-        verdict["follow_up_rounds"] = rounds
-        verdict["follow_up_s"] = time.perf_counter() - t0  # the rounds and verdicts after the first sweep
-        verdict["sweeps"] = sweeps
-        studydir.write_verdict(out, verdict)
+        # follow_up_s: the rounds and verdicts after the first sweep
+        verdict = dataclasses.replace(verdict, follow_up_rounds=rounds, follow_up_s=time.perf_counter() - t0,
+                                      sweeps=tuple(Sweep.from_json(s) for s in sweeps))
+        write_verdict(out, verdict)
     return verdict, manifest or studydir.read_manifest(out)
 
 
-def study_notes(target: Path, verdict: dict) -> list[str]:
+def study_notes(target: Path, verdict: Verdict) -> list[str]:
     """Lines for ``diagnose check`` on a study: runs without a whole, finished record, and the
     combinations and seeds the verdict wants that have not run (check only reads; run-ablation runs them)."""
     from diagnose import runrecord

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import statistics
 
+from diagnose.findings.verdict_types import Interval, Verdict
+
 __all__ = ["REFUTE_MARGIN", "DEFINITION", "PROOF_MAX_SEEDS", "judge", "proof_of", "proof_seeds", "format_proof",
            "proof_line", "findings_with_proof"]
 
@@ -122,7 +124,7 @@ def _diverged_seeds(study, variant: str) -> tuple[int, int] | None:
     return sum(e.get("status") == "diverged" for e in runs), len(runs)
 
 
-def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) -> dict:
+def proof_of(verdict: Verdict, plan: dict, errors: dict | None = None, study=None) -> dict:
     """The proof section of a proof study's verdict.
 
     Args:
@@ -135,9 +137,9 @@ def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) 
             validation error rather than the loss (see :mod:`diagnose.findings.fixes`).
     """
     base = plan["base"]
-    base_loss = (verdict.get("means") or {}).get(base)
+    base_loss = verdict.means.get(base)
     margin = REFUTE_MARGIN * abs(base_loss) if base_loss is not None else None
-    effects = {e["variant"]: e for e in verdict.get("effects") or []}
+    effects = {e.variant: e for e in verdict.effects}
     findings = []
     base_diverged = _diverged_seeds(study, base)
     for planned in plan.get("findings", []):
@@ -153,14 +155,17 @@ def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) 
                 and fixed_diverged[0] == 0:
             # Every unfixed run blew up and no fixed one did: a loss compared with a blown-up run's says less
             # than that (it counts as a model that learned nothing, however far it blew).
-            e = effects.get(variant, {})
-            entry.update(status="proven", measure="divergence", effect=e.get("effect"), ci=e.get("ci"),
-                         n=base_diverged[1], sd=e.get("sd"), confidence=e.get("confidence"),
-                         fixed_loss=e.get("mean_loss"), diverged=0, runs=e.get("runs", []),
+            e = effects.get(variant)
+            effect = e.effect if e else Interval(None, confidence=None)
+            entry.update(status="proven", measure="divergence", effect=effect.mean,
+                         ci=[effect.lo, effect.hi] if e else None,
+                         n=base_diverged[1], sd=effect.sd, confidence=effect.confidence,
+                         fixed_loss=e.mean_loss if e else None, diverged=0, runs=list(e.runs) if e else [],
                          base_diverged=base_diverged[0])
         elif planned.get("judged_by") in ("error", "task"):
+            fixed_effect = effects.get(variant)
             e, base_error, why, measure = _by_error(study, base, variant,
-                                                    effects.get(variant, {}).get("confidence", 0.95),
+                                                    fixed_effect.effect.confidence if fixed_effect else 0.95,
                                                     planned["judged_by"], planned.get("output"))
             if e is None:
                 entry.update(status="untested", untested=why)
@@ -170,16 +175,17 @@ def proof_of(verdict: dict, plan: dict, errors: dict | None = None, study=None) 
                              ci=e["ci"], n=e["n"], sd=e["sd"], confidence=e["confidence"],
                              measure=measure, base_value=base_error,
                              fixed_value=fixed, margin=REFUTE_MARGIN * base_error,
-                             diverged=effects.get(variant, {}).get("diverged", 0),
-                             runs=effects.get(variant, {}).get("runs", []))
+                             diverged=fixed_effect.diverged if fixed_effect else 0,
+                             runs=list(fixed_effect.runs) if fixed_effect else [])
         elif variant not in effects or margin is None:
             entry["status"] = "inconclusive"
             entry["untested"] = (errors or {}).get(variant) or "the fix's runs have no outcome beside the base's"
         else:
             e = effects[variant]
-            entry.update(status=judge(e["effect"], e["ci"], margin), effect=e["effect"], ci=e["ci"], n=e["n"],
-                         sd=e.get("sd"), confidence=e.get("confidence"),
-                         fixed_loss=e["mean_loss"], diverged=e["diverged"], runs=e["runs"])
+            effect = e.effect
+            entry.update(status=judge(effect.mean, [effect.lo, effect.hi], margin), effect=effect.mean,
+                         ci=[effect.lo, effect.hi], n=effect.n, sd=effect.sd, confidence=effect.confidence,
+                         fixed_loss=e.mean_loss, diverged=e.diverged, runs=list(e.runs))
         findings.append(entry)
     return {"run": plan.get("run"), "base": base, "base_loss": base_loss, "margin": margin,
             "definition": DEFINITION, "findings": findings,
@@ -207,7 +213,7 @@ def proof_seeds(proof: dict, cap: int = PROOF_MAX_SEEDS) -> dict[str, int]:
         if f.get("status") != "inconclusive" or f.get("effect") is None or margin is None or f.get("n", 0) >= cap:
             continue
         target = -f["effect"] if f["effect"] <= -margin else f["effect"] + margin
-        n = seeds_for_half_width(f, target, cap)
+        n = seeds_for_half_width(Interval.from_json(f), target, cap)
         if n is not None and n > f["n"]:
             for variant in (f["variant"], proof["base"]):
                 counts[variant] = max(counts.get(variant, 0), n)

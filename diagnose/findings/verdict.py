@@ -48,6 +48,7 @@ from diagnose.findings.verdict_plan import DEFAULT_MAX_SEEDS, plan_follow_ups, p
 from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, confidence_after, excludes_zero,
                                              loss_unit, outcome_words, paired, run_outcome, status_of, test_words)
 from diagnose.findings.verdict_text import effect_words, format_verdict
+from diagnose.findings.verdict_types import Verdict
 
 __all__ = ["compute_verdict", "plan_follow_ups", "plan_seeds", "format_verdict", "effect_words", "load_outcomes",
            "seed_blind_weights", "RECOVERED_SHARE"]
@@ -114,12 +115,16 @@ def _model_config(out: Path, manifest: dict) -> dict:
     return {}
 
 
-def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, reference: str | None = None) -> dict:
-    """The verdict as a JSON-ready dict (see the module docstring).
+def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, reference: str | None = None) -> Verdict:
+    """The verdict (see the module docstring): built as its JSON, read back as its type.
 
     ``faulty`` and ``reference`` name the two bases of a gap; by default the manifest's
     own (a study of the user's model names them), else as-posted and paper.
     """
+    return Verdict.from_json(_verdict_json(ablation_dir, faulty, reference))
+
+
+def _verdict_json(ablation_dir: str | Path, faulty: str | None, reference: str | None) -> dict:
     outcomes, info, manifest = load_outcomes(ablation_dir)
     faulty = faulty or manifest.get("faulty") or "as-posted"
     reference = reference or manifest.get("reference") or "paper"

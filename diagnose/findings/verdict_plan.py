@@ -1,6 +1,6 @@
 """What a verdict asks the harness to run next: combinations of switches, and seeds where it is unsure.
 
-Both read only the verdict dict (:mod:`diagnose.findings.verdict`), so they serve
+Both read only the verdict (:class:`~diagnose.findings.verdict_types.Verdict`), so they serve
 any study the harness runs: the variants they name are the verdict's, and the
 harness turns them into runs (``combos`` of a spec; a
 :class:`~diagnose.ablation.seeding.SeedPlan`).
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
+
+from diagnose.findings.verdict_types import Comparison, Interval, Verdict
 
 __all__ = ["plan_follow_ups", "plan_seeds", "switch_set", "seeds_needed", "seeds_for_half_width",
            "DEFAULT_MAX_SEEDS", "MAX_FIX_SIZE", "CANDIDATES",
@@ -37,7 +39,7 @@ MAX_FIX_SIZE = 4
 CANDIDATES = 3
 
 
-def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -> list[tuple]:
+def plan_follow_ups(verdict: Verdict, tried: set[str], faulty: str = "as-posted") -> list[tuple]:
     """Combinations to run next, or [] when a fix is settled or none is left to try.
 
     The search goes on while no set of switches closes the gap stably and without a
@@ -58,19 +60,18 @@ def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -
         ``[(base, ((factor, level), ...)), ...]``, switches sorted, whose sets of switches no
         variant in ``tried`` has (in any order).
     """
-    fix = verdict.get("smallest_fix")
-    if not verdict.get("factors"):
+    fix = verdict.smallest_fix
+    if not verdict.factors:
         return []
     # A fix that is stable and not short of the reference for sure ends the search even while
     # its effect is unsure: seeds settle that (plan_seeds), and a larger set would not be smaller.
-    if fix and fix.get("stable", not fix.get("diverged")) and not fix.get("short_of_reference"):
+    if fix and fix.stable and not fix.short_of_reference:
         return []
-    faulty = verdict.get("faulty") or faulty
-    ranked = sorted((f for f in verdict["factors"] if f.get("best_fix")
-                     and ((f.get("share_closed") or 0) > 0 or f.get("significant"))),
-                    key=lambda f: (-f.get("score", 0), -(f.get("share_closed") or 0)))[:CANDIDATES]
-    switches = [f["best_fix"].split("|", 1)[1].strip() for f in ranked]
-    shares = {switch_set(c["variant"]): c.get("share_closed") or 0 for c in verdict.get("combinations", [])}
+    faulty = verdict.faulty or faulty
+    ranked = sorted((f for f in verdict.factors if f.best_fix and ((f.share_closed or 0) > 0 or f.significant)),
+                    key=lambda f: (-f.score, -(f.share_closed or 0)))[:CANDIDATES]
+    switches = [f.best_fix.split("|", 1)[1].strip() for f in ranked]
+    shares = {switch_set(c.variant): c.share_closed or 0 for c in verdict.combinations}
 
     # A set is named by its switches in sorted order, and a set counts as tried whatever order it
     # ran in: the ranking that orders the candidates changes as seeds are added.
@@ -83,7 +84,7 @@ def plan_follow_ups(verdict: dict, tried: set[str], faulty: str = "as-posted") -
         return (faulty, tuple(tuple(sw.split("=", 1)) for sw in combo))
 
     level = [tuple(sorted(c)) for c in itertools.combinations(switches, 2)]
-    moves = {sw: max(f.get("share_closed") or 0, f.get("share_opened") or 0) for f, sw in zip(ranked, switches)}
+    moves = {sw: max(f.share_closed or 0, f.share_opened or 0) for f, sw in zip(ranked, switches)}
     strongest = tuple(sorted(sorted(switches, key=lambda sw: -moves[sw])[:2]))
     for size in range(2, MAX_FIX_SIZE + 1):
         if len(switches) < size:
@@ -105,7 +106,7 @@ def switch_set(variant: str) -> tuple[str, frozenset]:
     return base.strip(), frozenset(sw.strip() for sw in rest.split(" + ") if sw.strip())
 
 
-def seeds_needed(comparison: dict, margin: float | None, cap: int) -> int | None:
+def seeds_needed(comparison: Comparison, margin: float | None, cap: int) -> int | None:
     """Seeds at which ``comparison``'s interval would likely settle what the verdict asks of it, at most ``cap``.
 
     An effect is worth seeds only while it may matter: its mean at least ``margin``
@@ -119,20 +120,20 @@ def seeds_needed(comparison: dict, margin: float | None, cap: int) -> int | None
     fewest n that would do, at least :data:`MIN_ADDED_SEEDS` more than now. None when
     the effect is too small to matter or that n is beyond :data:`HOPELESS_FACTOR` x ``cap``.
     """
-    mean = comparison.get("effect")
+    mean = comparison.effect.mean
     if mean is None:
-        return seeds_for_half_width(comparison, None, cap)
-    if comparison.get("kind") == "residual" and margin is not None:
+        return seeds_for_half_width(comparison.effect, None, cap)
+    if comparison.kind == "residual" and margin is not None:
         target = margin - mean if mean < margin else mean
     elif margin is not None and abs(mean) < margin:
         return None
     else:
         target = abs(mean)
-    return seeds_for_half_width(comparison, target, cap)
+    return seeds_for_half_width(comparison.effect, target, cap)
 
 
-def seeds_for_half_width(comparison: dict, target: float | None, cap: int) -> int | None:
-    """The fewest seeds at which ``comparison``'s interval, read once more, would likely be narrower
+def seeds_for_half_width(interval: Interval, target: float | None, cap: int) -> int | None:
+    """The fewest seeds at which ``interval``, read once more, would likely be narrower
     than ``target`` on each side; at least :data:`MIN_ADDED_SEEDS` more than now, at most ``cap``.
 
     From its ``n``, ``sd`` (of the paired differences) and ``confidence`` (the level of
@@ -144,9 +145,9 @@ def seeds_for_half_width(comparison: dict, target: float | None, cap: int) -> in
 
     from diagnose.findings.verdict_stats import CONFIDENCE, confidence_after
 
-    looks = round((1 - CONFIDENCE) / (1 - comparison.get("confidence", CONFIDENCE)))
+    looks = round((1 - CONFIDENCE) / (1 - interval.confidence))
     level = confidence_after(looks + 1)
-    n, sd = comparison["n"], comparison.get("sd")
+    n, sd = interval.n, interval.sd
     floor = min(cap, n + MIN_ADDED_SEEDS)
     if target is None or n < 2 or sd is None or sd == 0:
         return floor
@@ -156,7 +157,7 @@ def seeds_for_half_width(comparison: dict, target: float | None, cap: int) -> in
     return None
 
 
-def plan_seeds(verdict: dict, cap: int | None = None) -> dict[str, int]:
+def plan_seeds(verdict: Verdict, cap: int | None = None) -> dict[str, int]:
     """Seeds each variant should have so that the verdict's inconclusive comparisons may settle.
 
     A comparison pairs two variants by seed, so both get the same count. Comparisons
@@ -167,21 +168,21 @@ def plan_seeds(verdict: dict, cap: int | None = None) -> dict[str, int]:
     Returns:
         ``{variant: seeds}`` for the variants to extend (more than they have now), or {}.
     """
-    cap = cap or verdict.get("max_seeds") or DEFAULT_MAX_SEEDS
-    have = (verdict.get("seeds") or {}).get("per_variant", {})
-    fix = (verdict.get("smallest_fix") or {}).get("variant")
+    cap = cap or verdict.max_seeds or DEFAULT_MAX_SEEDS
+    have = verdict.seeds.per_variant
+    fix = verdict.smallest_fix.variant if verdict.smallest_fix else None
     counts: dict[str, int] = {}
-    for c in verdict.get("comparisons", []):
-        if c.get("status") != "inconclusive" or c["n"] >= cap:
+    for c in verdict.comparisons:
+        if c.status != "inconclusive" or c.n >= cap:
             continue
-        if c.get("falls_short") and c["variant"] != fix:  # not a fix whatever its effect: nothing to settle
+        if c.falls_short and c.variant != fix:  # not a fix whatever its effect: nothing to settle
             continue
-        margin = verdict.get("margin")
-        if margin is None and c.get("kind") == "effect":
-            margin = next((e.get("margin") for e in verdict.get("effects", []) if e["variant"] == c["variant"]), None)
+        margin = verdict.margin
+        if margin is None and c.kind == "effect":
+            margin = next((e.margin for e in verdict.effects if e.variant == c.variant), None)
         n = seeds_needed(c, margin, cap)
         if n is None:
             continue
-        for variant in (c["variant"], c["against"]):
+        for variant in (c.variant, c.against):
             counts[variant] = max(counts.get(variant, 0), n)
     return {v: n for v, n in counts.items() if n > have.get(v, 0)}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnose import studydir
+from diagnose.findings.verdict_types import Verdict, read_verdict
 from diagnose.report_data import verdict_view as vv
 from diagnose.report_data.contrasts import Interaction, Suspect, interactions, suspects
 from diagnose.report_data.records import RunInfo, VariantInfo, attach_proof, run_label, single_runs, study_runs
@@ -57,7 +58,7 @@ class ReportData:
     source: str
     notes: list[str]
     variants: dict[str, VariantInfo]
-    verdict: dict | None = None
+    verdict: Verdict | None = None
     verdict_text: dict | None = None  # the verdict's sentences: headline, causes, fix_label, fix, notes, method
     headline: Headline | None = None
     interactions: list[Interaction] = field(default_factory=list)
@@ -101,24 +102,24 @@ def _study(path: Path) -> ReportData:
 
     manifest = studydir.read_manifest(path)
     variants, notes = study_runs(path)
-    verdict = studydir.read_verdict(path)
-    if manifest.get("proof") and (verdict is None or "proof" not in verdict):
+    verdict = read_verdict(path)
+    if manifest.get("proof") and (verdict is None or verdict.proof is None):
         from diagnose.userstudy.prove import study_verdict
 
         verdict = study_verdict(path)  # a proof study resumed by run-ablation: its proof from the records
-    if verdict and verdict.get("proof"):  # a proof study: the proof is of its unfixed model's findings
+    if verdict and verdict.proof:  # a proof study: the proof is of its unfixed model's findings
         from diagnose.userstudy.prove import BASE
 
         for run in (variants[BASE].runs if BASE in variants else []):
-            attach_proof(run.findings, verdict["proof"])
+            attach_proof(run.findings, verdict.proof)
     refs = _baselines(variants)
     head = _headline(verdict, variants)
     if head is not None:
-        head.unit = (verdict or {}).get("unit") or refs["unit"]
+        head.unit = verdict.unit or refs["unit"]
     spec_factors = (manifest.get("spec") or {}).get("factors") or {}
     levels = {f: list(lv) if isinstance(lv, (list, dict)) and lv else list(DEFAULT_LEVELS.get(f, FACTORS.get(f, {})))
               for f, lv in spec_factors.items()}
-    ranking = [f["factor"] for f in (verdict or {}).get("factors", []) if f.get("factor")]
+    ranking = [f.factor for f in verdict.factors if f.factor] if verdict else []
     faulty = head.faulty.name if head and head.faulty else None
     t = manifest.get("totals", {})
     corpus = manifest.get("corpus", {})
@@ -145,7 +146,7 @@ def _declared(manifest: dict) -> list[tuple]:
             for c in combos.values() if isinstance(c, dict) and "base" in c]
 
 
-def _headline(verdict: dict | None, variants: dict[str, VariantInfo]) -> Headline | None:
+def _headline(verdict: Verdict | None, variants: dict[str, VariantInfo]) -> Headline | None:
     mode = vv.mode(verdict)
     if mode is None:
         return None
@@ -161,11 +162,11 @@ def _headline(verdict: dict | None, variants: dict[str, VariantInfo]) -> Headlin
         rows.append(Row(" + ".join(f"{f}={lv}" for f, lv in v.switches) or v.name, v, base, e, e.variant == fix))
     head = Headline(mode, rows, fix=variants.get(fix) if fix else None)
     if mode == "gap":
-        head.faulty, head.reference = variants.get(verdict["faulty"]), variants.get(verdict["reference"])
+        head.faulty, head.reference = variants.get(verdict.faulty), variants.get(verdict.reference)
         head.gap = vv.gap(verdict)
-        head.margin = verdict.get("margin")
+        head.margin = verdict.margin
     else:
-        bases = verdict.get("bases") or []
+        bases = verdict.bases
         head.faulty = variants.get(bases[0]) if len(bases) == 1 else None
     return head
 

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 from diagnose.findings.verdict import format_verdict
 from diagnose import refs
+from diagnose.findings.verdict_types import Verdict
 from diagnose.progress import SweepProgress
 from diagnose.userstudy.spec import build_keras_spec
 
@@ -21,7 +22,7 @@ class StudyResult:
 
     dir: Path
     manifest: dict
-    verdict: dict
+    verdict: Verdict
 
     def __str__(self) -> str:
         return format_verdict(self.verdict)

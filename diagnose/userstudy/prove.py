@@ -15,6 +15,7 @@ the base first, reads the findings of its seed-0 run, and proves them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,10 @@ from diagnose.errors import DiagnoseError
 from diagnose.findings import RunView, check_view, spec_of
 from diagnose.findings.fixes import FIXES, remedy_for
 from diagnose.findings.proof import PROOF_MAX_SEEDS, format_proof, proof_of, proof_seeds
+from diagnose import refs
+from diagnose.findings.verdict_types import Verdict, read_verdict, write_verdict
 from diagnose.rebuild import UserRunConfig, from_record, rebuild_entry
 from diagnose.userstudy.spec import KerasSpec, build_keras_spec
-from diagnose import refs
 
 __all__ = ["prove_run", "prove", "Proof", "proof_spec", "read_proof", "study_verdict", "DEFAULT_SEEDS", "BASE"]
 
@@ -184,14 +186,14 @@ def prove_run(run_dir: str | os.PathLike, *, seeds: int | Sequence[int] = DEFAUL
     out = Path(out) if out is not None else run / runrecord.PROOF
     plan = spec.about["proof"]
 
-    def seeds_for(verdict: dict) -> dict:
+    def seeds_for(verdict: Verdict) -> dict:
         return proof_seeds(proof_of(verdict, plan, study=out), max_seeds)
 
     manifest, verdict = run_study(spec, out, _executor(spec, jobs, executor), progress=progress, force=True,
                                   seeds_for=seeds_for)
     proof = proof_of(verdict, plan, _errors(manifest), study=out)
     with studydir.StudyLock(out):
-        studydir.write_verdict(out, {**verdict, "proof": proof})
+        write_verdict(out, dataclasses.replace(verdict, proof=proof))
     return Proof(out, proof)
 
 
@@ -234,19 +236,20 @@ def read_proof(path: str | os.PathLike) -> dict | None:
     for study in (path, path / runrecord.PROOF, path.parent.parent):
         if not studydir.is_study_dir(study):
             continue
-        verdict = studydir.read_verdict(study)
-        proof = verdict.get("proof") if isinstance(verdict, dict) else None
+        verdict = read_verdict(study)
+        proof = verdict.proof if verdict is not None else None
         if proof and (study != path.parent.parent or Path(str(proof.get("run"))).resolve() == path.resolve()):
             return proof
     return None
 
 
-def study_verdict(study: str | os.PathLike) -> dict:
+def study_verdict(study: str | os.PathLike) -> Verdict:
     """A study's verdict computed from its records, with the proof where the study is one."""
     from diagnose.findings.verdict import compute_verdict
 
     verdict = compute_verdict(study)
     plan = studydir.read_manifest(study).get("proof")
-    if isinstance(plan, dict) and not verdict.get("error"):
-        verdict["proof"] = proof_of(verdict, plan, _errors(studydir.read_manifest(study)), study=study)
+    if isinstance(plan, dict) and verdict.mode != "error":
+        verdict = dataclasses.replace(verdict, proof=proof_of(verdict, plan, _errors(studydir.read_manifest(study)),
+                                                              study=study))
     return verdict
