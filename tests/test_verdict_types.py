@@ -9,7 +9,7 @@ from test_adaptive import SPEC, _executor
 from test_verdict import _study
 
 from diagnose import studydir
-from diagnose.ablation.spec import build_spec
+from diagnose.memn2n.spec import build_spec
 from diagnose.ablation.study import run_study
 from diagnose.files import json_text
 from diagnose.findings.verdict import compute_verdict, format_verdict

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diagnose import studydir
 from diagnose.findings.verdict_entries import (STATUSES, BaseEffect, Cause, Combination, Comparison, Factor, Fix,
                                                FixPart, Interval, SeedBlind, Seeds, Sweep, SwitchEffect, _opt, _tuple)
 
@@ -141,14 +142,10 @@ class Verdict:
 
 def read_verdict(study_dir: str | os.PathLike) -> Verdict | None:
     """The verdict a study's ``verdict.json`` holds, or None when there is none yet."""
-    from diagnose import studydir
-
     data = studydir.read_verdict(Path(study_dir))
     return Verdict.from_json(data) if data is not None else None
 
 
 def write_verdict(study_dir: str | os.PathLike, verdict: Verdict) -> None:
     """Writes ``verdict.json`` (atomically)."""
-    from diagnose import studydir
-
     studydir.write_verdict(Path(study_dir), verdict.to_json())
