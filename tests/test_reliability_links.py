@@ -67,6 +67,7 @@ def test_a_link_where_a_sweep_writes_is_refused(tmp_path, place):
         run_sweep(spec, study, ScratchWriter())
     assert str(link) in str(err.value) and "symbolic link" in str(err.value) and "\n" not in str(err.value)
     _unchanged(outside)
+    assert sorted(p.name for p in study.iterdir()) == [studydir.RUNS if place == "partial" else place]  # no .lock
 
 
 def test_a_report_link_in_a_study_is_refused(tmp_path, capsys):

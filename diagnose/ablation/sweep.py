@@ -36,11 +36,14 @@ _MANIFEST_WRITES = 100
 
 
 def check_study_target(out: str | Path) -> None:
-    """Refuses an --out that is a run record or cannot be written, in one line, before anything runs."""
+    """Refuses an --out that is a run record, holds a planted link or cannot be written, in one line, before
+    anything runs (the study's lock included: a refused command leaves nothing in the directory)."""
     out = Path(out)
     if runrecord.is_run_dir(out):
         raise DiagnoseError(f"--out {out} holds a run record ('diagnose train' wrote it); give run-ablation a "
                             "directory of its own")
+    if out.is_dir():
+        studydir.refuse_study_links(out)  # checked again under the lock, for one planted since
     check_writable(out)
 
 
