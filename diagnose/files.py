@@ -9,21 +9,25 @@ not the private 0600/0700 of :mod:`tempfile`.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from diagnose.errors import DiagnoseError, RecordError
 
 __all__ = ["atomic_write", "atomic_write_all", "json_text", "write_json", "clean_json",
-           "read_json", "make_temp_dir", "replace_dir", "check_writable",
+           "read_json", "make_temp_dir", "held_temp_dir", "replace_dir", "check_writable",
            "umask"]
 
 
@@ -156,6 +160,51 @@ def make_temp_dir(parent: str | os.PathLike, prefix: str, suffix: str = ".tmp") 
     path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=suffix))
     os.chmod(path, 0o777 & ~umask())
     return path
+
+
+@contextlib.contextmanager
+def held_temp_dir(parent: str | os.PathLike, prefix: str) -> Iterator[Path]:
+    """A new directory ``parent/PREFIXxxxxxxxx.tmp`` to build an output aside, held while the ``with`` lasts.
+
+    The directory is locked (``flock``) by this process and the ones it forks; the
+    lock dies with its holders, SIGKILL included. So the ``PREFIX*.tmp`` directories
+    no living process holds are those of a command that died before renaming its
+    output into place: nobody reads them, and they are removed here first. The
+    directory, or what a swap left at its name, is removed when the ``with`` ends.
+    """
+    parent = Path(parent)
+    _remove_abandoned(parent, prefix)
+    fresh = make_temp_dir(parent, prefix, suffix=".new")  # not yet held: a name no sweep removes
+    fd = os.open(fresh, os.O_RDONLY | os.O_DIRECTORY)
+    work = fresh.with_suffix(".tmp")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(fresh, work)
+        yield work
+    finally:
+        shutil.rmtree(fresh if fresh.exists() else work, ignore_errors=True)
+        os.close(fd)
+
+
+def _remove_abandoned(parent: Path, prefix: str) -> None:
+    """Removes the directories :func:`held_temp_dir` made in ``parent`` with ``prefix`` that nobody holds."""
+    pattern = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}\.tmp")  # tempfile's 8 random characters
+    try:
+        names = [n for n in os.listdir(parent) if pattern.fullmatch(n)]
+    except OSError:
+        return
+    for name in names:
+        try:
+            fd = os.open(parent / name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:  # gone, a link, not a directory: not one of ours
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(parent / name, ignore_errors=True)
+        except OSError:  # held: a command is building it now
+            pass
+        finally:
+            os.close(fd)
 
 
 # renameat2(2) with RENAME_EXCHANGE swaps two paths in one step (Linux 3.15+, glibc 2.28+).

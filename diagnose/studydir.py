@@ -162,9 +162,10 @@ class StudyLock:
         self.study_dir.mkdir(parents=True, exist_ok=True)
         try:  # never through a link: truncating it would empty a file elsewhere
             fd = os.open(self.study_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-        except OSError:
-            refuse_links(self.study_dir, (LOCK,))  # one line naming the link, else the OSError
-            raise
+        except OSError as exc:
+            refuse_links(self.study_dir, (LOCK,))  # one line naming the link
+            raise DiagnoseError(f"cannot open the study's lock {self.study_dir / LOCK} ({exc.strerror or exc}); "
+                                "give another --out") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -208,13 +209,21 @@ class StudyLock:
 
 # The places in a study that a command writes (the lock is opened without following a link).
 _WRITTEN = (LOCK, SCRATCH, RUNS, MANIFEST, VERDICT, REPORT)
+_DIRECTORIES = (SCRATCH, RUNS, REPORT)
 
 
 def refuse_study_links(study_dir: str | os.PathLike) -> None:
-    """Refuses, in one line, a study holding a symbolic link where a command writes: its own files and
-    directories, and the entries of ``runs/`` (records, and records being moved in)."""
+    """Refuses, in one line, a study holding a symbolic link where a command writes (its own files and
+    directories, and the entries of ``runs/``: records, and records being moved in), or a file where a
+    directory of its own goes, or a directory where a file goes (it would fail half way, after writing)."""
     study_dir = Path(study_dir)
     refuse_links(study_dir, _WRITTEN)
+    for name in _WRITTEN:
+        place, directory = study_dir / name, name in _DIRECTORIES
+        if place.exists() and place.is_dir() != directory:
+            raise DiagnoseError(f"{place} is {'a file' if directory else 'a directory'}, where diagnose keeps the "
+                                f"study's {name} {'directory' if directory else 'file'}: move it away, or give "
+                                "another --out")
     if (study_dir / RUNS).is_dir():
         refuse_links(study_dir / RUNS, sorted(os.listdir(study_dir / RUNS)))
 

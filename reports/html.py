@@ -20,7 +20,7 @@ from pathlib import Path
 import jinja2
 
 from diagnose import __version__, runrecord
-from diagnose.files import atomic_write, make_temp_dir, replace_dir
+from diagnose.files import atomic_write, held_temp_dir, replace_dir
 from diagnose.outputs import check_report_dir, mark_report
 from diagnose.parallel import fork_map
 from diagnose.report_data import ReportData, RunInfo, load
@@ -47,14 +47,11 @@ def build_report(paths: list[str | Path], out_dir: str | Path, force: bool = Fal
     data = load(paths)  # every check before anything is written
     out = Path(out_dir)
     check_report_dir(out, list(paths), force, what)
-    work = make_temp_dir(out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
+    # Built aside (a report killed half way leaves one behind, which the next report removes) and swapped in whole.
+    with held_temp_dir(out.parent, prefix=f".{out.name[:40]}.") as work:
         _write(data, work, previous=out if out.is_dir() else None)
         mark_report(work)
         replace_dir(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return out / "index.html"
 
 

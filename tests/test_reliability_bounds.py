@@ -166,3 +166,11 @@ def test_compare_refuses_a_cut_off_record_and_an_out_under_a_file(tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "run"]
     assert json.loads((run / "config.json").read_text())  # untouched
     assert not studydir.is_study_dir(tmp_path)
+
+
+def test_a_count_of_seeds_far_past_the_bound_is_refused_before_it_is_made(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.toml").write_text(_toml(TINY))
+    code, _, err = _cli(capsys, "run-ablation", "spec.toml", "--seeds", str(10**11))
+    _one_line_error(code, err, f"{10**11} seeds is more than 1000")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]

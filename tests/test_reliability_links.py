@@ -67,6 +67,7 @@ def test_a_link_where_a_sweep_writes_is_refused(tmp_path, place):
         run_sweep(spec, study, ScratchWriter())
     assert str(link) in str(err.value) and "symbolic link" in str(err.value) and "\n" not in str(err.value)
     _unchanged(outside)
+    assert sorted(p.name for p in study.iterdir()) == [studydir.RUNS if place == "partial" else place]  # no .lock
 
 
 def test_a_report_link_in_a_study_is_refused(tmp_path, capsys):
@@ -110,3 +111,19 @@ def test_a_run_directory_with_a_link_where_the_record_goes_is_refused(tmp_path, 
     assert str(run / name) in str(err.value) and "symbolic link" in str(err.value)
     _unchanged(outside)
     assert sorted(p.name for p in run.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("name, directory", [(studydir.LOCK, True), (studydir.RUNS, False),
+                                             (studydir.SCRATCH, False), (studydir.MANIFEST, True)])
+def test_a_file_where_a_study_keeps_a_directory_or_back_is_refused(tmp_path, capsys, monkeypatch, name, directory):
+    study = tmp_path / "abl"
+    study.mkdir()
+    if directory:
+        (study / name).mkdir()
+    else:
+        (study / name).write_text("the user's")
+    monkeypatch.setattr("diagnose.ablation.executors.make_executor", lambda *a, **k: InstantExecutor())
+    (tmp_path / "spec.toml").write_text(_toml(TINY))
+    code, _, err = _cli(capsys, "run-ablation", str(tmp_path / "spec.toml"), "--out", str(study), "--no-report")
+    _one_line_error(code, err, str(study / name), "a directory" if directory else "a file", "give another --out")
+    assert sorted(p.name for p in study.iterdir()) == [name]

@@ -102,3 +102,34 @@ def test_sigkill_of_report_on_a_run_leaves_nothing_behind(tmp_path):
     assert _gone_within(children, 10) == []
     assert not (tmp_path / "report").exists()
     assert json.loads((run / "config.json").read_text())
+
+
+def test_a_killed_report_leaves_its_temporary_directory_to_the_next_report(tmp_path, capsys):
+    """The directory a report builds aside outlives a SIGKILL; the next report removes it (nobody holds it)."""
+    from test_reliability import _cli, _whole_run
+
+    run = _whole_run(tmp_path / "run")
+    script = ("import sys, time\nfrom diagnose import parallel\nfrom diagnose.reports import figures_run\n"
+              "parallel.cores = lambda: 2\n"
+              "figures_run.family_side_by_side = lambda *a: time.sleep(600)\n"
+              "from diagnose.cli import main\nmain(sys.argv[1:])\n")
+    command = [sys.executable, "-c", script, "report", str(run), "--out", str(tmp_path / "report")]
+    assert _gone_within(_kill_once_children_start(command, tmp_path, count=2), 10) == []
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".report.")]
+    assert len(left) == 1, left  # what the killed report was building
+    code, _, err = _cli(capsys, "report", str(run), "--out", str(tmp_path / "report"))
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "run"]
+    assert (tmp_path / "report" / "index.html").is_file()
+
+
+def test_a_directory_being_built_is_not_removed_by_another_report(tmp_path):
+    from diagnose.files import held_temp_dir
+
+    with held_temp_dir(tmp_path, ".report.") as first:
+        (first / "figure.png").write_bytes(b"drawn")
+        with held_temp_dir(tmp_path, ".report.") as second:
+            assert first.is_dir() and second.is_dir() and first != second
+            assert (first / "figure.png").read_bytes() == b"drawn"
+        assert not second.exists()
+    assert list(tmp_path.iterdir()) == []

@@ -381,3 +381,21 @@ def test_spec_of_a_study_resolves_to_the_same_digest(tmp_path):
     again = load_spec(None, raw=spec.raw)
     assert again.digest == spec.digest and again.raw == spec.raw
     assert load_spec(None, {"study": {"seeds": 2}}, raw=spec.raw).digest != spec.digest
+
+
+def test_force_on_a_damaged_manifest_keeps_every_run_and_retrains_none(tmp_path):
+    """A study's manifest not JSON: --force rebuilds it from the runs there, the seeds follow-ups added too."""
+    from diagnose.ablation.seeding import SeedPlan
+
+    spec = build_spec(TINY)
+    variant = spec.variants()[0][0].name
+    study = tmp_path / "abl"
+    run_sweep(spec, study, InstantExecutor(), plan=SeedPlan(counts={variant: 4}))  # two seeds added by a follow-up
+    runs = sorted(p.name for p in (study / studydir.RUNS).iterdir())
+    (study / studydir.MANIFEST).write_text('{"runs": [')
+    rebuilt = InstantExecutor()
+    run_sweep(spec, study, rebuilt, force=True)
+    assert rebuilt.seen == [] and sorted(p.name for p in (study / studydir.RUNS).iterdir()) == runs
+    again = InstantExecutor()  # the follow-up asks for its seeds again: there already
+    run_sweep(spec, study, again, plan=SeedPlan(counts={variant: 4}))
+    assert again.seen == [] and sorted(r["id"] for r in studydir.read_manifest(study)["runs"]) == runs

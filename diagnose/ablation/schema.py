@@ -71,7 +71,7 @@ def check_seeds(seeds, max_seeds) -> tuple[int, ...]:
                                        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                                for s in seeds)):
         raise ConfigError(f"[study] seeds must be a positive count or a list of non-negative integers, got {seeds!r}")
-    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(dict.fromkeys(seeds))
+    seeds = range(seeds) if isinstance(seeds, int) else dict.fromkeys(seeds)  # counted before made: 10**11 is a slip
     if len(seeds) > MAX_SEEDS:
         raise ConfigError(f"[study] seeds: {len(seeds)} seeds is more than {MAX_SEEDS}; an interval over seeds "
                           f"narrows as 1/sqrt(n), so {MAX_SEEDS} already put it at ~0.03 of one seed's spread: "
@@ -85,7 +85,7 @@ def check_seeds(seeds, max_seeds) -> tuple[int, ...]:
     if last > MAX_SEED:
         raise ConfigError(f"[study] seeds: {max(seeds)} (with the seeds added after it, up to {last}) is outside the "
                           f"seeds numpy and Keras take (0 to 2**32 - 1 = {MAX_SEED}); give smaller seeds")
-    return seeds
+    return tuple(seeds)
 
 
 def combo_entries(combos_raw: dict, bases, switch: Callable[[str, str, Any], tuple]) -> list[tuple]:

@@ -36,11 +36,14 @@ _MANIFEST_WRITES = 100
 
 
 def check_study_target(out: str | Path) -> None:
-    """Refuses an --out that is a run record or cannot be written, in one line, before anything runs."""
+    """Refuses an --out that is a run record, holds a planted link or cannot be written, in one line, before
+    anything runs (the study's lock included: a refused command leaves nothing in the directory)."""
     out = Path(out)
     if runrecord.is_run_dir(out):
         raise DiagnoseError(f"--out {out} holds a run record ('diagnose train' wrote it); give run-ablation a "
                             "directory of its own")
+    if out.is_dir():
+        studydir.refuse_study_links(out)  # checked again under the lock, for one planted since
     check_writable(out)
 
 
@@ -93,6 +96,10 @@ def _entry(task: RunTask, status: str, wall: float | None = None, error: str | N
 def _adopt(out: Path, spec, force: bool) -> bool:
     """Checks the study in ``out`` is this spec's. True when ``force`` replaces another study.
 
+    A damaged manifest with ``force`` is rebuilt from the runs there: its spec is unknown,
+    so none of its runs is known to be another study's, and all are kept (a run's id is
+    its config: the seeds a follow-up added are found again, not retrained).
+
     Raises:
         DiagnoseError: ``out`` holds another study (or a damaged manifest) and no ``force``.
     """
@@ -102,9 +109,10 @@ def _adopt(out: Path, spec, force: bool) -> bool:
         old = studydir.read_manifest(out)
     except RecordError as exc:
         if not force:
-            raise DiagnoseError(f"{exc}; pass --force to start the study afresh there, or give another --out") \
+            raise DiagnoseError(f"{exc}; pass --force to rebuild it from the runs there, or give another --out") \
                 from None
-        old = {}
+        (out / studydir.VERDICT).unlink(missing_ok=True)  # read from the manifest: written again
+        return False
     # A manifest from before digests were kept: its spec, hashed now.
     if (old.get("spec_digest") or (spec_digest(old["spec"]) if isinstance(old.get("spec"), dict) else None)) \
             == spec.digest:
