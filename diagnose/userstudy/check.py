@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from diagnose.findings import Finding, check_run
-from diagnose.findings.proof import findings_with_proof
-from diagnose.userstudy.prove import prove_run, read_proof
+from diagnose.findings.proof import PROOF_MAX_SEEDS, findings_with_proof
+from diagnose.userstudy.prove import DEFAULT_SEEDS, prove_run, read_proof
 
 __all__ = ["check", "Check"]
 
@@ -41,7 +42,9 @@ class Check:
         return findings_with_proof(self.findings, self.proof)[0]
 
 
-def check(run_dir: str | os.PathLike, *, prove: bool = False, also: tuple[str, ...] = (), **prove_options) -> Check:
+def check(run_dir: str | os.PathLike, *, prove: bool = False, also: Sequence[str] = (),
+          seeds: int | Sequence[int] = DEFAULT_SEEDS, max_seeds: int = PROOF_MAX_SEEDS, jobs: int | None = None,
+          executor: object | None = None) -> Check:
     """Reads a run record (a ``diagnose.Monitor``'s ``run_dir``) and applies every rule.
 
     Args:
@@ -50,12 +53,13 @@ def check(run_dir: str | os.PathLike, *, prove: bool = False, also: tuple[str, .
             ``run_dir/proof`` (resumed where it exists; the run's Monitor needs ``rebuild=``). Without it, a
             proof made before is read back where there is one.
         also: finding ids to prove although the rules did not report them (a reading to confirm or refute).
-        **prove_options: ``seeds``, ``max_seeds``, ``jobs``, ``executor``, as :func:`diagnose.prove_run` takes.
+        seeds, max_seeds, jobs, executor: the proof's seeds to start with, the most it adds where a finding
+            stays inconclusive, its worker processes and executor (:func:`diagnose.prove_run`).
 
     Raises:
         DiagnoseError: ``run_dir`` holds no run record, or (proving) no way to rebuild the run.
     """
     path = Path(run_dir)
     if prove or also:
-        prove_run(path, also=tuple(also), **prove_options)
+        prove_run(path, also=tuple(also), seeds=seeds, max_seeds=max_seeds, jobs=jobs, executor=executor)
     return Check(path, check_run(path), read_proof(path))
