@@ -203,7 +203,7 @@ def headline_curves(head: Headline, refs: dict, out_png: str | Path, width: floa
         # The fix dashed and on top: where it is the reference's runs (or ends on them) both stay visible.
         style = "--" if role == "fix" else "-"
         line = seed_band(ax, runs, "loss", color=COLORS[role], label=label, linestyle=style)
-        valid = seed_band(ax, runs, "valid_loss", color=COLORS[role], linestyle=":", band=False)
+        valid = seed_band(ax, runs, "val_loss", color=COLORS[role], linestyle=":", band=False)
         for drawn in (line, valid):
             if drawn is not None:
                 data = np.asarray(drawn.get_ydata(), dtype=float)
