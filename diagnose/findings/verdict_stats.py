@@ -33,7 +33,7 @@ from diagnose.divergence import LOSS_BOUND_FACTOR
 from diagnose.errors import DiagnoseError
 
 __all__ = ["CONFIDENCE", "OUTCOME_TAIL", "NEGLIGIBLE_SHARE", "EFFECTS_MARGIN_SHARE", "run_outcome", "unlearned",
-           "run_error", "run_task_error", "paired", "confidence_after",
+           "run_error", "run_task_error", "divergence_of", "paired", "confidence_after",
            "status_of", "excludes_zero", "outcome_words", "test_words", "loss_unit"]
 
 CONFIDENCE = 0.95
@@ -112,6 +112,24 @@ def run_outcome(run_dir: Path) -> tuple[float | None, str | None]:
     if final is not None and math.isfinite(final) and blown is None:
         return float(final), status
     return (unlearned(summary) if status == "diverged" or blown is not None else None), status
+
+
+def divergence_of(run_dir: Path) -> dict | None:
+    """How a diverged run diverged, or None for one that did not: ``at_once``, it diverged by its first
+    logged row (no curve before it); ``went_on``, training went on past the divergence (``diagnose.Monitor``
+    keeps training unless told ``stop_on_divergence``), else it stopped there."""
+    try:
+        summary = runrecord.read_summary(run_dir)
+    except DiagnoseError:
+        return None
+    at = summary.get("diverged_at")
+    step = at.get("step") if isinstance(at, dict) else None
+    if summary.get("status") != "diverged" or not isinstance(step, (int, float)):
+        return None
+    first = next((s for s, _ in _validations(run_dir, "loss")), None)  # the first logged row after step 0
+    steps = summary.get("steps")
+    return {"at_once": first is None or step <= first,
+            "went_on": isinstance(steps, (int, float)) and steps > step}
 
 
 def unlearned(summary: dict) -> float | None:
