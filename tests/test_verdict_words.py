@@ -6,6 +6,7 @@ import math
 from diagnose import runrecord, studydir
 from diagnose.findings import check_run
 from diagnose.findings.verdict import compute_verdict, format_verdict
+from diagnose.findings.verdict_stats import divergence_of
 from diagnose.findings.verdict_text import verdict_parts
 
 LN4 = math.log(4)
@@ -100,11 +101,12 @@ def test_shares_of_the_gap_are_worded_by_their_sign(tmp_path):
     assert "widens the gap by 25%" in text and "closes -" not in text
 
 
-def _monitor_record(path, went_on: bool):
-    runrecord.write_metrics(path, [{"step": s, "epoch": s / 50, "loss": 1.4 if s < 20 else 900.0}
+def _monitor_record(path, went_on: bool, at: int = 20):
+    """A run that diverged at step ``at`` (found by the row at step 20) and went on to step 100, or stopped."""
+    runrecord.write_metrics(path, [{"step": s, "epoch": s / 50, "loss": 1.4 if s < 20 else math.nan}
                                    for s in range(10, (100 if went_on else 20) + 1, 10)])
     runrecord.write_summary(path, {"status": "diverged", "steps": 100 if went_on else 20,
-                                   "diverged_at": {"step": 20, "variable": "loss"}, "error": "blew up"})
+                                   "diverged_at": {"step": at, "variable": "loss"}, "error": "blew up"})
     (path / "config.json").write_text('{"schema": 1, "model": {"kind": "keras"}, "data": {}, "train": {}}')
     return path
 
@@ -114,3 +116,8 @@ def test_the_diverged_finding_says_whether_training_went_on(tmp_path):
     stopped = next(f for f in check_run(_monitor_record(tmp_path / "b", False)) if f.id == "diverged")
     assert "training went on to step 100" in went.explanation and "stopped there" not in went.explanation
     assert "the run stopped there" in stopped.explanation
+    # found mid-interval (a NaN at step 15): the trainer ends the interval's steps, then stops
+    mid = next(f for f in check_run(_monitor_record(tmp_path / "c", False, at=15)) if f.id == "diverged")
+    assert "the run stopped there" in mid.explanation
+    assert divergence_of(tmp_path / "c") == {"at_once": False, "went_on": False}
+    assert divergence_of(tmp_path / "a") == {"at_once": False, "went_on": True}

@@ -356,8 +356,10 @@ def diverged(view: RunView) -> Hit | None:
                  "NaN/Inf; give the loss outputs it is defined on (a softmax output, or logits with "
                  "from_logits=True)."))
     steps = number(view.summary.get("steps"))
+    found = next((int(s) for s in view.metrics["step"] if step is not None and s >= step),
+                 step)  # the logged row that found it: training ends its steps, then stops
     after = (f"training went on to step {int(steps)} (diagnose.Monitor keeps training unless stop_on_divergence)"
-             if step is not None and steps is not None and steps > step else "the run stopped there")
+             if found is not None and steps is not None and steps > found else "the run stopped there")
     return Hit(
         title=f"Training diverged{where}",
         evidence=tuple(evidence),

@@ -116,8 +116,9 @@ def run_outcome(run_dir: Path) -> tuple[float | None, str | None]:
 
 def divergence_of(run_dir: Path) -> dict | None:
     """How a diverged run diverged, or None for one that did not: ``at_once``, it diverged by its first
-    logged row (no curve before it); ``went_on``, training went on past the divergence (``diagnose.Monitor``
-    keeps training unless told ``stop_on_divergence``), else it stopped there."""
+    logged row (no curve before it); ``went_on``, training went on past the row that found the divergence
+    (``diagnose.Monitor`` keeps training unless told ``stop_on_divergence``), else it stopped there (the
+    built-in trainer ends its interval's steps, then stops)."""
     try:
         summary = runrecord.read_summary(run_dir)
     except DiagnoseError:
@@ -126,10 +127,11 @@ def divergence_of(run_dir: Path) -> dict | None:
     step = at.get("step") if isinstance(at, dict) else None
     if summary.get("status") != "diverged" or not isinstance(step, (int, float)):
         return None
-    first = next((s for s, _ in _validations(run_dir, "loss")), None)  # the first logged row after step 0
+    logged = [s for s, _ in _validations(run_dir, "step")]  # the logged rows after step 0
+    found = next((s for s in logged if s >= step), step)  # the row that found it
     steps = summary.get("steps")
-    return {"at_once": first is None or step <= first,
-            "went_on": isinstance(steps, (int, float)) and steps > step}
+    return {"at_once": not logged or step <= logged[0],
+            "went_on": isinstance(steps, (int, float)) and steps > found}
 
 
 def unlearned(summary: dict) -> float | None:
