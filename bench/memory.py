@@ -46,7 +46,7 @@ def _child(what: str, corpus: str, steps: int, queue) -> None:
 
             with tempfile.TemporaryDirectory() as tmp:
                 s = train(cfg, tmp, corpus=data).summary
-            out = {"steps": s["steps"], "valid_perplexity": s["final"]["valid_perplexity"]}
+            out = {"steps": s["steps"], "val_perplexity": s["final"]["val_perplexity"]}
         else:
             import dataclasses
 
@@ -54,7 +54,7 @@ def _child(what: str, corpus: str, steps: int, queue) -> None:
 
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.vocab_size))
             result = MemN2NSteps(cfg, data).evaluate("valid")
-            out = {"windows": data.num_windows("valid"), "valid_perplexity": result["perplexity"]}
+            out = {"windows": data.num_windows("valid"), "val_perplexity": result["perplexity"]}
     queue.put({"what": what, "peak_rss_mb": _peak_rss_mb(), **out})
 
 

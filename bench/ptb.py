@@ -21,7 +21,7 @@ from common import RESULTS, ROOT, ptb_path, write_result
 
 # Sukhbaatar et al. (2015), Table 2, Penn Treebank, MemN2N with 6 hops, memory 100,
 # 150 dimensions, after full training (up to 100 epochs with annealing).
-PAPER_TABLE2 = {"valid_perplexity": 122, "test_perplexity": 115}
+PAPER_TABLE2 = {"val_perplexity": 122, "test_perplexity": 115}
 
 
 def run(preset: str, epochs: float, corpus: Path, out: Path) -> dict:
@@ -42,11 +42,11 @@ def run(preset: str, epochs: float, corpus: Path, out: Path) -> dict:
     result = train(config, out, corpus=data, resume=resume)
     wall = time.perf_counter() - t0
     metrics = runrecord.read_metrics(out)
-    evals = metrics[metrics["valid_loss"].notna()]
+    evals = metrics[metrics["val_loss"].notna()]
     test = evals["test_perplexity"] if "test_perplexity" in evals else [float("nan")] * len(evals)
-    curve = [{"epoch": round(float(e), 3), "valid_perplexity": float(v),
+    curve = [{"epoch": round(float(e), 3), "val_perplexity": float(v),
               "test_perplexity": float(t) if t == t else None, "learning_rate": float(lr)}
-             for e, v, t, lr in zip(evals["epoch"], evals["valid_perplexity"], test, evals["learning_rate"])]
+             for e, v, t, lr in zip(evals["epoch"], evals["val_perplexity"], test, evals["learning_rate"])]
     s = result.summary
     return {"preset": preset, "date": time.strftime("%Y-%m-%d"), "run_dir": str(out.relative_to(ROOT)),
             "status": s["status"], "steps": s["steps"],
@@ -67,11 +67,11 @@ def main() -> None:
     for r in results:
         for point in r["curve"]:
             test = f"{point['test_perplexity']:.1f}" if point["test_perplexity"] is not None else "-"
-            print(f"{r['preset']:<11}{point['epoch']:>7.2f}{point['valid_perplexity']:>11.1f}{test:>10}"
+            print(f"{r['preset']:<11}{point['epoch']:>7.2f}{point['val_perplexity']:>11.1f}{test:>10}"
                   f"{point['learning_rate']:>9.4f}")
         rate = f"{r['samples_per_s']:.0f} samples/s this call" if r["samples_per_s"] else "nothing left to train"
         print(f"{r['preset']:<11} {r['status']}, {rate}")
-    print(f"{'paper T.2':<11}{'full':>7}{PAPER_TABLE2['valid_perplexity']:>11}{PAPER_TABLE2['test_perplexity']:>10}")
+    print(f"{'paper T.2':<11}{'full':>7}{PAPER_TABLE2['val_perplexity']:>11}{PAPER_TABLE2['test_perplexity']:>10}")
     # Presets not run this time keep their earlier entries, so each can be rerun alone.
     earlier = RESULTS / "ptb.json"
     if earlier.is_file():

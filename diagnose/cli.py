@@ -132,7 +132,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     s = result.summary
     final = s["final"]
     click.echo(f"{s['status']}: {s['steps']} steps, train loss {_fmt(final['train_loss'])}, "
-               f"valid loss {_fmt(final['valid_loss'])} (perplexity {_fmt(final['valid_perplexity'], 1)}), "
+               f"valid loss {_fmt(final['val_loss'])} (perplexity {_fmt(final['val_perplexity'], 1)}), "
                f"{_fmt(s['samples_per_s'], 0)} samples/s -> {result.run_dir}")
     if s.get("error"):
         click.echo(f"  {s['error']}")
@@ -218,8 +218,8 @@ def run_ablation(spec, out, seeds, max_seeds, steps, corpus, synthetic, jobs, ex
         for r in rows:
             n = r["completed"] + r["diverged"] + r["failed"]
             tag = "" if not (r["diverged"] or r["failed"]) else f"  [{r['diverged']} diverged, {r['failed']} failed]"
-            click.echo(f"{r['variant']:<{width}}  {n:>4}  {_fmt(r['valid_loss_mean'])} ± "
-                       f"{_fmt(r['valid_loss_sd'])}{tag}")
+            click.echo(f"{r['variant']:<{width}}  {n:>4}  {_fmt(r['val_loss_mean'])} ± "
+                       f"{_fmt(r['val_loss_sd'])}{tag}")
         click.echo(f"{t['runs']} runs: {t['completed']} completed, {t['diverged']} diverged, {t['failed']} failed "
                    f"-> {out}")
         click.echo(format_verdict(verdict))
@@ -355,7 +355,7 @@ def report(paths, out, force):
 
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--metric", default="loss", show_default=True, help="A metrics.csv column, e.g. valid_loss.")
+@click.option("--metric", default="loss", show_default=True, help="A metrics.csv column, e.g. val_loss.")
 @click.option("--out", "out", default="compare.png", show_default=True, type=click.Path(dir_okay=False),
               callback=_given, help="PNG file to write.")
 @click.option("--force", is_flag=True, help="Replace a file --out names that compare did not write.")

@@ -129,8 +129,8 @@ class StepsBar:
 
     def _describe(self) -> str:
         text = f"loss {self.last.get('loss', float('nan')):.3f}"
-        if self.last.get("valid_loss") is not None:
-            text += f" valid {self.last['valid_loss']:.3f}"
+        if self.last.get("val_loss") is not None:
+            text += f" valid {self.last['val_loss']:.3f}"
         return text
 
     def __exit__(self, *exc):

@@ -26,10 +26,15 @@ run directory goes through it. A run directory holds:
                               (nats per token for the built-in MemN2N's cross-entropy)
     ``accuracy``              mean training accuracy over the interval (next-token for MemN2N)
     ``learning_rate``         the rate in force at the end of the interval
-    ``valid_loss``            validation loss, in the same units, empty when not computed
-    ``valid_accuracy``        validation accuracy, empty when not computed
-    ``valid_perplexity``      exp(valid_loss), empty when not computed
+    ``val_loss``              validation loss, in the same units, empty when not computed
+    ``val_accuracy``          validation accuracy, empty when not computed
     ========================  ==============================================================
+
+    Validation columns carry Keras' names (``History``'s keys): ``val_loss``, ``val_accuracy``,
+    and any other metric the model compiled under the name Keras logs it (``val_mae``,
+    ``val_auc``). The built-in MemN2N also writes ``val_perplexity``, exp(val_loss). A record
+    written before these names (``valid_loss``, ``valid_accuracy``, ``valid_perplexity``,
+    ``valid_loss/NAME``) reads as if written with them (:func:`keras_name`).
 
     Instrument columns follow: means over the healthy steps of the interval, one
     family at a time (gradients, updates, attention, branch balance, output health,
@@ -58,8 +63,8 @@ run directory goes through it. A run directory holds:
         {"schema": 1, "status": "running" | "completed" | "diverged" | "failed",
          "error": null | "one line",          # for failed / diverged runs
          "steps": int, "epochs": float,
-         "final": {"train_loss", "valid_loss", "valid_perplexity", "valid_accuracy"},
-         "best":  {"valid_loss", "valid_perplexity", "step"},
+         "final": {"train_loss", "val_loss", "val_perplexity", "val_accuracy"},
+         "best":  {"val_loss", "val_perplexity", "step"},
          "baselines": {"ln_vocab", "unigram_entropy", "bayes_floor" | null,
                        "loss_at_step0"},          # validation loss before training
          "diverged_at": null | {"step", "variable"},   # first non-finite loss/gradient
@@ -81,7 +86,7 @@ run directory goes through it. A run directory holds:
     ``target_variance`` for a regression, ``constant_loss`` (the best constant
     prediction under the compiled loss, whatever it is), and ``loss_at_step0`` (the
     probe batch's loss before training). Its losses are in the compiled loss's units,
-    per example (a loss summed over the batch is divided by its rows; ``valid_loss`` by
+    per example (a loss summed over the batch is divided by its rows; ``val_loss`` by
     the validation batch size). It also writes ``contract``, the model-task contract
     read before the first step (:func:`diagnose.instruments.contract.task_contract`)::
 
@@ -103,7 +108,7 @@ run directory goes through it. A run directory holds:
     A model with several outputs records ``loss`` as Keras' loss_weights-weighted sum
     of its outputs' losses, and each output's own columns as ``COLUMN/NAME`` (NAME the
     output's name, as Keras names it in ``History``): ``loss/NAME``, ``accuracy/NAME``
-    (a classifier output), ``valid_loss/NAME``, ``valid_accuracy/NAME`` and
+    (a classifier output), ``val_loss/NAME``, ``val_accuracy/NAME`` and
     ``probe_task_error/NAME``, and a classifier output's health (``max_prob/NAME``,
     ``target_prob/NAME``, ``target_at_floor/NAME``, ``out_zero_frac/NAME``,
     ``out_dead_rows/NAME``). Its contract has the whole model's facts (batch size,
@@ -152,8 +157,10 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
 ATTENTION, TENSORBOARD, CHECKPOINT = "attention.csv", "tb", "checkpoint"
-BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "learning_rate",
-                "valid_loss", "valid_accuracy", "valid_perplexity")
+BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "learning_rate", "val_loss", "val_accuracy")
+# The prefix the record's validation columns had before they took Keras' names (val_loss: val_loss).
+_OLD_VALIDATION = "valid_"
+
 STATUSES = ("running", "completed", "diverged", "failed")
 PROOF = "proof"
 _RECORD_NAMES = (CONFIG, METRICS, SUMMARY, ATTENTION, TENSORBOARD, CHECKPOINT, PROOF, "report")
@@ -163,7 +170,7 @@ __all__ = ["SCHEMA_VERSION", "PROOF", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHE
            "read_json", "write_config", "write_metrics", "write_summary", "read_config", "read_summary",
            "read_metrics", "is_run_dir", "readable_problems", "write_attention", "load_run", "require_record",
            "not_a_record",
-           "read_rows", "begin_record", "start_record", "PendingWrite", "write_end", "record_problems"]
+           "read_rows", "keras_name", "begin_record", "start_record", "PendingWrite", "write_end", "record_problems"]
 
 # What check and report say of a record whose summary still reads "running".
 NEVER_FINISHED = "this run never finished (status running: interrupted or still training)"
@@ -254,9 +261,11 @@ def load_run(run_dir: str | os.PathLike, tidy: bool = True) -> pandas.DataFrame:
         run_dir: a run directory.
         tidy: True gives long form, one row per (step, metric): columns ``run``,
             ``step``, ``epoch``, ``metric``, ``value`` (NaN cells dropped); False
-            gives ``metrics.csv`` as it is, one row per logged step.
+            gives ``metrics.csv``'s columns, one row per logged step.
 
-    The frame's ``attrs`` carry ``config`` and ``summary`` (dicts).
+    ``epoch`` is the epoch a row's step belongs to, counted from 0 as Keras' ``History.epoch``:
+    steps are 1-based, so step s of epochs of E steps is in epoch (s - 1) // E (the last step
+    of the first epoch is in epoch 0). The frame's ``attrs`` carry ``config`` and ``summary`` (dicts).
 
     Raises:
         DiagnoseError: ``run_dir`` is missing, a file, an ablation directory, holds no
@@ -265,6 +274,9 @@ def load_run(run_dir: str | os.PathLike, tidy: bool = True) -> pandas.DataFrame:
     run_dir = Path(run_dir)
     require_record(run_dir)
     wide = read_metrics(run_dir)
+    summary = read_summary(run_dir) if (run_dir / SUMMARY).is_file() else None
+    if "epoch" in wide and "step" in wide:
+        wide["epoch"] = _epoch_of_step(wide["step"], wide["epoch"], summary)
     if tidy:
         frame = wide.melt(id_vars=["step", "epoch"], var_name="metric", value_name="value").dropna(subset=["value"])
         frame.insert(0, "run", run_dir.name)
@@ -272,8 +284,24 @@ def load_run(run_dir: str | os.PathLike, tidy: bool = True) -> pandas.DataFrame:
     else:
         frame = wide
     frame.attrs["config"] = read_config(run_dir)
-    frame.attrs["summary"] = read_summary(run_dir) if (run_dir / SUMMARY).is_file() else None
+    frame.attrs["summary"] = summary
     return frame
+
+
+def _epoch_of_step(steps, epochs, summary: dict | None):
+    """The epoch (from 0) each step belongs to: (step - 1) // E, with E the steps per epoch as the Keras
+    run's contract read it, else as the rows' fractional epochs done (step / E) give it."""
+    import numpy as np
+
+    steps = steps.to_numpy(dtype=float)
+    per_epoch = ((summary or {}).get("contract") or {}).get("steps_per_epoch")
+    if not (isinstance(per_epoch, (int, float)) and per_epoch > 0):
+        done = epochs.to_numpy(dtype=float)
+        known = (steps > 0) & (done > 0) & np.isfinite(done)
+        if not known.any():
+            return epochs
+        per_epoch = float(np.median(steps[known] / done[known]))
+    return np.maximum((steps - 1) // round(per_epoch), 0).astype(int)
 
 
 def _csv_value(v: Any) -> Any:
@@ -299,12 +327,23 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     return read_json(Path(run_dir) / CONFIG)
 
 
+def keras_name(column: str) -> str:
+    """A column's name as the record writes it now: a validation column written under its old name
+    (``val_loss``, ``val_accuracy/NAME``) as Keras names it (``val_loss``, ``val_accuracy/NAME``)."""
+    return "val_" + column[len(_OLD_VALIDATION):] if column.startswith(_OLD_VALIDATION) else column
+
+
 def read_summary(run_dir: str | os.PathLike) -> dict:
-    return read_json(Path(run_dir) / SUMMARY)
+    """``summary.json``, its ``final`` and ``best`` figures under the columns' names (:func:`keras_name`)."""
+    summary = read_json(Path(run_dir) / SUMMARY)
+    for key in ("final", "best"):
+        if isinstance(summary.get(key), dict):
+            summary[key] = {keras_name(k): v for k, v in summary[key].items()}
+    return summary
 
 
 def read_metrics(run_dir: str | os.PathLike):
-    """``metrics.csv`` as a pandas DataFrame (empty cells are NaN).
+    """``metrics.csv`` as a pandas DataFrame (empty cells are NaN), its columns as :func:`keras_name` names them.
 
     Raises:
         RecordError: the file is missing, empty or not a CSV table, naming it.
@@ -313,7 +352,7 @@ def read_metrics(run_dir: str | os.PathLike):
 
     path = Path(run_dir) / METRICS
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path).rename(columns=keras_name)
     except FileNotFoundError:
         raise RecordError(f"{path} is missing") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -326,13 +365,14 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 
 def read_rows(run_dir: str | os.PathLike) -> tuple[list[dict], list[dict]]:
-    """``metrics.csv`` and ``attention.csv`` as lists of row dicts (empty cells left out)."""
+    """``metrics.csv`` and ``attention.csv`` as lists of row dicts (empty cells left out; columns as
+    :func:`keras_name` names them)."""
     def rows(name):
         path = Path(run_dir) / name
         if not path.is_file():
             return []
         with open(path, encoding="utf-8", newline="") as fh:
-            return [{k: _parse_cell(k, v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
+            return [{keras_name(k): _parse_cell(k, v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
     return rows(METRICS), rows(ATTENTION)
 
 

@@ -143,8 +143,8 @@ def _row(ax, row: Row, y: float, unit: str) -> None:
             markerfacecolor=color if filled else "white", markeredgewidth=1.5, zorder=3)
     note = []
     if e.share is not None:
-        verb = "opens" if e.side == "break" else "closes"
-        note.append(f"{verb} {e.share:.0%}" if e.share >= 0 else f"widens {-e.share:.0%}")
+        verb = ("opens", "narrows") if e.side == "break" else ("closes", "widens")  # by the share's sign
+        note.append(f"{verb[0]} {e.share:.0%}" if e.share >= 0 else f"{verb[1]} {-e.share:.0%}")
     else:
         note.append(f"{num(e.effect.mean, signed=True)} {unit}")
     if status != "established":
@@ -203,7 +203,7 @@ def headline_curves(head: Headline, refs: dict, out_png: str | Path, width: floa
         # The fix dashed and on top: where it is the reference's runs (or ends on them) both stay visible.
         style = "--" if role == "fix" else "-"
         line = seed_band(ax, runs, "loss", color=COLORS[role], label=label, linestyle=style)
-        valid = seed_band(ax, runs, "valid_loss", color=COLORS[role], linestyle=":", band=False)
+        valid = seed_band(ax, runs, "val_loss", color=COLORS[role], linestyle=":", band=False)
         for drawn in (line, valid):
             if drawn is not None:
                 data = np.asarray(drawn.get_ydata(), dtype=float)

@@ -13,24 +13,29 @@ from diagnose.report_data import RunInfo, VariantInfo
 from . import panels, plots, svg
 from .plots import metrics, num, save
 
-__all__ = ["run_figure", "family_side_by_side", "attention_side_by_side", "RUN_PANELS"]
+__all__ = ["run_figure", "run_panels", "family_side_by_side", "attention_side_by_side", "RUN_PANELS"]
 
 # A run page's panels, in reading order: the curve, then what moves the weights, then what the model computes.
 RUN_PANELS = ("loss", "gradients", "updates", "attention-entropy", "branches", "output", "attention-map")
 _WIDTH, _ROW = 1340, 290  # px: the page's width, four panels a row
 
 
+def run_panels(run: RunInfo) -> list[str]:
+    """The panels of :data:`RUN_PANELS` a run's page shows: the loss, and each family the run recorded
+    (a Keras model's record has no attention or position tables: no empty panels for them)."""
+    return [fid for fid in RUN_PANELS if fid == "loss" or panels.has_data([run.path], fid)]
+
+
 def run_figure(run: RunInfo, refs: dict, out_svg: str | Path) -> Path:
-    """Every family of one run as one SVG: loss, gradients, updates, attention, branch balance, output.
+    """Every family of one run that it recorded as one SVG (:func:`run_panels`): loss, gradients, updates,
+    attention, branch balance, output.
 
     Plain SVG (:mod:`diagnose.reports.svg`), not matplotlib: a study has a hundred and more
     run pages, and a matplotlib figure of these panels costs about a second each.
-    Panels without data in this run say so instead of vanishing, so every run page
-    has the same layout.
     """
     frame = metrics(run.path)
     charts: list[tuple[object, int]] = []
-    for fid in RUN_PANELS:
+    for fid in run_panels(run):
         if fid == "loss":
             charts.append((_loss_chart(frame, refs), 1))
         elif fid == "attention-map":
@@ -60,7 +65,7 @@ def _series(frame, column: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _loss_chart(frame, refs: dict) -> svg.Chart:
     chart = svg.Chart("Loss", ylabel=refs.get("unit", "nats"))
-    for column, label, color in (("loss", "training loss", svg.COLORS[0]), ("valid_loss", "validation loss", "#000")):
+    for column, label, color in (("loss", "training loss", svg.COLORS[0]), ("val_loss", "validation loss", "#000")):
         found = _series(frame, column)
         if found is not None:
             x, y = found
@@ -68,10 +73,9 @@ def _loss_chart(frame, refs: dict) -> svg.Chart:
     if chart.lines:
         steps = np.concatenate([ln.x for ln in chart.lines])
         ends = np.array([steps.min(), steps.max()])
-        for key, label, color in plots.BASELINES:
-            if refs.get(key) is not None:
-                chart.lines.append(svg.Line(label, ends, np.full(2, float(refs[key])), to_hex(color), width=0.9,
-                                            dashed=True))
+        for key, label, color in plots.baseline_lines(refs):
+            chart.lines.append(svg.Line(label, ends, np.full(2, float(refs[key])), to_hex(color), width=0.9,
+                                        dashed=True))
         # As plots.clip_start: a first loss far above the rest (a clipped cross-entropy near 11) is cut at the frame.
         later = [v for ln in chart.lines[:2] for v in ln.y[len(ln.y) // 10 + 1:] if np.isfinite(v)]
         if later:

@@ -160,12 +160,11 @@ def every_variant(variants: dict[str, list[Path]], out_svg: str | Path, refs: di
     variants = {k: v for k, v in variants.items() if v}
     if not variants:
         raise ValueError("no run with a metrics.csv to plot")
-    refs_lines = [(label, to_hex(color), refs[key]) for key, label, color in plots.BASELINES
-                  if refs.get(key) is not None]
+    refs_lines = [(label, to_hex(color), refs[key]) for key, label, color in plots.baseline_lines(refs)]
     charts, later, steps = [], [], []
     for name, runs in variants.items():
         chart = svg.Chart(name, ylabel=f"loss ({refs.get('unit', 'nats')})", legend=False)
-        for metric, color, shaded in (("loss", svg.COLORS[0], True), ("valid_loss", "#000000", False)):
+        for metric, color, shaded in (("loss", svg.COLORS[0], True), ("val_loss", "#000000", False)):
             found = plots.seed_stats(runs, metric)
             if found is None:
                 continue

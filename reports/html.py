@@ -61,7 +61,8 @@ def _write(data: ReportData, out: Path, previous: Path | None) -> None:
     env = _env()
     pages = _run_figures(data.runs, data.baselines, out, previous)
     for run in data.runs:
-        html = env.get_template("run.html.j2").render(**run_view(run, pages[run.id], data), version=__version__)
+        html = env.get_template("run.html.j2").render(**run_view(run, pages[run.id], data, figures_run.run_panels(run)),
+                                                      version=__version__)
         atomic_write(out / run.page, html)
     html = env.get_template("report.html.j2").render(**index_view(data, figures), version=__version__)
     atomic_write(out / "index.html", html)

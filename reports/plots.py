@@ -25,10 +25,27 @@ from diagnose.findings.base import fmt  # noqa: E402
 from diagnose.report_data import run_label  # noqa: E402
 
 __all__ = ["num", "metrics", "attention", "seed_band", "baselines", "clip_start", "save", "seed_stats", "compare",
-           "distinct_styles", "BASELINES", "MARKERS_BELOW"]
+           "distinct_styles", "BASELINES", "baseline_lines", "baseline_words", "MARKERS_BELOW"]
 
-BASELINES = (("ln_vocab", "ln V", "0.55"), ("unigram_entropy", "unigram entropy", "tab:orange"),
-             ("bayes_floor", "Bayes floor", "tab:green"))
+# The reference losses drawn as dashed lines: (key in the axis' refs, label, colour, what it is).
+BASELINES = (("ln_vocab", "ln V", "0.55", "uniform guess"),
+             ("unigram_entropy", "unigram entropy", "tab:orange", "word frequencies only"),
+             ("bayes_floor", "Bayes floor", "tab:green", "the best any model can do"))
+# A Keras model's: what a model that learned nothing scores (summary.json's baselines).
+KERAS_BASELINES = (("ln_vocab", "ln(classes)", "0.55", "a uniform guess"),
+                   ("constant_loss", "best constant prediction", "tab:orange", "the label frequencies alone"))
+
+
+def baseline_lines(refs: dict) -> list[tuple[str, str, str]]:
+    """(key, label, colour) of each reference loss the axis has: a Keras model's or the corpus's."""
+    table = KERAS_BASELINES if refs.get("kind") == "keras" else BASELINES
+    return [(key, label, color) for key, label, color, _ in table if refs.get(key) is not None]
+
+
+def baseline_words(refs: dict) -> str:
+    """The dashed lines in a caption's words ("ln V (uniform guess), ..."); empty without any."""
+    table = KERAS_BASELINES if refs.get("kind") == "keras" else BASELINES
+    return ", ".join(f"{label} ({what})" for key, label, _, what in table if refs.get(key) is not None)
 # Below this many points a curve gets markers: a validation curve of a few passes
 # reads as points joined, not as a smooth line it is not.
 MARKERS_BELOW = 30
@@ -120,8 +137,8 @@ def seed_band(ax, runs: list[Path], metric: str, *, color: str, label: str | Non
 
 
 def baselines(ax, values: dict, *, labels: bool = True) -> None:
-    """The corpus's reference losses as dashed lines: ln V (uniform guess), unigram entropy, Bayes floor."""
-    for key, label, color in BASELINES:
+    """The reference losses as dashed lines (:func:`baseline_lines`)."""
+    for key, label, color in baseline_lines(values):
         if values.get(key) is not None:
             ax.axhline(values[key], color=color, linewidth=0.8, linestyle="--", label=label if labels else None)
 
@@ -180,6 +197,7 @@ def compare(run_dirs: list[str | Path], out_png: str | Path, metric: str = "loss
     Raises:
         ValueError: no run has the metric (the message lists what they have).
     """
+    metric = runrecord.keras_name(metric)  # an old name (valid_loss) asks for what the record calls it now
     groups: dict[str, list[Path]] = {}
     names: dict[str, list[tuple]] = {}
     for path in map(Path, run_dirs):
@@ -206,7 +224,9 @@ def compare(run_dirs: list[str | Path], out_png: str | Path, metric: str = "loss
             drawn += 1
     if not drawn:
         plt.close(fig)
-        known = ", ".join(sorted(c for c in seen if c not in ("step", "epoch"))[:12])
+        # Every column the runs have: the record's own curves first (loss, val_loss...), then the instruments'.
+        base = [c for c in runrecord.BASE_COLUMNS if c in seen and c not in ("step", "epoch")]
+        known = ", ".join(base + sorted(c for c in seen if c not in base and c not in ("step", "epoch")))
         raise ValueError(f"no run has a '{metric}' column; try one of: {known}")
     values = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
     if values and min(values) > 0 and max(values) / min(values) > 100:

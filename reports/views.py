@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from diagnose.report_data import ReportData, RunInfo, VariantInfo
 from diagnose.report_data.contrasts import Suspect
-from .plots import num
+from .plots import baseline_words, num
 
 __all__ = ["index_view", "run_view", "PANEL_CAPTIONS", "SIDE_BY_SIDE"]
 
@@ -62,7 +62,11 @@ def index_view(data: ReportData, figures: dict[str, str]) -> dict:
                          "caption": f"{caption} Shown for {side}.", "alt": f"{title} of {side}"}
                         for fid, title, caption in _DIAGNOSTICS
                         if fid in figures and not (fid == "loss" and data.kind == "study")],
-        "every_variant": figures.get("every-variant"),
+        "every_variant": figures.get("every-variant"), "every_variant_lines": baseline_words(data.baselines),
+        "every_variant_stuck": ("A model stuck at the unigram line ignores its input."
+                                if data.baselines.get("unigram_entropy") is not None else
+                                "A model stuck at the best constant prediction ignores its input."
+                                if data.baselines.get("constant_loss") is not None else ""),
         "table": [_row(v) for v in data.variants.values()], "outcome": data.outcome,
     }
 
@@ -106,7 +110,8 @@ def _first_screen(data: ReportData, figures: dict[str, str]) -> dict | None:
     if "loss" in figures:
         curves = {"file": figures["loss"], "alt": f"Loss curves of {', '.join(shown)} over seeds",
                   "caption": (f"Training loss of {', '.join(shown)}: line the mean over seeds, band their range; "
-                              "dotted points: validation passes; dashed: ln V, unigram entropy, Bayes floor.")}
+                              "dotted points: validation passes"
+                              + (f"; dashed: {lines}." if (lines := baseline_words(data.baselines)) else "."))}
     return {"verdict": {"file": figures["verdict"], "caption": caption,
                         "alt": f"Each switch's effect on the {data.outcome} with its interval, established, "
                                "negligible or inconclusive, and the share of the gap it closes"},
@@ -185,15 +190,40 @@ def _proof_fact(run: RunInfo) -> str:
             + (f" ({untested} not tested)" if untested else "") + " (each below)")
 
 
-def run_view(run: RunInfo, figure: str, data: ReportData) -> dict:
-    """A run page's context (see templates/run.html.j2)."""
+# What each panel of a run's figure shows, in its caption's words (ids: figures_run.RUN_PANELS).
+_RUN_CAPTIONS = {
+    "gradients": "gradient norms per variable before clipping",
+    "updates": "update-to-weight ratios",
+    "attention-entropy": "attention entropy per hop",
+    "branches": "branch balance (a position table against its content; an H term against the read-out)",
+    "output": "output health",
+    "attention-map": "where attention lands early and late in training (right: the current word)",
+}
+_RUN_ALT = {"loss": "loss", "gradients": "gradient norms", "updates": "update ratios", "attention-entropy": "attention",
+            "branches": "branch balance", "output": "output health", "attention-map": "attention"}
+
+
+def _run_caption(shown: list[str], refs: dict) -> str:
+    """The run figure's caption, naming only the panels it has, in their order."""
+    lines = baseline_words(refs)
+    parts = ["loss (training line, validation points" + (f"; dashed: {lines})" if lines else ")")]
+    parts += [_RUN_CAPTIONS[fid] for fid in shown if fid in _RUN_CAPTIONS]
+    text = "; ".join(parts)
+    return f"{text[0].upper()}{text[1:]}."
+
+
+def run_view(run: RunInfo, figure: str, data: ReportData, shown: list[str] | None = None) -> dict:
+    """A run page's context (see templates/run.html.j2); ``shown``: the panels its figure has
+    (:func:`~diagnose.reports.figures_run.run_panels`), which its caption and alt text name."""
+    shown = ["loss", *_RUN_CAPTIONS] if shown is None else shown
     s = run.summary
     final = s.get("final") or {}
     facts = [("run", run.id), ("status", s.get("status")), ("proof", _proof_fact(run)), ("steps", s.get("steps")),
              ("final training loss", num(final.get("train_loss"))),
-             ("final validation loss", num(final.get("valid_loss"))),
-             ("validation accuracy", num(final.get("valid_accuracy"))),
-             ("wall time (s)", num(s.get("wall_time_s")))]
+             ("final validation loss", num(final.get("val_loss")))]
+    if final.get("val_accuracy") is not None:  # a model that compiled no accuracy has none to show
+        facts.append(("final validation accuracy", num(final.get("val_accuracy"))))
+    facts.append(("wall time (s)", num(s.get("wall_time_s"))))
     if s.get("error"):
         facts.append(("error", s["error"]))
     variant = data.variants.get(run.variant)
@@ -204,6 +234,7 @@ def run_view(run: RunInfo, figure: str, data: ReportData) -> dict:
     if also:
         facts.append(("also the run of", ", ".join(also)))
     return {"title": run.label, "facts": facts, "notes": run.problems, "figure": figure,
-            "alt": f"Loss, gradient norms, update ratios, attention, branch balance and output health of {run.label}",
+            "caption": _run_caption(shown, data.baselines),
+            "alt": f"{', '.join(dict.fromkeys(_RUN_ALT[f] for f in shown)).capitalize()} of {run.label}",
             "findings": [{**f, "anchor": None, "seeds": None} for f in run.findings], "siblings": siblings,
             "config": config, "source": data.source}

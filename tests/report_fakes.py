@@ -65,11 +65,11 @@ def write_run(run, final: float, *, steps: int = 200, position: float | None = 0
         if position is not None:
             row["rms/A/position"] = position
         if step in (0, steps // 2, steps):
-            row["valid_loss"] = LN_V + (final - LN_V) * frac ** 0.5
+            row["val_loss"] = LN_V + (final - LN_V) * frac ** 0.5
         rows.append(row)
     runrecord.write_metrics(run, rows)
     runrecord.write_config(run, model={"output": "softmax"}, data={}, train={"seed": 0})
-    runrecord.write_summary(run, {"status": status, "steps": steps, "final": {"valid_loss": final},
+    runrecord.write_summary(run, {"status": status, "steps": steps, "final": {"val_loss": final},
                                   "baselines": dict(REFS)})
     attention = []
     for step in (steps // 10, steps):

@@ -10,12 +10,12 @@ def record_files(config: dict, status: str = "completed", loss: float = 2.0, ste
     steps = steps or config["train"]["steps"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["step", "epoch", "loss", "accuracy", "learning_rate", "valid_loss", "valid_accuracy",
-                     "valid_perplexity"])
+    writer.writerow(["step", "epoch", "loss", "accuracy", "learning_rate", "val_loss", "val_accuracy",
+                     "val_perplexity"])
     for step in sorted({steps // 2, steps}):
         writer.writerow([step, step / 100, loss + 0.5, 0.3, 0.01, loss, 0.3, 7.0])
     summary = {"schema": 1, "status": status, "error": None, "steps": steps,
-               "final": {"train_loss": loss + 0.5, "valid_loss": loss}, "baselines": {"ln_vocab": 3.555},
+               "final": {"train_loss": loss + 0.5, "val_loss": loss}, "baselines": {"ln_vocab": 3.555},
                "wall_time_s": 0.01}
     return {"config.json": json.dumps({"schema": 1, **config}).encode(), "metrics.csv": buf.getvalue().encode(),
             "summary.json": json.dumps(summary).encode()}

@@ -38,9 +38,9 @@ def healthy_metrics(n: int = N) -> pd.DataFrame:
     cols = {"step": step, "epoch": step / 500, "loss": loss, "accuracy": 0.3 + 0.1 * (1 - np.exp(-step / 250)),
             "learning_rate": np.full(n, 0.01)}
     validated = (np.arange(n) % 5) == 4
-    cols["valid_loss"] = np.where(validated, loss + 0.05, np.nan)
-    cols["valid_accuracy"] = np.where(validated, 0.35, np.nan)
-    cols["valid_perplexity"] = np.exp(cols["valid_loss"])
+    cols["val_loss"] = np.where(validated, loss + 0.05, np.nan)
+    cols["val_accuracy"] = np.where(validated, 0.35, np.nan)
+    cols["val_perplexity"] = np.exp(cols["val_loss"])
     cols["grad_norm/global"] = 3 + rng.normal(0, 0.2, n)
     for name in VARIABLES:
         cols[f"grad_norm/{name}"] = 1 + rng.normal(0, 0.05, n)
@@ -75,10 +75,10 @@ def healthy_attention(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def healthy_summary(metrics: pd.DataFrame) -> dict:
-    valid = metrics["valid_loss"].dropna()
+    valid = metrics["val_loss"].dropna()
     return {"status": "completed", "error": None, "steps": int(metrics["step"].iloc[-1]),
-            "final": {"train_loss": float(metrics["loss"].iloc[-1]), "valid_loss": float(valid.iloc[-1])},
-            "best": {"valid_loss": float(valid.min()), "step": int(metrics.loc[valid.idxmin(), "step"])},
+            "final": {"train_loss": float(metrics["loss"].iloc[-1]), "val_loss": float(valid.iloc[-1])},
+            "best": {"val_loss": float(valid.min()), "step": int(metrics.loc[valid.idxmin(), "step"])},
             "baselines": dict(BASELINES), "diverged_at": None}
 
 
@@ -208,15 +208,15 @@ def test_tiny_steps_fires_and_blames_a_mean_reduced_loss():
 # --- symptoms ---------------------------------------------------------------------------------
 
 def test_ignores_input_fires_at_unigram_loss_with_useless_probes():
-    view = perturb(healthy_view(), summary={"final": {"train_loss": 3.42, "valid_loss": 3.41}},
+    view = perturb(healthy_view(), summary={"final": {"train_loss": 3.42, "val_loss": 3.41}},
                    probe_loss_shuffled=lambda s: np.where(np.isnan(healthy_metrics()["probe_loss_real"]), np.nan, 3.0),
                    probe_loss_zeroed=lambda s: np.where(np.isnan(healthy_metrics()["probe_loss_real"]), np.nan, 2.99))
     f = fire(rule("ignores_input"), view)
     assert (f.id, f.kind, f.severity) == ("ignores-input", "symptom", "high")
     assert evidence_of(f, "probe_loss_shuffled").observed == pytest.approx(3.0)
-    assert evidence_of(f, "summary.final.valid_loss").observed == pytest.approx(3.41)
+    assert evidence_of(f, "summary.final.val_loss").observed == pytest.approx(3.41)
     # The same loss with probes that show the input matters is not "ignoring the input".
-    assert rule("ignores_input")(perturb(healthy_view(), summary={"final": {"valid_loss": 3.41}})) is None
+    assert rule("ignores_input")(perturb(healthy_view(), summary={"final": {"val_loss": 3.41}})) is None
 
 
 def test_attention_uniform_fires_when_every_hop_is_near_uniform():
@@ -235,7 +235,7 @@ def test_attention_collapsed_fires_when_one_slot_wins_late():
     pos = [f"pos{i}" for i in range(M)]
     attention.loc[late_rows, pos] = 0
     attention.loc[late_rows, "pos7"] = 640
-    stuck = {"final": {"train_loss": 3.3, "valid_loss": 3.3}}  # a fifth of the way to the floor
+    stuck = {"final": {"train_loss": 3.3, "val_loss": 3.3}}  # a fifth of the way to the floor
     f = fire(rule("attention_collapsed"), perturb(healthy_view(), attention=attention, summary=stuck))
     assert (f.id, f.kind) == ("attention-collapsed", "symptom")
     e = evidence_of(f, "attention.csv hop1 pos7")
@@ -340,12 +340,12 @@ def test_plateau_well_above_the_floor():
 
 
 def test_overfitting_valid_rising_while_train_falls():
-    view = perturb(healthy_view(), valid_loss=lambda s: np.where(
+    view = perturb(healthy_view(), val_loss=lambda s: np.where(
         (s // LOG_EVERY) % 5 == 0, 3.2 + 0.5 * ((s - 500) / 500) ** 2, np.nan))
     f = fire(rule("overfitting"), view)
     assert (f.id, f.kind) == ("overfitting", "symptom")
-    assert evidence_of(f, "valid_loss (best)").steps == (500, 500)
-    assert evidence_of(f, "valid_loss (final - best)").observed == pytest.approx(0.5)
+    assert evidence_of(f, "val_loss (best)").steps == (500, 500)
+    assert evidence_of(f, "val_loss (final - best)").observed == pytest.approx(0.5)
     assert f.title == "Overfitting: validation loss up 0.500 nats since step 500"
     # A Keras model under a squared error: the same figure, in its loss's units.
     mse = perturb(view, model={"kind": "keras", "loss": "mse"}, summary={"baselines": {"target_variance": 1.0}})

@@ -381,10 +381,10 @@ def test_a_network_with_no_nonlinearity_that_failed():
 def test_class_imbalance_when_the_model_predicts_the_majority():
     facts = contract(kind="sparse", name="sparsecategoricalcrossentropy", structure="class-indices",
                      majority_share=0.96, majority_class=0)
-    at_prior = record(loss=lambda s: np.full(len(s), 0.17), valid_accuracy=np.full(40, 0.96))
+    at_prior = record(loss=lambda s: np.full(len(s), 0.17), val_accuracy=np.full(40, 0.96))
     summary = {"baselines": {"unigram_entropy": 0.168, "loss_at_step0": 0.7}}
     assert rule("class-imbalance")(view(at_prior, facts, summary=summary)) is not None
-    learned = record(loss=lambda s: np.full(len(s), 0.05), valid_accuracy=np.full(40, 0.99))
+    learned = record(loss=lambda s: np.full(len(s), 0.05), val_accuracy=np.full(40, 0.99))
     assert rule("class-imbalance")(view(learned, facts, summary=summary)) is None
 
 
@@ -468,7 +468,7 @@ def test_padding_made_inside_the_model_is_measured_where_the_embedding_reads_it(
 def test_a_class_weighted_model_is_judged_by_its_balanced_error_not_the_prior_s_loss():
     facts = contract(kind="sparse", name="sparsecategoricalcrossentropy", structure="class-indices",
                      classes_seen=2, majority_share=0.95) | {"weighted": True}
-    weighted = record(loss=lambda s: np.full(len(s), 0.33), valid_loss=np.full(40, 0.33),
+    weighted = record(loss=lambda s: np.full(len(s), 0.33), val_loss=np.full(40, 0.33),
                       probe_task_error=np.full(40, 0.3))  # above the labels' entropy, yet it learned
     summary = {"baselines": {"unigram_entropy": 0.2, "loss_at_step0": 0.7}}
     assert "unexplained" not in ids(check_view(view(weighted, facts, summary=summary)))
@@ -502,7 +502,7 @@ def test_held_out_targets_that_drift_are_judged_against_the_training_constant_sc
     facts = task_contract(model, LossInfo.of(model), train, x[:64], y_valid=valid)
     assert facts["constant_loss_valid"] == pytest.approx(float(np.mean((valid - train.mean()) ** 2)), rel=1e-4)
     summary = {"baselines": {"target_variance": 1.0, "loss_at_step0": 2.0}}
-    drifted = record(loss=lambda s: np.full(len(s), 0.3), valid_loss=np.full(40, 2.0))  # far below 10.0
+    drifted = record(loss=lambda s: np.full(len(s), 0.3), val_loss=np.full(40, 2.0))  # far below 10.0
     assert "unexplained" not in ids(check_view(view(drifted, facts, summary=summary, loss="mse")))
 
 

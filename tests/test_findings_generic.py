@@ -165,9 +165,9 @@ def test_ignores_input_leans_on_the_shuffled_probe():
     probes = dict(probe_loss_real=np.full(40, 1.09), probe_loss_shuffled=np.full(40, 1.09),
                   probe_loss_zeroed=np.full(40, 1.6))  # zeroed inputs out of distribution: costlier for that alone
     flat = record(loss=lambda s: np.full(len(s), 1.09), **probes)
-    assert rule("ignores-input")(view(flat, summary={"final": {"valid_loss": 1.1}})) is not None
+    assert rule("ignores-input")(view(flat, summary={"final": {"val_loss": 1.1}})) is not None
     uses = record(loss=lambda s: np.full(len(s), 1.09), **{**probes, "probe_loss_shuffled": np.full(40, 1.5)})
-    assert rule("ignores-input")(view(uses, summary={"final": {"valid_loss": 1.1}})) is None
+    assert rule("ignores-input")(view(uses, summary={"final": {"val_loss": 1.1}})) is None
 
 
 def test_ignores_input_on_a_regression_compares_with_the_target_variance():

@@ -242,11 +242,11 @@ def test_a_monitor_run_that_trained_on_after_diverging_counts_what_it_had_learne
 
     run = tmp_path / "run"
     runrecord.begin_record(run, model={"kind": "keras", "layers": []}, data={}, train={})
-    rows = [{"step": 4, "loss": 1.0, "valid_loss": 1.05}, {"step": 8, "loss": 1e4},
-            {"step": 12, "loss": 1e12, "valid_loss": 7e14}, {"step": 24, "loss": 5e26, "valid_loss": 6e28}]
+    rows = [{"step": 4, "loss": 1.0, "val_loss": 1.05}, {"step": 8, "loss": 1e4},
+            {"step": 12, "loss": 1e12, "val_loss": 7e14}, {"step": 24, "loss": 5e26, "val_loss": 6e28}]
     runrecord.write_metrics(run, rows)
     summary = {"status": "diverged", "diverged_at": {"step": 8, "variable": "loss"},
-               "final": {"valid_loss": 6e28}, "baselines": {"ln_vocab": math.log(3)}}
+               "final": {"val_loss": 6e28}, "baselines": {"ln_vocab": math.log(3)}}
     runrecord.write_summary(run, summary)
     assert run_outcome(run) == (pytest.approx(1.05), "diverged")  # the validations after step 8 do not count
     runrecord.write_summary(run, {**summary, "diverged_at": {"step": 2, "variable": "loss"}})
@@ -260,16 +260,16 @@ def test_a_validation_beyond_the_divergence_bound_counts_as_the_blow_up_it_shows
     # The training rows had not crossed 100 x ln V yet when the validation at step 12 had.
     run = tmp_path / "run"
     runrecord.begin_record(run, model={"kind": "keras", "layers": []}, data={}, train={})
-    rows = [{"step": 4, "loss": 1.0, "valid_loss": 1.05}, {"step": 8, "loss": 2.0, "valid_loss": 0.95},
-            {"step": 12, "loss": 50.0, "valid_loss": 4.8e4}, {"step": 16, "loss": 30.0, "valid_loss": 0.9}]
+    rows = [{"step": 4, "loss": 1.0, "val_loss": 1.05}, {"step": 8, "loss": 2.0, "val_loss": 0.95},
+            {"step": 12, "loss": 50.0, "val_loss": 4.8e4}, {"step": 16, "loss": 30.0, "val_loss": 0.9}]
     runrecord.write_metrics(run, rows)
-    summary = {"status": "diverged", "diverged_at": {"step": 16, "variable": "loss"}, "final": {"valid_loss": 0.9},
+    summary = {"status": "diverged", "diverged_at": {"step": 16, "variable": "loss"}, "final": {"val_loss": 0.9},
                "baselines": {"ln_vocab": math.log(40)}}
     runrecord.write_summary(run, summary)
     assert run_outcome(run) == (pytest.approx(0.95), "diverged")  # the last quarter of steps 4-8: step 8
     runrecord.write_summary(run, {**summary, "status": "completed", "diverged_at": None})
     assert run_outcome(run)[0] == pytest.approx(0.95)  # a run not marked diverged: the same
-    rows[0]["valid_loss"] = rows[1]["valid_loss"] = 1e6
+    rows[0]["val_loss"] = rows[1]["val_loss"] = 1e6
     runrecord.write_metrics(run, rows)
     assert run_outcome(run)[0] == pytest.approx(math.log(40))  # blown at its first validation: learned nothing
 

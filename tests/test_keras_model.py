@@ -81,7 +81,7 @@ def test_gradients_per_variable_and_relu_output_health(run):
     # T_A and T_C add a table of their own to the embeddings: content and position at each.
     tables = {m.group(1) for c in metrics.columns if (m := re.fullmatch(r"rms/(.+)/position", c))}
     assert len(tables) == 2 and all(f"rms/{t}/content" in metrics.columns for t in tables)
-    assert metrics["probe_loss_real"].notna().any() and metrics["valid_loss"].notna().sum() == 2
+    assert metrics["probe_loss_real"].notna().any() and metrics["val_loss"].notna().sum() == 2
 
 
 def test_update_ratio_matches_weights_read_around_one_step(small_corpus, data):
@@ -174,7 +174,7 @@ def test_binary_classifier_accuracy_is_keras_binary_accuracy(tmp_path, from_logi
     metrics = runrecord.read_metrics(tmp_path)
     # One full batch per epoch: the record's accuracy is Keras' own on the same forward pass.
     np.testing.assert_allclose(metrics["accuracy"].to_numpy(), history.history["accuracy"], atol=1e-6)
-    np.testing.assert_allclose(metrics["valid_accuracy"].to_numpy(), history.history["val_accuracy"], atol=1e-6)
+    np.testing.assert_allclose(metrics["val_accuracy"].to_numpy(), history.history["val_accuracy"], atol=1e-6)
     summary = runrecord.read_summary(tmp_path)
     assert summary["baselines"]["ln_vocab"] == pytest.approx(np.log(2))
     p = target.mean()

@@ -94,7 +94,7 @@ def test_the_headline_limits_come_from_each_curve_s_lowest_point_and_the_fix_is_
         ylim=fig.axes[0].get_ylim(), lines=list(fig.axes[0].get_lines()),
         labels=[t.get_text() for t in fig.legends[0].get_texts()]) or plt.close(fig))
     figures_headline.headline_curves(head, {}, tmp_path / "h.png")
-    lowest = min(np.nanmin(runrecord.read_metrics(low)[c]) for c in ("loss", "valid_loss"))
+    lowest = min(np.nanmin(runrecord.read_metrics(low)[c]) for c in ("loss", "val_loss"))
     assert seen["ylim"][0] < lowest  # nothing of the lowest curve cut
     assert any("the same runs as paper" in t for t in seen["labels"])
     fix = [ln for ln in seen["lines"] if ln.get_color() == "tab:green" and ln.get_linestyle() == "--"]

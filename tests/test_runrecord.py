@@ -90,16 +90,16 @@ def test_config_round_trip_and_is_run_dir(tmp_path):
 def test_metrics_round_trip(tmp_path):
     rows = [
         {"step": 0, "epoch": 0.0, "loss": math.nan, "accuracy": math.nan, "learning_rate": 0.01,
-         "valid_loss": 3.5553480614894135, "valid_accuracy": 0.05, "valid_perplexity": 35.0},
+         "val_loss": 3.5553480614894135, "val_accuracy": 0.05, "val_perplexity": 35.0},
         {"step": 20, "epoch": 0.1 + 0.2, "loss": 1 / 3, "accuracy": 0.125, "learning_rate": np.float64(0.01) / 1.5},
         {"step": 40, "epoch": 0.6, "loss": np.float64(2.0) / 7, "accuracy": 0.25, "learning_rate": 0.01 / 1.5,
-         "valid_loss": 3.1, "valid_accuracy": None, "valid_perplexity": math.exp(3.1)},
+         "val_loss": 3.1, "val_accuracy": None, "val_perplexity": math.exp(3.1)},
     ]
     runrecord.write_metrics(tmp_path, rows)
     df = runrecord.read_metrics(tmp_path)
-    assert list(df.columns) == list(runrecord.BASE_COLUMNS)
+    assert list(df.columns) == [*runrecord.BASE_COLUMNS, "val_perplexity"]  # the built-in MemN2N's own
     assert df["step"].tolist() == [0, 20, 40]
-    for col in runrecord.BASE_COLUMNS:
+    for col in [*runrecord.BASE_COLUMNS, "val_perplexity"]:
         for i, row in enumerate(rows):
             value = row.get(col)
             got = df[col].iloc[i]

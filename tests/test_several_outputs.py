@@ -76,14 +76,14 @@ def test_several_outputs_train_as_under_fit_and_are_recorded_per_output(tmp_path
 
     metrics = runrecord.read_metrics(tmp_path / "run")
     for name in ("age", "kind", "tags"):
-        assert metrics[f"loss/{name}"].notna().all() and metrics[f"valid_loss/{name}"].notna().any()
+        assert metrics[f"loss/{name}"].notna().all() and metrics[f"val_loss/{name}"].notna().any()
         assert metrics[f"probe_task_error/{name}"].notna().any()
     assert "accuracy/kind" in metrics and "accuracy/age" not in metrics
     # The loss is the loss_weights' sum of the outputs' losses (without the L2 penalty), row by row.
     weighted = metrics["loss/age"] * 1.0 + metrics["loss/kind"] * 0.5 + metrics["loss/tags"] * 2.0
     np.testing.assert_allclose(metrics["loss"], weighted, rtol=1e-5)
-    last = metrics.dropna(subset=["valid_loss/kind"]).iloc[-1]
-    assert last["valid_loss/kind"] == pytest.approx(history["val_kind_loss"][-1], rel=1e-6)
+    last = metrics.dropna(subset=["val_loss/kind"]).iloc[-1]
+    assert last["val_loss/kind"] == pytest.approx(history["val_kind_loss"][-1], rel=1e-6)
 
     contract = runrecord.read_summary(tmp_path / "run")["contract"]
     outputs = {o["name"]: o for o in contract["outputs"]}
@@ -215,11 +215,11 @@ def test_each_output_s_loss_options_and_sample_weights_train_as_under_fit(tmp_pa
     assert fit(diagnose.instrument(model), [diagnose.Monitor(tmp_path / "run")]) == expected
     assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), model.get_weights()))
     metrics = runrecord.read_metrics(tmp_path / "run")
-    last = metrics.dropna(subset=["valid_loss"]).iloc[-1]
+    last = metrics.dropna(subset=["val_loss"]).iloc[-1]
     # The summed loss per example, as the others: Keras' val_age_loss is summed over a batch of 64.
-    assert last["valid_loss/age"] == pytest.approx(expected["val_age_loss"][-1] / 64, rel=1e-6)
-    assert last["valid_loss"] == pytest.approx(last["valid_loss/age"] + last["valid_loss/kind"]
-                                               + last["valid_loss/tags"], rel=1e-6)
+    assert last["val_loss/age"] == pytest.approx(expected["val_age_loss"][-1] / 64, rel=1e-6)
+    assert last["val_loss"] == pytest.approx(last["val_loss/age"] + last["val_loss/kind"]
+                                               + last["val_loss/tags"], rel=1e-6)
     assert metrics["loss/age"].max() < 10 * metrics["loss/tags"].max()
 
 

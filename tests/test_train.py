@@ -58,17 +58,17 @@ def test_metrics_csv_rows_and_columns(short_run, small_corpus):
     assert np.all(np.diff(metrics["step"]) > 0)
     steps_per_epoch = small_corpus.num_windows("train") // BATCH
     np.testing.assert_allclose(metrics["epoch"], metrics["step"] / steps_per_epoch, rtol=1e-12)
-    evaluated = metrics["valid_loss"].notna()
+    evaluated = metrics["val_loss"].notna()
     eval_steps = {0} | set(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
     assert set(metrics.loc[evaluated, "step"]) == eval_steps
-    for col in ("valid_accuracy", "valid_perplexity"):
+    for col in ("val_accuracy", "val_perplexity"):
         assert (metrics[col].notna() == evaluated).all()
-    np.testing.assert_allclose(metrics.loc[evaluated, "valid_perplexity"],
-                               np.exp(metrics.loc[evaluated, "valid_loss"]), rtol=1e-9)
+    np.testing.assert_allclose(metrics.loc[evaluated, "val_perplexity"],
+                               np.exp(metrics.loc[evaluated, "val_loss"]), rtol=1e-9)
     trained = metrics[metrics["step"] > 0]
     assert trained["loss"].notna().all() and np.isfinite(trained["loss"]).all()
     assert trained["accuracy"].between(0, 1).all()
-    assert metrics.loc[evaluated, "valid_accuracy"].between(0, 1).all()
+    assert metrics.loc[evaluated, "val_accuracy"].between(0, 1).all()
     # Step 0 has no training interval behind it.
     assert math.isnan(metrics["loss"].iloc[0])
     # The rate starts at the configured one and only ever drops by the anneal factor.
@@ -92,13 +92,13 @@ def test_summary_json(short_run, small_corpus):
     assert baselines["bayes_floor"] == pytest.approx(small_corpus.stats["bayes_floor"], abs=1e-12)
     assert baselines["unigram_entropy"] == pytest.approx(small_corpus.stats["unigram_entropy"], abs=1e-12)
     metrics = runrecord.read_metrics(out)
-    valid = metrics[metrics["valid_loss"].notna()]
-    assert summary["final"]["valid_loss"] == pytest.approx(valid["valid_loss"].iloc[-1], rel=1e-12)
+    valid = metrics[metrics["val_loss"].notna()]
+    assert summary["final"]["val_loss"] == pytest.approx(valid["val_loss"].iloc[-1], rel=1e-12)
     trained_valid = valid[valid["step"] > 0]
-    best = trained_valid["valid_loss"].idxmin()
-    assert summary["best"]["valid_loss"] == pytest.approx(trained_valid.loc[best, "valid_loss"], rel=1e-12)
+    best = trained_valid["val_loss"].idxmin()
+    assert summary["best"]["val_loss"] == pytest.approx(trained_valid.loc[best, "val_loss"], rel=1e-12)
     assert summary["best"]["step"] == trained_valid.loc[best, "step"]
-    assert summary["best"]["valid_perplexity"] == pytest.approx(math.exp(summary["best"]["valid_loss"]))
+    assert summary["best"]["val_perplexity"] == pytest.approx(math.exp(summary["best"]["val_loss"]))
     assert set(summary["versions"]) == {"python", "tensorflow", "keras", "numpy", "diagnose"}
 
 
@@ -123,7 +123,7 @@ def test_make_run_config_reports_bad_override_as_config_error():
 
 def _losses(run_dir):
     metrics = runrecord.read_metrics(run_dir)
-    return metrics[["step", "loss", "valid_loss"]].to_numpy()
+    return metrics[["step", "loss", "val_loss"]].to_numpy()
 
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path, small_corpus, run_config):
@@ -206,9 +206,9 @@ def test_paper_preset_learns_topic_copy_small(tmp_path, small_corpus, run_config
     metrics = runrecord.read_metrics(tmp_path)
     # Starts at chance (ln V) and ends below the unigram entropy: it uses the memory.
     assert metrics["step"].iloc[0] == 0
-    assert metrics["valid_loss"].iloc[0] == pytest.approx(math.log(SMALL_V), abs=0.05)
-    assert summary["final"]["valid_loss"] < base["unigram_entropy"]
-    assert summary["final"]["valid_loss"] > base["bayes_floor"]  # no model beats the floor
+    assert metrics["val_loss"].iloc[0] == pytest.approx(math.log(SMALL_V), abs=0.05)
+    assert summary["final"]["val_loss"] < base["unigram_entropy"]
+    assert summary["final"]["val_loss"] > base["bayes_floor"]  # no model beats the floor
     train_loss = metrics.loc[metrics["step"] > 0, "loss"].to_numpy()
     assert train_loss[-1] < train_loss[0] - 0.3
 

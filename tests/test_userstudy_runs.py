@@ -66,7 +66,7 @@ def test_study_explains_the_gap_between_two_bases_and_resumes_without_training(t
     run = studydir.run_path(tmp_path / "s", manifest["runs"][0]["id"])
     config = runrecord.read_config(run)
     assert config["rebuild"]["builder"] == BUILDER and config["rebuild"]["settings"] == {"output": "relu"}
-    assert runrecord.read_summary(run)["final"]["valid_loss"] > 0
+    assert runrecord.read_summary(run)["final"]["val_loss"] > 0
 
 
 @pytest.mark.slow

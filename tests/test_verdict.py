@@ -24,7 +24,7 @@ def _study(tmp_path, variants: dict[str, list[float | None]], diverged: dict | N
             rid = f"{abs(hash((name, seed))) % 10**12:012d}"
             status = "diverged" if (diverged or {}).get(name) and seed in diverged[name] else "completed"
             runrecord.write_summary(tmp_path / "runs" / rid, {
-                "status": status, "final": {"valid_loss": loss}, "baselines": {"ln_vocab": LN_V}})
+                "status": status, "final": {"val_loss": loss}, "baselines": {"ln_vocab": LN_V}})
             other = {"as-posted": "paper", "paper": "as-posted"}[base]
             runs.append({"id": rid, "variant": name, "base": base, "factor": factor, "level": level, "seed": seed,
                          "status": status, "level_of": [other] if factor else [],

@@ -268,6 +268,6 @@ def summarize(out_dir: str | Path) -> list[dict]:
                 row["losses"].append(value)
     for row in rows.values():
         losses = row.pop("losses")
-        row["valid_loss_mean"] = statistics.fmean(losses) if losses else math.nan
-        row["valid_loss_sd"] = statistics.stdev(losses) if len(losses) > 1 else math.nan
+        row["val_loss_mean"] = statistics.fmean(losses) if losses else math.nan
+        row["val_loss_sd"] = statistics.stdev(losses) if len(losses) > 1 else math.nan
     return list(rows.values())

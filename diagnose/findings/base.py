@@ -24,7 +24,7 @@ from diagnose.findings import thresholds as T
 __all__ = ["Evidence", "Finding", "RunView", "KINDS", "SEVERITIES", "series", "late", "early", "steps_of",
            "hop_columns", "variable_columns", "number", "fmt", "final_loss", "weight_matrices", "constant_loss",
            "ConstantLoss", "layer_of", "initial_norm", "contract", "contract_targets", "all_layers",
-           "start_loss", "progress"]
+           "start_loss", "progress", "baseline_name"]
 
 # "unexplained": a failed run that no root cause's measured mechanism explains (check.check_view adds it).
 KINDS = ("unexplained", "root-cause", "symptom")
@@ -250,11 +250,11 @@ def final_loss(view: RunView) -> tuple[str, float] | None:
     a hand-built or partial record may have only one of them).
     """
     final = view.summary.get("final") or {}
-    for key in ("valid_loss", "train_loss"):
+    for key in ("val_loss", "train_loss"):
         value = number(final.get(key))
         if value is not None:
             return f"summary.final.{key}", value
-    for column in ("valid_loss", "loss"):
+    for column in ("val_loss", "loss"):
         values = series(view, column)
         if values is not None:
             return column, float(values.iloc[-1])
@@ -331,6 +331,19 @@ def constant_loss(view: RunView) -> ConstantLoss | None:
         margin = T.CONSTANT_MARGIN * constant
         return ConstantLoss("summary.baselines.constant_loss", constant, margin, margin)
     return None
+
+
+# A Keras model's reference losses in the words of its task (the built-in MemN2N's keep the corpus's names).
+_KERAS_BASELINE_WORDS = {"unigram_entropy": "the best constant prediction (the labels' entropy)",
+                         "target_variance": "the best constant prediction (the targets' variance)",
+                         "constant_loss": "the best constant prediction"}
+
+
+def baseline_name(view: RunView, source: str) -> str:
+    """A reference loss named as what it is: ``summary.baselines.unigram_entropy`` is the best constant
+    prediction on a Keras model's labels, the unigram entropy of the built-in MemN2N's corpus."""
+    key = source.rsplit(".", 1)[-1]
+    return _KERAS_BASELINE_WORDS.get(key, key) if view.is_keras else key
 
 
 def contract(view: RunView) -> dict:

@@ -48,12 +48,12 @@ def at_chance(view: RunView) -> Failure | None:
     # weights trade the prior's loss for the rare classes): its task error says whether it learned.
     constant = constant_loss(view) if not contract(view).get("weighted") else None
     if constant is not None:
-        for column in ("valid_loss", "loss"):
+        for column in ("val_loss", "loss"):
             ended = _ended(view, column)
             if ended is not None:
                 # Held-out data is judged against what the training targets' constant scores there (more than
                 # on the training targets where the data drifts: a series' later values).
-                held = number(contract(view).get("constant_loss_valid")) if column == "valid_loss" else None
+                held = number(contract(view).get("constant_loss_valid")) if column == "val_loss" else None
                 value, source = (held, "summary.contract.constant_loss_valid") if held is not None \
                     and held > constant.value else (constant.value, constant.baseline)
                 if ended[0] >= value - constant.margin:
@@ -75,7 +75,7 @@ def at_chance(view: RunView) -> Failure | None:
         return None  # the balanced task error says it learned something, whatever the plain accuracy
     majority = number(contract_targets(view).get("majority_share"))
     if majority is not None:
-        for column in ("valid_accuracy", "accuracy"):
+        for column in ("val_accuracy", "accuracy"):
             ended = _ended(view, column)
             if ended is not None:
                 if ended[0] <= majority + T.CHANCE_ACCURACY_MARGIN:

@@ -9,7 +9,7 @@ __all__ = ["output_views", "of_output", "OUTPUT_COLUMNS"]
 
 
 # The columns a model with several outputs records per output, as ``COLUMN/NAME``.
-OUTPUT_COLUMNS = ("loss", "accuracy", "valid_loss", "valid_accuracy", "probe_task_error", "out_zero_frac",
+OUTPUT_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy", "probe_task_error", "out_zero_frac",
                   "out_dead_rows", "target_at_floor", "max_prob", "target_prob")
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import (Evidence, RunView, constant_loss, final_loss, hop_columns, late, number,
-                                    progress, series, steps_of)
+from diagnose.findings.base import (Evidence, RunView, baseline_name, constant_loss, final_loss, hop_columns, late,
+                                    number, progress, series, steps_of)
 from diagnose.findings.registry import Hit, rule
 
 __all__ = ["ignores_input", "attention_uniform", "attention_collapsed"]
@@ -61,10 +61,11 @@ def ignores_input(view: RunView) -> Hit | None:
     if "probe_loss_zeroed" in last and np.isfinite(last["probe_loss_zeroed"]):
         evidence.append(Evidence("probe_loss_zeroed", float(last["probe_loss_zeroed"]), None, (step, step)))
     what = "word frequencies" if view.model.get("kind") != "keras" else "the targets' own distribution"
+    named = baseline_name(view, baseline) + (":" if view.is_keras else "")
     return Hit(
         title="The model ignores its input: inputs shuffled across examples do as well as the real ones",
         evidence=evidence,
-        explanation=(f"The loss ({final[1]:.3f}) is no better than predicting {what} ({baseline.rsplit('.', 1)[-1]} "
+        explanation=(f"The loss ({final[1]:.3f}) is no better than predicting {what} ({named} "
                      f"{value:.3f}), and the probe batch scores the same when every example gets another "
                      "example's input: nothing the model reads reaches its output, or the targets do not depend "
                      "on the inputs."),

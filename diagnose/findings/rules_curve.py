@@ -7,8 +7,8 @@ import math
 import numpy as np
 
 from diagnose.findings import thresholds as T
-from diagnose.findings.base import (Evidence, RunView, constant_loss, late, loss_scale, series, start_loss,
-                                    steps_of)
+from diagnose.findings.base import (Evidence, RunView, baseline_name, constant_loss, late, loss_scale, series,
+                                    start_loss, steps_of)
 from diagnose.findings.fixes import fix, lower_rate
 from diagnose.findings.registry import Hit, rule
 
@@ -125,7 +125,7 @@ def plateau(view: RunView) -> Hit | None:
     steps = steps_of(window)
     drop = (first - last) / first
     return Hit(
-        title=f"The loss is flat at {last:.3f} {view.unit}, {last - reference:+.3f} from {name.rsplit('.', 1)[-1]}",
+        title=f"The loss is flat at {last:.3f} {view.unit}, {last - reference:+.3f} from {baseline_name(view, name)}",
         evidence=(Evidence("loss (relative drop over the window)", drop, T.PLATEAU_REL_DROP, steps),
                   Evidence("loss (end of window)", last, limit, steps),
                   Evidence(name, reference, None)),
@@ -138,7 +138,7 @@ def plateau(view: RunView) -> Hit | None:
 @rule("overfitting", kind="symptom", severity="medium", figure="loss",
       what="validation loss rising from its best while the training loss keeps falling")
 def overfitting(view: RunView) -> Hit | None:
-    valid, train = series(view, "valid_loss"), series(view, "loss")
+    valid, train = series(view, "val_loss"), series(view, "loss")
     if valid is None or train is None or len(valid) < 1 + OVERFIT_MIN_VALIDATIONS_AFTER:
         return None
     best_step = int(valid.idxmin())
@@ -158,8 +158,8 @@ def overfitting(view: RunView) -> Hit | None:
     last_step = int(valid.index[-1])
     return Hit(
         title=f"Overfitting: validation loss up {final - best:.3f} {view.unit} since step {best_step}",
-        evidence=(Evidence("valid_loss (best)", best, None, (best_step, best_step)),
-                  Evidence("valid_loss (final - best)", final - best, rise, (best_step, last_step)),
+        evidence=(Evidence("val_loss (best)", best, None, (best_step, best_step)),
+                  Evidence("val_loss (final - best)", final - best, rise, (best_step, last_step)),
                   Evidence("loss (drop since the best validation)", drop, train_drop,
                            (best_step, int(train.index[-1])))),
         explanation=("Since the best validation the model keeps fitting the training data but does worse on "

@@ -355,11 +355,16 @@ def diverged(view: RunView) -> Hit | None:
             fix=("Evaluate the loss on one batch at the initial weights (model.evaluate) and check the inputs for "
                  "NaN/Inf; give the loss outputs it is defined on (a softmax output, or logits with "
                  "from_logits=True)."))
+    steps = number(view.summary.get("steps"))
+    found = next((int(s) for s in view.metrics["step"] if step is not None and s >= step),
+                 step)  # the logged row that found it: training ends its steps, then stops
+    after = (f"training went on to step {int(steps)} (diagnose.Monitor keeps training unless stop_on_divergence)"
+             if found is not None and steps is not None and steps > found else "the run stopped there")
     return Hit(
         title=f"Training diverged{where}",
         evidence=tuple(evidence),
         explanation=(f"A loss or gradient became NaN or infinite, or the loss or the global gradient norm blew "
-                     f"up far beyond any trained model's (summary.error says which){where}; the run stopped there "
+                     f"up far beyond any trained model's (summary.error says which){where}; {after} "
                      "and its weights after that point mean nothing."),
         fix=(f"Lower the learning rate and clip gradients by global norm; inspect "
              f"{variable or 'the first non-finite variable'} (its grad_norm and update_ratio just before the step)."))

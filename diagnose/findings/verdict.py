@@ -45,8 +45,9 @@ from pathlib import Path
 
 from diagnose import studydir
 from diagnose.findings.verdict_plan import DEFAULT_MAX_SEEDS, plan_follow_ups, plan_seeds
-from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, confidence_after, excludes_zero,
-                                             loss_unit, outcome_words, paired, run_outcome, status_of, test_words)
+from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, confidence_after,
+                                             divergence_of, excludes_zero, loss_unit, outcome_words, paired,
+                                             run_outcome, status_of, test_words)
 from diagnose.findings.verdict_text import effect_words, format_verdict
 from diagnose.findings.verdict_types import Verdict
 
@@ -73,6 +74,9 @@ def load_outcomes(ablation_dir: str | Path) -> tuple[dict, dict, dict]:
         y, status = run_outcome(studydir.run_path(out, e["id"]))
         if status == "diverged":
             meta["diverged"] += 1
+            how = divergence_of(studydir.run_path(out, e["id"])) or {}
+            for key in ("at_once", "went_on"):
+                meta[key] = meta.get(key, 0) + bool(how.get(key))
         if y is not None:
             outcomes.setdefault(e["variant"], {})[e["seed"]] = y
     return outcomes, info, manifest
@@ -212,7 +216,17 @@ def _verdict_json(ablation_dir: str | Path, faulty: str | None, reference: str |
         "seeds": _seed_counts(outcomes),
         "baselines": manifest.get("corpus", {}),
         "seed_blind": seed_blind_weights(ablation_dir, manifest),
+        **_divergences(info),
     }
+
+
+def _divergences(info: dict) -> dict:
+    """``{"divergences": {variant: {"at_once", "went_on"}}}``: per variant, its seeds that diverged by the first
+    logged row and those whose training went on past the divergence; ``{}`` where none did either (a run that
+    diverged later and stopped there, as the built-in trainer's do, is said by ``diverged`` alone)."""
+    found = {v: {"at_once": m.get("at_once", 0), "went_on": m.get("went_on", 0)} for v, m in info.items()
+             if m.get("at_once") or m.get("went_on")}
+    return {"divergences": found} if found else {}
 
 
 def _no_gap(ablation_dir, manifest: dict, outcomes: dict, info: dict, gap: dict, faulty: str, reference: str) -> dict:
@@ -392,12 +406,14 @@ def _effects(manifest: dict, outcomes: dict, info: dict, model: dict) -> dict:
                         "significant": status == "established", "established": status == "established",
                         "status": status, **effect})
         comparisons.append({"kind": "effect", "variant": variant, "against": base, **effect, "status": status})
-    effects.sort(key=lambda e: math.inf if e["effect"] is None else e["effect"])
+    # A run that blew up never ranks above one that did not: its loss counts what it scored before, or a
+    # model that learned nothing, which may be lower than a base that learned little.
+    effects.sort(key=lambda e: (e["diverged"] > 0, math.inf if e["effect"] is None else e["effect"]))
     return {
         "study": manifest.get("study"), "mode": "effects",
         "bases": sorted({e["base"] for e in effects}),
         **_method(manifest, f"+-{EFFECTS_MARGIN_SHARE:.0%} of the base's loss", model),
         "means": means, "effects": effects, "comparisons": comparisons, "seeds": _seed_counts(outcomes),
         "factors": [], "combinations": [], "root_causes": [], "smallest_fix": None,
-        "baselines": manifest.get("corpus", {}),
+        "baselines": manifest.get("corpus", {}), **_divergences(info),
     }

@@ -33,7 +33,7 @@ from diagnose.divergence import LOSS_BOUND_FACTOR
 from diagnose.errors import DiagnoseError
 
 __all__ = ["CONFIDENCE", "OUTCOME_TAIL", "NEGLIGIBLE_SHARE", "EFFECTS_MARGIN_SHARE", "run_outcome", "unlearned",
-           "run_error", "run_task_error", "paired", "confidence_after",
+           "run_error", "run_task_error", "divergence_of", "paired", "confidence_after",
            "status_of", "excludes_zero", "outcome_words", "test_words", "loss_unit"]
 
 CONFIDENCE = 0.95
@@ -108,10 +108,30 @@ def run_outcome(run_dir: Path) -> tuple[float | None, str | None]:
     if rows:
         start = (1.0 - OUTCOME_TAIL) * rows[-1][0]
         return statistics.fmean(v for s, v in rows if s >= start), status
-    final = (summary.get("final") or {}).get("valid_loss")
+    final = (summary.get("final") or {}).get("val_loss")
     if final is not None and math.isfinite(final) and blown is None:
         return float(final), status
     return (unlearned(summary) if status == "diverged" or blown is not None else None), status
+
+
+def divergence_of(run_dir: Path) -> dict | None:
+    """How a diverged run diverged, or None for one that did not: ``at_once``, it diverged by its first
+    logged row (no curve before it); ``went_on``, training went on past the row that found the divergence
+    (``diagnose.Monitor`` keeps training unless told ``stop_on_divergence``), else it stopped there (the
+    built-in trainer ends its interval's steps, then stops)."""
+    try:
+        summary = runrecord.read_summary(run_dir)
+    except DiagnoseError:
+        return None
+    at = summary.get("diverged_at")
+    step = at.get("step") if isinstance(at, dict) else None
+    if summary.get("status") != "diverged" or not isinstance(step, (int, float)):
+        return None
+    logged = [s for s, _ in _validations(run_dir, "step")]  # the logged rows after step 0
+    found = next((s for s in logged if s >= step), step)  # the row that found it
+    steps = summary.get("steps")
+    return {"at_once": not logged or step <= logged[0],
+            "went_on": isinstance(steps, (int, float)) and steps > found}
 
 
 def unlearned(summary: dict) -> float | None:
@@ -128,11 +148,11 @@ def run_error(run_dir: Path, output: str | None = None) -> float | None:
 
     The proof judges a fault by it where the loss cannot show the fault (a softmax over
     one unit, whose logits Keras' binary cross-entropy reads instead of its outputs). ``output``:
-    of that output's accuracy, for a model with several (``valid_accuracy/NAME``).
+    of that output's accuracy, for a model with several (``val_accuracy/NAME``).
     """
     if not _finished(run_dir):
         return None
-    rows = _validations(run_dir, "valid_accuracy" if output is None else f"valid_accuracy/{output}")
+    rows = _validations(run_dir, "val_accuracy" if output is None else f"val_accuracy/{output}")
     if not rows:
         return None
     start = (1.0 - OUTCOME_TAIL) * rows[-1][0]
@@ -160,12 +180,12 @@ def _finished(run_dir: Path) -> bool:
         return False
 
 
-def _validations(run_dir: Path, column: str = "valid_loss") -> list[tuple[float, float]]:
+def _validations(run_dir: Path, column: str = "val_loss") -> list[tuple[float, float]]:
     """(step, value) of every finite validation of ``column`` after step 0 in metrics.csv, in order."""
     try:
         with open(Path(run_dir) / runrecord.METRICS, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
-            header = next(reader, [])
+            header = [runrecord.keras_name(name) for name in next(reader, [])]  # old records: valid_loss
             if column not in header or "step" not in header:
                 return []
             i_step, i_valid = header.index("step"), header.index(column)

@@ -13,7 +13,11 @@ __all__ = ["verdict_parts", "format_verdict", "effect_words"]
 
 
 def effect_words(entry: BaseEffect, unit: str = "nats") -> str:
-    """What an effects entry's interval says: lowers / raises the loss, negligible, or inconclusive."""
+    """What an effects entry's interval says: lowers / raises the loss, negligible, or inconclusive. A variant
+    that diverged never lowers it: its loss counts what its runs scored before they blew up."""
+    if entry.status == "established" and entry.diverged and entry.effect.mean < 0:
+        return ("lower only as counted (a diverged run counts its validations before the divergence, or the loss "
+                "of a model that learned nothing without one): not an improvement")
     if entry.status == "established":
         return "lowers the loss" if entry.effect.mean < 0 else "raises the loss"
     if entry.status == "negligible":
@@ -41,7 +45,8 @@ def verdict_parts(verdict: Verdict) -> dict:
     if gap.status not in (None, "established"):
         headline += "; the gap itself is still within seed noise, and what follows with it"
     causes = [_cause(verdict, rc) for rc in verdict.root_causes]
-    return {"headline": headline, "tally": _tally(verdict, ("fix", "break", "combination")), "causes": causes,
+    tally = "; ".join(t for t in (_tally(verdict, ("fix", "break", "combination")), _others_tally(verdict)) if t)
+    return {"headline": headline, "tally": tally, "causes": causes,
             "fix_label": "Smallest fix", "fix": _fix_text(verdict), "fix_short": _fix_short(verdict),
             "notes": _notes(verdict), "method": verdict.method}
 
@@ -53,14 +58,14 @@ def _cause(verdict: Verdict, rc: Cause) -> dict:
     if rc.share_closed is not None:
         fix = next((e for e in f.fixes if e.variant == f.best_fix), None) if f else None
         switch = _switch(f.best_fix if f and f.best_fix else "to the reference")
-        parts.append(f"switching it alone ({switch}) closes "
-                     f"{rc.share_closed:.0%} of the gap ({_interval(fix)}){_diverged_note(fix)}")
-        short.append(f"{switch} alone closes {rc.share_closed:.0%} of the gap{_diverged_short(fix)}")
+        parts.append(f"switching it alone ({switch}) {_closes(rc.share_closed)} "
+                     f"({_interval(fix)}){_diverged_note(fix, verdict)}")
+        short.append(f"{switch} alone {_closes(rc.share_closed)}{_diverged_short(fix, verdict)}")
     if rc.share_opened is not None:
         brk = max(f.breaks, key=lambda e: e.share_opened or -1e9) if f and f.breaks else None
         name = _switch(brk.variant) if brk else "it"
-        parts.append(f"on the {verdict.reference} model {name} opens {rc.share_opened:.0%} ({_interval(brk)})")
-        short.append(f"on {verdict.reference}, {name} opens {rc.share_opened:.0%}")
+        parts.append(f"on the {verdict.reference} model {name} {_opens(rc.share_opened)} ({_interval(brk)})")
+        short.append(f"on {verdict.reference}, {name} {_opens(rc.share_opened)}")
     return {"factor": rc.factor, "text": "; ".join(parts), "short": "; ".join(short), "runs": len(rc.runs or ())}
 
 
@@ -84,12 +89,17 @@ def format_verdict(verdict: Verdict) -> str:
 
 def _effects_parts(verdict: Verdict) -> dict:
     unit = verdict.unit
-    causes = [{"factor": e.variant,
-               "text": (f"{_signed(e.effect.mean)} {unit} against {e.base} ({_ci(e.effect, signed=True)}, "
-                        f"{e.effect.n} seeds): {effect_words(e, unit)}{_diverged_note(e)}"),
-               "short": f"{_signed(e.effect.mean)} {unit}: {effect_words(e, unit)}{_diverged_short(e)}",
-               "runs": len(e.runs)} for e in verdict.effects]
-    best = next((e for e in verdict.effects if e.status == "established" and e.effect.mean < 0), None)
+    causes = []
+    for e in verdict.effects:  # a variant that diverged: that first, then its numbers
+        lead = f"diverged on {e.diverged} of {len(e.runs)} seeds{_how_diverged(e, verdict, ' later')}; " \
+            if e.diverged else ""
+        causes.append({"factor": e.variant,
+                       "text": (f"{lead}{_signed(e.effect.mean)} {unit} against {e.base} "
+                                f"({_ci(e.effect, signed=True)}, {e.effect.n} seeds): {effect_words(e, unit)}"),
+                       "short": f"{lead}{_signed(e.effect.mean)} {unit}: {effect_words(e, unit)}",
+                       "runs": len(e.runs)})
+    best = next((e for e in verdict.effects if e.status == "established" and e.effect.mean < 0 and not e.diverged),
+                None)
     fix = (f"{best.variant} lowers the loss by {_f(-best.effect.mean)} {unit}" if best
            else "no switch lowers the loss beyond seed noise")
     headline = (f"effects of each switch on the loss of its base ({', '.join(verdict.bases)}), lowest first; "
@@ -137,8 +147,8 @@ def _fix_text(verdict: Verdict) -> str:
     if not fix.diverged:
         text += "; stable on every seed"
     else:
-        text += (f"; it diverged later on {fix.diverged} of {len(fix.runs)} seeds: its share counts their "
-                 "validations before, and it is not yet a stable fix")
+        text += (f"; it diverged{_how_diverged(fix, verdict, ' later')} on {fix.diverged} of {len(fix.runs)} seeds: "
+                 "its share counts their validations before, and it is not yet a stable fix")
     if not fix.confident:
         text += f"; at {fix.effect.n} seeds the interval of its effect still includes zero"
     if len(fix.switches) > 1:
@@ -182,6 +192,34 @@ def _tally(verdict: Verdict, kinds: tuple) -> str:
     return f"of {len(wanted)} comparisons: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
 
 
+def _others(verdict: Verdict) -> list[SwitchEffect]:
+    """The switches to a level neither base has (a factor's ``others``): reported, never ranked as causes."""
+    return [e for f in verdict.factors for e in f.others if e.effect.mean is not None]
+
+
+def _others_tally(verdict: Verdict) -> str:
+    """'and 6 switches to levels neither base has: 1 established, 5 inconclusive', or ''."""
+    others = _others(verdict)
+    if not others:
+        return ""
+    counts = {s: sum(e.status == s for e in others) for s in ("established", "negligible", "inconclusive")}
+    return (f"and {len(others)} switch{'es' * (len(others) > 1)} to levels neither base has: "
+            + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+
+
+def _others_note(verdict: Verdict) -> list[str]:
+    """Every switch to a level neither base has, with what it does to the gap and how sure, in one note."""
+    others = _others(verdict)
+    if not others:
+        return []
+    words = []
+    for e in others:
+        share = _share_words(e) or f"{_signed(e.effect.mean)} {verdict.unit}"
+        words.append(f"{_switch(e.variant)} on {_base(e.variant)} {share} ({e.status}, {e.effect.n} seeds"
+                     f"{_diverged_short(e, verdict)})")
+    return ["levels neither base has (reported, not ranked as causes): " + "; ".join(words)]
+
+
 def _why_a_set(fix: Fix, unit: str) -> str:
     """No single one of the switches does it; what each does alone, and the interaction."""
     text = "No single one of them does" + (" without diverging on some seed" if fix.unstable_alone else "")
@@ -189,8 +227,7 @@ def _why_a_set(fix: Fix, unit: str) -> str:
     for p in fix.parts:
         if p.share_closed is None:
             continue
-        share = p.share_closed
-        verb = f"closes {share:.0%}" if share >= 0 else f"widens the gap by {-share:.0%}"
+        verb = _closes(p.share_closed, of=False)
         note = f", diverging on {p.diverged} of {p.n} seeds" if p.diverged else ""
         alone.append(f"{p.switch} {verb}{note}")
     if alone:
@@ -231,7 +268,14 @@ def _notes(verdict: Verdict) -> list[str]:
     if small:
         notes.append(f"negligible (within +-{_f(verdict.margin)} {verdict.unit}, a tenth of the gap): "
                      f"{', '.join(map(_label, small))}")
-    return notes
+    causes = {c.factor for c in (*verdict.root_causes, *verdict.minor_causes)}
+    against = [f"{_switch(e.variant)} on {_base(e.variant)} ({_share_words(e)})"
+               for f in verdict.factors if f.factor not in causes for e in (*f.fixes, *f.breaks)
+               if e.status == "established" and (e.share_closed is not None or e.share_opened is not None)]
+    if against:
+        notes.append("established, but they move the loss away from the other base, so they explain none of the "
+                     f"gap: {', '.join(against)}")
+    return notes + _others_note(verdict)
 
 
 def _seed_blind_notes(verdict: Verdict) -> list[str]:
@@ -250,9 +294,29 @@ def _seed_blind_notes(verdict: Verdict) -> list[str]:
 
 
 def _shares(m: Cause) -> str:
-    parts = [f"closes {m.share_closed:.0%}" if m.share_closed is not None else "",
-             f"opens {m.share_opened:.0%}" if m.share_opened is not None else ""]
+    parts = [_closes(m.share_closed, of=False) if m.share_closed is not None else "",
+             _opens(m.share_opened) if m.share_opened is not None else ""]
     return ", ".join(p for p in parts if p)
+
+
+def _closes(share: float, of: bool = True) -> str:
+    """A switch on the faulty base's share of the gap, by its sign: 'closes 35% of the gap' or 'widens the
+    gap by 63%' (a negative share closes nothing)."""
+    if share >= 0:
+        return f"closes {share:.0%}" + (" of the gap" if of else "")
+    return f"widens the gap by {-share:.0%}"
+
+
+def _share_words(e: SwitchEffect) -> str:
+    """What a switch does to the gap, by its side and sign; '' where it has no share."""
+    if e.share_closed is not None:
+        return _closes(e.share_closed)
+    return _opens(e.share_opened) if e.share_opened is not None else ""
+
+
+def _opens(share: float) -> str:
+    """A switch on the reference's share of the gap, by its sign: 'opens 55%' or 'narrows the gap by 10%'."""
+    return f"opens {share:.0%}" if share >= 0 else f"narrows the gap by {-share:.0%}"
 
 
 def _label(c: Comparison) -> str:
@@ -274,20 +338,44 @@ def _ci(interval: Interval, signed: bool = False) -> str:
     return f"{100 * interval.confidence:.3g}% CI {fmt(interval.lo)} to {fmt(interval.hi)}"
 
 
+def _base(variant: str) -> str:
+    """``"as-posted"`` of ``"as-posted | output=softmax"``."""
+    return variant.split("|", 1)[0].strip()
+
+
 def _switch(variant: str) -> str:
     return variant.split("|", 1)[1].strip() if "|" in variant else variant
 
 
-def _diverged_note(entry: SwitchEffect | BaseEffect | None) -> str:
-    """'; N of M seeds diverged later' for a variant with diverged runs, else ''."""
+def _diverged_note(entry: SwitchEffect | BaseEffect | None, verdict: Verdict | None = None) -> str:
+    """'; N of M seeds diverged later' for a variant with diverged runs (how, where the verdict says:
+    :func:`_how_diverged`), else ''."""
     n = entry.diverged if entry is not None else 0
-    return f"; {n} of {len(entry.runs)} seeds diverged later" if n else ""
+    return f"; {n} of {len(entry.runs)} seeds diverged{_how_diverged(entry, verdict, ' later')}" if n else ""
 
 
-def _diverged_short(entry: SwitchEffect | BaseEffect | None) -> str:
+def _diverged_short(entry: SwitchEffect | BaseEffect | None, verdict: Verdict | None = None) -> str:
     """', diverging on N of M seeds' for a variant with diverged runs, else ''."""
     n = entry.diverged if entry is not None else 0
-    return f", diverging on {n} of {len(entry.runs)} seeds" if n else ""
+    return f", diverging on {n} of {len(entry.runs)} seeds{_how_diverged(entry, verdict)}" if n else ""
+
+
+def _how_diverged(entry, verdict: Verdict | None, later: str = "") -> str:
+    """How a variant's seeds diverged, as the verdict's ``divergences`` say: at the first logged row (else
+    ``later``), and whether training went on past it or stopped there (said where the verdict records how:
+    a variant it does not list diverged later, and an older verdict's runs may have gone on)."""
+    n = entry.diverged
+    how = (verdict.divergences.get(entry.variant) if verdict is not None else None) or {}
+    at_once, went_on = how.get("at_once", 0), how.get("went_on", 0)
+    words = "" if not at_once else " at the first logged row" if at_once == n else \
+        f" ({at_once} at the first logged row)"
+    words = words or later
+    if went_on:
+        words += (" and training went on" if went_on == n else f" and training went on on {went_on}") + \
+            " (stopped on the others)" * (0 < went_on < n)
+    elif how:
+        words += " and training stopped there"
+    return words
 
 
 def _f(x) -> str:

@@ -46,6 +46,8 @@ class Verdict:
         follow_up_rounds, follow_up_s, sweeps: what ``run-ablation`` ran after its first sweep
             (None from ``check``, which runs nothing).
         proof: a proof study's proof section (:func:`diagnose.findings.proof.proof_of`), or None.
+        divergences: per variant, how its diverged seeds diverged: ``{"at_once", "went_on"}`` counts
+            (:func:`~diagnose.findings.verdict_stats.divergence_of`); only variants with either.
     """
 
     mode: str = "gap"
@@ -77,6 +79,7 @@ class Verdict:
     follow_up_s: float | None = None
     sweeps: tuple[Sweep, ...] | None = None
     proof: dict | None = None
+    divergences: dict[str, dict] = field(default_factory=dict)
 
     def factor(self, name: str) -> Factor | None:
         return next((f for f in self.factors if f.factor == name), None)
@@ -98,6 +101,8 @@ class Verdict:
             if self.no_gap is not None:
                 out.update(faulty=self.faulty, reference=self.reference, gap=self.gap.to_json(), no_gap=self.no_gap)
             out["seed_blind"] = self.seed_blind.to_json() if self.seed_blind else None
+            if self.divergences:
+                out["divergences"] = self.divergences
         else:
             out = {"study": self.study, "faulty": self.faulty, "reference": self.reference, **self._method(),
                    "margin": self.margin, "means": dict(self.means), "gap": self.gap.to_json(),
@@ -109,6 +114,8 @@ class Verdict:
                    "comparisons": [c.to_json() for c in self.comparisons], "seeds": self.seeds.to_json(),
                    "baselines": self.baselines,
                    "seed_blind": self.seed_blind.to_json() if self.seed_blind else None}
+            if self.divergences:
+                out["divergences"] = self.divergences
         if self.follow_up_rounds is not None:
             out.update(follow_up_rounds=self.follow_up_rounds, follow_up_s=self.follow_up_s,
                        sweeps=[s.to_json() for s in self.sweeps or ()])
@@ -137,7 +144,7 @@ class Verdict:
             seeds=Seeds.from_json(d.get("seeds") or {}), baselines=d.get("baselines") or {},
             seed_blind=_opt(d.get("seed_blind"), SeedBlind), follow_up_rounds=d.get("follow_up_rounds"),
             follow_up_s=d.get("follow_up_s"), sweeps=_tuple(sweeps, Sweep) if sweeps is not None else None,
-            proof=d.get("proof"))
+            proof=d.get("proof"), divergences=dict(d.get("divergences") or {}))
 
 
 def read_verdict(study_dir: str | os.PathLike) -> Verdict | None:

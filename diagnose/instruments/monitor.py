@@ -221,27 +221,26 @@ class Monitor(keras.callbacks.Callback):
         row = self._log() if self.step != self.logged else (self.log.rows[-1] if self.log.rows else None)
         if row is not None and logs:
             if "val_loss" in logs:
-                row["valid_loss"] = float(logs["val_loss"]) / self._validation_divisor()
-                row["valid_perplexity"] = math.exp(min(row["valid_loss"], 700.0))
+                row["val_loss"] = float(logs["val_loss"]) / self._validation_divisor()
             accuracy = next((k for k in _VALID_ACCURACY if k in logs), None)
             if accuracy is not None:
-                row["valid_accuracy"] = float(logs[accuracy])
+                row["val_accuracy"] = float(logs[accuracy])
             weighted = []
             for name, info, weight in self.model.outputs:  # several outputs: Keras' val_NAME_loss, val_NAME_accuracy
                 if f"val_{name}_loss" in logs:
                     divisor = float(self.contract_inputs.get("validation_batch_size") or 1) \
                         if info is not None and info.summed else 1.0
-                    row[f"valid_loss/{name}"] = float(logs[f"val_{name}_loss"]) / divisor
-                    weighted.append(weight * row[f"valid_loss/{name}"])
+                    row[f"val_loss/{name}"] = float(logs[f"val_{name}_loss"]) / divisor
+                    weighted.append(weight * row[f"val_loss/{name}"])
                 elif info is not None:
                     weighted.append(None)
                 accuracy = next((f"val_{name}_{k[4:]}" for k in _VALID_ACCURACY if f"val_{name}_{k[4:]}" in logs),
                                 None)
                 if accuracy is not None:
-                    row[f"valid_accuracy/{name}"] = float(logs[accuracy])
+                    row[f"val_accuracy/{name}"] = float(logs[accuracy])
             if weighted and None not in weighted:  # per example, without the penalties, as the training rows
-                row["valid_loss"] = sum(weighted)
-                row["valid_perplexity"] = math.exp(min(row["valid_loss"], 700.0))
+                row["val_loss"] = sum(weighted)
+            row.update(_compiled_metrics(logs, [name for name, _, _ in self.model.outputs], row))
         if self.log.flush_due(boundary=True):  # spaced so that rewrites stay ~1% of a short fit's time
             self._record_started()
             self.log.flush()
@@ -263,7 +262,9 @@ class Monitor(keras.callbacks.Callback):
         acc = self.model.read_row()
         self.logged = self.step
         self.rows += 1
-        row = {"step": self.step, "epoch": self.epoch, "learning_rate": float(self.model.optimizer.learning_rate),
+        per_epoch = (self.params or {}).get("steps")  # epochs done, fractional, as the record says (runrecord)
+        epoch = self.step / per_epoch if isinstance(per_epoch, int) and per_epoch > 0 else self.epoch
+        row = {"step": self.step, "epoch": epoch, "learning_rate": float(self.model.optimizer.learning_rate),
                **acc["row"]}
         if self._probe_due():
             row.update(self._probe())
@@ -353,7 +354,8 @@ class Monitor(keras.callbacks.Callback):
         if last is not None and self.probe_data is not None and self.probe_every != 0 and "probe_loss_real" not in last:
             last.update(self._probe())  # every run ends with a probe
         losses = [r["loss"] for r in self.log.rows if isinstance(r.get("loss"), float) and not math.isnan(r["loss"])]
-        valid = [r["valid_loss"] for r in self.log.rows if r.get("valid_loss") is not None]
+        valid = [r["val_loss"] for r in self.log.rows if r.get("val_loss") is not None]
+        accuracy = [r["val_accuracy"] for r in self.log.rows if r.get("val_accuracy") is not None]
         constant = {"constant_loss": self.contract.get("constant_loss")} \
             if self.contract.get("constant_loss") is not None else {}
         baselines = {**self.model.targets.baselines(), **constant, "loss_at_step0": self.loss_at_step0,
@@ -361,8 +363,9 @@ class Monitor(keras.callbacks.Callback):
         summary = {
             "status": "completed" if self.status == "running" else self.status, "error": self.error,
             "steps": self.step, "epochs": self.epoch,
-            "final": {"train_loss": losses[-1] if losses else None, "valid_loss": valid[-1] if valid else None},
-            "best": {"valid_loss": min(valid) if valid else None},
+            "final": {"train_loss": losses[-1] if losses else None, "val_loss": valid[-1] if valid else None,
+                      "val_accuracy": accuracy[-1] if accuracy else None},
+            "best": {"val_loss": min(valid) if valid else None},
             "baselines": baselines, "diverged_at": self.diverged, "wall_time_s": time.perf_counter() - self.t0,
             "at_start": self.at_start or {}, **self.variables, "contract": self.contract,
         }
@@ -371,6 +374,19 @@ class Monitor(keras.callbacks.Callback):
         self.finished = True
         if (self.params or {}).get("verbose", 1) != 0:  # fit(verbose=0) shows nothing, as Keras' progress bar
             print(end_line(summary, self.run_dir), flush=True)
+
+
+def _compiled_metrics(logs: dict, outputs: list[str], row: dict) -> dict:
+    """The metrics the model compiled, under the names Keras logs them in ``History`` (``mae``, ``val_auc``,
+    ``val_NAME_mae``), that the row does not hold already: the losses and accuracies, its own columns
+    (``loss``, ``val_loss/NAME``, ``accuracy``...), and any column of that name."""
+    accuracies = {k[4:] for k in _VALID_ACCURACY}
+    own = {"loss", *accuracies}
+    for name in outputs:
+        own |= {f"{name}_loss", *(f"{name}_{k}" for k in accuracies)}
+    own |= {f"val_{k}" for k in own}
+    return {k: float(v) for k, v in logs.items()
+            if k not in own and k not in row and isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
 
 
 def _check_probe(model, probe) -> None:

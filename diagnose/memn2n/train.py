@@ -68,7 +68,7 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
         corpus: an already loaded corpus (the harness shares one across runs);
             loaded from ``config.data`` when None.
         progress: called after each logged row with ``{"step", "total_steps",
-            "loss", "valid_loss"}``.
+            "loss", "val_loss"}``.
         resume: continue from ``out_dir/checkpoint`` (written with
             ``train.checkpoint``) up to this config's budget, which may be larger
             than the first run's. Everything else in the config must match the run
@@ -209,8 +209,8 @@ def _fit(trainer: MemN2NSteps, config: RunConfig, log: RowLog, state: dict, prog
     elif tcfg.eval_at_start:
         valid = trainer.evaluate("valid")
         log.append({"step": 0, "epoch": 0.0, "loss": math.nan, "accuracy": math.nan, "learning_rate": loop.lr,
-                    "valid_loss": valid["loss"], "valid_accuracy": valid["accuracy"],
-                    "valid_perplexity": valid["perplexity"]})
+                    "val_loss": valid["loss"], "val_accuracy": valid["accuracy"],
+                    "val_perplexity": valid["perplexity"]})
         state["loss_at_step0"] = valid["loss"]
     step = loop.step
     try:
@@ -232,7 +232,7 @@ def _fit(trainer: MemN2NSteps, config: RunConfig, log: RowLog, state: dict, prog
             valid, test = _validate(trainer, config, loop, state, step, total) if at_eval else (None, None)
             row = _log_row(trainer, config, budget, log, state, loop, step, valid, test, probe_positions)
             if progress is not None:
-                progress({"step": step, "total_steps": total, "loss": row["loss"], "valid_loss": row.get("valid_loss")})
+                progress({"step": step, "total_steps": total, "loss": row["loss"], "val_loss": row.get("val_loss")})
             # A readable, growing record for long runs (RowLog.flush_due); a checkpoint always
             # comes with a rewrite, so the record matches what it resumes.
             if log.flush_due(boundary=at_eval) or (at_eval and tcfg.checkpoint):
@@ -279,7 +279,7 @@ def _log_row(trainer: MemN2NSteps, config: RunConfig, budget: _Budget, log: RowL
     acc = trainer.read_and_reset()
     row = {"step": step, "epoch": step / budget.steps_per_epoch, "learning_rate": loop.lr, **acc["row"]}
     if valid is not None:
-        row.update(valid_loss=valid["loss"], valid_accuracy=valid["accuracy"], valid_perplexity=valid["perplexity"])
+        row.update(val_loss=valid["loss"], val_accuracy=valid["accuracy"], val_perplexity=valid["perplexity"])
     if test is not None:
         row.update(test_loss=test["loss"], test_accuracy=test["accuracy"], test_perplexity=test["perplexity"])
     if tcfg.probe_every and (step >= state["next_probe"] or step == budget.total):
@@ -311,7 +311,7 @@ def _save(trainer: MemN2NSteps, log: RowLog, state: dict, loop: _Loop, rng) -> N
     write_checkpoint(log.run_dir, {
         "step": loop.step, "cursor": loop.cursor, "learning_rate": loop.lr,
         "prev_valid": loop.prev_valid, "train_time_s": loop.t_train,
-        "best": {"valid_loss": best_loss if math.isfinite(best_loss) else None, "step": best_step},
+        "best": {"val_loss": best_loss if math.isfinite(best_loss) else None, "step": best_step},
         "last_valid": state["last_valid"], "last_test": state.get("last_test"),
         "loss_at_step0": state.get("loss_at_step0"), "next_probe": state["next_probe"],
         "end_probe": state.get("end_probe"),
@@ -333,7 +333,8 @@ def _restore(checkpoint, trainer: MemN2NSteps, log: RowLog, state: dict, loop: _
     loop.t_train = loop.t_train_before = saved["train_time_s"]
     loop.resumed_at = saved["step"]
     best = saved["best"]
-    state["best"] = (best["valid_loss"] if best["valid_loss"] is not None else math.inf, best["step"])
+    best_loss = best.get("val_loss", best.get("valid_loss"))  # a checkpoint written before Keras' names
+    state["best"] = (best_loss if best_loss is not None else math.inf, best["step"])
     state["last_valid"], state["last_test"] = saved["last_valid"], saved["last_test"]
     state["loss_at_step0"] = saved["loss_at_step0"]
     state["next_probe"] = saved["next_probe"]
@@ -359,12 +360,12 @@ def _summary(state: dict, baselines: dict, t_start: float, config: RunConfig) ->
         "steps": state["step"],
         "epochs": state["epoch"],
         "seed": config.train.seed,
-        "final": {"train_loss": state["last_train"], "valid_loss": valid.get("loss"),
-                  "valid_perplexity": valid.get("perplexity"), "valid_accuracy": valid.get("accuracy"),
+        "final": {"train_loss": state["last_train"], "val_loss": valid.get("loss"),
+                  "val_perplexity": valid.get("perplexity"), "val_accuracy": valid.get("accuracy"),
                   **({"test_loss": test.get("loss"), "test_perplexity": test.get("perplexity"),
                       "test_accuracy": test.get("accuracy")} if test else {})},
-        "best": {"valid_loss": best_loss if math.isfinite(best_loss) else None,
-                 "valid_perplexity": perplexity(best_loss) if math.isfinite(best_loss) else None,
+        "best": {"val_loss": best_loss if math.isfinite(best_loss) else None,
+                 "val_perplexity": perplexity(best_loss) if math.isfinite(best_loss) else None,
                  "step": best_step},
         "baselines": {**baselines, "loss_at_step0": state.get("loss_at_step0")},
         "diverged_at": state.get("diverged_at"),

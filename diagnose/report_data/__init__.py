@@ -172,16 +172,20 @@ def _headline(verdict: Verdict | None, variants: dict[str, VariantInfo]) -> Head
 
 
 def _baselines(variants: dict[str, VariantInfo]) -> dict:
-    """The loss axis: the corpus's reference losses (ln V, unigram entropy, Bayes floor), from the first run
-    that has them, and ``unit``, what the losses are in (:func:`~diagnose.findings.verdict_stats.loss_unit`)."""
+    """The loss axis: the reference losses from the first run that has them, and ``unit``, what the losses
+    are in (:func:`~diagnose.findings.verdict_stats.loss_unit`). The built-in MemN2N's are the corpus's (ln V,
+    unigram entropy, Bayes floor); a Keras model's (``kind`` "keras") those of a model that learned nothing
+    (ln of its classes, the best constant prediction under its loss)."""
     from diagnose.findings.verdict_stats import loss_unit
 
     runs = [r for v in variants.values() for r in v.runs]
-    refs = {"unit": loss_unit(runs[0].config.get("model")) if runs else "nats"}
+    model = runs[0].config.get("model") if runs else None
+    keras = (model or {}).get("kind") == "keras"
+    refs = {"unit": loss_unit(model) if runs else "nats", "kind": "keras" if keras else "memn2n"}
+    keys = ("ln_vocab", "constant_loss") if keras else ("ln_vocab", "unigram_entropy", "bayes_floor")
     for r in runs:
         found = r.summary.get("baselines") or {}
         if found:
-            refs.update({k: found[k] for k in ("ln_vocab", "unigram_entropy", "bayes_floor")
-                         if found.get(k) is not None})
+            refs.update({k: found[k] for k in keys if found.get(k) is not None})
             break
     return refs

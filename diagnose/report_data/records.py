@@ -160,8 +160,21 @@ def _run_info(run: Path, run_id: str, variant: str, seed: int | None) -> RunInfo
 
     outcome, status = run_outcome(run)
     findings = [f.to_dict() for f in check_run(run)]
-    return RunInfo(run_id, run, variant, seed, status, outcome, findings, [], runrecord.read_summary(run),
+    return RunInfo(run_id, run, variant, seed, status, outcome, findings, [], _summary(run),
                    runrecord.read_config(run))
+
+
+def _summary(run: Path) -> dict:
+    """The run's summary, its final validation accuracy taken from metrics.csv where the summary lacks it
+    (a Keras run's record before its summary held one)."""
+    summary = runrecord.read_summary(run)
+    final = summary.get("final") or {}
+    if final.get("val_accuracy") is None and (run / runrecord.METRICS).is_file():
+        column = runrecord.read_metrics(run).get("val_accuracy")
+        found = column.dropna() if column is not None else ()
+        if len(found):
+            summary["final"] = {**final, "val_accuracy": float(found.iloc[-1])}
+    return summary
 
 
 def attach_proof(findings: list[dict], proof: dict | None) -> None:

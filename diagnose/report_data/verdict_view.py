@@ -105,7 +105,8 @@ def effects(verdict: Verdict) -> list[Effect]:
 def smallest_fix(verdict: Verdict) -> str | None:
     """The variant the verdict names as the fix (the best switch where there is no gap)."""
     if mode(verdict) == "effects":
-        best = next((e for e in verdict.effects if e.established and (e.effect.mean or 0) < 0), None)
+        best = next((e for e in verdict.effects if e.established and (e.effect.mean or 0) < 0 and not e.diverged),
+                    None)
         return best.variant if best else None
     fix = verdict.smallest_fix if mode(verdict) else None
     return fix.variant if fix else None

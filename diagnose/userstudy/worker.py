@@ -7,8 +7,8 @@ builder, the mechanical changes, ``diagnose.instrument``, the seed set again, th
 again. Validation is not left to Keras: at each epoch's end the model's own loss is
 taken per example over the validation data (:func:`~diagnose.userstudy.data.validation_loss`),
 so runs whose loss sums over the batch and runs whose loss averages compare in one
-unit, and that is the ``valid_loss`` the record and the verdict see; a classifier's top-1
-accuracy on its outputs is its ``valid_accuracy``.
+unit, and that is the ``val_loss`` the record and the verdict see; a classifier's top-1
+accuracy on its outputs is its ``val_accuracy``.
 """
 
 from __future__ import annotations
