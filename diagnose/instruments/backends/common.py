@@ -19,6 +19,7 @@ from diagnose.errors import DiagnoseError
 from diagnose.instruments import measures, registry
 from diagnose.instruments.accumulate import interval_means
 from diagnose.instruments.family import Step
+from diagnose.instruments.probes import variants
 from diagnose.instruments.targets import classifier_view
 
 import_tensorflow_quietly()
@@ -175,8 +176,6 @@ def check_supported(model) -> None:
 def probe_losses(model, x, y) -> list[float]:
     """The data loss on ``(x, y)`` with real, shuffled and zeroed inputs (see ``Instrumented.probe_losses``),
     the outputs on the real and shuffled inputs kept as the TensorFlow path keeps them."""
-    from diagnose.instruments.probes import variants
-
     sync_state(model)
     x = keras.tree.map_structure(ops.convert_to_tensor, x)
     y = keras.tree.map_structure(ops.convert_to_tensor, y)
