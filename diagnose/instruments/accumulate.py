@@ -128,14 +128,21 @@ class Accumulator:
         return (self._sums, self._count, self._hist), self._diverged
 
     def _means(self, sums, count, hist, diverged) -> dict:
-        means = {c: (float(x) / count if count else math.nan) for c, x in zip(self.columns, sums[: len(self.columns)])}
-        # A column X_sq beside X is X's second moment: read back as X's standard deviation.
-        for column in [c for c in means if c.endswith("_sq") and c[:-3] in means]:
-            second, mean = means.pop(column), means[column[:-3]]
-            means[column[:-3] + "_sd"] = math.sqrt(max(second - mean * mean, 0.0)) if count else math.nan
-        step, var = (int(x) for x in diverged)
-        return {"row": means, "histogram": hist, "steps": count,
-                "diverged": None if not step else {"step": step, "variable": "loss" if var < 0 else self.names[var]}}
+        return interval_means(self.columns, self.names, sums, count, hist, diverged)
+
+
+def interval_means(columns, names, sums, count, hist, diverged) -> dict:
+    """The read of an interval from its sums: each column's mean over ``count`` healthy steps, a column
+    ``X_sq`` beside ``X`` read back as X's standard deviation, and where the run first turned non-finite
+    (``diverged``: its step, 0 if none, and the entry of ``bad`` that did, -1 for the loss)."""
+    means = {c: (float(x) / count if count else math.nan) for c, x in zip(columns, sums[: len(columns)])}
+    # A column X_sq beside X is X's second moment: read back as X's standard deviation.
+    for column in [c for c in means if c.endswith("_sq") and c[:-3] in means]:
+        second, mean = means.pop(column), means[column[:-3]]
+        means[column[:-3] + "_sd"] = math.sqrt(max(second - mean * mean, 0.0)) if count else math.nan
+    step, var = (int(x) for x in diverged)
+    return {"row": means, "histogram": hist, "steps": count,
+            "diverged": None if not step else {"step": step, "variable": "loss" if var < 0 else names[var]}}
 
 
 def read_and_reset(*accumulators: Accumulator) -> list[dict]:

@@ -11,11 +11,10 @@ branches are named after the layers that produce them.
 
 from __future__ import annotations
 
-from diagnose._tf import import_tensorflow_quietly
+from keras import ops
+
 from diagnose.instruments.family import Column, Family, Step
 from diagnose.instruments.measures import block, rms
-
-tf = import_tensorflow_quietly()
 
 
 def measure(step: Step) -> dict:
@@ -26,10 +25,10 @@ def measure(step: Step) -> dict:
             values.append(rms(tensor))
         for branch, value in site.rms.items():
             names.append(f"rms/{site.site}/{branch}")
-            values.append(tf.reshape(tf.cast(value, tf.float32), ()))
+            values.append(ops.reshape(ops.cast(value, "float32"), ()))
     if not names:
         return {}
-    return block(names, tf.stack(values))
+    return block(names, ops.stack(values))
 
 
 FAMILY = Family(

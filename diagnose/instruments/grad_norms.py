@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-from diagnose._tf import import_tensorflow_quietly
+from keras import ops
+
 from diagnose.instruments.gradients import CLIP_MODES
 from diagnose.instruments.family import Column, Family, Step
 from diagnose.instruments.measures import block
 
-tf = import_tensorflow_quietly()
-
 
 def _fired(mode: str, global_norm, norms, clip_norm):
     if mode == "global":
-        return tf.cast(global_norm > clip_norm, tf.float32)
+        return ops.cast(global_norm > clip_norm, "float32")
     if mode == "per_tensor":
-        return tf.cast(tf.reduce_any(norms > clip_norm), tf.float32)
-    return tf.constant(0.0)
+        return ops.cast(ops.any(norms > clip_norm), "float32")
+    return ops.zeros((), "float32")
 
 
 def measure(step: Step) -> dict:
     # One vector for every variable: a few kernels for any number of variables.
-    norms = tf.stack([tf.cast(n, tf.float32) for n in step.norms])  # (n,)
-    global_norm = tf.sqrt(tf.reduce_sum(tf.square(norms)))
+    norms = ops.stack([ops.cast(n, "float32") for n in step.norms])  # (n,)
+    global_norm = ops.sqrt(ops.sum(ops.square(norms)))
     if isinstance(step.clip_mode, str):
         fired = _fired(step.clip_mode, global_norm, norms, step.clip_norm)
     else:  # an index into CLIP_MODES, read when the step runs
         by_mode = [_fired(name, global_norm, norms, step.clip_norm) for name in CLIP_MODES]
-        fired = tf.gather(tf.stack(by_mode), step.clip_mode)
+        fired = ops.take(ops.stack(by_mode), step.clip_mode)
     return {"grad_norm/global": global_norm, **block([f"grad_norm/{n}" for n in step.names], norms),
             "clip_fired": fired}
 

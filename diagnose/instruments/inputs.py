@@ -8,25 +8,26 @@ Integer inputs are token ids, where 0 is padding by convention.
 
 from __future__ import annotations
 
-from diagnose._tf import import_tensorflow_quietly
+import keras
+from keras import ops
+
 from diagnose.instruments.family import Column, Family, Step
 from diagnose.instruments.measures import block
-
-tf = import_tensorflow_quietly()
 
 
 def measure(step: Step) -> dict:
     names, values = [], []
     for name, x in step.inputs:
-        if not tf.is_tensor(x):
+        if not ops.is_tensor(x):
             continue
-        if x.dtype.is_floating:
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if "float" in dtype:
             names.append(f"input_rms/{name}")
-            values.append(tf.sqrt(tf.reduce_mean(tf.square(tf.cast(x, tf.float32)))))
-        elif x.dtype.is_integer:
+            values.append(ops.sqrt(ops.mean(ops.square(ops.cast(x, "float32")))))
+        elif dtype.startswith(("int", "uint")):
             names.append(f"input_zero_frac/{name}")
-            values.append(tf.reduce_mean(tf.cast(tf.equal(x, 0), tf.float32)))
-    return block(names, tf.stack(values)) if names else {}
+            values.append(ops.mean(ops.cast(ops.equal(x, 0), "float32")))
+    return block(names, ops.stack(values)) if names else {}
 
 
 FAMILY = Family(

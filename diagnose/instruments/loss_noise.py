@@ -11,16 +11,15 @@ moment back as ``loss_sd`` (see :mod:`diagnose.instruments.accumulate`).
 
 from __future__ import annotations
 
-from diagnose._tf import import_tensorflow_quietly
-from diagnose.instruments.family import Column, Family, Step
+from keras import ops
 
-tf = import_tensorflow_quietly()
+from diagnose.instruments.family import Column, Family, Step
 
 
 def measure(step: Step) -> dict:
     if step.loss is None:
         return {}
-    return {"loss_sq": tf.square(tf.cast(step.loss, tf.float32))}
+    return {"loss_sq": ops.square(ops.cast(step.loss, "float32"))}
 
 
 FAMILY = Family(

@@ -15,6 +15,8 @@ import numpy as np
 from diagnose._tf import import_tensorflow_quietly
 
 tf = import_tensorflow_quietly()
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
 
 # Keras' categorical cross-entropy clips probabilities to [EPSILON, 1 - EPSILON];
 # a target whose probability sits at the floor contributes -ln(1e-7) = 16.1 nats
@@ -51,6 +53,19 @@ def variable_names(paths: list[str]) -> list[str]:
     return [s if short.count(s) == 1 and s not in set(full) - {f} else f for s, f in zip(short, full)]
 
 
+def on_tensorflow() -> bool:
+    """Whether Keras runs on TensorFlow (the backend it picked at import, from KERAS_BACKEND)."""
+    return keras.backend.backend() == "tensorflow"
+
+
+def gather_rows(x, index):
+    """``x[i, index[i]]`` for a (N, C) ``x`` and (N,) ``index``: (N,). TensorFlow's batched gather where
+    Keras runs on it (XLA lowers it to one gather), ``take_along_axis`` elsewhere."""
+    if on_tensorflow():
+        return tf.gather(x, index[:, None], batch_dims=1)[:, 0]
+    return ops.take_along_axis(x, ops.cast(index, "int32")[:, None], axis=-1)[:, 0]
+
+
 def values(g):
     """The dense values of a gradient (IndexedSlices already deduplicated)."""
     return g.values if isinstance(g, tf.IndexedSlices) else g
@@ -64,7 +79,7 @@ def block(names, vector) -> dict:
     the accumulator concatenates blocks as they are.
     """
     names = tuple(names)
-    return {names: tf.reshape(vector, (len(names),))}
+    return {names: ops.reshape(vector, (len(names),))}
 
 
 def scalars(row: dict) -> dict:
@@ -129,6 +144,8 @@ def norms(tensors, grouped: bool = False) -> list:
     of what a sampled step's norms cost. Under XLA (which fuses the per-tensor norms
     and lowers a segment sum to a scatter) leave it False.
     """
+    if not on_tensorflow():  # one norm per tensor, in keras.ops (XLA and eager PyTorch need no grouping)
+        return [ops.sqrt(ops.sum(ops.square(ops.cast(values(t), "float32")))) for t in tensors]
     tensors = [tf.convert_to_tensor(t) for t in tensors]
     small = [i for i, t in enumerate(tensors)
              if grouped and t.shape.num_elements() is not None and t.shape.num_elements() < _GROUPED_BELOW]
@@ -160,14 +177,14 @@ def top1_correct(outputs, targets, top=None):
     a top-k sort, ~2 ms per step over a (128, 10,001) output, where this is one
     fused pass.
     """
-    outputs = tf.cast(outputs, tf.float32)
-    targets = tf.cast(targets, tf.int32)
-    top = tf.reduce_max(outputs, axis=-1, keepdims=True) if top is None else tf.reshape(top, (-1, 1))  # (B, 1)
-    at_target = tf.gather(outputs, targets[:, None], batch_dims=1)  # (B, 1)
+    outputs = ops.cast(outputs, "float32")
+    targets = ops.cast(targets, "int32")
+    top = ops.max(outputs, axis=-1) if top is None else ops.reshape(top, (-1,))  # (B,)
+    at_target = gather_rows(outputs, targets)  # (B,)
     # A tie with an earlier index means argmax would pick that index instead.
-    earlier = tf.range(tf.shape(outputs)[-1])[None, :] < targets[:, None]
-    tied_earlier = tf.reduce_any(earlier & tf.equal(outputs, top), axis=-1)
-    return tf.cast(tf.equal(at_target[:, 0], top[:, 0]) & tf.logical_not(tied_earlier), tf.float32)
+    earlier = ops.arange(outputs.shape[-1], dtype="int32")[None, :] < targets[:, None]
+    tied_earlier = ops.any(ops.logical_and(earlier, ops.equal(outputs, top[:, None])), axis=-1)
+    return ops.cast(ops.logical_and(ops.equal(at_target, top), ops.logical_not(tied_earlier)), "float32")
 
 
 def argmax_histogram(attention):
@@ -182,8 +199,8 @@ def argmax_histogram(attention):
 
 def rms(x):
     """Root mean square of all entries."""
-    x = tf.cast(x, tf.float32)
-    return tf.sqrt(tf.reduce_mean(tf.square(x)))
+    x = ops.cast(x, "float32")
+    return ops.sqrt(ops.mean(ops.square(x)))
 
 
 def row_sq_norms(table):
@@ -207,10 +224,8 @@ def softmax_cross_entropy(targets, logits):
     Returns:
         ``(per_example (B,), {"top", "log_z", "logit_target"})``, each (B,).
     """
-    logits = tf.cast(logits, tf.float32)
-    top = tf.stop_gradient(tf.reduce_max(logits, axis=-1))
-    log_z = top + tf.math.log(tf.reduce_sum(tf.exp(logits - top[:, None]), axis=-1))
-    logit_target = tf.gather(logits, tf.cast(targets, tf.int32)[:, None], batch_dims=1)[:, 0]
+    logits = ops.cast(logits, "float32")
+    top = ops.stop_gradient(ops.max(logits, axis=-1))
+    log_z = top + ops.log(ops.sum(ops.exp(logits - top[:, None]), axis=-1))
+    logit_target = gather_rows(logits, ops.cast(targets, "int32"))
     return log_z - logit_target, {"top": top, "log_z": log_z, "logit_target": logit_target}
-
-

@@ -9,46 +9,46 @@ they are. A binary classifier's single probability p is read as the two classes
 
 from __future__ import annotations
 
-from diagnose._tf import import_tensorflow_quietly
-from diagnose.instruments.family import Column, Family, Step
-from diagnose.instruments.measures import CLIP_FLOOR, block, softmax_cross_entropy
+from keras import ops
 
-tf = import_tensorflow_quietly()
+from diagnose.instruments.family import Column, Family, Step
+from diagnose.instruments.measures import CLIP_FLOOR, block, gather_rows, softmax_cross_entropy
 
 
 def _weighted_mean(x, weights):
-    x = tf.cast(x, tf.float32)
+    x = ops.cast(x, "float32")
     if weights is None:
-        return tf.reduce_mean(x, axis=-1)
-    return tf.reduce_sum(x * weights, axis=-1) / tf.maximum(tf.reduce_sum(weights), 1e-12)
+        return ops.mean(x, axis=-1)
+    return ops.sum(x * weights, axis=-1) / ops.maximum(ops.sum(weights), 1e-12)
 
 
 def measure(step: Step) -> dict:
     if step.outputs is None or step.labels is None or step.output_kind is None:
         return {}
-    outputs = tf.cast(step.outputs, tf.float32)  # (N, C)
-    labels = tf.cast(step.labels, tf.int32)  # (N,)
-    weights = None if step.row_weights is None else tf.cast(step.row_weights, tf.float32)
+    outputs = ops.cast(step.outputs, "float32")  # (N, C)
+    labels = ops.cast(step.labels, "int32")  # (N,)
+    weights = None if step.row_weights is None else ops.cast(step.row_weights, "float32")
+    zero = ops.zeros((), "float32")
     if step.output_kind == "logits":
         parts = step.parts if step.parts is not None else softmax_cross_entropy(labels, outputs)[1]
-        p_target = tf.exp(parts["logit_target"] - parts["log_z"])
-        max_prob = tf.exp(parts["top"] - parts["log_z"])
-        zero_frac = dead_rows = tf.constant(0.0)  # logits have no dead units
+        p_target = ops.exp(parts["logit_target"] - parts["log_z"])
+        max_prob = ops.exp(parts["top"] - parts["log_z"])
+        zero_frac = dead_rows = zero  # logits have no dead units
     else:
-        at_target = tf.gather(outputs, labels[:, None], batch_dims=1)[:, 0]  # (N,)
-        top = tf.reduce_max(outputs, axis=-1)
+        at_target = gather_rows(outputs, labels)  # (N,)
+        top = ops.max(outputs, axis=-1)
         if step.output_kind == "probabilities":
             p_target, max_prob = at_target, top
-            zero_frac = dead_rows = tf.constant(0.0)
+            zero_frac = dead_rows = zero
         else:  # unnormalised: a cross-entropy divides them by their sum
-            total = tf.reduce_sum(outputs, axis=-1)
+            total = ops.sum(outputs, axis=-1)
             alive = total > 0
-            safe = tf.where(alive, total, 1.0)
-            p_target = tf.where(alive, at_target / safe, 0.0)
-            max_prob = tf.where(alive, top / safe, 0.0)
-            dead_rows = _weighted_mean(tf.logical_not(alive), weights)
-            zero_frac = _weighted_mean(tf.reduce_mean(tf.cast(tf.equal(outputs, 0.0), tf.float32), axis=-1), weights)
-    means = _weighted_mean(tf.stack([tf.cast(p_target <= CLIP_FLOOR, tf.float32), max_prob, p_target]), weights)
+            safe = ops.where(alive, total, 1.0)
+            p_target = ops.where(alive, at_target / safe, 0.0)
+            max_prob = ops.where(alive, top / safe, 0.0)
+            dead_rows = _weighted_mean(ops.logical_not(alive), weights)
+            zero_frac = _weighted_mean(ops.mean(ops.cast(ops.equal(outputs, 0.0), "float32"), axis=-1), weights)
+    means = _weighted_mean(ops.stack([ops.cast(p_target <= CLIP_FLOOR, "float32"), max_prob, p_target]), weights)
     return {"out_zero_frac": zero_frac, "out_dead_rows": dead_rows,
             **block(("target_at_floor", "max_prob", "target_prob"), means)}
 

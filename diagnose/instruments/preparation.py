@@ -34,8 +34,8 @@ def prepare_fit(model, x, y, sample_weight, validation_split: float) -> None:
     if not model._ready:
         build_from(model, x)
     _target_baselines(model, y, validation_split)
-    if not model._ready or model._custom_step:
-        return
+    if not model._ready or model._custom_step or keras.backend.backend() != "tensorflow":
+        return  # (JAX, PyTorch: nothing is traced twice; Keras builds its state from the data as in plain fit)
     _build_state(model, x, y, sample_weight)
     if not plain_sgd(model.optimizer):
         model.snapshot.prepare(model.trainable_weights)

@@ -19,11 +19,8 @@ def variants(x) -> list:
     """``[x, shuffled, zeroed]`` for any input structure (in-graph; the batch axis is 0)."""
     import keras
 
-    from diagnose._tf import import_tensorflow_quietly
-
-    tf = import_tensorflow_quietly()
-    shuffled = keras.tree.map_structure(lambda t: tf.roll(t, shift=1, axis=0), x)
-    zeroed = keras.tree.map_structure(tf.zeros_like, x)
+    shuffled = keras.tree.map_structure(lambda t: keras.ops.roll(t, shift=1, axis=0), x)
+    zeroed = keras.tree.map_structure(keras.ops.zeros_like, x)
     return [x, shuffled, zeroed]
 
 

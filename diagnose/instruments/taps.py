@@ -94,9 +94,12 @@ class Taps:
     @property
     def found(self) -> dict:
         """How many places of each kind were found (for the run record's description)."""
-        counts: dict[str, int] = {}
+        counts: dict = {}
         for role, _ in self.roles.values():
             counts[role] = counts.get(role, 0) + 1
+        if counts and keras.backend.backend() != "tensorflow":  # the JAX and PyTorch steps capture nothing yet
+            counts["not_measured"] = f"attention and branch balance: TensorFlow only (Keras backend " \
+                                     f"{keras.backend.backend()})"
         return counts
 
     def _hook(self, layer, method: str, role: tuple) -> None:

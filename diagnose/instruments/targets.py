@@ -15,6 +15,7 @@ from diagnose.instruments.measures import top1_correct
 
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
+from keras import ops  # noqa: E402
 
 __all__ = ["LossInfo", "ClassifierView", "classifier_view", "TargetStats", "output_names", "output_losses",
            "per_output", "of_output", "OutputLoss",
@@ -99,10 +100,10 @@ class LossInfo:
     def sum_divisor(self, y_pred):
         """What turns the loss into a per-example mean: the number of prediction rows when it sums, else 1."""
         if not self.summed:
-            return tf.constant(1.0)
-        size = tf.cast(tf.size(y_pred), tf.float32)
-        last = y_pred.shape[-1] if y_pred.shape.rank and y_pred.shape[-1] else 1
-        return tf.maximum(size / float(last), 1.0)
+            return ops.ones((), "float32")
+        size = ops.cast(ops.size(y_pred), "float32")
+        last = y_pred.shape[-1] if _rank(y_pred) and y_pred.shape[-1] else 1
+        return ops.maximum(size / float(last), 1.0)
 
 
 def output_names(model) -> list[str]:
@@ -259,53 +260,60 @@ class ClassifierView:
         if xla:
             correct = top1_correct(self.outputs, self.labels)
         else:
-            correct = tf.cast(tf.equal(tf.argmax(self.outputs, axis=-1, output_type=tf.int32), self.labels),
-                              tf.float32)
+            correct = ops.cast(ops.equal(ops.cast(ops.argmax(self.outputs, axis=-1), "int32"), self.labels),
+                               "float32")
         if self.row_weights is None:
-            return tf.reduce_mean(correct)
-        return tf.reduce_sum(correct * self.row_weights) / tf.maximum(tf.reduce_sum(self.row_weights), 1e-12)
+            return ops.mean(correct)
+        return ops.sum(correct * self.row_weights) / ops.maximum(ops.sum(self.row_weights), 1e-12)
+
+
+def _rank(t) -> int | None:
+    """A tensor's number of axes (None where TensorFlow does not know it)."""
+    shape = t.shape
+    return shape.rank if hasattr(shape, "rank") else len(shape)
 
 
 def _mask(y_pred):
     mask = getattr(y_pred, "_keras_mask", None)
-    return None if mask is None else tf.reshape(tf.cast(mask, tf.float32), (-1,))
+    return None if mask is None else ops.reshape(ops.cast(mask, "float32"), (-1,))
 
 
 def classifier_view(y, y_pred, info: LossInfo) -> ClassifierView | None:
     """The rows and labels of a classifier's step, or None for a regression (or shapes we cannot read)."""
-    if y is None or not tf.is_tensor(y_pred) or y_pred.shape.rank is None or y_pred.shape.rank < 1:
+    if y is None or not ops.is_tensor(y_pred) or _rank(y_pred) is None or _rank(y_pred) < 1:
         return None
-    y = tf.convert_to_tensor(y)
+    y = ops.convert_to_tensor(y)
     mask = _mask(y_pred)
     if info.kind == "binary":
-        p = tf.reshape(tf.cast(y_pred, tf.float32), (-1,))
+        p = ops.reshape(ops.cast(y_pred, "float32"), (-1,))
         if info.from_logits:
-            p = tf.sigmoid(p)
-        labels = tf.cast(tf.reshape(tf.cast(y, tf.float32), (-1,)) > 0.5, tf.int32)
+            p = ops.sigmoid(p)
+        labels = ops.cast(ops.reshape(ops.cast(y, "float32"), (-1,)) > 0.5, "int32")
         if p.shape[0] is not None and labels.shape[0] is not None and p.shape[0] != labels.shape[0]:
             return None
-        weights = mask if mask is not None and mask.shape == p.shape else None
-        return ClassifierView(tf.stack([1.0 - p, p], axis=-1), labels, weights, "probabilities", 2)
+        weights = mask if mask is not None and tuple(mask.shape) == tuple(p.shape) else None
+        return ClassifierView(ops.stack([1.0 - p, p], axis=-1), labels, weights, "probabilities", 2)
     classes = y_pred.shape[-1]
     if classes is None or classes < 2 or info.kind == "regression":
         return None
-    if info.kind == "other" and not (y.dtype.is_integer and y_pred.shape.rank in (y.shape.rank, y.shape.rank + 1)):
+    integer = keras.backend.standardize_dtype(y.dtype).startswith(("int", "uint"))
+    if info.kind == "other" and not (integer and _rank(y_pred) in (_rank(y), _rank(y) + 1)):
         return None
-    outputs = tf.reshape(y_pred, (-1, classes))
-    if y.shape.rank == y_pred.shape.rank and y.shape[-1] == classes and not (info.kind == "sparse"):
-        labels = tf.reshape(tf.argmax(y, axis=-1, output_type=tf.int32), (-1,))
+    outputs = ops.reshape(y_pred, (-1, classes))
+    if _rank(y) == _rank(y_pred) and y.shape[-1] == classes and not (info.kind == "sparse"):
+        labels = ops.reshape(ops.cast(ops.argmax(y, axis=-1), "int32"), (-1,))
     else:
-        labels = tf.reshape(tf.cast(y, tf.int32), (-1,))
-    if mask is not None and mask.shape.rank == 1 and mask.shape[0] is not None and outputs.shape[0] is not None \
+        labels = ops.reshape(ops.cast(y, "int32"), (-1,))
+    if mask is not None and _rank(mask) == 1 and mask.shape[0] is not None and outputs.shape[0] is not None \
             and mask.shape[0] != outputs.shape[0]:
         mask = None
     if labels.shape[0] is not None and outputs.shape[0] is not None and labels.shape[0] != outputs.shape[0]:
         return None
     # Labels outside the classes (a loss's ignore_class, 255 in a segmentation mask) are no rows to
     # measure: weighted out, and read as class 0 so that no gather goes out of range.
-    inside = tf.logical_and(labels >= 0, labels < int(classes))
-    weights = tf.cast(inside, tf.float32) if mask is None else mask * tf.cast(inside, mask.dtype)
-    labels = tf.where(inside, labels, tf.zeros_like(labels))
+    inside = ops.logical_and(labels >= 0, labels < int(classes))
+    weights = ops.cast(inside, "float32") if mask is None else mask * ops.cast(inside, mask.dtype)
+    labels = ops.where(inside, labels, ops.zeros_like(labels))
     mask = weights
     if info.kind == "other":
         kind = None

@@ -9,6 +9,8 @@ the weights; for any other optimizer it is measured as ``||w after - w before||`
 
 from __future__ import annotations
 
+from keras import ops
+
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.instruments.family import Column, Family, Step
 from diagnose.instruments.measures import block, norms
@@ -30,9 +32,9 @@ def plain_sgd(optimizer) -> bool:
 
 def sgd_delta_norms(learning_rate, norms, scales, finite) -> list:
     """``lr * ||g applied||`` per variable: the gradient norm times its clip scale (zero on a skipped step)."""
-    lr = tf.cast(learning_rate, tf.float32)
-    live = tf.cast(finite, tf.float32)
-    return [lr * tf.cast(n, tf.float32) * sc * live for n, sc in zip(norms, scales)]
+    lr = ops.cast(learning_rate, "float32")
+    live = ops.cast(finite, "float32")
+    return [lr * ops.cast(n, "float32") * sc * live for n, sc in zip(norms, scales)]
 
 
 class Snapshot:
@@ -65,9 +67,9 @@ class Snapshot:
 
 
 def measure(step: Step) -> dict:
-    delta = tf.stack([tf.cast(n, tf.float32) for n in step.update_norms])  # (n,)
-    weights = tf.stack([tf.cast(n, tf.float32) for n in step.weight_norms])
-    return {**block([f"update_ratio/{n}" for n in step.names], delta / tf.maximum(weights, 1e-12)),
+    delta = ops.stack([ops.cast(n, "float32") for n in step.update_norms])  # (n,)
+    weights = ops.stack([ops.cast(n, "float32") for n in step.weight_norms])
+    return {**block([f"update_ratio/{n}" for n in step.names], delta / ops.maximum(weights, 1e-12)),
             **block([f"weight_norm/{n}" for n in step.names], weights)}
 
 

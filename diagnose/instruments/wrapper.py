@@ -23,6 +23,7 @@ from diagnose.errors import DiagnoseError
 from diagnose.instruments.gradients import clip_scales, dedupe_slices
 from diagnose.instruments import measures, output_health, registry
 from diagnose.instruments.accumulate import Accumulator, read_and_reset
+from diagnose.instruments.backends import BACKEND, backend_step
 from diagnose.instruments.describe import input_names
 from diagnose.instruments.family import Step
 from diagnose.instruments.monitor import Monitor, probe_batch
@@ -31,6 +32,8 @@ from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
 from diagnose.instruments.targets import (LossInfo, OutputLossRecorder, TargetStats, classifier_view,
                                          output_losses, per_output)
+from diagnose.instruments.backends.common import (HostAccumulator, check_supported, clip_setting, data_loss,
+                                                  probe_losses, sync_state)
 from diagnose.instruments.update_ratios import Snapshot, plain_sgd, sgd_delta_norms
 
 tf = import_tensorflow_quietly()
@@ -38,15 +41,6 @@ import keras  # noqa: E402
 from keras.src.losses.loss import unscale_loss_for_distribution  # noqa: E402  (as Keras' own train step)
 
 __all__ = ["instrument", "Instrumented"]
-
-
-def _clip_setting(optimizer) -> tuple[str, float]:
-    """How the optimizer clips gradient norms: Keras' global_clipnorm / clipnorm as diagnose's clip modes."""
-    if getattr(optimizer, "global_clipnorm", None):
-        return "global", float(optimizer.global_clipnorm)
-    if getattr(optimizer, "clipnorm", None):
-        return "per_tensor", float(optimizer.clipnorm)
-    return "none", 0.0
 
 
 # Room made ahead in the accumulators (a column is one float64): what the families
@@ -96,9 +90,12 @@ class Instrumented(keras.Model):
         # Room for every column, made before the first trace so that it traces once:
         # the families record a few columns per variable and per tapped site.
         room = _COLUMNS_PER_VARIABLE * len(self.names) + _COLUMNS_PER_SITE * (len(self.taps.found) + 1)
-        self.acc = Accumulator(self.names, capacity=_EVERY_STEP_COLUMNS + 2 * len(self.outputs),
-                               growable=True)  # every step
-        self.sampled_acc = Accumulator(self.names, capacity=room, growable=True)  # the steps the schedule samples
+        if BACKEND == "tensorflow":
+            self.acc = Accumulator(self.names, capacity=_EVERY_STEP_COLUMNS + 2 * len(self.outputs),
+                                   growable=True)  # every step
+            self.sampled_acc = Accumulator(self.names, capacity=room, growable=True)  # the steps the schedule samples
+        else:  # JAX, PyTorch: each step hands its columns back, summed on the host (backends.common)
+            self.acc, self.sampled_acc = HostAccumulator(self.names), HostAccumulator(self.names)
         self.schedule = Schedule()
         self.snapshot = Snapshot()
         self.targets = TargetStats()
@@ -137,6 +134,8 @@ class Instrumented(keras.Model):
         """
         if self.train_function is not None and not force:
             return self.train_function
+        if BACKEND == "jax":
+            return backend_step().make_train_function(self, force)
         if self.steps_per_execution != 1 or not hasattr(self, "_make_function"):
             return super().make_train_function(force)
         steps = {sampled: self._make_function(functools.partial(self.train_step, sampled=sampled))
@@ -150,6 +149,8 @@ class Instrumented(keras.Model):
 
     def train_step(self, data, sampled=None):
         """Keras' train step with the instruments; ``sampled``: the host's choice, else the schedule's in-graph."""
+        if BACKEND == "torch":
+            return backend_step().train_step(self, data)
         if self._custom_step:
             return self._custom_train_step(data, sampled)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -184,8 +185,9 @@ class Instrumented(keras.Model):
         self.acc.add(row, None, bad)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def test_step(self, data):
-        return self.user_model.test_step(data) if self._custom_test else super().test_step(data)
+    def test_step(self, *args):
+        """Keras' test step (or the user's own), with the arguments of the backend's (JAX: state, data)."""
+        return self.user_model.test_step(*args) if self._custom_test else super().test_step(*args)
 
     @property
     def metrics(self):
@@ -303,7 +305,7 @@ class Instrumented(keras.Model):
         # Norms of the dense gradient (an embedding's rows looked up twice summed first).
         dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
         norms = measures.gradient_norms(dense, grouped=not self.jit_compile)
-        mode, threshold = _clip_setting(self.optimizer)
+        mode, threshold = clip_setting(self.optimizer)
         if plain_sgd(self.optimizer):  # the change is lr * ||g applied||: no copy of the weights needed
             update_norms = sgd_delta_norms(lr, norms, clip_scales(norms, mode, threshold), finite)
         else:
@@ -338,7 +340,11 @@ class Instrumented(keras.Model):
 
     def read_row(self) -> dict:
         """The interval's means of every column (every-step and sampled ones), and resets them (host call)."""
-        every, sampled = read_and_reset(self.acc, self.sampled_acc)
+        if BACKEND == "tensorflow":
+            every, sampled = read_and_reset(self.acc, self.sampled_acc)
+        else:  # (on JAX, the model's variables from fit's state first: the Monitor reads the learning rate)
+            sync_state(self)
+            every, sampled = self.acc.read_and_reset(), self.sampled_acc.read_and_reset()
         self.schedule.reset()
         return {**every, "row": {**every["row"], **sampled["row"]}, "histogram": sampled["histogram"]}
 
@@ -361,13 +367,7 @@ class Instrumented(keras.Model):
         with (ln V, the label entropy, the loss at step 0) are unweighted; the weighted
         mean sum(w * loss) / sum(w) keeps their scale, and is the masked mean for 0/1 weights.
         """
-        loss = total if not self.losses or self._compile_loss is None else self._compile_loss(y, y_pred,
-                                                                                               sample_weight)
-        loss = loss / self.loss_info.sum_divisor(y_pred) if self.loss_info.summed else loss
-        if sample_weight is None:
-            return loss
-        mean_weight = tf.reduce_mean(tf.cast(sample_weight, loss.dtype))
-        return tf.math.divide_no_nan(loss, mean_weight)
+        return data_loss(self, y, y_pred, sample_weight, total, penalties=bool(self.losses))
 
     def probe_losses(self, x, y) -> list[float]:
         """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read); the outputs on
@@ -378,6 +378,8 @@ class Instrumented(keras.Model):
             object.__setattr__(self, name, None)
         if self._compile_loss is None:  # compiled without a loss: nothing to compare inputs by
             return [float("nan")] * 3
+        if BACKEND != "tensorflow":
+            return probe_losses(self, x, y)
         if self._probe_fn is None:
             def loss_of(y, p):
                 if self.loss_info.several:  # the outputs' weighted sum, Keras' per-output trackers left alone
@@ -459,6 +461,8 @@ def instrument(model: keras.Model) -> Instrumented:
         raise DiagnoseError(f"diagnose.instrument takes a keras.Model, got {type(model).__name__}")
     if getattr(model, "optimizer", None) is None or getattr(model, "_compile_config", None) is None:
         raise DiagnoseError("compile the model (optimizer and loss) before diagnose.instrument(model)")
+    if BACKEND != "tensorflow":
+        check_supported(model)
     config = dict(model._compile_config.config)
     wrapper = Instrumented(model)
     if getattr(model, "output_names", None):  # losses and metrics given by output name find their outputs

@@ -1,0 +1,86 @@
+"""The instrumented train step where Keras runs on JAX: Keras' own JAX step, with the instruments beside it.
+
+As Keras' ``JAXTrainer.train_step``: ``compute_loss_and_updates`` (a stateless call
+of the model and the loss) under ``jax.value_and_grad``, ``optimizer.stateless_apply``,
+the metrics updated in a stateless scope, the whole jitted with the state donated. The
+instruments read the same gradients, the loss and the outputs, and, on the steps the
+schedule samples, the weights before and after the update (so the update ratios need
+no copy of the weights whatever the optimizer). Two jitted steps, sampled or not,
+the host picking between them as on TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+from diagnose.errors import DiagnoseError
+from diagnose.instruments.backends.common import as_vector, data_loss, every_step, sampled_row
+from diagnose.instruments.measures import column_names
+
+import keras  # noqa: E402  (after the TensorFlow import the modules above make quietly)
+from keras.src.trainers.data_adapters import data_adapter_utils  # noqa: E402  (as Keras' own JAX step)
+
+__all__ = ["make_train_function", "train_step"]
+
+
+def train_step(model, state, data, sampled: bool):
+    """Keras' JAX train step with the instruments: ``(logs, state, (every, bad, sampled or None))``."""
+    trainable, non_trainable, optimizer_variables, metrics_variables = state
+    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
+    (_, aux), grads = grad_fn(trainable, non_trainable, metrics_variables, x, y, sample_weight, training=True,
+                              optimizer_variables=optimizer_variables)
+    unscaled, y_pred, non_trainable, metrics_variables = aux
+    new_trainable, optimizer_variables = model.optimizer.stateless_apply(optimizer_variables, grads, trainable)
+    logs, metrics_variables = model._update_metrics_variables(metrics_variables, unscaled, x, y, y_pred,
+                                                              sample_weight)
+    row_loss = data_loss(model, y, y_pred, sample_weight, unscaled, penalties=True)
+    row, view, bad = every_step(model, y, y_pred, unscaled, row_loss, grads, sampled, xla=True)
+    columns = {"every": column_names(row)}
+    measured = None
+    if sampled:
+        found = sampled_row(model, x, view, row_loss, grads, trainable, new_trainable)
+        columns["sampled"] = column_names(found)
+        measured = as_vector(found)
+    model.step_columns = columns  # read when traced: the same on every call of this step
+    state = (new_trainable, non_trainable, optimizer_variables, metrics_variables)
+    return logs, state, (as_vector(row), bad, measured)
+
+
+def make_train_function(model, force: bool = False):
+    """Keras' JAX train function (one step per call), on one of two jitted steps the host's schedule picks."""
+    if model.train_function is not None and not force:
+        return model.train_function
+    if model.steps_per_execution != 1:
+        raise DiagnoseError("diagnose.instrument on JAX trains one step per call; compile the model with "
+                            "steps_per_execution=1 (the default)")
+    jit = not model.run_eagerly and model.jit_compile
+    steps, columns = {}, {}
+    for sampled in (True, False):
+        step = functools.partial(train_step, model, sampled=sampled)
+        steps[sampled] = jax.jit(step, donate_argnums=0) if jit else step
+
+    def train_function(state, iterator):
+        sampled = model.schedule.next_due()
+        logs, state, (every, bad, measured) = steps[sampled](state, next(iterator))
+        columns.setdefault(sampled, model.step_columns)
+        model.acc.add(columns[sampled]["every"], every, bad)
+        if measured is not None:
+            model.sampled_acc.add(columns[sampled]["sampled"], measured, bad)
+        return logs, state
+
+    model.train_function = train_function
+    return train_function
+
+
+def sync(model) -> None:
+    """The model's variables from the state JAX trains on (Keras purges them during fit): before the host
+    reads a weight, the learning rate or runs the model (a probe)."""
+    if getattr(model, "_jax_state", None) and not getattr(model, "_jax_state_synced", True):
+        model.jax_state_sync()
+
+
+def is_jax() -> bool:
+    return keras.backend.backend() == "jax"

@@ -1,0 +1,58 @@
+"""The instrumented train step where Keras runs on PyTorch: Keras' own PyTorch step, with the instruments.
+
+As Keras' ``TorchTrainer.train_step``: the forward pass, ``zero_grad``, the loss,
+``loss.backward()`` for the gradients, ``optimizer.apply`` under ``torch.no_grad``,
+the metrics. The instruments read the same gradients, the loss and the outputs
+without recording anything for autograd; on the steps the schedule samples (picked
+on the host, as the step runs eagerly) they also read the weights before and after
+the update.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from diagnose.instruments.backends.common import as_vector, data_loss, every_step, sampled_row
+from diagnose.instruments.measures import column_names
+
+import keras  # noqa: E402  (after the TensorFlow import the modules above make quietly)
+
+__all__ = ["train_step"]
+
+
+def train_step(model, data):
+    """Keras' PyTorch train step with the instruments recorded in the wrapper's host accumulators."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    sampled = model.schedule.next_due()
+    y_pred = model.user_model(x, training=True)
+    model.zero_grad()
+    loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+    model._loss_tracker.update_state(loss, sample_weight=next(i for i in keras.tree.flatten(x)
+                                                                if i is not None).shape[0])
+    scaled = model.optimizer.scale_loss(loss) if model.optimizer is not None else loss
+    variables = model.trainable_weights[:]
+    grads = []
+    if variables:
+        scaled.backward()
+        grads = [v.value.grad for v in variables]
+    with torch.no_grad():
+        dense = [torch.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
+        outputs = _detached(y_pred)
+        row_loss = data_loss(model, y, outputs, sample_weight, loss.detach(), penalties=bool(model.losses))
+        row, view, bad = every_step(model, y, outputs, loss.detach(), row_loss, dense, sampled, xla=False)
+        before = [v.value.detach().clone() for v in variables] if sampled else None
+        if variables:
+            model.optimizer.apply(grads, variables)
+        else:  # every weight frozen: nothing to update, as Keras' own train step says
+            warnings.warn("The model does not have any trainable weights.", stacklevel=2)
+        if sampled:  # (Keras' PyTorch optimizers update the weights in place, never the gradients)
+            found = sampled_row(model, x, view, row_loss, dense, before, [v.value for v in variables])
+            model.sampled_acc.add(column_names(found), as_vector(found), bad)
+        model.acc.add(column_names(row), as_vector(row), bad)
+    return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def _detached(t):
+    return keras.tree.map_structure(lambda v: v.detach() if hasattr(v, "detach") else v, t)

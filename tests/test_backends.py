@@ -1,0 +1,117 @@
+"""instrument + Monitor + check on the Keras backend this process runs on (KERAS_BACKEND), and the same
+instrument values across backends.
+
+Keras picks its backend at import, so each backend is tested by its own pytest run:
+``KERAS_BACKEND=jax python -m pytest -q tests/test_backends.py`` (and ``torch``); the
+default run tests TensorFlow, and compares the three backends' figures on a
+reference model, each in a subprocess of its own.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import diagnose
+from diagnose import runrecord
+from diagnose._tf import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+import keras  # noqa: E402
+
+BACKEND = keras.backend.backend()
+N = 128  # 96 trained on, 6 steps of 16 per epoch
+STEPS = 2 * 6
+
+
+def _data(conv=False):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, 6, 6, 1) if conv else (N, 6)).astype("float32")
+    flat = x.reshape(N, -1)
+    return x, ((flat[:, 0] > 0).astype("int32") + (flat[:, 1] > 1)).astype("int32")
+
+
+def _model(conv=False, lr=0.01):
+    keras.utils.set_random_seed(1)
+    layers = ([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten()]
+              if conv else [keras.Input((6,)), keras.layers.Dense(12, activation="relu")])
+    model = keras.Sequential([*layers, keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _fit(conv, instrumented, run_dir=None, lr=0.01):
+    x, y = _data(conv)
+    model = _model(conv, lr)
+    keras.utils.set_random_seed(2)
+    fitter = diagnose.instrument(model) if instrumented else model
+    callbacks = [diagnose.Monitor(run_dir, log_every=2)] if instrumented else []
+    history = fitter.fit(x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0,
+                         callbacks=callbacks).history
+    return history, model.get_weights()
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["mlp", "conv"])
+def test_trains_as_plain_fit_and_writes_the_record(conv, tmp_path):
+    plain, plain_weights = _fit(conv, False)
+    ours, weights = _fit(conv, True, tmp_path / "run")
+    assert ours == plain  # same losses, same floats, as the model's own fit on this backend
+    for a, b in zip(weights, plain_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    metrics = runrecord.read_metrics(tmp_path / "run")
+    names = [n.split("/")[0] for n in metrics.columns]
+    for column in ("loss", "accuracy", "loss_sd", "grad_norm", "update_ratio", "weight_norm", "max_prob",
+                   "input_rms", "probe_loss_real", "probe_loss_shuffled", "valid_loss"):
+        assert column in names, column
+    assert len(metrics) == STEPS // 2  # log_every=2
+    ratios = [c for c in metrics.columns if c.startswith("update_ratio/")]
+    assert len(ratios) == 4 and (metrics["grad_norm/global"] > 0).all() and (metrics[ratios] > 0).all().all()
+    summary = runrecord.read_summary(tmp_path / "run")
+    assert summary["status"] == "completed" and summary["steps"] == STEPS
+    assert "error" not in summary["contract"] and summary["contract"]["constant_loss"] > 0
+    assert isinstance(str(diagnose.check(tmp_path / "run")), str)
+
+
+def test_a_diverging_run_is_recorded_where_it_diverged(tmp_path):
+    ours, _ = _fit(False, True, tmp_path / "run", lr=1e6)
+    summary = runrecord.read_summary(tmp_path / "run")
+    assert summary["status"] == "diverged" and 1 <= summary["diverged_at"]["step"] <= summary["steps"]
+    assert not math.isfinite(ours["loss"][-1]) or summary["diverged_at"]["variable"]
+
+
+# The columns the reference run compares: every instrument read on both steps.
+_COMPARED = ("loss", "loss_sd", "grad_norm/", "update_ratio/", "weight_norm/", "max_prob", "target_prob",
+             "target_at_floor", "input_rms/", "probe_loss_")
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="run once, from the default (TensorFlow) run")
+def test_the_same_model_gives_the_same_instrument_values_on_every_backend(tmp_path):
+    backends = ["tensorflow"] + [b for b in ("jax", "torch") if importlib.util.find_spec(b) is not None]
+    if len(backends) == 1:
+        pytest.skip("neither jax nor torch is installed (pip install '.[jax]' or '.[torch]')")
+    script = Path(__file__).with_name("backend_reference.py")
+    found = {}
+    for backend in backends:
+        out = tmp_path / f"{backend}.json"
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        subprocess.run([sys.executable, str(script), str(out)], env=env, check=True, timeout=600)
+        found[backend] = json.loads(out.read_text())
+        assert found[backend]["backend"] == backend
+    reference = found["tensorflow"]["runs"]
+    for backend in backends[1:]:
+        for optimizer, rows in found[backend]["runs"].items():
+            assert len(rows) == len(reference[optimizer]) == 2
+            for ours, theirs in zip(rows, reference[optimizer]):
+                columns = [c for c in theirs if c.startswith(_COMPARED)]
+                assert set(columns) <= set(ours), set(columns) - set(ours)
+                assert len([c for c in columns if c.startswith("grad_norm/")]) == 5  # 4 variables and global
+                for column in columns:
+                    assert ours[column] == pytest.approx(theirs[column], rel=1e-4, abs=1e-6), \
+                        (backend, optimizer, column)
