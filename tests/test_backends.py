@@ -68,7 +68,7 @@ def test_trains_as_plain_fit_and_writes_the_record(conv, tmp_path):
     metrics = runrecord.read_metrics(tmp_path / "run")
     names = [n.split("/")[0] for n in metrics.columns]
     for column in ("loss", "accuracy", "loss_sd", "grad_norm", "update_ratio", "weight_norm", "max_prob",
-                   "input_rms", "probe_loss_real", "probe_loss_shuffled", "valid_loss"):
+                   "input_rms", "probe_loss_real", "probe_loss_shuffled", "val_loss"):
         assert column in names, column
     assert len(metrics) == STEPS // 2  # log_every=2
     ratios = [c for c in metrics.columns if c.startswith("update_ratio/")]
