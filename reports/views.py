@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from diagnose.report_data import ReportData, RunInfo, VariantInfo
+from diagnose.report_data import ReportData, RunInfo, VariantInfo, verdict_view
 from diagnose.report_data.contrasts import Suspect
 from .plots import num
 
@@ -138,8 +138,6 @@ def _interactions(data: ReportData, figures: dict[str, str]) -> dict | None:
 
 
 def _suspect(s: Suspect, figures: dict[str, str], data: ReportData) -> dict:
-    from diagnose.report_data import verdict_view
-
     contexts = "; ".join(f"{c.label} (its own level: {s.labels.get(c.own_level, c.own_level)})" for c in s.contexts)
     parts = [f"Left: the {data.outcome} for each level of {s.factor} on {contexts} (mean over seeds; bars: "
              "95% interval; dots: seeds)."]

@@ -43,7 +43,8 @@ import math
 import statistics
 from pathlib import Path
 
-from diagnose import studydir
+from diagnose import runrecord, studydir
+from diagnose.errors import RecordError
 from diagnose.findings.verdict_plan import DEFAULT_MAX_SEEDS, plan_follow_ups, plan_seeds
 from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, confidence_after, excludes_zero,
                                              loss_unit, outcome_words, paired, run_outcome, status_of, test_words)
@@ -104,9 +105,6 @@ def _method(manifest: dict, margin_words: str, model: dict) -> dict:
 
 def _model_config(out: Path, manifest: dict) -> dict:
     """The ``model`` entry of the first run whose config.json reads ({} where none does)."""
-    from diagnose import runrecord
-    from diagnose.errors import RecordError
-
     for e in manifest["runs"]:
         try:
             return runrecord.read_config(studydir.run_path(out, e["id"])).get("model") or {}
@@ -252,9 +250,6 @@ def seed_blind_weights(ablation_dir: str | Path, manifest: dict | None = None) -
         "of_variants": int}``: the variables, how many variables have digests, the
         variants in which it was seen, and how many variants have runs at two seeds or more.
     """
-    from diagnose import runrecord
-    from diagnose.errors import RecordError
-
     out = Path(ablation_dir)
     manifest = manifest or studydir.read_manifest(out)
     by_variant: dict[str, list[tuple[int, dict]]] = {}

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnose import studydir
+from diagnose.findings.verdict_stats import loss_unit
 from diagnose.findings.verdict_types import Verdict, read_verdict
+from diagnose.memn2n.factors import DEFAULT_LEVELS, FACTORS, LEVEL_LABELS
 from diagnose.report_data import verdict_view as vv
 from diagnose.report_data.contrasts import Interaction, Suspect, interactions, suspects
 from diagnose.report_data.records import RunInfo, VariantInfo, attach_proof, run_label, single_runs, study_runs
@@ -98,8 +100,6 @@ def load(paths: list[str | Path]) -> ReportData:
 
 
 def _study(path: Path) -> ReportData:
-    from diagnose.memn2n.factors import DEFAULT_LEVELS, FACTORS, LEVEL_LABELS
-
     manifest = studydir.read_manifest(path)
     variants, notes = study_runs(path)
     verdict = read_verdict(path)
@@ -174,8 +174,6 @@ def _headline(verdict: Verdict | None, variants: dict[str, VariantInfo]) -> Head
 def _baselines(variants: dict[str, VariantInfo]) -> dict:
     """The loss axis: the corpus's reference losses (ln V, unigram entropy, Bayes floor), from the first run
     that has them, and ``unit``, what the losses are in (:func:`~diagnose.findings.verdict_stats.loss_unit`)."""
-    from diagnose.findings.verdict_stats import loss_unit
-
     runs = [r for v in variants.values() for r in v.runs]
     refs = {"unit": loss_unit(runs[0].config.get("model")) if runs else "nats"}
     for r in runs:

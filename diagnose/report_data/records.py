@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnose import runrecord, studydir
+from diagnose.findings.proof import proof_line
 from diagnose.parallel import fork_map
 from diagnose.report_data.verdict_view import Interval, interval, run_outcome
 
@@ -166,8 +167,6 @@ def _run_info(run: Path, run_id: str, variant: str, seed: int | None) -> RunInfo
 
 def attach_proof(findings: list[dict], proof: dict | None) -> None:
     """Marks each finding a proof tested with its status and sentence (``finding["proof"]``, else None)."""
-    from diagnose.findings.proof import proof_line
-
     tested = {e["id"]: e for e in (proof or {}).get("findings", [])}
     for f in findings:
         entry = tested.get(f["id"])
