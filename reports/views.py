@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from diagnose.findings.figures import TABLE
 from diagnose.report_data import ReportData, RunInfo, VariantInfo, verdict_view
 from diagnose.report_data.contrasts import Suspect
 from .plots import num
@@ -11,40 +12,10 @@ __all__ = ["index_view", "run_view", "PANEL_CAPTIONS", "SIDE_BY_SIDE"]
 # Runs side by side on the index beyond this many would shrink below reading: each has its own page.
 SIDE_BY_SIDE = 4
 
-# What each evidence panel shows, in the words a caption needs (keys: registry.FIGURES).
-PANEL_CAPTIONS = {
-    "branches": "branch balance: the RMS of a position table (dashed) against the content it is added to (solid); "
-                "a table far above its content drowns it",
-    "attention-map": "where attention lands late in training: the share of each hop's winning slot (right: the "
-                     "current word); one bright column whatever the input is attention fixed on a position",
-    "attention-entropy": "attention entropy over ln(slots): 1 reads an average of the window, near 0 one slot",
-    "gradients": "the global gradient norm before clipping (log scale)",
-    "updates": "update-to-weight ratios ||Δw|| / ||w|| (log scale); around 1e-3 is a healthy step",
-    "output": "output health: the share of dead output units (solid) and of targets at the cross-entropy's clip "
-              "floor (dashed)",
-}
+# What each evidence panel shows, in the words a caption needs (diagnose.findings.figures).
+PANEL_CAPTIONS = {f.id: f.evidence for f in TABLE if f.evidence}
 
-_DIAGNOSTICS = (
-    # figure id, title, caption
-    ("loss", "Loss", "Training and validation loss of each run (runs that differ only by seed form one band)."),
-    ("gradients", "Gradient norms per variable",
-     "L2 norm of each variable's gradient before clipping (log scale). Look for norms that grow by orders of "
-     "magnitude (exploding), collapse towards zero (vanishing), or sit far below the others."),
-    ("updates", "Update-to-weight ratios",
-     "||Δw|| / ||w|| per step (log scale); around 1e-3 is a healthy step. A mean-reduced loss with a rate tuned "
-     "for a summed one shows as ratios one to two orders of magnitude lower."),
-    ("attention-entropy", "Attention entropy per hop",
-     "Entropy of each hop's attention over ln(number of real slots): 1 is uniform, near 0 is one slot."),
-    ("attention-map", "Where attention lands, early vs late",
-     "Share of each interval's examples whose attention peaked on each memory slot, per hop (right: the current "
-     "word). Content-driven attention spreads with the input; one bright column is attention fixed on a position."),
-    ("branches", "Branch balance",
-     "RMS of what is added together: a position table against the content it is added to, and an H term against "
-     "the read-out (log scale). A table far above its content drowns it."),
-    ("output", "Output health",
-     "Share of output units exactly zero, of targets at the 1e-7 clip floor, mean top and target probability. "
-     "Dead outputs and targets at the floor mean the output is not a distribution the loss can train."),
-)
+_DIAGNOSTICS = tuple((f.id, f.title, f.caption) for f in TABLE)  # figure id, title, caption
 
 
 def index_view(data: ReportData, figures: dict[str, str]) -> dict:
