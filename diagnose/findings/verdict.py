@@ -39,6 +39,7 @@ measured and ``no_gap`` saying why (:func:`_no_gap`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from pathlib import Path
@@ -46,10 +47,11 @@ from pathlib import Path
 from diagnose import runrecord, studydir
 from diagnose.errors import RecordError
 from diagnose.findings.verdict_plan import DEFAULT_MAX_SEEDS, plan_follow_ups, plan_seeds
-from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, confidence_after, excludes_zero,
-                                             loss_unit, outcome_words, paired, run_outcome, status_of, test_words)
+from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, confidence_after, loss_unit,
+                                             outcome_words, paired, run_outcome, status_of, test_words)
 from diagnose.findings.verdict_text import effect_words, format_verdict
-from diagnose.findings.verdict_types import Verdict
+from diagnose.findings.verdict_types import (BaseEffect, Cause, Combination, Comparison, Factor, Fix, FixPart,
+                                             Interval, SeedBlind, Seeds, SwitchEffect, Verdict)
 
 __all__ = ["compute_verdict", "plan_follow_ups", "plan_seeds", "format_verdict", "effect_words", "load_outcomes",
            "seed_blind_weights", "RECOVERED_SHARE"]
@@ -83,12 +85,17 @@ def _comparer(outcomes: dict, manifest: dict):
     """``compare(a, b)``: b - a paired by seed, its interval widened for the looks either variant had."""
     looks = ((manifest.get("adaptive") or {}).get("seeds") or {}).get("looks") or {}
 
-    def compare(a: str, b: str, a_outcomes: dict | None = None, b_outcomes: dict | None = None) -> dict:
+    def compare(a: str, b: str, a_outcomes: dict | None = None, b_outcomes: dict | None = None) -> Interval:
         level = confidence_after(max(looks.get(a, 1), looks.get(b, 1)))
-        return paired(outcomes[a] if a_outcomes is None else a_outcomes,
-                      outcomes[b] if b_outcomes is None else b_outcomes, confidence=level)
+        return Interval.from_json(paired(outcomes[a] if a_outcomes is None else a_outcomes,
+                                         outcomes[b] if b_outcomes is None else b_outcomes, confidence=level))
 
     return compare
+
+
+def _judged(interval: Interval, margin: float | None) -> Interval:
+    """The interval with what it settles against ``margin`` (:func:`verdict_stats.status_of`)."""
+    return dataclasses.replace(interval, status=status_of({"ci": (interval.lo, interval.hi)}, margin))
 
 
 def _method(manifest: dict, margin_words: str, model: dict) -> dict:
@@ -114,106 +121,90 @@ def _model_config(out: Path, manifest: dict) -> dict:
 
 
 def compute_verdict(ablation_dir: str | Path, faulty: str | None = None, reference: str | None = None) -> Verdict:
-    """The verdict (see the module docstring): built as its JSON, read back as its type.
+    """The verdict (see the module docstring).
 
     ``faulty`` and ``reference`` name the two bases of a gap; by default the manifest's
     own (a study of the user's model names them), else as-posted and paper.
     """
-    return Verdict.from_json(_verdict_json(ablation_dir, faulty, reference))
-
-
-def _verdict_json(ablation_dir: str | Path, faulty: str | None, reference: str | None) -> dict:
-    outcomes, info, manifest = load_outcomes(ablation_dir)
+    out = Path(ablation_dir)
+    outcomes, info, manifest = load_outcomes(out)
     faulty = faulty or manifest.get("faulty") or "as-posted"
     reference = reference or manifest.get("reference") or "paper"
     if faulty not in outcomes or reference not in outcomes:
         if not any(meta["base"] == variant for variant, meta in info.items() if variant in outcomes):
-            return {"error": "no base model of the study has a completed run to compare its switches with",
-                    "factors": [], "root_causes": [], "comparisons": []}
-        return {**_effects(manifest, outcomes, info, _model_config(Path(ablation_dir), manifest)),
-                "seed_blind": seed_blind_weights(ablation_dir, manifest)}
+            return Verdict(mode="error",
+                           error="no base model of the study has a completed run to compare its switches with")
+        return dataclasses.replace(_effects(manifest, outcomes, info, _model_config(out, manifest)),
+                                   seed_blind=seed_blind_weights(out, manifest))
     compare = _comparer(outcomes, manifest)
-    gap = compare(reference, faulty)  # faulty - reference
-    gap["status"] = status_of(gap, None)
-    if gap["effect"] is None or gap["effect"] <= 0:  # a gap above zero, if unsure yet, is explained (and gets seeds)
-        return _no_gap(ablation_dir, manifest, outcomes, info, gap, faulty, reference)
-    gap_size = gap["effect"]
+    gap = _judged(compare(reference, faulty), None)  # faulty - reference
+    if gap.mean is None or gap.mean <= 0:  # a gap above zero, if unsure yet, is explained (and gets seeds)
+        return _no_gap(out, manifest, outcomes, info, gap, faulty, reference)
+    gap_size = gap.mean
     margin = NEGLIGIBLE_SHARE * abs(gap_size) if gap_size else None
     means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
-    factors: dict[str, dict] = {}
-    combos, comparisons = [], [{"kind": "gap", "variant": faulty, "against": reference, **gap}]
+    sides: dict[str, dict[str, list[SwitchEffect]]] = {}  # factor -> fix, break, other -> its switches
+    combos: list[Combination] = []
+    comparisons = [Comparison("gap", faulty, reference, gap)]
     for variant, meta in info.items():
         if variant in (faulty, reference) or variant not in outcomes or meta["base"] not in outcomes:
             continue
         base = meta["base"]
-        effect = compare(base, variant)  # variant - base
-        entry = {"variant": variant, "runs": meta["runs"], "mean_loss": means[variant], "diverged": meta["diverged"],
-                 **effect, "status": status_of(effect, margin)}
-        entry["established"] = entry["status"] == "established"
+        effect = _judged(compare(base, variant), margin)  # variant - base
+        entry = SwitchEffect(variant, tuple(meta["runs"]), means[variant], meta["diverged"], effect,
+                             effect.status == "established")
         if meta["factor"] is None:  # a combination of switches
-            combos.append(entry)
+            combos.append(_combination(entry, info, outcomes, compare, faulty, gap_size))
             continue
-        f = factors.setdefault(meta["factor"], {"factor": meta["factor"], "fix": [], "break": [], "other": []})
+        f = sides.setdefault(meta["factor"], {"fix": [], "break": [], "other": []})
         # Only a switch to the other base's own choice can blame a factor; other
         # levels (say, no temporal encoding at all) are reported, not ranked.
         level_of = meta["level_of"]
         side = None
         if base == faulty:
-            entry["share_closed"] = (-effect["effect"] / gap_size) if gap_size else None
+            entry = dataclasses.replace(entry, share_closed=(-effect.mean / gap_size) if gap_size else None)
             side = "fix" if level_of is None or reference in level_of else "other"
         elif base == reference:
-            entry["share_opened"] = (effect["effect"] / gap_size) if gap_size else None
+            entry = dataclasses.replace(entry, share_opened=(effect.mean / gap_size) if gap_size else None)
             side = "break" if level_of is None or faulty in level_of else "other"
         if side:
             f[side].append(entry)
             if side != "other":
-                comparisons.append({"kind": side, "factor": meta["factor"], "variant": variant, "against": base,
-                                    **effect, "status": entry["status"]})
-    for f in factors.values():
-        _summarise_factor(f)
-    _interactions(combos, info, outcomes, compare, faulty, gap_size)
-    factors = {k: f for k, f in factors.items() if f["fix"] or f["break"] or f["other"]}
+                comparisons.append(Comparison(side, variant, base, effect, factor=meta["factor"]))
+    factors = [_factor(name, f) for name, f in sides.items() if f["fix"] or f["break"] or f["other"]]
     # A root cause explains at least a tenth of the gap; smaller established effects are listed apart.
-    ranked = sorted((f for f in factors.values() if f["significant"] and f["score"] >= NEGLIGIBLE_SHARE),
-                    key=lambda f: -f["score"])
-    minor = [f for f in factors.values() if f["significant"] and 0 < f["score"] < NEGLIGIBLE_SHARE]
+    ranked = sorted((f for f in factors if f.significant and f.score >= NEGLIGIBLE_SHARE), key=lambda f: -f.score)
+    minor = [f for f in factors if f.significant and 0 < f.score < NEGLIGIBLE_SHARE]
     # A set of switches is a fix only if each switch adopts the reference's choice.
     direct = {f"{m['factor']}={m['level']}" for m in info.values()
               if m["factor"] and m["base"] == faulty and (m["level_of"] is None or reference in m["level_of"])}
-    for c in combos:
-        c["is_fix_candidate"] = info[c["variant"]]["base"] == faulty and all(sw in direct for sw in c["switches"])
-        if c["is_fix_candidate"]:
+    for i, c in enumerate(combos):
+        if info[c.variant]["base"] == faulty and all(sw in direct for sw in c.switches):
             # A set that leaves more than the margin for sure can never reach the reference: its
             # effect on the faulty model then decides nothing, and gets no seeds (plan_seeds).
-            lo = compare(reference, c["variant"])["ci"][0]
-            c["falls_short"] = bool(lo is not None and margin is not None and lo > margin)
-            comparisons.append({"kind": "combination", "variant": c["variant"], "against": faulty,
-                                **{k: c[k] for k in ("effect", "ci", "n", "sd", "confidence", "status",
-                                                     "falls_short")}})
+            lo = compare(reference, c.variant).lo
+            combos[i] = c = dataclasses.replace(c, is_fix_candidate=True,
+                                                falls_short=bool(lo is not None and margin is not None and lo > margin))
+            comparisons.append(Comparison("combination", c.variant, faulty, c.effect, falls_short=c.falls_short))
     smallest = _smallest_fix(factors, combos, compare, reference, margin)
     if smallest:
-        comparisons.append({"kind": "residual", "variant": smallest["variant"], "against": reference,
-                            **smallest["residual"]})
-    return {
-        "study": manifest.get("study"), "faulty": faulty, "reference": reference,
-        **_method(manifest, f"+-{NEGLIGIBLE_SHARE:.0%} of the gap", _model_config(Path(ablation_dir), manifest)),
-        "margin": margin, "means": means, "gap": gap,
-        "factors": sorted(factors.values(), key=lambda f: -f["score"]),
-        "combinations": combos,
-        "root_causes": [{"factor": f["factor"], "share_closed": f["share_closed"], "share_opened": f["share_opened"],
-                         "runs": [r for e in f["fix"] + f["break"] for r in e["runs"]]} for f in ranked],
-        "minor_causes": [{"factor": f["factor"], "share_closed": f["share_closed"] if f["fix_established"] else None,
-                          "share_opened": f["share_opened"] if f["break_established"] else None}
-                         for f in sorted(minor, key=lambda f: -f["score"])],
-        "smallest_fix": smallest,
-        "comparisons": comparisons,
-        "seeds": _seed_counts(outcomes),
-        "baselines": manifest.get("corpus", {}),
-        "seed_blind": seed_blind_weights(ablation_dir, manifest),
-    }
+        comparisons.append(Comparison("residual", smallest.variant, reference, smallest.residual))
+    return Verdict(
+        study=manifest.get("study"), faulty=faulty, reference=reference,
+        **_method(manifest, f"+-{NEGLIGIBLE_SHARE:.0%} of the gap", _model_config(out, manifest)),
+        margin=margin, means=means, gap=gap, factors=tuple(sorted(factors, key=lambda f: -f.score)),
+        combinations=tuple(combos),
+        root_causes=tuple(Cause(f.factor, f.share_closed, f.share_opened,
+                                tuple(r for e in f.fixes + f.breaks for r in e.runs)) for f in ranked),
+        minor_causes=tuple(Cause(f.factor, f.share_closed if f.fix_established else None,
+                                 f.share_opened if f.break_established else None)
+                           for f in sorted(minor, key=lambda f: -f.score)),
+        smallest_fix=smallest, comparisons=tuple(comparisons), seeds=_seed_counts(outcomes),
+        baselines=manifest.get("corpus") or {}, seed_blind=seed_blind_weights(out, manifest))
 
 
-def _no_gap(ablation_dir, manifest: dict, outcomes: dict, info: dict, gap: dict, faulty: str, reference: str) -> dict:
+def _no_gap(out: Path, manifest: dict, outcomes: dict, info: dict, gap: Interval, faulty: str,
+            reference: str) -> Verdict:
     """The verdict where the faulty base ends no higher than the reference on average.
 
     There is then no gap whose shares could rank causes or name a fix: the verdict is
@@ -224,15 +215,14 @@ def _no_gap(ablation_dir, manifest: dict, outcomes: dict, info: dict, gap: dict,
     are likely named the wrong way round). A gap above zero whose interval still
     includes zero is explained as any gap, its headline saying it is unsure.
     """
-    verdict = _effects(manifest, outcomes, info, _model_config(Path(ablation_dir), manifest))
-    verdict.update(faulty=faulty, reference=reference, gap=gap,
-                   no_gap="inconclusive" if gap["status"] != "established" else "reversed",
-                   seed_blind=seed_blind_weights(ablation_dir, manifest))
-    verdict["comparisons"].insert(0, {"kind": "gap", "variant": faulty, "against": reference, **gap})
-    return verdict
+    verdict = _effects(manifest, outcomes, info, _model_config(out, manifest))
+    return dataclasses.replace(verdict, faulty=faulty, reference=reference, gap=gap,
+                               no_gap="inconclusive" if gap.status != "established" else "reversed",
+                               seed_blind=seed_blind_weights(out, manifest),
+                               comparisons=(Comparison("gap", faulty, reference, gap), *verdict.comparisons))
 
 
-def seed_blind_weights(ablation_dir: str | Path, manifest: dict | None = None) -> dict | None:
+def seed_blind_weights(ablation_dir: str | Path, manifest: dict | None = None) -> SeedBlind | None:
     """Trainable variables whose initial values do not change with the run's seed.
 
     Each record keeps a 64-bit digest of every variable's initial values
@@ -245,10 +235,9 @@ def seed_blind_weights(ablation_dir: str | Path, manifest: dict | None = None) -
     2**-64, so one such pair decides; nothing here is estimated.
 
     Returns:
-        None where no variant has such a pair (or no record has digests); else
-        ``{"variables": [NAME, ...], "random": int, "variants": [VARIANT, ...],
-        "of_variants": int}``: the variables, how many variables have digests, the
-        variants in which it was seen, and how many variants have runs at two seeds or more.
+        None where no variant has such a pair (or no record has digests); else the
+        variables, how many variables have digests, the variants in which it was seen,
+        and how many variants have runs at two seeds or more.
     """
     out = Path(ablation_dir)
     manifest = manifest or studydir.read_manifest(out)
@@ -278,43 +267,44 @@ def seed_blind_weights(ablation_dir: str | Path, manifest: dict | None = None) -
             variants.append(variant)
     if not blind:
         return None
-    return {"variables": sorted(blind), "random": len(random_names), "variants": variants, "of_variants": compared}
+    return SeedBlind(tuple(sorted(blind)), len(random_names), tuple(variants), compared)
 
 
-def _summarise_factor(f: dict) -> None:
-    """A factor's best fixing and breaking switch, whether either is established, and its score."""
-    best_fix = max(f["fix"], key=lambda e: e.get("share_closed") or -math.inf, default=None)
-    best_break = max(f["break"], key=lambda e: e.get("share_opened") or -math.inf, default=None)
-    f["best_fix"] = best_fix["variant"] if best_fix else None
-    f["share_closed"] = best_fix.get("share_closed") if best_fix else None
-    f["share_opened"] = best_break.get("share_opened") if best_break else None
-    fix_sig = bool(best_fix and best_fix["effect"] is not None and best_fix["effect"] < 0
-                   and excludes_zero(best_fix["ci"]))
-    break_sig = bool(best_break and best_break["effect"] is not None and best_break["effect"] > 0
-                     and excludes_zero(best_break["ci"]))
-    f["fix_established"], f["break_established"] = fix_sig, break_sig
-    f["significant"] = fix_sig or break_sig
+def _factor(name: str, sides: dict[str, list[SwitchEffect]]) -> Factor:
+    """A factor's switches, its best fixing and breaking switch, whether either is established, and its score."""
+    best_fix = max(sides["fix"], key=lambda e: e.share_closed or -math.inf, default=None)
+    best_break = max(sides["break"], key=lambda e: e.share_opened or -math.inf, default=None)
+    share_closed = best_fix.share_closed if best_fix else None
+    share_opened = best_break.share_opened if best_break else None
+    fix_sig = bool(best_fix and best_fix.effect.mean is not None and best_fix.effect.mean < 0
+                   and best_fix.effect.excludes_zero)
+    break_sig = bool(best_break and best_break.effect.mean is not None and best_break.effect.mean > 0
+                     and best_break.effect.excludes_zero)
     # Only an established side's share counts: a factor is not a cause by a share its interval does not back.
-    f["score"] = max((f["share_closed"] or 0.0) if fix_sig else 0.0, (f["share_opened"] or 0.0) if break_sig else 0.0)
+    score = max((share_closed or 0.0) if fix_sig else 0.0, (share_opened or 0.0) if break_sig else 0.0)
+    return Factor(name, tuple(sides["fix"]), tuple(sides["break"]), tuple(sides["other"]),
+                  best_fix.variant if best_fix else None, share_closed, share_opened, fix_sig, break_sig,
+                  fix_sig or break_sig, score)
 
 
-def _interactions(combos: list, info: dict, outcomes: dict, compare, faulty: str, gap_size) -> None:
-    """Each combination's switches, share of the gap and interaction (its effect minus its parts' sum)."""
-    for c in combos:
-        parts = [f"{f}={lv}" for f, lv in info[c["variant"]]["switches"]] or \
-            [p.strip() for p in c["variant"].split("|", 1)[1].split("+")]
-        c["switches"] = parts
-        base = info[c["variant"]]["base"]
-        singles = [f"{base} | {p}" for p in parts]
-        if all(s in outcomes for s in singles):
-            seeds = set(outcomes[c["variant"]]).intersection(*(outcomes[s] for s in singles), outcomes[base])
-            additive = {s: sum(outcomes[x][s] - outcomes[base][s] for x in singles) + outcomes[base][s] for s in seeds}
-            c["interaction"] = compare(base, c["variant"], additive, {s: outcomes[c["variant"]][s] for s in seeds})
-        c["share_closed"] = (-c["effect"] / gap_size) if gap_size and c["effect"] is not None and base == faulty \
-            else None
+def _combination(e: SwitchEffect, info: dict, outcomes: dict, compare, faulty: str, gap_size) -> Combination:
+    """A combination's switches, share of the gap and interaction (its effect minus its parts' sum)."""
+    parts = [f"{f}={lv}" for f, lv in info[e.variant]["switches"]] or \
+        [p.strip() for p in e.variant.split("|", 1)[1].split("+")]
+    base = info[e.variant]["base"]
+    singles = [f"{base} | {p}" for p in parts]
+    interaction = None
+    if all(s in outcomes for s in singles):
+        seeds = set(outcomes[e.variant]).intersection(*(outcomes[s] for s in singles), outcomes[base])
+        additive = {s: sum(outcomes[x][s] - outcomes[base][s] for x in singles) + outcomes[base][s] for s in seeds}
+        interaction = compare(base, e.variant, additive, {s: outcomes[e.variant][s] for s in seeds})
+    closed = (-e.effect.mean / gap_size) if gap_size and e.effect.mean is not None and base == faulty else None
+    return Combination(e.variant, e.runs, e.mean_loss, e.diverged, e.effect, e.established, closed,
+                       switches=tuple(parts), interaction=interaction)
 
 
-def _smallest_fix(factors: dict, combos: list, compare, reference: str, margin) -> dict | None:
+def _smallest_fix(factors: list[Factor], combos: list[Combination], compare, reference: str,
+                  margin) -> Fix | None:
     """The fewest switches that close the gap for sure, stably, reaching the reference (see the module docstring).
 
     Candidates are ordered by: reaching the reference within noise (interval); else
@@ -322,54 +312,54 @@ def _smallest_fix(factors: dict, combos: list, compare, reference: str, margin) 
     an established effect; then fewer switches; then a larger share. The first is
     named, with what it falls short of.
     """
-    def entry(switches: list[str], e: dict) -> dict:
-        residual = compare(reference, e["variant"])  # fix - reference
-        residual["status"] = status_of(residual, margin)
-        lo, hi = residual["ci"]
-        reaches = bool(hi is not None and margin is not None and hi < margin)
-        return {"switches": switches, "variant": e["variant"], "share_closed": e.get("share_closed"),
-                "effect": e["effect"], "ci": e["ci"], "n": e["n"], "confidence": e.get("confidence"),
-                "runs": e["runs"], "diverged": e["diverged"],
-                "confident": bool(e["effect"] is not None and e["effect"] < 0 and excludes_zero(e["ci"])),
-                "stable": not e["diverged"], "residual": residual,
-                "reaches": reaches, "short_of_reference": bool(not reaches and lo is not None and lo > 0)}
+    def candidate(switches: tuple[str, ...], e: SwitchEffect) -> Fix:
+        residual = _judged(compare(reference, e.variant), margin)  # fix - reference
+        reaches = bool(residual.hi is not None and margin is not None and residual.hi < margin)
+        return Fix(switches, e.variant, e.share_closed, dataclasses.replace(e.effect, sd=None, status=None), e.runs,
+                   e.diverged, confident=bool(e.effect.mean is not None and e.effect.mean < 0
+                                               and e.effect.excludes_zero),
+                   stable=not e.diverged, residual=residual, reaches=reaches,
+                   short_of_reference=bool(not reaches and residual.lo is not None and residual.lo > 0))
 
-    singles = [entry([e["variant"].split("|", 1)[1].strip()], e)
-               for f in factors.values() for e in f["fix"] if (e.get("share_closed") or 0) > 0]
-    sets = [entry(c["switches"], c) for c in combos if c["is_fix_candidate"] and (c.get("share_closed") or 0) > 0]
-    candidates = singles + sets
-    smallest = min(candidates, key=lambda x: (not x["reaches"], (x["share_closed"] or 0) < RECOVERED_SHARE,
-                                              not x["stable"], not x["confident"], len(x["switches"]),
-                                              -(x["share_closed"] or 0)), default=None)
+    singles = [candidate((e.switch,), e) for f in factors for e in f.fixes if (e.share_closed or 0) > 0]
+    sets = [candidate(c.switches, c) for c in combos if c.is_fix_candidate and (c.share_closed or 0) > 0]
+    smallest = min(singles + sets, key=lambda x: (not x.reaches, (x.share_closed or 0) < RECOVERED_SHARE,
+                                                  not x.stable, not x.confident, len(x.switches),
+                                                  -(x.share_closed or 0)), default=None)
     if smallest is None:
         return None
-    by_switch = {x["switches"][0]: x for x in singles}
     # Single switches that close as much but diverged on some seed: why a set was needed.
-    smallest["unstable_alone"] = [x["switches"][0] for x in singles if x["diverged"] and x is not smallest
-                                  and (x["share_closed"] or 0) >= (smallest["share_closed"] or 0) - 0.1]
-    if len(smallest["switches"]) > 1:
-        combo = next(c for c in combos if c["variant"] == smallest["variant"])
-        smallest["interaction"] = combo.get("interaction")
-        smallest["parts"] = [_part(sw, by_switch.get(sw), factors) for sw in smallest["switches"]]
+    smallest = dataclasses.replace(smallest, unstable_alone=tuple(
+        x.switches[0] for x in singles if x.diverged and x is not smallest
+        and (x.share_closed or 0) >= (smallest.share_closed or 0) - 0.1))
+    if len(smallest.switches) > 1:
+        by_switch = {x.switches[0]: x for x in singles}
+        combo = next(c for c in combos if c.variant == smallest.variant)
+        smallest = dataclasses.replace(smallest, interaction=combo.interaction, parts=tuple(
+            _part(sw, by_switch.get(sw), factors) for sw in smallest.switches))
     return smallest
 
 
-def _part(switch: str, single: dict | None, factors: dict) -> dict:
+def _part(switch: str, single: Fix | None, factors: list[Factor]) -> FixPart:
     """A switch of a set, alone: its share of the gap (negative: it widens it), seeds and divergences."""
-    if single is None:  # it widens the gap alone, so it is not among the singles above
-        factor = switch.split("=", 1)[0]
-        single = next((e for e in factors.get(factor, {}).get("fix", []) if e["variant"].endswith(f"| {switch}")), {})
-    return {"switch": switch, "share_closed": single.get("share_closed"), "diverged": single.get("diverged", 0),
-            "n": single.get("n", 0), "status": single.get("status")}
+    if single is not None:  # it closes part of the gap alone: a candidate of its own, whose status
+        # verdict.json has never held (None), unlike a part that widens the gap (kept as found)
+        return FixPart(switch, single.share_closed, single.diverged, single.effect.n, None)
+    # It widens the gap alone, so it is not among the single candidates.
+    factor = next((f for f in factors if f.factor == switch.split("=", 1)[0]), None)
+    alone = next((e for e in (factor.fixes if factor else ()) if e.variant.endswith(f"| {switch}")), None)
+    if alone is None:
+        return FixPart(switch, None)
+    return FixPart(switch, alone.share_closed, alone.diverged, alone.effect.n, alone.status)
 
 
-def _seed_counts(outcomes: dict) -> dict:
+def _seed_counts(outcomes: dict) -> Seeds:
     """Seeds with an outcome: the fewest and most of any variant, and per variant."""
     counts = {v: len(ys) for v, ys in outcomes.items()}
-    return {"min": min(counts.values(), default=0), "max": max(counts.values(), default=0), "per_variant": counts}
+    return Seeds(min(counts.values(), default=0), max(counts.values(), default=0), counts)
 
 
-def _effects(manifest: dict, outcomes: dict, info: dict, model: dict) -> dict:
+def _effects(manifest: dict, outcomes: dict, info: dict, model: dict) -> Verdict:
     """A study without both bases of a gap (say one base of your own): no gap to
     explain, so each switch's effect on its own base's loss, best first."""
     means = {v: statistics.fmean(ys.values()) for v, ys in outcomes.items() if ys}
@@ -379,20 +369,14 @@ def _effects(manifest: dict, outcomes: dict, info: dict, model: dict) -> dict:
         base = meta["base"]
         if variant == base or variant not in outcomes or base not in outcomes:
             continue
-        effect = compare(base, variant)  # variant - base
         margin = EFFECTS_MARGIN_SHARE * abs(means[base])
-        status = status_of(effect, margin)
-        effects.append({"variant": variant, "base": base, "factor": meta["factor"], "runs": meta["runs"],
-                        "mean_loss": means[variant], "diverged": meta["diverged"], "margin": margin,
-                        "significant": status == "established", "established": status == "established",
-                        "status": status, **effect})
-        comparisons.append({"kind": "effect", "variant": variant, "against": base, **effect, "status": status})
-    effects.sort(key=lambda e: math.inf if e["effect"] is None else e["effect"])
-    return {
-        "study": manifest.get("study"), "mode": "effects",
-        "bases": sorted({e["base"] for e in effects}),
+        effect = _judged(compare(base, variant), margin)  # variant - base
+        effects.append(BaseEffect(variant, base, meta["factor"], tuple(meta["runs"]), means[variant],
+                                  meta["diverged"], margin, effect.status == "established", effect))
+        comparisons.append(Comparison("effect", variant, base, effect))
+    effects.sort(key=lambda e: math.inf if e.effect.mean is None else e.effect.mean)
+    return Verdict(
+        mode="effects", study=manifest.get("study"), bases=tuple(sorted({e.base for e in effects})),
         **_method(manifest, f"+-{EFFECTS_MARGIN_SHARE:.0%} of the base's loss", model),
-        "means": means, "effects": effects, "comparisons": comparisons, "seeds": _seed_counts(outcomes),
-        "factors": [], "combinations": [], "root_causes": [], "smallest_fix": None,
-        "baselines": manifest.get("corpus", {}),
-    }
+        means=means, effects=tuple(effects), comparisons=tuple(comparisons), seeds=_seed_counts(outcomes),
+        baselines=manifest.get("corpus") or {})
