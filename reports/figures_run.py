@@ -9,14 +9,16 @@ import numpy as np
 from matplotlib.colors import to_hex
 
 from diagnose.files import atomic_write
+from diagnose.findings.figures import RUN_ORDER
 from diagnose.report_data import RunInfo, VariantInfo
 from . import panels, plots, svg
 from .plots import metrics, num, save
 
 __all__ = ["run_figure", "run_panels", "family_side_by_side", "attention_side_by_side", "RUN_PANELS"]
 
-# A run page's panels, in reading order: the curve, then what moves the weights, then what the model computes.
-RUN_PANELS = ("loss", "gradients", "updates", "attention-entropy", "branches", "output", "attention-map")
+# A run page's panels, in reading order (diagnose.findings.figures): the curve, then what moves the weights, then
+# what the model computes, the two attention maps last.
+RUN_PANELS = RUN_ORDER
 _WIDTH, _ROW = 1340, 290  # px: the page's width, four panels a row
 
 
@@ -84,8 +86,8 @@ def _loss_chart(frame, refs: dict) -> svg.Chart:
 
 
 def _family_chart(frame, fid: str) -> svg.Chart:
-    title, _, ylabel, log = panels.PANELS[fid]
-    chart = svg.Chart(title, ylabel=ylabel)
+    figure = panels.PANELS[fid]
+    chart = svg.Chart(figure.panel, ylabel=figure.ylabel)
     for k, column in enumerate(panels.family_columns(frame, fid)):
         found = _series(frame, column)
         if found is not None:
@@ -95,7 +97,8 @@ def _family_chart(frame, fid: str) -> svg.Chart:
                                         width=2.0 if column.endswith("/global") else 1.2,
                                         points=len(x) < plots.MARKERS_BELOW))
     values = np.concatenate([ln.y[np.isfinite(ln.y) & (ln.y > 0)] for ln in chart.lines]) if chart.lines else []
-    chart.log = bool(log and len(values) and values.max() / values.min() > 10)  # within a decade: linear reads better
+    # Within a decade a linear axis reads better.
+    chart.log = bool(figure.log and len(values) and values.max() / values.min() > 10)
     if fid == "attention-entropy":
         chart.ylim = (0.0, 1.05)  # normalised: 1 is uniform
     return chart
@@ -121,7 +124,7 @@ def family_side_by_side(variants: list[VariantInfo], fid: str, out_png: str | Pa
                         top=1 - 0.3 / height, wspace=0.12)
     for ax, (_, run) in zip(axes[0], runs):
         if not panels.draw(ax, fid, [(run.label, None, [run.path])]):
-            _empty(ax, panels.PANELS[fid][0])
+            _empty(ax, panels.PANELS[fid].panel)
         ax.set_title(run.label, fontsize=9)
     return save(fig, out_png)
 

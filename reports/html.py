@@ -21,6 +21,7 @@ import jinja2
 
 from diagnose import __version__, runrecord
 from diagnose.files import atomic_write, held_temp_dir, replace_dir
+from diagnose.findings import figures as declared
 from diagnose.outputs import check_report_dir, mark_report
 from diagnose.parallel import fork_map
 from diagnose.report_data import ReportData, RunInfo, load
@@ -103,7 +104,7 @@ def _diagnostics(data: ReportData, out: Path) -> list[Task]:
         if loss:
             tasks.append(("loss", plots.compare, (loss, out / "loss_curves.png")))
     shown = data.shown[:SIDE_BY_SIDE]
-    for fid in ("gradients", "updates", "attention-entropy", "branches", "output"):
+    for fid in declared.FAMILIES:
         tasks.append((fid, figures_run.family_side_by_side, (shown, fid, out / f"{fid}.png")))
     tasks.append(("attention-map", figures_run.attention_side_by_side, (shown, out / "attention_maps.png")))
     return tasks
@@ -155,10 +156,11 @@ def _stamp(run_dir: Path) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _drawing_code() -> str:
-    """A digest of the modules that draw a run's figure: a figure from older code is drawn again."""
+    """A digest of the modules that draw a run's figure (and the table declaring its panels): a figure from
+    older code is drawn again."""
     from . import panels, svg
 
-    text = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (figures_run, panels, plots, svg))
+    text = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (declared, figures_run, panels, plots, svg))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -1,7 +1,7 @@
 """One axes per instrument family, for one run (a line per column) or a few variants (a line per variant).
 
 The families are the report figures a finding can point at
-(:data:`diagnose.findings.registry.FIGURES`); what each column means is
+(:mod:`diagnose.findings.figures`); what each column means is
 :mod:`diagnose.instruments.registry`'s.
 """
 
@@ -13,32 +13,26 @@ from pathlib import Path
 import numpy as np
 
 from diagnose import runrecord
+from diagnose.findings.figures import BY_ID, FAMILIES
 from .plots import attention, metrics, num, seed_band
 
 __all__ = ["PANELS", "family_columns", "has_data", "draw", "attention_share", "attention_image", "legend_below",
            "mark_zeros", "LEGEND_ROOM"]
 
-# figure id -> (title, column prefixes, y label, log scale)
-PANELS = {
-    "gradients": ("Gradient norms", ("grad_norm/",), "L2 norm before clipping", True),
-    "updates": ("Update-to-weight ratios", ("update_ratio/",), "||Δw|| / ||w||", True),
-    "attention-entropy": ("Attention entropy", ("attn_entropy/",), "entropy / ln(slots)", False),
-    "branches": ("Branch balance", ("rms/",), "RMS", True),
-    "output": ("Output health", ("out_zero_frac", "target_at_floor", "max_prob", "target_prob"), "share / prob.",
-               False),
-}
+# figure id -> its declaration (panel title, column prefixes, y label, log scale): the figures drawn from columns
+PANELS = {fid: BY_ID[fid] for fid in FAMILIES}
 
 
 def family_columns(frame, fid: str) -> list[str]:
     """The metrics columns a family's panel draws, each with data (positive data on a log panel)."""
-    cols = [c for c in frame.columns if c.startswith(PANELS[fid][1])]
+    cols = [c for c in frame.columns if c.startswith(PANELS[fid].columns)]
     if fid == "branches" and any(c.endswith(("/position", "/content")) for c in cols):
         cols = [c for c in cols if c.endswith(("/position", "/content"))]  # a table against what it is added to
     if not cols:
         return []
     values = frame[cols].to_numpy(dtype=float)  # one array: a hundred runs' pages ask for every family
     with np.errstate(invalid="ignore"):
-        keep = (values > 0).any(axis=0) if PANELS[fid][3] else (~np.isnan(values)).any(axis=0)
+        keep = (values > 0).any(axis=0) if PANELS[fid].log else (~np.isnan(values)).any(axis=0)
     return [c for c, k in zip(cols, keep) if k]
 
 
@@ -60,7 +54,7 @@ def draw(ax, fid: str, series: list[tuple[str, str, list[Path]]]) -> bool:
     Returns:
         False when no run has the family's columns (nothing drawn).
     """
-    title, _, ylabel, log = PANELS[fid]
+    figure = PANELS[fid]
     drawn = False
     for label, color, runs in series:
         cols = sorted({c for r in runs for c in family_columns(metrics(r), fid)})
@@ -80,7 +74,7 @@ def draw(ax, fid: str, series: list[tuple[str, str, list[Path]]]) -> bool:
     if drawn:
         values = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata(), dtype=float)
                   if np.isfinite(v) and v > 0]
-        if log and values and max(values) / min(values) > 10:  # within a decade a linear axis reads better
+        if figure.log and values and max(values) / min(values) > 10:  # within a decade a linear axis reads better
             from matplotlib import ticker
 
             ax.set_yscale("log")
@@ -89,8 +83,8 @@ def draw(ax, fid: str, series: list[tuple[str, str, list[Path]]]) -> bool:
             mark_zeros(ax)
         if fid == "attention-entropy":
             ax.set_ylim(0, 1.05)  # normalised: 1 is uniform; autoscale would blow up a flat line's noise
-        ax.set_title(title, fontsize=9)
-        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_title(figure.panel, fontsize=9)
+        ax.set_ylabel(figure.ylabel, fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from diagnose import runrecord, studydir  # noqa: E402
 from diagnose.files import umask  # noqa: E402
 from diagnose.findings.base import fmt  # noqa: E402
+from diagnose.outputs import COMPARE_MARK  # noqa: E402
 from diagnose.report_data import run_label  # noqa: E402
 
 __all__ = ["num", "metrics", "attention", "seed_band", "baselines", "clip_start", "save", "seed_stats", "compare",
@@ -236,6 +237,4 @@ def compare(run_dirs: list[str | Path], out_png: str | Path, metric: str = "loss
     ax.grid(alpha=0.3)
     fig.legend(*ax.get_legend_handles_labels(), loc="lower left", bbox_to_anchor=(0.01, 0.0), ncol=columns,
                fontsize=7.5, frameon=False, handlelength=2.6)
-    from diagnose.outputs import COMPARE_MARK
-
     return save(fig, out_png, dpi=110, metadata={"Software": COMPARE_MARK})  # marked: a later compare may replace it

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from diagnose.report_data import ReportData, RunInfo, VariantInfo
+from diagnose.findings.figures import TABLE
+from diagnose.report_data import ReportData, RunInfo, VariantInfo, verdict_view
 from diagnose.report_data.contrasts import Suspect
 from .plots import baseline_words, num
 
@@ -11,40 +12,10 @@ __all__ = ["index_view", "run_view", "PANEL_CAPTIONS", "SIDE_BY_SIDE"]
 # Runs side by side on the index beyond this many would shrink below reading: each has its own page.
 SIDE_BY_SIDE = 4
 
-# What each evidence panel shows, in the words a caption needs (keys: registry.FIGURES).
-PANEL_CAPTIONS = {
-    "branches": "branch balance: the RMS of a position table (dashed) against the content it is added to (solid); "
-                "a table far above its content drowns it",
-    "attention-map": "where attention lands late in training: the share of each hop's winning slot (right: the "
-                     "current word); one bright column whatever the input is attention fixed on a position",
-    "attention-entropy": "attention entropy over ln(slots): 1 reads an average of the window, near 0 one slot",
-    "gradients": "the global gradient norm before clipping (log scale)",
-    "updates": "update-to-weight ratios ||Δw|| / ||w|| (log scale); around 1e-3 is a healthy step",
-    "output": "output health: the share of dead output units (solid) and of targets at the cross-entropy's clip "
-              "floor (dashed)",
-}
+# What each evidence panel shows, in the words a caption needs (diagnose.findings.figures).
+PANEL_CAPTIONS = {f.id: f.evidence for f in TABLE if f.evidence}
 
-_DIAGNOSTICS = (
-    # figure id, title, caption
-    ("loss", "Loss", "Training and validation loss of each run (runs that differ only by seed form one band)."),
-    ("gradients", "Gradient norms per variable",
-     "L2 norm of each variable's gradient before clipping (log scale). Look for norms that grow by orders of "
-     "magnitude (exploding), collapse towards zero (vanishing), or sit far below the others."),
-    ("updates", "Update-to-weight ratios",
-     "||Δw|| / ||w|| per step (log scale); around 1e-3 is a healthy step. A mean-reduced loss with a rate tuned "
-     "for a summed one shows as ratios one to two orders of magnitude lower."),
-    ("attention-entropy", "Attention entropy per hop",
-     "Entropy of each hop's attention over ln(number of real slots): 1 is uniform, near 0 is one slot."),
-    ("attention-map", "Where attention lands, early vs late",
-     "Share of each interval's examples whose attention peaked on each memory slot, per hop (right: the current "
-     "word). Content-driven attention spreads with the input; one bright column is attention fixed on a position."),
-    ("branches", "Branch balance",
-     "RMS of what is added together: a position table against the content it is added to, and an H term against "
-     "the read-out (log scale). A table far above its content drowns it."),
-    ("output", "Output health",
-     "Share of output units exactly zero, of targets at the 1e-7 clip floor, mean top and target probability. "
-     "Dead outputs and targets at the floor mean the output is not a distribution the loss can train."),
-)
+_DIAGNOSTICS = tuple((f.id, f.title, f.caption) for f in TABLE)  # figure id, title, caption
 
 
 def index_view(data: ReportData, figures: dict[str, str]) -> dict:
@@ -143,8 +114,6 @@ def _interactions(data: ReportData, figures: dict[str, str]) -> dict | None:
 
 
 def _suspect(s: Suspect, figures: dict[str, str], data: ReportData) -> dict:
-    from diagnose.report_data import verdict_view
-
     contexts = "; ".join(f"{c.label} (its own level: {s.labels.get(c.own_level, c.own_level)})" for c in s.contexts)
     parts = [f"Left: the {data.outcome} for each level of {s.factor} on {contexts} (mean over seeds; bars: "
              "95% interval; dots: seeds)."]
@@ -191,16 +160,9 @@ def _proof_fact(run: RunInfo) -> str:
 
 
 # What each panel of a run's figure shows, in its caption's words (ids: figures_run.RUN_PANELS).
-_RUN_CAPTIONS = {
-    "gradients": "gradient norms per variable before clipping",
-    "updates": "update-to-weight ratios",
-    "attention-entropy": "attention entropy per hop",
-    "branches": "branch balance (a position table against its content; an H term against the read-out)",
-    "output": "output health",
-    "attention-map": "where attention lands early and late in training (right: the current word)",
-}
-_RUN_ALT = {"loss": "loss", "gradients": "gradient norms", "updates": "update ratios", "attention-entropy": "attention",
-            "branches": "branch balance", "output": "output health", "attention-map": "attention"}
+# A run page's caption and alt text name its panels in the words each figure declares.
+_RUN_CAPTIONS = {f.id: f.run_caption or f.panel.lower() for f in TABLE if f.id != "loss"}
+_RUN_ALT = {f.id: f.alt or f.panel.lower() for f in TABLE}
 
 
 def _run_caption(shown: list[str], refs: dict) -> str:

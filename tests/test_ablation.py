@@ -198,6 +198,7 @@ def test_resume_after_sigkill_gives_exactly_the_runs_once(tmp_path):
     assert f"{n} runs: {n} completed, 0 diverged, 0 failed" in stdout
 
 
+@pytest.mark.slow  # a sweep of three runs, ~12 s under load
 def test_a_diverging_counterfactual_does_not_stop_the_sweep(tmp_path):
     from diagnose.ablation.executors import LocalExecutor
     from diagnose.ablation.sweep import run_sweep, summarize

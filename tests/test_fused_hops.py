@@ -121,6 +121,7 @@ def test_auto_picks_the_fused_kernel_only_where_it_applies_and_pays():
         forced._fused(training=False)
 
 
+@pytest.mark.slow  # three XLA-compiled trainings, ~22 s under load
 def test_training_with_the_fused_kernel_follows_the_hop_by_hop_run_and_repeats_exactly(small_corpus):
     from conftest import _tiny_run_config
 

@@ -92,6 +92,7 @@ for package in sys.argv[1:]:
 '''
 
 
+@pytest.mark.slow  # two studies in a fresh process (TensorFlow imported there), ~15 s under load
 def test_a_study_runs_the_builder_of_a_user_package_named_models_or_reports(tmp_path):
     project = tmp_path / "project"
     for package in SHADOWING:

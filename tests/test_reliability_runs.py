@@ -245,6 +245,7 @@ def test_record_files_and_the_report_follow_the_umask(tmp_path):
 
 # -- studies: damaged runs redone, another spec refused, failures counted -----------------------------
 
+@pytest.mark.slow  # a study run twice and reported, ~7 s under load
 def test_a_damaged_run_in_a_finished_study_is_redone_and_reported(tmp_path, capsys, monkeypatch):
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text(_toml(TINY))

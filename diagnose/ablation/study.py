@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from diagnose import studydir
+from diagnose import runrecord, studydir
 from diagnose.ablation.seeding import SeedPlan
 from diagnose.ablation.sweep import adaptive_state, run_sweep
 from diagnose.findings.verdict import compute_verdict, plan_follow_ups, plan_seeds
@@ -98,8 +98,6 @@ def conclude(spec, out_dir: str | Path, executor, *, follow_up: bool = True, pro
 def study_notes(target: Path, verdict: Verdict) -> list[str]:
     """Lines for ``diagnose check`` on a study: runs without a whole, finished record, and the
     combinations and seeds the verdict wants that have not run (check only reads; run-ablation runs them)."""
-    from diagnose import runrecord
-
     runs = studydir.read_manifest(target)["runs"]
     kinds: dict[str, int] = {}
     for e in runs:

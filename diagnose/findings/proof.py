@@ -34,8 +34,12 @@ interval's lower end at or below -margin.
 
 from __future__ import annotations
 
+import functools
 import statistics
 
+from diagnose import studydir
+from diagnose.findings.verdict_plan import seeds_for_half_width
+from diagnose.findings.verdict_stats import paired, run_error, run_task_error
 from diagnose.findings.verdict_types import Interval, Verdict
 
 __all__ = ["REFUTE_MARGIN", "DEFINITION", "PROOF_MAX_SEEDS", "judge", "proof_of", "proof_seeds", "format_proof",
@@ -73,8 +77,6 @@ def judge(effect: float | None, ci, margin: float) -> str:
 
 
 def _measured(study, base: str, variant: str, read) -> dict[str, dict[int, float]]:
-    from diagnose import studydir
-
     values: dict[str, dict[int, float]] = {base: {}, variant: {}}
     for e in studydir.read_manifest(study).get("runs", []):
         if e.get("variant") in values:
@@ -91,10 +93,6 @@ def _by_error(study, base: str, variant: str, confidence: float, judged_by: str 
     validation error where the runs recorded an accuracy, else the task's error on the probe batch) or whose
     fix changes the loss itself (``judged_by="task"``: the task's error, comparable across losses). ``output``:
     the output the finding is about, on a model with several (its own accuracy and task error)."""
-    import functools
-
-    from diagnose.findings.verdict_stats import paired, run_error, run_task_error
-
     if study is None:
         return None, None, "judged by the validation error, which needs the proof study's records", ""
     values = _measured(study, base, variant, functools.partial(run_error, output=output)) \
@@ -115,8 +113,6 @@ def _by_error(study, base: str, variant: str, confidence: float, judged_by: str 
 
 def _diverged_seeds(study, variant: str) -> tuple[int, int] | None:
     """(diverged, runs) of a variant in the proof study, or None without its manifest."""
-    from diagnose import studydir
-
     if study is None:
         return None
     runs = [e for e in studydir.read_manifest(study).get("runs", []) if e.get("variant") == variant
@@ -205,8 +201,6 @@ def proof_seeds(proof: dict, cap: int = PROOF_MAX_SEEDS) -> dict[str, int]:
     Returns:
         ``{variant: seeds}`` for the variants to extend, or {}.
     """
-    from diagnose.findings.verdict_plan import seeds_for_half_width
-
     counts: dict[str, int] = {}
     for f in proof.get("findings", []):
         margin = f.get("margin", proof.get("margin"))

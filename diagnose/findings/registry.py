@@ -26,11 +26,9 @@ import functools
 from dataclasses import dataclass
 
 from diagnose.findings.base import KINDS, SEVERITIES, Evidence, Finding, RunView
+from diagnose.findings.figures import FIGURES
 
 __all__ = ["rule", "Hit", "RuleSpec", "RULES", "SCOPES", "FIGURES", "spec_of", "UNEXPLAINED", "UNEXPLAINED_SPEC"]
-
-# The report's figures a finding can point at (the report draws one of each it has data for).
-FIGURES = ("loss", "gradients", "updates", "attention-entropy", "attention-map", "branches", "output")
 
 RULES: list = []  # the registered rule functions, in declaration order
 SCOPES = ("run", "output")
@@ -43,7 +41,7 @@ class RuleSpec:
     id: str
     kind: str  # its usual kind; a hit may say otherwise (a symptom where no config choice is to blame)
     severity: str
-    figure: str | None  # one of FIGURES
+    figure: str | None  # one of FIGURES (diagnose.findings.figures)
     what: str  # one line: the pattern the rule detects
     explains: tuple[str, ...] = ()  # findings this one causes when both are there: it is listed before them
     scope: str = "run"  # "output": about one output (its loss, layer, targets), checked on each of several

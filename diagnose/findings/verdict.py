@@ -43,7 +43,8 @@ import math
 import statistics
 from pathlib import Path
 
-from diagnose import studydir
+from diagnose import runrecord, studydir
+from diagnose.errors import RecordError
 from diagnose.findings.verdict_plan import DEFAULT_MAX_SEEDS, plan_follow_ups, plan_seeds
 from diagnose.findings.verdict_stats import (EFFECTS_MARGIN_SHARE, NEGLIGIBLE_SHARE, confidence_after,
                                              divergence_of, excludes_zero, loss_unit, outcome_words, paired,
@@ -108,8 +109,6 @@ def _method(manifest: dict, margin_words: str, model: dict) -> dict:
 
 def _model_config(out: Path, manifest: dict) -> dict:
     """The ``model`` entry of the first run whose config.json reads ({} where none does)."""
-    from diagnose import runrecord
-    from diagnose.errors import RecordError
 
     for e in manifest["runs"]:
         try:
@@ -266,8 +265,6 @@ def seed_blind_weights(ablation_dir: str | Path, manifest: dict | None = None) -
         "of_variants": int}``: the variables, how many variables have digests, the
         variants in which it was seen, and how many variants have runs at two seeds or more.
     """
-    from diagnose import runrecord
-    from diagnose.errors import RecordError
 
     out = Path(ablation_dir)
     manifest = manifest or studydir.read_manifest(out)

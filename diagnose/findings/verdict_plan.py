@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 
+from diagnose.findings.verdict_stats import CONFIDENCE, confidence_after
 from diagnose.findings.verdict_types import Comparison, Interval, Verdict
 
 __all__ = ["plan_follow_ups", "plan_seeds", "switch_set", "seeds_needed", "seeds_for_half_width",
@@ -142,8 +143,6 @@ def seeds_for_half_width(interval: Interval, target: float | None, cap: int) -> 
     :data:`HOPELESS_FACTOR` x ``cap``.
     """
     from scipy import stats
-
-    from diagnose.findings.verdict_stats import CONFIDENCE, confidence_after
 
     looks = round((1 - CONFIDENCE) / (1 - interval.confidence))
     level = confidence_after(looks + 1)

@@ -17,12 +17,13 @@ from typing import Callable
 
 import numpy as np
 
-from diagnose import runrecord
+from diagnose import __version__, runrecord, studydir
 from diagnose.memn2n.config import RunConfig, resolve
 from diagnose.memn2n.data.corpus import Corpus
 from diagnose.memn2n.checkpoint import read_checkpoint, write_checkpoint
 from diagnose.memn2n.data.load import load_corpus
 from diagnose.divergence import divergence
+from diagnose.errors import ConfigError
 from diagnose.files import refuse_links
 from diagnose.instruments.gradients import clip_gradients, dedupe_slices  # noqa: F401  (re-exported)
 from diagnose.instruments.rowlog import RowLog
@@ -49,8 +50,6 @@ class TrainResult:
 def _versions() -> dict:
     import keras
     import tensorflow as tf
-
-    from diagnose import __version__
 
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": np.__version__, "diagnose": __version__}
@@ -83,9 +82,6 @@ def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = Non
         :class:`~diagnose.errors.DiagnoseError` before anything is written; a
         failure during training is recorded as status ``failed`` and re-raised.
     """
-    from diagnose import studydir
-    from diagnose.errors import ConfigError
-
     t_start = time.perf_counter()
     out = Path(out_dir)
     config.train.validate()
@@ -144,8 +140,6 @@ _BUDGET_KEYS = ("epochs", "steps")
 
 def _checkpoint_to_resume(config: RunConfig, out: Path):
     """The checkpoint in ``out`` if it was written for ``config`` (budget aside); else DiagnoseError."""
-    from diagnose.errors import ConfigError
-
     found = read_checkpoint(out) if runrecord.is_run_dir(out) else None
     if found is None:
         raise ConfigError(f"{out} has no checkpoint to resume from; train with checkpoints on "

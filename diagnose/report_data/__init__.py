@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnose import studydir
+from diagnose.findings.verdict_stats import loss_unit
 from diagnose.findings.verdict_types import Verdict, read_verdict
+from diagnose.memn2n.factors import DEFAULT_LEVELS, FACTORS, LEVEL_LABELS
 from diagnose.report_data import verdict_view as vv
 from diagnose.report_data.contrasts import Interaction, Suspect, interactions, suspects
 from diagnose.report_data.records import RunInfo, VariantInfo, attach_proof, run_label, single_runs, study_runs
@@ -98,8 +100,6 @@ def load(paths: list[str | Path]) -> ReportData:
 
 
 def _study(path: Path) -> ReportData:
-    from diagnose.memn2n.factors import DEFAULT_LEVELS, FACTORS, LEVEL_LABELS
-
     manifest = studydir.read_manifest(path)
     variants, notes = study_runs(path)
     verdict = read_verdict(path)
@@ -176,8 +176,6 @@ def _baselines(variants: dict[str, VariantInfo]) -> dict:
     are in (:func:`~diagnose.findings.verdict_stats.loss_unit`). The built-in MemN2N's are the corpus's (ln V,
     unigram entropy, Bayes floor); a Keras model's (``kind`` "keras") those of a model that learned nothing
     (ln of its classes, the best constant prediction under its loss)."""
-    from diagnose.findings.verdict_stats import loss_unit
-
     runs = [r for v in variants.values() for r in v.runs]
     model = runs[0].config.get("model") if runs else None
     keras = (model or {}).get("kind") == "keras"

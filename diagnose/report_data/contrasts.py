@@ -18,13 +18,14 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from diagnose.findings.figures import CONTRAST_DEFAULTS
 from diagnose.report_data.records import VariantInfo
 
 __all__ = ["Cell", "Interaction", "Context", "Contrast", "Suspect", "interactions", "suspects", "EVIDENCE_PANELS"]
 
 # Report figures that show a contrast's evidence when its findings point nowhere
 # else: what each branch adds (a table drowning its content) and where attention lands.
-EVIDENCE_PANELS = ("branches", "attention-map")
+EVIDENCE_PANELS = CONTRAST_DEFAULTS
 _MAX_PANELS = 3  # beside the loss panels, more than three do not read in a minute
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnose import runrecord, studydir
+from diagnose.findings.proof import proof_line
 from diagnose.parallel import fork_map
 from diagnose.report_data.verdict_view import Interval, interval, run_outcome
 
@@ -179,8 +180,6 @@ def _summary(run: Path) -> dict:
 
 def attach_proof(findings: list[dict], proof: dict | None) -> None:
     """Marks each finding a proof tested with its status and sentence (``finding["proof"]``, else None)."""
-    from diagnose.findings.proof import proof_line
-
     tested = {e["id"]: e for e in (proof or {}).get("findings", [])}
     for f in findings:
         entry = tested.get(f["id"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 # The verdict's own outcome of a run and its paired t-interval: the page's numbers are the verdict's.
 from diagnose.findings import verdict_stats
+from diagnose.findings.proof import proof_line
 from diagnose.findings.verdict_text import verdict_parts
 from diagnose.findings.verdict_types import Interval, Verdict
 
@@ -124,8 +125,6 @@ def parts(verdict: Verdict | None) -> dict | None:
     ``proof`` (per finding: id, kind, status, sentence) and ``proof_definition`` where a proof study's."""
     if not verdict:
         return None
-    from diagnose.findings.proof import proof_line
-
     view = verdict_parts(verdict)
     proof = verdict.proof
     view["proof"] = ([{"id": e["id"], "kind": e["kind"], "status": e["status"], "line": proof_line(e)}
