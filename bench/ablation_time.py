@@ -102,8 +102,8 @@ def _default_study(jobs: int | None) -> dict:
     return {
         "wall_time_s": wall, "cpu_s": cpu, "report_s": report_s, "runs": len(runs), "totals": manifest["totals"],
         "rounds": verdict.follow_up_rounds, "run_time_sum_s": sum(runs),
-        "sweeps": None if verdict.sweeps is None else [s.to_json() for s in verdict.sweeps],
-        "sweeps_wall_s": sum(s.wall_s or 0 for s in verdict.sweeps or ()),
+        "sweeps": manifest.get("sweeps"),  # each sweep's runs and wall seconds (the manifest keeps the timings)
+        "sweeps_wall_s": sum(s.get("wall_s") or 0 for s in manifest.get("sweeps") or ()),
         "seeds_per_variant": {"min": verdict.seeds.min, "max": verdict.seeds.max},
         "comparisons": [{"kind": c.kind, "variant": c.variant, "against": c.against, "n": c.n, "status": c.status,
                          "effect": c.effect.mean, "ci": [c.effect.lo, c.effect.hi]} for c in wanted],

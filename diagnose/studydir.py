@@ -8,12 +8,14 @@ Each run inside is a run record (:mod:`diagnose.runrecord`). A study directory h
     The spec (every default filled in) and its digest, the corpus's statistics,
     every run (``id``, ``variant``, ``base``, ``factor``, ``level``, ``switches``,
     ``level_of``, ``seed``, ``status``, ``wall_time_s``, ``error``), totals by status
-    and timings. A sweep rewrites it as runs finish (every run while the study is
-    small, every 1% of its runs beyond 100, so a huge study's I/O stays linear) and
-    once at the end. Run statuses on disk win over a manifest cut off by a kill.
+    and timings; after ``run-ablation``'s last round, ``sweeps`` (each sweep's runs and
+    ``wall_s``) and ``follow_up_s`` (the rounds after the first sweep). A sweep rewrites it
+    as runs finish (every run while the study is small, every 1% of its runs beyond 100,
+    so a huge study's I/O stays linear) and once at the end. Run statuses on disk win over a manifest cut off by a kill.
 
 ``verdict.json``
-    The verdict (:mod:`diagnose.findings.verdict`), written by ``run-ablation``.
+    The verdict (:mod:`diagnose.findings.verdict`), written by ``run-ablation``: a function
+    of the records (no wall-clock time in it), so the same records give the same bytes.
 
 ``runs/<run_id>/``
     One run record per run. A run id is the first 16 hex digits of a hash of the

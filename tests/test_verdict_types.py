@@ -65,6 +65,18 @@ def test_a_study_writes_the_verdict_json_its_type_reads_back_byte_for_byte(tmp_p
     assert json_text(read.to_json()) == text
 
 
+def test_the_same_records_give_the_same_verdict_bytes_and_the_manifest_keeps_the_timings(tmp_path):
+    # Two studies of one spec (the executor answers at once, so the records are equal, not the wall-clock
+    # times): their verdict.json match byte for byte; how long each sweep took is the manifest's.
+    for name in ("a", "b"):
+        run_study(build_spec(SPEC), tmp_path / name, _executor())
+    first, second = ((tmp_path / n / studydir.VERDICT).read_bytes() for n in ("a", "b"))
+    assert first == second and b"wall_s" not in first and b"follow_up_s" not in first
+    manifest = studydir.read_manifest(tmp_path / "a")
+    assert [s["runs"] for s in manifest["sweeps"]] == [s.runs for s in read_verdict(tmp_path / "a").sweeps]
+    assert all(isinstance(s["wall_s"], float) for s in manifest["sweeps"]) and manifest["follow_up_s"] >= 0
+
+
 def test_a_verdict_an_older_version_wrote_reads_back():
     # Before statuses and levels: effects flagged "significant", no "status", no "confidence".
     old = {"mode": "effects", "bases": ["paper"], "means": {"paper": 1.0, "paper | dropout=both": 0.8},

@@ -54,7 +54,8 @@ def run_study(spec, out_dir: str | Path, executor, *, follow_up: bool = True,
 
 
 def _sweep_timing(manifest: dict) -> dict:
-    """What one sweep trained and how long it took (from the manifest it wrote)."""
+    """What one sweep trained and how long it took (from the manifest it wrote): the manifest keeps both, the
+    verdict the runs only."""
     t = manifest.get("timings") or {}
     return {"runs": manifest["totals"]["runs"] - (t.get("resumed_runs") or 0), "wall_s": t.get("wall_time_s")}
 
@@ -65,8 +66,10 @@ def conclude(spec, out_dir: str | Path, executor, *, follow_up: bool = True, pro
              seeds_for: Callable[[Verdict], dict] | None = None) -> tuple[Verdict, dict]:
     """Computes the verdict and, while it asks for combinations or seeds, runs them and looks again.
 
-    Writes the verdict, with ``follow_up_rounds`` (how many rounds ran) and
-    ``sweeps`` (runs trained and wall seconds of each sweep, ``sweeps`` given first).
+    Writes the verdict, with ``follow_up_rounds`` (how many rounds ran) and ``sweeps`` (the runs
+    each sweep trained, ``sweeps`` given first), and the manifest's ``sweeps`` (each with its wall
+    seconds) and ``follow_up_s`` (the rounds and verdicts after the first sweep): wall-clock times
+    are the command's, not the verdict's, which is the same bytes for the same records.
     Returns (verdict, manifest).
     """
     sweeps = list(sweeps or [])
@@ -88,11 +91,12 @@ def conclude(spec, out_dir: str | Path, executor, *, follow_up: bool = True, pro
             manifest = run_sweep(spec, out, executor, progress=progress, plan=plan, follow_ups=follow_ups)
             sweeps.append(_sweep_timing(manifest))
             verdict = compute_verdict(out)
-        # follow_up_s: the rounds and verdicts after the first sweep
-        verdict = dataclasses.replace(verdict, follow_up_rounds=rounds, follow_up_s=time.perf_counter() - t0,
-                                      sweeps=tuple(Sweep.from_json(s) for s in sweeps))
+        verdict = dataclasses.replace(verdict, follow_up_rounds=rounds,
+                                      sweeps=tuple(Sweep(s["runs"]) for s in sweeps))
         write_verdict(out, verdict)
-    return verdict, manifest or studydir.read_manifest(out)
+        manifest = {**studydir.read_manifest(out), "sweeps": sweeps, "follow_up_s": time.perf_counter() - t0}
+        studydir.write_manifest(out, manifest)
+    return verdict, manifest
 
 
 def study_notes(target: Path, verdict: Verdict) -> list[str]:

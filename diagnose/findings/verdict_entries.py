@@ -392,13 +392,15 @@ class SeedBlind:
 
 @dataclass(frozen=True)
 class Sweep:
-    """What one sweep of a study trained (runs) and its wall seconds (None where not timed)."""
+    """What one sweep of a study trained (runs), and in a verdict written before the timings moved to the
+    manifest, its wall seconds (None otherwise: a verdict is a function of the records, the same bytes on
+    every machine; how long a sweep took is the manifest's ``sweeps``)."""
 
     runs: int
-    wall_s: float | None
+    wall_s: float | None = None
 
     def to_json(self) -> dict:
-        return {"runs": self.runs, "wall_s": self.wall_s}
+        return {"runs": self.runs} if self.wall_s is None else {"runs": self.runs, "wall_s": self.wall_s}
 
     @classmethod
     def from_json(cls, d: dict) -> Sweep:

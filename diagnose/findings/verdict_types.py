@@ -117,8 +117,10 @@ class Verdict:
             if self.divergences:
                 out["divergences"] = self.divergences
         if self.follow_up_rounds is not None:
-            out.update(follow_up_rounds=self.follow_up_rounds, follow_up_s=self.follow_up_s,
-                       sweeps=[s.to_json() for s in self.sweeps or ()])
+            out["follow_up_rounds"] = self.follow_up_rounds
+            if self.follow_up_s is not None:  # only in verdicts written before the timings moved to the manifest
+                out["follow_up_s"] = self.follow_up_s
+            out["sweeps"] = [s.to_json() for s in self.sweeps or ()]
         if self.proof is not None:
             out["proof"] = self.proof
         return out
