@@ -54,12 +54,18 @@ def verdict_figure(head: Headline, refs: dict, out_png: str | Path, width: float
             if row.effect.effect.lo is not None and row.effect.effect.hi is not None:
                 intervals.append((y, _at(row, row.effect.effect.lo), _at(row, row.effect.effect.hi), row))
             y -= 1
-    for role, v in (("faulty", head.faulty), ("reference", head.reference)):
-        if v is not None and v.loss is not None:
-            ax.axvline(v.loss.mean, color=COLORS[role], linewidth=1.2, linestyle="--", zorder=0)
-            ax.text(v.loss.mean, 1.0, f" {v.name} {num(v.loss.mean)}", transform=ax.get_xaxis_transform(),
-                    color=COLORS[role], fontsize=8, ha="center", va="bottom")
-            spans.append(v.loss.mean)
+    lines = [(role, v) for role, v in (("faulty", head.faulty), ("reference", head.reference))
+             if v is not None and v.loss is not None]
+    for role, v in lines:
+        ax.axvline(v.loss.mean, color=COLORS[role], linewidth=1.2, linestyle="--", zorder=0)
+        # Two bases' labels lean away from each other (the lower loss's to the left of its line; on a tie the
+        # reference's), so they never overlap however close the bases end.
+        other = next((w.loss.mean for r, w in lines if r != role), None)
+        side = "center" if other is None else "right" if (v.loss.mean, role == "faulty") < (other, role != "faulty") \
+            else "left"
+        ax.text(v.loss.mean, 1.0, f" {v.name} {num(v.loss.mean)} ", transform=ax.get_xaxis_transform(),
+                color=COLORS[role], fontsize=8, ha=side, va="bottom")
+        spans.append(v.loss.mean)
     if refs.get("bayes_floor") is not None:
         ax.axvline(refs["bayes_floor"], color="0.75", linewidth=0.8, linestyle=":", zorder=0)
         spans.append(refs["bayes_floor"])
@@ -208,9 +214,9 @@ def headline_curves(head: Headline, refs: dict, out_png: str | Path, width: floa
             if drawn is not None:
                 data = np.asarray(drawn.get_ydata(), dtype=float)
                 data = data[np.isfinite(data)]
-                if len(data):  # the lower limit from each curve's lowest point, the upper from its later highest
+                if len(data):  # the limits from each curve's lowest and highest points: every line whole
                     lows.append(data.min())
-                    highs.append(data[len(data) // 10:].max() if len(data) > 1 else data[0])
+                    highs.append(data.max())
                 if role == "fix":
                     drawn.set_zorder(3)
     baselines(ax, refs)
@@ -219,7 +225,7 @@ def headline_curves(head: Headline, refs: dict, out_png: str | Path, width: floa
         floor = min(lows + ([refs["bayes_floor"]] if refs.get("bayes_floor") is not None else []))
         top = max(highs + ([refs["ln_vocab"]] if refs.get("ln_vocab") is not None else []))
         pad = 0.06 * (top - floor or abs(top) or 1.0)
-        ax.set_ylim(floor - pad, top + pad)  # the first steps' loss may sit far above: cut at the frame
+        ax.set_ylim(floor - pad, top + pad)  # a band of seeds that blew up may reach past it: cut at the frame
     ax.set_xlabel("step", fontsize=8.5)
     ax.set_ylabel(f"loss ({head.unit})", fontsize=8.5)
     ax.tick_params(labelsize=8)

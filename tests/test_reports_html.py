@@ -1,6 +1,7 @@
 """The HTML report: its first screen, run pages, escaping and self-containment; and in a real headless Chromium."""
 
 import html as html_lib
+import os
 import re
 import shutil
 
@@ -185,6 +186,7 @@ def test_runs_outside_a_study_are_named_by_their_directory_and_keep_their_findin
 def _chromium():
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_bin = shutil.which("chromedriver")
+    os.environ["SE_AVOID_STATS"] = "true"  # Selenium sends no usage statistics anywhere
     webdriver = pytest.importorskip("selenium.webdriver")
     if not chromium or not driver_bin:
         pytest.skip("chromium and chromedriver are not installed")

@@ -130,3 +130,31 @@ def test_a_verdict_of_the_default_studys_size_fits_under_the_first_screens_answe
     # 100 dpi: under 900 px less the title and the three-line answer above it (~200 px).
     assert 100 * verdict_height(head) <= 690
     assert 100 * verdict_height(Headline("gap", head.rows[:3], faulty=head.faulty, reference=head.reference)) >= 200
+
+
+@pytest.mark.parametrize("apart", [0.0, 0.05, 3.0])
+def test_the_two_bases_labels_never_overlap_however_close_the_bases_end(tmp_path, monkeypatch, apart):
+    import dataclasses
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+    from report_fakes import default_like_study
+
+    from diagnose.report_data import load
+    from diagnose.reports import figures_headline
+
+    head = load([default_like_study(tmp_path / "study")]).headline
+    # The faulty base ending `apart` above the reference (a stand-in with the base's name and loss).
+    loss = dataclasses.replace(head.reference.loss, mean=head.reference.loss.mean + apart)
+    head = dataclasses.replace(head, faulty=SimpleNamespace(name=head.faulty.name, loss=loss))
+    shown = {}
+    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, *a, **k: shown.setdefault("fig", fig))
+    figures_headline.verdict_figure(head, {}, tmp_path / "v.png")
+    fig = shown["fig"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    labels = [t for t in fig.axes[0].texts if t.get_text().strip().startswith((head.faulty.name, head.reference.name))]
+    assert len(labels) == 2
+    a, b = sorted((t.get_window_extent(renderer) for t in labels), key=lambda box: box.x0)
+    assert a.x1 <= b.x0 + 1e-6  # side by side (each label padded by a space), or apart
