@@ -103,7 +103,7 @@ run directory goes through it. A run directory holds:
                      "batch_size", "epochs", "steps_per_epoch", "weighted", "seconds"}
 
     and, at each probe, ``probe_task_error`` in metrics.csv: the task's error on the
-    probe batch whatever the loss (:func:`diagnose.instruments.contract.task_error`).
+    probe batch whatever the loss (:func:`diagnose.instruments.task_error.task_error`).
 
     A model with several outputs records ``loss`` as Keras' loss_weights-weighted sum
     of its outputs' losses, and each output's own columns as ``COLUMN/NAME`` (NAME the

@@ -13,8 +13,9 @@ from diagnose._tf import import_tensorflow_quietly
 from diagnose.findings import RULES, RunView, check_view
 from diagnose.findings.rules_contract_layers import AFFINE_DEVIATION
 from diagnose.findings.rules_inputs import INPUT_RMS_LOW
-from diagnose.instruments.contract import (constant_loss, loss_function, range_floor, target_facts, task_contract,
-                                           task_error)
+from diagnose.instruments.constants import constant_loss, range_floor
+from diagnose.instruments.contract import loss_function, target_facts, task_contract
+from diagnose.instruments.task_error import task_error
 from diagnose.instruments.targets import LossInfo
 
 import_tensorflow_quietly()
@@ -116,7 +117,7 @@ def test_the_constant_loss_is_the_best_constant_prediction_under_the_compiled_lo
 
 
 def test_a_cross_entropy_s_constant_starts_at_the_class_shares_and_moves_on_where_the_loss_does():
-    from diagnose.instruments.contract import best_constant
+    from diagnose.instruments.constants import best_constant
 
     labels = np.random.default_rng(3).choice(4, 2000, p=[0.7, 0.1, 0.1, 0.1])  # far from uniform
     one_hot = np.eye(4, dtype="float32")[labels]
@@ -560,7 +561,7 @@ def test_the_contract_measures_whether_the_model_is_one_affine_map_of_its_input(
 
 def test_a_regression_held_out_where_the_series_drifted_is_judged_against_the_training_constant():
     from diagnose.findings.outcome import at_chance
-    from diagnose.instruments.contract import constant_task_error
+    from diagnose.instruments.task_error import constant_task_error
 
     facts = {"targets": {"structure": "continuous"}, "output": {"units": 1}, "loss": {"kind": "regression"},
              "constant_prediction": [0.0]}  # the training targets' mean

@@ -84,7 +84,7 @@ def test_the_contract_at_the_start_reads_the_probes_own_pass_as_it_would_its_own
 
 
 def test_the_constant_of_the_same_targets_is_searched_once_and_handed_out_as_a_copy():
-    from diagnose.instruments.contract import best_constant, loss_of_constant
+    from diagnose.instruments.constants import best_constant, loss_of_constant
 
     calls = []
 

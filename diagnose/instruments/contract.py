@@ -7,7 +7,7 @@ the loss: a categorical cross-entropy over multi-hot tags, labels divided by 255
 under a sparse cross-entropy or a sigmoid head on targets in the thousands all train
 without an error and never converge. :func:`task_contract` records the facts the
 findings judge that by (``summary.json``'s ``contract``), from one read of up to
-:data:`MAX_ROWS` targets, the output of one forward pass on the probe batch, and
+:data:`~diagnose.instruments.constants.MAX_ROWS` targets, the output of one forward pass on the probe batch, and
 the compiled loss evaluated at constant predictions:
 
 * ``constant_loss``: the loss of the best constant prediction under the compiled
@@ -28,15 +28,13 @@ Nothing here decides whether the contract is broken: the rules do
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import math
 import time
-from collections import OrderedDict
 
 import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.constants import (LOSS_DOMAINS, _rows, best_constant, loss_of_constant, output_range,
+                                            range_floor)
 from diagnose.instruments.input_facts import affine_facts, embedding_facts, first_weights_facts, preprocessing_facts
 from diagnose.instruments.targets import of_output, output_names, per_output
 from diagnose.instruments.taps import activation_name
@@ -44,39 +42,17 @@ from diagnose.instruments.taps import activation_name
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
-__all__ = ["task_contract", "target_facts", "output_facts", "constant_loss", "range_floor", "output_range",
-           "output_activation", "loss_function", "loss_callable", "output_stats", "target_of", "task_error",
-           "constant_task_error", "best_constant", "loss_of_constant", "MAX_ROWS", "LOSS_DOMAINS"]
+__all__ = ["task_contract", "target_facts", "output_facts", "output_activation", "loss_function", "loss_callable",
+           "output_stats", "target_of"]
 
-# Targets read: shares of rows (multi-hot, fractional labels) to about 1/sqrt(4096) = 1.6%
-# and a constant loss to a fraction of a percent, in milliseconds however large the data.
-MAX_ROWS = 4096
-# ... and at most this many values (a segmentation mask is rows x pixels).
-MAX_VALUES = 1 << 20
-# Results of the data's facts kept for a fit of the same targets again (a notebook's next fit, a study's seeds).
-_MEMO_SIZE = 16
 # Values that differ from an integer by less than this are integers (float32 labels).
 INTEGER_TOL = 1e-4
 # Rows whose values sum to 1 within this are distributions (float32 one-hot or soft labels).
 SUM_TOL = 1e-3
 
-# The range of each output activation (None: unbounded on that side).
-_RANGES = {
-    "sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "log_softmax": (None, 0.0),
-    "tanh": (-1.0, 1.0), "hard_tanh": (-1.0, 1.0), "soft_sign": (-1.0, 1.0), "softsign": (-1.0, 1.0),
-    "relu": (0.0, None), "relu6": (0.0, 6.0), "softplus": (0.0, None), "exponential": (0.0, None),
-    "elu": (-1.0, None), "selu": (-1.7580993408473766, None), "celu": (-1.0, None),
-}
 # Layers that pass their input on unchanged in value range (looking through them finds the output's activation).
 _PASS_THROUGH = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
                  "AlphaDropout", "Reshape", "Permute", "Flatten", "Identity", "ActivityRegularization")
-# Losses that read raw margins or values however the output is squashed.
-_RAW = ("hinge", "squaredhinge", "categoricalhinge")
-# Regression losses defined only for some predictions: the log of the prediction (Poisson) or of
-# one plus it (MSLE) is NaN below these bounds.
-LOSS_DOMAINS = {"poisson": 0.0, "meansquaredlogarithmicerror": -1.0, "msle": -1.0}
-
-
 def output_activation(model, index: int = 0) -> str | None:
     """The activation of the layer producing the model's output (the ``index``-th of several), looking through
     Dropout and the like.
@@ -102,11 +78,6 @@ def output_activation(model, index: int = 0) -> str | None:
     if name is None and hasattr(layer, "activation"):
         return "linear"
     return name if name is not None else None
-
-
-def output_range(activation: str | None) -> tuple[float | None, float | None]:
-    """What an output activation can produce: (low, high), None where unbounded (or unknown)."""
-    return _RANGES.get(str(activation), (None, None))
 
 
 def loss_function(model, index: int | None = None):
@@ -136,57 +107,6 @@ def loss_callable(loss):
         return loss if callable(loss) else None
     except (ValueError, TypeError):
         return None
-
-
-def _rows(y: np.ndarray) -> np.ndarray:
-    """Up to MAX_ROWS rows (and MAX_VALUES values) spread evenly over ``y``."""
-    per_row = max(1, int(np.prod(y.shape[1:])))
-    keep = max(1, min(len(y), MAX_ROWS, MAX_VALUES // per_row))
-    return y[np.unique(np.linspace(0, len(y) - 1, keep).astype(int))] if keep < len(y) else y
-
-
-def _memoized(compute):
-    """``compute`` with its results kept for the same arguments: what the targets give does not change with the
-    model's weights, and a fit of the same data again (each round of a study, a notebook's next fit) would
-    compute it again (an L-BFGS search in ~50 eager calls of the loss: ~5 ms a fit).
-
-    The targets (the second argument) are known by their shape, dtype and a hash of the rows
-    :func:`_rows` reads of them, all that the functions read; another array by its shape, dtype and
-    values; other arguments by equality (a loss function by identity). Arguments that are none of
-    these (an object array, a tensor) are computed every time.
-    """
-    memo: OrderedDict = OrderedDict()
-
-    def key_of(value, targets: bool = False):
-        if isinstance(value, np.ndarray):
-            if value.dtype.kind == "O":
-                raise TypeError("object array")
-            read = np.ascontiguousarray(_rows(value) if targets else value)
-            return "array", value.shape, value.dtype.str, hashlib.blake2b(read.tobytes(), digest_size=16).digest()
-        if isinstance(value, list):
-            return tuple(key_of(v) for v in value)
-        hash(value)
-        return value
-
-    @functools.wraps(compute)
-    def memoized(*args, **kwargs):
-        try:
-            key = (tuple(key_of(a, targets=i == 1) for i, a in enumerate(args)),
-                   tuple(sorted((k, key_of(v)) for k, v in kwargs.items())))
-        except TypeError:
-            return compute(*args, **kwargs)
-        if key in memo:
-            memo.move_to_end(key)
-        else:
-            memo[key] = compute(*args, **kwargs)
-            while len(memo) > _MEMO_SIZE:
-                memo.popitem(last=False)
-        found = memo[key]  # arrays handed out as copies: a caller's change never reaches the memo
-        return tuple(np.copy(v) if isinstance(v, np.ndarray) else v for v in found) if isinstance(found, tuple) \
-            else found
-
-    memoized.clear = memo.clear
-    return memoized
 
 
 def target_facts(y, units: int | None, ignore: int | None = None) -> dict:
@@ -260,193 +180,6 @@ def target_facts(y, units: int | None, ignore: int | None = None) -> dict:
     if units is not None:
         facts["out_of_units_share"] = float(np.mean((values < 0) | (values >= max(units, 2))))
     return facts
-
-
-def _constant_prediction(z, domain: str, like):
-    """The constant ``z`` (one value per output unit) mapped to the loss's domain and broadcast like ``like``."""
-    if domain == "softmax":
-        z = tf.nn.softmax(z)
-    elif domain == "sigmoid":
-        z = tf.sigmoid(z)
-    elif domain == "tanh":
-        z = tf.tanh(z)
-    elif domain == "positive":
-        z = tf.nn.softplus(z)
-    return tf.broadcast_to(z, like)
-
-
-def _domain(loss_name: str, kind: str, from_logits: bool, activation: str | None) -> str:
-    """Where the loss's predictions live: raw values, or a squashed range."""
-    if loss_name in LOSS_DOMAINS:
-        return "positive"  # a constant inside the loss's domain
-    if from_logits or loss_name in _RAW or kind == "regression":
-        return "raw"
-    if kind in ("categorical", "sparse"):
-        return "softmax"
-    if kind == "binary":
-        return "sigmoid"
-    # A loss of the user's own: the range the output can produce.
-    low, high = output_range(activation)
-    if (low, high) == (0.0, 1.0):
-        return "softmax" if activation == "softmax" else "sigmoid"
-    if (low, high) == (-1.0, 1.0):
-        return "tanh"
-    if low is not None and low >= 0 and high is None:
-        return "positive"
-    return "raw"
-
-
-def _per_example_mean(fn, y, pred) -> float:
-    values = fn(y, pred)
-    return float(tf.reduce_mean(tf.cast(values, tf.float64)))
-
-
-def constant_loss(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: bool,
-                  activation: str | None) -> float | None:
-    """The loss of the best constant prediction (one value per output unit) under the compiled loss.
-
-    A mean squared error has the targets' per-unit variance, a mean absolute error their
-    mean distance to the median (closed forms); any other loss is minimised over the
-    constant numerically (L-BFGS on the loss's own gradient). None where the loss cannot
-    be evaluated on these targets.
-
-    Args:
-        fn: the loss, one value per example (:func:`loss_function`).
-        y: targets (an array; up to MAX_ROWS rows are used).
-        pred_shape: the output's shape without the batch axis.
-        loss_name, kind, from_logits: the compiled loss (:class:`~diagnose.instruments.targets.LossInfo`).
-        activation: the output layer's activation (the range a loss of the user's own reads).
-    """
-    found = best_constant(fn, y, pred_shape, loss_name=loss_name, kind=kind, from_logits=from_logits,
-                          activation=activation)
-    return None if found is None else found[0]
-
-
-# The loss's gradient in the constant's logits at the cross-entropy's known optimum: float32 rounding
-# of the class shares (~1e-7) and Keras' clipping of probabilities at 1e-7 leave it far below this.
-_AT_OPTIMUM = 1e-5
-
-
-def _cross_entropy_optimum(v: np.ndarray, shape: tuple, domain: str, kind: str) -> np.ndarray | None:
-    """The logits of a cross-entropy's best constant: the log class shares (softmax), each unit's log-odds of
-    a one (sigmoid); None where the targets are not labels of that form (an ignored class id, a shape
-    the output does not have)."""
-    units = shape[-1]
-    if not v.size or not np.all(np.isfinite(v)):
-        return None
-    if domain == "softmax":
-        if kind == "sparse" and v.size * units == int(np.prod(shape)) and np.all(v == np.round(v)) \
-                and v.min() >= 0 and v.max() < units:
-            shares = np.bincount(v.astype(np.int64).ravel(), minlength=units) / v.size
-        elif v.shape == shape and v.min() >= 0:
-            shares = v.reshape(-1, units).mean(axis=0)
-            shares = shares / shares.sum() if shares.sum() > 0 else shares
-        else:
-            return None
-        return np.log(np.clip(shares, 1e-7, None))
-    if domain == "sigmoid" and v.size == int(np.prod(shape)) and v.min() >= 0 and v.max() <= 1:
-        share = np.clip(v.reshape(-1, units).mean(axis=0), 1e-7, 1 - 1e-7)
-        return np.log(share) - np.log1p(-share)
-    return None
-
-
-@_memoized
-def best_constant(fn, y, pred_shape, *, loss_name: str, kind: str, from_logits: bool,
-                  activation: str | None) -> tuple[float, np.ndarray] | None:
-    """:func:`constant_loss` and the constant itself (one prediction per output unit), or None.
-
-    A cross-entropy's best constant is known (the class shares, each unit's share of ones):
-    the search starts there and ends there when the loss's own gradient says so (a loss
-    with label smoothing or a function of the user's own moves on from it)."""
-    y = _rows(np.asarray(y))
-    if y.dtype.kind in "OUS" or not len(y) or fn is None:
-        return None
-    shape = (len(y), *[int(d) for d in pred_shape])
-    if any(d is None or d <= 0 for d in shape):
-        return None
-    v = y.astype(np.float64)
-    if loss_name in ("meansquarederror", "mse") and v.shape == shape:
-        table = v.reshape(-1, shape[-1])
-        return float(np.mean(np.var(table, axis=0))), table.mean(axis=0)
-    if loss_name in ("meanabsoluteerror", "mae") and v.shape == shape:
-        table = v.reshape(-1, shape[-1])
-        return float(np.mean(np.abs(table - np.median(table, axis=0)))), np.median(table, axis=0)
-    domain = _domain(loss_name, kind, from_logits, activation)
-    y_t = tf.constant(y.astype(np.float32) if y.dtype.kind == "f" else y)  # predictions are float32
-    units = shape[-1]
-    start = np.zeros(units)
-    if domain == "raw" and v.size and v.shape[-1:] == (units,):
-        start = v.reshape(-1, units).mean(axis=0)
-    elif domain == "raw" and v.size:
-        start = np.full(units, float(np.mean(v)))
-    known = _cross_entropy_optimum(v, shape, domain, kind)
-    start = start if known is None else known
-
-    def value_and_grad(z):
-        z = tf.constant(z, tf.float32)
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            value = tf.reduce_mean(tf.cast(fn(y_t, _constant_prediction(z, domain, shape)), tf.float32))
-        grad = tape.gradient(value, z)
-        grad = np.zeros(units) if grad is None else grad.numpy().astype(np.float64)
-        return float(value), np.nan_to_num(grad)
-
-    try:
-        first, slope = value_and_grad(start)
-        if not math.isfinite(first):
-            return None
-        if known is not None and float(np.max(np.abs(slope))) <= _AT_OPTIMUM:
-            return first, np.asarray(_constant_prediction(tf.constant(start, tf.float32), domain, (units,)),
-                                     np.float64)
-        from scipy.optimize import minimize
-
-        found = minimize(value_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": 100})
-        z = found.x if math.isfinite(float(found.fun)) and float(found.fun) <= first else start
-        prediction = np.asarray(_constant_prediction(tf.constant(z, tf.float32), domain, (units,)), np.float64)
-        return min(float(found.fun), first) if math.isfinite(float(found.fun)) else first, prediction
-    except Exception:  # noqa: BLE001 - a loss that cannot take a constant (shapes, dtypes) has no baseline
-        return None
-
-
-@_memoized
-def loss_of_constant(fn, y, pred_shape, prediction) -> float | None:
-    """The compiled loss of one constant prediction (per output unit) on the targets ``y``, per example:
-    on held-out targets, what a model that learned nothing from its training targets scores there."""
-    y = _rows(np.asarray(y))
-    if fn is None or y.dtype.kind in "OUS" or not len(y):
-        return None
-    shape = (len(y), *[int(d) for d in pred_shape])
-    try:
-        pred = tf.broadcast_to(tf.constant(np.asarray(prediction, np.float32)), shape)
-        value = _per_example_mean(fn, tf.constant(y.astype(np.float32) if y.dtype.kind == "f" else y), pred)
-    except Exception:  # noqa: BLE001
-        return None
-    return value if math.isfinite(value) else None
-
-
-@_memoized
-def range_floor(fn, y, pred_shape, activation: str | None) -> tuple[float, float] | None:
-    """What the output's range alone costs: ``(clipped, exact)``, the loss of predicting each target exactly
-    where the output's range allows and the nearest bound elsewhere, and of predicting every target exactly
-    (0 for a squared or absolute error; not for a Poisson loss, whose value at the target is not 0).
-
-    None where the range is unbounded on both sides, or the targets do not have the
-    output's shape (a classifier's labels).
-    """
-    low, high = output_range(activation)
-    y = _rows(np.asarray(y))
-    if (low is None and high is None) or fn is None or y.dtype.kind in "OUS":
-        return None
-    shape = (len(y), *[int(d) for d in pred_shape])
-    if y.shape != shape:
-        return None
-    exact = y.astype(np.float32)
-    clipped = np.clip(exact, -np.inf if low is None else low, np.inf if high is None else high)
-    try:
-        values = [_per_example_mean(fn, tf.constant(exact), tf.constant(p)) for p in (clipped, exact)]
-    except Exception:  # noqa: BLE001
-        return None
-    return tuple(values) if all(math.isfinite(v) for v in values) else None
 
 
 def output_facts(model, x, index: int | None = None) -> dict:
@@ -591,80 +324,3 @@ def _output_contract(model, index: int, loss_info, fn, y, y_valid, at_start) -> 
         facts["range_floor_share"] = max(floor[0] - floor[1], 0.0) / (constant - floor[1])
     return facts
 
-
-def constant_task_error(y, facts: dict) -> float | None:
-    """The :func:`task_error` of the training targets' best constant (``facts["constant_prediction"]``) on the
-    targets ``y`` of another batch: 1 for continuous targets at the training targets' mean, more where ``y``
-    drifted from them (a series' later values, held out). None where it is not known."""
-    constant = facts.get("constant_prediction")
-    if not constant or y is None or not hasattr(y, "shape") or not len(y):
-        return None
-    pred = np.broadcast_to(np.asarray(constant, np.float64).reshape(1, -1), (len(y), len(constant)))
-    return task_error(pred, y, facts)
-
-
-def _balanced_error(predicted: np.ndarray, labels: np.ndarray) -> float | None:
-    """The mean over the classes present of the share of their examples predicted as another class."""
-    classes = np.unique(labels)
-    if not len(classes):
-        return None
-    return float(np.mean([np.mean(predicted[labels == c] != c) for c in classes]))
-
-
-def task_error(pred, y, facts: dict) -> float | None:
-    """How wrong the predictions are by what the targets are, whatever the compiled loss and metrics.
-
-    For a classifier, the balanced error: per class, the share of its examples predicted
-    as another class (the largest output, or the output past 0.5 for a probability, past
-    0 for a logit), averaged over the classes present; for multi-hot targets the same per
-    tag, averaged over tags. A model that always predicts one class scores 1 - 1/classes
-    (0.5 for two). For continuous targets, 1 - R^2: the squared error over the targets'
-    variance (0 perfect, 1 a constant at their mean). Comparable between a model and the
-    same model with another loss, which is how a proof judges a fix that changes the loss.
-    None for a loss of the user's own, whose output (a distance, a score) has no known
-    relation to the targets.
-
-    Args:
-        pred: the model's outputs on a batch (training=False).
-        y: that batch's targets.
-        facts: the contract (:func:`task_contract`): the targets' structure, the output and the loss.
-    """
-    targets, output, loss = facts.get("targets") or {}, facts.get("output") or {}, facts.get("loss") or {}
-    structure, units = targets.get("structure"), output.get("units")
-    if loss.get("kind") not in ("categorical", "sparse", "binary", "regression"):
-        return None  # a loss of the user's own: what its output means (a distance, a score) is not known
-    try:
-        p = np.asarray(pred, np.float64)
-        t = np.asarray(y)
-    except (TypeError, ValueError):
-        return None
-    if t.dtype.kind in "OUS" or not p.size or not t.size:
-        return None
-    t = t.astype(np.float64)
-    if loss.get("kind") == "regression":  # values, whatever their structure (integer ratings, counts)
-        structure = "continuous"
-    logits = bool(loss.get("from_logits")) or output.get("activation") in ("linear", None) and \
-        loss.get("kind") in ("binary", "categorical", "sparse")
-    cut = 0.0 if logits else 0.5
-    try:
-        if structure == "multi-hot" or (structure == "binary" and units == 1) or \
-                (loss.get("kind") == "binary" and units == 1 and structure in ("binary", "class-indices")):
-            p, t = p.reshape(-1, units or 1), t.reshape(-1, units or 1)
-            errors = [_balanced_error((p[:, j] > cut).astype(int), (t[:, j] > 0.5).astype(int))
-                      for j in range(p.shape[1])]
-            errors = [e for e in errors if e is not None]
-            return float(np.mean(errors)) if errors else None
-        if structure in ("class-indices", "binary", "one-hot", "soft-labels") and units and units >= 2:
-            p = p.reshape(-1, units)
-            labels = t.reshape(-1, units).argmax(axis=1) if t.shape[-1:] == (units,) and t.ndim == p.ndim + 0 \
-                and structure in ("one-hot", "soft-labels") else t.reshape(-1).astype(np.int64)
-            if len(labels) != len(p):
-                return None
-            kept = labels != loss.get("ignore_class") if loss.get("ignore_class") is not None else slice(None)
-            return _balanced_error(p.argmax(axis=1)[kept], labels[kept])
-        if structure == "continuous" and p.size == t.size:
-            variance = float(np.var(t))
-            return float(np.mean((p.reshape(-1) - t.reshape(-1)) ** 2) / variance) if variance > 0 else None
-    except (ValueError, IndexError):
-        return None
-    return None

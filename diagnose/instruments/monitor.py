@@ -22,7 +22,8 @@ from diagnose import runrecord, studydir
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.contract import constant_task_error, target_of, task_contract, task_error
+from diagnose.instruments.contract import target_of, task_contract
+from diagnose.instruments.task_error import constant_task_error, task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
 from diagnose.instruments.preparation import as_arrays
 from diagnose.instruments.probes import auto_due, next_probe

@@ -48,6 +48,6 @@ FAMILY = Family(
                                       "example's target)"),
         Column("probe_loss_zeroed", "... with all-zero (all-padding) inputs"),
         Column("probe_task_error", "the task's error on the probe batch, whatever the loss: a classifier's "
-                                   "balanced error, 1 - R^2 for continuous targets (contract.task_error)"),
+                                   "balanced error, 1 - R^2 for continuous targets (task_error.task_error)"),
     ),
 )
