@@ -12,6 +12,7 @@ from diagnose._tf import import_tensorflow_quietly
 
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
+from test_instrument_use import Sampling  # noqa: E402  (the reparameterisation draw, a SeedGenerator of its own)
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(256, 12)).astype("float32")
@@ -65,19 +66,6 @@ def _resnet():
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
-
-
-class Sampling(keras.layers.Layer):
-    """The reparameterisation draw, from a SeedGenerator of the layer's own (the state a probe must not use)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.seed_generator = keras.random.SeedGenerator(1337)
-
-    def call(self, inputs):
-        mean, log_var = inputs
-        return mean + keras.ops.exp(0.5 * log_var) * keras.random.normal(keras.ops.shape(mean),
-                                                                         seed=self.seed_generator)
 
 
 class VAE(keras.Model):
