@@ -79,6 +79,17 @@ def test_trains_as_plain_fit_and_writes_the_record(conv, tmp_path):
     assert isinstance(str(diagnose.check(tmp_path / "run")), str)
 
 
+def test_fit_does_not_wait_for_each_step_on_a_monitor(tmp_path):
+    # On JAX and PyTorch Keras overlaps the next step with the last one's logs unless a callback's batch hook
+    # must run in turn; the Monitor's runs on fit's thread from the train function, and rows land on their steps.
+    from keras.src.callbacks.callback_list import CallbackList
+
+    callbacks = CallbackList([diagnose.Monitor(tmp_path / "run")])
+    assert callbacks._async_train == (BACKEND != "tensorflow")
+    _fit(False, True, tmp_path / "run")
+    assert list(runrecord.read_metrics(tmp_path / "run")["step"]) == list(range(2, STEPS + 1, 2))
+
+
 def test_a_diverging_run_is_recorded_where_it_diverged(tmp_path):
     ours, _ = _fit(False, True, tmp_path / "run", lr=1e6)
     summary = runrecord.read_summary(tmp_path / "run")

@@ -89,6 +89,13 @@ class Monitor(keras.callbacks.Callback):
             record and ``overwrite`` is False (when made, and again when a fit begins).
     """
 
+    # On JAX and PyTorch, Keras runs the batch hooks of callbacks that declare this on a thread of its own,
+    # and fit goes on to the next step without waiting for the last one's logs; the Monitor's work after each
+    # step is then called on fit's own thread by the instrumented model's train function (step_hooks) and its
+    # batch hook does nothing. (A batch hook fit waits on costs JAX its overlap of steps: ~20% on small
+    # models.) TensorFlow's fit calls every hook in turn whatever this says.
+    async_safe = True
+
     def __init__(self, run_dir: str | os.PathLike | None = None, log_every: int | None = None,
                  probe: tuple | None = None, probe_every: int | None = None, baselines: dict | None = None,
                  tensorboard: bool = True, overwrite: bool = False, rebuild: dict | None = None,
@@ -128,6 +135,7 @@ class Monitor(keras.callbacks.Callback):
         self.stop_on_divergence = stop_on_divergence
         self.contract_inputs: dict = {}  # what fit was given that the contract reads (set by Instrumented.fit)
         self._begun = None  # the record's start, written beside the first steps (runrecord.start_record)
+        self._after_steps = False  # the model's train function calls _after_step (JAX, PyTorch)
 
     def on_train_begin(self, logs=None):
         if not getattr(self.model, "instrumented", False):  # diagnose.instrument's model (instruments.wrapper)
@@ -167,6 +175,9 @@ class Monitor(keras.callbacks.Callback):
                    "optimizer": keras.optimizers.serialize(user.optimizer)["config"]},
             rebuild=self.rebuild, summary=self.variables | {"contract": self.contract})
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
+        self._after_steps = keras.backend.backend() != "tensorflow"
+        if self._after_steps:
+            self.model.step_hooks.append(self._after_step)
 
     def _validation_divisor(self) -> float:
         """What turns Keras' val_loss into a loss per example, the unit of the training rows: the
@@ -210,8 +221,17 @@ class Monitor(keras.callbacks.Callback):
         self.epoch_start = self.step
 
     def on_train_batch_end(self, batch, logs=None):
+        if self._after_steps:  # counted by the model's train function instead (async_safe)
+            return
         # ``batch`` is the last batch run in this call (several with steps_per_execution).
-        self.step = self.epoch_start + batch + 1
+        self._stepped(self.epoch_start + batch + 1)
+
+    def _after_step(self) -> None:
+        """JAX, PyTorch: the model's train function calls this after each step (one per call), on fit's thread."""
+        self._stepped(self.step + 1)
+
+    def _stepped(self, step: int) -> None:
+        self.step = step
         if self.at_start is None:  # the model as built, before a run that blows up at once hides it
             self.at_start = {k: v for k, v in self.model.peek_row().items() if math.isfinite(v)}
         if self.step // self.log_every > self.logged // self.log_every:
@@ -344,6 +364,8 @@ class Monitor(keras.callbacks.Callback):
         self.on_train_end()
 
     def on_train_end(self, logs=None):
+        if self._after_steps and self._after_step in self.model.step_hooks:
+            self.model.step_hooks.remove(self._after_step)
         if self.step != self.logged:
             self._log()
         last = self.log.rows[-1] if self.log.rows else None

@@ -69,6 +69,8 @@ class Instrumented(keras.Model):
         self._custom_step = type(user_model).train_step is not keras.Model.train_step
         self._custom_test = type(user_model).test_step is not keras.Model.test_step
         self._probe_fn = None
+        # On JAX and PyTorch, what runs on fit's thread after each step (a Monitor's rows: see Monitor.async_safe)
+        object.__setattr__(self, "step_hooks", [])
         # the model's outputs on the last probe batch, real and shuffled (see probe_losses)
         self.probe_outputs = self.probe_shuffled_outputs = None
         self._ready = False
@@ -136,6 +138,18 @@ class Instrumented(keras.Model):
             return self.train_function
         if BACKEND == "jax":
             return backend_step().make_train_function(self, force)
+        if BACKEND == "torch":
+            super().make_train_function(force)  # (Keras' PyTorch trainer sets it, returning nothing)
+            step = self.train_function
+
+            def train_function(data):
+                logs = step(data)
+                for hook in self.step_hooks:
+                    hook()
+                return logs
+
+            self.train_function = train_function
+            return train_function
         if self.steps_per_execution != 1 or not hasattr(self, "_make_function"):
             return super().make_train_function(force)
         steps = {sampled: self._make_function(functools.partial(self.train_step, sampled=sampled))

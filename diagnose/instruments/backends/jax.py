@@ -19,7 +19,6 @@ from diagnose.errors import DiagnoseError
 from diagnose.instruments.backends.common import as_vector, data_loss, every_step, sampled_row
 from diagnose.instruments.measures import column_names
 
-import keras  # noqa: E402  (after the TensorFlow import the modules above make quietly)
 from keras.src.trainers.data_adapters import data_adapter_utils  # noqa: E402  (as Keras' own JAX step)
 
 __all__ = ["make_train_function", "train_step"]
@@ -69,18 +68,17 @@ def make_train_function(model, force: bool = False):
         model.acc.add(columns[sampled]["every"], every, bad)
         if measured is not None:
             model.sampled_acc.add(columns[sampled]["sampled"], measured, bad)
+        if model.step_hooks:  # a Monitor's work after each step, here on fit's thread (see Monitor.async_safe)
+            # as Keras' loop sets it after this call: a hook that reads a weight syncs the variables from it
+            # (set past Keras' attribute tracking, which would walk every array of the state)
+            object.__setattr__(model, "_jax_state", dict(zip(
+                ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables"),
+                state)))
+            object.__setattr__(model, "_jax_state_synced", False)
+            for hook in model.step_hooks:
+                hook()
         return logs, state
 
     model.train_function = train_function
     return train_function
 
-
-def sync(model) -> None:
-    """The model's variables from the state JAX trains on (Keras purges them during fit): before the host
-    reads a weight, the learning rate or runs the model (a probe)."""
-    if getattr(model, "_jax_state", None) and not getattr(model, "_jax_state_synced", True):
-        model.jax_state_sync()
-
-
-def is_jax() -> bool:
-    return keras.backend.backend() == "jax"
