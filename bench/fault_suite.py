@@ -14,6 +14,11 @@ writes bench/results/fault_suite.json.
     python bench/fault_suite.py --part test         # the test part alone, never tuned on
     python bench/fault_suite.py --family rnn --only mlp_healthy
     python bench/fault_suite.py --list              # the cases, their twins and expectations
+    KERAS_BACKEND=jax python bench/fault_suite.py --part test   # on JAX: fault_suite_test_jax.json
+
+On Keras' other backends (chosen the Keras way, KERAS_BACKEND) the result's name ends
+in the backend's, and the few cases only TensorFlow runs (raw strings into the model)
+are listed with their reason; bench/fault_suite_backends.py compares the backends'.
 """
 
 from __future__ import annotations
@@ -322,6 +327,13 @@ def main() -> None:
         print(case_list(cases))
         return
     tf.config.experimental.enable_op_determinism()
+    import keras
+
+    backend = keras.backend.backend()
+    # A case only TensorFlow can run (raw strings into the model) is listed with its reason on the others.
+    not_run = [{"case": c.name, "family": c.family, "part": c.part, "not_run": c.tensorflow_only}
+               for c in cases if backend != "tensorflow" and c.tensorflow_only]
+    cases = [c for c in cases if backend == "tensorflow" or not c.tensorflow_only]
     rows = []
     with tempfile.TemporaryDirectory(prefix="fault-suite-") as scratch:
         runs = Path(args.runs) if args.runs else Path(scratch)
@@ -334,10 +346,15 @@ def main() -> None:
     parts = {part: [r for r in rows if r["part"] == part] for part in ("tuning", "test")}
     summaries = {part: summarise(part_rows) for part, part_rows in parts.items() if part_rows}
     for part, summary in summaries.items():
-        print(f"\n## The {part} part\n")
+        print(f"\n## The {part} part (Keras backend: {backend})\n")
         print(tables(parts[part], summary))
+    for row in not_run:
+        print(f"not run on {backend}: {row['case']} ({row['not_run']})")
     name = args.out or ("fault_suite_test" if args.part == "test" else "fault_suite")
-    path = write_result(name, {"seed": SEED, "loss_rtol": LOSS_RTOL, "weight_rtol": WEIGHT_RTOL,
+    if backend != "tensorflow" and not args.out:
+        name += f"_{backend}"
+    path = write_result(name, {"backend": backend, "not_run": not_run,
+                               "seed": SEED, "loss_rtol": LOSS_RTOL, "weight_rtol": WEIGHT_RTOL,
                                "plain_fit": not args.skip_plain, "part": args.part,
                                "summary": summaries.get("tuning") or summaries.get("test"),
                                "summaries": summaries, "cases": rows})

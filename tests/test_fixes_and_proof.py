@@ -233,6 +233,9 @@ def test_check_output_puts_each_findings_proof_under_it():
     assert "[not found, tested on request] tiny-steps" in text
     text, entries = findings_with_proof([], None)
     assert text.startswith("no findings") and entries == []
+    # Every unfixed run failed: the proof says so instead of failing to print.
+    text, _ = findings_with_proof(findings, {**proof, "base_loss": None})
+    assert "proof (no unfixed run finished, margin" in text
     assert math.isclose(T.HEALTHY_UPDATE_RATIO, 1e-3)
 
 

@@ -151,6 +151,9 @@ class Case:
         batch: which batch of the test part it was written in. Batch 1 was scored
             first on 2026-12-05 and the rules then changed from what it showed; a
             later batch is unseen by the rules until its own first pass.
+        tensorflow_only: why the case runs on Keras' TensorFlow backend only (raw
+            strings inside the model: Keras' string layers take tf.string tensors), or
+            None for a case every backend runs.
     """
 
     name: str
@@ -162,6 +165,7 @@ class Case:
     part: str = "tuning"
     report: str | None = None
     batch: int = 1
+    tensorflow_only: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -177,7 +181,7 @@ _REGISTRY: dict[str, Case] = {}
 
 
 def case(*, family: str, expect: tuple[str, ...] = (), twin: str | None = None, part: str = "tuning",
-         report: str | None = None, batch: int = 1):
+         report: str | None = None, batch: int = 1, tensorflow_only: str | None = None):
     """Registers the decorated function as a case of ``family`` in ``part`` of the suite.
 
     Raises:
@@ -195,7 +199,7 @@ def case(*, family: str, expect: tuple[str, ...] = (), twin: str | None = None, 
         if fn.__name__ in _REGISTRY:
             raise ValueError(f"two fault cases are named {fn.__name__!r}; rename one")
         _REGISTRY[fn.__name__] = Case(fn.__name__, family, fn, tuple(expect), twin, fn.__doc__ or "", part, report,
-                                      batch)
+                                      batch, tensorflow_only)
         return fn
 
     return register

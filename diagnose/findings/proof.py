@@ -273,7 +273,8 @@ def findings_with_proof(findings: list, proof: dict | None) -> tuple[str, list[d
     if not blocks:
         return "no findings: nothing in this run looks wrong", entries
     if proof:
-        margin = proof.get("margin")
-        blocks.append(f"proof ({proof.get('base_loss', float('nan')):.3f} unfixed, margin "
-                      f"{margin if margin is None else round(margin, 3)}): {proof['definition']}")
+        margin, base = proof.get("margin"), proof.get("base_loss")
+        unfixed = "no unfixed run finished" if base is None else f"{base:.3f} unfixed"
+        blocks.append(f"proof ({unfixed}, margin {margin if margin is None else round(margin, 3)}): "
+                      f"{proof['definition']}")
     return "\n\n".join(blocks), entries

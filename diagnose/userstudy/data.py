@@ -85,7 +85,7 @@ def _batches(valid, batch_size: int):
     import tensorflow as tf
 
     if isinstance(valid, tf.data.Dataset):
-        for batch in valid:
+        for batch in valid.as_numpy_iterator() if keras.backend.backend() != "tensorflow" else valid:
             yield keras.utils.unpack_x_y_sample_weight(batch)
         return
     x, y = valid[0], valid[1]
@@ -130,24 +130,29 @@ def validation_loss(step, valid, batch_size: int) -> tuple[float, float | None]:
 
 def loss_step(model):
     """A compiled ``(x, y, sample_weight) -> (per-example loss, rows, correct, scored)`` for ``model``:
-    its loss, and the top-1 hits over the prediction rows it scored (0 of 0 for a regression)."""
-    import tensorflow as tf
+    its loss, and the top-1 hits over the prediction rows it scored (0 of 0 for a regression); compiled as
+    the running Keras backend compiles a predict step."""
+    import keras
+    from keras import ops
 
+    from diagnose.instruments.backends.common import inference_function
     from diagnose.instruments.targets import LossInfo, classifier_view
 
     info = LossInfo.of(model)
 
-    def step(x, y, w):
-        pred = model(x, training=False)
+    def step(forward, x, y, w):
+        pred = forward(x)
         # (several outputs: their weighted sum; the trackers this moves are the user's model's own, not those
         # of the instrumented model whose History fit reports)
-        loss = model._compile_loss(y, pred, w) / info.sum_divisor(pred)
-        rows = tf.shape(tf.nest.flatten(pred)[0])[0]
-        view = classifier_view(y, pred, info) if len(tf.nest.flatten(pred)) == 1 else None
+        with keras.StatelessScope():
+            loss = model._compile_loss(y, pred, w) / info.sum_divisor(pred)
+        rows = ops.shape(keras.tree.flatten(pred)[0])[0]
+        view = classifier_view(y, pred, info) if len(keras.tree.flatten(pred)) == 1 else None
         if view is None:
-            return loss, rows, tf.constant(0.0), tf.constant(0.0)
-        weights = view.row_weights if view.row_weights is not None else tf.ones_like(view.labels, tf.float32)
-        hits = tf.cast(tf.equal(tf.argmax(view.outputs, axis=-1, output_type=tf.int32), view.labels), tf.float32)
-        return loss, rows, tf.reduce_sum(hits * weights), tf.reduce_sum(weights)
+            return loss, rows, ops.zeros(()), ops.zeros(())
+        weights = view.row_weights if view.row_weights is not None else ops.ones_like(view.labels, "float32")
+        hits = ops.cast(ops.equal(ops.cast(ops.argmax(view.outputs, axis=-1), "int32"),
+                                  ops.cast(view.labels, "int32")), "float32")
+        return loss, rows, ops.sum(hits * weights), ops.sum(weights)
 
-    return tf.function(step, reduce_retracing=True)
+    return inference_function(model, step)

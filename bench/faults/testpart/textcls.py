@@ -22,6 +22,9 @@ import tensorflow as tf
 
 from .. import Setup, case
 
+# Why some cases run on Keras' TensorFlow backend only.
+RAW_STRINGS = "raw strings into the model: Keras' TextVectorization takes tf.string tensors, on TensorFlow only"
+
 N_TRAIN, N_VALID, TOPICS = 2400, 600, 4
 FILLERS, KEYWORDS = 80, 10
 SEQ_LEN, MAX_TOKENS, EMBED = 24, 200, 16
@@ -141,7 +144,7 @@ def _lstm_setup(mask_zero: bool):
 # --- healthy controls -------------------------------------------------------------
 
 
-@case(family="textcls", part="test")
+@case(family="textcls", part="test", tensorflow_only=RAW_STRINGS)
 def tc_bag_healthy():
     """Healthy: TextVectorization adapted on the training strings, Embedding, average pooling, Dense.
 
@@ -153,7 +156,7 @@ def tc_bag_healthy():
     return _string_setup(_vectorizer(texts), _bag_of_embeddings())
 
 
-@case(family="textcls", part="test", report=KERAS_IO_2044)
+@case(family="textcls", part="test", report=KERAS_IO_2044, tensorflow_only=RAW_STRINGS)
 def tc_lstm_masked_healthy():
     """Healthy: the "Text classification from scratch" model with an LSTM, its Embedding masking the padding.
 
@@ -178,7 +181,8 @@ def tc_ids_healthy():
 # --- faults ------------------------------------------------------------------------
 
 
-@case(family="textcls", part="test", twin="tc_bag_healthy", expect=("unadapted-preprocessing",))
+@case(family="textcls", part="test", twin="tc_bag_healthy", expect=("unadapted-preprocessing",),
+      tensorflow_only=RAW_STRINGS)
 def tc_vectorizer_adapted_on_wrong_column():
     """TextVectorization adapted on the snippets' source column: its vocabulary holds none of their words.
 
@@ -195,7 +199,8 @@ def tc_vectorizer_adapted_on_wrong_column():
     return _string_setup(_vectorizer(sources[:N_TRAIN]), _bag_of_embeddings())
 
 
-@case(family="textcls", part="test", twin="tc_bag_healthy", expect=("constant-init", "ignores-input"))
+@case(family="textcls", part="test", twin="tc_bag_healthy", expect=("constant-init", "ignores-input"),
+      tensorflow_only=RAW_STRINGS)
 def tc_embedding_zeros():
     """The Embedding initialised to zeros: the pooled vector and every ReLU of the Dense after it stay at 0.
 
@@ -211,7 +216,7 @@ def tc_embedding_zeros():
     return _string_setup(_vectorizer(texts), _bag_of_embeddings(embeddings_initializer="zeros"))
 
 
-@case(family="textcls", part="test", twin="tc_bag_healthy", expect=("too-few-steps",))
+@case(family="textcls", part="test", twin="tc_bag_healthy", expect=("too-few-steps",), tensorflow_only=RAW_STRINGS)
 def tc_bag_one_epoch():
     """The healthy bag-of-embeddings model stopped after 1 epoch of the 4 it needs; the loss still falls steeply.
 
@@ -241,7 +246,7 @@ def tc_ids_separate_vocabularies():
 
 
 @case(family="textcls", part="test", twin="tc_lstm_masked_healthy", expect=("unmasked-padding", "ignores-input"),
-      report=KERAS_IO_2044)
+      report=KERAS_IO_2044, tensorflow_only=RAW_STRINGS)
 def tc_lstm_unmasked():
     """The same LSTM without mask_zero: it reads 24-38 steps of padding after each snippet and forgets the words.
 

@@ -29,7 +29,7 @@ from keras import ops  # noqa: E402
 BACKEND_NAME = keras.backend.backend()
 
 __all__ = ["HostAccumulator", "every_step", "sampled_row", "data_loss", "as_vector", "clip_setting", "sync_state",
-           "check_supported", "probe_losses"]
+           "check_supported", "probe_losses", "inference_function"]
 
 
 def clip_setting(optimizer) -> tuple[str, float]:
@@ -191,32 +191,54 @@ def probe_losses(model, x, y) -> list[float]:
 
 def _probe_function(model):
     """``(x, y) -> (losses, outputs, shuffled outputs)``: the model's forward passes without dropout on the
-    probe's variants of ``x`` and their losses, in one jitted call on JAX (an eager pass costs ~1 ms an op
-    there), under ``torch.no_grad`` on PyTorch; numpy outputs."""
-    user = model.user_model
-
+    probe's variants of ``x`` and their losses, in one compiled call (an eager pass on JAX costs ~1 ms an
+    op); numpy outputs."""
     def loss_of(y, p):
         return model._compile_loss(y, p) / model.loss_info.sum_divisor(p)
 
-    def probe(trainable, non_trainable, x, y):
-        outputs = [user.stateless_call(trainable, non_trainable, v, training=False)[0] for v in variants(x)]
+    def probe(forward, x, y):
+        outputs = [forward(v) for v in variants(x)]
         with keras.StatelessScope():  # Keras' own loss trackers stay where training left them
             losses = ops.stack([ops.cast(loss_of(y, p), "float32") for p in outputs])
         return losses, outputs[0], outputs[1]
 
+    probe = inference_function(model.user_model, probe)
+
+    def run(x, y):
+        losses, real, shuffled = probe(x, y)
+        return losses, *keras.tree.map_structure(ops.convert_to_numpy, (real, shuffled))
+
+    return run
+
+
+def inference_function(model, fn):
+    """``fn(forward, *args)`` compiled the way the running backend compiles a predict step: ``forward(x)``
+    is ``model``'s forward pass without dropout on its weights as they are at each call.
+
+    TensorFlow: a ``tf.function``; JAX: jitted, the weights passed in (a jitted function would keep the
+    weights it was traced with) through ``stateless_call``; PyTorch: eager, under ``torch.no_grad``.
+    ``fn`` is written in ``keras.ops``.
+    """
     if BACKEND_NAME == "jax":
         import jax
 
-        probe = jax.jit(probe)
-    elif BACKEND_NAME == "torch":
+        @jax.jit
+        def stateless(trainable, non_trainable, *args):
+            return fn(lambda x: model.stateless_call(trainable, non_trainable, x, training=False)[0], *args)
+
+        def call(*args):
+            return stateless([v.value for v in model.trainable_variables],
+                             [v.value for v in model.non_trainable_variables], *args)
+
+        return call
+    if BACKEND_NAME == "torch":
         import torch
 
-        probe = torch.no_grad()(probe)
+        def eager(*args):
+            with torch.no_grad():
+                return fn(lambda x: model(x, training=False), *args)
 
-    def run(x, y):
-        losses, real, shuffled = probe([v.value for v in user.trainable_variables],
-                                       [v.value for v in user.non_trainable_variables], x, y)
-        as_numpy = keras.tree.map_structure(ops.convert_to_numpy, (real, shuffled))
-        return losses, *as_numpy
+        return eager
+    import tensorflow as tf
 
-    return run
+    return tf.function(lambda *args: fn(lambda x: model(x, training=False), *args), reduce_retracing=True)
