@@ -16,13 +16,14 @@ import functools
 import jax
 
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.backends.common import as_vector, data_loss, every_step, sampled_row
-from diagnose.instruments.measures import column_names
+from diagnose.instruments.backends.common import (as_vector, check_state, data_loss, every_step, logged_loss,
+                                                  sampled_row, weight_changes)
+from diagnose.instruments.measures import column_names, norms
 
 import keras  # noqa: E402  (after the TensorFlow import the modules above make quietly)
 from keras.src.trainers.data_adapters import data_adapter_utils  # noqa: E402  (as Keras' own JAX step)
 
-__all__ = ["make_train_function", "train_step"]
+__all__ = ["make_train_function", "train_step", "own_train_step"]
 
 
 def train_step(model, state, data, sampled: bool):
@@ -37,7 +38,7 @@ def train_step(model, state, data, sampled: bool):
     logs, metrics_variables = model._update_metrics_variables(metrics_variables, unscaled, x, y, y_pred,
                                                               sample_weight)
     row_loss = data_loss(model, y, y_pred, sample_weight, unscaled, penalties=True)
-    row, view, bad = every_step(model, y, y_pred, unscaled, row_loss, grads, sampled, xla=True)
+    row, view, bad = every_step(model, y, y_pred, sample_weight, unscaled, row_loss, grads, sampled, xla=True)
     columns = {"every": column_names(row)}
     measured = None
     if sampled:
@@ -49,6 +50,23 @@ def train_step(model, state, data, sampled: bool):
     return logs, state, (as_vector(row), bad, measured)
 
 
+def own_train_step(model, state, data, sampled: bool):
+    """The user's own ``train_step(state, data)``, unchanged, measured from outside: the loss its logs report, and
+    on sampled steps the weights' change (the trainable part of the state before and after)."""
+    logs, new_state = model.user_model.train_step(state, data)
+    row, finite = logged_loss(logs)
+    bad = jax.numpy.concatenate([jax.numpy.logical_not(finite)[None], jax.numpy.zeros(len(state[0]), bool)])
+    columns = {"every": column_names(row)}
+    measured = None
+    if sampled:
+        before, after = state[0], new_state[0]
+        found = weight_changes(model.names, norms(before), norms([a - b for a, b in zip(after, before)]))
+        columns["sampled"] = column_names(found)
+        measured = as_vector(found)
+    model.step_columns = columns
+    return logs, new_state, (as_vector(row), bad, measured)
+
+
 def make_train_function(model, force: bool = False):
     """Keras' JAX train function (one step per call), on one of two jitted steps the host's schedule picks."""
     if model.train_function is not None and not force:
@@ -56,10 +74,12 @@ def make_train_function(model, force: bool = False):
     if model.steps_per_execution != 1:
         raise DiagnoseError("diagnose.instrument on JAX trains one step per call; compile the model with "
                             "steps_per_execution=1 (the default)")
+    if model._custom_step:  # the state the user's step reads must be what its own fit would hand it
+        check_state(model)
     jit = not model.run_eagerly and model.jit_compile
     steps, columns = {}, {}
     for sampled in (True, False):
-        step = functools.partial(train_step, model, sampled=sampled)
+        step = functools.partial(own_train_step if model._custom_step else train_step, model, sampled=sampled)
         steps[sampled] = jax.jit(step, donate_argnums=0) if jit else step
 
     def train_function(state, iterator):
