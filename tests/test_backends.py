@@ -25,7 +25,7 @@ from diagnose._tf import import_tensorflow_quietly
 import_tensorflow_quietly()
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
-from test_instrument_use import Sampling  # noqa: E402  (the reparameterisation draw, a SeedGenerator of its own)
+from test_instrument_use import TinyVAE  # noqa: E402  (its own train_step, a GradientTape: TensorFlow's convention)
 
 BACKEND = keras.backend.backend()
 N = 128  # 96 trained on, 6 steps of 16 per epoch
@@ -133,26 +133,11 @@ def test_a_model_with_several_outputs_trains_as_plain_fit_and_records_each_outpu
     assert runrecord.read_summary(tmp_path / "run")["status"] == "completed"
 
 
-class OwnStepVAE(keras.Model):
-    """A small VAE-like model with its own train_step and test_step (a squared error through a sampled code),
-    written as Keras' guide "customizing what happens in fit()" writes them on the backend this process runs on:
-    stateless ``train_step(state, data) -> (logs, state)`` on JAX, eager with ``zero_grad``/``backward`` on
-    PyTorch, a ``GradientTape`` on TensorFlow."""
-
-    def __init__(self):
-        super().__init__()
-        self.encoder, self.mean, self.log_var = (keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2),
-                                                 keras.layers.Dense(2))
-        self.sample, self.decoder = Sampling(), keras.layers.Dense(6)
-        self.total = keras.metrics.Mean(name="loss")
-
-    def call(self, x, training=None):
-        h = self.encoder(x)
-        return self.decoder(self.sample([self.mean(h), self.log_var(h)]))
-
-    @property
-    def metrics(self):
-        return [self.total]
+class OwnStepVAE(TinyVAE):
+    """The small VAE with its own train_step (and test_step), written as Keras' guide "customizing what happens
+    in fit()" writes them on the backend this process runs on: stateless ``train_step(state, data) ->
+    (logs, state)`` on JAX, eager with ``zero_grad``/``backward``/``optimizer.apply`` on PyTorch, TinyVAE's
+    own ``GradientTape`` on TensorFlow."""
 
     if BACKEND == "jax":
         def train_step(self, state, data):
@@ -178,31 +163,18 @@ class OwnStepVAE(keras.Model):
             metrics_variables = self.total.stateless_update_state(metrics_variables, ops.mean(ops.square(out - x)))
             return {"loss": self.total.stateless_result(metrics_variables)}, (trainable, non_trainable,
                                                                                metrics_variables)
-    else:
+    elif BACKEND == "torch":
         def train_step(self, data):
+            import torch
+
             x = data[0] if isinstance(data, tuple) else data
-            if BACKEND == "torch":
-                import torch
-
-                self.zero_grad()
-                loss = ops.mean(ops.square(self(x, training=True) - x))
-                loss.backward()
-                grads = [v.value.grad for v in self.trainable_weights]
-                with torch.no_grad():
-                    self.optimizer.apply(grads, self.trainable_weights)
-            else:
-                import tensorflow as tf
-
-                with tf.GradientTape() as tape:
-                    loss = ops.mean(ops.square(self(x, training=True) - x))
-                grads = tape.gradient(loss, self.trainable_variables)
-                self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            self.zero_grad()
+            loss = ops.mean(ops.square(self(x, training=True) - x))
+            loss.backward()
+            grads = [v.value.grad for v in self.trainable_weights]
+            with torch.no_grad():
+                self.optimizer.apply(grads, self.trainable_weights)
             self.total.update_state(loss)
-            return {"loss": self.total.result()}
-
-        def test_step(self, data):
-            x = data[0] if isinstance(data, tuple) else data
-            self.total.update_state(ops.mean(ops.square(self(x) - x)))
             return {"loss": self.total.result()}
 
 
