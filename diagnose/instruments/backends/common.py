@@ -7,7 +7,8 @@ PyTorch step runs eagerly, so there each step hands back one float32 vector of i
 columns and the flags of what went non-finite, and a :class:`HostAccumulator`
 keeps them, unread, until the Monitor reads a row (one transfer per step then,
 none while training). The columns are the same families' (:mod:`~diagnose.instruments.registry`),
-computed by the same formulas.
+computed by the same formulas. The TensorFlow wrapper reads a model's several outputs,
+a model's own train step and the probes' loss through the same functions here.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ the metrics updated in a stateless scope, the whole jitted with the state donate
 instruments read the same gradients, the loss and the outputs, and, on the steps the
 schedule samples, the weights before and after the update (so the update ratios need
 no copy of the weights whatever the optimizer). Two jitted steps, sampled or not,
-the host picking between them as on TensorFlow.
+the host picking between them as on TensorFlow. A model with its own
+``train_step(state, data)`` is trained by it, unchanged, on the state its own fit
+would hand it, and measured from outside (:func:`own_train_step`).
 """
 
 from __future__ import annotations

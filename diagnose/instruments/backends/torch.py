@@ -5,7 +5,8 @@ As Keras' ``TorchTrainer.train_step``: the forward pass, ``zero_grad``, the loss
 the metrics. The instruments read the same gradients, the loss and the outputs
 without recording anything for autograd; on the steps the schedule samples (picked
 on the host, as the step runs eagerly) they also read the weights before and after
-the update.
+the update. A model with its own ``train_step(data)`` is trained by it, unchanged,
+and measured from outside (:func:`own_train_step`).
 """
 
 from __future__ import annotations
