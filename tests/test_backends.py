@@ -21,6 +21,7 @@ import pytest
 import diagnose
 from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
+from diagnose.errors import DiagnoseError
 
 import_tensorflow_quietly()
 import keras  # noqa: E402
@@ -196,6 +197,17 @@ def test_a_model_with_its_own_train_step_trains_as_plain_fit_and_is_measured_fro
     assert len(ratios) == 8 and (metrics[ratios] > 0).all().all()  # 4 layers' kernel and bias
     assert metrics["loss"].notna().all() and (metrics["loss"] > 0).all() and "val_loss" in metrics.columns
     assert runrecord.read_summary(tmp_path / "run")["status"] == "completed"
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX's own steps take the state fit hands them")
+def test_an_own_jax_step_whose_state_would_differ_from_its_own_fits_is_refused(monkeypatch):
+    x, _ = _data()
+    wrapper = diagnose.instrument(_own_step())
+    extra = keras.Variable(0.0, trainable=False)
+    monkeypatch.setattr(type(wrapper), "non_trainable_variables",
+                        property(lambda self: [*self.user_model.non_trainable_variables, extra]))
+    with pytest.raises(DiagnoseError, match="non_trainable_variables differ"):
+        wrapper.fit(x, x, batch_size=16, epochs=1, verbose=0)
 
 
 # The columns the reference run compares: every instrument read on both steps.
