@@ -21,9 +21,12 @@ import pytest
 import diagnose
 from diagnose import runrecord
 from diagnose._tf import import_tensorflow_quietly
+from diagnose.errors import DiagnoseError
 
 import_tensorflow_quietly()
 import keras  # noqa: E402
+from keras import ops  # noqa: E402
+from test_instrument_use import TinyVAE  # noqa: E402  (its own train_step, a GradientTape: TensorFlow's convention)
 
 BACKEND = keras.backend.backend()
 N = 128  # 96 trained on, 6 steps of 16 per epoch
@@ -95,6 +98,127 @@ def test_a_diverging_run_is_recorded_where_it_diverged(tmp_path):
     summary = runrecord.read_summary(tmp_path / "run")
     assert summary["status"] == "diverged" and 1 <= summary["diverged_at"]["step"] <= summary["steps"]
     assert not math.isfinite(ours["loss"][-1]) or summary["diverged_at"]["variable"]
+
+
+def _two_outputs():
+    """A classifier head and a regression head on one trunk, weighted losses by output name."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(12, activation="relu")(inputs)
+    outputs = {"kind": keras.layers.Dense(3, activation="softmax", name="kind")(hidden),
+               "size": keras.layers.Dense(1, name="size")(hidden)}
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss={"kind": "sparse_categorical_crossentropy",
+                                                               "size": "mse"},
+                  loss_weights={"kind": 1.0, "size": 0.5}, metrics={"kind": ["accuracy"]})
+    return model
+
+
+def _fit_model(build, x, y, run_dir=None, **kwargs):
+    model = build()
+    keras.utils.set_random_seed(2)
+    fitter = diagnose.instrument(model) if run_dir else model
+    callbacks = [diagnose.Monitor(run_dir, log_every=2)] if run_dir else []
+    history = fitter.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=callbacks, **kwargs).history
+    return history, model.get_weights()
+
+
+def _assert_as_plain_fit(ours, plain):
+    (history, weights), (plain_history, plain_weights) = ours, plain
+    assert history == plain_history
+    for a, b in zip(weights, plain_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_with_several_outputs_trains_as_plain_fit_and_records_each_output(tmp_path):
+    x, labels = _data()
+    y = {"kind": labels, "size": (x[:, :1] * 2.0 + x[:, 1:2]).astype("float32")}
+    plain = _fit_model(_two_outputs, x, y, validation_split=0.25)
+    ours = _fit_model(_two_outputs, x, y, tmp_path / "run", validation_split=0.25)
+    _assert_as_plain_fit(ours, plain)
+    metrics = runrecord.read_metrics(tmp_path / "run")
+    for column in ("loss", "loss/kind", "loss/size", "accuracy/kind", "max_prob/kind", "target_prob/kind"):
+        assert column in metrics.columns and metrics[column].notna().all(), column
+    assert "accuracy/size" not in metrics.columns and "max_prob/size" not in metrics.columns
+    # the loss is Keras' weighted sum of the outputs' losses
+    np.testing.assert_allclose(metrics["loss"], metrics["loss/kind"] + 0.5 * metrics["loss/size"], rtol=1e-5)
+    assert runrecord.read_summary(tmp_path / "run")["status"] == "completed"
+
+
+class OwnStepVAE(TinyVAE):
+    """The small VAE with its own train_step (and test_step), written as Keras' guide "customizing what happens
+    in fit()" writes them on the backend this process runs on: stateless ``train_step(state, data) ->
+    (logs, state)`` on JAX, eager with ``zero_grad``/``backward``/``optimizer.apply`` on PyTorch, TinyVAE's
+    own ``GradientTape`` on TensorFlow."""
+
+    if BACKEND == "jax":
+        def train_step(self, state, data):
+            import jax
+
+            trainable, non_trainable, optimizer_variables, metrics_variables = state
+            x = data[0] if isinstance(data, tuple) else data
+
+            def loss_of(trainable):
+                out, updated = self.stateless_call(trainable, non_trainable, x, training=True)
+                return ops.mean(ops.square(out - x)), updated
+
+            (loss, non_trainable), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
+            trainable, optimizer_variables = self.optimizer.stateless_apply(optimizer_variables, grads, trainable)
+            metrics_variables = self.total.stateless_update_state(metrics_variables, loss)
+            logs = {"loss": self.total.stateless_result(metrics_variables)}
+            return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+        def test_step(self, state, data):
+            trainable, non_trainable, metrics_variables = state
+            x = data[0] if isinstance(data, tuple) else data
+            out, non_trainable = self.stateless_call(trainable, non_trainable, x)
+            metrics_variables = self.total.stateless_update_state(metrics_variables, ops.mean(ops.square(out - x)))
+            return {"loss": self.total.stateless_result(metrics_variables)}, (trainable, non_trainable,
+                                                                               metrics_variables)
+    elif BACKEND == "torch":
+        def train_step(self, data):
+            import torch
+
+            x = data[0] if isinstance(data, tuple) else data
+            self.zero_grad()
+            loss = ops.mean(ops.square(self(x, training=True) - x))
+            loss.backward()
+            grads = [v.value.grad for v in self.trainable_weights]
+            with torch.no_grad():
+                self.optimizer.apply(grads, self.trainable_weights)
+            self.total.update_state(loss)
+            return {"loss": self.total.result()}
+
+
+def _own_step():
+    keras.utils.set_random_seed(0)
+    model = OwnStepVAE()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model(np.zeros((2, 6), "float32"))
+    return model
+
+
+def test_a_model_with_its_own_train_step_trains_as_plain_fit_and_is_measured_from_outside(tmp_path):
+    x, _ = _data()
+    plain = _fit_model(_own_step, x, x, validation_data=(x[:32], x[:32]))
+    ours = _fit_model(_own_step, x, x, tmp_path / "run", validation_data=(x[:32], x[:32]))
+    _assert_as_plain_fit(ours, plain)
+    metrics = runrecord.read_metrics(tmp_path / "run")
+    ratios = [c for c in metrics.columns if c.startswith("update_ratio/")]
+    assert len(ratios) == 8 and (metrics[ratios] > 0).all().all()  # 4 layers' kernel and bias
+    assert metrics["loss"].notna().all() and (metrics["loss"] > 0).all() and "val_loss" in metrics.columns
+    assert runrecord.read_summary(tmp_path / "run")["status"] == "completed"
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX's own steps take the state fit hands them")
+def test_an_own_jax_step_whose_state_would_differ_from_its_own_fits_is_refused(monkeypatch):
+    x, _ = _data()
+    wrapper = diagnose.instrument(_own_step())
+    extra = keras.Variable(0.0, trainable=False)
+    monkeypatch.setattr(type(wrapper), "non_trainable_variables",
+                        property(lambda self: [*self.user_model.non_trainable_variables, extra]))
+    with pytest.raises(DiagnoseError, match="non_trainable_variables differ"):
+        wrapper.fit(x, x, batch_size=16, epochs=1, verbose=0)
 
 
 # The columns the reference run compares: every instrument read on both steps.

@@ -211,7 +211,7 @@ def output_losses(compile_loss, y, y_pred, sample_weight=None) -> list[OutputLos
             if w is not None and tree.is_nested(w):
                 for key in path:
                     w = w[key]
-            values.append(OutputLoss(name, tf.cast(fn(y_t, y_p, w), tf.float32),
+            values.append(OutputLoss(name, ops.cast(fn(y_t, y_p, w), "float32"),
                                      1.0 if weight is None else float(weight), y_t, y_p))
         return values
     except (ValueError, TypeError, KeyError, IndexError):

@@ -21,7 +21,7 @@ import warnings
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
 from diagnose.instruments.gradients import clip_scales, dedupe_slices
-from diagnose.instruments import measures, output_health, registry
+from diagnose.instruments import measures, registry
 from diagnose.instruments.accumulate import Accumulator, read_and_reset
 from diagnose.instruments.backends import BACKEND, backend_step
 from diagnose.instruments.describe import input_names
@@ -32,8 +32,9 @@ from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
 from diagnose.instruments.targets import (LossInfo, OutputLossRecorder, TargetStats, classifier_view,
                                          output_losses, per_output)
-from diagnose.instruments.backends.common import (HostAccumulator, check_supported, clip_setting, data_loss,
-                                                  probe_losses, sync_state)
+from diagnose.instruments.backends.common import (HostAccumulator, clip_setting, data_loss, logged_loss,
+                                                  output_health_rows, output_rows, probe_loss, probe_losses,
+                                                  sync_state, weight_changes)
 from diagnose.instruments.update_ratios import Snapshot, plain_sgd, sgd_delta_norms
 
 tf = import_tensorflow_quietly()
@@ -164,7 +165,7 @@ class Instrumented(keras.Model):
     def train_step(self, data, sampled=None):
         """Keras' train step with the instruments; ``sampled``: the host's choice, else the schedule's in-graph."""
         if BACKEND == "torch":
-            return backend_step().train_step(self, data)
+            return (backend_step().own_train_step if self._custom_step else backend_step().train_step)(self, data)
         if self._custom_step:
             return self._custom_train_step(data, sampled)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -226,23 +227,19 @@ class Instrumented(keras.Model):
         weight_norms = _when(sampled, lambda: self._before_update(variables, snapshot=True),
                              lambda: tf.zeros(len(variables)))
         logs = self.user_model.train_step(data)
-        loss = logs.get("loss") if isinstance(logs, dict) else None
-        row = {} if loss is None else {"loss": tf.cast(tf.reshape(loss, ()), tf.float32)}
-        finite = tf.math.is_finite(row["loss"]) if row else tf.constant(True)
+        row, finite = logged_loss(logs)
 
         def measure():
-            step = Step(names=self.names, norms=[], weight_norms=tf.unstack(weight_norms, num=len(variables)),
-                        update_norms=self.snapshot.changes(variables, grouped=not self.jit_compile))
-            from diagnose.instruments import update_ratios
-
-            self.sampled_acc.add(update_ratios.measure(step), None, tf.zeros(1 + len(variables), tf.bool))
+            self.sampled_acc.add(weight_changes(self.names, tf.unstack(weight_norms, num=len(variables)),
+                                                self.snapshot.changes(variables, grouped=not self.jit_compile)),
+                                 None, tf.zeros(1 + len(variables), tf.bool))
             if not isinstance(sampled, bool):
                 self.schedule.measured()
             return tf.constant(True)
 
         _when(sampled, measure, lambda: tf.constant(False))
         bad = tf.concat([[tf.logical_not(finite)], tf.zeros(len(variables), tf.bool)], 0)
-        self.acc.add(row or {"loss": tf.constant(float("nan"))}, None, bad)
+        self.acc.add(row, None, bad)
         return logs
 
     def _every_step(self, x, y, y_pred, sample_weight, loss, grads, sampled):
@@ -276,31 +273,11 @@ class Instrumented(keras.Model):
         # built its loss inside this trace: nothing could be recorded; the values are the same, though the
         # graph optimizer may then order the total's float sums otherwise, by an ulp).
         found = list(self.recorder.values) or output_losses(self._compile_loss, y, y_pred, sample_weight)
-        # The loss: Keras' total without the layers' penalties. (Summing the outputs' losses again here would
-        # be the same sum; TensorFlow's graph optimizer then rewrites the two together and Keras' own total
-        # can come out an ulp apart from plain fit's.)
-        infos = {name: info for name, info, _ in self.outputs}
-        # Per example: an output whose loss sums over the batch (reduction "sum") divided by its rows.
-        divisors = {each.name: infos[each.name].sum_divisor(each.y_pred) for each in found
-                    if infos.get(each.name) is not None and infos[each.name].summed}
-        if divisors:
-            loss = tf.add_n([each.value * each.weight / divisors.get(each.name, 1.0) for each in found])
-        else:
-            loss = tf.cast(total, tf.float32)
-            if self.losses:
-                loss -= tf.cast(tf.add_n([tf.cast(penalty, tf.float32) for penalty in self.losses]), tf.float32)
-        row, views = {"loss": loss}, {}
-        if not found:  # structures Keras matched some other way: the total only
-            return row, views
-        for each in found:
-            row[f"loss/{each.name}"] = each.value / divisors.get(each.name, 1.0)
-        for each in found:
-            info = infos.get(each.name)
-            view = None if info is None else classifier_view(each.y, each.y_pred, info)
-            if view is not None:
-                row[f"accuracy/{each.name}"] = view.accuracy(xla=bool(self.jit_compile))
-                views[each.name] = view
-        return row, views
+        # The loss: Keras' total without the layers' penalties.
+        loss = tf.cast(total, tf.float32)
+        if self.losses:
+            loss -= tf.cast(tf.add_n([tf.cast(penalty, tf.float32) for penalty in self.losses]), tf.float32)
+        return output_rows(self, found, loss, xla=bool(self.jit_compile))
 
     def _nonfinite(self, loss, grads):
         checks = [tf.constant(False) if g is None else
@@ -337,12 +314,7 @@ class Instrumented(keras.Model):
             self.targets.add_values(y)
         measured, hist = registry.measure(step, every_step=False)
         if isinstance(view, dict):  # several outputs: each classifier output's health, as COLUMN/NAME
-            for name, each in view.items():
-                health = output_health.measure(Step(names=self.names, norms=[], outputs=each.outputs,
-                                                    labels=each.labels, row_weights=each.row_weights,
-                                                    output_kind=each.kind))
-                measured.update({tuple(f"{c}/{name}" for c in key) if isinstance(key, tuple) else f"{key}/{name}":
-                                 value for key, value in health.items()})
+            measured.update(output_health_rows(self.names, view))
         self.sampled_acc.add(measured, hist, bad)
         if in_graph:  # the host's schedule knows already
             self.schedule.measured()
@@ -395,16 +367,9 @@ class Instrumented(keras.Model):
         if BACKEND != "tensorflow":
             return probe_losses(self, x, y)
         if self._probe_fn is None:
-            def loss_of(y, p):
-                if self.loss_info.several:  # the outputs' weighted sum, Keras' per-output trackers left alone
-                    found = output_losses(self._compile_loss, y, p)
-                    return tf.constant(float("nan")) if found is None else \
-                        tf.add_n([each.value * each.weight for each in found])
-                return self._compile_loss(y, p) / self.loss_info.sum_divisor(p)
-
             def probe(x, y):
                 outputs = [self.user_model(v, training=False) for v in variants(x)]
-                return tf.stack([loss_of(y, p) for p in outputs]), outputs[0], outputs[1]
+                return tf.stack([probe_loss(self, y, p) for p in outputs]), outputs[0], outputs[1]
             self._probe_fn = tf.function(probe, reduce_retracing=True)
         x = keras.tree.map_structure(tf.convert_to_tensor, x)
         losses, outputs, shuffled = self._probe_fn(x, keras.tree.map_structure(tf.convert_to_tensor, y))
@@ -475,8 +440,6 @@ def instrument(model: keras.Model) -> Instrumented:
         raise DiagnoseError(f"diagnose.instrument takes a keras.Model, got {type(model).__name__}")
     if getattr(model, "optimizer", None) is None or getattr(model, "_compile_config", None) is None:
         raise DiagnoseError("compile the model (optimizer and loss) before diagnose.instrument(model)")
-    if BACKEND != "tensorflow":
-        check_supported(model)
     config = dict(model._compile_config.config)
     wrapper = Instrumented(model)
     if getattr(model, "output_names", None):  # losses and metrics given by output name find their outputs

@@ -7,7 +7,8 @@ PyTorch step runs eagerly, so there each step hands back one float32 vector of i
 columns and the flags of what went non-finite, and a :class:`HostAccumulator`
 keeps them, unread, until the Monitor reads a row (one transfer per step then,
 none while training). The columns are the same families' (:mod:`~diagnose.instruments.registry`),
-computed by the same formulas.
+computed by the same formulas. The TensorFlow wrapper reads a model's several outputs,
+a model's own train step and the probes' loss through the same functions here.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
-from diagnose.instruments import measures, registry
+from diagnose.instruments import measures, output_health, registry, update_ratios
 from diagnose.instruments.accumulate import interval_means
 from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
-from diagnose.instruments.targets import classifier_view
+from diagnose.instruments.targets import classifier_view, output_losses
 
 import_tensorflow_quietly()
 import keras  # noqa: E402
@@ -29,7 +30,8 @@ from keras import ops  # noqa: E402
 BACKEND_NAME = keras.backend.backend()
 
 __all__ = ["HostAccumulator", "every_step", "sampled_row", "data_loss", "as_vector", "clip_setting", "sync_state",
-           "check_supported", "probe_losses", "inference_function"]
+           "probe_losses", "probe_loss", "output_rows", "output_health_rows", "logged_loss", "weight_changes",
+           "check_state", "inference_function"]
 
 
 def clip_setting(optimizer) -> tuple[str, float]:
@@ -50,8 +52,12 @@ def data_loss(model, y, y_pred, sample_weight, total, penalties: bool):
         penalties: whether ``total`` may hold layer penalties: the compiled loss is then computed again.
     """
     loss = total
-    if penalties and model._compile_loss is not None:
-        with keras.StatelessScope():  # Keras' own per-output loss trackers stay where the step left them
+    if penalties and model._compile_loss is not None and model.loss_info.several:
+        # the outputs' weighted losses (Keras' per-output loss trackers, which JAX's fit holds apart, untouched)
+        found = output_losses(model._compile_loss, y, y_pred, sample_weight)
+        loss = ops.sum(ops.stack([each.value * each.weight for each in found])) if found else loss
+    elif penalties and model._compile_loss is not None:
+        with keras.StatelessScope():
             loss = model._compile_loss(y, y_pred, sample_weight)
     loss = ops.cast(loss, "float32")
     loss = loss / model.loss_info.sum_divisor(y_pred) if model.loss_info.summed else loss
@@ -65,21 +71,85 @@ def _nonfinite(loss, grads):
     return ops.stack([ops.logical_not(ops.isfinite(ops.cast(loss, "float32"))), *checks])
 
 
-def every_step(model, y, y_pred, loss, row_loss, grads, sampled: bool, xla: bool):
-    """The figures taken on every step (loss, accuracy, loss noise), the classifier view, and the
-    non-finite flags (loss, each gradient): every gradient is checked on sampled steps and whenever the
-    loss is not finite (between them a non-finite gradient shows in the next step's loss)."""
-    row = {"loss": row_loss}
-    view = classifier_view(y, y_pred, model.loss_info)
-    if view is not None:
-        row["accuracy"] = view.accuracy(xla=xla)
-    row.update(registry.measure(Step(names=model.names, norms=[], loss=row_loss), every_step=True)[0])
+def every_step(model, y, y_pred, sample_weight, loss, row_loss, grads, sampled: bool, xla: bool):
+    """The figures taken on every step (loss, accuracy, loss noise), the classifier view (several outputs:
+    each classifier output's by name), and the non-finite flags (loss, each gradient): every gradient is
+    checked on sampled steps and whenever the loss is not finite (between them a non-finite gradient shows
+    in the next step's loss)."""
+    if model.loss_info.several:  # each output's loss, computed again from the step's targets and outputs
+        row, view = output_rows(model, output_losses(model._compile_loss, y, y_pred, sample_weight), row_loss, xla)
+    else:
+        row = {"loss": row_loss}
+        view = classifier_view(y, y_pred, model.loss_info)
+        if view is not None:
+            row["accuracy"] = view.accuracy(xla=xla)
+    row.update(registry.measure(Step(names=model.names, norms=[], loss=row["loss"]), every_step=True)[0])
     if sampled:
         bad = _nonfinite(loss, grads)
     else:
         bad = ops.cond(ops.isfinite(ops.cast(loss, "float32")),
                        lambda: ops.zeros((1 + len(grads),), "bool"), lambda: _nonfinite(loss, grads))
     return row, view, bad
+
+
+def output_rows(model, found, total, xla: bool) -> tuple[dict, dict]:
+    """A model with several outputs: the loss (Keras' weighted sum of the outputs' losses, without
+    regularisation penalties), each output's own loss and a classifier output's accuracy (``loss/NAME``,
+    ``accuracy/NAME``), and the classifier outputs' views by name.
+
+    Args:
+        found: each output's loss on the step (:class:`~diagnose.instruments.targets.OutputLoss`), in the
+            order Keras sums them; None or empty where the structures could not be matched (the total only).
+        total: Keras' total without the layers' penalties, the loss where no output's loss sums over the batch.
+            (On TensorFlow, summing the outputs' losses again beside Keras' own sum lets the graph optimizer
+            rewrite the two together, and Keras' total can come out an ulp apart from plain fit's.)
+    """
+    found = list(found or [])
+    infos = {name: info for name, info, _ in model.outputs}
+    # Per example: an output whose loss sums over the batch (reduction "sum") divided by its rows.
+    divisors = {each.name: infos[each.name].sum_divisor(each.y_pred) for each in found
+                if infos.get(each.name) is not None and infos[each.name].summed}
+    if divisors:
+        loss = ops.sum(ops.stack([each.value * each.weight / divisors.get(each.name, 1.0) for each in found]))
+    else:
+        loss = ops.cast(total, "float32")
+    row, views = {"loss": loss}, {}
+    for each in found:
+        row[f"loss/{each.name}"] = each.value / divisors.get(each.name, 1.0)
+    for each in found:
+        info = infos.get(each.name)
+        view = None if info is None else classifier_view(each.y, each.y_pred, info)
+        if view is not None:
+            row[f"accuracy/{each.name}"] = view.accuracy(xla=xla)
+            views[each.name] = view
+    return row, views
+
+
+def output_health_rows(names, views: dict) -> dict:
+    """Several outputs: each classifier output's health (its views by name), as ``COLUMN/NAME``."""
+    measured = {}
+    for name, each in views.items():
+        health = output_health.measure(Step(names=names, norms=[], outputs=each.outputs, labels=each.labels,
+                                            row_weights=each.row_weights, output_kind=each.kind))
+        measured.update({tuple(f"{c}/{name}" for c in key) if isinstance(key, tuple) else f"{key}/{name}": value
+                         for key, value in health.items()})
+    return measured
+
+
+def logged_loss(logs):
+    """A model with its own train_step, measured from outside: the ``loss`` its logs report as a row (NaN where
+    they report none), and whether it is finite."""
+    loss = logs.get("loss") if isinstance(logs, dict) else None
+    if loss is None:
+        return {"loss": ops.convert_to_tensor(float("nan"), "float32")}, ops.convert_to_tensor(True)
+    loss = ops.cast(ops.reshape(loss, ()), "float32")
+    return {"loss": loss}, ops.isfinite(loss)
+
+
+def weight_changes(names, weight_norms, update_norms) -> dict:
+    """A model with its own train_step, on a sampled step: the update ratios (and weight norms) from
+    ``||w||`` before the step and ``||w after - w before||``, per variable."""
+    return update_ratios.measure(Step(names=names, norms=[], weight_norms=weight_norms, update_norms=update_norms))
 
 
 def sampled_row(model, x, view, row_loss, grads, before, after) -> dict:
@@ -90,10 +160,13 @@ def sampled_row(model, x, view, row_loss, grads, before, after) -> dict:
                 weight_norms=measures.norms(before),
                 update_norms=measures.norms([ops.subtract(a, b) for a, b in zip(after, before)]),
                 inputs=model._named_inputs(x))
-    if view is not None:
+    if view is not None and not isinstance(view, dict):
         step.outputs, step.labels, step.row_weights, step.output_kind = (
             view.outputs, view.labels, view.row_weights, view.kind)
-    return registry.measure(step, every_step=False)[0]
+    measured = registry.measure(step, every_step=False)[0]
+    if isinstance(view, dict):  # several outputs: each classifier output's health
+        measured.update(output_health_rows(model.names, view))
+    return measured
 
 
 def as_vector(row: dict):
@@ -163,16 +236,25 @@ def sync_state(model) -> None:
         model.jax_state_sync()
 
 
-def check_supported(model) -> None:
-    """Refuses, in one line, what the JAX and PyTorch steps do not measure yet."""
-    backend = keras.backend.backend()
-    if type(model).train_step is not keras.Model.train_step:
-        raise DiagnoseError(f"diagnose.instrument on Keras' {backend} backend takes models trained by Keras' own "
-                            "train step; a model with its own train_step is instrumented on TensorFlow "
-                            "(KERAS_BACKEND=tensorflow)")
-    if len(getattr(model, "outputs", None) or []) > 1:
-        raise DiagnoseError(f"diagnose.instrument on Keras' {backend} backend takes models with one output; "
-                            "instrument a model with several on TensorFlow (KERAS_BACKEND=tensorflow)")
+def check_state(model) -> None:
+    """On JAX, a model with its own ``train_step(state, data)``: the state fit hands it is the wrapper's
+    variables, which must be the user's model's, in its order (as its own fit would hand them)."""
+    user = model.user_model
+    for kind in ("trainable_variables", "non_trainable_variables", "metrics_variables"):
+        if [id(v) for v in getattr(model, kind)] != [id(v) for v in getattr(user, kind)]:
+            raise DiagnoseError(f"diagnose.instrument on JAX cannot hand {user.name}'s own train_step the state "
+                                f"its fit would: its {kind} differ from the wrapper's; instrument it on TensorFlow "
+                                "(KERAS_BACKEND=tensorflow)")
+
+
+def probe_loss(model, y, y_pred):
+    """The data loss of outputs ``y_pred`` on targets ``y``, as the probes compare it: several outputs' weighted
+    sum (NaN where the structures cannot be matched), read without Keras' per-output trackers."""
+    if model.loss_info.several:
+        found = output_losses(model._compile_loss, y, y_pred)
+        return ops.convert_to_tensor(float("nan"), "float32") if found is None else \
+            ops.sum(ops.stack([each.value * each.weight for each in found]))
+    return model._compile_loss(y, y_pred) / model.loss_info.sum_divisor(y_pred)
 
 
 def probe_losses(model, x, y) -> list[float]:
@@ -193,13 +275,10 @@ def _probe_function(model):
     """``(x, y) -> (losses, outputs, shuffled outputs)``: the model's forward passes without dropout on the
     probe's variants of ``x`` and their losses, in one compiled call (an eager pass on JAX costs ~1 ms an
     op); numpy outputs."""
-    def loss_of(y, p):
-        return model._compile_loss(y, p) / model.loss_info.sum_divisor(p)
-
     def probe(forward, x, y):
         outputs = [forward(v) for v in variants(x)]
         with keras.StatelessScope():  # Keras' own loss trackers stay where training left them
-            losses = ops.stack([ops.cast(loss_of(y, p), "float32") for p in outputs])
+            losses = ops.stack([ops.cast(probe_loss(model, y, p), "float32") for p in outputs])
         return losses, outputs[0], outputs[1]
 
     probe = inference_function(model.user_model, probe)

@@ -6,7 +6,9 @@ the metrics updated in a stateless scope, the whole jitted with the state donate
 instruments read the same gradients, the loss and the outputs, and, on the steps the
 schedule samples, the weights before and after the update (so the update ratios need
 no copy of the weights whatever the optimizer). Two jitted steps, sampled or not,
-the host picking between them as on TensorFlow.
+the host picking between them as on TensorFlow. A model with its own
+``train_step(state, data)`` is trained by it, unchanged, on the state its own fit
+would hand it, and measured from outside (:func:`own_train_step`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import functools
 import jax
 
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.backends.common import as_vector, data_loss, every_step, sampled_row
-from diagnose.instruments.measures import column_names
+from diagnose.instruments.backends.common import (as_vector, check_state, data_loss, every_step, logged_loss,
+                                                  sampled_row, weight_changes)
+from diagnose.instruments.measures import column_names, norms
 
 from keras.src.trainers.data_adapters import data_adapter_utils  # noqa: E402  (as Keras' own JAX step)
 
-__all__ = ["make_train_function", "train_step"]
+__all__ = ["make_train_function", "train_step", "own_train_step"]
 
 
 def train_step(model, state, data, sampled: bool):
@@ -36,7 +39,7 @@ def train_step(model, state, data, sampled: bool):
     logs, metrics_variables = model._update_metrics_variables(metrics_variables, unscaled, x, y, y_pred,
                                                               sample_weight)
     row_loss = data_loss(model, y, y_pred, sample_weight, unscaled, penalties=True)
-    row, view, bad = every_step(model, y, y_pred, unscaled, row_loss, grads, sampled, xla=True)
+    row, view, bad = every_step(model, y, y_pred, sample_weight, unscaled, row_loss, grads, sampled, xla=True)
     columns = {"every": column_names(row)}
     measured = None
     if sampled:
@@ -48,6 +51,23 @@ def train_step(model, state, data, sampled: bool):
     return logs, state, (as_vector(row), bad, measured)
 
 
+def own_train_step(model, state, data, sampled: bool):
+    """The user's own ``train_step(state, data)``, unchanged, measured from outside: the loss its logs report, and
+    on sampled steps the weights' change (the trainable part of the state before and after)."""
+    logs, new_state = model.user_model.train_step(state, data)
+    row, finite = logged_loss(logs)
+    bad = jax.numpy.concatenate([jax.numpy.logical_not(finite)[None], jax.numpy.zeros(len(state[0]), bool)])
+    columns = {"every": column_names(row)}
+    measured = None
+    if sampled:
+        before, after = state[0], new_state[0]
+        found = weight_changes(model.names, norms(before), norms([a - b for a, b in zip(after, before)]))
+        columns["sampled"] = column_names(found)
+        measured = as_vector(found)
+    model.step_columns = columns
+    return logs, new_state, (as_vector(row), bad, measured)
+
+
 def make_train_function(model, force: bool = False):
     """Keras' JAX train function (one step per call), on one of two jitted steps the host's schedule picks."""
     if model.train_function is not None and not force:
@@ -55,10 +75,12 @@ def make_train_function(model, force: bool = False):
     if model.steps_per_execution != 1:
         raise DiagnoseError("diagnose.instrument on JAX trains one step per call; compile the model with "
                             "steps_per_execution=1 (the default)")
+    if model._custom_step:  # the state the user's step reads must be what its own fit would hand it
+        check_state(model)
     jit = not model.run_eagerly and model.jit_compile
     steps, columns = {}, {}
     for sampled in (True, False):
-        step = functools.partial(train_step, model, sampled=sampled)
+        step = functools.partial(own_train_step if model._custom_step else train_step, model, sampled=sampled)
         steps[sampled] = jax.jit(step, donate_argnums=0) if jit else step
 
     def train_function(state, iterator):

@@ -5,7 +5,8 @@ As Keras' ``TorchTrainer.train_step``: the forward pass, ``zero_grad``, the loss
 the metrics. The instruments read the same gradients, the loss and the outputs
 without recording anything for autograd; on the steps the schedule samples (picked
 on the host, as the step runs eagerly) they also read the weights before and after
-the update.
+the update. A model with its own ``train_step(data)`` is trained by it, unchanged,
+and measured from outside (:func:`own_train_step`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import warnings
 
 import torch
 
-from diagnose.instruments.backends.common import as_vector, data_loss, every_step, sampled_row
-from diagnose.instruments.measures import column_names
+from diagnose.instruments.backends.common import (as_vector, data_loss, every_step, logged_loss, sampled_row,
+                                                  weight_changes)
+from diagnose.instruments.measures import column_names, norms
 
 import keras  # noqa: E402  (after the TensorFlow import the modules above make quietly)
 
-__all__ = ["train_step"]
+__all__ = ["train_step", "own_train_step"]
 
 
 def train_step(model, data):
@@ -41,7 +43,8 @@ def train_step(model, data):
         dense = [torch.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
         outputs = _detached(y_pred)
         row_loss = data_loss(model, y, outputs, sample_weight, loss.detach(), penalties=bool(model.losses))
-        row, view, bad = every_step(model, y, outputs, loss.detach(), row_loss, dense, sampled, xla=False)
+        row, view, bad = every_step(model, y, outputs, sample_weight, loss.detach(), row_loss, dense, sampled,
+                                    xla=False)
         before = [v.value.detach().clone() for v in variables] if sampled else None
         if variables:
             model.optimizer.apply(grads, variables)
@@ -52,6 +55,25 @@ def train_step(model, data):
             model.sampled_acc.add(column_names(found), as_vector(found), bad)
         model.acc.add(column_names(row), as_vector(row), bad)
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def own_train_step(model, data):
+    """The user's own ``train_step(data)``, unchanged, measured from outside: the loss its logs report, and on
+    sampled steps the weights' change (a copy taken before the step)."""
+    sampled = model.schedule.next_due()
+    variables = model.user_model.trainable_variables
+    before = [v.value.detach().clone() for v in variables] if sampled else None
+    logs = model.user_model.train_step(data)
+    with torch.no_grad():
+        row, finite = logged_loss(_detached(logs))
+        bad = torch.cat([torch.logical_not(finite).reshape(1), torch.zeros(len(variables), dtype=torch.bool,
+                                                                           device=finite.device)])
+        if sampled:
+            after = [v.value for v in variables]
+            found = weight_changes(model.names, norms(before), norms([a - b for a, b in zip(after, before)]))
+            model.sampled_acc.add(column_names(found), as_vector(found), bad)
+        model.acc.add(column_names(row), as_vector(row), bad)
+    return logs
 
 
 def _detached(t):
