@@ -221,9 +221,39 @@ def test_an_own_jax_step_whose_state_would_differ_from_its_own_fits_is_refused(m
         wrapper.fit(x, x, batch_size=16, epochs=1, verbose=0)
 
 
-# The columns the reference run compares: every instrument read on both steps.
+
+def test_attention_and_branches_are_measured_on_this_backend(tmp_path):
+    from backend_reference import attention_model
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 12, size=(64, 6)).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = attention_model()
+    table = model.get_layer("pos_table").table.numpy()
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    wrapped = diagnose.instrument(model)
+    assert wrapped.taps.found == {"table": 1, "mha": 1, "add": 1, "softmax": 1}
+    wrapped.fit(x, x[:, 0] % 3, batch_size=32, epochs=1, shuffle=False, verbose=0,
+                callbacks=[diagnose.Monitor(tmp_path, log_every=1, tensorboard=False)])
+    row = runrecord.read_metrics(tmp_path).iloc[0]
+    # The table as it stood in the first step, and a causal mask over 6 keys forbidding 15 of 36 slots.
+    assert row["rms/pos_table/position"] == pytest.approx(np.sqrt(np.mean(table ** 2)), rel=1e-5)
+    assert row["attn_masked/hop1"] == pytest.approx(15 / 36) and row["attn_masked/hop2"] == 0
+    for column in ("attn_entropy/hop1", "attn_entropy/hop2", "rms/pos_table/content", "rms/residual/pos_table",
+                   "rms/residual/mha"):
+        assert 0 < row[column] < 10, column
+    assert 0 < row["attn_pad_mass/hop2"] < 1  # id 0 read as padding from the integer input of 6 ids
+
+
+# The columns the reference run compares: every instrument read on both steps; on the attention model, also
+# the attention and branch-balance columns (its loss_sd, the spread of a one-step interval, is 0 up to a
+# float32 rounding that sqrt blows up to ~1e-4: not compared).
 _COMPARED = ("loss", "loss_sd", "grad_norm/", "update_ratio/", "weight_norm/", "max_prob", "target_prob",
              "target_at_floor", "input_rms/", "probe_loss_")
+_TAPPED = ("attn_entropy/hop1", "attn_top1/hop1", "attn_pad_mass/hop1", "attn_masked/hop1", "attn_entropy/hop2",
+           "attn_top1/hop2", "attn_pad_mass/hop2", "attn_masked/hop2", "rms/pos_table/content",
+           "rms/pos_table/position", "rms/residual/pos_table", "rms/residual/mha")
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="run once, from the default (TensorFlow) run")
@@ -245,8 +275,12 @@ def test_the_same_model_gives_the_same_instrument_values_on_every_backend(tmp_pa
             assert len(rows) == len(reference[optimizer]) == 2
             for ours, theirs in zip(rows, reference[optimizer]):
                 columns = [c for c in theirs if c.startswith(_COMPARED)]
+                if optimizer == "attention":
+                    assert set(_TAPPED) <= set(theirs), set(_TAPPED) - set(theirs)
+                    columns = [c for c in columns if c != "loss_sd"] + list(_TAPPED)
+                else:
+                    assert len([c for c in columns if c.startswith("grad_norm/")]) == 5  # 4 variables and global
                 assert set(columns) <= set(ours), set(columns) - set(ours)
-                assert len([c for c in columns if c.startswith("grad_norm/")]) == 5  # 4 variables and global
                 for column in columns:
                     assert ours[column] == pytest.approx(theirs[column], rel=1e-4, abs=1e-6), \
                         (backend, optimizer, column)

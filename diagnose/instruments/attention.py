@@ -13,8 +13,9 @@ from diagnose._tf import import_tensorflow_quietly
 from diagnose.instruments.family import HISTOGRAM, Column, Family, Step
 from diagnose.instruments.measures import argmax_histogram, block
 
-tf = import_tensorflow_quietly()
-
+import_tensorflow_quietly()
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
 
 _NAMES = ("attn_entropy", "attn_top1", "attn_pad_mass", "attn_masked")
 
@@ -26,22 +27,22 @@ def _stats(probs, pad, allowed, masked):
     by (those the attention could weigh), ``masked``: True on slots the attention's own
     mask forbids; each None for every slot (no slot padded, all allowed, none masked).
     """
-    p = tf.cast(probs, tf.float32)
-    entropy = -tf.reduce_sum(p * tf.math.log(tf.maximum(p, 1e-30)), axis=-1)  # (K, N)
+    p = ops.cast(probs, "float32")
+    entropy = -ops.sum(p * ops.log(ops.maximum(p, 1e-30)), axis=-1)  # (K, N)
     # Normalised by ln(allowed slots); a row with one allowed slot counts as two to avoid 0/0.
     if allowed is None:
-        slots = tf.cast(tf.shape(p)[-1], tf.float32)
+        slots = ops.cast(ops.shape(p)[-1], "float32")
     else:
-        slots = tf.reduce_sum(tf.cast(allowed, tf.float32), axis=-1)
-    norm_entropy = entropy / tf.math.log(tf.maximum(slots, 2.0))
+        slots = ops.sum(ops.cast(allowed, "float32"), axis=-1)
+    norm_entropy = entropy / ops.log(ops.maximum(slots, 2.0))
+    none = ops.zeros((entropy.shape[0],))  # (K,): K is the number of sites stacked, always known
     if pad is None:
-        pad_mass = tf.zeros(tf.shape(entropy)[:1])
+        pad_mass = none
     else:
-        pad_mass = tf.reduce_mean(tf.reduce_sum(p * tf.cast(pad, tf.float32), axis=-1), axis=-1)
-    share = (tf.zeros(tf.shape(entropy)[:1]) if masked is None else
-             tf.reduce_mean(tf.cast(masked, tf.float32), axis=[1, 2]))
-    return tf.stack([tf.reduce_mean(norm_entropy, axis=-1), tf.reduce_mean(tf.reduce_max(p, axis=-1), axis=-1),
-                     pad_mass, share], axis=1)
+        pad_mass = ops.mean(ops.sum(p * ops.cast(pad, "float32"), axis=-1), axis=-1)
+    share = none if masked is None else ops.mean(ops.cast(masked, "float32"), axis=(1, 2))
+    return ops.stack([ops.mean(norm_entropy, axis=-1), ops.mean(ops.max(p, axis=-1), axis=-1),
+                      pad_mass, share], axis=1)
 
 
 def _data_pad(step: Step, probs):
@@ -51,16 +52,16 @@ def _data_pad(step: Step, probs):
     attention reads cannot be told), or ``probs`` has no batch axis to align with.
     """
     slots = probs.shape[-1]
-    found = [x for _, x in step.inputs if tf.is_tensor(x) and x.dtype.is_integer and x.shape.rank == 2
-             and x.shape[-1] == slots]
-    if len(found) != 1 or probs.shape.rank < 2:
+    found = [x for _, x in step.inputs if ops.is_tensor(x) and "int" in keras.backend.standardize_dtype(x.dtype)
+             and len(x.shape) == 2 and x.shape[-1] == slots]
+    if len(found) != 1 or len(probs.shape) < 2:
         return None
-    ids = found[0][:tf.shape(probs)[0]]
-    return tf.reshape(tf.equal(ids, 0), [-1] + [1] * (probs.shape.rank - 2) + [slots])
+    ids = found[0][:ops.shape(probs)[0]]
+    return ops.reshape(ops.equal(ids, 0), [-1] + [1] * (len(probs.shape) - 2) + [slots])
 
 
 def _flat(mask, probs, s):
-    return None if mask is None else tf.reshape(tf.broadcast_to(mask, tf.shape(probs)), (-1, s))
+    return None if mask is None else ops.reshape(ops.broadcast_to(mask, ops.shape(probs)), (-1, s))
 
 
 def measure(step: Step) -> dict:
@@ -74,9 +75,9 @@ def measure(step: Step) -> dict:
         # Entropy over the slots the attention could weigh: those its mask allows, those the model does not
         # pad (the MemN2N's), else all (padding read from the batch is not kept from an unmasked softmax).
         forbidden = site.masked if site.masked is not None else site.pad
-        allowed = None if forbidden is None else tf.logical_not(forbidden)
+        allowed = None if forbidden is None else ops.logical_not(forbidden)
         # (N, S): every leading axis (batch, heads, queries) is a row
-        flat.append((tf.reshape(site.probs, (-1, s)), _flat(pad, site.probs, s), _flat(allowed, site.probs, s),
+        flat.append((ops.reshape(site.probs, (-1, s)), _flat(pad, site.probs, s), _flat(allowed, site.probs, s),
                      _flat(site.masked, site.probs, s)))
         groups.setdefault((s, flat[-1][0].shape[0]), []).append(k)
     stats = [None] * len(flat)
@@ -84,15 +85,16 @@ def measure(step: Step) -> dict:
         masks = []
         for i, fill in ((1, False), (2, True), (3, False)):  # none given: no slot padded, all allowed, none masked
             given = [flat[k][i] for k in members]
-            masks.append(None if all(m is None for m in given) else tf.stack(
-                [tf.fill(tf.shape(flat[k][0]), fill) if m is None else m for k, m in zip(members, given)]))
-        block_stats = _stats(tf.stack([flat[k][0] for k in members]), *masks)
+            masks.append(None if all(m is None for m in given) else ops.stack(
+                [ops.full(ops.shape(flat[k][0]), fill, dtype="bool") if m is None else m
+                 for k, m in zip(members, given)]))
+        block_stats = _stats(ops.stack([flat[k][0] for k in members]), *masks)
         for i, k in enumerate(members):
             stats[k] = block_stats[i]
     names = [f"{name}/hop{k + 1}" for k in range(len(flat)) for name in _NAMES]
-    row = block(names, tf.stack(stats))  # (K, 4) row-major: site by site
+    row = block(names, ops.stack(stats))  # (K, 4) row-major: site by site
     # attention.csv numbers its rows by site: only when every site has the same slots.
-    row[HISTOGRAM] = argmax_histogram(tf.stack([p for p, *_ in flat])) if len(groups) == 1 else None
+    row[HISTOGRAM] = argmax_histogram(ops.stack([p for p, *_ in flat])) if len(groups) == 1 else None
     return row
 
 

@@ -189,12 +189,12 @@ def top1_correct(outputs, targets, top=None):
 
 def argmax_histogram(attention):
     """Counts of the winning slot per position over the batch: (M,) for (B, M), (K, M) for (K, B, M)."""
-    m = tf.shape(attention)[-1]
+    m = attention.shape[-1]  # the slots: known when the step is traced
     # The first slot holding the row maximum (argmax's choice), without XLA's top-k sort.
-    slots = tf.range(m)
-    is_max = tf.equal(attention, tf.reduce_max(attention, axis=-1, keepdims=True))
-    winner = tf.reduce_min(tf.where(is_max, slots, m), axis=-1)
-    return tf.reduce_sum(tf.cast(tf.equal(slots, winner[..., None]), tf.float32), axis=-2)
+    slots = ops.arange(m, dtype="int32")
+    is_max = ops.equal(attention, ops.max(attention, axis=-1, keepdims=True))
+    winner = ops.min(ops.where(is_max, slots, m), axis=-1)
+    return ops.sum(ops.cast(ops.equal(slots, winner[..., None]), "float32"), axis=-2)
 
 
 def rms(x):

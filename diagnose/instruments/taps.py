@@ -23,6 +23,7 @@ through, so the user's model computes what it computed before, op for op.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
 import numpy as np
@@ -30,10 +31,11 @@ import numpy as np
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.instruments.family import AttentionSite, BranchSite
 
-tf = import_tensorflow_quietly()
+import_tensorflow_quietly()
 import keras  # noqa: E402
+from keras import ops  # noqa: E402
 
-__all__ = ["Taps", "activation_name", "ROWS_MEASURED"]
+__all__ = ["Taps", "activation_name", "ROWS_MEASURED", "site_arrays"]
 
 # Attention and branch figures are means over examples; the first 64 rows of a batch
 # give them to a few percent and bound the cost on a large batch.
@@ -97,9 +99,6 @@ class Taps:
         counts: dict = {}
         for role, _ in self.roles.values():
             counts[role] = counts.get(role, 0) + 1
-        if counts and keras.backend.backend() != "tensorflow":  # the JAX and PyTorch steps capture nothing yet
-            counts["not_measured"] = f"attention and branch balance: TensorFlow only (Keras backend " \
-                                     f"{keras.backend.backend()})"
         return counts
 
     def _hook(self, layer, method: str, role: tuple) -> None:
@@ -158,7 +157,8 @@ class _Capture:
                 inputs = args[0] if args else kwargs.get("inputs")
                 self._pending.append(lambda: self._add(layer, inputs, details))
             elif role == "table":
-                value = tf.convert_to_tensor(details)  # the table as this forward pass added it
+                # The table as this forward pass added it (a copy: PyTorch's optimizer updates it in place).
+                value = ops.copy(details)
                 self._pending.append(lambda: self._table(layer, out, value))
 
     def sites(self) -> tuple[list[AttentionSite], list[BranchSite]]:
@@ -169,17 +169,18 @@ class _Capture:
         return self.attention, self.branches
 
     def _softmax(self, layer, out, mask) -> None:
-        if not tf.is_tensor(out) or out.shape.rank is None or out.shape.rank < 2:
+        rank = _rank(out)
+        if rank is None or rank < 2:
             return
         axis = getattr(layer, "axis", -1)
         if not isinstance(axis, int):
             return
-        probs = tf.stop_gradient(_head(out))
-        masked = None if mask is None else tf.logical_not(tf.cast(_head(mask), tf.bool))
-        if axis not in (-1, out.shape.rank - 1):
-            probs = tf.experimental.numpy.moveaxis(probs, axis, -1)
-            masked = None if masked is None else tf.experimental.numpy.moveaxis(
-                tf.broadcast_to(masked, tf.shape(_head(out))), axis, -1)
+        probs = ops.stop_gradient(_head(out))
+        masked = None if mask is None else ops.logical_not(ops.cast(_head(mask), "bool"))
+        if axis not in (-1, rank - 1):
+            probs = ops.moveaxis(probs, axis, -1)
+            masked = None if masked is None else ops.moveaxis(ops.broadcast_to(masked, ops.shape(_head(out))),
+                                                              axis, -1)
         self.attention.append(AttentionSite(probs, masked=masked))
 
     def _mha(self, layer, args, kwargs) -> None:
@@ -188,29 +189,29 @@ class _Capture:
         query, key, mask = given.get("query"), given.get("key"), given.get("attention_mask")
         if query is None or key is None:
             return
-        query, key = tf.stop_gradient(_head(query)), tf.stop_gradient(_head(key))
+        query, key = ops.stop_gradient(_head(query)), ops.stop_gradient(_head(key))
         if mask is None and kwargs.get("use_causal_mask"):
             mask = layer._compute_causal_mask(query, key)
         elif mask is not None:
             mask = _head(mask)
         # The weights Keras' attention computes (its fused kernel keeps them to itself).
-        scores = keras.ops.einsum(layer._dot_product_equation, key, query * layer._inverse_sqrt_key_dim)
+        scores = ops.einsum(layer._dot_product_equation, key, query * layer._inverse_sqrt_key_dim)
         probs = layer._masked_softmax(scores, mask)
         masked = None
         if mask is not None:
-            mask = tf.cast(mask, tf.bool)
-            for _ in range(scores.shape.rank - mask.shape.rank):
-                mask = tf.expand_dims(mask, axis=-len(layer._attention_axes) * 2 - 1)
-            masked = tf.logical_not(mask)
+            mask = ops.cast(mask, "bool")
+            for _ in range(len(scores.shape) - len(mask.shape)):
+                mask = ops.expand_dims(mask, axis=-len(layer._attention_axes) * 2 - 1)
+            masked = ops.logical_not(mask)
         self.attention.append(AttentionSite(probs, masked=masked))
 
     def _add(self, layer, inputs, names) -> None:
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
             return
-        inputs = [tf.stop_gradient(_head(t)) for t in inputs]
+        inputs = [ops.stop_gradient(_head(t)) for t in inputs]
         if names and names.get("position") is not None:
             j = names["position"]
-            content = tf.add_n([t for i, t in enumerate(inputs) if i != j])
+            content = functools.reduce(ops.add, [t for i, t in enumerate(inputs) if i != j])
             self.branches.append(BranchSite(layer.name, {"content": content, "position": inputs[j]}))
             return
         labels = (names or {}).get("inputs") or [f"in{j}" for j in range(len(inputs))]
@@ -219,11 +220,38 @@ class _Capture:
         self.branches.append(BranchSite(layer.name, dict(zip(labels, inputs))))
 
     def _table(self, layer, out, value) -> None:
-        if not tf.is_tensor(out) or tuple(out.shape[1:]) != tuple(value.shape):
+        if _rank(out) is None or tuple(out.shape[1:]) != tuple(value.shape):
             return
-        table = tf.stop_gradient(value)
-        content = tf.stop_gradient(_head(out)) - table[None]
+        table = ops.stop_gradient(value)
+        content = ops.stop_gradient(_head(out)) - table[None]
         self.branches.append(BranchSite(layer.name, {"content": content, "position": table}))
+
+
+def site_arrays(attention: list[AttentionSite], branches: list[BranchSite]):
+    """The sites' tensors as nested lists and dicts, and the function that makes the sites again from them.
+
+    What a JAX step's differentiated function can hand out through ``has_aux`` (the
+    sites' names are no arrays, so they stay with the function).
+    """
+    arrays = ([(site.probs, site.pad, site.masked) for site in attention], [site.tensors for site in branches])
+    names = [site.site for site in branches]
+
+    def rebuild(arrays) -> tuple[list[AttentionSite], list[BranchSite]]:
+        attention, branches = arrays
+        return ([AttentionSite(*each) for each in attention],
+                [BranchSite(name, dict(tensors)) for name, tensors in zip(names, branches)])
+
+    return arrays, rebuild
+
+
+def _rank(t) -> int | None:
+    """The number of axes of a tensor of any backend, or None (not a tensor, or its rank unknown when traced)."""
+    if not ops.is_tensor(t):
+        return None
+    try:
+        return len(t.shape)
+    except (TypeError, ValueError):  # a TensorFlow tensor of unknown rank
+        return None
 
 
 def _layers(model) -> list:

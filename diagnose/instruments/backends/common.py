@@ -152,14 +152,16 @@ def weight_changes(names, weight_norms, update_norms) -> dict:
     return update_ratios.measure(Step(names=names, norms=[], weight_norms=weight_norms, update_norms=update_norms))
 
 
-def sampled_row(model, x, view, row_loss, grads, before, after) -> dict:
-    """A sampled step's other families, from its gradients and the weights before and after the update."""
+def sampled_row(model, x, view, row_loss, grads, before, after, sites=((), ())) -> dict:
+    """A sampled step's other families, from its gradients, the weights before and after the update, and
+    ``sites``: the attention and branch sites its forward pass captured (``Taps.capture``)."""
     norms = measures.norms(grads)
     mode, threshold = clip_setting(model.optimizer)
+    attention, branches = sites
     step = Step(names=model.names, norms=norms, loss=row_loss, clip_mode=mode, clip_norm=threshold,
                 weight_norms=measures.norms(before),
                 update_norms=measures.norms([ops.subtract(a, b) for a, b in zip(after, before)]),
-                inputs=model._named_inputs(x))
+                attention=list(attention), branches=list(branches), inputs=model._named_inputs(x))
     if view is not None and not isinstance(view, dict):
         step.outputs, step.labels, step.row_weights, step.output_kind = (
             view.outputs, view.labels, view.row_weights, view.kind)

@@ -5,9 +5,10 @@ of the model and the loss) under ``jax.value_and_grad``, ``optimizer.stateless_a
 the metrics updated in a stateless scope, the whole jitted with the state donated. The
 instruments read the same gradients, the loss and the outputs, and, on the steps the
 schedule samples, the weights before and after the update (so the update ratios need
-no copy of the weights whatever the optimizer). Two jitted steps, sampled or not,
-the host picking between them as on TensorFlow. A model with its own
-``train_step(state, data)`` is trained by it, unchanged, on the state its own fit
+no copy of the weights whatever the optimizer) and the attention and branch sites the
+taps capture in the differentiated forward pass (out through ``has_aux``). Two jitted
+steps, sampled or not, the host picking between them as on TensorFlow. A model with its
+own ``train_step(state, data)`` is trained by it, unchanged, on the state its own fit
 would hand it, and measured from outside (:func:`own_train_step`).
 """
 
@@ -21,6 +22,7 @@ from diagnose.errors import DiagnoseError
 from diagnose.instruments.backends.common import (as_vector, check_state, data_loss, every_step, logged_loss,
                                                   sampled_row, weight_changes)
 from diagnose.instruments.measures import column_names, norms
+from diagnose.instruments.taps import site_arrays
 
 from keras.src.trainers.data_adapters import data_adapter_utils  # noqa: E402  (as Keras' own JAX step)
 
@@ -31,9 +33,13 @@ def train_step(model, state, data, sampled: bool):
     """Keras' JAX train step with the instruments: ``(logs, state, (every, bad, sampled or None))``."""
     trainable, non_trainable, optimizer_variables, metrics_variables = state
     x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
-    grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
+    loss_fn, sites = _capturing(model) if sampled else (model.compute_loss_and_updates, None)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (_, aux), grads = grad_fn(trainable, non_trainable, metrics_variables, x, y, sample_weight, training=True,
                               optimizer_variables=optimizer_variables)
+    if sampled:  # the attention and branch sites the forward pass captured, outside the differentiation now
+        aux, arrays = aux
+        sites = sites(arrays)
     unscaled, y_pred, non_trainable, metrics_variables = aux
     new_trainable, optimizer_variables = model.optimizer.stateless_apply(optimizer_variables, grads, trainable)
     logs, metrics_variables = model._update_metrics_variables(metrics_variables, unscaled, x, y, y_pred,
@@ -43,7 +49,7 @@ def train_step(model, state, data, sampled: bool):
     columns = {"every": column_names(row)}
     measured = None
     if sampled:
-        found = sampled_row(model, x, view, row_loss, grads, trainable, new_trainable)
+        found = sampled_row(model, x, view, row_loss, grads, trainable, new_trainable, sites)
         columns["sampled"] = column_names(found)
         measured = as_vector(found)
     model.step_columns = columns  # read when traced: the same on every call of this step
@@ -66,6 +72,26 @@ def own_train_step(model, state, data, sampled: bool):
         measured = as_vector(found)
     model.step_columns = columns
     return logs, new_state, (as_vector(row), bad, measured)
+
+
+def _capturing(model):
+    """Keras' ``compute_loss_and_updates`` with the taps capturing its forward pass, and the function that
+    makes the sites from what it hands out.
+
+    The sites' tensors are built inside the differentiated function (outside it they
+    would be leaked tracers) with their gradients stopped, and leave it through
+    ``has_aux`` beside Keras' own outputs.
+    """
+    rebuild = []
+
+    def loss_fn(*args, **kwargs):
+        with model.taps.capture() as captured:
+            loss, aux = model.compute_loss_and_updates(*args, **kwargs)
+            arrays, sites = site_arrays(*captured.sites())
+        rebuild.append(sites)
+        return loss, (aux, arrays)
+
+    return loss_fn, lambda arrays: rebuild[-1](arrays)
 
 
 def make_train_function(model, force: bool = False):

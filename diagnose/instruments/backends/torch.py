@@ -5,12 +5,14 @@ As Keras' ``TorchTrainer.train_step``: the forward pass, ``zero_grad``, the loss
 the metrics. The instruments read the same gradients, the loss and the outputs
 without recording anything for autograd; on the steps the schedule samples (picked
 on the host, as the step runs eagerly) they also read the weights before and after
-the update. A model with its own ``train_step(data)`` is trained by it, unchanged,
-and measured from outside (:func:`own_train_step`).
+the update, and the attention and branch sites the taps capture in the forward pass. A
+model with its own ``train_step(data)`` is trained by it, unchanged, and measured from
+outside (:func:`own_train_step`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -28,7 +30,8 @@ def train_step(model, data):
     """Keras' PyTorch train step with the instruments recorded in the wrapper's host accumulators."""
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     sampled = model.schedule.next_due()
-    y_pred = model.user_model(x, training=True)
+    with model.taps.capture() if sampled else contextlib.nullcontext() as captured:  # (sampled steps only)
+        y_pred = model.user_model(x, training=True)
     model.zero_grad()
     loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
     model._loss_tracker.update_state(loss, sample_weight=next(i for i in keras.tree.flatten(x)
@@ -51,7 +54,8 @@ def train_step(model, data):
         else:  # every weight frozen: nothing to update, as Keras' own train step says
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
         if sampled:  # (Keras' PyTorch optimizers update the weights in place, never the gradients)
-            found = sampled_row(model, x, view, row_loss, dense, before, [v.value for v in variables])
+            found = sampled_row(model, x, view, row_loss, dense, before, [v.value for v in variables],
+                                captured.sites())
             model.sampled_acc.add(column_names(found), as_vector(found), bad)
         model.acc.add(column_names(row), as_vector(row), bad)
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
