@@ -54,8 +54,14 @@ def restart(model, fresh) -> bool:
 
     Returns:
         False, changing nothing, where ``fresh`` does not match (other shapes, its
-        optimizer ``model``'s own object, a model not built yet); else True.
+        optimizer ``model``'s own object, a model not built yet), and on Keras' JAX and
+        PyTorch backends: there ``fit`` draws its data order from numpy's generator, and
+        a model's first fit draws one order more (a batch read to build its compiled loss
+        and metrics) than a model that has trained, so a restarted run would see other
+        batches than ``fresh``'s own fit; else True.
     """
+    if keras.backend.backend() != "tensorflow":
+        return False
     mine, theirs = model.user_model.variables, getattr(fresh, "variables", None)
     optimizer = getattr(fresh, "optimizer", None)
     if not model._ready or theirs is None or optimizer is None or optimizer is model.optimizer \
