@@ -94,9 +94,11 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     """
     from diagnose import runrecord, studydir
     from diagnose.memn2n.checkpoint import read_checkpoint
+    from diagnose.memn2n import require_tensorflow
     from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
     from diagnose.files import check_writable
 
+    require_tensorflow()
     if corpus and synthetic:
         raise DiagnoseError("give either --corpus or --synthetic, not both")
     if resume and force:

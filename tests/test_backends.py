@@ -309,3 +309,15 @@ def test_a_study_and_a_proof_run_on_this_backend(tmp_path):
                            monitor={"log_every": 4}, seeds=2, max_seeds=2, out=tmp_path / "proof", jobs=1)
     assert proof.findings and proof.findings[0]["id"] == "tiny-steps"
     assert proof.status("tiny-steps") in ("proven", "inconclusive") and proof.findings[0]["effect"] < 0
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="the built-in MemN2N trains on TensorFlow")
+@pytest.mark.parametrize("command", [["run-ablation", "--seeds", "1"], ["train"]])
+def test_the_built_in_memn2n_is_refused_in_one_line_off_tensorflow(command, tmp_path, capsys):
+    from diagnose.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 2 and len(err) == 1 and "KERAS_BACKEND=tensorflow" in err[0]
+    assert not (tmp_path / "out").exists()

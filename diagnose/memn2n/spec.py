@@ -52,6 +52,7 @@ from diagnose.ablation.schema import MAX_SEEDS, read_spec
 from diagnose.ablation.seeding import SeedPlan
 from diagnose.ablation.variants import RunTask, Variant, combination, expand, run_id, spec_digest
 from diagnose.errors import ConfigError
+from diagnose.memn2n import require_tensorflow
 from diagnose.limits import check_run
 from diagnose.memn2n.data.load import load_corpus
 from diagnose.memn2n.factors import DEFAULT_LEVELS, FACTORS
@@ -169,7 +170,9 @@ def load_spec(path: str | Path | None, overrides: dict | None = None, *, raw: di
     Raises:
         ConfigError: unreadable TOML, unknown section/key/factor/level, wrong type
             or impossible size, in one line naming the valid choices.
+        DiagnoseError: Keras runs on another backend than TensorFlow.
     """
+    require_tensorflow()
     raw = read_spec(path, raw)
     for section, values in (overrides or {}).items():
         if not isinstance(raw.setdefault(section, {}), dict):
