@@ -237,7 +237,9 @@ class RayExecutor:
             started = True
         try:
             threads = threads_per_job(self.jobs or 1)
-            remote = ray.remote(num_cpus=1)(_ray_run_job)
+            # the workers' Keras on this process's backend (a cluster's workers do not share its environment)
+            remote = ray.remote(num_cpus=1, runtime_env={"env_vars": {"KERAS_BACKEND": _keras_backend()}})(
+                _ray_run_job)
             workers = self.jobs or int(ray.cluster_resources().get("CPU", 1))
             pending = [remote.remote([{**t, "scratch": None} for t in job], threads)
                        for job in batch_jobs(tasks, workers)]
@@ -248,6 +250,16 @@ class RayExecutor:
         finally:
             if started:
                 ray.shutdown()
+
+
+def _keras_backend() -> str:
+    """The Keras backend this process runs on (KERAS_BACKEND, else Keras' config file, else TensorFlow)."""
+    from diagnose._tf import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import keras
+
+    return keras.backend.backend()
 
 
 def _ray_run_job(tasks: list[dict], threads: int) -> list[dict]:
