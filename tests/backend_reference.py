@@ -2,14 +2,18 @@
 
 Run as ``KERAS_BACKEND=NAME python tests/backend_reference.py OUT.json``: writes the
 backend's name and the rows of metrics.csv (every step is logged and measured), of an MLP under SGD and
-Adam, and of a small attention model (``attention``: SGD) for the attention and branch-balance columns.
+Adam, of a small attention model (``attention``: SGD) for the attention and branch-balance columns, and of
+two stacked attention layers of one shape (``stacked``: SGD), and the rows of each run's attention.csv (the
+winning-slot counts, written where every attention site has the same shape: the stacked run's).
 """
 
 import json
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 import diagnose
 from diagnose import runrecord
@@ -43,12 +47,26 @@ def attention_model():
     return keras.Model(tokens, keras.layers.Dense(3, name="out")(pooled), name="attention_reference")
 
 
-def reference_run(optimizer: str) -> list[dict]:
+def stacked_attention_model():
+    """Tokens, a position table added, two MultiHeadAttention layers of one shape (the first causal) with
+    residual Adds, averaged over the steps: two attention sites of one shape, whose winning slots go to
+    attention.csv (hop1, hop2)."""
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    h = AddPosition(name="pos_table")(keras.layers.Embedding(12, 8, name="embed")(tokens))
+    for k, causal in enumerate((True, False), start=1):
+        attended = keras.layers.MultiHeadAttention(2, 4, use_bias=False, name=f"mha{k}")(h, h, use_causal_mask=causal)
+        h = keras.layers.Add(name=f"residual{k}")([h, attended])
+    pooled = keras.layers.GlobalAveragePooling1D()(h)
+    return keras.Model(tokens, keras.layers.Dense(3, name="out")(pooled), name="stacked_reference")
+
+
+def reference_run(optimizer: str) -> tuple[list[dict], list[dict]]:
+    """The rows of metrics.csv and of attention.csv (none where the run writes no attention.csv)."""
     rng = np.random.default_rng(0)
-    if optimizer == "attention":
+    if optimizer in ("attention", "stacked"):
         x = rng.integers(0, 12, size=(64, 6)).astype("int32")
         y = ((x[:, 0] > 5).astype("int32") + (x[:, 5] > 8)).astype("int32")
-        model = attention_model()
+        model = attention_model() if optimizer == "attention" else stacked_attention_model()
     else:
         x = rng.normal(size=(64, 5)).astype("float32")
         y = (x[:, 0] + x[:, 1] > 0).astype("int32") + (x[:, 2] > 1)
@@ -61,11 +79,14 @@ def reference_run(optimizer: str) -> list[dict]:
     run = tempfile.mkdtemp() + "/run"
     diagnose.instrument(model).fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0,
                                    callbacks=[diagnose.Monitor(run, log_every=1, tensorboard=False)])
-    return runrecord.read_metrics(run).to_dict("records")
+    attention = Path(run) / runrecord.ATTENTION
+    counts = pd.read_csv(attention).to_dict("records") if attention.exists() else []
+    return runrecord.read_metrics(run).to_dict("records"), counts
 
 
 if __name__ == "__main__":
-    out = {"backend": keras.backend.backend(),
-           "runs": {name: reference_run(name) for name in ("sgd", "adam", "attention")}}
+    runs = {name: reference_run(name) for name in ("sgd", "adam", "attention", "stacked")}
+    out = {"backend": keras.backend.backend(), "runs": {name: rows for name, (rows, _) in runs.items()},
+           "attention": {name: counts for name, (_, counts) in runs.items()}}
     with open(sys.argv[1], "w") as f:
         json.dump(out, f)

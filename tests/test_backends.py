@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import diagnose
@@ -244,6 +245,29 @@ def test_attention_and_branches_are_measured_on_this_backend(tmp_path):
                    "rms/residual/mha"):
         assert 0 < row[column] < 10, column
     assert 0 < row["attn_pad_mass/hop2"] < 1  # id 0 read as padding from the integer input of 6 ids
+    # Its two sites differ in shape (heads and queries against steps): no winning-slot counts to write.
+    assert not (tmp_path / runrecord.ATTENTION).exists()
+
+
+def test_attention_csv_counts_the_winning_slots_on_this_backend(tmp_path):
+    from backend_reference import stacked_attention_model
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 12, size=(64, 6)).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = stacked_attention_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    diagnose.instrument(model).fit(x, x[:, 0] % 3, batch_size=32, epochs=1, shuffle=False, verbose=0,
+                                   callbacks=[diagnose.Monitor(tmp_path, log_every=1, tensorboard=False)])
+    counts = pd.read_csv(tmp_path / runrecord.ATTENTION)
+    slots = [f"pos{i}" for i in range(6)]
+    assert list(counts.columns) == ["step", "hop", *slots]
+    assert sorted(zip(counts["step"], counts["hop"])) == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    # Each step's rows: 32 examples x 2 heads x 6 queries per site, each won by one slot.
+    assert (counts[slots].sum(axis=1) == 32 * 2 * 6).all()
+    # The first layer is causal: the first query of each example and head sees slot 0 alone.
+    assert (counts.loc[counts["hop"] == 1, "pos0"] >= 32 * 2).all()
 
 
 # The columns the reference run compares: every instrument read on both steps; on the attention model, also
@@ -270,7 +294,11 @@ def test_the_same_model_gives_the_same_instrument_values_on_every_backend(tmp_pa
         found[backend] = json.loads(out.read_text())
         assert found[backend]["backend"] == backend
     reference = found["tensorflow"]["runs"]
+    for backend in backends:  # the stacked run's winning-slot counts: two steps of two hops
+        assert len(found[backend]["attention"]["stacked"]) == 4, backend
     for backend in backends[1:]:
+        # attention.csv as TensorFlow writes it (where it writes one: the stacked run), the same counts
+        assert found[backend]["attention"] == found["tensorflow"]["attention"], backend
         for optimizer, rows in found[backend]["runs"].items():
             assert len(rows) == len(reference[optimizer]) == 2
             for ours, theirs in zip(rows, reference[optimizer]):
@@ -278,6 +306,10 @@ def test_the_same_model_gives_the_same_instrument_values_on_every_backend(tmp_pa
                 if optimizer == "attention":
                     assert set(_TAPPED) <= set(theirs), set(_TAPPED) - set(theirs)
                     columns = [c for c in columns if c != "loss_sd"] + list(_TAPPED)
+                elif optimizer == "stacked":
+                    tapped = [c for c in theirs if c.startswith(("attn_entropy/", "attn_top1/"))]
+                    assert len(tapped) == 4, tapped  # two hops
+                    columns = [c for c in columns if c != "loss_sd"] + tapped
                 else:
                     assert len([c for c in columns if c.startswith("grad_norm/")]) == 5  # 4 variables and global
                 assert set(columns) <= set(ours), set(columns) - set(ours)

@@ -152,9 +152,10 @@ def weight_changes(names, weight_norms, update_norms) -> dict:
     return update_ratios.measure(Step(names=names, norms=[], weight_norms=weight_norms, update_norms=update_norms))
 
 
-def sampled_row(model, x, view, row_loss, grads, before, after, sites=((), ())) -> dict:
+def sampled_row(model, x, view, row_loss, grads, before, after, sites=((), ())) -> tuple:
     """A sampled step's other families, from its gradients, the weights before and after the update, and
-    ``sites``: the attention and branch sites its forward pass captured (``Taps.capture``)."""
+    ``sites``: the attention and branch sites its forward pass captured (``Taps.capture``); and the attention
+    family's winning-slot counts (None where it has none), for :meth:`HostAccumulator.add`."""
     norms = measures.norms(grads)
     mode, threshold = clip_setting(model.optimizer)
     attention, branches = sites
@@ -165,10 +166,10 @@ def sampled_row(model, x, view, row_loss, grads, before, after, sites=((), ())) 
     if view is not None and not isinstance(view, dict):
         step.outputs, step.labels, step.row_weights, step.output_kind = (
             view.outputs, view.labels, view.row_weights, view.kind)
-    measured = registry.measure(step, every_step=False)[0]
+    measured, histogram = registry.measure(step, every_step=False)
     if isinstance(view, dict):  # several outputs: each classifier output's health
         measured.update(output_health_rows(model.names, view))
-    return measured
+    return measured, histogram
 
 
 def as_vector(row: dict):
@@ -179,9 +180,11 @@ def as_vector(row: dict):
 class HostAccumulator:
     """The sums of each column over the healthy steps since the last read, kept on the host.
 
-    Each step adds its columns' vector and its non-finite flags, as backend arrays left
-    unread; a read pulls them in order and gives what
-    :meth:`~diagnose.instruments.accumulate.Accumulator.read_and_reset` gives.
+    Each step adds its columns' vector, its non-finite flags and its histogram (the
+    attention family's winning-slot counts, if any), as backend arrays left unread; a
+    read pulls them in order and gives what
+    :meth:`~diagnose.instruments.accumulate.Accumulator.read_and_reset` gives: the
+    histogram summed over the same healthy steps, (1,) zeros where no step had one.
     """
 
     def __init__(self, names: list[str]):
@@ -192,23 +195,30 @@ class HostAccumulator:
     def reset(self) -> None:
         """Zeroes everything, the step count and the divergence flag included (a new run)."""
         self._pending, self._sums, self._count, self._step, self._diverged = [], None, 0.0, 0, (0, 0)
+        self._hist = None
 
-    def add(self, columns: list[str], vector, bad) -> None:
-        """Records one step (host side; nothing is read from the device here)."""
+    def add(self, columns: list[str], vector, bad, hist=None) -> None:
+        """Records one step (host side; nothing is read from the device here); ``hist``: a float array of
+        fixed shape summed over the healthy steps, or None."""
         if self.columns is None:
             self.columns = list(columns)
-        self._pending.append((vector, bad))
+        self._pending.append((vector, bad, hist))
 
     def _settle(self) -> None:
-        for vector, bad in self._pending:
+        for vector, bad, hist in self._pending:
             self._step += 1
             bad = np.asarray(keras.ops.convert_to_numpy(bad), bool)
             values = np.asarray(keras.ops.convert_to_numpy(vector), np.float64)
+            counts = None if hist is None else np.asarray(keras.ops.convert_to_numpy(hist), np.float64)
             if self._sums is None:
                 self._sums = np.zeros_like(values)
+            if counts is not None and self._hist is None:
+                self._hist = np.zeros_like(counts)
             if not bad.any() and not self._diverged[0]:
                 self._sums += values
                 self._count += 1.0
+                if counts is not None:
+                    self._hist += counts
             elif bad.any() and not self._diverged[0]:
                 self._diverged = (self._step, int(np.argmax(bad)) - 1)
         self._pending = []
@@ -226,8 +236,10 @@ class HostAccumulator:
         if self.columns is None:
             return {"row": {}, "histogram": np.zeros((0,)), "steps": 0, "diverged": None}
         sums = self._sums if self._sums is not None else np.zeros(len(self.columns))
-        read = interval_means(self.columns, self.names, sums, self._count, np.zeros((1,)), self._diverged)
+        hist = self._hist if self._hist is not None else np.zeros((1,))
+        read = interval_means(self.columns, self.names, sums, self._count, hist, self._diverged)
         self._sums, self._count = np.zeros_like(sums), 0.0
+        self._hist = None if self._hist is None else np.zeros_like(self._hist)
         return read
 
 

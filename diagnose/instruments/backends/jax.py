@@ -30,7 +30,8 @@ __all__ = ["make_train_function", "train_step", "own_train_step"]
 
 
 def train_step(model, state, data, sampled: bool):
-    """Keras' JAX train step with the instruments: ``(logs, state, (every, bad, sampled or None))``."""
+    """Keras' JAX train step with the instruments: ``(logs, state, (every, bad, sampled, histogram))``, the
+    last two None on a step not sampled (the histogram also where the attention family has none)."""
     trainable, non_trainable, optimizer_variables, metrics_variables = state
     x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
     loss_fn, sites = _capturing(model) if sampled else (model.compute_loss_and_updates, None)
@@ -47,14 +48,14 @@ def train_step(model, state, data, sampled: bool):
     row_loss = data_loss(model, y, y_pred, sample_weight, unscaled, penalties=True)
     row, view, bad = every_step(model, y, y_pred, sample_weight, unscaled, row_loss, grads, sampled, xla=True)
     columns = {"every": column_names(row)}
-    measured = None
+    measured = histogram = None
     if sampled:
-        found = sampled_row(model, x, view, row_loss, grads, trainable, new_trainable, sites)
+        found, histogram = sampled_row(model, x, view, row_loss, grads, trainable, new_trainable, sites)
         columns["sampled"] = column_names(found)
         measured = as_vector(found)
     model.step_columns = columns  # read when traced: the same on every call of this step
     state = (new_trainable, non_trainable, optimizer_variables, metrics_variables)
-    return logs, state, (as_vector(row), bad, measured)
+    return logs, state, (as_vector(row), bad, measured, histogram)
 
 
 def own_train_step(model, state, data, sampled: bool):
@@ -71,7 +72,7 @@ def own_train_step(model, state, data, sampled: bool):
         columns["sampled"] = column_names(found)
         measured = as_vector(found)
     model.step_columns = columns
-    return logs, new_state, (as_vector(row), bad, measured)
+    return logs, new_state, (as_vector(row), bad, measured, None)
 
 
 def _capturing(model):
@@ -111,11 +112,11 @@ def make_train_function(model, force: bool = False):
 
     def train_function(state, iterator):
         sampled = model.schedule.next_due()
-        logs, state, (every, bad, measured) = steps[sampled](state, next(iterator))
+        logs, state, (every, bad, measured, histogram) = steps[sampled](state, next(iterator))
         columns.setdefault(sampled, model.step_columns)
         model.acc.add(columns[sampled]["every"], every, bad)
         if measured is not None:
-            model.sampled_acc.add(columns[sampled]["sampled"], measured, bad)
+            model.sampled_acc.add(columns[sampled]["sampled"], measured, bad, histogram)
         if model.step_hooks:  # a Monitor's work after each step, here on fit's thread (see Monitor.async_safe)
             # as Keras' loop sets it after this call: a hook that reads a weight syncs the variables from it
             # (set past Keras' attribute tracking, which would walk every array of the state)

@@ -54,9 +54,9 @@ def train_step(model, data):
         else:  # every weight frozen: nothing to update, as Keras' own train step says
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
         if sampled:  # (Keras' PyTorch optimizers update the weights in place, never the gradients)
-            found = sampled_row(model, x, view, row_loss, dense, before, [v.value for v in variables],
-                                captured.sites())
-            model.sampled_acc.add(column_names(found), as_vector(found), bad)
+            found, histogram = sampled_row(model, x, view, row_loss, dense, before, [v.value for v in variables],
+                                           captured.sites())
+            model.sampled_acc.add(column_names(found), as_vector(found), bad, histogram)
         model.acc.add(column_names(row), as_vector(row), bad)
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
