@@ -24,9 +24,12 @@ BACKENDS = ("jax", "torch")
 
 
 def _ids(row: dict) -> list[str]:
-    if row.get("instrumented_error") or row.get("check_error"):
-        return ["(crash)"]
-    return [f["id"] for f in row.get("findings", [])]
+    """The findings in order; a run whose fit raised leads with "(fit raised)" (check still reads its record:
+    the contract's findings come before the first step)."""
+    if row.get("check_error"):
+        return ["(check raised)"]
+    ids = [f["id"] for f in row.get("findings", [])]
+    return ["(fit raised)", *ids] if row.get("instrumented_error") else ids
 
 
 def compare(reference: dict, other: dict) -> dict:
@@ -37,7 +40,9 @@ def compare(reference: dict, other: dict) -> dict:
         if row["case"] not in theirs:
             continue
         a, b = _ids(row), _ids(theirs[row["case"]])
-        entry = {"case": row["case"], "expect": row["expect"], "tensorflow": a, "backend": b}
+        entry = {"case": row["case"], "expect": row["expect"], "tensorflow": a, "backend": b,
+                 "error": theirs[row["case"]].get("instrumented_error"),
+                 "plain_error": theirs[row["case"]].get("plain_error")}
         if a == b:
             same.append(row["case"])
         elif a[:1] == b[:1]:
@@ -88,10 +93,14 @@ def main() -> None:
               f"order as on TensorFlow, {len(result['same_first_only'])} the same first finding only, "
               f"{len(result['different_first'])} another first finding\n")
         if result["same_first_only"] or result["different_first"]:
-            print("| case | expected | tensorflow | " + backend + " |\n|---|---|---|---|")
+            print(f"| case | expected | tensorflow | {backend} | {backend}: fit raised (plain fit too?) |\n"
+                  "|---|---|---|---|---|")
             for entry in result["different_first"] + result["same_first_only"]:
+                raised = "-" if not entry["error"] else \
+                    f"{entry['error'][:70]} ({'plain too' if entry['plain_error'] else 'plain trained'})"
                 print(f"| {entry['case']} | {', '.join(entry['expect']) or '(healthy)'} | "
-                      f"{', '.join(entry['tensorflow']) or 'none'} | {', '.join(entry['backend']) or 'none'} |")
+                      f"{', '.join(entry['tensorflow']) or 'none'} | {', '.join(entry['backend']) or 'none'} "
+                      f"| {raised} |")
         for row in result["not_run"]:
             print(f"- not run on {backend}: {row['case']} ({row['not_run']})")
     print(f"-> {write_result('fault_suite_backends', out)}")
