@@ -14,13 +14,13 @@ What makes it a study of its own, behind the same protocol a user's model uses
 The Keras model itself is :mod:`diagnose.models.memn2n`, which knows nothing of diagnosis.
 """
 
+from diagnose._tf import import_tensorflow_quietly
+from diagnose.errors import DiagnoseError
+
 
 def require_tensorflow() -> None:
     """Refuses, in one line, to train the built-in MemN2N on a Keras backend other than TensorFlow (its compiled
     steps are TensorFlow's); a user's model runs on any."""
-    from diagnose._tf import import_tensorflow_quietly
-    from diagnose.errors import DiagnoseError
-
     import_tensorflow_quietly()
     import keras
 
