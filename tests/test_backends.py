@@ -353,3 +353,21 @@ def test_the_built_in_memn2n_is_refused_in_one_line_off_tensorflow(command, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert done.value.code == 2 and len(err) == 1 and "KERAS_BACKEND=tensorflow" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.filterwarnings("ignore:The model does not have any trainable weights")
+def test_a_model_with_every_weight_frozen_trains_as_plain_fit(tmp_path):
+    # Nothing to update: Keras trains nothing; the gradient and update families have no variable.
+    def frozen():
+        model = _model()
+        for layer in model.layers:
+            layer.trainable = False
+        model.compile(optimizer="sgd")  # compiled again: Keras keeps the loss and metrics of the first compile
+        return model
+
+    x, y = _data()
+    ours = _fit_model(frozen, x, y, tmp_path / "run")
+    _assert_as_plain_fit(ours, _fit_model(frozen, x, y))
+    metrics = runrecord.read_metrics(tmp_path / "run")
+    assert metrics["loss"].notna().all() and not [c for c in metrics.columns if c.startswith("grad_norm/d")]
+    assert runrecord.read_summary(tmp_path / "run")["status"] == "completed"

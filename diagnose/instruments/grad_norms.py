@@ -6,7 +6,7 @@ from keras import ops
 
 from diagnose.instruments.gradients import CLIP_MODES
 from diagnose.instruments.family import Column, Family, Step
-from diagnose.instruments.measures import block
+from diagnose.instruments.measures import block, vector
 
 
 def _fired(mode: str, global_norm, norms, clip_norm):
@@ -19,7 +19,7 @@ def _fired(mode: str, global_norm, norms, clip_norm):
 
 def measure(step: Step) -> dict:
     # One vector for every variable: a few kernels for any number of variables.
-    norms = ops.stack([ops.cast(n, "float32") for n in step.norms])  # (n,)
+    norms = vector(step.norms)  # (n,)
     global_norm = ops.sqrt(ops.sum(ops.square(norms)))
     if isinstance(step.clip_mode, str):
         fired = _fired(step.clip_mode, global_norm, norms, step.clip_norm)

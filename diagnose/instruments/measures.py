@@ -71,6 +71,11 @@ def values(g):
     return g.values if isinstance(g, tf.IndexedSlices) else g
 
 
+def vector(values) -> object:
+    """Per-variable scalars as one float32 (n,) vector; (0,) for a model with no trainable variable."""
+    return ops.stack([ops.cast(v, "float32") for v in values]) if len(values) else ops.zeros((0,), "float32")
+
+
 def block(names, vector) -> dict:
     """Several named columns backed by one (n,) vector: ``{(name_1, ..., name_n): vector}``.
 
@@ -79,7 +84,7 @@ def block(names, vector) -> dict:
     the accumulator concatenates blocks as they are.
     """
     names = tuple(names)
-    return {names: ops.reshape(vector, (len(names),))}
+    return {names: ops.reshape(vector, (len(names),))} if names else {}
 
 
 def scalars(row: dict) -> dict:

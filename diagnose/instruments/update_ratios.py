@@ -13,7 +13,7 @@ from keras import ops
 
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.instruments.family import Column, Family, Step
-from diagnose.instruments.measures import block, norms
+from diagnose.instruments.measures import block, norms, vector
 
 tf = import_tensorflow_quietly()
 
@@ -67,8 +67,7 @@ class Snapshot:
 
 
 def measure(step: Step) -> dict:
-    delta = ops.stack([ops.cast(n, "float32") for n in step.update_norms])  # (n,)
-    weights = ops.stack([ops.cast(n, "float32") for n in step.weight_norms])
+    delta, weights = vector(step.update_norms), vector(step.weight_norms)  # (n,) each
     return {**block([f"update_ratio/{n}" for n in step.names], delta / ops.maximum(weights, 1e-12)),
             **block([f"weight_norm/{n}" for n in step.names], weights)}
 

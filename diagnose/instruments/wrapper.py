@@ -446,5 +446,12 @@ def instrument(model: keras.Model) -> Instrumented:
         wrapper.output_names = list(model.output_names)
     config["optimizer"] = model.optimizer
     config["jit_compile"] = model.jit_compile  # as resolved for the user's model ("auto" -> its choice)
+    # Compiled again without a loss or metrics: Keras keeps those of the compile before, and so does its fit.
+    compiled = getattr(model, "_compile_metrics", None)
+    if compiled is not None and config.get("metrics") is None and config.get("weighted_metrics") is None:
+        config["metrics"], config["weighted_metrics"] = compiled._user_metrics, compiled._user_weighted_metrics
+    compiled = getattr(model, "_compile_loss", None)
+    if compiled is not None and config.get("loss") is None:
+        config["loss"], config["loss_weights"] = compiled._user_loss, compiled._user_loss_weights
     wrapper.compile(**config)
     return wrapper
