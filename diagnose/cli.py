@@ -98,7 +98,6 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     from diagnose.memn2n.config import DataConfig, TrainConfig, make_run_config
     from diagnose.files import check_writable
 
-    require_tensorflow()
     if corpus and synthetic:
         raise DiagnoseError("give either --corpus or --synthetic, not both")
     if resume and force:
@@ -120,6 +119,7 @@ def train(preset, sets, corpus, synthetic, context, max_vocab, epochs, steps, se
     from diagnose.memn2n.data.load import load_corpus
 
     corpus = load_corpus(config.data, memory_size=config.model.memory_size)  # bad input fails before TF loads
+    require_tensorflow()
     from diagnose.memn2n.config import resolve
     from diagnose.limits import check_run
 

@@ -172,7 +172,6 @@ def load_spec(path: str | Path | None, overrides: dict | None = None, *, raw: di
             or impossible size, in one line naming the valid choices.
         DiagnoseError: Keras runs on another backend than TensorFlow.
     """
-    require_tensorflow()
     raw = read_spec(path, raw)
     for section, values in (overrides or {}).items():
         if not isinstance(raw.setdefault(section, {}), dict):
@@ -180,7 +179,9 @@ def load_spec(path: str | Path | None, overrides: dict | None = None, *, raw: di
         raw[section].update(values)
     if "synthetic" in (overrides or {}).get("corpus", {}):
         raw["corpus"].pop("path", None)  # the command line's corpus replaces the spec's
-    return build_spec(raw)
+    spec = build_spec(raw)
+    require_tensorflow()  # (after the spec's own checks: a bad spec is named before TensorFlow loads)
+    return spec
 
 
 def build_spec(raw: dict) -> Spec:
