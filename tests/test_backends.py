@@ -3,8 +3,8 @@ instrument values across backends.
 
 Keras picks its backend at import, so each backend is tested by its own pytest run:
 ``KERAS_BACKEND=jax python -m pytest -q tests/test_backends.py`` (and ``torch``); the
-default run tests TensorFlow, and compares the three backends' figures on a
-reference model, each in a subprocess of its own.
+default run tests TensorFlow, and (with the slow tests) compares the three backends' figures on
+reference models, each backend in a subprocess of its own.
 """
 
 import importlib.util
@@ -280,6 +280,7 @@ _TAPPED = ("attn_entropy/hop1", "attn_top1/hop1", "attn_pad_mass/hop1", "attn_ma
            "rms/pos_table/position", "rms/residual/pos_table", "rms/residual/mha")
 
 
+@pytest.mark.slow  # (each other backend trains four reference runs in a process of its own: ~40 s)
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="run once, from the default (TensorFlow) run")
 def test_the_same_model_gives_the_same_instrument_values_on_every_backend(tmp_path):
     backends = ["tensorflow"] + [b for b in ("jax", "torch") if importlib.util.find_spec(b) is not None]

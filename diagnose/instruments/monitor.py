@@ -26,20 +26,18 @@ from diagnose.instruments.contract import target_of, task_contract
 from diagnose.instruments.task_error import constant_task_error, task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
 from diagnose.instruments.preparation import as_arrays
+from diagnose.instruments.probe_data import check_probe, first_batch
 from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rng import random_state_kept
 from diagnose.instruments.rowlog import RowLog
 from diagnose.instruments.rundir import RUNS_ROOT, end_line, new_run_dir
 from diagnose.rebuild import rebuild_entry
 
-tf = import_tensorflow_quietly()
+import_tensorflow_quietly()
 import keras  # noqa: E402
 
-__all__ = ["Monitor", "probe_batch"]
+__all__ = ["Monitor"]
 
-# Examples in a probe batch picked from the data: a loss over 256 examples is precise
-# to a few hundredths of a nat, far inside the probe's 0.05-nat margin.
-PROBE_ROWS = 256
 # Steps per metrics.csv row by default: 20 keeps the host reads far under 1% of a step's time
 # on small models, and gives a few hundred-step fit some twenty rows ...
 DEFAULT_LOG_EVERY = 20
@@ -153,7 +151,7 @@ class Monitor(keras.callbacks.Callback):
         self.status, self.error, self.diverged, self.finished = "running", None, None, False
         self.next_probe = self.probe_every or 0
         if self.probe is not None:
-            _check_probe(self.model.user_model, self.probe)
+            check_probe(self.model.user_model, self.probe)
         self.probe_data = self.probe if self.probe is not None else self.auto_probe
         self.log_every = self.requested_log_every or _auto_log_every(self.params)
         user = self.model.user_model
@@ -370,7 +368,7 @@ class Monitor(keras.callbacks.Callback):
             self._log()
         last = self.log.rows[-1] if self.log.rows else None
         if self.probe_data is None and self.probe_after is not None and self.probe_every != 0:
-            self.probe_data = _first_batch(self.probe_after)  # fit is done with the dataset: nothing moves now
+            self.probe_data = first_batch(self.probe_after)  # fit is done with the dataset: nothing moves now
         if "targets" not in self.contract and not self.contract.get("outputs") and self.probe_data is not None:
             # a dataset: its batch, read now
             self.contract = self._contract(self.model.user_model)
@@ -412,72 +410,9 @@ def _compiled_metrics(logs: dict, outputs: list[str], row: dict) -> dict:
             if k not in own and k not in row and isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
 
 
-def _check_probe(model, probe) -> None:
-    """Refuses, in one line, a probe batch whose inputs do not fit the model's (before anything traces)."""
-    x, y = probe
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        return  # a subclassed model says nothing of its inputs' shapes
-    arrays = list(x.values()) if isinstance(x, dict) else list(x) if isinstance(x, (list, tuple)) else [x]
-    shapes = [tuple(getattr(a, "shape", ()) or ()) for a in arrays]
-    wanted = [tuple(t.shape) for t in inputs]
-    rows = {s[0] for s in shapes if s}
-    fits = len(shapes) == len(wanted) and len(rows) == 1 and all(
-        len(s) == len(w) and all(d is None or d == e for d, e in zip(w[1:], s[1:])) for s, w in zip(shapes, wanted))
-    targets = [tuple(getattr(t, "shape", ()) or ()) for t in keras.tree.flatten(y)]  # one per output
-    if not fits or not targets or any((s[0] if s else None) not in rows for s in targets):
-        shown = targets[0] if len(targets) == 1 else targets
-        raise DiagnoseError(f"diagnose.Monitor: the probe batch's shapes {shapes} (targets {shown})"
-                            f" do not fit the model's inputs {wanted}; pass probe=(x, y) with a batch of the model's "
-                            "own inputs and targets")
-
-
 def _auto_log_every(params) -> int:
     """Steps per row: DEFAULT_LOG_EVERY, or fewer so that a short run logs at least MIN_AUTO_ROWS rows."""
     steps, epochs = (params or {}).get("steps"), (params or {}).get("epochs")
     if not isinstance(steps, int) or not isinstance(epochs, int) or steps <= 0:
         return DEFAULT_LOG_EVERY
     return max(1, min(DEFAULT_LOG_EVERY, (steps * epochs) // MIN_AUTO_ROWS))
-
-
-def _rows(n: int) -> np.ndarray:
-    """Up to PROBE_ROWS indices spread evenly over n examples (data sorted by class still gives a mix)."""
-    return np.unique(np.linspace(0, n - 1, min(n, PROBE_ROWS)).astype(int))
-
-
-def _first_batch(dataset):
-    for batch in dataset.take(1):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-        return (x, y) if y is not None else None
-    return None
-
-
-def probe_batch(x, y, validation_data=None, validation_split: float = 0.0):
-    """A fixed ``(x, y)`` batch for the probe from what ``fit`` is given, or None.
-
-    Held-out data when there is any: on training examples a model that memorised
-    labels unrelated to its inputs would look as if it used its inputs.
-    """
-    try:
-        if validation_data is not None:
-            if isinstance(validation_data, tf.data.Dataset):
-                return _first_batch(validation_data)
-            if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
-                x, y = validation_data[0], validation_data[1]
-                validation_split = 0.0
-            else:
-                return None
-        if isinstance(x, tf.data.Dataset):
-            return None  # read after training instead (Monitor.probe_after): reading it now moves its shuffle on
-        if y is None:
-            return None
-        arrays = keras.tree.flatten(x) + keras.tree.flatten(y)
-        if not all(hasattr(a, "shape") and hasattr(a, "__getitem__") for a in arrays):
-            return None  # a generator or PyDataset: nothing to pick from
-        n = len(arrays[0])
-        start = int(n * (1.0 - validation_split)) if validation_split else 0  # Keras holds out the tail
-        idx = start + _rows(n - start)
-        pick = lambda a: np.asarray(a)[idx]  # noqa: E731
-        return keras.tree.map_structure(pick, x), keras.tree.map_structure(pick, y)
-    except Exception:  # noqa: BLE001 - a probe is a bonus; data we cannot slice gets none
-        return None

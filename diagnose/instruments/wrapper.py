@@ -26,7 +26,8 @@ from diagnose.instruments.accumulate import Accumulator, read_and_reset
 from diagnose.instruments.backends import BACKEND, backend_step
 from diagnose.instruments.describe import input_names
 from diagnose.instruments.family import Step
-from diagnose.instruments.monitor import Monitor, probe_batch
+from diagnose.instruments.monitor import Monitor
+from diagnose.instruments.probe_data import probe_batch
 from diagnose.instruments.probes import variants
 from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps

@@ -20,7 +20,8 @@ from pathlib import Path
 from diagnose import refs, runrecord
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.monitor import Monitor, probe_batch
+from diagnose.instruments.monitor import Monitor
+from diagnose.instruments.probe_data import probe_batch
 from diagnose.instruments.wrapper import instrument
 from diagnose.rebuild import UserRunConfig
 from diagnose.userstudy.data import call_user, fit_arguments, loss_step, validation_loss
