@@ -80,6 +80,8 @@ def test_trains_as_plain_fit_and_writes_the_record(conv, tmp_path):
     summary = runrecord.read_summary(tmp_path / "run")
     assert summary["status"] == "completed" and summary["steps"] == STEPS
     assert "error" not in summary["contract"] and summary["contract"]["constant_loss"] > 0
+    # the ReLU layer bends the map from inputs to logits: the contract's affine fact, from a compiled forward pass
+    assert summary["contract"]["affine"]["deviation"] > 1e-3
     assert isinstance(str(diagnose.check(tmp_path / "run")), str)
 
 

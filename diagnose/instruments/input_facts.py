@@ -4,6 +4,8 @@ Embedding reads, and the scale the first weights see after the model's own prepr
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
@@ -174,8 +176,14 @@ def affine_facts(model, x, at_start, activations, rolled=None) -> dict | None:
         return None
     other = keras.tree.pack_sequence_as(x, [np.roll(a, 1, axis=0) for a in arrays])
     middle = keras.tree.pack_sequence_as(x, [(a + np.roll(a, 1, axis=0)) / 2 for a in arrays])
+    if keras.backend.backend() == "tensorflow":
+        forward = functools.partial(model, training=False)
+    else:  # one compiled call: an eager pass on JAX costs ~1 ms an op (seconds for a convnet)
+        from diagnose.instruments.backends.common import inference_function
+
+        forward = inference_function(model, lambda run, batch: run(batch))
     try:
-        outs = [keras.tree.flatten(model(batch, training=False)) if known is None else known
+        outs = [keras.tree.flatten(forward(batch)) if known is None else known
                 for batch, known in ((other, rolled), (middle, None))]
     except Exception:  # noqa: BLE001 - a forward pass we cannot take says nothing
         return None
