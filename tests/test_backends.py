@@ -374,3 +374,18 @@ def test_a_model_with_every_weight_frozen_trains_as_plain_fit(tmp_path):
     metrics = runrecord.read_metrics(tmp_path / "run")
     assert metrics["loss"].notna().all() and not [c for c in metrics.columns if c.startswith("grad_norm/d")]
     assert runrecord.read_summary(tmp_path / "run")["status"] == "completed"
+
+
+def test_the_learning_rate_logged_is_the_schedules_at_each_row(tmp_path):
+    # Read from the optimizer's state as fit holds it (on JAX without writing the state back into the model).
+    def scheduled():
+        model = _model()
+        model.compile(optimizer=keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.01, 1, 0.9)),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    x, y = _data()
+    ours = _fit_model(scheduled, x, y, tmp_path / "run")
+    _assert_as_plain_fit(ours, _fit_model(scheduled, x, y))
+    metrics = runrecord.read_metrics(tmp_path / "run")
+    np.testing.assert_allclose(metrics["learning_rate"], 0.01 * 0.9 ** metrics["step"], rtol=1e-5)

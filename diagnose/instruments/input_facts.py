@@ -149,6 +149,19 @@ _UNDO = {
     "softmax": lambda out: np.log(out) - np.log(out).mean(axis=-1, keepdims=True),
 }
 
+def _forward(model):
+    """``model``'s forward pass without dropout: eager on TensorFlow, else one compiled call (an eager pass on
+    JAX costs ~1 ms an op, seconds for a convnet), compiled once per model and kept on it for its next fits."""
+    if keras.backend.backend() == "tensorflow":
+        return functools.partial(model, training=False)
+    if getattr(model, "_diagnose_forward", None) is None:
+        from diagnose.instruments.backends.common import inference_function
+
+        # (set past Keras' attribute tracking; a cycle through the model, collected with it)
+        object.__setattr__(model, "_diagnose_forward", inference_function(model, lambda run, batch: run(batch)))
+    return model._diagnose_forward
+
+
 def affine_facts(model, x, at_start, activations, rolled=None) -> dict | None:
     """Whether the model, its output activations undone, is one affine map of its input at its initial weights.
 
@@ -176,13 +189,8 @@ def affine_facts(model, x, at_start, activations, rolled=None) -> dict | None:
         return None
     other = keras.tree.pack_sequence_as(x, [np.roll(a, 1, axis=0) for a in arrays])
     middle = keras.tree.pack_sequence_as(x, [(a + np.roll(a, 1, axis=0)) / 2 for a in arrays])
-    if keras.backend.backend() == "tensorflow":
-        forward = functools.partial(model, training=False)
-    else:  # one compiled call: an eager pass on JAX costs ~1 ms an op (seconds for a convnet)
-        from diagnose.instruments.backends.common import inference_function
-
-        forward = inference_function(model, lambda run, batch: run(batch))
     try:
+        forward = _forward(model)
         outs = [keras.tree.flatten(forward(batch)) if known is None else known
                 for batch, known in ((other, rolled), (middle, None))]
     except Exception:  # noqa: BLE001 - a forward pass we cannot take says nothing

@@ -283,7 +283,7 @@ class Monitor(keras.callbacks.Callback):
         self.rows += 1
         per_epoch = (self.params or {}).get("steps")  # epochs done, fractional, as the record says (runrecord)
         epoch = self.step / per_epoch if isinstance(per_epoch, int) and per_epoch > 0 else self.epoch
-        row = {"step": self.step, "epoch": epoch, "learning_rate": float(self.model.optimizer.learning_rate),
+        row = {"step": self.step, "epoch": epoch, "learning_rate": self.model.learning_rate(),
                **acc["row"]}
         if self._probe_due():
             row.update(self._probe())

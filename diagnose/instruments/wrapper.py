@@ -35,7 +35,7 @@ from diagnose.instruments.targets import (LossInfo, OutputLossRecorder, TargetSt
                                          output_losses, per_output)
 from diagnose.instruments.backends.common import (HostAccumulator, clip_setting, data_loss, logged_loss,
                                                   output_health_rows, output_rows, probe_loss, probe_losses,
-                                                  sync_state, weight_changes)
+                                                  weight_changes)
 from diagnose.instruments.update_ratios import Snapshot, plain_sgd, sgd_delta_norms
 
 tf = import_tensorflow_quietly()
@@ -329,11 +329,19 @@ class Instrumented(keras.Model):
         """The interval's means of every column (every-step and sampled ones), and resets them (host call)."""
         if BACKEND == "tensorflow":
             every, sampled = read_and_reset(self.acc, self.sampled_acc)
-        else:  # (on JAX, the model's variables from fit's state first: the Monitor reads the learning rate)
-            sync_state(self)
+        else:
             every, sampled = self.acc.read_and_reset(), self.sampled_acc.read_and_reset()
         self.schedule.reset()
         return {**every, "row": {**every["row"], **sampled["row"]}, "histogram": sampled["histogram"]}
+
+    def learning_rate(self) -> float:
+        """The rate the optimizer applies at the next step (a schedule's at its step count), read on JAX from
+        the state fit trains on without writing it back into the model's variables (host call)."""
+        optimizer, state = self.optimizer, getattr(self, "_jax_state", None)
+        if state and not getattr(self, "_jax_state_synced", True) and state.get("optimizer_variables"):
+            with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, state["optimizer_variables"]))):
+                return float(optimizer.learning_rate)
+        return float(optimizer.learning_rate)
 
     def _named_inputs(self, x) -> list:
         """``(name, tensor)`` per input: dict keys, else the model's input names, else in0, in1..."""
