@@ -28,13 +28,12 @@ from diagnose.instruments.describe import input_names
 from diagnose.instruments.family import Step
 from diagnose.instruments.monitor import Monitor
 from diagnose.instruments.probe_data import probe_batch
-from diagnose.instruments.probes import variants
 from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
 from diagnose.instruments.targets import (LossInfo, OutputLossRecorder, TargetStats, classifier_view,
                                          output_losses, per_output)
 from diagnose.instruments.backends.common import (HostAccumulator, clip_setting, data_loss, logged_loss,
-                                                  output_health_rows, output_rows, probe_loss, probe_losses,
+                                                  output_health_rows, output_rows, probe_losses,
                                                   weight_changes)
 from diagnose.instruments.update_ratios import Snapshot, plain_sgd, sgd_delta_norms
 
@@ -373,19 +372,7 @@ class Instrumented(keras.Model):
             object.__setattr__(self, name, None)
         if self._compile_loss is None:  # compiled without a loss: nothing to compare inputs by
             return [float("nan")] * 3
-        if BACKEND != "tensorflow":
-            return probe_losses(self, x, y)
-        if self._probe_fn is None:
-            def probe(x, y):
-                outputs = [self.user_model(v, training=False) for v in variants(x)]
-                return tf.stack([probe_loss(self, y, p) for p in outputs]), outputs[0], outputs[1]
-            self._probe_fn = tf.function(probe, reduce_retracing=True)
-        x = keras.tree.map_structure(tf.convert_to_tensor, x)
-        losses, outputs, shuffled = self._probe_fn(x, keras.tree.map_structure(tf.convert_to_tensor, y))
-        # (set past Keras' attribute tracking, which would wrap a list of outputs in a tracked copy)
-        object.__setattr__(self, "probe_outputs", keras.tree.map_structure(lambda t: t.numpy(), outputs))
-        object.__setattr__(self, "probe_shuffled_outputs", keras.tree.map_structure(lambda t: t.numpy(), shuffled))
-        return [float(v) for v in losses.numpy()]
+        return probe_losses(self, x, y)  # compiled as the backend compiles a predict step (backends.common)
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""
