@@ -19,6 +19,19 @@ writes bench/results/fault_suite.json.
 On Keras' other backends (chosen the Keras way, KERAS_BACKEND) the result's name ends
 in the backend's, and the few cases only TensorFlow runs (raw strings into the model)
 are listed with their reason; bench/fault_suite_backends.py compares the backends'.
+
+The same seed gives each backend other initial weights, another data order and other
+dropout masks (each draws from its own generator), so two backends train two different
+runs of a case. ``--same-start DIR`` takes those apart from the rules: every backend
+starts each case from the same initial weights (the first backend to run a case writes
+them to DIR/CASE.npz, the others load them) and reads its training examples in the same
+order (permuted once by numpy with the seed, then ``shuffle=False``); only the random
+layers' masks still differ, and each case lists its random layers. Run instrumented
+only; the result is named fault_suite_test_same_start (with the backend's suffix):
+
+    python bench/fault_suite.py --part test --skip-plain --same-start starts
+    KERAS_BACKEND=jax python bench/fault_suite.py --part test --skip-plain --same-start starts
+    python bench/fault_suite_backends.py --name fault_suite_test_same_start
 """
 
 from __future__ import annotations
@@ -49,8 +62,53 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0][:200] if text else ''}"
 
 
-def _train(case, run_dir: Path | None) -> dict:
-    """Builds the case and fits it, plain (``run_dir`` None) or instrumented; never raises."""
+def _permuted(data, order: np.ndarray):
+    """``data`` (a numpy array, or a list, tuple or dict of them) with its examples in ``order``."""
+    import keras
+
+    def permute(a):
+        if not isinstance(a, np.ndarray):  # a tensor of strings, a dataset: left in its own order
+            raise TypeError(f"not a numpy array: {type(a).__name__}")
+        return a[order]
+
+    return keras.tree.map_structure(permute, data)
+
+
+def _same_start(case, setup, starts: Path) -> tuple[dict, dict]:
+    """Gives the case's model the initial weights every backend shares (written by the first to run it) and its
+    training examples one fixed order: the fit's keyword arguments, and what to record about it."""
+    import keras
+
+    path = starts / f"{case.name}.npz"
+    if path.is_file():
+        with np.load(path) as saved:
+            setup.model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+        facts = {"weights": "loaded"}
+    else:
+        starts.mkdir(parents=True, exist_ok=True)
+        aside = path.with_name(path.name + ".part.npz")
+        np.savez(aside, *setup.model.get_weights())
+        aside.replace(path)
+        facts = {"weights": "written"}
+    kwargs = setup.fit_kwargs() | {"shuffle": False}
+    try:
+        rows = len(keras.tree.flatten(setup.y)[0])
+        order = np.random.RandomState(SEED).permutation(rows)
+        setup.x, setup.y = _permuted(setup.x, order), _permuted(setup.y, order)
+        if setup.sample_weight is not None:
+            kwargs["sample_weight"] = _permuted(setup.sample_weight, order)
+        facts["order"] = "permuted once"
+    except (TypeError, IndexError, ValueError):  # not arrays (a dataset, a generator): its own order
+        facts["order"] = "the data's own"
+    # Layers that draw at random while training (dropout, noise, augmentation): their draws still differ.
+    facts["random_layers"] = sorted({type(layer).__name__ for layer in setup.model._flatten_layers()
+                                     if getattr(layer, "seed_generator", None) is not None})
+    return kwargs, facts
+
+
+def _train(case, run_dir: Path | None, starts: Path | None = None) -> dict:
+    """Builds the case and fits it, plain (``run_dir`` None) or instrumented, from the shared start when
+    ``starts`` is given (see ``--same-start``); never raises."""
     import keras
 
     import diagnose
@@ -59,6 +117,7 @@ def _train(case, run_dir: Path | None) -> dict:
     keras.utils.set_random_seed(SEED)
     try:
         setup = case.build()
+        kwargs, facts = _same_start(case, setup, starts) if starts is not None else (setup.fit_kwargs(), {})
     except Exception as error:  # noqa: BLE001  (a case that cannot build is reported, not fatal)
         return {"error": "build: " + _one_line(error)}
     model, callbacks = setup.model, []
@@ -68,11 +127,12 @@ def _train(case, run_dir: Path | None) -> dict:
             model = diagnose.instrument(setup.model)
             callbacks = [diagnose.Monitor(run_dir)]  # as the README shows: it picks its own probe batch
         keras.utils.set_random_seed(SEED)  # the same shuffles and dropout masks on both paths
-        history = model.fit(setup.x, setup.y, verbose=0, callbacks=callbacks, **setup.fit_kwargs())
+        history = model.fit(setup.x, setup.y, verbose=0, callbacks=callbacks, **kwargs)
     except Exception as error:  # noqa: BLE001
-        return {"error": _one_line(error), "fit_s": time.perf_counter() - start}
+        return {"error": _one_line(error), "fit_s": time.perf_counter() - start, "same_start": facts}
     return {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-            "weights": [np.array(w) for w in setup.model.get_weights()], "fit_s": time.perf_counter() - start}
+            "weights": [np.array(w) for w in setup.model.get_weights()], "fit_s": time.perf_counter() - start,
+            "same_start": facts}
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -127,15 +187,18 @@ def compare(plain: dict, ours: dict) -> dict:
     return out
 
 
-def score_case(case, runs: Path, plain_fit: bool = True) -> dict:
-    """Trains one case both ways (or instrumented only), checks the instrumented run and scores the findings."""
+def score_case(case, runs: Path, plain_fit: bool = True, starts: Path | None = None) -> dict:
+    """Trains one case both ways (or instrumented only), checks the instrumented run and scores the findings;
+    from the start every backend shares when ``starts`` is given (``--same-start``)."""
     from diagnose.findings import check_run
 
     row = {"case": case.name, "family": case.family, "expect": list(case.expect), "twin": case.twin,
            "healthy": case.healthy, "part": case.part, "report": case.report, "batch": case.batch}
-    plain = _train(case, None) if plain_fit else {"skipped": True}
+    plain = _train(case, None, starts) if plain_fit else {"skipped": True}
     run_dir = runs / case.name
-    ours = _train(case, run_dir)
+    ours = _train(case, run_dir, starts)
+    if starts is not None:
+        row["same_start"] = ours.get("same_start")
     row["plain_error"], row["instrumented_error"] = plain.get("error"), ours.get("error")
     row["contract_s"] = _contract_seconds(run_dir)
     row["plain_fit_s"], row["instrumented_fit_s"] = plain.get("fit_s"), ours.get("fit_s")
@@ -313,6 +376,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="only the test part's cases of this batch")
     ap.add_argument("--skip-plain", action="store_true",
                     help="train each case instrumented only (findings without the comparison with plain fit)")
+    ap.add_argument("--same-start", default=None, metavar="DIR",
+                    help="start every backend from the same initial weights (kept in DIR) and data order")
     args = ap.parse_args()
 
     tf = import_tensorflow_quietly()
@@ -339,7 +404,8 @@ def main() -> None:
         runs = Path(args.runs) if args.runs else Path(scratch)
         for case in cases:
             start = time.perf_counter()
-            rows.append(score_case(case, runs, plain_fit=not args.skip_plain))
+            rows.append(score_case(case, runs, plain_fit=not args.skip_plain,
+                                   starts=Path(args.same_start) if args.same_start else None))
             row = rows[-1]
             print(f"{case.name}: {_findings_cell(row)} | {_verdict_cell(row)} | {_agreement_cell(row)} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
@@ -350,12 +416,14 @@ def main() -> None:
         print(tables(parts[part], summary))
     for row in not_run:
         print(f"not run on {backend}: {row['case']} ({row['not_run']})")
-    name = args.out or ("fault_suite_test" if args.part == "test" else "fault_suite")
+    name = args.out or (("fault_suite_test" if args.part == "test" else "fault_suite")
+                        + ("_same_start" if args.same_start else ""))
     if backend != "tensorflow" and not args.out:
         name += f"_{backend}"
     path = write_result(name, {"backend": backend, "not_run": not_run,
                                "seed": SEED, "loss_rtol": LOSS_RTOL, "weight_rtol": WEIGHT_RTOL,
                                "plain_fit": not args.skip_plain, "part": args.part,
+                               "same_start": bool(args.same_start),
                                "summary": summaries.get("tuning") or summaries.get("test"),
                                "summaries": summaries, "cases": rows})
     print(f"-> {path}")
