@@ -11,10 +11,15 @@ The figure is the median over rounds of the two fits' time ratio (a round's two 
 back to back, so drifts in the machine's speed between rounds cancel), with its
 interquartile range; beside it the same for the median epoch of each fit, which leaves out
 what happens once per fit (Monitor's start, the run record's last writes).
+Each model is timed at the case's own length (240 steps, a fit of 0.2-1 s: what happens
+once a fit, the contract, the probes, the record's writes, weighs most there) and, with
+``--lengths 1 10``, at ten times its epochs (2,400 steps: closer to a fit people wait
+for, where the per-step cost shows).
 Goal: at most 1.05x. Writes bench/results/overhead_keras.json; on Keras' other backends, chosen the
 Keras way, overhead_keras_jax.json and overhead_keras_torch.json.
 
-    python bench/overhead_keras.py                  # both models, 5 rounds
+    python bench/overhead_keras.py                  # both models, 5 rounds, the cases' own length
+    python bench/overhead_keras.py --lengths 1 10   # and ten times as many epochs
     python bench/overhead_keras.py --models conv_healthy --rounds 9
     KERAS_BACKEND=jax python bench/overhead_keras.py
 """
@@ -53,8 +58,8 @@ def _epoch_timer():
     return EpochTimer()
 
 
-def _runner(case, run_dir: Path | None, epoch_medians: list):
-    """A call that fits one copy of the case once and returns its seconds."""
+def _runner(case, run_dir: Path | None, epoch_medians: list, length: int = 1):
+    """A call that fits one copy of the case once (``length`` times its epochs) and returns its seconds."""
     import keras
 
     import diagnose
@@ -62,6 +67,7 @@ def _runner(case, run_dir: Path | None, epoch_medians: list):
 
     keras.utils.set_random_seed(SEED)
     setup = case.build()
+    setup.epochs *= length
     model, callbacks = setup.model, [_epoch_timer()]
     if run_dir is not None:
         model = diagnose.instrument(setup.model)
@@ -88,12 +94,12 @@ def _quartiles(values: list[float]) -> list[float]:
     return [q[0], q[2]]
 
 
-def measure(case, rounds: int, scratch: Path) -> dict:
+def measure(case, rounds: int, scratch: Path, length: int = 1) -> dict:
     import keras
 
     epochs = {"plain": [], "instrumented": []}
-    plain, setup = _runner(case, None, epochs["plain"])
-    ours, _ = _runner(case, scratch / case.name, epochs["instrumented"])
+    plain, setup = _runner(case, None, epochs["plain"], length)
+    ours, _ = _runner(case, scratch / f"{case.name}-{length}", epochs["instrumented"], length)
     times = alternate({"plain": plain, "instrumented": ours}, rounds)
     for key in epochs:  # drop the warm-up call's
         epochs[key] = epochs[key][1:]
@@ -101,7 +107,7 @@ def measure(case, rounds: int, scratch: Path) -> dict:
     epoch_ratios = [o / p for o, p in zip(epochs["instrumented"], epochs["plain"])]
     rows = len(keras.tree.flatten(setup.y)[0])  # (targets per output, for a model with several)
     steps = setup.epochs * -(-rows // setup.batch_size)
-    return {"model": case.name, "steps_per_fit": steps, "rounds": rounds,
+    return {"model": case.name, "length": length, "steps_per_fit": steps, "rounds": rounds,
             "fit_s_plain": statistics.median(times["plain"]),
             "fit_s_instrumented": statistics.median(times["instrumented"]),
             "step_ms_plain": 1e3 * statistics.median(times["plain"]) / steps,
@@ -115,6 +121,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS), help="fault-suite cases to time")
     ap.add_argument("--rounds", type=int, default=5, help="timed fits per path, alternating")
+    ap.add_argument("--lengths", type=int, nargs="+", default=[1], metavar="N",
+                    help="time each model at N times its case's epochs (one run per N)")
     args = ap.parse_args()
     import_tensorflow_quietly()
     import keras
@@ -126,12 +134,13 @@ def main() -> None:
     cases = load_cases()
     results = []
     with tempfile.TemporaryDirectory(prefix="overhead-keras-") as scratch:
-        for name in args.models:
-            try:
-                results.append(measure(cases[name], args.rounds, Path(scratch)))
-            except Exception as error:  # noqa: BLE001  (a model instrument() cannot take is a result too)
-                message = (str(error).strip().splitlines() or [""])[0][:200]
-                results.append({"model": name, "error": f"{type(error).__name__}: {message}"})
+        for length in args.lengths:
+            for name in args.models:
+                try:
+                    results.append(measure(cases[name], args.rounds, Path(scratch), length))
+                except Exception as error:  # noqa: BLE001  (a model instrument() cannot take is a result too)
+                    message = (str(error).strip().splitlines() or [""])[0][:200]
+                    results.append({"model": name, "length": length, "error": f"{type(error).__name__}: {message}"})
     print(f"Keras backend: {backend}")
     print("| model | steps per fit | plain ms/step | instrumented ms/step | ratio (IQR) | median-epoch ratio (IQR) |")
     print("|---|---|---|---|---|---|")

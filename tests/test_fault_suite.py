@@ -155,6 +155,31 @@ def test_compare_sees_a_changed_loss_and_accepts_identical_non_finite_runs():
     assert not stopped["losses_equal"]
 
 
+def test_same_start_gives_a_case_the_shared_weights_and_one_order_of_its_examples(tmp_path):
+    """--same-start: the first build writes its initial weights, a build drawn from another seed loads them, and
+    every array of the inputs and targets (a dict of inputs here) is permuted by the same order."""
+    scorer, case = _scorer(), CASES["wd_healthy"]  # a wide-and-deep model: a dict of inputs
+    builds = []
+    for seed in (0, 1):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        setup = case.build()
+        original = (keras.tree.map_structure(np.copy, setup.x), keras.tree.map_structure(np.copy, setup.y))
+        kwargs, facts = scorer._same_start(case, setup, tmp_path)
+        builds.append((setup, original, kwargs, facts))
+    (first, original, kwargs, facts), (second, _, _, loaded) = builds
+    assert facts["weights"] == "written" and loaded["weights"] == "loaded"
+    assert kwargs["shuffle"] is False and facts["order"] == "permuted once"
+    for a, b in zip(first.model.get_weights(), second.model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # seed 1 drew other weights; the shared ones replaced them
+    assert any(not np.array_equal(a, b) for a, b in zip(keras.tree.flatten(first.x), keras.tree.flatten(original[0])))
+    # One order for every array: find it from the first input and check the rest against it.
+    rows = keras.tree.flatten(original[0])[0]
+    order = np.random.RandomState(scorer.SEED).permutation(len(rows))
+    for now, before in zip(keras.tree.flatten((first.x, first.y)), keras.tree.flatten(original)):
+        np.testing.assert_array_equal(now, np.asarray(before)[order])
+
+
 def test_summary_counts_top1_recall_and_false_alarms():
     summarise = _scorer().summarise
     rows = [
