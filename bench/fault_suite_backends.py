@@ -7,10 +7,15 @@ fault_suite_test.json, fault_suite_test_jax.json, fault_suite_test_torch.json), 
 per backend, the suite's figures beside TensorFlow's and every case whose findings
 differ from TensorFlow's: the same findings in the same order, the same first finding
 (the cause the verdict names), or neither. A case only TensorFlow runs is listed with
-its reason. Writes bench/results/fault_suite_backends.json.
+its reason. Writes bench/results/fault_suite_backends.json (with --name, NAME_backends.json).
 
     python bench/fault_suite_backends.py                       # the test part, jax and torch
     python bench/fault_suite_backends.py --name fault_suite    # both parts
+    python bench/fault_suite_backends.py --name fault_suite_test_same_start   # runs from one start
+
+On results of ``fault_suite.py --same-start`` (every backend from the same initial
+weights and data order) each differing case also lists the random layers whose draws
+still differ between backends, and whether the two backends started from the same file.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ def compare(reference: dict, other: dict) -> dict:
         entry = {"case": row["case"], "expect": row["expect"], "tensorflow": a, "backend": b,
                  "error": theirs[row["case"]].get("instrumented_error"),
                  "plain_error": theirs[row["case"]].get("plain_error")}
+        start, their_start = row.get("same_start") or {}, theirs[row["case"]].get("same_start") or {}
+        if start:
+            entry["random_layers"] = start.get("random_layers", [])
+            # both wrote their own weights: they ran at once and did not share the start
+            entry["shared_start"] = not (start.get("weights") == their_start.get("weights") == "written")
         if a == b:
             same.append(row["case"])
         elif a[:1] == b[:1]:
@@ -93,17 +103,21 @@ def main() -> None:
               f"order as on TensorFlow, {len(result['same_first_only'])} the same first finding only, "
               f"{len(result['different_first'])} another first finding\n")
         if result["same_first_only"] or result["different_first"]:
-            print(f"| case | expected | tensorflow | {backend} | {backend}: fit raised (plain fit too?) |\n"
-                  "|---|---|---|---|---|")
+            started = any("random_layers" in e for e in result["different_first"] + result["same_first_only"])
+            print(f"| case | expected | tensorflow | {backend} | {backend}: fit raised (plain fit too?) |"
+                  + (" random layers |" if started else "") + "\n|---|---|---|---|---|" + ("---|" if started else ""))
             for entry in result["different_first"] + result["same_first_only"]:
                 raised = "-" if not entry["error"] else \
                     f"{entry['error'][:70]} ({'plain too' if entry['plain_error'] else 'plain trained'})"
                 print(f"| {entry['case']} | {', '.join(entry['expect']) or '(healthy)'} | "
                       f"{', '.join(entry['tensorflow']) or 'none'} | {', '.join(entry['backend']) or 'none'} "
-                      f"| {raised} |")
+                      f"| {raised} |" + (f" {', '.join(entry.get('random_layers', [])) or '-'}"
+                                        f"{'' if entry.get('shared_start', True) else ' (not the same start)'} |"
+                                        if started else ""))
         for row in result["not_run"]:
             print(f"- not run on {backend}: {row['case']} ({row['not_run']})")
-    print(f"-> {write_result('fault_suite_backends', out)}")
+    name = "fault_suite_backends" if args.name == "fault_suite_test" else f"{args.name}_backends"
+    print(f"-> {write_result(name, out)}")
 
 
 if __name__ == "__main__":
