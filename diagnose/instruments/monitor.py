@@ -227,7 +227,8 @@ class Monitor(keras.callbacks.Callback):
         self._stepped(self.epoch_start + (batch + 1 if not isinstance(steps, int) else min(batch + 1, steps)))
 
     def _after_step(self) -> None:
-        """JAX, PyTorch: the model's train function calls this after each step (one per call), on fit's thread."""
+        """JAX, PyTorch: the model's train function calls this after each step (several a call on JAX with
+        steps_per_execution above 1), on fit's thread."""
         self._stepped(self.step + 1)
 
     def _stepped(self, step: int) -> None:
