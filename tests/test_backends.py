@@ -7,6 +7,7 @@ default run tests TensorFlow, and (with the slow tests) compares the three backe
 reference models, each backend in a subprocess of its own.
 """
 
+import functools
 import importlib.util
 import json
 import math
@@ -41,13 +42,14 @@ def _data(conv=False):
     return x, ((flat[:, 0] > 0).astype("int32") + (flat[:, 1] > 1)).astype("int32")
 
 
-def _model(conv=False, lr=0.01):
+def _model(conv=False, lr=0.01, steps_per_execution=1):
     keras.utils.set_random_seed(1)
     layers = ([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten()]
               if conv else [keras.Input((6,)), keras.layers.Dense(12, activation="relu")])
     model = keras.Sequential([*layers, keras.layers.Dense(3)])
     model.compile(optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"],
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=steps_per_execution)
     return model
 
 
@@ -101,6 +103,29 @@ def test_a_diverging_run_is_recorded_where_it_diverged(tmp_path):
     summary = runrecord.read_summary(tmp_path / "run")
     assert summary["status"] == "diverged" and 1 <= summary["diverged_at"]["step"] <= summary["steps"]
     assert not math.isfinite(ours["loss"][-1]) or summary["diverged_at"]["variable"]
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras' PyTorch trainer runs one step per call")
+def test_several_steps_per_call_train_as_plain_fit_and_record_every_step(tmp_path):
+    # 4 steps a call, 6 steps an epoch: each epoch's second call runs short (2 steps)
+    x, y = _data()
+    several = functools.partial(_model, steps_per_execution=4)
+    _assert_as_plain_fit(ours := _fit_model(several, x, y, tmp_path / "four", validation_split=0.25),
+                         _fit_model(several, x, y, validation_split=0.25))
+    _fit_model(_model, x, y, tmp_path / "one", validation_split=0.25)
+    assert ours[0] == _fit_model(_model, x, y, validation_split=0.25)[0]  # the same run, one step a call
+    four, one = (runrecord.read_metrics(tmp_path / run) for run in ("four", "one"))
+    assert runrecord.read_summary(tmp_path / "four")["steps"] == STEPS and four["step"].iloc[-1] == STEPS
+
+    def step_mean(metrics):  # each row the mean of its steps' losses
+        return np.average(metrics["loss"], weights=np.diff(metrics["step"], prepend=0))
+
+    # every step's loss counted once, whichever calls ran it
+    np.testing.assert_allclose(step_mean(four), step_mean(one), rtol=1e-5)
+    if BACKEND == "jax":  # steps run one by one from the host: rows on their own steps, each as one step a call
+        assert list(four["step"]) == list(range(2, STEPS + 1, 2))
+        assert four.shape == one.shape  # (the layers' names differ, numbered by Keras at each build)
+        np.testing.assert_allclose(four.to_numpy(float), one.to_numpy(float), rtol=1e-5)
 
 
 def _two_outputs():
@@ -193,18 +218,22 @@ class OwnStepVAE(TinyVAE):
             return {"loss": self.total.result()}
 
 
-def _own_step():
+def _own_step(steps_per_execution=1):
     keras.utils.set_random_seed(0)
     model = OwnStepVAE()
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), steps_per_execution=steps_per_execution)
     model(np.zeros((2, 6), "float32"))
     return model
 
 
-def test_a_model_with_its_own_train_step_trains_as_plain_fit_and_is_measured_from_outside(tmp_path):
+@pytest.mark.parametrize("steps_per_execution", [
+    1, pytest.param(4, marks=pytest.mark.skipif(BACKEND == "torch", reason="Keras' PyTorch trainer: one step a call"))])
+def test_a_model_with_its_own_train_step_trains_as_plain_fit_and_is_measured_from_outside(steps_per_execution,
+                                                                                           tmp_path):
     x, _ = _data()
-    plain = _fit_model(_own_step, x, x, validation_data=(x[:32], x[:32]))
-    ours = _fit_model(_own_step, x, x, tmp_path / "run", validation_data=(x[:32], x[:32]))
+    build = functools.partial(_own_step, steps_per_execution)
+    plain = _fit_model(build, x, x, validation_data=(x[:32], x[:32]))
+    ours = _fit_model(build, x, x, tmp_path / "run", validation_data=(x[:32], x[:32]))
     _assert_as_plain_fit(ours, plain)
     metrics = runrecord.read_metrics(tmp_path / "run")
     ratios = [c for c in metrics.columns if c.startswith("update_ratio/")]

@@ -221,11 +221,14 @@ class Monitor(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self._after_steps:  # counted by the model's train function instead (async_safe)
             return
-        # ``batch`` is the last batch run in this call (several with steps_per_execution).
-        self._stepped(self.epoch_start + batch + 1)
+        # ``batch`` is the last batch of this call (several with steps_per_execution), as Keras numbers it: past
+        # the epoch's end where its last call ran short of data
+        steps = (self.params or {}).get("steps")
+        self._stepped(self.epoch_start + (batch + 1 if not isinstance(steps, int) else min(batch + 1, steps)))
 
     def _after_step(self) -> None:
-        """JAX, PyTorch: the model's train function calls this after each step (one per call), on fit's thread."""
+        """JAX, PyTorch: the model's train function calls this after each step (several a call on JAX with
+        steps_per_execution above 1), on fit's thread."""
         self._stepped(self.step + 1)
 
     def _stepped(self, step: int) -> None:

@@ -11,7 +11,8 @@ every step.
 The rule is kept on the host when each call of the train function runs one step
 (:meth:`Schedule.next_due`): the wrapper then calls one of two compiled steps, and a
 step that measures nothing carries none of the sampled families' ops, not even as an
-untaken branch. With several steps per call it is kept in-graph (:meth:`Schedule.due`).
+untaken branch. So it is on JAX with several steps per call too (Keras runs them one by one
+from the host); on TensorFlow, where they are one graph, it is kept in-graph (:meth:`Schedule.due`).
 """
 
 from __future__ import annotations

@@ -133,7 +133,8 @@ class Instrumented(keras.Model):
 
         The schedule's choice made on the host leaves the unsampled steps' graph
         without the sampled families' ops (a ``tf.cond`` still walks its untaken
-        branch); with several steps per call the choice is made in-graph.
+        branch); with several steps per call (one graph on TensorFlow) the choice is made
+        in-graph, on JAX before each of them (:func:`~diagnose.instruments.backends.jax.make_train_function`).
         """
         if self.train_function is not None and not force:
             return self.train_function

@@ -7,7 +7,9 @@ instruments read the same gradients, the loss and the outputs, and, on the steps
 schedule samples, the weights before and after the update (so the update ratios need
 no copy of the weights whatever the optimizer) and the attention and branch sites the
 taps capture in the differentiated forward pass (out through ``has_aux``). Two jitted
-steps, sampled or not, the host picking between them as on TensorFlow. A model with its
+steps, sampled or not, the host picking between them before each step (as on TensorFlow with
+one step per call; several steps per call are run as Keras' JAX trainer runs them, one jitted
+step after another from the host: :func:`make_train_function`). A model with its
 own ``train_step(state, data)`` is trained by it, unchanged, on the state its own fit
 would hand it, and measured from outside (:func:`own_train_step`).
 """
@@ -18,7 +20,6 @@ import functools
 
 import jax
 
-from diagnose.errors import DiagnoseError
 from diagnose.instruments.backends.common import (as_vector, check_state, data_loss, every_step, logged_loss,
                                                   sampled_row, weight_changes)
 from diagnose.instruments.measures import column_names, norms
@@ -96,12 +97,19 @@ def _capturing(model):
 
 
 def make_train_function(model, force: bool = False):
-    """Keras' JAX train function (one step per call), on one of two jitted steps the host's schedule picks."""
+    """Keras' JAX train function, on one of two jitted steps the host's schedule picks before each step.
+
+    With ``steps_per_execution`` above 1 it is built as Keras' own
+    (``JAXTrainer._make_function``): one call runs that many jitted steps in turn from
+    the host, each on the next batch and the state the last one returned, ends early
+    where the epoch's data runs out (only a first batch missing ends the epoch), and
+    returns the last step's logs. Each step is thus picked, recorded and hooked as with
+    one step per call: the schedule samples the same steps, the rows' means are the
+    same, no third step is compiled, and the Monitor's rows land on their own steps
+    (on TensorFlow, where a call is one graph, at the end of the call that crosses them).
+    """
     if model.train_function is not None and not force:
         return model.train_function
-    if model.steps_per_execution != 1:
-        raise DiagnoseError("diagnose.instrument on JAX trains one step per call; compile the model with "
-                            "steps_per_execution=1 (the default)")
     if model._custom_step:  # the state the user's step reads must be what its own fit would hand it
         check_state(model)
     jit = not model.run_eagerly and model.jit_compile
@@ -110,24 +118,39 @@ def make_train_function(model, force: bool = False):
         step = functools.partial(own_train_step if model._custom_step else train_step, model, sampled=sampled)
         steps[sampled] = jax.jit(step, donate_argnums=0) if jit else step
 
-    def train_function(state, iterator):
+    def one_step(state, data):
         sampled = model.schedule.next_due()
-        logs, state, (every, bad, measured, histogram) = steps[sampled](state, next(iterator))
+        logs, state, (every, bad, measured, histogram) = steps[sampled](state, data)
         columns.setdefault(sampled, model.step_columns)
         model.acc.add(columns[sampled]["every"], every, bad)
         if measured is not None:
             model.sampled_acc.add(columns[sampled]["sampled"], measured, bad, histogram)
         if model.step_hooks:  # a Monitor's work after each step, here on fit's thread (see Monitor.async_safe)
-            # as Keras' loop sets it after this call: a hook that reads a weight syncs the variables from it
+            # as Keras' loop sets it after a call: a hook that reads a weight syncs the variables from it
             # (set past Keras' attribute tracking, which would walk every array of the state)
-            object.__setattr__(model, "_jax_state", dict(zip(
-                ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables"),
-                state)))
+            object.__setattr__(model, "_jax_state", dict(zip(_STATE, state)))
             object.__setattr__(model, "_jax_state_synced", False)
             for hook in model.step_hooks:
                 hook()
         return logs, state
 
+    def train_function(state, iterator):
+        logs, state = one_step(state, next(iterator))
+        try:
+            for _ in range(model.steps_per_execution - 1):
+                data = next(iterator)
+                if model._jax_state_synced:  # a hook wrote the state into the variables: taken back as
+                    # Keras' fit takes it at a call's start (the variables purged, the arrays donated on)
+                    state = model._get_jax_state(**dict.fromkeys(_STATE, True), purge_model_variables=True)
+                    object.__setattr__(model, "_jax_state_synced", False)
+                logs, state = one_step(state, data)
+        except StopIteration:  # the epoch's last call, short of data
+            pass
+        return logs, state
+
     model.train_function = train_function
     return train_function
 
+
+# The parts of the state fit threads through the train function, in its order (Keras' ``_jax_state`` keys).
+_STATE = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
