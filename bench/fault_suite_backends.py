@@ -47,7 +47,7 @@ def compare(reference: dict, other: dict) -> dict:
         a, b = _ids(row), _ids(theirs[row["case"]])
         entry = {"case": row["case"], "expect": row["expect"], "tensorflow": a, "backend": b,
                  "error": theirs[row["case"]].get("instrumented_error"),
-                 "plain_error": theirs[row["case"]].get("plain_error")}
+                 "plain_error": theirs[row["case"]].get("plain_error") if other.get("plain_fit", True) else "not run"}
         start, their_start = row.get("same_start") or {}, theirs[row["case"]].get("same_start") or {}
         if start:
             entry["random_layers"] = start.get("random_layers", [])
@@ -107,8 +107,8 @@ def main() -> None:
             print(f"| case | expected | tensorflow | {backend} | {backend}: fit raised (plain fit too?) |"
                   + (" random layers |" if started else "") + "\n|---|---|---|---|---|" + ("---|" if started else ""))
             for entry in result["different_first"] + result["same_first_only"]:
-                raised = "-" if not entry["error"] else \
-                    f"{entry['error'][:70]} ({'plain too' if entry['plain_error'] else 'plain trained'})"
+                plain = {None: "plain trained", "not run": "plain not run"}.get(entry["plain_error"], "plain too")
+                raised = f"{entry['error'][:70]} ({plain})" if entry["error"] else "-"
                 print(f"| {entry['case']} | {', '.join(entry['expect']) or '(healthy)'} | "
                       f"{', '.join(entry['tensorflow']) or 'none'} | {', '.join(entry['backend']) or 'none'} "
                       f"| {raised} |" + (f" {', '.join(entry.get('random_layers', [])) or '-'}"
