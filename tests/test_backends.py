@@ -87,6 +87,35 @@ def test_trains_as_plain_fit_and_writes_the_record(conv, tmp_path):
     assert isinstance(str(diagnose.check(tmp_path / "run")), str)
 
 
+def _fcn():
+    """A time-series FCN (three Conv1D blocks with BatchNormalization) at sizes where, on JAX, XLA fused the
+    instruments' ops with the step's own and the weights left plain fit's by 1e-4 within four steps."""
+    keras.utils.set_random_seed(1)
+    blocks = [layer for filters, kernel in ((32, 8), (64, 5), (32, 3)) for layer in (
+        keras.layers.Conv1D(filters, kernel, padding="same"), keras.layers.BatchNormalization(), keras.layers.ReLU())]
+    model = keras.Sequential([keras.Input((128, 1)), *blocks, keras.layers.GlobalAveragePooling1D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_a_batchnorm_conv_net_trains_bit_for_bit_as_plain_fit(tmp_path):
+    x = np.random.default_rng(0).normal(size=(64, 128, 1)).astype("float32")
+    y = (x[:, :4, 0].sum(1) > 0).astype("int32") + (x[:, 4:8, 0].sum(1) > 1)
+    found = []
+    for instrumented in (False, True):
+        model = _fcn()
+        keras.utils.set_random_seed(2)
+        fitter = diagnose.instrument(model) if instrumented else model
+        callbacks = [diagnose.Monitor(tmp_path / "run", log_every=2)] if instrumented else []
+        history = fitter.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=callbacks).history
+        found.append((history, model.get_weights()))
+    (plain, plain_weights), (ours, weights) = found
+    assert ours == plain
+    for a, b in zip(weights, plain_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_fit_does_not_wait_for_each_step_on_a_monitor(tmp_path):
     # On JAX and PyTorch Keras overlaps the next step with the last one's logs unless a callback's batch hook
     # must run in turn; the Monitor's runs on fit's thread from the train function, and rows land on their steps.
