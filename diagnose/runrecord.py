@@ -78,7 +78,8 @@ run directory goes through it. A run directory holds:
                                                        # entry is equal (zeros, ones)
          "at_start": {COLUMN: value},                  # instrumented Keras runs: metrics.csv's columns over
                                                        # the first step(s) alone (fit's first call), as built
-         "versions": {"python", "tensorflow", "keras", "numpy", "diagnose"}}
+         "versions": {"python", "tensorflow", "keras", "keras_backend", "numpy", "diagnose",
+                      "jax" | "torch": where Keras ran on that backend}}
 
     A Keras model's run (``diagnose.Monitor``) writes the same keys where they apply;
     its baselines are derived from the targets it trained on: ``ln_vocab`` (ln of the
@@ -174,6 +175,24 @@ __all__ = ["SCHEMA_VERSION", "PROOF", "BASE_COLUMNS", "STATUSES", "NEVER_FINISHE
 
 # What check and report say of a record whose summary still reads "running".
 NEVER_FINISHED = "this run never finished (status running: interrupted or still training)"
+
+
+def versions() -> dict:
+    """The libraries a run trained with, and the Keras backend it ran on (summary.json's ``versions``)."""
+    import platform
+
+    import keras
+    import numpy as np
+
+    from diagnose import __version__
+    from diagnose._tf import import_tensorflow_quietly
+
+    backend = keras.backend.backend()
+    found = {"python": platform.python_version(), "tensorflow": import_tensorflow_quietly().__version__,
+             "keras": keras.__version__, "keras_backend": backend, "numpy": np.__version__, "diagnose": __version__}
+    if backend in ("jax", "torch"):
+        found[backend] = __import__(backend).__version__
+    return found
 
 
 def write_config(run_dir: str | os.PathLike, model: dict, data: dict, train: dict,

@@ -81,6 +81,9 @@ def test_trains_as_plain_fit_and_writes_the_record(conv, tmp_path):
     assert len(ratios) == 4 and (metrics["grad_norm/global"] > 0).all() and (metrics[ratios] > 0).all().all()
     summary = runrecord.read_summary(tmp_path / "run")
     assert summary["status"] == "completed" and summary["steps"] == STEPS
+    versions = summary["versions"]  # the backend the record was written on, and its library's version
+    assert versions["keras_backend"] == BACKEND and versions["keras"] == keras.__version__
+    assert BACKEND == "tensorflow" or versions[BACKEND] == importlib.import_module(BACKEND).__version__
     assert "error" not in summary["contract"] and summary["contract"]["constant_loss"] > 0
     # the ReLU layer bends the map from inputs to logits: the contract's affine fact, from a compiled forward pass
     assert summary["contract"]["affine"]["deviation"] > 1e-3

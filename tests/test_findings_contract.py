@@ -290,6 +290,28 @@ def test_excessive_dropout_and_frozen_layers_in_a_run_that_failed():
     assert rule("frozen-layers")(view(failed, contract(), layers)) is not None
 
 
+def test_every_matrix_blocked_under_a_probability_crossentropy_names_keras_clip_off_tensorflow():
+    """On JAX and PyTorch Keras clips the probabilities of a cross-entropy computed from them, and a saturated
+    output passes back nothing: the explanation says so where every matrix is blocked, on those backends only."""
+    metrics = record(loss=stuck)
+    for name in VARIABLES:
+        metrics[f"grad_norm/{name}"] = 0.0
+    summary = {"initial_weight_digests": {"dense": "ab12", "out": "cd34"},
+               "at_start": {f"grad_norm/{name}": 0.0 for name in VARIABLES}}
+
+    def explanation(backend, from_logits=False, blocked=VARIABLES):
+        found = view(metrics if blocked is VARIABLES else metrics.assign(**{"grad_norm/out": 0.2}), summary=summary)
+        found.summary["versions"] = {"keras": keras.__version__, "keras_backend": backend}
+        found.model["loss_from_logits"] = from_logits
+        return rule("blocked-gradient")(found).explanation
+
+    assert "PyTorch Keras computes a cross-entropy on probabilities" in explanation("torch")
+    assert "on JAX Keras" in explanation("jax")
+    assert "clipped" not in explanation("tensorflow")  # computed from the logits there
+    assert "clipped" not in explanation("jax", from_logits=True)  # no probabilities to clip
+    assert "clipped" not in explanation("jax", blocked=None)  # one matrix still trains: a cut path, not a clip
+
+
 def test_a_weight_matrix_that_never_gets_a_gradient_is_blocked():
     metrics = record(loss=stuck)
     metrics["grad_norm/dense"] = 0.0

@@ -99,7 +99,8 @@ def test_summary_json(short_run, small_corpus):
     assert summary["best"]["val_loss"] == pytest.approx(trained_valid.loc[best, "val_loss"], rel=1e-12)
     assert summary["best"]["step"] == trained_valid.loc[best, "step"]
     assert summary["best"]["val_perplexity"] == pytest.approx(math.exp(summary["best"]["val_loss"]))
-    assert set(summary["versions"]) == {"python", "tensorflow", "keras", "numpy", "diagnose"}
+    assert set(summary["versions"]) == {"python", "tensorflow", "keras", "keras_backend", "numpy", "diagnose"}
+    assert summary["versions"]["keras_backend"] == "tensorflow"  # the built-in MemN2N trains on TensorFlow
 
 
 def test_progress_called_once_per_logged_row(short_run):

@@ -217,10 +217,26 @@ def blocked_gradient(view: RunView) -> Hit | None:
                      "zero gradient, so something between them and the loss passes none back: a stop_gradient, "
                      "an argmax, a round, a cast to an integer, or a branch the loss does not use. They keep their "
                      "initial values for the whole run." +
-                     (f" The model has {len(stops)} stop_gradient op(s) on its graph." if stops else "")),
+                     (f" The model has {len(stops)} stop_gradient op(s) on its graph." if stops else "") +
+                     (_clipped_crossentropy(view) if len(blocked) == total and not stops else "")),
         fix=("Remove the stop_gradient (or the argmax / round / cast) between these layers and the loss, or replace "
              "it with a differentiable op (softmax for argmax); if the weights are meant to stay fixed, make them "
              "non-trainable."))
+
+
+def _clipped_crossentropy(view: RunView) -> str:
+    """Where every weight gets none under a cross-entropy on probabilities on JAX or PyTorch: Keras' own clip."""
+    backend = (view.summary.get("versions") or {}).get("keras_backend")
+    model = view.model or {}
+    if backend not in ("jax", "torch") or model.get("loss_from_logits") is not False \
+            or "crossentropy" not in str(model.get("loss", "")).lower():
+        return ""
+    name = {"jax": "JAX", "torch": "PyTorch"}[backend]
+    return (f" Every weight matrix gets none here, and on {name} Keras computes a cross-entropy on probabilities "
+            "from probabilities clipped into [1e-7, 1 - 1e-7]: a softmax or sigmoid saturated from the first "
+            "step (inputs far from unit scale, weights initialised far too wide) sits on the clip and passes "
+            "back nothing (on TensorFlow Keras computes it from the logits, and the same model moves): bring the "
+            "inputs to unit scale, or the initialiser to its default, before looking for a cut path.")
 
 
 def _values_per_channel(layer: dict, batch: int) -> int | None:

@@ -173,6 +173,7 @@ class Monitor(keras.callbacks.Callback):
                    "optimizer": keras.optimizers.serialize(user.optimizer)["config"]},
             rebuild=self.rebuild, summary=self.variables | {"contract": self.contract})
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
+        self.versions = runrecord.versions()
         self._after_steps = keras.backend.backend() != "tensorflow"
         if self._after_steps:
             self.model.step_hooks.append(self._after_step)
@@ -392,6 +393,7 @@ class Monitor(keras.callbacks.Callback):
             "best": {"val_loss": min(valid) if valid else None},
             "baselines": baselines, "diverged_at": self.diverged, "wall_time_s": time.perf_counter() - self.t0,
             "at_start": self.at_start or {}, **self.variables, "contract": self.contract,
+            "versions": self.versions,
         }
         self._record_started()
         self.log.close(summary)  # metrics.csv, then summary.json: synced side by side, renamed in that order

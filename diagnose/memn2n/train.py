@@ -9,7 +9,6 @@ summary); :mod:`diagnose.memn2n.steps` holds the compiled steps it drives.
 from __future__ import annotations
 
 import math
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from diagnose import __version__, runrecord, studydir
+from diagnose import runrecord, studydir
 from diagnose.memn2n.config import RunConfig, resolve
 from diagnose.memn2n.data.corpus import Corpus
 from diagnose.memn2n.checkpoint import read_checkpoint, write_checkpoint
@@ -47,12 +46,6 @@ class TrainResult:
     summary: dict
 
 
-def _versions() -> dict:
-    import keras
-    import tensorflow as tf
-
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "diagnose": __version__}
 
 
 def train(config: RunConfig, out_dir: str | Path, *, corpus: Corpus | None = None,
@@ -369,5 +362,5 @@ def _summary(state: dict, baselines: dict, t_start: float, config: RunConfig) ->
                           if state.get("train_time_this_call") else None),
         "resumed_from_step": state.get("resumed_from"),
         **(state.get("variables") or {}),
-        "versions": _versions(),
+        "versions": runrecord.versions(),
     }
