@@ -1,10 +1,10 @@
 """diagnose: why does my Keras model not converge? Instruments, counterfactual ablations, verdicts."""
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
 
-from typing import TYPE_CHECKING  # noqa: E402
+from diagnose._version import __version__
 
-from diagnose.runrecord import load_run  # noqa: E402
+from diagnose.runrecord import load_run
 
 if TYPE_CHECKING:  # what a type checker sees of the names loaded on first use below (the package ships py.typed)
     from diagnose.instruments.monitor import Monitor

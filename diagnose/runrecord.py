@@ -147,6 +147,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from diagnose._version import __version__
 from diagnose.errors import DiagnoseError, RecordError
 from diagnose.studydir import MANIFEST, RUNS, is_study_dir
 from diagnose.files import (atomic_write, atomic_write_all, clean_json, json_text, make_temp_dir, read_json,
@@ -184,7 +185,6 @@ def versions() -> dict:
     import keras
     import numpy as np
 
-    from diagnose import __version__
     from diagnose._tf import import_tensorflow_quietly
 
     backend = keras.backend.backend()
