@@ -130,6 +130,51 @@ def test_fit_does_not_wait_for_each_step_on_a_monitor(tmp_path):
     assert list(runrecord.read_metrics(tmp_path / "run")["step"]) == list(range(2, STEPS + 1, 2))
 
 
+@pytest.mark.skipif(BACKEND != "jax", reason="only JAX's fit trains on a state apart from the model's variables")
+def test_the_monitor_copies_jaxs_state_into_the_variables_only_for_its_probes(tmp_path, monkeypatch):
+    # Keras' Callback.model copies every weight into the variables at each read; fit then takes them back out at
+    # its next step. The Monitor reads rows, the learning rate and the accumulators without them.
+    x, y = _data()
+    wrapper = diagnose.instrument(_model())
+    copies, sync = [], type(wrapper).jax_state_sync
+
+    def counted(self):
+        copies.append(bool(getattr(self, "_jax_state", None)) and not self._jax_state_synced)
+        sync(self)
+
+    monkeypatch.setattr(type(wrapper), "jax_state_sync", counted)
+    monkeypatch.setattr(keras.Model, "jax_state_sync", counted)
+    plain = _model()
+    plain.fit(x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0)
+    fits_own = sum(copies)  # at each epoch's end and after each validation
+    assert fits_own >= 2
+    for probe_every, probed_mid_epoch in ((0, 0), (4, 2)):  # (probes at steps 4 and 8; 12 is an epoch's end)
+        copies.clear()
+        wrapper.fit(x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0,
+                    callbacks=[diagnose.Monitor(tmp_path / f"run{probe_every}", log_every=1, probe_every=probe_every,
+                                                probe=(x[:16], y[:16]))])
+        assert len(runrecord.read_metrics(tmp_path / f"run{probe_every}")) == STEPS
+        assert sum(copies) == fits_own + probed_mid_epoch, (probe_every, copies)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="only JAX's steps run behind the host")
+def test_rows_read_a_row_late_are_the_rows_read_at_once(tmp_path, monkeypatch):
+    # On JAX a row is read while the next row's steps run; each row must hold its own steps' means all the same.
+    from diagnose.instruments.wrapper import Instrumented
+
+    found = {}
+    for behind in (True, False):
+        monkeypatch.setattr(Instrumented, "reads_behind", property(lambda self, b=behind: b))
+        x, y = _data()
+        keras.utils.set_random_seed(2)
+        diagnose.instrument(_model()).fit(x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0,
+                                          callbacks=[diagnose.Monitor(tmp_path / str(behind), log_every=1)])
+        found[behind] = runrecord.read_metrics(tmp_path / str(behind))
+    assert len(found[True]) == STEPS and found[True]["loss"].nunique() == STEPS
+    # (the second model's layers are numbered on: its columns' names differ, in the same order)
+    pd.testing.assert_frame_equal(found[True], found[False].set_axis(found[True].columns, axis=1))
+
+
 def test_a_diverging_run_is_recorded_where_it_diverged(tmp_path):
     ours, _ = _fit(False, True, tmp_path / "run", lr=1e6)
     summary = runrecord.read_summary(tmp_path / "run")

@@ -146,10 +146,15 @@ def norms(tensors, grouped: bool = False) -> list:
     are normed in one pass over their concatenation, by a segment sum of the squares.
     Outside XLA each op costs a few microseconds of dispatch whatever its size, and a
     norm per tensor is four ops: on a small model with dozens of variables that was most
-    of what a sampled step's norms cost. Under XLA (which fuses the per-tensor norms
+    of what a sampled step's norms cost (on PyTorch, eager, each tensor's norm is one
+    torch op instead, ``torch.linalg.vector_norm``, the same L2 norm). Under XLA (which fuses the per-tensor norms
     and lowers a segment sum to a scatter) leave it False.
     """
-    if not on_tensorflow():  # one norm per tensor, in keras.ops (XLA and eager PyTorch need no grouping)
+    if keras.backend.backend() == "torch":  # eager: one torch op per tensor, not keras.ops' four (see above)
+        import torch
+
+        return [torch.linalg.vector_norm(torch.as_tensor(t).to(torch.float32)) for t in tensors]
+    if not on_tensorflow():  # one norm per tensor, in keras.ops (XLA needs no grouping)
         return [ops.sqrt(ops.sum(ops.square(ops.cast(values(t), "float32")))) for t in tensors]
     tensors = [tf.convert_to_tensor(t) for t in tensors]
     small = [i for i, t in enumerate(tensors)

@@ -11,6 +11,7 @@ rows, so a short run has several probes.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import time
@@ -22,6 +23,7 @@ from diagnose import runrecord, studydir
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
+from diagnose.instruments.backends.common import sync_state
 from diagnose.instruments.contract import target_of, task_contract
 from diagnose.instruments.task_error import constant_task_error, task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
@@ -73,7 +75,8 @@ class Monitor(keras.callbacks.Callback):
             check RUN --prove`` can test its findings' fixes: ``{"builder": build,
             "data": data, "settings": {...}, "fit": {...}}`` with functions or
             ``"module:function"`` references (see :func:`diagnose.rebuild.rebuild_entry`).
-        stop_on_divergence: end ``fit`` at the row where the run is found diverged. Off by
+        stop_on_divergence: end ``fit`` at the row where the run is found diverged (on JAX, where a
+            row is read while the next row's steps run, at the end of that next row). Off by
             default: the Monitor only observes, so training goes on exactly as ``fit`` would
             (add ``keras.callbacks.TerminateOnNaN()`` to stop on a NaN); the record says
             where it diverged either way.
@@ -135,6 +138,14 @@ class Monitor(keras.callbacks.Callback):
         self._begun = None  # the record's start, written beside the first steps (runrecord.start_record)
         self._after_steps = False  # the model's train function calls _after_step (JAX, PyTorch)
 
+    @property
+    def model(self):
+        """The instrumented model fit trains. Keras' own property first writes JAX's training state into the
+        model's variables at every read (a copy of every weight, and fit's next step takes them back out): at
+        each row that was a tenth of a small model's step time. The Monitor reads no weight but through the
+        probe, which writes the state in itself (:func:`~diagnose.instruments.backends.common.sync_state`)."""
+        return self._model
+
     def on_train_begin(self, logs=None):
         if not getattr(self.model, "instrumented", False):  # diagnose.instrument's model (instruments.wrapper)
             raise DiagnoseError("diagnose.Monitor needs the model returned by diagnose.instrument(model)")
@@ -149,6 +160,7 @@ class Monitor(keras.callbacks.Callback):
         self.step, self.epoch, self.epoch_start, self.logged, self.rows = 0, 0, 0, 0, 0
         self.t0 = time.perf_counter()
         self.status, self.error, self.diverged, self.finished = "running", None, None, False
+        self._unread = collections.deque()  # rows closed, not yet read: (step and rate, probe, read)
         self.next_probe = self.probe_every or 0
         if self.probe is not None:
             check_probe(self.model.user_model, self.probe)
@@ -241,7 +253,10 @@ class Monitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch = epoch + 1
-        row = self._log() if self.step != self.logged else (self.log.rows[-1] if self.log.rows else None)
+        if self.step != self.logged:
+            self._log()
+        self._read_rows()  # fit has waited for the epoch's steps already
+        row = self.log.rows[-1] if self.log.rows else None
         if row is not None and logs:
             if "val_loss" in logs:
                 row["val_loss"] = float(logs["val_loss"]) / self._validation_divisor()
@@ -279,33 +294,43 @@ class Monitor(keras.callbacks.Callback):
                 self.log = None  # no record: nothing to write rows or a failure into
                 raise
 
-    def _log(self):
+    def _log(self) -> None:
+        """Closes a row at this step: its step, learning rate and probe taken now, its means read by
+        :meth:`_read_rows` (on JAX a row later, while the next row's steps run: see ``Instrumented.close_row``)."""
         if self._begun is not None and self._begun.done():  # a record that could not be written stops fit here
             self._record_started()
-        acc = self.model.read_row()
+        read = self.model.close_row()
         self.logged = self.step
         self.rows += 1
         per_epoch = (self.params or {}).get("steps")  # epochs done, fractional, as the record says (runrecord)
         epoch = self.step / per_epoch if isinstance(per_epoch, int) and per_epoch > 0 else self.epoch
-        row = {"step": self.step, "epoch": epoch, "learning_rate": self.model.learning_rate(),
-               **acc["row"]}
-        if self._probe_due():
-            row.update(self._probe())
-        self.log.append(row, acc["histogram"])
-        if acc["diverged"] and self.status == "running":
-            self.status, self.diverged = "diverged", acc["diverged"]
-            self.error = f"non-finite value at step {acc['diverged']['step']} (variable {acc['diverged']['variable']})"
-            self.model.stop_training = self.stop_on_divergence
-        elif self.status == "running" and (blown := divergence(row, self.model.targets.baselines().get("classes"))):
-            # A classifier's loss far beyond ln(classes), or an infinite gradient norm: no NaN needed.
-            self.status, self.diverged = "diverged", {"step": self.step, "variable": blown["variable"]}
-            self.error = blown["error"]
-            self.model.stop_training = self.stop_on_divergence
-        return row
+        head = {"step": self.step, "epoch": epoch,
+                "learning_rate": self.model.learning_rate(unread=self.model.reads_behind)}
+        self._unread.append((head, self._probe() if self._probe_due() else {}, read))
+        self._read_rows(behind=1 if self.model.reads_behind else 0)
+
+    def _read_rows(self, behind: int = 0) -> None:
+        """Reads the closed rows, in order, all but the last ``behind``, into the record."""
+        while len(self._unread) > behind:
+            head, probe, read = self._unread.popleft()
+            acc = read()
+            row = {**head, "learning_rate": float(head["learning_rate"]), **acc["row"], **probe}
+            self.log.append(row, acc["histogram"])
+            if acc["diverged"] and self.status == "running":
+                self.status, self.diverged = "diverged", acc["diverged"]
+                self.error = (f"non-finite value at step {acc['diverged']['step']} "
+                              f"(variable {acc['diverged']['variable']})")
+                self.model.stop_training = self.stop_on_divergence
+            elif self.status == "running" and (blown := divergence(row, self.model.targets.baselines().get("classes"))):
+                # A classifier's loss far beyond ln(classes), or an infinite gradient norm: no NaN needed.
+                self.status, self.diverged = "diverged", {"step": row["step"], "variable": blown["variable"]}
+                self.error = blown["error"]
+                self.model.stop_training = self.stop_on_divergence
 
     def _probe(self) -> dict:
         """The probe's losses (real, shuffled and zeroed inputs) and the task's error on the probe batch."""
         x, y = self.probe_data
+        sync_state(self.model)  # on JAX, the weights (and seed states) fit trains on, into the model's variables
         with random_state_kept(self.model.user_model):  # the probe draws nothing training would have drawn
             real, shuffled, zeroed = self.model.probe_losses(x, y)
             row = {"probe_loss_real": real, "probe_loss_shuffled": shuffled, "probe_loss_zeroed": zeroed}
@@ -370,6 +395,7 @@ class Monitor(keras.callbacks.Callback):
             self.model.step_hooks.remove(self._after_step)
         if self.step != self.logged:
             self._log()
+        self._read_rows()
         last = self.log.rows[-1] if self.log.rows else None
         if self.probe_data is None and self.probe_after is not None and self.probe_every != 0:
             self.probe_data = first_batch(self.probe_after)  # fit is done with the dataset: nothing moves now

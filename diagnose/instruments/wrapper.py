@@ -332,16 +332,41 @@ class Instrumented(keras.Model):
         else:
             every, sampled = self.acc.read_and_reset(), self.sampled_acc.read_and_reset()
         self.schedule.reset()
+        return self._merged(every, sampled)
+
+    def close_row(self):
+        """Ends the row's interval and returns a call that reads it (what :meth:`read_row` gives), made in the
+        order the rows were closed (host call). On JAX the steps run behind the host, and the read waits for
+        the row's last one: the call is made while later steps run, so the host need not wait mid-epoch
+        (:attr:`reads_behind`). Elsewhere the row is read now."""
+        if BACKEND != "jax":
+            read = self.read_row()
+            return lambda: read
+        self.acc.close()
+        self.sampled_acc.close()
+        self.schedule.reset()
+        return lambda: self._merged(self.acc.read_closed(), self.sampled_acc.read_closed())
+
+    @property
+    def reads_behind(self) -> bool:
+        """Whether :meth:`close_row`'s reads are best made a row later: the steps run behind the host (JAX)."""
+        return BACKEND == "jax"
+
+    @staticmethod
+    def _merged(every: dict, sampled: dict) -> dict:
         return {**every, "row": {**every["row"], **sampled["row"]}, "histogram": sampled["histogram"]}
 
-    def learning_rate(self) -> float:
+    def learning_rate(self, unread: bool = False):
         """The rate the optimizer applies at the next step (a schedule's at its step count), read on JAX from
-        the state fit trains on without writing it back into the model's variables (host call)."""
+        the state fit trains on without writing it back into the model's variables (host call). ``unread``:
+        the backend's scalar, not waited for (JAX: the step that makes it may still run), for ``float`` later
+        (a copy: fit hands the state's own arrays on to the next step, which frees them)."""
         optimizer, state = self.optimizer, getattr(self, "_jax_state", None)
+        read = keras.ops.copy if unread else float
         if state and not getattr(self, "_jax_state_synced", True) and state.get("optimizer_variables"):
             with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, state["optimizer_variables"]))):
-                return float(optimizer.learning_rate)
-        return float(optimizer.learning_rate)
+                return read(optimizer.learning_rate)
+        return read(optimizer.learning_rate)
 
     def _named_inputs(self, x) -> list:
         """``(name, tensor)`` per input: dict keys, else the model's input names, else in0, in1..."""

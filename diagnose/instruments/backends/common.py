@@ -13,6 +13,9 @@ a model's own train step and the probes' loss through the same functions here.
 
 from __future__ import annotations
 
+import collections
+import functools
+
 import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
@@ -86,6 +89,9 @@ def every_step(model, y, y_pred, sample_weight, loss, row_loss, grads, sampled: 
     row.update(registry.measure(Step(names=model.names, norms=[], loss=row["loss"]), every_step=True)[0])
     if sampled:
         bad = _nonfinite(loss, grads)
+    elif not xla:  # PyTorch runs eagerly: the loss read on the host, as Keras' own cond reads its condition there
+        bad = _nonfinite(loss, grads) if not bool(ops.isfinite(ops.cast(loss, "float32"))) else \
+            _all_false(1 + len(grads))
     else:
         bad = ops.cond(ops.isfinite(ops.cast(loss, "float32")),
                        lambda: ops.zeros((1 + len(grads),), "bool"), lambda: _nonfinite(loss, grads))
@@ -161,7 +167,7 @@ def sampled_row(model, x, view, row_loss, grads, before, after, sites=((), ())) 
     attention, branches = sites
     step = Step(names=model.names, norms=norms, loss=row_loss, clip_mode=mode, clip_norm=threshold,
                 weight_norms=measures.norms(before),
-                update_norms=measures.norms([ops.subtract(a, b) for a, b in zip(after, before)]),
+                update_norms=measures.norms([a - b for a, b in zip(after, before)]),
                 attention=list(attention), branches=list(branches), inputs=model._named_inputs(x))
     if view is not None and not isinstance(view, dict):
         step.outputs, step.labels, step.row_weights, step.output_kind = (
@@ -173,16 +179,34 @@ def sampled_row(model, x, view, row_loss, grads, before, after, sites=((), ())) 
 
 
 def as_vector(row: dict):
-    """A row's columns as one float32 vector (blocks as they are), for the host to sum."""
+    """A row's columns as one float32 vector (blocks as they are), for the host to sum.
+
+    On PyTorch, which runs each op as it comes, in torch's own ops: through ``keras.ops`` each
+    of them costs several microseconds of Keras' dtype and structure checks, and this one runs
+    at every step (a tenth of the instruments' cost on a small convnet's step).
+    """
+    if BACKEND_NAME == "torch":
+        import torch
+
+        return torch.cat([torch.as_tensor(v).reshape(-1).to(torch.float32) for v in row.values()])
     return ops.concatenate([ops.reshape(ops.cast(v, "float32"), (-1,)) for v in row.values()], axis=0)
 
 
+@functools.lru_cache(maxsize=8)
+def _all_false(n: int):
+    """(n,) False: no loss or gradient non-finite (made once per length; nothing writes into it)."""
+    return ops.zeros((n,), "bool")
+
+
 class HostAccumulator:
-    """The sums of each column over the healthy steps since the last read, kept on the host.
+    """The sums of each column over the healthy steps of each interval (a logged row), kept on the host.
 
     Each step adds its columns' vector, its non-finite flags and its histogram (the
-    attention family's winning-slot counts, if any), as backend arrays left unread; a
-    read pulls them in order and gives what
+    attention family's winning-slot counts, if any), as backend arrays left unread. An
+    interval is closed (:meth:`close`) without reading anything, and read later
+    (:meth:`read_closed`, in the order closed): on JAX, whose steps run behind the host,
+    the Monitor reads a row while the next row's steps run, so that the host never waits
+    for the device mid-epoch. A read gives what
     :meth:`~diagnose.instruments.accumulate.Accumulator.read_and_reset` gives: the
     histogram summed over the same healthy steps, (1,) zeros where no step had one.
     """
@@ -193,9 +217,9 @@ class HostAccumulator:
         self.reset()
 
     def reset(self) -> None:
-        """Zeroes everything, the step count and the divergence flag included (a new run)."""
-        self._pending, self._sums, self._count, self._step, self._diverged = [], None, 0.0, 0, (0, 0)
-        self._hist = None
+        """Drops every interval, the step count and the divergence flag included (a new run)."""
+        self._pending, self._closed = [], collections.deque()
+        self._step, self._diverged = 0, (0, 0)
 
     def add(self, columns: list[str], vector, bad, hist=None) -> None:
         """Records one step (host side; nothing is read from the device here); ``hist``: a float array of
@@ -204,43 +228,56 @@ class HostAccumulator:
             self.columns = list(columns)
         self._pending.append((vector, bad, hist))
 
-    def _settle(self) -> None:
-        for vector, bad, hist in self._pending:
-            self._step += 1
-            bad = np.asarray(keras.ops.convert_to_numpy(bad), bool)
-            values = np.asarray(keras.ops.convert_to_numpy(vector), np.float64)
-            counts = None if hist is None else np.asarray(keras.ops.convert_to_numpy(hist), np.float64)
-            if self._sums is None:
-                self._sums = np.zeros_like(values)
-            if counts is not None and self._hist is None:
-                self._hist = np.zeros_like(counts)
-            if not bad.any() and not self._diverged[0]:
-                self._sums += values
-                self._count += 1.0
-                if counts is not None:
-                    self._hist += counts
-            elif bad.any() and not self._diverged[0]:
-                self._diverged = (self._step, int(np.argmax(bad)) - 1)
+    def close(self) -> None:
+        """Ends the interval (host side, nothing read): its steps are read by a later :meth:`read_closed`."""
+        self._closed.append(self._pending)
         self._pending = []
 
-    def peek(self) -> dict:
-        """The means of every column so far, without resetting them."""
-        self._settle()
-        if self.columns is None or not self._count:
-            return {}
-        return {c: float(x) / self._count for c, x in zip(self.columns, self._sums)}
+    def _fold(self, entries, step: int, diverged: tuple):
+        """The sums, healthy count and histogram of ``entries`` (read from the device now), and the step count and
+        divergence flag after them: steps after the first non-finite one count for nothing."""
+        sums, count, hist = None, 0.0, None
+        for vector, bad, counts in entries:
+            step += 1
+            bad = np.asarray(keras.ops.convert_to_numpy(bad), bool)
+            values = np.asarray(keras.ops.convert_to_numpy(vector), np.float64)
+            counts = None if counts is None else np.asarray(keras.ops.convert_to_numpy(counts), np.float64)
+            sums = np.zeros_like(values) if sums is None else sums
+            hist = np.zeros_like(counts) if counts is not None and hist is None else hist
+            if not bad.any() and not diverged[0]:
+                sums += values
+                count += 1.0
+                if counts is not None:
+                    hist += counts
+            elif bad.any() and not diverged[0]:
+                diverged = (step, int(np.argmax(bad)) - 1)
+        return sums, count, hist, step, diverged
 
-    def read_and_reset(self) -> dict:
-        """The interval's means of every column (see :func:`~diagnose.instruments.accumulate.interval_means`)."""
-        self._settle()
+    def peek(self) -> dict:
+        """The means of every column over the open interval's steps so far (before any interval is closed:
+        the steps since the run began), leaving them to be read."""
+        sums, count, _, _, _ = self._fold(self._pending, self._step, self._diverged)
+        if self.columns is None or not count:
+            return {}
+        return {c: float(x) / count for c, x in zip(self.columns, sums)}
+
+    def read_closed(self) -> dict:
+        """The oldest closed interval's means of every column (see
+        :func:`~diagnose.instruments.accumulate.interval_means`); waits for its steps where they still run."""
+        entries = self._closed.popleft()
+        sums, count, hist, self._step, self._diverged = self._fold(entries, self._step, self._diverged)
         if self.columns is None:
             return {"row": {}, "histogram": np.zeros((0,)), "steps": 0, "diverged": None}
-        sums = self._sums if self._sums is not None else np.zeros(len(self.columns))
-        hist = self._hist if self._hist is not None else np.zeros((1,))
-        read = interval_means(self.columns, self.names, sums, self._count, hist, self._diverged)
-        self._sums, self._count = np.zeros_like(sums), 0.0
-        self._hist = None if self._hist is None else np.zeros_like(self._hist)
-        return read
+        sums = sums if sums is not None else np.zeros(len(self.columns))
+        hist = hist if hist is not None else np.zeros((1,))
+        return interval_means(self.columns, self.names, sums, count, hist, self._diverged)
+
+    def read_and_reset(self) -> dict:
+        """Closes the interval and reads it (and any closed before it, whose means are dropped)."""
+        self.close()
+        while len(self._closed) > 1:
+            self.read_closed()
+        return self.read_closed()
 
 
 def sync_state(model) -> None:
