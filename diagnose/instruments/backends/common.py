@@ -95,8 +95,8 @@ def every_step(model, y, y_pred, sample_weight, loss, row_loss, grads, sampled: 
     if sampled:
         bad = _nonfinite(loss, grads)
     elif not xla:  # PyTorch runs eagerly: the loss read on the host, as Keras' own cond reads its condition there
-        bad = _nonfinite(loss, grads) if not bool(ops.isfinite(ops.cast(loss, "float32"))) else \
-            _all_false(1 + len(grads))
+        finite = bool(ops.isfinite(ops.cast(loss, "float32")))
+        bad = _all_false(1 + len(grads)) if finite else _nonfinite(loss, grads)
     else:
         bad = ops.cond(ops.isfinite(ops.cast(loss, "float32")),
                        lambda: ops.zeros((1 + len(grads),), "bool"), lambda: _nonfinite(loss, grads))
