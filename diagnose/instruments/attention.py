@@ -26,23 +26,26 @@ def _stats(probs, pad, allowed, masked):
     ``pad``: True on padded slots, ``allowed``: True on the slots entropy is normalised
     by (those the attention could weigh), ``masked``: True on slots the attention's own
     mask forbids; each None for every slot (no slot padded, all allowed, none masked).
+
+    Each mean over the N rows is one sum over rows and slots together, divided by N:
+    a per-row figure summed apart (the entropy divided by its row's log-slots, then
+    averaged) makes XLA reduce the rows in a tree of its own, several times the cost of
+    the sum (on CPU, 0.2 ms a step of the fault suite's Transformer, its own step 1 ms).
     """
     p = ops.cast(probs, "float32")
-    entropy = -ops.sum(p * ops.log(ops.maximum(p, 1e-30)), axis=-1)  # (K, N)
+    rows = ops.cast(ops.shape(p)[1], "float32")
+    plogp = p * ops.log(ops.maximum(p, 1e-30))
     # Normalised by ln(allowed slots); a row with one allowed slot counts as two to avoid 0/0.
     if allowed is None:
         slots = ops.cast(ops.shape(p)[-1], "float32")
+        entropy = -ops.sum(plogp, axis=(1, 2)) / (rows * ops.log(ops.maximum(slots, 2.0)))
     else:
-        slots = ops.sum(ops.cast(allowed, "float32"), axis=-1)
-    norm_entropy = entropy / ops.log(ops.maximum(slots, 2.0))
-    none = ops.zeros((entropy.shape[0],))  # (K,): K is the number of sites stacked, always known
-    if pad is None:
-        pad_mass = none
-    else:
-        pad_mass = ops.mean(ops.sum(p * ops.cast(pad, "float32"), axis=-1), axis=-1)
+        slots = ops.sum(ops.cast(allowed, "float32"), axis=-1, keepdims=True)  # (K, N, 1)
+        entropy = -ops.sum(plogp / ops.log(ops.maximum(slots, 2.0)), axis=(1, 2)) / rows
+    none = ops.zeros((p.shape[0],))  # (K,): K is the number of sites stacked, always known
+    pad_mass = none if pad is None else ops.sum(p * ops.cast(pad, "float32"), axis=(1, 2)) / rows
     share = none if masked is None else ops.mean(ops.cast(masked, "float32"), axis=(1, 2))
-    return ops.stack([ops.mean(norm_entropy, axis=-1), ops.mean(ops.max(p, axis=-1), axis=-1),
-                      pad_mass, share], axis=1)
+    return ops.stack([entropy, ops.sum(ops.max(p, axis=-1), axis=-1) / rows, pad_mass, share], axis=1)
 
 
 def _data_pad(step: Step, probs):
