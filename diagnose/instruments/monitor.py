@@ -30,7 +30,7 @@ from diagnose.instruments.describe import describe, initial_weights, variable_la
 from diagnose.instruments.preparation import as_arrays
 from diagnose.instruments.probe_data import check_probe, first_batch
 from diagnose.instruments.probes import auto_due, next_probe
-from diagnose.instruments.rng import random_state_kept
+from diagnose.instruments.rng import random_state_kept, seed_states
 from diagnose.instruments.rowlog import RowLog
 from diagnose.instruments.rundir import RUNS_ROOT, end_line, new_run_dir
 from diagnose.rebuild import rebuild_entry
@@ -167,9 +167,10 @@ class Monitor(keras.callbacks.Callback):
         self.probe_data = self.probe if self.probe is not None else self.auto_probe
         self.log_every = self.requested_log_every or _auto_log_every(self.params)
         user = self.model.user_model
+        self._seed_states = seed_states(user)  # the model is built: its variables stay as they are through fit
         self.loss_at_step0, self.at_start, kept = None, None, None
         if self.probe_data is not None and self.probe_every != 0:
-            with random_state_kept(self.model.user_model):
+            with random_state_kept(user, self._seed_states):
                 self.loss_at_step0 = self.model.probe_losses(*self.probe_data)[0]
             # the outputs that pass took on the probe batch, real and shuffled: the contract's at the start
             if self.model.probe_outputs is not None and self.model.probe_shuffled_outputs is not None:
@@ -209,7 +210,7 @@ class Monitor(keras.callbacks.Callback):
         y_valid = probe_y if y_valid is None else y_valid
         steps = self.params.get("steps") if isinstance(self.params, dict) else None
         try:
-            with random_state_kept(user):
+            with random_state_kept(user, self._seed_states):
                 facts = task_contract(user, self.model.loss_info, y=y,
                                       probe_x=self.probe_data[0] if self.probe_data is not None else None,
                                       batch_size=inputs.get("batch_size"), epochs=inputs.get("epochs"),
@@ -331,7 +332,8 @@ class Monitor(keras.callbacks.Callback):
         """The probe's losses (real, shuffled and zeroed inputs) and the task's error on the probe batch."""
         x, y = self.probe_data
         sync_state(self.model)  # on JAX, the weights (and seed states) fit trains on, into the model's variables
-        with random_state_kept(self.model.user_model):  # the probe draws nothing training would have drawn
+        # the probe draws nothing training would have drawn
+        with random_state_kept(self.model.user_model, self._seed_states):
             real, shuffled, zeroed = self.model.probe_losses(x, y)
             row = {"probe_loss_real": real, "probe_loss_shuffled": shuffled, "probe_loss_zeroed": zeroed}
             if "targets" in self.contract:

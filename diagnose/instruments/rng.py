@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import contextlib
 
-__all__ = ["random_state_kept"]
+__all__ = ["random_state_kept", "seed_states"]
 
 
-def _seed_states(model) -> list:
+def seed_states(model) -> list:
+    """The variables holding ``model``'s seed generators' states (a walk over all of its variables: found once
+    a fit by a caller that keeps them, as a probe's every call would otherwise walk them again)."""
     return [v for v in getattr(model, "variables", []) if v.path.rsplit("/", 1)[-1] == "seed_generator_state"]
 
 
 @contextlib.contextmanager
-def random_state_kept(model):
-    """Runs the block, then puts every seed generator of ``model`` back where it was."""
-    states = _seed_states(model)
+def random_state_kept(model, states: list | None = None):
+    """Runs the block, then puts every seed generator of ``model`` back where it was (``states``: its
+    :func:`seed_states`, where the caller has them)."""
+    states = seed_states(model) if states is None else states
     saved = [v.numpy() for v in states]
     try:
         yield
