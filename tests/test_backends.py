@@ -131,9 +131,10 @@ def test_fit_does_not_wait_for_each_step_on_a_monitor(tmp_path):
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="only JAX's fit trains on a state apart from the model's variables")
-def test_the_monitor_copies_jaxs_state_into_the_variables_only_for_its_probes(tmp_path, monkeypatch):
+def test_the_monitor_never_copies_jaxs_state_into_the_variables(tmp_path, monkeypatch):
     # Keras' Callback.model copies every weight into the variables at each read; fit then takes them back out at
-    # its next step. The Monitor reads rows, the learning rate and the accumulators without them.
+    # its next step. The Monitor reads rows, the learning rate and the accumulators without them, and its probes
+    # run on the state fit holds.
     x, y = _data()
     wrapper = diagnose.instrument(_model())
     copies, sync = [], type(wrapper).jax_state_sync
@@ -148,13 +149,31 @@ def test_the_monitor_copies_jaxs_state_into_the_variables_only_for_its_probes(tm
     plain.fit(x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0)
     fits_own = sum(copies)  # at each epoch's end and after each validation
     assert fits_own >= 2
-    for probe_every, probed_mid_epoch in ((0, 0), (4, 2)):  # (probes at steps 4 and 8; 12 is an epoch's end)
+    for probe_every in (0, 4):  # (probes at steps 4 and 8 mid-epoch; 12 is an epoch's end)
         copies.clear()
         wrapper.fit(x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0,
                     callbacks=[diagnose.Monitor(tmp_path / f"run{probe_every}", log_every=1, probe_every=probe_every,
                                                 probe=(x[:16], y[:16]))])
         assert len(runrecord.read_metrics(tmp_path / f"run{probe_every}")) == STEPS
-        assert sum(copies) == fits_own + probed_mid_epoch, (probe_every, copies)
+        assert sum(copies) == fits_own, (probe_every, copies)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="only JAX's probes run on the state fit holds")
+def test_a_probe_on_fits_state_reads_what_a_probe_on_the_variables_reads(tmp_path, monkeypatch):
+    from diagnose.instruments.backends import common
+
+    x, y = _data()
+    found = []
+    for on_state in (True, False):
+        if not on_state:  # the state written into the variables first, as Keras' Callback.model would
+            monkeypatch.setattr(common, "_fit_weights", lambda model: None)
+        keras.utils.set_random_seed(3)
+        run = tmp_path / f"run{on_state}"
+        diagnose.instrument(_model()).fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[
+            diagnose.Monitor(run, log_every=2, probe_every=4, probe=(x[:16], y[:16]))])
+        found.append(runrecord.read_metrics(run).filter(regex="^probe_").dropna(how="all"))
+    assert len(found[0]) >= 3 and {"probe_loss_real", "probe_task_error"} <= set(found[0].columns)
+    pd.testing.assert_frame_equal(found[0], found[1])
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="only JAX's steps run behind the host")

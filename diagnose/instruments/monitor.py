@@ -142,8 +142,8 @@ class Monitor(keras.callbacks.Callback):
     def model(self):
         """The instrumented model fit trains. Keras' own property first writes JAX's training state into the
         model's variables at every read (a copy of every weight, and fit's next step takes them back out): at
-        each row that was a tenth of a small model's step time. The Monitor reads no weight but through the
-        probe, which writes the state in itself (:func:`~diagnose.instruments.backends.common.sync_state`)."""
+        each row that was a tenth of a small model's step time. The Monitor reads no weight; its probes run on
+        the state fit holds (``Instrumented.probe_losses``)."""
         return self._model
 
     def on_train_begin(self, logs=None):
@@ -307,7 +307,7 @@ class Monitor(keras.callbacks.Callback):
         epoch = self.step / per_epoch if isinstance(per_epoch, int) and per_epoch > 0 else self.epoch
         head = {"step": self.step, "epoch": epoch,
                 "learning_rate": self.model.learning_rate(unread=self.model.reads_behind)}
-        self._unread.append((head, self._probe() if self._probe_due() else {}, read))
+        self._unread.append((head, self._probe() if self._probe_due() else dict, read))
         self._read_rows(behind=1 if self.model.reads_behind else 0)
 
     def _read_rows(self, behind: int = 0) -> None:
@@ -315,7 +315,7 @@ class Monitor(keras.callbacks.Callback):
         while len(self._unread) > behind:
             head, probe, read = self._unread.popleft()
             acc = read()
-            row = {**head, "learning_rate": float(head["learning_rate"]), **acc["row"], **probe}
+            row = {**head, "learning_rate": float(head["learning_rate"]), **acc["row"], **probe()}
             self.log.append(row, acc["histogram"])
             if acc["diverged"] and self.status == "running":
                 self.status, self.diverged = "diverged", acc["diverged"]
@@ -328,29 +328,42 @@ class Monitor(keras.callbacks.Callback):
                 self.error = blown["error"]
                 self.model.stop_training = self.stop_on_divergence
 
-    def _probe(self) -> dict:
-        """The probe's losses (real, shuffled and zeroed inputs) and the task's error on the probe batch."""
+    def _probe(self):
+        """A call giving the probe's columns: its losses (real, shuffled and zeroed inputs) and the task's error
+        on the probe batch. On JAX the passes run now on the state fit holds, behind the steps, and are read
+        with the row (see ``Instrumented.probe_losses``); elsewhere the model's variables hold the weights,
+        and the probe is read now."""
         x, y = self.probe_data
-        sync_state(self.model)  # on JAX, the weights (and seed states) fit trains on, into the model's variables
+        if self.model.reads_behind:
+            losses = self.model.probe_losses(x, y, unread=True)
+            return lambda: self._probe_row(x, y, losses())
         # the probe draws nothing training would have drawn
         with random_state_kept(self.model.user_model, self._seed_states):
-            real, shuffled, zeroed = self.model.probe_losses(x, y)
-            row = {"probe_loss_real": real, "probe_loss_shuffled": shuffled, "probe_loss_zeroed": zeroed}
-            if "targets" in self.contract:
-                try:
-                    error = task_error(self._probe_outputs(x), y, self.contract)
-                except Exception:  # noqa: BLE001 - a measure, never a reason for fit to fail
-                    error = None
-                if error is not None:
-                    row["probe_task_error"] = error
-            elif self.contract.get("outputs"):  # several outputs: each output's task error
-                row.update(self._output_task_errors(x, y))
+            row = self._probe_row(x, y, self.model.probe_losses(x, y))
+        return lambda: row
+
+    def _probe_row(self, x, y, losses) -> dict:
+        real, shuffled, zeroed = losses
+        row = {"probe_loss_real": real, "probe_loss_shuffled": shuffled, "probe_loss_zeroed": zeroed}
+        if "targets" in self.contract:
+            try:
+                error = task_error(self._probe_outputs(x), y, self.contract)
+            except Exception:  # noqa: BLE001 - a measure, never a reason for fit to fail
+                error = None
+            if error is not None:
+                row["probe_task_error"] = error
+        elif self.contract.get("outputs"):  # several outputs: each output's task error
+            row.update(self._output_task_errors(x, y))
         return row
 
     def _probe_outputs(self, x):
         """The model's outputs on the probe batch: those the probe's compiled pass kept, else a forward pass."""
         kept = self.model.probe_outputs
-        return kept if kept is not None else self.model.user_model(x, training=False)
+        if kept is not None:
+            return kept
+        sync_state(self.model)  # on JAX, fit's state into the variables the forward pass reads
+        with random_state_kept(self.model.user_model, self._seed_states):  # drawing nothing training would draw
+            return self.model.user_model(x, training=False)
 
     def _output_task_errors(self, x, y) -> dict:
         """``probe_task_error/NAME`` for each output whose targets the contract read."""
@@ -405,7 +418,7 @@ class Monitor(keras.callbacks.Callback):
             # a dataset: its batch, read now
             self.contract = self._contract(self.model.user_model)
         if last is not None and self.probe_data is not None and self.probe_every != 0 and "probe_loss_real" not in last:
-            last.update(self._probe())  # every run ends with a probe
+            last.update(self._probe()())  # every run ends with a probe
         losses = [r["loss"] for r in self.log.rows if isinstance(r.get("loss"), float) and not math.isnan(r["loss"])]
         valid = [r["val_loss"] for r in self.log.rows if r.get("val_loss") is not None]
         accuracy = [r["val_accuracy"] for r in self.log.rows if r.get("val_accuracy") is not None]

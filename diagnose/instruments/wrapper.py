@@ -389,16 +389,23 @@ class Instrumented(keras.Model):
         """
         return data_loss(self, y, y_pred, sample_weight, total, penalties=bool(self.losses))
 
-    def probe_losses(self, x, y) -> list[float]:
+    def probe_losses(self, x, y, unread: bool = False):
         """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read); the outputs on
         the real inputs are kept in ``probe_outputs`` (numpy, the model's output structure) for the task's error,
         which then needs no forward pass of its own, and those on the shuffled inputs (the batch rolled by one
-        example) in ``probe_shuffled_outputs``, for the contract's affine fact at the start."""
+        example) in ``probe_shuffled_outputs``, for the contract's affine fact at the start.
+
+        ``unread``: a call that reads them later is returned instead; on JAX during fit the passes then run on
+        fit's state behind the steps, neither waiting for them nor writing the state into the variables (see
+        :func:`~diagnose.instruments.backends.common.probe_losses`); elsewhere they are read now.
+        """
         for name in ("probe_outputs", "probe_shuffled_outputs"):
             object.__setattr__(self, name, None)
         if self._compile_loss is None:  # compiled without a loss: nothing to compare inputs by
-            return [float("nan")] * 3
-        return probe_losses(self, x, y)  # compiled as the backend compiles a predict step (backends.common)
+            losses = [float("nan")] * 3
+            return (lambda: losses) if unread else losses
+        found = probe_losses(self, x, y, unread=unread and self.reads_behind)  # compiled as a predict step
+        return (lambda: found) if unread and not self.reads_behind else found
 
     def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, validation_split=0.0, **kwargs):
         """Keras' ``fit``; a :class:`~diagnose.Monitor` without a probe batch gets one from the data."""

@@ -313,24 +313,56 @@ def probe_loss(model, y, y_pred):
     return model._compile_loss(y, y_pred) / model.loss_info.sum_divisor(y_pred)
 
 
-def probe_losses(model, x, y) -> list[float]:
+def probe_losses(model, x, y, unread: bool = False):
     """The data loss on ``(x, y)`` with real, shuffled and zeroed inputs (see ``Instrumented.probe_losses``),
-    the outputs on the real and shuffled inputs kept as the TensorFlow path keeps them."""
-    sync_state(model)
+    the outputs on the real and shuffled inputs kept as the TensorFlow path keeps them.
+
+    ``unread`` (JAX, during fit): the passes run on the state fit trains on, as it stands after the
+    last step dispatched, without writing it into the model's variables or waiting for the step; a
+    call is returned that reads the losses (and keeps the outputs) when made, later. The
+    stateless pass hands back the seed generators it moved, and they are dropped: the probe
+    draws nothing training would draw.
+    """
     x = keras.tree.map_structure(ops.convert_to_tensor, x)
     y = keras.tree.map_structure(ops.convert_to_tensor, y)
     if model._probe_fn is None:
         object.__setattr__(model, "_probe_fn", _probe_function(model))
-    losses, real, shuffled = model._probe_fn(x, y)
-    object.__setattr__(model, "probe_outputs", real)
-    object.__setattr__(model, "probe_shuffled_outputs", shuffled)
-    return [float(v) for v in ops.convert_to_numpy(losses)]
+    weights = _fit_weights(model) if unread else None
+    if weights is None:
+        sync_state(model)
+    found = model._probe_fn(x, y, weights)
+
+    def read():
+        losses, real, shuffled = found
+        real, shuffled = keras.tree.map_structure(ops.convert_to_numpy, (real, shuffled))
+        object.__setattr__(model, "probe_outputs", real)
+        object.__setattr__(model, "probe_shuffled_outputs", shuffled)
+        return [float(v) for v in ops.convert_to_numpy(losses)]
+
+    return read if unread else read()
+
+
+def _fit_weights(model):
+    """On JAX during fit, the user's model's trainable and non-trainable weights as the state fit holds them
+    (not yet written into the variables), in the model's own order; None elsewhere, or where the state
+    is written in already or does not hold every weight."""
+    state = getattr(model, "_jax_state", None)
+    if not state or getattr(model, "_jax_state_synced", True):
+        return None
+    user, weights = model.user_model, []
+    for kind in ("trainable_variables", "non_trainable_variables"):
+        values = state.get(kind)
+        at = {id(v): i for i, v in enumerate(getattr(model, kind))}
+        if values is None or any(id(v) not in at for v in getattr(user, kind)):
+            return None
+        weights.append([values[at[id(v)]] for v in getattr(user, kind)])
+    return weights
 
 
 def _probe_function(model):
-    """``(x, y) -> (losses, outputs, shuffled outputs)``: the model's forward passes without dropout on the
-    probe's variants of ``x`` and their losses, in one compiled call (an eager pass on JAX costs ~1 ms an
-    op); numpy outputs."""
+    """``(x, y, weights) -> (losses, outputs, shuffled outputs)``: the model's forward passes without dropout on
+    the probe's variants of ``x`` and their losses, in one compiled call (an eager pass on JAX costs ~1 ms an
+    op), unread; ``weights`` (JAX): the trainable and non-trainable weights to run on, else the variables'."""
     def probe(forward, x, y):
         outputs = [forward(v) for v in variants(x)]
         with keras.StatelessScope():  # Keras' own loss trackers stay where training left them
@@ -338,12 +370,7 @@ def _probe_function(model):
         return losses, outputs[0], outputs[1]
 
     probe = inference_function(model.user_model, probe)
-
-    def run(x, y):
-        losses, real, shuffled = probe(x, y)
-        return losses, *keras.tree.map_structure(ops.convert_to_numpy, (real, shuffled))
-
-    return run
+    return lambda x, y, weights=None: probe(x, y) if weights is None else probe.on_weights(*weights, x, y)
 
 
 def inference_function(model, fn):
@@ -365,6 +392,7 @@ def inference_function(model, fn):
             return stateless([v.value for v in model.trainable_variables],
                              [v.value for v in model.non_trainable_variables], *args)
 
+        call.on_weights = stateless  # (trainable, non_trainable, *args): on weights held apart (fit's state)
         return call
     if BACKEND_NAME == "torch":
         import torch
