@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from diagnose._tf import import_tensorflow_quietly
+from diagnose.instruments.eager_ops import every_step_ops
 from diagnose.instruments.measures import top1_correct
 
 tf = import_tensorflow_quietly()
@@ -257,14 +258,14 @@ class ClassifierView:
 
     def accuracy(self, xla: bool = False):
         """Top-1 accuracy over the rows (weighted by the mask); XLA lowers argmax to a sort, so there a max."""
+        o = every_step_ops()
         if xla:
             correct = top1_correct(self.outputs, self.labels)
         else:
-            correct = ops.cast(ops.equal(ops.cast(ops.argmax(self.outputs, axis=-1), "int32"), self.labels),
-                               "float32")
+            correct = o.cast(o.equal(o.argmax(self.outputs, axis=-1), self.labels), "float32")
         if self.row_weights is None:
-            return ops.mean(correct)
-        return ops.sum(correct * self.row_weights) / ops.maximum(ops.sum(self.row_weights), 1e-12)
+            return o.mean(correct)
+        return o.sum(correct * self.row_weights) / o.maximum(o.sum(self.row_weights), 1e-12)
 
 
 def _rank(t) -> int | None:
@@ -274,12 +275,14 @@ def _rank(t) -> int | None:
 
 
 def _mask(y_pred):
+    ops = every_step_ops()
     mask = getattr(y_pred, "_keras_mask", None)
     return None if mask is None else ops.reshape(ops.cast(mask, "float32"), (-1,))
 
 
 def classifier_view(y, y_pred, info: LossInfo) -> ClassifierView | None:
     """The rows and labels of a classifier's step, or None for a regression (or shapes we cannot read)."""
+    ops = every_step_ops()  # (runs on every step: torch's own ops on PyTorch)
     if y is None or not ops.is_tensor(y_pred) or _rank(y_pred) is None or _rank(y_pred) < 1:
         return None
     y = ops.convert_to_tensor(y)
