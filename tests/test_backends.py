@@ -514,3 +514,24 @@ def test_the_learning_rate_logged_is_the_schedules_at_each_row(tmp_path):
     _assert_as_plain_fit(ours, _fit_model(scheduled, x, y))
     metrics = runrecord.read_metrics(tmp_path / "run")
     np.testing.assert_allclose(metrics["learning_rate"], 0.01 * 0.9 ** metrics["step"], rtol=1e-5)
+
+
+def test_the_every_step_ops_are_keras_ops_on_this_backend():
+    # On PyTorch the classifier's view and accuracy run in torch's own ops (keras.ops elsewhere): the same values
+    # and dtypes as keras.ops for the arguments they are given, the first maximum winning argmax's ties.
+    from diagnose.instruments.eager_ops import every_step_ops
+
+    fast, rng = every_step_ops(), np.random.default_rng(0)
+    scores = ops.convert_to_tensor(np.concatenate([rng.normal(size=(6, 4)), np.ones((2, 4))]).astype("float32"))
+    labels = ops.convert_to_tensor(np.array([0, 3, 2, 255, -1, 1, 0, 2], "int64"))
+    mask = ops.convert_to_tensor(np.array([1, 0, 1, 1, 1, 1, 0, 1], bool))
+    for name, args in [("argmax", (scores,)), ("cast", (labels, "int32")), ("cast", (mask, "float32")),
+                       ("reshape", (scores, (-1, 2))), ("equal", (labels, labels)), ("logical_and", (mask, mask)),
+                       ("where", (mask, labels, ops.zeros_like(labels))), ("zeros_like", (labels,)),
+                       ("sigmoid", (scores,)), ("stack", ([scores, scores], -1)), ("sum", (scores,)),
+                       ("mean", (scores,)), ("maximum", (ops.sum(scores), 1e-12)), ("convert_to_tensor", (labels,))]:
+        kwargs = {"axis": -1} if name == "argmax" else {}
+        got, want = getattr(fast, name)(*args, **kwargs), getattr(ops, name)(*args, **kwargs)
+        assert keras.backend.standardize_dtype(got.dtype) == keras.backend.standardize_dtype(want.dtype), name
+        np.testing.assert_array_equal(ops.convert_to_numpy(got), ops.convert_to_numpy(want), err_msg=name)
+    assert list(ops.convert_to_numpy(fast.argmax(scores, axis=-1))[-2:]) == [0, 0]
