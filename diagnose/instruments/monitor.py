@@ -23,12 +23,12 @@ from diagnose import runrecord, studydir
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.divergence import divergence
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.backends.common import sync_state
 from diagnose.instruments.contract import target_of, task_contract
-from diagnose.instruments.task_error import constant_task_error, task_error
+from diagnose.instruments.task_error import constant_task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
 from diagnose.instruments.preparation import as_arrays
 from diagnose.instruments.probe_data import check_probe, first_batch
+from diagnose.instruments.probe_row import ProbeRow
 from diagnose.instruments.probes import auto_due, next_probe
 from diagnose.instruments.rng import random_state_kept, seed_states
 from diagnose.instruments.rowlog import RowLog
@@ -168,6 +168,7 @@ class Monitor(keras.callbacks.Callback):
         self.log_every = self.requested_log_every or _auto_log_every(self.params)
         user = self.model.user_model
         self._seed_states = seed_states(user)  # the model is built: its variables stay as they are through fit
+        self.probes = ProbeRow(self.model, self._seed_states)
         self.loss_at_step0, self.at_start, kept = None, None, None
         if self.probe_data is not None and self.probe_every != 0:
             with random_state_kept(user, self._seed_states):
@@ -329,63 +330,8 @@ class Monitor(keras.callbacks.Callback):
                 self.model.stop_training = self.stop_on_divergence
 
     def _probe(self):
-        """A call giving the probe's columns: its losses (real, shuffled and zeroed inputs) and the task's error
-        on the probe batch. On JAX the passes run now on the state fit holds, behind the steps, and are read
-        with the row (see ``Instrumented.probe_losses``); elsewhere the model's variables hold the weights,
-        and the probe is read now."""
-        x, y = self.probe_data
-        if self.model.reads_behind:
-            losses = self.model.probe_losses(x, y, unread=True)
-            return lambda: self._probe_row(x, y, losses())
-        # the probe draws nothing training would have drawn
-        with random_state_kept(self.model.user_model, self._seed_states):
-            row = self._probe_row(x, y, self.model.probe_losses(x, y))
-        return lambda: row
-
-    def _probe_row(self, x, y, losses) -> dict:
-        real, shuffled, zeroed = losses
-        row = {"probe_loss_real": real, "probe_loss_shuffled": shuffled, "probe_loss_zeroed": zeroed}
-        if "targets" in self.contract:
-            try:
-                error = task_error(self._probe_outputs(x), y, self.contract)
-            except Exception:  # noqa: BLE001 - a measure, never a reason for fit to fail
-                error = None
-            if error is not None:
-                row["probe_task_error"] = error
-        elif self.contract.get("outputs"):  # several outputs: each output's task error
-            row.update(self._output_task_errors(x, y))
-        return row
-
-    def _probe_outputs(self, x):
-        """The model's outputs on the probe batch: those the probe's compiled pass kept, else a forward pass."""
-        kept = self.model.probe_outputs
-        if kept is not None:
-            return kept
-        sync_state(self.model)  # on JAX, fit's state into the variables the forward pass reads
-        with random_state_kept(self.model.user_model, self._seed_states):  # drawing nothing training would draw
-            return self.model.user_model(x, training=False)
-
-    def _output_task_errors(self, x, y) -> dict:
-        """``probe_task_error/NAME`` for each output whose targets the contract read."""
-        try:
-            predicted = keras.tree.flatten(self._probe_outputs(x))
-        except Exception:  # noqa: BLE001 - a measure, never a reason for fit to fail
-            return {}
-        names = [name for name, _, _ in self.model.outputs]
-        row = {}
-        for facts in self.contract["outputs"]:
-            name = facts.get("name")
-            index = names.index(name) if name in names else None
-            target = target_of(y, name, index) if index is not None else None
-            if target is None or "targets" not in facts or index >= len(predicted):
-                continue
-            try:
-                error = task_error(predicted[index], target, facts)
-            except Exception:  # noqa: BLE001
-                error = None
-            if error is not None:
-                row[f"probe_task_error/{name}"] = error
-        return row
+        """A call giving the probe's columns at this step (see :class:`ProbeRow`)."""
+        return self.probes.take(*self.probe_data, self.contract)
 
     def _probe_due(self) -> bool:
         if self.probe_data is None or self.probe_every == 0:
