@@ -1,12 +1,14 @@
-"""The few ``keras.ops`` the figures taken on every step use, in torch's own ops where Keras runs on PyTorch.
+"""The few ``keras.ops`` the figures taken on every step use (and the per-variable vectors of the sampled
+ones), in torch's own ops where Keras runs on PyTorch.
 
 PyTorch runs each op as it comes, and each ``keras.ops`` call first checks its
 arguments for symbolic tensors and standardizes their dtypes: several microseconds
 an op (13 for a reshape), where torch's own op takes one or two. The classifier's
 view of a step and its accuracy run a dozen of them on every step, a few percent of
-a small model's step. :func:`every_step_ops` gives the same functions, with the same
-meaning for the arguments these callers pass (dtype names, integer axes), as torch's
-own ops on PyTorch and as ``keras.ops`` (which traces them into the compiled step) on
+a small model's step, and a sampled step's per-variable figures two a variable.
+:func:`every_step_ops` gives the same functions, with the same meaning for the
+arguments these callers pass (dtype names, integer axes), as torch's own ops on
+PyTorch and as ``keras.ops`` (which traces them into the compiled step) on
 TensorFlow and JAX.
 """
 
