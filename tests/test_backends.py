@@ -529,7 +529,9 @@ def test_the_every_step_ops_are_keras_ops_on_this_backend():
                        ("reshape", (scores, (-1, 2))), ("equal", (labels, labels)), ("logical_and", (mask, mask)),
                        ("where", (mask, labels, ops.zeros_like(labels))), ("zeros_like", (labels,)),
                        ("sigmoid", (scores,)), ("stack", ([scores, scores], -1)), ("sum", (scores,)),
-                       ("mean", (scores,)), ("maximum", (ops.sum(scores), 1e-12)), ("convert_to_tensor", (labels,))]:
+                       ("mean", (scores,)), ("maximum", (ops.sum(scores), 1e-12)), ("convert_to_tensor", (labels,)),
+                       ("isfinite", (ops.log(scores),)), ("all", (mask,)), ("logical_not", (mask,)),
+                       ("concatenate", ([ops.reshape(scores, (-1,)), ops.cast(labels, "float32")], 0))]:
         kwargs = {"axis": -1} if name == "argmax" else {}
         got, want = getattr(fast, name)(*args, **kwargs), getattr(ops, name)(*args, **kwargs)
         assert keras.backend.standardize_dtype(got.dtype) == keras.backend.standardize_dtype(want.dtype), name

@@ -5,7 +5,8 @@ PyTorch runs each op as it comes, and each ``keras.ops`` call first checks its
 arguments for symbolic tensors and standardizes their dtypes: several microseconds
 an op (13 for a reshape), where torch's own op takes one or two. The classifier's
 view of a step and its accuracy run a dozen of them on every step, a few percent of
-a small model's step, and a sampled step's per-variable figures two a variable.
+a small model's step, as do the step's column vector and non-finite flags, and a
+sampled step's per-variable figures two a variable.
 :func:`every_step_ops` gives the same functions, with the same meaning for the
 arguments these callers pass (dtype names, integer axes), as torch's own ops on
 PyTorch and as ``keras.ops`` (which traces them into the compiled step) on
@@ -49,7 +50,9 @@ def _torch_ops():
         zeros_like=torch.zeros_like, sigmoid=torch.sigmoid,
         stack=lambda xs, axis=0: torch.stack(list(xs), dim=axis),
         sum=lambda x: torch.sum(x), mean=lambda x: torch.mean(x),
-        maximum=lambda x, floor: torch.clamp(x, min=floor))
+        maximum=lambda x, floor: torch.clamp(x, min=floor),
+        isfinite=lambda x: torch.isfinite(tensor(x)), all=torch.all, logical_not=torch.logical_not,
+        concatenate=lambda xs, axis=0: torch.cat(list(xs), dim=axis))
 
 
 _OPS = _torch_ops() if keras.backend.backend() == "torch" else ops

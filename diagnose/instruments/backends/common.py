@@ -22,6 +22,7 @@ from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
 from diagnose.instruments import measures, output_health, registry, update_ratios
 from diagnose.instruments.accumulate import interval_means
+from diagnose.instruments.eager_ops import every_step_ops
 from diagnose.instruments.family import Step
 from diagnose.instruments.probes import variants
 from diagnose.instruments.targets import classifier_view, output_losses
@@ -70,13 +71,9 @@ def data_loss(model, y, y_pred, sample_weight, total, penalties: bool):
 
 
 def _nonfinite(loss, grads):
-    if BACKEND_NAME == "torch":  # eager: two torch ops a gradient, where keras.ops' three each cost checks
-        import torch
-
-        return torch.stack([~torch.isfinite(torch.as_tensor(loss).to(torch.float32)),
-                            *[~torch.isfinite(g).all() for g in grads]])
-    checks = [ops.logical_not(ops.all(ops.isfinite(g))) for g in grads]
-    return ops.stack([ops.logical_not(ops.isfinite(ops.cast(loss, "float32"))), *checks])
+    o = every_step_ops()  # (torch's own ops on PyTorch, which runs them as they come)
+    checks = [o.logical_not(o.all(o.isfinite(g))) for g in grads]
+    return o.stack([o.logical_not(o.isfinite(o.cast(loss, "float32"))), *checks])
 
 
 def every_step(model, y, y_pred, sample_weight, loss, row_loss, grads, sampled: bool, xla: bool):
@@ -184,17 +181,10 @@ def sampled_row(model, x, view, row_loss, grads, before, after, sites=((), ())) 
 
 
 def as_vector(row: dict):
-    """A row's columns as one float32 vector (blocks as they are), for the host to sum.
-
-    On PyTorch, which runs each op as it comes, in torch's own ops: through ``keras.ops`` each
-    of them costs several microseconds of Keras' dtype and structure checks, and this one runs
-    at every step (a tenth of the instruments' cost on a small convnet's step).
-    """
-    if BACKEND_NAME == "torch":
-        import torch
-
-        return torch.cat([torch.as_tensor(v).reshape(-1).to(torch.float32) for v in row.values()])
-    return ops.concatenate([ops.reshape(ops.cast(v, "float32"), (-1,)) for v in row.values()], axis=0)
+    """A row's columns as one float32 vector (blocks as they are), for the host to sum (on PyTorch in torch's
+    own ops: this runs at every step)."""
+    o = every_step_ops()
+    return o.concatenate([o.reshape(o.cast(v, "float32"), (-1,)) for v in row.values()], axis=0)
 
 
 @functools.lru_cache(maxsize=8)
