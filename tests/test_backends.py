@@ -516,6 +516,20 @@ def test_the_learning_rate_logged_is_the_schedules_at_each_row(tmp_path):
     np.testing.assert_allclose(metrics["learning_rate"], 0.01 * 0.9 ** metrics["step"], rtol=1e-5)
 
 
+def test_the_learning_rate_a_callback_sets_is_the_one_logged(tmp_path):
+    # A rate held in a variable that a callback moves between epochs (on JAX read from fit's state, jitted)
+    x, y = _data()
+    steps = -(-len(x) // 16)
+    callbacks = [keras.callbacks.LearningRateScheduler(lambda epoch: 0.01 / (epoch + 1)),
+                 diagnose.Monitor(tmp_path / "run", log_every=3)]
+    model = diagnose.instrument(_model())
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=callbacks)
+    metrics = runrecord.read_metrics(tmp_path / "run")
+    epoch = (metrics["step"].to_numpy() - 1) // steps
+    np.testing.assert_allclose(metrics["learning_rate"], 0.01 / (epoch + 1), rtol=1e-6)
+    assert set(epoch) == {0, 1, 2}
+
+
 def test_the_every_step_ops_are_keras_ops_on_this_backend():
     # On PyTorch the classifier's view and accuracy run in torch's own ops (keras.ops elsewhere): the same values
     # and dtypes as keras.ops for the arguments they are given, the first maximum winning argmax's ties.

@@ -361,12 +361,12 @@ class Instrumented(keras.Model):
         the state fit trains on without writing it back into the model's variables (host call). ``unread``:
         the backend's scalar, not waited for (JAX: the step that makes it may still run), for ``float`` later
         (a copy: fit hands the state's own arrays on to the next step, which frees them)."""
-        optimizer, state = self.optimizer, getattr(self, "_jax_state", None)
-        read = keras.ops.copy if unread else float
-        if state and not getattr(self, "_jax_state_synced", True) and state.get("optimizer_variables"):
-            with keras.StatelessScope(state_mapping=_rate_state(optimizer, state["optimizer_variables"])):
-                return read(optimizer.learning_rate)
-        return read(optimizer.learning_rate)
+        if BACKEND == "jax":
+            state = getattr(self, "_jax_state", None)
+            held = bool(state) and not getattr(self, "_jax_state_synced", True) and state.get("optimizer_variables")
+            return backend_step().learning_rate(self.optimizer, state["optimizer_variables"] if held else None,
+                                                unread)
+        return keras.ops.copy(self.optimizer.learning_rate) if unread else float(self.optimizer.learning_rate)
 
     def _named_inputs(self, x) -> list:
         """``(name, tensor)`` per input: dict keys, else the model's input names, else in0, in1..."""
@@ -485,10 +485,3 @@ def instrument(model: keras.Model) -> Instrumented:
     wrapper.compile(**config)
     return wrapper
 
-
-def _rate_state(optimizer, values) -> list:
-    """``(variable, value)`` for the optimizer's scalar variables, from ``values`` (JAX's state of its variables,
-    in order): those its learning rate reads are among them (the step count a schedule reads, a rate held in a
-    variable, a wrapping optimizer's own), and none of the per-weight slots. A scope over every variable
-    converted and checked each slot at every row (half a millisecond a row on a small Transformer)."""
-    return [(v, value) for v, value in zip(optimizer.variables, values) if len(v.shape) == 0]
