@@ -21,6 +21,7 @@ Keras way, overhead_keras_jax.json and overhead_keras_torch.json.
     python bench/overhead_keras.py                  # both models, 5 rounds, the cases' own length
     python bench/overhead_keras.py --lengths 1 10   # and ten times as many epochs
     python bench/overhead_keras.py --models conv_healthy --rounds 9
+    python bench/overhead_keras.py --models tfm_base conv_base --out overhead_keras_base  # 20-40 ms a step
     KERAS_BACKEND=jax python bench/overhead_keras.py
 """
 
@@ -119,19 +120,23 @@ def measure(case, rounds: int, scratch: Path, length: int = 1) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=list(MODELS), help="fault-suite cases to time")
+    ap.add_argument("--models", nargs="+", default=list(MODELS),
+                    help="fault-suite cases to time, or bench/larger_models.py's tfm_base and conv_base")
     ap.add_argument("--rounds", type=int, default=5, help="timed fits per path, alternating")
     ap.add_argument("--lengths", type=int, nargs="+", default=[1], metavar="N",
                     help="time each model at N times its case's epochs (one run per N)")
+    ap.add_argument("--out", help="result name under bench/results/ (default overhead_keras, on JAX and PyTorch "
+                                  "overhead_keras_jax and overhead_keras_torch)")
     args = ap.parse_args()
     import_tensorflow_quietly()
     import keras
 
     from bench.faults import load_cases
+    from bench.larger_models import LARGER
 
     backend = keras.backend.backend()
 
-    cases = load_cases()
+    cases = {**load_cases(), **LARGER}
     results = []
     with tempfile.TemporaryDirectory(prefix="overhead-keras-") as scratch:
         for length in args.lengths:
@@ -153,7 +158,7 @@ def main() -> None:
               f"| {r['ratio']:.3f} ({whole[0]:.3f}-{whole[1]:.3f}) "
               f"| {r['epoch_ratio']:.3f} ({epoch[0]:.3f}-{epoch[1]:.3f}) |")
     print("ratio: median over rounds of (instrumented fit / plain fit), timed back to back; goal <= 1.05")
-    name = "overhead_keras" if backend == "tensorflow" else f"overhead_keras_{backend}"
+    name = args.out or ("overhead_keras" if backend == "tensorflow" else f"overhead_keras_{backend}")
     print(f"-> {write_result(name, {'goal': 1.05, 'backend': backend, 'results': results})}")
 
 
