@@ -105,6 +105,35 @@ def test_padding_is_read_from_the_batch_whatever_mask_the_attention_was_given():
     assert measured(right, None)["attn_masked/hop1"] == 0.0
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_long_sequences_attention_is_measured_on_evenly_spaced_queries(causal):
+    # 130 query positions: every third (44 of them) is read, the weights Keras' layer computes at those rows
+    import keras
+
+    from diagnose.instruments.taps import QUERIES_MEASURED, Taps
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((130, 8))
+    layer = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    model = keras.Model(inp, layer(inp, inp, use_causal_mask=causal))
+    x = np.random.default_rng(5).normal(size=(3, 130, 8)).astype(np.float32)
+    taps = Taps(model)
+    with taps.capture() as captured:
+        model(x)
+    (site,), _ = captured.sites()
+    _, scores = layer(x, x, use_causal_mask=causal, return_attention_scores=True)  # (3, heads, 130, 130)
+    stride = -(-130 // QUERIES_MEASURED)
+    expected = np.asarray(scores)[:, :, ::stride]
+    assert stride == 3 and tuple(site.probs.shape) == expected.shape == (3, 2, 44, 130)
+    np.testing.assert_allclose(np.asarray(site.probs), expected, rtol=1e-5, atol=1e-7)
+    if causal:  # the mask's rows are the same queries': row q may weigh keys 0..q
+        rows = np.arange(0, 130, stride)
+        allowed = np.arange(130)[None, :] <= rows[:, None]
+        np.testing.assert_array_equal(~np.asarray(site.masked)[0, 0], allowed)
+    else:
+        assert site.masked is None
+
+
 @pytest.mark.parametrize("jit", [False, True])
 def test_softmax_cross_entropy_matches_keras_loss_and_gradient(jit, model_config):
     from diagnose.models import token_loss
