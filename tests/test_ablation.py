@@ -117,6 +117,7 @@ def test_counterfactuals_change_exactly_one_factor():
     assert configs["as-posted"].hops == configs["paper"].hops - 1  # one hop fewer, as posted
 
 
+@pytest.mark.slow
 def test_run_ids_are_stable_and_content_addressed(tmp_path):
     spec = load_spec(_write(tmp_path))
     tasks = spec.tasks(35)

@@ -104,6 +104,7 @@ def test_every_command_has_help(command):
     assert "Usage:" in proc.stdout and len(proc.stdout.splitlines()) > 3
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_record(tmp_path):
     out = tmp_path / "run"
     proc = _run("train", "--synthetic", "topic-copy-small", "--steps", "30", "--log-every", "10",

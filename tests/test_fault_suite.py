@@ -108,7 +108,12 @@ def _trailing_shapes(data):
     return [np.shape(a)[1:] for a in arrays]
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# Two cases whose build alone takes ~5 s (the first pretrains its base model): with the slow tests.
+_SLOW_BUILDS = {"ts_transfer_adam", "au_melspec_pcm_scaled"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_BUILDS else n
+                                  for n in CASES])
 def test_case_builds_a_compiled_model_its_data_fits(name):
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)

@@ -86,6 +86,7 @@ def test_jobs_keep_a_group_together_unless_it_would_idle_the_other_workers():
     assert sorted(t["run_id"] for job in jobs for t in job) == sorted(t["run_id"] for t in tasks)
 
 
+@pytest.mark.slow
 def test_a_worker_runs_tensorflow_on_its_share_of_the_cores():
     # TensorFlow takes its thread counts when its runtime starts and refuses them later:
     # a worker must set them before its first op, or it runs on every core beside the

@@ -71,6 +71,7 @@ def _gone_within(children: dict[int, str], seconds: float) -> list[int]:
     return left
 
 
+@pytest.mark.slow
 def test_sigkill_of_run_ablation_leaves_no_worker_behind(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(_toml({**TINY, "study": {**TINY["study"], "seeds": 4}}))

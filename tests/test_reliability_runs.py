@@ -364,6 +364,7 @@ def test_the_manifest_is_rewritten_a_bounded_number_of_times(tmp_path, monkeypat
     assert studydir.read_manifest(tmp_path / "abl")["totals"]["completed"] == 300
 
 
+@pytest.mark.slow
 def test_a_second_run_ablation_on_a_locked_study_exits_2_naming_the_holder(tmp_path):
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text(_toml(TINY))

@@ -96,6 +96,7 @@ def test_several_outputs_train_as_under_fit_and_are_recorded_per_output(tmp_path
         sum(o["weight"] * o["constant_loss"] for o in contract["outputs"]), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_fault_in_one_output_is_named_on_that_output(tmp_path):
     _fit(diagnose.instrument(_model(tags_loss="categorical_crossentropy", tags_activation="softmax")),
          tmp_path / "bad", epochs=4)
@@ -185,6 +186,7 @@ def test_a_probe_with_a_target_per_output_is_accepted(tmp_path):
     assert json.loads((tmp_path / "run" / runrecord.SUMMARY).read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_each_output_s_loss_options_and_sample_weights_train_as_under_fit(tmp_path):
     # A summed Huber loss, ignore_class on logits, label smoothing, and sample weights per output.
     def build():

@@ -127,6 +127,7 @@ def _losses(run_dir):
     return metrics[["step", "loss", "val_loss"]].to_numpy()
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_differs(tmp_path, small_corpus, run_config):
     # Eager-graph path (XLA compilation would cost seconds per run); as-posted has dropout,
     # so the seed drives the weights, the batch order and the dropout masks.
@@ -145,6 +146,7 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path, small_corpus, run_c
 
 
 @pytest.mark.parametrize("preset", ["paper", "as-posted"])
+@pytest.mark.slow
 def test_resumed_run_writes_the_rows_of_an_uninterrupted_one(tmp_path, small_corpus, run_config, preset):
     # as-posted has dropout: the masks' generator state must come back too.
     def cfg(steps):

@@ -189,7 +189,11 @@ def bitwise(request):
         tf.config.optimizer.set_experimental_options({"arithmetic_optimization": True})
 
 
-@pytest.mark.parametrize("name", list(ZOO))
+# The larger models of the zoo train for several seconds each: with the slow tests.
+_SLOW_ZOO = {"resnet_stack", "bert_like_encoder", "masked_lstm", "vae_own_train_step"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_ZOO else n for n in ZOO])
 def test_the_zoo_trains_under_instrument_as_under_fit(tmp_path, name, bitwise):
     plain_history, plain_weights = _train(name, False)
     history, weights = _train(name, True, tmp_path / "run")
@@ -199,6 +203,7 @@ def test_the_zoo_trains_under_instrument_as_under_fit(tmp_path, name, bitwise):
     assert summary["status"] == "completed" and summary["steps"] == 16  # 8 batches an epoch
 
 
+@pytest.mark.slow
 def test_mixed_precision_trains_under_instrument_as_under_fit(tmp_path):
     # A mixed_float16 policy: float16 activations, a LossScaleOptimizer, the loss scaled before the gradient.
     previous = keras.config.dtype_policy()
