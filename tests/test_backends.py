@@ -551,3 +551,40 @@ def test_the_every_step_ops_are_keras_ops_on_this_backend():
         assert keras.backend.standardize_dtype(got.dtype) == keras.backend.standardize_dtype(want.dtype), name
         np.testing.assert_array_equal(ops.convert_to_numpy(got), ops.convert_to_numpy(want), err_msg=name)
     assert list(ops.convert_to_numpy(fast.argmax(scores, axis=-1))[-2:]) == [0, 0]
+
+
+def test_attention_figures_read_each_mask_in_its_own_shape_as_if_broadcast():
+    # A MultiHeadAttention's (B, heads, queries, S) weights with padding read from the batch (B, 1, 1, S) and
+    # a causal mask given as (queries, S): the figures those masks give broadcast to the weights' size; two
+    # sites of one shape count their winning slots site by site, the first maximum winning ties.
+    from diagnose.instruments import attention
+    from diagnose.instruments.family import HISTOGRAM, AttentionSite, Step
+    from diagnose.instruments.measures import argmax_histogram, scalars
+
+    rng = np.random.default_rng(7)
+    b, h, q, s = 3, 2, 4, 5
+    ids = rng.integers(0, 4, size=(b, s)).astype("int32")
+    causal = np.triu(np.ones((q, s), bool), 1)
+    p = np.round(rng.random((2, b, h, q, s)), 1).astype("float32") + 1e-3
+    p /= p.sum(-1, keepdims=True)
+    step = Step(names=[], norms=[], inputs=[("tokens", ops.convert_to_tensor(ids))],
+                attention=[AttentionSite(ops.convert_to_tensor(p[0]), masked=ops.convert_to_tensor(causal)),
+                           AttentionSite(ops.convert_to_tensor(p[1]))])
+    row = attention.measure(step)
+    counts = ops.convert_to_numpy(row.pop(HISTOGRAM))
+    got = {k: float(v) for k, v in scalars(row).items()}
+    pad = np.broadcast_to((ids == 0)[:, None, None, :], p[0].shape)
+    mask = np.broadcast_to(causal, p[0].shape)
+    allowed = (~mask).sum(-1)
+    entropy = -(p[0] * np.log(p[0])).sum(-1) / np.log(np.maximum(allowed, 2))
+    assert got["attn_entropy/hop1"] == pytest.approx(entropy.mean(), rel=1e-5)
+    assert got["attn_entropy/hop2"] == pytest.approx((-(p[1] * np.log(p[1])).sum(-1) / np.log(s)).mean(), rel=1e-5)
+    assert got["attn_masked/hop1"] == pytest.approx(mask.mean()) and got["attn_masked/hop2"] == 0
+    for k in range(2):
+        assert got[f"attn_pad_mass/hop{k + 1}"] == pytest.approx((p[k] * pad).sum(-1).mean(), rel=1e-5)
+        assert got[f"attn_top1/hop{k + 1}"] == pytest.approx(p[k].max(-1).mean(), rel=1e-5)
+    expected = np.stack([np.bincount(p[k].reshape(-1, s).argmax(-1), minlength=s) for k in range(2)])
+    np.testing.assert_array_equal(counts, expected)
+    one = p[0].reshape(-1, s)
+    np.testing.assert_array_equal(ops.convert_to_numpy(argmax_histogram(ops.convert_to_tensor(one))),
+                                  np.bincount(one.argmax(-1), minlength=s))

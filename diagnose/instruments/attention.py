@@ -18,14 +18,14 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 _NAMES = ("attn_entropy", "attn_top1", "attn_pad_mass", "attn_masked")
+_EAGER = keras.backend.backend() == "torch"
 
 
-def _stats(probs, pad, allowed, masked):
-    """(K, 4): normalised entropy, top-1 weight, padded mass and masked share per site of a (K, N, S) stack.
+def _stats(probs, slots):
+    """(K, 2): normalised entropy and top-1 weight per site of a (K, N, S) stack.
 
-    ``pad``: True on padded slots, ``allowed``: True on the slots entropy is normalised
-    by (those the attention could weigh), ``masked``: True on slots the attention's own
-    mask forbids; each None for every slot (no slot padded, all allowed, none masked).
+    ``slots``: (K, N, 1), the slots each row's entropy is normalised by (those the
+    attention could weigh), or None for all S.
 
     Each mean over the N rows is one sum over rows and slots together, divided by N:
     a per-row figure summed apart (the entropy divided by its row's log-slots, then
@@ -36,16 +36,44 @@ def _stats(probs, pad, allowed, masked):
     rows = ops.cast(ops.shape(p)[1], "float32")
     plogp = p * ops.log(ops.maximum(p, 1e-30))
     # Normalised by ln(allowed slots); a row with one allowed slot counts as two to avoid 0/0.
-    if allowed is None:
+    if slots is None:
         slots = ops.cast(ops.shape(p)[-1], "float32")
         entropy = -ops.sum(plogp, axis=(1, 2)) / (rows * ops.log(ops.maximum(slots, 2.0)))
     else:
-        slots = ops.sum(ops.cast(allowed, "float32"), axis=-1, keepdims=True)  # (K, N, 1)
         entropy = -ops.sum(plogp / ops.log(ops.maximum(slots, 2.0)), axis=(1, 2)) / rows
-    none = ops.zeros((p.shape[0],))  # (K,): K is the number of sites stacked, always known
-    pad_mass = none if pad is None else ops.sum(p * ops.cast(pad, "float32"), axis=(1, 2)) / rows
-    share = none if masked is None else ops.mean(ops.cast(masked, "float32"), axis=(1, 2))
-    return ops.stack([entropy, ops.sum(ops.max(p, axis=-1), axis=-1) / rows, pad_mass, share], axis=1)
+    return ops.stack([entropy, ops.sum(ops.max(p, axis=-1), axis=-1) / rows], axis=1)
+
+
+def _aligned(mask, probs):
+    """``mask`` with as many axes as ``probs`` (leading ones added) and its slots' axis as long as theirs; its
+    other axes in its own sizes, not broadcast."""
+    while len(mask.shape) < len(probs.shape):
+        mask = ops.expand_dims(mask, 0)
+    if mask.shape[-1] == 1 and probs.shape[-1] != 1:
+        mask = ops.repeat(mask, probs.shape[-1], axis=-1)
+    return mask
+
+
+def _pad_mass(probs, pad):
+    """Mean over the rows of ``probs`` (every axis but the slots) of the weight on padded slots.
+
+    ``pad`` is read in its own shape, broadcastable to ``probs``: the weights are first
+    summed over the axes ``pad`` does not vary on (a MultiHeadAttention's heads and
+    queries for padding read from the batch), so no mask of the weights' size is made.
+    """
+    p = ops.cast(probs, "float32")
+    pad = _aligned(pad, p)
+    shared = tuple(i for i, (d, e) in enumerate(zip(pad.shape, p.shape)) if d == 1 and e != 1)
+    if shared:
+        p = ops.sum(p, axis=shared, keepdims=True)
+    rows = ops.cast(ops.size(probs) // ops.shape(probs)[-1], "float32")
+    return ops.sum(p * ops.cast(pad, "float32")) / rows
+
+
+def _allowed_slots(allowed, probs):
+    """(N, 1): the slots each row of ``probs`` may weigh, counted on ``allowed`` in its own shape."""
+    counts = ops.sum(ops.cast(_aligned(allowed, probs), "float32"), axis=-1, keepdims=True)
+    return ops.reshape(ops.broadcast_to(counts, tuple(ops.shape(probs)[:-1]) + (1,)), (-1, 1))
 
 
 def _data_pad(step: Step, probs):
@@ -63,41 +91,48 @@ def _data_pad(step: Step, probs):
     return ops.reshape(ops.equal(ids, 0), [-1] + [1] * (len(probs.shape) - 2) + [slots])
 
 
-def _flat(mask, probs, s):
-    return None if mask is None else ops.reshape(ops.broadcast_to(mask, ops.shape(probs)), (-1, s))
+def _stacked(tensors):
+    """``ops.stack`` of a list; one tensor given a leading axis without a copy (PyTorch copies in a stack)."""
+    return ops.expand_dims(tensors[0], 0) if len(tensors) == 1 else ops.stack(tensors)
 
 
 def measure(step: Step) -> dict:
     if not step.attention:
         return {}
     groups: dict[tuple, list[int]] = {}
-    flat = []
+    flat, shares = [], []
+    none = ops.zeros((), "float32")
     for k, site in enumerate(step.attention):
         s = site.probs.shape[-1]
         pad = site.pad if site.pad is not None else _data_pad(step, site.probs)
         # Entropy over the slots the attention could weigh: those its mask allows, those the model does not
         # pad (the MemN2N's), else all (padding read from the batch is not kept from an unmasked softmax).
         forbidden = site.masked if site.masked is not None else site.pad
-        allowed = None if forbidden is None else ops.logical_not(forbidden)
-        # (N, S): every leading axis (batch, heads, queries) is a row
-        flat.append((ops.reshape(site.probs, (-1, s)), _flat(pad, site.probs, s), _flat(allowed, site.probs, s),
-                     _flat(site.masked, site.probs, s)))
-        groups.setdefault((s, flat[-1][0].shape[0]), []).append(k)
-    stats = [None] * len(flat)
+        slots = None if forbidden is None else _allowed_slots(ops.logical_not(forbidden), site.probs)
+        # (N, S): every leading axis (batch, heads, queries) is a row. The padded mass and the masked share
+        # read each mask in its own shape (the mean of a broadcast mask is the mask's own mean).
+        flat.append((ops.reshape(site.probs, (-1, s)), slots))
+        shares.append((none if pad is None else _pad_mass(site.probs, pad),
+                       none if site.masked is None else ops.mean(ops.cast(site.masked, "float32"))))
+        # Under XLA, sites of one shape are reduced as one stack (fewer kernels); PyTorch, eager, would copy
+        # them into the stack first: each site is reduced alone there.
+        groups.setdefault((s, flat[-1][0].shape[0]) + ((k,) if _EAGER else ()), []).append(k)
+    stats, histograms = [None] * len(flat), []
     for members in groups.values():
-        masks = []
-        for i, fill in ((1, False), (2, True), (3, False)):  # none given: no slot padded, all allowed, none masked
-            given = [flat[k][i] for k in members]
-            masks.append(None if all(m is None for m in given) else ops.stack(
-                [ops.full(ops.shape(flat[k][0]), fill, dtype="bool") if m is None else m
-                 for k, m in zip(members, given)]))
-        block_stats = _stats(ops.stack([flat[k][0] for k in members]), *masks)
+        given = [flat[k][1] for k in members]
+        slots = None if all(m is None for m in given) else _stacked(  # none given: every slot
+            [ops.full((ops.shape(flat[k][0])[0], 1), flat[k][0].shape[-1], dtype="float32") if m is None else m
+             for k, m in zip(members, given)])
+        stacked = _stacked([flat[k][0] for k in members])
+        block_stats = _stats(stacked, slots)
         for i, k in enumerate(members):
-            stats[k] = block_stats[i]
+            stats[k] = ops.concatenate([block_stats[i][:2], ops.stack(shares[k])])
+        if len({key[:2] for key in groups}) == 1:
+            histograms.append(argmax_histogram(stacked))
     names = [f"{name}/hop{k + 1}" for k in range(len(flat)) for name in _NAMES]
     row = block(names, ops.stack(stats))  # (K, 4) row-major: site by site
-    # attention.csv numbers its rows by site: only when every site has the same slots.
-    row[HISTOGRAM] = argmax_histogram(ops.stack([p for p, *_ in flat])) if len(groups) == 1 else None
+    # attention.csv numbers its rows by site: only when every site has the same slots (and rows), in site order.
+    row[HISTOGRAM] = ops.concatenate(histograms) if len(histograms) > 1 else histograms[0] if histograms else None
     return row
 
 

@@ -203,6 +203,14 @@ def top1_correct(outputs, targets, top=None):
 def argmax_histogram(attention):
     """Counts of the winning slot per position over the batch: (M,) for (B, M), (K, M) for (K, B, M)."""
     m = attention.shape[-1]  # the slots: known when the step is traced
+    if keras.backend.backend() == "torch":  # eager: an argmax (the first maximum wins) and one count
+        import torch
+
+        winner = torch.argmax(torch.as_tensor(attention), dim=-1)  # (K, B) or (B,)
+        lead = tuple(winner.shape[:-1])
+        offsets = torch.arange(math.prod(lead), device=winner.device).reshape(lead + (1,)) * m
+        counts = torch.bincount((winner + offsets).reshape(-1), minlength=math.prod(lead) * m)
+        return counts.reshape(lead + (m,)).to(torch.float32)
     # The first slot holding the row maximum (argmax's choice), without XLA's top-k sort.
     slots = ops.arange(m, dtype="int32")
     is_max = ops.equal(attention, ops.max(attention, axis=-1, keepdims=True))
