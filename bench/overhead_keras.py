@@ -4,7 +4,8 @@ with --models, any case of it: so_listings_healthy and so_captcha_batchnorm have
 For each model two copies are built from the same seed: one trained with plain
 ``model.fit``, one wrapped as the README says (``diagnose.instrument`` and
 ``diagnose.Monitor(run_dir, probe=(x[:64], y[:64]), overwrite=True)``: each fit replaces the
-last one's record). Each round fits both once over the case's full budget (its epochs and
+last one's record; ``--probe-rows 0`` hands it no probe batch, so that it picks its own of up to
+256 examples from the data, as in a user's fit). Each round fits both once over the case's full budget (its epochs and
 batch size, no validation), in turn, the order alternating between rounds (AB, BA, ...) so
 that neither always runs first; the first call of each is a warm-up that traces and compiles.
 The figure is the median over rounds of the two fits' time ratio (a round's two fits run
@@ -59,8 +60,11 @@ def _epoch_timer():
     return EpochTimer()
 
 
-def _runner(case, run_dir: Path | None, epoch_medians: list, length: int = 1):
-    """A call that fits one copy of the case once (``length`` times its epochs) and returns its seconds."""
+def _runner(case, run_dir: Path | None, epoch_medians: list, length: int = 1, probe_rows: int = PROBE_SIZE):
+    """A call that fits one copy of the case once (``length`` times its epochs) and returns its seconds.
+
+    ``probe_rows``: the probe batch handed to the Monitor (the first examples); 0: none, the Monitor picks
+    its own from the data, as in a user's fit (up to 256 examples)."""
     import keras
 
     import diagnose
@@ -74,8 +78,8 @@ def _runner(case, run_dir: Path | None, epoch_medians: list, length: int = 1):
         model = diagnose.instrument(setup.model)
         # One Monitor for every round: each fit replaces the last one's record (overwrite=True, as a notebook's
         # fit run again would), which a Monitor refuses without it.
-        callbacks.append(diagnose.Monitor(run_dir, probe=(take(setup.x, PROBE_SIZE), take(setup.y, PROBE_SIZE)),
-                                          overwrite=True))
+        probe = (take(setup.x, probe_rows), take(setup.y, probe_rows)) if probe_rows else None
+        callbacks.append(diagnose.Monitor(run_dir, probe=probe, overwrite=True))
 
     def run() -> float:
         start = time.perf_counter()
@@ -95,12 +99,12 @@ def _quartiles(values: list[float]) -> list[float]:
     return [q[0], q[2]]
 
 
-def measure(case, rounds: int, scratch: Path, length: int = 1) -> dict:
+def measure(case, rounds: int, scratch: Path, length: int = 1, probe_rows: int = PROBE_SIZE) -> dict:
     import keras
 
     epochs = {"plain": [], "instrumented": []}
     plain, setup = _runner(case, None, epochs["plain"], length)
-    ours, _ = _runner(case, scratch / f"{case.name}-{length}", epochs["instrumented"], length)
+    ours, _ = _runner(case, scratch / f"{case.name}-{length}", epochs["instrumented"], length, probe_rows)
     times = alternate({"plain": plain, "instrumented": ours}, rounds)
     for key in epochs:  # drop the warm-up call's
         epochs[key] = epochs[key][1:]
@@ -109,6 +113,7 @@ def measure(case, rounds: int, scratch: Path, length: int = 1) -> dict:
     rows = len(keras.tree.flatten(setup.y)[0])  # (targets per output, for a model with several)
     steps = setup.epochs * -(-rows // setup.batch_size)
     return {"model": case.name, "length": length, "steps_per_fit": steps, "rounds": rounds,
+            "probe_rows": probe_rows or "the Monitor's own pick",
             "fit_s_plain": statistics.median(times["plain"]),
             "fit_s_instrumented": statistics.median(times["instrumented"]),
             "step_ms_plain": 1e3 * statistics.median(times["plain"]) / steps,
@@ -125,6 +130,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="timed fits per path, alternating")
     ap.add_argument("--lengths", type=int, nargs="+", default=[1], metavar="N",
                     help="time each model at N times its case's epochs (one run per N)")
+    ap.add_argument("--probe-rows", type=int, default=PROBE_SIZE, metavar="N",
+                    help=f"examples in the probe batch handed to the Monitor (default {PROBE_SIZE}); 0: none handed, "
+                         "the Monitor picks its own from the data as in a user's fit (up to 256)")
     ap.add_argument("--out", help="result name under bench/results/ (default overhead_keras, on JAX and PyTorch "
                                   "overhead_keras_jax and overhead_keras_torch)")
     args = ap.parse_args()
@@ -142,7 +150,7 @@ def main() -> None:
         for length in args.lengths:
             for name in args.models:
                 try:
-                    results.append(measure(cases[name], args.rounds, Path(scratch), length))
+                    results.append(measure(cases[name], args.rounds, Path(scratch), length, args.probe_rows))
                 except Exception as error:  # noqa: BLE001  (a model instrument() cannot take is a result too)
                     message = (str(error).strip().splitlines() or [""])[0][:200]
                     results.append({"model": name, "length": length, "error": f"{type(error).__name__}: {message}"})
