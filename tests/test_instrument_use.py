@@ -47,6 +47,17 @@ def test_monitor_refuses_bad_settings_at_the_call_in_one_line(tmp_path, kwargs, 
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("probe_rows, probed", [(64, [12]), (4, [8, 12]), (1, [2, 4, 8, 12])])
+def test_the_default_probes_skip_the_rows_the_training_since_the_last_probe_cannot_pay_for(tmp_path, probe_rows,
+                                                                                             probed):
+    # Rows 1, 2, 4, 8 and the last of 12 one-step rows of 16 examples: a probe of P examples costs about P / 16
+    # steps, taken once the steps since the last probe (the first before step 1) number 20 times that.
+    monitor = diagnose.Monitor(tmp_path, log_every=1, probe=(X[:probe_rows], Y[:probe_rows]), tensorboard=False)
+    diagnose.instrument(_model()).fit(X[:64], Y[:64], epochs=3, batch_size=16, verbose=0, callbacks=[monitor])
+    metrics = runrecord.read_metrics(tmp_path)
+    assert list(metrics.loc[metrics["probe_loss_real"].notna(), "step"]) == probed
+
+
 def test_a_probe_that_does_not_fit_the_model_is_refused_before_anything_traces(tmp_path):
     model = diagnose.instrument(_model())
     monitor = diagnose.Monitor(tmp_path, probe=(np.zeros((8, 5), "float32"), Y[:8]))

@@ -29,7 +29,7 @@ from diagnose.instruments.describe import describe, initial_weights, variable_la
 from diagnose.instruments.preparation import as_arrays
 from diagnose.instruments.probe_data import check_probe, first_batch
 from diagnose.instruments.probe_row import ProbeRow
-from diagnose.instruments.probes import auto_due, next_probe
+from diagnose.instruments.probes import auto_due, next_probe, spaced
 from diagnose.instruments.rng import random_state_kept, seed_states
 from diagnose.instruments.rowlog import RowLog
 from diagnose.instruments.rundir import RUNS_ROOT, end_line, new_run_dir
@@ -65,7 +65,9 @@ class Monitor(keras.callbacks.Callback):
             one is taken from the validation data given to ``fit`` (else the
             training data), up to 256 examples spread over it.
         probe_every: steps between probes; by default logged rows 1, 2, 4, 8, ... and the
-            last take one (:func:`~diagnose.instruments.probes.auto_due`); 0 disables.
+            last take one (:func:`~diagnose.instruments.probes.auto_due`), those of them the
+            training since the last probe pays for skipped (a probe then costs at most 5% of
+            it: :func:`~diagnose.instruments.probes.spaced`); 0 disables.
         baselines: optional dict merged over the derived baselines in summary.json.
         tensorboard: also write TensorBoard scalars.
         overwrite: replace a run record already in ``run_dir`` (by default refused,
@@ -162,6 +164,7 @@ class Monitor(keras.callbacks.Callback):
         self.status, self.error, self.diverged, self.finished = "running", None, None, False
         self._unread = collections.deque()  # rows closed, not yet read: (step and rate, probe, read)
         self.next_probe = self.probe_every or 0
+        self.probed_at = 0  # the step of the last probe (the first is taken before the first step)
         if self.probe is not None:
             check_probe(self.model.user_model, self.probe)
         self.probe_data = self.probe if self.probe is not None else self.auto_probe
@@ -337,7 +340,11 @@ class Monitor(keras.callbacks.Callback):
         if self.probe_data is None or self.probe_every == 0:
             return False
         if self.probe_every is None:
-            return auto_due(self.rows)
+            if not auto_due(self.rows) or not spaced(self.step - self.probed_at, _rows_of(self.probe_data),
+                                                     self.contract_inputs.get("batch_size")):
+                return False
+            self.probed_at = self.step
+            return True
         if self.step >= self.next_probe:
             self.next_probe = next_probe(self.step, self.probe_every)
             return True
@@ -400,6 +407,12 @@ def _compiled_metrics(logs: dict, outputs: list[str], row: dict) -> dict:
     own |= {f"val_{k}" for k in own}
     return {k: float(v) for k, v in logs.items()
             if k not in own and k not in row and isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+
+
+def _rows_of(batch) -> int | None:
+    """The examples in an ``(x, y)`` batch (its first input's length), or None."""
+    first = keras.tree.flatten(batch[0])[0] if batch is not None and keras.tree.flatten(batch[0]) else None
+    return len(first) if first is not None and hasattr(first, "__len__") else None
 
 
 def _auto_log_every(params) -> int:

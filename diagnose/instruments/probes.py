@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from diagnose.instruments.family import Column, Family
 
-__all__ = ["FAMILY", "variants", "next_probe", "auto_due"]
+__all__ = ["FAMILY", "variants", "next_probe", "auto_due", "PROBE_SPACING", "spaced"]
+
+# A probe is three forward passes over its P examples; a training step a forward pass and a backward one (about
+# twice the forward's work) over a batch of B: a probe costs about P / B steps. Where the Monitor picks the
+# probes' cadence, a probe is taken only once the steps since the last one number PROBE_SPACING times that, so
+# that probing costs at most 1/PROBE_SPACING of the training between probes (5%).
+PROBE_SPACING = 20
 
 
 def variants(x) -> list:
@@ -34,9 +40,18 @@ def auto_due(row: int) -> bool:
 
     Rows 1, 2, 4, 8, ... (and the last row, which the caller adds): a run of four rows
     gets three probes, a long one a probe per doubling, so the probes cost next to
-    nothing however long the run (three forward passes of one batch each).
+    nothing however long the run (three forward passes of one batch each). The Monitor
+    also skips a row the steps since the last probe cannot pay for (:func:`spaced`).
     """
     return row > 0 and row & (row - 1) == 0
+
+
+def spaced(steps_since: int, probe_rows: int | None, batch_size: int | None) -> bool:
+    """Whether a probe of ``probe_rows`` examples, ``steps_since`` steps of ``batch_size`` after the last one,
+    costs at most 1/PROBE_SPACING of those steps (True where either size is unknown)."""
+    if not probe_rows or not batch_size:
+        return True
+    return steps_since * batch_size >= PROBE_SPACING * probe_rows
 
 
 FAMILY = Family(
