@@ -231,9 +231,8 @@ def test_baselines_come_from_the_targets_without_asking(tmp_path):
     assert baselines["ln_vocab"] == pytest.approx(math.log(CLASSES))
     assert baselines["unigram_entropy"] == pytest.approx(-(counts * np.log(counts)).sum(), rel=1e-6)
     assert baselines["loss_at_step0"] > 0
-    # A probe batch was picked from the validation data, and a short run has several probes.
-    probes = runrecord.read_metrics(tmp_path)["probe_loss_shuffled"].dropna()
-    assert len(probes) >= 2
+    # A probe batch was picked from the validation data: the run ends with a probe.
+    assert np.isfinite(runrecord.read_metrics(tmp_path)["probe_loss_shuffled"].iloc[-1])
 
 
 def test_regression_baseline_is_the_target_variance(tmp_path):
