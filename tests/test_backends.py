@@ -102,6 +102,7 @@ def _fcn():
     return model
 
 
+@pytest.mark.slow  # (on TensorFlow; the other backends' runs take every test of this file)
 def test_a_batchnorm_conv_net_trains_bit_for_bit_as_plain_fit(tmp_path):
     x = np.random.default_rng(0).normal(size=(64, 128, 1)).astype("float32")
     y = (x[:, :4, 0].sum(1) > 0).astype("int32") + (x[:, 4:8, 0].sum(1) > 1)
@@ -201,6 +202,7 @@ def test_a_diverging_run_is_recorded_where_it_diverged(tmp_path):
     assert not math.isfinite(ours["loss"][-1]) or summary["diverged_at"]["variable"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND == "torch", reason="Keras' PyTorch trainer runs one step per call")
 def test_several_steps_per_call_train_as_plain_fit_and_record_every_step(tmp_path):
     # 4 steps a call, 6 steps an epoch: each epoch's second call runs short (2 steps)

@@ -109,7 +109,7 @@ def _trailing_shapes(data):
 
 
 # Two cases whose build alone takes ~5 s (the first pretrains its base model): with the slow tests.
-_SLOW_BUILDS = {"ts_transfer_adam", "au_melspec_pcm_scaled"}
+_SLOW_BUILDS = {"ts_transfer_adam", "ts_transfer_sgd", "au_melspec_pcm_scaled", "au_framewise_posteriors"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_BUILDS else n

@@ -38,6 +38,7 @@ def test_a_run_on_shared_steps_writes_the_record_it_writes_alone(tmp_path, small
     assert summary["seed"] == 1 and summary["steps"] == 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", [{"loss_reduction": "mean", "clip": "per_tensor", "clip_norm": 0.5},
                                     {"clip": "none"}])
 def test_the_recipe_read_when_the_step_runs_gives_the_record_of_its_own_trace(tmp_path, small_corpus, run_config,

@@ -200,6 +200,7 @@ def test_force_refuses_to_replace_a_record_beside_other_files(tmp_path, small_co
 
 # -- resuming gives the rows of an uninterrupted run ------------------------------------------------
 
+@pytest.mark.slow
 def test_a_resumed_run_has_no_extra_probe_where_its_first_piece_ended(tmp_path, small_corpus, run_config):
     def cfg(steps):  # probes at 15 and 30; the first piece ends at 10, off the probe schedule
         return run_config("paper", seed=2, steps=steps, log_every=5, eval_every=10, eval_max_windows=128,

@@ -168,6 +168,7 @@ def test_resumed_run_writes_the_rows_of_an_uninterrupted_one(tmp_path, small_cor
     assert resumed.summary["final"]["test_loss"] == pytest.approx(float(straight["test_loss"].iloc[-1]))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_that_diverges_names_the_step_counted_from_the_start(tmp_path, small_corpus, run_config):
     def cfg(steps):
         return run_config("paper", seed=3, steps=steps, log_every=5, eval_every=10, eval_max_windows=256,

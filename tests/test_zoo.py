@@ -190,7 +190,7 @@ def bitwise(request):
 
 
 # The larger models of the zoo train for several seconds each: with the slow tests.
-_SLOW_ZOO = {"resnet_stack", "bert_like_encoder", "masked_lstm", "vae_own_train_step"}
+_SLOW_ZOO = {"resnet_stack", "bert_like_encoder", "masked_lstm", "vae_own_train_step", "preprocessing_layers"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_ZOO else n for n in ZOO])
