@@ -5,8 +5,8 @@ It reads the wrapper's accumulators once per logged row (see
 baselines the findings compare against from the targets the model trains on (the
 labels' entropy and ln of the number of classes; a regression's target variance),
 takes the ignores-input probe on a fixed batch it picks from the data ``fit`` is
-given (held-out data when there is any), and probes at the start and every few
-rows, so a short run has several probes.
+given (held-out data when there is any), and probes before the first step, at rows 1, 2, 4,
+8, ... that the training since the last probe pays for, and at the last row.
 """
 
 from __future__ import annotations
