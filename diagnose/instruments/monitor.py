@@ -27,7 +27,7 @@ from diagnose.instruments.contract import target_of, task_contract
 from diagnose.instruments.task_error import constant_task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
 from diagnose.instruments.preparation import as_arrays
-from diagnose.instruments.probe_data import check_probe, first_batch
+from diagnose.instruments.probe_data import check_probe, examples, first_batch
 from diagnose.instruments.probe_row import ProbeRow
 from diagnose.instruments.probes import auto_due, next_probe, spaced
 from diagnose.instruments.rng import random_state_kept, seed_states
@@ -340,7 +340,7 @@ class Monitor(keras.callbacks.Callback):
         if self.probe_data is None or self.probe_every == 0:
             return False
         if self.probe_every is None:
-            if not auto_due(self.rows) or not spaced(self.step - self.probed_at, _rows_of(self.probe_data),
+            if not auto_due(self.rows) or not spaced(self.step - self.probed_at, examples(self.probe_data),
                                                      self.contract_inputs.get("batch_size")):
                 return False
             self.probed_at = self.step
@@ -407,12 +407,6 @@ def _compiled_metrics(logs: dict, outputs: list[str], row: dict) -> dict:
     own |= {f"val_{k}" for k in own}
     return {k: float(v) for k, v in logs.items()
             if k not in own and k not in row and isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
-
-
-def _rows_of(batch) -> int | None:
-    """The examples in an ``(x, y)`` batch (its first input's length), or None."""
-    first = keras.tree.flatten(batch[0])[0] if batch is not None and keras.tree.flatten(batch[0]) else None
-    return len(first) if first is not None and hasattr(first, "__len__") else None
 
 
 def _auto_log_every(params) -> int:

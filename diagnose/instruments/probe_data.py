@@ -14,7 +14,7 @@ from diagnose.errors import DiagnoseError
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
-__all__ = ["PROBE_ROWS", "probe_batch", "first_batch", "check_probe"]
+__all__ = ["PROBE_ROWS", "probe_batch", "first_batch", "check_probe", "examples"]
 
 # Examples in a probe batch picked from the data: a loss over 256 examples is precise
 # to a few hundredths of a nat, far inside the probe's 0.05-nat margin.
@@ -39,6 +39,12 @@ def check_probe(model, probe) -> None:
         raise DiagnoseError(f"diagnose.Monitor: the probe batch's shapes {shapes} (targets {shown})"
                             f" do not fit the model's inputs {wanted}; pass probe=(x, y) with a batch of the model's "
                             "own inputs and targets")
+
+
+def examples(batch) -> int | None:
+    """The examples in an ``(x, y)`` batch (its first input's length), or None."""
+    inputs = keras.tree.flatten(batch[0]) if batch is not None else []
+    return len(inputs[0]) if inputs and hasattr(inputs[0], "__len__") else None
 
 
 def _rows(n: int) -> np.ndarray:
