@@ -593,3 +593,30 @@ def test_attention_figures_read_each_mask_in_its_own_shape_as_if_broadcast():
     one = p[0].reshape(-1, s)
     np.testing.assert_array_equal(ops.convert_to_numpy(argmax_histogram(ops.convert_to_tensor(one))),
                                   np.bincount(one.argmax(-1), minlength=s))
+
+
+def test_a_sampled_step_reads_its_gradients_finiteness_from_their_norms_as_entry_by_entry():
+    # Eager steps take the non-finite flags from the gradients' norms where every norm is finite, and read the
+    # entries only where one is not: the flags are those of the entry-by-entry check in every case, a gradient
+    # whose squares pass float32's range (its norm infinite, its entries finite) included.
+    from diagnose.instruments.backends.common import _nonfinite, _nonfinite_by_norms
+    from diagnose.instruments.measures import norms
+
+    def grads(*special):
+        out = [np.ones((3, 4), "float32"), np.arange(5, dtype="float32"), np.full((2,), 0.5, "float32")]
+        for at, value in special:
+            out[at] = out[at].copy()
+            out[at].flat[1] = value
+        return [ops.convert_to_tensor(g) for g in out]
+
+    cases = {"finite": grads(), "nan": grads((1, np.nan)), "inf": grads((0, -np.inf)),
+             "squares past float32": grads((2, 1e30)), "two": grads((0, np.nan), (2, np.inf))}
+    for loss in (1.5, float("nan")):
+        loss = ops.convert_to_tensor(loss, "float32")
+        for name, gs in cases.items():
+            read = ops.convert_to_numpy(_nonfinite_by_norms(loss, gs, norms(gs))).tolist()
+            assert read == ops.convert_to_numpy(_nonfinite(loss, gs)).tolist(), name
+        assert ops.convert_to_numpy(_nonfinite_by_norms(loss, [], [])).tolist() == [not np.isfinite(
+            float(ops.convert_to_numpy(loss)))]
+    assert ops.convert_to_numpy(_nonfinite_by_norms(ops.convert_to_tensor(1.0), cases["squares past float32"],
+                                                    norms(cases["squares past float32"]))).tolist() == [False] * 4

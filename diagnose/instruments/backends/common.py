@@ -63,7 +63,7 @@ def data_loss(model, y, y_pred, sample_weight, total, penalties: bool):
     elif penalties and model._compile_loss is not None:
         with keras.StatelessScope():
             loss = model._compile_loss(y, y_pred, sample_weight)
-    loss = ops.cast(loss, "float32")
+    loss = every_step_ops().cast(loss, "float32")  # (every step: torch's own op on PyTorch)
     loss = loss / model.loss_info.sum_divisor(y_pred) if model.loss_info.summed else loss
     if sample_weight is None:
         return loss
@@ -76,11 +76,23 @@ def _nonfinite(loss, grads):
     return o.stack([o.logical_not(o.isfinite(o.cast(loss, "float32"))), *checks])
 
 
-def every_step(model, y, y_pred, sample_weight, loss, row_loss, grads, sampled: bool, xla: bool):
+def _nonfinite_by_norms(loss, grads, grad_norms):
+    """What :func:`_nonfinite` gives, read first from the gradients' norms (eager: PyTorch). A finite norm is a
+    sum of finite squares, so every entry of its gradient is finite: where every norm is, no gradient is read
+    again; where one is not (an entry not finite, or squares past float32's range), each is read entry by entry.
+    The norms are the sampled step's own (per-variable figures): the flags cost no pass over the gradients."""
+    o = every_step_ops()
+    if grads and not bool(o.all(o.isfinite(o.stack(grad_norms)))):
+        return _nonfinite(loss, grads)
+    return o.concatenate([o.reshape(o.logical_not(o.isfinite(o.cast(loss, "float32"))), (1,)), _all_false(len(grads))])
+
+
+def every_step(model, y, y_pred, sample_weight, loss, row_loss, grads, sampled: bool, xla: bool, grad_norms=None):
     """The figures taken on every step (loss, accuracy, loss noise), the classifier view (several outputs:
     each classifier output's by name), and the non-finite flags (loss, each gradient): every gradient is
     checked on sampled steps and whenever the loss is not finite (between them a non-finite gradient shows
-    in the next step's loss)."""
+    in the next step's loss); ``grad_norms`` (eager, sampled steps): the gradients' norms, which check them
+    (:func:`_nonfinite_by_norms`)."""
     if model.loss_info.several:  # each output's loss, computed again from the step's targets and outputs
         row, view = output_rows(model, output_losses(model._compile_loss, y, y_pred, sample_weight), row_loss, xla)
     else:
@@ -90,9 +102,10 @@ def every_step(model, y, y_pred, sample_weight, loss, row_loss, grads, sampled: 
             row["accuracy"] = view.accuracy(xla=xla)
     row.update(registry.measure(Step(names=model.names, norms=[], loss=row["loss"]), every_step=True)[0])
     if sampled:
-        bad = _nonfinite(loss, grads)
+        bad = _nonfinite(loss, grads) if grad_norms is None else _nonfinite_by_norms(loss, grads, grad_norms)
     elif not xla:  # PyTorch runs eagerly: the loss read on the host, as Keras' own cond reads its condition there
-        finite = bool(ops.isfinite(ops.cast(loss, "float32")))
+        o = every_step_ops()
+        finite = bool(o.isfinite(o.cast(loss, "float32")))
         bad = _all_false(1 + len(grads)) if finite else _nonfinite(loss, grads)
     else:
         bad = ops.cond(ops.isfinite(ops.cast(loss, "float32")),
@@ -160,11 +173,12 @@ def weight_changes(names, weight_norms, update_norms) -> dict:
     return update_ratios.measure(Step(names=names, norms=[], weight_norms=weight_norms, update_norms=update_norms))
 
 
-def sampled_row(model, x, view, row_loss, grads, before, after, sites=((), ())) -> tuple:
-    """A sampled step's other families, from its gradients, the weights before and after the update, and
-    ``sites``: the attention and branch sites its forward pass captured (``Taps.capture``); and the attention
-    family's winning-slot counts (None where it has none), for :meth:`HostAccumulator.add`."""
-    norms = measures.norms(grads)
+def sampled_row(model, x, view, row_loss, grads, before, after, sites=((), ()), grad_norms=None) -> tuple:
+    """A sampled step's other families, from its gradients (``grad_norms``: their norms, where the step has them
+    already), the weights before and after the update, and ``sites``: the attention and branch sites its forward
+    pass captured (``Taps.capture``); and the attention family's winning-slot counts (None where it has none), for
+    :meth:`HostAccumulator.add`."""
+    norms = measures.norms(grads) if grad_norms is None else grad_norms
     mode, threshold = clip_setting(model.optimizer)
     attention, branches = sites
     step = Step(names=model.names, norms=norms, loss=row_loss, clip_mode=mode, clip_norm=threshold,

@@ -46,8 +46,9 @@ def train_step(model, data):
         dense = [torch.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
         outputs = _detached(y_pred)
         row_loss = data_loss(model, y, outputs, sample_weight, loss.detach(), penalties=bool(model.losses))
+        grad_norms = norms(dense) if sampled else None  # (they check the gradients' finiteness too)
         row, view, bad = every_step(model, y, outputs, sample_weight, loss.detach(), row_loss, dense, sampled,
-                                    xla=False)
+                                    xla=False, grad_norms=grad_norms)
         before = [v.value.detach().clone() for v in variables] if sampled else None
         if variables:
             model.optimizer.apply(grads, variables)
@@ -55,7 +56,7 @@ def train_step(model, data):
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
         if sampled:  # (Keras' PyTorch optimizers update the weights in place, never the gradients)
             found, histogram = sampled_row(model, x, view, row_loss, dense, before, [v.value for v in variables],
-                                           captured.sites())
+                                           captured.sites(), grad_norms)
             model.sampled_acc.add(column_names(found), as_vector(found), bad, histogram)
         model.acc.add(column_names(row), as_vector(row), bad)
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
