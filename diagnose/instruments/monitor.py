@@ -187,6 +187,7 @@ class Monitor(keras.callbacks.Callback):
         self._begun = runrecord.start_record(
             self.run_dir, model=describe(user) | {"instrumented": self.model.taps.found}, data={},
             train={"log_every": self.log_every, "probe_every": self.probe_every or "auto",
+                   "sample_every": self.model.schedule.every,
                    "optimizer": keras.optimizers.serialize(user.optimizer)["config"]},
             rebuild=self.rebuild, summary=self.variables | {"contract": self.contract})
         self.log = RowLog(self.run_dir, tensorboard=self.tensorboard)
