@@ -11,7 +11,10 @@ that neither always runs first; the first call of each is a warm-up that traces 
 The figure is the median over rounds of the two fits' time ratio (a round's two fits run
 back to back, so drifts in the machine's speed between rounds cancel), with its
 interquartile range; beside it the same for the median epoch of each fit, which leaves out
-what happens once per fit (Monitor's start, the run record's last writes).
+what happens once per fit (Monitor's start, the run record's last writes). With
+``--noise-floor`` a second copy of the plain fit joins the rotation, and the ratio of the two
+plain fits, which nothing but the machine moves, is reported beside (two copies of one model
+are two sets of weights in memory, which can run at different speeds).
 Each model is timed at the case's own length (240 steps, a fit of 0.2-1 s: what happens
 once a fit, the contract, the probes, the record's writes, weighs most there) and, with
 ``--lengths 1 10``, at ten times its epochs (2,400 steps: closer to a fit people wait
@@ -99,13 +102,19 @@ def _quartiles(values: list[float]) -> list[float]:
     return [q[0], q[2]]
 
 
-def measure(case, rounds: int, scratch: Path, length: int = 1, probe_rows: int = PROBE_SIZE) -> dict:
+def measure(case, rounds: int, scratch: Path, length: int = 1, probe_rows: int = PROBE_SIZE,
+            noise_floor: bool = False) -> dict:
+    """``noise_floor``: a second copy of the plain fit timed in the same rotation; the ratio of the two plain
+    copies is what the machine alone moves a ratio by (the same model, seed and data)."""
     import keras
 
-    epochs = {"plain": [], "instrumented": []}
+    epochs = {"plain": [], "instrumented": [], "plain again": []}
     plain, setup = _runner(case, None, epochs["plain"], length)
     ours, _ = _runner(case, scratch / f"{case.name}-{length}", epochs["instrumented"], length, probe_rows)
-    times = alternate({"plain": plain, "instrumented": ours}, rounds)
+    runners = {"plain": plain, "instrumented": ours}
+    if noise_floor:
+        runners["plain again"] = _runner(case, None, epochs["plain again"], length)[0]
+    times = alternate(runners, rounds)
     for key in epochs:  # drop the warm-up call's
         epochs[key] = epochs[key][1:]
     ratios = [o / p for o, p in zip(times["instrumented"], times["plain"])]
@@ -120,7 +129,9 @@ def measure(case, rounds: int, scratch: Path, length: int = 1, probe_rows: int =
             "step_ms_instrumented": 1e3 * statistics.median(times["instrumented"]) / steps,
             "ratio": statistics.median(ratios), "ratio_iqr": _quartiles(ratios),
             "epoch_ratio": statistics.median(epoch_ratios), "epoch_ratio_iqr": _quartiles(epoch_ratios),
-            "ratios": ratios, "epoch_ratios": epoch_ratios}
+            "ratios": ratios, "epoch_ratios": epoch_ratios,
+            **({"noise_ratio": statistics.median(noise), "noise_ratio_iqr": _quartiles(noise), "noise_ratios": noise}
+               if (noise := [a / p for a, p in zip(times.get("plain again", []), times["plain"])]) else {})}
 
 
 def main() -> None:
@@ -133,6 +144,9 @@ def main() -> None:
     ap.add_argument("--probe-rows", type=int, default=PROBE_SIZE, metavar="N",
                     help=f"examples in the probe batch handed to the Monitor (default {PROBE_SIZE}); 0: none handed, "
                          "the Monitor picks its own from the data as in a user's fit (up to 256)")
+    ap.add_argument("--noise-floor", action="store_true",
+                    help="also time a second copy of the plain fit in the same rotation: the ratio of the two plain "
+                         "fits is how far the machine alone moves a ratio")
     ap.add_argument("--out", help="result name under bench/results/ (default overhead_keras, on JAX and PyTorch "
                                   "overhead_keras_jax and overhead_keras_torch)")
     args = ap.parse_args()
@@ -150,21 +164,26 @@ def main() -> None:
         for length in args.lengths:
             for name in args.models:
                 try:
-                    results.append(measure(cases[name], args.rounds, Path(scratch), length, args.probe_rows))
+                    results.append(measure(cases[name], args.rounds, Path(scratch), length, args.probe_rows,
+                                           args.noise_floor))
                 except Exception as error:  # noqa: BLE001  (a model instrument() cannot take is a result too)
                     message = (str(error).strip().splitlines() or [""])[0][:200]
                     results.append({"model": name, "length": length, "error": f"{type(error).__name__}: {message}"})
     print(f"Keras backend: {backend}")
-    print("| model | steps per fit | plain ms/step | instrumented ms/step | ratio (IQR) | median-epoch ratio (IQR) |")
-    print("|---|---|---|---|---|---|")
+    floor = " plain again / plain (IQR) |" if args.noise_floor else ""
+    print(f"| model | steps per fit | plain ms/step | instrumented ms/step | ratio (IQR) | median-epoch ratio (IQR) |"
+          f"{floor}")
+    print("|---|---|---|---|---|---|" + ("---|" if floor else ""))
     for r in results:
         if "error" in r:
-            print(f"| {r['model']} | crashed: {r['error']} | | | | |")
+            print(f"| {r['model']} | crashed: {r['error']} | | | | |" + (" |" if floor else ""))
             continue
         whole, epoch = r["ratio_iqr"], r["epoch_ratio_iqr"]
+        noise = (f" {r['noise_ratio']:.3f} ({r['noise_ratio_iqr'][0]:.3f}-{r['noise_ratio_iqr'][1]:.3f}) |"
+                 if "noise_ratio" in r else "")
         print(f"| {r['model']} | {r['steps_per_fit']} | {r['step_ms_plain']:.1f} | {r['step_ms_instrumented']:.1f} "
               f"| {r['ratio']:.3f} ({whole[0]:.3f}-{whole[1]:.3f}) "
-              f"| {r['epoch_ratio']:.3f} ({epoch[0]:.3f}-{epoch[1]:.3f}) |")
+              f"| {r['epoch_ratio']:.3f} ({epoch[0]:.3f}-{epoch[1]:.3f}) |{noise}")
     print("ratio: median over rounds of (instrumented fit / plain fit), timed back to back; goal <= 1.05")
     name = args.out or ("overhead_keras" if backend == "tensorflow" else f"overhead_keras_{backend}")
     print(f"-> {write_result(name, {'goal': 1.05, 'backend': backend, 'results': results})}")

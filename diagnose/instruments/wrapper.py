@@ -16,30 +16,23 @@ Keras' unchanged. So the losses, weights and ``History`` are those of
 from __future__ import annotations
 
 import functools
-import warnings
 
 from diagnose._tf import import_tensorflow_quietly
 from diagnose.errors import DiagnoseError
-from diagnose.instruments.gradients import clip_scales, dedupe_slices
-from diagnose.instruments import measures, registry
+from diagnose.instruments import measures
 from diagnose.instruments.accumulate import Accumulator, read_and_reset
 from diagnose.instruments.backends import BACKEND, backend_step
 from diagnose.instruments.describe import input_names
-from diagnose.instruments.family import Step
 from diagnose.instruments.monitor import Monitor
 from diagnose.instruments.probe_data import probe_batch
 from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
-from diagnose.instruments.targets import (LossInfo, OutputLossRecorder, TargetStats, classifier_view,
-                                         output_losses, per_output)
-from diagnose.instruments.backends.common import (HostAccumulator, clip_setting, data_loss, logged_loss,
-                                                  output_health_rows, output_rows, probe_losses,
-                                                  weight_changes)
-from diagnose.instruments.update_ratios import Snapshot, plain_sgd, sgd_delta_norms
+from diagnose.instruments.targets import LossInfo, OutputLossRecorder, TargetStats, per_output
+from diagnose.instruments.backends.common import HostAccumulator, probe_losses
+from diagnose.instruments.update_ratios import Snapshot
 
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
-from keras.src.losses.loss import unscale_loss_for_distribution  # noqa: E402  (as Keras' own train step)
 
 __all__ = ["instrument", "Instrumented"]
 
@@ -164,42 +157,13 @@ class Instrumented(keras.Model):
         return train_function
 
     def train_step(self, data, sampled=None):
-        """Keras' train step with the instruments; ``sampled``: the host's choice, else the schedule's in-graph."""
+        """Keras' train step with the instruments, the running backend's (:mod:`~diagnose.instruments.backends`;
+        on JAX the train function calls its steps itself); ``sampled`` (TensorFlow): the host's choice, else the
+        schedule's in-graph."""
+        step = backend_step()
         if BACKEND == "torch":
-            return (backend_step().own_train_step if self._custom_step else backend_step().train_step)(self, data)
-        if self._custom_step:
-            return self._custom_train_step(data, sampled)
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if not self._ready:  # a model fit could not build before (its data a generator): built by this call
-            self.user_model(x, training=False)
-            self.setup()
-        if self.loss_info.several:  # each output's loss, as Keras' compiled loss computes it in this step
-            self.recorder.attach(self._compile_loss)
-        # Keras' own train step, with the layers' tensors captured on the way.
-        with self.taps.capture() as captured, tf.GradientTape() as tape:
-            y_pred = self.user_model(x, training=True)
-            loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-            self._loss_tracker.update_state(
-                unscale_loss_for_distribution(loss),
-                sample_weight=tf.shape(next(i for i in keras.tree.flatten(x) if i is not None))[0])
-            scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
-        variables = self.trainable_weights
-        grads = tape.gradient(scaled, variables)
-        sampled = self.schedule.due() if sampled is None else sampled
-        row, view, bad, finite = self._every_step(x, y, y_pred, sample_weight, loss, grads, sampled)
-        # Before the weights move, on sampled steps: their norms (and, to measure the change, a copy).
-        weight_norms = _when(sampled, lambda: self._before_update(variables), lambda: tf.zeros(len(variables)))
-        # The rate this step applies (a schedule moves it on); plain SGD's update ratios read it.
-        lr = None if sampled is False else tf.identity(self.optimizer.learning_rate)
-        if variables:
-            self.optimizer.apply_gradients(zip(grads, variables))  # as Keras applies them, non-finite values too
-        else:  # every weight frozen: nothing to update, as Keras' own train step says
-            warnings.warn("The model does not have any trainable weights.", stacklevel=2)
-        _when(sampled, lambda: self._measure(x, y, view, lr, row["loss"], grads, variables, weight_norms, finite,
-                                             captured, bad, in_graph=not isinstance(sampled, bool)),
-              lambda: tf.constant(False))
-        self.acc.add(row, None, bad)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+            return (step.own_train_step if self._custom_step else step.train_step)(self, data)
+        return (step.own_train_step if self._custom_step else step.train_step)(self, data, sampled)
 
     def test_step(self, *args):
         """Keras' test step (or the user's own), with the arguments of the backend's (JAX: state, data)."""
@@ -219,107 +183,6 @@ class Instrumented(keras.Model):
         super().reset_metrics()
         if self._custom_step or self._custom_test:
             self.user_model.reset_metrics()
-
-    def _custom_train_step(self, data, sampled=None):
-        """The user's own train step, unchanged; measured from outside: its loss, and the weights' change."""
-        self.setup()
-        variables = self.user_model.trainable_variables
-        sampled = self.schedule.due() if sampled is None else sampled
-        weight_norms = _when(sampled, lambda: self._before_update(variables, snapshot=True),
-                             lambda: tf.zeros(len(variables)))
-        logs = self.user_model.train_step(data)
-        row, finite = logged_loss(logs)
-
-        def measure():
-            self.sampled_acc.add(weight_changes(self.names, tf.unstack(weight_norms, num=len(variables)),
-                                                self.snapshot.changes(variables, grouped=not self.jit_compile)),
-                                 None, tf.zeros(1 + len(variables), tf.bool))
-            if not isinstance(sampled, bool):
-                self.schedule.measured()
-            return tf.constant(True)
-
-        _when(sampled, measure, lambda: tf.constant(False))
-        bad = tf.concat([[tf.logical_not(finite)], tf.zeros(len(variables), tf.bool)], 0)
-        self.acc.add(row, None, bad)
-        return logs
-
-    def _every_step(self, x, y, y_pred, sample_weight, loss, grads, sampled):
-        """The figures taken on every step: loss, accuracy, loss noise, and whether anything went non-finite.
-
-        Every gradient is checked on sampled steps and whenever the loss is not finite;
-        between them a non-finite gradient shows as a non-finite loss one step later
-        (it makes the weights, hence the next loss, non-finite).
-        """
-        if self.loss_info.several:
-            row, views = self._output_rows(y, y_pred, sample_weight, loss)
-        else:
-            row = {"loss": self._data_loss(y, y_pred, sample_weight, loss)}
-        # several outputs: each classifier output's view by name, for its accuracy (above) and health (sampled)
-        view = views if self.loss_info.several else classifier_view(y, y_pred, self.loss_info)
-        if view is not None and not self.loss_info.several:
-            row["accuracy"] = view.accuracy(xla=bool(self.jit_compile))
-        row.update(registry.measure(Step(names=self.names, norms=[], loss=row["loss"]), every_step=True)[0])
-        loss_ok = tf.math.is_finite(tf.cast(loss, tf.float32))
-        checked = loss_ok if sampled is False else tf.logical_and(loss_ok, tf.logical_not(sampled))
-        bad = (self._nonfinite(loss, grads) if sampled is True else
-               tf.cond(checked, lambda: tf.zeros(1 + len(grads), tf.bool), lambda: self._nonfinite(loss, grads)))
-        return row, view, bad, tf.logical_not(tf.reduce_any(bad))
-
-    def _output_rows(self, y, y_pred, sample_weight, total) -> tuple[dict, dict]:
-        """A model with several outputs: the loss (Keras' weighted sum of the outputs' losses, without
-        regularisation penalties), and each output's own loss and a classifier output's accuracy
-        (``loss/NAME``, ``accuracy/NAME``), read without moving Keras' own per-output trackers; and the
-        classifier outputs' views by name."""
-        # The values Keras' compiled loss computed in this step, else the same losses computed again (Keras
-        # built its loss inside this trace: nothing could be recorded; the values are the same, though the
-        # graph optimizer may then order the total's float sums otherwise, by an ulp).
-        found = list(self.recorder.values) or output_losses(self._compile_loss, y, y_pred, sample_weight)
-        # The loss: Keras' total without the layers' penalties.
-        loss = tf.cast(total, tf.float32)
-        if self.losses:
-            loss -= tf.cast(tf.add_n([tf.cast(penalty, tf.float32) for penalty in self.losses]), tf.float32)
-        return output_rows(self, found, loss, xla=bool(self.jit_compile))
-
-    def _nonfinite(self, loss, grads):
-        checks = [tf.constant(False) if g is None else
-                  tf.logical_not(tf.reduce_all(tf.math.is_finite(measures.values(g)))) for g in grads]
-        return tf.stack([tf.logical_not(tf.math.is_finite(tf.cast(loss, tf.float32))), *checks])
-
-    def _before_update(self, variables, snapshot: bool = False):
-        """||w|| per variable before the step (sampled steps); keeps a copy where the change must be measured."""
-        if snapshot or not plain_sgd(self.optimizer):
-            self.snapshot.take(variables)
-        return tf.stack(measures.norms(variables, grouped=not self.jit_compile))
-
-    def _measure(self, x, y, view, lr, data_loss, grads, variables, weight_norms, finite, captured, bad,
-                 in_graph=True):
-        """A sampled step: every other family, from the step's gradients, weights and captured sites."""
-        # Norms of the dense gradient (an embedding's rows looked up twice summed first).
-        dense = [tf.zeros_like(v) if g is None else dedupe_slices(g) for g, v in zip(grads, variables)]
-        norms = measures.gradient_norms(dense, grouped=not self.jit_compile)
-        mode, threshold = clip_setting(self.optimizer)
-        if plain_sgd(self.optimizer):  # the change is lr * ||g applied||: no copy of the weights needed
-            update_norms = sgd_delta_norms(lr, norms, clip_scales(norms, mode, threshold), finite)
-        else:
-            update_norms = self.snapshot.changes(variables, grouped=not self.jit_compile)
-        attention, branches = captured.sites()
-        step = Step(names=self.names, norms=norms, loss=data_loss, clip_mode=mode, clip_norm=threshold,
-                    weight_norms=tf.unstack(weight_norms, num=len(variables)), update_norms=update_norms,
-                    attention=attention, branches=branches, inputs=self._named_inputs(x))
-        if view is not None and not isinstance(view, dict):
-            step.outputs, step.labels, step.row_weights, step.output_kind = (
-                view.outputs, view.labels, view.row_weights, view.kind)
-            if not self.targets.exact:  # data fit read as a stream: sampled batches suffice
-                self.targets.add_classes(view.labels, view.row_weights, view.classes)
-        elif self.loss_info.kind == "regression" and not self.targets.exact:
-            self.targets.add_values(y)
-        measured, hist = registry.measure(step, every_step=False)
-        if isinstance(view, dict):  # several outputs: each classifier output's health, as COLUMN/NAME
-            measured.update(output_health_rows(self.names, view))
-        self.sampled_acc.add(measured, hist, bad)
-        if in_graph:  # the host's schedule knows already
-            self.schedule.measured()
-        return tf.constant(True)
 
     def peek_row(self) -> dict:
         """The means of every column since the last read, leaving them to be read (host call)."""
@@ -378,17 +241,6 @@ class Instrumented(keras.Model):
             names = [f"in{i}" for i in range(len(flat))]
         return list(zip(names, flat))
 
-    def _data_loss(self, y, y_pred, sample_weight, total):
-        """The loss as the model's loss computes it, per example, without regularisation penalties.
-
-        With sample or class weights, per unit of weight: Keras averages w * loss over the
-        examples, which moves the loss's scale with the weights' mean (x1.8 for class
-        weights {0: 1, 1: 9} at 10% positives), while the baselines the rules compare it
-        with (ln V, the label entropy, the loss at step 0) are unweighted; the weighted
-        mean sum(w * loss) / sum(w) keeps their scale, and is the masked mean for 0/1 weights.
-        """
-        return data_loss(self, y, y_pred, sample_weight, total, penalties=bool(self.losses))
-
     def probe_losses(self, x, y, unread: bool = False):
         """The data loss on (x, y) with real, batch-shuffled and zeroed inputs (one host read); the outputs on
         the real inputs are kept in ``probe_outputs`` (numpy, the model's output structure) for the task's error,
@@ -438,13 +290,6 @@ class Instrumented(keras.Model):
             for monitor in monitors:
                 monitor.record_failure(exc)
             raise
-
-
-def _when(pred, then, otherwise):
-    """``tf.cond``, or just the branch taken when ``pred`` is a Python bool (the host's schedule)."""
-    if isinstance(pred, bool):
-        return then() if pred else otherwise()
-    return tf.cond(pred, then, otherwise)
 
 
 def instrument(model: keras.Model) -> Instrumented:

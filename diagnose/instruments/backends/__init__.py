@@ -1,8 +1,8 @@
 """The instrumented train step on each Keras backend, the one Keras picked at import (``KERAS_BACKEND``).
 
-TensorFlow's is the wrapper's own (:mod:`diagnose.instruments.wrapper`); JAX's and
-PyTorch's are written the way Keras' own trainers write theirs (:mod:`.jax`,
-:mod:`.torch`), with the instruments they share in :mod:`.common`.
+Each is written the way Keras' own trainer for that backend writes its step
+(:mod:`.tensorflow`, :mod:`.jax`, :mod:`.torch`), with the instruments they share in
+:mod:`.common`; the wrapper (:mod:`diagnose.instruments.wrapper`) calls the running one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,6 @@ BACKEND = keras.backend.backend()
 
 
 def backend_step():
-    """The module of the running backend's train step: :mod:`.jax` or :mod:`.torch` (each imports its
-    library, loaded only where Keras runs on it)."""
+    """The module of the running backend's train step: :mod:`.tensorflow`, :mod:`.jax` or :mod:`.torch` (each
+    imports its library, loaded only where Keras runs on it)."""
     return importlib.import_module(f"diagnose.instruments.backends.{BACKEND}")
