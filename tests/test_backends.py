@@ -161,13 +161,13 @@ def test_the_monitor_never_copies_jaxs_state_into_the_variables(tmp_path, monkey
 
 @pytest.mark.skipif(BACKEND != "jax", reason="only JAX's probes run on the state fit holds")
 def test_a_probe_on_fits_state_reads_what_a_probe_on_the_variables_reads(tmp_path, monkeypatch):
-    from diagnose.instruments.backends import common
+    from diagnose.instruments.backends import inference
 
     x, y = _data()
     found = []
     for on_state in (True, False):
         if not on_state:  # the state written into the variables first, as Keras' Callback.model would
-            monkeypatch.setattr(common, "_fit_weights", lambda model: None)
+            monkeypatch.setattr(inference, "_fit_weights", lambda model: None)
         keras.utils.set_random_seed(3)
         run = tmp_path / f"run{on_state}"
         diagnose.instrument(_model()).fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[

@@ -155,7 +155,7 @@ def _forward(model):
     if keras.backend.backend() == "tensorflow":
         return functools.partial(model, training=False)
     if getattr(model, "_diagnose_forward", None) is None:
-        from diagnose.instruments.backends.common import inference_function
+        from diagnose.instruments.backends.inference import inference_function
 
         # (set past Keras' attribute tracking; a cycle through the model, collected with it)
         object.__setattr__(model, "_diagnose_forward", inference_function(model, lambda run, batch: run(batch)))

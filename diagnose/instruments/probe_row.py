@@ -11,7 +11,7 @@ model's variables (:mod:`~diagnose.instruments.rng`).
 from __future__ import annotations
 
 from diagnose._tf import import_tensorflow_quietly
-from diagnose.instruments.backends.common import sync_state
+from diagnose.instruments.backends.inference import sync_state
 from diagnose.instruments.contract import target_of
 from diagnose.instruments.rng import random_state_kept
 from diagnose.instruments.task_error import task_error

@@ -28,7 +28,8 @@ from diagnose.instruments.probe_data import probe_batch
 from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
 from diagnose.instruments.targets import LossInfo, OutputLossRecorder, TargetStats, per_output
-from diagnose.instruments.backends.common import HostAccumulator, probe_losses
+from diagnose.instruments.backends.common import HostAccumulator
+from diagnose.instruments.backends.inference import probe_losses
 from diagnose.instruments.update_ratios import Snapshot
 
 tf = import_tensorflow_quietly()
@@ -249,7 +250,7 @@ class Instrumented(keras.Model):
 
         ``unread``: a call that reads them later is returned instead; on JAX during fit the passes then run on
         fit's state behind the steps, neither waiting for them nor writing the state into the variables (see
-        :func:`~diagnose.instruments.backends.common.probe_losses`); elsewhere they are read now.
+        :func:`~diagnose.instruments.backends.inference.probe_losses`); elsewhere they are read now.
         """
         for name in ("probe_outputs", "probe_shuffled_outputs"):
             object.__setattr__(self, name, None)

@@ -135,7 +135,7 @@ def loss_step(model):
     import keras
     from keras import ops
 
-    from diagnose.instruments.backends.common import inference_function
+    from diagnose.instruments.backends.inference import inference_function
     from diagnose.instruments.targets import LossInfo, classifier_view
 
     info = LossInfo.of(model)
