@@ -100,7 +100,7 @@ def test_compare_takes_val_loss_and_an_old_name_and_lists_every_column(tmp_path)
 
 
 def test_the_monitor_records_compiled_metrics_under_history_s_names_and_its_own_columns_once():
-    from diagnose.instruments.monitor import _compiled_metrics
+    from diagnose.instruments.epoch_logs import compiled_metrics as _compiled_metrics
 
     logs = {"loss": 1.0, "accuracy": 0.5, "mae": 0.2, "val_loss": 1.1, "val_accuracy": 0.4, "val_mae": 0.3,
             "val_auc": 0.7, "out_loss": 0.4, "val_out_loss": 0.5, "val_out_sparse_categorical_accuracy": 0.6,

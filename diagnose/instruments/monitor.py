@@ -17,7 +17,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 
 from diagnose import runrecord, studydir
 from diagnose._tf import import_tensorflow_quietly
@@ -26,6 +25,7 @@ from diagnose.errors import DiagnoseError
 from diagnose.instruments.contract import target_of, task_contract
 from diagnose.instruments.task_error import constant_task_error
 from diagnose.instruments.describe import describe, initial_weights, variable_layers, variables
+from diagnose.instruments.epoch_logs import epoch_columns
 from diagnose.instruments.preparation import as_arrays
 from diagnose.instruments.probe_data import check_probe, examples, first_batch
 from diagnose.instruments.probe_row import ProbeRow
@@ -46,9 +46,6 @@ DEFAULT_LOG_EVERY = 20
 # ... and a shorter fit at least 16 rows: the curve rules need four rows in their windows (the
 # last fifth to third of the run) to see a trend or a flip.
 MIN_AUTO_ROWS = 16
-# Validation metrics Keras may log for accuracy, by the name the user compiled.
-_VALID_ACCURACY = ("val_accuracy", "val_acc", "val_sparse_categorical_accuracy", "val_categorical_accuracy",
-                   "val_binary_accuracy")
 
 
 class Monitor(keras.callbacks.Callback):
@@ -264,27 +261,8 @@ class Monitor(keras.callbacks.Callback):
         self._read_rows()  # fit has waited for the epoch's steps already
         row = self.log.rows[-1] if self.log.rows else None
         if row is not None and logs:
-            if "val_loss" in logs:
-                row["val_loss"] = float(logs["val_loss"]) / self._validation_divisor()
-            accuracy = next((k for k in _VALID_ACCURACY if k in logs), None)
-            if accuracy is not None:
-                row["val_accuracy"] = float(logs[accuracy])
-            weighted = []
-            for name, info, weight in self.model.outputs:  # several outputs: Keras' val_NAME_loss, val_NAME_accuracy
-                if f"val_{name}_loss" in logs:
-                    divisor = float(self.contract_inputs.get("validation_batch_size") or 1) \
-                        if info is not None and info.summed else 1.0
-                    row[f"val_loss/{name}"] = float(logs[f"val_{name}_loss"]) / divisor
-                    weighted.append(weight * row[f"val_loss/{name}"])
-                elif info is not None:
-                    weighted.append(None)
-                accuracy = next((f"val_{name}_{k[4:]}" for k in _VALID_ACCURACY if f"val_{name}_{k[4:]}" in logs),
-                                None)
-                if accuracy is not None:
-                    row[f"val_accuracy/{name}"] = float(logs[accuracy])
-            if weighted and None not in weighted:  # per example, without the penalties, as the training rows
-                row["val_loss"] = sum(weighted)
-            row.update(_compiled_metrics(logs, [name for name, _, _ in self.model.outputs], row))
+            row.update(epoch_columns(logs, row, self.model.outputs, self._validation_divisor(),
+                                     self.contract_inputs.get("validation_batch_size")))
         if self.log.flush_due(boundary=True):  # spaced so that rewrites stay ~1% of a short fit's time
             self._record_started()
             self.log.flush()
@@ -395,19 +373,6 @@ class Monitor(keras.callbacks.Callback):
         self.finished = True
         if (self.params or {}).get("verbose", 1) != 0:  # fit(verbose=0) shows nothing, as Keras' progress bar
             print(end_line(summary, self.run_dir), flush=True)
-
-
-def _compiled_metrics(logs: dict, outputs: list[str], row: dict) -> dict:
-    """The metrics the model compiled, under the names Keras logs them in ``History`` (``mae``, ``val_auc``,
-    ``val_NAME_mae``), that the row does not hold already: the losses and accuracies, its own columns
-    (``loss``, ``val_loss/NAME``, ``accuracy``...), and any column of that name."""
-    accuracies = {k[4:] for k in _VALID_ACCURACY}
-    own = {"loss", *accuracies}
-    for name in outputs:
-        own |= {f"{name}_loss", *(f"{name}_{k}" for k in accuracies)}
-    own |= {f"val_{k}" for k in own}
-    return {k: float(v) for k, v in logs.items()
-            if k not in own and k not in row and isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
 
 
 def _auto_log_every(params) -> int:
