@@ -27,7 +27,8 @@ from diagnose.instruments.monitor import Monitor
 from diagnose.instruments.probe_data import probe_batch
 from diagnose.instruments.schedule import Schedule
 from diagnose.instruments.taps import Taps
-from diagnose.instruments.targets import LossInfo, OutputLossRecorder, TargetStats, per_output
+from diagnose.instruments.target_stats import TargetStats
+from diagnose.instruments.targets import LossInfo, OutputLossRecorder, per_output
 from diagnose.instruments.backends.common import HostAccumulator
 from diagnose.instruments.backends.inference import probe_losses
 from diagnose.instruments.update_ratios import Snapshot
