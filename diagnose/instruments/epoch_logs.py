@@ -13,26 +13,29 @@ VALID_ACCURACY = ("val_accuracy", "val_acc", "val_sparse_categorical_accuracy", 
                   "val_binary_accuracy")
 
 
-def epoch_columns(logs: dict, row: dict, outputs: list, divisor: float, validation_batch_size) -> dict:
+def epoch_columns(logs: dict, row: dict, loss_info, outputs: list, validation_batch_size) -> dict:
     """The columns the epoch's last ``row`` gets from Keras' ``logs``.
 
     Args:
+        loss_info: the model's loss (:class:`~diagnose.instruments.targets.LossInfo`).
         outputs: the model's outputs as ``(name, LossInfo or None, loss weight)`` (several outputs), else empty.
-        divisor: what turns Keras' val_loss into a loss per example (the validation batch size for a loss summed
-            over the batch, else 1).
-        validation_batch_size: the same for one output whose loss sums over the batch.
+        validation_batch_size: the batch size fit validates with (None: fit validates nothing).
     """
+    def per_example(value: float, info) -> float:
+        # Keras' val_loss per example, the training rows' unit: divided by the validation batch size where the
+        # loss sums over the batch (exact when every batch is full)
+        return value / float(validation_batch_size or 1) if info is not None and info.summed else value
+
     found = {}
     if "val_loss" in logs:
-        found["val_loss"] = float(logs["val_loss"]) / divisor
+        found["val_loss"] = per_example(float(logs["val_loss"]), loss_info)
     accuracy = next((k for k in VALID_ACCURACY if k in logs), None)
     if accuracy is not None:
         found["val_accuracy"] = float(logs[accuracy])
     weighted = []
     for name, info, weight in outputs:  # several outputs: Keras' val_NAME_loss, val_NAME_accuracy
         if f"val_{name}_loss" in logs:
-            each = float(validation_batch_size or 1) if info is not None and info.summed else 1.0
-            found[f"val_loss/{name}"] = float(logs[f"val_{name}_loss"]) / each
+            found[f"val_loss/{name}"] = per_example(float(logs[f"val_{name}_loss"]), info)
             weighted.append(weight * found[f"val_loss/{name}"])
         elif info is not None:
             weighted.append(None)

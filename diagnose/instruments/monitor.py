@@ -193,13 +193,6 @@ class Monitor(keras.callbacks.Callback):
         if self._after_steps:
             self.model.step_hooks.append(self._after_step)
 
-    def _validation_divisor(self) -> float:
-        """What turns Keras' val_loss into a loss per example, the unit of the training rows: the
-        validation batch size for a loss summed over the batch (exact when every batch is full), else 1."""
-        if not self.model.loss_info.summed:
-            return 1.0
-        return float(self.contract_inputs.get("validation_batch_size") or 1)
-
     def _contract(self, user, probe_outputs=None) -> dict:
         """The model-task contract's facts (:mod:`~diagnose.instruments.contract`), read before the first step;
         ``probe_outputs``: the model's outputs on the probe batch, real and shuffled, where a probe took them."""
@@ -261,7 +254,7 @@ class Monitor(keras.callbacks.Callback):
         self._read_rows()  # fit has waited for the epoch's steps already
         row = self.log.rows[-1] if self.log.rows else None
         if row is not None and logs:
-            row.update(epoch_columns(logs, row, self.model.outputs, self._validation_divisor(),
+            row.update(epoch_columns(logs, row, self.model.loss_info, self.model.outputs,
                                      self.contract_inputs.get("validation_batch_size")))
         if self.log.flush_due(boundary=True):  # spaced so that rewrites stay ~1% of a short fit's time
             self._record_started()
